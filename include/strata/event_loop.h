@@ -1,0 +1,53 @@
+// EventLoop: one thread's I/O loop. Owns one IoEngine; runs completions, posted work and retries.
+#ifndef STRATA_EVENT_LOOP_H_
+#define STRATA_EVENT_LOOP_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "strata/env.h"
+#include "strata/status.h"
+
+namespace strata {
+
+class EventLoop {
+ public:
+  // Creates a loop whose engine comes from `env` (Env::Default() when null).
+  static Result<std::unique_ptr<EventLoop>> Create(Env* env, uint32_t queue_depth = 256);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  IoEngine* engine() { return engine_.get(); }
+
+  // Thread-safe: `fn` runs on the loop's thread during a later RunOnce().
+  void Post(std::function<void()> fn);
+  // Loop thread only: `fn` runs on the next turn. Used to retry work that found a chunk busy.
+  void Defer(std::function<void()> fn);
+  // Runs one turn: waits up to `timeout_ms` (shorter when work is deferred) for completions or
+  // posts, then runs them. Loop thread only.
+  void RunOnce(int timeout_ms);
+  // Runs turns until `done()` is true. Loop thread only.
+  void RunUntil(const std::function<bool()>& done);
+
+  // Free list of chunk-sized aligned buffers for bounce I/O (no allocation in steady state).
+  void* TakeBuffer(size_t size_bytes);
+  void GiveBuffer(void* buf, size_t size_bytes);
+
+ private:
+  explicit EventLoop(std::unique_ptr<IoEngine> engine);
+  std::unique_ptr<IoEngine> engine_;
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;  // GUARDED_BY(posted_mu_)
+  std::vector<std::function<void()>> deferred_;
+  std::vector<std::function<void()>> running_;
+  std::vector<std::pair<size_t, std::vector<void*>>> buffers_;
+};
+
+}  // namespace strata
+
+#endif  // STRATA_EVENT_LOOP_H_

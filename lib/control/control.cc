@@ -1,0 +1,174 @@
+#include "control/control.h"
+
+#include <ctime>
+#include <functional>
+#include <map>
+
+#include "util/units.h"
+
+namespace strata {
+
+namespace {
+
+using nlohmann::json;
+
+uint64_t GiBCeil(uint64_t bytes) { return (bytes + (1ull << 30) - 1) >> 30; }
+
+Result<std::string> StringArg(const json& args, const char* name) {
+  if (!args.contains(name) || !args[name].is_string() || args[name].get<std::string>().empty()) {
+    return Status::InvalidArgument(std::string("missing --") + name);
+  }
+  return args[name].get<std::string>();
+}
+
+Result<uint64_t> SizeArg(const json& args, const char* name) {
+  STRATA_ASSIGN_OR_RETURN(std::string text, StringArg(args, name));
+  return ParseSize(text, 1ull << 30);  // a bare number is GiB, as EBS
+}
+
+Result<json> CreateVolume(Pool* pool, const json& args) {
+  VolumeSpec spec;
+  STRATA_ASSIGN_OR_RETURN(spec.size_bytes, SizeArg(args, "size"));
+  if (args.contains("name") && args["name"].is_string()) {
+    spec.name = args["name"].get<std::string>();
+  }
+  if (args.contains("volume-type") && args["volume-type"].is_string()) {
+    spec.volume_type = args["volume-type"].get<std::string>();
+  }
+  static const char* kTypes[] = {"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"};
+  bool known = false;
+  for (const char* t : kTypes) {
+    known = known || spec.volume_type == t;
+  }
+  if (!known) {
+    return Status::InvalidArgument("unknown volume type '" + spec.volume_type +
+                                   "' (gp2, gp3, io1, io2, st1, sc1, standard)");
+  }
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->CreateVolume(spec));
+  return VolumeJson(info);
+}
+
+Result<json> DescribeVolumes(Pool* pool, const json& args) {
+  json volumes = json::array();
+  if (args.contains("volume-ids") && args["volume-ids"].is_array() && !args["volume-ids"].empty()) {
+    for (const auto& id : args["volume-ids"]) {
+      STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id.get<std::string>()));
+      volumes.push_back(VolumeJson(info));
+    }
+  } else {
+    for (const VolumeInfo& info : pool->ListVolumes()) {
+      volumes.push_back(VolumeJson(info));
+    }
+  }
+  return json{{"Volumes", volumes}};
+}
+
+Result<json> DeleteVolume(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "volume-id"));
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id));
+  STRATA_RETURN_IF_ERROR(pool->DeleteVolume(info.volume_id));
+  return json::object();
+}
+
+Result<json> ModifyVolume(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "volume-id"));
+  STRATA_ASSIGN_OR_RETURN(uint64_t size, SizeArg(args, "size"));
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo before, pool->DescribeVolume(id));
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo after, pool->ResizeVolume(before.volume_id, size));
+  return json{{"VolumeModification",
+               {{"VolumeId", after.volume_id},
+                {"ModificationState", "completed"},
+                {"TargetSize", GiBCeil(after.size_bytes)},
+                {"TargetSizeBytes", after.size_bytes},
+                {"OriginalSize", GiBCeil(before.size_bytes)},
+                {"OriginalSizeBytes", before.size_bytes},
+                {"TargetVolumeType", after.volume_type},
+                {"Progress", 100}}}};
+}
+
+Result<json> PoolInfoCommand(Pool* pool, const json&) {
+  PoolInfo i = pool->Info();
+  return json{{"Pool",
+               {{"Path", i.path},
+                {"ChunkSizeBytes", i.chunk_size_bytes},
+                {"CapacityBytes", i.capacity_bytes},
+                {"UsedBytes", i.used_bytes},
+                {"DataFileBytes", i.data_file_bytes},
+                {"MetadataBytes", i.meta_bytes},
+                {"VolumeCount", i.volume_count},
+                {"FreeChunks", i.free_chunks},
+                {"FrontierChunks", i.frontier_chunks},
+                {"IoEngine", i.io_engine},
+                {"DirectIo", i.direct_io},
+                {"LatchedError", i.latched_error}}}};
+}
+
+Result<json> PoolCheckCommand(Pool* pool, const json&) {
+  STRATA_ASSIGN_OR_RETURN(CheckReport r, pool->Check());
+  json out = {{"Check",
+               {{"Ok", r.problems.empty()},
+                {"Volumes", r.volumes},
+                {"Versions", r.versions},
+                {"DataChunks", r.data_chunks},
+                {"Problems", r.problems}}}};
+  if (!r.problems.empty()) {
+    return Status::Corruption("pool check found " + std::to_string(r.problems.size()) +
+                              " problem(s); first: " + r.problems[0]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string IsoTime(int64_t unix_ms) {
+  time_t secs = static_cast<time_t>(unix_ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(unix_ms % 1000));
+  return buf;
+}
+
+json VolumeJson(const VolumeInfo& info) {
+  json tags = json::array();
+  if (!info.name.empty()) {
+    tags.push_back({{"Key", "Name"}, {"Value", info.name}});
+  }
+  return json{{"VolumeId", info.volume_id},
+              {"Size", GiBCeil(info.size_bytes)},
+              {"SizeBytes", info.size_bytes},
+              {"State", info.state},
+              {"VolumeType", info.volume_type},
+              {"CreateTime", IsoTime(info.create_time_ms)},
+              {"AvailabilityZone", "local"},
+              {"Encrypted", false},
+              {"MultiAttachEnabled", false},
+              {"Attachments", json::array()},
+              {"Tags", tags}};
+}
+
+Result<json> ExecuteControl(Pool* pool, const json& request) {
+  using Handler = std::function<Result<json>(Pool*, const json&)>;
+  static const std::map<std::string, Handler> kHandlers = {
+      {"create-volume", CreateVolume}, {"describe-volumes", DescribeVolumes},
+      {"delete-volume", DeleteVolume}, {"modify-volume", ModifyVolume},
+      {"pool-info", PoolInfoCommand},  {"pool-check", PoolCheckCommand},
+  };
+  if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {
+    return Status::InvalidArgument("control request without a command");
+  }
+  auto it = kHandlers.find(request["command"].get<std::string>());
+  if (it == kHandlers.end()) {
+    return Status::InvalidArgument("unknown command '" + request["command"].get<std::string>() +
+                                   "'");
+  }
+  json args = request.contains("args") ? request["args"] : json::object();
+  if (!args.is_object()) {
+    return Status::InvalidArgument("control request args must be an object");
+  }
+  return it->second(pool, args);
+}
+
+}  // namespace strata

@@ -1,0 +1,26 @@
+// The control plane: every CLI verb as a JSON request executed against an open Pool.
+//
+// A request is {"command": "create-volume", "args": {...}}; the reply is the EC2-shaped JSON the
+// CLI prints. The CLI runs requests itself on an idle pool; a running strata-nbd runs the same
+// requests for it over its control socket, so the answers are identical either way.
+#ifndef STRATA_CONTROL_CONTROL_H_
+#define STRATA_CONTROL_CONTROL_H_
+
+#include <nlohmann/json.hpp>
+
+#include "strata/pool.h"
+
+namespace strata {
+
+// Executes `request`. Errors: InvalidArgument (unknown command, missing or malformed argument)
+// and whatever the Pool call returns.
+Result<nlohmann::json> ExecuteControl(Pool* pool, const nlohmann::json& request);
+
+// EC2 DescribeVolumes item for a volume.
+nlohmann::json VolumeJson(const VolumeInfo& info);
+// ISO 8601 UTC with milliseconds, as the AWS CLI prints times.
+std::string IsoTime(int64_t unix_ms);
+
+}  // namespace strata
+
+#endif  // STRATA_CONTROL_CONTROL_H_

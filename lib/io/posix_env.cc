@@ -1,0 +1,146 @@
+// The POSIX Env: files are plain fds; engines are io_uring (UringEngine) or pread/pwrite.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "strata/env.h"
+
+#include "io/inline_engine.h"
+#include "io/uring_engine.h"
+
+namespace strata {
+namespace {
+
+Status Errno(const char* what, int err) { return Status::FromErrno(what, err); }
+
+// Fallback engine when io_uring is unavailable: the op runs at Submit, in full.
+class SyncEngine final : public InlineEngine {
+ public:
+  const char* name() const override { return "sync"; }
+
+ protected:
+  int32_t Execute(IoOp* op) override {
+    if (op->kind == IoOp::Kind::kSync) {
+      return fdatasync(op->file) == 0 ? 0 : -errno;
+    }
+    auto* p = static_cast<char*>(op->buf);
+    uint32_t done = 0;
+    while (done < op->length_bytes) {
+      ssize_t n =
+          op->kind == IoOp::Kind::kRead
+              ? pread(op->file, p + done, op->length_bytes - done, op->offset_bytes + done)
+              : pwrite(op->file, p + done, op->length_bytes - done, op->offset_bytes + done);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0) {
+        return -errno;
+      }
+      if (n == 0) {
+        if (op->kind == IoOp::Kind::kWrite) {
+          return -EIO;
+        }
+        std::memset(p + done, 0, op->length_bytes - done);  // past end of file reads as zeros
+        break;
+      }
+      done += static_cast<uint32_t>(n);
+    }
+    return static_cast<int32_t>(op->length_bytes);
+  }
+};
+
+class PosixEnv final : public Env {
+ public:
+  Result<FileId> OpenFile(const std::string& path, bool create, bool direct) override {
+    int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0);
+    int fd = direct ? open(path.c_str(), flags | O_DIRECT, 0644) : -1;
+    if (fd < 0 && (!direct || errno == EINVAL)) {
+      fd = open(path.c_str(), flags, 0644);  // no O_DIRECT here (tmpfs, ...): buffered
+    }
+    if (fd < 0) {
+      return Errno(("open " + path).c_str(), errno);
+    }
+    return fd;
+  }
+  Status CloseFile(FileId file) override {
+    return close(file) == 0 ? Status::OK() : Errno("close", errno);
+  }
+  Result<uint64_t> FileSize(FileId file) override {
+    struct stat st;
+    if (fstat(file, &st) != 0) {
+      return Errno("fstat", errno);
+    }
+    return static_cast<uint64_t>(st.st_size);
+  }
+  Result<uint64_t> AllocatedBytes(FileId file) override {
+    struct stat st;
+    if (fstat(file, &st) != 0) {
+      return Errno("fstat", errno);
+    }
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  Status Truncate(FileId file, uint64_t size_bytes) override {
+    return ftruncate(file, static_cast<off_t>(size_bytes)) == 0 ? Status::OK()
+                                                                : Errno("ftruncate", errno);
+  }
+  Status Sync(FileId file) override {
+    return fdatasync(file) == 0 ? Status::OK() : Errno("fdatasync", errno);
+  }
+  Status PunchHole(FileId file, uint64_t offset_bytes, uint64_t length_bytes) override {
+    int rc = fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                       static_cast<off_t>(offset_bytes), static_cast<off_t>(length_bytes));
+    return rc == 0 ? Status::OK() : Errno("fallocate(PUNCH_HOLE)", errno);
+  }
+  Status ReadSync(FileId file, void* buf, size_t length_bytes, uint64_t offset_bytes) override {
+    return RunSync(IoOp::Kind::kRead, file, buf, length_bytes, offset_bytes);
+  }
+  Status WriteSync(FileId file, const void* buf, size_t length_bytes,
+                   uint64_t offset_bytes) override {
+    return RunSync(IoOp::Kind::kWrite, file, const_cast<void*>(buf), length_bytes, offset_bytes);
+  }
+  Result<std::unique_ptr<IoEngine>> NewEngine(uint32_t queue_depth) override {
+    const char* forced = std::getenv("STRATA_IO_ENGINE");
+    if (forced == nullptr || std::strcmp(forced, "sync") != 0) {
+      int err = 0;
+      std::unique_ptr<IoEngine> uring = NewUringEngine(queue_depth, &err);
+      if (uring) {
+        return uring;
+      }
+      if (err != -EPERM && err != -ENOSYS && err != -EACCES) {
+        return Status::FromErrno("io_uring_queue_init", err);
+      }
+    }
+    return std::unique_ptr<IoEngine>(new SyncEngine());
+  }
+
+ private:
+  Status RunSync(IoOp::Kind kind, FileId file, void* buf, size_t len, uint64_t off) {
+    SyncEngine engine;
+    IoOp op;
+    op.kind = kind;
+    op.file = file;
+    op.buf = buf;
+    op.length_bytes = static_cast<uint32_t>(len);
+    op.offset_bytes = off;
+    op.done = [](IoOp*) {};
+    engine.Submit(&op);
+    engine.Run(0);
+    return op.result < 0
+               ? Status::FromErrno(kind == IoOp::Kind::kRead ? "pread" : "pwrite", op.result)
+               : Status::OK();
+  }
+};
+
+}  // namespace
+
+Env* Env::Default() {
+  static Env* env = new PosixEnv();
+  return env;
+}
+
+}  // namespace strata

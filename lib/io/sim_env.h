@@ -1,0 +1,78 @@
+// SimEnv: an in-memory, seeded, fault-injecting Env for crash tests (leveldb's
+// FaultInjectionTestEnv, TigerBeetle's simulated storage).
+//
+// It models a disk with a volatile write cache. Every write, punch and truncate is visible to
+// reads at once but stays *unsynced* until a Sync of its file. Crash() decides, by the seed, the
+// fate of every unsynced operation: dropped, applied, or (writes) torn into an arbitrary subset of
+// its 512-byte sectors; then the files hold exactly what "reached the platter". Power failure can
+// also be scheduled after N more mutating operations, after which every operation fails with EIO
+// (nothing more reaches the disk) until Crash() powers the disk on again.
+#ifndef STRATA_IO_SIM_ENV_H_
+#define STRATA_IO_SIM_ENV_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "strata/env.h"
+
+namespace strata {
+
+class SimEnv final : public Env {
+ public:
+  explicit SimEnv(uint64_t seed);
+  ~SimEnv() override;
+
+  Result<FileId> OpenFile(const std::string& path, bool create, bool direct) override;
+  Status CloseFile(FileId file) override;
+  Result<uint64_t> FileSize(FileId file) override;
+  Result<uint64_t> AllocatedBytes(FileId file) override;
+  Status Truncate(FileId file, uint64_t size_bytes) override;
+  Status Sync(FileId file) override;
+  Status PunchHole(FileId file, uint64_t offset_bytes, uint64_t length_bytes) override;
+  Status ReadSync(FileId file, void* buf, size_t length_bytes, uint64_t offset_bytes) override;
+  Status WriteSync(FileId file, const void* buf, size_t length_bytes,
+                   uint64_t offset_bytes) override;
+  Result<std::unique_ptr<IoEngine>> NewEngine(uint32_t queue_depth) override;
+
+  // The disk loses power after `ops` more mutating operations (-1: never).
+  void SetPowerFailAfter(int64_t ops);
+  // The next `count` Syncs fail with EIO (and sync nothing).
+  void FailNextSyncs(int count);
+  // While set, writes that would allocate new space fail with ENOSPC.
+  void SetNoSpace(bool no_space);
+  // Decides the fate of every unsynced operation, then powers the disk on again.
+  // REQUIRES: no file is open (the Pool using this Env has been destroyed).
+  void Crash();
+  uint64_t unsynced_ops() const;
+
+  // Runs one IoOp synchronously (used by the engine). Returns bytes or -errno.
+  int32_t Execute(IoOp* op);
+
+ private:
+  struct File;
+  struct Pending;
+  int32_t DoRead(File* f, char* buf, uint64_t len, uint64_t off);
+  int32_t DoWrite(File* f, const char* buf, uint64_t len, uint64_t off);
+  int32_t DoSync(File* f);
+  int32_t DoPunch(File* f, uint64_t off, uint64_t len);
+  bool ConsumeMutation();  // false when the disk has no power
+  File* Lookup(FileId id);
+
+  mutable std::mutex mu_;
+  std::mt19937_64 rng_;
+  std::map<std::string, std::unique_ptr<File>> files_;
+  std::vector<File*> open_;  // FileId -> file (null when closed)
+  int64_t power_fail_after_ = -1;
+  bool dead_ = false;
+  int fail_syncs_ = 0;
+  bool no_space_ = false;
+};
+
+}  // namespace strata
+
+#endif  // STRATA_IO_SIM_ENV_H_

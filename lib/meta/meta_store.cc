@@ -1,0 +1,465 @@
+#include "meta/meta_store.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/check.h"
+#include "util/coding.h"
+
+namespace strata {
+
+namespace {
+constexpr char kMagic[] = "strata-pool";
+constexpr size_t kKeyBytes = 24;
+constexpr size_t kValueBytes = 16;
+
+void EncodeKey(const MapKey& k, char* out) {
+  PutBigEndian64(out, k.lineage);
+  PutBigEndian64(out + 8, k.chunk);
+  PutBigEndian64(out + 16, k.birth);
+}
+MapKey DecodeKey(const MDB_val& v) {
+  STRATA_CHECK(v.mv_size == kKeyBytes);
+  const char* p = static_cast<const char*>(v.mv_data);
+  return MapKey{GetBigEndian64(p), GetBigEndian64(p + 8), GetBigEndian64(p + 16)};
+}
+// changes: (lineage, birth, chunk)
+void EncodeChangeKey(const MapKey& k, char* out) {
+  PutBigEndian64(out, k.lineage);
+  PutBigEndian64(out + 8, k.birth);
+  PutBigEndian64(out + 16, k.chunk);
+}
+void EncodeValue(const MapValue& v, char* out) {
+  PutLittleEndian64(out, v.phys);
+  PutLittleEndian32(out + 8, v.flags);
+  PutLittleEndian32(out + 12, 0);
+}
+Result<MapValue> DecodeValue(const MDB_val& v) {
+  if (v.mv_size != kValueBytes) {
+    return Status::Corruption("map value of " + std::to_string(v.mv_size) + " bytes");
+  }
+  const char* p = static_cast<const char*>(v.mv_data);
+  MapValue out{GetLittleEndian64(p), GetLittleEndian32(p + 8)};
+  if ((out.flags & ~MapValue::kTombstone) != 0) {
+    return Status::Corruption("map value with unknown flags");
+  }
+  return out;
+}
+MDB_val Val(const void* data, size_t size) { return MDB_val{size, const_cast<void*>(data)}; }
+MDB_val Val(const std::string& s) { return Val(s.data(), s.size()); }
+
+std::string HeaderField(MDB_txn* txn, MDB_dbi dbi, const char* key, bool* found) {
+  MDB_val k = Val(key, std::strlen(key));
+  MDB_val v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  *found = rc == 0;
+  return rc == 0 ? std::string(static_cast<char*>(v.mv_data), v.mv_size) : std::string();
+}
+}  // namespace
+
+Status LmdbStatus(const char* what, int rc) {
+  std::string msg = std::string(what) + ": " + mdb_strerror(rc);
+  switch (rc) {
+    case 0:
+      return Status::OK();
+    case MDB_MAP_FULL:
+      return Status::NoSpace(msg);
+    case MDB_NOTFOUND:
+      return Status::NotFound(msg);
+    case MDB_INVALID:
+    case MDB_CORRUPTED:
+    case MDB_VERSION_MISMATCH:
+    case MDB_PAGE_NOTFOUND:
+      return Status::Corruption(msg);
+    default:
+      return rc > 0 ? Status::FromErrno(msg, rc) : Status::IOError(msg, EIO);
+  }
+}
+
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool create,
+                                                   uint64_t map_bytes, uint64_t max_map_bytes) {
+  std::string data_path = dir + "/data.mdb";
+  struct stat st;
+  if (!create && stat(data_path.c_str(), &st) != 0) {
+    return Status::NotFound("no metadata at " + data_path);
+  }
+  if (create && mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::FromErrno("mkdir " + dir, errno);
+  }
+  std::unique_ptr<MetaStore> store(new MetaStore());
+  if (!create && static_cast<uint64_t>(st.st_size) > map_bytes) {
+    map_bytes = static_cast<uint64_t>(st.st_size);  // a grown map keeps its size
+  }
+  store->map_bytes_ = map_bytes;
+  store->max_map_bytes_ = max_map_bytes;
+  int rc = mdb_env_create(&store->env_);
+  if (rc == 0) {
+    rc = mdb_env_set_maxdbs(store->env_, 8);
+  }
+  if (rc == 0) {
+    rc = mdb_env_set_mapsize(store->env_, map_bytes);
+  }
+  if (rc == 0) {
+    // NOTLS: read transactions are pooled and used from whichever thread holds the read mutex.
+    rc = mdb_env_open(store->env_, dir.c_str(), MDB_NOTLS, 0644);
+  }
+  if (rc != 0) {
+    return LmdbStatus(("open metadata " + dir).c_str(), rc);
+  }
+  STRATA_RETURN_IF_ERROR(store->OpenTables(create));
+  return store;
+}
+
+MetaStore::~MetaStore() {
+  if (read_cursor_ != nullptr) {
+    mdb_cursor_close(read_cursor_);
+  }
+  if (read_txn_ != nullptr) {
+    mdb_txn_abort(read_txn_);
+  }
+  if (env_ != nullptr) {
+    mdb_env_close(env_);
+  }
+}
+
+Status MetaStore::OpenTables(bool create) {
+  MDB_txn* txn;
+  int rc = mdb_txn_begin(env_, nullptr, create ? 0 : MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  unsigned flags = create ? MDB_CREATE : 0;
+  const char* names[] = {"pool", "volumes", "map", "changes"};
+  MDB_dbi* dbis[] = {&pool_dbi_, &volumes_dbi_, &map_dbi_, &changes_dbi_};
+  for (int i = 0; i < 4 && rc == 0; i++) {
+    rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
+  }
+  if (rc == MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return Status::Corruption("metadata has no Strata tables (not a Strata pool?)");
+  }
+  rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+  if (rc != 0) {
+    return LmdbStatus("open tables", rc);
+  }
+  rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_txn_);
+  if (rc == 0) {
+    rc = mdb_cursor_open(read_txn_, map_dbi_, &read_cursor_);
+  }
+  if (rc == 0) {
+    mdb_txn_reset(read_txn_);
+  }
+  return LmdbStatus("open read transaction", rc);
+}
+
+Result<PoolHeader> MetaStore::ReadHeader() {
+  MDB_txn* txn;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  bool found[7];
+  std::string magic = HeaderField(txn, pool_dbi_, "magic", &found[0]);
+  std::string version = HeaderField(txn, pool_dbi_, "format_version", &found[1]);
+  std::string chunk = HeaderField(txn, pool_dbi_, "chunk_size", &found[2]);
+  std::string capacity = HeaderField(txn, pool_dbi_, "capacity", &found[3]);
+  std::string frontier = HeaderField(txn, pool_dbi_, "frontier", &found[4]);
+  std::string next = HeaderField(txn, pool_dbi_, "next_lineage", &found[5]);
+  std::string uuid = HeaderField(txn, pool_dbi_, "uuid", &found[6]);
+  mdb_txn_abort(txn);
+  if (!found[0]) {
+    return Status::NotFound("metadata holds no pool header");
+  }
+  if (magic != kMagic) {
+    return Status::Corruption("foreign metadata: magic is not '" + std::string(kMagic) + "'");
+  }
+  for (bool f : found) {
+    if (!f) {
+      return Status::Corruption("pool header is missing a field");
+    }
+  }
+  PoolHeader h;
+  if (version.size() != 4 || chunk.size() != 4 || capacity.size() != 8 || frontier.size() != 8 ||
+      next.size() != 8) {
+    return Status::Corruption("pool header field of the wrong size");
+  }
+  h.format_version = GetLittleEndian32(version.data());
+  h.chunk_size_bytes = GetLittleEndian32(chunk.data());
+  h.capacity_bytes = GetLittleEndian64(capacity.data());
+  h.frontier_chunks = GetLittleEndian64(frontier.data());
+  h.next_lineage = GetLittleEndian64(next.data());
+  h.pool_uuid = uuid;
+  if (h.format_version != kFormatVersion) {
+    return Status::Corruption("pool format version " + std::to_string(h.format_version) +
+                              " is not supported (expected " + std::to_string(kFormatVersion) +
+                              ")");
+  }
+  return h;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadVolumeRecords() {
+  MDB_txn* txn;
+  MDB_cursor* cursor;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  rc = mdb_cursor_open(txn, volumes_dbi_, &cursor);
+  MDB_val k, v;
+  for (int op = MDB_FIRST; rc == 0; op = MDB_NEXT) {
+    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (rc == 0) {
+      out.emplace_back(std::string(static_cast<char*>(k.mv_data), k.mv_size),
+                       std::string(static_cast<char*>(v.mv_data), v.mv_size));
+    }
+  }
+  mdb_txn_abort(txn);  // closes the cursor
+  if (rc != MDB_NOTFOUND) {
+    return LmdbStatus("read volumes", rc);
+  }
+  return out;
+}
+
+Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t chunk,
+                                                      uint64_t max_birth) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  int rc = mdb_txn_renew(read_txn_);
+  if (rc == 0) {
+    rc = mdb_cursor_renew(read_txn_, read_cursor_);
+  }
+  if (rc != 0) {
+    return LmdbStatus("renew read transaction", rc);
+  }
+  char key_bytes[kKeyBytes];
+  EncodeKey(MapKey{lineage, chunk, max_birth}, key_bytes);
+  MDB_val k = Val(key_bytes, kKeyBytes);
+  MDB_val v;
+  // The newest version <= max_birth is the key at or just before (lineage, chunk, max_birth).
+  rc = mdb_cursor_get(read_cursor_, &k, &v, MDB_SET_RANGE);
+  if (rc == 0 && std::memcmp(k.mv_data, key_bytes, kKeyBytes) != 0) {
+    rc = mdb_cursor_get(read_cursor_, &k, &v, MDB_PREV);
+  } else if (rc == MDB_NOTFOUND) {
+    rc = mdb_cursor_get(read_cursor_, &k, &v, MDB_LAST);
+  }
+  std::optional<Version> out;
+  if (rc == 0) {
+    MapKey found = DecodeKey(k);
+    if (found.lineage == lineage && found.chunk == chunk && found.birth <= max_birth) {
+      Result<MapValue> value = DecodeValue(v);
+      if (!value.ok()) {
+        mdb_txn_reset(read_txn_);
+        return value.status();
+      }
+      out = Version{found.birth, *value};
+    }
+  }
+  mdb_txn_reset(read_txn_);
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    return LmdbStatus("map lookup", rc);
+  }
+  return out;
+}
+
+Status MetaStore::ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn) {
+  MDB_txn* txn;
+  MDB_cursor* cursor;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  rc = mdb_cursor_open(txn, map_dbi_, &cursor);
+  MDB_val k, v;
+  Status status;
+  for (int op = MDB_FIRST; rc == 0 && status.ok(); op = MDB_NEXT) {
+    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (rc != 0) {
+      break;
+    }
+    if (k.mv_size != kKeyBytes) {
+      status = Status::Corruption("map key of " + std::to_string(k.mv_size) + " bytes");
+      break;
+    }
+    Result<MapValue> value = DecodeValue(v);
+    status = value.ok() ? fn(DecodeKey(k), *value) : value.status();
+  }
+  mdb_txn_abort(txn);
+  if (!status.ok()) {
+    return status;
+  }
+  return rc == MDB_NOTFOUND ? Status::OK() : LmdbStatus("scan map", rc);
+}
+
+Status MetaStore::ForEachChange(const std::function<Status(const MapKey&)>& fn) {
+  MDB_txn* txn;
+  MDB_cursor* cursor;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  rc = mdb_cursor_open(txn, changes_dbi_, &cursor);
+  MDB_val k, v;
+  Status status;
+  for (int op = MDB_FIRST; rc == 0 && status.ok(); op = MDB_NEXT) {
+    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (rc != 0) {
+      break;
+    }
+    if (k.mv_size != kKeyBytes) {
+      status = Status::Corruption("change key of the wrong size");
+      break;
+    }
+    const char* p = static_cast<const char*>(k.mv_data);
+    status = fn(MapKey{GetBigEndian64(p), GetBigEndian64(p + 16), GetBigEndian64(p + 8)});
+  }
+  mdb_txn_abort(txn);
+  if (!status.ok()) {
+    return status;
+  }
+  return rc == MDB_NOTFOUND ? Status::OK() : LmdbStatus("scan changes", rc);
+}
+
+Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
+  int rc = 0;
+  char key[kKeyBytes], change_key[kKeyBytes], value[kValueBytes];
+  for (const auto& change : batch.map_changes) {
+    EncodeKey(change.key, key);
+    EncodeChangeKey(change.key, change_key);
+    MDB_val k = Val(key, kKeyBytes), ck = Val(change_key, kKeyBytes);
+    if (change.erase) {
+      rc = mdb_del(txn, map_dbi_, &k, nullptr);
+      if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = mdb_del(txn, changes_dbi_, &ck, nullptr);
+      }
+      rc = rc == MDB_NOTFOUND ? 0 : rc;
+    } else {
+      EncodeValue(change.value, value);
+      MDB_val v = Val(value, kValueBytes), empty = Val("", 0);
+      rc = mdb_put(txn, map_dbi_, &k, &v, 0);
+      if (rc == 0) {
+        rc = mdb_put(txn, changes_dbi_, &ck, &empty, 0);
+      }
+    }
+    if (rc != 0) {
+      return LmdbStatus("commit map", rc);
+    }
+  }
+  for (uint64_t lineage : batch.erase_lineages) {
+    STRATA_RETURN_IF_ERROR(EraseLineageInTxn(txn, lineage));
+  }
+  for (const auto& [id, json] : batch.volume_records) {
+    MDB_val k = Val(id);
+    if (json.has_value()) {
+      MDB_val v = Val(*json);
+      rc = mdb_put(txn, volumes_dbi_, &k, &v, 0);
+    } else {
+      rc = mdb_del(txn, volumes_dbi_, &k, nullptr);
+      rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (rc != 0) {
+      return LmdbStatus("commit volume record", rc);
+    }
+  }
+  if (batch.header.has_value()) {
+    const PoolHeader& h = *batch.header;
+    char u32[2][4], u64[3][8];
+    PutLittleEndian32(u32[0], h.format_version);
+    PutLittleEndian32(u32[1], h.chunk_size_bytes);
+    PutLittleEndian64(u64[0], h.capacity_bytes);
+    PutLittleEndian64(u64[1], h.frontier_chunks);
+    PutLittleEndian64(u64[2], h.next_lineage);
+    std::pair<const char*, MDB_val> fields[] = {{"magic", Val(kMagic, std::strlen(kMagic))},
+                                                {"format_version", Val(u32[0], 4)},
+                                                {"chunk_size", Val(u32[1], 4)},
+                                                {"capacity", Val(u64[0], 8)},
+                                                {"frontier", Val(u64[1], 8)},
+                                                {"next_lineage", Val(u64[2], 8)},
+                                                {"uuid", Val(h.pool_uuid)}};
+    for (auto& [name, v] : fields) {
+      MDB_val k = Val(name, std::strlen(name));
+      rc = mdb_put(txn, pool_dbi_, &k, &v, 0);
+      if (rc != 0) {
+        return LmdbStatus("commit header", rc);
+      }
+    }
+  }
+  return Status::OK();
+}
+
+Status MetaStore::Grow() {
+  if (map_bytes_ >= max_map_bytes_) {
+    return Status::NoSpace("metadata map is full at its maximum of " +
+                           std::to_string(max_map_bytes_ >> 20) + " MiB");
+  }
+  std::lock_guard<std::mutex> lock(read_mu_);  // no read transaction may be active
+  uint64_t next = std::min(map_bytes_ * 2, max_map_bytes_);
+  int rc = mdb_env_set_mapsize(env_, next);
+  if (rc != 0) {
+    return LmdbStatus("grow metadata map", rc);
+  }
+  map_bytes_ = next;
+  return Status::OK();
+}
+
+Status MetaStore::Commit(const CommitBatch& batch) {
+  for (;;) {
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+    if (rc != 0) {
+      return LmdbStatus("begin write", rc);
+    }
+    Status status = ApplyBatch(txn, batch);
+    if (status.ok()) {
+      rc = mdb_txn_commit(txn);  // synced: default environment flags
+      if (rc == 0) {
+        return Status::OK();
+      }
+      status = LmdbStatus("commit", rc);
+    } else {
+      mdb_txn_abort(txn);
+    }
+    if (status.code() != Status::Code::kNoSpace) {
+      return status;
+    }
+    STRATA_RETURN_IF_ERROR(Grow());
+  }
+}
+
+Status MetaStore::EraseLineageInTxn(MDB_txn* txn, uint64_t lineage) {
+  int rc = 0;
+  for (MDB_dbi dbi : {map_dbi_, changes_dbi_}) {
+    MDB_cursor* cursor;
+    rc = mdb_cursor_open(txn, dbi, &cursor);
+    if (rc != 0) {
+      break;
+    }
+    char start[kKeyBytes] = {};
+    PutBigEndian64(start, lineage);
+    MDB_val k = Val(start, kKeyBytes), v;
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && GetBigEndian64(static_cast<char*>(k.mv_data)) == lineage) {
+      rc = mdb_cursor_del(cursor, 0);
+      if (rc == 0) {
+        rc = mdb_cursor_get(cursor, &k, &v, MDB_GET_CURRENT);
+      }
+    }
+    mdb_cursor_close(cursor);
+    rc = (rc == MDB_NOTFOUND || rc == EINVAL) ? 0 : rc;
+    if (rc != 0) {
+      break;
+    }
+  }
+  return LmdbStatus("erase volume map", rc);
+}
+
+uint64_t MetaStore::used_bytes() {
+  MDB_envinfo info;
+  MDB_stat stat;
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &stat);
+  return (info.me_last_pgno + 1) * static_cast<uint64_t>(stat.ms_psize);
+}
+
+}  // namespace strata

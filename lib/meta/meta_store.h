@@ -1,0 +1,113 @@
+// MetaStore: the only code that touches LMDB. Typed access to the pool header, volume records
+// and the epoch-versioned chunk map (docs/on-disk-format.md has every table, field by field).
+#ifndef STRATA_META_META_STORE_H_
+#define STRATA_META_META_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <lmdb.h>
+
+#include "strata/status.h"
+
+namespace strata {
+
+struct MapKey {
+  uint64_t lineage = 0;
+  uint64_t chunk = 0;
+  uint64_t birth = 0;
+  auto operator<=>(const MapKey&) const = default;
+};
+
+struct MapValue {
+  static constexpr uint32_t kTombstone = 1;  // reads as zeros; hides older versions
+  uint64_t phys = 0;                         // physical chunk (unused for tombstones)
+  uint32_t flags = 0;
+  bool tombstone() const { return (flags & kTombstone) != 0; }
+  bool operator==(const MapValue&) const = default;
+};
+
+struct Version {
+  uint64_t birth = 0;
+  MapValue value;
+};
+
+struct PoolHeader {
+  uint32_t format_version = 0;
+  uint32_t chunk_size_bytes = 0;
+  uint64_t capacity_bytes = 0;
+  uint64_t frontier_chunks = 0;  // first physical chunk never handed out
+  uint64_t next_lineage = 1;
+  std::string pool_uuid;
+};
+
+// One group commit: applied in one LMDB write transaction, synced before Commit returns.
+struct CommitBatch {
+  struct MapChange {
+    MapKey key;
+    MapValue value;
+    bool erase = false;
+  };
+  std::vector<MapChange> map_changes;
+  std::vector<std::pair<std::string, std::optional<std::string>>> volume_records;  // id -> json
+  std::vector<uint64_t> erase_lineages;  // every map and change entry of these, after map_changes
+  std::optional<PoolHeader> header;
+};
+
+class MetaStore {
+ public:
+  static constexpr uint32_t kFormatVersion = 1;
+
+  // Opens (with `create`, creates) the LMDB environment in `dir`.
+  // Errors: NotFound (no environment and !create), Corruption (not an LMDB file), IOError.
+  static Result<std::unique_ptr<MetaStore>> Open(const std::string& dir, bool create,
+                                                 uint64_t map_bytes, uint64_t max_map_bytes);
+  ~MetaStore();
+
+  // Errors: NotFound (empty environment: not a pool), Corruption (foreign or damaged header).
+  Result<PoolHeader> ReadHeader();
+  // Every volume record: (id, json).
+  Result<std::vector<std::pair<std::string, std::string>>> ReadVolumeRecords();
+
+  // Newest version of (lineage, chunk) with birth <= max_birth, from committed state.
+  // Thread-safe (one pooled read transaction behind a mutex; no I/O wait under it).
+  Result<std::optional<Version>> FindVersion(uint64_t lineage, uint64_t chunk, uint64_t max_birth);
+  // Calls fn for every map entry in key order (recovery and check). Stops on a non-OK status.
+  Status ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn);
+  Status ForEachChange(const std::function<Status(const MapKey&)>& fn);  // (lineage, chunk, birth)
+  // Applies `batch` atomically and durably; grows the map (doubling) when full.
+  // Errors: NoSpace (map at max_map_bytes), IOError.
+  Status Commit(const CommitBatch& batch);
+
+  uint64_t used_bytes();
+  uint64_t map_bytes() const { return map_bytes_; }
+
+ private:
+  MetaStore() = default;
+  Status OpenTables(bool create);
+  Status ApplyBatch(MDB_txn* txn, const CommitBatch& batch);
+  Status Grow();
+  Status EraseLineageInTxn(MDB_txn* txn, uint64_t lineage);
+
+  MDB_env* env_ = nullptr;
+  MDB_dbi pool_dbi_ = 0;
+  MDB_dbi volumes_dbi_ = 0;
+  MDB_dbi map_dbi_ = 0;
+  MDB_dbi changes_dbi_ = 0;
+  uint64_t map_bytes_ = 0;
+  uint64_t max_map_bytes_ = 0;
+  std::mutex read_mu_;  // guards read_txn_/read_cursor_ and map resizing
+  MDB_txn* read_txn_ = nullptr;
+  MDB_cursor* read_cursor_ = nullptr;
+};
+
+Status LmdbStatus(const char* what, int rc);
+
+}  // namespace strata
+
+#endif  // STRATA_META_META_STORE_H_

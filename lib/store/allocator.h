@@ -1,0 +1,67 @@
+// ChunkAllocator: physical chunk bookkeeping (docs/design.md §3). Not thread-safe: the pool
+// mutex guards it.
+//
+// Every chunk number below the frontier is in exactly one state:
+//   in use      (mapped, or granted to a write in flight)
+//   pending     (unmapped in memory; the unmapping is not durable yet: never reused)
+//   punched     (free; its punch-hole is not yet covered by a data-file sync)
+//   clean       (free; reads as zeros for sure)
+//   dirty       (free; content unknown: reuse for a partial write must write the whole chunk)
+#ifndef STRATA_STORE_ALLOCATOR_H_
+#define STRATA_STORE_ALLOCATOR_H_
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace strata {
+
+class ChunkAllocator {
+ public:
+  struct Grant {
+    uint64_t phys;
+    bool clean;  // reads as zeros: a partial write need not write the rest of the chunk
+  };
+
+  // `dirty_free`: free chunks below `frontier` after recovery (content unknown).
+  ChunkAllocator(uint64_t frontier, uint64_t capacity_chunks, std::vector<uint64_t> dirty_free);
+
+  // A chunk to write, or nullopt when `capacity_chunks` are in use (NoSpace).
+  std::optional<Grant> Allocate();
+  // A granted chunk that will not be mapped (its write failed): free again, content unknown.
+  void ReturnUnmapped(uint64_t phys);
+  // A mapped chunk was unmapped in memory; it becomes reusable after a durable commit.
+  void FreeAfterCommit(uint64_t phys);
+
+  // Commit protocol: at commit start take both lists; after the data sync and the metadata
+  // commit, give back `punched` as clean; punch `pending` and give it back as punched (or dirty
+  // when punching failed). On a failed commit, give both back untouched.
+  std::vector<uint64_t> TakePending();
+  std::vector<uint64_t> TakePunched();
+  void AddClean(const std::vector<uint64_t>& chunks);
+  void AddPunched(const std::vector<uint64_t>& chunks);
+  void AddDirty(const std::vector<uint64_t>& chunks);
+  void RestorePending(const std::vector<uint64_t>& chunks);
+
+  uint64_t frontier() const { return frontier_; }
+  uint64_t capacity_chunks() const { return capacity_chunks_; }
+  void set_capacity_chunks(uint64_t c) { capacity_chunks_ = c; }
+  uint64_t free_chunks() const { return clean_.size() + dirty_.size() + punched_.size(); }
+  uint64_t pending_chunks() const { return pending_.size(); }
+  // Chunks in use or pending (what the pool stores).
+  uint64_t used_chunks() const { return frontier_ - free_chunks(); }
+  // For checks: every free chunk number.
+  std::vector<uint64_t> AllFree() const;
+
+ private:
+  uint64_t frontier_;
+  uint64_t capacity_chunks_;  // 0 = unlimited
+  std::vector<uint64_t> clean_;
+  std::vector<uint64_t> dirty_;
+  std::vector<uint64_t> punched_;
+  std::vector<uint64_t> pending_;
+};
+
+}  // namespace strata
+
+#endif  // STRATA_STORE_ALLOCATOR_H_

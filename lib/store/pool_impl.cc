@@ -1,0 +1,859 @@
+#include "store/pool_impl.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cinttypes>
+#include <cstring>
+#include <future>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "store/volume_impl.h"
+#include "util/check.h"
+
+namespace strata {
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string DataFilePath(const std::string& dir, size_t index) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "/data.%04zu", index);
+  return dir + name;
+}
+
+std::string EncodeVolume(const VolumeInfo& v) {
+  nlohmann::json j = {{"volume_id", v.volume_id},   {"name", v.name},
+                      {"size_bytes", v.size_bytes}, {"volume_type", v.volume_type},
+                      {"state", v.state},           {"create_time_ms", v.create_time_ms},
+                      {"lineage", v.lineage},       {"head_epoch", v.head_epoch}};
+  return j.dump();
+}
+
+Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Corruption("volume record " + id + " is not JSON");
+  }
+  VolumeInfo v;
+  try {
+    v.volume_id = j.at("volume_id").get<std::string>();
+    v.name = j.at("name").get<std::string>();
+    v.size_bytes = j.at("size_bytes").get<uint64_t>();
+    v.volume_type = j.at("volume_type").get<std::string>();
+    v.state = j.at("state").get<std::string>();
+    v.create_time_ms = j.at("create_time_ms").get<int64_t>();
+    v.lineage = j.at("lineage").get<uint64_t>();
+    v.head_epoch = j.at("head_epoch").get<uint64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption("volume record " + id + ": " + e.what());
+  }
+  if (v.volume_id != id || v.lineage == 0 || v.head_epoch == 0 || v.size_bytes == 0) {
+    return Status::Corruption("volume record " + id + " is inconsistent");
+  }
+  return v;
+}
+
+Status LockPoolDir(const std::string& dir, int* fd_out) {
+  std::string path = dir + "/LOCK";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Status::FromErrno("open " + path, errno);
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    [[maybe_unused]] ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    close(fd);
+    std::string holder = pid[0] != 0 ? std::string(" (pid ") + pid + ")" : "";
+    return Status::Busy("pool " + dir + " is in use by another process" + holder);
+  }
+  std::string me = std::to_string(getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, me.data(), me.size(), 0) < 0) {
+    close(fd);
+    return Status::FromErrno("write " + path, errno);
+  }
+  *fd_out = fd;
+  return Status::OK();
+}
+
+bool ValidChunkSize(uint32_t size) {
+  return size >= 4096 && size <= (1u << 20) && (size & (size - 1)) == 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- create / open / recover
+
+Status Pool::Create(const std::string& dir, const PoolOptions& options) {
+  if (!ValidChunkSize(options.chunk_size_bytes)) {
+    return Status::InvalidArgument("chunk size must be a power of two from 4 KiB to 1 MiB, not " +
+                                   std::to_string(options.chunk_size_bytes));
+  }
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::FromErrno("mkdir " + dir, errno);
+  }
+  int lock_fd;
+  STRATA_RETURN_IF_ERROR(LockPoolDir(dir, &lock_fd));
+  struct stat st;
+  if (stat((dir + "/meta/data.mdb").c_str(), &st) == 0) {
+    close(lock_fd);
+    return Status::AlreadyExists("a pool already exists in " + dir);
+  }
+  auto meta = MetaStore::Open(dir + "/meta", /*create=*/true, options.meta_map_bytes,
+                              options.max_meta_bytes);
+  if (!meta.ok()) {
+    close(lock_fd);
+    return meta.status();
+  }
+  CommitBatch batch;
+  PoolHeader h;
+  h.format_version = MetaStore::kFormatVersion;
+  h.chunk_size_bytes = options.chunk_size_bytes;
+  h.capacity_bytes = options.capacity_bytes;
+  std::random_device rd;
+  char uuid[40];
+  std::snprintf(uuid, sizeof(uuid), "%08x-%04x-%04x-%04x-%08x%04x", rd(), rd() & 0xffff,
+                rd() & 0xffff, rd() & 0xffff, rd(), rd() & 0xffff);
+  h.pool_uuid = uuid;
+  batch.header = h;
+  Status s = (*meta)->Commit(batch);
+  close(lock_fd);
+  return s;
+}
+
+Result<std::unique_ptr<Pool>> Pool::Open(const std::string& dir, const PoolOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<PoolImpl> pool, PoolImpl::OpenImpl(dir, options));
+  return std::unique_ptr<Pool>(std::move(pool));
+}
+
+Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
+                                                     const PoolOptions& options) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::NotFound("no pool at " + dir + " (create one with 'strata pool create')");
+  }
+  std::unique_ptr<PoolImpl> pool(new PoolImpl());
+  pool->dir_ = dir;
+  pool->options_ = options;
+  pool->env_ = options.env != nullptr ? options.env : Env::Default();
+  for (auto& f : pool->files_) {
+    f.store(-1);
+  }
+  STRATA_RETURN_IF_ERROR(LockPoolDir(dir, &pool->lock_fd_));
+  auto meta = MetaStore::Open(dir + "/meta", /*create=*/false, options.meta_map_bytes,
+                              options.max_meta_bytes);
+  if (!meta.ok()) {
+    if (meta.status().code() == Status::Code::kNotFound) {
+      return Status::NotFound("no pool at " + dir + " (create one with 'strata pool create')");
+    }
+    return meta.status().WithContext("pool " + dir);
+  }
+  pool->meta_ = std::move(*meta);
+  auto header = pool->meta_->ReadHeader();
+  if (!header.ok()) {
+    return header.status().WithContext("pool " + dir);
+  }
+  pool->header_ = *header;
+  if (!ValidChunkSize(pool->header_.chunk_size_bytes)) {
+    return Status::Corruption("pool " + dir + ": invalid chunk size in header");
+  }
+  pool->chunk_size_ = pool->header_.chunk_size_bytes;
+  pool->chunks_per_file_ = kDataFileBytes / pool->chunk_size_;
+  if (options.capacity_bytes != 0) {
+    pool->header_.capacity_bytes = options.capacity_bytes;
+  }
+  pool->stripes_.assign(kLockStripes, 0);
+  STRATA_RETURN_IF_ERROR(pool->Recover());
+  pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
+  return pool;
+}
+
+PoolImpl::~PoolImpl() {
+  if (committer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(waiters_mu_);
+      stop_ = true;
+    }
+    waiters_cv_.notify_all();
+    committer_.join();
+    std::lock_guard<std::mutex> lock(commit_mu_);
+    if (HasPendingWork()) {
+      Status s = CommitLocked({});  // clean shutdown; on error the pool is latched and logged
+      if (!s.ok()) {
+        std::fprintf(stderr, "strata: final commit of %s failed: %s\n", dir_.c_str(),
+                     s.ToString().c_str());
+      }
+    }
+  }
+  idle_loops_.clear();
+  for (size_t i = 0; i < file_count_; i++) {
+    (void)env_->CloseFile(files_[i].load());
+  }
+  if (lock_fd_ >= 0) {
+    close(lock_fd_);
+  }
+}
+
+// Rebuilds the allocator from the committed map; truncates data past the committed frontier
+// (uncommitted allocations may have reached the disk before a crash) and punches every free
+// chunk below it, so every free chunk reads as zeros.
+Status PoolImpl::Recover() {
+  auto records = meta_->ReadVolumeRecords();
+  if (!records.ok()) {
+    return records.status();
+  }
+  std::map<uint64_t, std::string> lineages;
+  for (const auto& [id, json] : *records) {
+    STRATA_ASSIGN_OR_RETURN(VolumeInfo info, DecodeVolume(id, json));
+    if (!lineages.emplace(info.lineage, id).second || info.lineage >= header_.next_lineage) {
+      return Status::Corruption("volume " + id + " has a duplicate or future lineage");
+    }
+    volumes_[id].info = info;
+  }
+  const uint64_t frontier = header_.frontier_chunks;
+  std::vector<bool> used(frontier, false);
+  Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
+    if (lineages.count(k.lineage) == 0) {
+      return Status::Corruption("map entry of unknown lineage " + std::to_string(k.lineage));
+    }
+    if (v.tombstone()) {
+      return Status::OK();
+    }
+    if (v.phys >= frontier || used[v.phys]) {
+      return Status::Corruption("physical chunk " + std::to_string(v.phys) +
+                                " is past the frontier or mapped twice");
+    }
+    used[v.phys] = true;
+    return Status::OK();
+  });
+  STRATA_RETURN_IF_ERROR(s);
+  STRATA_RETURN_IF_ERROR(OpenDataFilesThrough(frontier));
+  std::vector<uint64_t> free_chunks;
+  for (uint64_t p = 0; p < frontier; p++) {
+    if (!used[p]) {
+      free_chunks.push_back(p);
+    }
+  }
+  uint64_t capacity_chunks = header_.capacity_bytes / chunk_size_;
+  alloc_ = std::make_unique<ChunkAllocator>(frontier, capacity_chunks, std::vector<uint64_t>{});
+  PunchFreed(free_chunks);  // contiguous runs; a failed punch leaves its chunks dirty
+  for (size_t i = 0; i < file_count_; i++) {
+    STRATA_RETURN_IF_ERROR(env_->Sync(files_[i].load()));
+  }
+  alloc_->AddClean(alloc_->TakePunched());  // the sync above made the punches durable
+  return Status::OK();
+}
+
+Status PoolImpl::OpenDataFilesThrough(uint64_t frontier) {
+  size_t needed = frontier == 0 ? 1 : static_cast<size_t>((frontier - 1) / chunks_per_file_ + 1);
+  for (size_t i = 0;; i++) {
+    std::string path = DataFilePath(dir_, i);
+    struct stat st;
+    bool exists = stat(path.c_str(), &st) == 0;
+    if (i >= needed && !exists) {
+      break;
+    }
+    STRATA_ASSIGN_OR_RETURN(FileId f, env_->OpenFile(path, /*create=*/true, options_.direct_io));
+    uint64_t first = i * chunks_per_file_;
+    uint64_t keep = frontier > first ? std::min(frontier - first, chunks_per_file_) : 0;
+    STRATA_RETURN_IF_ERROR(env_->Truncate(f, keep * chunk_size_));
+    files_[i].store(f);
+    file_count_ = i + 1;
+  }
+  if (file_count_ > 0) {
+    // Probe whether O_DIRECT took: fcntl flags on POSIX; the sim Env reports buffered.
+    int fl = fcntl(files_[0].load(), F_GETFL);
+    direct_io_ = options_.env == nullptr && fl >= 0 && (fl & O_DIRECT) != 0;
+  }
+  return Status::OK();
+}
+
+Status PoolImpl::EnsureFileLocked(uint64_t phys) {
+  size_t index = static_cast<size_t>(phys / chunks_per_file_);
+  if (index >= kMaxDataFiles) {
+    return Status::NoSpace("pool address space exhausted");
+  }
+  while (file_count_ <= index) {
+    STRATA_ASSIGN_OR_RETURN(
+        FileId f, env_->OpenFile(DataFilePath(dir_, file_count_), true, options_.direct_io));
+    files_[file_count_].store(f);
+    file_count_++;
+  }
+  return Status::OK();
+}
+
+FileId PoolImpl::FileOf(uint64_t phys) const {
+  FileId f = files_[phys / chunks_per_file_].load(std::memory_order_acquire);
+  STRATA_CHECK(f >= 0);
+  return f;
+}
+
+// ---------------------------------------------------------------- data-path services
+
+Result<std::optional<Version>> PoolImpl::NewestLocked(uint64_t lineage, uint64_t chunk,
+                                                      uint64_t max_birth) {
+  uint64_t upper = max_birth;
+  while (upper > 0) {
+    const OverlayEntry* pending = nullptr;
+    uint64_t pending_birth = 0;
+    auto it = overlay_.upper_bound(MapKey{lineage, chunk, upper});
+    if (it != overlay_.begin()) {
+      --it;
+      if (it->first.lineage == lineage && it->first.chunk == chunk) {
+        pending = &it->second;
+        pending_birth = it->first.birth;
+      }
+    }
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> committed,
+                            meta_->FindVersion(lineage, chunk, upper));
+    if (pending != nullptr && (!committed || pending_birth >= committed->birth)) {
+      if (!pending->erased) {
+        return std::optional<Version>(Version{pending_birth, pending->value});
+      }
+      upper = pending_birth - 1;  // the committed version with this key is deleted: look older
+      continue;
+    }
+    return committed;
+  }
+  return std::optional<Version>();
+}
+
+namespace {
+size_t StripeOf(uint64_t lineage, uint64_t chunk) {
+  uint64_t h = (lineage * 0x9E3779B97F4A7C15ull) ^ (chunk * 0xC2B2AE3D27D4EB4Full);
+  return static_cast<size_t>((h ^ (h >> 29)) & (kLockStripes - 1));
+}
+}  // namespace
+
+bool PoolImpl::TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) {
+  int32_t& s = stripes_[StripeOf(lineage, chunk)];
+  if (exclusive) {
+    if (s != 0) {
+      return false;
+    }
+    s = -1;
+    return true;
+  }
+  if (s < 0) {
+    return false;
+  }
+  s++;
+  return true;
+}
+
+void PoolImpl::UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) {
+  int32_t& s = stripes_[StripeOf(lineage, chunk)];
+  if (exclusive) {
+    STRATA_CHECK(s == -1);
+    s = 0;
+  } else {
+    STRATA_CHECK(s > 0);
+    s--;
+  }
+}
+
+std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked() {
+  std::optional<ChunkAllocator::Grant> grant = alloc_->Allocate();
+  if (grant && !EnsureFileLocked(grant->phys).ok()) {
+    alloc_->ReturnUnmapped(grant->phys);
+    return std::nullopt;
+  }
+  return grant;
+}
+
+void PoolImpl::PutVersionLocked(const MapKey& key, const MapValue& value) {
+  OverlayEntry& e = overlay_[key];
+  e.value = value;
+  e.erased = false;
+  e.gen = ++gen_;
+  if (overlay_.size() == kOverlayCommitEntries) {
+    waiters_cv_.notify_one();  // a large overlay is committed without waiting for the timer
+  }
+}
+
+void PoolImpl::EraseVersionLocked(const MapKey& key) {
+  OverlayEntry& e = overlay_[key];
+  e.value = MapValue{};
+  e.erased = true;
+  e.gen = ++gen_;
+}
+
+// ---------------------------------------------------------------- commit pipeline
+
+void PoolImpl::RequestCommit(EventLoop* loop, std::function<void(const Status&)> done) {
+  {
+    std::lock_guard<std::mutex> lock(waiters_mu_);
+    waiters_.push_back(Waiter{loop, std::move(done)});
+  }
+  waiters_cv_.notify_one();
+}
+
+bool PoolImpl::HasPendingWork() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !overlay_.empty() || alloc_->pending_chunks() > 0;
+}
+
+void PoolImpl::CommitterMain() {
+  std::unique_lock<std::mutex> lock(waiters_mu_);
+  const auto interval = std::chrono::milliseconds(options_.commit_interval_ms);
+  for (;;) {
+    auto ready = [this] { return stop_ || !waiters_.empty(); };
+    if (options_.commit_interval_ms == 0) {
+      waiters_cv_.wait(lock, ready);
+    } else {
+      waiters_cv_.wait_for(lock, interval, ready);
+    }
+    if (stop_ && waiters_.empty()) {
+      return;
+    }
+    std::deque<Waiter> batch;
+    batch.swap(waiters_);
+    lock.unlock();
+    Status status;
+    if (!batch.empty() || HasPendingWork()) {
+      std::lock_guard<std::mutex> commit(commit_mu_);
+      status = CommitLocked({});
+    }
+    // Every flush that arrived before this commit started is answered by it (group commit).
+    for (Waiter& w : batch) {
+      if (w.loop == nullptr) {
+        w.done(status);
+      } else {
+        w.loop->Post([done = std::move(w.done), status] { done(status); });
+      }
+    }
+    lock.lock();
+  }
+}
+
+Status PoolImpl::SyncDataFiles() {
+  size_t count;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    count = file_count_;
+  }
+  for (size_t i = 0; i < count; i++) {
+    STRATA_RETURN_IF_ERROR(env_->Sync(files_[i].load()));
+  }
+  return Status::OK();
+}
+
+void PoolImpl::Latch(const Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (latched_.ok()) {
+    latched_ = Status(Status::Code::kIOError,
+                      "pool latched after a failed sync or commit; reopen it: " + status.ToString(),
+                      status.sys_errno() != 0 ? status.sys_errno() : EIO);
+    std::fprintf(stderr, "strata: %s\n", latched_.ToString().c_str());
+  }
+}
+
+Status PoolImpl::CommitLocked(CommitBatch batch) {
+  std::vector<std::pair<MapKey, uint64_t>> written;
+  std::vector<uint64_t> freed, punched;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!latched_.ok()) {
+      return latched_;
+    }
+    batch.map_changes.reserve(batch.map_changes.size() + overlay_.size());
+    for (const auto& [key, e] : overlay_) {
+      batch.map_changes.push_back(CommitBatch::MapChange{key, e.value, e.erased});
+      written.emplace_back(key, e.gen);
+    }
+    freed = alloc_->TakePending();
+    punched = alloc_->TakePunched();
+    header_.frontier_chunks = alloc_->frontier();
+    batch.header = header_;
+  }
+  // Data before metadata: a mapping may only become durable after the data it points to.
+  Status s = SyncDataFiles();
+  if (s.ok()) {
+    s = meta_->Commit(batch);
+  }
+  if (!s.ok()) {
+    if (s.code() == Status::Code::kNoSpace) {  // metadata map cannot grow: nothing changed
+      std::lock_guard<std::mutex> lock(mu_);
+      alloc_->RestorePending(freed);
+      alloc_->AddPunched(punched);
+      return s;
+    }
+    Latch(s);
+    return s;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, gen] : written) {
+      auto it = overlay_.find(key);
+      if (it != overlay_.end() && it->second.gen == gen) {
+        overlay_.erase(it);
+      }
+    }
+    alloc_->AddClean(punched);  // their punch is covered by this commit's data sync
+  }
+  PunchFreed(freed);
+  return Status::OK();
+}
+
+// Punches each run of contiguous chunks once; they become clean after the next data sync.
+void PoolImpl::PunchFreed(const std::vector<uint64_t>& chunks) {
+  if (chunks.empty()) {
+    return;
+  }
+  std::vector<uint64_t> sorted(chunks);
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<uint64_t> ok, failed;
+  for (size_t i = 0; i < sorted.size();) {
+    size_t j = i + 1;
+    while (j < sorted.size() && sorted[j] == sorted[j - 1] + 1 &&
+           sorted[j] / chunks_per_file_ == sorted[i] / chunks_per_file_) {
+      j++;
+    }
+    Status s = env_->PunchHole(FileOf(sorted[i]), OffsetOf(sorted[i]), (j - i) * chunk_size_);
+    (s.ok() ? ok : failed)
+        .insert((s.ok() ? ok : failed).end(), sorted.begin() + i, sorted.begin() + j);
+    i = j;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  alloc_->AddPunched(ok);
+  alloc_->AddDirty(failed);
+}
+
+Status PoolImpl::Flush() {
+  std::promise<Status> promise;
+  RequestCommit(nullptr, [&promise](const Status& s) { promise.set_value(s); });
+  return promise.get_future().get();
+}
+
+// ---------------------------------------------------------------- volumes
+
+Status PoolImpl::ValidateSize(uint64_t size_bytes) const {
+  if (size_bytes == 0 || size_bytes % 512 != 0) {
+    return Status::InvalidArgument("volume size must be a positive multiple of 512 bytes, not " +
+                                   std::to_string(size_bytes));
+  }
+  if (size_bytes > kMaxVolumeBytes) {
+    return Status::InvalidArgument("volume size " + std::to_string(size_bytes) +
+                                   " bytes exceeds the 64 TiB maximum");
+  }
+  return Status::OK();
+}
+
+std::string PoolImpl::NewVolumeId() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char id[32];
+  std::snprintf(id, sizeof(id), "vol-%01x%016" PRIx64, static_cast<unsigned>(rng() & 0xf), rng());
+  return id;
+}
+
+Result<VolumeRecord*> PoolImpl::FindLocked(const std::string& id_or_name) {
+  auto it = volumes_.find(id_or_name);
+  if (it != volumes_.end()) {
+    return &it->second;
+  }
+  VolumeRecord* match = nullptr;
+  int matches = 0;
+  for (auto& [id, rec] : volumes_) {
+    if (!rec.info.name.empty() && rec.info.name == id_or_name) {
+      match = &rec;
+      matches++;
+    }
+  }
+  if (matches == 1) {
+    return match;
+  }
+  if (matches > 1) {
+    return Status::InvalidArgument("volume name '" + id_or_name + "' is ambiguous (" +
+                                   std::to_string(matches) + " volumes); use the volume id");
+  }
+  return Status::NotFound("volume " + id_or_name + " does not exist");
+}
+
+Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {
+  STRATA_RETURN_IF_ERROR(ValidateSize(spec.size_bytes));
+  if (spec.name.size() > 255) {
+    return Status::InvalidArgument("volume name longer than 255 bytes");
+  }
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  VolumeInfo info;
+  CommitBatch batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    do {
+      info.volume_id = NewVolumeId();
+    } while (volumes_.count(info.volume_id) != 0);
+    info.name = spec.name;
+    info.size_bytes = spec.size_bytes;
+    info.volume_type = spec.volume_type.empty() ? "gp3" : spec.volume_type;
+    info.state = "available";
+    info.create_time_ms = NowMs();
+    info.lineage = header_.next_lineage++;
+    info.head_epoch = 1;
+  }
+  batch.volume_records.emplace_back(info.volume_id, EncodeVolume(info));
+  STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
+  std::lock_guard<std::mutex> lock(mu_);
+  volumes_[info.volume_id].info = info;
+  return info;
+}
+
+Result<VolumeInfo> PoolImpl::DescribeVolume(const std::string& id_or_name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(id_or_name));
+  return rec->info;
+}
+
+std::vector<VolumeInfo> PoolImpl::ListVolumes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<VolumeInfo> out;
+  for (const auto& [id, rec] : volumes_) {
+    out.push_back(rec.info);
+  }
+  std::sort(out.begin(), out.end(), [](const VolumeInfo& a, const VolumeInfo& b) {
+    return a.create_time_ms < b.create_time_ms;
+  });
+  return out;
+}
+
+// Every physical chunk the lineage maps (committed, as changed by the overlay), and drops the
+// lineage's overlay entries. REQUIRES: mu_ held.
+Status PoolImpl::CollectLineageChunksLocked(uint64_t lineage, std::vector<uint64_t>* phys) {
+  Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
+    if (k.lineage == lineage && !v.tombstone() && overlay_.count(k) == 0) {
+      phys->push_back(v.phys);
+    }
+    return Status::OK();
+  });
+  STRATA_RETURN_IF_ERROR(s);
+  auto it = overlay_.lower_bound(MapKey{lineage, 0, 0});
+  while (it != overlay_.end() && it->first.lineage == lineage) {
+    if (!it->second.erased && !it->second.value.tombstone()) {
+      phys->push_back(it->second.value.phys);
+    }
+    it = overlay_.erase(it);
+  }
+  return Status::OK();
+}
+
+Status PoolImpl::DeleteVolume(const std::string& volume_id) {
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  CommitBatch batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = volumes_.find(volume_id);
+    if (it == volumes_.end()) {
+      return Status::NotFound("volume " + volume_id + " does not exist");
+    }
+    if (!it->second.open.expired()) {
+      return Status::Busy("volume " + volume_id + " is in use (open or attached)");
+    }
+    if (!latched_.ok()) {
+      return latched_;
+    }
+    std::vector<uint64_t> phys;
+    Status s = CollectLineageChunksLocked(it->second.info.lineage, &phys);
+    if (!s.ok()) {
+      return s;
+    }
+    for (uint64_t p : phys) {
+      alloc_->FreeAfterCommit(p);
+    }
+    batch.erase_lineages.push_back(it->second.info.lineage);
+    batch.volume_records.emplace_back(volume_id, std::nullopt);
+    volumes_.erase(it);
+  }
+  Status s = CommitLocked(std::move(batch));
+  if (!s.ok()) {
+    Latch(s);  // memory already forgot the volume: only a reopen makes the two agree again
+  }
+  return s;
+}
+
+Result<VolumeInfo> PoolImpl::ResizeVolume(const std::string& volume_id, uint64_t new_size) {
+  STRATA_RETURN_IF_ERROR(ValidateSize(new_size));
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  VolumeInfo info;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = volumes_.find(volume_id);
+    if (it == volumes_.end()) {
+      return Status::NotFound("volume " + volume_id + " does not exist");
+    }
+    info = it->second.info;
+  }
+  if (new_size < info.size_bytes) {
+    return Status::InvalidArgument("volumes cannot shrink (" + std::to_string(info.size_bytes) +
+                                   " -> " + std::to_string(new_size) + " bytes)");
+  }
+  if (new_size == info.size_bytes) {
+    return info;
+  }
+  info.size_bytes = new_size;
+  CommitBatch batch;
+  batch.volume_records.emplace_back(volume_id, EncodeVolume(info));
+  STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(volume_id);
+  it->second.info.size_bytes = new_size;
+  if (auto open = it->second.open.lock()) {
+    open->SetSize(new_size);
+  }
+  return it->second.info;
+}
+
+Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(volume_id));
+  if (auto open = rec->open.lock()) {
+    return std::shared_ptr<Volume>(open);
+  }
+  auto volume = std::make_shared<VolumeImpl>(this, rec->info);
+  rec->open = volume;
+  return std::shared_ptr<Volume>(volume);
+}
+
+Result<std::unique_ptr<EventLoop>> PoolImpl::AcquireLoop() {
+  {
+    std::lock_guard<std::mutex> lock(loops_mu_);
+    if (!idle_loops_.empty()) {
+      auto loop = std::move(idle_loops_.back());
+      idle_loops_.pop_back();
+      return loop;
+    }
+  }
+  return EventLoop::Create(env_, 64);
+}
+
+void PoolImpl::ReleaseLoop(std::unique_ptr<EventLoop> loop) {
+  std::lock_guard<std::mutex> lock(loops_mu_);
+  if (idle_loops_.size() < 16) {
+    idle_loops_.push_back(std::move(loop));
+  }
+}
+
+// ---------------------------------------------------------------- info and check
+
+PoolInfo PoolImpl::Info() {
+  PoolInfo info;
+  info.path = dir_;
+  info.chunk_size_bytes = chunk_size_;
+  info.direct_io = direct_io_;
+  info.meta_bytes = meta_->used_bytes();
+  std::lock_guard<std::mutex> lock(mu_);
+  info.capacity_bytes = header_.capacity_bytes;
+  info.used_bytes = alloc_->used_chunks() * chunk_size_;
+  info.free_chunks = alloc_->free_chunks();
+  info.frontier_chunks = alloc_->frontier();
+  info.volume_count = volumes_.size();
+  for (size_t i = 0; i < file_count_; i++) {
+    auto bytes = env_->AllocatedBytes(files_[i].load());
+    info.data_file_bytes += bytes.ok() ? *bytes : 0;
+  }
+  if (engine_name_.empty()) {
+    auto engine = env_->NewEngine(1);
+    engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
+  }
+  info.io_engine = engine_name_;
+  info.latched_error = latched_.ok() ? "" : latched_.ToString();
+  return info;
+}
+
+Result<CheckReport> PoolImpl::Check() {
+  STRATA_RETURN_IF_ERROR(Flush());
+  CheckReport report;
+  std::lock_guard<std::mutex> commit(commit_mu_);  // no commit changes LMDB while we read it
+  std::lock_guard<std::mutex> lock(mu_);
+  CheckMapLocked(&report);
+  return report;
+}
+
+void PoolImpl::CheckMapLocked(CheckReport* report) {
+  auto problem = [report](std::string p) {
+    if (report->problems.size() < 100) {
+      report->problems.push_back(std::move(p));
+    }
+  };
+  std::map<uint64_t, const VolumeInfo*> lineages;
+  for (const auto& [id, rec] : volumes_) {
+    lineages[rec.info.lineage] = &rec.info;
+    report->volumes++;
+  }
+  const uint64_t frontier = alloc_->frontier();
+  std::vector<uint8_t> state(frontier, 0);  // 1 mapped, 2 free
+  std::vector<MapKey> keys;
+  Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
+    report->versions++;
+    keys.push_back(k);
+    auto l = lineages.find(k.lineage);
+    if (l == lineages.end()) {
+      problem("map entry for unknown lineage " + std::to_string(k.lineage));
+    } else if (k.birth == 0 || k.birth > l->second->head_epoch) {
+      problem("version born at epoch " + std::to_string(k.birth) + " after the head of " +
+              l->second->volume_id);
+    } else if (k.chunk * chunk_size_ >= l->second->size_bytes) {
+      problem("version past the end of " + l->second->volume_id);
+    }
+    if (v.tombstone()) {
+      return Status::OK();
+    }
+    report->data_chunks++;
+    if (v.phys >= frontier) {
+      problem("physical chunk " + std::to_string(v.phys) + " past the frontier");
+    } else if (state[v.phys] != 0) {
+      problem("physical chunk " + std::to_string(v.phys) + " mapped twice");
+    } else {
+      state[v.phys] = 1;
+    }
+    return Status::OK();
+  });
+  if (!s.ok()) {
+    problem("scanning the map: " + s.ToString());
+  }
+  size_t change_count = 0;
+  s = meta_->ForEachChange([&](const MapKey& k) -> Status {
+    change_count++;
+    if (!std::binary_search(keys.begin(), keys.end(), k)) {
+      problem("change record without a map entry (lineage " + std::to_string(k.lineage) + ")");
+    }
+    return Status::OK();
+  });
+  if (!s.ok()) {
+    problem("scanning changes: " + s.ToString());
+  }
+  if (change_count != keys.size()) {
+    problem("change index has " + std::to_string(change_count) + " records for " +
+            std::to_string(keys.size()) + " versions");
+  }
+  for (uint64_t p : alloc_->AllFree()) {
+    if (p >= frontier || state[p] != 0) {
+      problem("free chunk " + std::to_string(p) +
+              " is also mapped, past the frontier or twice free");
+    } else {
+      state[p] = 2;
+    }
+  }
+  uint64_t accounted = report->data_chunks + alloc_->free_chunks() + alloc_->pending_chunks();
+  if (accounted != frontier) {
+    problem("space accounting: " + std::to_string(report->data_chunks) + " mapped + " +
+            std::to_string(alloc_->free_chunks()) + " free + " +
+            std::to_string(alloc_->pending_chunks()) + " pending != frontier " +
+            std::to_string(frontier));
+  }
+  if (!overlay_.empty()) {
+    problem("uncommitted map changes remain after a flush");
+  }
+}
+
+}  // namespace strata

@@ -1,0 +1,536 @@
+#include "store/volume_impl.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "store/pool_impl.h"
+#include "util/check.h"
+
+namespace strata {
+
+namespace {
+
+// Zeros for write-zeroes pieces that must write (partial chunks, NO_HOLE): 1 MiB = max chunk.
+const std::byte* ZeroSource() {
+  static void* zeros = [] {
+    void* p = std::aligned_alloc(kIoAlign, 1u << 20);
+    std::memset(p, 0, 1u << 20);
+    return p;
+  }();
+  return static_cast<const std::byte*>(zeros);
+}
+
+bool IsAligned(uint64_t v) { return v % kIoAlign == 0; }
+bool PieceIsAligned(const internal::Piece& p) {
+  return IsAligned(p.offset_in_chunk) && IsAligned(p.length) &&
+         IsAligned(reinterpret_cast<uintptr_t>(p.data));
+}
+
+// Request states are reused per thread: no allocation per request in steady state.
+thread_local std::vector<internal::RequestState*> free_states;
+
+internal::RequestState* NewState() {
+  if (free_states.empty()) {
+    return new internal::RequestState();
+  }
+  internal::RequestState* s = free_states.back();
+  free_states.pop_back();
+  return s;
+}
+
+void FreeState(internal::RequestState* s) {
+  s->error = Status::OK();
+  if (free_states.size() < 256) {
+    free_states.push_back(s);
+  } else {
+    delete s;
+  }
+}
+
+}  // namespace
+
+VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info)
+    : pool_(pool),
+      id_(info.volume_id),
+      lineage_(info.lineage),
+      head_epoch_(info.head_epoch),
+      size_bytes_(info.size_bytes),
+      chunk_size_(pool->chunk_size()) {}
+
+// ---------------------------------------------------------------- synchronous API
+
+Status VolumeImpl::RunSync(IoRequest* request) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, pool_->AcquireLoop());
+  struct Outcome {
+    bool done = false;
+    Status status;
+  } outcome;
+  request->user = &outcome;
+  request->callback = [](IoRequest* r, const Status& s) {
+    auto* o = static_cast<Outcome*>(r->user);
+    o->status = s;
+    o->done = true;
+  };
+  Submit(loop.get(), request);
+  loop->RunUntil([&outcome] { return outcome.done; });
+  pool_->ReleaseLoop(std::move(loop));
+  return outcome.status;
+}
+
+Status VolumeImpl::Read(uint64_t offset_bytes, std::span<std::byte> out) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kRead;
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = out.size();
+  r.data = out.data();
+  return RunSync(&r);
+}
+
+Status VolumeImpl::Write(uint64_t offset_bytes, std::span<const std::byte> data, bool fua) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kWrite;
+  r.flags = fua ? IoRequest::kFua : 0;
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = data.size();
+  r.data = const_cast<std::byte*>(data.data());  // only read from for writes
+  return RunSync(&r);
+}
+
+Status VolumeImpl::WriteZeroes(uint64_t offset_bytes, uint64_t length_bytes, bool no_hole,
+                               bool fua) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kWriteZeroes;
+  r.flags = (no_hole ? IoRequest::kNoHole : 0) | (fua ? IoRequest::kFua : 0);
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = length_bytes;
+  return RunSync(&r);
+}
+
+Status VolumeImpl::Trim(uint64_t offset_bytes, uint64_t length_bytes) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kTrim;
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = length_bytes;
+  return RunSync(&r);
+}
+
+Status VolumeImpl::Flush() {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kFlush;
+  return RunSync(&r);
+}
+
+Result<std::vector<Extent>> VolumeImpl::BlockStatus(uint64_t offset_bytes, uint64_t length_bytes) {
+  const uint64_t size = size_bytes();
+  if (length_bytes == 0 || offset_bytes >= size || length_bytes > size - offset_bytes) {
+    return Status::OutOfRange("block status range [" + std::to_string(offset_bytes) + ", +" +
+                              std::to_string(length_bytes) + ") is outside the volume");
+  }
+  std::vector<Extent> out;
+  const uint64_t end = offset_bytes + length_bytes;
+  const uint64_t head = head_epoch_.load(std::memory_order_acquire);
+  std::lock_guard<std::mutex> lock(pool_->mu());
+  for (uint64_t pos = offset_bytes; pos < end;) {
+    uint64_t chunk = pos / chunk_size_;
+    uint64_t piece_end = std::min(end, (chunk + 1) * chunk_size_);
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, pool_->NewestLocked(lineage_, chunk, head));
+    bool hole = !v || v->value.tombstone();
+    if (!out.empty() && out.back().hole == hole) {
+      out.back().length_bytes += piece_end - pos;
+    } else {
+      out.push_back(Extent{pos, piece_end - pos, hole});
+    }
+    pos = piece_end;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- asynchronous API
+
+Status VolumeImpl::Validate(const IoRequest& r) const {
+  if (r.kind == IoRequest::Kind::kFlush) {
+    return Status::OK();
+  }
+  const uint64_t size = size_bytes();
+  if (r.offset_bytes > size || r.length_bytes > size - r.offset_bytes) {
+    return Status::OutOfRange("I/O [" + std::to_string(r.offset_bytes) + ", +" +
+                              std::to_string(r.length_bytes) + ") past the end of " + id_ + " (" +
+                              std::to_string(size) + " bytes)");
+  }
+  if ((r.kind == IoRequest::Kind::kRead || r.kind == IoRequest::Kind::kWrite) &&
+      r.data == nullptr && r.length_bytes > 0) {
+    return Status::InvalidArgument("read/write without a buffer");
+  }
+  return Status::OK();
+}
+
+void VolumeImpl::Complete(EventLoop* loop, IoRequest* request, const Status& status) {
+  // Never call back from inside Submit: the caller's stack may not expect re-entry.
+  loop->Defer([request, status] { request->callback(request, status); });
+}
+
+void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
+  STRATA_CHECK(request->callback != nullptr);
+  Status s = Validate(*request);
+  if (!s.ok()) {
+    Complete(loop, request, s);
+    return;
+  }
+  if (request->kind == IoRequest::Kind::kFlush) {
+    pool_->RequestCommit(loop, [request](const Status& st) { request->callback(request, st); });
+    return;
+  }
+  if (request->length_bytes == 0) {
+    Complete(loop, request, Status::OK());
+    return;
+  }
+  RequestState* state = NewState();
+  state->volume = this;
+  state->loop = loop;
+  state->request = request;
+  state->lineage = lineage_;
+  state->head_epoch = head_epoch_.load(std::memory_order_acquire);
+  state->volume_size = size_bytes();
+  state->next_offset = request->offset_bytes;
+  state->end_offset = request->offset_bytes + request->length_bytes;
+  state->active = 0;
+  state->busy_mask = 0;
+  request->state = state;
+  Pump(state);
+}
+
+// Starts pieces while there is room; finishes the request when everything is done.
+// Pieces that complete without I/O are finished in this loop (no recursion).
+void VolumeImpl::Pump(RequestState* state) {
+  while (state->error.ok() && state->next_offset < state->end_offset &&
+         state->active < internal::kMaxPiecesInFlight) {
+    int slot = __builtin_ctz(~state->busy_mask);
+    state->busy_mask |= 1u << slot;
+    state->active++;
+    Piece* p = &state->pieces[slot];
+    uint64_t pos = state->next_offset;
+    uint64_t chunk = pos / chunk_size_;
+    uint64_t piece_end = std::min(state->end_offset, (chunk + 1) * chunk_size_);
+    *p = Piece{};
+    p->request = state;
+    p->chunk = chunk;
+    p->offset_in_chunk = static_cast<uint32_t>(pos - chunk * chunk_size_);
+    p->length = static_cast<uint32_t>(piece_end - pos);
+    p->data = state->request->data == nullptr
+                  ? nullptr
+                  : state->request->data + (pos - state->request->offset_bytes);
+    state->next_offset = piece_end;
+    if (StartPiece(p) == Next::kDone) {
+      state->busy_mask &= ~(1u << slot);
+      state->active--;
+    }
+  }
+  if (state->active > 0 || (state->error.ok() && state->next_offset < state->end_offset)) {
+    return;
+  }
+  IoRequest* request = state->request;
+  EventLoop* loop = state->loop;
+  Status status = state->error;
+  request->state = nullptr;
+  FreeState(state);
+  if (status.ok() && (request->flags & IoRequest::kFua) != 0) {
+    pool_->RequestCommit(loop, [request](const Status& st) { request->callback(request, st); });
+    return;
+  }
+  request->callback(request, status);
+}
+
+void VolumeImpl::PieceFinished(Piece* piece, const Status& status) {
+  RequestState* state = piece->request;
+  if (!status.ok() && state->error.ok()) {
+    state->error = status;
+  }
+  int slot = static_cast<int>(piece - state->pieces);
+  state->busy_mask &= ~(1u << slot);
+  state->active--;
+  Pump(state);
+}
+
+VolumeImpl::Next VolumeImpl::StartPiece(Piece* piece) {
+  Next next;
+  switch (piece->request->request->kind) {
+    case IoRequest::Kind::kRead:
+      next = StartRead(piece);
+      break;
+    case IoRequest::Kind::kWrite:
+      next = StartWrite(piece);
+      break;
+    default:
+      next = StartZero(piece);
+      break;
+  }
+  if (next == Next::kDeferred) {
+    piece->request->loop->Defer([this, piece] {
+      if (StartPiece(piece) == Next::kDone) {
+        PieceFinished(piece, piece->request->error);
+      }
+    });
+  }
+  return next;
+}
+
+void VolumeImpl::Unlock(Piece* piece) {
+  pool_->UnlockChunkLocked(lineage_, piece->chunk, piece->exclusive);
+}
+
+// ---- reads
+
+VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
+  std::optional<Version> v;
+  {
+    std::lock_guard<std::mutex> lock(pool_->mu());
+    if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/false)) {
+      return Next::kDeferred;
+    }
+    auto found = pool_->NewestLocked(lineage_, p->chunk, p->request->head_epoch);
+    if (!found.ok() || !*found || (*found)->value.tombstone()) {
+      Unlock(p);
+      if (!found.ok()) {
+        p->request->error = found.status();
+      } else {
+        std::memset(p->data, 0, p->length);  // hole or trimmed: zeros, no I/O
+      }
+      return Next::kDone;
+    }
+    v = *found;
+  }
+  p->exclusive = false;
+  p->target_phys = v->value.phys;
+  if (PieceIsAligned(*p)) {
+    Issue(p, Piece::Step::kRead, IoOp::Kind::kRead, p->target_phys, p->offset_in_chunk, p->length,
+          p->data);
+    return Next::kIo;
+  }
+  p->cover_offset = p->offset_in_chunk / kIoAlign * kIoAlign;
+  uint32_t cover_end = (p->offset_in_chunk + p->length + kIoAlign - 1) / kIoAlign * kIoAlign;
+  p->cover_length = cover_end - p->cover_offset;
+  p->bounce_bytes = p->cover_length;
+  p->bounce = p->request->loop->TakeBuffer(p->bounce_bytes);
+  Issue(p, Piece::Step::kRead, IoOp::Kind::kRead, p->target_phys, p->cover_offset, p->cover_length,
+        p->bounce);
+  return Next::kIo;
+}
+
+// ---- writes
+
+// Decides where the piece's bytes go (docs/design.md §2 write table). REQUIRES: pool mutex.
+Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& current) {
+  const uint64_t head = p->request->head_epoch;
+  bool data_here = current && !current->value.tombstone();
+  if (data_here && current->birth == head) {
+    p->target_phys = current->value.phys;  // owned by the head alone: overwrite in place
+    return Status::OK();
+  }
+  std::optional<ChunkAllocator::Grant> grant = pool_->AllocateLocked();
+  if (!grant) {
+    return Status::NoSpace("pool is full: no free chunk for a write to " + id_);
+  }
+  p->allocated = true;
+  p->target_phys = grant->phys;
+  p->clean = grant->clean;
+  if (data_here) {
+    p->has_source = true;  // shared with an older epoch: copy-on-write
+    p->source_phys = current->value.phys;
+  }
+  return Status::OK();
+}
+
+VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
+  std::unique_lock<std::mutex> lock(pool_->mu());
+  if (!pool_->latched_locked().ok()) {
+    p->request->error = pool_->latched_locked();
+    return Next::kDone;
+  }
+  if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/true)) {
+    return Next::kDeferred;
+  }
+  p->exclusive = true;
+  auto current = pool_->NewestLocked(lineage_, p->chunk, p->request->head_epoch);
+  Status s = current.ok() ? PlanWriteLocked(p, *current) : current.status();
+  if (!s.ok()) {
+    Unlock(p);
+    p->request->error = s;
+    return Next::kDone;
+  }
+  lock.unlock();  // the chunk lock keeps the plan valid; no I/O under the pool mutex
+  IssueWrite(p);
+  return Next::kIo;
+}
+
+void VolumeImpl::IssueWrite(Piece* p) {
+  EventLoop* loop = p->request->loop;
+  const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
+  const bool in_place = !p->allocated;
+  if ((in_place || full || (p->clean && !p->has_source)) && PieceIsAligned(*p)) {
+    Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->offset_in_chunk, p->length,
+          p->data);
+    return;
+  }
+  if (in_place || (p->clean && !p->has_source)) {
+    // Only the aligned cover of the piece is written. In place, the cover's edges are read
+    // first; in a clean new chunk they are zeros.
+    p->cover_offset = p->offset_in_chunk / kIoAlign * kIoAlign;
+    uint32_t cover_end = (p->offset_in_chunk + p->length + kIoAlign - 1) / kIoAlign * kIoAlign;
+    p->cover_length = cover_end - p->cover_offset;
+    p->bounce_bytes = p->cover_length;
+    p->bounce = loop->TakeBuffer(p->bounce_bytes);
+    if (in_place) {
+      Issue(p, Piece::Step::kRmwRead, IoOp::Kind::kRead, p->target_phys, p->cover_offset,
+            p->cover_length, p->bounce);
+      return;
+    }
+    std::memset(p->bounce, 0, p->bounce_bytes);
+    std::memcpy(static_cast<std::byte*>(p->bounce) + (p->offset_in_chunk - p->cover_offset),
+                p->data, p->length);
+    Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->cover_offset,
+          p->cover_length, p->bounce);
+    return;
+  }
+  // A whole new chunk: copy-on-write source, or zeros (dirty chunk or unaligned full piece).
+  p->cover_offset = 0;
+  p->cover_length = chunk_size_;
+  p->bounce_bytes = chunk_size_;
+  p->bounce = loop->TakeBuffer(p->bounce_bytes);
+  if (p->has_source && !full) {
+    Issue(p, Piece::Step::kCowRead, IoOp::Kind::kRead, p->source_phys, 0, chunk_size_, p->bounce);
+    return;
+  }
+  std::memset(p->bounce, 0, p->bounce_bytes);
+  std::memcpy(static_cast<std::byte*>(p->bounce) + p->offset_in_chunk, p->data, p->length);
+  Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, 0, chunk_size_, p->bounce);
+}
+
+// ---- write-zeroes and trim
+
+VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
+  const IoRequest& r = *p->request->request;
+  const uint64_t chunk_start = p->chunk * chunk_size_;
+  const bool whole =
+      p->offset_in_chunk == 0 &&
+      (p->length == chunk_size_ || chunk_start + p->length >= p->request->volume_size);
+  const bool may_deallocate =
+      r.kind == IoRequest::Kind::kTrim || (r.flags & IoRequest::kNoHole) == 0;
+  const uint64_t head = p->request->head_epoch;
+  std::unique_lock<std::mutex> lock(pool_->mu());
+  if (!pool_->latched_locked().ok()) {
+    p->request->error = pool_->latched_locked();
+    return Next::kDone;
+  }
+  if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/true)) {
+    return Next::kDeferred;
+  }
+  p->exclusive = true;
+  auto current = pool_->NewestLocked(lineage_, p->chunk, head);
+  Status s = current.status();
+  if (current.ok() && (!*current || (*current)->value.tombstone())) {
+    Unlock(p);  // already reads as zeros
+    return Next::kDone;
+  }
+  if (current.ok() && whole && may_deallocate) {
+    const Version& v = **current;
+    MapKey key{lineage_, p->chunk, head};
+    if (v.birth == head) {
+      auto older = pool_->NewestLocked(lineage_, p->chunk, head - 1);
+      s = older.status();
+      if (s.ok()) {
+        // An older version is seen by a snapshot: hide it with a tombstone; else forget the chunk.
+        if (*older) {
+          pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
+        } else {
+          pool_->EraseVersionLocked(key);
+        }
+        pool_->FreeLocked(v.value.phys);
+      }
+    } else {
+      pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
+    }
+    Unlock(p);
+    p->request->error = s.ok() ? p->request->error : s;
+    return Next::kDone;
+  }
+  if (current.ok()) {
+    p->data = const_cast<std::byte*>(ZeroSource()) + p->offset_in_chunk;
+    s = PlanWriteLocked(p, *current);
+  }
+  if (!s.ok()) {
+    Unlock(p);
+    p->request->error = s;
+    return Next::kDone;
+  }
+  lock.unlock();
+  IssueWrite(p);
+  return Next::kIo;
+}
+
+// ---- I/O plumbing
+
+void VolumeImpl::Issue(Piece* p, Piece::Step step, IoOp::Kind kind, uint64_t phys, uint32_t offset,
+                       uint32_t length, void* buf) {
+  STRATA_CHECK(offset + length <= chunk_size_);
+  p->step = step;
+  p->op = IoOp{};
+  p->op.kind = kind;
+  p->op.file = pool_->FileOf(phys);
+  p->op.buf = buf;
+  p->op.length_bytes = length;
+  p->op.offset_bytes = pool_->OffsetOf(phys) + offset;
+  p->op.done = &VolumeImpl::OnIo;
+  p->op.ctx = p;
+  p->request->loop->engine()->Submit(&p->op);
+}
+
+void VolumeImpl::OnIo(IoOp* op) {
+  auto* p = static_cast<Piece*>(op->ctx);
+  p->request->volume->Continue(p);
+}
+
+void VolumeImpl::ReleaseBounce(Piece* p) {
+  if (p->bounce != nullptr) {
+    p->request->loop->GiveBuffer(p->bounce, p->bounce_bytes);
+    p->bounce = nullptr;
+  }
+}
+
+// Runs when a piece's I/O completes: the next step, or publication and release.
+void VolumeImpl::Continue(Piece* p) {
+  Status s;
+  if (p->op.result < 0) {
+    s = Status::FromErrno(
+        "data " + std::string(p->op.kind == IoOp::Kind::kRead ? "read" : "write") + " of " + id_,
+        p->op.result);
+  } else if (p->step == Piece::Step::kRmwRead || p->step == Piece::Step::kCowRead) {
+    std::memcpy(static_cast<std::byte*>(p->bounce) + (p->offset_in_chunk - p->cover_offset),
+                p->data, p->length);
+    Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->cover_offset,
+          p->cover_length, p->bounce);
+    return;
+  } else if (p->step == Piece::Step::kRead && p->bounce != nullptr) {
+    std::memcpy(p->data,
+                static_cast<std::byte*>(p->bounce) + (p->offset_in_chunk - p->cover_offset),
+                p->length);
+  }
+  ReleaseBounce(p);
+  {
+    std::lock_guard<std::mutex> lock(pool_->mu());
+    if (p->allocated) {
+      if (s.ok()) {
+        // Data first, then the mapping (docs/durability.md): the write has completed.
+        pool_->PutVersionLocked(MapKey{lineage_, p->chunk, p->request->head_epoch},
+                                MapValue{p->target_phys, 0});
+      } else {
+        pool_->ReturnUnmappedLocked(p->target_phys);
+      }
+    }
+    Unlock(p);
+  }
+  PieceFinished(p, s);
+}
+
+}  // namespace strata

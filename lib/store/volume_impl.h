@@ -1,0 +1,113 @@
+// VolumeImpl: the data path. A request is cut into pieces, one per logical chunk; each piece
+// locks its chunk stripe, resolves its mapping under the pool mutex, issues its I/O through the
+// submitting loop's engine, and publishes new mappings to the overlay. docs/design.md §4.
+#ifndef STRATA_STORE_VOLUME_IMPL_H_
+#define STRATA_STORE_VOLUME_IMPL_H_
+
+#include <atomic>
+#include <string>
+
+#include "strata/pool.h"
+#include "strata/volume.h"
+
+#include "meta/meta_store.h"
+
+namespace strata {
+
+class PoolImpl;
+class VolumeImpl;
+
+namespace internal {
+
+constexpr uint32_t kMaxPiecesInFlight = 16;  // per request
+
+struct Piece {
+  enum class Step : uint8_t { kIdle, kRead, kRmwRead, kCowRead, kWrite };
+  RequestState* request = nullptr;
+  uint64_t chunk = 0;            // logical chunk index
+  uint32_t offset_in_chunk = 0;  // bytes
+  uint32_t length = 0;           // bytes
+  std::byte* data = nullptr;     // read destination or write source for this piece
+  Step step = Step::kIdle;
+  bool exclusive = false;
+  bool allocated = false;   // target was granted for this write
+  bool clean = false;       // the granted chunk reads as zeros
+  bool has_source = false;  // copy-on-write from source_phys
+  uint64_t target_phys = 0;
+  uint64_t source_phys = 0;
+  void* bounce = nullptr;
+  uint32_t bounce_bytes = 0;
+  uint32_t cover_offset = 0;  // aligned range of the chunk the I/O covers
+  uint32_t cover_length = 0;
+  IoOp op;
+};
+
+struct RequestState {
+  VolumeImpl* volume = nullptr;
+  EventLoop* loop = nullptr;
+  IoRequest* request = nullptr;
+  uint64_t lineage = 0;
+  uint64_t head_epoch = 0;
+  uint64_t volume_size = 0;
+  uint64_t next_offset = 0;
+  uint64_t end_offset = 0;
+  uint32_t active = 0;
+  uint32_t busy_mask = 0;  // bit i: pieces[i] in use
+  Status error;
+  Piece pieces[kMaxPiecesInFlight];
+};
+
+}  // namespace internal
+
+class VolumeImpl final : public Volume {
+ public:
+  VolumeImpl(PoolImpl* pool, const VolumeInfo& info);
+  ~VolumeImpl() override = default;
+
+  const std::string& id() const override { return id_; }
+  uint64_t size_bytes() const override { return size_bytes_.load(std::memory_order_acquire); }
+  uint32_t chunk_size_bytes() const override { return chunk_size_; }
+  void SetSize(uint64_t size_bytes) { size_bytes_.store(size_bytes, std::memory_order_release); }
+
+  Status Read(uint64_t offset_bytes, std::span<std::byte> out) override;
+  Status Write(uint64_t offset_bytes, std::span<const std::byte> data, bool fua) override;
+  Status WriteZeroes(uint64_t offset_bytes, uint64_t length_bytes, bool no_hole, bool fua) override;
+  Status Trim(uint64_t offset_bytes, uint64_t length_bytes) override;
+  Status Flush() override;
+  Result<std::vector<Extent>> BlockStatus(uint64_t offset_bytes, uint64_t length_bytes) override;
+  void Submit(EventLoop* loop, IoRequest* request) override;
+
+ private:
+  using Piece = internal::Piece;
+  using RequestState = internal::RequestState;
+  enum class Next { kDone, kIo, kDeferred };
+
+  Status RunSync(IoRequest* request);
+  Status Validate(const IoRequest& request) const;
+  void Complete(EventLoop* loop, IoRequest* request, const Status& status);
+  void Pump(RequestState* state);
+  void PieceFinished(Piece* piece, const Status& status);
+  Next StartPiece(Piece* piece);
+  Next StartRead(Piece* piece);
+  Next StartWrite(Piece* piece);
+  Next StartZero(Piece* piece);
+  Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current);
+  void IssueWrite(Piece* piece);
+  void Issue(Piece* piece, Piece::Step step, IoOp::Kind kind, uint64_t phys, uint32_t offset,
+             uint32_t length, void* buf);
+  static void OnIo(IoOp* op);
+  void Continue(Piece* piece);
+  void ReleaseBounce(Piece* piece);
+  void Unlock(Piece* piece);
+
+  PoolImpl* pool_;
+  const std::string id_;
+  const uint64_t lineage_;
+  std::atomic<uint64_t> head_epoch_;
+  std::atomic<uint64_t> size_bytes_;
+  const uint32_t chunk_size_;
+};
+
+}  // namespace strata
+
+#endif  // STRATA_STORE_VOLUME_IMPL_H_

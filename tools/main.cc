@@ -1,0 +1,156 @@
+// strata: the command-line interface. AWS CLI verbs, EC2-shaped JSON answers.
+//
+// Exit codes: 0 success; 1 the operation failed (one line on stderr names the problem, nothing
+// was changed); 2 the command line is malformed.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "strata/pool.h"
+
+#include "control/control.h"
+#include "output.h"
+#include "util/units.h"
+
+namespace {
+
+using nlohmann::json;
+using strata::Status;
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+std::string DefaultPoolDir() {
+  if (const char* env = std::getenv("STRATA_POOL"); env != nullptr && env[0] != '\0') {
+    return env;
+  }
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && xdg[0] != '\0') {
+    return std::string(xdg) + "/strata/pool";
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : ".") + "/.local/share/strata/pool";
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "strata: error: %s\n", s.ToString().c_str());
+  return kExitFailed;
+}
+
+int CreatePool(const std::string& dir, const std::string& chunk_text,
+               const std::string& capacity_text) {
+  strata::PoolOptions options;
+  auto chunk = strata::ParseSize(chunk_text, 1);
+  if (!chunk.ok()) {
+    return Fail(chunk.status().WithContext("--chunk-size"));
+  }
+  if (*chunk > UINT32_MAX) {
+    return Fail(Status::InvalidArgument("--chunk-size: at most 1 MiB"));
+  }
+  options.chunk_size_bytes = static_cast<uint32_t>(*chunk);
+  if (!capacity_text.empty()) {
+    auto capacity = strata::ParseSize(capacity_text, 1ull << 30);
+    if (!capacity.ok()) {
+      return Fail(capacity.status().WithContext("--capacity"));
+    }
+    options.capacity_bytes = *capacity;
+  }
+  Status s = strata::Pool::Create(dir, options);
+  if (!s.ok()) {
+    return Fail(s);
+  }
+  auto pool = strata::Pool::Open(dir, options);
+  if (!pool.ok()) {
+    return Fail(pool.status());
+  }
+  auto info = strata::ExecuteControl(pool->get(), json{{"command", "pool-info"}});
+  if (!info.ok()) {
+    return Fail(info.status());
+  }
+  std::cout << info->dump(2) << "\n";
+  return 0;
+}
+
+// Runs a control request on the pool in `dir`, opened by this process.
+int RunRequest(const std::string& dir, const json& request, const std::string& output) {
+  strata::PoolOptions options;
+  auto pool = strata::Pool::Open(dir, options);
+  if (!pool.ok()) {
+    return Fail(pool.status());
+  }
+  auto reply = strata::ExecuteControl(pool->get(), request);
+  if (!reply.ok()) {
+    return Fail(reply.status());
+  }
+  strata::PrintReply(*reply, output, std::cout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"strata: EBS-style volumes, snapshots and images on one host"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  std::string pool_dir = DefaultPoolDir();
+  std::string output = "json";
+  app.add_option(
+      "--pool", pool_dir,
+      "pool directory (default $STRATA_POOL, else " + std::string("~/.local/share/strata/pool)"));
+  app.add_option("--output", output, "json, table or text")
+      ->check(CLI::IsMember({"json", "table", "text"}));
+
+  json request;
+  auto* pool_cmd = app.add_subcommand("pool", "create, inspect and check a pool");
+  pool_cmd->require_subcommand(1);
+  std::string chunk_size = "64KiB", capacity;
+  auto* pool_create = pool_cmd->add_subcommand("create", "create a pool in --pool DIR");
+  pool_create->add_option("--chunk-size", chunk_size, "4KiB..1MiB, power of two (64KiB)");
+  pool_create->add_option("--capacity", capacity, "upper bound on stored data (default none)");
+  pool_cmd->add_subcommand("info", "space, engine and counters");
+  pool_cmd->add_subcommand("check", "verify every metadata invariant and the space accounting");
+
+  std::string size, name, volume_type = "gp3", volume_id;
+  std::vector<std::string> volume_ids;
+  auto* create = app.add_subcommand("create-volume", "create a thin volume");
+  create->add_option("--size", size, "GiB (as EBS) or with a unit: 256MiB, 2GiB")->required();
+  create->add_option("--name", name, "the Name tag");
+  create->add_option("--volume-type", volume_type, "gp2|gp3|io1|io2|st1|sc1|standard (gp3)");
+  auto* describe = app.add_subcommand("describe-volumes", "list volumes");
+  describe->add_option("--volume-ids", volume_ids, "ids (or unique names) to show");
+  auto* del = app.add_subcommand("delete-volume", "delete a volume and free its space");
+  del->add_option("--volume-id", volume_id, "volume id")->required();
+  auto* modify = app.add_subcommand("modify-volume", "grow a volume online");
+  modify->add_option("--volume-id", volume_id, "volume id")->required();
+  modify->add_option("--size", size, "new size, GiB or with a unit")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitUsage;
+  }
+
+  if (pool_cmd->parsed()) {
+    if (pool_create->parsed()) {
+      return CreatePool(pool_dir, chunk_size, capacity);
+    }
+    request["command"] = pool_cmd->got_subcommand("info") ? "pool-info" : "pool-check";
+  } else if (create->parsed()) {
+    request = {{"command", "create-volume"},
+               {"args", {{"size", size}, {"name", name}, {"volume-type", volume_type}}}};
+  } else if (describe->parsed()) {
+    request = {{"command", "describe-volumes"}, {"args", {{"volume-ids", volume_ids}}}};
+  } else if (del->parsed()) {
+    request = {{"command", "delete-volume"}, {"args", {{"volume-id", volume_id}}}};
+  } else if (modify->parsed()) {
+    request = {{"command", "modify-volume"}, {"args", {{"volume-id", volume_id}, {"size", size}}}};
+  }
+  return RunRequest(pool_dir, request, output);
+}
