@@ -64,8 +64,8 @@ Status LmdbStatus(const char* what, int rc) {
   switch (rc) {
     case 0:
       return Status::OK();
-    case MDB_MAP_FULL:
-      return Status::NoSpace(msg);
+    case MDB_MAP_FULL:  // errno 0 tells it from ENOSPC: the map, not the disk, is full
+      return Status(Status::Code::kNoSpace, msg, 0);
     case MDB_NOTFOUND:
       return Status::NotFound(msg);
     case MDB_INVALID:
@@ -216,7 +216,8 @@ Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadVolumeRe
                        std::string(static_cast<char*>(v.mv_data), v.mv_size));
     }
   }
-  mdb_txn_abort(txn);  // closes the cursor
+  mdb_cursor_close(cursor);  // read-only cursors are not freed with their transaction
+  mdb_txn_abort(txn);
   if (rc != MDB_NOTFOUND) {
     return LmdbStatus("read volumes", rc);
   }
@@ -285,6 +286,7 @@ Status MetaStore::ForEachVersion(const std::function<Status(const MapKey&, const
     Result<MapValue> value = DecodeValue(v);
     status = value.ok() ? fn(DecodeKey(k), *value) : value.status();
   }
+  mdb_cursor_close(cursor);
   mdb_txn_abort(txn);
   if (!status.ok()) {
     return status;
@@ -314,6 +316,7 @@ Status MetaStore::ForEachChange(const std::function<Status(const MapKey&)>& fn) 
     const char* p = static_cast<const char*>(k.mv_data);
     status = fn(MapKey{GetBigEndian64(p), GetBigEndian64(p + 16), GetBigEndian64(p + 8)});
   }
+  mdb_cursor_close(cursor);
   mdb_txn_abort(txn);
   if (!status.ok()) {
     return status;
@@ -391,7 +394,7 @@ Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
 Status MetaStore::Grow() {
   if (map_bytes_ >= max_map_bytes_) {
     return Status::NoSpace("metadata map is full at its maximum of " +
-                           std::to_string(max_map_bytes_ >> 20) + " MiB");
+                           std::to_string(max_map_bytes_ >> 10) + " KiB");
   }
   std::lock_guard<std::mutex> lock(read_mu_);  // no read transaction may be active
   uint64_t next = std::min(map_bytes_ * 2, max_map_bytes_);
@@ -420,8 +423,8 @@ Status MetaStore::Commit(const CommitBatch& batch) {
     } else {
       mdb_txn_abort(txn);
     }
-    if (status.code() != Status::Code::kNoSpace) {
-      return status;
+    if (status.code() != Status::Code::kNoSpace || status.sys_errno() != 0) {
+      return status;  // ENOSPC from the file system is not cured by a bigger map
     }
     STRATA_RETURN_IF_ERROR(Grow());
   }

@@ -36,12 +36,18 @@ void ChunkAllocator::ReturnUnmapped(uint64_t phys) {
   dirty_.push_back(phys);
 }
 
-void ChunkAllocator::FreeAfterCommit(uint64_t phys) {
+void ChunkAllocator::FreeAfterCommit(uint64_t phys, bool reads_as_zero_anyway) {
   STRATA_CHECK(phys < frontier_);
   pending_.push_back(phys);
+  if (reads_as_zero_anyway) {
+    pending_trimmed_.push_back(phys);
+  }
 }
 
-std::vector<uint64_t> ChunkAllocator::TakePending() { return std::exchange(pending_, {}); }
+std::vector<uint64_t> ChunkAllocator::TakePending(std::vector<uint64_t>* trimmed) {
+  *trimmed = std::exchange(pending_trimmed_, {});
+  return std::exchange(pending_, {});
+}
 std::vector<uint64_t> ChunkAllocator::TakePunched() { return std::exchange(punched_, {}); }
 
 void ChunkAllocator::AddClean(const std::vector<uint64_t>& chunks) {
@@ -53,8 +59,10 @@ void ChunkAllocator::AddPunched(const std::vector<uint64_t>& chunks) {
 void ChunkAllocator::AddDirty(const std::vector<uint64_t>& chunks) {
   dirty_.insert(dirty_.end(), chunks.begin(), chunks.end());
 }
-void ChunkAllocator::RestorePending(const std::vector<uint64_t>& chunks) {
+void ChunkAllocator::RestorePending(const std::vector<uint64_t>& chunks,
+                                    const std::vector<uint64_t>& trimmed) {
   pending_.insert(pending_.end(), chunks.begin(), chunks.end());
+  pending_trimmed_.insert(pending_trimmed_.end(), trimmed.begin(), trimmed.end());
 }
 
 std::vector<uint64_t> ChunkAllocator::AllFree() const {

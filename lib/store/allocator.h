@@ -31,17 +31,21 @@ class ChunkAllocator {
   // A granted chunk that will not be mapped (its write failed): free again, content unknown.
   void ReturnUnmapped(uint64_t phys);
   // A mapped chunk was unmapped in memory; it becomes reusable after a durable commit.
-  void FreeAfterCommit(uint64_t phys);
+  // `reads_as_zero_anyway`: the unmapping came from a trim or write-zeroes, so every state a
+  // crash can leave reads the chunk as zeros whether or not it is punched early (used when the
+  // host file system is full and the commit itself needs the space).
+  void FreeAfterCommit(uint64_t phys, bool reads_as_zero_anyway);
 
   // Commit protocol: at commit start take both lists; after the data sync and the metadata
   // commit, give back `punched` as clean; punch `pending` and give it back as punched (or dirty
   // when punching failed). On a failed commit, give both back untouched.
-  std::vector<uint64_t> TakePending();
+  // `trimmed` receives the subset freed by trims (see FreeAfterCommit).
+  std::vector<uint64_t> TakePending(std::vector<uint64_t>* trimmed);
   std::vector<uint64_t> TakePunched();
   void AddClean(const std::vector<uint64_t>& chunks);
   void AddPunched(const std::vector<uint64_t>& chunks);
   void AddDirty(const std::vector<uint64_t>& chunks);
-  void RestorePending(const std::vector<uint64_t>& chunks);
+  void RestorePending(const std::vector<uint64_t>& chunks, const std::vector<uint64_t>& trimmed);
 
   uint64_t frontier() const { return frontier_; }
   uint64_t capacity_chunks() const { return capacity_chunks_; }
@@ -60,6 +64,7 @@ class ChunkAllocator {
   std::vector<uint64_t> dirty_;
   std::vector<uint64_t> punched_;
   std::vector<uint64_t> pending_;
+  std::vector<uint64_t> pending_trimmed_;  // subset of pending_
 };
 
 }  // namespace strata

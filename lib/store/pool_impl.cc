@@ -462,7 +462,7 @@ void PoolImpl::Latch(const Status& status) {
 
 Status PoolImpl::CommitLocked(CommitBatch batch) {
   std::vector<std::pair<MapKey, uint64_t>> written;
-  std::vector<uint64_t> freed, punched;
+  std::vector<uint64_t> freed, trimmed, punched;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!latched_.ok()) {
@@ -473,20 +473,19 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
       batch.map_changes.push_back(CommitBatch::MapChange{key, e.value, e.erased});
       written.emplace_back(key, e.gen);
     }
-    freed = alloc_->TakePending();
+    freed = alloc_->TakePending(&trimmed);
     punched = alloc_->TakePunched();
     header_.frontier_chunks = alloc_->frontier();
     batch.header = header_;
   }
-  // Data before metadata: a mapping may only become durable after the data it points to.
-  Status s = SyncDataFiles();
-  if (s.ok()) {
-    s = meta_->Commit(batch);
+  Status s = CommitOnce(batch);
+  if (s.code() == Status::Code::kNoSpace && s.sys_errno() != 0 && PunchTrimmedEarly(trimmed)) {
+    s = CommitOnce(batch);  // the host file system had no room for the commit: try once more
   }
   if (!s.ok()) {
-    if (s.code() == Status::Code::kNoSpace) {  // metadata map cannot grow: nothing changed
+    if (s.code() == Status::Code::kNoSpace) {  // no room for metadata: nothing changed
       std::lock_guard<std::mutex> lock(mu_);
-      alloc_->RestorePending(freed);
+      alloc_->RestorePending(freed, trimmed);
       alloc_->AddPunched(punched);
       return s;
     }
@@ -505,6 +504,20 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
   }
   PunchFreed(freed);
   return Status::OK();
+}
+
+// Data before metadata: a mapping may only become durable after the data it points to.
+Status PoolImpl::CommitOnce(const CommitBatch& batch) {
+  STRATA_RETURN_IF_ERROR(SyncDataFiles());
+  return meta_->Commit(batch);
+}
+
+bool PoolImpl::PunchTrimmedEarly(const std::vector<uint64_t>& trimmed) {
+  bool punched = false;
+  for (uint64_t p : trimmed) {
+    punched = env_->PunchHole(FileOf(p), OffsetOf(p), chunk_size_).ok() || punched;
+  }
+  return punched;
 }
 
 // Punches each run of contiguous chunks once; they become clean after the next data sync.
@@ -627,8 +640,8 @@ std::vector<VolumeInfo> PoolImpl::ListVolumes() {
   return out;
 }
 
-// Every physical chunk the lineage maps (committed, as changed by the overlay), and drops the
-// lineage's overlay entries. REQUIRES: mu_ held.
+// Every physical chunk the lineage maps (committed, as changed by the overlay). Chunks the
+// overlay unmapped are already pending free. REQUIRES: mu_ held.
 Status PoolImpl::CollectLineageChunksLocked(uint64_t lineage, std::vector<uint64_t>* phys) {
   Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
     if (k.lineage == lineage && !v.tombstone() && overlay_.count(k) == 0) {
@@ -637,19 +650,22 @@ Status PoolImpl::CollectLineageChunksLocked(uint64_t lineage, std::vector<uint64
     return Status::OK();
   });
   STRATA_RETURN_IF_ERROR(s);
-  auto it = overlay_.lower_bound(MapKey{lineage, 0, 0});
-  while (it != overlay_.end() && it->first.lineage == lineage) {
+  for (auto it = overlay_.lower_bound(MapKey{lineage, 0, 0});
+       it != overlay_.end() && it->first.lineage == lineage; ++it) {
     if (!it->second.erased && !it->second.value.tombstone()) {
       phys->push_back(it->second.value.phys);
     }
-    it = overlay_.erase(it);
   }
   return Status::OK();
 }
 
+// Commits the delete first and changes memory only once it is durable, so that a failed delete
+// (no room for metadata on a full file system) changes nothing.
 Status PoolImpl::DeleteVolume(const std::string& volume_id) {
   std::lock_guard<std::mutex> commit(commit_mu_);
   CommitBatch batch;
+  uint64_t lineage;
+  std::vector<uint64_t> phys;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = volumes_.find(volume_id);
@@ -662,23 +678,30 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
     if (!latched_.ok()) {
       return latched_;
     }
-    std::vector<uint64_t> phys;
-    Status s = CollectLineageChunksLocked(it->second.info.lineage, &phys);
-    if (!s.ok()) {
-      return s;
-    }
-    for (uint64_t p : phys) {
-      alloc_->FreeAfterCommit(p);
-    }
-    batch.erase_lineages.push_back(it->second.info.lineage);
+    lineage = it->second.info.lineage;
+    STRATA_RETURN_IF_ERROR(CollectLineageChunksLocked(lineage, &phys));
+    it->second.deleting = true;
+    batch.erase_lineages.push_back(lineage);
     batch.volume_records.emplace_back(volume_id, std::nullopt);
-    volumes_.erase(it);
   }
   Status s = CommitLocked(std::move(batch));
-  if (!s.ok()) {
-    Latch(s);  // memory already forgot the volume: only a reopen makes the two agree again
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = volumes_.find(volume_id);
+    if (!s.ok()) {
+      it->second.deleting = false;
+      return s;
+    }
+    // The lineage is gone from LMDB; what is left of it in memory is its overlay entries that
+    // changed during the commit (none: the volume was not open).
+    auto o = overlay_.lower_bound(MapKey{lineage, 0, 0});
+    while (o != overlay_.end() && o->first.lineage == lineage) {
+      o = overlay_.erase(o);
+    }
+    volumes_.erase(it);
   }
-  return s;
+  PunchFreed(phys);  // durably unmapped: punched now, clean after the next data sync
+  return Status::OK();
 }
 
 Result<VolumeInfo> PoolImpl::ResizeVolume(const std::string& volume_id, uint64_t new_size) {
@@ -716,6 +739,9 @@ Result<VolumeInfo> PoolImpl::ResizeVolume(const std::string& volume_id, uint64_t
 Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_id) {
   std::lock_guard<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(volume_id));
+  if (rec->deleting) {
+    return Status::NotFound("volume " + volume_id + " is being deleted");
+  }
   if (auto open = rec->open.lock()) {
     return std::shared_ptr<Volume>(open);
   }

@@ -40,6 +40,7 @@ struct OverlayEntry {
 // A volume's durable record (JSON in the `volumes` table).
 struct VolumeRecord {
   VolumeInfo info;
+  bool deleting = false;           // a delete is committing: not openable
   std::weak_ptr<VolumeImpl> open;  // the shared handle while any user holds it
 };
 
@@ -68,7 +69,8 @@ class PoolImpl final : public Pool {
   void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
   std::optional<ChunkAllocator::Grant> AllocateLocked();
   void ReturnUnmappedLocked(uint64_t phys) { alloc_->ReturnUnmapped(phys); }
-  void FreeLocked(uint64_t phys) { alloc_->FreeAfterCommit(phys); }
+  // Frees a chunk unmapped by a trim or write-zeroes (reusable after the next commit).
+  void FreeTrimmedLocked(uint64_t phys) { alloc_->FreeAfterCommit(phys, true); }
   void PutVersionLocked(const MapKey& key, const MapValue& value);
   void EraseVersionLocked(const MapKey& key);
   const Status& latched_locked() const { return latched_; }
@@ -94,6 +96,10 @@ class PoolImpl final : public Pool {
   Status EnsureFileLocked(uint64_t phys);
   // Runs one commit of the overlay plus `extra`. REQUIRES: commit_mu_ held.
   Status CommitLocked(CommitBatch extra);
+  Status CommitOnce(const CommitBatch& batch);
+  // When the host file system is full: punches trimmed chunks whose free is not yet committed, so
+  // that the commit which frees them has room to be written.
+  bool PunchTrimmedEarly(const std::vector<uint64_t>& trimmed);
   Status SyncDataFiles();
   void PunchFreed(const std::vector<uint64_t>& chunks);
   void Latch(const Status& status);

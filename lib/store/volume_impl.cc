@@ -29,21 +29,29 @@ bool PieceIsAligned(const internal::Piece& p) {
 }
 
 // Request states are reused per thread: no allocation per request in steady state.
-thread_local std::vector<internal::RequestState*> free_states;
+struct StateCache {
+  std::vector<internal::RequestState*> states;
+  ~StateCache() {
+    for (internal::RequestState* s : states) {
+      delete s;
+    }
+  }
+};
+thread_local StateCache state_cache;
 
 internal::RequestState* NewState() {
-  if (free_states.empty()) {
+  if (state_cache.states.empty()) {
     return new internal::RequestState();
   }
-  internal::RequestState* s = free_states.back();
-  free_states.pop_back();
+  internal::RequestState* s = state_cache.states.back();
+  state_cache.states.pop_back();
   return s;
 }
 
 void FreeState(internal::RequestState* s) {
   s->error = Status::OK();
-  if (free_states.size() < 256) {
-    free_states.push_back(s);
+  if (state_cache.states.size() < 256) {
+    state_cache.states.push_back(s);
   } else {
     delete s;
   }
@@ -446,7 +454,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
         } else {
           pool_->EraseVersionLocked(key);
         }
-        pool_->FreeLocked(v.value.phys);
+        pool_->FreeTrimmedLocked(v.value.phys);
       }
     } else {
       pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});

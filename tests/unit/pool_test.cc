@@ -1,0 +1,342 @@
+// Pool lifecycle and every bad input of issue #2: each gets a clear error and loses nothing.
+#include "strata/pool.h"
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <lmdb.h>
+
+#include "io/sim_env.h"
+#include "testutil/test_util.h"
+
+namespace strata {
+namespace {
+
+using test::AllZero;
+using test::RandomBytes;
+using test::TempDir;
+
+std::unique_ptr<Pool> MustOpen(const std::string& dir, const PoolOptions& options) {
+  auto pool = Pool::Open(dir, options);
+  EXPECT_TRUE(pool.ok()) << pool.status().ToString();
+  return pool.ok() ? std::move(*pool) : nullptr;
+}
+
+std::shared_ptr<Volume> MakeVolume(Pool* pool, uint64_t size) {
+  auto info = pool->CreateVolume(VolumeSpec{size, "", "gp3"});
+  EXPECT_TRUE(info.ok()) << info.status().ToString();
+  return *pool->OpenVolume(info->volume_id);
+}
+
+TEST(PoolTest, MissingPoolIsNotFound) {
+  TempDir dir;
+  auto pool = Pool::Open(dir.Sub("nothing"), PoolOptions{});
+  EXPECT_EQ(pool.status().code(), Status::Code::kNotFound);
+  auto empty = Pool::Open(dir.path(), PoolOptions{});  // a directory with no pool in it
+  EXPECT_EQ(empty.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(empty.status().message().find("strata pool create"), std::string::npos);
+}
+
+TEST(PoolTest, CreateTwiceIsRefused) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  EXPECT_EQ(Pool::Create(dir.path(), PoolOptions{}).code(), Status::Code::kAlreadyExists);
+}
+
+TEST(PoolTest, BadChunkSizeIsRefused) {
+  TempDir dir;
+  for (uint32_t size : {0u, 512u, 2048u, 65537u, 2u << 20}) {
+    PoolOptions o;
+    o.chunk_size_bytes = size;
+    EXPECT_EQ(Pool::Create(dir.Sub(std::to_string(size)), o).code(),
+              Status::Code::kInvalidArgument);
+  }
+}
+
+TEST(PoolTest, SecondOpenIsBusyNamingTheHolder) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  auto first = MustOpen(dir.path(), PoolOptions{});
+  auto second = Pool::Open(dir.path(), PoolOptions{});
+  ASSERT_EQ(second.status().code(), Status::Code::kBusy);
+  EXPECT_NE(second.status().message().find(std::to_string(getpid())), std::string::npos)
+      << second.status().ToString();
+  first.reset();
+  EXPECT_TRUE(Pool::Open(dir.path(), PoolOptions{}).ok());  // released on close
+}
+
+TEST(PoolTest, GarbageMetadataIsCorruption) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("meta"));
+  std::ofstream(dir.Sub("meta/data.mdb")) << std::string(100000, 'x');
+  auto pool = Pool::Open(dir.path(), PoolOptions{});
+  EXPECT_EQ(pool.status().code(), Status::Code::kCorruption) << pool.status().ToString();
+}
+
+TEST(PoolTest, ForeignLmdbIsCorruption) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.Sub("meta"));
+  MDB_env* env;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  ASSERT_EQ(mdb_env_open(env, dir.Sub("meta").c_str(), 0, 0644), 0);
+  MDB_txn* txn;
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, nullptr, 0, &dbi), 0);
+  MDB_val k{3, const_cast<char*>("foo")}, v{3, const_cast<char*>("bar")};
+  ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+  auto pool = Pool::Open(dir.path(), PoolOptions{});
+  EXPECT_EQ(pool.status().code(), Status::Code::kCorruption) << pool.status().ToString();
+}
+
+TEST(PoolTest, InvalidSizesAndUnknownIds) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  for (uint64_t size : {uint64_t{0}, uint64_t{1000}, kMaxVolumeBytes + 512}) {
+    EXPECT_EQ(pool->CreateVolume(VolumeSpec{size, "", "gp3"}).status().code(),
+              Status::Code::kInvalidArgument);
+  }
+  EXPECT_EQ(pool->DescribeVolume("vol-00000000000000000").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(pool->DeleteVolume("vol-00000000000000000").code(), Status::Code::kNotFound);
+  EXPECT_EQ(pool->OpenVolume("nope").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(pool->ResizeVolume("nope", 1 << 20).status().code(), Status::Code::kNotFound);
+  EXPECT_TRUE(pool->ListVolumes().empty());
+}
+
+TEST(PoolTest, HugeThinVolumeUsesNoSpace) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  auto vol = MakeVolume(pool.get(), kMaxVolumeBytes);
+  auto data = RandomBytes(4096, 1);
+  ASSERT_TRUE(vol->Write(kMaxVolumeBytes - 4096, data, true).ok());
+  std::vector<std::byte> back(4096);
+  ASSERT_TRUE(vol->Read(kMaxVolumeBytes - 4096, back).ok());
+  EXPECT_EQ(back, data);
+  EXPECT_EQ(pool->Info().used_bytes, 64u << 10);
+  EXPECT_LT(pool->Info().data_file_bytes, 1u << 20);
+}
+
+TEST(PoolTest, NamesResolveWhenUnique) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  auto a = pool->CreateVolume(VolumeSpec{1 << 20, "web", "gp3"});
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(pool->DescribeVolume("web")->volume_id, a->volume_id);
+  ASSERT_TRUE(pool->CreateVolume(VolumeSpec{1 << 20, "web", "gp3"}).ok());
+  EXPECT_EQ(pool->DescribeVolume("web").status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(PoolTest, GrowOnlineNeverShrink) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  auto vol = MakeVolume(pool.get(), 1 << 20);
+  auto data = RandomBytes(8192, 2);
+  EXPECT_EQ(vol->Write(1 << 20, data, false).code(), Status::Code::kOutOfRange);
+  ASSERT_TRUE(pool->ResizeVolume(vol->id(), 2 << 20).ok());
+  EXPECT_EQ(vol->size_bytes(), 2u << 20);  // the open handle sees it at once
+  ASSERT_TRUE(vol->Write(1 << 20, data, false).ok());
+  EXPECT_EQ(pool->ResizeVolume(vol->id(), 1 << 20).status().code(), Status::Code::kInvalidArgument);
+  vol.reset();
+  pool.reset();
+  pool = MustOpen(dir.path(), PoolOptions{});
+  EXPECT_EQ(pool->DescribeVolume(pool->ListVolumes()[0].volume_id)->size_bytes, 2u << 20);
+}
+
+TEST(PoolTest, DeleteReclaimsSpaceAndNeverLeaksData) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  auto vol = MakeVolume(pool.get(), 16 << 20);
+  ASSERT_TRUE(vol->Write(0, RandomBytes(8 << 20, 3), false).ok());
+  ASSERT_TRUE(pool->Flush().ok());
+  EXPECT_GE(pool->Info().data_file_bytes, 8u << 20);
+  std::string id = vol->id();
+  EXPECT_EQ(pool->DeleteVolume(id).code(), Status::Code::kBusy);  // still open
+  vol.reset();
+  ASSERT_TRUE(pool->DeleteVolume(id).ok());
+  EXPECT_EQ(pool->Info().used_bytes, 0u);
+  EXPECT_LT(pool->Info().data_file_bytes, 1u << 20) << "freed chunks were not punched";
+  // A new volume reuses the chunks: partial writes must not expose the old bytes around them.
+  auto fresh = MakeVolume(pool.get(), 16 << 20);
+  ASSERT_TRUE(fresh->Write(4096, RandomBytes(512, 4), false).ok());
+  std::vector<std::byte> all(16 << 20);
+  ASSERT_TRUE(fresh->Read(0, all).ok());
+  std::memset(all.data() + 4096, 0, 512);
+  EXPECT_TRUE(AllZero(all));
+  auto report = pool->Check();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->problems.empty()) << report->problems.front();
+}
+
+TEST(PoolTest, FullPoolFailsCleanlyAndRecovers) {
+  TempDir dir;
+  PoolOptions options;
+  options.chunk_size_bytes = 65536;
+  options.capacity_bytes = 16 * 65536;
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  auto vol = MakeVolume(pool.get(), 4 << 20);
+  auto data = RandomBytes(16 * 65536, 5);
+  ASSERT_TRUE(vol->Write(0, data, false).ok());
+  auto more = RandomBytes(4096, 6);
+  Status s = vol->Write(2 << 20, more, false);
+  EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
+  // Overwrites of allocated chunks still work; nothing was corrupted.
+  ASSERT_TRUE(vol->Write(0, more, false).ok());
+  std::memcpy(data.data(), more.data(), more.size());
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(vol->Read(0, back).ok());
+  EXPECT_EQ(back, data);
+  // Free space: the write works again (after the free is committed).
+  ASSERT_TRUE(vol->Trim(0, 65536).ok());
+  ASSERT_TRUE(vol->Flush().ok());
+  ASSERT_TRUE(vol->Write(2 << 20, more, false).ok());
+  auto report = pool->Check();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->problems.empty()) << report->problems.front();
+}
+
+TEST(PoolTest, MetadataMapGrowsWhenFull) {
+  TempDir dir;
+  PoolOptions options;
+  options.chunk_size_bytes = 4096;
+  options.meta_map_bytes = 256 << 10;  // tiny: must grow several times
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  auto vol = MakeVolume(pool.get(), 64 << 20);
+  auto data = RandomBytes(32 << 20, 7);  // 8192 chunks = 8192 versions + changes
+  ASSERT_TRUE(vol->Write(0, data, false).ok());
+  ASSERT_TRUE(pool->Flush().ok());
+  EXPECT_GT(pool->Info().meta_bytes, 256u << 10);
+  vol.reset();
+  pool.reset();
+  pool = MustOpen(dir.path(), options);
+  vol = *pool->OpenVolume(pool->ListVolumes()[0].volume_id);
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(vol->Read(0, back).ok());
+  EXPECT_EQ(back, data);
+}
+
+TEST(PoolTest, MetadataAtItsLimitFailsFlushCleanly) {
+  TempDir dir;
+  PoolOptions options;
+  options.chunk_size_bytes = 4096;
+  options.meta_map_bytes = 256 << 10;
+  options.max_meta_bytes = 256 << 10;
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  auto vol = MakeVolume(pool.get(), 64 << 20);
+  auto first = RandomBytes(64 << 10, 8);
+  ASSERT_TRUE(vol->Write(0, first, false).ok());
+  ASSERT_TRUE(pool->Flush().ok());
+  ASSERT_TRUE(vol->Write(1 << 20, RandomBytes(32 << 20, 9), false).ok());
+  Status s = pool->Flush();
+  EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
+  EXPECT_NE(s.message().find("metadata"), std::string::npos) << s.ToString();
+  vol.reset();
+  pool.reset();
+  options.max_meta_bytes = 1ull << 30;
+  pool = MustOpen(dir.path(), options);
+  vol = *pool->OpenVolume(pool->ListVolumes()[0].volume_id);
+  std::vector<std::byte> back(first.size());
+  ASSERT_TRUE(vol->Read(0, back).ok());
+  EXPECT_EQ(back, first);  // what was committed is intact
+  auto report = pool->Check();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->problems.empty()) << report->problems.front();
+}
+
+TEST(PoolTest, FailedSyncLatchesThePool) {
+  TempDir dir;
+  SimEnv sim(1);
+  PoolOptions options;
+  options.env = &sim;
+  options.commit_interval_ms = 0;
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  auto vol = MakeVolume(pool.get(), 1 << 20);
+  auto data = RandomBytes(8192, 10);
+  ASSERT_TRUE(vol->Write(0, data, false).ok());
+  sim.FailNextSyncs(1);
+  Status s = vol->Flush();
+  EXPECT_EQ(s.code(), Status::Code::kIOError);
+  // No silent retry: the next flush and every write fail too, naming the latch.
+  EXPECT_EQ(vol->Flush().code(), Status::Code::kIOError);
+  s = vol->Write(0, data, false);
+  EXPECT_EQ(s.code(), Status::Code::kIOError);
+  EXPECT_NE(s.message().find("latched"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(pool->Info().latched_error.empty());
+  std::vector<std::byte> back(8192);
+  EXPECT_TRUE(vol->Read(0, back).ok());  // reads still served
+  vol.reset();
+  pool.reset();
+  pool = MustOpen(dir.path(), options);  // reopening clears the latch
+  vol = *pool->OpenVolume(pool->ListVolumes()[0].volume_id);
+  EXPECT_TRUE(vol->Write(0, data, false).ok());
+  EXPECT_TRUE(vol->Flush().ok());
+}
+
+TEST(PoolTest, HostFileSystemFullIsNoSpace) {
+  TempDir dir;
+  SimEnv sim(2);
+  PoolOptions options;
+  options.env = &sim;
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  auto vol = MakeVolume(pool.get(), 4 << 20);
+  auto data = RandomBytes(65536, 11);
+  ASSERT_TRUE(vol->Write(0, data, false).ok());
+  sim.SetNoSpace(true);
+  Status s = vol->Write(1 << 20, data, false);
+  EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
+  sim.SetNoSpace(false);
+  ASSERT_TRUE(vol->Write(1 << 20, data, false).ok());
+  std::vector<std::byte> back(65536);
+  ASSERT_TRUE(vol->Read(0, back).ok());
+  EXPECT_EQ(back, data);
+  auto report = pool->Check();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->problems.empty()) << report->problems.front();
+}
+
+// A real small file system that fills up (tmpfs also refuses O_DIRECT: the buffered fallback).
+TEST(PoolTest, RealTmpfsFullIsNoSpaceAndRecovers) {
+  TempDir dir;
+  if (geteuid() != 0 || mount("tmpfs", dir.path().c_str(), "tmpfs", 0, "size=8m") != 0) {
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  }
+  {
+    ASSERT_TRUE(Pool::Create(dir.Sub("pool"), PoolOptions{}).ok());
+    auto pool = MustOpen(dir.Sub("pool"), PoolOptions{});
+    auto vol = MakeVolume(pool.get(), 64 << 20);
+    Status s;
+    uint64_t written = 0;
+    auto data = RandomBytes(1 << 20, 12);
+    while (s.ok() && written < (64u << 20)) {
+      s = vol->Write(written, data, false);
+      written += s.ok() ? data.size() : 0;
+    }
+    EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
+    EXPECT_GT(written, 0u);
+    ASSERT_TRUE(vol->Trim(0, written).ok());
+    Status flushed = vol->Flush();
+    ASSERT_TRUE(flushed.ok()) << flushed.ToString() << " written " << written << " data file "
+                              << pool->Info().data_file_bytes;
+    EXPECT_TRUE(vol->Write(0, data, false).ok());
+    EXPECT_TRUE(vol->Flush().ok());
+  }
+  umount(dir.path().c_str());
+}
+
+}  // namespace
+}  // namespace strata
