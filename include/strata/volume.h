@@ -43,6 +43,8 @@ struct Extent {
   bool hole = false;  // true: unallocated or trimmed, reads as zeros
 };
 
+constexpr size_t kMaxBlockStatusChunks = 65536;
+
 // Thread-safe. Offsets and lengths are in bytes with any alignment; unaligned edges are handled
 // inside by read-modify-write of 4 KiB units. A Volume keeps its Pool alive state-wise but the
 // Pool must outlive it (destroy every Volume before its Pool).
@@ -70,7 +72,9 @@ class Volume {
   // Makes every write, zero and trim that completed before the call durable (group-committed
   // with other flushes). Errors: IOError (the pool latches: see docs/durability.md), Shutdown.
   virtual Status Flush() = 0;
-  // Allocated and hole extents covering [offset, offset + length), in order, merged.
+  // Allocated and hole extents from `offset`, in order, merged. They cover the whole range unless
+  // it holds more than kMaxBlockStatusChunks mapped chunks; then they cover a prefix (at least
+  // one chunk) and the caller asks again from where they end. Cost: O(mapped chunks in range).
   virtual Result<std::vector<Extent>> BlockStatus(uint64_t offset_bytes, uint64_t length_bytes) = 0;
 
   // Asynchronous form of the calls above: starts `request` and returns at once; its callback runs

@@ -207,8 +207,12 @@ int32_t SimEnv::DoRead(File* f, char* buf, uint64_t len, uint64_t off) {
 }
 
 int32_t SimEnv::DoWrite(File* f, const char* buf, uint64_t len, uint64_t off) {
-  if (no_space_ && off + len > f->current_size) {
-    return -ENOSPC;
+  if (no_space_) {  // like a real file system: filling a hole needs a block, and there is none
+    for (uint64_t page = off / kPage; page <= (off + len - 1) / kPage; page++) {
+      if (f->current.count(page) == 0) {
+        return -ENOSPC;
+      }
+    }
   }
   if (!ConsumeMutation()) {
     return -EIO;

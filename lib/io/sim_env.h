@@ -43,7 +43,7 @@ class SimEnv final : public Env {
   void SetPowerFailAfter(int64_t ops);
   // The next `count` Syncs fail with EIO (and sync nothing).
   void FailNextSyncs(int count);
-  // While set, writes that would allocate new space fail with ENOSPC.
+  // While set, writes that touch an unallocated page (a hole) fail with ENOSPC.
   void SetNoSpace(bool no_space);
   // Decides the fate of every unsynced operation, then powers the disk on again.
   // REQUIRES: no file is open (the Pool using this Env has been destroyed).

@@ -264,6 +264,55 @@ Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t
   return out;
 }
 
+Status MetaStore::ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk,
+                             uint64_t max_birth,
+                             const std::function<bool(uint64_t, const Version&)>& fn) {
+  MDB_txn* txn;
+  MDB_cursor* cursor;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  rc = mdb_cursor_open(txn, map_dbi_, &cursor);
+  char start[kKeyBytes];
+  EncodeKey(MapKey{lineage, first_chunk, 0}, start);
+  MDB_val k = Val(start, kKeyBytes), v;
+  std::optional<std::pair<uint64_t, Version>> best;  // newest usable version of the current chunk
+  bool more = true;
+  Status status;
+  for (int op = MDB_SET_RANGE; rc == 0 && more && status.ok(); op = MDB_NEXT) {
+    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (rc != 0) {
+      break;
+    }
+    MapKey key = DecodeKey(k);
+    if (key.lineage != lineage || key.chunk >= end_chunk) {
+      break;
+    }
+    if (best && best->first != key.chunk) {
+      more = fn(best->first, best->second);
+      best.reset();
+    }
+    if (key.birth <= max_birth) {
+      Result<MapValue> value = DecodeValue(v);
+      status = value.status();
+      if (value.ok()) {
+        best = std::make_pair(key.chunk, Version{key.birth, *value});
+      }
+    }
+  }
+  mdb_cursor_close(cursor);
+  mdb_txn_abort(txn);
+  STRATA_RETURN_IF_ERROR(status);
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    return LmdbStatus("scan map", rc);
+  }
+  if (more && best) {
+    fn(best->first, best->second);
+  }
+  return Status::OK();
+}
+
 Status MetaStore::ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn) {
   MDB_txn* txn;
   MDB_cursor* cursor;

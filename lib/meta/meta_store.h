@@ -77,6 +77,11 @@ class MetaStore {
   // Newest version of (lineage, chunk) with birth <= max_birth, from committed state.
   // Thread-safe (one pooled read transaction behind a mutex; no I/O wait under it).
   Result<std::optional<Version>> FindVersion(uint64_t lineage, uint64_t chunk, uint64_t max_birth);
+  // For each chunk in [first_chunk, end_chunk) of `lineage` that has a version born at or before
+  // max_birth, in chunk order, calls fn(chunk, newest such version); stops when fn returns
+  // false. Cost: O(versions in the range), not O(range).
+  Status ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk, uint64_t max_birth,
+                    const std::function<bool(uint64_t, const Version&)>& fn);
   // Calls fn for every map entry in key order (recovery and check). Stops on a non-OK status.
   Status ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn);
   Status ForEachChange(const std::function<Status(const MapKey&)>& fn);  // (lineage, chunk, birth)

@@ -270,6 +270,7 @@ Status PoolImpl::OpenDataFilesThrough(uint64_t frontier) {
     uint64_t keep = frontier > first ? std::min(frontier - first, chunks_per_file_) : 0;
     STRATA_RETURN_IF_ERROR(env_->Truncate(f, keep * chunk_size_));
     files_[i].store(f);
+    file_sizes_[i] = keep * chunk_size_;
     file_count_ = i + 1;
   }
   if (file_count_ > 0) {
@@ -289,7 +290,14 @@ Status PoolImpl::EnsureFileLocked(uint64_t phys) {
     STRATA_ASSIGN_OR_RETURN(
         FileId f, env_->OpenFile(DataFilePath(dir_, file_count_), true, options_.direct_io));
     files_[file_count_].store(f);
+    file_sizes_[file_count_] = 0;
     file_count_++;
+  }
+  uint64_t end = OffsetOf(phys) + chunk_size_;
+  if (end > file_sizes_[index]) {
+    uint64_t size = std::min(kDataFileBytes, end + kFileSizeAheadBytes);
+    STRATA_RETURN_IF_ERROR(env_->Truncate(files_[index].load(), size));
+    file_sizes_[index] = size;
   }
   return Status::OK();
 }
@@ -328,6 +336,45 @@ Result<std::optional<Version>> PoolImpl::NewestLocked(uint64_t lineage, uint64_t
     return committed;
   }
   return std::optional<Version>();
+}
+
+Status PoolImpl::MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t end,
+                                    uint64_t max_birth, size_t max_chunks,
+                                    std::vector<std::pair<uint64_t, Version>>* out,
+                                    uint64_t* end_out) {
+  std::map<uint64_t, Version> found;
+  uint64_t stop = end;
+  STRATA_RETURN_IF_ERROR(
+      meta_->ScanNewest(lineage, first, end, max_birth, [&](uint64_t chunk, const Version& v) {
+        if (found.size() == max_chunks) {
+          stop = chunk;  // everything before `chunk` is complete
+          return false;
+        }
+        found.emplace(chunk, v);
+        return true;
+      }));
+  // Chunks the overlay touches are resolved exactly (it may add, replace or erase versions).
+  for (auto it = overlay_.lower_bound(MapKey{lineage, first, 0});
+       it != overlay_.end() && it->first.lineage == lineage && it->first.chunk < stop; ++it) {
+    if (it->first.birth > max_birth) {
+      continue;
+    }
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v,
+                            NewestLocked(lineage, it->first.chunk, max_birth));
+    if (v) {
+      found[it->first.chunk] = *v;
+    } else {
+      found.erase(it->first.chunk);
+    }
+  }
+  if (found.size() > max_chunks) {  // the overlay added chunks: cut at the bound again
+    auto cut = std::next(found.begin(), static_cast<long>(max_chunks));
+    stop = cut->first;
+    found.erase(cut, found.end());
+  }
+  out->assign(found.begin(), found.end());
+  *end_out = stop;
+  return Status::OK();
 }
 
 namespace {

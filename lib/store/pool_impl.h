@@ -30,6 +30,9 @@ constexpr size_t kMaxDataFiles = 1024;           // 1 PiB of chunk addresses
 constexpr size_t kLockStripes = 4096;            // chunk lock stripes (power of two)
 constexpr size_t kOverlayCommitEntries = 65536;  // overlay size that triggers a commit
 constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O (O_DIRECT-safe)
+// Data files are kept this far (sparse) past the frontier: a first write then fills a hole
+// instead of extending the file, which ext4 serializes for O_DIRECT.
+constexpr uint64_t kFileSizeAheadBytes = 1ull << 30;
 
 struct OverlayEntry {
   MapValue value;
@@ -65,6 +68,12 @@ class PoolImpl final : public Pool {
   uint32_t chunk_size() const { return chunk_size_; }
   // Newest version of (lineage, chunk) with birth <= max_birth, overlay over LMDB.
   Result<std::optional<Version>> NewestLocked(uint64_t lineage, uint64_t chunk, uint64_t max_birth);
+  // Newest version (birth <= max_birth) of every chunk in [first, end) that has one, in chunk
+  // order, overlay over LMDB; at most `max_chunks` of them (the scan then stops early and
+  // *end_out says where). Cost O(versions in the range).
+  Status MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t end, uint64_t max_birth,
+                            size_t max_chunks, std::vector<std::pair<uint64_t, Version>>* out,
+                            uint64_t* end_out);
   bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
   void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
   std::optional<ChunkAllocator::Grant> AllocateLocked();
@@ -130,6 +139,7 @@ class PoolImpl final : public Pool {
   std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
   Status latched_;
   std::array<std::atomic<FileId>, kMaxDataFiles> files_;
+  std::array<uint64_t, kMaxDataFiles> file_sizes_{};  // logical sizes we set (sparse)
   size_t file_count_ = 0;
 
   std::mutex commit_mu_;  // one commit at a time (the commit thread or a control op)

@@ -136,22 +136,39 @@ Result<std::vector<Extent>> VolumeImpl::BlockStatus(uint64_t offset_bytes, uint6
     return Status::OutOfRange("block status range [" + std::to_string(offset_bytes) + ", +" +
                               std::to_string(length_bytes) + ") is outside the volume");
   }
-  std::vector<Extent> out;
   const uint64_t end = offset_bytes + length_bytes;
   const uint64_t head = head_epoch_.load(std::memory_order_acquire);
-  std::lock_guard<std::mutex> lock(pool_->mu());
-  for (uint64_t pos = offset_bytes; pos < end;) {
-    uint64_t chunk = pos / chunk_size_;
-    uint64_t piece_end = std::min(end, (chunk + 1) * chunk_size_);
-    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, pool_->NewestLocked(lineage_, chunk, head));
-    bool hole = !v || v->value.tombstone();
-    if (!out.empty() && out.back().hole == hole) {
-      out.back().length_bytes += piece_end - pos;
-    } else {
-      out.push_back(Extent{pos, piece_end - pos, hole});
-    }
-    pos = piece_end;
+  const uint64_t first_chunk = offset_bytes / chunk_size_;
+  const uint64_t end_chunk = (end + chunk_size_ - 1) / chunk_size_;
+  std::vector<std::pair<uint64_t, Version>> mapped;
+  uint64_t stop_chunk;
+  {
+    std::lock_guard<std::mutex> lock(pool_->mu());
+    STRATA_RETURN_IF_ERROR(pool_->MappedChunksLocked(lineage_, first_chunk, end_chunk, head,
+                                                     kMaxBlockStatusChunks, &mapped, &stop_chunk));
   }
+  // Walk the mapped chunks in order; the gaps between them are holes.
+  std::vector<Extent> out;
+  auto add = [&out](uint64_t from, uint64_t to, bool hole) {
+    if (from >= to) {
+      return;
+    }
+    if (!out.empty() && out.back().hole == hole) {
+      out.back().length_bytes += to - from;
+    } else {
+      out.push_back(Extent{from, to - from, hole});
+    }
+  };
+  const uint64_t stop = std::min(end, stop_chunk * chunk_size_);
+  uint64_t pos = offset_bytes;
+  for (const auto& [chunk, version] : mapped) {
+    uint64_t chunk_start = std::max(offset_bytes, chunk * chunk_size_);
+    uint64_t chunk_end = std::min(stop, (chunk + 1) * chunk_size_);
+    add(pos, chunk_start, /*hole=*/true);
+    add(chunk_start, chunk_end, version.value.tombstone());
+    pos = chunk_end;
+  }
+  add(pos, stop, /*hole=*/true);
   return out;
 }
 

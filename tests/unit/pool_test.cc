@@ -124,6 +124,55 @@ TEST(PoolTest, HugeThinVolumeUsesNoSpace) {
   EXPECT_LT(pool->Info().data_file_bytes, 1u << 20);
 }
 
+TEST(PoolTest, BlockStatusCostsMappedChunksNotVolumeSize) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  auto vol = MakeVolume(pool.get(), kMaxVolumeBytes);  // 2^30 chunks of 64 KiB
+  auto data = RandomBytes(65536, 13);
+  for (uint64_t off : {uint64_t{0}, uint64_t{1} << 40, kMaxVolumeBytes - 65536}) {
+    ASSERT_TRUE(vol->Write(off, data, false).ok());
+  }
+  ASSERT_TRUE(pool->Flush().ok());
+  ASSERT_TRUE(vol->Write(2ull << 40, data, false).ok());  // one more, still in the overlay
+  ASSERT_TRUE(vol->Trim(1ull << 40, 65536).ok());         // committed chunk trimmed in the overlay
+  auto extents = vol->BlockStatus(0, kMaxVolumeBytes);
+  ASSERT_TRUE(extents.ok()) << extents.status().ToString();
+  std::vector<Extent> want = {{0, 65536, false},
+                              {65536, (2ull << 40) - 65536, true},
+                              {2ull << 40, 65536, false},
+                              {(2ull << 40) + 65536, kMaxVolumeBytes - (2ull << 40) - 131072, true},
+                              {kMaxVolumeBytes - 65536, 65536, false}};
+  ASSERT_EQ(extents->size(), want.size());
+  for (size_t i = 0; i < want.size(); i++) {
+    EXPECT_EQ((*extents)[i].offset_bytes, want[i].offset_bytes) << i;
+    EXPECT_EQ((*extents)[i].length_bytes, want[i].length_bytes) << i;
+    EXPECT_EQ((*extents)[i].hole, want[i].hole) << i;
+  }
+}
+
+TEST(PoolTest, BlockStatusReturnsAPrefixPastItsBound) {
+  TempDir dir;
+  PoolOptions options;
+  options.chunk_size_bytes = 4096;
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  const uint64_t mapped = kMaxBlockStatusChunks + 100;
+  auto vol = MakeVolume(pool.get(), 2 * mapped * 4096);
+  ASSERT_TRUE(vol->Write(0, std::vector<std::byte>(mapped * 4096, std::byte{7}), false).ok());
+  auto extents = vol->BlockStatus(0, vol->size_bytes());
+  ASSERT_TRUE(extents.ok());
+  ASSERT_EQ(extents->size(), 1u);
+  EXPECT_FALSE((*extents)[0].hole);
+  EXPECT_EQ((*extents)[0].length_bytes, kMaxBlockStatusChunks * 4096);
+  auto rest = vol->BlockStatus(kMaxBlockStatusChunks * 4096,
+                               vol->size_bytes() - kMaxBlockStatusChunks * 4096);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 2u);
+  EXPECT_EQ((*rest)[0].length_bytes, 100u * 4096);
+  EXPECT_TRUE((*rest)[1].hole);
+}
+
 TEST(PoolTest, NamesResolveWhenUnique) {
   TempDir dir;
   ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
