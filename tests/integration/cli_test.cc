@@ -1,0 +1,168 @@
+// Drives the real `strata` binary: JSON shapes, output formats, exit codes and one-line errors.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "testutil/test_util.h"
+
+namespace strata {
+namespace {
+
+struct CliRun {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+CliRun Cli(const std::string& args) {
+  test::TempDir tmp;
+  std::string cmd =
+      std::string(STRATA_CLI) + " " + args + " >" + tmp.Sub("out") + " 2>" + tmp.Sub("err");
+  int status = std::system(cmd.c_str());
+  auto slurp = [](const std::string& path) {
+    std::string s;
+    FILE* f = std::fopen(path.c_str(), "r");
+    for (int c; f != nullptr && (c = std::fgetc(f)) != EOF;) {
+      s.push_back(static_cast<char>(c));
+    }
+    if (f != nullptr) {
+      std::fclose(f);
+    }
+    return s;
+  };
+  return CliRun{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(tmp.Sub("out")),
+                slurp(tmp.Sub("err"))};
+}
+
+nlohmann::json Json(const CliRun& r) { return nlohmann::json::parse(r.out); }
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pool_ = "--pool " + dir_.Sub("pool") + " ";
+    CliRun r = Cli(pool_ + "pool create --chunk-size 16KiB");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(Json(r)["Pool"]["ChunkSizeBytes"], 16384);
+  }
+  test::TempDir dir_;
+  std::string pool_;
+};
+
+TEST_F(CliTest, VolumeLifecycle) {
+  CliRun created = Cli(pool_ + "create-volume --size 2GiB --name web");
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  auto v = Json(created);
+  std::string id = v["VolumeId"];
+  EXPECT_EQ(id.size(), 21u);
+  EXPECT_EQ(id.rfind("vol-", 0), 0u);
+  EXPECT_EQ(v["Size"], 2);
+  EXPECT_EQ(v["State"], "available");
+  EXPECT_EQ(v["VolumeType"], "gp3");
+  EXPECT_EQ(v["Tags"][0]["Value"], "web");
+
+  CliRun bare = Cli(pool_ + "create-volume --size 8");  // bare number: GiB, as EBS
+  ASSERT_EQ(bare.exit_code, 0) << bare.err;
+  EXPECT_EQ(Json(bare)["SizeBytes"], 8ull << 30);
+
+  auto all = Json(Cli(pool_ + "describe-volumes"));
+  EXPECT_EQ(all["Volumes"].size(), 2u);
+  auto one = Json(Cli(pool_ + "describe-volumes --volume-ids web"));
+  ASSERT_EQ(one["Volumes"].size(), 1u);
+  EXPECT_EQ(one["Volumes"][0]["VolumeId"], id);
+
+  CliRun grown = Cli(pool_ + "modify-volume --volume-id " + id + " --size 3");
+  ASSERT_EQ(grown.exit_code, 0) << grown.err;
+  EXPECT_EQ(Json(grown)["VolumeModification"]["TargetSize"], 3);
+  CliRun shrink = Cli(pool_ + "modify-volume --volume-id " + id + " --size 1");
+  EXPECT_EQ(shrink.exit_code, 1);
+  EXPECT_NE(shrink.err.find("cannot shrink"), std::string::npos) << shrink.err;
+
+  CliRun table = Cli(pool_ + "--output table describe-volumes --volume-ids " + id);
+  EXPECT_NE(table.out.find("| VolumeId"), std::string::npos) << table.out;
+  CliRun text = Cli(pool_ + "--output text describe-volumes --volume-ids " + id);
+  EXPECT_NE(text.out.find(id), std::string::npos);
+  EXPECT_NE(text.out.find('\t'), std::string::npos);
+
+  ASSERT_EQ(Cli(pool_ + "delete-volume --volume-id " + id).exit_code, 0);
+  EXPECT_EQ(Json(Cli(pool_ + "describe-volumes"))["Volumes"].size(), 1u);
+  auto info = Json(Cli(pool_ + "pool info"));
+  EXPECT_EQ(info["Pool"]["VolumeCount"], 1);
+  CliRun check = Cli(pool_ + "pool check");
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_EQ(Json(check)["Check"]["Ok"], true);
+}
+
+TEST_F(CliTest, BadInputGetsOneLineAndExitCodes) {
+  struct Case {
+    std::string args;
+    int code;
+    std::string says;
+  } cases[] = {
+      {"create-volume --size 0", 1, "greater than zero"},
+      {"create-volume --size -5", 1, "not a number"},
+      {"create-volume --size 12XB", 1, "unknown unit"},
+      {"create-volume --size 65TiB", 1, "64 TiB"},
+      {"create-volume --size 1000B", 1, "multiple of 512"},
+      {"create-volume --size 99999999999999999999999", 1, "too large"},
+      {"create-volume --size 1 --volume-type gp9", 1, "unknown volume type"},
+      {"describe-volumes --volume-ids vol-00000000000000000", 1, "does not exist"},
+      {"delete-volume --volume-id vol-00000000000000000", 1, "does not exist"},
+      {"create-volume", 2, "--size is required"},
+      {"frobnicate", 2, ""},
+      {"--output yaml describe-volumes", 2, ""},
+  };
+  for (const Case& c : cases) {
+    CliRun r = Cli(pool_ + c.args);
+    EXPECT_EQ(r.exit_code, c.code) << c.args << ": " << r.err;
+    if (!c.says.empty()) {
+      EXPECT_NE(r.err.find(c.says), std::string::npos) << c.args << ": " << r.err;
+    }
+    if (c.code == 1) {
+      EXPECT_EQ(r.err.rfind("strata: error: ", 0), 0u) << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+      EXPECT_TRUE(r.out.empty()) << r.out;
+    }
+  }
+  EXPECT_EQ(Json(Cli(pool_ + "describe-volumes"))["Volumes"].size(), 0u);  // nothing changed
+  CliRun missing = Cli("--pool " + dir_.Sub("absent") + " describe-volumes");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no pool at"), std::string::npos) << missing.err;
+}
+
+TEST_F(CliTest, PoolHeldByAnotherProcessIsBusy) {
+  pid_t holder = fork();
+  if (holder == 0) {  // another process holding the pool lock, as a running server would
+    int fd = open((dir_.Sub("pool") + "/LOCK").c_str(), O_RDWR);
+    flock(fd, LOCK_EX);
+    pause();
+    _exit(0);
+  }
+  usleep(200000);
+  CliRun r = Cli(pool_ + "describe-volumes");
+  kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("in use by another process"), std::string::npos) << r.err;
+  EXPECT_EQ(Cli(pool_ + "describe-volumes").exit_code, 0);
+}
+
+TEST(CliDefaults, PoolComesFromStrataPoolVariable) {
+  test::TempDir dir;
+  ASSERT_EQ(Cli("--pool " + dir.Sub("p") + " pool create").exit_code, 0);
+  setenv("STRATA_POOL", dir.Sub("p").c_str(), 1);
+  CliRun with_env = Cli("describe-volumes");
+  unsetenv("STRATA_POOL");
+  EXPECT_EQ(with_env.exit_code, 0) << with_env.err;
+  EXPECT_EQ(Json(with_env)["Volumes"].size(), 0u);
+}
+
+}  // namespace
+}  // namespace strata
