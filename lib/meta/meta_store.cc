@@ -313,64 +313,44 @@ Status MetaStore::ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t en
   return Status::OK();
 }
 
-Status MetaStore::ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn) {
+// Calls fn(key, value) for every entry of `dbi` in key order; stops at the first non-OK status.
+Status MetaStore::ScanTable(MDB_dbi dbi,
+                            const std::function<Status(const MDB_val&, const MDB_val&)>& fn) {
   MDB_txn* txn;
   MDB_cursor* cursor;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc != 0) {
     return LmdbStatus("begin", rc);
   }
-  rc = mdb_cursor_open(txn, map_dbi_, &cursor);
+  rc = mdb_cursor_open(txn, dbi, &cursor);
   MDB_val k, v;
   Status status;
   for (int op = MDB_FIRST; rc == 0 && status.ok(); op = MDB_NEXT) {
     rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
-    if (rc != 0) {
-      break;
+    if (rc == 0) {
+      status = k.mv_size == kKeyBytes ? fn(k, v)
+                                      : Status::Corruption("key of " + std::to_string(k.mv_size) +
+                                                           " bytes in the map or change index");
     }
-    if (k.mv_size != kKeyBytes) {
-      status = Status::Corruption("map key of " + std::to_string(k.mv_size) + " bytes");
-      break;
-    }
-    Result<MapValue> value = DecodeValue(v);
-    status = value.ok() ? fn(DecodeKey(k), *value) : value.status();
   }
-  mdb_cursor_close(cursor);
+  mdb_cursor_close(cursor);  // read-only cursors are not freed with their transaction
   mdb_txn_abort(txn);
-  if (!status.ok()) {
-    return status;
-  }
-  return rc == MDB_NOTFOUND ? Status::OK() : LmdbStatus("scan map", rc);
+  STRATA_RETURN_IF_ERROR(status);
+  return rc == MDB_NOTFOUND ? Status::OK() : LmdbStatus("scan", rc);
+}
+
+Status MetaStore::ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn) {
+  return ScanTable(map_dbi_, [&fn](const MDB_val& k, const MDB_val& v) {
+    Result<MapValue> value = DecodeValue(v);
+    return value.ok() ? fn(DecodeKey(k), *value) : value.status();
+  });
 }
 
 Status MetaStore::ForEachChange(const std::function<Status(const MapKey&)>& fn) {
-  MDB_txn* txn;
-  MDB_cursor* cursor;
-  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
-  if (rc != 0) {
-    return LmdbStatus("begin", rc);
-  }
-  rc = mdb_cursor_open(txn, changes_dbi_, &cursor);
-  MDB_val k, v;
-  Status status;
-  for (int op = MDB_FIRST; rc == 0 && status.ok(); op = MDB_NEXT) {
-    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
-    if (rc != 0) {
-      break;
-    }
-    if (k.mv_size != kKeyBytes) {
-      status = Status::Corruption("change key of the wrong size");
-      break;
-    }
+  return ScanTable(changes_dbi_, [&fn](const MDB_val& k, const MDB_val&) {
     const char* p = static_cast<const char*>(k.mv_data);
-    status = fn(MapKey{GetBigEndian64(p), GetBigEndian64(p + 16), GetBigEndian64(p + 8)});
-  }
-  mdb_cursor_close(cursor);
-  mdb_txn_abort(txn);
-  if (!status.ok()) {
-    return status;
-  }
-  return rc == MDB_NOTFOUND ? Status::OK() : LmdbStatus("scan changes", rc);
+    return fn(MapKey{GetBigEndian64(p), GetBigEndian64(p + 16), GetBigEndian64(p + 8)});
+  });
 }
 
 Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {

@@ -97,6 +97,7 @@ class MetaStore {
   Status OpenTables(bool create);
   Status ApplyBatch(MDB_txn* txn, const CommitBatch& batch);
   Status Grow();
+  Status ScanTable(MDB_dbi dbi, const std::function<Status(const MDB_val&, const MDB_val&)>& fn);
   Status EraseLineageInTxn(MDB_txn* txn, uint64_t lineage);
 
   MDB_env* env_ = nullptr;

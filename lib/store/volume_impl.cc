@@ -367,8 +367,9 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   return Status::OK();
 }
 
-VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
-  std::unique_lock<std::mutex> lock(pool_->mu());
+// The prologue of every mutation: refuse on a latched pool, take the chunk exclusively.
+// REQUIRES: pool mutex. Returns kIo when the caller may go on.
+VolumeImpl::Next VolumeImpl::LockForMutationLocked(Piece* p) {
   if (!pool_->latched_locked().ok()) {
     p->request->error = pool_->latched_locked();
     return Next::kDone;
@@ -377,6 +378,14 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
     return Next::kDeferred;
   }
   p->exclusive = true;
+  return Next::kIo;
+}
+
+VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
+  std::unique_lock<std::mutex> lock(pool_->mu());
+  if (Next next = LockForMutationLocked(p); next != Next::kIo) {
+    return next;
+  }
   auto current = pool_->NewestLocked(lineage_, p->chunk, p->request->head_epoch);
   Status s = current.ok() ? PlanWriteLocked(p, *current) : current.status();
   if (!s.ok()) {
@@ -444,14 +453,9 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
       r.kind == IoRequest::Kind::kTrim || (r.flags & IoRequest::kNoHole) == 0;
   const uint64_t head = p->request->head_epoch;
   std::unique_lock<std::mutex> lock(pool_->mu());
-  if (!pool_->latched_locked().ok()) {
-    p->request->error = pool_->latched_locked();
-    return Next::kDone;
+  if (Next next = LockForMutationLocked(p); next != Next::kIo) {
+    return next;
   }
-  if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/true)) {
-    return Next::kDeferred;
-  }
-  p->exclusive = true;
   auto current = pool_->NewestLocked(lineage_, p->chunk, head);
   Status s = current.status();
   if (current.ok() && (!*current || (*current)->value.tombstone())) {

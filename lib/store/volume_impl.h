@@ -89,6 +89,7 @@ class VolumeImpl final : public Volume {
   void PieceFinished(Piece* piece, const Status& status);
   Next StartPiece(Piece* piece);
   Next StartRead(Piece* piece);
+  Next LockForMutationLocked(Piece* piece);
   Next StartWrite(Piece* piece);
   Next StartZero(Piece* piece);
   Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current);
