@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The main job: build Strata, create a pool in ./demo-pool with one volume, and show it.
-# (Serving the volume over NBD arrives with strata-nbd.)
+# The main job: build Strata, create a pool in ./demo-pool with a 1 GiB volume named "demo", and
+# serve it over NBD on a local unix socket (foreground; Ctrl-C stops it cleanly).
 #
 #   tools/quickstart.sh [POOL_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pool=${1:-$PWD/demo-pool}
+sock=${STRATA_SOCKET:-$PWD/demo-nbd.sock}
 
+echo "building (cmake, Release)..."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 strata=build/tools/strata
@@ -17,7 +19,19 @@ fi
 if ! "$strata" --pool "$pool" describe-volumes --volume-ids demo >/dev/null 2>&1; then
   "$strata" --pool "$pool" create-volume --size 1GiB --name demo >/dev/null
 fi
-"$strata" --pool "$pool" describe-volumes --volume-ids demo
-"$strata" --pool "$pool" pool info --output table
-echo
-echo "Pool: $pool    CLI: $strata --pool $pool describe-volumes"
+"$strata" --pool "$pool" --output table describe-volumes --volume-ids demo
+vol=$("$strata" --pool "$pool" --output text describe-volumes --volume-ids demo | awk -F'\t' '{print $NF > "/dev/null"} {for (i = 1; i <= NF; i++) if ($i ~ /^vol-/) print $i}')
+
+cat <<MSG
+
+Serving $vol (name "demo") from pool $pool on unix socket $sock.
+Attach it with any NBD client, for example:
+  nbdinfo 'nbd+unix:///$vol?socket=$sock'
+  qemu-io -f raw -c 'write -P 0xab 0 64k' -c 'read -P 0xab 0 64k' 'nbd+unix:///demo?socket=$sock'
+  nbdfuse /mnt/demo 'nbd+unix:///demo?socket=$sock'        # then mkfs.ext4 /mnt/demo/nbd
+  qemu-system-x86_64 -drive file='nbd+unix:///demo?socket=$sock',format=raw ...
+  nbd-client -unix $sock -N demo /dev/nbd0                   # with the nbd kernel module
+Ctrl-C stops the server (in-flight requests finish, everything is committed).
+
+MSG
+exec build/nbd-server/strata-nbd --pool "$pool" --socket "$sock"

@@ -20,8 +20,10 @@ namespace strata {
 using FileId = int32_t;
 
 // One asynchronous operation. The caller owns it and keeps it alive until `done` runs.
+// kRecv and kSendMsg work on sockets (`file` is the socket fd): they complete with however many
+// bytes moved (0 on kRecv = peer closed) and are not resubmitted for the remainder.
 struct IoOp {
-  enum class Kind : uint8_t { kRead, kWrite, kSync };
+  enum class Kind : uint8_t { kRead, kWrite, kSync, kRecv, kSendMsg };
   Kind kind = Kind::kRead;
   FileId file = -1;
   void* buf = nullptr;        // REQUIRES for kRead/kWrite on O_DIRECT files: 4 KiB aligned

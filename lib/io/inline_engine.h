@@ -16,14 +16,20 @@ class InlineEngine : public IoEngine {
   void Submit(IoOp* op) override;
   int Run(int timeout_ms) override;
   void Wake() override;
-  uint32_t in_flight() const override { return static_cast<uint32_t>(completed_.size()); }
+  uint32_t in_flight() const override {
+    return static_cast<uint32_t>(completed_.size() + waiting_.size());
+  }
 
  protected:
   // Performs `op` completely; returns its result (length_bytes or -errno).
   virtual int32_t Execute(IoOp* op) = 0;
 
  private:
+  // Socket ops run non-blocking; one that would block waits here for poll() readiness.
+  bool TrySocketOp(IoOp* op);
+  void PollSockets(int timeout_ms);
   int wake_fd_;
+  std::vector<IoOp*> waiting_;
   std::vector<IoOp*> completed_;
   std::vector<IoOp*> running_;
 };

@@ -183,6 +183,9 @@ int32_t SimEnv::Execute(IoOp* op) {
       return DoWrite(f, static_cast<const char*>(op->buf), op->length_bytes, op->offset_bytes);
     case IoOp::Kind::kSync:
       return DoSync(f);
+    case IoOp::Kind::kRecv:
+    case IoOp::Kind::kSendMsg:
+      return -EOPNOTSUPP;  // sockets never go through the simulated disk
   }
   return -EINVAL;
 }

@@ -3,6 +3,7 @@
 #include "io/uring_engine.h"
 
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -100,6 +101,12 @@ class UringEngine final : public IoEngine {
       case IoOp::Kind::kSync:
         io_uring_prep_fsync(sqe, op->file, IORING_FSYNC_DATASYNC);
         break;
+      case IoOp::Kind::kRecv:
+        io_uring_prep_recv(sqe, op->file, op->buf, op->length_bytes, 0);
+        break;
+      case IoOp::Kind::kSendMsg:
+        io_uring_prep_sendmsg(sqe, op->file, static_cast<msghdr*>(op->buf), MSG_NOSIGNAL);
+        break;
     }
     io_uring_sqe_set_data(sqe, op);
   }
@@ -161,6 +168,10 @@ class UringEngine final : public IoEngine {
     }
     if (op->kind == IoOp::Kind::kSync) {
       Finish(op, 0);
+      return;
+    }
+    if (op->kind == IoOp::Kind::kRecv || op->kind == IoOp::Kind::kSendMsg) {
+      Finish(op, res);  // sockets: the caller decides what a partial transfer means
       return;
     }
     if (res == 0) {

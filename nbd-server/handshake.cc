@@ -1,0 +1,347 @@
+// Notes on the design: nbdkit splits the protocol by phase, and so do we. Every option has its
+// own function; each consumes exactly the option's bytes (the stream stays in sync after any
+// error) and answers with the spec's reply. Only protocol violations that make resynchronising
+// impossible (bad magic, unknown client flags, absurd lengths) end the connection.
+#include "handshake.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "protocol.h"
+
+namespace strata::nbd {
+
+namespace {
+
+constexpr uint32_t kMaxOptionBytes = 64 * 1024;  // beyond this the client is not an NBD client
+
+Status ReadFully(int fd, void* buf, size_t len) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (len > 0) {
+    ssize_t n = recv(fd, p, len, 0);
+    if (n == 0) {
+      return Status::Shutdown("client closed the connection during the handshake");
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Status::FromErrno("handshake recv", errno);
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+Status WriteFully(int fd, const void* buf, size_t len) {
+  auto* p = static_cast<const uint8_t*>(buf);
+  while (len > 0) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return Status::FromErrno("handshake send", errno);
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+class Negotiation {
+ public:
+  Negotiation(int fd, Pool* pool, const ServerLimits& limits, bool shutting_down, Negotiated* out)
+      : fd_(fd), pool_(pool), limits_(limits), shutting_down_(shutting_down), out_(out) {}
+
+  Status Run() {
+    uint8_t greeting[18];
+    Put64(greeting, kNbdMagic);
+    Put64(greeting + 8, kOptMagic);
+    Put16(greeting + 16, kFlagFixedNewstyle | kFlagNoZeroes);
+    STRATA_RETURN_IF_ERROR(WriteFully(fd_, greeting, sizeof(greeting)));
+    uint8_t client[4];
+    STRATA_RETURN_IF_ERROR(ReadFully(fd_, client, 4));
+    uint32_t client_flags = Get32(client);
+    if ((client_flags & ~(kClientFixedNewstyle | kClientNoZeroes)) != 0) {
+      return Status::InvalidArgument("client set unknown handshake flags");  // MUST disconnect
+    }
+    no_zeroes_ = (client_flags & kClientNoZeroes) != 0;
+    for (;;) {
+      bool done = false;
+      STRATA_RETURN_IF_ERROR(NextOption(&done));
+      if (done) {
+        return Status::OK();
+      }
+    }
+  }
+
+ private:
+  Status NextOption(bool* done) {
+    uint8_t head[16];
+    STRATA_RETURN_IF_ERROR(ReadFully(fd_, head, sizeof(head)));
+    if (Get64(head) != kOptMagic) {
+      return Status::InvalidArgument("option without IHAVEOPT magic");
+    }
+    uint32_t option = Get32(head + 8);
+    uint32_t length = Get32(head + 12);
+    if (length > kMaxOptionBytes) {
+      return Status::InvalidArgument("option data of " + std::to_string(length) + " bytes");
+    }
+    data_.resize(length);
+    STRATA_RETURN_IF_ERROR(ReadFully(fd_, data_.data(), length));
+    if (shutting_down_ && option != kOptAbort) {
+      return Reply(option, kRepErrShutdown, "server is shutting down");
+    }
+    switch (option) {
+      case kOptExportName: return ExportName(done);
+      case kOptAbort:
+        (void)Reply(option, kRepAck, "");
+        return Status::Shutdown("client aborted the handshake");
+      case kOptList: return List();
+      case kOptInfo:
+      case kOptGo: return InfoOrGo(option, done);
+      case kOptStructuredReply: return StructuredReply();
+      case kOptListMetaContext:
+      case kOptSetMetaContext: return MetaContext(option);
+      case kOptStartTls: return Reply(option, kRepErrUnsup, "TLS is not supported");
+      default: return Reply(option, kRepErrUnsup, "unsupported option");
+    }
+  }
+
+  Status Reply(uint32_t option, uint32_t type, const std::string& payload) {
+    std::vector<uint8_t> buf(20 + payload.size());
+    Put64(buf.data(), kRepMagic);
+    Put32(buf.data() + 8, option);
+    Put32(buf.data() + 12, type);
+    Put32(buf.data() + 16, static_cast<uint32_t>(payload.size()));
+    std::memcpy(buf.data() + 20, payload.data(), payload.size());
+    return WriteFully(fd_, buf.data(), buf.size());
+  }
+
+  Result<std::shared_ptr<Volume>> Open(const std::string& name) {
+    STRATA_ASSIGN_OR_RETURN(std::string id, ResolveExport(pool_, name));
+    return pool_->OpenVolume(id);
+  }
+
+  uint16_t TransmissionFlags() const {
+    uint16_t f = kHasFlags | kSendFlush | kSendFua | kSendTrim | kSendWriteZeroes | kSendCache |
+                 kSendFastZero | kCanMultiConn;
+    if (out_->structured_replies) {
+      f |= kSendDf;
+    }
+    if (limits_.read_only) {
+      f |= kReadOnly;
+    }
+    return f;
+  }
+
+  void Finish(std::shared_ptr<Volume> volume, const std::string& name) {
+    out_->volume = std::move(volume);
+    out_->export_name = name;
+    out_->read_only = limits_.read_only;
+    out_->transmission_flags = TransmissionFlags();
+  }
+
+  Status ExportName(bool* done) {
+    std::string name(data_.begin(), data_.end());
+    auto volume = Open(name);
+    if (!volume.ok()) {  // EXPORT_NAME cannot fail politely: the spec says close
+      return volume.status();
+    }
+    uint8_t reply[10 + 124] = {};
+    Put64(reply, (*volume)->size_bytes());
+    Finish(*volume, name);
+    Put16(reply + 8, out_->transmission_flags);
+    *done = true;
+    return WriteFully(fd_, reply, no_zeroes_ ? 10 : sizeof(reply));
+  }
+
+  Status List() {
+    if (!data_.empty()) {
+      return Reply(kOptList, kRepErrInvalid, "LIST takes no data");
+    }
+    for (const VolumeInfo& v : pool_->ListVolumes()) {
+      std::string payload(4, '\0');
+      Put32(reinterpret_cast<uint8_t*>(payload.data()), static_cast<uint32_t>(v.volume_id.size()));
+      payload += v.volume_id;
+      payload += v.name.empty() ? "volume" : "volume " + v.name;
+      STRATA_RETURN_IF_ERROR(Reply(kOptList, kRepServer, payload));
+    }
+    return Reply(kOptList, kRepAck, "");
+  }
+
+  // Parses name length, name, then a u16 count of u16 info requests (INFO/GO).
+  bool ParseInfoRequest(std::string* name, std::vector<uint16_t>* requests) {
+    if (data_.size() < 6) {
+      return false;
+    }
+    uint32_t name_len = Get32(data_.data());
+    if (name_len > data_.size() - 6) {
+      return false;
+    }
+    name->assign(data_.begin() + 4, data_.begin() + 4 + name_len);
+    uint16_t count = Get16(data_.data() + 4 + name_len);
+    if (data_.size() != 6 + name_len + 2u * count) {
+      return false;
+    }
+    for (uint16_t i = 0; i < count; i++) {
+      requests->push_back(Get16(data_.data() + 6 + name_len + 2 * i));
+    }
+    return true;
+  }
+
+  Status InfoReply(uint32_t option, uint16_t type, const std::string& body) {
+    std::string payload(2, '\0');
+    Put16(reinterpret_cast<uint8_t*>(payload.data()), type);
+    return Reply(option, kRepInfo, payload + body);
+  }
+
+  Status InfoOrGo(uint32_t option, bool* done) {
+    std::string name;
+    std::vector<uint16_t> requests;
+    if (!ParseInfoRequest(&name, &requests)) {
+      return Reply(option, kRepErrInvalid, "malformed INFO/GO request");
+    }
+    auto volume = Open(name);
+    if (!volume.ok()) {
+      return Reply(option, kRepErrUnknown, volume.status().message());
+    }
+    std::string body(12, '\0');
+    auto* b = reinterpret_cast<uint8_t*>(body.data());
+    Put64(b, (*volume)->size_bytes());
+    Put16(b + 8, TransmissionFlags());
+    body.resize(10);
+    STRATA_RETURN_IF_ERROR(InfoReply(option, kInfoExport, body));
+    for (uint16_t r : requests) {
+      if (r == kInfoName) {
+        STRATA_RETURN_IF_ERROR(InfoReply(option, kInfoName, (*volume)->id()));
+      } else if (r == kInfoDescription) {
+        auto info = pool_->DescribeVolume((*volume)->id());
+        std::string text = "Strata volume " + (*volume)->id();
+        if (info.ok() && !info->name.empty()) {
+          text += " (" + info->name + ")";
+        }
+        STRATA_RETURN_IF_ERROR(InfoReply(option, kInfoDescription, text));
+      }
+    }
+    std::string sizes(12, '\0');
+    auto* s = reinterpret_cast<uint8_t*>(sizes.data());
+    Put32(s, 1);  // any alignment works: unaligned requests are read-modify-written inside
+    Put32(s + 4, std::min((*volume)->chunk_size_bytes(), limits_.max_payload_bytes));
+    Put32(s + 8, limits_.max_payload_bytes);
+    STRATA_RETURN_IF_ERROR(InfoReply(option, kInfoBlockSize, sizes));
+    STRATA_RETURN_IF_ERROR(Reply(option, kRepAck, ""));
+    if (option == kOptGo) {
+      Finish(*volume, name);
+      *done = true;
+    }
+    return Status::OK();
+  }
+
+  Status StructuredReply() {
+    if (!data_.empty()) {
+      return Reply(kOptStructuredReply, kRepErrInvalid, "STRUCTURED_REPLY takes no data");
+    }
+    out_->structured_replies = true;
+    return Reply(kOptStructuredReply, kRepAck, "");
+  }
+
+  Status MetaContext(uint32_t option) {
+    // u32 export name length, name, u32 query count, queries (u32 length, string).
+    const uint8_t* p = data_.data();
+    size_t left = data_.size();
+    auto take32 = [&](uint32_t* v) {
+      if (left < 4) {
+        return false;
+      }
+      *v = Get32(p);
+      p += 4;
+      left -= 4;
+      return true;
+    };
+    uint32_t name_len, count;
+    if (!take32(&name_len) || name_len > left) {
+      return Reply(option, kRepErrInvalid, "malformed meta context request");
+    }
+    std::string name(reinterpret_cast<const char*>(p), name_len);
+    p += name_len;
+    left -= name_len;
+    std::vector<std::string> queries;
+    if (!take32(&count)) {
+      return Reply(option, kRepErrInvalid, "malformed meta context request");
+    }
+    for (uint32_t i = 0; i < count; i++) {
+      uint32_t len;
+      if (!take32(&len) || len > left) {
+        return Reply(option, kRepErrInvalid, "malformed meta context query");
+      }
+      queries.emplace_back(reinterpret_cast<const char*>(p), len);
+      p += len;
+      left -= len;
+    }
+    if (left != 0) {
+      return Reply(option, kRepErrInvalid, "trailing bytes in meta context request");
+    }
+    if (option == kOptSetMetaContext) {
+      out_->allocation_context = false;  // replaced even if this request fails
+      if (!out_->structured_replies) {
+        return Reply(option, kRepErrInvalid, "SET_META_CONTEXT needs structured replies");
+      }
+    }
+    if (!Open(name).ok()) {
+      return Reply(option, kRepErrUnknown, "no such export: " + name);
+    }
+    bool match = false;
+    for (const std::string& q : queries) {
+      match = match || q == "base:allocation" || (option == kOptListMetaContext && q == "base:");
+    }
+    if (option == kOptListMetaContext && queries.empty()) {
+      match = true;  // no query lists everything
+    }
+    if (match) {
+      std::string payload(4, '\0');
+      Put32(reinterpret_cast<uint8_t*>(payload.data()),
+            option == kOptSetMetaContext ? kMetaContextAllocation : 0);
+      STRATA_RETURN_IF_ERROR(Reply(option, kRepMetaContext, payload + "base:allocation"));
+      if (option == kOptSetMetaContext) {
+        out_->allocation_context = true;
+      }
+    }
+    return Reply(option, kRepAck, "");
+  }
+
+  int fd_;
+  Pool* pool_;
+  const ServerLimits& limits_;
+  bool shutting_down_;
+  Negotiated* out_;
+  bool no_zeroes_ = false;
+  std::vector<uint8_t> data_;
+};
+
+}  // namespace
+
+Result<std::string> ResolveExport(Pool* pool, const std::string& name) {
+  if (name.empty()) {
+    std::vector<VolumeInfo> all = pool->ListVolumes();
+    if (all.size() == 1) {
+      return all[0].volume_id;
+    }
+    return Status::NotFound("no default export: the pool has " + std::to_string(all.size()) +
+                            " volumes; name one");
+  }
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(name));
+  return info.volume_id;
+}
+
+Status Negotiate(int fd, Pool* pool, const ServerLimits& limits, bool shutting_down,
+                 Negotiated* out) {
+  return Negotiation(fd, pool, limits, shutting_down, out).Run();
+}
+
+}  // namespace strata::nbd

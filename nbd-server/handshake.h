@@ -1,0 +1,42 @@
+// Fixed-newstyle negotiation (the handshake phase). Blocking I/O on the connection's own thread,
+// bounded by the handshake timeout set on the socket.
+#ifndef STRATA_NBD_HANDSHAKE_H_
+#define STRATA_NBD_HANDSHAKE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "strata/pool.h"
+
+namespace strata::nbd {
+
+struct ServerLimits {
+  uint32_t max_payload_bytes = 32u << 20;
+  uint32_t max_connections = 256;
+  uint32_t handshake_timeout_ms = 10000;
+  uint32_t max_requests_in_flight = 64;  // per connection
+  bool read_only = false;
+};
+
+struct Negotiated {
+  std::shared_ptr<Volume> volume;
+  std::string export_name;
+  bool structured_replies = false;
+  bool allocation_context = false;  // base:allocation selected
+  uint16_t transmission_flags = 0;
+  bool read_only = false;
+};
+
+// Negotiates on `fd`. Returns OK with the export to serve, or an error (the caller closes):
+// the client aborted, broke the protocol, or asked for an export that does not exist.
+Status Negotiate(int fd, Pool* pool, const ServerLimits& limits, bool shutting_down,
+                 Negotiated* out);
+
+// Resolves an export name: a volume id, a unique volume Name, or "" when the pool has exactly
+// one volume.
+Result<std::string> ResolveExport(Pool* pool, const std::string& name);
+
+}  // namespace strata::nbd
+
+#endif  // STRATA_NBD_HANDSHAKE_H_

@@ -1,0 +1,86 @@
+// strata-nbd: serves the volumes of a pool over NBD. Foreground; logs to stderr.
+#include <signal.h>
+#include <sys/signalfd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "server.h"
+#include "strata/pool.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"strata-nbd: serve every volume of a Strata pool over NBD"};
+  std::string pool_dir;
+  if (const char* env = std::getenv("STRATA_POOL"); env != nullptr) {
+    pool_dir = env;
+  }
+  std::string socket_path, listen;
+  strata::nbd::ServerLimits limits;
+  app.add_option("--pool", pool_dir, "pool directory (default $STRATA_POOL)");
+  app.add_option("--socket", socket_path, "serve on this unix socket");
+  app.add_option("--listen", listen,
+                 "serve on HOST:PORT (default 127.0.0.1:10809 unless --socket is given)");
+  app.add_flag("--read-only", limits.read_only, "refuse every write (EPERM)");
+  app.add_option("--max-connections", limits.max_connections, "(256)")->check(CLI::Range(1, 65536));
+  app.add_option("--max-payload", limits.max_payload_bytes, "bytes per request (32 MiB)")
+      ->check(CLI::Range(4096, 256 << 20));
+  app.add_option("--handshake-timeout-ms", limits.handshake_timeout_ms, "(10000)")
+      ->check(CLI::Range(100, 3600000));
+  app.add_option("--max-requests", limits.max_requests_in_flight, "in flight per connection (64)")
+      ->check(CLI::Range(1, 1024));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (pool_dir.empty()) {
+    std::fprintf(stderr, "strata-nbd: error: --pool is required (or set STRATA_POOL)\n");
+    return 2;
+  }
+  if (socket_path.empty() && listen.empty()) {
+    listen = "127.0.0.1:10809";
+  }
+
+  // Signals are taken by the accept loop's signalfd; every thread inherits the mask.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+
+  strata::PoolOptions options;
+  auto pool = strata::Pool::Open(pool_dir, options);
+  if (!pool.ok()) {
+    std::fprintf(stderr, "strata-nbd: error: %s\n", pool.status().ToString().c_str());
+    return 1;
+  }
+  strata::Status status;
+  {
+    strata::nbd::Server server(pool->get(), limits);
+    if (!socket_path.empty()) {
+      status = server.ListenUnix(socket_path);
+    }
+    if (status.ok() && !listen.empty()) {
+      status = server.ListenTcp(listen);
+    }
+    if (!status.ok()) {
+      std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());
+      return 1;
+    }
+    for (const strata::VolumeInfo& v : (*pool)->ListVolumes()) {
+      std::string uri = !socket_path.empty()
+                            ? "nbd+unix:///" + v.volume_id + "?socket=" + socket_path
+                            : "nbd://" + listen + "/" + v.volume_id;
+      std::fprintf(stderr, "strata-nbd: export %s%s%s: %s\n", v.volume_id.c_str(),
+                   v.name.empty() ? "" : " name ", v.name.c_str(), uri.c_str());
+    }
+    status = server.Run(signal_fd);
+  }
+  pool->reset();
+  return status.ok() ? 0 : 1;
+}

@@ -1,0 +1,211 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "strata/event_loop.h"
+#include "transmission.h"
+
+namespace strata::nbd {
+
+Server::~Server() {
+  for (int fd : listeners_) {
+    close(fd);
+  }
+  if (!unix_path_.empty()) {
+    unlink(unix_path_.c_str());
+  }
+}
+
+Status Server::ListenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return Status::InvalidArgument("socket path too long: " + path);
+  }
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Status::AlreadyExists(path + " exists and is not a socket");
+    }
+    unlink(path.c_str());  // a stale socket from a previous run
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(fd, 128) != 0) {
+    int err = errno;
+    if (fd >= 0) {
+      close(fd);
+    }
+    return Status::FromErrno("listen on " + path, err);
+  }
+  listeners_.push_back(fd);
+  listener_is_tcp_.push_back(false);
+  unix_path_ = path;
+  std::fprintf(stderr, "strata-nbd: listening on unix socket %s\n", path.c_str());
+  return Status::OK();
+}
+
+Status Server::ListenTcp(const std::string& host_port) {
+  size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos) {
+    return Status::InvalidArgument("--listen wants HOST:PORT, not '" + host_port + "'");
+  }
+  std::string host = host_port.substr(0, colon), port = host_port.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) {
+    return Status::InvalidArgument("--listen " + host_port + ": " + gai_strerror(rc));
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+    int err = errno;
+    freeaddrinfo(res);
+    if (fd >= 0) {
+      close(fd);
+    }
+    return Status::FromErrno("listen on " + host_port, err);
+  }
+  freeaddrinfo(res);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  uint16_t actual = ntohs(bound.ss_family == AF_INET6
+                              ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  listeners_.push_back(fd);
+  listener_is_tcp_.push_back(true);
+  std::fprintf(stderr, "strata-nbd: listening on tcp %s:%u\n", host.c_str(), actual);
+  return Status::OK();
+}
+
+Status Server::Run(int signal_fd) {
+  while (true) {
+    std::vector<pollfd> fds;
+    for (int l : listeners_) {
+      fds.push_back(pollfd{l, POLLIN, 0});
+    }
+    fds.push_back(pollfd{signal_fd, POLLIN, 0});
+    int rc = poll(fds.data(), fds.size(), 1000);
+    Reap(false);
+    if (rc < 0 && errno != EINTR) {
+      return Status::FromErrno("poll", errno);
+    }
+    if (fds.back().revents != 0) {
+      signalfd_siginfo info;
+      [[maybe_unused]] ssize_t n = read(signal_fd, &info, sizeof(info));
+      std::fprintf(stderr, "strata-nbd: signal %u: finishing in-flight requests\n",
+                   info.ssi_signo);
+      break;
+    }
+    for (size_t i = 0; i < listeners_.size(); i++) {
+      if (fds[i].revents != 0) {
+        Accept(listeners_[i], listener_is_tcp_[i]);
+      }
+    }
+  }
+  shutting_down_ = true;
+  for (int fd : listeners_) {
+    close(fd);
+  }
+  listeners_.clear();
+  for (auto& c : conns_) {  // end each connection's reading; its in-flight requests still finish
+    std::lock_guard<std::mutex> lock(c->mu);
+    if (!c->done) {
+      shutdown(c->fd, SHUT_RD);
+    }
+  }
+  Reap(true);
+  Status s = pool_->Flush();
+  std::fprintf(stderr, "strata-nbd: stopped after %llu connections; commit %s\n",
+               static_cast<unsigned long long>(served_.load()), s.ToString().c_str());
+  return s;
+}
+
+void Server::Accept(int listener, bool tcp) {
+  int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) {
+    return;
+  }
+  if (conns_.size() >= limits_.max_connections) {
+    std::fprintf(stderr, "strata-nbd: refusing a connection: %u already open\n",
+                 limits_.max_connections);
+    close(fd);
+    return;
+  }
+  auto conn = std::make_unique<Conn>();
+  conn->fd = fd;
+  Conn* c = conn.get();
+  conns_.push_back(std::move(conn));
+  c->thread = std::thread([this, c, tcp] { ServeConnection(c, tcp); });
+}
+
+void Server::ServeConnection(Conn* conn, bool tcp) {
+  const int fd = conn->fd;
+  if (tcp) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  timeval timeout{static_cast<time_t>(limits_.handshake_timeout_ms / 1000),
+                  static_cast<suseconds_t>((limits_.handshake_timeout_ms % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  Negotiated negotiated;
+  Status s = Negotiate(fd, pool_, limits_, shutting_down_, &negotiated);
+  if (s.ok()) {
+    timeval none{0, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    auto loop = EventLoop::Create(nullptr, 256);
+    if (loop.ok()) {
+      served_++;
+      Connection connection(fd, std::move(negotiated), loop->get(), limits_, &shutting_down_);
+      connection.Serve();
+    } else {
+      std::fprintf(stderr, "strata-nbd: %s\n", loop.status().ToString().c_str());
+    }
+  } else if (s.code() != Status::Code::kShutdown) {
+    std::fprintf(stderr, "strata-nbd: handshake ended: %s\n", s.ToString().c_str());
+  }
+  std::lock_guard<std::mutex> lock(conn->mu);
+  close(fd);
+  conn->done = true;
+}
+
+void Server::Reap(bool all) {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    bool done;
+    {
+      std::lock_guard<std::mutex> lock((*it)->mu);
+      done = (*it)->done;
+    }
+    if (done || all) {
+      (*it)->thread.join();
+      it = conns_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace strata::nbd

@@ -1,0 +1,475 @@
+#include "transmission.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace strata::nbd {
+
+namespace {
+
+uint32_t NbdError(const Status& s, uint16_t type) {
+  switch (s.code()) {
+    case Status::Code::kOutOfRange:
+      return (type == kCmdWrite || type == kCmdWriteZeroes) ? kENOSPC : kEINVAL;
+    case Status::Code::kNoSpace: return kENOSPC;
+    case Status::Code::kReadOnly: return kEPERM;
+    case Status::Code::kInvalidArgument: return kEINVAL;
+    case Status::Code::kShutdown: return kESHUTDOWN;
+    case Status::Code::kNotSupported: return kENOTSUP;
+    default: return kEIO;
+  }
+}
+
+void ChunkHeader(uint8_t* p, uint16_t flags, uint16_t type, uint64_t cookie, uint32_t length) {
+  Put32(p, kStructuredReplyMagic);
+  Put16(p + 4, flags);
+  Put16(p + 6, type);
+  Put64(p + 8, cookie);
+  Put32(p + 16, length);
+}
+
+}  // namespace
+
+Connection::Connection(int fd, Negotiated negotiated, EventLoop* loop, const ServerLimits& limits,
+                       const std::atomic<bool>* shutting_down)
+    : fd_(fd), n_(std::move(negotiated)), loop_(loop), limits_(limits),
+      shutting_down_(shutting_down) {
+  for (uint32_t i = 0; i < limits_.max_requests_in_flight; i++) {
+    auto s = std::make_unique<Slot>();
+    s->conn = this;
+    s->request.user = s.get();
+    s->request.callback = &Connection::OnVolumeDone;
+    slots_.push_back(std::move(s));
+  }
+}
+
+Connection::~Connection() {
+  for (auto& s : slots_) {
+    std::free(s->buffer);
+  }
+}
+
+void Connection::Serve() {
+  Receive();
+  loop_->RunUntil([this] { return Finished(); });
+}
+
+bool Connection::Finished() const {
+  return stopped_ && !receiving_ && outstanding_ == 0 && !sending_ && send_queue_.empty();
+}
+
+// ---------------------------------------------------------------- receiving
+
+void Connection::Receive() {
+  if (stopped_ || receiving_) {
+    return;
+  }
+  if (recv_slot_ == nullptr && recv_got_ == 0) {
+    recv_into_ = header_;
+    recv_want_ = kRequestHeaderBytes;
+  }
+  receiving_ = true;
+  recv_op_ = IoOp{};
+  recv_op_.kind = IoOp::Kind::kRecv;
+  recv_op_.file = fd_;
+  recv_op_.buf = recv_into_ + recv_got_;
+  recv_op_.length_bytes = static_cast<uint32_t>(recv_want_ - recv_got_);
+  recv_op_.done = &Connection::OnRecv;
+  recv_op_.ctx = this;
+  loop_->engine()->Submit(&recv_op_);
+}
+
+void Connection::OnRecv(IoOp* op) {
+  auto* c = static_cast<Connection*>(op->ctx);
+  c->receiving_ = false;
+  if (op->result <= 0) {  // the client closed (or vanished mid-request): answer what we have
+    c->StopReceiving();
+    return;
+  }
+  c->recv_got_ += static_cast<size_t>(op->result);
+  if (c->recv_got_ < c->recv_want_) {
+    c->Receive();
+    return;
+  }
+  c->recv_got_ = 0;
+  if (c->recv_slot_ != nullptr) {  // a WRITE payload is complete
+    Slot* s = c->recv_slot_;
+    c->recv_slot_ = nullptr;
+    c->Dispatch(s);
+    c->Receive();
+    return;
+  }
+  c->HandleHeader();
+}
+
+void Connection::StopReceiving() {
+  stopped_ = true;
+  if (recv_slot_ != nullptr) {  // the payload never arrived: nothing to answer
+    Release(recv_slot_);
+    recv_slot_ = nullptr;
+  }
+}
+
+Connection::Slot* Connection::TakeSlot() {
+  for (auto& s : slots_) {
+    if (!s->busy) {
+      s->busy = true;
+      return s.get();
+    }
+  }
+  return nullptr;
+}
+
+bool Connection::EnsureCapacity(Slot* s, size_t data_bytes) {
+  size_t need = kHeaderRoom + ((data_bytes + 4095) & ~size_t{4095});
+  if (s->capacity >= need) {
+    return true;
+  }
+  std::free(s->buffer);
+  s->buffer = static_cast<uint8_t*>(std::aligned_alloc(4096, need));
+  s->capacity = s->buffer != nullptr ? need : 0;
+  return s->buffer != nullptr;
+}
+
+void Connection::HandleHeader() {
+  if (Get32(header_) != kRequestMagic) {
+    StopReceiving();  // garbage instead of a request: no way to resynchronise
+    return;
+  }
+  Slot* s = TakeSlot();
+  if (s == nullptr) {  // every slot busy: wait for one (the header stays buffered)
+    paused_ = true;
+    return;
+  }
+  s->flags = Get16(header_ + 4);
+  s->type = Get16(header_ + 6);
+  s->cookie = Get64(header_ + 8);
+  s->offset = Get64(header_ + 16);
+  s->length = Get32(header_ + 24);
+  if (s->type == kCmdWrite) {
+    if (s->length > limits_.max_payload_bytes || !EnsureCapacity(s, s->length)) {
+      Release(s);  // a payload we will not buffer: the stream cannot be resynchronised
+      StopReceiving();
+      return;
+    }
+    if (s->length > 0) {
+      recv_slot_ = s;
+      recv_into_ = s->buffer + kHeaderRoom;
+      recv_want_ = s->length;
+      Receive();
+      return;
+    }
+  }
+  if (s->type == kCmdDisc) {
+    Release(s);
+    StopReceiving();
+    return;
+  }
+  Dispatch(s);
+  Receive();
+}
+
+// ---------------------------------------------------------------- dispatch
+
+uint32_t Connection::Validate(const Slot& s) const {
+  uint16_t allowed = kCmdFlagFua;
+  if (s.type == kCmdWriteZeroes) {
+    allowed |= kCmdFlagNoHole | kCmdFlagFastZero;
+  } else if (s.type == kCmdRead && n_.structured_replies) {
+    allowed |= kCmdFlagDf;
+  } else if (s.type == kCmdBlockStatus) {
+    allowed |= kCmdFlagReqOne;
+  }
+  if ((s.flags & ~allowed) != 0 || s.type > kCmdBlockStatus) {
+    return kEINVAL;
+  }
+  if (shutting_down_->load(std::memory_order_relaxed)) {
+    return kESHUTDOWN;
+  }
+  bool mutates = s.type == kCmdWrite || s.type == kCmdTrim || s.type == kCmdWriteZeroes;
+  if (mutates && n_.read_only) {
+    return kEPERM;
+  }
+  uint64_t size = n_.volume->size_bytes();
+  if (s.offset > size || s.length > size - s.offset) {
+    return (s.type == kCmdWrite || s.type == kCmdWriteZeroes) ? kENOSPC : kEINVAL;
+  }
+  if (s.type == kCmdRead && s.length > limits_.max_payload_bytes) {
+    return kEINVAL;
+  }
+  if (s.type == kCmdBlockStatus && (!n_.allocation_context || s.length == 0)) {
+    return kEINVAL;
+  }
+  return 0;
+}
+
+void Connection::Dispatch(Slot* s) {
+  uint32_t error = Validate(*s);
+  if (error != 0) {
+    ReplyError(s, error, "request refused");
+    return;
+  }
+  const uint32_t fua = (s->flags & kCmdFlagFua) != 0 ? IoRequest::kFua : 0;
+  switch (s->type) {
+    case kCmdRead: {
+      s->extents.clear();
+      if (n_.structured_replies && (s->flags & kCmdFlagDf) == 0 && s->length > 0) {
+        auto extents = n_.volume->BlockStatus(s->offset, s->length);
+        if (extents.ok()) {
+          s->extents = std::move(*extents);
+        }
+        if (s->extents.size() == 1 && s->extents[0].hole &&
+            s->extents[0].length_bytes == s->length) {
+          ReplyRead(s);  // all hole: nothing to read
+          return;
+        }
+      }
+      if (!EnsureCapacity(s, s->length)) {
+        ReplyError(s, kEIO, "out of memory");
+        return;
+      }
+      SubmitVolume(s, IoRequest::Kind::kRead, 0);
+      return;
+    }
+    case kCmdWrite: SubmitVolume(s, IoRequest::Kind::kWrite, fua); return;
+    case kCmdFlush: SubmitVolume(s, IoRequest::Kind::kFlush, 0); return;
+    case kCmdTrim: SubmitVolume(s, IoRequest::Kind::kTrim, fua); return;
+    case kCmdWriteZeroes: {
+      uint32_t flags = fua | ((s->flags & kCmdFlagNoHole) != 0 ? IoRequest::kNoHole : 0);
+      if ((s->flags & kCmdFlagFastZero) != 0) {
+        uint32_t chunk = n_.volume->chunk_size_bytes();
+        bool whole_chunks = s->offset % chunk == 0 &&
+                            (s->length % chunk == 0 || s->offset + s->length == n_.volume->size_bytes());
+        if ((s->flags & kCmdFlagNoHole) != 0 || !whole_chunks) {
+          ReplyError(s, kENOTSUP, "zeroing this range is not faster than writing it");
+          return;
+        }
+      }
+      SubmitVolume(s, IoRequest::Kind::kWriteZeroes, flags);
+      return;
+    }
+    case kCmdCache: ReplyOk(s); return;  // data is local: nothing to prefetch
+    case kCmdBlockStatus: {
+      auto extents = n_.volume->BlockStatus(s->offset, s->length);
+      if (!extents.ok()) {
+        ReplyError(s, NbdError(extents.status(), s->type), extents.status().message());
+        return;
+      }
+      s->extents = std::move(*extents);
+      ReplyBlockStatus(s);
+      return;
+    }
+    default: ReplyError(s, kEINVAL, "unknown command"); return;
+  }
+}
+
+void Connection::SubmitVolume(Slot* s, IoRequest::Kind kind, uint32_t flags) {
+  IoRequest& r = s->request;
+  r.kind = kind;
+  r.flags = flags;
+  r.offset_bytes = s->offset;
+  r.length_bytes = kind == IoRequest::Kind::kFlush ? 0 : s->length;
+  r.data = reinterpret_cast<std::byte*>(s->buffer != nullptr ? s->buffer + kHeaderRoom : nullptr);
+  outstanding_++;
+  n_.volume->Submit(loop_, &r);
+}
+
+void Connection::OnVolumeDone(IoRequest* request, const Status& status) {
+  auto* s = static_cast<Slot*>(request->user);
+  Connection* c = s->conn;
+  c->outstanding_--;
+  if (!status.ok()) {
+    c->ReplyError(s, NbdError(status, s->type), status.message());
+  } else if (s->type == kCmdRead) {
+    c->ReplyRead(s);
+  } else {
+    c->ReplyOk(s);
+  }
+}
+
+// ---------------------------------------------------------------- replies
+
+void Connection::ReplyOk(Slot* s) {
+  Put32(s->headers, kSimpleReplyMagic);
+  Put32(s->headers + 4, 0);
+  Put64(s->headers + 8, s->cookie);
+  s->iov[0] = iovec{s->headers, kSimpleReplyBytes};
+  s->iov_count = 1;
+  Enqueue(s);
+}
+
+void Connection::ReplyError(Slot* s, uint32_t error, const std::string& message) {
+  if (!n_.structured_replies) {
+    Put32(s->headers, kSimpleReplyMagic);
+    Put32(s->headers + 4, error);
+    Put64(s->headers + 8, s->cookie);
+    s->iov[0] = iovec{s->headers, kSimpleReplyBytes};
+    s->iov_count = 1;
+    Enqueue(s);
+    return;
+  }
+  s->message = message.substr(0, 1024);
+  ChunkHeader(s->headers, kReplyFlagDone, kChunkError, s->cookie,
+              static_cast<uint32_t>(6 + s->message.size()));
+  Put32(s->headers + kChunkHeaderBytes, error);
+  Put16(s->headers + kChunkHeaderBytes + 4, static_cast<uint16_t>(s->message.size()));
+  s->iov[0] = iovec{s->headers, kChunkHeaderBytes + 6};
+  s->iov[1] = iovec{s->message.data(), s->message.size()};
+  s->iov_count = 2;
+  Enqueue(s);
+}
+
+void Connection::ReplyRead(Slot* s) {
+  uint8_t* data = s->buffer != nullptr ? s->buffer + kHeaderRoom : nullptr;
+  if (!n_.structured_replies) {
+    Put32(s->headers, kSimpleReplyMagic);
+    Put32(s->headers + 4, 0);
+    Put64(s->headers + 8, s->cookie);
+    s->iov[0] = iovec{s->headers, kSimpleReplyBytes};
+    s->iov[1] = iovec{data, s->length};
+    s->iov_count = s->length > 0 ? 2 : 1;
+    Enqueue(s);
+    return;
+  }
+  if (s->length == 0) {
+    ChunkHeader(s->headers, kReplyFlagDone, kChunkNone, s->cookie, 0);
+    s->iov[0] = iovec{s->headers, kChunkHeaderBytes};
+    s->iov_count = 1;
+    Enqueue(s);
+    return;
+  }
+  // One chunk per extent (holes as OFFSET_HOLE), or one OFFSET_DATA for DF or many extents.
+  std::vector<Extent>& ex = s->extents;
+  if (ex.empty() || ex.size() > kMaxChunks) {
+    ex.assign(1, Extent{s->offset, s->length, false});
+  }
+  uint64_t covered = 0;
+  for (const Extent& e : ex) {
+    covered += e.length_bytes;
+  }
+  if (covered < s->length) {  // block status answered a prefix: the rest is sent as data
+    ex.push_back(Extent{s->offset + covered, s->length - covered, false});
+  }
+  s->iov_count = 0;
+  uint8_t* h = s->headers;
+  for (size_t i = 0; i < ex.size(); i++) {
+    const Extent& e = ex[i];
+    uint16_t flags = i + 1 == ex.size() ? kReplyFlagDone : 0;
+    if (e.hole) {
+      ChunkHeader(h, flags, kChunkOffsetHole, s->cookie, 12);
+      Put64(h + kChunkHeaderBytes, e.offset_bytes);
+      Put32(h + kChunkHeaderBytes + 8, static_cast<uint32_t>(e.length_bytes));
+      s->iov[s->iov_count++] = iovec{h, kChunkHeaderBytes + 12};
+      h += kChunkHeaderBytes + 12;
+    } else {
+      ChunkHeader(h, flags, kChunkOffsetData, s->cookie, static_cast<uint32_t>(8 + e.length_bytes));
+      Put64(h + kChunkHeaderBytes, e.offset_bytes);
+      s->iov[s->iov_count++] = iovec{h, kChunkHeaderBytes + 8};
+      s->iov[s->iov_count++] = iovec{data + (e.offset_bytes - s->offset), e.length_bytes};
+      h += kChunkHeaderBytes + 8;
+    }
+  }
+  Enqueue(s);
+}
+
+void Connection::ReplyBlockStatus(Slot* s) {
+  std::vector<Extent>& ex = s->extents;
+  if ((s->flags & kCmdFlagReqOne) != 0 && ex.size() > 1) {
+    ex.resize(1);
+  }
+  const size_t payload = 4 + 8 * ex.size();
+  if (!EnsureCapacity(s, payload)) {
+    ReplyError(s, kEIO, "out of memory");
+    return;
+  }
+  uint8_t* p = s->buffer + kHeaderRoom;
+  Put32(p, kMetaContextAllocation);
+  for (size_t i = 0; i < ex.size(); i++) {
+    Put32(p + 4 + 8 * i, static_cast<uint32_t>(ex[i].length_bytes));
+    Put32(p + 8 + 8 * i, ex[i].hole ? (kStateHole | kStateZero) : 0);
+  }
+  ChunkHeader(s->headers, kReplyFlagDone, kChunkBlockStatus, s->cookie,
+              static_cast<uint32_t>(payload));
+  s->iov[0] = iovec{s->headers, kChunkHeaderBytes};
+  s->iov[1] = iovec{p, payload};
+  s->iov_count = 2;
+  Enqueue(s);
+}
+
+// ---------------------------------------------------------------- sending
+
+void Connection::Enqueue(Slot* s) {
+  if (peer_gone_) {
+    Release(s);
+    return;
+  }
+  send_queue_.push_back(s);
+  SendNext();
+}
+
+void Connection::SendNext() {
+  if (sending_ || send_queue_.empty()) {
+    return;
+  }
+  Slot* s = send_queue_.front();
+  sending_ = true;
+  msg_ = msghdr{};
+  msg_.msg_iov = s->iov;
+  msg_.msg_iovlen = static_cast<size_t>(s->iov_count);
+  send_op_ = IoOp{};
+  send_op_.kind = IoOp::Kind::kSendMsg;
+  send_op_.file = fd_;
+  send_op_.buf = &msg_;
+  send_op_.done = &Connection::OnSent;
+  send_op_.ctx = this;
+  loop_->engine()->Submit(&send_op_);
+}
+
+void Connection::OnSent(IoOp* op) {
+  auto* c = static_cast<Connection*>(op->ctx);
+  c->sending_ = false;
+  if (op->result <= 0) {  // the client is gone: drop every pending reply
+    c->peer_gone_ = true;
+    c->StopReceiving();
+    while (!c->send_queue_.empty()) {
+      c->Release(c->send_queue_.front());
+      c->send_queue_.pop_front();
+    }
+    return;
+  }
+  // Short send: advance the iovecs and send the rest.
+  size_t sent = static_cast<size_t>(op->result);
+  msghdr& m = c->msg_;
+  while (sent > 0 && m.msg_iovlen > 0) {
+    size_t take = std::min(sent, m.msg_iov[0].iov_len);
+    m.msg_iov[0].iov_base = static_cast<uint8_t*>(m.msg_iov[0].iov_base) + take;
+    m.msg_iov[0].iov_len -= take;
+    sent -= take;
+    if (m.msg_iov[0].iov_len == 0) {
+      m.msg_iov++;
+      m.msg_iovlen--;
+    }
+  }
+  if (m.msg_iovlen > 0) {
+    c->sending_ = true;
+    c->loop_->engine()->Submit(&c->send_op_);
+    return;
+  }
+  Slot* s = c->send_queue_.front();
+  c->send_queue_.pop_front();
+  c->Release(s);
+  c->SendNext();
+}
+
+void Connection::Release(Slot* s) {
+  s->busy = false;
+  if (paused_ && !stopped_) {  // a header was waiting for a slot
+    paused_ = false;
+    HandleHeader();
+  }
+}
+
+}  // namespace strata::nbd

@@ -1,0 +1,105 @@
+// The transmission phase of one connection: receive -> validate -> dispatch -> reply, on one
+// EventLoop whose io_uring carries both the socket and the volume's disk I/O.
+//
+// Up to `max_requests_in_flight` requests run at once and complete out of order. Each slot owns
+// its buffer (grown to the largest request seen, then reused: no allocation per request in
+// steady state); READ data lands in it and is sent from it. Replies go out one sendmsg at a time.
+#ifndef STRATA_NBD_TRANSMISSION_H_
+#define STRATA_NBD_TRANSMISSION_H_
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "handshake.h"
+#include "protocol.h"
+#include "strata/event_loop.h"
+#include "strata/volume.h"
+
+namespace strata::nbd {
+
+class Connection {
+ public:
+  Connection(int fd, Negotiated negotiated, EventLoop* loop, const ServerLimits& limits,
+             const std::atomic<bool>* shutting_down);
+  ~Connection();
+  // Serves until the client disconnects or breaks the protocol and every request received has
+  // been answered (or the client is gone).
+  void Serve();
+
+ private:
+  static constexpr size_t kHeaderRoom = 4096;  // keeps READ data 4 KiB-aligned for O_DIRECT
+  static constexpr size_t kMaxChunks = 16;     // structured READ chunks before falling back to one
+
+  struct Slot {
+    Connection* conn = nullptr;
+    bool busy = false;
+    IoRequest request;
+    uint8_t* buffer = nullptr;  // kHeaderRoom bytes, then data
+    size_t capacity = 0;
+    uint64_t cookie = 0;
+    uint16_t type = 0;
+    uint16_t flags = 0;
+    uint64_t offset = 0;
+    uint32_t length = 0;
+    std::vector<Extent> extents;  // READ: holes to announce; BLOCK_STATUS: the answer
+    uint8_t headers[kMaxChunks * 32 + 64];
+    iovec iov[2 * kMaxChunks + 2];
+    int iov_count = 0;
+    std::string message;  // error text of a structured error chunk
+  };
+
+  void Receive();
+  static void OnRecv(IoOp* op);
+  void HandleHeader();
+  Slot* TakeSlot();
+  bool EnsureCapacity(Slot* s, size_t data_bytes);
+  void Dispatch(Slot* s);
+  uint32_t Validate(const Slot& s) const;
+  void SubmitVolume(Slot* s, IoRequest::Kind kind, uint32_t flags);
+  static void OnVolumeDone(IoRequest* request, const Status& status);
+  void ReplyOk(Slot* s);
+  void ReplyError(Slot* s, uint32_t error, const std::string& message);
+  void ReplyRead(Slot* s);
+  void ReplyBlockStatus(Slot* s);
+  void Enqueue(Slot* s);
+  void SendNext();
+  static void OnSent(IoOp* op);
+  void Release(Slot* s);
+  void StopReceiving();
+  bool Finished() const;
+
+  int fd_;
+  Negotiated n_;
+  EventLoop* loop_;
+  const ServerLimits& limits_;
+  const std::atomic<bool>* shutting_down_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+
+  // Receiving.
+  IoOp recv_op_;
+  uint8_t header_[kRequestHeaderBytes];
+  uint8_t* recv_into_ = nullptr;
+  size_t recv_want_ = 0;
+  size_t recv_got_ = 0;
+  Slot* recv_slot_ = nullptr;  // WRITE whose payload is being received
+  bool receiving_ = false;     // a recv op is in flight
+  bool paused_ = false;        // waiting for a free slot
+  bool stopped_ = false;       // no more requests will be read (DISC, EOF, error, shutdown)
+
+  // Sending.
+  std::deque<Slot*> send_queue_;
+  bool sending_ = false;
+  bool peer_gone_ = false;
+  IoOp send_op_;
+  msghdr msg_{};
+  uint32_t outstanding_ = 0;  // requests submitted to the volume, not yet completed
+};
+
+}  // namespace strata::nbd
+
+#endif  // STRATA_NBD_TRANSMISSION_H_
