@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pool=${1:-$PWD/demo-pool}
-sock=${STRATA_SOCKET:-$PWD/demo-nbd.sock}
+sock=${STRATA_SOCKET:-$(dirname "$pool")/demo-nbd.sock}
 
 echo "building (cmake, Release)..."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -20,7 +20,8 @@ if ! "$strata" --pool "$pool" describe-volumes --volume-ids demo >/dev/null 2>&1
   "$strata" --pool "$pool" create-volume --size 1GiB --name demo >/dev/null
 fi
 "$strata" --pool "$pool" --output table describe-volumes --volume-ids demo
-vol=$("$strata" --pool "$pool" --output text describe-volumes --volume-ids demo | awk -F'\t' '{print $NF > "/dev/null"} {for (i = 1; i <= NF; i++) if ($i ~ /^vol-/) print $i}')
+vol=$("$strata" --pool "$pool" describe-volumes --volume-ids demo |
+  sed -n 's/.*"VolumeId": "\(vol-[0-9a-f]*\)".*/\1/p')
 
 cat <<MSG
 
