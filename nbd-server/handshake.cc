@@ -28,6 +28,9 @@ Status ReadFully(int fd, void* buf, size_t len) {
     if (n < 0 && errno == EINTR) {
       continue;
     }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {  // SO_RCVTIMEO expired
+      return Status::IOError("client too slow: handshake timed out", ETIMEDOUT);
+    }
     if (n < 0) {
       return Status::FromErrno("handshake recv", errno);
     }
@@ -98,18 +101,25 @@ class Negotiation {
       return Reply(option, kRepErrShutdown, "server is shutting down");
     }
     switch (option) {
-      case kOptExportName: return ExportName(done);
+      case kOptExportName:
+        return ExportName(done);
       case kOptAbort:
         (void)Reply(option, kRepAck, "");
         return Status::Shutdown("client aborted the handshake");
-      case kOptList: return List();
+      case kOptList:
+        return List();
       case kOptInfo:
-      case kOptGo: return InfoOrGo(option, done);
-      case kOptStructuredReply: return StructuredReply();
+      case kOptGo:
+        return InfoOrGo(option, done);
+      case kOptStructuredReply:
+        return StructuredReply();
       case kOptListMetaContext:
-      case kOptSetMetaContext: return MetaContext(option);
-      case kOptStartTls: return Reply(option, kRepErrUnsup, "TLS is not supported");
-      default: return Reply(option, kRepErrUnsup, "unsupported option");
+      case kOptSetMetaContext:
+        return MetaContext(option);
+      case kOptStartTls:
+        return Reply(option, kRepErrUnsup, "TLS is not supported");
+      default:
+        return Reply(option, kRepErrUnsup, "unsupported option");
     }
   }
 

@@ -8,8 +8,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "server.h"
 #include "strata/pool.h"
+
+#include "server.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"strata-nbd: serve every volume of a Strata pool over NBD"};

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "strata/event_loop.h"
+
 #include "transmission.h"
 
 namespace strata::nbd {
@@ -92,9 +93,9 @@ Status Server::ListenTcp(const std::string& host_port) {
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  uint16_t actual = ntohs(bound.ss_family == AF_INET6
-                              ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  uint16_t actual =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   listeners_.push_back(fd);
   listener_is_tcp_.push_back(true);
   std::fprintf(stderr, "strata-nbd: listening on tcp %s:%u\n", host.c_str(), actual);
@@ -116,8 +117,7 @@ Status Server::Run(int signal_fd) {
     if (fds.back().revents != 0) {
       signalfd_siginfo info;
       [[maybe_unused]] ssize_t n = read(signal_fd, &info, sizeof(info));
-      std::fprintf(stderr, "strata-nbd: signal %u: finishing in-flight requests\n",
-                   info.ssi_signo);
+      std::fprintf(stderr, "strata-nbd: signal %u: finishing in-flight requests\n", info.ssi_signo);
       break;
     }
     for (size_t i = 0; i < listeners_.size(); i++) {

@@ -11,8 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "handshake.h"
 #include "strata/pool.h"
+
+#include "handshake.h"
 
 namespace strata::nbd {
 

@@ -14,12 +14,18 @@ uint32_t NbdError(const Status& s, uint16_t type) {
   switch (s.code()) {
     case Status::Code::kOutOfRange:
       return (type == kCmdWrite || type == kCmdWriteZeroes) ? kENOSPC : kEINVAL;
-    case Status::Code::kNoSpace: return kENOSPC;
-    case Status::Code::kReadOnly: return kEPERM;
-    case Status::Code::kInvalidArgument: return kEINVAL;
-    case Status::Code::kShutdown: return kESHUTDOWN;
-    case Status::Code::kNotSupported: return kENOTSUP;
-    default: return kEIO;
+    case Status::Code::kNoSpace:
+      return kENOSPC;
+    case Status::Code::kReadOnly:
+      return kEPERM;
+    case Status::Code::kInvalidArgument:
+      return kEINVAL;
+    case Status::Code::kShutdown:
+      return kESHUTDOWN;
+    case Status::Code::kNotSupported:
+      return kENOTSUP;
+    default:
+      return kEIO;
   }
 }
 
@@ -35,7 +41,10 @@ void ChunkHeader(uint8_t* p, uint16_t flags, uint16_t type, uint64_t cookie, uin
 
 Connection::Connection(int fd, Negotiated negotiated, EventLoop* loop, const ServerLimits& limits,
                        const std::atomic<bool>* shutting_down)
-    : fd_(fd), n_(std::move(negotiated)), loop_(loop), limits_(limits),
+    : fd_(fd),
+      n_(std::move(negotiated)),
+      loop_(loop),
+      limits_(limits),
       shutting_down_(shutting_down) {
   for (uint32_t i = 0; i < limits_.max_requests_in_flight; i++) {
     auto s = std::make_unique<Slot>();
@@ -234,15 +243,22 @@ void Connection::Dispatch(Slot* s) {
       SubmitVolume(s, IoRequest::Kind::kRead, 0);
       return;
     }
-    case kCmdWrite: SubmitVolume(s, IoRequest::Kind::kWrite, fua); return;
-    case kCmdFlush: SubmitVolume(s, IoRequest::Kind::kFlush, 0); return;
-    case kCmdTrim: SubmitVolume(s, IoRequest::Kind::kTrim, fua); return;
+    case kCmdWrite:
+      SubmitVolume(s, IoRequest::Kind::kWrite, fua);
+      return;
+    case kCmdFlush:
+      SubmitVolume(s, IoRequest::Kind::kFlush, 0);
+      return;
+    case kCmdTrim:
+      SubmitVolume(s, IoRequest::Kind::kTrim, fua);
+      return;
     case kCmdWriteZeroes: {
       uint32_t flags = fua | ((s->flags & kCmdFlagNoHole) != 0 ? IoRequest::kNoHole : 0);
       if ((s->flags & kCmdFlagFastZero) != 0) {
         uint32_t chunk = n_.volume->chunk_size_bytes();
-        bool whole_chunks = s->offset % chunk == 0 &&
-                            (s->length % chunk == 0 || s->offset + s->length == n_.volume->size_bytes());
+        bool whole_chunks =
+            s->offset % chunk == 0 &&
+            (s->length % chunk == 0 || s->offset + s->length == n_.volume->size_bytes());
         if ((s->flags & kCmdFlagNoHole) != 0 || !whole_chunks) {
           ReplyError(s, kENOTSUP, "zeroing this range is not faster than writing it");
           return;
@@ -251,7 +267,9 @@ void Connection::Dispatch(Slot* s) {
       SubmitVolume(s, IoRequest::Kind::kWriteZeroes, flags);
       return;
     }
-    case kCmdCache: ReplyOk(s); return;  // data is local: nothing to prefetch
+    case kCmdCache:
+      ReplyOk(s);
+      return;  // data is local: nothing to prefetch
     case kCmdBlockStatus: {
       auto extents = n_.volume->BlockStatus(s->offset, s->length);
       if (!extents.ok()) {
@@ -262,7 +280,9 @@ void Connection::Dispatch(Slot* s) {
       ReplyBlockStatus(s);
       return;
     }
-    default: ReplyError(s, kEINVAL, "unknown command"); return;
+    default:
+      ReplyError(s, kEINVAL, "unknown command");
+      return;
   }
 }
 

@@ -15,10 +15,11 @@
 #include <memory>
 #include <vector>
 
-#include "handshake.h"
-#include "protocol.h"
 #include "strata/event_loop.h"
 #include "strata/volume.h"
+
+#include "handshake.h"
+#include "protocol.h"
 
 namespace strata::nbd {
 
