@@ -10,6 +10,7 @@
 
 #include "strata/pool.h"
 
+#include "control/control_socket.h"
 #include "server.h"
 
 int main(int argc, char** argv) {
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
     }
     if (status.ok() && !listen.empty()) {
       status = server.ListenTcp(listen);
+    }
+    if (status.ok()) {
+      status = server.ListenControl(strata::ControlSocketPath(pool_dir));
     }
     if (!status.ok()) {
       std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());

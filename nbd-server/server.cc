@@ -17,6 +17,7 @@
 
 #include "strata/event_loop.h"
 
+#include "control/control_socket.h"
 #include "transmission.h"
 
 namespace strata::nbd {
@@ -25,12 +26,16 @@ Server::~Server() {
   for (int fd : listeners_) {
     close(fd);
   }
-  if (!unix_path_.empty()) {
-    unlink(unix_path_.c_str());
+  for (const std::string& path : {unix_path_, control_path_}) {
+    if (!path.empty()) {
+      unlink(path.c_str());
+    }
   }
 }
 
-Status Server::ListenUnix(const std::string& path) {
+namespace {
+// A bound, listening unix socket at `path` (a stale socket file is replaced).
+Result<int> UnixListener(const std::string& path, mode_t mode) {
   sockaddr_un addr{};
   if (path.size() >= sizeof(addr.sun_path)) {
     return Status::InvalidArgument("socket path too long: " + path);
@@ -40,24 +45,42 @@ Status Server::ListenUnix(const std::string& path) {
     if (!S_ISSOCK(st.st_mode)) {
       return Status::AlreadyExists(path + " exists and is not a socket");
     }
-    unlink(path.c_str());  // a stale socket from a previous run
+    unlink(path.c_str());
   }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(fd, 128) != 0) {
+  mode_t old = umask(static_cast<mode_t>(~mode & 0777));
+  bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  umask(old);
+  if (!ok || listen(fd, 128) != 0) {
     int err = errno;
     if (fd >= 0) {
       close(fd);
     }
     return Status::FromErrno("listen on " + path, err);
   }
+  return fd;
+}
+}  // namespace
+
+Status Server::Listen(int fd, Kind kind) {
   listeners_.push_back(fd);
-  listener_is_tcp_.push_back(false);
+  listener_kinds_.push_back(kind);
+  return Status::OK();
+}
+
+Status Server::ListenControl(const std::string& path) {
+  STRATA_ASSIGN_OR_RETURN(int fd, UnixListener(path, 0600));
+  control_path_ = path;
+  return Listen(fd, Kind::kControl);
+}
+
+Status Server::ListenUnix(const std::string& path) {
+  STRATA_ASSIGN_OR_RETURN(int fd, UnixListener(path, 0666));
   unix_path_ = path;
   std::fprintf(stderr, "strata-nbd: listening on unix socket %s\n", path.c_str());
-  return Status::OK();
+  return Listen(fd, Kind::kUnix);
 }
 
 Status Server::ListenTcp(const std::string& host_port) {
@@ -96,10 +119,8 @@ Status Server::ListenTcp(const std::string& host_port) {
   uint16_t actual =
       ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                         : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  listeners_.push_back(fd);
-  listener_is_tcp_.push_back(true);
   std::fprintf(stderr, "strata-nbd: listening on tcp %s:%u\n", host.c_str(), actual);
-  return Status::OK();
+  return Listen(fd, Kind::kTcp);
 }
 
 Status Server::Run(int signal_fd) {
@@ -122,7 +143,7 @@ Status Server::Run(int signal_fd) {
     }
     for (size_t i = 0; i < listeners_.size(); i++) {
       if (fds[i].revents != 0) {
-        Accept(listeners_[i], listener_is_tcp_[i]);
+        Accept(listeners_[i], listener_kinds_[i]);
       }
     }
   }
@@ -144,7 +165,7 @@ Status Server::Run(int signal_fd) {
   return s;
 }
 
-void Server::Accept(int listener, bool tcp) {
+void Server::Accept(int listener, Kind kind) {
   int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0) {
     return;
@@ -159,7 +180,20 @@ void Server::Accept(int listener, bool tcp) {
   conn->fd = fd;
   Conn* c = conn.get();
   conns_.push_back(std::move(conn));
-  c->thread = std::thread([this, c, tcp] { ServeConnection(c, tcp); });
+  if (kind == Kind::kControl) {
+    c->thread = std::thread([this, c] { ServeControl(c); });
+  } else {
+    c->thread = std::thread([this, c, kind] { ServeConnection(c, kind == Kind::kTcp); });
+  }
+}
+
+void Server::ServeControl(Conn* conn) {
+  timeval timeout{5, 0};
+  setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  ServeControlConnection(conn->fd, pool_);
+  std::lock_guard<std::mutex> lock(conn->mu);
+  close(conn->fd);
+  conn->done = true;
 }
 
 void Server::ServeConnection(Conn* conn, bool tcp) {

@@ -24,6 +24,8 @@ class Server {
   Status ListenUnix(const std::string& path);
   // "HOST:PORT"; port 0 picks a free port (logged).
   Status ListenTcp(const std::string& host_port);
+  // POOL/control.sock (mode 0600): the CLI's requests while this server holds the pool.
+  Status ListenControl(const std::string& path);
   // Accepts until SIGTERM or SIGINT, then stops accepting, lets every connection finish the
   // requests it has received, commits, and returns. REQUIRES: SIGTERM/SIGINT blocked in every
   // thread (main does that before anything starts).
@@ -36,15 +38,19 @@ class Server {
     std::mutex mu;
     bool done = false;
   };
-  void Accept(int listener, bool tcp);
+  enum class Kind { kUnix, kTcp, kControl };
+  Status Listen(int fd, Kind kind);
+  void Accept(int listener, Kind kind);
   void ServeConnection(Conn* conn, bool tcp);
+  void ServeControl(Conn* conn);
   void Reap(bool all);
 
   Pool* pool_;
   ServerLimits limits_;
   std::vector<int> listeners_;
-  std::vector<bool> listener_is_tcp_;
+  std::vector<Kind> listener_kinds_;
   std::string unix_path_;
+  std::string control_path_;
   std::list<std::unique_ptr<Conn>> conns_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<uint64_t> served_{0};

@@ -16,6 +16,7 @@
 #include "strata/pool.h"
 
 #include "control/control.h"
+#include "control/control_socket.h"
 #include "output.h"
 #include "util/units.h"
 
@@ -77,8 +78,21 @@ int CreatePool(const std::string& dir, const std::string& chunk_text,
   return 0;
 }
 
-// Runs a control request on the pool in `dir`, opened by this process.
+// Runs a control request: through the control socket when strata-nbd holds the pool, else on
+// the pool opened by this process. Output and errors are the same either way.
 int RunRequest(const std::string& dir, const json& request, const std::string& output) {
+  auto remote = strata::CallControl(dir, request);
+  if (remote.ok()) {
+    if (!(*remote)["ok"].get<bool>()) {
+      std::fprintf(stderr, "strata: error: %s\n", (*remote)["error"].get<std::string>().c_str());
+      return kExitFailed;
+    }
+    strata::PrintReply((*remote)["result"], output, std::cout);
+    return 0;
+  }
+  if (remote.status().code() != strata::Status::Code::kNotFound) {
+    return Fail(remote.status());
+  }
   strata::PoolOptions options;
   auto pool = strata::Pool::Open(dir, options);
   if (!pool.ok()) {

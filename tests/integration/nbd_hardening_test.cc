@@ -403,5 +403,33 @@ TEST_F(NbdHardening, ThousandsOfConnectionsOpenedAndDropped) {
   EXPECT_LE(ServerFds(), fds_before + 2) << "file descriptors leak";
 }
 
+TEST_F(NbdHardening, ControlSocketRefusesGarbage) {
+  std::string control = pool_ + "/control.sock";
+  {
+    RawClient c(control);
+    ASSERT_TRUE(c.connected());
+    c.Send("this is not json\n", 17);
+    char reply[256] = {};
+    ASSERT_GT(recv(c.fd(), reply, sizeof(reply) - 1, 0), 0);
+    EXPECT_NE(std::string(reply).find("\"ok\":false"), std::string::npos) << reply;
+    EXPECT_NE(std::string(reply).find("not JSON"), std::string::npos) << reply;
+  }
+  {
+    RawClient c(control);
+    c.Send("{\"command\": \"format-disk\"}\n", 28);
+    char reply[256] = {};
+    ASSERT_GT(recv(c.fd(), reply, sizeof(reply) - 1, 0), 0);
+    EXPECT_NE(std::string(reply).find("unknown command"), std::string::npos) << reply;
+  }
+  {
+    RawClient c(control);  // a line that never ends, past the 1 MiB bound: dropped
+    std::string junk(64 * 1024, 'x');
+    for (int i = 0; i < 20 && c.Send(junk.data(), junk.size()); i++) {
+    }
+    EXPECT_TRUE(c.Closed());
+  }
+  ExpectServed();
+}
+
 }  // namespace
 }  // namespace strata::nbd

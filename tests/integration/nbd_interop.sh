@@ -110,8 +110,29 @@ else
   echo "skip: nbdfuse (no /dev/fuse or tools)"
 fi
 
+# The CLI while the server holds the pool: through the control socket, same JSON and errors.
+[[ "$(stat -c %a "$pool/control.sock")" == 600 ]] || fail "control socket is not mode 0600"
+new=$("$strata" --pool "$pool" create-volume --size 64MiB --name second |
+  sed -n 's/.*"VolumeId": "\(vol-[0-9a-f]*\)".*/\1/p')
+[[ -n "$new" ]] || fail "create-volume through the control socket"
+nbdinfo --size "nbd+unix:///second?socket=$work/sock" | grep -qx 67108864 || fail "new volume not exported at once"
+"$strata" --pool "$pool" describe-volumes | grep -q "$new" || fail "describe-volumes through the server"
+"$strata" --pool "$pool" --output table pool info | grep -q "VolumeCount" || fail "pool info through the server"
+err=$("$strata" --pool "$pool" describe-volumes --volume-ids vol-00000000000000000 2>&1 >/dev/null) && fail "unknown id accepted"
+[[ "$err" == "strata: error: NotFound: volume vol-00000000000000000 does not exist" ]] || fail "error differs: $err"
+qemu-io -f raw -c 'sleep 3000' "nbd+unix:///second?socket=$work/sock" &
+holder=$!
+sleep 1
+err=$("$strata" --pool "$pool" delete-volume --volume-id "$new" 2>&1) && fail "deleted a volume in use"
+grep -q "in use" <<<"$err" || fail "delete of an attached volume: $err"
+wait "$holder"
+"$strata" --pool "$pool" delete-volume --volume-id "$new" || fail "delete after detach"
+"$strata" --pool "$pool" pool check >/dev/null || fail "pool check through the server"
+pass "CLI through the control socket: create (exported at once), describe, errors, in-use delete refused"
+
 qemu-io -f raw -c 'write -P 0x77 8M 1M' "$unix" >/dev/null || fail "write before restart"
 stop
+[[ ! -e "$pool/control.sock" ]] || fail "control socket left behind"
 "$strata" --pool "$pool" pool check >/dev/null || fail "pool check after SIGTERM"
 start
 qemu-io -f raw -r -c 'read -P 0x77 8M 1M' "$tcp" | grep -q "read 1048576/1048576" || fail "data lost across restart"
