@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "util/check.h"
+
 namespace strata::nbd {
 
 namespace {
@@ -62,6 +64,7 @@ Connection::~Connection() {
 }
 
 void Connection::Serve() {
+  rbuf_.resize(kReceiveBufferBytes);
   Receive();
   loop_->RunUntil([this] { return Finished(); });
 }
@@ -73,21 +76,31 @@ bool Connection::Finished() const {
 // ---------------------------------------------------------------- receiving
 
 void Connection::Receive() {
-  if (stopped_ || receiving_) {
+  if (stopped_ || receiving_ || paused_) {
     return;
   }
-  if (recv_slot_ == nullptr && recv_got_ == 0) {
-    recv_into_ = header_;
-    recv_want_ = kRequestHeaderBytes;
-  }
-  receiving_ = true;
   recv_op_ = IoOp{};
   recv_op_.kind = IoOp::Kind::kRecv;
   recv_op_.file = fd_;
-  recv_op_.buf = recv_into_ + recv_got_;
-  recv_op_.length_bytes = static_cast<uint32_t>(recv_want_ - recv_got_);
   recv_op_.done = &Connection::OnRecv;
   recv_op_.ctx = this;
+  if (recv_slot_ != nullptr && recv_slot_->length - payload_got_ >= kDirectPayloadBytes) {
+    payload_direct_ = true;  // the rest of a large payload goes straight into its slot
+    recv_op_.buf = recv_slot_->buffer + kHeaderRoom + payload_got_;
+    recv_op_.length_bytes = static_cast<uint32_t>(recv_slot_->length - payload_got_);
+  } else {
+    if (rhead_ == rtail_) {
+      rhead_ = rtail_ = 0;
+    } else if (rbuf_.size() - rtail_ < kDirectPayloadBytes) {  // compact what is left
+      std::memmove(rbuf_.data(), rbuf_.data() + rhead_, rtail_ - rhead_);
+      rtail_ -= rhead_;
+      rhead_ = 0;
+    }
+    recv_op_.buf = rbuf_.data() + rtail_;
+    recv_op_.length_bytes = static_cast<uint32_t>(rbuf_.size() - rtail_);
+  }
+  STRATA_CHECK(recv_op_.length_bytes > 0);  // a zero-length recv would read as EOF
+  receiving_ = true;
   loop_->engine()->Submit(&recv_op_);
 }
 
@@ -98,27 +111,58 @@ void Connection::OnRecv(IoOp* op) {
     c->StopReceiving();
     return;
   }
-  c->recv_got_ += static_cast<size_t>(op->result);
-  if (c->recv_got_ < c->recv_want_) {
-    c->Receive();
-    return;
+  if (c->payload_direct_) {
+    c->payload_direct_ = false;
+    c->payload_got_ += static_cast<size_t>(op->result);
+    if (c->payload_got_ == c->recv_slot_->length) {
+      Slot* s = c->recv_slot_;
+      c->recv_slot_ = nullptr;
+      c->Dispatch(s);
+    }
+  } else {
+    c->rtail_ += static_cast<size_t>(op->result);
   }
-  c->recv_got_ = 0;
-  if (c->recv_slot_ != nullptr) {  // a WRITE payload is complete
-    Slot* s = c->recv_slot_;
-    c->recv_slot_ = nullptr;
-    c->Dispatch(s);
-    c->Receive();
-    return;
+  c->ProcessBuffered();
+}
+
+// Moves buffered payload bytes into the pending WRITE's slot. True when the payload is whole.
+bool Connection::TakePayloadFromBuffer() {
+  size_t take = std::min(rtail_ - rhead_, recv_slot_->length - payload_got_);
+  std::memcpy(recv_slot_->buffer + kHeaderRoom + payload_got_, rbuf_.data() + rhead_, take);
+  rhead_ += take;
+  payload_got_ += take;
+  if (payload_got_ < recv_slot_->length) {
+    return false;
   }
-  c->HandleHeader();
+  Slot* s = recv_slot_;
+  recv_slot_ = nullptr;
+  Dispatch(s);
+  return true;
+}
+
+// Handles every complete request in the buffer, then asks for more bytes.
+void Connection::ProcessBuffered() {
+  while (!stopped_ && !paused_) {
+    if (recv_slot_ != nullptr) {
+      if (!TakePayloadFromBuffer()) {
+        break;  // the rest of the payload is still on the wire
+      }
+      continue;
+    }
+    if (rtail_ - rhead_ < kRequestHeaderBytes) {
+      break;
+    }
+    HandleHeader(rbuf_.data() + rhead_);
+  }
+  Receive();
 }
 
 void Connection::StopReceiving() {
   stopped_ = true;
   if (recv_slot_ != nullptr) {  // the payload never arrived: nothing to answer
-    Release(recv_slot_);
+    Slot* s = recv_slot_;
     recv_slot_ = nullptr;
+    Release(s);
   }
 }
 
@@ -143,21 +187,23 @@ bool Connection::EnsureCapacity(Slot* s, size_t data_bytes) {
   return s->buffer != nullptr;
 }
 
-void Connection::HandleHeader() {
-  if (Get32(header_) != kRequestMagic) {
+// Consumes one request header from the buffer (unless no slot is free: then it waits there).
+void Connection::HandleHeader(const uint8_t* header) {
+  if (Get32(header) != kRequestMagic) {
     StopReceiving();  // garbage instead of a request: no way to resynchronise
     return;
   }
   Slot* s = TakeSlot();
-  if (s == nullptr) {  // every slot busy: wait for one (the header stays buffered)
-    paused_ = true;
+  if (s == nullptr) {
+    paused_ = true;  // every slot busy: the header stays buffered until one is released
     return;
   }
-  s->flags = Get16(header_ + 4);
-  s->type = Get16(header_ + 6);
-  s->cookie = Get64(header_ + 8);
-  s->offset = Get64(header_ + 16);
-  s->length = Get32(header_ + 24);
+  rhead_ += kRequestHeaderBytes;
+  s->flags = Get16(header + 4);
+  s->type = Get16(header + 6);
+  s->cookie = Get64(header + 8);
+  s->offset = Get64(header + 16);
+  s->length = Get32(header + 24);
   if (s->type == kCmdWrite) {
     if (s->length > limits_.max_payload_bytes || !EnsureCapacity(s, s->length)) {
       Release(s);  // a payload we will not buffer: the stream cannot be resynchronised
@@ -166,10 +212,8 @@ void Connection::HandleHeader() {
     }
     if (s->length > 0) {
       recv_slot_ = s;
-      recv_into_ = s->buffer + kHeaderRoom;
-      recv_want_ = s->length;
-      Receive();
-      return;
+      payload_got_ = 0;
+      return;  // ProcessBuffered moves the payload in
     }
   }
   if (s->type == kCmdDisc) {
@@ -178,7 +222,6 @@ void Connection::HandleHeader() {
     return;
   }
   Dispatch(s);
-  Receive();
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -225,7 +268,11 @@ void Connection::Dispatch(Slot* s) {
   switch (s->type) {
     case kCmdRead: {
       s->extents.clear();
-      if (n_.structured_replies && (s->flags & kCmdFlagDf) == 0 && s->length > 0) {
+      // A read inside one chunk learns from the read itself whether it was a hole (no extra
+      // map scan on the 4 KiB hot path); a longer one asks the map first, to announce holes.
+      const uint64_t chunk = n_.volume->chunk_size_bytes();
+      const bool one_chunk = s->offset / chunk == (s->offset + s->length - 1) / chunk;
+      if (n_.structured_replies && (s->flags & kCmdFlagDf) == 0 && s->length > 0 && !one_chunk) {
         auto extents = n_.volume->BlockStatus(s->offset, s->length);
         if (extents.ok()) {
           s->extents = std::move(*extents);
@@ -363,6 +410,9 @@ void Connection::ReplyRead(Slot* s) {
   }
   // One chunk per extent (holes as OFFSET_HOLE), or one OFFSET_DATA for DF or many extents.
   std::vector<Extent>& ex = s->extents;
+  if (ex.empty() && s->request.hole_bytes == s->length && (s->flags & kCmdFlagDf) == 0) {
+    ex.assign(1, Extent{s->offset, s->length, true});  // the read found only holes
+  }
   if (ex.empty() || ex.size() > kMaxChunks) {
     ex.assign(1, Extent{s->offset, s->length, false});
   }
@@ -430,15 +480,24 @@ void Connection::Enqueue(Slot* s) {
   SendNext();
 }
 
+// Gathers the replies queued so far into one sendmsg.
 void Connection::SendNext() {
   if (sending_ || send_queue_.empty()) {
     return;
   }
-  Slot* s = send_queue_.front();
+  send_iov_.clear();
+  sending_slots_ = 0;
+  for (Slot* s : send_queue_) {
+    if (send_iov_.size() + static_cast<size_t>(s->iov_count) > kMaxSendIov) {
+      break;
+    }
+    send_iov_.insert(send_iov_.end(), s->iov, s->iov + s->iov_count);
+    sending_slots_++;
+  }
   sending_ = true;
   msg_ = msghdr{};
-  msg_.msg_iov = s->iov;
-  msg_.msg_iovlen = static_cast<size_t>(s->iov_count);
+  msg_.msg_iov = send_iov_.data();
+  msg_.msg_iovlen = send_iov_.size();
   send_op_ = IoOp{};
   send_op_.kind = IoOp::Kind::kSendMsg;
   send_op_.file = fd_;
@@ -455,12 +514,13 @@ void Connection::OnSent(IoOp* op) {
     c->peer_gone_ = true;
     c->StopReceiving();
     while (!c->send_queue_.empty()) {
-      c->Release(c->send_queue_.front());
+      Slot* s = c->send_queue_.front();
       c->send_queue_.pop_front();
+      c->Release(s);
     }
     return;
   }
-  // Short send: advance the iovecs and send the rest.
+  // Short send: advance the iovecs and send the rest of the batch.
   size_t sent = static_cast<size_t>(op->result);
   msghdr& m = c->msg_;
   while (sent > 0 && m.msg_iovlen > 0) {
@@ -478,17 +538,20 @@ void Connection::OnSent(IoOp* op) {
     c->loop_->engine()->Submit(&c->send_op_);
     return;
   }
-  Slot* s = c->send_queue_.front();
-  c->send_queue_.pop_front();
-  c->Release(s);
+  for (size_t i = 0; i < c->sending_slots_; i++) {
+    Slot* s = c->send_queue_.front();
+    c->send_queue_.pop_front();
+    c->Release(s);
+  }
+  c->sending_slots_ = 0;
   c->SendNext();
 }
 
 void Connection::Release(Slot* s) {
   s->busy = false;
-  if (paused_ && !stopped_) {  // a header was waiting for a slot
+  if (paused_ && !stopped_) {  // a header was waiting in the buffer for a slot
     paused_ = false;
-    HandleHeader();
+    ProcessBuffered();
   }
 }
 

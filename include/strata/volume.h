@@ -31,6 +31,9 @@ struct IoRequest {
   // Runs once, on the thread running the EventLoop the request was submitted to.
   void (*callback)(IoRequest* request, const Status& status) = nullptr;
   void* user = nullptr;  // for the submitter
+  // Output of kRead: bytes of the request that were holes (unallocated or trimmed) and were
+  // filled with zeros without touching the disk. Equal to length_bytes: the range is all hole.
+  uint64_t hole_bytes = 0;
 
   internal::RequestState* state = nullptr;  // implementation; set by Submit, freed before callback
 };

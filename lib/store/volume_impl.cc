@@ -211,6 +211,7 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
     Complete(loop, request, Status::OK());
     return;
   }
+  request->hole_bytes = 0;
   RequestState* state = NewState();
   state->volume = this;
   state->loop = loop;
@@ -321,6 +322,7 @@ VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
         p->request->error = found.status();
       } else {
         std::memset(p->data, 0, p->length);  // hole or trimmed: zeros, no I/O
+        p->request->request->hole_bytes += p->length;
       }
       return Next::kDone;
     }
