@@ -30,30 +30,22 @@ std::string BenchDir(const std::string& name) {
   return dir;
 }
 
-// Keeps `qd` requests of one kind in flight on one loop; counts completions.
-class Driver {
+// Keeps `qd` 4 KiB operations in flight on one loop at random offsets and counts completions;
+// subclasses say how one is issued (through a Volume, or straight to a file).
+class QdDriver {
  public:
-  Driver(Volume* volume, EventLoop* loop, IoRequest::Kind kind, uint32_t qd, uint64_t span_bytes,
-         uint64_t seed)
-      : volume_(volume), loop_(loop), kind_(kind), span_blocks_(span_bytes / 4096), rng_(seed) {
-    requests_.resize(qd);
+  QdDriver(EventLoop* loop, uint32_t qd, uint64_t span_bytes, uint64_t seed)
+      : loop_(loop), qd_(qd), span_blocks_(span_bytes / 4096), rng_(seed) {
     buffers_ = static_cast<std::byte*>(std::aligned_alloc(4096, uint64_t{qd} * 4096));
     std::memset(buffers_, 0x5a, uint64_t{qd} * 4096);
-    for (uint32_t i = 0; i < qd; i++) {
-      requests_[i].data = buffers_ + uint64_t{i} * 4096;
-      requests_[i].user = this;
-      requests_[i].callback = &Driver::Done;
-    }
   }
-  ~Driver() { std::free(buffers_); }
+  virtual ~QdDriver() { std::free(buffers_); }
 
-  // Runs until `count` more requests completed. Returns false on an I/O error.
+  // Runs until `count` more operations completed. Returns false on an I/O error.
   bool Run(uint64_t count) {
     target_ = completed_ + count;
-    for (IoRequest& r : requests_) {
-      if (in_flight_ < requests_.size() && !IsBusy(&r)) {
-        Issue(&r);
-      }
+    for (uint32_t i = 0; i < qd_; i++) {
+      Next(i);
     }
     while (in_flight_ > 0) {
       loop_->RunOnce(-1);
@@ -61,34 +53,85 @@ class Driver {
     return ok_;
   }
 
- private:
-  bool IsBusy(IoRequest* r) { return r->offset_bytes == kBusy; }
-  void Issue(IoRequest* r) {
-    in_flight_++;
-    r->kind = kind_;
-    r->length_bytes = 4096;
-    r->offset_bytes = (rng_() % span_blocks_) * 4096;
-    volume_->Submit(loop_, r);
-  }
-  static void Done(IoRequest* r, const Status& s) {
-    auto* d = static_cast<Driver*>(r->user);
-    d->in_flight_--;
-    d->completed_++;
-    d->ok_ = d->ok_ && s.ok();
-    if (d->completed_ + d->in_flight_ < d->target_) {
-      d->Issue(r);
+ protected:
+  virtual void Issue(uint32_t index, uint64_t offset_bytes, std::byte* buf) = 0;
+  void Completed(uint32_t index, bool ok) {
+    in_flight_--;
+    completed_++;
+    ok_ = ok_ && ok;
+    if (completed_ + in_flight_ < target_) {
+      Next(index);
     }
   }
-  static constexpr uint64_t kBusy = ~0ull;
-  Volume* volume_;
   EventLoop* loop_;
-  IoRequest::Kind kind_;
+
+ private:
+  void Next(uint32_t index) {
+    in_flight_++;
+    Issue(index, (rng_() % span_blocks_) * 4096, buffers_ + uint64_t{index} * 4096);
+  }
+  uint32_t qd_;
   uint64_t span_blocks_;
   std::mt19937_64 rng_;
-  std::vector<IoRequest> requests_;
   std::byte* buffers_;
   uint64_t in_flight_ = 0, completed_ = 0, target_ = 0;
   bool ok_ = true;
+};
+
+class VolumeDriver final : public QdDriver {
+ public:
+  VolumeDriver(Volume* volume, EventLoop* loop, IoRequest::Kind kind, uint32_t qd,
+               uint64_t span_bytes, uint64_t seed)
+      : QdDriver(loop, qd, span_bytes, seed), volume_(volume), kind_(kind), requests_(qd) {
+    for (uint32_t i = 0; i < qd; i++) {
+      requests_[i].user = this;
+      requests_[i].callback = [](IoRequest* r, const Status& s) {
+        auto* d = static_cast<VolumeDriver*>(r->user);
+        d->Completed(static_cast<uint32_t>(r - d->requests_.data()), s.ok());
+      };
+    }
+  }
+
+ private:
+  void Issue(uint32_t index, uint64_t offset_bytes, std::byte* buf) override {
+    IoRequest& r = requests_[index];
+    r.kind = kind_;
+    r.offset_bytes = offset_bytes;
+    r.length_bytes = 4096;
+    r.data = buf;
+    volume_->Submit(loop_, &r);
+  }
+  Volume* volume_;
+  IoRequest::Kind kind_;
+  std::vector<IoRequest> requests_;
+};
+
+class FileDriver final : public QdDriver {
+ public:
+  FileDriver(FileId file, EventLoop* loop, IoOp::Kind kind, uint32_t qd, uint64_t span_bytes)
+      : QdDriver(loop, qd, span_bytes, qd * 31), file_(file), kind_(kind), ops_(qd) {
+    for (uint32_t i = 0; i < qd; i++) {
+      ops_[i].ctx = this;
+      ops_[i].done = [](IoOp* op) {
+        auto* d = static_cast<FileDriver*>(op->ctx);
+        d->Completed(static_cast<uint32_t>(op - d->ops_.data()), op->result >= 0);
+      };
+    }
+  }
+
+ private:
+  void Issue(uint32_t index, uint64_t offset_bytes, std::byte* buf) override {
+    IoOp& op = ops_[index];
+    op.kind = kind_;
+    op.file = file_;
+    op.buf = buf;
+    op.length_bytes = 4096;
+    op.offset_bytes = offset_bytes;
+    loop_->engine()->Submit(&op);
+  }
+  FileId file_;
+  IoOp::Kind kind_;
+  std::vector<IoOp> ops_;
 };
 
 struct DiskFixture {
@@ -133,7 +176,7 @@ void BM_Volume(benchmark::State& state, IoRequest::Kind kind, bool fresh) {
     auto info = fx.pool->CreateVolume(VolumeSpec{span, "fresh", "gp3"});
     volume = *fx.pool->OpenVolume(info->volume_id);
   }
-  Driver driver(volume.get(), fx.loop.get(), kind, qd, span, qd * 7919);
+  VolumeDriver driver(volume.get(), fx.loop.get(), kind, qd, span, qd * 7919);
   uint64_t total = 0;
   for (auto _ : state) {
     if (!driver.Run(2048)) {
@@ -171,59 +214,6 @@ BENCHMARK_CAPTURE(BM_Volume, firstwrite, IoRequest::Kind::kWrite, true)
 
 // ---- the same loop and engine straight on a raw file: the hardware limit without the store
 
-class RawDriver {
- public:
-  RawDriver(FileId file, EventLoop* loop, IoOp::Kind kind, uint32_t qd, uint64_t span_bytes)
-      : loop_(loop), kind_(kind), span_blocks_(span_bytes / 4096), rng_(qd * 31) {
-    ops_.resize(qd);
-    buffers_ = static_cast<std::byte*>(std::aligned_alloc(4096, uint64_t{qd} * 4096));
-    std::memset(buffers_, 0x77, uint64_t{qd} * 4096);
-    for (uint32_t i = 0; i < qd; i++) {
-      ops_[i].file = file;
-      ops_[i].buf = buffers_ + uint64_t{i} * 4096;
-      ops_[i].ctx = this;
-      ops_[i].done = &RawDriver::Done;
-    }
-  }
-  ~RawDriver() { std::free(buffers_); }
-  bool Run(uint64_t count) {
-    target_ = completed_ + count;
-    for (IoOp& op : ops_) {
-      Issue(&op);
-    }
-    while (in_flight_ > 0) {
-      loop_->RunOnce(-1);
-    }
-    return ok_;
-  }
-
- private:
-  void Issue(IoOp* op) {
-    in_flight_++;
-    op->kind = kind_;
-    op->length_bytes = 4096;
-    op->offset_bytes = (rng_() % span_blocks_) * 4096;
-    loop_->engine()->Submit(op);
-  }
-  static void Done(IoOp* op) {
-    auto* d = static_cast<RawDriver*>(op->ctx);
-    d->in_flight_--;
-    d->completed_++;
-    d->ok_ = d->ok_ && op->result >= 0;
-    if (d->completed_ + d->in_flight_ < d->target_) {
-      d->Issue(op);
-    }
-  }
-  EventLoop* loop_;
-  IoOp::Kind kind_;
-  uint64_t span_blocks_;
-  std::mt19937_64 rng_;
-  std::vector<IoOp> ops_;
-  std::byte* buffers_;
-  uint64_t in_flight_ = 0, completed_ = 0, target_ = 0;
-  bool ok_ = true;
-};
-
 void BM_RawFile(benchmark::State& state, IoOp::Kind kind, bool fresh) {
   DiskFixture& fx = Disk();
   Env* env = Env::Default();
@@ -242,7 +232,7 @@ void BM_RawFile(benchmark::State& state, IoOp::Kind kind, bool fresh) {
     std::free(aligned);
     (void)env->Sync(file);
   }
-  RawDriver driver(file, fx.loop.get(), kind, static_cast<uint32_t>(state.range(0)), span);
+  FileDriver driver(file, fx.loop.get(), kind, static_cast<uint32_t>(state.range(0)), span);
   uint64_t total = 0;
   for (auto _ : state) {
     if (!driver.Run(2048)) {

@@ -44,9 +44,8 @@ void InlineEngine::PollSockets(int timeout_ms) {
   std::vector<pollfd> fds;
   fds.push_back(pollfd{wake_fd_, POLLIN, 0});
   for (IoOp* op : waiting_) {
-    fds.push_back(pollfd{op->file, static_cast<short>(op->kind == IoOp::Kind::kRecv ? POLLIN
-                                                                                    : POLLOUT),
-                         0});
+    fds.push_back(
+        pollfd{op->file, static_cast<short>(op->kind == IoOp::Kind::kRecv ? POLLIN : POLLOUT), 0});
   }
   if (poll(fds.data(), fds.size(), timeout_ms) <= 0) {
     return;

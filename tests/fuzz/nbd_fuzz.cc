@@ -14,10 +14,11 @@
 #include <filesystem>
 #include <thread>
 
-#include "handshake.h"
-#include "io/sim_env.h"
 #include "strata/event_loop.h"
 #include "strata/pool.h"
+
+#include "handshake.h"
+#include "io/sim_env.h"
 #include "transmission.h"
 
 namespace {
