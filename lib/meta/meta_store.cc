@@ -102,6 +102,11 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
     rc = mdb_env_set_mapsize(store->env_, map_bytes);
   }
   if (rc == 0) {
+    // Every concurrent map scan (block status on each NBD connection, control requests) holds a
+    // reader slot for its duration; LMDB's default of 126 is below --max-connections.
+    rc = mdb_env_set_maxreaders(store->env_, kMaxReaders);
+  }
+  if (rc == 0) {
     // NOTLS: read transactions are pooled and used from whichever thread holds the read mutex.
     rc = mdb_env_open(store->env_, dir.c_str(), MDB_NOTLS, 0644);
   }

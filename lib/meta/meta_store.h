@@ -62,6 +62,7 @@ struct CommitBatch {
 class MetaStore {
  public:
   static constexpr uint32_t kFormatVersion = 1;
+  static constexpr unsigned kMaxReaders = 1024;
 
   // Opens (with `create`, creates) the LMDB environment in `dir`.
   // Errors: NotFound (no environment and !create), Corruption (not an LMDB file), IOError.
