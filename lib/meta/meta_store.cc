@@ -344,6 +344,37 @@ Status MetaStore::ScanTable(MDB_dbi dbi,
   return rc == MDB_NOTFOUND ? Status::OK() : LmdbStatus("scan", rc);
 }
 
+Status MetaStore::ForEachVersionOfLineage(
+    uint64_t lineage, const std::function<Status(const MapKey&, const MapValue&)>& fn) {
+  Status status;
+  MDB_txn* txn;
+  MDB_cursor* cursor;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  rc = mdb_cursor_open(txn, map_dbi_, &cursor);
+  char start[kKeyBytes];
+  EncodeKey(MapKey{lineage, 0, 0}, start);
+  MDB_val k = Val(start, kKeyBytes), v;
+  for (int op = MDB_SET_RANGE; rc == 0 && status.ok(); op = MDB_NEXT) {
+    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (rc != 0) {
+      break;
+    }
+    MapKey key = DecodeKey(k);
+    if (key.lineage != lineage) {
+      break;
+    }
+    Result<MapValue> value = DecodeValue(v);
+    status = value.ok() ? fn(key, *value) : value.status();
+  }
+  mdb_cursor_close(cursor);
+  mdb_txn_abort(txn);
+  STRATA_RETURN_IF_ERROR(status);
+  return (rc == 0 || rc == MDB_NOTFOUND) ? Status::OK() : LmdbStatus("scan lineage", rc);
+}
+
 Status MetaStore::ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn) {
   return ScanTable(map_dbi_, [&fn](const MDB_val& k, const MDB_val& v) {
     Result<MapValue> value = DecodeValue(v);

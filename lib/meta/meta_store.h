@@ -83,6 +83,9 @@ class MetaStore {
   // false. Cost: O(versions in the range), not O(range).
   Status ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk, uint64_t max_birth,
                     const std::function<bool(uint64_t, const Version&)>& fn);
+  // Calls fn for every map entry of `lineage` in key order: O(its entries), not O(map).
+  Status ForEachVersionOfLineage(uint64_t lineage,
+                                 const std::function<Status(const MapKey&, const MapValue&)>& fn);
   // Calls fn for every map entry in key order (recovery and check). Stops on a non-OK status.
   Status ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn);
   Status ForEachChange(const std::function<Status(const MapKey&)>& fn);  // (lineage, chunk, birth)

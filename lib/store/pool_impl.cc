@@ -687,23 +687,29 @@ std::vector<VolumeInfo> PoolImpl::ListVolumes() {
   return out;
 }
 
-// Every physical chunk the lineage maps (committed, as changed by the overlay). Chunks the
-// overlay unmapped are already pending free. REQUIRES: mu_ held.
-Status PoolImpl::CollectLineageChunksLocked(uint64_t lineage, std::vector<uint64_t>* phys) {
-  Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
-    if (k.lineage == lineage && !v.tombstone() && overlay_.count(k) == 0) {
+// Every physical chunk the lineage maps: its committed versions (scanned by key range, without
+// the pool mutex) as changed by its overlay entries (chunks the overlay unmapped are already
+// pending free). REQUIRES: commit_mu_ held and the volume closed, so neither can change.
+Status PoolImpl::CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys) {
+  std::map<MapKey, OverlayEntry> overlay;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = overlay_.lower_bound(MapKey{lineage, 0, 0});
+         it != overlay_.end() && it->first.lineage == lineage; ++it) {
+      overlay.insert(*it);
+    }
+  }
+  for (const auto& [key, e] : overlay) {
+    if (!e.erased && !e.value.tombstone()) {
+      phys->push_back(e.value.phys);
+    }
+  }
+  return meta_->ForEachVersionOfLineage(lineage, [&](const MapKey& k, const MapValue& v) {
+    if (!v.tombstone() && overlay.count(k) == 0) {
       phys->push_back(v.phys);
     }
     return Status::OK();
   });
-  STRATA_RETURN_IF_ERROR(s);
-  for (auto it = overlay_.lower_bound(MapKey{lineage, 0, 0});
-       it != overlay_.end() && it->first.lineage == lineage; ++it) {
-    if (!it->second.erased && !it->second.value.tombstone()) {
-      phys->push_back(it->second.value.phys);
-    }
-  }
-  return Status::OK();
 }
 
 // Commits the delete first and changes memory only once it is durable, so that a failed delete
@@ -726,12 +732,14 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
       return latched_;
     }
     lineage = it->second.info.lineage;
-    STRATA_RETURN_IF_ERROR(CollectLineageChunksLocked(lineage, &phys));
-    it->second.deleting = true;
+    it->second.deleting = true;  // no one can open it now: its map cannot change
     batch.erase_lineages.push_back(lineage);
     batch.volume_records.emplace_back(volume_id, std::nullopt);
   }
-  Status s = CommitLocked(std::move(batch));
+  Status s = CollectLineageChunks(lineage, &phys);
+  if (s.ok()) {
+    s = CommitLocked(std::move(batch));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = volumes_.find(volume_id);

@@ -114,7 +114,7 @@ class PoolImpl final : public Pool {
   void Latch(const Status& status);
   void CommitterMain();
   bool HasPendingWork();
-  Status CollectLineageChunksLocked(uint64_t lineage, std::vector<uint64_t>* phys);
+  Status CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys);
   Result<VolumeRecord*> FindLocked(const std::string& id_or_name);
   Status ValidateSize(uint64_t size_bytes) const;
   std::string NewVolumeId();
