@@ -139,6 +139,22 @@ qemu-io -f raw -r -c 'read -P 0x77 8M 1M' "$tcp" | grep -q "read 1048576/1048576
 pass "SIGTERM exits 0; data survives a restart"
 stop
 
+# kill -9 of the server: what a FLUSH (or FUA) acknowledged survives.
+start
+qemu-io -f raw -c 'write -P 0x99 16M 2M' -c 'flush' -c 'write -f -P 0x98 20M 64k' "$unix" >/dev/null ||
+  fail "write + flush before kill -9"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=
+start
+qemu-io -f raw -r -c 'read -P 0x99 16M 2M' -c 'read -P 0x98 20M 64k' "$unix" >"$work/k9.out" ||
+  fail "read after kill -9"
+grep -q "read 2097152/2097152" "$work/k9.out" && grep -q "read 65536/65536" "$work/k9.out" ||
+  fail "flushed data lost after kill -9: $(cat "$work/k9.out")"
+"$strata" --pool "$pool" pool check >/dev/null || fail "pool check after kill -9"
+pass "kill -9 of the server keeps every flushed and FUA write"
+stop
+
 start --read-only
 nbdinfo --json "$unix" | grep -q '"is_read_only": true' || fail "read-only not advertised"
 out=$(qemu-io -f raw -c 'write -P 1 0 4k' "$unix" 2>&1 || true)
