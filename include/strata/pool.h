@@ -65,9 +65,10 @@ struct PoolInfo {
   uint64_t data_file_bytes = 0;  // host space the data files really occupy
   uint64_t meta_bytes = 0;       // LMDB pages in use
   uint64_t volume_count = 0;
-  uint64_t free_chunks = 0;      // below the frontier, reusable
-  uint64_t frontier_chunks = 0;  // chunk numbers ever handed out
-  std::string io_engine;         // "io_uring" or "sync" (or "sim")
+  uint64_t free_chunks = 0;          // below the frontier, reusable
+  uint64_t frontier_chunks = 0;      // chunk numbers ever handed out
+  uint64_t pending_map_changes = 0;  // map changes not committed yet (the overlay)
+  std::string io_engine;             // "io_uring" or "sync" (or "sim")
   bool direct_io = false;
   std::string latched_error;  // empty unless a fatal I/O error latched the pool
 };

@@ -98,6 +98,7 @@ Result<json> PoolInfoCommand(Pool* pool, const json&) {
                 {"VolumeCount", i.volume_count},
                 {"FreeChunks", i.free_chunks},
                 {"FrontierChunks", i.frontier_chunks},
+                {"PendingMapChanges", i.pending_map_changes},
                 {"IoEngine", i.io_engine},
                 {"DirectIo", i.direct_io},
                 {"LatchedError", i.latched_error}}}};

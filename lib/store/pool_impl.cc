@@ -175,6 +175,8 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
     pool->header_.capacity_bytes = options.capacity_bytes;
   }
   pool->stripes_.assign(kLockStripes, 0);
+  auto engine = pool->env_->NewEngine(1);  // which engine this Env gives (for pool info)
+  pool->engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
   STRATA_RETURN_IF_ERROR(pool->Recover());
   pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
   return pool;
@@ -426,7 +428,7 @@ void PoolImpl::PutVersionLocked(const MapKey& key, const MapValue& value) {
   e.erased = false;
   e.gen = ++gen_;
   if (overlay_.size() == kOverlayCommitEntries) {
-    waiters_cv_.notify_one();  // a large overlay is committed without waiting for the timer
+    WakeCommitter();  // a large overlay is committed without waiting for the timer
   }
 }
 
@@ -438,6 +440,15 @@ void PoolImpl::EraseVersionLocked(const MapKey& key) {
 }
 
 // ---------------------------------------------------------------- commit pipeline
+
+// REQUIRES: mu_ may be held (waiters_mu_ is always taken after it, never before).
+void PoolImpl::WakeCommitter() {
+  {
+    std::lock_guard<std::mutex> lock(waiters_mu_);
+    commit_soon_ = true;
+  }
+  waiters_cv_.notify_one();
+}
 
 void PoolImpl::RequestCommit(EventLoop* loop, std::function<void(const Status&)> done) {
   {
@@ -456,7 +467,7 @@ void PoolImpl::CommitterMain() {
   std::unique_lock<std::mutex> lock(waiters_mu_);
   const auto interval = std::chrono::milliseconds(options_.commit_interval_ms);
   for (;;) {
-    auto ready = [this] { return stop_ || !waiters_.empty(); };
+    auto ready = [this] { return stop_ || commit_soon_ || !waiters_.empty(); };
     if (options_.commit_interval_ms == 0) {
       waiters_cv_.wait(lock, ready);
     } else {
@@ -467,6 +478,7 @@ void PoolImpl::CommitterMain() {
     }
     std::deque<Waiter> batch;
     batch.swap(waiters_);
+    commit_soon_ = false;
     lock.unlock();
     Status status;
     if (!batch.empty() || HasPendingWork()) {
@@ -832,22 +844,21 @@ PoolInfo PoolImpl::Info() {
   info.chunk_size_bytes = chunk_size_;
   info.direct_io = direct_io_;
   info.meta_bytes = meta_->used_bytes();
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   info.capacity_bytes = header_.capacity_bytes;
   info.used_bytes = alloc_->used_chunks() * chunk_size_;
   info.free_chunks = alloc_->free_chunks();
   info.frontier_chunks = alloc_->frontier();
   info.volume_count = volumes_.size();
-  for (size_t i = 0; i < file_count_; i++) {
+  info.pending_map_changes = overlay_.size();
+  info.io_engine = engine_name_;
+  info.latched_error = latched_.ok() ? "" : latched_.ToString();
+  size_t files = file_count_;
+  lock.unlock();  // fstat is a system call: never under the pool mutex
+  for (size_t i = 0; i < files; i++) {
     auto bytes = env_->AllocatedBytes(files_[i].load());
     info.data_file_bytes += bytes.ok() ? *bytes : 0;
   }
-  if (engine_name_.empty()) {
-    auto engine = env_->NewEngine(1);
-    engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
-  }
-  info.io_engine = engine_name_;
-  info.latched_error = latched_.ok() ? "" : latched_.ToString();
   return info;
 }
 

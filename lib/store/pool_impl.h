@@ -106,6 +106,7 @@ class PoolImpl final : public Pool {
   // Runs one commit of the overlay plus `extra`. REQUIRES: commit_mu_ held.
   Status CommitLocked(CommitBatch extra);
   Status CommitOnce(const CommitBatch& batch);
+  void WakeCommitter();
   // When the host file system is full: punches trimmed chunks whose free is not yet committed, so
   // that the commit which frees them has room to be written.
   bool PunchTrimmedEarly(const std::vector<uint64_t>& trimmed);
@@ -148,6 +149,7 @@ class PoolImpl final : public Pool {
   std::condition_variable waiters_cv_;
   std::deque<Waiter> waiters_;  // GUARDED_BY(waiters_mu_)
   bool stop_ = false;           // GUARDED_BY(waiters_mu_)
+  bool commit_soon_ = false;    // GUARDED_BY(waiters_mu_): the overlay reached its bound
   std::thread committer_;
 
   std::mutex loops_mu_;

@@ -173,6 +173,26 @@ TEST(PoolTest, BlockStatusReturnsAPrefixPastItsBound) {
   EXPECT_TRUE((*rest)[1].hole);
 }
 
+// The overlay is bounded: past 65,536 uncommitted mappings a commit runs without a flush and
+// without waiting for the timer (here: there is no timer).
+TEST(PoolTest, LargeOverlayIsCommittedWithoutAFlush) {
+  TempDir dir;
+  PoolOptions options;
+  options.chunk_size_bytes = 4096;
+  options.commit_interval_ms = 0;
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  const uint64_t chunks = 65536 + 16;
+  auto vol = MakeVolume(pool.get(), chunks * 4096);
+  ASSERT_TRUE(vol->Write(0, std::vector<std::byte>(chunks * 4096, std::byte{3}), false).ok());
+  uint64_t pending = pool->Info().pending_map_changes;
+  for (int i = 0; i < 200 && pending >= 65536; i++) {
+    usleep(20000);
+    pending = pool->Info().pending_map_changes;
+  }
+  EXPECT_LT(pending, 65536u) << "the overlay passed its bound and nothing committed it";
+}
+
 TEST(PoolTest, NamesResolveWhenUnique) {
   TempDir dir;
   ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
