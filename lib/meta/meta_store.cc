@@ -269,9 +269,10 @@ Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t
   return out;
 }
 
-Status MetaStore::ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk,
-                             uint64_t max_birth,
-                             const std::function<bool(uint64_t, const Version&)>& fn) {
+// Walks the map entries of `lineage` with first_chunk <= chunk < end_chunk in key order;
+// fn returns false to stop. The one cursor loop behind the lineage scans below.
+Status MetaStore::ScanLineageRange(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk,
+                                   const std::function<bool(const MapKey&, const MapValue&)>& fn) {
   MDB_txn* txn;
   MDB_cursor* cursor;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
@@ -282,9 +283,8 @@ Status MetaStore::ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t en
   char start[kKeyBytes];
   EncodeKey(MapKey{lineage, first_chunk, 0}, start);
   MDB_val k = Val(start, kKeyBytes), v;
-  std::optional<std::pair<uint64_t, Version>> best;  // newest usable version of the current chunk
-  bool more = true;
   Status status;
+  bool more = true;
   for (int op = MDB_SET_RANGE; rc == 0 && more && status.ok(); op = MDB_NEXT) {
     rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
     if (rc != 0) {
@@ -294,28 +294,47 @@ Status MetaStore::ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t en
     if (key.lineage != lineage || key.chunk >= end_chunk) {
       break;
     }
-    if (best && best->first != key.chunk) {
-      more = fn(best->first, best->second);
-      best.reset();
-    }
-    if (key.birth <= max_birth) {
-      Result<MapValue> value = DecodeValue(v);
-      status = value.status();
-      if (value.ok()) {
-        best = std::make_pair(key.chunk, Version{key.birth, *value});
-      }
-    }
+    Result<MapValue> value = DecodeValue(v);
+    status = value.status();
+    more = value.ok() && fn(key, *value);
   }
-  mdb_cursor_close(cursor);
+  mdb_cursor_close(cursor);  // read-only cursors are not freed with their transaction
   mdb_txn_abort(txn);
   STRATA_RETURN_IF_ERROR(status);
-  if (rc != 0 && rc != MDB_NOTFOUND) {
-    return LmdbStatus("scan map", rc);
-  }
+  return (rc == 0 || rc == MDB_NOTFOUND) ? Status::OK() : LmdbStatus("scan map", rc);
+}
+
+Status MetaStore::ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk,
+                             uint64_t max_birth,
+                             const std::function<bool(uint64_t, const Version&)>& fn) {
+  std::optional<std::pair<uint64_t, Version>> best;  // newest usable version of the current chunk
+  bool more = true;
+  STRATA_RETURN_IF_ERROR(
+      ScanLineageRange(lineage, first_chunk, end_chunk, [&](const MapKey& k, const MapValue& v) {
+        if (best && best->first != k.chunk) {  // the previous chunk is complete
+          more = fn(best->first, best->second);
+          best.reset();
+        }
+        if (k.birth <= max_birth) {
+          best = std::make_pair(k.chunk, Version{k.birth, v});
+        }
+        return more;
+      }));
   if (more && best) {
     fn(best->first, best->second);
   }
   return Status::OK();
+}
+
+Status MetaStore::ForEachVersionOfLineage(
+    uint64_t lineage, const std::function<Status(const MapKey&, const MapValue&)>& fn) {
+  Status status;
+  STRATA_RETURN_IF_ERROR(
+      ScanLineageRange(lineage, 0, UINT64_MAX, [&](const MapKey& k, const MapValue& v) {
+        status = fn(k, v);
+        return status.ok();
+      }));
+  return status;
 }
 
 // Calls fn(key, value) for every entry of `dbi` in key order; stops at the first non-OK status.
@@ -342,37 +361,6 @@ Status MetaStore::ScanTable(MDB_dbi dbi,
   mdb_txn_abort(txn);
   STRATA_RETURN_IF_ERROR(status);
   return rc == MDB_NOTFOUND ? Status::OK() : LmdbStatus("scan", rc);
-}
-
-Status MetaStore::ForEachVersionOfLineage(
-    uint64_t lineage, const std::function<Status(const MapKey&, const MapValue&)>& fn) {
-  Status status;
-  MDB_txn* txn;
-  MDB_cursor* cursor;
-  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
-  if (rc != 0) {
-    return LmdbStatus("begin", rc);
-  }
-  rc = mdb_cursor_open(txn, map_dbi_, &cursor);
-  char start[kKeyBytes];
-  EncodeKey(MapKey{lineage, 0, 0}, start);
-  MDB_val k = Val(start, kKeyBytes), v;
-  for (int op = MDB_SET_RANGE; rc == 0 && status.ok(); op = MDB_NEXT) {
-    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
-    if (rc != 0) {
-      break;
-    }
-    MapKey key = DecodeKey(k);
-    if (key.lineage != lineage) {
-      break;
-    }
-    Result<MapValue> value = DecodeValue(v);
-    status = value.ok() ? fn(key, *value) : value.status();
-  }
-  mdb_cursor_close(cursor);
-  mdb_txn_abort(txn);
-  STRATA_RETURN_IF_ERROR(status);
-  return (rc == 0 || rc == MDB_NOTFOUND) ? Status::OK() : LmdbStatus("scan lineage", rc);
 }
 
 Status MetaStore::ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn) {

@@ -101,6 +101,8 @@ class MetaStore {
   Status OpenTables(bool create);
   Status ApplyBatch(MDB_txn* txn, const CommitBatch& batch);
   Status Grow();
+  Status ScanLineageRange(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk,
+                          const std::function<bool(const MapKey&, const MapValue&)>& fn);
   Status ScanTable(MDB_dbi dbi, const std::function<Status(const MDB_val&, const MDB_val&)>& fn);
   Status EraseLineageInTxn(MDB_txn* txn, uint64_t lineage);
 
