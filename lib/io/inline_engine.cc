@@ -41,7 +41,8 @@ bool InlineEngine::TrySocketOp(IoOp* op) {
 }
 
 void InlineEngine::PollSockets(int timeout_ms) {
-  std::vector<pollfd> fds;
+  std::vector<pollfd>& fds = poll_fds_;  // reused: no allocation per turn
+  fds.clear();
   fds.push_back(pollfd{wake_fd_, POLLIN, 0});
   for (IoOp* op : waiting_) {
     fds.push_back(
@@ -54,15 +55,15 @@ void InlineEngine::PollSockets(int timeout_ms) {
     uint64_t value;
     [[maybe_unused]] ssize_t n = read(wake_fd_, &value, sizeof(value));
   }
-  std::vector<IoOp*> still;
+  size_t kept = 0;
   for (size_t i = 0; i < waiting_.size(); i++) {
     if (fds[i + 1].revents != 0 && TrySocketOp(waiting_[i])) {
       completed_.push_back(waiting_[i]);
     } else {
-      still.push_back(waiting_[i]);
+      waiting_[kept++] = waiting_[i];
     }
   }
-  waiting_.swap(still);
+  waiting_.resize(kept);
 }
 
 int InlineEngine::Run(int timeout_ms) {

@@ -3,6 +3,8 @@
 #ifndef STRATA_IO_INLINE_ENGINE_H_
 #define STRATA_IO_INLINE_ENGINE_H_
 
+#include <poll.h>
+
 #include <vector>
 
 #include "strata/env.h"
@@ -30,6 +32,7 @@ class InlineEngine : public IoEngine {
   void PollSockets(int timeout_ms);
   int wake_fd_;
   std::vector<IoOp*> waiting_;
+  std::vector<struct pollfd> poll_fds_;
   std::vector<IoOp*> completed_;
   std::vector<IoOp*> running_;
 };
