@@ -149,7 +149,7 @@ DiskFixture& Disk() {
       std::abort();
     }
     fx->pool = std::move(*Pool::Open(dir, options));
-    auto info = fx->pool->CreateVolume(VolumeSpec{1ull << 30, "filled", "gp3"});
+    auto info = fx->pool->CreateVolume(VolumeSpec{1ull << 30, "filled", "gp3", ""});
     fx->filled = *fx->pool->OpenVolume(info->volume_id);
     std::vector<std::byte> block(8 << 20, std::byte{0x33});
     for (uint64_t off = 0; off < (1ull << 30); off += block.size()) {
@@ -173,7 +173,7 @@ void BM_Volume(benchmark::State& state, IoRequest::Kind kind, bool fresh) {
   uint64_t span = 1ull << 30;
   if (fresh) {  // a new 64 GiB thin volume: random 4 KiB writes almost all allocate a chunk
     span = 64ull << 30;
-    auto info = fx.pool->CreateVolume(VolumeSpec{span, "fresh", "gp3"});
+    auto info = fx.pool->CreateVolume(VolumeSpec{span, "fresh", "gp3", ""});
     volume = *fx.pool->OpenVolume(info->volume_id);
   }
   VolumeDriver driver(volume.get(), fx.loop.get(), kind, qd, span, qd * 7919);
@@ -286,7 +286,7 @@ MapFixture& Mapped(int gib) {
       std::abort();
     }
     fx->pool = std::move(*Pool::Open(dir, options));
-    auto info = fx->pool->CreateVolume(VolumeSpec{128ull << 30, "map", "gp3"});
+    auto info = fx->pool->CreateVolume(VolumeSpec{128ull << 30, "map", "gp3", ""});
     fx->volume = *fx->pool->OpenVolume(info->volume_id);
     fx->mapped_chunks = (uint64_t{static_cast<unsigned>(gib)} << 30) / 65536;
     std::vector<std::byte> block(4096, std::byte{1});

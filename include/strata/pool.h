@@ -44,6 +44,9 @@ struct VolumeSpec {
   uint64_t size_bytes = 0;  // REQUIRES: > 0, multiple of 512, <= kMaxVolumeBytes
   std::string name;         // optional; shown as the Name tag
   std::string volume_type = "gp3";
+  // Optional: the new volume is an instant copy-on-write clone of this snapshot (no data is
+  // copied). size_bytes may then be 0 (the snapshot's size) or larger, never smaller.
+  std::string snapshot_id;
 };
 
 struct VolumeInfo {
@@ -55,7 +58,38 @@ struct VolumeInfo {
   int64_t create_time_ms = 0;  // Unix epoch, ms
   uint64_t lineage = 0;        // internal map namespace (docs/design.md)
   uint64_t head_epoch = 0;
+  std::string snapshot_id;  // the snapshot a clone was created from; empty otherwise
 };
+
+// A snapshot: a frozen, crash-consistent point in time of a volume (docs/design.md §2).
+struct SnapshotInfo {
+  std::string snapshot_id;  // "snap-" + 17 hex digits
+  std::string volume_id;    // the volume it was taken of (which may since have been deleted)
+  uint64_t volume_size_bytes = 0;
+  std::string description;
+  std::string state;  // "completed"
+  int64_t start_time_ms = 0;
+  // Set by an import: the id the snapshot had in the pool it was exported from.
+  std::string source_snapshot_id;
+  uint64_t lineage = 0;  // internal: the map namespace and epoch it freezes
+  uint64_t epoch = 0;
+};
+
+// Space a snapshot holds (as of the last commit).
+struct SnapshotSpace {
+  uint64_t unique_bytes = 0;  // held by this snapshot alone: freed if it is deleted
+  uint64_t shared_bytes = 0;  // data it sees that other snapshots or the volume also see
+};
+
+// One page of a block listing (EBS direct APIs' ListSnapshotBlocks / ListChangedBlocks).
+struct BlockList {
+  uint32_t block_size_bytes = 0;
+  uint64_t volume_size_bytes = 0;
+  std::vector<uint64_t> blocks;        // block indexes, ascending
+  std::optional<uint64_t> next_block;  // start of the next page; nullopt on the last page
+};
+
+constexpr size_t kMaxBlockListResults = 10000;
 
 struct PoolInfo {
   std::string path;
@@ -65,6 +99,8 @@ struct PoolInfo {
   uint64_t data_file_bytes = 0;  // host space the data files really occupy
   uint64_t meta_bytes = 0;       // LMDB pages in use
   uint64_t volume_count = 0;
+  uint64_t snapshot_count = 0;
+  uint64_t reclaim_pending = 0;      // deleted snapshot epochs whose space is still being reclaimed
   uint64_t free_chunks = 0;          // below the frontier, reusable
   uint64_t frontier_chunks = 0;      // chunk numbers ever handed out
   uint64_t pending_map_changes = 0;  // map changes not committed yet (the overlay)
@@ -107,6 +143,45 @@ class Pool {
   virtual Result<VolumeInfo> ResizeVolume(const std::string& volume_id, uint64_t new_size) = 0;
   // Opens a volume for I/O. The handle is shared: any number may be open at once.
   virtual Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) = 0;
+
+  // ---- Snapshots (docs/design.md §2). ----
+
+  // Takes one crash-consistent snapshot of each volume (ids or unique names) at a single point
+  // in time: every write acknowledged before the call is in, none that starts after it returns.
+  // Writes are held back only while the writes already in flight drain. Durable on return; O(1)
+  // in volume size and snapshot count. Errors: NotFound, InvalidArgument (duplicate ids),
+  // IOError (the pool latches: the epoch bump is already visible to writers).
+  virtual Result<std::vector<SnapshotInfo>> CreateSnapshots(const std::vector<std::string>& volumes,
+                                                            const std::string& description) = 0;
+  Result<SnapshotInfo> CreateSnapshot(const std::string& volume, const std::string& description) {
+    STRATA_ASSIGN_OR_RETURN(auto snaps, CreateSnapshots({volume}, description));
+    return snaps.front();
+  }
+  virtual Result<SnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) = 0;
+  virtual std::vector<SnapshotInfo> ListSnapshots() = 0;  // oldest first
+  // Cost O(chunks changed between this snapshot and its neighbours) + O(chunks it maps).
+  virtual Result<SnapshotSpace> SnapshotSpaceUsage(const std::string& snapshot_id) = 0;
+  // Deletes any snapshot; the others and every volume (clones included) are untouched. The record
+  // is gone durably on return; its unique space is reclaimed in the background (PoolInfo::
+  // reclaim_pending), in small steps that never hold the pool mutex long.
+  // Errors: NotFound, Busy (open, e.g. exported over NBD).
+  virtual Status DeleteSnapshot(const std::string& snapshot_id) = 0;
+  // Opens a snapshot read-only (writes fail with ReadOnly). Errors: NotFound.
+  virtual Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) = 0;
+  // Blocks of `block_size_bytes` (the chunk size or a multiple of it) holding data in the snapshot,
+  // from start_block, at most max_results (<= kMaxBlockListResults). Cost: O(chunks mapped).
+  virtual Result<BlockList> ListSnapshotBlocks(const std::string& snapshot_id,
+                                               uint32_t block_size_bytes, uint64_t start_block,
+                                               size_t max_results) = 0;
+  // Blocks that may differ between two snapshots of one volume (first older than second), from
+  // the change index: cost O(chunks changed between them), never O(volume size).
+  // Errors: NotFound, InvalidArgument (other volume, wrong order, bad block size).
+  virtual Result<BlockList> ListChangedBlocks(const std::string& first_snapshot_id,
+                                              const std::string& second_snapshot_id,
+                                              uint32_t block_size_bytes, uint64_t start_block,
+                                              size_t max_results) = 0;
+  // Blocks until every deleted snapshot's and volume's space has been reclaimed (tests, benches).
+  virtual Status WaitForReclaim() = 0;
 
   // Commits every pending change durably. Errors: IOError (latched), NoSpace (metadata).
   virtual Status Flush() = 0;

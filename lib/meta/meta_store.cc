@@ -131,14 +131,17 @@ MetaStore::~MetaStore() {
 
 Status MetaStore::OpenTables(bool create) {
   MDB_txn* txn;
-  int rc = mdb_txn_begin(env_, nullptr, create ? 0 : MDB_RDONLY, &txn);
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
   if (rc != 0) {
     return LmdbStatus("begin", rc);
   }
-  unsigned flags = create ? MDB_CREATE : 0;
-  const char* names[] = {"pool", "volumes", "map", "changes"};
-  MDB_dbi* dbis[] = {&pool_dbi_, &volumes_dbi_, &map_dbi_, &changes_dbi_};
-  for (int i = 0; i < 4 && rc == 0; i++) {
+  // The first four tables exist in every pool; the record tables added with snapshots are
+  // created on first open (an older pool simply has none of their records yet).
+  const char* names[] = {"pool", "volumes", "map", "changes", "snapshots", "lineages"};
+  MDB_dbi* dbis[] = {&pool_dbi_,    &volumes_dbi_,   &map_dbi_,
+                     &changes_dbi_, &snapshots_dbi_, &lineages_dbi_};
+  for (int i = 0; i < 6 && rc == 0; i++) {
+    unsigned flags = (create || i >= 4) ? MDB_CREATE : 0;
     rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
   }
   if (rc == MDB_NOTFOUND) {
@@ -196,7 +199,7 @@ Result<PoolHeader> MetaStore::ReadHeader() {
   h.frontier_chunks = GetLittleEndian64(frontier.data());
   h.next_lineage = GetLittleEndian64(next.data());
   h.pool_uuid = uuid;
-  if (h.format_version != kFormatVersion) {
+  if (h.format_version < kOldestReadableFormat || h.format_version > kFormatVersion) {
     return Status::Corruption("pool format version " + std::to_string(h.format_version) +
                               " is not supported (expected " + std::to_string(kFormatVersion) +
                               ")");
@@ -204,7 +207,20 @@ Result<PoolHeader> MetaStore::ReadHeader() {
   return h;
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadVolumeRecords() {
+MDB_dbi MetaStore::RecordDbi(RecordTable table) const {
+  switch (table) {
+    case RecordTable::kVolumes:
+      return volumes_dbi_;
+    case RecordTable::kSnapshots:
+      return snapshots_dbi_;
+    case RecordTable::kLineages:
+      return lineages_dbi_;
+  }
+  STRATA_CHECK(false);
+  return 0;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadRecords(RecordTable table) {
   MDB_txn* txn;
   MDB_cursor* cursor;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
@@ -212,7 +228,7 @@ Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadVolumeRe
     return LmdbStatus("begin", rc);
   }
   std::vector<std::pair<std::string, std::string>> out;
-  rc = mdb_cursor_open(txn, volumes_dbi_, &cursor);
+  rc = mdb_cursor_open(txn, RecordDbi(table), &cursor);
   MDB_val k, v;
   for (int op = MDB_FIRST; rc == 0; op = MDB_NEXT) {
     rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
@@ -224,7 +240,7 @@ Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadVolumeRe
   mdb_cursor_close(cursor);  // read-only cursors are not freed with their transaction
   mdb_txn_abort(txn);
   if (rc != MDB_NOTFOUND) {
-    return LmdbStatus("read volumes", rc);
+    return LmdbStatus("read records", rc);
   }
   return out;
 }
@@ -377,6 +393,34 @@ Status MetaStore::ForEachChange(const std::function<Status(const MapKey&)>& fn) 
   });
 }
 
+Status MetaStore::ScanChanges(uint64_t lineage, uint64_t first_birth, uint64_t first_chunk,
+                              uint64_t last_birth, const std::function<bool(const MapKey&)>& fn) {
+  MDB_txn* txn;
+  MDB_cursor* cursor;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  rc = mdb_cursor_open(txn, changes_dbi_, &cursor);
+  char start[kKeyBytes];
+  EncodeChangeKey(MapKey{lineage, first_chunk, first_birth}, start);
+  MDB_val k = Val(start, kKeyBytes), v;
+  for (int op = MDB_SET_RANGE; rc == 0; op = MDB_NEXT) {
+    rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
+    if (rc != 0 || k.mv_size != kKeyBytes) {
+      break;
+    }
+    const char* p = static_cast<const char*>(k.mv_data);
+    MapKey key{GetBigEndian64(p), GetBigEndian64(p + 16), GetBigEndian64(p + 8)};
+    if (key.lineage != lineage || key.birth > last_birth || !fn(key)) {
+      break;
+    }
+  }
+  mdb_cursor_close(cursor);  // read-only cursors are not freed with their transaction
+  mdb_txn_abort(txn);
+  return (rc == 0 || rc == MDB_NOTFOUND) ? Status::OK() : LmdbStatus("scan changes", rc);
+}
+
 Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
   int rc = 0;
   char key[kKeyBytes], change_key[kKeyBytes], value[kValueBytes];
@@ -405,17 +449,17 @@ Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
   for (uint64_t lineage : batch.erase_lineages) {
     STRATA_RETURN_IF_ERROR(EraseLineageInTxn(txn, lineage));
   }
-  for (const auto& [id, json] : batch.volume_records) {
-    MDB_val k = Val(id);
-    if (json.has_value()) {
-      MDB_val v = Val(*json);
-      rc = mdb_put(txn, volumes_dbi_, &k, &v, 0);
+  for (const CommitBatch::Record& r : batch.records) {
+    MDB_val k = Val(r.key);
+    if (r.json.has_value()) {
+      MDB_val v = Val(*r.json);
+      rc = mdb_put(txn, RecordDbi(r.table), &k, &v, 0);
     } else {
-      rc = mdb_del(txn, volumes_dbi_, &k, nullptr);
+      rc = mdb_del(txn, RecordDbi(r.table), &k, nullptr);
       rc = rc == MDB_NOTFOUND ? 0 : rc;
     }
     if (rc != 0) {
-      return LmdbStatus("commit volume record", rc);
+      return LmdbStatus("commit record", rc);
     }
   }
   if (batch.header.has_value()) {

@@ -35,6 +35,7 @@ struct MapValue {
 struct Version {
   uint64_t birth = 0;
   MapValue value;
+  bool inherited = false;  // found in a clone's source lineage, not its own: never overwritten
 };
 
 struct PoolHeader {
@@ -46,22 +47,31 @@ struct PoolHeader {
   std::string pool_uuid;
 };
 
+// The JSON record tables (docs/on-disk-format.md).
+enum class RecordTable : uint8_t { kVolumes, kSnapshots, kLineages };
+
 // One group commit: applied in one LMDB write transaction, synced before Commit returns.
 struct CommitBatch {
+  struct Record {
+    RecordTable table;
+    std::string key;
+    std::optional<std::string> json;  // nullopt: delete
+  };
   struct MapChange {
     MapKey key;
     MapValue value;
     bool erase = false;
   };
   std::vector<MapChange> map_changes;
-  std::vector<std::pair<std::string, std::optional<std::string>>> volume_records;  // id -> json
+  std::vector<Record> records;           // applied in order, after the map changes
   std::vector<uint64_t> erase_lineages;  // every map and change entry of these, after map_changes
   std::optional<PoolHeader> header;
 };
 
 class MetaStore {
  public:
-  static constexpr uint32_t kFormatVersion = 1;
+  static constexpr uint32_t kFormatVersion = 2;         // 2: snapshots and lineages tables
+  static constexpr uint32_t kOldestReadableFormat = 1;  // upgraded in place on first commit
   static constexpr unsigned kMaxReaders = 1024;
 
   // Opens (with `create`, creates) the LMDB environment in `dir`.
@@ -72,8 +82,8 @@ class MetaStore {
 
   // Errors: NotFound (empty environment: not a pool), Corruption (foreign or damaged header).
   Result<PoolHeader> ReadHeader();
-  // Every volume record: (id, json).
-  Result<std::vector<std::pair<std::string, std::string>>> ReadVolumeRecords();
+  // Every record of a table: (key, json), in key order.
+  Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(RecordTable table);
 
   // Newest version of (lineage, chunk) with birth <= max_birth, from committed state.
   // Thread-safe (one pooled read transaction behind a mutex; no I/O wait under it).
@@ -89,6 +99,11 @@ class MetaStore {
   // Calls fn for every map entry in key order (recovery and check). Stops on a non-OK status.
   Status ForEachVersion(const std::function<Status(const MapKey&, const MapValue&)>& fn);
   Status ForEachChange(const std::function<Status(const MapKey&)>& fn);  // (lineage, chunk, birth)
+  // Calls fn(key) for every change record of `lineage` with first_birth <= birth <= last_birth
+  // and (birth, chunk) >= (first_birth, first_chunk), in (birth, chunk) order; stops when fn
+  // returns false. Committed state only. Cost: O(records visited).
+  Status ScanChanges(uint64_t lineage, uint64_t first_birth, uint64_t first_chunk,
+                     uint64_t last_birth, const std::function<bool(const MapKey&)>& fn);
   // Applies `batch` atomically and durably; grows the map (doubling) when full.
   // Errors: NoSpace (map at max_map_bytes), IOError.
   Status Commit(const CommitBatch& batch);
@@ -111,6 +126,9 @@ class MetaStore {
   MDB_dbi volumes_dbi_ = 0;
   MDB_dbi map_dbi_ = 0;
   MDB_dbi changes_dbi_ = 0;
+  MDB_dbi snapshots_dbi_ = 0;
+  MDB_dbi lineages_dbi_ = 0;
+  MDB_dbi RecordDbi(RecordTable table) const;
   uint64_t map_bytes_ = 0;
   uint64_t max_map_bytes_ = 0;
   std::mutex read_mu_;  // guards read_txn_/read_cursor_ and map resizing

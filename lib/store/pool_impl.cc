@@ -12,6 +12,7 @@
 #include <cstring>
 #include <future>
 #include <random>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -22,16 +23,18 @@ namespace strata {
 
 namespace {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string DataFilePath(const std::string& dir, size_t index) {
   char name[32];
   std::snprintf(name, sizeof(name), "/data.%04zu", index);
   return dir + name;
+}
+
+}  // namespace
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string EncodeVolume(const VolumeInfo& v) {
@@ -39,6 +42,9 @@ std::string EncodeVolume(const VolumeInfo& v) {
                       {"size_bytes", v.size_bytes}, {"volume_type", v.volume_type},
                       {"state", v.state},           {"create_time_ms", v.create_time_ms},
                       {"lineage", v.lineage},       {"head_epoch", v.head_epoch}};
+  if (!v.snapshot_id.empty()) {
+    j["snapshot_id"] = v.snapshot_id;
+  }
   return j.dump();
 }
 
@@ -57,6 +63,7 @@ Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) 
     v.create_time_ms = j.at("create_time_ms").get<int64_t>();
     v.lineage = j.at("lineage").get<uint64_t>();
     v.head_epoch = j.at("head_epoch").get<uint64_t>();
+    v.snapshot_id = j.value("snapshot_id", "");
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption("volume record " + id + ": " + e.what());
   }
@@ -65,6 +72,8 @@ Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) 
   }
   return v;
 }
+
+namespace {
 
 Status LockPoolDir(const std::string& dir, int* fd_out) {
   std::string path = dir + "/LOCK";
@@ -179,10 +188,19 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   pool->engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
   STRATA_RETURN_IF_ERROR(pool->Recover());
   pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
+  pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
   return pool;
 }
 
 PoolImpl::~PoolImpl() {
+  if (reclaimer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_reclaim_ = true;
+    }
+    reclaim_cv_.notify_all();
+    reclaimer_.join();
+  }
   if (committer_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(waiters_mu_);
@@ -212,22 +230,24 @@ PoolImpl::~PoolImpl() {
 // (uncommitted allocations may have reached the disk before a crash) and punches every free
 // chunk below it, so every free chunk reads as zeros.
 Status PoolImpl::Recover() {
-  auto records = meta_->ReadVolumeRecords();
+  auto records = meta_->ReadRecords(RecordTable::kVolumes);
   if (!records.ok()) {
     return records.status();
   }
-  std::map<uint64_t, std::string> lineages;
+  std::set<uint64_t> volume_lineages;
   for (const auto& [id, json] : *records) {
     STRATA_ASSIGN_OR_RETURN(VolumeInfo info, DecodeVolume(id, json));
-    if (!lineages.emplace(info.lineage, id).second || info.lineage >= header_.next_lineage) {
+    if (!volume_lineages.insert(info.lineage).second || info.lineage >= header_.next_lineage) {
       return Status::Corruption("volume " + id + " has a duplicate or future lineage");
     }
     volumes_[id].info = info;
   }
+  STRATA_RETURN_IF_ERROR(LoadLineagesAndSnapshots());
+  header_.format_version = MetaStore::kFormatVersion;  // written with the next commit
   const uint64_t frontier = header_.frontier_chunks;
   std::vector<bool> used(frontier, false);
   Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
-    if (lineages.count(k.lineage) == 0) {
+    if (lineages_.count(k.lineage) == 0) {
       return Status::Corruption("map entry of unknown lineage " + std::to_string(k.lineage));
     }
     if (v.tombstone()) {
@@ -314,6 +334,23 @@ FileId PoolImpl::FileOf(uint64_t phys) const {
 
 Result<std::optional<Version>> PoolImpl::NewestLocked(uint64_t lineage, uint64_t chunk,
                                                       uint64_t max_birth) {
+  for (bool inherited = false;; inherited = true) {
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, NewestOwnLocked(lineage, chunk, max_birth));
+    if (v) {
+      v->inherited = inherited;
+      return v;
+    }
+    auto it = lineages_.find(lineage);
+    if (it == lineages_.end() || it->second.parent == 0) {
+      return v;
+    }
+    max_birth = it->second.parent_epoch;  // a clone reads through to its source's clone point
+    lineage = it->second.parent;
+  }
+}
+
+Result<std::optional<Version>> PoolImpl::NewestOwnLocked(uint64_t lineage, uint64_t chunk,
+                                                         uint64_t max_birth) {
   uint64_t upper = max_birth;
   while (upper > 0) {
     const OverlayEntry* pending = nullptr;
@@ -368,6 +405,21 @@ Status PoolImpl::MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t e
     } else {
       found.erase(it->first.chunk);
     }
+  }
+  // A clone shows its source's chunks wherever it has no version of its own.
+  auto lin = lineages_.find(lineage);
+  if (lin != lineages_.end() && lin->second.parent != 0 && first < stop) {
+    std::vector<std::pair<uint64_t, Version>> inherited;
+    uint64_t parent_stop;
+    STRATA_RETURN_IF_ERROR(MappedChunksLocked(lin->second.parent, first, stop,
+                                              lin->second.parent_epoch, max_chunks, &inherited,
+                                              &parent_stop));
+    stop = parent_stop;
+    for (auto& [chunk, v] : inherited) {
+      v.inherited = true;
+      found.emplace(chunk, v);  // no-op where the clone has its own version
+    }
+    found.erase(found.lower_bound(stop), found.end());
   }
   if (found.size() > max_chunks) {  // the overlay added chunks: cut at the bound again
     auto cut = std::next(found.begin(), static_cast<long>(max_chunks));
@@ -623,10 +675,12 @@ Status PoolImpl::ValidateSize(uint64_t size_bytes) const {
   return Status::OK();
 }
 
-std::string PoolImpl::NewVolumeId() {
+// "PREFIX-" + 17 hex digits, the shape of EC2 ids.
+std::string PoolImpl::NewId(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char id[32];
-  std::snprintf(id, sizeof(id), "vol-%01x%016" PRIx64, static_cast<unsigned>(rng() & 0xf), rng());
+  char id[48];
+  std::snprintf(id, sizeof(id), "%s-%01x%016" PRIx64, prefix, static_cast<unsigned>(rng() & 0xf),
+                rng());
   return id;
 }
 
@@ -654,30 +708,42 @@ Result<VolumeRecord*> PoolImpl::FindLocked(const std::string& id_or_name) {
 }
 
 Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {
-  STRATA_RETURN_IF_ERROR(ValidateSize(spec.size_bytes));
+  if (spec.snapshot_id.empty() || spec.size_bytes != 0) {
+    STRATA_RETURN_IF_ERROR(ValidateSize(spec.size_bytes));
+  }
   if (spec.name.size() > 255) {
     return Status::InvalidArgument("volume name longer than 255 bytes");
   }
   std::lock_guard<std::mutex> commit(commit_mu_);
   VolumeInfo info;
+  LineageState lineage;
   CommitBatch batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    info.size_bytes = spec.size_bytes;
+    if (!spec.snapshot_id.empty()) {
+      STRATA_RETURN_IF_ERROR(CloneSourceLocked(spec.snapshot_id, &info, &lineage));
+    }
     do {
-      info.volume_id = NewVolumeId();
+      info.volume_id = NewId("vol");
     } while (volumes_.count(info.volume_id) != 0);
     info.name = spec.name;
-    info.size_bytes = spec.size_bytes;
     info.volume_type = spec.volume_type.empty() ? "gp3" : spec.volume_type;
     info.state = "available";
     info.create_time_ms = NowMs();
     info.lineage = header_.next_lineage++;
     info.head_epoch = 1;
+    lineage.volume_id = info.volume_id;
   }
-  batch.volume_records.emplace_back(info.volume_id, EncodeVolume(info));
+  batch.records.push_back({RecordTable::kVolumes, info.volume_id, EncodeVolume(info)});
+  AddLineageRecord(&batch, info.lineage, lineage);
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   std::lock_guard<std::mutex> lock(mu_);
   volumes_[info.volume_id].info = info;
+  if (lineage.parent != 0) {
+    lineages_.at(lineage.parent).pins[lineage.parent_epoch]++;  // the clone reads through it
+  }
+  lineages_[info.lineage] = std::move(lineage);
   return info;
 }
 
@@ -725,12 +791,13 @@ Status PoolImpl::CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* p
 }
 
 // Commits the delete first and changes memory only once it is durable, so that a failed delete
-// (no room for metadata on a full file system) changes nothing.
+// (no room for metadata on a full file system) changes nothing. Without snapshots or clones the
+// lineage goes at once; otherwise the head epoch is queued for the reclaimer.
 Status PoolImpl::DeleteVolume(const std::string& volume_id) {
   std::lock_guard<std::mutex> commit(commit_mu_);
-  CommitBatch batch;
   uint64_t lineage;
-  std::vector<uint64_t> phys;
+  bool erase;
+  LineageState next;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = volumes_.find(volume_id);
@@ -745,29 +812,32 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
     }
     lineage = it->second.info.lineage;
     it->second.deleting = true;  // no one can open it now: its map cannot change
-    batch.erase_lineages.push_back(lineage);
-    batch.volume_records.emplace_back(volume_id, std::nullopt);
+    next = lineages_.at(lineage);
+    // Erased at once only when the reclaimer has nothing queued on it (it may be working on it).
+    erase = next.pins.empty() && next.reclaim.empty();
+    next.volume_id.clear();
+    next.frozen_head = it->second.info.head_epoch;
+    next.reclaim.push_back(next.frozen_head);
   }
-  Status s = CollectLineageChunks(lineage, &phys);
-  if (s.ok()) {
+  Status s;
+  if (erase) {
+    s = EraseLineage(lineage);
+  } else {
+    CommitBatch batch;
+    batch.records.push_back({RecordTable::kVolumes, volume_id, std::nullopt});
+    AddLineageRecord(&batch, lineage, next);
     s = CommitLocked(std::move(batch));
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = volumes_.find(volume_id);
-    if (!s.ok()) {
-      it->second.deleting = false;
-      return s;
-    }
-    // The lineage is gone from LMDB; what is left of it in memory is its overlay entries that
-    // changed during the commit (none: the volume was not open).
-    auto o = overlay_.lower_bound(MapKey{lineage, 0, 0});
-    while (o != overlay_.end() && o->first.lineage == lineage) {
-      o = overlay_.erase(o);
-    }
-    volumes_.erase(it);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!s.ok()) {
+    volumes_[volume_id].deleting = false;
+    return s;
   }
-  PunchFreed(phys);  // durably unmapped: punched now, clean after the next data sync
+  if (!erase) {
+    volumes_.erase(volume_id);
+    lineages_[lineage] = std::move(next);
+    WakeReclaimer();
+  }
   return Status::OK();
 }
 
@@ -792,7 +862,7 @@ Result<VolumeInfo> PoolImpl::ResizeVolume(const std::string& volume_id, uint64_t
   }
   info.size_bytes = new_size;
   CommitBatch batch;
-  batch.volume_records.emplace_back(volume_id, EncodeVolume(info));
+  batch.records.push_back({RecordTable::kVolumes, volume_id, EncodeVolume(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = volumes_.find(volume_id);
@@ -812,7 +882,8 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_i
   if (auto open = rec->open.lock()) {
     return std::shared_ptr<Volume>(open);
   }
-  auto volume = std::make_shared<VolumeImpl>(this, rec->info);
+  auto volume = std::make_shared<VolumeImpl>(this, rec->info,
+                                             FloorLocked(rec->info.lineage, rec->info.head_epoch));
   rec->open = volume;
   return std::shared_ptr<Volume>(volume);
 }
@@ -850,6 +921,10 @@ PoolInfo PoolImpl::Info() {
   info.free_chunks = alloc_->free_chunks();
   info.frontier_chunks = alloc_->frontier();
   info.volume_count = volumes_.size();
+  info.snapshot_count = snapshots_.size();
+  for (const auto& [lineage, st] : lineages_) {
+    info.reclaim_pending += st.reclaim.size();
+  }
   info.pending_map_changes = overlay_.size();
   info.io_engine = engine_name_;
   info.latched_error = latched_.ok() ? "" : latched_.ToString();
@@ -877,10 +952,30 @@ void PoolImpl::CheckMapLocked(CheckReport* report) {
       report->problems.push_back(std::move(p));
     }
   };
-  std::map<uint64_t, const VolumeInfo*> lineages;
+  // Per lineage: the newest epoch a version may be born at, and the size it may not pass.
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> lineages;
+  for (const auto& [lineage, st] : lineages_) {
+    lineages[lineage] = {st.frozen_head, 0};
+    if (st.parent != 0 && lineages_.count(st.parent) == 0) {
+      problem("clone lineage " + std::to_string(lineage) + " has no source");
+    }
+  }
   for (const auto& [id, rec] : volumes_) {
-    lineages[rec.info.lineage] = &rec.info;
+    auto l = lineages.find(rec.info.lineage);
+    if (l == lineages.end()) {
+      problem("volume " + id + " has no lineage");
+      continue;
+    }
+    l->second = {rec.info.head_epoch, rec.info.size_bytes};
     report->volumes++;
+  }
+  for (const auto& [id, rec] : snapshots_) {
+    auto l = lineages.find(rec.info.lineage);
+    if (l == lineages.end() || rec.info.epoch >= std::max<uint64_t>(l->second.first, 1) + 1) {
+      problem("snapshot " + id + " has no lineage or a future epoch");
+      continue;
+    }
+    l->second.second = std::max(l->second.second, rec.info.volume_size_bytes);
   }
   const uint64_t frontier = alloc_->frontier();
   std::vector<uint8_t> state(frontier, 0);  // 1 mapped, 2 free
@@ -891,11 +986,11 @@ void PoolImpl::CheckMapLocked(CheckReport* report) {
     auto l = lineages.find(k.lineage);
     if (l == lineages.end()) {
       problem("map entry for unknown lineage " + std::to_string(k.lineage));
-    } else if (k.birth == 0 || k.birth > l->second->head_epoch) {
-      problem("version born at epoch " + std::to_string(k.birth) + " after the head of " +
-              l->second->volume_id);
-    } else if (k.chunk * chunk_size_ >= l->second->size_bytes) {
-      problem("version past the end of " + l->second->volume_id);
+    } else if (k.birth == 0 || k.birth > l->second.first) {
+      problem("version born at epoch " + std::to_string(k.birth) + " after the head of lineage " +
+              std::to_string(k.lineage));
+    } else if (l->second.second != 0 && k.chunk * chunk_size_ >= l->second.second) {
+      problem("version past the end of lineage " + std::to_string(k.lineage));
     }
     if (v.tombstone()) {
       return Status::OK();

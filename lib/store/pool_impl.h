@@ -34,6 +34,10 @@ constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O 
 // instead of extending the file, which ext4 serializes for O_DIRECT.
 constexpr uint64_t kFileSizeAheadBytes = 1ull << 30;
 
+int64_t NowMs();  // wall clock, Unix epoch
+std::string EncodeVolume(const VolumeInfo& v);
+Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text);
+
 struct OverlayEntry {
   MapValue value;
   bool erased = false;  // the committed version with this key is deleted
@@ -45,6 +49,22 @@ struct VolumeRecord {
   VolumeInfo info;
   bool deleting = false;           // a delete is committing: not openable
   std::weak_ptr<VolumeImpl> open;  // the shared handle while any user holds it
+};
+
+struct SnapshotRecord {
+  SnapshotInfo info;
+  std::weak_ptr<VolumeImpl> open;  // the read-only handle while any user holds it
+};
+
+// One history of chunk versions (docs/design.md §2). Durable part: JSON in `lineages`; `pins` is
+// rebuilt at open from the snapshot records and the clones' parent pointers.
+struct LineageState {
+  uint64_t parent = 0;                // a clone's source lineage; 0: none
+  uint64_t parent_epoch = 0;          // the source epoch the clone reads through to
+  std::string volume_id;              // the volume writing at its head; empty once deleted
+  uint64_t frozen_head = 0;           // the head epoch when the volume was deleted
+  std::map<uint64_t, uint32_t> pins;  // frozen live epochs -> snapshots and clones using them
+  std::vector<uint64_t> reclaim;      // epochs no longer live whose space is not reclaimed yet
 };
 
 class PoolImpl final : public Pool {
@@ -63,11 +83,32 @@ class PoolImpl final : public Pool {
   PoolInfo Info() override;
   Result<CheckReport> Check() override;
 
+  Result<std::vector<SnapshotInfo>> CreateSnapshots(const std::vector<std::string>& volumes,
+                                                    const std::string& description) override;
+  Result<SnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) override;
+  std::vector<SnapshotInfo> ListSnapshots() override;
+  Result<SnapshotSpace> SnapshotSpaceUsage(const std::string& snapshot_id) override;
+  Status DeleteSnapshot(const std::string& snapshot_id) override;
+  Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) override;
+  Result<BlockList> ListSnapshotBlocks(const std::string& snapshot_id, uint32_t block_size_bytes,
+                                       uint64_t start_block, size_t max_results) override;
+  Result<BlockList> ListChangedBlocks(const std::string& first_snapshot_id,
+                                      const std::string& second_snapshot_id,
+                                      uint32_t block_size_bytes, uint64_t start_block,
+                                      size_t max_results) override;
+  Status WaitForReclaim() override;
+
   // ---- Data-path services for VolumeImpl. "Locked" means REQUIRES: mu_ held. ----
   std::mutex& mu() { return mu_; }
   uint32_t chunk_size() const { return chunk_size_; }
-  // Newest version of (lineage, chunk) with birth <= max_birth, overlay over LMDB.
+  // Newest version of (lineage, chunk) with birth <= max_birth, overlay over LMDB; for a clone,
+  // when its own lineage has none, the source's version at the clone point (inherited = true).
   Result<std::optional<Version>> NewestLocked(uint64_t lineage, uint64_t chunk, uint64_t max_birth);
+  // The same within `lineage` alone.
+  Result<std::optional<Version>> NewestOwnLocked(uint64_t lineage, uint64_t chunk,
+                                                 uint64_t max_birth);
+  // Wakes CreateSnapshots/DeleteSnapshot waiting for a volume's writes in flight to drain.
+  void NotifyDrainedLocked() { drain_cv_.notify_all(); }
   // Newest version (birth <= max_birth) of every chunk in [first, end) that has one, in chunk
   // order, overlay over LMDB; at most `max_chunks` of them (the scan then stops early and
   // *end_out says where). Cost O(versions in the range).
@@ -118,8 +159,37 @@ class PoolImpl final : public Pool {
   Status CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys);
   Result<VolumeRecord*> FindLocked(const std::string& id_or_name);
   Status ValidateSize(uint64_t size_bytes) const;
-  std::string NewVolumeId();
+  std::string NewId(const char* prefix);
   void CheckMapLocked(CheckReport* report);
+
+  // ---- snapshots and lineages (pool_snapshots.cc) ----
+  Status LoadLineagesAndSnapshots();
+  std::string EncodeLineage(uint64_t lineage, const LineageState& state) const;
+  void AddLineageRecord(CommitBatch* batch, uint64_t lineage, const LineageState& state) const;
+  // Live epochs of a lineage: its pins and, while its volume exists, its head.
+  bool EpochLiveLocked(uint64_t lineage, uint64_t epoch);
+  // The largest live frozen epoch below `head` (0: none): versions born after it are the
+  // volume's alone and are overwritten in place.
+  uint64_t FloorLocked(uint64_t lineage, uint64_t head);
+  // Drops one reference to (lineage, epoch); queues the epoch for reclaim when it dies.
+  void UnpinLocked(uint64_t lineage, uint64_t epoch, CommitBatch* batch);
+  // Holds new mutations of `volumes` back and waits for those in flight. REQUIRES: mu_ (in lock).
+  void DrainLocked(std::unique_lock<std::mutex>& lock,
+                   const std::vector<std::shared_ptr<VolumeImpl>>& volumes);
+  Result<SnapshotRecord*> FindSnapshotLocked(const std::string& snapshot_id);
+  Status CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* info, LineageState* state);
+  // Deletes a lineage nobody can see any more: map, change index, record; frees its chunks.
+  // REQUIRES: commit_mu_.
+  Status EraseLineage(uint64_t lineage);
+  Status ReclaimEpoch(uint64_t lineage, uint64_t epoch);
+  Status ReclaimBatchLocked(uint64_t lineage, uint64_t epoch, uint64_t prev, bool has_next,
+                            const std::vector<MapKey>& changes);
+  // Data versions that die when `epoch` stops being live, given its live neighbours.
+  Status ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
+                            const std::function<void(const MapKey&, const MapValue&)>& fn);
+  void ReclaimerMain();
+  void WakeReclaimer();
+  bool ReclaimPendingLocked() const;
 
   std::string dir_;
   PoolOptions options_;
@@ -137,6 +207,14 @@ class PoolImpl final : public Pool {
   std::map<MapKey, OverlayEntry> overlay_;
   uint64_t gen_ = 0;
   std::map<std::string, VolumeRecord> volumes_;
+  std::map<std::string, SnapshotRecord> snapshots_;
+  std::map<uint64_t, LineageState> lineages_;
+  std::condition_variable drain_cv_;    // with mu_: a volume's mutations in flight reached zero
+  std::condition_variable reclaim_cv_;  // with mu_: reclaim work queued, or done
+  bool reclaim_busy_ = false;           // the reclaimer is working on an epoch
+  bool stop_reclaim_ = false;
+  Status reclaim_error_;  // the last reclaim failure (retried on the next wake)
+  std::thread reclaimer_;
   std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
   Status latched_;
   std::array<std::atomic<FileId>, kMaxDataFiles> files_;

@@ -59,12 +59,23 @@ void FreeState(internal::RequestState* s) {
 
 }  // namespace
 
-VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info)
+VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch)
     : pool_(pool),
       id_(info.volume_id),
       lineage_(info.lineage),
+      read_only_(false),
       head_epoch_(info.head_epoch),
+      floor_epoch_(floor_epoch),
       size_bytes_(info.size_bytes),
+      chunk_size_(pool->chunk_size()) {}
+
+VolumeImpl::VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot)
+    : pool_(pool),
+      id_(snapshot.snapshot_id),
+      lineage_(snapshot.lineage),
+      read_only_(true),
+      head_epoch_(snapshot.epoch),
+      size_bytes_(snapshot.volume_size_bytes),
       chunk_size_(pool->chunk_size()) {}
 
 // ---------------------------------------------------------------- synchronous API
@@ -188,6 +199,9 @@ Status VolumeImpl::Validate(const IoRequest& r) const {
       r.data == nullptr && r.length_bytes > 0) {
     return Status::InvalidArgument("read/write without a buffer");
   }
+  if (read_only_ && r.kind != IoRequest::Kind::kRead) {
+    return Status::ReadOnly(id_ + " is a snapshot: read-only");
+  }
   return Status::OK();
 }
 
@@ -217,7 +231,6 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
   state->loop = loop;
   state->request = request;
   state->lineage = lineage_;
-  state->head_epoch = head_epoch_.load(std::memory_order_acquire);
   state->volume_size = size_bytes();
   state->next_offset = request->offset_bytes;
   state->end_offset = request->offset_bytes + request->length_bytes;
@@ -302,8 +315,15 @@ VolumeImpl::Next VolumeImpl::StartPiece(Piece* piece) {
   return next;
 }
 
+// REQUIRES: pool mutex.
 void VolumeImpl::Unlock(Piece* piece) {
   pool_->UnlockChunkLocked(lineage_, piece->chunk, piece->exclusive);
+  if (piece->exclusive) {
+    STRATA_CHECK(mutations_in_flight_ > 0);
+    if (--mutations_in_flight_ == 0 && barrier_) {
+      pool_->NotifyDrainedLocked();
+    }
+  }
 }
 
 // ---- reads
@@ -315,7 +335,8 @@ VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
     if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/false)) {
       return Next::kDeferred;
     }
-    auto found = pool_->NewestLocked(lineage_, p->chunk, p->request->head_epoch);
+    p->epoch = head_epoch_.load(std::memory_order_relaxed);
+    auto found = pool_->NewestLocked(lineage_, p->chunk, p->epoch);
     if (!found.ok() || !*found || (*found)->value.tombstone()) {
       Unlock(p);
       if (!found.ok()) {
@@ -349,9 +370,8 @@ VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
 
 // Decides where the piece's bytes go (docs/design.md §2 write table). REQUIRES: pool mutex.
 Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& current) {
-  const uint64_t head = p->request->head_epoch;
   bool data_here = current && !current->value.tombstone();
-  if (data_here && current->birth == head) {
+  if (data_here && !current->inherited && current->birth > floor_epoch_) {
     p->target_phys = current->value.phys;  // owned by the head alone: overwrite in place
     return Status::OK();
   }
@@ -376,10 +396,15 @@ VolumeImpl::Next VolumeImpl::LockForMutationLocked(Piece* p) {
     p->request->error = pool_->latched_locked();
     return Next::kDone;
   }
+  if (barrier_) {
+    return Next::kDeferred;  // a snapshot is draining this volume's writes
+  }
   if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/true)) {
     return Next::kDeferred;
   }
   p->exclusive = true;
+  p->epoch = head_epoch_.load(std::memory_order_relaxed);
+  mutations_in_flight_++;
   return Next::kIo;
 }
 
@@ -388,7 +413,7 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
   if (Next next = LockForMutationLocked(p); next != Next::kIo) {
     return next;
   }
-  auto current = pool_->NewestLocked(lineage_, p->chunk, p->request->head_epoch);
+  auto current = pool_->NewestLocked(lineage_, p->chunk, p->epoch);
   Status s = current.ok() ? PlanWriteLocked(p, *current) : current.status();
   if (!s.ok()) {
     Unlock(p);
@@ -453,11 +478,11 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
       (p->length == chunk_size_ || chunk_start + p->length >= p->request->volume_size);
   const bool may_deallocate =
       r.kind == IoRequest::Kind::kTrim || (r.flags & IoRequest::kNoHole) == 0;
-  const uint64_t head = p->request->head_epoch;
   std::unique_lock<std::mutex> lock(pool_->mu());
   if (Next next = LockForMutationLocked(p); next != Next::kIo) {
     return next;
   }
+  const uint64_t head = p->epoch;
   auto current = pool_->NewestLocked(lineage_, p->chunk, head);
   Status s = current.status();
   if (current.ok() && (!*current || (*current)->value.tombstone())) {
@@ -467,15 +492,15 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   if (current.ok() && whole && may_deallocate) {
     const Version& v = **current;
     MapKey key{lineage_, p->chunk, head};
-    if (v.birth == head) {
-      auto older = pool_->NewestLocked(lineage_, p->chunk, head - 1);
+    if (!v.inherited && v.birth > floor_epoch_) {
+      // The version is the head's alone. If anything older shows through (a snapshot's version
+      // or a clone source's), hide it with a tombstone; else forget the chunk.
+      auto older = pool_->NewestLocked(lineage_, p->chunk, v.birth - 1);
       s = older.status();
       if (s.ok()) {
-        // An older version is seen by a snapshot: hide it with a tombstone; else forget the chunk.
+        pool_->EraseVersionLocked(MapKey{lineage_, p->chunk, v.birth});
         if (*older) {
           pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
-        } else {
-          pool_->EraseVersionLocked(key);
         }
         pool_->FreeTrimmedLocked(v.value.phys);
       }
@@ -553,8 +578,7 @@ void VolumeImpl::Continue(Piece* p) {
     if (p->allocated) {
       if (s.ok()) {
         // Data first, then the mapping (docs/durability.md): the write has completed.
-        pool_->PutVersionLocked(MapKey{lineage_, p->chunk, p->request->head_epoch},
-                                MapValue{p->target_phys, 0});
+        pool_->PutVersionLocked(MapKey{lineage_, p->chunk, p->epoch}, MapValue{p->target_phys, 0});
       } else {
         pool_->ReturnUnmappedLocked(p->target_phys);
       }

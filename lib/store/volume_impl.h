@@ -25,6 +25,7 @@ struct Piece {
   enum class Step : uint8_t { kIdle, kRead, kRmwRead, kCowRead, kWrite };
   RequestState* request = nullptr;
   uint64_t chunk = 0;            // logical chunk index
+  uint64_t epoch = 0;            // the volume's head (or the snapshot's epoch) when it started
   uint32_t offset_in_chunk = 0;  // bytes
   uint32_t length = 0;           // bytes
   std::byte* data = nullptr;     // read destination or write source for this piece
@@ -47,7 +48,6 @@ struct RequestState {
   EventLoop* loop = nullptr;
   IoRequest* request = nullptr;
   uint64_t lineage = 0;
-  uint64_t head_epoch = 0;
   uint64_t volume_size = 0;
   uint64_t next_offset = 0;
   uint64_t end_offset = 0;
@@ -59,10 +59,30 @@ struct RequestState {
 
 }  // namespace internal
 
+// A volume (writable, at its lineage's head) or a snapshot (read-only, at a frozen epoch).
 class VolumeImpl final : public Volume {
  public:
-  VolumeImpl(PoolImpl* pool, const VolumeInfo& info);
+  // A volume; `floor_epoch`: see set_floor_locked.
+  VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch);
+  // A snapshot: reads at its epoch; every mutation fails with ReadOnly.
+  VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot);
   ~VolumeImpl() override = default;
+
+  bool read_only() const { return read_only_; }
+  uint64_t lineage() const { return lineage_; }
+  uint64_t head_epoch() const { return head_epoch_.load(std::memory_order_acquire); }
+
+  // ---- Snapshot support; all REQUIRE the pool mutex. ----
+  // While set, new mutations wait (their pieces retry on the next loop turn).
+  void set_barrier_locked(bool on) { barrier_ = on; }
+  uint32_t mutations_in_flight_locked() const { return mutations_in_flight_; }
+  // Takes effect for pieces that start afterwards (CreateSnapshots drains the others first).
+  void set_head_epoch_locked(uint64_t epoch) {
+    head_epoch_.store(epoch, std::memory_order_release);
+  }
+  // The largest live snapshot epoch below the head (0: none). A version born after it belongs to
+  // the head alone and is overwritten in place; older ones are copied on write.
+  void set_floor_locked(uint64_t epoch) { floor_epoch_ = epoch; }
 
   const std::string& id() const override { return id_; }
   uint64_t size_bytes() const override { return size_bytes_.load(std::memory_order_acquire); }
@@ -104,7 +124,11 @@ class VolumeImpl final : public Volume {
   PoolImpl* pool_;
   const std::string id_;
   const uint64_t lineage_;
+  const bool read_only_;
   std::atomic<uint64_t> head_epoch_;
+  uint64_t floor_epoch_ = 0;          // GUARDED_BY(pool mutex)
+  bool barrier_ = false;              // GUARDED_BY(pool mutex)
+  uint32_t mutations_in_flight_ = 0;  // GUARDED_BY(pool mutex): exclusive chunk locks held
   std::atomic<uint64_t> size_bytes_;
   const uint32_t chunk_size_;
 };

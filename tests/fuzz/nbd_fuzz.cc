@@ -41,7 +41,7 @@ struct Fixture {
       std::abort();
     }
     pool = std::move(*strata::Pool::Open(dir, options));
-    if (!pool->CreateVolume(strata::VolumeSpec{1 << 20, "disk", "gp3"}).ok()) {
+    if (!pool->CreateVolume(strata::VolumeSpec{1 << 20, "disk", "gp3", ""}).ok()) {
       std::abort();
     }
     loop = std::move(*strata::EventLoop::Create(&env, 64));

@@ -106,7 +106,7 @@ TEST(Kill9, FlushedWritesSurviveSigkill) {
       if (!previous.empty()) {
         ASSERT_TRUE((*pool)->DeleteVolume(previous).ok());
       }
-      auto info = (*pool)->CreateVolume(VolumeSpec{kill9::kVolumeBytes, "", "gp3"});
+      auto info = (*pool)->CreateVolume(VolumeSpec{kill9::kVolumeBytes, "", "gp3", ""});
       ASSERT_TRUE(info.ok());
       volume = info->volume_id;
     }

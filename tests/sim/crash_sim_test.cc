@@ -159,7 +159,7 @@ class Simulation {
       return true;
     }
     uint64_t size = kSector * (1 + rng_() % 2048);
-    auto info = pool_->CreateVolume(VolumeSpec{size, "", "gp3"});
+    auto info = pool_->CreateVolume(VolumeSpec{size, "", "gp3", ""});
     SIM_TRACE("create %lu -> %s %s\n", size, info.ok() ? info->volume_id.c_str() : "",
               info.status().ToString().c_str());
     if (!info.ok()) {

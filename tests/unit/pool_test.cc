@@ -27,7 +27,7 @@ std::unique_ptr<Pool> MustOpen(const std::string& dir, const PoolOptions& option
 }
 
 std::shared_ptr<Volume> MakeVolume(Pool* pool, uint64_t size) {
-  auto info = pool->CreateVolume(VolumeSpec{size, "", "gp3"});
+  auto info = pool->CreateVolume(VolumeSpec{size, "", "gp3", ""});
   EXPECT_TRUE(info.ok()) << info.status().ToString();
   return *pool->OpenVolume(info->volume_id);
 }
@@ -100,7 +100,7 @@ TEST(PoolTest, InvalidSizesAndUnknownIds) {
   ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
   auto pool = MustOpen(dir.path(), PoolOptions{});
   for (uint64_t size : {uint64_t{0}, uint64_t{1000}, kMaxVolumeBytes + 512}) {
-    EXPECT_EQ(pool->CreateVolume(VolumeSpec{size, "", "gp3"}).status().code(),
+    EXPECT_EQ(pool->CreateVolume(VolumeSpec{size, "", "gp3", ""}).status().code(),
               Status::Code::kInvalidArgument);
   }
   EXPECT_EQ(pool->DescribeVolume("vol-00000000000000000").status().code(), Status::Code::kNotFound);
@@ -197,10 +197,10 @@ TEST(PoolTest, NamesResolveWhenUnique) {
   TempDir dir;
   ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
   auto pool = MustOpen(dir.path(), PoolOptions{});
-  auto a = pool->CreateVolume(VolumeSpec{1 << 20, "web", "gp3"});
+  auto a = pool->CreateVolume(VolumeSpec{1 << 20, "web", "gp3", ""});
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(pool->DescribeVolume("web")->volume_id, a->volume_id);
-  ASSERT_TRUE(pool->CreateVolume(VolumeSpec{1 << 20, "web", "gp3"}).ok());
+  ASSERT_TRUE(pool->CreateVolume(VolumeSpec{1 << 20, "web", "gp3", ""}).ok());
   EXPECT_EQ(pool->DescribeVolume("web").status().code(), Status::Code::kInvalidArgument);
 }
 

@@ -22,7 +22,7 @@ class VolumeTest : public ::testing::TestWithParam<uint32_t> {
     auto pool = Pool::Open(dir_.path(), options_);
     ASSERT_TRUE(pool.ok()) << pool.status().ToString();
     pool_ = std::move(*pool);
-    auto info = pool_->CreateVolume(VolumeSpec{16 << 20, "test", "gp3"});
+    auto info = pool_->CreateVolume(VolumeSpec{16 << 20, "test", "gp3", ""});
     ASSERT_TRUE(info.ok()) << info.status().ToString();
     auto vol = pool_->OpenVolume(info->volume_id);
     ASSERT_TRUE(vol.ok());

@@ -1,0 +1,723 @@
+// Snapshots, clones and the reclamation of dead versions (docs/design.md §2).
+//
+// A lineage's *live* epochs are its pins (snapshot epochs, and the epochs its clones read
+// through to) and, while its volume exists, its head. A version is dead when no live epoch lies
+// in [birth, next birth); dead versions are erased and their chunks freed by the reclaimer
+// thread, one deleted epoch at a time, in small batches under the pool mutex.
+#include <algorithm>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "store/pool_impl.h"
+#include "store/volume_impl.h"
+#include "util/check.h"
+
+namespace strata {
+
+namespace {
+
+constexpr size_t kReclaimBatch = 256;  // versions examined per hold of the pool mutex
+constexpr uint32_t kMaxBlockSize = 64u << 20;
+
+std::string EncodeSnapshot(const SnapshotInfo& s) {
+  nlohmann::json j = {{"snapshot_id", s.snapshot_id},
+                      {"volume_id", s.volume_id},
+                      {"volume_size_bytes", s.volume_size_bytes},
+                      {"description", s.description},
+                      {"state", s.state},
+                      {"start_time_ms", s.start_time_ms},
+                      {"source_snapshot_id", s.source_snapshot_id},
+                      {"lineage", s.lineage},
+                      {"epoch", s.epoch}};
+  return j.dump();
+}
+
+Result<SnapshotInfo> DecodeSnapshot(const std::string& id, const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Corruption("snapshot record " + id + " is not JSON");
+  }
+  SnapshotInfo s;
+  try {
+    s.snapshot_id = j.at("snapshot_id").get<std::string>();
+    s.volume_id = j.at("volume_id").get<std::string>();
+    s.volume_size_bytes = j.at("volume_size_bytes").get<uint64_t>();
+    s.description = j.at("description").get<std::string>();
+    s.state = j.at("state").get<std::string>();
+    s.start_time_ms = j.at("start_time_ms").get<int64_t>();
+    s.source_snapshot_id = j.at("source_snapshot_id").get<std::string>();
+    s.lineage = j.at("lineage").get<uint64_t>();
+    s.epoch = j.at("epoch").get<uint64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption("snapshot record " + id + ": " + e.what());
+  }
+  if (s.snapshot_id != id || s.lineage == 0 || s.epoch == 0 || s.volume_size_bytes == 0) {
+    return Status::Corruption("snapshot record " + id + " is inconsistent");
+  }
+  return s;
+}
+
+// Removes one reference to `epoch`; true when that was the last one.
+bool DropPin(LineageState* state, uint64_t epoch) {
+  auto it = state->pins.find(epoch);
+  STRATA_CHECK(it != state->pins.end() && it->second > 0);
+  if (--it->second > 0) {
+    return false;
+  }
+  state->pins.erase(it);
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- records
+
+std::string PoolImpl::EncodeLineage(uint64_t lineage, const LineageState& st) const {
+  nlohmann::json j = {{"lineage", lineage},
+                      {"parent", st.parent},
+                      {"parent_epoch", st.parent_epoch},
+                      {"volume_id", st.volume_id},
+                      {"frozen_head", st.frozen_head},
+                      {"reclaim", st.reclaim}};
+  return j.dump();
+}
+
+void PoolImpl::AddLineageRecord(CommitBatch* batch, uint64_t lineage,
+                                const LineageState& state) const {
+  batch->records.push_back(
+      {RecordTable::kLineages, std::to_string(lineage), EncodeLineage(lineage, state)});
+}
+
+// Loads lineage and snapshot records (after the volume records) and derives the pins.
+// A format-1 pool has no lineage records: each volume's is synthesized (no parent).
+Status PoolImpl::LoadLineagesAndSnapshots() {
+  STRATA_ASSIGN_OR_RETURN(auto lineage_records, meta_->ReadRecords(RecordTable::kLineages));
+  for (const auto& [key, text] : lineage_records) {
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    LineageState st;
+    uint64_t lineage = 0;
+    try {
+      lineage = j.at("lineage").get<uint64_t>();
+      st.parent = j.at("parent").get<uint64_t>();
+      st.parent_epoch = j.at("parent_epoch").get<uint64_t>();
+      st.volume_id = j.at("volume_id").get<std::string>();
+      st.frozen_head = j.at("frozen_head").get<uint64_t>();
+      st.reclaim = j.at("reclaim").get<std::vector<uint64_t>>();
+    } catch (const nlohmann::json::exception& e) {
+      return Status::Corruption("lineage record " + key + ": " + e.what());
+    }
+    if (std::to_string(lineage) != key || lineage == 0 || lineage >= header_.next_lineage) {
+      return Status::Corruption("lineage record " + key + " is inconsistent");
+    }
+    if (!st.volume_id.empty() && volumes_.count(st.volume_id) == 0) {
+      return Status::Corruption("lineage " + key + " names missing volume " + st.volume_id);
+    }
+    lineages_[lineage] = std::move(st);
+  }
+  for (const auto& [id, rec] : volumes_) {
+    LineageState& st = lineages_[rec.info.lineage];  // created here for a format-1 pool
+    if (st.volume_id.empty()) {
+      st.volume_id = id;
+    } else if (st.volume_id != id) {
+      return Status::Corruption("volume " + id + " shares a lineage with " + st.volume_id);
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(auto snapshot_records, meta_->ReadRecords(RecordTable::kSnapshots));
+  for (const auto& [id, text] : snapshot_records) {
+    STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, DecodeSnapshot(id, text));
+    auto lin = lineages_.find(info.lineage);
+    if (lin == lineages_.end()) {
+      return Status::Corruption("snapshot " + id + " of unknown lineage");
+    }
+    lin->second.pins[info.epoch]++;
+    snapshots_[id].info = info;
+  }
+  for (auto& [lineage, st] : lineages_) {
+    if (st.parent == 0) {
+      continue;
+    }
+    auto parent = lineages_.find(st.parent);
+    if (parent == lineages_.end() || st.parent == lineage) {
+      return Status::Corruption("clone lineage " + std::to_string(lineage) + " has no source");
+    }
+    parent->second.pins[st.parent_epoch]++;
+  }
+  // A lineage nobody can see that was not erased yet (a crash after its last epoch died): let
+  // the reclaimer erase it.
+  for (auto& [lineage, st] : lineages_) {
+    if (st.volume_id.empty() && st.pins.empty() && st.reclaim.empty()) {
+      st.reclaim.push_back(st.frozen_head);
+    }
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- liveness
+
+bool PoolImpl::EpochLiveLocked(uint64_t lineage, uint64_t epoch) {
+  const LineageState& st = lineages_.at(lineage);
+  if (st.pins.count(epoch) != 0) {
+    return true;
+  }
+  auto v = st.volume_id.empty() ? volumes_.end() : volumes_.find(st.volume_id);
+  return v != volumes_.end() && v->second.info.head_epoch == epoch;
+}
+
+uint64_t PoolImpl::FloorLocked(uint64_t lineage, uint64_t head) {
+  const LineageState& st = lineages_.at(lineage);
+  auto it = st.pins.lower_bound(head);
+  return it == st.pins.begin() ? 0 : std::prev(it)->first;
+}
+
+void PoolImpl::DrainLocked(std::unique_lock<std::mutex>& lock,
+                           const std::vector<std::shared_ptr<VolumeImpl>>& volumes) {
+  for (const auto& v : volumes) {
+    v->set_barrier_locked(true);
+  }
+  drain_cv_.wait(lock, [&volumes] {
+    return std::all_of(volumes.begin(), volumes.end(),
+                       [](const auto& v) { return v->mutations_in_flight_locked() == 0; });
+  });
+}
+
+bool PoolImpl::ReclaimPendingLocked() const {
+  return std::any_of(lineages_.begin(), lineages_.end(),
+                     [](const auto& l) { return !l.second.reclaim.empty(); });
+}
+
+void PoolImpl::WakeReclaimer() { reclaim_cv_.notify_all(); }
+
+// ---------------------------------------------------------------- create / describe / open
+
+Result<std::vector<SnapshotInfo>> PoolImpl::CreateSnapshots(const std::vector<std::string>& volumes,
+                                                            const std::string& description) {
+  if (volumes.empty()) {
+    return Status::InvalidArgument("no volume to snapshot");
+  }
+  if (description.size() > 255) {
+    return Status::InvalidArgument("snapshot description longer than 255 bytes");
+  }
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!latched_.ok()) {
+    return latched_;
+  }
+  std::vector<VolumeRecord*> recs;
+  std::vector<std::shared_ptr<VolumeImpl>> open;
+  for (const std::string& v : volumes) {
+    STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(v));
+    if (rec->deleting) {
+      return Status::NotFound("volume " + v + " is being deleted");
+    }
+    if (std::find(recs.begin(), recs.end(), rec) != recs.end()) {
+      return Status::InvalidArgument("volume " + rec->info.volume_id + " named twice");
+    }
+    recs.push_back(rec);
+    if (auto handle = rec->open.lock()) {
+      open.push_back(std::move(handle));
+    }
+  }
+  // One point in time for all: no mutation of any of them in flight, none starting.
+  DrainLocked(lock, open);
+  CommitBatch batch;
+  std::vector<SnapshotInfo> out;
+  const int64_t now = NowMs();
+  for (VolumeRecord* rec : recs) {
+    SnapshotInfo si;
+    do {
+      si.snapshot_id = NewId("snap");
+    } while (snapshots_.count(si.snapshot_id) != 0);
+    si.volume_id = rec->info.volume_id;
+    si.volume_size_bytes = rec->info.size_bytes;
+    si.description = description;
+    si.state = "completed";
+    si.start_time_ms = now;
+    si.lineage = rec->info.lineage;
+    si.epoch = rec->info.head_epoch;
+    rec->info.head_epoch++;  // O(1): the head moves on, the old epoch is frozen
+    lineages_.at(si.lineage).pins[si.epoch]++;
+    snapshots_[si.snapshot_id].info = si;
+    batch.records.push_back({RecordTable::kVolumes, si.volume_id, EncodeVolume(rec->info)});
+    batch.records.push_back({RecordTable::kSnapshots, si.snapshot_id, EncodeSnapshot(si)});
+    out.push_back(si);
+  }
+  for (const auto& handle : open) {
+    handle->set_head_epoch_locked(handle->head_epoch() + 1);
+    handle->set_floor_locked(handle->head_epoch() - 1);
+    handle->set_barrier_locked(false);
+  }
+  lock.unlock();
+  // Writers already use the new head; if this commit fails a later one must not make their
+  // versions durable under the old head record, so the pool latches.
+  Status s = CommitLocked(std::move(batch));
+  if (!s.ok()) {
+    Latch(s);
+    return s;
+  }
+  return out;
+}
+
+Result<SnapshotRecord*> PoolImpl::FindSnapshotLocked(const std::string& snapshot_id) {
+  auto it = snapshots_.find(snapshot_id);
+  if (it == snapshots_.end()) {
+    return Status::NotFound("snapshot " + snapshot_id + " does not exist");
+  }
+  return &it->second;
+}
+
+Result<SnapshotInfo> PoolImpl::DescribeSnapshot(const std::string& snapshot_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+  return rec->info;
+}
+
+std::vector<SnapshotInfo> PoolImpl::ListSnapshots() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<SnapshotInfo> out;
+  for (const auto& [id, rec] : snapshots_) {
+    out.push_back(rec.info);
+  }
+  std::sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
+    return std::tie(a.start_time_ms, a.lineage, a.epoch) <
+           std::tie(b.start_time_ms, b.lineage, b.epoch);
+  });
+  return out;
+}
+
+Result<std::shared_ptr<Volume>> PoolImpl::OpenSnapshot(const std::string& snapshot_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+  if (auto open = rec->open.lock()) {
+    return std::shared_ptr<Volume>(open);
+  }
+  auto handle = std::make_shared<VolumeImpl>(this, rec->info);
+  rec->open = handle;
+  return std::shared_ptr<Volume>(handle);
+}
+
+// For CreateVolume from a snapshot: the clone's size and source. REQUIRES: mu_, commit_mu_.
+Status PoolImpl::CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* info,
+                                   LineageState* state) {
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+  if (info->size_bytes == 0) {
+    info->size_bytes = rec->info.volume_size_bytes;
+  } else if (info->size_bytes < rec->info.volume_size_bytes) {
+    return Status::InvalidArgument("a volume from " + snapshot_id + " needs at least " +
+                                   std::to_string(rec->info.volume_size_bytes) + " bytes");
+  }
+  info->snapshot_id = snapshot_id;
+  state->parent = rec->info.lineage;
+  state->parent_epoch = rec->info.epoch;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- delete
+
+Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+  if (!rec->open.expired()) {
+    return Status::Busy("snapshot " + snapshot_id + " is in use (open or exported)");
+  }
+  if (!latched_.ok()) {
+    return latched_;
+  }
+  const uint64_t lineage = rec->info.lineage;
+  const uint64_t epoch = rec->info.epoch;
+  LineageState next = lineages_.at(lineage);
+  if (DropPin(&next, epoch)) {
+    next.reclaim.push_back(epoch);  // no snapshot or clone sees this epoch any more
+  }
+  CommitBatch batch;
+  batch.records.push_back({RecordTable::kSnapshots, snapshot_id, std::nullopt});
+  AddLineageRecord(&batch, lineage, next);
+  lock.unlock();
+  STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));  // on failure nothing changed
+  lock.lock();
+  snapshots_.erase(snapshot_id);
+  lineages_[lineage] = std::move(next);
+  // Writes planned with the old floor copy on write; the reclaimer must see all of them.
+  const std::string volume_id = lineages_[lineage].volume_id;
+  auto v = volume_id.empty() ? volumes_.end() : volumes_.find(volume_id);
+  if (v != volumes_.end()) {
+    if (auto handle = v->second.open.lock()) {
+      DrainLocked(lock, {handle});
+      handle->set_floor_locked(FloorLocked(lineage, v->second.info.head_epoch));
+      handle->set_barrier_locked(false);
+    }
+  }
+  WakeReclaimer();
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- reclaim
+
+// REQUIRES: commit_mu_ held; no volume open on the lineage (it has none, or it is being deleted).
+Status PoolImpl::EraseLineage(uint64_t lineage) {
+  CommitBatch batch;
+  std::vector<uint64_t> phys;
+  uint64_t parent = 0;
+  LineageState parent_next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const LineageState& st = lineages_.at(lineage);
+    if (!st.volume_id.empty()) {
+      batch.records.push_back({RecordTable::kVolumes, st.volume_id, std::nullopt});
+    }
+    batch.records.push_back({RecordTable::kLineages, std::to_string(lineage), std::nullopt});
+    batch.erase_lineages.push_back(lineage);
+    parent = st.parent;
+    if (parent != 0) {
+      parent_next = lineages_.at(parent);
+      // A clone point is a frozen epoch (below the source's head): unpinned, it is dead.
+      if (DropPin(&parent_next, st.parent_epoch)) {
+        parent_next.reclaim.push_back(st.parent_epoch);
+      }
+      AddLineageRecord(&batch, parent, parent_next);
+    }
+  }
+  STRATA_RETURN_IF_ERROR(CollectLineageChunks(lineage, &phys));
+  STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto o = overlay_.lower_bound(MapKey{lineage, 0, 0});
+    while (o != overlay_.end() && o->first.lineage == lineage) {
+      o = overlay_.erase(o);
+    }
+    const std::string volume_id = lineages_.at(lineage).volume_id;
+    if (!volume_id.empty()) {
+      volumes_.erase(volume_id);
+    }
+    lineages_.erase(lineage);
+    if (parent != 0) {
+      lineages_[parent] = std::move(parent_next);
+    }
+  }
+  PunchFreed(phys);  // durably unmapped: punched now, clean after the next data sync
+  WakeReclaimer();
+  return Status::OK();
+}
+
+// Erases the versions that died with `epoch` (given its live neighbours prev < epoch < next),
+// examining the change records `changes`. REQUIRES: mu_.
+//  * with a next live epoch: the dead are the versions visible at `epoch`, born after prev and
+//    replaced by a change in (epoch, next];
+//  * without one: every version born in (prev, epoch] (`changes` lists exactly those).
+Status PoolImpl::ReclaimBatchLocked(uint64_t lineage, uint64_t epoch, uint64_t prev, bool has_next,
+                                    const std::vector<MapKey>& changes) {
+  for (const MapKey& change : changes) {
+    const uint64_t at = has_next ? epoch : change.birth;
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, NewestOwnLocked(lineage, change.chunk, at));
+    if (!v || v->birth <= prev || (!has_next && v->birth != change.birth)) {
+      continue;  // alive at prev, or already reclaimed
+    }
+    EraseVersionLocked(MapKey{lineage, change.chunk, v->birth});
+    if (!v->value.tombstone()) {
+      alloc_->FreeAfterCommit(v->value.phys, /*reads_as_zero_anyway=*/false);
+    }
+  }
+  return Status::OK();
+}
+
+// Reclaims one epoch that stopped being live. Idempotent: after a crash it runs again and finds
+// the versions it already erased gone. Cost O(changes between its live neighbours).
+Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
+  {
+    std::lock_guard<std::mutex> commit(commit_mu_);
+    STRATA_RETURN_IF_ERROR(CommitLocked({}));  // every version up to the head is in LMDB
+  }
+  uint64_t prev = 0, next = 0;
+  bool has_next = false, erase = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const LineageState& st = lineages_.at(lineage);
+    std::vector<uint64_t> live;
+    for (const auto& [e, refs] : st.pins) {
+      live.push_back(e);
+    }
+    auto v = st.volume_id.empty() ? volumes_.end() : volumes_.find(st.volume_id);
+    if (v != volumes_.end()) {
+      live.push_back(v->second.info.head_epoch);
+    }
+    erase = live.empty();
+    for (uint64_t e : live) {
+      if (e < epoch) {
+        prev = std::max(prev, e);
+      } else if (e > epoch && (!has_next || e < next)) {
+        next = e;
+        has_next = true;
+      }
+    }
+  }
+  if (erase) {
+    std::lock_guard<std::mutex> commit(commit_mu_);
+    return EraseLineage(lineage);
+  }
+  // With a next live epoch, scan changes in (epoch, next]; without, those in (prev, epoch].
+  uint64_t from_birth = has_next ? epoch + 1 : prev + 1;
+  const uint64_t to_birth = has_next ? next : epoch;
+  uint64_t from_chunk = 0;
+  for (bool more = true; more;) {
+    std::vector<MapKey> changes;
+    STRATA_RETURN_IF_ERROR(
+        meta_->ScanChanges(lineage, from_birth, from_chunk, to_birth, [&changes](const MapKey& k) {
+          changes.push_back(k);
+          return changes.size() < kReclaimBatch;
+        }));
+    more = changes.size() == kReclaimBatch;
+    if (more) {
+      from_birth = changes.back().birth;
+      from_chunk = changes.back().chunk + 1;  // chunk numbers stay far below 2^64
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_reclaim_) {
+        return Status::Shutdown("pool closing; reclaim resumes at the next open");
+      }
+      STRATA_RETURN_IF_ERROR(ReclaimBatchLocked(lineage, epoch, prev, has_next, changes));
+    }
+    std::this_thread::yield();  // foreground I/O gets the pool mutex between batches
+  }
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  CommitBatch batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    LineageState st = lineages_.at(lineage);
+    st.reclaim.erase(std::remove(st.reclaim.begin(), st.reclaim.end(), epoch), st.reclaim.end());
+    AddLineageRecord(&batch, lineage, st);
+  }
+  STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));  // the erasures and the record together
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& reclaim = lineages_.at(lineage).reclaim;
+  reclaim.erase(std::remove(reclaim.begin(), reclaim.end(), epoch), reclaim.end());
+  return Status::OK();
+}
+
+void PoolImpl::ReclaimerMain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (reclaim_error_.ok()) {
+      reclaim_cv_.wait(lock, [this] { return stop_reclaim_ || ReclaimPendingLocked(); });
+    } else {  // retry a failure (a full disk, say) now and then, not in a loop
+      reclaim_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_reclaim_; });
+    }
+    if (stop_reclaim_) {
+      return;
+    }
+    if (!latched_.ok() || !ReclaimPendingLocked()) {
+      reclaim_error_ = latched_;
+      reclaim_cv_.notify_all();
+      continue;
+    }
+    auto it = std::find_if(lineages_.begin(), lineages_.end(),
+                           [](const auto& l) { return !l.second.reclaim.empty(); });
+    const uint64_t lineage = it->first;
+    const uint64_t epoch = it->second.reclaim.front();
+    reclaim_busy_ = true;
+    lock.unlock();
+    Status s = ReclaimEpoch(lineage, epoch);
+    lock.lock();
+    reclaim_busy_ = false;
+    reclaim_error_ = s;
+    if (!s.ok() && s.code() != Status::Code::kShutdown) {
+      std::fprintf(stderr, "strata: reclaiming space failed (will retry): %s\n",
+                   s.ToString().c_str());
+    }
+    reclaim_cv_.notify_all();
+  }
+}
+
+Status PoolImpl::WaitForReclaim() {
+  std::unique_lock<std::mutex> lock(mu_);
+  reclaim_cv_.wait(lock, [this] {
+    return (!ReclaimPendingLocked() && !reclaim_busy_) || !reclaim_error_.ok() || !latched_.ok();
+  });
+  return latched_.ok() ? reclaim_error_ : latched_;
+}
+
+// ---------------------------------------------------------------- space and block lists
+
+Status PoolImpl::ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
+                                    const std::function<void(const MapKey&, const MapValue&)>& fn) {
+  uint64_t prev = 0, next = 0;
+  bool has_next = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const LineageState& st = lineages_.at(lineage);
+    for (const auto& [e, refs] : st.pins) {
+      if (e < epoch) {
+        prev = e;
+      } else if (e > epoch && !has_next) {
+        next = e;
+        has_next = true;
+      }
+    }
+    auto v = st.volume_id.empty() ? volumes_.end() : volumes_.find(st.volume_id);
+    if (v != volumes_.end() && !has_next) {
+      next = v->second.info.head_epoch;
+      has_next = true;
+    }
+  }
+  std::vector<MapKey> changes;
+  STRATA_RETURN_IF_ERROR(meta_->ScanChanges(lineage, has_next ? epoch + 1 : prev + 1, 0,
+                                            has_next ? next : epoch, [&changes](const MapKey& k) {
+                                              changes.push_back(k);
+                                              return true;
+                                            }));
+  std::sort(changes.begin(), changes.end());  // (chunk, birth) order: first change per chunk
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t last_chunk = UINT64_MAX;
+  for (const MapKey& c : changes) {
+    if (has_next && c.chunk == last_chunk) {
+      continue;
+    }
+    last_chunk = c.chunk;
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v,
+                            NewestOwnLocked(lineage, c.chunk, has_next ? epoch : c.birth));
+    if (v && v->birth > prev && (has_next || v->birth == c.birth)) {
+      fn(MapKey{lineage, c.chunk, v->birth}, v->value);
+    }
+  }
+  return Status::OK();
+}
+
+Result<SnapshotSpace> PoolImpl::SnapshotSpaceUsage(const std::string& snapshot_id) {
+  STRATA_RETURN_IF_ERROR(Flush());  // the accounting reads committed change records
+  SnapshotInfo info;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+    info = rec->info;
+  }
+  SnapshotSpace space;
+  uint64_t unique_chunks = 0;
+  // As if deleted: the versions that would die. A snapshot that clones also pin is not freed.
+  bool pinned_by_others = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pinned_by_others = lineages_.at(info.lineage).pins.at(info.epoch) > 1;
+  }
+  if (!pinned_by_others) {
+    // ForEachDeadVersion treats `epoch` as gone: its pins other than this one are none.
+    STRATA_RETURN_IF_ERROR(ForEachDeadVersion(
+        info.lineage, info.epoch,
+        [&](const MapKey&, const MapValue& v) { unique_chunks += v.tombstone() ? 0 : 1; }));
+  }
+  uint64_t visible_chunks = 0;
+  const uint64_t end_chunk = (info.volume_size_bytes + chunk_size_ - 1) / chunk_size_;
+  for (uint64_t from = 0; from < end_chunk;) {
+    std::vector<std::pair<uint64_t, Version>> mapped;
+    std::lock_guard<std::mutex> lock(mu_);
+    STRATA_RETURN_IF_ERROR(MappedChunksLocked(info.lineage, from, end_chunk, info.epoch,
+                                              kMaxBlockStatusChunks, &mapped, &from));
+    for (const auto& [chunk, v] : mapped) {
+      visible_chunks += v.value.tombstone() ? 0 : 1;
+    }
+  }
+  space.unique_bytes = unique_chunks * chunk_size_;
+  space.shared_bytes = (visible_chunks - std::min(visible_chunks, unique_chunks)) * chunk_size_;
+  return space;
+}
+
+namespace {
+
+Status ValidateBlockList(uint32_t chunk_size, uint32_t block_size, size_t max_results) {
+  if (block_size == 0 || block_size % chunk_size != 0 || block_size > kMaxBlockSize) {
+    return Status::InvalidArgument("block size " + std::to_string(block_size) +
+                                   " must be a multiple of the pool's chunk size (" +
+                                   std::to_string(chunk_size) + ") up to 64 MiB");
+  }
+  if (max_results == 0 || max_results > kMaxBlockListResults) {
+    return Status::InvalidArgument("max results must be 1 to " +
+                                   std::to_string(kMaxBlockListResults));
+  }
+  return Status::OK();
+}
+
+// Keeps the first max_results blocks; the one after them, if any, starts the next page.
+void Paginate(BlockList* list, size_t max_results) {
+  if (list->blocks.size() > max_results) {
+    list->next_block = list->blocks[max_results];
+    list->blocks.resize(max_results);
+  }
+}
+
+}  // namespace
+
+Result<BlockList> PoolImpl::ListSnapshotBlocks(const std::string& snapshot_id,
+                                               uint32_t block_size_bytes, uint64_t start_block,
+                                               size_t max_results) {
+  STRATA_RETURN_IF_ERROR(ValidateBlockList(chunk_size_, block_size_bytes, max_results));
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+  const SnapshotInfo& info = rec->info;
+  const uint64_t per_block = block_size_bytes / chunk_size_;
+  BlockList list;
+  list.block_size_bytes = block_size_bytes;
+  list.volume_size_bytes = info.volume_size_bytes;
+  const uint64_t end_chunk = (info.volume_size_bytes + chunk_size_ - 1) / chunk_size_;
+  if (start_block > end_chunk / per_block) {
+    return list;
+  }
+  for (uint64_t from = start_block * per_block;
+       from < end_chunk && list.blocks.size() <= max_results;) {
+    std::vector<std::pair<uint64_t, Version>> mapped;
+    STRATA_RETURN_IF_ERROR(MappedChunksLocked(info.lineage, from, end_chunk, info.epoch,
+                                              kMaxBlockStatusChunks, &mapped, &from));
+    for (const auto& [chunk, v] : mapped) {
+      uint64_t block = chunk / per_block;
+      if (!v.value.tombstone() && (list.blocks.empty() || list.blocks.back() != block)) {
+        list.blocks.push_back(block);
+      }
+    }
+  }
+  Paginate(&list, max_results);
+  return list;
+}
+
+Result<BlockList> PoolImpl::ListChangedBlocks(const std::string& first_snapshot_id,
+                                              const std::string& second_snapshot_id,
+                                              uint32_t block_size_bytes, uint64_t start_block,
+                                              size_t max_results) {
+  if (first_snapshot_id.empty()) {
+    return ListSnapshotBlocks(second_snapshot_id, block_size_bytes, start_block, max_results);
+  }
+  STRATA_RETURN_IF_ERROR(ValidateBlockList(chunk_size_, block_size_bytes, max_results));
+  SnapshotInfo first, second;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    STRATA_ASSIGN_OR_RETURN(SnapshotRecord * a, FindSnapshotLocked(first_snapshot_id));
+    STRATA_ASSIGN_OR_RETURN(SnapshotRecord * b, FindSnapshotLocked(second_snapshot_id));
+    first = a->info;
+    second = b->info;
+  }
+  if (first.lineage != second.lineage) {
+    return Status::InvalidArgument("snapshots " + first_snapshot_id + " and " + second_snapshot_id +
+                                   " are not of the same volume");
+  }
+  if (first.epoch >= second.epoch) {
+    return Status::InvalidArgument("the first snapshot must be older than the second");
+  }
+  // Snapshots are committed when taken, so their change records are all in LMDB.
+  const uint64_t per_block = block_size_bytes / chunk_size_;
+  std::vector<uint64_t> blocks;
+  STRATA_RETURN_IF_ERROR(
+      meta_->ScanChanges(first.lineage, first.epoch + 1, 0, second.epoch, [&](const MapKey& k) {
+        if (k.chunk / per_block >= start_block) {
+          blocks.push_back(k.chunk / per_block);
+        }
+        return true;
+      }));
+  std::sort(blocks.begin(), blocks.end());
+  blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+  BlockList list;
+  list.block_size_bytes = block_size_bytes;
+  list.volume_size_bytes = second.volume_size_bytes;
+  list.blocks = std::move(blocks);
+  Paginate(&list, max_results);
+  return list;
+}
+
+}  // namespace strata

@@ -1,0 +1,389 @@
+// Snapshots, clones, changed-block lists and space reclamation, checked against a byte model.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "strata/pool.h"
+
+#include "testutil/test_util.h"
+
+namespace strata {
+namespace {
+
+constexpr uint32_t kChunk = 4096;
+
+std::vector<std::byte> ReadAll(Volume* v) {
+  std::vector<std::byte> out(v->size_bytes());
+  EXPECT_TRUE(v->Read(0, out).ok());
+  return out;
+}
+
+class SnapshotTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+  void Open() {
+    PoolOptions o;
+    o.chunk_size_bytes = kChunk;
+    o.commit_interval_ms = 0;
+    if (!created_) {
+      ASSERT_TRUE(Pool::Create(dir_.path(), o).ok());
+      created_ = true;
+    }
+    auto pool = Pool::Open(dir_.path(), o);
+    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+    pool_ = std::move(*pool);
+  }
+  std::shared_ptr<Volume> NewVolume(uint64_t size, std::string* id) {
+    auto info = pool_->CreateVolume(VolumeSpec{size, "", "gp3", ""});
+    EXPECT_TRUE(info.ok());
+    *id = info->volume_id;
+    return *pool_->OpenVolume(*id);
+  }
+  void ExpectClean() {
+    ASSERT_TRUE(pool_->WaitForReclaim().ok());
+    auto report = pool_->Check();
+    ASSERT_TRUE(report.ok());
+    for (const auto& p : report->problems) {
+      ADD_FAILURE() << p;
+    }
+  }
+
+  test::TempDir dir_;
+  bool created_ = false;
+  std::unique_ptr<Pool> pool_;
+};
+
+TEST_F(SnapshotTest, SnapshotFreezesContentAndCopiesOnWrite) {
+  std::string id;
+  auto vol = NewVolume(16 * kChunk, &id);
+  auto a = test::RandomBytes(16 * kChunk, 1);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  auto s1 = pool_->CreateSnapshot(id, "first");
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  EXPECT_EQ(s1->volume_id, id);
+  EXPECT_EQ(s1->description, "first");
+  EXPECT_EQ(s1->state, "completed");
+  auto b = test::RandomBytes(kChunk + 100, 2);
+  ASSERT_TRUE(vol->Write(3 * kChunk + 7, b, false).ok());  // partial chunks: CoW read-modify
+  ASSERT_TRUE(vol->Trim(10 * kChunk, 2 * kChunk).ok());
+  auto snap = pool_->OpenSnapshot(s1->snapshot_id);
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(ReadAll(snap->get()), a);
+  std::vector<std::byte> expect = a;
+  std::memcpy(expect.data() + 3 * kChunk + 7, b.data(), b.size());
+  std::memset(expect.data() + 10 * kChunk, 0, 2 * kChunk);
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  EXPECT_EQ((*snap)->Write(0, b, false).code(), Status::Code::kReadOnly);
+  EXPECT_EQ((*snap)->Trim(0, kChunk).code(), Status::Code::kReadOnly);
+  EXPECT_EQ(pool_->DeleteSnapshot(s1->snapshot_id).code(), Status::Code::kBusy);
+  snap->reset();
+  vol.reset();
+  // Survives a reopen.
+  pool_.reset();
+  Open();
+  snap = pool_->OpenSnapshot(s1->snapshot_id);
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(ReadAll(snap->get()), a);
+  vol = *pool_->OpenVolume(id);
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  ExpectClean();
+}
+
+TEST_F(SnapshotTest, DeleteAnySnapshotReclaimsOnlyItsSpace) {
+  std::string id;
+  auto vol = NewVolume(8 * kChunk, &id);
+  std::vector<std::vector<std::byte>> images;
+  std::vector<std::string> snaps;
+  for (int i = 0; i < 5; i++) {
+    auto data = test::RandomBytes(2 * kChunk, 10 + i);
+    ASSERT_TRUE(vol->Write(static_cast<uint64_t>(i % 3) * kChunk, data, false).ok());
+    images.push_back(ReadAll(vol.get()));
+    snaps.push_back(pool_->CreateSnapshot(id, "")->snapshot_id);
+  }
+  for (int victim : {2, 0, 4}) {  // middle, oldest, newest
+    ASSERT_TRUE(pool_->DeleteSnapshot(snaps[victim]).ok());
+    EXPECT_EQ(pool_->DeleteSnapshot(snaps[victim]).code(), Status::Code::kNotFound);
+    ExpectClean();
+    for (int i = 0; i < 5; i++) {
+      auto s = pool_->OpenSnapshot(snaps[i]);
+      if (i == 0 || i == 2 || (i == 4 && victim == 4)) {
+        continue;
+      }
+      ASSERT_TRUE(s.ok());
+      EXPECT_EQ(ReadAll(s->get()), images[i]) << "snapshot " << i;
+    }
+    EXPECT_EQ(ReadAll(vol.get()), images.back());
+  }
+  ASSERT_TRUE(pool_->DeleteSnapshot(snaps[1]).ok());
+  ASSERT_TRUE(pool_->DeleteSnapshot(snaps[3]).ok());
+  ExpectClean();
+  // Only the volume's own chunks remain: chunks 0..3 written.
+  EXPECT_EQ(pool_->Info().used_bytes, 4 * kChunk);
+  vol.reset();
+  ASSERT_TRUE(pool_->DeleteVolume(id).ok());
+  ExpectClean();
+  EXPECT_EQ(pool_->Info().used_bytes, 0u);
+}
+
+TEST_F(SnapshotTest, ClonesShareUntilWrittenAndOutliveTheirSource) {
+  std::string id;
+  auto vol = NewVolume(8 * kChunk, &id);
+  auto a = test::RandomBytes(8 * kChunk, 3);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  auto snap = pool_->CreateSnapshot(id, "base");
+  ASSERT_TRUE(snap.ok());
+  const uint64_t used = pool_->Info().used_bytes;
+  VolumeSpec spec{0, "clone", "gp3", snap->snapshot_id};
+  auto c1 = pool_->CreateVolume(spec);
+  ASSERT_TRUE(c1.ok()) << c1.status().ToString();
+  EXPECT_EQ(c1->size_bytes, 8 * kChunk);
+  EXPECT_EQ(c1->snapshot_id, snap->snapshot_id);
+  spec.size_bytes = 4 * kChunk;
+  EXPECT_EQ(pool_->CreateVolume(spec).status().code(), Status::Code::kInvalidArgument);
+  spec.size_bytes = 0;
+  spec.snapshot_id = "snap-0000000000000000";
+  EXPECT_EQ(pool_->CreateVolume(spec).status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(pool_->Info().used_bytes, used);  // no data copied
+  auto clone = *pool_->OpenVolume(c1->volume_id);
+  EXPECT_EQ(ReadAll(clone.get()), a);
+  auto b = test::RandomBytes(100, 4);
+  ASSERT_TRUE(clone->Write(kChunk + 10, b, false).ok());
+  ASSERT_TRUE(clone->Trim(5 * kChunk, kChunk).ok());
+  std::vector<std::byte> expect = a;
+  std::memcpy(expect.data() + kChunk + 10, b.data(), b.size());
+  std::memset(expect.data() + 5 * kChunk, 0, kChunk);
+  EXPECT_EQ(ReadAll(clone.get()), expect);
+  EXPECT_EQ(ReadAll(vol.get()), a);
+  auto extents = clone->BlockStatus(0, 8 * kChunk);
+  ASSERT_TRUE(extents.ok());
+  EXPECT_EQ(extents->size(), 3u);  // data, trimmed hole, data
+  // The source volume and its snapshot go; the clone keeps reading through.
+  vol.reset();
+  ASSERT_TRUE(pool_->DeleteSnapshot(snap->snapshot_id).ok());
+  ASSERT_TRUE(pool_->DeleteVolume(id).ok());
+  ExpectClean();
+  EXPECT_EQ(ReadAll(clone.get()), expect);
+  clone.reset();
+  pool_.reset();
+  Open();
+  clone = *pool_->OpenVolume(c1->volume_id);
+  EXPECT_EQ(ReadAll(clone.get()), expect);
+  clone.reset();
+  ASSERT_TRUE(pool_->DeleteVolume(c1->volume_id).ok());
+  ExpectClean();
+  EXPECT_EQ(pool_->Info().used_bytes, 0u);
+}
+
+TEST_F(SnapshotTest, ChangedBlocksAreExactAndPaginated) {
+  std::string id;
+  auto vol = NewVolume(1024 * kChunk, &id);
+  auto data = test::RandomBytes(kChunk, 5);
+  for (uint64_t c : {1, 7, 100, 513}) {
+    ASSERT_TRUE(vol->Write(c * kChunk, data, false).ok());
+  }
+  auto s1 = pool_->CreateSnapshot(id, "");
+  for (uint64_t c : {7, 8, 900, 901, 902}) {
+    ASSERT_TRUE(vol->Write(c * kChunk, data, false).ok());
+  }
+  ASSERT_TRUE(vol->Trim(100 * kChunk, kChunk).ok());
+  auto s2 = pool_->CreateSnapshot(id, "");
+  auto all = pool_->ListSnapshotBlocks(s2->snapshot_id, kChunk, 0, 1000);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->blocks, (std::vector<uint64_t>{1, 7, 8, 513, 900, 901, 902}));
+  EXPECT_FALSE(all->next_block.has_value());
+  auto diff = pool_->ListChangedBlocks(s1->snapshot_id, s2->snapshot_id, kChunk, 0, 1000);
+  ASSERT_TRUE(diff.ok());
+  EXPECT_EQ(diff->blocks, (std::vector<uint64_t>{7, 8, 100, 900, 901, 902}));
+  auto page = pool_->ListChangedBlocks(s1->snapshot_id, s2->snapshot_id, kChunk, 0, 2);
+  EXPECT_EQ(page->blocks, (std::vector<uint64_t>{7, 8}));
+  ASSERT_TRUE(page->next_block.has_value());
+  page = pool_->ListChangedBlocks(s1->snapshot_id, s2->snapshot_id, kChunk, *page->next_block, 4);
+  EXPECT_EQ(page->blocks, (std::vector<uint64_t>{100, 900, 901, 902}));
+  EXPECT_FALSE(page->next_block.has_value());
+  auto coarse = pool_->ListChangedBlocks(s1->snapshot_id, s2->snapshot_id, 128 * kChunk, 0, 10);
+  EXPECT_EQ(coarse->blocks, (std::vector<uint64_t>{0, 7}));
+  EXPECT_EQ(coarse->block_size_bytes, 128 * kChunk);
+  EXPECT_EQ(
+      pool_->ListChangedBlocks(s2->snapshot_id, s1->snapshot_id, kChunk, 0, 10).status().code(),
+      Status::Code::kInvalidArgument);
+  EXPECT_EQ(pool_->ListChangedBlocks(s1->snapshot_id, s2->snapshot_id, 1000, 0, 10).status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(pool_->ListSnapshotBlocks("snap-nope", kChunk, 0, 10).status().code(),
+            Status::Code::kNotFound);
+  auto space = pool_->SnapshotSpaceUsage(s1->snapshot_id);
+  ASSERT_TRUE(space.ok());
+  EXPECT_EQ(space->unique_bytes, 2 * kChunk);  // chunks 7 and 100 are s1's alone
+  EXPECT_EQ(space->shared_bytes, 2 * kChunk);  // chunks 1 and 513
+}
+
+TEST_F(SnapshotTest, MultiVolumeSnapshotAndBadInput) {
+  std::string a, b;
+  auto va = NewVolume(4 * kChunk, &a);
+  auto vb = NewVolume(4 * kChunk, &b);
+  auto snaps = pool_->CreateSnapshots({a, b}, "both");
+  ASSERT_TRUE(snaps.ok());
+  ASSERT_EQ(snaps->size(), 2u);
+  EXPECT_EQ((*snaps)[0].start_time_ms, (*snaps)[1].start_time_ms);
+  EXPECT_EQ(pool_->CreateSnapshots({a, a}, "").status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(pool_->CreateSnapshots({a, "vol-nope"}, "").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(pool_->CreateSnapshots({}, "").status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(pool_->ListSnapshots().size(), 2u);  // the failed calls took none
+  EXPECT_EQ(pool_->DeleteSnapshot("snap-nope").code(), Status::Code::kNotFound);
+  EXPECT_EQ(pool_->OpenSnapshot("snap-nope").status().code(), Status::Code::kNotFound);
+}
+
+// Writes acknowledged before CreateSnapshot starts are in the snapshot; the volume never stalls
+// for long. A writer thread stamps each chunk with increasing sequence numbers.
+TEST_F(SnapshotTest, SnapshotOfALiveVolumeHoldsEveryAcknowledgedWrite) {
+  std::string id;
+  auto vol = NewVolume(64 * kChunk, &id);
+  std::atomic<uint64_t> acked{0};
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::vector<std::byte> buf(kChunk);
+    for (uint64_t seq = 1; !stop.load(); seq++) {
+      std::memcpy(buf.data(), &seq, sizeof(seq));
+      ASSERT_TRUE(vol->Write((seq % 64) * kChunk, buf, false).ok());
+      acked.store(seq);
+    }
+  });
+  std::vector<std::pair<uint64_t, std::string>> taken;
+  for (int i = 0; i < 20; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    uint64_t before = acked.load();
+    taken.emplace_back(before, pool_->CreateSnapshot(id, "")->snapshot_id);
+  }
+  stop = true;
+  writer.join();
+  for (const auto& [before, snap_id] : taken) {
+    auto snap = *pool_->OpenSnapshot(snap_id);
+    auto bytes = ReadAll(snap.get());
+    for (uint64_t seq = before > 64 ? before - 63 : 1; seq <= before; seq++) {
+      uint64_t got;
+      std::memcpy(&got, bytes.data() + (seq % 64) * kChunk, sizeof(got));
+      EXPECT_GE(got, seq) << "write " << seq << " acknowledged before " << snap_id;
+    }
+  }
+  ExpectClean();
+}
+
+// Random operations against a byte model: every snapshot and volume, every diff, space
+// accounting, then everything deleted leaves an empty pool.
+// STRATA_SNAP_SEED=S runs seed S (default 12345) for STRATA_SNAP_STEPS steps (default 600).
+TEST_F(SnapshotTest, RandomOperationsMatchTheModel) {
+  constexpr uint64_t kSize = 32 * kChunk;
+  const char* seed_env = std::getenv("STRATA_SNAP_SEED");
+  const char* steps_env = std::getenv("STRATA_SNAP_STEPS");
+  const uint64_t seed = seed_env != nullptr ? std::strtoull(seed_env, nullptr, 10) : 12345;
+  const int steps = steps_env != nullptr ? std::atoi(steps_env) : 600;
+  SCOPED_TRACE("STRATA_SNAP_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Snap {
+    std::string id, volume;
+    std::vector<std::byte> bytes;
+    std::set<uint64_t> written_since_prev;  // for diff checks against the previous snapshot
+  };
+  std::map<std::string, std::vector<std::byte>> volumes;  // id -> model bytes
+  std::map<std::string, std::shared_ptr<Volume>> handles;
+  std::vector<Snap> snaps;
+  auto create = [&](const std::string& from) {
+    auto info = pool_->CreateVolume(VolumeSpec{from.empty() ? kSize : 0, "", "gp3", from});
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    std::vector<std::byte> bytes(kSize);
+    for (const Snap& s : snaps) {
+      if (s.id == from) {
+        bytes = s.bytes;
+      }
+    }
+    volumes[info->volume_id] = bytes;
+    handles[info->volume_id] = *pool_->OpenVolume(info->volume_id);
+  };
+  create("");
+  for (int step = 0; step < steps; step++) {
+    auto vit = std::next(volumes.begin(), static_cast<long>(rng() % volumes.size()));
+    const std::string vid = vit->first;
+    Volume* v = handles[vid].get();
+    int op = static_cast<int>(rng() % 100);
+    uint64_t off = rng() % kSize;
+    uint64_t len = std::min<uint64_t>(kSize - off, 1 + rng() % (3 * kChunk));
+    if (op < 45) {
+      auto data = test::RandomBytes(len, rng());
+      ASSERT_TRUE(v->Write(off, data, rng() % 4 == 0).ok());
+      std::memcpy(vit->second.data() + off, data.data(), len);
+    } else if (op < 55) {
+      ASSERT_TRUE(v->Trim(off, len).ok());
+      std::memset(vit->second.data() + off, 0, len);
+    } else if (op < 70) {
+      auto s = pool_->CreateSnapshot(vid, "");
+      ASSERT_TRUE(s.ok());
+      snaps.push_back(Snap{s->snapshot_id, vid, vit->second, {}});
+    } else if (op < 80 && !snaps.empty()) {
+      size_t i = rng() % snaps.size();
+      ASSERT_TRUE(pool_->DeleteSnapshot(snaps[i].id).ok());
+      snaps.erase(snaps.begin() + static_cast<long>(i));
+    } else if (op < 85 && !snaps.empty() && volumes.size() < 6) {
+      create(snaps[rng() % snaps.size()].id);
+    } else if (op < 90 && volumes.size() > 1) {
+      handles.erase(vid);
+      ASSERT_TRUE(pool_->DeleteVolume(vid).ok());
+      volumes.erase(vid);
+    } else if (op < 93) {
+      handles.clear();
+      pool_.reset();
+      Open();
+      for (const auto& [id, bytes] : volumes) {
+        handles[id] = *pool_->OpenVolume(id);
+      }
+    } else if (op < 97 && snaps.size() >= 2) {
+      // Any two snapshots of one volume: every chunk whose bytes differ is listed.
+      size_t i = rng() % snaps.size(), j = rng() % snaps.size();
+      auto a = pool_->DescribeSnapshot(snaps[i].id), b = pool_->DescribeSnapshot(snaps[j].id);
+      if (i != j && a->lineage == b->lineage) {
+        if (a->epoch > b->epoch) {
+          std::swap(i, j);
+        }
+        auto diff = pool_->ListChangedBlocks(snaps[i].id, snaps[j].id, kChunk, 0, 1000);
+        ASSERT_TRUE(diff.ok());
+        std::set<uint64_t> listed(diff->blocks.begin(), diff->blocks.end());
+        for (uint64_t c = 0; c < kSize / kChunk; c++) {
+          if (std::memcmp(snaps[i].bytes.data() + c * kChunk, snaps[j].bytes.data() + c * kChunk,
+                          kChunk) != 0) {
+            EXPECT_TRUE(listed.count(c)) << "chunk " << c << " differs but is not listed";
+          }
+        }
+      }
+    } else {
+      ASSERT_TRUE(pool_->WaitForReclaim().ok());
+    }
+    if (step % 50 == 49) {
+      for (const Snap& s : snaps) {
+        auto h = pool_->OpenSnapshot(s.id);
+        ASSERT_TRUE(h.ok());
+        ASSERT_EQ(ReadAll(h->get()), s.bytes) << "snapshot " << s.id << " at step " << step;
+      }
+      for (const auto& [id, bytes] : volumes) {
+        ASSERT_EQ(ReadAll(handles[id].get()), bytes) << "volume " << id << " at step " << step;
+      }
+      ExpectClean();
+    }
+  }
+  handles.clear();
+  for (const Snap& s : snaps) {
+    ASSERT_TRUE(pool_->DeleteSnapshot(s.id).ok());
+  }
+  for (const auto& [id, bytes] : volumes) {
+    ASSERT_TRUE(pool_->DeleteVolume(id).ok());
+  }
+  ExpectClean();
+  EXPECT_EQ(pool_->Info().used_bytes, 0u);
+  EXPECT_EQ(pool_->Info().reclaim_pending, 0u);
+}
+
+}  // namespace
+}  // namespace strata
