@@ -133,18 +133,22 @@ class Negotiation {
     return WriteFully(fd_, buf.data(), buf.size());
   }
 
+  // A volume by id or unique name, or a snapshot by id (read-only).
   Result<std::shared_ptr<Volume>> Open(const std::string& name) {
+    if (name.starts_with("snap-")) {
+      return pool_->OpenSnapshot(name);
+    }
     STRATA_ASSIGN_OR_RETURN(std::string id, ResolveExport(pool_, name));
     return pool_->OpenVolume(id);
   }
 
-  uint16_t TransmissionFlags() const {
+  uint16_t TransmissionFlags(const Volume& volume) const {
     uint16_t f = kHasFlags | kSendFlush | kSendFua | kSendTrim | kSendWriteZeroes | kSendCache |
                  kSendFastZero | kCanMultiConn;
     if (out_->structured_replies) {
       f |= kSendDf;
     }
-    if (limits_.read_only) {
+    if (limits_.read_only || volume.read_only()) {
       f |= kReadOnly;
     }
     return f;
@@ -153,8 +157,8 @@ class Negotiation {
   void Finish(std::shared_ptr<Volume> volume, const std::string& name) {
     out_->volume = std::move(volume);
     out_->export_name = name;
-    out_->read_only = limits_.read_only;
-    out_->transmission_flags = TransmissionFlags();
+    out_->read_only = limits_.read_only || out_->volume->read_only();
+    out_->transmission_flags = TransmissionFlags(*out_->volume);
   }
 
   Status ExportName(bool* done) {
@@ -180,6 +184,14 @@ class Negotiation {
       Put32(reinterpret_cast<uint8_t*>(payload.data()), static_cast<uint32_t>(v.volume_id.size()));
       payload += v.volume_id;
       payload += v.name.empty() ? "volume" : "volume " + v.name;
+      STRATA_RETURN_IF_ERROR(Reply(kOptList, kRepServer, payload));
+    }
+    for (const SnapshotInfo& s : pool_->ListSnapshots()) {
+      std::string payload(4, '\0');
+      Put32(reinterpret_cast<uint8_t*>(payload.data()),
+            static_cast<uint32_t>(s.snapshot_id.size()));
+      payload += s.snapshot_id;
+      payload += "snapshot of " + s.volume_id + " (read-only)";
       STRATA_RETURN_IF_ERROR(Reply(kOptList, kRepServer, payload));
     }
     return Reply(kOptList, kRepAck, "");
@@ -224,16 +236,20 @@ class Negotiation {
     std::string body(12, '\0');
     auto* b = reinterpret_cast<uint8_t*>(body.data());
     Put64(b, (*volume)->size_bytes());
-    Put16(b + 8, TransmissionFlags());
+    Put16(b + 8, TransmissionFlags(**volume));
     body.resize(10);
     STRATA_RETURN_IF_ERROR(InfoReply(option, kInfoExport, body));
     for (uint16_t r : requests) {
       if (r == kInfoName) {
         STRATA_RETURN_IF_ERROR(InfoReply(option, kInfoName, (*volume)->id()));
       } else if (r == kInfoDescription) {
-        auto info = pool_->DescribeVolume((*volume)->id());
         std::string text = "Strata volume " + (*volume)->id();
-        if (info.ok() && !info->name.empty()) {
+        if ((*volume)->read_only()) {
+          auto snap = pool_->DescribeSnapshot((*volume)->id());
+          text = "Strata snapshot " + (*volume)->id() +
+                 (snap.ok() ? " of " + snap->volume_id : std::string()) + " (read-only)";
+        } else if (auto info = pool_->DescribeVolume((*volume)->id());
+                   info.ok() && !info->name.empty()) {
           text += " (" + info->name + ")";
         }
         STRATA_RETURN_IF_ERROR(InfoReply(option, kInfoDescription, text));

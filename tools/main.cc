@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -132,8 +133,12 @@ int main(int argc, char** argv) {
 
   std::string size, name, volume_type = "gp3", volume_id;
   std::vector<std::string> volume_ids;
+  std::string snapshot_id, description;
   auto* create = app.add_subcommand("create-volume", "create a thin volume");
-  create->add_option("--size", size, "GiB (as EBS) or with a unit: 256MiB, 2GiB")->required();
+  create->add_option("--size", size,
+                     "GiB (as EBS) or with a unit: 256MiB, 2GiB (default with --snapshot-id: "
+                     "the snapshot's size)");
+  create->add_option("--snapshot-id", snapshot_id, "an instant copy-on-write clone of a snapshot");
   create->add_option("--name", name, "the Name tag");
   create->add_option("--volume-type", volume_type, "gp2|gp3|io1|io2|st1|sc1|standard (gp3)");
   auto* describe = app.add_subcommand("describe-volumes", "list volumes");
@@ -143,6 +148,45 @@ int main(int argc, char** argv) {
   auto* modify = app.add_subcommand("modify-volume", "grow a volume online");
   modify->add_option("--volume-id", volume_id, "volume id")->required();
   modify->add_option("--size", size, "new size, GiB or with a unit")->required();
+
+  // Snapshots: the EC2 verbs, and the EBS direct APIs' block listings.
+  std::vector<std::string> snapshot_ids;
+  std::string first_snapshot, second_snapshot, block_size, max_results, next_token, block_index,
+      outfile;
+  auto* snap = app.add_subcommand("create-snapshot", "crash-consistent snapshot of a volume");
+  snap->add_option("--volume-id", volume_id, "volume id or unique name")->required();
+  snap->add_option("--description", description, "free text (255 bytes)");
+  auto* snaps = app.add_subcommand("create-snapshots",
+                                   "one crash-consistent point in time across several volumes");
+  snaps->add_option("--volume-ids", volume_ids, "volume ids or unique names")->required();
+  snaps->add_option("--description", description, "free text (255 bytes)");
+  auto* describe_snaps = app.add_subcommand(
+      "describe-snapshots", "list snapshots (named ones with their space accounting)");
+  describe_snaps->add_option("--snapshot-ids", snapshot_ids, "ids to show, with space accounting");
+  describe_snaps->add_option("--volume-ids", volume_ids, "only snapshots of these volumes");
+  auto* del_snap = app.add_subcommand("delete-snapshot",
+                                      "delete any snapshot; space is reclaimed "
+                                      "in the background");
+  del_snap->add_option("--snapshot-id", snapshot_id, "snapshot id")->required();
+  auto add_page = [&](CLI::App* cmd) {
+    cmd->add_option("--block-size", block_size, "bytes: the chunk size (default) or a multiple");
+    cmd->add_option("--max-results", max_results, "blocks per page, 1..10000 (10000)");
+    cmd->add_option("--next-token", next_token, "NextToken of the previous page");
+  };
+  auto* list_blocks = app.add_subcommand("list-snapshot-blocks", "blocks holding data");
+  list_blocks->add_option("--snapshot-id", snapshot_id, "snapshot id")->required();
+  add_page(list_blocks);
+  auto* list_changed = app.add_subcommand("list-changed-blocks",
+                                          "blocks that differ between two snapshots of a volume");
+  list_changed->add_option("--first-snapshot-id", first_snapshot, "the older snapshot");
+  list_changed->add_option("--second-snapshot-id", second_snapshot, "the newer snapshot")
+      ->required();
+  add_page(list_changed);
+  auto* get_block = app.add_subcommand("get-snapshot-block", "read one block into a file");
+  get_block->add_option("--snapshot-id", snapshot_id, "snapshot id")->required();
+  get_block->add_option("--block-index", block_index, "block index")->required();
+  get_block->add_option("--block-size", block_size, "bytes: the chunk size or a multiple");
+  get_block->add_option("--outfile", outfile, "where the block's bytes go")->required();
 
   try {
     app.parse(argc, argv);
@@ -157,14 +201,51 @@ int main(int argc, char** argv) {
     }
     request["command"] = pool_cmd->got_subcommand("info") ? "pool-info" : "pool-check";
   } else if (create->parsed()) {
+    if (size.empty() && snapshot_id.empty()) {
+      std::fprintf(stderr, "strata: error: create-volume needs --size or --snapshot-id\n");
+      return kExitUsage;
+    }
     request = {{"command", "create-volume"},
-               {"args", {{"size", size}, {"name", name}, {"volume-type", volume_type}}}};
+               {"args",
+                {{"size", size},
+                 {"name", name},
+                 {"volume-type", volume_type},
+                 {"snapshot-id", snapshot_id}}}};
   } else if (describe->parsed()) {
     request = {{"command", "describe-volumes"}, {"args", {{"volume-ids", volume_ids}}}};
   } else if (del->parsed()) {
     request = {{"command", "delete-volume"}, {"args", {{"volume-id", volume_id}}}};
   } else if (modify->parsed()) {
     request = {{"command", "modify-volume"}, {"args", {{"volume-id", volume_id}, {"size", size}}}};
+  } else if (snap->parsed()) {
+    request = {{"command", "create-snapshot"},
+               {"args", {{"volume-id", volume_id}, {"description", description}}}};
+  } else if (snaps->parsed()) {
+    request = {{"command", "create-snapshots"},
+               {"args", {{"volume-ids", volume_ids}, {"description", description}}}};
+  } else if (describe_snaps->parsed()) {
+    request = {{"command", "describe-snapshots"},
+               {"args", {{"snapshot-ids", snapshot_ids}, {"volume-ids", volume_ids}}}};
+  } else if (del_snap->parsed()) {
+    request = {{"command", "delete-snapshot"}, {"args", {{"snapshot-id", snapshot_id}}}};
+  } else if (list_blocks->parsed() || list_changed->parsed()) {
+    request = {{"command", list_blocks->parsed() ? "list-snapshot-blocks" : "list-changed-blocks"},
+               {"args",
+                {{"snapshot-id", snapshot_id},
+                 {"first-snapshot-id", first_snapshot},
+                 {"second-snapshot-id", second_snapshot},
+                 {"block-size", block_size},
+                 {"max-results", max_results},
+                 {"next-token", next_token}}}};
+  } else if (get_block->parsed()) {
+    std::error_code ec;
+    std::string absolute = std::filesystem::absolute(outfile, ec).string();
+    request = {{"command", "get-snapshot-block"},
+               {"args",
+                {{"snapshot-id", snapshot_id},
+                 {"block-index", block_index},
+                 {"block-size", block_size},
+                 {"outfile", absolute}}}};
   }
   return RunRequest(pool_dir, request, output);
 }

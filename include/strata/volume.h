@@ -59,6 +59,8 @@ class Volume {
   // Current size; grows when the volume is modified (Pool::ModifyVolume), never shrinks.
   virtual uint64_t size_bytes() const = 0;
   virtual uint32_t chunk_size_bytes() const = 0;
+  // True for a snapshot (Pool::OpenSnapshot): every mutation fails with ReadOnly.
+  virtual bool read_only() const = 0;
 
   // Reads [offset, offset + out.size()). Unwritten and trimmed ranges read as zeros.
   // Errors: OutOfRange past the end; IOError from the disk; Shutdown if the pool is latched.

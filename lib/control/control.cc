@@ -1,25 +1,75 @@
 #include "control/control.h"
 
+#include <cerrno>
+#include <cstdlib>
 #include <ctime>
 #include <functional>
 #include <map>
 
+#include "control/handlers.h"
 #include "util/units.h"
 
 namespace strata {
 
-namespace {
-
-using nlohmann::json;
+namespace control {
 
 uint64_t GiBCeil(uint64_t bytes) { return (bytes + (1ull << 30) - 1) >> 30; }
 
-Result<std::string> StringArg(const json& args, const char* name) {
+Result<std::string> StringArg(const nlohmann::json& args, const char* name) {
   if (!args.contains(name) || !args[name].is_string() || args[name].get<std::string>().empty()) {
     return Status::InvalidArgument(std::string("missing --") + name);
   }
   return args[name].get<std::string>();
 }
+
+std::string OptionalStringArg(const nlohmann::json& args, const char* name) {
+  return args.contains(name) && args[name].is_string() ? args[name].get<std::string>() : "";
+}
+
+Result<std::vector<std::string>> StringListArg(const nlohmann::json& args, const char* name) {
+  std::vector<std::string> out;
+  if (!args.contains(name) || args[name].is_null()) {
+    return out;
+  }
+  if (!args[name].is_array()) {
+    return Status::InvalidArgument(std::string("--") + name + " must be a list");
+  }
+  for (const auto& v : args[name]) {
+    if (!v.is_string()) {
+      return Status::InvalidArgument(std::string("--") + name + " must be a list of strings");
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Result<uint64_t> IntegerArg(const nlohmann::json& args, const char* name, uint64_t fallback) {
+  if (!args.contains(name) || args[name].is_null() ||
+      (args[name].is_string() && args[name].get<std::string>().empty())) {
+    return fallback;
+  }
+  if (args[name].is_number_unsigned()) {
+    return args[name].get<uint64_t>();
+  }
+  if (args[name].is_string()) {
+    const std::string text = args[name].get<std::string>();
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+    if (errno == 0 && end != nullptr && *end == '\0' && text[0] != '-') {
+      return static_cast<uint64_t>(v);
+    }
+  }
+  return Status::InvalidArgument(std::string("--") + name + " must be a non-negative integer");
+}
+
+}  // namespace control
+
+namespace {
+
+using control::GiBCeil;
+using control::StringArg;
+using nlohmann::json;
 
 Result<uint64_t> SizeArg(const json& args, const char* name) {
   STRATA_ASSIGN_OR_RETURN(std::string text, StringArg(args, name));
@@ -28,7 +78,10 @@ Result<uint64_t> SizeArg(const json& args, const char* name) {
 
 Result<json> CreateVolume(Pool* pool, const json& args) {
   VolumeSpec spec;
-  STRATA_ASSIGN_OR_RETURN(spec.size_bytes, SizeArg(args, "size"));
+  spec.snapshot_id = control::OptionalStringArg(args, "snapshot-id");
+  if (spec.snapshot_id.empty() || !control::OptionalStringArg(args, "size").empty()) {
+    STRATA_ASSIGN_OR_RETURN(spec.size_bytes, SizeArg(args, "size"));
+  }
   if (args.contains("name") && args["name"].is_string()) {
     spec.name = args["name"].get<std::string>();
   }
@@ -96,6 +149,8 @@ Result<json> PoolInfoCommand(Pool* pool, const json&) {
                 {"DataFileBytes", i.data_file_bytes},
                 {"MetadataBytes", i.meta_bytes},
                 {"VolumeCount", i.volume_count},
+                {"SnapshotCount", i.snapshot_count},
+                {"ReclaimPending", i.reclaim_pending},
                 {"FreeChunks", i.free_chunks},
                 {"FrontierChunks", i.frontier_chunks},
                 {"PendingMapChanges", i.pending_map_changes},
@@ -142,6 +197,7 @@ json VolumeJson(const VolumeInfo& info) {
               {"SizeBytes", info.size_bytes},
               {"State", info.state},
               {"VolumeType", info.volume_type},
+              {"SnapshotId", info.snapshot_id},
               {"CreateTime", IsoTime(info.create_time_ms)},
               {"AvailabilityZone", "local"},
               {"Encrypted", false},
@@ -151,12 +207,15 @@ json VolumeJson(const VolumeInfo& info) {
 }
 
 Result<json> ExecuteControl(Pool* pool, const json& request) {
-  using Handler = std::function<Result<json>(Pool*, const json&)>;
-  static const std::map<std::string, Handler> kHandlers = {
-      {"create-volume", CreateVolume}, {"describe-volumes", DescribeVolumes},
-      {"delete-volume", DeleteVolume}, {"modify-volume", ModifyVolume},
-      {"pool-info", PoolInfoCommand},  {"pool-check", PoolCheckCommand},
-  };
+  static const control::HandlerTable kHandlers = [] {
+    control::HandlerTable table = {
+        {"create-volume", CreateVolume}, {"describe-volumes", DescribeVolumes},
+        {"delete-volume", DeleteVolume}, {"modify-volume", ModifyVolume},
+        {"pool-info", PoolInfoCommand},  {"pool-check", PoolCheckCommand},
+    };
+    control::AddSnapshotHandlers(&table);
+    return table;
+  }();
   if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {
     return Status::InvalidArgument("control request without a command");
   }

@@ -18,6 +18,8 @@ Result<nlohmann::json> ExecuteControl(Pool* pool, const nlohmann::json& request)
 
 // EC2 DescribeVolumes item for a volume.
 nlohmann::json VolumeJson(const VolumeInfo& info);
+// EC2 DescribeSnapshots item for a snapshot; `space` adds the space accounting fields.
+nlohmann::json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space);
 // ISO 8601 UTC with milliseconds, as the AWS CLI prints times.
 std::string IsoTime(int64_t unix_ms);
 

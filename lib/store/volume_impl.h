@@ -68,7 +68,7 @@ class VolumeImpl final : public Volume {
   VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot);
   ~VolumeImpl() override = default;
 
-  bool read_only() const { return read_only_; }
+  bool read_only() const override { return read_only_; }
   uint64_t lineage() const { return lineage_; }
   uint64_t head_epoch() const { return head_epoch_.load(std::memory_order_acquire); }
 

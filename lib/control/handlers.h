@@ -1,0 +1,32 @@
+// Internal to the control plane: the handler table and the argument helpers every verb shares.
+#ifndef STRATA_CONTROL_HANDLERS_H_
+#define STRATA_CONTROL_HANDLERS_H_
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "strata/pool.h"
+
+namespace strata::control {
+
+using Handler = std::function<Result<nlohmann::json>(Pool*, const nlohmann::json&)>;
+using HandlerTable = std::map<std::string, Handler>;
+
+// A required, non-empty string argument. Errors: InvalidArgument naming --name.
+Result<std::string> StringArg(const nlohmann::json& args, const char* name);
+// An optional string argument ("" when absent).
+std::string OptionalStringArg(const nlohmann::json& args, const char* name);
+// A list of strings (empty when absent). Errors: InvalidArgument (not a list of strings).
+Result<std::vector<std::string>> StringListArg(const nlohmann::json& args, const char* name);
+// An optional unsigned integer given as a number or a decimal string.
+Result<uint64_t> IntegerArg(const nlohmann::json& args, const char* name, uint64_t fallback);
+uint64_t GiBCeil(uint64_t bytes);
+
+void AddSnapshotHandlers(HandlerTable* table);
+
+}  // namespace strata::control
+
+#endif  // STRATA_CONTROL_HANDLERS_H_

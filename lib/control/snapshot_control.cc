@@ -1,0 +1,222 @@
+// Snapshot verbs of the control plane (EC2 CreateSnapshot(s), DescribeSnapshots, DeleteSnapshot;
+// EBS direct APIs ListSnapshotBlocks, ListChangedBlocks, GetSnapshotBlock).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <vector>
+
+#include <xxhash.h>
+
+#include "control/control.h"
+#include "control/handlers.h"
+
+namespace strata {
+
+namespace {
+
+using nlohmann::json;
+
+Result<json> CreateSnapshot(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string volume, control::StringArg(args, "volume-id"));
+  STRATA_ASSIGN_OR_RETURN(
+      SnapshotInfo info,
+      pool->CreateSnapshot(volume, control::OptionalStringArg(args, "description")));
+  return SnapshotJson(info, nullptr);
+}
+
+Result<json> CreateSnapshots(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto volumes, control::StringListArg(args, "volume-ids"));
+  if (volumes.empty()) {
+    return Status::InvalidArgument("missing --volume-ids");
+  }
+  STRATA_ASSIGN_OR_RETURN(
+      auto snaps, pool->CreateSnapshots(volumes, control::OptionalStringArg(args, "description")));
+  json out = json::array();
+  for (const SnapshotInfo& s : snaps) {
+    out.push_back(SnapshotJson(s, nullptr));
+  }
+  return json{{"Snapshots", out}};
+}
+
+// Space accounting costs a scan per snapshot, so it is computed for the snapshots named.
+Result<json> DescribeSnapshots(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "snapshot-ids"));
+  json out = json::array();
+  if (!ids.empty()) {
+    for (const std::string& id : ids) {
+      STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, pool->DescribeSnapshot(id));
+      STRATA_ASSIGN_OR_RETURN(SnapshotSpace space, pool->SnapshotSpaceUsage(id));
+      out.push_back(SnapshotJson(info, &space));
+    }
+    return json{{"Snapshots", out}};
+  }
+  STRATA_ASSIGN_OR_RETURN(auto volumes, control::StringListArg(args, "volume-ids"));
+  for (const SnapshotInfo& info : pool->ListSnapshots()) {
+    if (volumes.empty() ||
+        std::find(volumes.begin(), volumes.end(), info.volume_id) != volumes.end()) {
+      out.push_back(SnapshotJson(info, nullptr));
+    }
+  }
+  return json{{"Snapshots", out}};
+}
+
+Result<json> DeleteSnapshot(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
+  STRATA_RETURN_IF_ERROR(pool->DeleteSnapshot(id));
+  return json::object();
+}
+
+struct Page {
+  uint32_t block_size = 0;  // 0: the pool's chunk size
+  uint64_t start_block = 0;
+  size_t max_results = kMaxBlockListResults;
+};
+
+Result<Page> PageArgs(Pool* pool, const json& args) {
+  Page page;
+  STRATA_ASSIGN_OR_RETURN(uint64_t block_size,
+                          control::IntegerArg(args, "block-size", pool->Info().chunk_size_bytes));
+  STRATA_ASSIGN_OR_RETURN(page.start_block, control::IntegerArg(args, "next-token", 0));
+  STRATA_ASSIGN_OR_RETURN(uint64_t max,
+                          control::IntegerArg(args, "max-results", kMaxBlockListResults));
+  if (block_size > UINT32_MAX) {
+    return Status::InvalidArgument("--block-size too large");
+  }
+  page.block_size = static_cast<uint32_t>(block_size);
+  page.max_results = static_cast<size_t>(max);
+  return page;
+}
+
+json BlockListJson(const BlockList& list, const char* key) {
+  json blocks = json::array();
+  for (uint64_t b : list.blocks) {
+    blocks.push_back({{"BlockIndex", b}});
+  }
+  json out = {{key, blocks},
+              {"BlockSize", list.block_size_bytes},
+              {"VolumeSize", control::GiBCeil(list.volume_size_bytes)},
+              {"VolumeSizeBytes", list.volume_size_bytes}};
+  if (list.next_block) {
+    out["NextToken"] = std::to_string(*list.next_block);
+  }
+  return out;
+}
+
+Result<json> ListSnapshotBlocks(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
+  STRATA_ASSIGN_OR_RETURN(Page page, PageArgs(pool, args));
+  STRATA_ASSIGN_OR_RETURN(
+      BlockList list,
+      pool->ListSnapshotBlocks(id, page.block_size, page.start_block, page.max_results));
+  return BlockListJson(list, "Blocks");
+}
+
+Result<json> ListChangedBlocks(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string second, control::StringArg(args, "second-snapshot-id"));
+  STRATA_ASSIGN_OR_RETURN(Page page, PageArgs(pool, args));
+  STRATA_ASSIGN_OR_RETURN(
+      BlockList list,
+      pool->ListChangedBlocks(control::OptionalStringArg(args, "first-snapshot-id"), second,
+                              page.block_size, page.start_block, page.max_results));
+  return BlockListJson(list, "ChangedBlocks");
+}
+
+Status WriteFile(const std::string& path, const std::vector<std::byte>& data) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Status::FromErrno("open " + path, errno);
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return Status::FromErrno("write " + path, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return close(fd) == 0 ? Status::OK() : Status::FromErrno("close " + path, errno);
+}
+
+// Reads one block into --outfile (an absolute path: the server may run in another directory).
+Result<json> GetSnapshotBlock(Pool* pool, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string outfile, control::StringArg(args, "outfile"));
+  STRATA_ASSIGN_OR_RETURN(Page page, PageArgs(pool, args));
+  if (args.contains("block-index") == false) {
+    return Status::InvalidArgument("missing --block-index");
+  }
+  STRATA_ASSIGN_OR_RETURN(uint64_t index, control::IntegerArg(args, "block-index", 0));
+  if (outfile[0] != '/') {
+    return Status::InvalidArgument("--outfile must be an absolute path");
+  }
+  const uint32_t chunk = pool->Info().chunk_size_bytes;
+  if (page.block_size == 0 || page.block_size % chunk != 0 || page.block_size > (64u << 20)) {
+    return Status::InvalidArgument("--block-size must be a multiple of the chunk size (" +
+                                   std::to_string(chunk) + ") up to 64 MiB");
+  }
+  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> snap, pool->OpenSnapshot(id));
+  const uint64_t size = snap->size_bytes();
+  if (index >= (size + page.block_size - 1) / page.block_size) {
+    return Status::OutOfRange("block " + std::to_string(index) + " is past the end of " + id);
+  }
+  const uint64_t offset = index * page.block_size;
+  std::vector<std::byte> data(std::min<uint64_t>(page.block_size, size - offset));
+  STRATA_RETURN_IF_ERROR(snap->Read(offset, data));
+  STRATA_RETURN_IF_ERROR(WriteFile(outfile, data));
+  char checksum[17];
+  std::snprintf(checksum, sizeof(checksum), "%016" PRIx64,
+                static_cast<uint64_t>(XXH3_64bits(data.data(), data.size())));
+  return json{{"DataLength", data.size()},
+              {"Checksum", checksum},
+              {"ChecksumAlgorithm", "XXH3_64"},
+              {"OutFile", outfile}};
+}
+
+}  // namespace
+
+json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space) {
+  json out = {{"SnapshotId", info.snapshot_id},
+              {"VolumeId", info.volume_id},
+              {"VolumeSize", control::GiBCeil(info.volume_size_bytes)},
+              {"VolumeSizeBytes", info.volume_size_bytes},
+              {"StartTime", IsoTime(info.start_time_ms)},
+              {"State", info.state},
+              {"Progress", "100%"},
+              {"Description", info.description},
+              {"OwnerId", "local"},
+              {"Encrypted", false},
+              {"StorageTier", "standard"},
+              {"Tags", json::array()}};
+  if (!info.source_snapshot_id.empty()) {
+    out["SourceSnapshotId"] = info.source_snapshot_id;
+  }
+  if (space != nullptr) {
+    out["UniqueBytes"] = space->unique_bytes;
+    out["SharedBytes"] = space->shared_bytes;
+  }
+  return out;
+}
+
+namespace control {
+
+void AddSnapshotHandlers(HandlerTable* table) {
+  table->emplace("create-snapshot", CreateSnapshot);
+  table->emplace("create-snapshots", CreateSnapshots);
+  table->emplace("describe-snapshots", DescribeSnapshots);
+  table->emplace("delete-snapshot", DeleteSnapshot);
+  table->emplace("list-snapshot-blocks", ListSnapshotBlocks);
+  table->emplace("list-changed-blocks", ListChangedBlocks);
+  table->emplace("get-snapshot-block", GetSnapshotBlock);
+}
+
+}  // namespace control
+
+}  // namespace strata
