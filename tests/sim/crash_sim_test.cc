@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <xxhash.h>
@@ -94,6 +95,13 @@ bool Tracing() {
     }                                    \
   } while (0)
 
+// A snapshot: what each sector may read as (immutable once taken, and durable).
+struct ModelSnapshot {
+  std::string volume_id;
+  ModelVolume content;
+  bool maybe_deleted = false;
+};
+
 class Simulation {
  public:
   explicit Simulation(uint64_t seed) : seed_(seed), rng_(seed), env_(seed ^ 0x5eed) {
@@ -135,6 +143,10 @@ class Simulation {
       ASSERT_TRUE(vol.ok());
       volumes_[info.volume_id] = *vol;
     }
+    // Reclaim left over from before the crash runs now, not interleaved with later steps: a
+    // seed replays exactly. It may itself lose power: then it resumes after the next crash.
+    Status s = pool_->WaitForReclaim();
+    SIM_TRACE("reopen: reclaim -> %s\n", s.ToString().c_str());
   }
 
   // One random operation; false when it failed because the disk lost power.
@@ -146,26 +158,39 @@ class Simulation {
     // Pick by creation order, not by (random) id, so that a seed replays exactly.
     const std::string id = order_[rng_() % order_.size()];
     ModelVolume& m = model_[id];
-    if (dice < 55) return Write(id, &m);
-    if (dice < 65) return Zero(id, &m);
-    if (dice < 75) return Flush();
-    if (dice < 90) return Read(id, &m);
+    if (dice < 50) return Write(id, &m);
+    if (dice < 60) return Zero(id, &m);
+    if (dice < 67) return Flush();
+    if (dice < 78) return Read(id, &m);
+    if (dice < 84) return Snapshot(id);
+    if (dice < 88) return DeleteSnapshot();
+    if (dice < 91) return ReadSnapshot();
     if (dice < 94) return Resize(id, &m);
     return Delete(id);
   }
 
+  // A new volume: empty, or (half the time, when there are snapshots) a clone of one.
   bool CreateVolume() {
     if (model_.size() >= 4) {
       return true;
     }
     uint64_t size = kSector * (1 + rng_() % 2048);
-    auto info = pool_->CreateVolume(VolumeSpec{size, "", "gp3", ""});
-    SIM_TRACE("create %lu -> %s %s\n", size, info.ok() ? info->volume_id.c_str() : "",
-              info.status().ToString().c_str());
+    std::string from;
+    if (!snap_order_.empty() && rng_() % 2 == 0) {
+      from = snap_order_[rng_() % snap_order_.size()];
+      size = 0;
+    }
+    auto info = pool_->CreateVolume(VolumeSpec{size, "", "gp3", from});
+    SIM_TRACE("create %lu from '%s' -> %s %s\n", size, from.c_str(),
+              info.ok() ? info->volume_id.c_str() : "", info.status().ToString().c_str());
     if (!info.ok()) {
       return false;
     }
-    model_[info->volume_id].Resize(size);
+    if (from.empty()) {
+      model_[info->volume_id].Resize(size);
+    } else {
+      model_[info->volume_id] = snapshots_[from].content;  // durable: it was committed
+    }
     order_.push_back(info->volume_id);
     volumes_[info->volume_id] = *pool_->OpenVolume(info->volume_id);
     return true;
@@ -242,6 +267,68 @@ class Simulation {
     return true;
   }
 
+  // A snapshot commits the pool: every volume's acknowledged writes become durable.
+  bool Snapshot(const std::string& id) {
+    auto snap = pool_->CreateSnapshot(id, "");
+    SIM_TRACE("snapshot %s -> %s %s\n", id.c_str(), snap.ok() ? snap->snapshot_id.c_str() : "",
+              snap.status().ToString().c_str());
+    if (!snap.ok()) {
+      return false;  // the data sync failed, so its record was not committed either
+    }
+    ModelAllFlushed();
+    snapshots_[snap->snapshot_id] = ModelSnapshot{id, model_[id], false};
+    snap_order_.push_back(snap->snapshot_id);
+    return true;
+  }
+
+  bool DeleteSnapshot() {
+    if (snap_order_.empty()) {
+      return true;
+    }
+    const std::string id = snap_order_[rng_() % snap_order_.size()];
+    Status s = pool_->DeleteSnapshot(id);
+    SIM_TRACE("delete snapshot %s -> %s\n", id.c_str(), s.ToString().c_str());
+    if (!s.ok()) {
+      snapshots_[id].maybe_deleted = true;
+      return false;
+    }
+    snapshots_.erase(id);
+    snap_order_.erase(std::find(snap_order_.begin(), snap_order_.end(), id));
+    return Reclaim();
+  }
+
+  // Runs the reclaimer to completion now (deterministic replay); it may lose power.
+  bool Reclaim() {
+    Status s = pool_->WaitForReclaim();
+    SIM_TRACE("reclaim -> %s\n", s.ToString().c_str());
+    return s.ok();
+  }
+
+  bool ReadSnapshot() {
+    if (snap_order_.empty()) {
+      return true;
+    }
+    const std::string id = snap_order_[rng_() % snap_order_.size()];
+    return VerifySnapshot(id, &snapshots_[id]);
+  }
+
+  bool VerifySnapshot(const std::string& id, ModelSnapshot* m) {
+    auto handle = pool_->OpenSnapshot(id);
+    if (!handle.ok()) {
+      ADD_FAILURE() << "seed " << seed_ << ": snapshot " << id << ": "
+                    << handle.status().ToString();
+      return false;
+    }
+    std::vector<std::byte> all(m->content.size_bytes);
+    Status s = (*handle)->Read(0, all);
+    SIM_TRACE("read snapshot %s -> %s\n", id.c_str(), s.ToString().c_str());
+    if (!s.ok()) {
+      return false;
+    }
+    Verify(id, &m->content, 0, all, /*after_crash=*/false);
+    return true;
+  }
+
   bool Resize(const std::string& id, ModelVolume* m) {
     uint64_t size = m->size_bytes + kSector * (rng_() % 512);
     auto info = pool_->ResizeVolume(id, size);
@@ -263,7 +350,7 @@ class Simulation {
     }
     model_.erase(id);
     order_.erase(std::find(order_.begin(), order_.end(), id));
-    return true;
+    return Reclaim();
   }
 
   void Verify(const std::string& id, ModelVolume* m, uint64_t first,
@@ -322,6 +409,23 @@ class Simulation {
       ++it;
     }
     EXPECT_TRUE(present.empty()) << "seed " << seed_ << ": unexpected volume after crash";
+    std::set<std::string> snaps;
+    for (const SnapshotInfo& info : pool_->ListSnapshots()) {
+      snaps.insert(info.snapshot_id);
+    }
+    for (auto it = snapshots_.begin(); it != snapshots_.end();) {
+      if (snaps.erase(it->first) == 0) {
+        EXPECT_TRUE(it->second.maybe_deleted)
+            << "seed " << seed_ << ": snapshot " << it->first << " vanished after a crash";
+        snap_order_.erase(std::find(snap_order_.begin(), snap_order_.end(), it->first));
+        it = snapshots_.erase(it);
+        continue;
+      }
+      it->second.maybe_deleted = false;
+      VerifySnapshot(it->first, &it->second);
+      ++it;
+    }
+    EXPECT_TRUE(snaps.empty()) << "seed " << seed_ << ": unexpected snapshot after crash";
     auto report = pool_->Check();
     ASSERT_TRUE(report.ok()) << "seed " << seed_ << ": " << report.status().ToString();
     for (const std::string& problem : report->problems) {
@@ -338,6 +442,8 @@ class Simulation {
   std::map<std::string, std::shared_ptr<Volume>> volumes_;
   std::map<std::string, ModelVolume> model_;
   std::vector<std::string> order_;  // volume ids in creation order
+  std::map<std::string, ModelSnapshot> snapshots_;
+  std::vector<std::string> snap_order_;  // snapshot ids in creation order
 };
 
 int EnvInt(const char* name, int fallback) {
