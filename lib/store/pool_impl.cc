@@ -969,13 +969,19 @@ void PoolImpl::CheckMapLocked(CheckReport* report) {
     l->second = {rec.info.head_epoch, rec.info.size_bytes};
     report->volumes++;
   }
+  std::set<uint64_t> cloned;  // lineages some clone reads through (at a size no record keeps)
+  for (const auto& [lineage, st] : lineages_) {
+    cloned.insert(st.parent);
+  }
   for (const auto& [id, rec] : snapshots_) {
     auto l = lineages.find(rec.info.lineage);
     if (l == lineages.end() || rec.info.epoch >= std::max<uint64_t>(l->second.first, 1) + 1) {
       problem("snapshot " + id + " has no lineage or a future epoch");
       continue;
     }
-    l->second.second = std::max(l->second.second, rec.info.volume_size_bytes);
+    if (lineages_.at(rec.info.lineage).volume_id.empty() && cloned.count(rec.info.lineage) == 0) {
+      l->second.second = std::max(l->second.second, rec.info.volume_size_bytes);
+    }
   }
   const uint64_t frontier = alloc_->frontier();
   std::vector<uint8_t> state(frontier, 0);  // 1 mapped, 2 free
