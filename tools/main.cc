@@ -81,14 +81,16 @@ int CreatePool(const std::string& dir, const std::string& chunk_text,
 
 // Runs a control request: through the control socket when strata-nbd holds the pool, else on
 // the pool opened by this process. Output and errors are the same either way.
-int RunRequest(const std::string& dir, const json& request, const std::string& output) {
+int RunRequest(const std::string& dir, const json& request, const std::string& output,
+               bool reply_to_stderr = false) {
+  std::ostream& out = reply_to_stderr ? std::cerr : std::cout;
   auto remote = strata::CallControl(dir, request);
   if (remote.ok()) {
     if (!(*remote)["ok"].get<bool>()) {
       std::fprintf(stderr, "strata: error: %s\n", (*remote)["error"].get<std::string>().c_str());
       return kExitFailed;
     }
-    strata::PrintReply((*remote)["result"], output, std::cout);
+    strata::PrintReply((*remote)["result"], output, out);
     return 0;
   }
   if (remote.status().code() != strata::Status::Code::kNotFound) {
@@ -99,11 +101,14 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
   if (!pool.ok()) {
     return Fail(pool.status());
   }
-  auto reply = strata::ExecuteControl(pool->get(), request);
+  // Run here: stream commands get a progress bar and may use stdin/stdout.
+  strata::ProgressBar bar(request.value("command", ""));
+  auto reply = strata::ExecuteStreamCommand(
+      pool->get(), request, [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
   if (!reply.ok()) {
     return Fail(reply.status());
   }
-  strata::PrintReply(*reply, output, std::cout);
+  strata::PrintReply(*reply, output, out);
   return 0;
 }
 
@@ -188,6 +193,16 @@ int main(int argc, char** argv) {
   get_block->add_option("--block-size", block_size, "bytes: the chunk size or a multiple");
   get_block->add_option("--outfile", outfile, "where the block's bytes go")->required();
 
+  // Portable streams (docs/stream-format.md).
+  std::string base_snapshot, stream_output, stream_input, level;
+  auto* exp = app.add_subcommand("export-snapshot", "write a snapshot as a portable stream");
+  exp->add_option("--snapshot-id", snapshot_id, "snapshot id")->required();
+  exp->add_option("--base-snapshot-id", base_snapshot, "incremental: only what changed since it");
+  exp->add_option("--output", stream_output, "FILE, or - for stdout")->required();
+  exp->add_option("--compression-level", level, "zstd level 1..19 (1)");
+  auto* imp = app.add_subcommand("import-snapshot", "create a snapshot from a stream");
+  imp->add_option("--input", stream_input, "FILE, or - for stdin")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -246,6 +261,25 @@ int main(int argc, char** argv) {
                  {"block-index", block_index},
                  {"block-size", block_size},
                  {"outfile", absolute}}}};
+  }
+  if (exp->parsed() || imp->parsed()) {
+    auto absolute = [](const std::string& path) {
+      std::error_code ec;
+      return path == "-" ? path : std::filesystem::absolute(path, ec).string();
+    };
+    if (exp->parsed()) {
+      request = {{"command", "export-snapshot"},
+                 {"args",
+                  {{"snapshot-id", snapshot_id},
+                   {"base-snapshot-id", base_snapshot},
+                   {"output-file", absolute(stream_output)},
+                   {"compression-level", level}}}};
+    } else {
+      request = {{"command", "import-snapshot"},
+                 {"args", {{"input-file", absolute(stream_input)}}}};
+    }
+    // With the stream on stdout, the reply goes to stderr.
+    return RunRequest(pool_dir, request, output, exp->parsed() && stream_output == "-");
   }
   return RunRequest(pool_dir, request, output);
 }

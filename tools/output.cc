@@ -1,6 +1,10 @@
 #include "output.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <vector>
 
 namespace strata {
@@ -91,6 +95,43 @@ void PrintReply(const json& reply, const std::string& format, std::ostream& out)
     }
     out << line << "\n";
   }
+}
+
+namespace {
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+ProgressBar::ProgressBar(std::string label)
+    : label_(std::move(label)), tty_(isatty(STDERR_FILENO) == 1), start_ms_(NowMs()) {}
+
+ProgressBar::~ProgressBar() {
+  if (drawn_) {
+    std::fputc('\n', stderr);
+  }
+}
+
+void ProgressBar::Update(uint64_t done, uint64_t total) {
+  const int64_t now = NowMs();
+  if (!tty_ || (now - last_ms_ < 100 && done < total)) {
+    return;
+  }
+  last_ms_ = now;
+  drawn_ = true;
+  const double fraction = total == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total);
+  const int width = 30;
+  const int filled = static_cast<int>(fraction * width);
+  const double secs = std::max<double>(0.001, static_cast<double>(now - start_ms_) / 1000.0);
+  std::fprintf(stderr, "\r%s [%s%s] %3d%%  %.1f / %.1f MiB  %.0f MiB/s ", label_.c_str(),
+               std::string(static_cast<size_t>(filled), '#').c_str(),
+               std::string(static_cast<size_t>(width - filled), ' ').c_str(),
+               static_cast<int>(fraction * 100), static_cast<double>(done) / (1 << 20),
+               static_cast<double>(total) / (1 << 20),
+               static_cast<double>(done) / (1 << 20) / secs);
+  std::fflush(stderr);
 }
 
 }  // namespace strata

@@ -47,6 +47,9 @@ struct VolumeSpec {
   // Optional: the new volume is an instant copy-on-write clone of this snapshot (no data is
   // copied). size_bytes may then be 0 (the snapshot's size) or larger, never smaller.
   std::string snapshot_id;
+  // A volume being filled by an import: not listed, not found by name, and deleted at the next
+  // open if SealImport never ran (a crash or a refused stream leaves nothing visible).
+  bool importing = false;
 };
 
 struct VolumeInfo {
@@ -180,6 +183,12 @@ class Pool {
                                               const std::string& second_snapshot_id,
                                               uint32_t block_size_bytes, uint64_t start_block,
                                               size_t max_results) = 0;
+  // Ends an import: snapshots the importing volume (recording the id the stream was exported
+  // as) and deletes the volume, both durable on return. Errors: NotFound, InvalidArgument (not an
+  // importing volume), and those of CreateSnapshots / DeleteVolume.
+  virtual Result<SnapshotInfo> SealImport(const std::string& volume_id,
+                                          const std::string& description,
+                                          const std::string& source_snapshot_id) = 0;
   // Blocks until every deleted snapshot's and volume's space has been reclaimed (tests, benches).
   virtual Status WaitForReclaim() = 0;
 

@@ -6,6 +6,7 @@
 #include "strata/event_loop.h"
 #include "strata/pool.h"
 #include "strata/status.h"
+#include "strata/stream.h"
 #include "strata/volume.h"
 
 #endif  // STRATA_STRATA_H_

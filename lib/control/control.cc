@@ -214,6 +214,7 @@ Result<json> ExecuteControl(Pool* pool, const json& request) {
         {"pool-info", PoolInfoCommand},  {"pool-check", PoolCheckCommand},
     };
     control::AddSnapshotHandlers(&table);
+    control::AddStreamHandlers(&table);
     return table;
   }();
   if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {

@@ -6,6 +6,8 @@
 #ifndef STRATA_CONTROL_CONTROL_H_
 #define STRATA_CONTROL_CONTROL_H_
 
+#include <functional>
+
 #include <nlohmann/json.hpp>
 
 #include "strata/pool.h"
@@ -15,6 +17,13 @@ namespace strata {
 // Executes `request`. Errors: InvalidArgument (unknown command, missing or malformed argument)
 // and whatever the Pool call returns.
 Result<nlohmann::json> ExecuteControl(Pool* pool, const nlohmann::json& request);
+
+// export-snapshot / import-snapshot run by the CLI on a pool it opened itself: "-" is its
+// stdout / stdin, and `progress` (may be empty) is called as data moves. Through ExecuteControl
+// (the server's control socket) only file paths are accepted, and there is no progress.
+Result<nlohmann::json> ExecuteStreamCommand(
+    Pool* pool, const nlohmann::json& request,
+    const std::function<void(uint64_t, uint64_t)>& progress);
 
 // EC2 DescribeVolumes item for a volume.
 nlohmann::json VolumeJson(const VolumeInfo& info);

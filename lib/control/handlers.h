@@ -26,6 +26,7 @@ Result<uint64_t> IntegerArg(const nlohmann::json& args, const char* name, uint64
 uint64_t GiBCeil(uint64_t bytes);
 
 void AddSnapshotHandlers(HandlerTable* table);
+void AddStreamHandlers(HandlerTable* table);
 
 }  // namespace strata::control
 

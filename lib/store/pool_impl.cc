@@ -189,6 +189,16 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   STRATA_RETURN_IF_ERROR(pool->Recover());
   pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
   pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
+  // An import a crash interrupted: nothing of it may stay.
+  std::vector<std::string> unfinished;
+  for (const auto& [id, rec] : pool->volumes_) {
+    if (rec.info.state == "importing") {
+      unfinished.push_back(id);
+    }
+  }
+  for (const std::string& id : unfinished) {
+    STRATA_RETURN_IF_ERROR(pool->DeleteVolume(id));
+  }
   return pool;
 }
 
@@ -692,7 +702,7 @@ Result<VolumeRecord*> PoolImpl::FindLocked(const std::string& id_or_name) {
   VolumeRecord* match = nullptr;
   int matches = 0;
   for (auto& [id, rec] : volumes_) {
-    if (!rec.info.name.empty() && rec.info.name == id_or_name) {
+    if (!rec.info.name.empty() && rec.info.name == id_or_name && rec.info.state != "importing") {
       match = &rec;
       matches++;
     }
@@ -729,7 +739,7 @@ Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {
     } while (volumes_.count(info.volume_id) != 0);
     info.name = spec.name;
     info.volume_type = spec.volume_type.empty() ? "gp3" : spec.volume_type;
-    info.state = "available";
+    info.state = spec.importing ? "importing" : "available";
     info.create_time_ms = NowMs();
     info.lineage = header_.next_lineage++;
     info.head_epoch = 1;
@@ -757,7 +767,9 @@ std::vector<VolumeInfo> PoolImpl::ListVolumes() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<VolumeInfo> out;
   for (const auto& [id, rec] : volumes_) {
-    out.push_back(rec.info);
+    if (rec.info.state != "importing") {  // hidden until sealed
+      out.push_back(rec.info);
+    }
   }
   std::sort(out.begin(), out.end(), [](const VolumeInfo& a, const VolumeInfo& b) {
     return a.create_time_ms < b.create_time_ms;

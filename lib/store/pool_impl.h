@@ -97,6 +97,8 @@ class PoolImpl final : public Pool {
                                       uint32_t block_size_bytes, uint64_t start_block,
                                       size_t max_results) override;
   Status WaitForReclaim() override;
+  Result<SnapshotInfo> SealImport(const std::string& volume_id, const std::string& description,
+                                  const std::string& source_snapshot_id) override;
 
   // ---- Data-path services for VolumeImpl. "Locked" means REQUIRES: mu_ held. ----
   std::mutex& mu() { return mu_; }
@@ -164,6 +166,9 @@ class PoolImpl final : public Pool {
 
   // ---- snapshots and lineages (pool_snapshots.cc) ----
   Status LoadLineagesAndSnapshots();
+  Result<std::vector<SnapshotInfo>> TakeSnapshots(const std::vector<std::string>& volumes,
+                                                  const std::string& description,
+                                                  const std::string& source_snapshot_id);
   std::string EncodeLineage(uint64_t lineage, const LineageState& state) const;
   void AddLineageRecord(CommitBatch* batch, uint64_t lineage, const LineageState& state) const;
   // Live epochs of a lineage: its pins and, while its volume exists, its head.

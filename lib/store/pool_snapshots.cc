@@ -17,7 +17,8 @@ namespace strata {
 
 namespace {
 
-constexpr size_t kReclaimBatch = 256;  // versions examined per hold of the pool mutex
+constexpr size_t kReclaimBatch = 256;              // versions examined per hold of the pool mutex
+constexpr uint64_t kReclaimBatchesPerCommit = 16;  // erasures per commit: 4,096 at most
 constexpr uint32_t kMaxBlockSize = 64u << 20;
 
 std::string EncodeSnapshot(const SnapshotInfo& s) {
@@ -192,6 +193,31 @@ void PoolImpl::WakeReclaimer() { reclaim_cv_.notify_all(); }
 
 Result<std::vector<SnapshotInfo>> PoolImpl::CreateSnapshots(const std::vector<std::string>& volumes,
                                                             const std::string& description) {
+  return TakeSnapshots(volumes, description, "");
+}
+
+Result<SnapshotInfo> PoolImpl::SealImport(const std::string& volume_id,
+                                          const std::string& description,
+                                          const std::string& source_snapshot_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = volumes_.find(volume_id);
+    if (it == volumes_.end()) {
+      return Status::NotFound("volume " + volume_id + " does not exist");
+    }
+    if (it->second.info.state != "importing") {
+      return Status::InvalidArgument("volume " + volume_id + " is not being imported");
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(auto snaps, TakeSnapshots({volume_id}, description, source_snapshot_id));
+  // A crash here leaves the snapshot and an importing volume, which the next open deletes.
+  STRATA_RETURN_IF_ERROR(DeleteVolume(volume_id));
+  return snaps.front();
+}
+
+Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std::string>& volumes,
+                                                          const std::string& description,
+                                                          const std::string& source_snapshot_id) {
   if (volumes.empty()) {
     return Status::InvalidArgument("no volume to snapshot");
   }
@@ -233,6 +259,7 @@ Result<std::vector<SnapshotInfo>> PoolImpl::CreateSnapshots(const std::vector<st
     si.description = description;
     si.state = "completed";
     si.start_time_ms = now;
+    si.source_snapshot_id = source_snapshot_id;
     si.lineage = rec->info.lineage;
     si.epoch = rec->info.head_epoch;
     rec->info.head_epoch++;  // O(1): the head moves on, the old epoch is frozen
@@ -459,6 +486,7 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
   uint64_t from_birth = has_next ? epoch + 1 : prev + 1;
   const uint64_t to_birth = has_next ? next : epoch;
   uint64_t from_chunk = 0;
+  uint64_t batches = 0;
   for (bool more = true; more;) {
     std::vector<MapKey> changes;
     STRATA_RETURN_IF_ERROR(
@@ -479,6 +507,11 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
       STRATA_RETURN_IF_ERROR(ReclaimBatchLocked(lineage, epoch, prev, has_next, changes));
     }
     std::this_thread::yield();  // foreground I/O gets the pool mutex between batches
+    if (more && ++batches % kReclaimBatchesPerCommit == 0) {
+      // A commit copies and then drops the overlay under the pool mutex: keep it small.
+      std::lock_guard<std::mutex> commit(commit_mu_);
+      STRATA_RETURN_IF_ERROR(CommitLocked({}));
+    }
   }
   std::lock_guard<std::mutex> commit(commit_mu_);
   CommitBatch batch;

@@ -1,0 +1,673 @@
+// Snapshot streams: export and import (docs/stream-format.md has the format byte by byte).
+//
+// Both directions work in batches of up to kBatchChunks chunks: the chunks of a batch are read
+// and compressed (export) or decompressed, checked and written (import) by several threads at
+// once, and the records go out (or are parsed) in order by the calling thread.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "strata/stream.h"
+
+#include "util/coding.h"
+
+namespace strata {
+
+namespace {
+
+constexpr char kMagic[8] = {'S', 'T', 'R', 'T', 'S', 'N', 'A', 'P'};
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kFlagIncremental = 1;
+constexpr size_t kRecordHeaderBytes = 40;
+constexpr size_t kMaxStringBytes = 1024;
+constexpr size_t kBatchChunks = 128;
+constexpr uint32_t kMaxChunkBytes = 1u << 20;
+
+enum RecordType : uint8_t { kData = 1, kRawData = 2, kZeroRun = 3, kEnd = 0xFF };
+
+struct RecordHeader {
+  uint8_t type = 0;
+  uint32_t payload_bytes = 0;
+  uint64_t sequence = 0;
+  uint64_t first_chunk = 0;
+  uint64_t chunk_count = 0;
+  uint64_t checksum = 0;
+};
+
+void EncodeRecordHeader(const RecordHeader& h, char* out) {
+  std::memset(out, 0, kRecordHeaderBytes);
+  out[0] = static_cast<char>(h.type);
+  PutLittleEndian32(out + 4, h.payload_bytes);
+  PutLittleEndian64(out + 8, h.sequence);
+  PutLittleEndian64(out + 16, h.first_chunk);
+  PutLittleEndian64(out + 24, h.chunk_count);
+  PutLittleEndian64(out + 32, h.checksum);
+}
+
+RecordHeader DecodeRecordHeader(const char* in) {
+  RecordHeader h;
+  h.type = static_cast<uint8_t>(in[0]);
+  h.payload_bytes = GetLittleEndian32(in + 4);
+  h.sequence = GetLittleEndian64(in + 8);
+  h.first_chunk = GetLittleEndian64(in + 16);
+  h.chunk_count = GetLittleEndian64(in + 24);
+  h.checksum = GetLittleEndian64(in + 32);
+  return h;
+}
+
+// XXH3 of a record: its header's first 32 bytes, then its uncompressed content.
+uint64_t RecordChecksum(const char* header, const std::byte* data, size_t length) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, header, 32);
+  if (length > 0) {
+    XXH3_64bits_update(st, data, length);
+  }
+  uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
+
+bool AllZero(const std::byte* p, size_t n) {
+  static const std::byte zeros[4096] = {};
+  for (size_t off = 0; off < n; off += sizeof(zeros)) {
+    if (std::memcmp(p + off, zeros, std::min(n - off, sizeof(zeros))) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+unsigned Threads(unsigned requested) {
+  unsigned n = requested != 0 ? requested : std::thread::hardware_concurrency();
+  return std::clamp(n, 1u, 64u);
+}
+
+// Runs fn(i) for i in [0, n) on `threads` threads (the caller's included).
+void ParallelFor(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) {
+      fn(i);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < std::min<size_t>(threads, n); t++) {
+    pool.emplace_back(work);
+  }
+  work();
+  for (auto& t : pool) {
+    t.join();
+  }
+}
+
+// The stream's own bytes: every byte written goes through here, into the whole-stream checksum.
+class HashingSink {
+ public:
+  explicit HashingSink(ByteSink* sink) : sink_(sink), state_(XXH3_createState()) {
+    XXH3_64bits_reset(state_);
+  }
+  ~HashingSink() { XXH3_freeState(state_); }
+  Status Write(const void* data, size_t length) {
+    XXH3_64bits_update(state_, data, length);
+    bytes_ += length;
+    return sink_->Write(data, length);
+  }
+  uint64_t digest() const { return XXH3_64bits_digest(state_); }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  ByteSink* sink_;
+  XXH3_state_t* state_;
+  uint64_t bytes_ = 0;
+};
+
+class HashingSource {
+ public:
+  explicit HashingSource(ByteSource* source) : source_(source), state_(XXH3_createState()) {
+    XXH3_64bits_reset(state_);
+  }
+  ~HashingSource() { XXH3_freeState(state_); }
+  // Reads exactly `length` bytes. Errors: Corruption (the stream ends early).
+  Status ReadExactly(void* data, size_t length, const char* what) {
+    size_t done = 0;
+    while (done < length) {
+      STRATA_ASSIGN_OR_RETURN(size_t n,
+                              source_->Read(static_cast<char*>(data) + done, length - done));
+      if (n == 0) {
+        return Status::Corruption("stream truncated in " + std::string(what) + " at byte " +
+                                  std::to_string(bytes_ + done));
+      }
+      done += n;
+    }
+    XXH3_64bits_update(state_, data, length);
+    bytes_ += length;
+    return Status::OK();
+  }
+  Result<bool> AtEnd() {
+    char byte;
+    STRATA_ASSIGN_OR_RETURN(size_t n, source_->Read(&byte, 1));
+    return n == 0;
+  }
+  uint64_t digest() const { return XXH3_64bits_digest(state_); }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  ByteSource* source_;
+  XXH3_state_t* state_;
+  uint64_t bytes_ = 0;
+};
+
+// ---------------------------------------------------------------- header
+
+struct StreamHeader {
+  uint32_t flags = 0;
+  uint32_t chunk_size = 0;
+  uint64_t volume_size = 0;
+  std::string snapshot_id, base_snapshot_id, volume_id, description;
+};
+
+void PutString(std::string* out, const std::string& s) {
+  char len[2] = {static_cast<char>(s.size() & 0xff), static_cast<char>(s.size() >> 8)};
+  out->append(len, 2);
+  out->append(s);
+}
+
+std::string EncodeHeader(const StreamHeader& h) {
+  std::string out(kMagic, sizeof(kMagic));
+  char fixed[24];
+  PutLittleEndian32(fixed, kVersion);
+  PutLittleEndian32(fixed + 4, h.flags);
+  PutLittleEndian32(fixed + 8, h.chunk_size);
+  PutLittleEndian32(fixed + 12, 0);
+  PutLittleEndian64(fixed + 16, h.volume_size);
+  out.append(fixed, sizeof(fixed));
+  for (const std::string* s : {&h.snapshot_id, &h.base_snapshot_id, &h.volume_id, &h.description}) {
+    PutString(&out, s->substr(0, kMaxStringBytes));
+  }
+  char sum[8];
+  PutLittleEndian64(sum, XXH3_64bits(out.data(), out.size()));
+  out.append(sum, 8);
+  return out;
+}
+
+Result<StreamHeader> ReadHeader(HashingSource* in) {
+  char fixed[8 + 24];
+  STRATA_RETURN_IF_ERROR(in->ReadExactly(fixed, sizeof(fixed), "the header"));
+  if (std::memcmp(fixed, kMagic, sizeof(kMagic)) != 0) {
+    return Status::Corruption("not a Strata snapshot stream (bad magic)");
+  }
+  std::string raw(fixed, sizeof(fixed));
+  uint32_t version = GetLittleEndian32(fixed + 8);
+  if (version != kVersion) {
+    return Status::InvalidArgument("stream format version " + std::to_string(version) +
+                                   " is not supported (this build reads " +
+                                   std::to_string(kVersion) + ")");
+  }
+  StreamHeader h;
+  h.flags = GetLittleEndian32(fixed + 12);
+  h.chunk_size = GetLittleEndian32(fixed + 16);
+  h.volume_size = GetLittleEndian64(fixed + 24);
+  for (std::string* s : {&h.snapshot_id, &h.base_snapshot_id, &h.volume_id, &h.description}) {
+    unsigned char len[2];
+    STRATA_RETURN_IF_ERROR(in->ReadExactly(len, 2, "the header"));
+    size_t n = len[0] | (static_cast<size_t>(len[1]) << 8);
+    if (n > kMaxStringBytes) {
+      return Status::Corruption("stream header string of " + std::to_string(n) + " bytes");
+    }
+    s->resize(n);
+    STRATA_RETURN_IF_ERROR(in->ReadExactly(s->data(), n, "the header"));
+    raw.append(reinterpret_cast<char*>(len), 2);
+    raw.append(*s);
+  }
+  char sum[8];
+  STRATA_RETURN_IF_ERROR(in->ReadExactly(sum, 8, "the header"));
+  if (GetLittleEndian64(sum) != XXH3_64bits(raw.data(), raw.size())) {
+    return Status::Corruption("stream header checksum mismatch");
+  }
+  if ((h.flags & ~kFlagIncremental) != 0 || h.chunk_size < 4096 || h.chunk_size > kMaxChunkBytes ||
+      (h.chunk_size & (h.chunk_size - 1)) != 0 || h.volume_size == 0 || h.volume_size % 512 != 0 ||
+      h.volume_size > kMaxVolumeBytes ||
+      ((h.flags & kFlagIncremental) != 0) == h.base_snapshot_id.empty()) {
+    return Status::Corruption("stream header fields are inconsistent");
+  }
+  return h;
+}
+
+// ---------------------------------------------------------------- export
+
+struct ExportItem {
+  uint64_t chunk = 0;
+  std::vector<std::byte> raw;
+  std::vector<char> compressed;
+  bool zero = false;
+  Status status;
+};
+
+class Exporter {
+ public:
+  Exporter(Pool* pool, const ExportOptions& o, ByteSink* sink) : pool_(pool), o_(o), out_(sink) {}
+
+  Result<StreamStats> Run() {
+    STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(o_.snapshot_id));
+    STRATA_ASSIGN_OR_RETURN(volume_, pool_->OpenSnapshot(o_.snapshot_id));
+    chunk_ = volume_->chunk_size_bytes();
+    size_ = volume_->size_bytes();
+    StreamHeader h;
+    h.flags = o_.base_snapshot_id.empty() ? 0 : kFlagIncremental;
+    h.chunk_size = chunk_;
+    h.volume_size = size_;
+    h.snapshot_id = snap.snapshot_id;
+    h.base_snapshot_id = o_.base_snapshot_id;
+    h.volume_id = snap.volume_id;
+    h.description = snap.description;
+    if (!o_.base_snapshot_id.empty()) {
+      // Validates the pair (same volume, older base) before a byte is written.
+      STRATA_RETURN_IF_ERROR(
+          pool_->ListChangedBlocks(o_.base_snapshot_id, o_.snapshot_id, chunk_, 0, 1).status());
+    }
+    std::string header = EncodeHeader(h);
+    STRATA_RETURN_IF_ERROR(out_.Write(header.data(), header.size()));
+    std::optional<uint64_t> token = 0;
+    while (token) {
+      STRATA_ASSIGN_OR_RETURN(BlockList page, ListPage(*token));
+      for (size_t i = 0; i < page.blocks.size(); i += kBatchChunks) {
+        size_t n = std::min(kBatchChunks, page.blocks.size() - i);
+        STRATA_RETURN_IF_ERROR(Batch(&page.blocks[i], n));
+      }
+      token = page.next_block;
+    }
+    STRATA_RETURN_IF_ERROR(FlushZeroRun());
+    STRATA_RETURN_IF_ERROR(WriteTrailer());
+    STRATA_RETURN_IF_ERROR(out_.sink()->Finish());
+    if (o_.progress) {
+      o_.progress(size_, size_);
+    }
+    stats_.stream_bytes = out_.bytes();
+    stats_.snapshot = snap;
+    return stats_;
+  }
+
+ private:
+  class Out {
+   public:
+    explicit Out(ByteSink* sink) : hashing_(sink), sink_(sink) {}
+    Status Write(const void* p, size_t n) { return hashing_.Write(p, n); }
+    uint64_t digest() const { return hashing_.digest(); }
+    uint64_t bytes() const { return hashing_.bytes(); }
+    ByteSink* sink() { return sink_; }
+
+   private:
+    HashingSink hashing_;
+    ByteSink* sink_;
+  };
+
+  Result<BlockList> ListPage(uint64_t start) {
+    if (o_.base_snapshot_id.empty()) {
+      return pool_->ListSnapshotBlocks(o_.snapshot_id, chunk_, start, kMaxBlockListResults);
+    }
+    return pool_->ListChangedBlocks(o_.base_snapshot_id, o_.snapshot_id, chunk_, start,
+                                    kMaxBlockListResults);
+  }
+
+  size_t RawBytes(uint64_t chunk) const {
+    return static_cast<size_t>(std::min<uint64_t>(chunk_, size_ - chunk * chunk_));
+  }
+
+  // Reads and compresses the chunks of one batch in parallel, then writes them in order.
+  Status Batch(const uint64_t* chunks, size_t n) {
+    items_.resize(n);
+    ParallelFor(n, Threads(o_.threads), [&](size_t i) {
+      ExportItem& it = items_[i];
+      it.chunk = chunks[i];
+      it.raw.resize(RawBytes(it.chunk));
+      it.status = volume_->Read(it.chunk * chunk_, it.raw);
+      it.zero = it.status.ok() && AllZero(it.raw.data(), it.raw.size());
+      if (it.status.ok() && !it.zero) {
+        it.compressed.resize(ZSTD_compressBound(it.raw.size()));
+        size_t c = ZSTD_compress(it.compressed.data(), it.compressed.size(), it.raw.data(),
+                                 it.raw.size(), o_.zstd_level);
+        if (ZSTD_isError(c)) {
+          it.status = Status::IOError(std::string("zstd: ") + ZSTD_getErrorName(c), EIO);
+        } else {
+          it.compressed.resize(c);
+        }
+      }
+    });
+    for (ExportItem& it : items_) {
+      STRATA_RETURN_IF_ERROR(it.status);
+      STRATA_RETURN_IF_ERROR(it.zero ? AddZero(it.chunk) : WriteData(it));
+    }
+    if (o_.progress && n > 0) {
+      o_.progress(std::min(size_, (chunks[n - 1] + 1) * chunk_), size_);
+    }
+    return Status::OK();
+  }
+
+  // Zero chunks next to each other become one run record.
+  Status AddZero(uint64_t chunk) {
+    if (zero_count_ > 0 && zero_first_ + zero_count_ == chunk) {
+      zero_count_++;
+      return Status::OK();
+    }
+    STRATA_RETURN_IF_ERROR(FlushZeroRun());
+    zero_first_ = chunk;
+    zero_count_ = 1;
+    return Status::OK();
+  }
+
+  Status FlushZeroRun() {
+    if (zero_count_ == 0) {
+      return Status::OK();
+    }
+    RecordHeader h{kZeroRun, 0, sequence_, zero_first_, zero_count_, 0};
+    stats_.zero_chunks += zero_count_;
+    zero_count_ = 0;
+    return WriteRecord(h, nullptr, 0, nullptr, 0);
+  }
+
+  Status WriteData(const ExportItem& it) {
+    STRATA_RETURN_IF_ERROR(FlushZeroRun());
+    const bool raw = it.compressed.size() >= it.raw.size();  // incompressible: stored as is
+    RecordHeader h{raw ? kRawData : kData, 0, sequence_, it.chunk, 1, 0};
+    const void* payload = raw ? static_cast<const void*>(it.raw.data()) : it.compressed.data();
+    h.payload_bytes = static_cast<uint32_t>(raw ? it.raw.size() : it.compressed.size());
+    stats_.data_chunks++;
+    stats_.volume_bytes += it.raw.size();
+    return WriteRecord(h, it.raw.data(), it.raw.size(), payload, h.payload_bytes);
+  }
+
+  Status WriteRecord(RecordHeader h, const std::byte* raw, size_t raw_bytes, const void* payload,
+                     size_t payload_bytes) {
+    char buf[kRecordHeaderBytes];
+    EncodeRecordHeader(h, buf);
+    h.checksum = RecordChecksum(buf, raw, raw_bytes);
+    EncodeRecordHeader(h, buf);
+    STRATA_RETURN_IF_ERROR(out_.Write(buf, sizeof(buf)));
+    if (payload_bytes > 0) {
+      STRATA_RETURN_IF_ERROR(out_.Write(payload, payload_bytes));
+    }
+    sequence_++;
+    stats_.records++;
+    return Status::OK();
+  }
+
+  // The end record: the record count, the chunk totals and the checksum of the whole stream.
+  Status WriteTrailer() {
+    RecordHeader h{kEnd, 0, sequence_, stats_.data_chunks, stats_.zero_chunks, 0};
+    char buf[kRecordHeaderBytes];
+    EncodeRecordHeader(h, buf);
+    STRATA_RETURN_IF_ERROR(out_.Write(buf, 32));
+    char sum[8];
+    PutLittleEndian64(sum, out_.digest());
+    return out_.Write(sum, 8);
+  }
+
+  Pool* pool_;
+  const ExportOptions& o_;
+  Out out_;
+  std::shared_ptr<Volume> volume_;
+  uint32_t chunk_ = 0;
+  uint64_t size_ = 0;
+  std::vector<ExportItem> items_;
+  uint64_t sequence_ = 0;
+  uint64_t zero_first_ = 0, zero_count_ = 0;
+  StreamStats stats_;
+};
+
+// ---------------------------------------------------------------- import
+
+struct ImportItem {
+  RecordHeader header;
+  char header_bytes[kRecordHeaderBytes];
+  std::vector<char> payload;
+  std::vector<std::byte> raw;
+  Status status;
+};
+
+class Importer {
+ public:
+  Importer(Pool* pool, const ImportOptions& o, ByteSource* source)
+      : pool_(pool), o_(o), in_(source) {}
+
+  Result<StreamStats> Run() {
+    STRATA_ASSIGN_OR_RETURN(header_, ReadHeader(&in_));
+    STRATA_ASSIGN_OR_RETURN(std::string base, FindBase());
+    VolumeSpec spec;
+    spec.size_bytes = header_.volume_size;
+    spec.snapshot_id = base;
+    spec.importing = true;
+    STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool_->CreateVolume(spec));
+    Status s = Apply(info.volume_id);
+    volume_.reset();
+    if (!s.ok()) {
+      Status cleanup = pool_->DeleteVolume(info.volume_id);  // nothing half-imported stays
+      (void)cleanup;  // if even that fails, the next open deletes the importing volume
+      return s;
+    }
+    STRATA_ASSIGN_OR_RETURN(stats_.snapshot, pool_->SealImport(info.volume_id, header_.description,
+                                                               header_.snapshot_id));
+    stats_.stream_bytes = in_.bytes();
+    return stats_;
+  }
+
+ private:
+  // The local snapshot an incremental stream applies to: its base, or one imported from it.
+  Result<std::string> FindBase() {
+    if (header_.base_snapshot_id.empty()) {
+      return std::string();
+    }
+    for (const SnapshotInfo& s : pool_->ListSnapshots()) {
+      if (s.snapshot_id == header_.base_snapshot_id ||
+          s.source_snapshot_id == header_.base_snapshot_id) {
+        if (s.volume_size_bytes > header_.volume_size) {
+          return Status::Corruption("incremental stream is smaller than its base");
+        }
+        return s.snapshot_id;
+      }
+    }
+    return Status::NotFound("incremental stream needs base snapshot " + header_.base_snapshot_id +
+                            ", which is not in this pool (import it first)");
+  }
+
+  Status Apply(const std::string& volume_id) {
+    STRATA_ASSIGN_OR_RETURN(volume_, pool_->OpenVolume(volume_id));
+    const uint64_t chunks = (header_.volume_size + header_.chunk_size - 1) / header_.chunk_size;
+    for (;;) {
+      ImportItem item;
+      STRATA_RETURN_IF_ERROR(in_.ReadExactly(item.header_bytes, 32, "a record header"));
+      item.header = DecodeRecordHeader(item.header_bytes);
+      if (item.header.type == kEnd) {
+        STRATA_RETURN_IF_ERROR(Drain());
+        return CheckTrailer(item.header);
+      }
+      STRATA_RETURN_IF_ERROR(in_.ReadExactly(item.header_bytes + 32, 8, "a record header"));
+      item.header = DecodeRecordHeader(item.header_bytes);
+      STRATA_RETURN_IF_ERROR(CheckRecord(item.header, chunks));
+      item.payload.resize(item.header.payload_bytes);
+      STRATA_RETURN_IF_ERROR(
+          in_.ReadExactly(item.payload.data(), item.payload.size(), "a record payload"));
+      sequence_++;
+      next_chunk_ = item.header.first_chunk + item.header.chunk_count;
+      batch_.push_back(std::move(item));
+      if (batch_.size() == kBatchChunks) {
+        STRATA_RETURN_IF_ERROR(Drain());
+      }
+    }
+  }
+
+  // Validation at the edge: types, order (strictly increasing chunks, consecutive sequence
+  // numbers: a reordered stream stops here), bounds, sizes.
+  Status CheckRecord(const RecordHeader& h, uint64_t chunks) {
+    const uint64_t at = in_.bytes();
+    auto bad = [at](const std::string& what) {
+      return Status::Corruption("stream record at byte " + std::to_string(at) + ": " + what);
+    };
+    if (h.type != kData && h.type != kRawData && h.type != kZeroRun) {
+      return bad("unknown record type " + std::to_string(h.type));
+    }
+    if (h.sequence != sequence_) {
+      return bad("out of order (sequence " + std::to_string(h.sequence) + ", expected " +
+                 std::to_string(sequence_) + ")");
+    }
+    if (h.first_chunk < next_chunk_ || h.chunk_count == 0 || h.first_chunk >= chunks ||
+        h.chunk_count > chunks - h.first_chunk || (h.type != kZeroRun && h.chunk_count != 1)) {
+      return bad("chunk range out of order or outside the volume");
+    }
+    const size_t raw = RawBytes(h.first_chunk);
+    if ((h.type == kZeroRun && h.payload_bytes != 0) ||
+        (h.type == kRawData && h.payload_bytes != raw) ||
+        (h.type == kData && (h.payload_bytes == 0 || h.payload_bytes > ZSTD_compressBound(raw)))) {
+      return bad("payload size does not fit the record");
+    }
+    return Status::OK();
+  }
+
+  size_t RawBytes(uint64_t chunk) const {
+    return static_cast<size_t>(
+        std::min<uint64_t>(header_.chunk_size, header_.volume_size - chunk * header_.chunk_size));
+  }
+
+  // Decompresses and checks the batch in parallel, and writes it (chunks are disjoint).
+  Status Drain() {
+    ParallelFor(batch_.size(), Threads(o_.threads), [&](size_t i) {
+      ImportItem& it = batch_[i];
+      const RecordHeader& h = it.header;
+      const uint64_t offset = h.first_chunk * header_.chunk_size;
+      if (h.type == kZeroRun) {
+        it.status = RecordChecksum(it.header_bytes, nullptr, 0) == h.checksum
+                        ? Status::OK()
+                        : Status::Corruption("zero-run record checksum mismatch");
+        if (it.status.ok()) {
+          uint64_t length =
+              std::min(h.chunk_count * header_.chunk_size, header_.volume_size - offset);
+          it.status = volume_->WriteZeroes(offset, length, /*no_hole=*/false, /*fua=*/false);
+        }
+        return;
+      }
+      it.raw.resize(RawBytes(h.first_chunk));
+      if (h.type == kRawData) {
+        std::memcpy(it.raw.data(), it.payload.data(), it.raw.size());
+      } else {
+        size_t n =
+            ZSTD_decompress(it.raw.data(), it.raw.size(), it.payload.data(), it.payload.size());
+        if (ZSTD_isError(n) || n != it.raw.size()) {
+          it.status = Status::Corruption("chunk " + std::to_string(h.first_chunk) +
+                                         " does not decompress to its size");
+          return;
+        }
+      }
+      if (RecordChecksum(it.header_bytes, it.raw.data(), it.raw.size()) != h.checksum) {
+        it.status = Status::Corruption("chunk " + std::to_string(h.first_chunk) +
+                                       ": record checksum mismatch");
+        return;
+      }
+      it.status = volume_->Write(offset, it.raw, /*fua=*/false);
+    });
+    for (const ImportItem& it : batch_) {
+      STRATA_RETURN_IF_ERROR(it.status);
+      stats_.records++;
+      if (it.header.type == kZeroRun) {
+        stats_.zero_chunks += it.header.chunk_count;
+      } else {
+        stats_.data_chunks++;
+        stats_.volume_bytes += it.raw.size();
+      }
+    }
+    if (o_.progress && !batch_.empty()) {
+      o_.progress(std::min(header_.volume_size, next_chunk_ * header_.chunk_size),
+                  header_.volume_size);
+    }
+    batch_.clear();
+    return Status::OK();
+  }
+
+  Status CheckTrailer(const RecordHeader& end) {
+    const uint64_t digest = in_.digest();  // of everything before the checksum field
+    char sum[8];
+    STRATA_RETURN_IF_ERROR(in_.ReadExactly(sum, 8, "the trailer"));
+    if (end.sequence != sequence_ || end.first_chunk != stats_.data_chunks ||
+        end.chunk_count != stats_.zero_chunks) {
+      return Status::Corruption("stream trailer counts " + std::to_string(end.sequence) +
+                                " records, but " + std::to_string(sequence_) + " were read");
+    }
+    if (GetLittleEndian64(sum) != digest) {
+      return Status::Corruption("stream checksum mismatch (records altered or reordered)");
+    }
+    STRATA_ASSIGN_OR_RETURN(bool at_end, in_.AtEnd());
+    if (!at_end) {
+      return Status::Corruption("data after the end of the stream");
+    }
+    if (o_.progress) {
+      o_.progress(header_.volume_size, header_.volume_size);
+    }
+    return Status::OK();
+  }
+
+  Pool* pool_;
+  const ImportOptions& o_;
+  HashingSource in_;
+  StreamHeader header_;
+  std::shared_ptr<Volume> volume_;
+  std::vector<ImportItem> batch_;
+  uint64_t sequence_ = 0;
+  uint64_t next_chunk_ = 0;
+  StreamStats stats_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- fd sink and source
+
+Status FdSink::Write(const void* data, size_t length) {
+  const char* p = static_cast<const char*>(data);
+  while (length > 0) {
+    ssize_t n = write(fd_, p, length);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Status::FromErrno("write stream", errno);
+    }
+    p += n;
+    length -= static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+Status FdSink::Finish() {
+  if (fsync(fd_) != 0 && errno != EINVAL && errno != EROFS) {  // pipes cannot be synced
+    return Status::FromErrno("sync stream", errno);
+  }
+  return Status::OK();
+}
+
+Result<size_t> FdSource::Read(void* data, size_t length) {
+  for (;;) {
+    ssize_t n = read(fd_, data, length);
+    if (n >= 0) {
+      return static_cast<size_t>(n);
+    }
+    if (errno != EINTR) {
+      return Status::FromErrno("read stream", errno);
+    }
+  }
+}
+
+Result<StreamStats> ExportSnapshot(Pool* pool, const ExportOptions& options, ByteSink* sink) {
+  return Exporter(pool, options, sink).Run();
+}
+
+Result<StreamStats> ImportSnapshot(Pool* pool, const ImportOptions& options, ByteSource* source) {
+  return Importer(pool, options, source).Run();
+}
+
+}  // namespace strata
