@@ -176,8 +176,9 @@ class Pool {
   virtual Result<BlockList> ListSnapshotBlocks(const std::string& snapshot_id,
                                                uint32_t block_size_bytes, uint64_t start_block,
                                                size_t max_results) = 0;
-  // Blocks that may differ between two snapshots of one volume (first older than second), from
-  // the change index: cost O(chunks changed between them), never O(volume size).
+  // Blocks that may differ between two snapshots of one volume (first older than second), or
+  // between a snapshot and a later snapshot of a volume cloned from it (at any depth), from the
+  // change index: cost O(chunks changed between them), never O(volume size).
   // Errors: NotFound, InvalidArgument (other volume, wrong order, bad block size).
   virtual Result<BlockList> ListChangedBlocks(const std::string& first_snapshot_id,
                                               const std::string& second_snapshot_id,

@@ -726,23 +726,43 @@ Result<BlockList> PoolImpl::ListChangedBlocks(const std::string& first_snapshot_
     first = a->info;
     second = b->info;
   }
-  if (first.lineage != second.lineage) {
-    return Status::InvalidArgument("snapshots " + first_snapshot_id + " and " + second_snapshot_id +
-                                   " are not of the same volume");
-  }
-  if (first.epoch >= second.epoch) {
-    return Status::InvalidArgument("the first snapshot must be older than the second");
+  // The second may be of a clone (or a clone of a clone...) of the first's volume taken after
+  // it: then everything its lineage changed since the clone point differs too. Walk up from the
+  // second to the first's lineage, collecting (lineage, from, to] change ranges.
+  struct Range {
+    uint64_t lineage, from, to;
+  };
+  std::vector<Range> ranges;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t lineage = second.lineage, upper = second.epoch;
+    while (lineage != first.lineage) {
+      ranges.push_back({lineage, 0, upper});
+      const LineageState& st = lineages_.at(lineage);
+      if (st.parent == 0) {
+        return Status::InvalidArgument("snapshots " + first_snapshot_id + " and " +
+                                       second_snapshot_id + " are not of the same volume");
+      }
+      lineage = st.parent;
+      upper = st.parent_epoch;
+    }
+    // Same volume: strictly older. Across a clone: at or before the clone point.
+    if (ranges.empty() ? first.epoch >= upper : first.epoch > upper) {
+      return Status::InvalidArgument("the first snapshot must be older than the second");
+    }
+    ranges.push_back({lineage, first.epoch, upper});
   }
   // Snapshots are committed when taken, so their change records are all in LMDB.
   const uint64_t per_block = block_size_bytes / chunk_size_;
   std::vector<uint64_t> blocks;
-  STRATA_RETURN_IF_ERROR(
-      meta_->ScanChanges(first.lineage, first.epoch + 1, 0, second.epoch, [&](const MapKey& k) {
-        if (k.chunk / per_block >= start_block) {
-          blocks.push_back(k.chunk / per_block);
-        }
-        return true;
-      }));
+  for (const Range& r : ranges) {
+    STRATA_RETURN_IF_ERROR(meta_->ScanChanges(r.lineage, r.from + 1, 0, r.to, [&](const MapKey& k) {
+      if (k.chunk / per_block >= start_block) {
+        blocks.push_back(k.chunk / per_block);
+      }
+      return true;
+    }));
+  }
   std::sort(blocks.begin(), blocks.end());
   blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
   BlockList list;

@@ -176,6 +176,19 @@ class NbdHardening : public ::testing::Test {
     ASSERT_TRUE(c.Recv(back.data(), back.size()));
     EXPECT_EQ(back, data);
   }
+  // Runs the CLI (through the server's control socket); returns its stdout.
+  std::string Cli(const std::string& args, int* exit_code) {
+    std::string cmd = std::string(STRATA_CLI) + " --pool " + pool_ + " " + args + " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) {
+      out.append(buf, n);
+    }
+    int status = pclose(p);
+    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  }
   int ServerFds() {
     int n = 0;
     DIR* d = opendir(("/proc/" + std::to_string(pid_) + "/fd").c_str());
@@ -429,6 +442,40 @@ TEST_F(NbdHardening, ControlSocketRefusesGarbage) {
     EXPECT_TRUE(c.Closed());
   }
   ExpectServed();
+}
+
+// A snapshot export is read-only: every mutation gets EPERM, reads work, and the snapshot cannot
+// be deleted while the connection lasts.
+TEST_F(NbdHardening, SnapshotExportRefusesMutations) {
+  int code;
+  std::string out = Cli("create-snapshot --volume-id disk", &code);
+  ASSERT_EQ(code, 0) << out;
+  size_t at = out.find("snap-");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string snap = out.substr(at, 22);
+  RawClient c(sock_);
+  ASSERT_EQ(c.Go(snap), 64u << 20);
+  uint32_t err;
+  uint64_t cookie;
+  std::vector<uint8_t> data(4096, 0x11);
+  c.Request(kCmdWrite, 0, 1, 0, 4096);
+  c.Send(data.data(), data.size());
+  ASSERT_TRUE(c.SimpleReply(&err, &cookie));
+  EXPECT_EQ(err, kEPERM);
+  for (uint16_t cmd : {kCmdTrim, kCmdWriteZeroes}) {
+    c.Request(cmd, 0, 2, 0, 4096);
+    ASSERT_TRUE(c.SimpleReply(&err, &cookie));
+    EXPECT_EQ(err, kEPERM) << "command " << cmd;
+  }
+  c.Request(kCmdRead, 0, 3, 0, 4096);
+  ASSERT_TRUE(c.SimpleReply(&err, &cookie));
+  EXPECT_EQ(err, 0u);
+  std::vector<uint8_t> back(4096);
+  ASSERT_TRUE(c.Recv(back.data(), back.size()));
+  EXPECT_EQ(back, std::vector<uint8_t>(4096, 0));
+  Cli("delete-snapshot --snapshot-id " + snap, &code);
+  EXPECT_EQ(code, 1) << "a snapshot with a live export was deleted";
+  ExpectServed();  // the volume itself stays writable
 }
 
 }  // namespace

@@ -216,8 +216,25 @@ TEST_F(SnapshotTest, ChangedBlocksAreExactAndPaginated) {
             Status::Code::kInvalidArgument);
   EXPECT_EQ(pool_->ListSnapshotBlocks("snap-nope", kChunk, 0, 10).status().code(),
             Status::Code::kNotFound);
+  // Across a clone: a snapshot of a volume cloned from s1 differs from s1 where the clone wrote.
+  auto clone = pool_->CreateVolume(VolumeSpec{0, "", "gp3", s1->snapshot_id});
+  auto cv = *pool_->OpenVolume(clone->volume_id);
+  ASSERT_TRUE(cv->Write(3 * kChunk, data, false).ok());
+  auto s3 = pool_->CreateSnapshot(clone->volume_id, "");
+  auto cross = pool_->ListChangedBlocks(s1->snapshot_id, s3->snapshot_id, kChunk, 0, 1000);
+  ASSERT_TRUE(cross.ok()) << cross.status().ToString();
+  EXPECT_EQ(cross->blocks, (std::vector<uint64_t>{3}));
+  EXPECT_EQ(
+      pool_->ListChangedBlocks(s2->snapshot_id, s3->snapshot_id, kChunk, 0, 10).status().code(),
+      Status::Code::kInvalidArgument);  // s3's clone point is before s2
   auto space = pool_->SnapshotSpaceUsage(s1->snapshot_id);
   ASSERT_TRUE(space.ok());
+  EXPECT_EQ(space->unique_bytes, 0u);  // a clone reads through it: nothing freed
+  cv.reset();
+  ASSERT_TRUE(pool_->DeleteSnapshot(s3->snapshot_id).ok());
+  ASSERT_TRUE(pool_->DeleteVolume(clone->volume_id).ok());
+  ASSERT_TRUE(pool_->WaitForReclaim().ok());  // the clone's lineage goes, and with it its pin
+  space = pool_->SnapshotSpaceUsage(s1->snapshot_id);
   EXPECT_EQ(space->unique_bytes, 2 * kChunk);  // chunks 7 and 100 are s1's alone
   EXPECT_EQ(space->shared_bytes, 2 * kChunk);  // chunks 1 and 513
 }

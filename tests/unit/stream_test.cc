@@ -121,6 +121,23 @@ TEST_F(StreamTest, FullThenIncrementalRoundTrip) {
   // The base stays intact; no volume is left visible.
   EXPECT_EQ(ReadSnapshot(dst_.get(), one->snapshot.snapshot_id), image1_);
   ExpectNothingLeft(2);
+  // Replication goes on from the copy: its snapshots export incrementally to a third pool.
+  auto third = NewPool(dir_.Sub("third"), 4096);
+  auto relay = [&](const std::string& snap, const std::string& base) {
+    ExportOptions o;
+    o.snapshot_id = snap;
+    o.base_snapshot_id = base;
+    StringSink sink;
+    EXPECT_TRUE(ExportSnapshot(dst_.get(), o, &sink).ok());
+    StringSource source(sink.bytes);
+    return ImportSnapshot(third.get(), ImportOptions{}, &source);
+  };
+  auto t1 = relay(one->snapshot.snapshot_id, "");
+  ASSERT_TRUE(t1.ok()) << t1.status().ToString();
+  auto t2 = relay(two->snapshot.snapshot_id, one->snapshot.snapshot_id);
+  ASSERT_TRUE(t2.ok()) << t2.status().ToString();
+  EXPECT_EQ(ReadSnapshot(third.get(), t2->snapshot.snapshot_id), image_);
+  EXPECT_EQ(ReadSnapshot(third.get(), t1->snapshot.snapshot_id), image1_);
   // An incremental stream whose base is not here is refused.
   auto orphan = NewPool(dir_.Sub("orphan"), 65536);
   StringSource source(inc);
