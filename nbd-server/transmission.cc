@@ -538,12 +538,18 @@ void Connection::OnSent(IoOp* op) {
     c->loop_->engine()->Submit(&c->send_op_);
     return;
   }
-  for (size_t i = 0; i < c->sending_slots_; i++) {
-    Slot* s = c->send_queue_.front();
+  // Take the whole batch off the queue before releasing any slot: a release may resume parsing,
+  // whose replies go straight to SendNext, which must not see (and resend) this batch.
+  Slot* done[kMaxSendIov];
+  const size_t count = c->sending_slots_;
+  for (size_t i = 0; i < count; i++) {
+    done[i] = c->send_queue_.front();
     c->send_queue_.pop_front();
-    c->Release(s);
   }
   c->sending_slots_ = 0;
+  for (size_t i = 0; i < count; i++) {
+    c->Release(done[i]);
+  }
   c->SendNext();
 }
 

@@ -31,9 +31,10 @@ cli pool create --chunk-size 64KiB >/dev/null
 vol=$(cli create-volume --size 64MiB --name disk | field VolumeId)
 
 start() {
+  rm -f "$work/sock" "$pool/control.sock"  # a killed server leaves them behind
   "$server" --pool "$pool" --socket "$work/sock" 2>"$work/log" &
   pid=$!
-  for _ in $(seq 100); do
+  for _ in $(seq 400); do
     [[ -S "$work/sock" && -S "$pool/control.sock" ]] && break
     sleep 0.05
   done
@@ -143,7 +144,7 @@ head -c 100 "$work/s1.strm" | "$strata" --pool "$pool2" import-snapshot --input 
 grep -q "truncated" "$work/err" || fail "truncated stream error: $(cat "$work/err")"
 "$server" --pool "$pool2" --socket "$work/sock2" 2>"$work/log2" &
 pid=$!
-for _ in $(seq 100); do [[ -S "$work/sock2" ]] && break; sleep 0.05; done
+for _ in $(seq 400); do [[ -S "$work/sock2" ]] && break; sleep 0.05; done
 qemu-img compare -f raw -F raw "$work/v1.raw" "nbd+unix:///$i1?socket=$work/sock2" >/dev/null ||
   fail "imported full snapshot differs"
 qemu-img compare -f raw -F raw "$work/v2.raw" "nbd+unix:///$i2?socket=$work/sock2" >/dev/null ||
