@@ -193,6 +193,10 @@ class Pool {
   // Blocks until every deleted snapshot's and volume's space has been reclaimed (tests, benches).
   virtual Status WaitForReclaim() = 0;
 
+  // An event loop whose engine carries this pool's I/O (Volume::Submit needs one). Owned by the
+  // caller; destroy it before the pool.
+  virtual Result<std::unique_ptr<EventLoop>> CreateEventLoop(uint32_t queue_depth) = 0;
+
   // Commits every pending change durably. Errors: IOError (latched), NoSpace (metadata).
   virtual Status Flush() = 0;
   virtual PoolInfo Info() = 0;

@@ -80,6 +80,9 @@ class PoolImpl final : public Pool {
   Result<VolumeInfo> ResizeVolume(const std::string& volume_id, uint64_t new_size) override;
   Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) override;
   Status Flush() override;
+  Result<std::unique_ptr<EventLoop>> CreateEventLoop(uint32_t queue_depth) override {
+    return EventLoop::Create(env_, queue_depth);
+  }
   PoolInfo Info() override;
   Result<CheckReport> Check() override;
 
