@@ -26,6 +26,7 @@
 #include "strata/stream.h"
 
 #include "io/sim_env.h"
+#include "testutil/string_stream.h"
 #include "testutil/test_util.h"
 
 namespace strata {
@@ -97,30 +98,8 @@ bool Tracing() {
     }                                    \
   } while (0)
 
-class StringSink final : public ByteSink {
- public:
-  Status Write(const void* data, size_t length) override {
-    bytes.append(static_cast<const char*>(data), length);
-    return Status::OK();
-  }
-  Status Finish() override { return Status::OK(); }
-  std::string bytes;
-};
-
-class StringSource final : public ByteSource {
- public:
-  explicit StringSource(std::string b) : bytes_(std::move(b)) {}
-  Result<size_t> Read(void* data, size_t length) override {
-    size_t n = std::min(length, bytes_.size() - pos_);
-    std::memcpy(data, bytes_.data() + pos_, n);
-    pos_ += n;
-    return n;
-  }
-
- private:
-  std::string bytes_;
-  size_t pos_ = 0;
-};
+using test::StringSink;
+using test::StringSource;
 
 // A snapshot: what each sector may read as (immutable once taken, and durable).
 struct ModelSnapshot {

@@ -9,33 +9,14 @@
 
 #include "strata/pool.h"
 
+#include "testutil/string_stream.h"
 #include "testutil/test_util.h"
 
 namespace strata {
 namespace {
 
-class StringSink final : public ByteSink {
- public:
-  Status Write(const void* data, size_t length) override {
-    bytes.append(static_cast<const char*>(data), length);
-    return Status::OK();
-  }
-  Status Finish() override { return Status::OK(); }
-  std::string bytes;
-};
-
-class StringSource final : public ByteSource {
- public:
-  explicit StringSource(std::string b) : bytes(std::move(b)) {}
-  Result<size_t> Read(void* data, size_t length) override {
-    size_t n = std::min(length, bytes.size() - pos);
-    std::memcpy(data, bytes.data() + pos, n);
-    pos += n;
-    return n;
-  }
-  std::string bytes;
-  size_t pos = 0;
-};
+using test::StringSink;
+using test::StringSource;
 
 std::unique_ptr<Pool> NewPool(const std::string& dir, uint32_t chunk) {
   PoolOptions o;
