@@ -949,13 +949,22 @@ PoolInfo PoolImpl::Info() {
   return info;
 }
 
+// Checks a quiet pool: reclaim finished, everything committed. The reclaimer erases versions
+// into the overlay without the commit mutex, so it must be idle; it only gets new work from a
+// delete, which needs the commit mutex held here.
 Result<CheckReport> PoolImpl::Check() {
-  STRATA_RETURN_IF_ERROR(Flush());
-  CheckReport report;
-  std::lock_guard<std::mutex> commit(commit_mu_);  // no commit changes LMDB while we read it
-  std::lock_guard<std::mutex> lock(mu_);
-  CheckMapLocked(&report);
-  return report;
+  for (;;) {
+    STRATA_RETURN_IF_ERROR(WaitForReclaim());
+    std::lock_guard<std::mutex> commit(commit_mu_);  // no commit changes LMDB while we read it
+    STRATA_RETURN_IF_ERROR(CommitLocked({}));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ReclaimPendingLocked() || reclaim_busy_) {
+      continue;  // a delete slipped in before the commit mutex: wait for its reclaim too
+    }
+    CheckReport report;
+    CheckMapLocked(&report);
+    return report;
+  }
 }
 
 void PoolImpl::CheckMapLocked(CheckReport* report) {
