@@ -155,6 +155,7 @@ class Negotiation {
   }
 
   void Finish(std::shared_ptr<Volume> volume, const std::string& name) {
+    out_->pool = pool_;
     out_->volume = std::move(volume);
     out_->export_name = name;
     out_->read_only = limits_.read_only || out_->volume->read_only();
@@ -315,30 +316,61 @@ class Negotiation {
     }
     if (option == kOptSetMetaContext) {
       out_->allocation_context = false;  // replaced even if this request fails
+      out_->dirty_since_snapshot.clear();
       if (!out_->structured_replies) {
         return Reply(option, kRepErrInvalid, "SET_META_CONTEXT needs structured replies");
       }
     }
-    if (!Open(name).ok()) {
+    auto volume = Open(name);
+    if (!volume.ok()) {
       return Reply(option, kRepErrUnknown, "no such export: " + name);
     }
-    bool match = false;
+    const bool list = option == kOptListMetaContext;
+    bool allocation = list && queries.empty();  // no query lists everything
+    std::vector<std::string> dirty;             // snapshot ids
     for (const std::string& q : queries) {
-      match = match || q == "base:allocation" || (option == kOptListMetaContext && q == "base:");
+      allocation = allocation || q == "base:allocation" || (list && q == "base:");
+      if (list && (q == "qemu:" || q == kDirtyBitmapPrefix)) {
+        for (const SnapshotInfo& snap : pool_->ListSnapshots()) {
+          dirty.push_back(snap.snapshot_id);
+        }
+      } else if (q.starts_with(kDirtyBitmapPrefix)) {
+        dirty.push_back(q.substr(sizeof(kDirtyBitmapPrefix) - 1));
+      }
     }
-    if (option == kOptListMetaContext && queries.empty()) {
-      match = true;  // no query lists everything
+    if (list && queries.empty()) {
+      for (const SnapshotInfo& snap : pool_->ListSnapshots()) {
+        dirty.push_back(snap.snapshot_id);
+      }
     }
-    if (match) {
-      std::string payload(4, '\0');
-      Put32(reinterpret_cast<uint8_t*>(payload.data()),
-            option == kOptSetMetaContext ? kMetaContextAllocation : 0);
-      STRATA_RETURN_IF_ERROR(Reply(option, kRepMetaContext, payload + "base:allocation"));
-      if (option == kOptSetMetaContext) {
+    if (allocation) {
+      STRATA_RETURN_IF_ERROR(ReplyContext(option, kMetaContextAllocation, "base:allocation"));
+      if (!list) {
         out_->allocation_context = true;
       }
     }
+    // A dirty bitmap exists for every snapshot this export descends from (one, when setting).
+    for (const std::string& snap : dirty) {
+      if (!list && !out_->dirty_since_snapshot.empty()) {
+        break;
+      }
+      const uint64_t probe = std::min<uint64_t>((*volume)->size_bytes(), 512);
+      if (!pool_->ChangedExtents(**volume, snap, 0, probe).ok()) {
+        continue;
+      }
+      STRATA_RETURN_IF_ERROR(
+          ReplyContext(option, kMetaContextDirty, std::string(kDirtyBitmapPrefix) + snap));
+      if (!list) {
+        out_->dirty_since_snapshot = snap;
+      }
+    }
     return Reply(option, kRepAck, "");
+  }
+
+  Status ReplyContext(uint32_t option, uint32_t id, const std::string& context) {
+    std::string payload(4, '\0');
+    Put32(reinterpret_cast<uint8_t*>(payload.data()), option == kOptSetMetaContext ? id : 0);
+    return Reply(option, kRepMetaContext, payload + context);
   }
 
   int fd_;

@@ -20,10 +20,13 @@ struct ServerLimits {
 };
 
 struct Negotiated {
+  Pool* pool = nullptr;
   std::shared_ptr<Volume> volume;
   std::string export_name;
   bool structured_replies = false;
   bool allocation_context = false;  // base:allocation selected
+  // qemu:dirty-bitmap:SNAPSHOT selected: block status also reports what changed since SNAPSHOT.
+  std::string dirty_since_snapshot;
   uint16_t transmission_flags = 0;
   bool read_only = false;
 };

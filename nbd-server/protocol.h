@@ -103,6 +103,9 @@ constexpr size_t kRequestHeaderBytes = 28;
 constexpr size_t kSimpleReplyBytes = 16;
 constexpr size_t kChunkHeaderBytes = 20;
 constexpr uint32_t kMetaContextAllocation = 1;  // our id for base:allocation
+constexpr uint32_t kMetaContextDirty = 2;       // our id for the qemu:dirty-bitmap: context
+constexpr uint32_t kStateDirty = 1;             // qemu:dirty-bitmap: changed since the snapshot
+inline constexpr char kDirtyBitmapPrefix[] = "qemu:dirty-bitmap:";
 
 inline void Put16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);

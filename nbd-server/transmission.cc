@@ -252,7 +252,8 @@ uint32_t Connection::Validate(const Slot& s) const {
   if (s.type == kCmdRead && s.length > limits_.max_payload_bytes) {
     return kEINVAL;
   }
-  if (s.type == kCmdBlockStatus && (!n_.allocation_context || s.length == 0)) {
+  if (s.type == kCmdBlockStatus &&
+      ((!n_.allocation_context && n_.dirty_since_snapshot.empty()) || s.length == 0)) {
     return kEINVAL;
   }
   return 0;
@@ -318,12 +319,35 @@ void Connection::Dispatch(Slot* s) {
       ReplyOk(s);
       return;  // data is local: nothing to prefetch
     case kCmdBlockStatus: {
-      auto extents = n_.volume->BlockStatus(s->offset, s->length);
-      if (!extents.ok()) {
-        ReplyError(s, NbdError(extents.status(), s->type), extents.status().message());
+      Status st;
+      s->extents.clear();
+      s->dirty.clear();
+      if (n_.allocation_context) {
+        auto extents = n_.volume->BlockStatus(s->offset, s->length);
+        st = extents.status();
+        if (extents.ok()) {
+          s->extents = std::move(*extents);
+        }
+      }
+      if (st.ok() && !n_.dirty_since_snapshot.empty()) {
+        // At most as far as the allocation answer reached (both describe the same prefix).
+        uint64_t length = s->extents.empty() ? s->length : 0;
+        for (const Extent& e : s->extents) {
+          length += e.length_bytes;
+        }
+        const uint64_t chunk = n_.volume->chunk_size_bytes();
+        length = std::min<uint64_t>(length, chunk * kMaxBlockStatusChunks - s->offset % chunk);
+        auto dirty =
+            n_.pool->ChangedExtents(*n_.volume, n_.dirty_since_snapshot, s->offset, length);
+        st = dirty.status();
+        if (dirty.ok()) {
+          s->dirty = std::move(*dirty);
+        }
+      }
+      if (!st.ok()) {
+        ReplyError(s, NbdError(st, s->type), st.message());
         return;
       }
-      s->extents = std::move(*extents);
       ReplyBlockStatus(s);
       return;
     }
@@ -445,27 +469,51 @@ void Connection::ReplyRead(Slot* s) {
   Enqueue(s);
 }
 
+// One BLOCK_STATUS chunk per selected context (base:allocation, then the dirty bitmap); the
+// last carries DONE.
 void Connection::ReplyBlockStatus(Slot* s) {
-  std::vector<Extent>& ex = s->extents;
-  if ((s->flags & kCmdFlagReqOne) != 0 && ex.size() > 1) {
-    ex.resize(1);
+  const bool one = (s->flags & kCmdFlagReqOne) != 0;
+  if (one && s->extents.size() > 1) {
+    s->extents.resize(1);
   }
-  const size_t payload = 4 + 8 * ex.size();
-  if (!EnsureCapacity(s, payload)) {
+  if (one && s->dirty.size() > 1) {
+    s->dirty.resize(1);
+  }
+  const bool allocation = n_.allocation_context;
+  const bool dirty = !n_.dirty_since_snapshot.empty();
+  const size_t alloc_bytes = allocation ? 4 + 8 * s->extents.size() : 0;
+  const size_t dirty_bytes = dirty ? 4 + 8 * s->dirty.size() : 0;
+  if (!EnsureCapacity(s, alloc_bytes + dirty_bytes)) {
     ReplyError(s, kEIO, "out of memory");
     return;
   }
   uint8_t* p = s->buffer + kHeaderRoom;
-  Put32(p, kMetaContextAllocation);
-  for (size_t i = 0; i < ex.size(); i++) {
-    Put32(p + 4 + 8 * i, static_cast<uint32_t>(ex[i].length_bytes));
-    Put32(p + 8 + 8 * i, ex[i].hole ? (kStateHole | kStateZero) : 0);
+  uint8_t* h = s->headers;
+  s->iov_count = 0;
+  if (allocation) {
+    Put32(p, kMetaContextAllocation);
+    for (size_t i = 0; i < s->extents.size(); i++) {
+      Put32(p + 4 + 8 * i, static_cast<uint32_t>(s->extents[i].length_bytes));
+      Put32(p + 8 + 8 * i, s->extents[i].hole ? (kStateHole | kStateZero) : 0);
+    }
+    ChunkHeader(h, dirty ? 0 : kReplyFlagDone, kChunkBlockStatus, s->cookie,
+                static_cast<uint32_t>(alloc_bytes));
+    s->iov[s->iov_count++] = iovec{h, kChunkHeaderBytes};
+    s->iov[s->iov_count++] = iovec{p, alloc_bytes};
+    h += kChunkHeaderBytes;
+    p += alloc_bytes;
   }
-  ChunkHeader(s->headers, kReplyFlagDone, kChunkBlockStatus, s->cookie,
-              static_cast<uint32_t>(payload));
-  s->iov[0] = iovec{s->headers, kChunkHeaderBytes};
-  s->iov[1] = iovec{p, payload};
-  s->iov_count = 2;
+  if (dirty) {
+    Put32(p, kMetaContextDirty);
+    for (size_t i = 0; i < s->dirty.size(); i++) {
+      Put32(p + 4 + 8 * i, static_cast<uint32_t>(s->dirty[i].length_bytes));
+      Put32(p + 8 + 8 * i, s->dirty[i].changed ? kStateDirty : 0);
+    }
+    ChunkHeader(h, kReplyFlagDone, kChunkBlockStatus, s->cookie,
+                static_cast<uint32_t>(dirty_bytes));
+    s->iov[s->iov_count++] = iovec{h, kChunkHeaderBytes};
+    s->iov[s->iov_count++] = iovec{p, dirty_bytes};
+  }
   Enqueue(s);
 }
 

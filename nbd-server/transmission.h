@@ -47,7 +47,8 @@ class Connection {
     uint16_t flags = 0;
     uint64_t offset = 0;
     uint32_t length = 0;
-    std::vector<Extent> extents;  // READ: holes to announce; BLOCK_STATUS: the answer
+    std::vector<Extent> extents;      // READ: holes to announce; BLOCK_STATUS: the answer
+    std::vector<ChangeExtent> dirty;  // BLOCK_STATUS: the qemu:dirty-bitmap: answer
     uint8_t headers[kMaxChunks * 32 + 64];
     iovec iov[2 * kMaxChunks + 2];
     int iov_count = 0;

@@ -94,6 +94,14 @@ struct BlockList {
 
 constexpr size_t kMaxBlockListResults = 10000;
 
+// One extent of a changed-block map (ChangedExtents): [offset, offset + length) differs, or may
+// differ, from a snapshot (changed), or certainly does not.
+struct ChangeExtent {
+  uint64_t offset_bytes = 0;
+  uint64_t length_bytes = 0;
+  bool changed = false;
+};
+
 struct PoolInfo {
   std::string path;
   uint32_t chunk_size_bytes = 0;
@@ -190,6 +198,15 @@ class Pool {
   virtual Result<SnapshotInfo> SealImport(const std::string& volume_id,
                                           const std::string& description,
                                           const std::string& source_snapshot_id) = 0;
+  // What of [offset, offset + length) of `volume` (an open volume, at its head including writes
+  // not committed yet, or an open snapshot) changed since snapshot `since_snapshot_id`: extents
+  // in order, merged, covering the range, at chunk granularity. The snapshot must be of the same
+  // volume (older), or of one it was cloned from. Cost O(versions in the range).
+  // Errors: NotFound, InvalidArgument (unrelated or newer snapshot), OutOfRange.
+  virtual Result<std::vector<ChangeExtent>> ChangedExtents(const Volume& volume,
+                                                           const std::string& since_snapshot_id,
+                                                           uint64_t offset_bytes,
+                                                           uint64_t length_bytes) = 0;
   // Blocks until every deleted snapshot's and volume's space has been reclaimed (tests, benches).
   virtual Status WaitForReclaim() = 0;
 

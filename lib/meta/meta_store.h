@@ -93,6 +93,10 @@ class MetaStore {
   // false. Cost: O(versions in the range), not O(range).
   Status ScanNewest(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk, uint64_t max_birth,
                     const std::function<bool(uint64_t, const Version&)>& fn);
+  // Walks the map entries of `lineage` with first_chunk <= chunk < end_chunk in key order; fn
+  // returns false to stop. Committed state only. Cost: O(entries visited).
+  Status ScanLineageRange(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk,
+                          const std::function<bool(const MapKey&, const MapValue&)>& fn);
   // Calls fn for every map entry of `lineage` in key order: O(its entries), not O(map).
   Status ForEachVersionOfLineage(uint64_t lineage,
                                  const std::function<Status(const MapKey&, const MapValue&)>& fn);
@@ -116,8 +120,6 @@ class MetaStore {
   Status OpenTables(bool create);
   Status ApplyBatch(MDB_txn* txn, const CommitBatch& batch);
   Status Grow();
-  Status ScanLineageRange(uint64_t lineage, uint64_t first_chunk, uint64_t end_chunk,
-                          const std::function<bool(const MapKey&, const MapValue&)>& fn);
   Status ScanTable(MDB_dbi dbi, const std::function<Status(const MDB_val&, const MDB_val&)>& fn);
   Status EraseLineageInTxn(MDB_txn* txn, uint64_t lineage);
 

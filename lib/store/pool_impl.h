@@ -100,6 +100,10 @@ class PoolImpl final : public Pool {
                                       uint32_t block_size_bytes, uint64_t start_block,
                                       size_t max_results) override;
   Status WaitForReclaim() override;
+  Result<std::vector<ChangeExtent>> ChangedExtents(const Volume& volume,
+                                                   const std::string& since_snapshot_id,
+                                                   uint64_t offset_bytes,
+                                                   uint64_t length_bytes) override;
   Result<SnapshotInfo> SealImport(const std::string& volume_id, const std::string& description,
                                   const std::string& source_snapshot_id) override;
 
@@ -169,6 +173,13 @@ class PoolImpl final : public Pool {
 
   // ---- snapshots and lineages (pool_snapshots.cc) ----
   Status LoadLineagesAndSnapshots();
+  // The change ranges (lineage, from, to] between a snapshot and a later point (lineage, epoch)
+  // of the same volume or of a clone of it. REQUIRES: mu_.
+  struct ChangeRange {
+    uint64_t lineage, from, to;
+  };
+  Result<std::vector<ChangeRange>> ChangeRangesLocked(const SnapshotInfo& first, uint64_t lineage,
+                                                      uint64_t epoch, bool same_allowed);
   Result<std::vector<SnapshotInfo>> TakeSnapshots(const std::vector<std::string>& volumes,
                                                   const std::string& description,
                                                   const std::string& source_snapshot_id);

@@ -5,6 +5,7 @@
 // in [birth, next birth); dead versions are erased and their chunks freed by the reclaimer
 // thread, one deleted epoch at a time, in small batches under the pool mutex.
 #include <algorithm>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -726,36 +727,15 @@ Result<BlockList> PoolImpl::ListChangedBlocks(const std::string& first_snapshot_
     first = a->info;
     second = b->info;
   }
-  // The second may be of a clone (or a clone of a clone...) of the first's volume taken after
-  // it: then everything its lineage changed since the clone point differs too. Walk up from the
-  // second to the first's lineage, collecting (lineage, from, to] change ranges.
-  struct Range {
-    uint64_t lineage, from, to;
-  };
-  std::vector<Range> ranges;
+  std::vector<ChangeRange> ranges;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    uint64_t lineage = second.lineage, upper = second.epoch;
-    while (lineage != first.lineage) {
-      ranges.push_back({lineage, 0, upper});
-      const LineageState& st = lineages_.at(lineage);
-      if (st.parent == 0) {
-        return Status::InvalidArgument("snapshots " + first_snapshot_id + " and " +
-                                       second_snapshot_id + " are not of the same volume");
-      }
-      lineage = st.parent;
-      upper = st.parent_epoch;
-    }
-    // Same volume: strictly older. Across a clone: at or before the clone point.
-    if (ranges.empty() ? first.epoch >= upper : first.epoch > upper) {
-      return Status::InvalidArgument("the first snapshot must be older than the second");
-    }
-    ranges.push_back({lineage, first.epoch, upper});
+    STRATA_ASSIGN_OR_RETURN(ranges, ChangeRangesLocked(first, second.lineage, second.epoch, false));
   }
   // Snapshots are committed when taken, so their change records are all in LMDB.
   const uint64_t per_block = block_size_bytes / chunk_size_;
   std::vector<uint64_t> blocks;
-  for (const Range& r : ranges) {
+  for (const ChangeRange& r : ranges) {
     STRATA_RETURN_IF_ERROR(meta_->ScanChanges(r.lineage, r.from + 1, 0, r.to, [&](const MapKey& k) {
       if (k.chunk / per_block >= start_block) {
         blocks.push_back(k.chunk / per_block);
@@ -771,6 +751,103 @@ Result<BlockList> PoolImpl::ListChangedBlocks(const std::string& first_snapshot_
   list.blocks = std::move(blocks);
   Paginate(&list, max_results);
   return list;
+}
+
+// The point (lineage, epoch) may be of a clone (or a clone of a clone...) of the snapshot's volume
+// taken after it: then everything its lineage changed since the clone point differs too. Walks up
+// from the point to the snapshot's lineage, collecting (lineage, from, to] change ranges.
+// `same_allowed`: the point may be the snapshot's own epoch (a volume's head right after it).
+Result<std::vector<PoolImpl::ChangeRange>> PoolImpl::ChangeRangesLocked(const SnapshotInfo& first,
+                                                                        uint64_t lineage,
+                                                                        uint64_t epoch,
+                                                                        bool same_allowed) {
+  std::vector<ChangeRange> ranges;
+  uint64_t upper = epoch;
+  while (lineage != first.lineage) {
+    ranges.push_back({lineage, 0, upper});
+    const LineageState& st = lineages_.at(lineage);
+    if (st.parent == 0) {
+      return Status::InvalidArgument("snapshot " + first.snapshot_id +
+                                     " is not of this volume or of one it was cloned from");
+    }
+    lineage = st.parent;
+    upper = st.parent_epoch;
+  }
+  // Same volume: strictly older. Across a clone: at or before the clone point.
+  if ((ranges.empty() && !same_allowed) ? first.epoch >= upper : first.epoch > upper) {
+    return Status::InvalidArgument("snapshot " + first.snapshot_id + " is not older");
+  }
+  ranges.push_back({lineage, first.epoch, upper});
+  return ranges;
+}
+
+// Per range, the chunks with a version born in (from, to]: committed versions in the chunk range
+// (one cursor walk), corrected by the overlay (uncommitted writes add, erasures remove).
+Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
+                                                           const std::string& since_snapshot_id,
+                                                           uint64_t offset_bytes,
+                                                           uint64_t length_bytes) {
+  const auto* v = dynamic_cast<const VolumeImpl*>(&volume);
+  STRATA_CHECK(v != nullptr);
+  const uint64_t size = v->size_bytes();
+  if (length_bytes == 0 || offset_bytes >= size || length_bytes > size - offset_bytes) {
+    return Status::OutOfRange("changed-extent range outside the volume");
+  }
+  const uint64_t end = offset_bytes + length_bytes;
+  const uint64_t first_chunk = offset_bytes / chunk_size_;
+  const uint64_t end_chunk = (end + chunk_size_ - 1) / chunk_size_;
+  if (end_chunk - first_chunk > kMaxBlockStatusChunks) {
+    return Status::InvalidArgument("changed-extent range longer than 65,536 chunks");
+  }
+  std::vector<ChangeRange> ranges;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(since_snapshot_id));
+    STRATA_ASSIGN_OR_RETURN(
+        ranges, ChangeRangesLocked(rec->info, v->lineage(), v->head_epoch(), !v->read_only()));
+  }
+  std::set<MapKey> born;  // versions born in a range, committed
+  for (const ChangeRange& r : ranges) {
+    STRATA_RETURN_IF_ERROR(meta_->ScanLineageRange(r.lineage, first_chunk, end_chunk,
+                                                   [&](const MapKey& k, const MapValue&) {
+                                                     if (k.birth > r.from && k.birth <= r.to) {
+                                                       born.insert(k);
+                                                     }
+                                                     return true;
+                                                   }));
+  }
+  std::vector<bool> changed(end_chunk - first_chunk, false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const ChangeRange& r : ranges) {
+      for (auto it = overlay_.lower_bound(MapKey{r.lineage, first_chunk, 0});
+           it != overlay_.end() && it->first.lineage == r.lineage && it->first.chunk < end_chunk;
+           ++it) {
+        if (it->first.birth > r.from && it->first.birth <= r.to) {
+          if (it->second.erased) {
+            born.erase(it->first);
+          } else {
+            born.insert(it->first);
+          }
+        }
+      }
+    }
+  }
+  for (const MapKey& k : born) {
+    changed[k.chunk - first_chunk] = true;
+  }
+  std::vector<ChangeExtent> out;
+  for (uint64_t c = first_chunk; c < end_chunk; c++) {
+    const uint64_t from = std::max(offset_bytes, c * chunk_size_);
+    const uint64_t to = std::min(end, (c + 1) * chunk_size_);
+    const bool dirty = changed[c - first_chunk];
+    if (!out.empty() && out.back().changed == dirty) {
+      out.back().length_bytes += to - from;
+    } else {
+      out.push_back(ChangeExtent{from, to - from, dirty});
+    }
+  }
+  return out;
 }
 
 }  // namespace strata

@@ -91,6 +91,16 @@ cmp "$work/block" <(dd if="$work/v2.raw" bs=64K skip=512 count=1 status=none) ||
   fail "get-snapshot-block bytes"
 pass "list-changed-blocks, list-snapshot-blocks, get-snapshot-block"
 
+# The same changes as qemu's dirty-bitmap meta context, on the volume and on the later snapshot.
+for export in "$vol" "$s2"; do
+  dirty=$(nbdinfo --map="qemu:dirty-bitmap:$s1" "$(uri "$export")" | awk '$3 == 1 {print $1 "+" $2}' | tr '\n' ' ')
+  [[ "$dirty" == "1048576+65536 2097152+65536 33554432+65536 " ]] ||
+    fail "qemu:dirty-bitmap:$s1 on $export: '$dirty'"
+done
+nbdinfo --list --json "nbd+unix:///?socket=$work/sock" | grep -q "qemu:dirty-bitmap:$s1" ||
+  fail "LIST_META_CONTEXT does not offer the dirty bitmap"
+pass "qemu:dirty-bitmap:SNAPSHOT meta context on volume and snapshot exports"
+
 # s1 alone holds chunks 16 and 32 (rewritten and trimmed since); chunk 512 was a hole in it.
 desc=$(cli describe-snapshots --snapshot-ids "$s1")
 grep -q '"UniqueBytes": 131072' <<<"$desc" || fail "unique bytes of $s1: $desc"

@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -237,6 +238,35 @@ TEST_F(SnapshotTest, ChangedBlocksAreExactAndPaginated) {
   space = pool_->SnapshotSpaceUsage(s1->snapshot_id);
   EXPECT_EQ(space->unique_bytes, 2 * kChunk);  // chunks 7 and 100 are s1's alone
   EXPECT_EQ(space->shared_bytes, 2 * kChunk);  // chunks 1 and 513
+}
+
+// The changed-extent map (qemu:dirty-bitmap) of a live volume includes uncommitted writes, and a
+// chunk written and trimmed back to a hole since the snapshot is clean again.
+TEST_F(SnapshotTest, ChangedExtentsSeeUncommittedWrites) {
+  std::string id;
+  auto vol = NewVolume(16 * kChunk, &id);
+  auto data = test::RandomBytes(kChunk, 6);
+  ASSERT_TRUE(vol->Write(0, data, false).ok());
+  auto s1 = pool_->CreateSnapshot(id, "");
+  ASSERT_TRUE(vol->Write(5 * kChunk + 10, test::RandomBytes(100, 7), false).ok());
+  ASSERT_TRUE(vol->Write(9 * kChunk, data, false).ok());
+  ASSERT_TRUE(vol->Trim(9 * kChunk, kChunk).ok());  // back to the hole it was in s1
+  ASSERT_TRUE(vol->Trim(0, kChunk).ok());           // s1 had data here: changed
+  auto map = pool_->ChangedExtents(*vol, s1->snapshot_id, 0, 16 * kChunk);
+  ASSERT_TRUE(map.ok()) << map.status().ToString();
+  std::vector<std::tuple<uint64_t, uint64_t, bool>> got;
+  for (const ChangeExtent& e : *map) {
+    got.emplace_back(e.offset_bytes / kChunk, e.length_bytes / kChunk, e.changed);
+  }
+  EXPECT_EQ(got, (std::vector<std::tuple<uint64_t, uint64_t, bool>>{
+                     {0, 1, true}, {1, 4, false}, {5, 1, true}, {6, 10, false}}));
+  auto snap = *pool_->OpenSnapshot(s1->snapshot_id);
+  EXPECT_EQ(pool_->ChangedExtents(*snap, s1->snapshot_id, 0, kChunk).status().code(),
+            Status::Code::kInvalidArgument);  // not older than itself
+  EXPECT_EQ(pool_->ChangedExtents(*vol, "snap-nope", 0, kChunk).status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(pool_->ChangedExtents(*vol, s1->snapshot_id, 0, 17 * kChunk).status().code(),
+            Status::Code::kOutOfRange);
 }
 
 TEST_F(SnapshotTest, MultiVolumeSnapshotAndBadInput) {
