@@ -192,6 +192,7 @@ class PoolImpl final : public Pool {
   uint64_t FloorLocked(uint64_t lineage, uint64_t head);
   // Drops one reference to (lineage, epoch); queues the epoch for reclaim when it dies.
   void UnpinLocked(uint64_t lineage, uint64_t epoch, CommitBatch* batch);
+  void RefreshFloorLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage);
   // Holds new mutations of `volumes` back and waits for those in flight. REQUIRES: mu_ (in lock).
   void DrainLocked(std::unique_lock<std::mutex>& lock,
                    const std::vector<std::shared_ptr<VolumeImpl>>& volumes);

@@ -366,18 +366,25 @@ Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
   lock.lock();
   snapshots_.erase(snapshot_id);
   lineages_[lineage] = std::move(next);
-  // Writes planned with the old floor copy on write; the reclaimer must see all of them.
-  const std::string volume_id = lineages_[lineage].volume_id;
-  auto v = volume_id.empty() ? volumes_.end() : volumes_.find(volume_id);
-  if (v != volumes_.end()) {
-    if (auto handle = v->second.open.lock()) {
-      DrainLocked(lock, {handle});
-      handle->set_floor_locked(FloorLocked(lineage, v->second.info.head_epoch));
-      handle->set_barrier_locked(false);
-    }
-  }
+  RefreshFloorLocked(lock, lineage);
   WakeReclaimer();
   return Status::OK();
+}
+
+// After a pin went: lowers the open volume's floor. Writes planned with the old floor copy on
+// write; they drain first, so the reclaimer (which commits before it scans) sees all of them and
+// no later write can make a dead version it would miss. REQUIRES: commit_mu_, mu_ (in lock).
+void PoolImpl::RefreshFloorLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage) {
+  const std::string volume_id = lineages_.at(lineage).volume_id;
+  auto v = volume_id.empty() ? volumes_.end() : volumes_.find(volume_id);
+  if (v == volumes_.end()) {
+    return;
+  }
+  if (auto handle = v->second.open.lock()) {
+    DrainLocked(lock, {handle});
+    handle->set_floor_locked(FloorLocked(lineage, v->second.info.head_epoch));
+    handle->set_barrier_locked(false);
+  }
 }
 
 // ---------------------------------------------------------------- reclaim
@@ -409,7 +416,7 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
   STRATA_RETURN_IF_ERROR(CollectLineageChunks(lineage, &phys));
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto o = overlay_.lower_bound(MapKey{lineage, 0, 0});
     while (o != overlay_.end() && o->first.lineage == lineage) {
       o = overlay_.erase(o);
@@ -421,6 +428,7 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
     lineages_.erase(lineage);
     if (parent != 0) {
       lineages_[parent] = std::move(parent_next);
+      RefreshFloorLocked(lock, parent);  // the clone point may have been the source's floor
     }
   }
   PunchFreed(phys);  // durably unmapped: punched now, clean after the next data sync

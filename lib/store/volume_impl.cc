@@ -375,6 +375,10 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
     p->target_phys = current->value.phys;  // owned by the head alone: overwrite in place
     return Status::OK();
   }
+  if (current && current->value.tombstone() && !current->inherited &&
+      current->birth > floor_epoch_ && current->birth != p->epoch) {
+    p->replaces_birth = current->birth;  // seen by no snapshot: it must not outlive this write
+  }
   std::optional<ChunkAllocator::Grant> grant = pool_->AllocateLocked();
   if (!grant) {
     return Status::NoSpace("pool is full: no free chunk for a write to " + id_);
@@ -579,6 +583,9 @@ void VolumeImpl::Continue(Piece* p) {
       if (s.ok()) {
         // Data first, then the mapping (docs/durability.md): the write has completed.
         pool_->PutVersionLocked(MapKey{lineage_, p->chunk, p->epoch}, MapValue{p->target_phys, 0});
+        if (p->replaces_birth != 0) {
+          pool_->EraseVersionLocked(MapKey{lineage_, p->chunk, p->replaces_birth});
+        }
       } else {
         pool_->ReturnUnmappedLocked(p->target_phys);
       }

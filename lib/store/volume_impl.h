@@ -31,9 +31,10 @@ struct Piece {
   std::byte* data = nullptr;     // read destination or write source for this piece
   Step step = Step::kIdle;
   bool exclusive = false;
-  bool allocated = false;   // target was granted for this write
-  bool clean = false;       // the granted chunk reads as zeros
-  bool has_source = false;  // copy-on-write from source_phys
+  bool allocated = false;       // target was granted for this write
+  bool clean = false;           // the granted chunk reads as zeros
+  bool has_source = false;      // copy-on-write from source_phys
+  uint64_t replaces_birth = 0;  // a head-only tombstone born then: erased when this publishes
   uint64_t target_phys = 0;
   uint64_t source_phys = 0;
   void* bounce = nullptr;
