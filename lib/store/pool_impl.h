@@ -202,8 +202,19 @@ class PoolImpl final : public Pool {
   // REQUIRES: commit_mu_.
   Status EraseLineage(uint64_t lineage);
   Status ReclaimEpoch(uint64_t lineage, uint64_t epoch);
-  Status ReclaimBatchLocked(uint64_t lineage, uint64_t epoch, uint64_t prev, bool has_next,
-                            const std::vector<MapKey>& changes);
+  struct Neighbours {
+    uint64_t prev = 0;             // the newest live epoch below (0: none)
+    std::optional<uint64_t> next;  // the oldest live epoch above
+    bool any_live = false;         // the lineage has a live epoch at all
+    // The change records (first birth, last birth) a reclaim of `epoch` examines: (epoch, next],
+    // or without a next (prev, epoch].
+    std::pair<uint64_t, uint64_t> ChangeWindow(uint64_t epoch) const {
+      return next ? std::make_pair(epoch + 1, *next) : std::make_pair(prev + 1, epoch);
+    }
+  };
+  Neighbours LiveNeighboursLocked(uint64_t lineage, uint64_t epoch);
+  Result<std::optional<Version>> DyingVersionLocked(uint64_t lineage, uint64_t epoch,
+                                                    const Neighbours& n, const MapKey& change);
   // Data versions that die when `epoch` stops being live, given its live neighbours.
   Status ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
                             const std::function<void(const MapKey&, const MapValue&)>& fn);

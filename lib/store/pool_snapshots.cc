@@ -436,25 +436,40 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
   return Status::OK();
 }
 
-// Erases the versions that died with `epoch` (given its live neighbours prev < epoch < next),
-// examining the change records `changes`. REQUIRES: mu_.
-//  * with a next live epoch: the dead are the versions visible at `epoch`, born after prev and
-//    replaced by a change in (epoch, next];
-//  * without one: every version born in (prev, epoch] (`changes` lists exactly those).
-Status PoolImpl::ReclaimBatchLocked(uint64_t lineage, uint64_t epoch, uint64_t prev, bool has_next,
-                                    const std::vector<MapKey>& changes) {
-  for (const MapKey& change : changes) {
-    const uint64_t at = has_next ? epoch : change.birth;
-    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, NewestOwnLocked(lineage, change.chunk, at));
-    if (!v || v->birth <= prev || (!has_next && v->birth != change.birth)) {
-      continue;  // alive at prev, or already reclaimed
-    }
-    EraseVersionLocked(MapKey{lineage, change.chunk, v->birth});
-    if (!v->value.tombstone()) {
-      alloc_->FreeAfterCommit(v->value.phys, /*reads_as_zero_anyway=*/false);
-    }
+// The live epochs around `epoch` (itself excluded): pins, and the head while the volume exists.
+// REQUIRES: mu_.
+PoolImpl::Neighbours PoolImpl::LiveNeighboursLocked(uint64_t lineage, uint64_t epoch) {
+  const LineageState& st = lineages_.at(lineage);
+  Neighbours n;
+  auto v = st.volume_id.empty() ? volumes_.end() : volumes_.find(st.volume_id);
+  n.any_live = !st.pins.empty() || v != volumes_.end();
+  auto after = st.pins.upper_bound(epoch);
+  auto below = st.pins.lower_bound(epoch);
+  if (below != st.pins.begin()) {
+    n.prev = std::prev(below)->first;
   }
-  return Status::OK();
+  if (after != st.pins.end()) {
+    n.next = after->first;
+  } else if (v != volumes_.end() && v->second.info.head_epoch > epoch) {
+    n.next = v->second.info.head_epoch;
+  }
+  return n;
+}
+
+// The version that dies with `epoch` by the change record `change`, if any. REQUIRES: mu_.
+//  * with a next live epoch: the version visible at `epoch`, born after prev (the change, in
+//    (epoch, next], replaced it);
+//  * without one: the change's own version, every one born in (prev, epoch] being dead.
+// A version already erased is not found again, so the rule is idempotent.
+Result<std::optional<Version>> PoolImpl::DyingVersionLocked(uint64_t lineage, uint64_t epoch,
+                                                            const Neighbours& n,
+                                                            const MapKey& change) {
+  const uint64_t at = n.next ? epoch : change.birth;
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, NewestOwnLocked(lineage, change.chunk, at));
+  if (!v || v->birth <= n.prev || (!n.next && v->birth != change.birth)) {
+    return std::optional<Version>();  // alive at prev, or already reclaimed
+  }
+  return v;
 }
 
 // Reclaims one epoch that stopped being live. Idempotent: after a crash it runs again and finds
@@ -464,36 +479,16 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
     std::lock_guard<std::mutex> commit(commit_mu_);
     STRATA_RETURN_IF_ERROR(CommitLocked({}));  // every version up to the head is in LMDB
   }
-  uint64_t prev = 0, next = 0;
-  bool has_next = false, erase = false;
+  Neighbours n;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const LineageState& st = lineages_.at(lineage);
-    std::vector<uint64_t> live;
-    for (const auto& [e, refs] : st.pins) {
-      live.push_back(e);
-    }
-    auto v = st.volume_id.empty() ? volumes_.end() : volumes_.find(st.volume_id);
-    if (v != volumes_.end()) {
-      live.push_back(v->second.info.head_epoch);
-    }
-    erase = live.empty();
-    for (uint64_t e : live) {
-      if (e < epoch) {
-        prev = std::max(prev, e);
-      } else if (e > epoch && (!has_next || e < next)) {
-        next = e;
-        has_next = true;
-      }
-    }
+    n = LiveNeighboursLocked(lineage, epoch);
   }
-  if (erase) {
+  if (!n.any_live) {
     std::lock_guard<std::mutex> commit(commit_mu_);
     return EraseLineage(lineage);
   }
-  // With a next live epoch, scan changes in (epoch, next]; without, those in (prev, epoch].
-  uint64_t from_birth = has_next ? epoch + 1 : prev + 1;
-  const uint64_t to_birth = has_next ? next : epoch;
+  auto [from_birth, to_birth] = n.ChangeWindow(epoch);
   uint64_t from_chunk = 0;
   uint64_t batches = 0;
   for (bool more = true; more;) {
@@ -513,7 +508,16 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
       if (stop_reclaim_) {
         return Status::Shutdown("pool closing; reclaim resumes at the next open");
       }
-      STRATA_RETURN_IF_ERROR(ReclaimBatchLocked(lineage, epoch, prev, has_next, changes));
+      for (const MapKey& change : changes) {
+        STRATA_ASSIGN_OR_RETURN(std::optional<Version> v,
+                                DyingVersionLocked(lineage, epoch, n, change));
+        if (v) {
+          EraseVersionLocked(MapKey{lineage, change.chunk, v->birth});
+          if (!v->value.tombstone()) {
+            alloc_->FreeAfterCommit(v->value.phys, /*reads_as_zero_anyway=*/false);
+          }
+        }
+      }
     }
     std::this_thread::yield();  // foreground I/O gets the pool mutex between batches
     if (more && ++batches % kReclaimBatchesPerCommit == 0) {
@@ -583,42 +587,29 @@ Status PoolImpl::WaitForReclaim() {
 
 Status PoolImpl::ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
                                     const std::function<void(const MapKey&, const MapValue&)>& fn) {
-  uint64_t prev = 0, next = 0;
-  bool has_next = false;
+  Neighbours n;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const LineageState& st = lineages_.at(lineage);
-    for (const auto& [e, refs] : st.pins) {
-      if (e < epoch) {
-        prev = e;
-      } else if (e > epoch && !has_next) {
-        next = e;
-        has_next = true;
-      }
-    }
-    auto v = st.volume_id.empty() ? volumes_.end() : volumes_.find(st.volume_id);
-    if (v != volumes_.end() && !has_next) {
-      next = v->second.info.head_epoch;
-      has_next = true;
-    }
+    n = LiveNeighboursLocked(lineage, epoch);
   }
+  const auto [from_birth, to_birth] = n.ChangeWindow(epoch);
   std::vector<MapKey> changes;
-  STRATA_RETURN_IF_ERROR(meta_->ScanChanges(lineage, has_next ? epoch + 1 : prev + 1, 0,
-                                            has_next ? next : epoch, [&changes](const MapKey& k) {
-                                              changes.push_back(k);
-                                              return true;
-                                            }));
-  std::sort(changes.begin(), changes.end());  // (chunk, birth) order: first change per chunk
+  STRATA_RETURN_IF_ERROR(
+      meta_->ScanChanges(lineage, from_birth, 0, to_birth, [&changes](const MapKey& k) {
+        changes.push_back(k);
+        return true;
+      }));
+  // Nothing is erased here, so count a chunk's dying version once: at its first change.
+  std::sort(changes.begin(), changes.end());  // (chunk, birth) order
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t last_chunk = UINT64_MAX;
   for (const MapKey& c : changes) {
-    if (has_next && c.chunk == last_chunk) {
+    if (n.next && c.chunk == last_chunk) {
       continue;
     }
     last_chunk = c.chunk;
-    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v,
-                            NewestOwnLocked(lineage, c.chunk, has_next ? epoch : c.birth));
-    if (v && v->birth > prev && (has_next || v->birth == c.birth)) {
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, DyingVersionLocked(lineage, epoch, n, c));
+    if (v) {
       fn(MapKey{lineage, c.chunk, v->birth}, v->value);
     }
   }
