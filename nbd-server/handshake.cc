@@ -58,8 +58,14 @@ Status WriteFully(int fd, const void* buf, size_t len) {
 
 class Negotiation {
  public:
-  Negotiation(int fd, Pool* pool, const ServerLimits& limits, bool shutting_down, Negotiated* out)
-      : fd_(fd), pool_(pool), limits_(limits), shutting_down_(shutting_down), out_(out) {}
+  Negotiation(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
+              Negotiated* out)
+      : fd_(fd),
+        compute_(compute),
+        pool_(compute->pool()),
+        limits_(limits),
+        shutting_down_(shutting_down),
+        out_(out) {}
 
   Status Run() {
     uint8_t greeting[18];
@@ -133,13 +139,8 @@ class Negotiation {
     return WriteFully(fd_, buf.data(), buf.size());
   }
 
-  // A volume by id or unique name, or a snapshot by id (read-only).
   Result<std::shared_ptr<Volume>> Open(const std::string& name) {
-    if (name.starts_with("snap-")) {
-      return pool_->OpenSnapshot(name);
-    }
-    STRATA_ASSIGN_OR_RETURN(std::string id, ResolveExport(pool_, name));
-    return pool_->OpenVolume(id);
+    return compute_->OpenExport(name);
   }
 
   uint16_t TransmissionFlags(const Volume& volume) const {
@@ -180,19 +181,10 @@ class Negotiation {
     if (!data_.empty()) {
       return Reply(kOptList, kRepErrInvalid, "LIST takes no data");
     }
-    for (const VolumeInfo& v : pool_->ListVolumes()) {
+    for (const Compute::ExportEntry& e : compute_->ListExports()) {
       std::string payload(4, '\0');
-      Put32(reinterpret_cast<uint8_t*>(payload.data()), static_cast<uint32_t>(v.volume_id.size()));
-      payload += v.volume_id;
-      payload += v.name.empty() ? "volume" : "volume " + v.name;
-      STRATA_RETURN_IF_ERROR(Reply(kOptList, kRepServer, payload));
-    }
-    for (const SnapshotInfo& s : pool_->ListSnapshots()) {
-      std::string payload(4, '\0');
-      Put32(reinterpret_cast<uint8_t*>(payload.data()),
-            static_cast<uint32_t>(s.snapshot_id.size()));
-      payload += s.snapshot_id;
-      payload += "snapshot of " + s.volume_id + " (read-only)";
+      Put32(reinterpret_cast<uint8_t*>(payload.data()), static_cast<uint32_t>(e.name.size()));
+      payload += e.name + e.description;
       STRATA_RETURN_IF_ERROR(Reply(kOptList, kRepServer, payload));
     }
     return Reply(kOptList, kRepAck, "");
@@ -374,6 +366,7 @@ class Negotiation {
   }
 
   int fd_;
+  Compute* compute_;
   Pool* pool_;
   const ServerLimits& limits_;
   bool shutting_down_;
@@ -384,22 +377,9 @@ class Negotiation {
 
 }  // namespace
 
-Result<std::string> ResolveExport(Pool* pool, const std::string& name) {
-  if (name.empty()) {
-    std::vector<VolumeInfo> all = pool->ListVolumes();
-    if (all.size() == 1) {
-      return all[0].volume_id;
-    }
-    return Status::NotFound("no default export: the pool has " + std::to_string(all.size()) +
-                            " volumes; name one");
-  }
-  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(name));
-  return info.volume_id;
-}
-
-Status Negotiate(int fd, Pool* pool, const ServerLimits& limits, bool shutting_down,
+Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
                  Negotiated* out) {
-  return Negotiation(fd, pool, limits, shutting_down, out).Run();
+  return Negotiation(fd, compute, limits, shutting_down, out).Run();
 }
 
 }  // namespace strata::nbd

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "strata/compute.h"
 #include "strata/pool.h"
 
 namespace strata::nbd {
@@ -33,12 +34,10 @@ struct Negotiated {
 
 // Negotiates on `fd`. Returns OK with the export to serve, or an error (the caller closes):
 // the client aborted, broke the protocol, or asked for an export that does not exist.
-Status Negotiate(int fd, Pool* pool, const ServerLimits& limits, bool shutting_down,
+// Export names are Compute::OpenExport's: a volume id or unique Name ("" when the pool has one
+// volume), a snapshot or image id, or INSTANCE-ID/DEVICE.
+Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
                  Negotiated* out);
-
-// Resolves an export name: a volume id, a unique volume Name, or "" when the pool has exactly
-// one volume.
-Result<std::string> ResolveExport(Pool* pool, const std::string& name);
 
 }  // namespace strata::nbd
 

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "strata/compute.h"
 #include "strata/pool.h"
 
 #include "control/control_socket.h"
@@ -61,9 +62,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "strata-nbd: error: %s\n", pool.status().ToString().c_str());
     return 1;
   }
+  auto compute = strata::Compute::Open(pool->get(), strata::ComputeOptions{});
+  if (!compute.ok()) {
+    std::fprintf(stderr, "strata-nbd: error: %s\n", compute.status().ToString().c_str());
+    return 1;
+  }
   strata::Status status;
   {
-    strata::nbd::Server server(pool->get(), limits);
+    strata::nbd::Server server(compute->get(), limits);
     if (!socket_path.empty()) {
       status = server.ListenUnix(socket_path);
     }
@@ -77,15 +83,18 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());
       return 1;
     }
-    for (const strata::VolumeInfo& v : (*pool)->ListVolumes()) {
-      std::string uri = !socket_path.empty()
-                            ? "nbd+unix:///" + v.volume_id + "?socket=" + socket_path
-                            : "nbd://" + listen + "/" + v.volume_id;
-      std::fprintf(stderr, "strata-nbd: export %s%s%s: %s\n", v.volume_id.c_str(),
-                   v.name.empty() ? "" : " name ", v.name.c_str(), uri.c_str());
+    for (const auto& e : (*compute)->ListExports()) {
+      if (e.name.starts_with("snap-") || e.name.starts_with("ami-")) {
+        continue;  // listed by NBD LIST; the log names the writable ones
+      }
+      std::string uri = !socket_path.empty() ? "nbd+unix:///" + e.name + "?socket=" + socket_path
+                                             : "nbd://" + listen + "/" + e.name;
+      std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", e.name.c_str(),
+                   e.description.c_str(), uri.c_str());
     }
     status = server.Run(signal_fd);
   }
+  compute->reset();
   pool->reset();
   return status.ok() ? 0 : 1;
 }

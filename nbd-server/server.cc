@@ -190,7 +190,7 @@ void Server::Accept(int listener, Kind kind) {
 void Server::ServeControl(Conn* conn) {
   timeval timeout{5, 0};
   setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  ServeControlConnection(conn->fd, pool_);
+  ServeControlConnection(conn->fd, compute_);
   std::lock_guard<std::mutex> lock(conn->mu);
   close(conn->fd);
   conn->done = true;
@@ -206,7 +206,7 @@ void Server::ServeConnection(Conn* conn, bool tcp) {
                   static_cast<suseconds_t>((limits_.handshake_timeout_ms % 1000) * 1000)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   Negotiated negotiated;
-  Status s = Negotiate(fd, pool_, limits_, shutting_down_, &negotiated);
+  Status s = Negotiate(fd, compute_, limits_, shutting_down_, &negotiated);
   if (s.ok()) {
     timeval none{0, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));

@@ -19,7 +19,8 @@ namespace strata::nbd {
 
 class Server {
  public:
-  Server(Pool* pool, const ServerLimits& limits) : pool_(pool), limits_(limits) {}
+  Server(Compute* compute, const ServerLimits& limits)
+      : compute_(compute), pool_(compute->pool()), limits_(limits) {}
   ~Server();
   Status ListenUnix(const std::string& path);
   // "HOST:PORT"; port 0 picks a free port (logged).
@@ -45,6 +46,7 @@ class Server {
   void ServeControl(Conn* conn);
   void Reap(bool all);
 
+  Compute* compute_;
   Pool* pool_;
   ServerLimits limits_;
   std::vector<int> listeners_;

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "strata/compute.h"
 #include "strata/pool.h"
 
 #include "control/control.h"
@@ -45,6 +46,13 @@ int Fail(const Status& s) {
   return kExitFailed;
 }
 
+// This process exits after one request: it cannot hold instance-store data for anyone.
+strata::ComputeOptions LocalComputeOptions() {
+  strata::ComputeOptions options;
+  options.hosts_instance_store = false;
+  return options;
+}
+
 int CreatePool(const std::string& dir, const std::string& chunk_text,
                const std::string& capacity_text) {
   strata::PoolOptions options;
@@ -71,7 +79,11 @@ int CreatePool(const std::string& dir, const std::string& chunk_text,
   if (!pool.ok()) {
     return Fail(pool.status());
   }
-  auto info = strata::ExecuteControl(pool->get(), json{{"command", "pool-info"}});
+  auto compute = strata::Compute::Open(pool->get(), LocalComputeOptions());
+  if (!compute.ok()) {
+    return Fail(compute.status());
+  }
+  auto info = strata::ExecuteControl(compute->get(), json{{"command", "pool-info"}});
   if (!info.ok()) {
     return Fail(info.status());
   }
@@ -101,10 +113,14 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
   if (!pool.ok()) {
     return Fail(pool.status());
   }
+  auto compute = strata::Compute::Open(pool->get(), LocalComputeOptions());
+  if (!compute.ok()) {
+    return Fail(compute.status());
+  }
   // Run here: stream commands get a progress bar and may use stdin/stdout.
   strata::ProgressBar bar(request.value("command", ""));
   auto reply = strata::ExecuteStreamCommand(
-      pool->get(), request, [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
+      compute->get(), request, [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
   if (!reply.ok()) {
     return Fail(reply.status());
   }
@@ -146,8 +162,18 @@ int main(int argc, char** argv) {
   create->add_option("--snapshot-id", snapshot_id, "an instant copy-on-write clone of a snapshot");
   create->add_option("--name", name, "the Name tag");
   create->add_option("--volume-type", volume_type, "gp2|gp3|io1|io2|st1|sc1|standard (gp3)");
+  std::vector<std::string> tag_specs, filters;
+  auto add_tag_specs = [&](CLI::App* cmd) {
+    cmd->add_option("--tag-specifications", tag_specs,
+                    "ResourceType=TYPE,Tags=[{Key=k,Value=v},...] (one per type)");
+  };
+  auto add_filters = [&](CLI::App* cmd) {
+    cmd->add_option("--filters", filters, "Name=NAME,Values=V1,V2 ... (tag:KEY, state, ...)");
+  };
+  add_tag_specs(create);
   auto* describe = app.add_subcommand("describe-volumes", "list volumes");
   describe->add_option("--volume-ids", volume_ids, "ids (or unique names) to show");
+  add_filters(describe);
   auto* del = app.add_subcommand("delete-volume", "delete a volume and free its space");
   del->add_option("--volume-id", volume_id, "volume id")->required();
   auto* modify = app.add_subcommand("modify-volume", "grow a volume online");
@@ -161,14 +187,17 @@ int main(int argc, char** argv) {
   auto* snap = app.add_subcommand("create-snapshot", "crash-consistent snapshot of a volume");
   snap->add_option("--volume-id", volume_id, "volume id or unique name")->required();
   snap->add_option("--description", description, "free text (255 bytes)");
+  add_tag_specs(snap);
   auto* snaps = app.add_subcommand("create-snapshots",
                                    "one crash-consistent point in time across several volumes");
   snaps->add_option("--volume-ids", volume_ids, "volume ids or unique names")->required();
   snaps->add_option("--description", description, "free text (255 bytes)");
+  add_tag_specs(snaps);
   auto* describe_snaps = app.add_subcommand(
       "describe-snapshots", "list snapshots (named ones with their space accounting)");
   describe_snaps->add_option("--snapshot-ids", snapshot_ids, "ids to show, with space accounting");
   describe_snaps->add_option("--volume-ids", volume_ids, "only snapshots of these volumes");
+  add_filters(describe_snaps);
   auto* del_snap = app.add_subcommand("delete-snapshot",
                                       "delete any snapshot; space is reclaimed "
                                       "in the background");
@@ -203,6 +232,81 @@ int main(int argc, char** argv) {
   auto* imp = app.add_subcommand("import-snapshot", "create a snapshot from a stream");
   imp->add_option("--input", stream_input, "FILE, or - for stdin")->required();
 
+  // Images and instances (docs/compute.md).
+  std::vector<std::string> mappings, image_ids, instance_ids, resources, tags;
+  std::string image_id, instance_id, root_device_name, root_device_type, instance_type, count,
+      device, image_input;
+  bool disable_termination = false, enable_termination = false, no_reboot = false;
+  auto* reg = app.add_subcommand("register-image", "register an image (AMI) from snapshots");
+  reg->add_option("--name", name, "unique image name")->required();
+  reg->add_option("--description", description, "free text");
+  reg->add_option("--root-device-name", root_device_name, "(/dev/xvda)");
+  reg->add_option("--root-device-type", root_device_type,
+                  "ebs (default) or instance-store: the root is filled from its snapshot at "
+                  "launch into instance store");
+  reg->add_option("--block-device-mappings", mappings,
+                  "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-…,VolumeSize=8,VolumeType=gp3,"
+                  "DeleteOnTermination=true} or DeviceName=/dev/sdb,VirtualName=ephemeral0")
+      ->required();
+  add_tag_specs(reg);
+  auto* desc_images = app.add_subcommand("describe-images", "list images");
+  desc_images->add_option("--image-ids", image_ids, "ids to show");
+  add_filters(desc_images);
+  auto* dereg = app.add_subcommand("deregister-image", "deregister an image (snapshots stay)");
+  dereg->add_option("--image-id", image_id, "image id")->required();
+  auto* create_image = app.add_subcommand(
+      "create-image", "snapshot every EBS volume of an instance at one point; register them");
+  create_image->add_option("--instance-id", instance_id, "instance id")->required();
+  create_image->add_option("--name", name, "unique image name")->required();
+  create_image->add_option("--description", description, "free text");
+  create_image->add_flag("--no-reboot", no_reboot,
+                         "accepted; snapshots are crash-consistent with or without a reboot");
+  add_tag_specs(create_image);
+  auto* import_image =
+      app.add_subcommand("import-image", "a raw disk image file into a snapshot and an image");
+  import_image->add_option("--input", image_input, "raw disk image FILE")->required();
+  import_image->add_option("--name", name, "unique image name")->required();
+  import_image->add_option("--description", description, "free text");
+  import_image->add_option("--root-device-name", root_device_name, "(/dev/xvda)");
+  import_image->add_option("--root-device-type", root_device_type, "ebs or instance-store");
+  add_tag_specs(import_image);
+  auto* run = app.add_subcommand("run-instances", "launch instances from an image");
+  run->add_option("--image-id", image_id, "image id")->required();
+  run->add_option("--count", count, "how many (1)");
+  run->add_option("--instance-type", instance_type,
+                  "t3.micro (default), m5d.large, ... (describe-instance-types)");
+  run->add_flag("--disable-api-termination", disable_termination, "termination protection");
+  add_tag_specs(run);
+  auto* desc_instances = app.add_subcommand("describe-instances", "list instances");
+  desc_instances->add_option("--instance-ids", instance_ids, "ids to show");
+  add_filters(desc_instances);
+  std::vector<std::pair<CLI::App*, const char*>> state_verbs;
+  for (const char* verb :
+       {"stop-instances", "start-instances", "reboot-instances", "terminate-instances"}) {
+    auto* cmd = app.add_subcommand(verb, std::string(verb) + " (EC2 storage semantics)");
+    cmd->add_option("--instance-ids", instance_ids, "instance ids")->required();
+    state_verbs.emplace_back(cmd, verb);
+  }
+  auto* modify_attr =
+      app.add_subcommand("modify-instance-attribute", "termination protection on or off");
+  modify_attr->add_option("--instance-id", instance_id, "instance id")->required();
+  modify_attr->add_flag("--disable-api-termination", disable_termination, "protect");
+  modify_attr->add_flag("--no-disable-api-termination", enable_termination, "unprotect");
+  auto* attach = app.add_subcommand("attach-volume", "attach a volume to an instance");
+  attach->add_option("--volume-id", volume_id, "volume id")->required();
+  attach->add_option("--instance-id", instance_id, "instance id")->required();
+  attach->add_option("--device", device, "/dev/sdf")->required();
+  auto* detach = app.add_subcommand("detach-volume", "detach a volume (it becomes available)");
+  detach->add_option("--volume-id", volume_id, "volume id")->required();
+  auto* create_tags = app.add_subcommand("create-tags", "add or overwrite tags");
+  create_tags->add_option("--resources", resources, "ids: vol-, snap-, ami-, i-")->required();
+  create_tags->add_option("--tags", tags, "Key=k,Value=v ...")->required();
+  auto* delete_tags = app.add_subcommand("delete-tags", "remove tags (all, without --tags)");
+  delete_tags->add_option("--resources", resources, "ids")->required();
+  delete_tags->add_option("--tags", tags, "Key=k[,Value=v] ...");
+  auto* desc_types =
+      app.add_subcommand("describe-instance-types", "instance types and their instance store");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -225,22 +329,32 @@ int main(int argc, char** argv) {
                 {{"size", size},
                  {"name", name},
                  {"volume-type", volume_type},
-                 {"snapshot-id", snapshot_id}}}};
+                 {"snapshot-id", snapshot_id},
+                 {"tag-specifications", tag_specs}}}};
   } else if (describe->parsed()) {
-    request = {{"command", "describe-volumes"}, {"args", {{"volume-ids", volume_ids}}}};
+    request = {{"command", "describe-volumes"},
+               {"args", {{"volume-ids", volume_ids}, {"filters", filters}}}};
   } else if (del->parsed()) {
     request = {{"command", "delete-volume"}, {"args", {{"volume-id", volume_id}}}};
   } else if (modify->parsed()) {
     request = {{"command", "modify-volume"}, {"args", {{"volume-id", volume_id}, {"size", size}}}};
   } else if (snap->parsed()) {
     request = {{"command", "create-snapshot"},
-               {"args", {{"volume-id", volume_id}, {"description", description}}}};
+               {"args",
+                {{"volume-id", volume_id},
+                 {"description", description},
+                 {"tag-specifications", tag_specs}}}};
   } else if (snaps->parsed()) {
     request = {{"command", "create-snapshots"},
-               {"args", {{"volume-ids", volume_ids}, {"description", description}}}};
+               {"args",
+                {{"volume-ids", volume_ids},
+                 {"description", description},
+                 {"tag-specifications", tag_specs}}}};
   } else if (describe_snaps->parsed()) {
-    request = {{"command", "describe-snapshots"},
-               {"args", {{"snapshot-ids", snapshot_ids}, {"volume-ids", volume_ids}}}};
+    request = {
+        {"command", "describe-snapshots"},
+        {"args",
+         {{"snapshot-ids", snapshot_ids}, {"volume-ids", volume_ids}, {"filters", filters}}}};
   } else if (del_snap->parsed()) {
     request = {{"command", "delete-snapshot"}, {"args", {{"snapshot-id", snapshot_id}}}};
   } else if (list_blocks->parsed() || list_changed->parsed()) {
@@ -261,6 +375,76 @@ int main(int argc, char** argv) {
                  {"block-index", block_index},
                  {"block-size", block_size},
                  {"outfile", absolute}}}};
+  }
+  if (reg->parsed()) {
+    request = {{"command", "register-image"},
+               {"args",
+                {{"name", name},
+                 {"description", description},
+                 {"root-device-name", root_device_name},
+                 {"root-device-type", root_device_type},
+                 {"block-device-mappings", mappings},
+                 {"tag-specifications", tag_specs}}}};
+  } else if (desc_images->parsed()) {
+    request = {{"command", "describe-images"},
+               {"args", {{"image-ids", image_ids}, {"filters", filters}}}};
+  } else if (dereg->parsed()) {
+    request = {{"command", "deregister-image"}, {"args", {{"image-id", image_id}}}};
+  } else if (create_image->parsed()) {
+    request = {{"command", "create-image"},
+               {"args",
+                {{"instance-id", instance_id},
+                 {"name", name},
+                 {"description", description},
+                 {"no-reboot", no_reboot},
+                 {"tag-specifications", tag_specs}}}};
+  } else if (import_image->parsed()) {
+    std::error_code ec;
+    request = {{"command", "import-image"},
+               {"args",
+                {{"input-file", std::filesystem::absolute(image_input, ec).string()},
+                 {"name", name},
+                 {"description", description},
+                 {"root-device-name", root_device_name},
+                 {"root-device-type", root_device_type},
+                 {"tag-specifications", tag_specs}}}};
+  } else if (run->parsed()) {
+    request = {{"command", "run-instances"},
+               {"args",
+                {{"image-id", image_id},
+                 {"count", count},
+                 {"instance-type", instance_type},
+                 {"disable-api-termination", disable_termination},
+                 {"tag-specifications", tag_specs}}}};
+  } else if (desc_instances->parsed()) {
+    request = {{"command", "describe-instances"},
+               {"args", {{"instance-ids", instance_ids}, {"filters", filters}}}};
+  } else if (modify_attr->parsed()) {
+    if (disable_termination == enable_termination) {
+      std::fprintf(stderr,
+                   "strata: error: give one of --disable-api-termination and "
+                   "--no-disable-api-termination\n");
+      return kExitUsage;
+    }
+    request = {
+        {"command", "modify-instance-attribute"},
+        {"args", {{"instance-id", instance_id}, {"disable-api-termination", disable_termination}}}};
+  } else if (attach->parsed()) {
+    request = {
+        {"command", "attach-volume"},
+        {"args", {{"volume-id", volume_id}, {"instance-id", instance_id}, {"device", device}}}};
+  } else if (detach->parsed()) {
+    request = {{"command", "detach-volume"}, {"args", {{"volume-id", volume_id}}}};
+  } else if (create_tags->parsed() || delete_tags->parsed()) {
+    request = {{"command", create_tags->parsed() ? "create-tags" : "delete-tags"},
+               {"args", {{"resources", resources}, {"tags", tags}}}};
+  } else if (desc_types->parsed()) {
+    request = {{"command", "describe-instance-types"}};
+  }
+  for (const auto& [cmd, verb] : state_verbs) {
+    if (cmd->parsed()) {
+      request = {{"command", verb}, {"args", {{"instance-ids", instance_ids}}}};
+    }
   }
   if (exp->parsed() || imp->parsed()) {
     auto absolute = [](const std::string& path) {

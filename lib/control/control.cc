@@ -76,7 +76,8 @@ Result<uint64_t> SizeArg(const json& args, const char* name) {
   return ParseSize(text, 1ull << 30);  // a bare number is GiB, as EBS
 }
 
-Result<json> CreateVolume(Pool* pool, const json& args) {
+Result<json> CreateVolume(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   VolumeSpec spec;
   spec.snapshot_id = control::OptionalStringArg(args, "snapshot-id");
   if (spec.snapshot_id.empty() || !control::OptionalStringArg(args, "size").empty()) {
@@ -97,33 +98,68 @@ Result<json> CreateVolume(Pool* pool, const json& args) {
     return Status::InvalidArgument("unknown volume type '" + spec.volume_type +
                                    "' (gp2, gp3, io1, io2, st1, sc1, standard)");
   }
+  STRATA_ASSIGN_OR_RETURN(Tags tags, control::TagSpecTags(args, "volume"));
   STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->CreateVolume(spec));
-  return VolumeJson(info);
+  if (!tags.empty()) {
+    STRATA_RETURN_IF_ERROR(compute->CreateTags({info.volume_id}, tags));
+  }
+  return VolumeJson(compute, info);
 }
 
-Result<json> DescribeVolumes(Pool* pool, const json& args) {
+Result<json> DescribeVolumes(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "volume-ids"));
   json volumes = json::array();
-  if (args.contains("volume-ids") && args["volume-ids"].is_array() && !args["volume-ids"].empty()) {
-    for (const auto& id : args["volume-ids"]) {
-      STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id.get<std::string>()));
-      volumes.push_back(VolumeJson(info));
+  if (!ids.empty()) {
+    for (const std::string& id : ids) {
+      STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id));
+      volumes.push_back(VolumeJson(compute, info));
     }
   } else {
     for (const VolumeInfo& info : pool->ListVolumes()) {
-      volumes.push_back(VolumeJson(info));
+      volumes.push_back(VolumeJson(compute, info));
     }
   }
+  STRATA_ASSIGN_OR_RETURN(
+      volumes,
+      control::ApplyFilters(
+          args, volumes,
+          [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
+            static const std::map<std::string, std::string> kPaths = {
+                {"volume-id", "VolumeId"},
+                {"status", "State"},
+                {"state", "State"},
+                {"volume-type", "VolumeType"},
+                {"snapshot-id", "SnapshotId"}};
+            if (auto it = kPaths.find(name); it != kPaths.end()) {
+              return std::vector<std::string>{item[it->second].get<std::string>()};
+            }
+            if (name == "size") {
+              return std::vector<std::string>{std::to_string(item["Size"].get<uint64_t>())};
+            }
+            if (name == "attachment.instance-id" || name == "attachment.device") {
+              std::vector<std::string> out;
+              for (const json& a : item["Attachments"]) {
+                out.push_back(
+                    a[name == "attachment.device" ? "Device" : "InstanceId"].get<std::string>());
+              }
+              return out;
+            }
+            return std::nullopt;
+          }));
   return json{{"Volumes", volumes}};
 }
 
-Result<json> DeleteVolume(Pool* pool, const json& args) {
+Result<json> DeleteVolume(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "volume-id"));
   STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id));
   STRATA_RETURN_IF_ERROR(pool->DeleteVolume(info.volume_id));
   return json::object();
 }
 
-Result<json> ModifyVolume(Pool* pool, const json& args) {
+Result<json> ModifyVolume(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "volume-id"));
   STRATA_ASSIGN_OR_RETURN(uint64_t size, SizeArg(args, "size"));
   STRATA_ASSIGN_OR_RETURN(VolumeInfo before, pool->DescribeVolume(id));
@@ -139,7 +175,8 @@ Result<json> ModifyVolume(Pool* pool, const json& args) {
                 {"Progress", 100}}}};
 }
 
-Result<json> PoolInfoCommand(Pool* pool, const json&) {
+Result<json> PoolInfoCommand(Compute* compute, const json&) {
+  Pool* pool = compute->pool();
   PoolInfo i = pool->Info();
   return json{{"Pool",
                {{"Path", i.path},
@@ -159,7 +196,8 @@ Result<json> PoolInfoCommand(Pool* pool, const json&) {
                 {"LatchedError", i.latched_error}}}};
 }
 
-Result<json> PoolCheckCommand(Pool* pool, const json&) {
+Result<json> PoolCheckCommand(Compute* compute, const json&) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(CheckReport r, pool->Check());
   json out = {{"Check",
                {{"Ok", r.problems.empty()},
@@ -187,26 +225,36 @@ std::string IsoTime(int64_t unix_ms) {
   return buf;
 }
 
-json VolumeJson(const VolumeInfo& info) {
-  json tags = json::array();
-  if (!info.name.empty()) {
-    tags.push_back({{"Key", "Name"}, {"Value", info.name}});
+json VolumeJson(Compute* compute, const VolumeInfo& info) {
+  Tags tags = compute->TagsOf(info.volume_id);
+  if (!info.name.empty() && tags.count("Name") == 0) {
+    tags["Name"] = info.name;  // --name at creation: the Name tag (and the export's name)
+  }
+  json attachments = json::array();
+  auto attachment = compute->AttachmentOf(info.volume_id);
+  if (attachment) {
+    attachments.push_back({{"VolumeId", info.volume_id},
+                           {"InstanceId", attachment->first},
+                           {"Device", attachment->second.device_name},
+                           {"State", "attached"},
+                           {"AttachTime", IsoTime(attachment->second.attach_time_ms)},
+                           {"DeleteOnTermination", attachment->second.delete_on_termination}});
   }
   return json{{"VolumeId", info.volume_id},
               {"Size", GiBCeil(info.size_bytes)},
               {"SizeBytes", info.size_bytes},
-              {"State", info.state},
+              {"State", attachment ? "in-use" : info.state},
               {"VolumeType", info.volume_type},
               {"SnapshotId", info.snapshot_id},
               {"CreateTime", IsoTime(info.create_time_ms)},
               {"AvailabilityZone", "local"},
               {"Encrypted", false},
               {"MultiAttachEnabled", false},
-              {"Attachments", json::array()},
-              {"Tags", tags}};
+              {"Attachments", attachments},
+              {"Tags", control::TagsJson(tags)}};
 }
 
-Result<json> ExecuteControl(Pool* pool, const json& request) {
+Result<json> ExecuteControl(Compute* compute, const json& request) {
   static const control::HandlerTable kHandlers = [] {
     control::HandlerTable table = {
         {"create-volume", CreateVolume}, {"describe-volumes", DescribeVolumes},
@@ -215,6 +263,7 @@ Result<json> ExecuteControl(Pool* pool, const json& request) {
     };
     control::AddSnapshotHandlers(&table);
     control::AddStreamHandlers(&table);
+    control::AddComputeHandlers(&table);
     return table;
   }();
   if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {
@@ -229,7 +278,7 @@ Result<json> ExecuteControl(Pool* pool, const json& request) {
   if (!args.is_object()) {
     return Status::InvalidArgument("control request args must be an object");
   }
-  return it->second(pool, args);
+  return it->second(compute, args);
 }
 
 }  // namespace strata

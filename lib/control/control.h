@@ -10,25 +10,27 @@
 
 #include <nlohmann/json.hpp>
 
+#include "strata/compute.h"
 #include "strata/pool.h"
 
 namespace strata {
 
 // Executes `request`. Errors: InvalidArgument (unknown command, missing or malformed argument)
 // and whatever the Pool call returns.
-Result<nlohmann::json> ExecuteControl(Pool* pool, const nlohmann::json& request);
+Result<nlohmann::json> ExecuteControl(Compute* compute, const nlohmann::json& request);
 
-// export-snapshot / import-snapshot run by the CLI on a pool it opened itself: "-" is its
-// stdout / stdin, and `progress` (may be empty) is called as data moves. Through ExecuteControl
-// (the server's control socket) only file paths are accepted, and there is no progress.
+// export-snapshot / import-snapshot / import-image run by the CLI on a pool it opened itself: "-"
+// is its stdout / stdin, and `progress` (may be empty) is called as data moves. Through
+// ExecuteControl (the server's control socket) only file paths are accepted, and there is no
+// progress.
 Result<nlohmann::json> ExecuteStreamCommand(
-    Pool* pool, const nlohmann::json& request,
+    Compute* compute, const nlohmann::json& request,
     const std::function<void(uint64_t, uint64_t)>& progress);
 
-// EC2 DescribeVolumes item for a volume.
-nlohmann::json VolumeJson(const VolumeInfo& info);
+// EC2 DescribeVolumes item for a volume (its attachment and tags from `compute`).
+nlohmann::json VolumeJson(Compute* compute, const VolumeInfo& info);
 // EC2 DescribeSnapshots item for a snapshot; `space` adds the space accounting fields.
-nlohmann::json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space);
+nlohmann::json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space, const Tags& tags);
 // ISO 8601 UTC with milliseconds, as the AWS CLI prints times.
 std::string IsoTime(int64_t unix_ms);
 

@@ -52,7 +52,7 @@ bool WriteAll(int fd, const std::string& s) {
 
 std::string ControlSocketPath(const std::string& pool_dir) { return pool_dir + "/control.sock"; }
 
-void ServeControlConnection(int fd, Pool* pool) {
+void ServeControlConnection(int fd, Compute* compute) {
   std::string line;
   nlohmann::json reply;
   if (!ReadLine(fd, &line)) {
@@ -62,7 +62,7 @@ void ServeControlConnection(int fd, Pool* pool) {
   if (request.is_discarded()) {
     reply = {{"ok", false}, {"error", "InvalidArgument: control request is not JSON"}};
   } else {
-    Result<nlohmann::json> result = ExecuteControl(pool, request);
+    Result<nlohmann::json> result = ExecuteControl(compute, request);
     reply = result.ok() ? nlohmann::json{{"ok", true}, {"result", *result}}
                         : nlohmann::json{{"ok", false}, {"error", result.status().ToString()}};
   }

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "strata/pool.h"
+#include "strata/compute.h"
 
 namespace strata {
 
@@ -17,7 +17,7 @@ constexpr size_t kMaxControlMessageBytes = 1 << 20;
 std::string ControlSocketPath(const std::string& pool_dir);
 
 // Serves one request on a connected socket (blocking, bounded by SO_RCVTIMEO set by the caller).
-void ServeControlConnection(int fd, Pool* pool);
+void ServeControlConnection(int fd, Compute* compute);
 
 // Sends `request` to the server holding `pool_dir`. NotFound when no server answers there (the
 // caller then opens the pool itself); the reply (which may itself report an error) otherwise.

@@ -4,15 +4,17 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "strata/compute.h"
 #include "strata/pool.h"
 
 namespace strata::control {
 
-using Handler = std::function<Result<nlohmann::json>(Pool*, const nlohmann::json&)>;
+using Handler = std::function<Result<nlohmann::json>(Compute*, const nlohmann::json&)>;
 using HandlerTable = std::map<std::string, Handler>;
 
 // A required, non-empty string argument. Errors: InvalidArgument naming --name.
@@ -27,6 +29,19 @@ uint64_t GiBCeil(uint64_t bytes);
 
 void AddSnapshotHandlers(HandlerTable* table);
 void AddStreamHandlers(HandlerTable* table);
+void AddComputeHandlers(HandlerTable* table);
+
+// The tags --tag-specifications gives for `resource_type` (instance, volume, image, snapshot).
+Result<Tags> TagSpecTags(const nlohmann::json& args, const std::string& resource_type);
+// EC2 "Tags" list: [{"Key": k, "Value": v}, ...].
+nlohmann::json TagsJson(const Tags& tags);
+// Keeps the items of `items` that match every filter of `args["filters"]`
+// ([{"Name": n, "Values": [...]}]); `field` maps a filter name to an item's values.
+// nullopt: not a filter of this resource (an error).
+using FilterField = std::function<std::optional<std::vector<std::string>>(
+    const nlohmann::json& item, const std::string& name)>;
+Result<nlohmann::json> ApplyFilters(const nlohmann::json& args, nlohmann::json items,
+                                    const FilterField& field);
 
 }  // namespace strata::control
 

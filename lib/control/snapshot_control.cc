@@ -19,51 +19,75 @@ namespace {
 
 using nlohmann::json;
 
-Result<json> CreateSnapshot(Pool* pool, const json& args) {
-  STRATA_ASSIGN_OR_RETURN(std::string volume, control::StringArg(args, "volume-id"));
-  STRATA_ASSIGN_OR_RETURN(
-      SnapshotInfo info,
-      pool->CreateSnapshot(volume, control::OptionalStringArg(args, "description")));
-  return SnapshotJson(info, nullptr);
+// Both verbs go through Compute: INSTANCE/DEVICE names work, and instance store is refused.
+Result<json> SnapshotsTaken(Compute* compute, const json& args,
+                            const std::vector<std::string>& volumes, bool one) {
+  STRATA_ASSIGN_OR_RETURN(Tags tags, control::TagSpecTags(args, "snapshot"));
+  STRATA_ASSIGN_OR_RETURN(auto snaps, compute->CreateSnapshots(volumes, control::OptionalStringArg(
+                                                                            args, "description")));
+  json out = json::array();
+  for (const SnapshotInfo& s : snaps) {
+    if (!tags.empty()) {
+      STRATA_RETURN_IF_ERROR(compute->CreateTags({s.snapshot_id}, tags));
+    }
+    out.push_back(SnapshotJson(s, nullptr, tags));
+  }
+  return one ? out[0] : json{{"Snapshots", out}};
 }
 
-Result<json> CreateSnapshots(Pool* pool, const json& args) {
+Result<json> CreateSnapshot(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string volume, control::StringArg(args, "volume-id"));
+  return SnapshotsTaken(compute, args, {volume}, /*one=*/true);
+}
+
+Result<json> CreateSnapshots(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto volumes, control::StringListArg(args, "volume-ids"));
   if (volumes.empty()) {
     return Status::InvalidArgument("missing --volume-ids");
   }
-  STRATA_ASSIGN_OR_RETURN(
-      auto snaps, pool->CreateSnapshots(volumes, control::OptionalStringArg(args, "description")));
-  json out = json::array();
-  for (const SnapshotInfo& s : snaps) {
-    out.push_back(SnapshotJson(s, nullptr));
-  }
-  return json{{"Snapshots", out}};
+  return SnapshotsTaken(compute, args, volumes, /*one=*/false);
 }
 
 // Space accounting costs a scan per snapshot, so it is computed for the snapshots named.
-Result<json> DescribeSnapshots(Pool* pool, const json& args) {
+Result<json> DescribeSnapshots(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "snapshot-ids"));
   json out = json::array();
   if (!ids.empty()) {
     for (const std::string& id : ids) {
       STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, pool->DescribeSnapshot(id));
       STRATA_ASSIGN_OR_RETURN(SnapshotSpace space, pool->SnapshotSpaceUsage(id));
-      out.push_back(SnapshotJson(info, &space));
+      out.push_back(SnapshotJson(info, &space, compute->TagsOf(id)));
     }
-    return json{{"Snapshots", out}};
-  }
-  STRATA_ASSIGN_OR_RETURN(auto volumes, control::StringListArg(args, "volume-ids"));
-  for (const SnapshotInfo& info : pool->ListSnapshots()) {
-    if (volumes.empty() ||
-        std::find(volumes.begin(), volumes.end(), info.volume_id) != volumes.end()) {
-      out.push_back(SnapshotJson(info, nullptr));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(auto volumes, control::StringListArg(args, "volume-ids"));
+    for (const SnapshotInfo& info : pool->ListSnapshots()) {
+      if (volumes.empty() ||
+          std::find(volumes.begin(), volumes.end(), info.volume_id) != volumes.end()) {
+        out.push_back(SnapshotJson(info, nullptr, compute->TagsOf(info.snapshot_id)));
+      }
     }
   }
+  STRATA_ASSIGN_OR_RETURN(
+      out,
+      control::ApplyFilters(
+          args, out,
+          [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
+            static const std::map<std::string, std::string> kPaths = {
+                {"snapshot-id", "SnapshotId"},
+                {"volume-id", "VolumeId"},
+                {"status", "State"},
+                {"description", "Description"}};
+            if (auto it = kPaths.find(name); it != kPaths.end()) {
+              return std::vector<std::string>{item[it->second].get<std::string>()};
+            }
+            return std::nullopt;
+          }));
   return json{{"Snapshots", out}};
 }
 
-Result<json> DeleteSnapshot(Pool* pool, const json& args) {
+Result<json> DeleteSnapshot(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_RETURN_IF_ERROR(pool->DeleteSnapshot(id));
   return json::object();
@@ -105,7 +129,8 @@ json BlockListJson(const BlockList& list, const char* key) {
   return out;
 }
 
-Result<json> ListSnapshotBlocks(Pool* pool, const json& args) {
+Result<json> ListSnapshotBlocks(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(Page page, PageArgs(pool, args));
   STRATA_ASSIGN_OR_RETURN(
@@ -114,7 +139,8 @@ Result<json> ListSnapshotBlocks(Pool* pool, const json& args) {
   return BlockListJson(list, "Blocks");
 }
 
-Result<json> ListChangedBlocks(Pool* pool, const json& args) {
+Result<json> ListChangedBlocks(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string second, control::StringArg(args, "second-snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(Page page, PageArgs(pool, args));
   STRATA_ASSIGN_OR_RETURN(
@@ -146,7 +172,8 @@ Status WriteFile(const std::string& path, const std::vector<std::byte>& data) {
 }
 
 // Reads one block into --outfile (an absolute path: the server may run in another directory).
-Result<json> GetSnapshotBlock(Pool* pool, const json& args) {
+Result<json> GetSnapshotBlock(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(std::string outfile, control::StringArg(args, "outfile"));
   STRATA_ASSIGN_OR_RETURN(Page page, PageArgs(pool, args));
@@ -182,7 +209,7 @@ Result<json> GetSnapshotBlock(Pool* pool, const json& args) {
 
 }  // namespace
 
-json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space) {
+json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space, const Tags& tags) {
   json out = {{"SnapshotId", info.snapshot_id},
               {"VolumeId", info.volume_id},
               {"VolumeSize", control::GiBCeil(info.volume_size_bytes)},
@@ -194,7 +221,7 @@ json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space) {
               {"OwnerId", "local"},
               {"Encrypted", false},
               {"StorageTier", "standard"},
-              {"Tags", json::array()}};
+              {"Tags", control::TagsJson(tags)}};
   if (!info.source_snapshot_id.empty()) {
     out["SourceSnapshotId"] = info.source_snapshot_id;
   }

@@ -96,7 +96,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
   store->max_map_bytes_ = max_map_bytes;
   int rc = mdb_env_create(&store->env_);
   if (rc == 0) {
-    rc = mdb_env_set_maxdbs(store->env_, 8);
+    rc = mdb_env_set_maxdbs(store->env_, 16);
   }
   if (rc == 0) {
     rc = mdb_env_set_mapsize(store->env_, map_bytes);
@@ -135,12 +135,14 @@ Status MetaStore::OpenTables(bool create) {
   if (rc != 0) {
     return LmdbStatus("begin", rc);
   }
-  // The first four tables exist in every pool; the record tables added with snapshots are
-  // created on first open (an older pool simply has none of their records yet).
-  const char* names[] = {"pool", "volumes", "map", "changes", "snapshots", "lineages"};
-  MDB_dbi* dbis[] = {&pool_dbi_,    &volumes_dbi_,   &map_dbi_,
-                     &changes_dbi_, &snapshots_dbi_, &lineages_dbi_};
-  for (int i = 0; i < 6 && rc == 0; i++) {
+  // The first four tables exist in every pool; the record tables added with snapshots (format 2)
+  // and with images and instances (format 3) are created on first open (an older pool simply
+  // has none of their records yet).
+  const char* names[] = {"pool",     "volumes", "map",       "changes", "snapshots",
+                         "lineages", "images",  "instances", "tags"};
+  MDB_dbi* dbis[] = {&pool_dbi_,     &volumes_dbi_, &map_dbi_,       &changes_dbi_, &snapshots_dbi_,
+                     &lineages_dbi_, &images_dbi_,  &instances_dbi_, &tags_dbi_};
+  for (int i = 0; i < 9 && rc == 0; i++) {
     unsigned flags = (create || i >= 4) ? MDB_CREATE : 0;
     rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
   }
@@ -215,6 +217,12 @@ MDB_dbi MetaStore::RecordDbi(RecordTable table) const {
       return snapshots_dbi_;
     case RecordTable::kLineages:
       return lineages_dbi_;
+    case RecordTable::kImages:
+      return images_dbi_;
+    case RecordTable::kInstances:
+      return instances_dbi_;
+    case RecordTable::kTags:
+      return tags_dbi_;
   }
   STRATA_CHECK(false);
   return 0;

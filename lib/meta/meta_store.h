@@ -48,7 +48,7 @@ struct PoolHeader {
 };
 
 // The JSON record tables (docs/on-disk-format.md).
-enum class RecordTable : uint8_t { kVolumes, kSnapshots, kLineages };
+enum class RecordTable : uint8_t { kVolumes, kSnapshots, kLineages, kImages, kInstances, kTags };
 
 // One group commit: applied in one LMDB write transaction, synced before Commit returns.
 struct CommitBatch {
@@ -70,7 +70,8 @@ struct CommitBatch {
 
 class MetaStore {
  public:
-  static constexpr uint32_t kFormatVersion = 2;         // 2: snapshots and lineages tables
+  static constexpr uint32_t kFormatVersion =
+      3;  // 2: snapshots, lineages; 3: images, instances, tags
   static constexpr uint32_t kOldestReadableFormat = 1;  // upgraded in place on first commit
   static constexpr unsigned kMaxReaders = 1024;
 
@@ -130,6 +131,9 @@ class MetaStore {
   MDB_dbi changes_dbi_ = 0;
   MDB_dbi snapshots_dbi_ = 0;
   MDB_dbi lineages_dbi_ = 0;
+  MDB_dbi images_dbi_ = 0;
+  MDB_dbi instances_dbi_ = 0;
+  MDB_dbi tags_dbi_ = 0;
   MDB_dbi RecordDbi(RecordTable table) const;
   uint64_t map_bytes_ = 0;
   uint64_t max_map_bytes_ = 0;

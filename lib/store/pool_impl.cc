@@ -717,44 +717,112 @@ Result<VolumeRecord*> PoolImpl::FindLocked(const std::string& id_or_name) {
   return Status::NotFound("volume " + id_or_name + " does not exist");
 }
 
-Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {
+Status PoolImpl::ValidateSpec(const VolumeSpec& spec) const {
   if (spec.snapshot_id.empty() || spec.size_bytes != 0) {
     STRATA_RETURN_IF_ERROR(ValidateSize(spec.size_bytes));
   }
   if (spec.name.size() > 255) {
     return Status::InvalidArgument("volume name longer than 255 bytes");
   }
+  return Status::OK();
+}
+
+Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {
+  STRATA_ASSIGN_OR_RETURN(auto infos, CreateVolumes({spec}, nullptr));
+  return infos.front();
+}
+
+Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<VolumeSpec>& specs,
+                                                        const RecordsFor& records_for) {
+  for (const VolumeSpec& spec : specs) {
+    STRATA_RETURN_IF_ERROR(ValidateSpec(spec));
+  }
   std::lock_guard<std::mutex> commit(commit_mu_);
-  VolumeInfo info;
-  LineageState lineage;
+  std::vector<VolumeInfo> infos(specs.size());
+  std::vector<LineageState> lineages(specs.size());
   CommitBatch batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    info.size_bytes = spec.size_bytes;
-    if (!spec.snapshot_id.empty()) {
-      STRATA_RETURN_IF_ERROR(CloneSourceLocked(spec.snapshot_id, &info, &lineage));
+    const uint64_t next_lineage = header_.next_lineage;
+    for (size_t i = 0; i < specs.size(); i++) {
+      VolumeInfo& info = infos[i];
+      info.size_bytes = specs[i].size_bytes;
+      if (!specs[i].snapshot_id.empty()) {
+        Status s = CloneSourceLocked(specs[i].snapshot_id, &info, &lineages[i]);
+        if (!s.ok()) {
+          header_.next_lineage = next_lineage;  // nothing was committed
+          return s;
+        }
+      }
+      do {
+        info.volume_id = NewId("vol");
+      } while (volumes_.count(info.volume_id) != 0 ||
+               std::any_of(infos.begin(), infos.begin() + i,
+                           [&](const VolumeInfo& o) { return o.volume_id == info.volume_id; }));
+      info.name = specs[i].name;
+      info.volume_type = specs[i].volume_type.empty() ? "gp3" : specs[i].volume_type;
+      info.state = specs[i].importing ? "importing" : "available";
+      info.create_time_ms = NowMs();
+      info.lineage = header_.next_lineage++;
+      info.head_epoch = 1;
+      lineages[i].volume_id = info.volume_id;
+      batch.records.push_back({RecordTable::kVolumes, info.volume_id, EncodeVolume(info)});
+      AddLineageRecord(&batch, info.lineage, lineages[i]);
     }
-    do {
-      info.volume_id = NewId("vol");
-    } while (volumes_.count(info.volume_id) != 0);
-    info.name = spec.name;
-    info.volume_type = spec.volume_type.empty() ? "gp3" : spec.volume_type;
-    info.state = spec.importing ? "importing" : "available";
-    info.create_time_ms = NowMs();
-    info.lineage = header_.next_lineage++;
-    info.head_epoch = 1;
-    lineage.volume_id = info.volume_id;
   }
-  batch.records.push_back({RecordTable::kVolumes, info.volume_id, EncodeVolume(info)});
-  AddLineageRecord(&batch, info.lineage, lineage);
+  if (records_for) {
+    for (auto& r : records_for(infos)) {
+      batch.records.push_back(std::move(r));
+    }
+  }
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   std::lock_guard<std::mutex> lock(mu_);
-  volumes_[info.volume_id].info = info;
-  if (lineage.parent != 0) {
-    lineages_.at(lineage.parent).pins[lineage.parent_epoch]++;  // the clone reads through it
+  for (size_t i = 0; i < specs.size(); i++) {
+    volumes_[infos[i].volume_id].info = infos[i];
+    if (lineages[i].parent != 0) {
+      lineages_.at(lineages[i].parent).pins[lineages[i].parent_epoch]++;  // read through
+    }
+    lineages_[infos[i].lineage] = std::move(lineages[i]);
   }
-  lineages_[info.lineage] = std::move(lineage);
-  return info;
+  return infos;
+}
+
+Status PoolImpl::CommitRecords(std::vector<CommitBatch::Record> records) {
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  CommitBatch batch;
+  batch.records = std::move(records);
+  return CommitLocked(std::move(batch));
+}
+
+void PoolImpl::AddHold(const std::string& id, const std::string& holder) {
+  std::lock_guard<std::mutex> lock(mu_);
+  holds_[id].insert(holder);
+}
+
+void PoolImpl::ReleaseHold(const std::string& id, const std::string& holder) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = holds_.find(id);
+  if (it != holds_.end() && it->second.erase(holder) == 1 && it->second.empty()) {
+    holds_.erase(it);
+  }
+}
+
+Status PoolImpl::HoldStatusLocked(const std::string& id, const char* what) const {
+  auto it = holds_.find(id);
+  if (it == holds_.end()) {
+    return Status::OK();
+  }
+  const std::string& holder = *it->second.begin();
+  std::string how = holder.starts_with("ami-") ? " is in use by " : " is attached to ";
+  std::string fix = holder.starts_with("ami-") ? "deregister the image first"
+                                               : "detach it or terminate the instance first";
+  return Status::Busy(std::string(what) + " " + id + how + holder + ": " + fix);
+}
+
+bool PoolImpl::VolumeOpen(const std::string& volume_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(volume_id);
+  return it != volumes_.end() && !it->second.open.expired();
 }
 
 Result<VolumeInfo> PoolImpl::DescribeVolume(const std::string& id_or_name) {
@@ -816,6 +884,7 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
     if (it == volumes_.end()) {
       return Status::NotFound("volume " + volume_id + " does not exist");
     }
+    STRATA_RETURN_IF_ERROR(HoldStatusLocked(volume_id, "volume"));
     if (!it->second.open.expired()) {
       return Status::Busy("volume " + volume_id + " is in use (open or attached)");
     }

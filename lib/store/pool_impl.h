@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -143,6 +144,26 @@ class PoolImpl final : public Pool {
   void ReleaseLoop(std::unique_ptr<EventLoop> loop);
   Env* env() const { return env_; }
 
+  // ---- Services for the compute layer (lib/compute): images, instances, tags. ----
+  // Creates every volume and writes the records `records_for` builds (given the new volumes'
+  // infos, ids assigned) in one durable commit: all or nothing. `records_for` may be empty.
+  using RecordsFor =
+      std::function<std::vector<CommitBatch::Record>(const std::vector<VolumeInfo>&)>;
+  Result<std::vector<VolumeInfo>> CreateVolumes(const std::vector<VolumeSpec>& specs,
+                                                const RecordsFor& records_for);
+  // Writes records (of the compute tables) in one durable commit.
+  Status CommitRecords(std::vector<CommitBatch::Record> records);
+  Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(RecordTable table) {
+    return meta_->ReadRecords(table);
+  }
+  // While `holder` (an image or instance id) holds `id` (a snapshot or volume id), deleting `id`
+  // fails with Busy naming the holder: EC2's "snapshot is in use by ami-…" and "volume is
+  // attached to i-…". Holds live in memory; the compute layer rebuilds them at open.
+  void AddHold(const std::string& id, const std::string& holder);
+  void ReleaseHold(const std::string& id, const std::string& holder);
+  // True while any handle of the volume is open (an NBD client, a library user).
+  bool VolumeOpen(const std::string& volume_id);
+
  private:
   struct Waiter {
     EventLoop* loop;
@@ -168,6 +189,9 @@ class PoolImpl final : public Pool {
   Status CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys);
   Result<VolumeRecord*> FindLocked(const std::string& id_or_name);
   Status ValidateSize(uint64_t size_bytes) const;
+  Status ValidateSpec(const VolumeSpec& spec) const;
+  // OK, or Busy naming who holds `id` (`what`: "snapshot" or "volume"). REQUIRES: mu_.
+  Status HoldStatusLocked(const std::string& id, const char* what) const;
   std::string NewId(const char* prefix);
   void CheckMapLocked(CheckReport* report);
 
@@ -240,6 +264,7 @@ class PoolImpl final : public Pool {
   std::map<std::string, VolumeRecord> volumes_;
   std::map<std::string, SnapshotRecord> snapshots_;
   std::map<uint64_t, LineageState> lineages_;
+  std::map<std::string, std::set<std::string>> holds_;  // id -> image / instance ids holding it
   std::condition_variable drain_cv_;    // with mu_: a volume's mutations in flight reached zero
   std::condition_variable reclaim_cv_;  // with mu_: reclaim work queued, or done
   bool reclaim_busy_ = false;           // the reclaimer is working on an epoch

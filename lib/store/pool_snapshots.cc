@@ -346,6 +346,7 @@ Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
   std::lock_guard<std::mutex> commit(commit_mu_);
   std::unique_lock<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+  STRATA_RETURN_IF_ERROR(HoldStatusLocked(snapshot_id, "snapshot"));
   if (!rec->open.expired()) {
     return Status::Busy("snapshot " + snapshot_id + " is in use (open or exported)");
   }
@@ -787,7 +788,9 @@ Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
                                                            uint64_t offset_bytes,
                                                            uint64_t length_bytes) {
   const auto* v = dynamic_cast<const VolumeImpl*>(&volume);
-  STRATA_CHECK(v != nullptr);
+  if (v == nullptr) {
+    return Status::InvalidArgument(volume.id() + " is not a pool volume (instance store)");
+  }
   const uint64_t size = v->size_bytes();
   if (length_bytes == 0 || offset_bytes >= size || length_bytes > size - offset_bytes) {
     return Status::OutOfRange("changed-extent range outside the volume");

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "strata/compute.h"
 #include "strata/event_loop.h"
 #include "strata/pool.h"
 
@@ -27,6 +28,7 @@ struct Fixture {
   strata::SimEnv env{1};
   std::unique_ptr<strata::Pool> pool;
   std::unique_ptr<strata::EventLoop> loop;
+  std::unique_ptr<strata::Compute> compute;
 
   Fixture() {
     // tmpfs when there is one: FLUSH and FUA in the inputs commit LMDB, which fsyncs.
@@ -45,6 +47,7 @@ struct Fixture {
       std::abort();
     }
     loop = std::move(*strata::EventLoop::Create(&env, 64));
+    compute = std::move(*strata::Compute::Open(pool.get(), strata::ComputeOptions{}));
   }
 };
 
@@ -75,7 +78,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_requests_in_flight = 8;
   strata::nbd::Negotiated negotiated;
   std::atomic<bool> shutting_down{false};
-  if (strata::nbd::Negotiate(fds[0], fx->pool.get(), limits, false, &negotiated).ok()) {
+  if (strata::nbd::Negotiate(fds[0], fx->compute.get(), limits, false, &negotiated).ok()) {
     strata::nbd::Connection connection(fds[0], std::move(negotiated), fx->loop.get(), limits,
                                        &shutting_down);
     connection.Serve();

@@ -1,0 +1,197 @@
+// Compute: the EC2 side of a pool, where it touches storage (docs/compute.md).
+//
+// Images (AMIs) are registered from snapshots; instances are launched from images, each EBS
+// mapping becoming an instant copy-on-write clone of its snapshot and each instance-store mapping
+// a volatile volume that lives in this process only. Images, instances and tags are durable in the
+// pool's metadata; instance-store data never is.
+//
+// Thread-safe. One Compute per open Pool; destroy it before the Pool.
+#ifndef STRATA_COMPUTE_H_
+#define STRATA_COMPUTE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "strata/pool.h"
+#include "strata/status.h"
+#include "strata/volume.h"
+
+namespace strata {
+
+using Tags = std::map<std::string, std::string>;
+
+// One block device mapping of an image (EC2's BlockDeviceMapping).
+struct BlockDeviceMapping {
+  std::string device_name;   // "/dev/xvda", "/dev/sdb"
+  std::string virtual_name;  // "ephemeral0".."ephemeral23": an instance-store device; "" = EBS
+  // EBS: the volume is a clone of snapshot_id ("" = a new empty volume of volume_size_gib).
+  std::string snapshot_id;
+  uint64_t volume_size_gib = 0;  // 0 = the snapshot's size
+  std::string volume_type = "gp3";
+  std::optional<bool> delete_on_termination;  // default: true for the root device, else false
+};
+
+struct ImageSpec {
+  std::string name;  // required, unique, 3..128 bytes
+  std::string description;
+  std::string root_device_name = "/dev/xvda";
+  std::vector<BlockDeviceMapping> mappings;
+  // "ebs" (default) or "instance-store": the root device is then a volatile volume filled from
+  // the root mapping's snapshot at launch, and the instance cannot be stopped.
+  std::string root_device_type = "ebs";
+  Tags tags;
+};
+
+struct ImageInfo {
+  std::string image_id;  // "ami-" + 17 hex digits
+  std::string name;
+  std::string description;
+  std::string state;  // "available"
+  std::string root_device_name;
+  std::string root_device_type;
+  int64_t creation_time_ms = 0;
+  std::vector<BlockDeviceMapping> mappings;
+  std::string source_instance_id;  // create-image
+  Tags tags;
+};
+
+// One device of an instance.
+struct InstanceDevice {
+  std::string device_name;
+  std::string volume_id;         // EBS; "" for instance store
+  std::string virtual_name;      // instance store: "ephemeral0"; "" for EBS
+  uint64_t size_bytes = 0;       // instance store
+  std::string seed_snapshot_id;  // instance-store root: filled from this snapshot at launch
+  bool delete_on_termination = false;
+  int64_t attach_time_ms = 0;
+  bool instance_store() const { return volume_id.empty(); }
+};
+
+struct InstanceInfo {
+  std::string instance_id;  // "i-" + 17 hex digits
+  std::string image_id;
+  std::string instance_type;
+  // pending, running, stopping, stopped, shutting-down, terminated
+  std::string state;
+  std::string state_reason;  // why the last transition happened, when not asked for
+  int64_t launch_time_ms = 0;
+  std::string root_device_name;
+  std::string root_device_type;  // "ebs" or "instance-store"
+  bool disable_api_termination = false;
+  std::vector<InstanceDevice> devices;
+  Tags tags;
+};
+
+struct RunSpec {
+  std::string image_id;
+  uint32_t count = 1;  // 1..kMaxRunCount
+  std::string instance_type = "t3.micro";
+  bool disable_api_termination = false;
+  Tags tags;         // on each instance
+  Tags volume_tags;  // on each EBS volume launched
+};
+
+struct StateChange {
+  std::string instance_id;
+  std::string previous_state;
+  std::string current_state;
+};
+
+// An instance type's storage (a small table of EC2's, docs/compute.md).
+struct InstanceType {
+  const char* name;
+  uint32_t instance_store_count;  // NVMe instance-store volumes
+  uint64_t instance_store_bytes;  // each
+};
+const std::vector<InstanceType>& InstanceTypes();
+
+constexpr uint32_t kMaxRunCount = 1000;
+constexpr size_t kMaxTagsPerResource = 50;  // as EC2
+
+struct ComputeOptions {
+  // False when the process is short-lived (the CLI running on an idle pool): launching anything
+  // whose data would live only in instance store is then refused, since it would vanish when
+  // the process exits.
+  bool hosts_instance_store = true;
+};
+
+class Compute {
+ public:
+  // Loads images, instances and tags, and makes their holds on snapshots and volumes. Instances
+  // whose root was in instance store are terminated: no process held the pool, so that store is
+  // gone. Finishes any interrupted termination. Errors: Corruption, and the pool's.
+  static Result<std::unique_ptr<Compute>> Open(Pool* pool, const ComputeOptions& options);
+  virtual ~Compute() = default;
+  virtual Pool* pool() = 0;
+
+  // ---- Images ----
+  // Errors: InvalidArgument (bad mapping, no root mapping, duplicate name), NotFound (snapshot).
+  virtual Result<ImageInfo> RegisterImage(const ImageSpec& spec) = 0;
+  virtual Result<ImageInfo> DescribeImage(const std::string& image_id) = 0;
+  virtual std::vector<ImageInfo> ListImages() = 0;
+  // Its snapshots become deletable again. Errors: NotFound, Busy (exported over NBD).
+  virtual Status DeregisterImage(const std::string& image_id) = 0;
+  // One crash-consistent snapshot of all the instance's EBS volumes, registered as an image.
+  // Errors: NotFound, NotSupported (instance-store root), InvalidArgument (name).
+  virtual Result<ImageInfo> CreateImage(const std::string& instance_id, const std::string& name,
+                                        const std::string& description) = 0;
+
+  // ---- Instances ----
+  // Launches spec.count instances: every EBS volume of every instance is created in one durable
+  // commit (all or nothing) as a clone of its snapshot. Errors: NotFound (image), InvalidArgument
+  // (type, count), NotSupported (instance-store image on a type without instance store, or in a
+  // process that cannot host it).
+  virtual Result<std::vector<InstanceInfo>> RunInstances(const RunSpec& spec) = 0;
+  virtual Result<InstanceInfo> DescribeInstance(const std::string& instance_id) = 0;
+  virtual std::vector<InstanceInfo> ListInstances() = 0;
+  // Instance store is wiped, EBS kept. Errors: NotFound, NotSupported (instance-store root),
+  // Busy (a device still connected over NBD), InvalidArgument (state).
+  virtual Result<std::vector<StateChange>> StopInstances(const std::vector<std::string>& ids) = 0;
+  virtual Result<std::vector<StateChange>> StartInstances(const std::vector<std::string>& ids) = 0;
+  virtual Result<std::vector<StateChange>> RebootInstances(const std::vector<std::string>& ids) = 0;
+  // Deletes the DeleteOnTermination volumes, detaches the others (they become available).
+  // Errors: NotFound, InvalidArgument (termination protection: nothing is changed), Busy.
+  virtual Result<std::vector<StateChange>> TerminateInstances(
+      const std::vector<std::string>& ids) = 0;
+  virtual Status SetTerminationProtection(const std::string& instance_id, bool on) = 0;
+  // Errors: NotFound, InvalidArgument (device in use, volume attached, instance terminated).
+  virtual Result<InstanceDevice> AttachVolume(const std::string& volume_id,
+                                              const std::string& instance_id,
+                                              const std::string& device_name) = 0;
+  // Errors: NotFound, InvalidArgument (the root device of a running instance), Busy.
+  virtual Result<std::pair<std::string, InstanceDevice>> DetachVolume(
+      const std::string& volume_id) = 0;
+  // The instance a volume is attached to and its device, if any.
+  virtual std::optional<std::pair<std::string, InstanceDevice>> AttachmentOf(
+      const std::string& volume_id) = 0;
+
+  // ---- Snapshots, as EC2 sees them ----
+  // Pool::CreateSnapshots, refusing instance-store volumes and accepting INSTANCE/DEVICE names.
+  virtual Result<std::vector<SnapshotInfo>> CreateSnapshots(const std::vector<std::string>& volumes,
+                                                            const std::string& description) = 0;
+
+  // ---- Tags (any resource id: vol-, snap-, ami-, i-) ----
+  virtual Status CreateTags(const std::vector<std::string>& ids, const Tags& tags) = 0;
+  // `tags` values: nullopt deletes the key whatever its value; a value deletes only that pair.
+  virtual Status DeleteTags(const std::vector<std::string>& ids,
+                            const std::map<std::string, std::optional<std::string>>& tags) = 0;
+  virtual Tags TagsOf(const std::string& id) = 0;
+
+  // ---- Exports ----
+  // Opens what an NBD export name names: a volume id or unique Name, a snapshot or image id
+  // (read-only), or INSTANCE-ID/DEVICE (e.g. i-0abc…/xvda) of a running instance.
+  virtual Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) = 0;
+  struct ExportEntry {
+    std::string name;
+    std::string description;
+  };
+  virtual std::vector<ExportEntry> ListExports() = 0;
+};
+
+}  // namespace strata
+
+#endif  // STRATA_COMPUTE_H_

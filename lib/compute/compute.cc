@@ -1,0 +1,686 @@
+// Compute: records, loading, images, tags and exports. Instances: compute_instances.cc.
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "compute/compute_impl.h"
+#include "util/check.h"
+
+namespace strata {
+
+using nlohmann::json;
+
+// ---------------------------------------------------------------- instance types
+
+const std::vector<InstanceType>& InstanceTypes() {
+  constexpr uint64_t kGB = 1000ull * 1000 * 1000;  // EC2 quotes instance store in decimal GB
+  static const std::vector<InstanceType> kTypes = {
+      {"t3.nano", 0, 0},
+      {"t3.micro", 0, 0},
+      {"t3.small", 0, 0},
+      {"t3.medium", 0, 0},
+      {"t3.large", 0, 0},
+      {"m5.large", 0, 0},
+      {"m5.xlarge", 0, 0},
+      {"c5.large", 0, 0},
+      {"m5d.large", 1, 75 * kGB},
+      {"m5d.xlarge", 1, 150 * kGB},
+      {"m5d.2xlarge", 1, 300 * kGB},
+      {"c5d.large", 1, 50 * kGB},
+      {"c5d.xlarge", 1, 100 * kGB},
+      {"c5d.2xlarge", 1, 200 * kGB},
+      {"i3.large", 1, 475 * kGB},
+      {"i3.xlarge", 1, 950 * kGB},
+      {"i3.2xlarge", 1, 1900 * kGB},
+      {"i3.4xlarge", 2, 1900 * kGB},
+  };
+  return kTypes;
+}
+
+const InstanceType* FindInstanceType(const std::string& name) {
+  for (const InstanceType& t : InstanceTypes()) {
+    if (name == t.name) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------- records
+
+std::string NewResourceId(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char id[48];
+  std::snprintf(id, sizeof(id), "%s-%01x%016" PRIx64, prefix, static_cast<unsigned>(rng() & 0xf),
+                rng());
+  return id;
+}
+
+std::string DeviceShortName(const std::string& device_name) {
+  return device_name.starts_with("/dev/") ? device_name.substr(5) : device_name;
+}
+
+namespace {
+
+json MappingJson(const BlockDeviceMapping& m) {
+  json j = {{"device_name", m.device_name},
+            {"virtual_name", m.virtual_name},
+            {"snapshot_id", m.snapshot_id},
+            {"volume_size_gib", m.volume_size_gib},
+            {"volume_type", m.volume_type}};
+  if (m.delete_on_termination) {
+    j["delete_on_termination"] = *m.delete_on_termination;
+  }
+  return j;
+}
+
+BlockDeviceMapping MappingOf(const json& j) {
+  BlockDeviceMapping m;
+  m.device_name = j.at("device_name").get<std::string>();
+  m.virtual_name = j.at("virtual_name").get<std::string>();
+  m.snapshot_id = j.at("snapshot_id").get<std::string>();
+  m.volume_size_gib = j.at("volume_size_gib").get<uint64_t>();
+  m.volume_type = j.at("volume_type").get<std::string>();
+  if (j.contains("delete_on_termination")) {
+    m.delete_on_termination = j["delete_on_termination"].get<bool>();
+  }
+  return m;
+}
+
+json DeviceJson(const InstanceDevice& d) {
+  return json{
+      {"device_name", d.device_name},           {"volume_id", d.volume_id},
+      {"virtual_name", d.virtual_name},         {"size_bytes", d.size_bytes},
+      {"seed_snapshot_id", d.seed_snapshot_id}, {"delete_on_termination", d.delete_on_termination},
+      {"attach_time_ms", d.attach_time_ms}};
+}
+
+InstanceDevice DeviceOf(const json& j) {
+  InstanceDevice d;
+  d.device_name = j.at("device_name").get<std::string>();
+  d.volume_id = j.at("volume_id").get<std::string>();
+  d.virtual_name = j.at("virtual_name").get<std::string>();
+  d.size_bytes = j.at("size_bytes").get<uint64_t>();
+  d.seed_snapshot_id = j.at("seed_snapshot_id").get<std::string>();
+  d.delete_on_termination = j.at("delete_on_termination").get<bool>();
+  d.attach_time_ms = j.at("attach_time_ms").get<int64_t>();
+  return d;
+}
+
+Result<json> ParseRecord(const char* what, const std::string& id, const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Corruption(std::string(what) + " record " + id + " is not JSON");
+  }
+  return j;
+}
+
+}  // namespace
+
+std::string EncodeImage(const ImageInfo& image) {
+  json mappings = json::array();
+  for (const BlockDeviceMapping& m : image.mappings) {
+    mappings.push_back(MappingJson(m));
+  }
+  return json{{"image_id", image.image_id},
+              {"name", image.name},
+              {"description", image.description},
+              {"state", image.state},
+              {"root_device_name", image.root_device_name},
+              {"root_device_type", image.root_device_type},
+              {"creation_time_ms", image.creation_time_ms},
+              {"source_instance_id", image.source_instance_id},
+              {"mappings", mappings}}
+      .dump();
+}
+
+Result<ImageInfo> DecodeImage(const std::string& id, const std::string& text) {
+  STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("image", id, text));
+  ImageInfo image;
+  try {
+    image.image_id = j.at("image_id").get<std::string>();
+    image.name = j.at("name").get<std::string>();
+    image.description = j.at("description").get<std::string>();
+    image.state = j.at("state").get<std::string>();
+    image.root_device_name = j.at("root_device_name").get<std::string>();
+    image.root_device_type = j.at("root_device_type").get<std::string>();
+    image.creation_time_ms = j.at("creation_time_ms").get<int64_t>();
+    image.source_instance_id = j.at("source_instance_id").get<std::string>();
+    for (const json& m : j.at("mappings")) {
+      image.mappings.push_back(MappingOf(m));
+    }
+  } catch (const json::exception& e) {
+    return Status::Corruption("image record " + id + ": " + e.what());
+  }
+  if (image.image_id != id) {
+    return Status::Corruption("image record " + id + " names " + image.image_id);
+  }
+  return image;
+}
+
+std::string EncodeInstance(const InstanceRecord& rec) {
+  const InstanceInfo& i = rec.info;
+  json devices = json::array();
+  for (const InstanceDevice& d : i.devices) {
+    devices.push_back(DeviceJson(d));
+  }
+  return json{{"instance_id", i.instance_id},
+              {"image_id", i.image_id},
+              {"instance_type", i.instance_type},
+              {"state", i.state},
+              {"state_reason", i.state_reason},
+              {"launch_time_ms", i.launch_time_ms},
+              {"root_device_name", i.root_device_name},
+              {"root_device_type", i.root_device_type},
+              {"disable_api_termination", i.disable_api_termination},
+              {"devices", devices},
+              {"pending_deletes", rec.pending_deletes}}
+      .dump();
+}
+
+Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& text) {
+  STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("instance", id, text));
+  InstanceRecord rec;
+  InstanceInfo& i = rec.info;
+  try {
+    i.instance_id = j.at("instance_id").get<std::string>();
+    i.image_id = j.at("image_id").get<std::string>();
+    i.instance_type = j.at("instance_type").get<std::string>();
+    i.state = j.at("state").get<std::string>();
+    i.state_reason = j.at("state_reason").get<std::string>();
+    i.launch_time_ms = j.at("launch_time_ms").get<int64_t>();
+    i.root_device_name = j.at("root_device_name").get<std::string>();
+    i.root_device_type = j.at("root_device_type").get<std::string>();
+    i.disable_api_termination = j.at("disable_api_termination").get<bool>();
+    for (const json& d : j.at("devices")) {
+      i.devices.push_back(DeviceOf(d));
+    }
+    rec.pending_deletes = j.at("pending_deletes").get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    return Status::Corruption("instance record " + id + ": " + e.what());
+  }
+  if (i.instance_id != id) {
+    return Status::Corruption("instance record " + id + " names " + i.instance_id);
+  }
+  return rec;
+}
+
+// ---------------------------------------------------------------- open
+
+Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions& options) {
+  auto* impl = dynamic_cast<PoolImpl*>(pool);
+  if (impl == nullptr) {
+    return Status::InvalidArgument("Compute needs a pool opened by Pool::Open");
+  }
+  auto compute = std::make_unique<ComputeImpl>(impl, options);
+  STRATA_RETURN_IF_ERROR(compute->Load());
+  return std::unique_ptr<Compute>(std::move(compute));
+}
+
+ComputeImpl::ComputeImpl(PoolImpl* pool, const ComputeOptions& options)
+    : pool_(pool), options_(options), scratch_dir_(pool->Info().path + "/scratch") {}
+
+Status ComputeImpl::Load() {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(auto image_records, pool_->ReadRecords(RecordTable::kImages));
+  for (const auto& [id, text] : image_records) {
+    STRATA_ASSIGN_OR_RETURN(ImageInfo image, DecodeImage(id, text));
+    for (const BlockDeviceMapping& m : image.mappings) {
+      if (!m.snapshot_id.empty()) {
+        pool_->AddHold(m.snapshot_id, id);
+      }
+    }
+    images_[id] = std::move(image);
+  }
+  STRATA_ASSIGN_OR_RETURN(auto tag_records, pool_->ReadRecords(RecordTable::kTags));
+  for (const auto& [id, text] : tag_records) {
+    STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("tag", id, text));
+    try {
+      tags_[id] = j.get<Tags>();
+    } catch (const json::exception& e) {
+      return Status::Corruption("tag record " + id + ": " + e.what());
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(auto instance_records, pool_->ReadRecords(RecordTable::kInstances));
+  for (const auto& [id, text] : instance_records) {
+    STRATA_ASSIGN_OR_RETURN(InstanceRecord rec, DecodeInstance(id, text));
+    for (const InstanceDevice& d : rec.info.devices) {
+      if (!d.instance_store()) {
+        pool_->AddHold(d.volume_id, id);
+      }
+    }
+    instances_[id] = std::move(rec);
+  }
+  for (auto& [id, rec] : instances_) {
+    STRATA_RETURN_IF_ERROR(FinishTerminationLocked(&rec));
+    const bool up = rec.info.state == "running" || rec.info.state == "pending";
+    if (up && rec.info.root_device_type == "instance-store") {
+      // Its root lived in the memory of a process that is gone: as EC2 does when an
+      // instance-store-backed instance's host fails, the instance is terminated.
+      STRATA_RETURN_IF_ERROR(
+          TerminateOneLocked(&rec,
+                             "Server.InternalError: the instance-store root device was "
+                             "lost when the process holding the pool exited"));
+    }
+  }
+  // Tags of resources deleted behind our back (through the Pool API) are dropped.
+  std::vector<CommitBatch::Record> stale;
+  for (auto it = tags_.begin(); it != tags_.end();) {
+    if (!ResourceExistsLocked(it->first).ok()) {
+      stale.push_back({RecordTable::kTags, it->first, std::nullopt});
+      it = tags_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return stale.empty() ? Status::OK() : pool_->CommitRecords(std::move(stale));
+}
+
+CommitBatch::Record ComputeImpl::InstanceRecordOf(const InstanceRecord& rec) const {
+  return {RecordTable::kInstances, rec.info.instance_id, EncodeInstance(rec)};
+}
+
+CommitBatch::Record ComputeImpl::TagRecordOf(const std::string& id) const {
+  auto it = tags_.find(id);
+  if (it == tags_.end() || it->second.empty()) {
+    return {RecordTable::kTags, id, std::nullopt};
+  }
+  return {RecordTable::kTags, id, json(it->second).dump()};
+}
+
+Status ComputeImpl::ResourceExistsLocked(const std::string& id) {
+  if (id.starts_with("vol-")) {
+    return pool_->DescribeVolume(id).status();
+  }
+  if (id.starts_with("snap-")) {
+    return pool_->DescribeSnapshot(id).status();
+  }
+  if (id.starts_with("ami-")) {
+    return images_.count(id) != 0 ? Status::OK()
+                                  : Status::NotFound("image " + id + " does not exist");
+  }
+  if (id.starts_with("i-")) {
+    return instances_.count(id) != 0 ? Status::OK()
+                                     : Status::NotFound("instance " + id + " does not exist");
+  }
+  return Status::InvalidArgument("'" + id + "' is not a resource id (vol-, snap-, ami-, i-)");
+}
+
+// ---------------------------------------------------------------- images
+
+Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
+  if (spec.name.size() < 3 || spec.name.size() > 128) {
+    return Status::InvalidArgument("image name must be 3 to 128 characters");
+  }
+  for (const auto& [id, image] : images_) {
+    if (image.name == spec.name) {
+      return Status::AlreadyExists("an image named '" + spec.name + "' already exists: " + id);
+    }
+  }
+  if (spec.root_device_type != "ebs" && spec.root_device_type != "instance-store") {
+    return Status::InvalidArgument("root device type must be ebs or instance-store");
+  }
+  if (spec.mappings.empty() || spec.mappings.size() > 64) {
+    return Status::InvalidArgument("an image needs 1 to 64 block device mappings");
+  }
+  std::set<std::string> devices;
+  bool root_found = false;
+  for (const BlockDeviceMapping& m : spec.mappings) {
+    if (!m.device_name.starts_with("/dev/") || m.device_name.size() < 6 ||
+        m.device_name.find('/', 5) != std::string::npos) {
+      return Status::InvalidArgument("device name '" + m.device_name + "' must look like /dev/sdb");
+    }
+    if (!devices.insert(DeviceShortName(m.device_name)).second) {
+      return Status::InvalidArgument("device " + m.device_name + " is mapped twice");
+    }
+    const bool root = m.device_name == spec.root_device_name;
+    root_found = root_found || root;
+    if (!m.virtual_name.empty()) {
+      int n = -1;
+      if (std::sscanf(m.virtual_name.c_str(), "ephemeral%d", &n) != 1 || n < 0 || n > 23 ||
+          m.virtual_name != "ephemeral" + std::to_string(n)) {
+        return Status::InvalidArgument("virtual name '" + m.virtual_name +
+                                       "' must be ephemeral0..ephemeral23");
+      }
+      if (root || !m.snapshot_id.empty()) {
+        return Status::InvalidArgument("instance-store mapping " + m.device_name +
+                                       " cannot be the root or have a snapshot");
+      }
+      continue;
+    }
+    if (m.snapshot_id.empty() && m.volume_size_gib == 0) {
+      return Status::InvalidArgument("EBS mapping " + m.device_name +
+                                     " needs a SnapshotId or a VolumeSize");
+    }
+    if (root && m.snapshot_id.empty()) {
+      return Status::InvalidArgument("the root device " + m.device_name + " needs a SnapshotId");
+    }
+    if (!m.snapshot_id.empty()) {
+      STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
+      if (m.volume_size_gib != 0 && (m.volume_size_gib << 30) < snap.volume_size_bytes) {
+        return Status::InvalidArgument(
+            "VolumeSize " + std::to_string(m.volume_size_gib) + " GiB of " + m.device_name +
+            " is smaller than snapshot " + m.snapshot_id + " (" +
+            std::to_string((snap.volume_size_bytes + (1ull << 30) - 1) >> 30) + " GiB)");
+      }
+    }
+    if (m.volume_size_gib > (kMaxVolumeBytes >> 30)) {
+      return Status::InvalidArgument("VolumeSize of " + m.device_name + " is over 64 TiB");
+    }
+  }
+  if (!root_found) {
+    return Status::InvalidArgument("no block device mapping for the root device " +
+                                   spec.root_device_name);
+  }
+  return Status::OK();
+}
+
+Result<ImageInfo> ComputeImpl::RegisterImageLocked(const ImageSpec& spec,
+                                                   const std::string& source_instance) {
+  STRATA_RETURN_IF_ERROR(ValidateImageLocked(spec));
+  ImageInfo image;
+  do {
+    image.image_id = NewResourceId("ami");
+  } while (images_.count(image.image_id) != 0);
+  image.name = spec.name;
+  image.description = spec.description;
+  image.state = "available";
+  image.root_device_name = spec.root_device_name;
+  image.root_device_type = spec.root_device_type;
+  image.creation_time_ms = NowMs();
+  image.mappings = spec.mappings;
+  image.source_instance_id = source_instance;
+  if (!spec.tags.empty()) {
+    tags_[image.image_id] = spec.tags;
+  }
+  Status s = pool_->CommitRecords(
+      {{RecordTable::kImages, image.image_id, EncodeImage(image)}, TagRecordOf(image.image_id)});
+  if (!s.ok()) {
+    tags_.erase(image.image_id);
+    return s;
+  }
+  for (const BlockDeviceMapping& m : image.mappings) {
+    if (!m.snapshot_id.empty()) {
+      pool_->AddHold(m.snapshot_id, image.image_id);
+    }
+  }
+  images_[image.image_id] = image;
+  image.tags = spec.tags;
+  return image;
+}
+
+Result<ImageInfo> ComputeImpl::RegisterImage(const ImageSpec& spec) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return RegisterImageLocked(spec, "");
+}
+
+Result<ImageInfo> ComputeImpl::DescribeImage(const std::string& image_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = images_.find(image_id);
+  if (it == images_.end()) {
+    return Status::NotFound("image " + image_id + " does not exist");
+  }
+  ImageInfo image = it->second;
+  image.tags = tags_.count(image_id) ? tags_[image_id] : Tags{};
+  return image;
+}
+
+std::vector<ImageInfo> ComputeImpl::ListImages() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ImageInfo> out;
+  for (const auto& [id, image] : images_) {
+    out.push_back(image);
+    out.back().tags = tags_.count(id) ? tags_[id] : Tags{};
+  }
+  std::sort(out.begin(), out.end(), [](const ImageInfo& a, const ImageInfo& b) {
+    return a.creation_time_ms < b.creation_time_ms;
+  });
+  return out;
+}
+
+Status ComputeImpl::DeregisterImage(const std::string& image_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = images_.find(image_id);
+  if (it == images_.end()) {
+    return Status::NotFound("image " + image_id + " does not exist");
+  }
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({{RecordTable::kImages, image_id, std::nullopt},
+                                               {RecordTable::kTags, image_id, std::nullopt}}));
+  for (const BlockDeviceMapping& m : it->second.mappings) {
+    if (!m.snapshot_id.empty()) {
+      pool_->ReleaseHold(m.snapshot_id, image_id);
+    }
+  }
+  images_.erase(it);
+  tags_.erase(image_id);
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- snapshots
+
+Result<std::vector<SnapshotInfo>> ComputeImpl::CreateSnapshots(
+    const std::vector<std::string>& volumes, const std::string& description) {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& name : volumes) {
+      size_t slash = name.find('/');
+      if (slash == std::string::npos) {
+        ids.push_back(name);
+        continue;
+      }
+      STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(name.substr(0, slash)));
+      const std::string device = name.substr(slash + 1);
+      auto d = std::find_if(
+          rec->info.devices.begin(), rec->info.devices.end(),
+          [&](const InstanceDevice& x) { return DeviceShortName(x.device_name) == device; });
+      if (d == rec->info.devices.end()) {
+        return Status::NotFound("instance " + rec->info.instance_id + " has no device " + device);
+      }
+      if (d->instance_store()) {
+        return Status::NotSupported("instance store volume " + name +
+                                    " does not support snapshots: only EBS volumes do");
+      }
+      ids.push_back(d->volume_id);
+    }
+  }
+  return pool_->CreateSnapshots(ids, description);
+}
+
+// ---------------------------------------------------------------- tags
+
+Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& tags) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ids.empty() || tags.empty()) {
+    return Status::InvalidArgument("create-tags needs --resources and --tags");
+  }
+  for (const auto& [key, value] : tags) {
+    if (key.empty() || key.size() > 128 || value.size() > 256) {
+      return Status::InvalidArgument("tag keys are 1 to 128 characters, values at most 256");
+    }
+    if (key.starts_with("aws:")) {
+      return Status::InvalidArgument("tag keys starting with 'aws:' are reserved");
+    }
+  }
+  std::map<std::string, Tags> next;
+  for (const std::string& id : ids) {
+    STRATA_RETURN_IF_ERROR(ResourceExistsLocked(id));
+    Tags merged = tags_.count(id) ? tags_[id] : Tags{};
+    for (const auto& [key, value] : tags) {
+      merged[key] = value;
+    }
+    if (merged.size() > kMaxTagsPerResource) {
+      return Status::InvalidArgument(id + " would have more than 50 tags");
+    }
+    next[id] = std::move(merged);
+  }
+  std::vector<CommitBatch::Record> records;
+  for (const auto& [id, t] : next) {
+    records.push_back({RecordTable::kTags, id, json(t).dump()});
+  }
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
+  for (auto& [id, t] : next) {
+    tags_[id] = std::move(t);
+  }
+  return Status::OK();
+}
+
+Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
+                               const std::map<std::string, std::optional<std::string>>& tags) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, Tags> next;
+  for (const std::string& id : ids) {
+    STRATA_RETURN_IF_ERROR(ResourceExistsLocked(id));
+    Tags t = tags_.count(id) ? tags_[id] : Tags{};
+    if (tags.empty()) {
+      t.clear();  // as EC2: no --tags deletes every tag
+    }
+    for (const auto& [key, value] : tags) {
+      auto it = t.find(key);
+      if (it != t.end() && (!value || *value == it->second)) {
+        t.erase(it);
+      }
+    }
+    next[id] = std::move(t);
+  }
+  std::vector<CommitBatch::Record> records;
+  for (const auto& [id, t] : next) {
+    records.push_back(
+        {RecordTable::kTags, id, t.empty() ? std::nullopt : std::optional(json(t).dump())});
+  }
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
+  for (auto& [id, t] : next) {
+    if (t.empty()) {
+      tags_.erase(id);
+    } else {
+      tags_[id] = std::move(t);
+    }
+  }
+  return Status::OK();
+}
+
+Tags ComputeImpl::TagsOf(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tags_.find(id);
+  return it == tags_.end() ? Tags{} : it->second;
+}
+
+// ---------------------------------------------------------------- exports
+
+Result<std::shared_ptr<Volume>> ComputeImpl::OpenExport(const std::string& name) {
+  if (name.starts_with("snap-")) {
+    return pool_->OpenSnapshot(name);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (name.find('/') != std::string::npos) {
+    return OpenInstanceDeviceLocked(name);
+  }
+  if (name.starts_with("ami-")) {
+    auto it = images_.find(name);
+    if (it == images_.end()) {
+      return Status::NotFound("image " + name + " does not exist");
+    }
+    for (const BlockDeviceMapping& m : it->second.mappings) {
+      if (m.device_name == it->second.root_device_name) {
+        return pool_->OpenSnapshot(m.snapshot_id);  // the root device's content, read-only
+      }
+    }
+    return Status::Corruption("image " + name + " has no root mapping");
+  }
+  lock.unlock();
+  if (name.empty()) {
+    std::vector<VolumeInfo> all = pool_->ListVolumes();
+    if (all.size() != 1) {
+      return Status::NotFound("no default export: the pool has " + std::to_string(all.size()) +
+                              " volumes; name one");
+    }
+    return pool_->OpenVolume(all[0].volume_id);
+  }
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool_->DescribeVolume(name));
+  return pool_->OpenVolume(info.volume_id);
+}
+
+Result<std::shared_ptr<Volume>> ComputeImpl::OpenInstanceDeviceLocked(const std::string& name) {
+  const size_t slash = name.find('/');
+  const std::string instance_id = name.substr(0, slash);
+  const std::string device = name.substr(slash + 1);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  if (rec->info.state != "running" && rec->info.state != "pending") {
+    return Status::NotFound("instance " + instance_id + " is " + rec->info.state +
+                            ": its devices are not served");
+  }
+  for (const InstanceDevice& d : rec->info.devices) {
+    if (DeviceShortName(d.device_name) != device) {
+      continue;
+    }
+    if (!d.instance_store()) {
+      return pool_->OpenVolume(d.volume_id);
+    }
+    const std::string key = instance_id + "/" + device;
+    auto it = scratch_.find(key);
+    if (it == scratch_.end()) {  // empty until first used: creating it costs nothing before
+      STRATA_ASSIGN_OR_RETURN(auto volume, ScratchVolume::Create(scratch_dir_, key, d.size_bytes));
+      it = scratch_.emplace(key, std::move(volume)).first;
+    }
+    return std::shared_ptr<Volume>(it->second);
+  }
+  return Status::NotFound("instance " + instance_id + " has no device " + device);
+}
+
+std::vector<Compute::ExportEntry> ComputeImpl::ListExports() {
+  std::vector<ExportEntry> out;
+  for (const VolumeInfo& v : pool_->ListVolumes()) {
+    out.push_back({v.volume_id, v.name.empty() ? "volume" : "volume " + v.name});
+  }
+  for (const SnapshotInfo& s : pool_->ListSnapshots()) {
+    out.push_back({s.snapshot_id, "snapshot of " + s.volume_id + " (read-only)"});
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, image] : images_) {
+    out.push_back({id, "image " + image.name + " (root device, read-only)"});
+  }
+  for (const auto& [id, rec] : instances_) {
+    if (rec.info.state != "running") {
+      continue;
+    }
+    for (const InstanceDevice& d : rec.info.devices) {
+      out.push_back({id + "/" + DeviceShortName(d.device_name),
+                     "device " + d.device_name + " of " + id + ": " +
+                         (d.instance_store() ? "instance store" : d.volume_id)});
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- instance-store seeding
+
+Result<std::shared_ptr<ScratchVolume>> ComputeImpl::SeedScratch(const std::string& id,
+                                                                uint64_t size_bytes,
+                                                                const std::string& snapshot_id) {
+  STRATA_ASSIGN_OR_RETURN(auto scratch, ScratchVolume::Create(scratch_dir_, id, size_bytes));
+  STRATA_ASSIGN_OR_RETURN(auto snap, pool_->OpenSnapshot(snapshot_id));
+  constexpr uint64_t kCopyBytes = 4u << 20;
+  std::vector<std::byte> buf(kCopyBytes);
+  uint64_t pos = 0;
+  const uint64_t end = snap->size_bytes();
+  while (pos < end) {  // only the snapshot's data extents are copied; holes stay holes
+    STRATA_ASSIGN_OR_RETURN(auto extents, snap->BlockStatus(pos, end - pos));
+    STRATA_CHECK(!extents.empty());
+    for (const Extent& e : extents) {
+      for (uint64_t at = e.offset_bytes; !e.hole && at < e.offset_bytes + e.length_bytes;
+           at += kCopyBytes) {
+        const uint64_t n = std::min(kCopyBytes, e.offset_bytes + e.length_bytes - at);
+        std::span<std::byte> piece(buf.data(), n);
+        STRATA_RETURN_IF_ERROR(snap->Read(at, piece));
+        STRATA_RETURN_IF_ERROR(scratch->Write(at, piece, false));
+      }
+      pos = e.offset_bytes + e.length_bytes;
+    }
+  }
+  return scratch;
+}
+
+}  // namespace strata

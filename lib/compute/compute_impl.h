@@ -1,0 +1,112 @@
+// ComputeImpl: images, instances and tags over a PoolImpl. docs/compute.md explains the records,
+// the holds and the crash protocol of each multi-step operation.
+#ifndef STRATA_COMPUTE_COMPUTE_IMPL_H_
+#define STRATA_COMPUTE_COMPUTE_IMPL_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "strata/compute.h"
+
+#include "compute/scratch_volume.h"
+#include "store/pool_impl.h"
+
+namespace strata {
+
+// An instance's durable record: its info plus the EBS volumes a termination still has to delete
+// (a crash between the terminate commit and the deletes finishes them at the next open).
+struct InstanceRecord {
+  InstanceInfo info;
+  std::vector<std::string> pending_deletes;
+};
+
+class ComputeImpl final : public Compute {
+ public:
+  ComputeImpl(PoolImpl* pool, const ComputeOptions& options);
+  Status Load();
+
+  Pool* pool() override { return pool_; }
+
+  Result<ImageInfo> RegisterImage(const ImageSpec& spec) override;
+  Result<ImageInfo> DescribeImage(const std::string& image_id) override;
+  std::vector<ImageInfo> ListImages() override;
+  Status DeregisterImage(const std::string& image_id) override;
+  Result<ImageInfo> CreateImage(const std::string& instance_id, const std::string& name,
+                                const std::string& description) override;
+
+  Result<std::vector<InstanceInfo>> RunInstances(const RunSpec& spec) override;
+  Result<InstanceInfo> DescribeInstance(const std::string& instance_id) override;
+  std::vector<InstanceInfo> ListInstances() override;
+  Result<std::vector<StateChange>> StopInstances(const std::vector<std::string>& ids) override;
+  Result<std::vector<StateChange>> StartInstances(const std::vector<std::string>& ids) override;
+  Result<std::vector<StateChange>> RebootInstances(const std::vector<std::string>& ids) override;
+  Result<std::vector<StateChange>> TerminateInstances(const std::vector<std::string>& ids) override;
+  Status SetTerminationProtection(const std::string& instance_id, bool on) override;
+  Result<InstanceDevice> AttachVolume(const std::string& volume_id, const std::string& instance_id,
+                                      const std::string& device_name) override;
+  Result<std::pair<std::string, InstanceDevice>> DetachVolume(
+      const std::string& volume_id) override;
+  std::optional<std::pair<std::string, InstanceDevice>> AttachmentOf(
+      const std::string& volume_id) override;
+
+  Result<std::vector<SnapshotInfo>> CreateSnapshots(const std::vector<std::string>& volumes,
+                                                    const std::string& description) override;
+
+  Status CreateTags(const std::vector<std::string>& ids, const Tags& tags) override;
+  Status DeleteTags(const std::vector<std::string>& ids,
+                    const std::map<std::string, std::optional<std::string>>& tags) override;
+  Tags TagsOf(const std::string& id) override;
+
+  Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
+  std::vector<ExportEntry> ListExports() override;
+
+ private:
+  // ---- all REQUIRE mu_ ----
+  Result<InstanceRecord*> FindInstanceLocked(const std::string& instance_id);
+  Status ValidateImageLocked(const ImageSpec& spec);
+  Result<ImageInfo> RegisterImageLocked(const ImageSpec& spec, const std::string& source_instance);
+  // The record and tag changes for `rec` (written with every state change).
+  CommitBatch::Record InstanceRecordOf(const InstanceRecord& rec) const;
+  CommitBatch::Record TagRecordOf(const std::string& id) const;
+  // Busy if any device of the instance is open (an NBD client still attached).
+  Status CheckDevicesIdleLocked(const InstanceRecord& rec);
+  void DropScratchLocked(const InstanceRecord& rec);
+  // Terminates: wipes instance store, queues the DeleteOnTermination volumes, detaches the rest
+  // (one commit), then deletes the queued volumes.
+  Status TerminateOneLocked(InstanceRecord* rec, const std::string& reason);
+  // Deletes the volumes a termination queued, then rewrites the record without them.
+  Status FinishTerminationLocked(InstanceRecord* rec);
+  Status ResourceExistsLocked(const std::string& id);
+  Result<std::shared_ptr<Volume>> OpenInstanceDeviceLocked(const std::string& name);
+  // Instance-store root: a scratch volume filled with the snapshot's data.
+  Result<std::shared_ptr<ScratchVolume>> SeedScratch(const std::string& id, uint64_t size_bytes,
+                                                     const std::string& snapshot_id);
+
+  PoolImpl* const pool_;
+  const ComputeOptions options_;
+  const std::string scratch_dir_;
+  std::mutex mu_;  // one control operation at a time; guards everything below
+  std::map<std::string, ImageInfo> images_;
+  std::map<std::string, InstanceRecord> instances_;
+  std::map<std::string, Tags> tags_;
+  // Instance-store volumes of running instances, by "i-…/device": created at launch (a seeded
+  // root) or on first open, dropped (wiped) at stop and terminate.
+  std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_;
+};
+
+// Records (JSON), shared by both halves of the implementation.
+std::string NewResourceId(const char* prefix);
+std::string EncodeImage(const ImageInfo& image);
+Result<ImageInfo> DecodeImage(const std::string& id, const std::string& text);
+std::string EncodeInstance(const InstanceRecord& rec);
+Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& text);
+// "/dev/xvda" -> "xvda": the device part of an INSTANCE-ID/DEVICE export name.
+std::string DeviceShortName(const std::string& device_name);
+const InstanceType* FindInstanceType(const std::string& name);
+
+}  // namespace strata
+
+#endif  // STRATA_COMPUTE_COMPUTE_IMPL_H_

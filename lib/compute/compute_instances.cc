@@ -1,0 +1,480 @@
+// Compute: instances (launch, lifecycle, attachments) and create-image.
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "compute/compute_impl.h"
+#include "util/check.h"
+
+namespace strata {
+
+using nlohmann::json;
+
+namespace {
+
+bool Up(const InstanceInfo& info) { return info.state == "running" || info.state == "pending"; }
+
+Status IncorrectState(const InstanceInfo& info, const char* action) {
+  return Status::InvalidArgument("IncorrectInstanceState: instance " + info.instance_id + " is " +
+                                 info.state + " and cannot be " + action);
+}
+
+}  // namespace
+
+Result<InstanceRecord*> ComputeImpl::FindInstanceLocked(const std::string& instance_id) {
+  auto it = instances_.find(instance_id);
+  if (it == instances_.end()) {
+    return Status::NotFound("instance " + instance_id + " does not exist");
+  }
+  return &it->second;
+}
+
+// ---------------------------------------------------------------- launch
+
+Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (spec.count == 0 || spec.count > kMaxRunCount) {
+    return Status::InvalidArgument("--count must be 1 to " + std::to_string(kMaxRunCount));
+  }
+  auto image_it = images_.find(spec.image_id);
+  if (image_it == images_.end()) {
+    return Status::NotFound("image " + spec.image_id + " does not exist");
+  }
+  const ImageInfo& image = image_it->second;
+  const InstanceType* type = FindInstanceType(spec.instance_type);
+  if (type == nullptr) {
+    return Status::InvalidArgument("unknown instance type '" + spec.instance_type +
+                                   "' (strata describe-instance-types lists them)");
+  }
+  const bool store_root = image.root_device_type == "instance-store";
+  if (store_root && type->instance_store_count == 0) {
+    return Status::NotSupported("instance type " + spec.instance_type +
+                                " has no instance store; instance-store-backed image " +
+                                image.image_id + " needs one (m5d, c5d, i3)");
+  }
+  if (store_root && !options_.hosts_instance_store) {
+    return Status::NotSupported(
+        "an instance-store root lives in the strata-nbd process: start strata-nbd on this pool "
+        "and launch through it");
+  }
+  // Plan every instance; EBS volumes become specs created in one commit below.
+  std::vector<InstanceRecord> recs(spec.count);
+  std::vector<VolumeSpec> specs;
+  std::vector<std::pair<size_t, size_t>> slots;  // spec i -> (instance, device)
+  const int64_t now = NowMs();
+  for (InstanceRecord& rec : recs) {
+    InstanceInfo& info = rec.info;
+    do {
+      info.instance_id = NewResourceId("i");
+    } while (instances_.count(info.instance_id) != 0);
+    info.image_id = image.image_id;
+    info.instance_type = type->name;
+    info.state = "running";
+    info.launch_time_ms = now;
+    info.root_device_name = image.root_device_name;
+    info.root_device_type = image.root_device_type;
+    info.disable_api_termination = spec.disable_api_termination;
+    for (const BlockDeviceMapping& m : image.mappings) {
+      const bool root = m.device_name == image.root_device_name;
+      InstanceDevice d;
+      d.device_name = m.device_name;
+      d.attach_time_ms = now;
+      d.delete_on_termination = m.delete_on_termination.value_or(root);
+      if (!m.virtual_name.empty()) {
+        if (std::stoul(m.virtual_name.substr(9)) >= type->instance_store_count) {
+          continue;  // as EC2: mappings past the type's instance-store count are ignored
+        }
+        d.virtual_name = m.virtual_name;
+        d.size_bytes = type->instance_store_bytes / 512 * 512;
+        d.delete_on_termination = true;
+      } else if (root && store_root) {
+        STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
+        d.size_bytes = snap.volume_size_bytes;
+        d.seed_snapshot_id = m.snapshot_id;
+        d.delete_on_termination = true;
+      } else {
+        VolumeSpec v;
+        v.size_bytes = m.volume_size_gib << 30;
+        v.snapshot_id = m.snapshot_id;
+        v.volume_type = m.volume_type;
+        slots.emplace_back(&rec - recs.data(), info.devices.size());
+        specs.push_back(std::move(v));
+      }
+      info.devices.push_back(std::move(d));
+    }
+  }
+  // Instance-store roots are filled before anything is committed: a failure leaves nothing.
+  std::map<std::string, std::shared_ptr<ScratchVolume>> seeded;
+  for (const InstanceRecord& rec : recs) {
+    for (const InstanceDevice& d : rec.info.devices) {
+      if (!d.seed_snapshot_id.empty()) {
+        const std::string key = rec.info.instance_id + "/" + DeviceShortName(d.device_name);
+        STRATA_ASSIGN_OR_RETURN(seeded[key], SeedScratch(key, d.size_bytes, d.seed_snapshot_id));
+      }
+    }
+  }
+  std::map<std::string, Tags> new_tags;
+  auto records_for = [&](const std::vector<VolumeInfo>& volumes) {
+    std::vector<CommitBatch::Record> out;
+    for (size_t i = 0; i < volumes.size(); i++) {
+      recs[slots[i].first].info.devices[slots[i].second].volume_id = volumes[i].volume_id;
+      if (!spec.volume_tags.empty()) {
+        new_tags[volumes[i].volume_id] = spec.volume_tags;
+      }
+    }
+    for (const InstanceRecord& rec : recs) {
+      out.push_back(InstanceRecordOf(rec));
+      if (!spec.tags.empty()) {
+        new_tags[rec.info.instance_id] = spec.tags;
+      }
+    }
+    for (const auto& [id, t] : new_tags) {
+      out.push_back({RecordTable::kTags, id, json(t).dump()});
+    }
+    return out;
+  };
+  STRATA_RETURN_IF_ERROR(pool_->CreateVolumes(specs, records_for).status());
+  std::vector<InstanceInfo> out;
+  for (InstanceRecord& rec : recs) {
+    for (const InstanceDevice& d : rec.info.devices) {
+      if (!d.instance_store()) {
+        pool_->AddHold(d.volume_id, rec.info.instance_id);
+      }
+    }
+    out.push_back(rec.info);
+    out.back().tags = spec.tags;
+    instances_[rec.info.instance_id] = std::move(rec);
+  }
+  for (auto& [id, t] : new_tags) {
+    tags_[id] = std::move(t);
+  }
+  for (auto& [key, volume] : seeded) {
+    scratch_[key] = std::move(volume);
+  }
+  return out;
+}
+
+Result<InstanceInfo> ComputeImpl::DescribeInstance(const std::string& instance_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  InstanceInfo info = rec->info;
+  info.tags = tags_.count(instance_id) ? tags_[instance_id] : Tags{};
+  return info;
+}
+
+std::vector<InstanceInfo> ComputeImpl::ListInstances() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<InstanceInfo> out;
+  for (const auto& [id, rec] : instances_) {
+    out.push_back(rec.info);
+    out.back().tags = tags_.count(id) ? tags_[id] : Tags{};
+  }
+  std::sort(out.begin(), out.end(), [](const InstanceInfo& a, const InstanceInfo& b) {
+    return a.launch_time_ms != b.launch_time_ms ? a.launch_time_ms < b.launch_time_ms
+                                                : a.instance_id < b.instance_id;
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+Status ComputeImpl::CheckDevicesIdleLocked(const InstanceRecord& rec) {
+  for (const InstanceDevice& d : rec.info.devices) {
+    const std::string key = rec.info.instance_id + "/" + DeviceShortName(d.device_name);
+    auto it = scratch_.find(key);
+    const bool open = d.instance_store() ? (it != scratch_.end() && it->second.use_count() > 1)
+                                         : pool_->VolumeOpen(d.volume_id);
+    if (open) {
+      return Status::Busy("device " + d.device_name + " of " + rec.info.instance_id +
+                          " is still open (an NBD client is attached): shut the VM down first");
+    }
+  }
+  return Status::OK();
+}
+
+void ComputeImpl::DropScratchLocked(const InstanceRecord& rec) {
+  const std::string prefix = rec.info.instance_id + "/";
+  for (auto it = scratch_.lower_bound(prefix);
+       it != scratch_.end() && it->first.starts_with(prefix);) {
+    it = scratch_.erase(it);  // closing the unlinked file frees its space: the data is gone
+  }
+}
+
+Result<std::vector<StateChange>> ComputeImpl::StopInstances(const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<InstanceRecord*> recs;
+  for (const std::string& id : ids) {  // validate all before changing any
+    STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
+    if (rec->info.root_device_type == "instance-store") {
+      return Status::NotSupported("UnsupportedOperation: instance " + id +
+                                  " has an instance-store root device and cannot be stopped");
+    }
+    if (rec->info.state != "stopped" && !Up(rec->info)) {
+      return IncorrectState(rec->info, "stopped");
+    }
+    STRATA_RETURN_IF_ERROR(CheckDevicesIdleLocked(*rec));
+    recs.push_back(rec);
+  }
+  std::vector<StateChange> out;
+  for (InstanceRecord* rec : recs) {
+    InstanceRecord next = *rec;
+    next.info.state = "stopped";
+    next.info.state_reason = "Client.UserInitiatedShutdown: User initiated shutdown";
+    STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+    DropScratchLocked(*rec);  // instance store is wiped at stop, EBS kept
+    out.push_back({rec->info.instance_id, rec->info.state, "stopped"});
+    *rec = std::move(next);
+  }
+  return out;
+}
+
+Result<std::vector<StateChange>> ComputeImpl::StartInstances(const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<InstanceRecord*> recs;
+  for (const std::string& id : ids) {
+    STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
+    if (rec->info.state != "stopped" && !Up(rec->info)) {
+      return IncorrectState(rec->info, "started");
+    }
+    recs.push_back(rec);
+  }
+  std::vector<StateChange> out;
+  for (InstanceRecord* rec : recs) {
+    InstanceRecord next = *rec;
+    next.info.state = "running";
+    next.info.state_reason.clear();
+    STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+    out.push_back({rec->info.instance_id, rec->info.state, "running"});
+    *rec = std::move(next);
+  }
+  return out;
+}
+
+Result<std::vector<StateChange>> ComputeImpl::RebootInstances(const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<StateChange> out;
+  for (const std::string& id : ids) {
+    STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
+    if (!Up(rec->info)) {
+      return IncorrectState(rec->info, "rebooted");
+    }
+  }
+  for (const std::string& id : ids) {  // a reboot keeps EBS and instance store alike
+    out.push_back({id, "running", "running"});
+  }
+  return out;
+}
+
+Result<std::vector<StateChange>> ComputeImpl::TerminateInstances(
+    const std::vector<std::string>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<InstanceRecord*> recs;
+  for (const std::string& id : ids) {
+    STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
+    if (rec->info.disable_api_termination) {
+      return Status::InvalidArgument(
+          "OperationNotPermitted: The instance '" + id +
+          "' may not be terminated. Modify its 'disableApiTermination' instance attribute and "
+          "try again.");
+    }
+    STRATA_RETURN_IF_ERROR(CheckDevicesIdleLocked(*rec));
+    recs.push_back(rec);
+  }
+  std::vector<StateChange> out;
+  for (InstanceRecord* rec : recs) {
+    const std::string before = rec->info.state;
+    if (before != "terminated") {
+      STRATA_RETURN_IF_ERROR(
+          TerminateOneLocked(rec, "Client.UserInitiatedShutdown: User initiated shutdown"));
+    }
+    out.push_back({rec->info.instance_id, before, "terminated"});
+  }
+  return out;
+}
+
+Status ComputeImpl::TerminateOneLocked(InstanceRecord* rec, const std::string& reason) {
+  InstanceRecord next = *rec;
+  next.info.state = "terminated";
+  next.info.state_reason = reason;
+  next.info.devices.clear();
+  for (const InstanceDevice& d : rec->info.devices) {
+    if (!d.instance_store() && d.delete_on_termination) {
+      next.pending_deletes.push_back(d.volume_id);
+    }
+  }
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+  DropScratchLocked(*rec);
+  for (const InstanceDevice& d : rec->info.devices) {
+    if (!d.instance_store()) {
+      pool_->ReleaseHold(d.volume_id, rec->info.instance_id);  // the others become available
+    }
+  }
+  *rec = std::move(next);
+  return FinishTerminationLocked(rec);
+}
+
+Status ComputeImpl::FinishTerminationLocked(InstanceRecord* rec) {
+  if (rec->pending_deletes.empty()) {
+    return Status::OK();
+  }
+  std::vector<std::string> left;
+  std::vector<CommitBatch::Record> records;
+  for (const std::string& volume_id : rec->pending_deletes) {
+    Status s = pool_->DeleteVolume(volume_id);
+    if (!s.ok() && s.code() != Status::Code::kNotFound) {
+      left.push_back(volume_id);  // retried at the next open
+      continue;
+    }
+    if (tags_.erase(volume_id) != 0) {
+      records.push_back({RecordTable::kTags, volume_id, std::nullopt});
+    }
+  }
+  rec->pending_deletes = left;
+  records.push_back(InstanceRecordOf(*rec));
+  return pool_->CommitRecords(std::move(records));
+}
+
+Status ComputeImpl::SetTerminationProtection(const std::string& instance_id, bool on) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  InstanceRecord next = *rec;
+  next.info.disable_api_termination = on;
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+  *rec = std::move(next);
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- attachments
+
+std::optional<std::pair<std::string, InstanceDevice>> ComputeImpl::AttachmentOf(
+    const std::string& volume_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, rec] : instances_) {
+    for (const InstanceDevice& d : rec.info.devices) {
+      if (d.volume_id == volume_id) {
+        return std::make_pair(id, d);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+Result<InstanceDevice> ComputeImpl::AttachVolume(const std::string& volume_id,
+                                                 const std::string& instance_id,
+                                                 const std::string& device_name) {
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo volume, pool_->DescribeVolume(volume_id));
+  if (auto a = AttachmentOf(volume.volume_id)) {
+    return Status::InvalidArgument("VolumeInUse: " + volume.volume_id + " is already attached to " +
+                                   a->first + " as " + a->second.device_name);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  if (!Up(rec->info) && rec->info.state != "stopped") {
+    return IncorrectState(rec->info, "attached to");
+  }
+  if (!device_name.starts_with("/dev/") || device_name.size() < 6 ||
+      device_name.find('/', 5) != std::string::npos) {
+    return Status::InvalidArgument("device name '" + device_name + "' must look like /dev/sdf");
+  }
+  for (const InstanceDevice& d : rec->info.devices) {
+    if (DeviceShortName(d.device_name) == DeviceShortName(device_name)) {
+      return Status::InvalidArgument("InvalidParameterValue: device " + device_name +
+                                     " is already in use on " + instance_id);
+    }
+  }
+  InstanceDevice d;
+  d.device_name = device_name;
+  d.volume_id = volume.volume_id;
+  d.attach_time_ms = NowMs();
+  InstanceRecord next = *rec;
+  next.info.devices.push_back(d);
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+  pool_->AddHold(volume.volume_id, instance_id);
+  *rec = std::move(next);
+  return d;
+}
+
+Result<std::pair<std::string, InstanceDevice>> ComputeImpl::DetachVolume(
+    const std::string& volume_id) {
+  auto attachment = AttachmentOf(volume_id);
+  if (!attachment) {
+    STRATA_RETURN_IF_ERROR(pool_->DescribeVolume(volume_id).status());
+    return Status::InvalidArgument("IncorrectState: volume " + volume_id + " is not attached");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(attachment->first));
+  if (attachment->second.device_name == rec->info.root_device_name && Up(rec->info)) {
+    return Status::InvalidArgument("IncorrectState: " + volume_id +
+                                   " is the root device of running instance " +
+                                   rec->info.instance_id + "; stop the instance first");
+  }
+  if (pool_->VolumeOpen(volume_id)) {
+    return Status::Busy("volume " + volume_id +
+                        " is still open (an NBD client is attached): disconnect it first");
+  }
+  InstanceRecord next = *rec;
+  std::erase_if(next.info.devices,
+                [&](const InstanceDevice& d) { return d.volume_id == volume_id; });
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+  pool_->ReleaseHold(volume_id, rec->info.instance_id);
+  *rec = std::move(next);
+  return *attachment;
+}
+
+// ---------------------------------------------------------------- create-image
+
+Result<ImageInfo> ComputeImpl::CreateImage(const std::string& instance_id, const std::string& name,
+                                           const std::string& description) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  if (rec->info.root_device_type != "ebs") {
+    return Status::NotSupported("UnsupportedOperation: instance " + instance_id +
+                                " has an instance-store root; only EBS-backed instances can be "
+                                "imaged");
+  }
+  if (rec->info.state == "terminated") {
+    return IncorrectState(rec->info, "imaged");
+  }
+  ImageSpec spec;
+  spec.name = name;
+  spec.description = description;
+  spec.root_device_name = rec->info.root_device_name;
+  std::vector<std::string> volume_ids;
+  for (const InstanceDevice& d : rec->info.devices) {
+    if (!d.instance_store()) {
+      volume_ids.push_back(d.volume_id);
+    }
+  }
+  if (spec.name.size() < 3 || spec.name.size() > 128 ||
+      std::any_of(images_.begin(), images_.end(),
+                  [&](const auto& e) { return e.second.name == name; })) {
+    return ValidateImageLocked(spec);  // the same error register-image gives, before snapshots
+  }
+  // One crash-consistent point in time across every EBS volume of the instance.
+  STRATA_ASSIGN_OR_RETURN(
+      auto snaps, pool_->CreateSnapshots(
+                      volume_ids, "Created by CreateImage(" + instance_id + ") for " + name));
+  for (const InstanceDevice& d : rec->info.devices) {
+    BlockDeviceMapping m;
+    m.device_name = d.device_name;
+    if (d.instance_store()) {
+      m.virtual_name = d.virtual_name;
+    } else {
+      auto s = std::find_if(snaps.begin(), snaps.end(),
+                            [&](const SnapshotInfo& x) { return x.volume_id == d.volume_id; });
+      STRATA_CHECK(s != snaps.end());
+      STRATA_ASSIGN_OR_RETURN(VolumeInfo v, pool_->DescribeVolume(d.volume_id));
+      m.snapshot_id = s->snapshot_id;
+      // Whole GiB as EBS sizes go; otherwise 0: the snapshot's own size.
+      m.volume_size_gib = s->volume_size_bytes % (1ull << 30) == 0 ? s->volume_size_bytes >> 30 : 0;
+      m.volume_type = v.volume_type;
+      m.delete_on_termination = d.delete_on_termination;
+    }
+    if (!m.virtual_name.empty() || !m.snapshot_id.empty()) {
+      spec.mappings.push_back(std::move(m));
+    }
+  }
+  return RegisterImageLocked(spec, instance_id);
+}
+
+}  // namespace strata

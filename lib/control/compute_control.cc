@@ -1,0 +1,607 @@
+// The EC2 verbs of images, instances, attachments and tags (docs/compute.md).
+#include <fnmatch.h>
+
+#include <algorithm>
+
+#include "control/control.h"
+#include "control/handlers.h"
+#include "control/shorthand.h"
+
+namespace strata {
+
+namespace {
+
+using control::OptionalStringArg;
+using control::StringArg;
+using control::StringListArg;
+using nlohmann::json;
+
+int StateCode(const std::string& state) {
+  static const std::map<std::string, int> kCodes = {{"pending", 0},        {"running", 16},
+                                                    {"shutting-down", 32}, {"terminated", 48},
+                                                    {"stopping", 64},      {"stopped", 80}};
+  auto it = kCodes.find(state);
+  return it == kCodes.end() ? -1 : it->second;
+}
+
+json StateJson(const std::string& state) {
+  return json{{"Code", StateCode(state)}, {"Name", state}};
+}
+
+// ---------------------------------------------------------------- argument parsing
+
+// A shorthand object's string field ("" when absent). Errors: not a string.
+Result<std::string> Field(const json& obj, const char* key) {
+  if (!obj.contains(key)) {
+    return std::string();
+  }
+  if (!obj[key].is_string()) {
+    return Status::InvalidArgument(std::string(key) + " must be a single value");
+  }
+  return obj[key].get<std::string>();
+}
+
+Result<std::optional<bool>> BoolField(const json& obj, const char* key) {
+  if (!obj.contains(key)) {
+    return std::optional<bool>();
+  }
+  if (obj[key].is_boolean()) {
+    return std::optional<bool>(obj[key].get<bool>());
+  }
+  STRATA_ASSIGN_OR_RETURN(std::string text, Field(obj, key));
+  if (text != "true" && text != "false") {
+    return Status::InvalidArgument(std::string(key) + " must be true or false");
+  }
+  return std::optional<bool>(text == "true");
+}
+
+Result<uint64_t> NumberField(const json& obj, const char* key) {
+  if (obj.contains(key) && obj[key].is_number_unsigned()) {
+    return obj[key].get<uint64_t>();
+  }
+  STRATA_ASSIGN_OR_RETURN(std::string text, Field(obj, key));
+  if (text.empty()) {
+    return uint64_t{0};
+  }
+  char* end = nullptr;
+  uint64_t v = std::strtoull(text.c_str(), &end, 10);
+  if (end == nullptr || *end != '\0' || text[0] == '-') {
+    return Status::InvalidArgument(std::string(key) + " must be a whole number");
+  }
+  return v;
+}
+
+// Each argument of a list option, parsed as shorthand; a JSON list argument is flattened.
+Result<std::vector<json>> ShorthandListArg(const json& args, const char* name) {
+  STRATA_ASSIGN_OR_RETURN(auto texts, StringListArg(args, name));
+  std::vector<json> out;
+  for (const std::string& text : texts) {
+    STRATA_ASSIGN_OR_RETURN(json j, control::ParseShorthand(text));
+    if (j.is_array()) {
+      for (json& item : j) {
+        out.push_back(std::move(item));
+      }
+    } else {
+      out.push_back(std::move(j));
+    }
+  }
+  for (const json& j : out) {
+    if (!j.is_object()) {
+      return Status::InvalidArgument(std::string("--") + name + " items must be Key=Value lists");
+    }
+  }
+  return out;
+}
+
+Result<BlockDeviceMapping> MappingArg(const json& j) {
+  BlockDeviceMapping m;
+  STRATA_ASSIGN_OR_RETURN(m.device_name, Field(j, "DeviceName"));
+  STRATA_ASSIGN_OR_RETURN(m.virtual_name, Field(j, "VirtualName"));
+  if (m.device_name.empty()) {
+    return Status::InvalidArgument("a block device mapping needs DeviceName");
+  }
+  if (j.contains("Ebs")) {
+    const json& ebs = j["Ebs"];
+    if (!ebs.is_object() || !m.virtual_name.empty()) {
+      return Status::InvalidArgument("Ebs of " + m.device_name +
+                                     " must be {Key=Value,...}, "
+                                     "without VirtualName");
+    }
+    STRATA_ASSIGN_OR_RETURN(m.snapshot_id, Field(ebs, "SnapshotId"));
+    STRATA_ASSIGN_OR_RETURN(m.volume_size_gib, NumberField(ebs, "VolumeSize"));
+    STRATA_ASSIGN_OR_RETURN(std::string type, Field(ebs, "VolumeType"));
+    m.volume_type = type.empty() ? "gp3" : type;
+    STRATA_ASSIGN_OR_RETURN(m.delete_on_termination, BoolField(ebs, "DeleteOnTermination"));
+  } else if (m.virtual_name.empty()) {
+    return Status::InvalidArgument("mapping " + m.device_name + " needs Ebs={...} or VirtualName");
+  }
+  return m;
+}
+
+// --tag-specifications ResourceType=instance,Tags=[{Key=k,Value=v}]: tags per resource type.
+Result<std::map<std::string, Tags>> TagSpecArg(const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto specs, ShorthandListArg(args, "tag-specifications"));
+  std::map<std::string, Tags> out;
+  for (const json& spec : specs) {
+    STRATA_ASSIGN_OR_RETURN(std::string type, Field(spec, "ResourceType"));
+    if (type.empty() || !spec.contains("Tags") || !spec["Tags"].is_array()) {
+      return Status::InvalidArgument("--tag-specifications needs ResourceType=...,Tags=[...]");
+    }
+    for (const json& tag : spec["Tags"]) {
+      if (!tag.is_object()) {
+        return Status::InvalidArgument("each tag must be {Key=k,Value=v}");
+      }
+      STRATA_ASSIGN_OR_RETURN(std::string key, Field(tag, "Key"));
+      STRATA_ASSIGN_OR_RETURN(std::string value, Field(tag, "Value"));
+      if (key.empty()) {
+        return Status::InvalidArgument("a tag needs a Key");
+      }
+      out[type][key] = value;
+    }
+  }
+  return out;
+}
+
+// --tags Key=k,Value=v ... (Value optional: delete-tags by key).
+Result<std::map<std::string, std::optional<std::string>>> TagsArg(const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto items, ShorthandListArg(args, "tags"));
+  std::map<std::string, std::optional<std::string>> out;
+  for (const json& tag : items) {
+    STRATA_ASSIGN_OR_RETURN(std::string key, Field(tag, "Key"));
+    if (key.empty()) {
+      return Status::InvalidArgument("each tag needs Key=...");
+    }
+    if (tag.contains("Value")) {
+      STRATA_ASSIGN_OR_RETURN(std::string value, Field(tag, "Value"));
+      out[key] = value;
+    } else {
+      out[key] = std::nullopt;
+    }
+  }
+  return out;
+}
+
+Result<Tags> TagsFor(const std::map<std::string, Tags>& specs, const std::string& type) {
+  for (const auto& [t, tags] : specs) {
+    static const char* kTypes[] = {"instance", "volume", "image", "snapshot"};
+    if (std::none_of(std::begin(kTypes), std::end(kTypes), [&](const char* k) { return t == k; })) {
+      return Status::InvalidArgument("ResourceType '" + t +
+                                     "' is not instance, volume, image or snapshot");
+    }
+  }
+  auto it = specs.find(type);
+  return it == specs.end() ? Tags{} : it->second;
+}
+
+// ---------------------------------------------------------------- output
+
+json MappingJson(const BlockDeviceMapping& m) {
+  if (!m.virtual_name.empty()) {
+    return json{{"DeviceName", m.device_name}, {"VirtualName", m.virtual_name}};
+  }
+  json ebs = {{"VolumeSize", m.volume_size_gib}, {"VolumeType", m.volume_type}};
+  if (!m.snapshot_id.empty()) {
+    ebs["SnapshotId"] = m.snapshot_id;
+  }
+  ebs["DeleteOnTermination"] = m.delete_on_termination.value_or(false);
+  return json{{"DeviceName", m.device_name}, {"Ebs", ebs}};
+}
+
+json ImageJson(const ImageInfo& image) {
+  json mappings = json::array();
+  for (BlockDeviceMapping m : image.mappings) {
+    if (m.virtual_name.empty() && !m.delete_on_termination) {
+      m.delete_on_termination = m.device_name == image.root_device_name;
+    }
+    mappings.push_back(MappingJson(m));
+  }
+  json out = {{"ImageId", image.image_id},
+              {"Name", image.name},
+              {"Description", image.description},
+              {"State", image.state},
+              {"CreationDate", IsoTime(image.creation_time_ms)},
+              {"RootDeviceName", image.root_device_name},
+              {"RootDeviceType", image.root_device_type},
+              {"BlockDeviceMappings", mappings},
+              {"ImageType", "machine"},
+              {"Architecture", "x86_64"},
+              {"VirtualizationType", "hvm"},
+              {"Public", false},
+              {"Tags", control::TagsJson(image.tags)}};
+  if (!image.source_instance_id.empty()) {
+    out["SourceInstanceId"] = image.source_instance_id;
+  }
+  return out;
+}
+
+json InstanceJson(const InstanceInfo& info) {
+  json ebs = json::array();
+  json store = json::array();
+  json exports = json::array();
+  const bool up = info.state == "running" || info.state == "pending";
+  for (const InstanceDevice& d : info.devices) {
+    const std::string short_name =
+        d.device_name.starts_with("/dev/") ? d.device_name.substr(5) : d.device_name;
+    if (up) {
+      exports.push_back(info.instance_id + "/" + short_name);
+    }
+    if (d.instance_store()) {
+      store.push_back({{"DeviceName", d.device_name},
+                       {"VirtualName", d.virtual_name.empty() ? "root" : d.virtual_name},
+                       {"SizeBytes", d.size_bytes}});
+      continue;
+    }
+    ebs.push_back({{"DeviceName", d.device_name},
+                   {"Ebs",
+                    {{"VolumeId", d.volume_id},
+                     {"Status", "attached"},
+                     {"AttachTime", IsoTime(d.attach_time_ms)},
+                     {"DeleteOnTermination", d.delete_on_termination}}}});
+  }
+  json out = {{"InstanceId", info.instance_id},
+              {"ImageId", info.image_id},
+              {"InstanceType", info.instance_type},
+              {"State", StateJson(info.state)},
+              {"LaunchTime", IsoTime(info.launch_time_ms)},
+              {"RootDeviceName", info.root_device_name},
+              {"RootDeviceType", info.root_device_type},
+              {"BlockDeviceMappings", ebs},
+              {"InstanceStoreVolumes", store},
+              {"NbdExports", exports},
+              {"DisableApiTermination", info.disable_api_termination},
+              {"Placement", {{"AvailabilityZone", "local"}}},
+              {"Tags", control::TagsJson(info.tags)}};
+  if (!info.state_reason.empty()) {
+    const size_t colon = info.state_reason.find(':');
+    out["StateReason"] = {{"Code", info.state_reason.substr(0, colon)},
+                          {"Message", info.state_reason}};
+  }
+  return out;
+}
+
+json StateChangesJson(const std::vector<StateChange>& changes) {
+  json out = json::array();
+  for (const StateChange& c : changes) {
+    out.push_back({{"InstanceId", c.instance_id},
+                   {"CurrentState", StateJson(c.current_state)},
+                   {"PreviousState", StateJson(c.previous_state)}});
+  }
+  return out;
+}
+
+json AttachmentJson(const std::string& instance_id, const InstanceDevice& d, const char* state) {
+  return json{{"VolumeId", d.volume_id},
+              {"InstanceId", instance_id},
+              {"Device", d.device_name},
+              {"State", state},
+              {"AttachTime", IsoTime(d.attach_time_ms)},
+              {"DeleteOnTermination", d.delete_on_termination}};
+}
+
+// ---------------------------------------------------------------- handlers
+
+Result<json> RegisterImage(Compute* compute, const json& args) {
+  ImageSpec spec;
+  STRATA_ASSIGN_OR_RETURN(spec.name, StringArg(args, "name"));
+  spec.description = OptionalStringArg(args, "description");
+  const std::string root = OptionalStringArg(args, "root-device-name");
+  spec.root_device_name = root.empty() ? "/dev/xvda" : root;
+  const std::string type = OptionalStringArg(args, "root-device-type");
+  spec.root_device_type = type.empty() ? "ebs" : type;
+  STRATA_ASSIGN_OR_RETURN(auto mappings, ShorthandListArg(args, "block-device-mappings"));
+  if (mappings.empty()) {
+    return Status::InvalidArgument("missing --block-device-mappings");
+  }
+  for (const json& j : mappings) {
+    STRATA_ASSIGN_OR_RETURN(BlockDeviceMapping m, MappingArg(j));
+    spec.mappings.push_back(std::move(m));
+  }
+  STRATA_ASSIGN_OR_RETURN(auto tag_specs, TagSpecArg(args));
+  STRATA_ASSIGN_OR_RETURN(spec.tags, TagsFor(tag_specs, "image"));
+  STRATA_ASSIGN_OR_RETURN(ImageInfo image, compute->RegisterImage(spec));
+  return json{{"ImageId", image.image_id}};
+}
+
+Result<json> DescribeImages(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "image-ids"));
+  json items = json::array();
+  if (!ids.empty()) {
+    for (const std::string& id : ids) {
+      STRATA_ASSIGN_OR_RETURN(ImageInfo image, compute->DescribeImage(id));
+      items.push_back(ImageJson(image));
+    }
+  } else {
+    for (const ImageInfo& image : compute->ListImages()) {
+      items.push_back(ImageJson(image));
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(
+      items, control::ApplyFilters(args, items, [](const json& item, const std::string& name) {
+        static const std::map<std::string, std::string> kPaths = {
+            {"image-id", "ImageId"},
+            {"name", "Name"},
+            {"state", "State"},
+            {"root-device-type", "RootDeviceType"},
+            {"root-device-name", "RootDeviceName"},
+            {"description", "Description"}};
+        auto it = kPaths.find(name);
+        if (it == kPaths.end()) {
+          if (name == "block-device-mapping.snapshot-id") {
+            std::vector<std::string> out;
+            for (const json& m : item["BlockDeviceMappings"]) {
+              if (m.contains("Ebs") && m["Ebs"].contains("SnapshotId")) {
+                out.push_back(m["Ebs"]["SnapshotId"].get<std::string>());
+              }
+            }
+            return std::optional(out);
+          }
+          return std::optional<std::vector<std::string>>();
+        }
+        return std::optional(std::vector<std::string>{item[it->second].get<std::string>()});
+      }));
+  return json{{"Images", items}};
+}
+
+Result<json> DeregisterImage(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "image-id"));
+  STRATA_RETURN_IF_ERROR(compute->DeregisterImage(id));
+  return json::object();
+}
+
+Result<json> CreateImage(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string instance, StringArg(args, "instance-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string name, StringArg(args, "name"));
+  STRATA_ASSIGN_OR_RETURN(auto tag_specs, TagSpecArg(args));
+  STRATA_ASSIGN_OR_RETURN(Tags tags, TagsFor(tag_specs, "image"));
+  // --no-reboot changes nothing here: the snapshots are crash-consistent either way.
+  STRATA_ASSIGN_OR_RETURN(
+      ImageInfo image,
+      compute->CreateImage(instance, name, OptionalStringArg(args, "description")));
+  if (!tags.empty()) {
+    STRATA_RETURN_IF_ERROR(compute->CreateTags({image.image_id}, tags));
+  }
+  return json{{"ImageId", image.image_id}};
+}
+
+Result<json> RunInstances(Compute* compute, const json& args) {
+  RunSpec spec;
+  STRATA_ASSIGN_OR_RETURN(spec.image_id, StringArg(args, "image-id"));
+  STRATA_ASSIGN_OR_RETURN(uint64_t count, control::IntegerArg(args, "count", 1));
+  if (count == 0 || count > kMaxRunCount) {
+    return Status::InvalidArgument("--count must be 1 to " + std::to_string(kMaxRunCount));
+  }
+  spec.count = static_cast<uint32_t>(count);
+  const std::string type = OptionalStringArg(args, "instance-type");
+  spec.instance_type = type.empty() ? "t3.micro" : type;
+  spec.disable_api_termination = args.value("disable-api-termination", false);
+  STRATA_ASSIGN_OR_RETURN(auto tag_specs, TagSpecArg(args));
+  STRATA_ASSIGN_OR_RETURN(spec.tags, TagsFor(tag_specs, "instance"));
+  STRATA_ASSIGN_OR_RETURN(spec.volume_tags, TagsFor(tag_specs, "volume"));
+  STRATA_ASSIGN_OR_RETURN(auto instances, compute->RunInstances(spec));
+  json items = json::array();
+  for (InstanceInfo info : instances) {
+    info.state = "pending";  // as EC2 answers run-instances; describe-instances shows running
+    items.push_back(InstanceJson(info));
+  }
+  return json{{"Instances", items}};
+}
+
+Result<json> DescribeInstances(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "instance-ids"));
+  json items = json::array();
+  if (!ids.empty()) {
+    for (const std::string& id : ids) {
+      STRATA_ASSIGN_OR_RETURN(InstanceInfo info, compute->DescribeInstance(id));
+      items.push_back(InstanceJson(info));
+    }
+  } else {
+    for (const InstanceInfo& info : compute->ListInstances()) {
+      items.push_back(InstanceJson(info));
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(
+      items, control::ApplyFilters(args, items, [](const json& item, const std::string& name) {
+        using Values = std::optional<std::vector<std::string>>;
+        if (name == "instance-state-name" || name == "state") {
+          return Values({item["State"]["Name"].get<std::string>()});
+        }
+        static const std::map<std::string, std::string> kPaths = {
+            {"instance-id", "InstanceId"},
+            {"image-id", "ImageId"},
+            {"instance-type", "InstanceType"},
+            {"root-device-type", "RootDeviceType"},
+            {"root-device-name", "RootDeviceName"}};
+        if (auto it = kPaths.find(name); it != kPaths.end()) {
+          return Values({item[it->second].get<std::string>()});
+        }
+        if (name == "block-device-mapping.volume-id") {
+          std::vector<std::string> out;
+          for (const json& m : item["BlockDeviceMappings"]) {
+            out.push_back(m["Ebs"]["VolumeId"].get<std::string>());
+          }
+          return Values(out);
+        }
+        return Values();
+      }));
+  // EC2 groups instances in reservations; here each instance is its own.
+  json reservations = json::array();
+  for (const json& item : items) {
+    reservations.push_back(
+        {{"ReservationId", "r-" + item["InstanceId"].get<std::string>().substr(2)},
+         {"Instances", json::array({item})}});
+  }
+  return json{{"Reservations", reservations}};
+}
+
+template <typename Fn>
+Result<json> StateVerb(Compute* compute, const json& args, const char* key, Fn fn) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "instance-ids"));
+  if (ids.empty()) {
+    return Status::InvalidArgument("missing --instance-ids");
+  }
+  STRATA_ASSIGN_OR_RETURN(auto changes, (compute->*fn)(ids));
+  if (key == nullptr) {
+    return json::object();
+  }
+  return json{{key, StateChangesJson(changes)}};
+}
+
+Result<json> ModifyInstanceAttribute(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "instance-id"));
+  if (!args.contains("disable-api-termination") || !args["disable-api-termination"].is_boolean()) {
+    return Status::InvalidArgument(
+        "give --disable-api-termination or --no-disable-api-termination");
+  }
+  STRATA_RETURN_IF_ERROR(
+      compute->SetTerminationProtection(id, args["disable-api-termination"].get<bool>()));
+  return json::object();
+}
+
+Result<json> AttachVolume(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string volume, StringArg(args, "volume-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string instance, StringArg(args, "instance-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string device, StringArg(args, "device"));
+  STRATA_ASSIGN_OR_RETURN(InstanceDevice d, compute->AttachVolume(volume, instance, device));
+  return AttachmentJson(instance, d, "attached");
+}
+
+Result<json> DetachVolume(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string volume, StringArg(args, "volume-id"));
+  STRATA_ASSIGN_OR_RETURN(auto detached, compute->DetachVolume(volume));
+  return AttachmentJson(detached.first, detached.second, "detached");
+}
+
+Result<json> CreateTags(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "resources"));
+  STRATA_ASSIGN_OR_RETURN(auto given, TagsArg(args));
+  Tags tags;
+  for (const auto& [key, value] : given) {
+    tags[key] = value.value_or("");
+  }
+  STRATA_RETURN_IF_ERROR(compute->CreateTags(ids, tags));
+  return json::object();
+}
+
+Result<json> DeleteTags(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "resources"));
+  if (ids.empty()) {
+    return Status::InvalidArgument("missing --resources");
+  }
+  STRATA_ASSIGN_OR_RETURN(auto tags, TagsArg(args));
+  STRATA_RETURN_IF_ERROR(compute->DeleteTags(ids, tags));
+  return json::object();
+}
+
+Result<json> DescribeInstanceTypes(Compute*, const json&) {
+  json items = json::array();
+  for (const InstanceType& t : InstanceTypes()) {
+    json item = {{"InstanceType", t.name},
+                 {"InstanceStorageSupported", t.instance_store_count > 0}};
+    if (t.instance_store_count > 0) {
+      const uint64_t gb = t.instance_store_bytes / 1000000000ull;
+      item["InstanceStorageInfo"] = {
+          {"TotalSizeInGB", gb * t.instance_store_count},
+          {"Disks",
+           json::array({{{"Count", t.instance_store_count}, {"SizeInGB", gb}, {"Type", "ssd"}}})}};
+    }
+    items.push_back(item);
+  }
+  return json{{"InstanceTypes", items}};
+}
+
+}  // namespace
+
+namespace control {
+
+Result<Tags> TagSpecTags(const json& args, const std::string& resource_type) {
+  STRATA_ASSIGN_OR_RETURN(auto specs, TagSpecArg(args));
+  return TagsFor(specs, resource_type);
+}
+
+json TagsJson(const Tags& tags) {
+  json out = json::array();
+  for (const auto& [key, value] : tags) {
+    out.push_back({{"Key", key}, {"Value", value}});
+  }
+  return out;
+}
+
+Result<json> ApplyFilters(const json& args, json items, const FilterField& field) {
+  STRATA_ASSIGN_OR_RETURN(auto filters, ShorthandListArg(args, "filters"));
+  for (const json& f : filters) {
+    STRATA_ASSIGN_OR_RETURN(std::string name, Field(f, "Name"));
+    if (name.empty() || !f.contains("Values")) {
+      return Status::InvalidArgument("each filter needs Name=...,Values=...");
+    }
+    std::vector<std::string> wanted;
+    for (const json& v : f["Values"].is_array() ? f["Values"] : json::array({f["Values"]})) {
+      if (!v.is_string()) {
+        return Status::InvalidArgument("filter values must be strings");
+      }
+      wanted.push_back(v.get<std::string>());
+    }
+    json kept = json::array();
+    for (json& item : items) {
+      std::optional<std::vector<std::string>> have;
+      if (name.starts_with("tag:") || name == "tag-key") {
+        std::vector<std::string> values;
+        for (const json& tag : item["Tags"]) {
+          if (name == "tag-key") {
+            values.push_back(tag["Key"].get<std::string>());
+          } else if (tag["Key"].get<std::string>() == name.substr(4)) {
+            values.push_back(tag["Value"].get<std::string>());
+          }
+        }
+        have = values;
+      } else {
+        have = field(item, name);
+      }
+      if (!have) {
+        return Status::InvalidArgument("InvalidParameterValue: the filter '" + name +
+                                       "' is invalid");
+      }
+      // EC2: a resource matches when any of its values matches any wanted value (* and ?).
+      bool match = std::any_of(have->begin(), have->end(), [&](const std::string& v) {
+        return std::any_of(wanted.begin(), wanted.end(), [&](const std::string& w) {
+          return fnmatch(w.c_str(), v.c_str(), 0) == 0;
+        });
+      });
+      if (match) {
+        kept.push_back(std::move(item));
+      }
+    }
+    items = std::move(kept);
+  }
+  return items;
+}
+
+void AddComputeHandlers(HandlerTable* table) {
+  table->emplace("register-image", RegisterImage);
+  table->emplace("describe-images", DescribeImages);
+  table->emplace("deregister-image", DeregisterImage);
+  table->emplace("create-image", CreateImage);
+  table->emplace("run-instances", RunInstances);
+  table->emplace("describe-instances", DescribeInstances);
+  table->emplace("stop-instances", [](Compute* c, const json& a) {
+    return StateVerb(c, a, "StoppingInstances", &Compute::StopInstances);
+  });
+  table->emplace("start-instances", [](Compute* c, const json& a) {
+    return StateVerb(c, a, "StartingInstances", &Compute::StartInstances);
+  });
+  table->emplace("reboot-instances", [](Compute* c, const json& a) {
+    return StateVerb(c, a, nullptr, &Compute::RebootInstances);
+  });
+  table->emplace("terminate-instances", [](Compute* c, const json& a) {
+    return StateVerb(c, a, "TerminatingInstances", &Compute::TerminateInstances);
+  });
+  table->emplace("modify-instance-attribute", ModifyInstanceAttribute);
+  table->emplace("attach-volume", AttachVolume);
+  table->emplace("detach-volume", DetachVolume);
+  table->emplace("create-tags", CreateTags);
+  table->emplace("delete-tags", DeleteTags);
+  table->emplace("describe-instance-types", DescribeInstanceTypes);
+}
+
+}  // namespace control
+
+}  // namespace strata
