@@ -187,11 +187,15 @@ json MappingJson(const BlockDeviceMapping& m) {
   return json{{"DeviceName", m.device_name}, {"Ebs", ebs}};
 }
 
-json ImageJson(const ImageInfo& image) {
+json ImageJson(Pool* pool, const ImageInfo& image) {
   json mappings = json::array();
   for (BlockDeviceMapping m : image.mappings) {
     if (m.virtual_name.empty() && !m.delete_on_termination) {
       m.delete_on_termination = m.device_name == image.root_device_name;
+    }
+    if (m.volume_size_gib == 0 && !m.snapshot_id.empty()) {  // shown as EC2 does: in GiB
+      auto snap = pool->DescribeSnapshot(m.snapshot_id);
+      m.volume_size_gib = snap.ok() ? control::GiBCeil(snap->volume_size_bytes) : 0;
     }
     mappings.push_back(MappingJson(m));
   }
@@ -308,11 +312,11 @@ Result<json> DescribeImages(Compute* compute, const json& args) {
   if (!ids.empty()) {
     for (const std::string& id : ids) {
       STRATA_ASSIGN_OR_RETURN(ImageInfo image, compute->DescribeImage(id));
-      items.push_back(ImageJson(image));
+      items.push_back(ImageJson(compute->pool(), image));
     }
   } else {
     for (const ImageInfo& image : compute->ListImages()) {
-      items.push_back(ImageJson(image));
+      items.push_back(ImageJson(compute->pool(), image));
     }
   }
   STRATA_ASSIGN_OR_RETURN(

@@ -1,0 +1,398 @@
+// Images, instances, instance store and tags through the library API (docs/compute.md).
+#include "strata/compute.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+#include "strata/pool.h"
+
+#include "compute/compute_impl.h"
+#include "control/shorthand.h"
+#include "testutil/test_util.h"
+
+namespace strata {
+namespace {
+
+constexpr uint64_t kVolumeBytes = 8ull << 20;
+
+class ComputeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PoolOptions o;
+    o.chunk_size_bytes = 4096;
+    o.commit_interval_ms = 0;
+    ASSERT_TRUE(Pool::Create(dir_.path(), o).ok());
+    Open();
+  }
+  void Open(bool hosts_instance_store = true) {
+    PoolOptions o;
+    o.commit_interval_ms = 0;
+    auto pool = Pool::Open(dir_.path(), o);
+    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+    pool_ = std::move(*pool);
+    ComputeOptions co;
+    co.hosts_instance_store = hosts_instance_store;
+    auto compute = Compute::Open(pool_.get(), co);
+    ASSERT_TRUE(compute.ok()) << compute.status().ToString();
+    compute_ = std::move(*compute);
+  }
+  void Reopen(bool hosts_instance_store = true) {
+    compute_.reset();
+    pool_.reset();
+    Open(hosts_instance_store);
+  }
+
+  // A volume holding `pattern` at offset 0, snapshotted: the snapshot id.
+  std::string SnapshotWith(const std::vector<std::byte>& pattern) {
+    auto info = pool_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""});
+    EXPECT_TRUE(info.ok());
+    {
+      auto v = *pool_->OpenVolume(info->volume_id);
+      EXPECT_TRUE(v->Write(0, pattern, true).ok());
+    }
+    auto snap = pool_->CreateSnapshot(info->volume_id, "root");
+    EXPECT_TRUE(snap.ok());
+    EXPECT_TRUE(pool_->DeleteVolume(info->volume_id).ok());
+    return snap->snapshot_id;
+  }
+
+  ImageSpec Spec(const std::string& name, const std::string& snapshot) {
+    ImageSpec spec;
+    spec.name = name;
+    BlockDeviceMapping root;
+    root.device_name = "/dev/xvda";
+    root.snapshot_id = snapshot;
+    BlockDeviceMapping data;
+    data.device_name = "/dev/sdf";
+    data.volume_size_gib = 1;
+    BlockDeviceMapping store;
+    store.device_name = "/dev/sdb";
+    store.virtual_name = "ephemeral0";
+    spec.mappings = {root, data, store};
+    return spec;
+  }
+
+  std::vector<std::byte> ReadExport(const std::string& name, uint64_t offset, size_t n) {
+    auto v = compute_->OpenExport(name);
+    EXPECT_TRUE(v.ok()) << name << ": " << v.status().ToString();
+    std::vector<std::byte> out(n);
+    EXPECT_TRUE((*v)->Read(offset, out).ok());
+    return out;
+  }
+  void WriteExport(const std::string& name, uint64_t offset, const std::vector<std::byte>& data) {
+    auto v = compute_->OpenExport(name);
+    ASSERT_TRUE(v.ok()) << name << ": " << v.status().ToString();
+    ASSERT_TRUE((*v)->Write(offset, data, true).ok());
+  }
+  std::string VolumeOf(const InstanceInfo& info, const std::string& device) {
+    for (const InstanceDevice& d : info.devices) {
+      if (d.device_name == device) {
+        return d.volume_id;
+      }
+    }
+    return "";
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<Pool> pool_;
+  std::unique_ptr<Compute> compute_;
+};
+
+TEST_F(ComputeTest, ImageHoldsItsSnapshotUntilDeregistered) {
+  const std::string snap = SnapshotWith(test::RandomBytes(65536, 1));
+  auto image = compute_->RegisterImage(Spec("web", snap));
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  Status s = pool_->DeleteSnapshot(snap);
+  EXPECT_EQ(s.code(), Status::Code::kBusy);
+  EXPECT_NE(s.message().find(image->image_id), std::string::npos) << s.ToString();
+  Reopen();  // the hold is rebuilt from the records
+  EXPECT_EQ(pool_->DeleteSnapshot(snap).code(), Status::Code::kBusy);
+  ASSERT_TRUE(compute_->DeregisterImage(image->image_id).ok());
+  EXPECT_TRUE(pool_->DeleteSnapshot(snap).ok());
+  EXPECT_EQ(compute_->DescribeImage(image->image_id).status().code(), Status::Code::kNotFound);
+}
+
+TEST_F(ComputeTest, BadImagesAreRefused) {
+  const std::string snap = SnapshotWith(test::RandomBytes(4096, 2));
+  ImageSpec spec = Spec("ok-name", snap);
+  ASSERT_TRUE(compute_->RegisterImage(spec).ok());
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kAlreadyExists);
+  spec.name = "x";
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
+  spec = Spec("no-root", snap);
+  spec.root_device_name = "/dev/sda1";
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
+  spec = Spec("missing-snap", "snap-00000000000000000");
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kNotFound);
+  spec = Spec("bad-ephemeral", snap);
+  spec.mappings[2].virtual_name = "ephemeral99";
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
+  spec = Spec("dup-device", snap);
+  spec.mappings[1].device_name = "/dev/xvda";
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
+  spec = Spec("too-small", snap);
+  spec.mappings[0].volume_size_gib = 0;
+  spec.mappings[1].volume_size_gib = 0;  // an EBS mapping needs a snapshot or a size
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST_F(ComputeTest, InstancesAreIsolatedClonesThatCostNoData) {
+  const auto root = test::RandomBytes(1 << 20, 3);
+  const std::string snap = SnapshotWith(root);
+  auto image = compute_->RegisterImage(Spec("web", snap));
+  ASSERT_TRUE(image.ok());
+  const uint64_t used_before = pool_->Info().used_bytes;
+  RunSpec run;
+  run.image_id = image->image_id;
+  run.count = 3;
+  run.instance_type = "m5d.large";
+  auto instances = compute_->RunInstances(run);
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  ASSERT_EQ(instances->size(), 3u);
+  EXPECT_EQ(pool_->Info().used_bytes, used_before);  // clones: no data copied
+  const std::string a = (*instances)[0].instance_id, b = (*instances)[1].instance_id;
+  EXPECT_EQ(ReadExport(a + "/xvda", 0, root.size()), root);
+  EXPECT_EQ(ReadExport(b + "/xvda", 0, root.size()), root);
+  const auto scribble = test::RandomBytes(8192, 4);
+  WriteExport(a + "/xvda", 4096, scribble);
+  EXPECT_EQ(ReadExport(a + "/xvda", 4096, scribble.size()), scribble);
+  EXPECT_EQ(ReadExport(b + "/xvda", 0, root.size()), root);
+  EXPECT_EQ(ReadExport(image->image_id, 0, root.size()), root);  // the image export: read-only
+  auto image_export = compute_->OpenExport(image->image_id);
+  ASSERT_TRUE(image_export.ok());
+  EXPECT_TRUE((*image_export)->read_only());
+  // The data volume is new and empty; instance store is sized by the type.
+  EXPECT_TRUE(test::AllZero(ReadExport(a + "/sdf", 0, 4096)));
+  auto store = compute_->OpenExport(a + "/sdb");
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->size_bytes(), 75'000'000'000ull);
+  auto volume = pool_->DescribeVolume(VolumeOf((*instances)[0], "/dev/xvda"));
+  ASSERT_TRUE(volume.ok());
+  EXPECT_EQ(volume->snapshot_id, snap);
+  auto attached = compute_->AttachmentOf(volume->volume_id);
+  ASSERT_TRUE(attached.has_value());
+  EXPECT_EQ(attached->first, a);
+  EXPECT_EQ(pool_->DeleteVolume(volume->volume_id).code(), Status::Code::kBusy);
+}
+
+TEST_F(ComputeTest, StopWipesInstanceStoreAndKeepsEbs) {
+  auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 5))));
+  ASSERT_TRUE(image.ok());
+  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "c5d.large", false, {}, {}});
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  const std::string id = (*instances)[0].instance_id;
+  const auto data = test::RandomBytes(4096, 6);
+  WriteExport(id + "/sdb", 1 << 20, data);
+  WriteExport(id + "/xvda", 1 << 20, data);
+  EXPECT_EQ(ReadExport(id + "/sdb", 1 << 20, 4096), data);
+  {
+    auto held = compute_->OpenExport(id + "/sdb");  // a client still attached: stop refused
+    ASSERT_TRUE(held.ok());
+    EXPECT_EQ(compute_->StopInstances({id}).status().code(), Status::Code::kBusy);
+  }
+  // A reboot keeps both.
+  ASSERT_TRUE(compute_->RebootInstances({id}).ok());
+  EXPECT_EQ(ReadExport(id + "/sdb", 1 << 20, 4096), data);
+  auto stopped = compute_->StopInstances({id});
+  ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+  EXPECT_EQ((*stopped)[0].current_state, "stopped");
+  EXPECT_EQ(compute_->OpenExport(id + "/xvda").status().code(), Status::Code::kNotFound);
+  ASSERT_TRUE(compute_->StartInstances({id}).ok());
+  EXPECT_TRUE(test::AllZero(ReadExport(id + "/sdb", 1 << 20, 4096)));
+  EXPECT_EQ(ReadExport(id + "/xvda", 1 << 20, 4096), data);
+  // A process restart is a host failure for instance store: wiped; EBS and state survive.
+  WriteExport(id + "/sdb", 0, data);
+  Reopen();
+  auto info = compute_->DescribeInstance(id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, "running");
+  EXPECT_TRUE(test::AllZero(ReadExport(id + "/sdb", 0, 4096)));
+  EXPECT_EQ(ReadExport(id + "/xvda", 1 << 20, 4096), data);
+}
+
+TEST_F(ComputeTest, TerminateDeletesExactlyTheDeleteOnTerminationVolumes) {
+  auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 7))));
+  ASSERT_TRUE(image.ok());
+  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", true, {}, {}});
+  ASSERT_TRUE(instances.ok());
+  const InstanceInfo& inst = (*instances)[0];
+  EXPECT_EQ(inst.devices.size(), 2u);  // t3 has no instance store: ephemeral0 is ignored
+  const std::string root = VolumeOf(inst, "/dev/xvda"), data = VolumeOf(inst, "/dev/sdf");
+  auto extra = pool_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""});
+  ASSERT_TRUE(extra.ok());
+  ASSERT_TRUE(compute_->AttachVolume(extra->volume_id, inst.instance_id, "/dev/sdg").ok());
+  EXPECT_EQ(compute_->AttachVolume(extra->volume_id, inst.instance_id, "/dev/sdh").status().code(),
+            Status::Code::kInvalidArgument);  // already attached
+  // Termination protection: refused, nothing changed.
+  auto refused = compute_->TerminateInstances({inst.instance_id});
+  EXPECT_EQ(refused.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("disableApiTermination"), std::string::npos);
+  ASSERT_TRUE(compute_->SetTerminationProtection(inst.instance_id, false).ok());
+  auto done = compute_->TerminateInstances({inst.instance_id});
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_EQ(pool_->DescribeVolume(root).status().code(), Status::Code::kNotFound);
+  EXPECT_TRUE(pool_->DescribeVolume(data).ok());  // DeleteOnTermination false for non-root
+  EXPECT_TRUE(pool_->DescribeVolume(extra->volume_id).ok());
+  EXPECT_FALSE(compute_->AttachmentOf(data).has_value());
+  EXPECT_TRUE(pool_->DeleteVolume(data).ok());  // available again: no hold
+  auto info = compute_->DescribeInstance(inst.instance_id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, "terminated");
+  EXPECT_EQ(compute_->StartInstances({inst.instance_id}).status().code(),
+            Status::Code::kInvalidArgument);
+}
+
+TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
+  auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 8))));
+  ASSERT_TRUE(image.ok());
+  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}});
+  ASSERT_TRUE(instances.ok());
+  const InstanceInfo& inst = (*instances)[0];
+  EXPECT_EQ(compute_->DetachVolume(VolumeOf(inst, "/dev/xvda")).status().code(),
+            Status::Code::kInvalidArgument);  // the root of a running instance
+  auto extra = pool_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""});
+  ASSERT_TRUE(extra.ok());
+  EXPECT_EQ(compute_->AttachVolume(extra->volume_id, inst.instance_id, "/dev/sdf").status().code(),
+            Status::Code::kInvalidArgument);  // device taken
+  EXPECT_EQ(compute_->AttachVolume(extra->volume_id, inst.instance_id, "sdz").status().code(),
+            Status::Code::kInvalidArgument);
+  ASSERT_TRUE(compute_->AttachVolume(extra->volume_id, inst.instance_id, "/dev/sdz").ok());
+  WriteExport(inst.instance_id + "/sdz", 0, test::RandomBytes(4096, 9));
+  auto detached = compute_->DetachVolume(extra->volume_id);
+  ASSERT_TRUE(detached.ok()) << detached.status().ToString();
+  EXPECT_EQ(compute_->OpenExport(inst.instance_id + "/sdz").status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(ReadExport(extra->volume_id, 0, 4096), test::RandomBytes(4096, 9));
+  ASSERT_TRUE(compute_->StopInstances({inst.instance_id}).ok());
+  EXPECT_TRUE(compute_->DetachVolume(VolumeOf(inst, "/dev/xvda")).ok());  // stopped: allowed
+}
+
+TEST_F(ComputeTest, CreateImageSnapshotsEveryEbsVolumeAndLaunches) {
+  auto image = compute_->RegisterImage(Spec("base", SnapshotWith(test::RandomBytes(4096, 10))));
+  ASSERT_TRUE(image.ok());
+  auto first = compute_->RunInstances(RunSpec{image->image_id, 1, "m5d.large", false, {}, {}});
+  ASSERT_TRUE(first.ok());
+  const std::string id = (*first)[0].instance_id;
+  const auto root = test::RandomBytes(12288, 11), data = test::RandomBytes(4096, 12);
+  WriteExport(id + "/xvda", 0, root);
+  WriteExport(id + "/sdf", 8192, data);
+  EXPECT_EQ(compute_->CreateImage(id, "base", "").status().code(), Status::Code::kAlreadyExists);
+  auto derived = compute_->CreateImage(id, "derived", "from a running instance");
+  ASSERT_TRUE(derived.ok()) << derived.status().ToString();
+  EXPECT_EQ(derived->mappings.size(), 3u);
+  EXPECT_EQ(derived->source_instance_id, id);
+  auto second = compute_->RunInstances(RunSpec{derived->image_id, 1, "t3.micro", false, {}, {}});
+  ASSERT_TRUE(second.ok());
+  const std::string id2 = (*second)[0].instance_id;
+  EXPECT_EQ(ReadExport(id2 + "/xvda", 0, root.size()), root);
+  EXPECT_EQ(ReadExport(id2 + "/sdf", 8192, data.size()), data);
+}
+
+TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
+  const auto root = test::RandomBytes(300000, 13);
+  ImageSpec spec = Spec("store-backed", SnapshotWith(root));
+  spec.root_device_type = "instance-store";
+  auto image = compute_->RegisterImage(spec);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}})
+                .status()
+                .code(),
+            Status::Code::kNotSupported);  // no instance store on t3
+  auto instances = compute_->RunInstances(RunSpec{image->image_id, 2, "i3.large", false, {}, {}});
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  const std::string id = (*instances)[0].instance_id;
+  EXPECT_EQ(ReadExport(id + "/xvda", 0, root.size()), root);
+  WriteExport(id + "/xvda", 0, test::RandomBytes(4096, 14));
+  EXPECT_EQ(ReadExport((*instances)[1].instance_id + "/xvda", 0, root.size()), root);
+  EXPECT_EQ(compute_->StopInstances({id}).status().code(), Status::Code::kNotSupported);
+  EXPECT_EQ(compute_->CreateSnapshots({id + "/xvda"}, "").status().code(),
+            Status::Code::kNotSupported);
+  EXPECT_EQ(compute_->CreateImage(id, "again", "").status().code(), Status::Code::kNotSupported);
+  const std::string data_volume = VolumeOf((*instances)[0], "/dev/sdf");
+  Reopen(/*hosts_instance_store=*/false);
+  auto info = compute_->DescribeInstance(id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, "terminated");
+  EXPECT_NE(info->state_reason.find("Server.InternalError"), std::string::npos);
+  EXPECT_TRUE(pool_->DescribeVolume(data_volume).ok());  // not DeleteOnTermination: kept
+  // A short-lived process cannot host a new instance-store root.
+  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "i3.large", false, {}, {}})
+                .status()
+                .code(),
+            Status::Code::kNotSupported);
+}
+
+TEST_F(ComputeTest, InterruptedTerminationFinishesAtOpen) {
+  auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 15))));
+  ASSERT_TRUE(image.ok());
+  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}});
+  ASSERT_TRUE(instances.ok());
+  // The state a crash right after the terminate commit leaves: terminated, root queued.
+  InstanceRecord rec;
+  rec.info = (*instances)[0];
+  const std::string root = VolumeOf(rec.info, "/dev/xvda");
+  rec.info.state = "terminated";
+  rec.info.devices.clear();
+  rec.pending_deletes = {root};
+  auto* impl = dynamic_cast<PoolImpl*>(pool_.get());
+  ASSERT_NE(impl, nullptr);
+  ASSERT_TRUE(
+      impl->CommitRecords({{RecordTable::kInstances, rec.info.instance_id, EncodeInstance(rec)}})
+          .ok());
+  Reopen();
+  EXPECT_EQ(pool_->DescribeVolume(root).status().code(), Status::Code::kNotFound);
+  auto check = pool_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->problems.empty());
+}
+
+TEST_F(ComputeTest, TagsOnEveryResource) {
+  const std::string snap = SnapshotWith(test::RandomBytes(4096, 16));
+  auto image = compute_->RegisterImage(Spec("web", snap));
+  ASSERT_TRUE(image.ok());
+  RunSpec run{image->image_id, 1, "t3.micro", false, {{"Name", "web"}}, {{"team", "blue"}}};
+  auto instances = compute_->RunInstances(run);
+  ASSERT_TRUE(instances.ok());
+  const std::string id = (*instances)[0].instance_id;
+  EXPECT_EQ(compute_->TagsOf(id).at("Name"), "web");
+  EXPECT_EQ(compute_->TagsOf(VolumeOf((*instances)[0], "/dev/xvda")).at("team"), "blue");
+  ASSERT_TRUE(compute_->CreateTags({snap, image->image_id, id}, {{"env", "prod"}}).ok());
+  EXPECT_EQ(compute_->CreateTags({"vol-00000000000000000"}, {{"a", "b"}}).code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(compute_->CreateTags({id}, {{"aws:x", "b"}}).code(), Status::Code::kInvalidArgument);
+  ASSERT_TRUE(compute_->DeleteTags({id}, {{"env", std::string("staging")}}).ok());  // no match
+  EXPECT_EQ(compute_->TagsOf(id).count("env"), 1u);
+  ASSERT_TRUE(compute_->DeleteTags({id}, {{"env", std::nullopt}}).ok());
+  EXPECT_EQ(compute_->TagsOf(id).count("env"), 0u);
+  Reopen();
+  EXPECT_EQ(compute_->TagsOf(snap).at("env"), "prod");
+  EXPECT_EQ(compute_->TagsOf(id).at("Name"), "web");
+}
+
+TEST(Shorthand, ParsesTheAwsCliForms) {
+  auto m = control::ParseShorthand(
+      "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1,VolumeSize=8,DeleteOnTermination=true}");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ((*m)["DeviceName"], "/dev/xvda");
+  EXPECT_EQ((*m)["Ebs"]["VolumeSize"], "8");
+  auto t =
+      control::ParseShorthand("ResourceType=instance,Tags=[{Key=Name,Value=web},{Key=a,Value=}]");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)["Tags"].size(), 2u);
+  EXPECT_EQ((*t)["Tags"][1]["Value"], "");
+  auto f = control::ParseShorthand("Name=tag:Name,Values=web,db");
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ((*f)["Values"], nlohmann::json::array({"web", "db"}));
+  auto j = control::ParseShorthand(R"([{"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"}])");
+  ASSERT_TRUE(j.ok());
+  EXPECT_TRUE(j->is_array());
+  for (const char* bad : {"Ebs={SnapshotId=x", "=x", "Tags=[{Key=a}", "NoEquals", "A=1,A=2",
+                          "A={B={C={D={E={F={G={H={I={J=1}}}}}}}}}"}) {
+    EXPECT_FALSE(control::ParseShorthand(bad).ok()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace strata
