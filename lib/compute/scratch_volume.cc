@@ -70,10 +70,18 @@ Result<std::shared_ptr<ScratchVolume>> ScratchVolume::Create(const std::string& 
     close(fd);
     return Status::FromErrno("size instance store file", err);
   }
-  return std::shared_ptr<ScratchVolume>(new ScratchVolume(fd, id, size_bytes));
+  // The same (unlinked) file again, for direct writes; -1 where O_DIRECT is refused (tmpfs).
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  int direct_fd = open(self.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+  return std::shared_ptr<ScratchVolume>(new ScratchVolume(fd, direct_fd, id, size_bytes));
 }
 
-ScratchVolume::~ScratchVolume() { close(fd_); }
+ScratchVolume::~ScratchVolume() {
+  if (direct_fd_ >= 0) {
+    close(direct_fd_);
+  }
+  close(fd_);
+}
 
 Status ScratchVolume::CheckRange(uint64_t offset_bytes, uint64_t length_bytes) const {
   if (offset_bytes > size_bytes_ || length_bytes > size_bytes_ - offset_bytes) {
@@ -84,12 +92,19 @@ Status ScratchVolume::CheckRange(uint64_t offset_bytes, uint64_t length_bytes) c
   return Status::OK();
 }
 
+int ScratchVolume::FdFor(uint64_t offset_bytes, uint64_t length_bytes, const void* buf) const {
+  const bool aligned = offset_bytes % 4096 == 0 && length_bytes % 4096 == 0 &&
+                       reinterpret_cast<uintptr_t>(buf) % 4096 == 0;
+  return aligned && direct_fd_ >= 0 ? direct_fd_ : fd_;
+}
+
 Status ScratchVolume::Read(uint64_t offset_bytes, std::span<std::byte> out) {
   STRATA_RETURN_IF_ERROR(CheckRange(offset_bytes, out.size()));
+  const int fd = FdFor(offset_bytes, out.size(), out.data());
   size_t done = 0;
   while (done < out.size()) {
     ssize_t n =
-        pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset_bytes + done));
+        pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset_bytes + done));
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -104,10 +119,11 @@ Status ScratchVolume::Read(uint64_t offset_bytes, std::span<std::byte> out) {
 
 Status ScratchVolume::Write(uint64_t offset_bytes, std::span<const std::byte> data, bool) {
   STRATA_RETURN_IF_ERROR(CheckRange(offset_bytes, data.size()));
+  const int fd = FdFor(offset_bytes, data.size(), data.data());
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = pwrite(fd_, data.data() + done, data.size() - done,
-                       static_cast<off_t>(offset_bytes + done));
+    ssize_t n =
+        pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset_bytes + done));
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -140,6 +156,10 @@ Status ScratchVolume::WriteZeroes(uint64_t offset_bytes, uint64_t length_bytes, 
     return Status::FromErrno("instance store allocate", errno);
   }
   return Status::OK();
+}
+
+Status ScratchVolume::Flush() {
+  return fdatasync(fd_) == 0 ? Status::OK() : Status::FromErrno("instance store flush", errno);
 }
 
 Status ScratchVolume::Trim(uint64_t offset_bytes, uint64_t length_bytes) {
@@ -183,7 +203,11 @@ void ScratchVolume::Submit(EventLoop* loop, IoRequest* request) {
   Status range = request->kind == IoRequest::Kind::kFlush
                      ? Status::OK()
                      : CheckRange(request->offset_bytes, request->length_bytes);
-  if (!range.ok() || request->kind == IoRequest::Kind::kFlush || request->length_bytes == 0) {
+  if (request->kind == IoRequest::Kind::kFlush) {
+    finish_later(Flush());  // metadata and data of one file: short, and rare
+    return;
+  }
+  if (!range.ok() || request->length_bytes == 0) {
     finish_later(range);
     return;
   }
@@ -201,6 +225,7 @@ void ScratchVolume::Submit(EventLoop* loop, IoRequest* request) {
     return;
   }
   STRATA_CHECK(std::strcmp(loop->engine()->name(), "sim") != 0);  // fds, not simulated files
+  const int fd = FdFor(request->offset_bytes, request->length_bytes, request->data);
   auto* sr = new ScratchRequest;
   sr->request = request;
   sr->loop = loop;
@@ -211,7 +236,7 @@ void ScratchVolume::Submit(EventLoop* loop, IoRequest* request) {
     IoOp& op = sr->ops[i];
     const uint64_t at = i * kMaxOpBytes;
     op.kind = request->kind == IoRequest::Kind::kRead ? IoOp::Kind::kRead : IoOp::Kind::kWrite;
-    op.file = fd_;
+    op.file = fd;
     op.buf = request->data + at;
     op.length_bytes =
         static_cast<uint32_t>(std::min<uint64_t>(kMaxOpBytes, request->length_bytes - at));
