@@ -2,6 +2,7 @@
 #ifndef STRATA_STRATA_H_
 #define STRATA_STRATA_H_
 
+#include "strata/compute.h"
 #include "strata/env.h"
 #include "strata/event_loop.h"
 #include "strata/pool.h"
