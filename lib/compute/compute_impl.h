@@ -66,6 +66,8 @@ class ComputeImpl final : public Compute {
  private:
   // ---- all REQUIRE mu_ ----
   Result<InstanceRecord*> FindInstanceLocked(const std::string& instance_id);
+  std::optional<std::pair<std::string, InstanceDevice>> AttachmentOfLocked(
+      const std::string& volume_id) const;
   Status ValidateImageLocked(const ImageSpec& spec);
   Result<ImageInfo> RegisterImageLocked(const ImageSpec& spec, const std::string& source_instance);
   // The record and tag changes for `rec` (written with every state change).

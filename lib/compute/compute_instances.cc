@@ -349,6 +349,11 @@ Status ComputeImpl::SetTerminationProtection(const std::string& instance_id, boo
 std::optional<std::pair<std::string, InstanceDevice>> ComputeImpl::AttachmentOf(
     const std::string& volume_id) {
   std::lock_guard<std::mutex> lock(mu_);
+  return AttachmentOfLocked(volume_id);
+}
+
+std::optional<std::pair<std::string, InstanceDevice>> ComputeImpl::AttachmentOfLocked(
+    const std::string& volume_id) const {
   for (const auto& [id, rec] : instances_) {
     for (const InstanceDevice& d : rec.info.devices) {
       if (d.volume_id == volume_id) {
@@ -363,11 +368,11 @@ Result<InstanceDevice> ComputeImpl::AttachVolume(const std::string& volume_id,
                                                  const std::string& instance_id,
                                                  const std::string& device_name) {
   STRATA_ASSIGN_OR_RETURN(VolumeInfo volume, pool_->DescribeVolume(volume_id));
-  if (auto a = AttachmentOf(volume.volume_id)) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto a = AttachmentOfLocked(volume.volume_id)) {
     return Status::InvalidArgument("VolumeInUse: " + volume.volume_id + " is already attached to " +
                                    a->first + " as " + a->second.device_name);
   }
-  std::lock_guard<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
   if (!Up(rec->info) && rec->info.state != "stopped") {
     return IncorrectState(rec->info, "attached to");
@@ -396,12 +401,12 @@ Result<InstanceDevice> ComputeImpl::AttachVolume(const std::string& volume_id,
 
 Result<std::pair<std::string, InstanceDevice>> ComputeImpl::DetachVolume(
     const std::string& volume_id) {
-  auto attachment = AttachmentOf(volume_id);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto attachment = AttachmentOfLocked(volume_id);
   if (!attachment) {
     STRATA_RETURN_IF_ERROR(pool_->DescribeVolume(volume_id).status());
     return Status::InvalidArgument("IncorrectState: volume " + volume_id + " is not attached");
   }
-  std::lock_guard<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(attachment->first));
   if (attachment->second.device_name == rec->info.root_device_name && Up(rec->info)) {
     return Status::InvalidArgument("IncorrectState: " + volume_id +
