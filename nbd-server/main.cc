@@ -70,14 +70,13 @@ int main(int argc, char** argv) {
   strata::Status status;
   {
     strata::nbd::Server server(compute->get(), limits);
-    if (!socket_path.empty()) {
+    // The control socket first: once the NBD socket exists, both accept connections.
+    status = server.ListenControl(strata::ControlSocketPath(pool_dir));
+    if (status.ok() && !socket_path.empty()) {
       status = server.ListenUnix(socket_path);
     }
     if (status.ok() && !listen.empty()) {
       status = server.ListenTcp(listen);
-    }
-    if (status.ok()) {
-      status = server.ListenControl(strata::ControlSocketPath(pool_dir));
     }
     if (!status.ok()) {
       std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());

@@ -34,30 +34,32 @@ Server::~Server() {
 }
 
 namespace {
-// A bound, listening unix socket at `path` (a stale socket file is replaced).
+// A bound, listening unix socket at `path` (a stale socket file is replaced). The socket is
+// bound and listening under a temporary name first and then renamed into place, so that a client
+// that sees the path can connect: waiting for the file is a sufficient readiness check.
 Result<int> UnixListener(const std::string& path, mode_t mode) {
   sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) {
+  const std::string temp = path + ".tmp" + std::to_string(getpid());
+  if (temp.size() >= sizeof(addr.sun_path)) {
     return Status::InvalidArgument("socket path too long: " + path);
   }
   struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return Status::AlreadyExists(path + " exists and is not a socket");
-    }
-    unlink(path.c_str());
+  if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    return Status::AlreadyExists(path + " exists and is not a socket");
   }
+  unlink(temp.c_str());
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  std::memcpy(addr.sun_path, temp.c_str(), temp.size() + 1);
   mode_t old = umask(static_cast<mode_t>(~mode & 0777));
   bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   umask(old);
-  if (!ok || listen(fd, 128) != 0) {
+  if (!ok || listen(fd, 128) != 0 || rename(temp.c_str(), path.c_str()) != 0) {
     int err = errno;
     if (fd >= 0) {
       close(fd);
     }
+    unlink(temp.c_str());
     return Status::FromErrno("listen on " + path, err);
   }
   return fd;
