@@ -51,7 +51,8 @@ start_server() {  # name
     strata)
       rm -rf "$work/pool"
       build/tools/strata --pool "$work/pool" pool create >/dev/null
-      build/tools/strata --pool "$work/pool" create-volume --size 1GiB --name vol >/dev/null
+      build/tools/strata --pool "$work/pool" create-volume --size 1GiB --name vol \
+        --volume-type unlimited >/dev/null  # the peers have no limits either
       setsid build/nbd-server/strata-nbd --pool "$work/pool" --socket "$sock" 2>/dev/null &
       ;;
     qemu-raw)

@@ -12,6 +12,7 @@
 #include "strata/pool.h"
 
 #include "control/control_socket.h"
+#include "metrics_exporter.h"
 #include "server.h"
 
 int main(int argc, char** argv) {
@@ -27,6 +28,12 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen,
                  "serve on HOST:PORT (default 127.0.0.1:10809 unless --socket is given)");
   app.add_flag("--read-only", limits.read_only, "refuse every write (EPERM)");
+  bool no_volume_limits = false;
+  std::string metrics_listen;
+  app.add_flag("--no-volume-limits", no_volume_limits,
+               "serve every volume at full speed, ignoring its EBS performance model");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)");
   app.add_option("--max-connections", limits.max_connections, "(256)")->check(CLI::Range(1, 65536));
   app.add_option("--max-payload", limits.max_payload_bytes, "bytes per request (32 MiB)")
       ->check(CLI::Range(4096, 256 << 20));
@@ -57,6 +64,7 @@ int main(int argc, char** argv) {
   int signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
 
   strata::PoolOptions options;
+  options.enforce_volume_limits = !no_volume_limits;  // the EBS emulation: on unless asked
   auto pool = strata::Pool::Open(pool_dir, options);
   if (!pool.ok()) {
     std::fprintf(stderr, "strata-nbd: error: %s\n", pool.status().ToString().c_str());
@@ -66,6 +74,16 @@ int main(int argc, char** argv) {
   if (!compute.ok()) {
     std::fprintf(stderr, "strata-nbd: error: %s\n", compute.status().ToString().c_str());
     return 1;
+  }
+  std::unique_ptr<strata::nbd::MetricsExporter> metrics;
+  if (!metrics_listen.empty()) {
+    auto started = strata::nbd::MetricsExporter::Start(pool->get(), metrics_listen);
+    if (!started.ok()) {
+      std::fprintf(stderr, "strata-nbd: error: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    metrics = std::move(*started);
+    std::fprintf(stderr, "strata-nbd: metrics at http://%s/metrics\n", metrics_listen.c_str());
   }
   strata::Status status;
   {
@@ -93,6 +111,7 @@ int main(int argc, char** argv) {
     }
     status = server.Run(signal_fd);
   }
+  metrics.reset();
   compute->reset();
   pool->reset();
   return status.ok() ? 0 : 1;

@@ -161,7 +161,11 @@ int main(int argc, char** argv) {
                      "the snapshot's size)");
   create->add_option("--snapshot-id", snapshot_id, "an instant copy-on-write clone of a snapshot");
   create->add_option("--name", name, "the Name tag");
-  create->add_option("--volume-type", volume_type, "gp2|gp3|io1|io2|st1|sc1|standard (gp3)");
+  create->add_option("--volume-type", volume_type,
+                     "gp2|gp3|io1|io2|st1|sc1|standard|unlimited (gp3); docs/volume-types.md");
+  std::string iops, throughput;
+  create->add_option("--iops", iops, "provisioned IOPS (gp3 3000-80000, io1, io2: required)");
+  create->add_option("--throughput", throughput, "gp3 MiB/s, 125-2000 (125)");
   std::vector<std::string> tag_specs, filters;
   auto add_tag_specs = [&](CLI::App* cmd) {
     cmd->add_option("--tag-specifications", tag_specs,
@@ -176,9 +180,17 @@ int main(int argc, char** argv) {
   add_filters(describe);
   auto* del = app.add_subcommand("delete-volume", "delete a volume and free its space");
   del->add_option("--volume-id", volume_id, "volume id")->required();
-  auto* modify = app.add_subcommand("modify-volume", "grow a volume online");
+  auto* modify = app.add_subcommand("modify-volume",
+                                    "grow a volume or change its type, IOPS, throughput, live");
   modify->add_option("--volume-id", volume_id, "volume id")->required();
-  modify->add_option("--size", size, "new size, GiB or with a unit")->required();
+  modify->add_option("--size", size, "new size, GiB or with a unit");
+  std::string new_type;
+  modify->add_option("--volume-type", new_type, "new type");
+  modify->add_option("--iops", iops, "new provisioned IOPS");
+  modify->add_option("--throughput", throughput, "new gp3 throughput, MiB/s");
+  auto* volume_status = app.add_subcommand("describe-volume-status",
+                                           "status and CloudWatch AWS/EBS metrics of volumes");
+  volume_status->add_option("--volume-ids", volume_ids, "ids (default: all)");
 
   // Snapshots: the EC2 verbs, and the EBS direct APIs' block listings.
   std::vector<std::string> snapshot_ids;
@@ -329,6 +341,8 @@ int main(int argc, char** argv) {
                 {{"size", size},
                  {"name", name},
                  {"volume-type", volume_type},
+                 {"iops", iops},
+                 {"throughput", throughput},
                  {"snapshot-id", snapshot_id},
                  {"tag-specifications", tag_specs}}}};
   } else if (describe->parsed()) {
@@ -337,7 +351,15 @@ int main(int argc, char** argv) {
   } else if (del->parsed()) {
     request = {{"command", "delete-volume"}, {"args", {{"volume-id", volume_id}}}};
   } else if (modify->parsed()) {
-    request = {{"command", "modify-volume"}, {"args", {{"volume-id", volume_id}, {"size", size}}}};
+    request = {{"command", "modify-volume"},
+               {"args",
+                {{"volume-id", volume_id},
+                 {"size", size},
+                 {"volume-type", new_type},
+                 {"iops", iops},
+                 {"throughput", throughput}}}};
+  } else if (volume_status->parsed()) {
+    request = {{"command", "describe-volume-status"}, {"args", {{"volume-ids", volume_ids}}}};
   } else if (snap->parsed()) {
     request = {{"command", "create-snapshot"},
                {"args",

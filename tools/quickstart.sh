@@ -32,6 +32,8 @@ Attach it with any NBD client, for example:
   nbdfuse /mnt/demo 'nbd+unix:///demo?socket=$sock'        # then mkfs.ext4 /mnt/demo/nbd
   qemu-system-x86_64 -drive file='nbd+unix:///demo?socket=$sock',format=raw ...
   nbd-client -unix $sock -N demo /dev/nbd0                   # with the nbd kernel module
+The volume is gp3: like EBS it runs at 3,000 IOPS and 125 MiB/s (docs/volume-types.md).
+'strata modify-volume --volume-id $vol --volume-type unlimited' lifts that, live.
 Ctrl-C stops the server (in-flight requests finish, everything is committed).
 
 MSG

@@ -28,8 +28,11 @@ class EventLoop {
   void Post(std::function<void()> fn);
   // Loop thread only: `fn` runs on the next turn. Used to retry work that found a chunk busy.
   void Defer(std::function<void()> fn);
-  // Runs one turn: waits up to `timeout_ms` (shorter when work is deferred) for completions or
-  // posts, then runs them. Loop thread only.
+  // Loop thread only: `fn` runs on the first turn at least `delay_ns` from now (the loop wakes
+  // for it, at millisecond resolution). Used to delay requests over a volume's limits.
+  void RunAfter(uint64_t delay_ns, std::function<void()> fn);
+  // Runs one turn: waits up to `timeout_ms` (shorter when work is deferred or a timer is due)
+  // for completions or posts, then runs them and the due timers. Loop thread only.
   void RunOnce(int timeout_ms);
   // Runs turns until `done()` is true. Loop thread only.
   void RunUntil(const std::function<bool()>& done);
@@ -45,6 +48,16 @@ class EventLoop {
   std::vector<std::function<void()>> posted_;  // GUARDED_BY(posted_mu_)
   std::vector<std::function<void()>> deferred_;
   std::vector<std::function<void()>> running_;
+  struct Timer {
+    uint64_t due_ns;
+    uint64_t seq;  // FIFO among equal deadlines
+    std::function<void()> fn;
+    bool operator>(const Timer& o) const {
+      return due_ns != o.due_ns ? due_ns > o.due_ns : seq > o.seq;
+    }
+  };
+  std::vector<Timer> timers_;  // min-heap on (due_ns, seq)
+  uint64_t timer_seq_ = 0;
   std::vector<std::pair<size_t, std::vector<void*>>> buffers_;
 };
 

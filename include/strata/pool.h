@@ -38,11 +38,19 @@ struct PoolOptions {
   uint32_t commit_interval_ms = 1000;
   // I/O seam; null = Env::Default(). Not owned; must outlive the pool.
   Env* env = nullptr;
+  // Enforce each volume's EBS performance model (docs/volume-types.md) on its requests: over the
+  // limit they are delayed, never failed. Off by default in the library; strata-nbd turns it on
+  // unless given --no-volume-limits.
+  bool enforce_volume_limits = false;
+  // Count CloudWatch-named metrics per volume (Pool::DescribeVolumeMetrics); off costs nothing.
+  bool collect_metrics = true;
 };
 
 struct VolumeSpec {
   uint64_t size_bytes = 0;  // REQUIRES: > 0, multiple of 512, <= kMaxVolumeBytes
   std::string name;         // optional; shown as the Name tag
+  // gp2, gp3, io1, io2, st1, sc1, standard or unlimited, with EBS's size, IOPS and throughput
+  // rules (docs/volume-types.md). iops/throughput 0: the type's default.
   std::string volume_type = "gp3";
   // Optional: the new volume is an instant copy-on-write clone of this snapshot (no data is
   // copied). size_bytes may then be 0 (the snapshot's size) or larger, never smaller.
@@ -50,6 +58,29 @@ struct VolumeSpec {
   // A volume being filled by an import: not listed, not found by name, and deleted at the next
   // open if SealImport never ran (a crash or a refused stream leaves nothing visible).
   bool importing = false;
+  uint32_t iops = 0;
+  uint32_t throughput_mibps = 0;
+};
+
+// A change of a volume's size, type, IOPS or throughput (EC2 ModifyVolume), applied live.
+struct VolumeModification {
+  std::optional<uint64_t> size_bytes;  // grow only
+  std::optional<std::string> volume_type;
+  std::optional<uint32_t> iops;              // 0: the new type's default
+  std::optional<uint32_t> throughput_mibps;  // 0: the new type's default
+};
+
+// CloudWatch AWS/EBS metrics of one volume since the pool was opened (docs/volume-types.md).
+struct VolumeMetrics {
+  uint64_t read_ops = 0, write_ops = 0, read_bytes = 0, write_bytes = 0;
+  double total_read_time_s = 0, total_write_time_s = 0;  // sums of request latencies
+  double idle_time_s = 0;                                // time with no request in flight
+  double uptime_s = 0;                                   // since counting began
+  uint64_t queue_length = 0;                             // requests in flight now
+  double burst_balance_percent = 100;  // gp2 I/O credits, st1/sc1 throughput credits
+  double throughput_percentage = 0;    // io1/io2/gp3: the last whole minute vs provisioned IOPS
+  uint64_t consumed_read_write_ops =
+      0;  // I/O units: 256 KiB (SSD) / 1 MiB (HDD), sequential merged
 };
 
 struct VolumeInfo {
@@ -61,7 +92,9 @@ struct VolumeInfo {
   int64_t create_time_ms = 0;  // Unix epoch, ms
   uint64_t lineage = 0;        // internal map namespace (docs/design.md)
   uint64_t head_epoch = 0;
-  std::string snapshot_id;  // the snapshot a clone was created from; empty otherwise
+  std::string snapshot_id;        // the snapshot a clone was created from; empty otherwise
+  uint32_t iops = 0;              // provisioned: gp3, io1, io2 (0 for the other types)
+  uint32_t throughput_mibps = 0;  // provisioned: gp3 (0 for the other types)
 };
 
 // A snapshot: a frozen, crash-consistent point in time of a volume (docs/design.md §2).
@@ -151,7 +184,17 @@ class Pool {
   virtual Status DeleteVolume(const std::string& volume_id) = 0;
   // Grows a volume online (open handles see the new size at once). Errors: NotFound,
   // InvalidArgument (shrinking, or a size that is not a multiple of 512 / too big).
-  virtual Result<VolumeInfo> ResizeVolume(const std::string& volume_id, uint64_t new_size) = 0;
+  virtual Result<VolumeInfo> ResizeVolume(const std::string& volume_id, uint64_t new_size) {
+    VolumeModification m;
+    m.size_bytes = new_size;
+    return ModifyVolume(volume_id, m);
+  }
+  // Changes size, type, IOPS and throughput live (open handles see the new limits at once);
+  // durable on return. Errors: NotFound, InvalidArgument (EBS's rules, shrinking).
+  virtual Result<VolumeInfo> ModifyVolume(const std::string& volume_id,
+                                          const VolumeModification& modification) = 0;
+  // Errors: NotFound.
+  virtual Result<VolumeMetrics> DescribeVolumeMetrics(const std::string& volume_id) = 0;
   // Opens a volume for I/O. The handle is shared: any number may be open at once.
   virtual Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) = 0;
 

@@ -7,6 +7,8 @@
 #include <map>
 
 #include "control/handlers.h"
+#include "store/pool_impl.h"
+#include "store/volume_types.h"
 #include "util/units.h"
 
 namespace strata {
@@ -76,6 +78,8 @@ Result<uint64_t> SizeArg(const json& args, const char* name) {
   return ParseSize(text, 1ull << 30);  // a bare number is GiB, as EBS
 }
 
+Result<std::optional<uint32_t>> OptionalU32Arg(const json& args, const char* name);
+
 Result<json> CreateVolume(Compute* compute, const json& args) {
   Pool* pool = compute->pool();
   VolumeSpec spec;
@@ -89,15 +93,10 @@ Result<json> CreateVolume(Compute* compute, const json& args) {
   if (args.contains("volume-type") && args["volume-type"].is_string()) {
     spec.volume_type = args["volume-type"].get<std::string>();
   }
-  static const char* kTypes[] = {"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"};
-  bool known = false;
-  for (const char* t : kTypes) {
-    known = known || spec.volume_type == t;
-  }
-  if (!known) {
-    return Status::InvalidArgument("unknown volume type '" + spec.volume_type +
-                                   "' (gp2, gp3, io1, io2, st1, sc1, standard)");
-  }
+  STRATA_ASSIGN_OR_RETURN(auto iops, OptionalU32Arg(args, "iops"));
+  STRATA_ASSIGN_OR_RETURN(auto throughput, OptionalU32Arg(args, "throughput"));
+  spec.iops = iops.value_or(0);
+  spec.throughput_mibps = throughput.value_or(0);
   STRATA_ASSIGN_OR_RETURN(Tags tags, control::TagSpecTags(args, "volume"));
   STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->CreateVolume(spec));
   if (!tags.empty()) {
@@ -158,21 +157,84 @@ Result<json> DeleteVolume(Compute* compute, const json& args) {
   return json::object();
 }
 
+// An optional unsigned 32-bit argument (IOPS, MiB/s). Errors: not a number, too big.
+Result<std::optional<uint32_t>> OptionalU32Arg(const json& args, const char* name) {
+  if (!args.contains(name) || args[name].is_null() ||
+      (args[name].is_string() && args[name].get<std::string>().empty())) {
+    return std::optional<uint32_t>();
+  }
+  STRATA_ASSIGN_OR_RETURN(uint64_t v, control::IntegerArg(args, name, 0));
+  if (v > UINT32_MAX) {
+    return Status::InvalidArgument(std::string("--") + name + " is too large");
+  }
+  return std::optional<uint32_t>(static_cast<uint32_t>(v));
+}
+
+// EC2 ModifyVolume. Strata applies a modification at once (limits change live; there is no data
+// to move), so it reports "completed" with both timestamps.
 Result<json> ModifyVolume(Compute* compute, const json& args) {
   Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "volume-id"));
-  STRATA_ASSIGN_OR_RETURN(uint64_t size, SizeArg(args, "size"));
+  VolumeModification m;
+  if (!control::OptionalStringArg(args, "size").empty()) {
+    STRATA_ASSIGN_OR_RETURN(uint64_t size, SizeArg(args, "size"));
+    m.size_bytes = size;
+  }
+  if (const std::string type = control::OptionalStringArg(args, "volume-type"); !type.empty()) {
+    m.volume_type = type;
+  }
+  STRATA_ASSIGN_OR_RETURN(m.iops, OptionalU32Arg(args, "iops"));
+  STRATA_ASSIGN_OR_RETURN(m.throughput_mibps, OptionalU32Arg(args, "throughput"));
+  if (!m.size_bytes && !m.volume_type && !m.iops && !m.throughput_mibps) {
+    return Status::InvalidArgument(
+        "modify-volume needs --size, --volume-type, --iops or --throughput");
+  }
   STRATA_ASSIGN_OR_RETURN(VolumeInfo before, pool->DescribeVolume(id));
-  STRATA_ASSIGN_OR_RETURN(VolumeInfo after, pool->ResizeVolume(before.volume_id, size));
-  return json{{"VolumeModification",
-               {{"VolumeId", after.volume_id},
-                {"ModificationState", "completed"},
-                {"TargetSize", GiBCeil(after.size_bytes)},
-                {"TargetSizeBytes", after.size_bytes},
-                {"OriginalSize", GiBCeil(before.size_bytes)},
-                {"OriginalSizeBytes", before.size_bytes},
-                {"TargetVolumeType", after.volume_type},
-                {"Progress", 100}}}};
+  const int64_t start = NowMs();
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo after, pool->ModifyVolume(before.volume_id, m));
+  json out = {{"VolumeId", after.volume_id},
+              {"ModificationState", "completed"},
+              {"TargetSize", GiBCeil(after.size_bytes)},
+              {"TargetSizeBytes", after.size_bytes},
+              {"OriginalSize", GiBCeil(before.size_bytes)},
+              {"OriginalSizeBytes", before.size_bytes},
+              {"TargetVolumeType", after.volume_type},
+              {"OriginalVolumeType", before.volume_type},
+              {"StartTime", IsoTime(start)},
+              {"EndTime", IsoTime(NowMs())},
+              {"Progress", 100}};
+  if (after.iops != 0 || before.iops != 0) {
+    out["TargetIops"] = after.iops;
+    out["OriginalIops"] = before.iops;
+  }
+  if (after.throughput_mibps != 0 || before.throughput_mibps != 0) {
+    out["TargetThroughput"] = after.throughput_mibps;
+    out["OriginalThroughput"] = before.throughput_mibps;
+  }
+  return json{{"VolumeModification", out}};
+}
+
+// describe-volume-status: EC2's status items, plus each volume's CloudWatch AWS/EBS metrics.
+Result<json> DescribeVolumeStatus(Compute* compute, const json& args) {
+  Pool* pool = compute->pool();
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "volume-ids"));
+  if (ids.empty()) {
+    for (const VolumeInfo& v : pool->ListVolumes()) {
+      ids.push_back(v.volume_id);
+    }
+  }
+  json items = json::array();
+  for (const std::string& id : ids) {
+    STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id));
+    STRATA_ASSIGN_OR_RETURN(VolumeMetrics m, pool->DescribeVolumeMetrics(info.volume_id));
+    items.push_back({{"VolumeId", info.volume_id},
+                     {"AvailabilityZone", "local"},
+                     {"VolumeStatus", {{"Status", "ok"}, {"Details", json::array()}}},
+                     {"Actions", json::array()},
+                     {"Events", json::array()},
+                     {"Metrics", MetricsJson(m)}});
+  }
+  return json{{"VolumeStatuses", items}};
 }
 
 Result<json> PoolInfoCommand(Compute* compute, const json&) {
@@ -240,7 +302,7 @@ json VolumeJson(Compute* compute, const VolumeInfo& info) {
                            {"AttachTime", IsoTime(attachment->second.attach_time_ms)},
                            {"DeleteOnTermination", attachment->second.delete_on_termination}});
   }
-  return json{{"VolumeId", info.volume_id},
+  json out = {{"VolumeId", info.volume_id},
               {"Size", GiBCeil(info.size_bytes)},
               {"SizeBytes", info.size_bytes},
               {"State", attachment ? "in-use" : info.state},
@@ -252,14 +314,44 @@ json VolumeJson(Compute* compute, const VolumeInfo& info) {
               {"MultiAttachEnabled", false},
               {"Attachments", attachments},
               {"Tags", control::TagsJson(tags)}};
+  // As EC2 shows them: Iops for every type with an IOPS model (gp2: its baseline), Throughput
+  // for gp3.
+  const PerfModel model =
+      ModelFor({info.volume_type, info.iops, info.throughput_mibps}, info.size_bytes);
+  if (model.baseline_iops != 0) {
+    out["Iops"] = model.baseline_iops;
+  }
+  if (info.throughput_mibps != 0) {
+    out["Throughput"] = info.throughput_mibps;
+  }
+  return out;
+}
+
+json MetricsJson(const VolumeMetrics& m) {
+  return json{{"VolumeReadOps", m.read_ops},
+              {"VolumeWriteOps", m.write_ops},
+              {"VolumeReadBytes", m.read_bytes},
+              {"VolumeWriteBytes", m.write_bytes},
+              {"VolumeTotalReadTime", m.total_read_time_s},
+              {"VolumeTotalWriteTime", m.total_write_time_s},
+              {"VolumeIdleTime", m.idle_time_s},
+              {"VolumeQueueLength", m.queue_length},
+              {"BurstBalance", m.burst_balance_percent},
+              {"VolumeThroughputPercentage", m.throughput_percentage},
+              {"VolumeConsumedReadWriteOps", m.consumed_read_write_ops},
+              {"PeriodSeconds", m.uptime_s}};
 }
 
 Result<json> ExecuteControl(Compute* compute, const json& request) {
   static const control::HandlerTable kHandlers = [] {
     control::HandlerTable table = {
-        {"create-volume", CreateVolume}, {"describe-volumes", DescribeVolumes},
-        {"delete-volume", DeleteVolume}, {"modify-volume", ModifyVolume},
-        {"pool-info", PoolInfoCommand},  {"pool-check", PoolCheckCommand},
+        {"create-volume", CreateVolume},
+        {"describe-volumes", DescribeVolumes},
+        {"delete-volume", DeleteVolume},
+        {"modify-volume", ModifyVolume},
+        {"pool-info", PoolInfoCommand},
+        {"pool-check", PoolCheckCommand},
+        {"describe-volume-status", DescribeVolumeStatus},
     };
     control::AddSnapshotHandlers(&table);
     control::AddStreamHandlers(&table);

@@ -31,6 +31,8 @@ Result<nlohmann::json> ExecuteStreamCommand(
 nlohmann::json VolumeJson(Compute* compute, const VolumeInfo& info);
 // EC2 DescribeSnapshots item for a snapshot; `space` adds the space accounting fields.
 nlohmann::json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space, const Tags& tags);
+// The CloudWatch AWS/EBS metric names of one volume's counters.
+nlohmann::json MetricsJson(const VolumeMetrics& metrics);
 // ISO 8601 UTC with milliseconds, as the AWS CLI prints times.
 std::string IsoTime(int64_t unix_ms);
 

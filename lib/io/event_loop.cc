@@ -1,6 +1,9 @@
 #include "strata/event_loop.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 
 #include "util/check.h"
 
@@ -42,6 +45,19 @@ void EventLoop::Post(std::function<void()> fn) {
 
 void EventLoop::Defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
 
+namespace {
+uint64_t MonotonicNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+}  // namespace
+
+void EventLoop::RunAfter(uint64_t delay_ns, std::function<void()> fn) {
+  timers_.push_back(Timer{MonotonicNs() + delay_ns, timer_seq_++, std::move(fn)});
+  std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
+}
+
 void EventLoop::RunOnce(int timeout_ms) {
   bool have_posted;
   {
@@ -53,6 +69,12 @@ void EventLoop::RunOnce(int timeout_ms) {
     if (have_posted) {
       timeout_ms = 0;
     }
+  }
+  if (!timers_.empty()) {  // wake for the earliest timer, rounding up to whole milliseconds
+    const uint64_t now = MonotonicNs();
+    const uint64_t due = timers_.front().due_ns;
+    const int wait_ms = due <= now ? 0 : static_cast<int>((due - now + 999'999) / 1'000'000);
+    timeout_ms = timeout_ms < 0 ? wait_ms : std::min(timeout_ms, wait_ms);
   }
   engine_->Run(timeout_ms);
   {
@@ -68,6 +90,13 @@ void EventLoop::RunOnce(int timeout_ms) {
     fn();
   }
   running_.clear();
+  const uint64_t now = timers_.empty() ? 0 : MonotonicNs();
+  while (!timers_.empty() && timers_.front().due_ns <= now) {
+    std::pop_heap(timers_.begin(), timers_.end(), std::greater<>());
+    std::function<void()> fn = std::move(timers_.back().fn);
+    timers_.pop_back();
+    fn();
+  }
 }
 
 void EventLoop::RunUntil(const std::function<bool()>& done) {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "store/volume_impl.h"
+#include "store/volume_types.h"
 #include "util/check.h"
 
 namespace strata {
@@ -45,6 +46,12 @@ std::string EncodeVolume(const VolumeInfo& v) {
   if (!v.snapshot_id.empty()) {
     j["snapshot_id"] = v.snapshot_id;
   }
+  if (v.iops != 0) {
+    j["iops"] = v.iops;
+  }
+  if (v.throughput_mibps != 0) {
+    j["throughput_mibps"] = v.throughput_mibps;
+  }
   return j.dump();
 }
 
@@ -64,6 +71,8 @@ Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) 
     v.lineage = j.at("lineage").get<uint64_t>();
     v.head_epoch = j.at("head_epoch").get<uint64_t>();
     v.snapshot_id = j.value("snapshot_id", "");
+    v.iops = j.value("iops", 0u);
+    v.throughput_mibps = j.value("throughput_mibps", 0u);
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption("volume record " + id + ": " + e.what());
   }
@@ -250,7 +259,9 @@ Status PoolImpl::Recover() {
     if (!volume_lineages.insert(info.lineage).second || info.lineage >= header_.next_lineage) {
       return Status::Corruption("volume " + id + " has a duplicate or future lineage");
     }
-    volumes_[id].info = info;
+    VolumeRecord& rec = volumes_[id];
+    rec.info = info;
+    ConfigureGovernorLocked(&rec);
   }
   STRATA_RETURN_IF_ERROR(LoadLineagesAndSnapshots());
   header_.format_version = MetaStore::kFormatVersion;  // written with the next commit
@@ -761,6 +772,14 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
                            [&](const VolumeInfo& o) { return o.volume_id == info.volume_id; }));
       info.name = specs[i].name;
       info.volume_type = specs[i].volume_type.empty() ? "gp3" : specs[i].volume_type;
+      auto perf = ValidatePerf({info.volume_type, specs[i].iops, specs[i].throughput_mibps},
+                               info.size_bytes);
+      if (!perf.ok()) {
+        header_.next_lineage = next_lineage;  // nothing was committed
+        return perf.status();
+      }
+      info.iops = perf->iops;
+      info.throughput_mibps = perf->throughput_mibps;
       info.state = specs[i].importing ? "importing" : "available";
       info.create_time_ms = NowMs();
       info.lineage = header_.next_lineage++;
@@ -778,7 +797,9 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i = 0; i < specs.size(); i++) {
-    volumes_[infos[i].volume_id].info = infos[i];
+    VolumeRecord& rec = volumes_[infos[i].volume_id];
+    rec.info = infos[i];
+    ConfigureGovernorLocked(&rec);
     if (lineages[i].parent != 0) {
       lineages_.at(lineages[i].parent).pins[lineages[i].parent_epoch]++;  // read through
     }
@@ -922,8 +943,20 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
   return Status::OK();
 }
 
-Result<VolumeInfo> PoolImpl::ResizeVolume(const std::string& volume_id, uint64_t new_size) {
-  STRATA_RETURN_IF_ERROR(ValidateSize(new_size));
+void PoolImpl::ConfigureGovernorLocked(VolumeRecord* rec) {
+  if (rec->governor == nullptr) {
+    rec->governor = std::make_shared<VolumeGovernor>();
+  }
+  const VolumeInfo& v = rec->info;
+  const PerfModel model = ModelFor({v.volume_type, v.iops, v.throughput_mibps}, v.size_bytes);
+  rec->governor->limiter.Configure(model, SteadyNowNs());
+  rec->governor->provisioned_iops.store(model.provisioned_iops, std::memory_order_relaxed);
+  rec->governor->enforce.store(options_.enforce_volume_limits && model.limited,
+                               std::memory_order_release);
+}
+
+Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
+                                          const VolumeModification& m) {
   std::lock_guard<std::mutex> commit(commit_mu_);
   VolumeInfo info;
   {
@@ -934,24 +967,52 @@ Result<VolumeInfo> PoolImpl::ResizeVolume(const std::string& volume_id, uint64_t
     }
     info = it->second.info;
   }
-  if (new_size < info.size_bytes) {
-    return Status::InvalidArgument("volumes cannot shrink (" + std::to_string(info.size_bytes) +
-                                   " -> " + std::to_string(new_size) + " bytes)");
+  const VolumeInfo before = info;
+  if (m.size_bytes) {
+    STRATA_RETURN_IF_ERROR(ValidateSize(*m.size_bytes));
+    if (*m.size_bytes < info.size_bytes) {
+      return Status::InvalidArgument("volumes cannot shrink (" + std::to_string(info.size_bytes) +
+                                     " -> " + std::to_string(*m.size_bytes) + " bytes)");
+    }
+    info.size_bytes = *m.size_bytes;
   }
-  if (new_size == info.size_bytes) {
+  VolumePerf perf{info.volume_type, info.iops, info.throughput_mibps};
+  if (m.volume_type && *m.volume_type != info.volume_type) {
+    perf = {*m.volume_type, 0, 0};  // the new type's defaults unless given
+  }
+  perf.iops = m.iops.value_or(perf.iops);
+  perf.throughput_mibps = m.throughput_mibps.value_or(perf.throughput_mibps);
+  STRATA_ASSIGN_OR_RETURN(VolumePerf valid, ValidatePerf(perf, info.size_bytes));
+  info.volume_type = valid.volume_type;
+  info.iops = valid.iops;
+  info.throughput_mibps = valid.throughput_mibps;
+  if (info.size_bytes == before.size_bytes && info.volume_type == before.volume_type &&
+      info.iops == before.iops && info.throughput_mibps == before.throughput_mibps) {
     return info;
   }
-  info.size_bytes = new_size;
   CommitBatch batch;
   batch.records.push_back({RecordTable::kVolumes, volume_id, EncodeVolume(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = volumes_.find(volume_id);
-  it->second.info.size_bytes = new_size;
+  it->second.info = info;
+  ConfigureGovernorLocked(&it->second);
   if (auto open = it->second.open.lock()) {
-    open->SetSize(new_size);
+    open->SetSize(info.size_bytes);
   }
   return it->second.info;
+}
+
+Result<VolumeMetrics> PoolImpl::DescribeVolumeMetrics(const std::string& volume_id) {
+  std::shared_ptr<VolumeGovernor> g;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(volume_id));
+    g = rec->governor;
+  }
+  const uint64_t now = SteadyNowNs();
+  return g->counters.Read(now, g->limiter.BurstBalancePercent(now),
+                          g->provisioned_iops.load(std::memory_order_relaxed));
 }
 
 Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_id) {
@@ -963,8 +1024,9 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_i
   if (auto open = rec->open.lock()) {
     return std::shared_ptr<Volume>(open);
   }
-  auto volume = std::make_shared<VolumeImpl>(this, rec->info,
-                                             FloorLocked(rec->info.lineage, rec->info.head_epoch));
+  auto volume = std::make_shared<VolumeImpl>(
+      this, rec->info, FloorLocked(rec->info.lineage, rec->info.head_epoch),
+      options_.collect_metrics || rec->governor->enforce.load() ? rec->governor : nullptr);
   rec->open = volume;
   return std::shared_ptr<Volume>(volume);
 }

@@ -21,6 +21,7 @@
 
 #include "meta/meta_store.h"
 #include "store/allocator.h"
+#include "store/qos.h"
 
 namespace strata {
 
@@ -50,6 +51,8 @@ struct VolumeRecord {
   VolumeInfo info;
   bool deleting = false;           // a delete is committing: not openable
   std::weak_ptr<VolumeImpl> open;  // the shared handle while any user holds it
+  // Limits and counters: made at load or creation, kept while the volume exists.
+  std::shared_ptr<VolumeGovernor> governor;
 };
 
 struct SnapshotRecord {
@@ -78,7 +81,9 @@ class PoolImpl final : public Pool {
   Result<VolumeInfo> DescribeVolume(const std::string& id_or_name) override;
   std::vector<VolumeInfo> ListVolumes() override;
   Status DeleteVolume(const std::string& volume_id) override;
-  Result<VolumeInfo> ResizeVolume(const std::string& volume_id, uint64_t new_size) override;
+  Result<VolumeInfo> ModifyVolume(const std::string& volume_id,
+                                  const VolumeModification& modification) override;
+  Result<VolumeMetrics> DescribeVolumeMetrics(const std::string& volume_id) override;
   Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) override;
   Status Flush() override;
   Result<std::unique_ptr<EventLoop>> CreateEventLoop(uint32_t queue_depth) override {
@@ -190,6 +195,8 @@ class PoolImpl final : public Pool {
   Result<VolumeRecord*> FindLocked(const std::string& id_or_name);
   Status ValidateSize(uint64_t size_bytes) const;
   Status ValidateSpec(const VolumeSpec& spec) const;
+  // (Re)applies the record's type, IOPS, throughput and size to its governor. REQUIRES: mu_.
+  void ConfigureGovernorLocked(VolumeRecord* rec);
   // OK, or Busy naming who holds `id` (`what`: "snapshot" or "volume"). REQUIRES: mu_.
   Status HoldStatusLocked(const std::string& id, const char* what) const;
   std::string NewId(const char* prefix);

@@ -59,7 +59,8 @@ void FreeState(internal::RequestState* s) {
 
 }  // namespace
 
-VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch)
+VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch,
+                       std::shared_ptr<VolumeGovernor> governor)
     : pool_(pool),
       id_(info.volume_id),
       lineage_(info.lineage),
@@ -67,7 +68,8 @@ VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_ep
       head_epoch_(info.head_epoch),
       floor_epoch_(floor_epoch),
       size_bytes_(info.size_bytes),
-      chunk_size_(pool->chunk_size()) {}
+      chunk_size_(pool->chunk_size()),
+      governor_(std::move(governor)) {}
 
 VolumeImpl::VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot)
     : pool_(pool),
@@ -236,8 +238,31 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
   state->end_offset = request->offset_bytes + request->length_bytes;
   state->active = 0;
   state->busy_mask = 0;
+  state->counted = false;
   request->state = state;
+  const bool data =
+      request->kind == IoRequest::Kind::kRead || request->kind == IoRequest::Kind::kWrite;
+  if (governor_ != nullptr && data) {  // one branch when neither limits nor metrics are on
+    const uint64_t now = SteadyNowNs();
+    const uint64_t start = Govern(state, now);
+    if (start > now) {
+      loop->RunAfter(start - now, [this, state] { Pump(state); });  // over the limit: delayed
+      return;
+    }
+  }
   Pump(state);
+}
+
+uint64_t VolumeImpl::Govern(RequestState* state, uint64_t now_ns) {
+  const IoRequest& r = *state->request;
+  state->counted = true;
+  state->submit_ns = now_ns;
+  governor_->counters.Started(now_ns);
+  if (governor_->enforce.load(std::memory_order_relaxed)) {
+    return governor_->limiter.Admit(now_ns, r.offset_bytes, r.length_bytes, &state->counted_ops);
+  }
+  state->counted_ops = (r.length_bytes + (256 << 10) - 1) >> 18;  // 256 KiB units, unmerged
+  return now_ns;
 }
 
 // Starts pieces while there is room; finishes the request when everything is done.
@@ -272,6 +297,10 @@ void VolumeImpl::Pump(RequestState* state) {
   IoRequest* request = state->request;
   EventLoop* loop = state->loop;
   Status status = state->error;
+  if (state->counted) {
+    governor_->counters.Finished(request->kind == IoRequest::Kind::kWrite, request->length_bytes,
+                                 state->counted_ops, state->submit_ns, SteadyNowNs());
+  }
   request->state = nullptr;
   FreeState(state);
   if (status.ok() && (request->flags & IoRequest::kFua) != 0) {

@@ -11,6 +11,7 @@
 #include "strata/volume.h"
 
 #include "meta/meta_store.h"
+#include "store/qos.h"
 
 namespace strata {
 
@@ -54,6 +55,9 @@ struct RequestState {
   uint64_t end_offset = 0;
   uint32_t active = 0;
   uint32_t busy_mask = 0;  // bit i: pieces[i] in use
+  bool counted = false;    // a read or write the volume's governor counts
+  uint64_t submit_ns = 0;
+  uint64_t counted_ops = 0;
   Status error;
   Piece pieces[kMaxPiecesInFlight];
 };
@@ -63,8 +67,10 @@ struct RequestState {
 // A volume (writable, at its lineage's head) or a snapshot (read-only, at a frozen epoch).
 class VolumeImpl final : public Volume {
  public:
-  // A volume; `floor_epoch`: see set_floor_locked.
-  VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch);
+  // A volume; `floor_epoch`: see set_floor_locked. `governor` (may be null: no limits, no
+  // metrics) admits and counts its reads and writes.
+  VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch,
+             std::shared_ptr<VolumeGovernor> governor);
   // A snapshot: reads at its epoch; every mutation fails with ReadOnly.
   VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot);
   ~VolumeImpl() override = default;
@@ -104,6 +110,8 @@ class VolumeImpl final : public Volume {
   enum class Next { kDone, kIo, kDeferred };
 
   Status RunSync(IoRequest* request);
+  // Counts a read or write and returns when its volume's limits let it start.
+  uint64_t Govern(RequestState* state, uint64_t now_ns);
   Status Validate(const IoRequest& request) const;
   void Complete(EventLoop* loop, IoRequest* request, const Status& status);
   void Pump(RequestState* state);
@@ -132,6 +140,7 @@ class VolumeImpl final : public Volume {
   uint32_t mutations_in_flight_ = 0;  // GUARDED_BY(pool mutex): exclusive chunk locks held
   std::atomic<uint64_t> size_bytes_;
   const uint32_t chunk_size_;
+  const std::shared_ptr<VolumeGovernor> governor_;  // null: unlimited and uncounted
 };
 
 }  // namespace strata

@@ -74,7 +74,7 @@ ami=$(cli register-image --name web-server --root-device-name /dev/xvda \
   "DeviceName=/dev/sdb,VirtualName=ephemeral0" \
   --tag-specifications 'ResourceType=image,Tags=[{Key=Name,Value=web}]' | field ImageId)
 [[ "$ami" =~ ^ami-[0-9a-f]{17}$ ]] || fail "register-image printed no id"
-cli describe-images --filters Name=name,Values=web-* | grep -q "\"$ami\"" || fail "describe-images filter"
+cli describe-images --filters Name=name,Values=web-* | grep "\"$ami\"" >/dev/null || fail "describe-images filter"
 refused "in use by $ami" delete-snapshot --snapshot-id "$snap"
 pass "image $ami registered; its snapshot cannot be deleted"
 
@@ -89,7 +89,7 @@ for i in "$a" "$b"; do
   [[ "$(fs_cmd "$i/xvda" "cat /etc/motd")" == "hello from the image" ]] ||
     fail "instance $i does not see the image's files"
 done
-nbdinfo --list "$(uri "")" | grep -q "$a/sdb" || fail "NBD LIST lacks $a/sdb"
+nbdinfo --list "$(uri "")" | grep "$a/sdb" >/dev/null || fail "NBD LIST lacks $a/sdb"
 pass "both instances boot the image's ext4 root over NBD ($a, $b)"
 
 echo "written in instance a" >"$work/new.txt"
@@ -108,13 +108,13 @@ pass "a write in one instance is invisible in the other and in the image"
 
 # ---- instance store: wiped by stop, EBS kept
 qemu-io -f raw -c 'write -P 0x5a 0 1M' "$(uri "$a/sdb")" >/dev/null || fail "write to instance store"
-qemu-io -f raw -c 'read -P 0x5a 0 1M' "$(uri "$a/sdb")" | grep -q 'read 1048576' ||
+qemu-io -f raw -c 'read -P 0x5a 0 1M' "$(uri "$a/sdb")" | grep 'read 1048576' >/dev/null ||
   fail "instance store readback"
 refused "does not support snapshots" create-snapshot --volume-id "$a/sdb"
-cli stop-instances --instance-ids "$a" | grep -q '"stopped"' || fail "stop-instances"
+cli stop-instances --instance-ids "$a" | grep '"stopped"' >/dev/null || fail "stop-instances"
 nbdinfo "$(uri "$a/xvda")" >/dev/null 2>&1 && fail "a stopped instance's device is still served"
 cli start-instances --instance-ids "$a" >/dev/null
-qemu-io -f raw -c 'read -P 0 0 1M' "$(uri "$a/sdb")" | grep -q 'read 1048576' ||
+qemu-io -f raw -c 'read -P 0 0 1M' "$(uri "$a/sdb")" | grep 'read 1048576' >/dev/null ||
   fail "instance store survived stop/start"
 [[ "$(fs_cmd "$a/xvda" "cat /etc/new.txt")" == "written in instance a" ]] ||
   fail "EBS root lost at stop/start"
@@ -125,8 +125,8 @@ qemu-io -f raw -c 'write -P 0x6b 0 64k' "$(uri "$b/sdb")" >/dev/null
 stop_server
 start
 cli describe-instances --filters Name=tag:Name,Values=web Name=instance-state-name,Values=running |
-  grep -c '"InstanceId"' | grep -qx 2 || fail "instances after restart"
-qemu-io -f raw -c 'read -P 0 0 64k' "$(uri "$b/sdb")" | grep -q 'read 65536' ||
+  grep -c '"InstanceId"' | grep -x 2 >/dev/null || fail "instances after restart"
+qemu-io -f raw -c 'read -P 0 0 64k' "$(uri "$b/sdb")" | grep 'read 65536' >/dev/null ||
   fail "instance store survived a restart"
 pass "restart keeps instances and EBS, drops instance store"
 
@@ -139,20 +139,20 @@ pass "create-image of $a launches with its data ($c)"
 
 # ---- attachments, termination protection, DeleteOnTermination
 extra=$(cli create-volume --size 16MiB | field VolumeId)
-cli attach-volume --volume-id "$extra" --instance-id "$b" --device /dev/sdf | grep -q attached ||
+cli attach-volume --volume-id "$extra" --instance-id "$b" --device /dev/sdf | grep attached >/dev/null ||
   fail "attach-volume"
-cli describe-volumes --volume-ids "$extra" | grep -q '"in-use"' || fail "attached volume not in-use"
+cli describe-volumes --volume-ids "$extra" | grep '"in-use"' >/dev/null || fail "attached volume not in-use"
 refused "is attached to $b" delete-volume --volume-id "$extra"
 qemu-io -f raw -c 'write -P 0x42 0 4k' "$(uri "$b/sdf")" >/dev/null || fail "write via $b/sdf"
 b_root=$(cli describe-instances --instance-ids "$b" | field VolumeId)
 cli modify-instance-attribute --instance-id "$b" --disable-api-termination
 refused "may not be terminated" terminate-instances --instance-ids "$b"
 cli modify-instance-attribute --instance-id "$b" --no-disable-api-termination
-cli terminate-instances --instance-ids "$b" | grep -q '"terminated"' || fail "terminate-instances"
+cli terminate-instances --instance-ids "$b" | grep '"terminated"' >/dev/null || fail "terminate-instances"
 cli describe-volumes --volume-ids "$b_root" >/dev/null 2>&1 && fail "root volume outlived terminate"
-cli describe-volumes --volume-ids "$extra" | grep -q '"available"' ||
+cli describe-volumes --volume-ids "$extra" | grep '"available"' >/dev/null ||
   fail "attached volume not available after terminate"
-qemu-io -f raw -c 'read -P 0x42 0 4k' "$(uri "$extra")" | grep -q 'read 4096' ||
+qemu-io -f raw -c 'read -P 0x42 0 4k' "$(uri "$extra")" | grep 'read 4096' >/dev/null ||
   fail "data of the kept volume"
 refused "IncorrectInstanceState" start-instances --instance-ids "$b"
 pass "terminate deletes exactly the DeleteOnTermination volumes"

@@ -55,8 +55,8 @@ for uri in "$unix" "$tcp"; do
   grep -q 'base:allocation' <<<"$info" || fail "no base:allocation"
 done
 pass "nbdinfo --json over unix and tcp"
-nbdinfo --list "nbd+unix:///?socket=$work/sock" | grep -q "$vol" || fail "nbdinfo --list"
-nbdinfo --size "nbd+unix:///disk?socket=$work/sock" | grep -qx 268435456 || fail "export by Name"
+nbdinfo --list "nbd+unix:///?socket=$work/sock" | grep "$vol" >/dev/null || fail "nbdinfo --list"
+nbdinfo --size "nbd+unix:///disk?socket=$work/sock" | grep -x 268435456 >/dev/null || fail "export by Name"
 pass "LIST and export by Name"
 
 for uri in "$unix" "$tcp"; do
@@ -80,7 +80,7 @@ head -c 48M /dev/urandom >"$work/src.raw"
 truncate -s 256M "$work/src.raw"
 qemu-img convert -n -f raw -O raw "$work/src.raw" "$unix" || fail "qemu-img convert"
 qemu-img compare -f raw -F raw "$work/src.raw" "$tcp" >/dev/null || fail "qemu-img compare"
-qemu-img info "$unix" | grep -q "virtual size: 256 MiB" || fail "qemu-img info"
+qemu-img info "$unix" | grep "virtual size: 256 MiB" >/dev/null || fail "qemu-img info"
 pass "qemu-img convert, compare, info"
 
 nbdcopy -C 4 "$tcp" "$work/copy.raw" || fail "nbdcopy out"
@@ -127,9 +127,9 @@ fi
 new=$("$strata" --pool "$pool" create-volume --size 64MiB --name second |
   sed -n 's/.*"VolumeId": "\(vol-[0-9a-f]*\)".*/\1/p')
 [[ -n "$new" ]] || fail "create-volume through the control socket"
-nbdinfo --size "nbd+unix:///second?socket=$work/sock" | grep -qx 67108864 || fail "new volume not exported at once"
-"$strata" --pool "$pool" describe-volumes | grep -q "$new" || fail "describe-volumes through the server"
-"$strata" --pool "$pool" --output table pool info | grep -q "VolumeCount" || fail "pool info through the server"
+nbdinfo --size "nbd+unix:///second?socket=$work/sock" | grep -x 67108864 >/dev/null || fail "new volume not exported at once"
+"$strata" --pool "$pool" describe-volumes | grep "$new" >/dev/null || fail "describe-volumes through the server"
+"$strata" --pool "$pool" --output table pool info | grep "VolumeCount" >/dev/null || fail "pool info through the server"
 err=$("$strata" --pool "$pool" describe-volumes --volume-ids vol-00000000000000000 2>&1 >/dev/null) && fail "unknown id accepted"
 [[ "$err" == "strata: error: NotFound: volume vol-00000000000000000 does not exist" ]] || fail "error differs: $err"
 qemu-io -f raw -c 'sleep 3000' "nbd+unix:///second?socket=$work/sock" &
@@ -147,7 +147,7 @@ stop
 [[ ! -e "$pool/control.sock" ]] || fail "control socket left behind"
 "$strata" --pool "$pool" pool check >/dev/null || fail "pool check after SIGTERM"
 start
-qemu-io -f raw -r -c 'read -P 0x77 8M 1M' "$tcp" | grep -q "read 1048576/1048576" || fail "data lost across restart"
+qemu-io -f raw -r -c 'read -P 0x77 8M 1M' "$tcp" | grep "read 1048576/1048576" >/dev/null || fail "data lost across restart"
 pass "SIGTERM exits 0; data survives a restart"
 stop
 
@@ -168,7 +168,7 @@ pass "kill -9 of the server keeps every flushed and FUA write"
 stop
 
 start --read-only
-nbdinfo --json "$unix" | grep -q '"is_read_only": true' || fail "read-only not advertised"
+nbdinfo --json "$unix" | grep '"is_read_only": true' >/dev/null || fail "read-only not advertised"
 out=$(qemu-io -f raw -c 'write -P 1 0 4k' "$unix" 2>&1 || true)
 grep -qi "permission\|not permitted\|read-only\|Operation not" <<<"$out" || fail "write to read-only export: $out"
 qemu-io -f raw -r -c 'read -P 0x77 8M 1M' "$unix" >/dev/null || fail "read on read-only export"
