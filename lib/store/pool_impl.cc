@@ -1003,6 +1003,12 @@ Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
   return it->second.info;
 }
 
+std::shared_ptr<VolumeGovernor> PoolImpl::GovernorForTesting(const std::string& volume_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(volume_id);
+  return it == volumes_.end() ? nullptr : it->second.governor;
+}
+
 Result<VolumeMetrics> PoolImpl::DescribeVolumeMetrics(const std::string& volume_id) {
   std::shared_ptr<VolumeGovernor> g;
   {

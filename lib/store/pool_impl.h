@@ -168,6 +168,8 @@ class PoolImpl final : public Pool {
   void ReleaseHold(const std::string& id, const std::string& holder);
   // True while any handle of the volume is open (an NBD client, a library user).
   bool VolumeOpen(const std::string& volume_id);
+  // Benchmarks and tests: the volume's limiter and counters (null if no such volume).
+  std::shared_ptr<VolumeGovernor> GovernorForTesting(const std::string& volume_id);
 
  private:
   struct Waiter {
