@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Volume types through the CLI and strata-nbd: EBS's validation errors, a provisioned-IOPS limit
+# felt by a real client (qemu-io over NBD), modify-volume lifting it live, the CloudWatch-named
+# metrics in describe-volume-status and in Prometheus text at --metrics-listen (curl), and
+# --no-volume-limits.
+#
+# usage: volume_types.sh BUILD_DIR        (exit 77 = skipped: a client is not installed)
+set -euo pipefail
+build=$1
+strata=$build/tools/strata
+server=$build/nbd-server/strata-nbd
+for tool in qemu-io curl; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
+done
+
+work=$(mktemp -d)
+pid=
+cleanup() {
+  [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "--- server log"; cat "$work/log" 2>/dev/null; exit 1; }
+pass() { echo "ok: $*"; }
+cli() { "$strata" --pool "$pool" "$@"; }
+field() { sed -n "s/.*\"$1\": \"\\([^\"]*\\)\".*/\\1/p" | head -1; }
+uri() { echo "nbd+unix:///$1?socket=$work/sock"; }
+refused() {
+  local reason=$1
+  shift
+  local out
+  if out=$(cli "$@" 2>&1); then fail "'$*' succeeded; expected: $reason"; fi
+  [[ "$out" == *"$reason"* ]] || fail "'$*' failed without '$reason': $out"
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+pool=$work/pool
+cli pool create --chunk-size 64KiB >/dev/null
+refused "io2 volumes need --iops" create-volume --size 8 --volume-type io2
+refused "at most 50 IOPS per GiB" create-volume --size 8 --volume-type io1 --iops 1000
+refused "gp3 IOPS must be 3000 to 80000" create-volume --size 8 --iops 100
+refused "--iops is not supported for gp2" create-volume --size 8 --volume-type gp2 --iops 300
+refused "must be 125 GiB to 16384 GiB" create-volume --size 8 --volume-type st1
+refused "unknown volume type" create-volume --size 8 --volume-type gp9
+[[ $(cli describe-volumes | grep -c VolumeId || true) == 0 ]] || fail "a refused volume exists"
+pass "EBS's validation errors; nothing created"
+
+slow=$(cli create-volume --size 8 --volume-type io1 --iops 100 --name slow | field VolumeId)
+cli describe-volumes --volume-ids slow | grep '"Iops": 100' >/dev/null || fail "Iops not shown"
+
+port=$((20000 + RANDOM % 20000))
+start() {
+  rm -f "$work/sock"
+  "$server" --pool "$pool" --socket "$work/sock" --metrics-listen "127.0.0.1:$port" "$@" \
+    2>"$work/log" &
+  pid=$!
+  for _ in $(seq 400); do
+    [[ -S "$work/sock" ]] && break
+    sleep 0.05
+  done
+  [[ -S "$work/sock" ]] || fail "server did not start"
+}
+stop_server() {
+  kill -TERM "$pid"
+  wait "$pid" || true
+  pid=
+}
+
+start
+# 120 random 4 KiB writes at 100 IOPS: at least ~1.15 s through NBD.
+cmds=()
+for i in $(seq 0 119); do cmds+=(-c "write -P 0x11 $((i * 131072)) 4k"); done
+t0=$(now_ms)
+qemu-io -f raw "${cmds[@]}" "$(uri slow)" >/dev/null || fail "qemu-io writes"
+took=$(($(now_ms) - t0))
+((took > 1100)) || fail "120 writes at 100 IOPS took only $took ms"
+pass "io1 at 100 IOPS holds a real client back (120 writes: $took ms)"
+
+status=$(cli describe-volume-status --volume-ids "$slow")
+grep '"VolumeWriteOps": 120' >/dev/null <<<"$status" || fail "VolumeWriteOps: $status"
+grep '"VolumeWriteBytes": 491520' >/dev/null <<<"$status" || fail "VolumeWriteBytes: $status"
+metrics=$(curl -sf "http://127.0.0.1:$port/metrics") || fail "no /metrics on port $port"
+grep "^VolumeWriteOps{.*volume_id=\"$slow\".*} 120" >/dev/null <<<"$metrics" ||
+  fail "Prometheus VolumeWriteOps: $(grep VolumeWriteOps <<<"$metrics")"
+for name in VolumeReadOps VolumeReadBytes VolumeWriteBytes VolumeTotalReadTime \
+  VolumeTotalWriteTime VolumeIdleTime VolumeQueueLength BurstBalance \
+  VolumeThroughputPercentage VolumeConsumedReadWriteOps; do
+  grep "^$name{" >/dev/null <<<"$metrics" || fail "no $name in /metrics"
+done
+pass "CloudWatch-named metrics in describe-volume-status and at /metrics"
+
+refused "at most 500 IOPS per GiB" modify-volume --volume-id "$slow" --volume-type gp3 --iops 16000
+cli modify-volume --volume-id "$slow" --volume-type gp3 --iops 4000 --throughput 1000 |
+  grep '"ModificationState": "completed"' >/dev/null || fail "modify-volume"
+t0=$(now_ms)
+qemu-io -f raw "${cmds[@]}" "$(uri slow)" >/dev/null || fail "qemu-io writes after modify"
+took=$(($(now_ms) - t0))
+((took < 800)) || fail "still slow after modify-volume: $took ms"
+refused "gp3 throughput may be at most 0.25 MiB/s per IOPS" \
+  modify-volume --volume-id "$slow" --iops 3000 --throughput 1000
+pass "modify-volume lifts the limit live ($took ms)"
+
+cli modify-volume --volume-id "$slow" --volume-type io1 --iops 100 >/dev/null
+stop_server
+start --no-volume-limits
+t0=$(now_ms)
+qemu-io -f raw "${cmds[@]}" "$(uri slow)" >/dev/null || fail "qemu-io with --no-volume-limits"
+took=$(($(now_ms) - t0))
+((took < 800)) || fail "--no-volume-limits still limits: $took ms"
+stop_server
+pass "--no-volume-limits serves an io1 100-IOPS volume at full speed ($took ms)"
