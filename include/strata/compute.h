@@ -32,6 +32,8 @@ struct BlockDeviceMapping {
   std::string snapshot_id;
   uint64_t volume_size_gib = 0;  // 0 = the snapshot's size
   std::string volume_type = "gp3";
+  uint32_t iops = 0;              // gp3, io1, io2 (docs/volume-types.md); 0: the type's default
+  uint32_t throughput_mibps = 0;  // gp3
   std::optional<bool> delete_on_termination;  // default: true for the root device, else false
 };
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compute/compute_impl.h"
+#include "store/volume_types.h"
 #include "util/check.h"
 
 namespace strata {
@@ -71,6 +72,12 @@ json MappingJson(const BlockDeviceMapping& m) {
             {"snapshot_id", m.snapshot_id},
             {"volume_size_gib", m.volume_size_gib},
             {"volume_type", m.volume_type}};
+  if (m.iops != 0) {
+    j["iops"] = m.iops;
+  }
+  if (m.throughput_mibps != 0) {
+    j["throughput_mibps"] = m.throughput_mibps;
+  }
   if (m.delete_on_termination) {
     j["delete_on_termination"] = *m.delete_on_termination;
   }
@@ -84,6 +91,8 @@ BlockDeviceMapping MappingOf(const json& j) {
   m.snapshot_id = j.at("snapshot_id").get<std::string>();
   m.volume_size_gib = j.at("volume_size_gib").get<uint64_t>();
   m.volume_type = j.at("volume_type").get<std::string>();
+  m.iops = j.value("iops", 0u);
+  m.throughput_mibps = j.value("throughput_mibps", 0u);
   if (j.contains("delete_on_termination")) {
     m.delete_on_termination = j["delete_on_termination"].get<bool>();
   }
@@ -358,8 +367,14 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
     if (root && m.snapshot_id.empty()) {
       return Status::InvalidArgument("the root device " + m.device_name + " needs a SnapshotId");
     }
+    if (root && (m.volume_type == "st1" || m.volume_type == "sc1")) {
+      return Status::InvalidArgument("InvalidParameterValue: " + m.volume_type +
+                                     " volumes cannot be boot volumes");
+    }
+    uint64_t size_bytes = m.volume_size_gib << 30;
     if (!m.snapshot_id.empty()) {
       STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
+      size_bytes = std::max(size_bytes, snap.volume_size_bytes);
       if (m.volume_size_gib != 0 && (m.volume_size_gib << 30) < snap.volume_size_bytes) {
         return Status::InvalidArgument(
             "VolumeSize " + std::to_string(m.volume_size_gib) + " GiB of " + m.device_name +
@@ -369,6 +384,11 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
     }
     if (m.volume_size_gib > (kMaxVolumeBytes >> 30)) {
       return Status::InvalidArgument("VolumeSize of " + m.device_name + " is over 64 TiB");
+    }
+    // The same type rules as create-volume, now rather than at every launch.
+    Status perf = ValidatePerf({m.volume_type, m.iops, m.throughput_mibps}, size_bytes).status();
+    if (!perf.ok()) {
+      return perf.WithContext("mapping " + m.device_name);
     }
   }
   if (!root_found) {

@@ -97,6 +97,8 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
         v.size_bytes = m.volume_size_gib << 30;
         v.snapshot_id = m.snapshot_id;
         v.volume_type = m.volume_type;
+        v.iops = m.iops;
+        v.throughput_mibps = m.throughput_mibps;
         slots.emplace_back(&rec - recs.data(), info.devices.size());
         specs.push_back(std::move(v));
       }
@@ -473,6 +475,8 @@ Result<ImageInfo> ComputeImpl::CreateImage(const std::string& instance_id, const
       // Whole GiB as EBS sizes go; otherwise 0: the snapshot's own size.
       m.volume_size_gib = s->volume_size_bytes % (1ull << 30) == 0 ? s->volume_size_bytes >> 30 : 0;
       m.volume_type = v.volume_type;
+      m.iops = v.iops;
+      m.throughput_mibps = v.throughput_mibps;
       m.delete_on_termination = d.delete_on_termination;
     }
     if (!m.virtual_name.empty() || !m.snapshot_id.empty()) {

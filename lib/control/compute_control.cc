@@ -111,6 +111,13 @@ Result<BlockDeviceMapping> MappingArg(const json& j) {
     STRATA_ASSIGN_OR_RETURN(m.volume_size_gib, NumberField(ebs, "VolumeSize"));
     STRATA_ASSIGN_OR_RETURN(std::string type, Field(ebs, "VolumeType"));
     m.volume_type = type.empty() ? "gp3" : type;
+    STRATA_ASSIGN_OR_RETURN(uint64_t iops, NumberField(ebs, "Iops"));
+    STRATA_ASSIGN_OR_RETURN(uint64_t throughput, NumberField(ebs, "Throughput"));
+    if (iops > UINT32_MAX || throughput > UINT32_MAX) {
+      return Status::InvalidArgument("Iops/Throughput of " + m.device_name + " out of range");
+    }
+    m.iops = static_cast<uint32_t>(iops);
+    m.throughput_mibps = static_cast<uint32_t>(throughput);
     STRATA_ASSIGN_OR_RETURN(m.delete_on_termination, BoolField(ebs, "DeleteOnTermination"));
   } else if (m.virtual_name.empty()) {
     return Status::InvalidArgument("mapping " + m.device_name + " needs Ebs={...} or VirtualName");
@@ -180,6 +187,12 @@ json MappingJson(const BlockDeviceMapping& m) {
     return json{{"DeviceName", m.device_name}, {"VirtualName", m.virtual_name}};
   }
   json ebs = {{"VolumeSize", m.volume_size_gib}, {"VolumeType", m.volume_type}};
+  if (m.iops != 0) {
+    ebs["Iops"] = m.iops;
+  }
+  if (m.throughput_mibps != 0) {
+    ebs["Throughput"] = m.throughput_mibps;
+  }
   if (!m.snapshot_id.empty()) {
     ebs["SnapshotId"] = m.snapshot_id;
   }

@@ -138,6 +138,36 @@ TEST_F(ComputeTest, BadImagesAreRefused) {
   EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
 }
 
+TEST_F(ComputeTest, MappingsCarryVolumeTypesWithTheirRules) {
+  const std::string snap = SnapshotWith(test::RandomBytes(4096, 17));
+  ImageSpec spec = Spec("typed", snap);
+  spec.mappings[0].volume_type = "io2";  // needs Iops
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
+  spec.mappings[0].volume_type = "st1";  // not a boot volume
+  EXPECT_EQ(compute_->RegisterImage(spec).status().code(), Status::Code::kInvalidArgument);
+  spec.mappings[0].volume_type = "io2";
+  spec.mappings[0].volume_size_gib = 8;
+  spec.mappings[0].iops = 4000;
+  spec.mappings[1].volume_type = "gp3";
+  spec.mappings[1].volume_size_gib = 8;
+  spec.mappings[1].iops = 4000;
+  spec.mappings[1].throughput_mibps = 500;
+  auto image = compute_->RegisterImage(spec);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}});
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  auto root = pool_->DescribeVolume(VolumeOf((*instances)[0], "/dev/xvda"));
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(root->volume_type, "io2");
+  EXPECT_EQ(root->iops, 4000u);
+  auto data = pool_->DescribeVolume(VolumeOf((*instances)[0], "/dev/sdf"));
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(data->throughput_mibps, 500u);
+  auto derived = compute_->CreateImage((*instances)[0].instance_id, "typed-copy", "");
+  ASSERT_TRUE(derived.ok()) << derived.status().ToString();
+  EXPECT_EQ(derived->mappings[0].iops, 4000u);
+}
+
 TEST_F(ComputeTest, InstancesAreIsolatedClonesThatCostNoData) {
   const auto root = test::RandomBytes(1 << 20, 3);
   const std::string snap = SnapshotWith(root);
