@@ -547,6 +547,7 @@ class Importer {
     spec.size_bytes = header_.volume_size;
     spec.snapshot_id = base;
     spec.importing = true;
+    spec.volume_type = "unlimited";  // internal and hidden: any size, never throttled
     STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool_->CreateVolume(spec));
     Status s = Apply(info.volume_id);
     loop_.reset();
