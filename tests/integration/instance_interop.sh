@@ -8,32 +8,8 @@
 # usage: instance_interop.sh BUILD_DIR        (exit 77 = skipped: a client is not installed)
 set -euo pipefail
 build=$1
-strata=$build/tools/strata
-server=$build/nbd-server/strata-nbd
-for tool in nbdinfo nbdcopy qemu-io mkfs.ext4 debugfs e2fsck; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- server log"; cat "$work/log" 2>/dev/null; exit 1; }
-pass() { echo "ok: $*"; }
-cli() { "$strata" --pool "$pool" "$@"; }
-field() { sed -n "s/.*\"$1\": \"\\([^\"]*\\)\".*/\\1/p" | head -1; }
-uri() { echo "nbd+unix:///$1?socket=$work/sock"; }
-# Fails unless the CLI command fails with `reason` in its message.
-refused() {
-  local reason=$1
-  shift
-  local out
-  if out=$(cli "$@" 2>&1); then fail "'$*' succeeded; expected: $reason"; fi
-  [[ "$out" == *"$reason"* ]] || fail "'$*' failed without '$reason': $out"
-}
+source "$(dirname "$0")/common.sh"
+require_tools nbdinfo nbdcopy qemu-io mkfs.ext4 debugfs e2fsck
 # Copies the export's file system out and runs debugfs -R "$2" on the copy.
 fs_cmd() {
   rm -f "$work/fs.img"
@@ -41,24 +17,7 @@ fs_cmd() {
   debugfs -R "$2" "$work/fs.img" 2>/dev/null
 }
 
-pool=$work/pool
 cli pool create --chunk-size 64KiB >/dev/null
-
-start() {
-  rm -f "$work/sock" "$pool/control.sock"
-  "$server" --pool "$pool" --socket "$work/sock" 2>"$work/log" &
-  pid=$!
-  for _ in $(seq 400); do
-    [[ -S "$work/sock" && -S "$pool/control.sock" ]] && break
-    sleep 0.05
-  done
-  [[ -S "$work/sock" ]] || fail "server did not start"
-}
-stop_server() {
-  kill -TERM "$pid"
-  wait "$pid" || true
-  pid=
-}
 
 # ---- an ext4 root file system, written through NBD, snapshotted, registered
 mkdir -p "$work/rootfs/etc"
@@ -163,6 +122,31 @@ d=$(cli run-instances --image-id "$imported" | field InstanceId)
 [[ "$(fs_cmd "$d/xvda" "cat /etc/motd")" == "hello from the image" ]] ||
   fail "instance of the imported image"
 pass "import-image of a raw ext4 disk boots ($imported)"
+
+# ---- kill -9 while instances launch: every launch is all or nothing (one commit), so after the
+# restart each new EBS volume is attached to a running instance and none is orphaned.
+available_before=$(cli describe-volumes | grep -c '"State": "available"' || true)
+(while [[ ! -e "$work/stop" ]]; do
+  cli run-instances --image-id "$imported" --count 5 >/dev/null 2>&1 || true
+done) &
+launcher=$!
+sleep 1
+kill -9 "$pid"
+touch "$work/stop"
+wait "$launcher" || true
+pid=
+start
+volumes=$(cli describe-volumes)
+available=$(grep -c '"State": "available"' <<<"$volumes" || true)
+in_use=$(grep -c '"State": "in-use"' <<<"$volumes" || true)
+instances=$(cli describe-instances --filters Name=instance-state-name,Values=running)
+running=$(grep -c '"InstanceId"' <<<"$instances" || true)
+attached=$(grep -c '"VolumeId": "vol-' <<<"$instances" || true)
+[[ $in_use == "$attached" ]] || fail "in-use volumes ($in_use) != volumes of running instances ($attached)"
+[[ $available == "$available_before" ]] ||
+  fail "orphan volumes after kill -9: $available available, $available_before before"
+cli pool check >/dev/null || fail "pool check after kill -9 during launches"
+pass "kill -9 during run-instances: $running instances, $in_use volumes in use, no orphan"
 
 cli deregister-image --image-id "$ami" >/dev/null
 cli terminate-instances --instance-ids "$a" "$c" "$d" >/dev/null

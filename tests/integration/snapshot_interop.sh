@@ -7,39 +7,11 @@
 # usage: snapshot_interop.sh BUILD_DIR        (exit 77 = skipped: a client is not installed)
 set -euo pipefail
 build=$1
-strata=$build/tools/strata
-server=$build/nbd-server/strata-nbd
-for tool in nbdinfo nbdcopy qemu-img qemu-io; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
+source "$(dirname "$0")/common.sh"
+require_tools nbdinfo nbdcopy qemu-img qemu-io
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- server log"; cat "$work/log" 2>/dev/null; exit 1; }
-pass() { echo "ok: $*"; }
-cli() { "$strata" --pool "$pool" "$@"; }
-field() { sed -n "s/.*\"$1\": \"\\([^\"]*\\)\".*/\\1/p" | head -1; }
-uri() { echo "nbd+unix:///$1?socket=$work/sock"; }
-
-pool=$work/pool
 cli pool create --chunk-size 64KiB >/dev/null
 vol=$(cli create-volume --size 64MiB --name disk | field VolumeId)
-
-start() {
-  rm -f "$work/sock" "$pool/control.sock"  # a killed server leaves them behind
-  "$server" --pool "$pool" --socket "$work/sock" 2>"$work/log" &
-  pid=$!
-  for _ in $(seq 400); do
-    [[ -S "$work/sock" && -S "$pool/control.sock" ]] && break
-    sleep 0.05
-  done
-  [[ -S "$work/sock" ]] || fail "server did not start"
-}
 
 start
 # Content: 24 MiB of random data with holes, written by nbdcopy.

@@ -7,34 +7,10 @@
 # usage: volume_types.sh BUILD_DIR        (exit 77 = skipped: a client is not installed)
 set -euo pipefail
 build=$1
-strata=$build/tools/strata
-server=$build/nbd-server/strata-nbd
-for tool in qemu-io curl; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "--- server log"; cat "$work/log" 2>/dev/null; exit 1; }
-pass() { echo "ok: $*"; }
-cli() { "$strata" --pool "$pool" "$@"; }
-field() { sed -n "s/.*\"$1\": \"\\([^\"]*\\)\".*/\\1/p" | head -1; }
-uri() { echo "nbd+unix:///$1?socket=$work/sock"; }
-refused() {
-  local reason=$1
-  shift
-  local out
-  if out=$(cli "$@" 2>&1); then fail "'$*' succeeded; expected: $reason"; fi
-  [[ "$out" == *"$reason"* ]] || fail "'$*' failed without '$reason': $out"
-}
+source "$(dirname "$0")/common.sh"
+require_tools qemu-io curl
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-pool=$work/pool
 cli pool create --chunk-size 64KiB >/dev/null
 refused "io2 volumes need --iops" create-volume --size 8 --volume-type io2
 refused "at most 50 IOPS per GiB" create-volume --size 8 --volume-type io1 --iops 1000
@@ -49,24 +25,8 @@ slow=$(cli create-volume --size 8 --volume-type io1 --iops 100 --name slow | fie
 cli describe-volumes --volume-ids slow | grep '"Iops": 100' >/dev/null || fail "Iops not shown"
 
 port=$((20000 + RANDOM % 20000))
-start() {
-  rm -f "$work/sock"
-  "$server" --pool "$pool" --socket "$work/sock" --metrics-listen "127.0.0.1:$port" "$@" \
-    2>"$work/log" &
-  pid=$!
-  for _ in $(seq 400); do
-    [[ -S "$work/sock" ]] && break
-    sleep 0.05
-  done
-  [[ -S "$work/sock" ]] || fail "server did not start"
-}
-stop_server() {
-  kill -TERM "$pid"
-  wait "$pid" || true
-  pid=
-}
 
-start
+start --metrics-listen "127.0.0.1:$port"
 # 120 random 4 KiB writes at 100 IOPS: at least ~1.15 s through NBD.
 cmds=()
 for i in $(seq 0 119); do cmds+=(-c "write -P 0x11 $((i * 131072)) 4k"); done
@@ -102,7 +62,7 @@ pass "modify-volume lifts the limit live ($took ms)"
 
 cli modify-volume --volume-id "$slow" --volume-type io1 --iops 100 >/dev/null
 stop_server
-start --no-volume-limits
+start --metrics-listen "127.0.0.1:$port" --no-volume-limits
 t0=$(now_ms)
 qemu-io -f raw "${cmds[@]}" "$(uri slow)" >/dev/null || fail "qemu-io with --no-volume-limits"
 took=$(($(now_ms) - t0))
