@@ -18,6 +18,8 @@
 #include "strata/compute.h"
 #include "strata/pool.h"
 
+#include "io_driver.h"
+
 namespace strata {
 namespace {
 
@@ -110,68 +112,14 @@ void BM_RunInstances(benchmark::State& state) {
 }
 BENCHMARK(BM_RunInstances)->Arg(1)->Arg(100)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// Keeps 32 4 KiB requests in flight on one loop until `count` completed.
-class Driver {
- public:
-  Driver(Volume* v, EventLoop* loop, bool write) : v_(v), loop_(loop), rng_(write ? 7 : 9) {
-    for (Slot& s : slots_) {
-      s.buf = std::aligned_alloc(4096, 4096);
-      std::memset(s.buf, 0x5a, 4096);
-      s.r.kind = write ? IoRequest::Kind::kWrite : IoRequest::Kind::kRead;
-      s.r.length_bytes = 4096;
-      s.r.data = static_cast<std::byte*>(s.buf);
-      s.r.user = this;
-      s.r.callback = [](IoRequest* r, const Status& st) {
-        auto* d = static_cast<Driver*>(r->user);
-        d->in_flight_--;
-        d->ok_ = d->ok_ && st.ok();
-        if (d->issued_ < d->target_) {
-          d->Issue(r);
-        }
-      };
-    }
-  }
-  ~Driver() {
-    for (Slot& s : slots_) {
-      std::free(s.buf);
-    }
-  }
-  bool Run(uint64_t count) {
-    target_ = issued_ + count;
-    for (Slot& s : slots_) {
-      Issue(&s.r);
-    }
-    while (in_flight_ > 0) {
-      loop_->RunOnce(-1);
-    }
-    return ok_;
-  }
-
- private:
-  struct Slot {
-    IoRequest r;
-    void* buf = nullptr;
-  };
-  void Issue(IoRequest* r) {
-    r->offset_bytes = (rng_() % (kSpanBytes / 4096)) * 4096;
-    issued_++;
-    in_flight_++;
-    v_->Submit(loop_, r);
-  }
-  Volume* v_;
-  EventLoop* loop_;
-  std::mt19937_64 rng_;
-  Slot slots_[32];
-  uint64_t issued_ = 0, target_ = 0, in_flight_ = 0;
-  bool ok_ = true;
-};
-
 void BM_RandomIo(benchmark::State& state) {
   Fixture& fx = Get();
   const bool store = state.range(0) == 1, write = state.range(1) == 1;
   auto volume = fx.compute->OpenExport(fx.instance_id + (store ? "/sdb" : "/xvda"));
   Must(volume.status());
-  Driver driver(volume->get(), fx.loop.get(), write);
+  QueueDriver driver(volume->get(), fx.loop.get(),
+                     write ? IoRequest::Kind::kWrite : IoRequest::Kind::kRead, 32, 4096, kSpanBytes,
+                     write ? 7 : 9);
   uint64_t total = 0;
   for (auto _ : state) {
     if (!driver.Run(4096)) {

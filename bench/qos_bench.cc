@@ -6,10 +6,12 @@
 //   BM_Gp3Holds/<kind>        a gp3 volume provisioned at 4,000 IOPS and 200 MiB/s: 4 KiB random
 //                             reads at QD32 (kind 0: IOPS-bound), 256 KiB (kind 1: bound by
 //                             throughput); achieved / provisioned
-//   BM_RandRead/<metrics>/<enforce>  4 KiB random reads at QD32 on an unlimited volume: the cost
-//                             of counting metrics (and of the governor with nothing to enforce)
+//   BM_RandRead/<metrics>/<enforce>/<disk>  4 KiB random reads at QD32 on an unlimited volume:
+//                             the cost of counting metrics (and of the governor with nothing to
+//                             enforce), CPU-only and on the real disk
 //
-// Data files are a NullEnv (no disk): the limiter and the counters are measured, not the device.
+// Data files are a NullEnv (no disk) unless <disk>: the limiter and the counters are measured,
+// not the device.
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +21,7 @@
 
 #include "strata/pool.h"
 
+#include "io_driver.h"
 #include "null_env.h"
 #include "store/pool_impl.h"
 
@@ -79,83 +82,20 @@ std::unique_ptr<Bed> MakeBed(VolumeSpec spec, bool metrics, bool enforce, bool d
   return bed;
 }
 
-// Keeps `qd` reads of `bytes` in flight; counts completions.
-class Reader {
- public:
-  Reader(Bed* bed, uint32_t qd, uint32_t bytes) : bed_(bed), bytes_(bytes), slots_(qd) {
-    for (Slot& s : slots_) {
-      s.buf = std::aligned_alloc(4096, bytes);
-      s.r.kind = IoRequest::Kind::kRead;
-      s.r.length_bytes = bytes;
-      s.r.data = static_cast<std::byte*>(s.buf);
-      s.r.user = this;
-      s.r.callback = [](IoRequest* r, const Status& st) {
-        auto* d = static_cast<Reader*>(r->user);
-        d->in_flight_--;
-        d->done_++;
-        d->ok_ = d->ok_ && st.ok();
-        if (!d->stopping_) {
-          d->Issue(r);
-        }
-      };
-    }
-  }
-  ~Reader() {
-    for (Slot& s : slots_) {
-      std::free(s.buf);
-    }
-  }
-  void Start() {
-    for (Slot& s : slots_) {
-      Issue(&s.r);
-    }
-  }
-  // Runs the loop for `seconds`; returns completions in that time.
-  uint64_t RunFor(double seconds) {
-    const uint64_t before = done_;
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-      bed_->loop->RunOnce(1);
-    }
-    return done_ - before;
-  }
-  void Stop() {
-    stopping_ = true;
-    while (in_flight_ > 0) {
-      bed_->loop->RunOnce(1);
-    }
-  }
-  bool ok() const { return ok_; }
-
- private:
-  struct Slot {
-    IoRequest r;
-    void* buf = nullptr;
-  };
-  void Issue(IoRequest* r) {
-    r->offset_bytes = (rng_() % (kSpan / bytes_)) * bytes_;
-    in_flight_++;
-    bed_->volume->Submit(bed_->loop.get(), r);
-  }
-  Bed* bed_;
-  uint32_t bytes_;
-  std::vector<Slot> slots_;
-  std::mt19937_64 rng_{42};
-  uint64_t in_flight_ = 0, done_ = 0;
-  bool ok_ = true, stopping_ = false;
-};
+QueueDriver Reader(Bed* bed, uint32_t qd, uint32_t bytes) {
+  return QueueDriver(bed->volume.get(), bed->loop.get(), IoRequest::Kind::kRead, qd, bytes, kSpan,
+                     42);
+}
 
 void BM_Gp2BurstThenBaseline(benchmark::State& state) {
   for (auto _ : state) {
     auto bed = MakeBed(VolumeSpec{100ull << 30, "", "gp2", ""}, true, true);
     auto* impl = dynamic_cast<PoolImpl*>(bed->pool.get());
     impl->GovernorForTesting(bed->volume_id)->limiter.SetCreditsForTesting(2 * 2700);
-    Reader reader(bed.get(), 32, 4096);
-    reader.Start();
+    QueueDriver reader = Reader(bed.get(), 32, 4096);
     const double first = static_cast<double>(reader.RunFor(1.0));
     reader.RunFor(4.0);
     const double last = static_cast<double>(reader.RunFor(1.0));
-    reader.Stop();
     state.counters["first_second_iops"] = first;
     state.counters["last_second_iops"] = last;
     state.counters["burst_model"] = 3000;
@@ -173,12 +113,10 @@ void BM_Gp3Holds(benchmark::State& state) {
   spec.throughput_mibps = 200;
   for (auto _ : state) {
     auto bed = MakeBed(spec, true, true);
-    Reader reader(bed.get(), by_bytes ? 8 : 32, by_bytes ? 256 << 10 : 4096);
-    reader.Start();
+    QueueDriver reader = Reader(bed.get(), by_bytes ? 8 : 32, by_bytes ? 256 << 10 : 4096);
     reader.RunFor(0.5);  // past the start-up tolerance
     const double seconds = 4.0;
     const double done = static_cast<double>(reader.RunFor(seconds));
-    reader.Stop();
     const double achieved = by_bytes ? done * 256 / 1024 / seconds : done / seconds;
     state.counters[by_bytes ? "MiBps" : "IOPS"] = achieved;
     state.counters["of_provisioned"] = achieved / (by_bytes ? 200.0 : 4000.0);
@@ -186,55 +124,34 @@ void BM_Gp3Holds(benchmark::State& state) {
 }
 BENCHMARK(BM_Gp3Holds)->Arg(0)->Arg(1)->Iterations(1)->UseRealTime()->Unit(benchmark::kSecond);
 
+// Args: metrics on, enforcement on (with nothing to enforce), data on the real disk.
 void BM_RandRead(benchmark::State& state) {
-  static std::unique_ptr<Bed> beds[2][2];
-  const int metrics = static_cast<int>(state.range(0)), enforce = static_cast<int>(state.range(1));
-  if (!beds[metrics][enforce]) {
-    beds[metrics][enforce] =
-        MakeBed(VolumeSpec{1ull << 30, "", "unlimited", ""}, metrics == 1, enforce == 1);
+  static std::unique_ptr<Bed> beds[2][2][2];
+  const int metrics = static_cast<int>(state.range(0)), enforce = static_cast<int>(state.range(1)),
+            disk = static_cast<int>(state.range(2));
+  auto& bed = beds[metrics][enforce][disk];
+  if (!bed) {
+    bed =
+        MakeBed(VolumeSpec{1ull << 30, "", "unlimited", ""}, metrics == 1, enforce == 1, disk == 1);
   }
-  Bed* bed = beds[metrics][enforce].get();
-  Reader reader(bed, 32, 4096);
-  reader.Start();
+  QueueDriver reader = Reader(bed.get(), 32, 4096);
   uint64_t total = 0;
   for (auto _ : state) {
     total += reader.RunFor(0.2);
   }
-  reader.Stop();
   state.counters["IOPS"] =
       benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsRate);
 }
+// CPU only (NullEnv) in every combination; then the real disk (O_DIRECT, /var/tmp), metrics off
+// and on, alternating three times.
 BENCHMARK(BM_RandRead)
-    ->ArgsProduct({{0, 1}, {0, 1}})
-    ->UseRealTime()
-    ->MinTime(3.0)
-    ->Unit(benchmark::kMillisecond);
-
-// The same on the real disk (O_DIRECT, /var/tmp), metrics off and on, alternating 3 times.
-void BM_RandReadDisk(benchmark::State& state) {
-  static std::unique_ptr<Bed> beds[2];
-  const int metrics = static_cast<int>(state.range(0));
-  if (!beds[metrics]) {
-    beds[metrics] = MakeBed(VolumeSpec{1ull << 30, "", "unlimited", ""}, metrics == 1, false, true);
-  }
-  Bed* bed = beds[metrics].get();
-  Reader reader(bed, 32, 4096);
-  reader.Start();
-  uint64_t total = 0;
-  for (auto _ : state) {
-    total += reader.RunFor(0.2);
-  }
-  reader.Stop();
-  state.counters["IOPS"] =
-      benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsRate);
-}
-BENCHMARK(BM_RandReadDisk)
-    ->Arg(0)
-    ->Arg(1)
-    ->Arg(0)
-    ->Arg(1)
-    ->Arg(0)
-    ->Arg(1)
+    ->ArgsProduct({{0, 1}, {0, 1}, {0}})
+    ->Args({0, 0, 1})
+    ->Args({1, 0, 1})
+    ->Args({0, 0, 1})
+    ->Args({1, 0, 1})
+    ->Args({0, 0, 1})
+    ->Args({1, 0, 1})
     ->UseRealTime()
     ->MinTime(3.0)
     ->Unit(benchmark::kMillisecond);

@@ -24,6 +24,7 @@
 
 #include "strata/pool.h"
 
+#include "io_driver.h"
 #include "null_env.h"
 
 namespace strata {
@@ -183,65 +184,11 @@ DiskFixture& Disk(int chunk_kib) {
   return *fx;
 }
 
-// Keeps `qd` 4 KiB random writes in flight on one loop until `count` completed.
-class WriteDriver {
- public:
-  WriteDriver(DiskFixture* fx, uint32_t qd, uint64_t seed) : fx_(fx), rng_(seed), slots_(qd) {
-    for (Slot& s : slots_) {
-      s.buf = std::aligned_alloc(4096, 4096);
-      std::memset(s.buf, 0x5a, 4096);
-      s.r.kind = IoRequest::Kind::kWrite;
-      s.r.length_bytes = 4096;
-      s.r.data = static_cast<std::byte*>(s.buf);
-      s.r.user = this;
-      s.r.callback = [](IoRequest* r, const Status& st) {
-        auto* d = static_cast<WriteDriver*>(r->user);
-        d->in_flight_--;
-        d->ok_ = d->ok_ && st.ok();
-        if (d->issued_ < d->target_) {
-          d->Issue(r);
-        }
-      };
-    }
-  }
-  ~WriteDriver() {
-    for (Slot& s : slots_) {
-      std::free(s.buf);
-    }
-  }
-  bool Run(uint64_t count) {
-    target_ = issued_ + count;
-    for (Slot& s : slots_) {
-      Issue(&s.r);
-    }
-    while (in_flight_ > 0) {
-      fx_->loop->RunOnce(-1);
-    }
-    return ok_;
-  }
-
- private:
-  struct Slot {
-    IoRequest r;
-    void* buf = nullptr;
-  };
-  void Issue(IoRequest* r) {
-    r->offset_bytes = (rng_() % ((1ull << 30) / 4096)) * 4096;
-    issued_++;
-    in_flight_++;
-    fx_->volume->Submit(fx_->loop.get(), r);
-  }
-  DiskFixture* fx_;
-  std::mt19937_64 rng_;
-  std::vector<Slot> slots_;
-  uint64_t issued_ = 0, target_ = 0, in_flight_ = 0;
-  bool ok_ = true;
-};
-
 void WriteBench(benchmark::State& state, bool cow) {
   DiskFixture& fx = Disk(static_cast<int>(state.range(1)));
   const uint32_t qd = static_cast<uint32_t>(state.range(0));
-  WriteDriver driver(&fx, qd, qd * 31 + (cow ? 1 : 0));
+  QueueDriver driver(fx.volume.get(), fx.loop.get(), IoRequest::Kind::kWrite, qd, 4096, 1ull << 30,
+                     qd * 31 + (cow ? 1 : 0));
   std::string snap;
   uint64_t total = 0;
   for (auto _ : state) {
