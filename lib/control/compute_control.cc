@@ -169,7 +169,8 @@ Result<std::map<std::string, std::optional<std::string>>> TagsArg(const json& ar
 }
 
 Result<Tags> TagsFor(const std::map<std::string, Tags>& specs, const std::string& type) {
-  for (const auto& [t, tags] : specs) {
+  for (const auto& spec : specs) {
+    const std::string& t = spec.first;  // (a named variable: clang 14 cannot capture bindings)
     static const char* kTypes[] = {"instance", "volume", "image", "snapshot"};
     if (std::none_of(std::begin(kTypes), std::end(kTypes), [&](const char* k) { return t == k; })) {
       return Status::InvalidArgument("ResourceType '" + t +
