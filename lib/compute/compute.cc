@@ -52,13 +52,6 @@ const InstanceType* FindInstanceType(const std::string& name) {
 
 // ---------------------------------------------------------------- records
 
-std::string NewResourceId(const char* prefix) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char id[48];
-  std::snprintf(id, sizeof(id), "%s-%01x%016" PRIx64, prefix, static_cast<unsigned>(rng() & 0xf),
-                rng());
-  return id;
-}
 
 std::string DeviceShortName(const std::string& device_name) {
   return device_name.starts_with("/dev/") ? device_name.substr(5) : device_name;

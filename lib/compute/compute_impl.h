@@ -100,7 +100,6 @@ class ComputeImpl final : public Compute {
 };
 
 // Records (JSON), shared by both halves of the implementation.
-std::string NewResourceId(const char* prefix);
 std::string EncodeImage(const ImageInfo& image);
 Result<ImageInfo> DecodeImage(const std::string& id, const std::string& text);
 std::string EncodeInstance(const InstanceRecord& rec);

@@ -697,13 +697,15 @@ Status PoolImpl::ValidateSize(uint64_t size_bytes) const {
 }
 
 // "PREFIX-" + 17 hex digits, the shape of EC2 ids.
-std::string PoolImpl::NewId(const char* prefix) {
+std::string NewResourceId(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   char id[48];
   std::snprintf(id, sizeof(id), "%s-%01x%016" PRIx64, prefix, static_cast<unsigned>(rng() & 0xf),
                 rng());
   return id;
 }
+
+std::string PoolImpl::NewId(const char* prefix) { return NewResourceId(prefix); }
 
 Result<VolumeRecord*> PoolImpl::FindLocked(const std::string& id_or_name) {
   auto it = volumes_.find(id_or_name);

@@ -37,6 +37,8 @@ constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O 
 constexpr uint64_t kFileSizeAheadBytes = 1ull << 30;
 
 int64_t NowMs();  // wall clock, Unix epoch
+// "PREFIX-" + 17 random hex digits, as EC2 ids look (vol-, snap-, ami-, i-).
+std::string NewResourceId(const char* prefix);
 std::string EncodeVolume(const VolumeInfo& v);
 Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text);
 
