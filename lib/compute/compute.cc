@@ -1,8 +1,6 @@
 // Compute: records, loading, images, tags and exports. Instances: compute_instances.cc.
 #include <algorithm>
-#include <cinttypes>
 #include <cstdio>
-#include <random>
 
 #include <nlohmann/json.hpp>
 
