@@ -955,6 +955,7 @@ void PoolImpl::ConfigureGovernorLocked(VolumeRecord* rec) {
   rec->governor->provisioned_iops.store(model.provisioned_iops, std::memory_order_relaxed);
   rec->governor->enforce.store(options_.enforce_volume_limits && model.limited,
                                std::memory_order_release);
+  rec->governor->count.store(options_.collect_metrics, std::memory_order_release);
 }
 
 Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
@@ -1033,8 +1034,7 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_i
     return std::shared_ptr<Volume>(open);
   }
   auto volume = std::make_shared<VolumeImpl>(
-      this, rec->info, FloorLocked(rec->info.lineage, rec->info.head_epoch),
-      options_.collect_metrics || rec->governor->enforce.load() ? rec->governor : nullptr);
+      this, rec->info, FloorLocked(rec->info.lineage, rec->info.head_epoch), rec->governor);
   rec->open = volume;
   return std::shared_ptr<Volume>(volume);
 }

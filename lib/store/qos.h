@@ -68,7 +68,12 @@ struct VolumeGovernor {
   Limiter limiter;
   VolumeCounters counters;
   std::atomic<bool> enforce{false};  // the model limits and the pool enforces limits
+  std::atomic<bool> count{false};    // the pool collects metrics
   std::atomic<uint32_t> provisioned_iops{0};
+  // Whether requests need the governor at all: otherwise the request path skips it.
+  bool active() const {
+    return enforce.load(std::memory_order_relaxed) || count.load(std::memory_order_relaxed);
+  }
 };
 
 }  // namespace strata

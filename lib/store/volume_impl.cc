@@ -242,7 +242,7 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
   request->state = state;
   const bool data =
       request->kind == IoRequest::Kind::kRead || request->kind == IoRequest::Kind::kWrite;
-  if (governor_ != nullptr && data) {  // one branch when neither limits nor metrics are on
+  if (data && governor_ != nullptr && governor_->active()) {  // off: two relaxed loads
     const uint64_t now = SteadyNowNs();
     const uint64_t start = Govern(state, now);
     if (start > now) {
@@ -255,9 +255,11 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
 
 uint64_t VolumeImpl::Govern(RequestState* state, uint64_t now_ns) {
   const IoRequest& r = *state->request;
-  state->counted = true;
+  state->counted = governor_->count.load(std::memory_order_relaxed);
   state->submit_ns = now_ns;
-  governor_->counters.Started(now_ns);
+  if (state->counted) {
+    governor_->counters.Started(now_ns);
+  }
   if (governor_->enforce.load(std::memory_order_relaxed)) {
     return governor_->limiter.Admit(now_ns, r.offset_bytes, r.length_bytes, &state->counted_ops);
   }

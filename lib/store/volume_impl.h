@@ -67,8 +67,9 @@ struct RequestState {
 // A volume (writable, at its lineage's head) or a snapshot (read-only, at a frozen epoch).
 class VolumeImpl final : public Volume {
  public:
-  // A volume; `floor_epoch`: see set_floor_locked. `governor` (may be null: no limits, no
-  // metrics) admits and counts its reads and writes.
+  // A volume; `floor_epoch`: see set_floor_locked. `governor` admits and counts its reads and
+  // writes while it is active (limits enforced or metrics collected); a modify-volume reaches
+  // open handles through it.
   VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch,
              std::shared_ptr<VolumeGovernor> governor);
   // A snapshot: reads at its epoch; every mutation fails with ReadOnly.
@@ -140,7 +141,7 @@ class VolumeImpl final : public Volume {
   uint32_t mutations_in_flight_ = 0;  // GUARDED_BY(pool mutex): exclusive chunk locks held
   std::atomic<uint64_t> size_bytes_;
   const uint32_t chunk_size_;
-  const std::shared_ptr<VolumeGovernor> governor_;  // null: unlimited and uncounted
+  const std::shared_ptr<VolumeGovernor> governor_;  // null for snapshots
 };
 
 }  // namespace strata

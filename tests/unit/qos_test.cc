@@ -185,6 +185,30 @@ TEST_F(EnforcedPool, ProvisionedIopsAreEnforcedAndModifiedLive) {
   EXPECT_EQ(pool_->DescribeVolume(info->volume_id)->volume_type, "io2");
 }
 
+TEST(EnforcedPoolWithoutMetrics, LimitsReachAHandleOpenedUnlimited) {
+  test::TempDir dir;
+  PoolOptions o;
+  o.chunk_size_bytes = 4096;
+  o.enforce_volume_limits = true;
+  o.collect_metrics = false;
+  ASSERT_TRUE(Pool::Create(dir.path(), o).ok());
+  auto pool = std::move(*Pool::Open(dir.path(), o));
+  auto info = pool->CreateVolume(VolumeSpec{8 * kGiB, "", "unlimited", ""});
+  ASSERT_TRUE(info.ok());
+  auto v = *pool->OpenVolume(info->volume_id);  // opened while nothing needs the governor
+  VolumeModification mod;
+  mod.volume_type = "io1";
+  mod.iops = 100;
+  ASSERT_TRUE(pool->ModifyVolume(info->volume_id, mod).ok());
+  auto data = test::RandomBytes(4096, 2);
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 60; i++) {
+    ASSERT_TRUE(v->Write(static_cast<uint64_t>(i) * 65536, data, false).ok());
+  }
+  EXPECT_GT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 0.5);
+  EXPECT_EQ(pool->DescribeVolumeMetrics(info->volume_id)->write_ops, 0u);  // not counted
+}
+
 TEST_F(EnforcedPool, Gp2BurstBalanceIsReported) {
   auto info = pool_->CreateVolume(VolumeSpec{10 * kGiB, "", "gp2", ""});
   ASSERT_TRUE(info.ok());
