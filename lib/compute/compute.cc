@@ -50,7 +50,6 @@ const InstanceType* FindInstanceType(const std::string& name) {
 
 // ---------------------------------------------------------------- records
 
-
 std::string DeviceShortName(const std::string& device_name) {
   return device_name.starts_with("/dev/") ? device_name.substr(5) : device_name;
 }

@@ -132,7 +132,7 @@ Result<json> ImportImage(Compute* compute, const json& args, const StreamProgres
   const uint64_t file_bytes = static_cast<uint64_t>(st.st_size);
   VolumeSpec spec;
   spec.size_bytes = (file_bytes + 511) / 512 * 512;
-  spec.importing = true;  // hidden, and deleted at the next open if we never finish
+  spec.importing = true;           // hidden, and deleted at the next open if we never finish
   spec.volume_type = "unlimited";  // internal and hidden: any size, never throttled
   STRATA_ASSIGN_OR_RETURN(VolumeInfo volume, pool->CreateVolume(spec));
   Status copied;
