@@ -334,29 +334,34 @@ Result<json> DescribeImages(Compute* compute, const json& args) {
     }
   }
   STRATA_ASSIGN_OR_RETURN(
-      items, control::ApplyFilters(args, items, [](const json& item, const std::string& name) {
-        static const std::map<std::string, std::string> kPaths = {
-            {"image-id", "ImageId"},
-            {"name", "Name"},
-            {"state", "State"},
-            {"root-device-type", "RootDeviceType"},
-            {"root-device-name", "RootDeviceName"},
-            {"description", "Description"}};
-        auto it = kPaths.find(name);
-        if (it == kPaths.end()) {
-          if (name == "block-device-mapping.snapshot-id") {
-            std::vector<std::string> out;
-            for (const json& m : item["BlockDeviceMappings"]) {
-              if (m.contains("Ebs") && m["Ebs"].contains("SnapshotId")) {
-                out.push_back(m["Ebs"]["SnapshotId"].get<std::string>());
-              }
-            }
-            return std::optional(out);
-          }
-          return std::optional<std::vector<std::string>>();
-        }
-        return std::optional(std::vector<std::string>{item[it->second].get<std::string>()});
-      }));
+      items,
+      control::ApplyFilters(args, items,
+                            {"image-id", "name", "state", "root-device-type", "root-device-name",
+                             "description", "block-device-mapping.snapshot-id"},
+                            [](const json& item, const std::string& name) {
+                              static const std::map<std::string, std::string> kPaths = {
+                                  {"image-id", "ImageId"},
+                                  {"name", "Name"},
+                                  {"state", "State"},
+                                  {"root-device-type", "RootDeviceType"},
+                                  {"root-device-name", "RootDeviceName"},
+                                  {"description", "Description"}};
+                              auto it = kPaths.find(name);
+                              if (it == kPaths.end()) {
+                                if (name == "block-device-mapping.snapshot-id") {
+                                  std::vector<std::string> out;
+                                  for (const json& m : item["BlockDeviceMappings"]) {
+                                    if (m.contains("Ebs") && m["Ebs"].contains("SnapshotId")) {
+                                      out.push_back(m["Ebs"]["SnapshotId"].get<std::string>());
+                                    }
+                                  }
+                                  return std::optional(out);
+                                }
+                                return std::optional<std::vector<std::string>>();
+                              }
+                              return std::optional(
+                                  std::vector<std::string>{item[it->second].get<std::string>()});
+                            }));
   return json{{"Images", items}};
 }
 
@@ -418,29 +423,33 @@ Result<json> DescribeInstances(Compute* compute, const json& args) {
     }
   }
   STRATA_ASSIGN_OR_RETURN(
-      items, control::ApplyFilters(args, items, [](const json& item, const std::string& name) {
-        using Values = std::optional<std::vector<std::string>>;
-        if (name == "instance-state-name" || name == "state") {
-          return Values({item["State"]["Name"].get<std::string>()});
-        }
-        static const std::map<std::string, std::string> kPaths = {
-            {"instance-id", "InstanceId"},
-            {"image-id", "ImageId"},
-            {"instance-type", "InstanceType"},
-            {"root-device-type", "RootDeviceType"},
-            {"root-device-name", "RootDeviceName"}};
-        if (auto it = kPaths.find(name); it != kPaths.end()) {
-          return Values({item[it->second].get<std::string>()});
-        }
-        if (name == "block-device-mapping.volume-id") {
-          std::vector<std::string> out;
-          for (const json& m : item["BlockDeviceMappings"]) {
-            out.push_back(m["Ebs"]["VolumeId"].get<std::string>());
-          }
-          return Values(out);
-        }
-        return Values();
-      }));
+      items, control::ApplyFilters(
+                 args, items,
+                 {"instance-state-name", "state", "instance-id", "image-id", "instance-type",
+                  "root-device-type", "root-device-name", "block-device-mapping.volume-id"},
+                 [](const json& item, const std::string& name) {
+                   using Values = std::optional<std::vector<std::string>>;
+                   if (name == "instance-state-name" || name == "state") {
+                     return Values({item["State"]["Name"].get<std::string>()});
+                   }
+                   static const std::map<std::string, std::string> kPaths = {
+                       {"instance-id", "InstanceId"},
+                       {"image-id", "ImageId"},
+                       {"instance-type", "InstanceType"},
+                       {"root-device-type", "RootDeviceType"},
+                       {"root-device-name", "RootDeviceName"}};
+                   if (auto it = kPaths.find(name); it != kPaths.end()) {
+                     return Values({item[it->second].get<std::string>()});
+                   }
+                   if (name == "block-device-mapping.volume-id") {
+                     std::vector<std::string> out;
+                     for (const json& m : item["BlockDeviceMappings"]) {
+                       out.push_back(m["Ebs"]["VolumeId"].get<std::string>());
+                     }
+                     return Values(out);
+                   }
+                   return Values();
+                 }));
   // EC2 groups instances in reservations; here each instance is its own.
   json reservations = json::array();
   for (const json& item : items) {
@@ -544,12 +553,17 @@ json TagsJson(const Tags& tags) {
   return out;
 }
 
-Result<json> ApplyFilters(const json& args, json items, const FilterField& field) {
+Result<json> ApplyFilters(const json& args, json items, const std::vector<std::string>& names,
+                          const FilterField& field) {
   STRATA_ASSIGN_OR_RETURN(auto filters, ShorthandListArg(args, "filters"));
   for (const json& f : filters) {
     STRATA_ASSIGN_OR_RETURN(std::string name, Field(f, "Name"));
     if (name.empty() || !f.contains("Values")) {
       return Status::InvalidArgument("each filter needs Name=...,Values=...");
+    }
+    const bool by_tag = name.starts_with("tag:") || name == "tag-key";
+    if (!by_tag && std::find(names.begin(), names.end(), name) == names.end()) {
+      return Status::InvalidArgument("InvalidParameterValue: the filter '" + name + "' is invalid");
     }
     std::vector<std::string> wanted;
     for (const json& v : f["Values"].is_array() ? f["Values"] : json::array({f["Values"]})) {

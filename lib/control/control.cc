@@ -123,6 +123,8 @@ Result<json> DescribeVolumes(Compute* compute, const json& args) {
       volumes,
       control::ApplyFilters(
           args, volumes,
+          {"volume-id", "status", "state", "volume-type", "snapshot-id", "size",
+           "attachment.instance-id", "attachment.device"},
           [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
             static const std::map<std::string, std::string> kPaths = {
                 {"volume-id", "VolumeId"},

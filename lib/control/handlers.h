@@ -36,11 +36,13 @@ Result<Tags> TagSpecTags(const nlohmann::json& args, const std::string& resource
 // EC2 "Tags" list: [{"Key": k, "Value": v}, ...].
 nlohmann::json TagsJson(const Tags& tags);
 // Keeps the items of `items` that match every filter of `args["filters"]`
-// ([{"Name": n, "Values": [...]}]); `field` maps a filter name to an item's values.
-// nullopt: not a filter of this resource (an error).
+// ([{"Name": n, "Values": [...]}]): `names` are the resource's filters besides tag:KEY and
+// tag-key (any other is refused, even with nothing to filter), `field` maps one to an item's
+// values.
 using FilterField = std::function<std::optional<std::vector<std::string>>(
     const nlohmann::json& item, const std::string& name)>;
 Result<nlohmann::json> ApplyFilters(const nlohmann::json& args, nlohmann::json items,
+                                    const std::vector<std::string>& names,
                                     const FilterField& field);
 
 }  // namespace strata::control

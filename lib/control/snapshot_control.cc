@@ -71,7 +71,7 @@ Result<json> DescribeSnapshots(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(
       out,
       control::ApplyFilters(
-          args, out,
+          args, out, {"snapshot-id", "volume-id", "status", "description"},
           [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
             static const std::map<std::string, std::string> kPaths = {
                 {"snapshot-id", "SnapshotId"},

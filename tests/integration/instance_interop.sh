@@ -18,6 +18,14 @@ fs_cmd() {
 }
 
 cli pool create --chunk-size 64KiB >/dev/null
+# Bad input, before anything exists: each refused with its reason, nothing created.
+refused "the filter 'bogus' is invalid" describe-instances --filters Name=bogus,Values=1
+refused "is not a non-empty raw disk image file" import-image --input /dev/null --name nothing
+refused "missing '}'" register-image --name broken \
+  --block-device-mappings 'DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1'
+refused "image ami-00000000000000000 does not exist" run-instances --image-id ami-00000000000000000
+refused "--count must be 1 to 1000" run-instances --image-id ami-00000000000000000 --count 0
+[[ $(cli describe-snapshots | grep -c SnapshotId || true) == 0 ]] || fail "a refused import left a snapshot"
 
 # ---- an ext4 root file system, written through NBD, snapshotted, registered
 mkdir -p "$work/rootfs/etc"
