@@ -434,7 +434,7 @@ Result<ImageInfo> ComputeImpl::DescribeImage(const std::string& image_id) {
     return Status::NotFound("image " + image_id + " does not exist");
   }
   ImageInfo image = it->second;
-  image.tags = tags_.count(image_id) ? tags_[image_id] : Tags{};
+  image.tags = TagsOfLocked(image_id);
   return image;
 }
 
@@ -443,7 +443,7 @@ std::vector<ImageInfo> ComputeImpl::ListImages() {
   std::vector<ImageInfo> out;
   for (const auto& [id, image] : images_) {
     out.push_back(image);
-    out.back().tags = tags_.count(id) ? tags_[id] : Tags{};
+    out.back().tags = TagsOfLocked(id);
   }
   std::sort(out.begin(), out.end(), [](const ImageInfo& a, const ImageInfo& b) {
     return a.creation_time_ms < b.creation_time_ms;
@@ -518,7 +518,7 @@ Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& 
   std::map<std::string, Tags> next;
   for (const std::string& id : ids) {
     STRATA_RETURN_IF_ERROR(ResourceExistsLocked(id));
-    Tags merged = tags_.count(id) ? tags_[id] : Tags{};
+    Tags merged = TagsOfLocked(id);
     for (const auto& [key, value] : tags) {
       merged[key] = value;
     }
@@ -544,7 +544,7 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
   std::map<std::string, Tags> next;
   for (const std::string& id : ids) {
     STRATA_RETURN_IF_ERROR(ResourceExistsLocked(id));
-    Tags t = tags_.count(id) ? tags_[id] : Tags{};
+    Tags t = TagsOfLocked(id);
     if (tags.empty()) {
       t.clear();  // as EC2: no --tags deletes every tag
     }
@@ -574,6 +574,10 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
 
 Tags ComputeImpl::TagsOf(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
+  return TagsOfLocked(id);
+}
+
+Tags ComputeImpl::TagsOfLocked(const std::string& id) const {
   auto it = tags_.find(id);
   return it == tags_.end() ? Tags{} : it->second;
 }

@@ -82,6 +82,7 @@ class ComputeImpl final : public Compute {
   // Deletes the volumes a termination queued, then rewrites the record without them.
   Status FinishTerminationLocked(InstanceRecord* rec);
   Status ResourceExistsLocked(const std::string& id);
+  Tags TagsOfLocked(const std::string& id) const;
   Result<std::shared_ptr<Volume>> OpenInstanceDeviceLocked(const std::string& name);
   // Instance-store root: a scratch volume filled with the snapshot's data.
   Result<std::shared_ptr<ScratchVolume>> SeedScratch(const std::string& id, uint64_t size_bytes,

@@ -160,7 +160,7 @@ Result<InstanceInfo> ComputeImpl::DescribeInstance(const std::string& instance_i
   std::lock_guard<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
   InstanceInfo info = rec->info;
-  info.tags = tags_.count(instance_id) ? tags_[instance_id] : Tags{};
+  info.tags = TagsOfLocked(instance_id);
   return info;
 }
 
@@ -169,7 +169,7 @@ std::vector<InstanceInfo> ComputeImpl::ListInstances() {
   std::vector<InstanceInfo> out;
   for (const auto& [id, rec] : instances_) {
     out.push_back(rec.info);
-    out.back().tags = tags_.count(id) ? tags_[id] : Tags{};
+    out.back().tags = TagsOfLocked(id);
   }
   std::sort(out.begin(), out.end(), [](const InstanceInfo& a, const InstanceInfo& b) {
     return a.launch_time_ms != b.launch_time_ms ? a.launch_time_ms < b.launch_time_ms

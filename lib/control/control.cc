@@ -1,13 +1,13 @@
 #include "control/control.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <ctime>
 #include <functional>
 #include <map>
 
 #include "control/handlers.h"
-#include "store/pool_impl.h"
 #include "store/volume_types.h"
 #include "util/units.h"
 
@@ -192,7 +192,12 @@ Result<json> ModifyVolume(Compute* compute, const json& args) {
         "modify-volume needs --size, --volume-type, --iops or --throughput");
   }
   STRATA_ASSIGN_OR_RETURN(VolumeInfo before, pool->DescribeVolume(id));
-  const int64_t start = NowMs();
+  auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const int64_t start = now_ms();
   STRATA_ASSIGN_OR_RETURN(VolumeInfo after, pool->ModifyVolume(before.volume_id, m));
   json out = {{"VolumeId", after.volume_id},
               {"ModificationState", "completed"},
@@ -203,7 +208,7 @@ Result<json> ModifyVolume(Compute* compute, const json& args) {
               {"TargetVolumeType", after.volume_type},
               {"OriginalVolumeType", before.volume_type},
               {"StartTime", IsoTime(start)},
-              {"EndTime", IsoTime(NowMs())},
+              {"EndTime", IsoTime(now_ms())},
               {"Progress", 100}};
   if (after.iops != 0 || before.iops != 0) {
     out["TargetIops"] = after.iops;
