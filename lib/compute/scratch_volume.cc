@@ -27,6 +27,28 @@ struct ScratchRequest {
   int first_error = 0;
 };
 
+// Finished requests are kept per thread (their op vectors keep their capacity): the data path
+// allocates nothing in steady state.
+thread_local std::vector<std::unique_ptr<ScratchRequest>> free_requests;
+
+ScratchRequest* TakeRequest() {
+  if (free_requests.empty()) {
+    return new ScratchRequest;
+  }
+  ScratchRequest* sr = free_requests.back().release();
+  free_requests.pop_back();
+  return sr;
+}
+
+void GiveRequest(ScratchRequest* sr) {
+  if (free_requests.size() < 256) {
+    sr->first_error = 0;
+    free_requests.emplace_back(sr);
+  } else {
+    delete sr;
+  }
+}
+
 void OnScratchIo(IoOp* op) {
   auto* sr = static_cast<ScratchRequest*>(op->ctx);
   if (op->result < 0 && sr->first_error == 0) {
@@ -38,7 +60,7 @@ void OnScratchIo(IoOp* op) {
   IoRequest* request = sr->request;
   Status s = sr->first_error == 0 ? Status::OK()
                                   : Status::FromErrno("instance store I/O", sr->first_error);
-  delete sr;
+  GiveRequest(sr);
   request->callback(request, s);
 }
 
@@ -226,7 +248,7 @@ void ScratchVolume::Submit(EventLoop* loop, IoRequest* request) {
   }
   STRATA_CHECK(std::strcmp(loop->engine()->name(), "sim") != 0);  // fds, not simulated files
   const int fd = FdFor(request->offset_bytes, request->length_bytes, request->data);
-  auto* sr = new ScratchRequest;
+  ScratchRequest* sr = TakeRequest();
   sr->request = request;
   sr->loop = loop;
   const uint64_t n_ops = (request->length_bytes + kMaxOpBytes - 1) / kMaxOpBytes;
@@ -234,6 +256,7 @@ void ScratchVolume::Submit(EventLoop* loop, IoRequest* request) {
   sr->pending = n_ops;
   for (uint64_t i = 0; i < n_ops; i++) {
     IoOp& op = sr->ops[i];
+    op = IoOp{};  // a recycled op keeps the engine's progress of its last use
     const uint64_t at = i * kMaxOpBytes;
     op.kind = request->kind == IoRequest::Kind::kRead ? IoOp::Kind::kRead : IoOp::Kind::kWrite;
     op.file = fd;
