@@ -8,6 +8,8 @@
 //   BM_ListChangedBlocks/<GiB mapped>           10 changed chunks between two snapshots
 //   BM_CowWrite/<qd>/<chunk KiB>, BM_Overwrite   4 KiB random writes on the real disk: first write
 //                                               to a chunk after a snapshot vs an overwrite
+//   BM_CowWriteFilled/<qd>/64                   the same, timed until the background filler has
+//                                               copied the rest of each chunk too
 //   BM_ReadLatencyDuringReclaim/<reclaiming>    QD1 read latency while 64k versions are freed
 //
 // STRATA_BENCH_DIR picks the directory for the pools (default /var/tmp).
@@ -184,17 +186,24 @@ DiskFixture& Disk(int chunk_kib) {
   return *fx;
 }
 
-void WriteBench(benchmark::State& state, bool cow) {
+// `cow`: a fresh snapshot before each batch. `until_filled`: the batch ends when the background
+// filler has also copied the rest of every chunk it made partial (the whole cost of the copy).
+void WriteBench(benchmark::State& state, bool cow, bool until_filled = false) {
   DiskFixture& fx = Disk(static_cast<int>(state.range(1)));
   const uint32_t qd = static_cast<uint32_t>(state.range(0));
   QueueDriver driver(fx.volume.get(), fx.loop.get(), IoRequest::Kind::kWrite, qd, 4096, 1ull << 30,
                      qd * 31 + (cow ? 1 : 0));
   std::string snap;
   uint64_t total = 0;
+  double snapshot_max_ms = 0;
   for (auto _ : state) {
     state.PauseTiming();
     if (cow) {  // a fresh snapshot: almost every chunk the next writes touch is shared
-      auto s = fx.pool->CreateSnapshot(fx.volume_id, "");
+      auto t0 = std::chrono::steady_clock::now();
+      auto s = fx.pool->CreateSnapshot(fx.volume_id, "");  // fills what the last batch left
+      snapshot_max_ms = std::max(
+          snapshot_max_ms,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       if (!snap.empty()) {
         Must(fx.pool->DeleteSnapshot(snap));
       }
@@ -206,6 +215,9 @@ void WriteBench(benchmark::State& state, bool cow) {
       state.SkipWithError("write failed");
       break;
     }
+    while (until_filled && fx.pool->Info().partial_chunks != 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     total += 1024;
   }
   if (!snap.empty()) {
@@ -214,13 +226,18 @@ void WriteBench(benchmark::State& state, bool cow) {
   }
   state.counters["IOPS"] =
       benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsRate);
+  if (cow) {
+    state.counters["snapshot_max_ms"] = snapshot_max_ms;
+  }
 }
 void BM_Overwrite(benchmark::State& state) { WriteBench(state, false); }
 void BM_CowWrite(benchmark::State& state) { WriteBench(state, true); }
+void BM_CowWriteFilled(benchmark::State& state) { WriteBench(state, true, true); }
 // Args: queue depth, chunk size in KiB (64: the default; 4: copy-on-write of a 4 KiB write is a
 // whole-chunk write, nothing to copy).
 BENCHMARK(BM_Overwrite)->ArgsProduct({{1, 32}, {64, 4}})->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_CowWrite)->ArgsProduct({{1, 32}, {64, 4}})->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_CowWriteFilled)->ArgsProduct({{1, 32}, {64}})->UseRealTime()->MinTime(2.0);
 
 // ---- foreground reads while a large snapshot delete is reclaimed
 

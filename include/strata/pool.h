@@ -44,6 +44,12 @@ struct PoolOptions {
   bool enforce_volume_limits = false;
   // Count CloudWatch-named metrics per volume (Pool::DescribeVolumeMetrics); off costs nothing.
   bool collect_metrics = true;
+  // Sub-chunk copy-on-write: the first write of whole units (4 KiB at 64 KiB chunks) to a chunk a
+  // snapshot shares writes only those units; a background thread copies the rest from the
+  // snapshot's version afterwards. Off: the rest is copied only when something needs the chunk
+  // whole (a snapshot, a delete, a read or write spanning both kinds of units). Tests use off to
+  // see partial chunks; docs/design.md §2.3.
+  bool background_fill = true;
 };
 
 struct VolumeSpec {
@@ -148,6 +154,7 @@ struct PoolInfo {
   uint64_t free_chunks = 0;          // below the frontier, reusable
   uint64_t frontier_chunks = 0;      // chunk numbers ever handed out
   uint64_t pending_map_changes = 0;  // map changes not committed yet (the overlay)
+  uint64_t partial_chunks = 0;       // copied on write in part; the rest is still to be filled
   std::string io_engine;             // "io_uring" or "sync" (or "sim")
   bool direct_io = false;
   std::string latched_error;  // empty unless a fatal I/O error latched the pool

@@ -260,6 +260,7 @@ Result<json> PoolInfoCommand(Compute* compute, const json&) {
                 {"FreeChunks", i.free_chunks},
                 {"FrontierChunks", i.frontier_chunks},
                 {"PendingMapChanges", i.pending_map_changes},
+                {"PartialChunks", i.partial_chunks},
                 {"IoEngine", i.io_engine},
                 {"DirectIo", i.direct_io},
                 {"LatchedError", i.latched_error}}}};

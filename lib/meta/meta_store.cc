@@ -34,16 +34,20 @@ void EncodeChangeKey(const MapKey& k, char* out) {
 void EncodeValue(const MapValue& v, char* out) {
   PutLittleEndian64(out, v.phys);
   PutLittleEndian32(out + 8, v.flags);
-  PutLittleEndian32(out + 12, 0);
+  PutLittleEndian32(out + 12, v.present);
 }
 Result<MapValue> DecodeValue(const MDB_val& v) {
   if (v.mv_size != kValueBytes) {
     return Status::Corruption("map value of " + std::to_string(v.mv_size) + " bytes");
   }
   const char* p = static_cast<const char*>(v.mv_data);
-  MapValue out{GetLittleEndian64(p), GetLittleEndian32(p + 8)};
-  if ((out.flags & ~MapValue::kTombstone) != 0) {
+  MapValue out{GetLittleEndian64(p), GetLittleEndian32(p + 8), GetLittleEndian32(p + 12)};
+  if ((out.flags & ~(MapValue::kTombstone | MapValue::kPartial)) != 0 ||
+      (out.tombstone() && out.partial())) {
     return Status::Corruption("map value with unknown flags");
+  }
+  if (out.partial() != (out.present != 0)) {
+    return Status::Corruption("partial map value without present units, or units on a whole one");
   }
   return out;
 }

@@ -26,9 +26,16 @@ struct MapKey {
 
 struct MapValue {
   static constexpr uint32_t kTombstone = 1;  // reads as zeros; hides older versions
-  uint64_t phys = 0;                         // physical chunk (unused for tombstones)
+  // Sub-chunk copy-on-write: only the units set in `present` were written to `phys`; the others
+  // read through to the predecessor (the newest older version, always a whole one). Only ever
+  // the head's own version; filled in the background and before any epoch change
+  // (docs/design.md §2.3).
+  static constexpr uint32_t kPartial = 2;
+  uint64_t phys = 0;  // physical chunk (unused for tombstones)
   uint32_t flags = 0;
+  uint32_t present = 0;  // with kPartial: bit i = unit i of the chunk is in `phys`
   bool tombstone() const { return (flags & kTombstone) != 0; }
+  bool partial() const { return (flags & kPartial) != 0; }
   bool operator==(const MapValue&) const = default;
 };
 
@@ -70,8 +77,8 @@ struct CommitBatch {
 
 class MetaStore {
  public:
-  static constexpr uint32_t kFormatVersion =
-      3;  // 2: snapshots, lineages; 3: images, instances, tags
+  // 2: snapshots, lineages; 3: images, instances, tags; 4: partial map values
+  static constexpr uint32_t kFormatVersion = 4;
   static constexpr uint32_t kOldestReadableFormat = 1;  // upgraded in place on first commit
   static constexpr unsigned kMaxReaders = 1024;
 

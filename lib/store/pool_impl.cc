@@ -189,6 +189,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   }
   pool->chunk_size_ = pool->header_.chunk_size_bytes;
   pool->chunks_per_file_ = kDataFileBytes / pool->chunk_size_;
+  pool->unit_bytes_ = std::max<uint32_t>(kIoAlign, pool->chunk_size_ / 32);
   if (options.capacity_bytes != 0) {
     pool->header_.capacity_bytes = options.capacity_bytes;
   }
@@ -196,8 +197,10 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   auto engine = pool->env_->NewEngine(1);  // which engine this Env gives (for pool info)
   pool->engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
   STRATA_RETURN_IF_ERROR(pool->Recover());
+  STRATA_RETURN_IF_ERROR(pool->FillAllAtOpen());
   pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
   pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
+  pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
   // An import a crash interrupted: nothing of it may stay.
   std::vector<std::string> unfinished;
   for (const auto& [id, rec] : pool->volumes_) {
@@ -212,6 +215,14 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
 }
 
 PoolImpl::~PoolImpl() {
+  if (filler_.joinable()) {  // partial versions left are filled after the next open
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_fill_ = true;
+    }
+    fill_cv_.notify_all();
+    filler_.join();
+  }
   if (reclaimer_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -243,6 +254,18 @@ PoolImpl::~PoolImpl() {
   if (lock_fd_ >= 0) {
     close(lock_fd_);
   }
+}
+
+// Fills the partial versions the last run left (at most kMaxPartialChunks) before the reclaimer
+// starts: a crash after a snapshot delete committed but before its drain filled them would
+// otherwise let the reclaimer free the version they read through to.
+Status PoolImpl::FillAllAtOpen() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!partials_.empty()) {
+    const auto [lineage, chunk] = partials_.begin()->first;
+    STRATA_RETURN_IF_ERROR(FillLocked(lock, lineage, chunk));
+  }
+  return Status::OK();
 }
 
 // Rebuilds the allocator from the committed map; truncates data past the committed frontier
@@ -277,6 +300,13 @@ Status PoolImpl::Recover() {
     if (v.phys >= frontier || used[v.phys]) {
       return Status::Corruption("physical chunk " + std::to_string(v.phys) +
                                 " is past the frontier or mapped twice");
+    }
+    if (v.partial() && (v.present & ~all_units()) != 0) {
+      return Status::Corruption("partial version of chunk " + std::to_string(k.chunk) +
+                                " names units past the chunk");
+    }
+    if (v.partial()) {
+      AddPartialLocked(k.lineage, k.chunk);  // filled once the filler starts
     }
     used[v.phys] = true;
     return Status::OK();
@@ -902,7 +932,7 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
   bool erase;
   LineageState next;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = volumes_.find(volume_id);
     if (it == volumes_.end()) {
       return Status::NotFound("volume " + volume_id + " does not exist");
@@ -916,6 +946,12 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
     }
     lineage = it->second.info.lineage;
     it->second.deleting = true;  // no one can open it now: its map cannot change
+    // The filler must be done with the lineage before its chunks can be freed and reused.
+    WaitNoPartialsLocked(lock, lineage);
+    if (!latched_.ok()) {
+      it->second.deleting = false;
+      return latched_;
+    }
     next = lineages_.at(lineage);
     // Erased at once only when the reclaimer has nothing queued on it (it may be working on it).
     erase = next.pins.empty() && next.reclaim.empty();
@@ -1077,6 +1113,7 @@ PoolInfo PoolImpl::Info() {
     info.reclaim_pending += st.reclaim.size();
   }
   info.pending_map_changes = overlay_.size();
+  info.partial_chunks = partials_.size();
   info.io_engine = engine_name_;
   info.latched_error = latched_.ok() ? "" : latched_.ToString();
   size_t files = file_count_;
@@ -1146,9 +1183,14 @@ void PoolImpl::CheckMapLocked(CheckReport* report) {
   const uint64_t frontier = alloc_->frontier();
   std::vector<uint8_t> state(frontier, 0);  // 1 mapped, 2 free
   std::vector<MapKey> keys;
+  std::vector<uint8_t> kinds;  // 0 data, 1 tombstone, 2 partial
   Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
     report->versions++;
     keys.push_back(k);
+    kinds.push_back(v.tombstone() ? 1 : v.partial() ? 2 : 0);
+    if (v.partial() && (v.present & ~all_units()) != 0) {
+      problem("partial version of chunk " + std::to_string(k.chunk) + " names units past it");
+    }
     auto l = lineages.find(k.lineage);
     if (l == lineages.end()) {
       problem("map entry for unknown lineage " + std::to_string(k.lineage));
@@ -1196,6 +1238,14 @@ void PoolImpl::CheckMapLocked(CheckReport* report) {
       problem("dead version (lineage " + std::to_string(k.lineage) + ", chunk " +
               std::to_string(k.chunk) + ", born " + std::to_string(k.birth) +
               "): no live epoch sees it");
+    }
+    // A partial version is the head's newest, over a whole data version (its own lineage's, or
+    // for a clone the source's, which the clone pins).
+    const bool first = i == 0 || keys[i - 1].lineage != k.lineage || keys[i - 1].chunk != k.chunk;
+    if (kinds[i] == 2 &&
+        (!last || v == volumes_.end() || (first ? lin->second.parent == 0 : kinds[i - 1] != 0))) {
+      problem("partial version (lineage " + std::to_string(k.lineage) + ", chunk " +
+              std::to_string(k.chunk) + ") is not the head's newest over a whole version");
     }
   }
   size_t change_count = 0;

@@ -132,6 +132,23 @@ class PoolImpl final : public Pool {
   Status MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t end, uint64_t max_birth,
                             size_t max_chunks, std::vector<std::pair<uint64_t, Version>>* out,
                             uint64_t* end_out);
+  // ---- Sub-chunk copy-on-write (docs/design.md §2.3). ----
+  // The unit of a partial version: max(4 KiB, chunk / 32); `units_per_chunk` of them.
+  uint32_t unit_bytes() const { return unit_bytes_; }
+  uint32_t units_per_chunk() const { return chunk_size_ / unit_bytes_; }
+  uint32_t all_units() const {
+    return units_per_chunk() == 32 ? UINT32_MAX : (1u << units_per_chunk()) - 1;
+  }
+  // Whether a new partial version may be made: bounded, so that a snapshot's drain (which fills
+  // them all) stays short.
+  bool MayAddPartialLocked() const {
+    return units_per_chunk() > 1 && partials_.size() < kMaxPartialChunks;
+  }
+  // A partial version of (lineage, chunk) was published / became whole or went away.
+  void AddPartialLocked(uint64_t lineage, uint64_t chunk);
+  void DropPartialLocked(uint64_t lineage, uint64_t chunk);
+  // A request needs (lineage, chunk) whole before it can go on: fill it next.
+  void UrgeFillLocked(uint64_t lineage, uint64_t chunk);
   bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
   void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
   std::optional<ChunkAllocator::Grant> AllocateLocked();
@@ -254,6 +271,16 @@ class PoolImpl final : public Pool {
   Status ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
                             const std::function<void(const MapKey&, const MapValue&)>& fn);
   void ReclaimerMain();
+  void FillerMain();
+  // Copies the units a partial version lacks from its predecessor and makes it whole.
+  // REQUIRES: mu_ (in lock, released during the I/O) and the chunk's exclusive lock.
+  Status FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk);
+  bool LineageHasPartialsLocked(uint64_t lineage) const;
+  bool FillWantedLocked() const;
+  Status FillAllAtOpen();  // the filler has something to do now
+  // Waits until no partial version of `lineage` is left (the filler fills them first).
+  // REQUIRES: mu_ (in lock).
+  void WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage);
   void WakeReclaimer();
   bool ReclaimPendingLocked() const;
 
@@ -282,6 +309,16 @@ class PoolImpl final : public Pool {
   bool stop_reclaim_ = false;
   Status reclaim_error_;  // the last reclaim failure (retried on the next wake)
   std::thread reclaimer_;
+  // Partial versions to fill (docs/design.md §2.3): (lineage, chunk) -> urgent. The filler takes
+  // urgent ones first, then the lineages a drain waits for, then the oldest.
+  static constexpr size_t kMaxPartialChunks = 1024;
+  uint32_t unit_bytes_ = 0;
+  std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
+  std::deque<std::pair<uint64_t, uint64_t>> fill_order_;  // may hold entries already filled
+  std::map<uint64_t, uint32_t> drain_waiters_;            // lineage -> drains waiting on it
+  bool stop_fill_ = false;
+  std::condition_variable fill_cv_;  // with mu_: a partial version was added or urged
+  std::thread filler_;
   std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
   Status latched_;
   std::array<std::atomic<FileId>, kMaxDataFiles> files_;

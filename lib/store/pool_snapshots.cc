@@ -181,6 +181,10 @@ void PoolImpl::DrainLocked(std::unique_lock<std::mutex>& lock,
     return std::all_of(volumes.begin(), volumes.end(),
                        [](const auto& v) { return v->mutations_in_flight_locked() == 0; });
   });
+  // No version of an epoch about to freeze (or whose predecessor may die) stays partial.
+  for (const auto& v : volumes) {
+    WaitNoPartialsLocked(lock, v->lineage());
+  }
 }
 
 bool PoolImpl::ReclaimPendingLocked() const {
@@ -385,6 +389,8 @@ void PoolImpl::RefreshFloorLocked(std::unique_lock<std::mutex>& lock, uint64_t l
     DrainLocked(lock, {handle});
     handle->set_floor_locked(FloorLocked(lineage, v->second.info.head_epoch));
     handle->set_barrier_locked(false);
+  } else {
+    WaitNoPartialsLocked(lock, lineage);  // a closed volume's partial versions still read through
   }
 }
 
@@ -573,6 +579,163 @@ void PoolImpl::ReclaimerMain() {
                    s.ToString().c_str());
     }
     reclaim_cv_.notify_all();
+  }
+}
+
+// ---------------------------------------------------------------- filling partial versions
+
+void PoolImpl::AddPartialLocked(uint64_t lineage, uint64_t chunk) {
+  if (partials_.emplace(std::make_pair(lineage, chunk), false).second) {
+    fill_order_.emplace_back(lineage, chunk);
+    fill_cv_.notify_one();
+  }
+}
+
+void PoolImpl::DropPartialLocked(uint64_t lineage, uint64_t chunk) {
+  if (partials_.erase({lineage, chunk}) != 0) {
+    drain_cv_.notify_all();  // a drain may wait for this lineage's partial versions
+  }
+}
+
+void PoolImpl::UrgeFillLocked(uint64_t lineage, uint64_t chunk) {
+  auto it = partials_.find({lineage, chunk});
+  if (it != partials_.end() && !it->second) {
+    it->second = true;
+    fill_cv_.notify_one();
+  }
+}
+
+bool PoolImpl::FillWantedLocked() const {
+  if (partials_.empty()) {
+    return false;
+  }
+  if (options_.background_fill) {
+    return true;
+  }
+  for (const auto& waiter : drain_waiters_) {
+    if (LineageHasPartialsLocked(waiter.first)) {
+      return true;
+    }
+  }
+  return std::any_of(partials_.begin(), partials_.end(), [](const auto& e) { return e.second; });
+}
+
+bool PoolImpl::LineageHasPartialsLocked(uint64_t lineage) const {
+  auto it = partials_.lower_bound({lineage, 0});
+  return it != partials_.end() && it->first.first == lineage;
+}
+
+void PoolImpl::WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage) {
+  if (!LineageHasPartialsLocked(lineage)) {
+    return;
+  }
+  drain_waiters_[lineage]++;
+  fill_cv_.notify_one();
+  drain_cv_.wait(lock, [this, lineage] {
+    return !LineageHasPartialsLocked(lineage) || !latched_.ok() || stop_fill_;
+  });
+  if (--drain_waiters_[lineage] == 0) {
+    drain_waiters_.erase(lineage);
+  }
+}
+
+Status PoolImpl::FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk) {
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, NewestOwnLocked(lineage, chunk, UINT64_MAX));
+  if (!v || !v->value.partial()) {
+    DropPartialLocked(lineage, chunk);  // made whole by writes, or trimmed away
+    return Status::OK();
+  }
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> pred, NewestLocked(lineage, chunk, v->birth - 1));
+  // Invariant: a partial version lies over a whole data version (made only over one, and every
+  // epoch change fills it before the predecessor can go).
+  STRATA_CHECK(pred && !pred->value.tombstone() && !pred->value.partial());
+  const MapValue value = v->value;
+  const FileId source_file = FileOf(pred->value.phys);
+  const uint64_t source_offset = OffsetOf(pred->value.phys);
+  const FileId target_file = FileOf(value.phys);
+  const uint64_t target_offset = OffsetOf(value.phys);
+  lock.unlock();
+  Status s;
+  {
+    std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
+                                                    &std::free);
+    s = env_->ReadSync(source_file, buf.get(), chunk_size_, source_offset);
+    // Only the absent units are written: the present ones hold newer data.
+    for (uint32_t u = 0; s.ok() && u < units_per_chunk();) {
+      if ((value.present >> u) & 1) {
+        u++;
+        continue;
+      }
+      uint32_t end = u;
+      while (end < units_per_chunk() && ((value.present >> end) & 1) == 0) {
+        end++;
+      }
+      const uint64_t at = uint64_t{u} * unit_bytes_;
+      s = env_->WriteSync(target_file, static_cast<std::byte*>(buf.get()) + at,
+                          (end - u) * unit_bytes_, target_offset + at);
+      u = end;
+    }
+  }
+  lock.lock();
+  STRATA_RETURN_IF_ERROR(s);
+  // Data first, then the mapping: the next commit syncs the data files before it writes this.
+  PutVersionLocked(MapKey{lineage, chunk, v->birth}, MapValue{value.phys, 0, 0});
+  DropPartialLocked(lineage, chunk);
+  return Status::OK();
+}
+
+// Fills partial versions one at a time (QD1: foreground I/O keeps the device), urgent ones
+// first, then those of lineages a drain waits for, then in the order they were made.
+void PoolImpl::FillerMain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    fill_cv_.wait(lock, [this] { return stop_fill_ || (FillWantedLocked() && latched_.ok()); });
+    if (stop_fill_) {
+      return;
+    }
+    std::optional<std::pair<uint64_t, uint64_t>> pick;
+    for (const auto& [key, urgent] : partials_) {
+      if (urgent) {
+        pick = key;
+        break;
+      }
+    }
+    for (auto it = drain_waiters_.begin(); !pick && it != drain_waiters_.end(); ++it) {
+      auto p = partials_.lower_bound({it->first, 0});
+      if (p != partials_.end() && p->first.first == it->first) {
+        pick = p->first;
+      }
+    }
+    while (!pick && options_.background_fill && !fill_order_.empty()) {
+      if (partials_.count(fill_order_.front()) != 0) {
+        pick = fill_order_.front();
+      }
+      fill_order_.pop_front();
+    }
+    if (!pick) {
+      if (options_.background_fill) {  // every queued entry was stale: queue what is left
+        fill_order_.assign(partials_.size(), {});
+        std::transform(partials_.begin(), partials_.end(), fill_order_.begin(),
+                       [](const auto& e) { return e.first; });
+      }
+      continue;
+    }
+    const auto [lineage, chunk] = *pick;
+    if (!TryLockChunkLocked(lineage, chunk, /*exclusive=*/true)) {
+      fill_order_.push_back(*pick);  // a request holds it: come back to it
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      lock.lock();
+      continue;
+    }
+    Status s = FillLocked(lock, lineage, chunk);
+    UnlockChunkLocked(lineage, chunk, /*exclusive=*/true);
+    if (!s.ok()) {
+      lock.unlock();
+      Latch(s);  // a data I/O failed: the pool stops taking writes, as after a failed sync
+      lock.lock();
+      drain_cv_.notify_all();
+    }
   }
 }
 

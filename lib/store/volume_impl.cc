@@ -28,6 +28,14 @@ bool PieceIsAligned(const internal::Piece& p) {
          IsAligned(reinterpret_cast<uintptr_t>(p.data));
 }
 
+// The units of a partial version (`unit_bytes` each) that bytes [offset, offset + length) touch.
+uint32_t UnitMask(uint32_t offset, uint32_t length, uint32_t unit_bytes) {
+  const uint32_t first = offset / unit_bytes;
+  const uint32_t last = (offset + length - 1) / unit_bytes;
+  STRATA_CHECK(last < 32);
+  return static_cast<uint32_t>(((uint64_t{1} << (last + 1)) - 1) & ~((uint64_t{1} << first) - 1));
+}
+
 // Request states are reused per thread: no allocation per request in steady state.
 struct StateCache {
   std::vector<internal::RequestState*> states;
@@ -379,6 +387,16 @@ VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
       return Next::kDone;
     }
     v = *found;
+    if (v->value.partial()) {
+      auto resolved = ResolvePartialLocked(p, *v);
+      if (!resolved.ok() || !*resolved) {
+        p->exclusive = false;
+        Unlock(p);
+        p->request->error = resolved.ok() ? p->request->error : resolved.status();
+        return resolved.ok() ? Next::kDeferred : Next::kDone;
+      }
+      v = *resolved;
+    }
   }
   p->exclusive = false;
   p->target_phys = v->value.phys;
@@ -397,15 +415,47 @@ VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
   return Next::kIo;
 }
 
+Result<std::optional<Version>> VolumeImpl::ResolvePartialLocked(Piece* p, const Version& partial) {
+  const uint32_t mask = UnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes());
+  const uint32_t have = partial.value.present & mask;
+  if (have == mask) {
+    return std::optional<Version>(partial);
+  }
+  if (have != 0) {
+    if (!pool_->latched_locked().ok()) {
+      return pool_->latched_locked();  // the filler stopped with the pool
+    }
+    pool_->UrgeFillLocked(lineage_, p->chunk);
+    return std::optional<Version>();
+  }
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> pred,
+                          pool_->NewestLocked(lineage_, p->chunk, partial.birth - 1));
+  STRATA_CHECK(pred && !pred->value.tombstone() && !pred->value.partial());
+  return pred;
+}
+
 // ---- writes
 
 // Decides where the piece's bytes go (docs/design.md §2 write table). REQUIRES: pool mutex.
-Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& current) {
-  bool data_here = current && !current->value.tombstone();
+Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& current,
+                                   bool* wait_fill) {
+  const bool data_here = current && !current->value.tombstone();
+  const uint32_t unit = pool_->unit_bytes();
+  const bool unit_aligned = p->offset_in_chunk % unit == 0 && p->length % unit == 0;
+  const uint32_t mask = UnitMask(p->offset_in_chunk, p->length, unit);
   if (data_here && !current->inherited && current->birth > floor_epoch_) {
     p->target_phys = current->value.phys;  // owned by the head alone: overwrite in place
+    if (current->value.partial()) {
+      if (unit_aligned) {
+        p->units = mask;  // whole units: present once written
+      } else {
+        *wait_fill = (current->value.present & mask) != mask;  // edges would read absent units
+      }
+    }
     return Status::OK();
   }
+  // Partial versions belong to the head alone: what is shared is whole.
+  STRATA_CHECK(!data_here || !current->value.partial());
   if (current && current->value.tombstone() && !current->inherited &&
       current->birth > floor_epoch_ && current->birth != p->epoch) {
     p->replaces_birth = current->birth;  // seen by no snapshot: it must not outlive this write
@@ -417,8 +467,12 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   p->allocated = true;
   p->target_phys = grant->phys;
   p->clean = grant->clean;
-  if (data_here) {
-    p->has_source = true;  // shared with an older epoch: copy-on-write
+  const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
+  if (data_here && !full && unit_aligned && pool_->MayAddPartialLocked()) {
+    p->partial_new = true;  // shared: copy on write the written units only, fill the rest later
+    p->units = mask;
+  } else if (data_here) {
+    p->has_source = true;  // shared with an older epoch: copy-on-write of the whole chunk
     p->source_phys = current->value.phys;
   }
   return Status::OK();
@@ -449,11 +503,15 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
     return next;
   }
   auto current = pool_->NewestLocked(lineage_, p->chunk, p->epoch);
-  Status s = current.ok() ? PlanWriteLocked(p, *current) : current.status();
+  bool wait_fill = false;
+  Status s = current.ok() ? PlanWriteLocked(p, *current, &wait_fill) : current.status();
   if (!s.ok()) {
     Unlock(p);
     p->request->error = s;
     return Next::kDone;
+  }
+  if (wait_fill) {
+    return WaitForFillLocked(p);
   }
   lock.unlock();  // the chunk lock keeps the plan valid; no I/O under the pool mutex
   IssueWrite(p);
@@ -464,14 +522,14 @@ void VolumeImpl::IssueWrite(Piece* p) {
   EventLoop* loop = p->request->loop;
   const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
   const bool in_place = !p->allocated;
-  if ((in_place || full || (p->clean && !p->has_source)) && PieceIsAligned(*p)) {
+  if ((in_place || full || p->partial_new || (p->clean && !p->has_source)) && PieceIsAligned(*p)) {
     Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->offset_in_chunk, p->length,
           p->data);
     return;
   }
-  if (in_place || (p->clean && !p->has_source)) {
+  if (in_place || p->partial_new || (p->clean && !p->has_source)) {
     // Only the aligned cover of the piece is written. In place, the cover's edges are read
-    // first; in a clean new chunk they are zeros.
+    // first; in a clean new chunk they are zeros; a partial version's cover is whole units.
     p->cover_offset = p->offset_in_chunk / kIoAlign * kIoAlign;
     uint32_t cover_end = (p->offset_in_chunk + p->length + kIoAlign - 1) / kIoAlign * kIoAlign;
     p->cover_length = cover_end - p->cover_offset;
@@ -534,6 +592,9 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
       s = older.status();
       if (s.ok()) {
         pool_->EraseVersionLocked(MapKey{lineage_, p->chunk, v.birth});
+        if (v.value.partial()) {
+          pool_->DropPartialLocked(lineage_, p->chunk);
+        }
         if (*older) {
           pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
         }
@@ -546,18 +607,47 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
     p->request->error = s.ok() ? p->request->error : s;
     return Next::kDone;
   }
+  bool wait_fill = false;
   if (current.ok()) {
     p->data = const_cast<std::byte*>(ZeroSource()) + p->offset_in_chunk;
-    s = PlanWriteLocked(p, *current);
+    s = PlanWriteLocked(p, *current, &wait_fill);
   }
   if (!s.ok()) {
     Unlock(p);
     p->request->error = s;
     return Next::kDone;
   }
+  if (wait_fill) {
+    return WaitForFillLocked(p);
+  }
   lock.unlock();
   IssueWrite(p);
   return Next::kIo;
+}
+
+// The piece waits (retrying on the next loop turn) for the filler, urged to take its chunk next.
+// REQUIRES: pool mutex; the piece holds its chunk exclusively.
+VolumeImpl::Next VolumeImpl::WaitForFillLocked(Piece* p) {
+  Unlock(p);
+  p->exclusive = false;
+  p->units = 0;
+  pool_->UrgeFillLocked(lineage_, p->chunk);
+  return Next::kDeferred;
+}
+
+Status VolumeImpl::MarkUnitsPresentLocked(Piece* p) {
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> v,
+                          pool_->NewestOwnLocked(lineage_, p->chunk, p->epoch));
+  // The chunk lock was held since the plan: the version is the one written into.
+  STRATA_CHECK(v && v->value.partial() && v->value.phys == p->target_phys);
+  MapValue value = v->value;
+  value.present |= p->units;
+  if (value.present == pool_->all_units()) {
+    value = MapValue{value.phys, 0, 0};  // every unit written: whole, nothing to fill
+    pool_->DropPartialLocked(lineage_, p->chunk);
+  }
+  pool_->PutVersionLocked(MapKey{lineage_, p->chunk, v->birth}, value);
+  return Status::OK();
 }
 
 // ---- I/O plumbing
@@ -613,13 +703,21 @@ void VolumeImpl::Continue(Piece* p) {
     if (p->allocated) {
       if (s.ok()) {
         // Data first, then the mapping (docs/durability.md): the write has completed.
-        pool_->PutVersionLocked(MapKey{lineage_, p->chunk, p->epoch}, MapValue{p->target_phys, 0});
+        pool_->PutVersionLocked(MapKey{lineage_, p->chunk, p->epoch},
+                                p->partial_new
+                                    ? MapValue{p->target_phys, MapValue::kPartial, p->units}
+                                    : MapValue{p->target_phys, 0, 0});
+        if (p->partial_new) {
+          pool_->AddPartialLocked(lineage_, p->chunk);
+        }
         if (p->replaces_birth != 0) {
           pool_->EraseVersionLocked(MapKey{lineage_, p->chunk, p->replaces_birth});
         }
       } else {
         pool_->ReturnUnmappedLocked(p->target_phys);
       }
+    } else if (p->units != 0 && s.ok()) {
+      s = MarkUnitsPresentLocked(p);
     }
     Unlock(p);
   }

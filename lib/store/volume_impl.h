@@ -36,6 +36,8 @@ struct Piece {
   bool clean = false;           // the granted chunk reads as zeros
   bool has_source = false;      // copy-on-write from source_phys
   uint64_t replaces_birth = 0;  // a head-only tombstone born then: erased when this publishes
+  bool partial_new = false;     // copy-on-write of these units only: publishes a partial version
+  uint32_t units = 0;           // units of a partial version this write makes present
   uint64_t target_phys = 0;
   uint64_t source_phys = 0;
   void* bounce = nullptr;
@@ -122,7 +124,14 @@ class VolumeImpl final : public Volume {
   Next LockForMutationLocked(Piece* piece);
   Next StartWrite(Piece* piece);
   Next StartZero(Piece* piece);
-  Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current);
+  // Sets *wait_fill when the piece needs a partial version made whole first.
+  Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current, bool* wait_fill);
+  // Where a read of a partial version goes: itself, its predecessor, or nowhere yet (mixed
+  // units: the filler is urged and the piece retries). REQUIRES: pool mutex.
+  Result<std::optional<Version>> ResolvePartialLocked(Piece* piece, const Version& partial);
+  // Publishes the units an in-place write added to a partial version. REQUIRES: pool mutex.
+  Status MarkUnitsPresentLocked(Piece* piece);
+  Next WaitForFillLocked(Piece* piece);
   void IssueWrite(Piece* piece);
   void Issue(Piece* piece, Piece::Step step, IoOp::Kind kind, uint64_t phys, uint32_t offset,
              uint32_t length, void* buf);

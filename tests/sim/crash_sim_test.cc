@@ -116,6 +116,9 @@ class Simulation {
     options_.commit_interval_ms = 0;  // deterministic: commits only on flush/FUA/control ops
     options_.env = &env_;
     options_.meta_map_bytes = 1 << 20;  // small: exercises map growth
+    // Off, partial chunks stay until something needs them whole (and the filler does I/O only
+    // while the simulation waits for it, which keeps the run reproducible); on, it races.
+    options_.background_fill = rng_() % 4 == 0;
     if (rng_() % 4 == 0) {
       options_.capacity_bytes = uint64_t{options_.chunk_size_bytes} * (8 + rng_() % 64);
     }
@@ -208,6 +211,10 @@ class Simulation {
     *first = rng_() % n;
     uint64_t max = std::min<uint64_t>(n - *first, rng_() % 4 == 0 ? 1024 : 64);
     *count = 1 + rng_() % max;
+    if (rng_() % 3 == 0 && *first / 8 * 8 + 8 <= n) {  // whole 4 KiB units: sub-chunk CoW
+      *first = *first / 8 * 8;
+      *count = std::max<uint64_t>(8, std::min<uint64_t>(*count, n - *first) / 8 * 8);
+    }
   }
 
   bool Write(const std::string& id, ModelVolume* m) {

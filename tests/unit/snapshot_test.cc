@@ -30,8 +30,9 @@ class SnapshotTest : public ::testing::Test {
   void SetUp() override { Open(); }
   void Open() {
     PoolOptions o;
-    o.chunk_size_bytes = kChunk;
+    o.chunk_size_bytes = chunk_;
     o.commit_interval_ms = 0;
+    o.background_fill = background_fill_;
     if (!created_) {
       ASSERT_TRUE(Pool::Create(dir_.path(), o).ok());
       created_ = true;
@@ -56,6 +57,8 @@ class SnapshotTest : public ::testing::Test {
   }
 
   test::TempDir dir_;
+  uint32_t chunk_ = kChunk;
+  bool background_fill_ = true;
   bool created_ = false;
   std::unique_ptr<Pool> pool_;
 };
@@ -323,6 +326,229 @@ TEST_F(SnapshotTest, SnapshotOfALiveVolumeHoldsEveryAcknowledgedWrite) {
 // Random operations against a byte model: every snapshot and volume, every diff, space
 // accounting, then everything deleted leaves an empty pool.
 // STRATA_SNAP_SEED=S runs seed S (default 12345) for STRATA_SNAP_STEPS steps (default 600).
+
+// Sub-chunk copy-on-write at 64 KiB chunks (4 KiB units), the filler off so that partial chunks
+// stay partial until something needs them whole.
+class SubChunkTest : public SnapshotTest {
+ protected:
+  static constexpr uint32_t kBig = 65536;
+  static constexpr uint32_t kUnit = 4096;
+  void SetUp() override {
+    chunk_ = kBig;
+    background_fill_ = false;
+    Open();
+  }
+  uint64_t Partials() { return pool_->Info().partial_chunks; }
+  std::vector<std::byte> ReadRange(Volume* v, uint64_t off, size_t len) {
+    std::vector<std::byte> out(len);
+    EXPECT_TRUE(v->Read(off, out).ok());
+    return out;
+  }
+  std::vector<std::byte> Slice(const std::vector<std::byte>& b, uint64_t off, size_t len) {
+    return std::vector<std::byte>(b.begin() + static_cast<long>(off),
+                                  b.begin() + static_cast<long>(off + len));
+  }
+};
+
+TEST_F(SubChunkTest, FirstWriteCopiesOnlyItsUnitsAndReadsThrough) {
+  std::string id;
+  auto vol = NewVolume(8 * kBig, &id);
+  auto a = test::RandomBytes(8 * kBig, 1);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  auto s1 = pool_->CreateSnapshot(id, "");
+  ASSERT_TRUE(s1.ok());
+  const uint64_t used_before = pool_->Info().used_bytes;
+  auto b = test::RandomBytes(kUnit, 2);
+  ASSERT_TRUE(vol->Write(kBig + 2 * kUnit, b, false).ok());  // unit 2 of chunk 1
+  EXPECT_EQ(Partials(), 1u);
+  EXPECT_EQ(pool_->Info().used_bytes, used_before + kBig);
+  std::vector<std::byte> expect = a;
+  std::memcpy(expect.data() + kBig + 2 * kUnit, b.data(), kUnit);
+  // Reads of present units come from the new chunk, of absent ones from the snapshot's: no fill.
+  EXPECT_EQ(ReadRange(vol.get(), kBig + 2 * kUnit, kUnit), b);
+  EXPECT_EQ(ReadRange(vol.get(), kBig, 2 * kUnit), Slice(a, kBig, 2 * kUnit));
+  EXPECT_EQ(ReadRange(vol.get(), kBig + 3 * kUnit + 100, 900),
+            Slice(a, kBig + 3 * kUnit + 100, 900));
+  EXPECT_EQ(Partials(), 1u);
+  // More whole units go in place; the snapshot never changes.
+  auto c = test::RandomBytes(2 * kUnit, 3);
+  ASSERT_TRUE(vol->Write(kBig + 5 * kUnit, c, true).ok());
+  std::memcpy(expect.data() + kBig + 5 * kUnit, c.data(), c.size());
+  EXPECT_EQ(Partials(), 1u);
+  auto snap = pool_->OpenSnapshot(s1->snapshot_id);
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(ReadAll(snap->get()), a);
+  // A read spanning both kinds of units waits for the fill.
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  EXPECT_EQ(Partials(), 0u);
+  EXPECT_EQ(ReadAll(snap->get()), a);
+  snap->reset();
+  ExpectClean();
+}
+
+TEST_F(SubChunkTest, WritingEveryUnitMakesTheChunkWholeWithoutAFill) {
+  std::string id;
+  auto vol = NewVolume(2 * kBig, &id);
+  auto a = test::RandomBytes(2 * kBig, 4);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  ASSERT_TRUE(pool_->CreateSnapshot(id, "").ok());
+  std::vector<std::byte> expect = a;
+  for (uint32_t u = 0; u < kBig / kUnit; u++) {  // a sequential writer, 4 KiB at a time
+    auto d = test::RandomBytes(kUnit, 10 + u);
+    ASSERT_TRUE(vol->Write(uint64_t{u} * kUnit, d, false).ok());
+    std::memcpy(expect.data() + u * kUnit, d.data(), kUnit);
+    EXPECT_EQ(Partials(), u + 1 < kBig / kUnit ? 1u : 0u);
+  }
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  ExpectClean();
+}
+
+TEST_F(SubChunkTest, UnalignedWritesTrimsAndZeroesOnAPartialChunk) {
+  std::string id;
+  auto vol = NewVolume(4 * kBig, &id);
+  auto a = test::RandomBytes(4 * kBig, 5);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  auto s1 = pool_->CreateSnapshot(id, "");
+  std::vector<std::byte> expect = a;
+  for (uint64_t c = 0; c < 4; c++) {
+    auto d = test::RandomBytes(kUnit, 20 + c);
+    ASSERT_TRUE(vol->Write(c * kBig + kUnit, d, false).ok());
+    std::memcpy(expect.data() + c * kBig + kUnit, d.data(), kUnit);
+  }
+  EXPECT_EQ(Partials(), 4u);
+  // Unaligned, inside a present unit: in place, no fill.
+  auto e = test::RandomBytes(100, 30);
+  ASSERT_TRUE(vol->Write(kUnit + 7, e, false).ok());
+  std::memcpy(expect.data() + kUnit + 7, e.data(), e.size());
+  EXPECT_EQ(Partials(), 4u);
+  // Unaligned, into an absent unit: the chunk is filled first.
+  ASSERT_TRUE(vol->Write(kBig + 3 * kUnit + 5, e, false).ok());
+  std::memcpy(expect.data() + kBig + 3 * kUnit + 5, e.data(), e.size());
+  EXPECT_EQ(Partials(), 3u);
+  // A whole-chunk trim drops the partial version (the snapshot's shows through no more).
+  ASSERT_TRUE(vol->Trim(2 * kBig, kBig).ok());
+  std::memset(expect.data() + 2 * kBig, 0, kBig);
+  EXPECT_EQ(Partials(), 2u);
+  // Write-zeroes of a partial range of units: in place, units become present.
+  ASSERT_TRUE(vol->WriteZeroes(3 * kBig + 8 * kUnit, 2 * kUnit, false, false).ok());
+  std::memset(expect.data() + 3 * kBig + 8 * kUnit, 0, 2 * kUnit);
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  auto snap = pool_->OpenSnapshot(s1->snapshot_id);
+  EXPECT_EQ(ReadAll(snap->get()), a);
+  snap->reset();
+  ExpectClean();
+}
+
+TEST_F(SubChunkTest, SnapshotsDeletesAndReopenFillFirst) {
+  std::string id;
+  auto vol = NewVolume(4 * kBig, &id);
+  auto a = test::RandomBytes(4 * kBig, 6);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  auto s1 = pool_->CreateSnapshot(id, "");
+  std::vector<std::byte> expect = a;
+  auto write_units = [&](uint64_t seed) {
+    for (uint64_t c = 0; c < 4; c++) {
+      auto d = test::RandomBytes(kUnit, seed + c);
+      ASSERT_TRUE(vol->Write(c * kBig + (seed % 16) * kUnit, d, false).ok());
+      std::memcpy(expect.data() + c * kBig + (seed % 16) * kUnit, d.data(), kUnit);
+    }
+  };
+  write_units(40);
+  EXPECT_EQ(Partials(), 4u);
+  // A snapshot freezes whole versions only: it fills the volume's partial chunks first.
+  auto s2 = pool_->CreateSnapshot(id, "");
+  ASSERT_TRUE(s2.ok());
+  EXPECT_EQ(Partials(), 0u);
+  const std::vector<std::byte> at_s2 = expect;
+  write_units(51);
+  EXPECT_EQ(Partials(), 4u);
+  // Deleting the snapshot the partial chunks read through to fills them before its space goes.
+  ASSERT_TRUE(pool_->DeleteSnapshot(s2->snapshot_id).ok());
+  EXPECT_EQ(Partials(), 0u);
+  ASSERT_TRUE(pool_->WaitForReclaim().ok());
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  write_units(62);  // partial over s1's versions? no: those chunks are the head's now
+  EXPECT_EQ(Partials(), 0u);
+  // Partial chunks survive a flush and a close; the next open fills them before anything runs.
+  auto s3 = pool_->CreateSnapshot(id, "");
+  write_units(73);
+  EXPECT_EQ(Partials(), 4u);
+  ASSERT_TRUE(vol->Flush().ok());
+  vol.reset();
+  pool_.reset();
+  Open();
+  EXPECT_EQ(Partials(), 0u);
+  {
+    auto report = pool_->Check();
+    ASSERT_TRUE(report.ok());
+    EXPECT_TRUE(report->problems.empty()) << report->problems.front();
+  }
+  vol = *pool_->OpenVolume(id);
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  auto snap1 = pool_->OpenSnapshot(s1->snapshot_id);
+  EXPECT_EQ(ReadAll(snap1->get()), a);
+  snap1->reset();
+  auto s4 = pool_->CreateSnapshot(id, "");
+  write_units(84);
+  vol.reset();
+  EXPECT_EQ(Partials(), 4u);
+  ASSERT_TRUE(pool_->DeleteVolume(id).ok());  // waits for the filler before freeing chunks
+  EXPECT_EQ(Partials(), 0u);
+  for (const auto& s : {s1, s3, s4}) {
+    ASSERT_TRUE(pool_->DeleteSnapshot(s->snapshot_id).ok());
+  }
+  ExpectClean();
+  EXPECT_EQ(pool_->Info().used_bytes, 0u);
+}
+
+TEST_F(SubChunkTest, ClonesCopyOnlyTheirUnitsFromTheSource) {
+  std::string id;
+  auto vol = NewVolume(2 * kBig, &id);
+  auto a = test::RandomBytes(2 * kBig, 7);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  auto s1 = pool_->CreateSnapshot(id, "");
+  auto clone = pool_->CreateVolume(VolumeSpec{0, "", "gp3", s1->snapshot_id});
+  ASSERT_TRUE(clone.ok());
+  auto cv = *pool_->OpenVolume(clone->volume_id);
+  auto d = test::RandomBytes(kUnit, 8);
+  ASSERT_TRUE(cv->Write(kBig + 15 * kUnit, d, false).ok());
+  EXPECT_EQ(Partials(), 1u);
+  std::vector<std::byte> expect = a;
+  std::memcpy(expect.data() + kBig + 15 * kUnit, d.data(), kUnit);
+  EXPECT_EQ(ReadRange(cv.get(), kBig, 15 * kUnit), Slice(a, kBig, 15 * kUnit));
+  EXPECT_EQ(ReadAll(cv.get()), expect);
+  EXPECT_EQ(ReadAll(vol.get()), a);
+  ASSERT_TRUE(cv->Write(8 * kUnit, d, false).ok());
+  cv.reset();
+  EXPECT_EQ(Partials(), 1u);
+  ASSERT_TRUE(pool_->DeleteVolume(clone->volume_id).ok());
+  ASSERT_TRUE(pool_->DeleteSnapshot(s1->snapshot_id).ok());
+  ExpectClean();
+}
+
+TEST_F(SubChunkTest, BackgroundFillMakesEveryChunkWhole) {
+  background_fill_ = true;
+  pool_.reset();
+  Open();
+  std::string id;
+  auto vol = NewVolume(64 * kBig, &id);
+  auto a = test::RandomBytes(64 * kBig, 9);
+  ASSERT_TRUE(vol->Write(0, a, false).ok());
+  ASSERT_TRUE(pool_->CreateSnapshot(id, "").ok());
+  std::vector<std::byte> expect = a;
+  for (uint64_t c = 0; c < 64; c++) {
+    auto d = test::RandomBytes(kUnit, 100 + c);
+    ASSERT_TRUE(vol->Write(c * kBig + (c % 16) * kUnit, d, false).ok());
+    std::memcpy(expect.data() + c * kBig + (c % 16) * kUnit, d.data(), kUnit);
+  }
+  for (int i = 0; i < 2000 && Partials() != 0; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(Partials(), 0u);
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  ExpectClean();
+}
+
 TEST_F(SnapshotTest, RandomOperationsMatchTheModel) {
   constexpr uint64_t kSize = 32 * kChunk;
   const char* seed_env = std::getenv("STRATA_SNAP_SEED");
