@@ -141,8 +141,9 @@ class PoolImpl final : public Pool {
   }
   // Whether a new partial version may be made: bounded, so that a snapshot's drain (which fills
   // them all) stays short.
-  bool MayAddPartialLocked() const {
-    return units_per_chunk() > 1 && partials_.size() < kMaxPartialChunks;
+  bool MayAddPartialLocked(uint64_t lineage) const {
+    return units_per_chunk() > 1 && partials_.size() < kMaxPartialChunks &&
+           no_new_partials_.count(lineage) == 0;
   }
   // A partial version of (lineage, chunk) was published / became whole or went away.
   void AddPartialLocked(uint64_t lineage, uint64_t chunk);
@@ -316,6 +317,7 @@ class PoolImpl final : public Pool {
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
   std::deque<std::pair<uint64_t, uint64_t>> fill_order_;  // may hold entries already filled
   std::map<uint64_t, uint32_t> drain_waiters_;            // lineage -> drains waiting on it
+  std::map<uint64_t, uint32_t> no_new_partials_;          // lineage -> drains under way
   bool stop_fill_ = false;
   std::condition_variable fill_cv_;  // with mu_: a partial version was added or urged
   std::thread filler_;

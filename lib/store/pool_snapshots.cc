@@ -174,6 +174,14 @@ uint64_t PoolImpl::FloorLocked(uint64_t lineage, uint64_t head) {
 
 void PoolImpl::DrainLocked(std::unique_lock<std::mutex>& lock,
                            const std::vector<std::shared_ptr<VolumeImpl>>& volumes) {
+  // Partial versions are filled before the barrier, while writes go on (copying whole chunks
+  // meanwhile): the barrier then only waits for the writes in flight, one I/O latency.
+  for (const auto& v : volumes) {
+    no_new_partials_[v->lineage()]++;
+  }
+  for (const auto& v : volumes) {
+    WaitNoPartialsLocked(lock, v->lineage());
+  }
   for (const auto& v : volumes) {
     v->set_barrier_locked(true);
   }
@@ -181,9 +189,15 @@ void PoolImpl::DrainLocked(std::unique_lock<std::mutex>& lock,
     return std::all_of(volumes.begin(), volumes.end(),
                        [](const auto& v) { return v->mutations_in_flight_locked() == 0; });
   });
-  // No version of an epoch about to freeze (or whose predecessor may die) stays partial.
+  // No version of an epoch about to freeze (or whose predecessor may die) stays partial: the
+  // writes just drained may have made a few more.
   for (const auto& v : volumes) {
     WaitNoPartialsLocked(lock, v->lineage());
+  }
+  for (const auto& v : volumes) {  // the barrier holds new writes until the caller lifts it
+    if (--no_new_partials_[v->lineage()] == 0) {
+      no_new_partials_.erase(v->lineage());
+    }
   }
 }
 

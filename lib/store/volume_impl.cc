@@ -468,7 +468,7 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   p->target_phys = grant->phys;
   p->clean = grant->clean;
   const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
-  if (data_here && !full && unit_aligned && pool_->MayAddPartialLocked()) {
+  if (data_here && !full && unit_aligned && pool_->MayAddPartialLocked(lineage_)) {
     p->partial_new = true;  // shared: copy on write the written units only, fill the rest later
     p->units = mask;
   } else if (data_here) {
