@@ -170,6 +170,7 @@ DiskFixture& Disk(int chunk_kib) {
     std::string dir = BenchDir("disk" + std::to_string(chunk_kib));
     PoolOptions options;
     options.chunk_size_bytes = static_cast<uint32_t>(chunk_kib) * 1024;
+    options.background_fill = std::getenv("STRATA_BENCH_NO_FILL") == nullptr;
     Must(Pool::Create(dir, options));
     f->pool = std::move(*Pool::Open(dir, options));
     auto info = f->pool->CreateVolume(VolumeSpec{1ull << 30, "cow", "gp3", ""});

@@ -12,23 +12,29 @@ ChunkAllocator::ChunkAllocator(uint64_t frontier, uint64_t capacity_chunks,
   STRATA_CHECK(dirty_.size() <= frontier_);
 }
 
-std::optional<ChunkAllocator::Grant> ChunkAllocator::Allocate() {
+std::optional<ChunkAllocator::Grant> ChunkAllocator::Allocate(bool prefer_dirty) {
   if (capacity_chunks_ != 0 && used_chunks() >= capacity_chunks_) {
     return std::nullopt;
   }
-  if (!clean_.empty()) {
-    uint64_t phys = clean_.back();
-    clean_.pop_back();
-    return Grant{phys, true};
-  }
-  // Reuse before growing the data file. Dirty chunks are rare (a write that failed); recovery
+  auto take = [](std::vector<uint64_t>* list, bool clean) {
+    uint64_t phys = list->back();
+    list->pop_back();
+    return Grant{phys, clean};
+  };
+  // A dirty chunk costs a whole-chunk write to any write that does not cover it all (zeros
+  // around the data), so only writes that write it all, or partial versions, prefer one. The
+  // others take a clean chunk, then grow the data file, and reuse a dirty one last. Recovery
   // punches every free chunk, so after an open they are all clean.
-  if (!dirty_.empty()) {
-    uint64_t phys = dirty_.back();
-    dirty_.pop_back();
-    return Grant{phys, false};
+  if (prefer_dirty && !dirty_.empty()) {
+    return take(&dirty_, false);
   }
-  return Grant{frontier_++, true};
+  if (!clean_.empty()) {
+    return take(&clean_, true);
+  }
+  if (frontier_ < kMaxFrontier || dirty_.empty()) {
+    return Grant{frontier_++, true};
+  }
+  return take(&dirty_, false);
 }
 
 void ChunkAllocator::ReturnUnmapped(uint64_t phys) {

@@ -6,7 +6,8 @@
 //   pending     (unmapped in memory; the unmapping is not durable yet: never reused)
 //   punched     (free; its punch-hole is not yet covered by a data-file sync)
 //   clean       (free; reads as zeros for sure)
-//   dirty       (free; content unknown: reuse for a partial write must write the whole chunk)
+//   dirty       (free; content unknown: reuse for a partial write must write the whole chunk;
+//               a reserve of freed chunks is kept dirty, unpunched, for sub-chunk copy-on-write)
 #ifndef STRATA_STORE_ALLOCATOR_H_
 #define STRATA_STORE_ALLOCATOR_H_
 
@@ -26,8 +27,10 @@ class ChunkAllocator {
   // `dirty_free`: free chunks below `frontier` after recovery (content unknown).
   ChunkAllocator(uint64_t frontier, uint64_t capacity_chunks, std::vector<uint64_t> dirty_free);
 
-  // A chunk to write, or nullopt when `capacity_chunks` are in use (NoSpace).
-  std::optional<Grant> Allocate();
+  // A chunk to write, or nullopt when `capacity_chunks` are in use (NoSpace). `prefer_dirty`
+  // (the write covers the whole chunk, or is a partial version): a dirty chunk first, whose
+  // blocks the data file already holds. Otherwise clean, new, then dirty.
+  std::optional<Grant> Allocate(bool prefer_dirty = false);
   // A granted chunk that will not be mapped (its write failed): free again, content unknown.
   void ReturnUnmapped(uint64_t phys);
   // A mapped chunk was unmapped in memory; it becomes reusable after a durable commit.
@@ -50,6 +53,7 @@ class ChunkAllocator {
   uint64_t frontier() const { return frontier_; }
   uint64_t capacity_chunks() const { return capacity_chunks_; }
   void set_capacity_chunks(uint64_t c) { capacity_chunks_ = c; }
+  uint64_t dirty_chunks() const { return dirty_.size(); }
   uint64_t free_chunks() const { return clean_.size() + dirty_.size() + punched_.size(); }
   uint64_t pending_chunks() const { return pending_.size(); }
   // Chunks in use or pending (what the pool stores).
@@ -58,6 +62,7 @@ class ChunkAllocator {
   std::vector<uint64_t> AllFree() const;
 
  private:
+  static constexpr uint64_t kMaxFrontier = uint64_t{1} << 40;  // chunk numbers stay far below
   uint64_t frontier_;
   uint64_t capacity_chunks_;  // 0 = unlimited
   std::vector<uint64_t> clean_;

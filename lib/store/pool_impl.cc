@@ -200,7 +200,9 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   STRATA_RETURN_IF_ERROR(pool->FillAllAtOpen());
   pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
   pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
-  pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
+  for (int i = 0; i < kFillThreads; i++) {
+    pool->fillers_.emplace_back([p = pool.get()] { p->FillerMain(); });
+  }
   // An import a crash interrupted: nothing of it may stay.
   std::vector<std::string> unfinished;
   for (const auto& [id, rec] : pool->volumes_) {
@@ -215,13 +217,13 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
 }
 
 PoolImpl::~PoolImpl() {
-  if (filler_.joinable()) {  // partial versions left are filled after the next open
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_fill_ = true;
-    }
-    fill_cv_.notify_all();
-    filler_.join();
+  {  // partial versions left are filled after the next open
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_fill_ = true;
+  }
+  fill_cv_.notify_all();
+  for (std::thread& t : fillers_) {
+    t.join();
   }
   if (reclaimer_.joinable()) {
     {
@@ -516,8 +518,8 @@ void PoolImpl::UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusiv
   }
 }
 
-std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked() {
-  std::optional<ChunkAllocator::Grant> grant = alloc_->Allocate();
+std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked(bool prefer_dirty) {
+  std::optional<ChunkAllocator::Grant> grant = alloc_->Allocate(prefer_dirty);
   if (grant && !EnsureFileLocked(grant->phys).ok()) {
     alloc_->ReturnUnmapped(grant->phys);
     return std::nullopt;
@@ -663,6 +665,14 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
       }
     }
     alloc_->AddClean(punched);  // their punch is covered by this commit's data sync
+    // Keep a reserve of freed chunks unpunched for partial versions to overwrite
+    // (docs/design.md §3); the rest go back to the host file system.
+    size_t keep = 0;
+    if (units_per_chunk() > 1 && alloc_->dirty_chunks() < kWarmReserveChunks) {
+      keep = std::min(freed.size(), kWarmReserveChunks - alloc_->dirty_chunks());
+    }
+    alloc_->AddDirty(std::vector<uint64_t>(freed.end() - static_cast<long>(keep), freed.end()));
+    freed.resize(freed.size() - keep);
   }
   PunchFreed(freed);
   return Status::OK();

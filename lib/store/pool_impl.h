@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -126,6 +127,7 @@ class PoolImpl final : public Pool {
                                                  uint64_t max_birth);
   // Wakes CreateSnapshots/DeleteSnapshot waiting for a volume's writes in flight to drain.
   void NotifyDrainedLocked() { drain_cv_.notify_all(); }
+  void NoteMutationLocked() { mutations_seen_++; }
   // Newest version (birth <= max_birth) of every chunk in [first, end) that has one, in chunk
   // order, overlay over LMDB; at most `max_chunks` of them (the scan then stops early and
   // *end_out says where). Cost O(versions in the range).
@@ -152,7 +154,8 @@ class PoolImpl final : public Pool {
   void UrgeFillLocked(uint64_t lineage, uint64_t chunk);
   bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
   void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
-  std::optional<ChunkAllocator::Grant> AllocateLocked();
+  // `prefer_dirty`: a freed chunk still allocated in the data file, if any (partial versions).
+  std::optional<ChunkAllocator::Grant> AllocateLocked(bool prefer_dirty = false);
   void ReturnUnmappedLocked(uint64_t phys) { alloc_->ReturnUnmapped(phys); }
   // Frees a chunk unmapped by a trim or write-zeroes (reusable after the next commit).
   void FreeTrimmedLocked(uint64_t phys) { alloc_->FreeAfterCommit(phys, true); }
@@ -277,8 +280,10 @@ class PoolImpl final : public Pool {
   // REQUIRES: mu_ (in lock, released during the I/O) and the chunk's exclusive lock.
   Status FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk);
   bool LineageHasPartialsLocked(uint64_t lineage) const;
-  bool FillWantedLocked() const;
-  Status FillAllAtOpen();  // the filler has something to do now
+  bool FillWantedLocked() const;  // the filler has something to do now
+  bool FillNeededLocked() const;  // something waits for a fill (urged, or a drain)
+  std::optional<std::pair<uint64_t, uint64_t>> PickFillLocked(bool background);
+  Status FillAllAtOpen();  // before any thread starts: nothing may stay partial across a crash
   // Waits until no partial version of `lineage` is left (the filler fills them first).
   // REQUIRES: mu_ (in lock).
   void WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage);
@@ -313,6 +318,11 @@ class PoolImpl final : public Pool {
   // Partial versions to fill (docs/design.md §2.3): (lineage, chunk) -> urgent. The filler takes
   // urgent ones first, then the lineages a drain waits for, then the oldest.
   static constexpr size_t kMaxPartialChunks = 1024;
+  static constexpr size_t kFillEagerAbove = 512;
+  static constexpr size_t kWarmReserveChunks = 2 * kMaxPartialChunks;
+  static constexpr int kFillThreads = 4;
+  static constexpr std::chrono::milliseconds kFillIdle{2};
+  uint64_t mutations_seen_ = 0;  // mutation pieces started: the filler backs off while it grows
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
   std::deque<std::pair<uint64_t, uint64_t>> fill_order_;  // may hold entries already filled
@@ -320,7 +330,7 @@ class PoolImpl final : public Pool {
   std::map<uint64_t, uint32_t> no_new_partials_;          // lineage -> drains under way
   bool stop_fill_ = false;
   std::condition_variable fill_cv_;  // with mu_: a partial version was added or urged
-  std::thread filler_;
+  std::vector<std::thread> fillers_;
   std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
   Status latched_;
   std::array<std::atomic<FileId>, kMaxDataFiles> files_;

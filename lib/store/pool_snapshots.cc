@@ -601,7 +601,7 @@ void PoolImpl::ReclaimerMain() {
 void PoolImpl::AddPartialLocked(uint64_t lineage, uint64_t chunk) {
   if (partials_.emplace(std::make_pair(lineage, chunk), false).second) {
     fill_order_.emplace_back(lineage, chunk);
-    fill_cv_.notify_one();
+    fill_cv_.notify_all();
   }
 }
 
@@ -615,7 +615,7 @@ void PoolImpl::UrgeFillLocked(uint64_t lineage, uint64_t chunk) {
   auto it = partials_.find({lineage, chunk});
   if (it != partials_.end() && !it->second) {
     it->second = true;
-    fill_cv_.notify_one();
+    fill_cv_.notify_all();
   }
 }
 
@@ -644,7 +644,7 @@ void PoolImpl::WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t
     return;
   }
   drain_waiters_[lineage]++;
-  fill_cv_.notify_one();
+  fill_cv_.notify_all();
   drain_cv_.wait(lock, [this, lineage] {
     return !LineageHasPartialsLocked(lineage) || !latched_.ok() || stop_fill_;
   });
@@ -698,8 +698,64 @@ Status PoolImpl::FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage
   return Status::OK();
 }
 
-// Fills partial versions one at a time (QD1: foreground I/O keeps the device), urgent ones
-// first, then those of lineages a drain waits for, then in the order they were made.
+// A partial chunk to fill now, its chunk locked exclusively; urgent ones first, then those of
+// lineages a drain waits for, then (background fill) the oldest. Chunks a request holds are
+// skipped. REQUIRES: mu_.
+std::optional<std::pair<uint64_t, uint64_t>> PoolImpl::PickFillLocked(bool background) {
+  auto take = [this](const std::pair<uint64_t, uint64_t>& key) {
+    return TryLockChunkLocked(key.first, key.second, /*exclusive=*/true);
+  };
+  for (const auto& [key, urgent] : partials_) {
+    if (urgent && take(key)) {
+      return key;
+    }
+  }
+  for (const auto& waiter : drain_waiters_) {
+    for (auto p = partials_.lower_bound({waiter.first, 0});
+         p != partials_.end() && p->first.first == waiter.first; ++p) {
+      if (take(p->first)) {
+        return p->first;
+      }
+    }
+  }
+  if (!background) {
+    return std::nullopt;
+  }
+  if (fill_order_.empty()) {  // every queued entry was stale or skipped: queue what is left
+    for (const auto& e : partials_) {
+      fill_order_.push_back(e.first);
+    }
+  }
+  for (size_t tries = 0; tries < 64 && !fill_order_.empty(); tries++) {
+    const auto key = fill_order_.front();
+    fill_order_.pop_front();
+    if (partials_.count(key) == 0) {
+      continue;  // filled or dropped since
+    }
+    if (take(key)) {
+      return key;
+    }
+    fill_order_.push_back(key);  // a request or another filler holds it: later
+  }
+  return std::nullopt;
+}
+
+bool PoolImpl::FillNeededLocked() const {
+  if (std::any_of(partials_.begin(), partials_.end(), [](const auto& e) { return e.second; })) {
+    return true;
+  }
+  for (const auto& waiter : drain_waiters_) {
+    if (LineageHasPartialsLocked(waiter.first)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// kFillThreads fill partial versions, each one chunk at a time with synchronous I/O. Background
+// fills yield to foreground writes: while the pool took mutations in the last kFillIdle they wait,
+// unless kFillEagerAbove partial chunks are outstanding (the cap comes next: first writes would
+// copy whole chunks again). Urgent fills and drains never wait.
 void PoolImpl::FillerMain() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
@@ -707,41 +763,30 @@ void PoolImpl::FillerMain() {
     if (stop_fill_) {
       return;
     }
-    std::optional<std::pair<uint64_t, uint64_t>> pick;
-    for (const auto& [key, urgent] : partials_) {
-      if (urgent) {
-        pick = key;
-        break;
+    bool background = false;
+    if (!FillNeededLocked()) {
+      if (!options_.background_fill) {
+        continue;  // FillWantedLocked would not have woken us: only a race, look again
+      }
+      const uint64_t seen = mutations_seen_;
+      fill_cv_.wait_for(lock, kFillIdle, [this] { return stop_fill_ || FillNeededLocked(); });
+      if (stop_fill_) {
+        return;
+      }
+      const bool idle = mutations_seen_ == seen;
+      background = idle || partials_.size() >= kFillEagerAbove;
+      if (!background && !FillNeededLocked()) {
+        continue;
       }
     }
-    for (auto it = drain_waiters_.begin(); !pick && it != drain_waiters_.end(); ++it) {
-      auto p = partials_.lower_bound({it->first, 0});
-      if (p != partials_.end() && p->first.first == it->first) {
-        pick = p->first;
-      }
-    }
-    while (!pick && options_.background_fill && !fill_order_.empty()) {
-      if (partials_.count(fill_order_.front()) != 0) {
-        pick = fill_order_.front();
-      }
-      fill_order_.pop_front();
-    }
+    std::optional<std::pair<uint64_t, uint64_t>> pick = PickFillLocked(background);
     if (!pick) {
-      if (options_.background_fill) {  // every queued entry was stale: queue what is left
-        fill_order_.assign(partials_.size(), {});
-        std::transform(partials_.begin(), partials_.end(), fill_order_.begin(),
-                       [](const auto& e) { return e.first; });
-      }
-      continue;
-    }
-    const auto [lineage, chunk] = *pick;
-    if (!TryLockChunkLocked(lineage, chunk, /*exclusive=*/true)) {
-      fill_order_.push_back(*pick);  // a request holds it: come back to it
-      lock.unlock();
+      lock.unlock();  // what is wanted is held by requests or other fillers
       std::this_thread::sleep_for(std::chrono::microseconds(50));
       lock.lock();
       continue;
     }
+    const auto [lineage, chunk] = *pick;
     Status s = FillLocked(lock, lineage, chunk);
     UnlockChunkLocked(lineage, chunk, /*exclusive=*/true);
     if (!s.ok()) {

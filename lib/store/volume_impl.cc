@@ -460,15 +460,19 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
       current->birth > floor_epoch_ && current->birth != p->epoch) {
     p->replaces_birth = current->birth;  // seen by no snapshot: it must not outlive this write
   }
-  std::optional<ChunkAllocator::Grant> grant = pool_->AllocateLocked();
+  const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
+  const bool sub_chunk = data_here && !full && unit_aligned && pool_->MayAddPartialLocked(lineage_);
+  // A partial version writes a few units of its chunk: one whose blocks the host file system
+  // already holds takes its fast overwrite path (no block allocation, no exclusive inode lock).
+  std::optional<ChunkAllocator::Grant> grant =
+      pool_->AllocateLocked(/*prefer_dirty=*/sub_chunk || full || data_here);
   if (!grant) {
     return Status::NoSpace("pool is full: no free chunk for a write to " + id_);
   }
   p->allocated = true;
   p->target_phys = grant->phys;
   p->clean = grant->clean;
-  const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
-  if (data_here && !full && unit_aligned && pool_->MayAddPartialLocked(lineage_)) {
+  if (sub_chunk) {
     p->partial_new = true;  // shared: copy on write the written units only, fill the rest later
     p->units = mask;
   } else if (data_here) {
@@ -494,6 +498,7 @@ VolumeImpl::Next VolumeImpl::LockForMutationLocked(Piece* p) {
   p->exclusive = true;
   p->epoch = head_epoch_.load(std::memory_order_relaxed);
   mutations_in_flight_++;
+  pool_->NoteMutationLocked();
   return Next::kIo;
 }
 
