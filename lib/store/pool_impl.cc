@@ -666,7 +666,7 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
     }
     alloc_->AddClean(punched);  // their punch is covered by this commit's data sync
     // Keep a reserve of freed chunks unpunched for partial versions to overwrite
-    // (docs/design.md §3); the rest go back to the host file system.
+    // (docs/design.md §2.3); the rest go back to the host file system.
     size_t keep = 0;
     if (units_per_chunk() > 1 && alloc_->dirty_chunks() < kWarmReserveChunks) {
       keep = std::min(freed.size(), kWarmReserveChunks - alloc_->dirty_chunks());

@@ -600,7 +600,9 @@ void PoolImpl::ReclaimerMain() {
 
 void PoolImpl::AddPartialLocked(uint64_t lineage, uint64_t chunk) {
   if (partials_.emplace(std::make_pair(lineage, chunk), false).second) {
-    fill_order_.emplace_back(lineage, chunk);
+    if (options_.background_fill) {  // else only urged or drained ones are filled: no queue
+      fill_order_.emplace_back(lineage, chunk);
+    }
     fill_cv_.notify_all();
   }
 }
@@ -620,18 +622,7 @@ void PoolImpl::UrgeFillLocked(uint64_t lineage, uint64_t chunk) {
 }
 
 bool PoolImpl::FillWantedLocked() const {
-  if (partials_.empty()) {
-    return false;
-  }
-  if (options_.background_fill) {
-    return true;
-  }
-  for (const auto& waiter : drain_waiters_) {
-    if (LineageHasPartialsLocked(waiter.first)) {
-      return true;
-    }
-  }
-  return std::any_of(partials_.begin(), partials_.end(), [](const auto& e) { return e.second; });
+  return !partials_.empty() && (options_.background_fill || FillNeededLocked());
 }
 
 bool PoolImpl::LineageHasPartialsLocked(uint64_t lineage) const {

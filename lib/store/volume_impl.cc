@@ -462,10 +462,11 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   }
   const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
   const bool sub_chunk = data_here && !full && unit_aligned && pool_->MayAddPartialLocked(lineage_);
-  // A partial version writes a few units of its chunk: one whose blocks the host file system
-  // already holds takes its fast overwrite path (no block allocation, no exclusive inode lock).
+  // A partial version writes a few units of its chunk, a copy-on-write or a full write all of it:
+  // a chunk whose blocks the host file system already holds takes its fast overwrite path (no
+  // block allocation, no exclusive inode lock).
   std::optional<ChunkAllocator::Grant> grant =
-      pool_->AllocateLocked(/*prefer_dirty=*/sub_chunk || full || data_here);
+      pool_->AllocateLocked(/*prefer_dirty=*/full || data_here);
   if (!grant) {
     return Status::NoSpace("pool is full: no free chunk for a write to " + id_);
   }

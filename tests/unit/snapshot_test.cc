@@ -339,6 +339,12 @@ class SubChunkTest : public SnapshotTest {
     Open();
   }
   uint64_t Partials() { return pool_->Info().partial_chunks; }
+  // Writes `data` at `offset` and the same into the byte model `expect`.
+  void WriteModel(Volume* v, uint64_t offset, const std::vector<std::byte>& data,
+                  std::vector<std::byte>* expect, bool fua = false) {
+    ASSERT_TRUE(v->Write(offset, data, fua).ok());
+    std::memcpy(expect->data() + offset, data.data(), data.size());
+  }
   std::vector<std::byte> ReadRange(Volume* v, uint64_t off, size_t len) {
     std::vector<std::byte> out(len);
     EXPECT_TRUE(v->Read(off, out).ok());
@@ -372,8 +378,7 @@ TEST_F(SubChunkTest, FirstWriteCopiesOnlyItsUnitsAndReadsThrough) {
   EXPECT_EQ(Partials(), 1u);
   // More whole units go in place; the snapshot never changes.
   auto c = test::RandomBytes(2 * kUnit, 3);
-  ASSERT_TRUE(vol->Write(kBig + 5 * kUnit, c, true).ok());
-  std::memcpy(expect.data() + kBig + 5 * kUnit, c.data(), c.size());
+  WriteModel(vol.get(), kBig + 5 * kUnit, c, &expect, true);
   EXPECT_EQ(Partials(), 1u);
   auto snap = pool_->OpenSnapshot(s1->snapshot_id);
   ASSERT_TRUE(snap.ok());
@@ -412,18 +417,15 @@ TEST_F(SubChunkTest, UnalignedWritesTrimsAndZeroesOnAPartialChunk) {
   std::vector<std::byte> expect = a;
   for (uint64_t c = 0; c < 4; c++) {
     auto d = test::RandomBytes(kUnit, 20 + c);
-    ASSERT_TRUE(vol->Write(c * kBig + kUnit, d, false).ok());
-    std::memcpy(expect.data() + c * kBig + kUnit, d.data(), kUnit);
+    WriteModel(vol.get(), c * kBig + kUnit, d, &expect);
   }
   EXPECT_EQ(Partials(), 4u);
   // Unaligned, inside a present unit: in place, no fill.
   auto e = test::RandomBytes(100, 30);
-  ASSERT_TRUE(vol->Write(kUnit + 7, e, false).ok());
-  std::memcpy(expect.data() + kUnit + 7, e.data(), e.size());
+  WriteModel(vol.get(), kUnit + 7, e, &expect);
   EXPECT_EQ(Partials(), 4u);
   // Unaligned, into an absent unit: the chunk is filled first.
-  ASSERT_TRUE(vol->Write(kBig + 3 * kUnit + 5, e, false).ok());
-  std::memcpy(expect.data() + kBig + 3 * kUnit + 5, e.data(), e.size());
+  WriteModel(vol.get(), kBig + 3 * kUnit + 5, e, &expect);
   EXPECT_EQ(Partials(), 3u);
   // A whole-chunk trim drops the partial version (the snapshot's shows through no more).
   ASSERT_TRUE(vol->Trim(2 * kBig, kBig).ok());
@@ -449,8 +451,7 @@ TEST_F(SubChunkTest, SnapshotsDeletesAndReopenFillFirst) {
   auto write_units = [&](uint64_t seed) {
     for (uint64_t c = 0; c < 4; c++) {
       auto d = test::RandomBytes(kUnit, seed + c);
-      ASSERT_TRUE(vol->Write(c * kBig + (seed % 16) * kUnit, d, false).ok());
-      std::memcpy(expect.data() + c * kBig + (seed % 16) * kUnit, d.data(), kUnit);
+      WriteModel(vol.get(), c * kBig + (seed % 16) * kUnit, d, &expect);
     }
   };
   write_units(40);
@@ -591,8 +592,7 @@ TEST_F(SubChunkTest, BackgroundFillMakesEveryChunkWhole) {
   std::vector<std::byte> expect = a;
   for (uint64_t c = 0; c < 64; c++) {
     auto d = test::RandomBytes(kUnit, 100 + c);
-    ASSERT_TRUE(vol->Write(c * kBig + (c % 16) * kUnit, d, false).ok());
-    std::memcpy(expect.data() + c * kBig + (c % 16) * kUnit, d.data(), kUnit);
+    WriteModel(vol.get(), c * kBig + (c % 16) * kUnit, d, &expect);
   }
   for (int i = 0; i < 2000 && Partials() != 0; i++) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
