@@ -325,6 +325,7 @@ class PoolImpl final : public Pool {
   uint64_t mutations_seen_ = 0;  // mutation pieces started: the filler backs off while it grows
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
+  size_t urgent_partials_ = 0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
   std::deque<std::pair<uint64_t, uint64_t>> fill_order_;  // may hold entries already filled
   std::map<uint64_t, uint32_t> drain_waiters_;            // lineage -> drains waiting on it
   std::map<uint64_t, uint32_t> no_new_partials_;          // lineage -> drains under way

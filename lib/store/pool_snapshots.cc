@@ -599,17 +599,29 @@ void PoolImpl::ReclaimerMain() {
 // ---------------------------------------------------------------- filling partial versions
 
 void PoolImpl::AddPartialLocked(uint64_t lineage, uint64_t chunk) {
-  if (partials_.emplace(std::make_pair(lineage, chunk), false).second) {
-    if (options_.background_fill) {  // else only urged or drained ones are filled: no queue
-      fill_order_.emplace_back(lineage, chunk);
+  if (partials_.emplace(std::make_pair(lineage, chunk), false).second &&
+      options_.background_fill) {  // else only urged or drained ones are filled: no queue
+    fill_order_.emplace_back(lineage, chunk);
+    // Fillers wait for the first partial version, then poll while writes arrive (kFillIdle):
+    // waking them on every first write would cost a futex wake per write.
+    if (partials_.size() == 1) {
+      fill_cv_.notify_all();
     }
-    fill_cv_.notify_all();
   }
 }
 
 void PoolImpl::DropPartialLocked(uint64_t lineage, uint64_t chunk) {
-  if (partials_.erase({lineage, chunk}) != 0) {
-    drain_cv_.notify_all();  // a drain may wait for this lineage's partial versions
+  auto it = partials_.find({lineage, chunk});
+  if (it == partials_.end()) {
+    return;
+  }
+  if (it->second) {
+    STRATA_CHECK(urgent_partials_ > 0);
+    urgent_partials_--;
+  }
+  partials_.erase(it);
+  if (drain_waiters_.count(lineage) != 0) {
+    drain_cv_.notify_all();  // a drain waits for this lineage's partial versions
   }
 }
 
@@ -617,6 +629,7 @@ void PoolImpl::UrgeFillLocked(uint64_t lineage, uint64_t chunk) {
   auto it = partials_.find({lineage, chunk});
   if (it != partials_.end() && !it->second) {
     it->second = true;
+    urgent_partials_++;
     fill_cv_.notify_all();
   }
 }
@@ -696,9 +709,11 @@ std::optional<std::pair<uint64_t, uint64_t>> PoolImpl::PickFillLocked(bool backg
   auto take = [this](const std::pair<uint64_t, uint64_t>& key) {
     return TryLockChunkLocked(key.first, key.second, /*exclusive=*/true);
   };
-  for (const auto& [key, urgent] : partials_) {
-    if (urgent && take(key)) {
-      return key;
+  if (urgent_partials_ > 0) {
+    for (const auto& [key, urgent] : partials_) {
+      if (urgent && take(key)) {
+        return key;
+      }
     }
   }
   for (const auto& waiter : drain_waiters_) {
@@ -732,7 +747,7 @@ std::optional<std::pair<uint64_t, uint64_t>> PoolImpl::PickFillLocked(bool backg
 }
 
 bool PoolImpl::FillNeededLocked() const {
-  if (std::any_of(partials_.begin(), partials_.end(), [](const auto& e) { return e.second; })) {
+  if (urgent_partials_ > 0) {
     return true;
   }
   for (const auto& waiter : drain_waiters_) {
@@ -746,9 +761,11 @@ bool PoolImpl::FillNeededLocked() const {
 // kFillThreads fill partial versions, each one chunk at a time with synchronous I/O. Background
 // fills yield to foreground writes: while the pool took mutations in the last kFillIdle they wait,
 // unless kFillEagerAbove partial chunks are outstanding (the cap comes next: first writes would
-// copy whole chunks again). Urgent fills and drains never wait.
+// copy whole chunks again). Once the pool is found idle they go on back to back until a mutation
+// arrives. Urgent fills and drains never wait.
 void PoolImpl::FillerMain() {
   std::unique_lock<std::mutex> lock(mu_);
+  std::optional<uint64_t> quiet_at;  // mutations_seen_ when the pool was last found idle
   for (;;) {
     fill_cv_.wait(lock, [this] { return stop_fill_ || (FillWantedLocked() && latched_.ok()); });
     if (stop_fill_) {
@@ -759,12 +776,18 @@ void PoolImpl::FillerMain() {
       if (!options_.background_fill) {
         continue;  // FillWantedLocked would not have woken us: only a race, look again
       }
-      const uint64_t seen = mutations_seen_;
-      fill_cv_.wait_for(lock, kFillIdle, [this] { return stop_fill_ || FillNeededLocked(); });
-      if (stop_fill_) {
-        return;
+      bool idle = quiet_at == mutations_seen_;
+      if (!idle) {
+        const uint64_t seen = mutations_seen_;
+        fill_cv_.wait_for(lock, kFillIdle, [this] { return stop_fill_ || FillNeededLocked(); });
+        if (stop_fill_) {
+          return;
+        }
+        idle = mutations_seen_ == seen;
+        if (idle) {
+          quiet_at = seen;
+        }
       }
-      const bool idle = mutations_seen_ == seen;
       background = idle || partials_.size() >= kFillEagerAbove;
       if (!background && !FillNeededLocked()) {
         continue;
