@@ -200,9 +200,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   STRATA_RETURN_IF_ERROR(pool->FillAllAtOpen());
   pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
   pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
-  for (int i = 0; i < kFillThreads; i++) {
-    pool->fillers_.emplace_back([p = pool.get()] { p->FillerMain(); });
-  }
+  pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
   // An import a crash interrupted: nothing of it may stay.
   std::vector<std::string> unfinished;
   for (const auto& [id, rec] : pool->volumes_) {
@@ -220,10 +218,10 @@ PoolImpl::~PoolImpl() {
   {  // partial versions left are filled after the next open
     std::lock_guard<std::mutex> lock(mu_);
     stop_fill_ = true;
+    WakeFillerLocked();
   }
-  fill_cv_.notify_all();
-  for (std::thread& t : fillers_) {
-    t.join();
+  if (filler_.joinable()) {
+    filler_.join();  // after the fills in flight complete
   }
   if (reclaimer_.joinable()) {
     {
@@ -256,18 +254,6 @@ PoolImpl::~PoolImpl() {
   if (lock_fd_ >= 0) {
     close(lock_fd_);
   }
-}
-
-// Fills the partial versions the last run left (at most kMaxPartialChunks) before the reclaimer
-// starts: a crash after a snapshot delete committed but before its drain filled them would
-// otherwise let the reclaimer free the version they read through to.
-Status PoolImpl::FillAllAtOpen() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!partials_.empty()) {
-    const auto [lineage, chunk] = partials_.begin()->first;
-    STRATA_RETURN_IF_ERROR(FillLocked(lock, lineage, chunk));
-  }
-  return Status::OK();
 }
 
 // Rebuilds the allocator from the committed map; truncates data past the committed frontier
@@ -616,10 +602,15 @@ Status PoolImpl::SyncDataFiles() {
 
 void PoolImpl::Latch(const Status& status) {
   std::lock_guard<std::mutex> lock(mu_);
+  LatchLocked(status);
+}
+
+void PoolImpl::LatchLocked(const Status& status) {
   if (latched_.ok()) {
-    latched_ = Status(Status::Code::kIOError,
-                      "pool latched after a failed sync or commit; reopen it: " + status.ToString(),
-                      status.sys_errno() != 0 ? status.sys_errno() : EIO);
+    latched_ = Status(
+        Status::Code::kIOError,
+        "pool latched after a failed data I/O, sync or commit; reopen it: " + status.ToString(),
+        status.sys_errno() != 0 ? status.sys_errno() : EIO);
     std::fprintf(stderr, "strata: %s\n", latched_.ToString().c_str());
   }
 }

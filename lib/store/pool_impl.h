@@ -214,6 +214,7 @@ class PoolImpl final : public Pool {
   Status SyncDataFiles();
   void PunchFreed(const std::vector<uint64_t>& chunks);
   void Latch(const Status& status);
+  void LatchLocked(const Status& status);  // REQUIRES: mu_
   void CommitterMain();
   bool HasPendingWork();
   Status CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys);
@@ -275,10 +276,32 @@ class PoolImpl final : public Pool {
   Status ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
                             const std::function<void(const MapKey&, const MapValue&)>& fn);
   void ReclaimerMain();
+  // One fill: read the predecessor's chunk, write the units the partial version lacks.
+  struct FillPlan {
+    MapKey key;       // the partial version
+    MapValue value;   // its value (phys, present units)
+    uint64_t source;  // the predecessor's physical chunk
+  };
+  struct FillJob;  // a fill in flight on the filler's ring (pool_fill.cc)
   void FillerMain();
-  // Copies the units a partial version lacks from its predecessor and makes it whole.
+  // What filling (lineage, chunk) takes; nullopt (and the entry dropped) when it is whole
+  // already. REQUIRES: mu_ and the chunk's exclusive lock.
+  Result<std::optional<FillPlan>> PlanFillLocked(uint64_t lineage, uint64_t chunk);
+  // Calls fn(first unit, unit count) for each run of units `present` lacks.
+  template <typename Fn>
+  void ForEachAbsentRun(uint32_t present, Fn fn) const;
+  // The fill's data is written: the version becomes whole. REQUIRES: mu_ and the chunk lock.
+  void FinishFillLocked(const FillPlan& plan);
+  // Copies the units a partial version lacks from its predecessor and makes it whole, with
+  // synchronous I/O (at open, before the filler runs).
   // REQUIRES: mu_ (in lock, released during the I/O) and the chunk's exclusive lock.
   Status FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk);
+  // Starts as many fills as the policy allows now on the filler's loop; returns how long to
+  // wait before the policy may allow more (-1: until woken), and sets *starved when a wanted
+  // chunk was held by a request. REQUIRES: mu_.
+  int StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved);
+  static void OnFillIo(IoOp* op);
+  void WakeFillerLocked();  // something changed that the filler waits for
   bool LineageHasPartialsLocked(uint64_t lineage) const;
   bool FillWantedLocked() const;  // the filler has something to do now
   bool FillNeededLocked() const;  // something waits for a fill (urged, or a drain)
@@ -320,9 +343,16 @@ class PoolImpl final : public Pool {
   static constexpr size_t kMaxPartialChunks = 1024;
   static constexpr size_t kFillEagerAbove = 512;
   static constexpr size_t kWarmReserveChunks = 2 * kMaxPartialChunks;
-  static constexpr int kFillThreads = 4;
-  static constexpr std::chrono::milliseconds kFillIdle{2};
+  // Fills in flight on the filler's ring: when something waits for them or the pool is idle,
+  // and while writes arrive with kFillEagerAbove partial chunks outstanding.
+  static constexpr size_t kFillDepth = 32;
+  static constexpr size_t kFillDepthBusy = 4;
+  static constexpr uint64_t kFillIdleNs = 2'000'000;  // no mutation for this long: idle
   uint64_t mutations_seen_ = 0;  // mutation pieces started: the filler backs off while it grows
+  uint64_t fill_mark_ = 0;       // mutations_seen_ when the filler last looked (filler only)
+  uint64_t fill_mark_ns_ = 0;    // when it changed (filler only)
+  size_t fills_in_flight_ = 0;
+  EventLoop* fill_loop_ = nullptr;  // the filler's loop while it runs: Wake() reaches it
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
   size_t urgent_partials_ = 0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
@@ -331,7 +361,7 @@ class PoolImpl final : public Pool {
   std::map<uint64_t, uint32_t> no_new_partials_;          // lineage -> drains under way
   bool stop_fill_ = false;
   std::condition_variable fill_cv_;  // with mu_: a partial version was added or urged
-  std::vector<std::thread> fillers_;
+  std::thread filler_;
   std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
   Status latched_;
   std::array<std::atomic<FileId>, kMaxDataFiles> files_;

@@ -12,6 +12,7 @@
 
 #include "strata/pool.h"
 
+#include "io/sim_env.h"
 #include "testutil/test_util.h"
 
 namespace strata {
@@ -600,6 +601,51 @@ TEST_F(SubChunkTest, BackgroundFillMakesEveryChunkWhole) {
   EXPECT_EQ(Partials(), 0u);
   EXPECT_EQ(ReadAll(vol.get()), expect);
   ExpectClean();
+}
+
+// A fill whose I/O fails latches the pool, as a failed sync does: the snapshot that waits for
+// the fill fails instead of hanging, writes fail until the pool is reopened, and the reopened
+// pool reads every acknowledged write.
+TEST(SubChunkFaultTest, FailedFillLatchesThePoolAndLosesNothing) {
+  constexpr uint32_t kBig = 65536;
+  test::TempDir dir;
+  SimEnv sim(5);
+  PoolOptions o;
+  o.env = &sim;
+  o.chunk_size_bytes = kBig;
+  o.commit_interval_ms = 0;
+  o.background_fill = false;  // filled only when the snapshot's drain asks
+  ASSERT_TRUE(Pool::Create(dir.path(), o).ok());
+  auto pool = std::move(*Pool::Open(dir.path(), o));
+  auto info = pool->CreateVolume(VolumeSpec{4 * kBig, "", "gp3", ""});
+  ASSERT_TRUE(info.ok());
+  auto vol = *pool->OpenVolume(info->volume_id);
+  std::vector<std::byte> expect = test::RandomBytes(4 * kBig, 21);
+  ASSERT_TRUE(vol->Write(0, expect, false).ok());
+  ASSERT_TRUE(pool->CreateSnapshot(info->volume_id, "").ok());
+  auto unit = test::RandomBytes(4096, 22);
+  ASSERT_TRUE(vol->Write(kBig + 3 * 4096, unit, /*fua=*/true).ok());  // durable, partial
+  std::memcpy(expect.data() + kBig + 3 * 4096, unit.data(), unit.size());
+  ASSERT_EQ(pool->Info().partial_chunks, 1u);
+
+  sim.SetPowerFailAfter(0);  // every I/O from now on fails: the fill's read first
+  auto snap = pool->CreateSnapshot(info->volume_id, "");
+  ASSERT_FALSE(snap.ok());
+  EXPECT_EQ(snap.status().code(), Status::Code::kIOError) << snap.status().ToString();
+  Status s = vol->Write(0, unit, false);
+  EXPECT_EQ(s.code(), Status::Code::kIOError);
+  EXPECT_NE(s.message().find("latched"), std::string::npos) << s.ToString();
+
+  vol.reset();
+  pool.reset();
+  sim.Crash();  // power back; unsynced state decided by the seed
+  pool = std::move(*Pool::Open(dir.path(), o));
+  vol = *pool->OpenVolume(info->volume_id);
+  EXPECT_EQ(pool->Info().partial_chunks, 0u);  // filled at open
+  EXPECT_EQ(ReadAll(vol.get()), expect);
+  auto report = pool->Check();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->problems.empty()) << report->problems.front();
 }
 
 TEST_F(SnapshotTest, RandomOperationsMatchTheModel) {

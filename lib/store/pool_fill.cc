@@ -1,0 +1,384 @@
+// Partial versions and the filler (docs/design.md §2.3): a first write of whole units to a chunk
+// a snapshot shares writes only those units to a fresh chunk; the filler later copies the rest
+// from the predecessor and makes the version whole.
+#include <algorithm>
+#include <thread>
+
+#include "store/pool_impl.h"
+#include "store/qos.h"
+#include "util/check.h"
+
+namespace strata {
+
+void PoolImpl::AddPartialLocked(uint64_t lineage, uint64_t chunk) {
+  if (partials_.emplace(std::make_pair(lineage, chunk), false).second &&
+      options_.background_fill) {  // else only urged or drained ones are filled: no queue
+    fill_order_.emplace_back(lineage, chunk);
+    // Fillers wait for the first partial version, then poll while writes arrive (kFillIdle):
+    // waking them on every first write would cost a futex wake per write.
+    if (partials_.size() == 1) {
+      WakeFillerLocked();
+    }
+  }
+}
+
+void PoolImpl::DropPartialLocked(uint64_t lineage, uint64_t chunk) {
+  auto it = partials_.find({lineage, chunk});
+  if (it == partials_.end()) {
+    return;
+  }
+  if (it->second) {
+    STRATA_CHECK(urgent_partials_ > 0);
+    urgent_partials_--;
+  }
+  partials_.erase(it);
+  if (drain_waiters_.count(lineage) != 0) {
+    drain_cv_.notify_all();  // a drain waits for this lineage's partial versions
+  }
+}
+
+void PoolImpl::UrgeFillLocked(uint64_t lineage, uint64_t chunk) {
+  auto it = partials_.find({lineage, chunk});
+  if (it != partials_.end() && !it->second) {
+    it->second = true;
+    urgent_partials_++;
+    WakeFillerLocked();
+  }
+}
+
+bool PoolImpl::FillWantedLocked() const {
+  return !partials_.empty() && (options_.background_fill || FillNeededLocked());
+}
+
+bool PoolImpl::LineageHasPartialsLocked(uint64_t lineage) const {
+  auto it = partials_.lower_bound({lineage, 0});
+  return it != partials_.end() && it->first.first == lineage;
+}
+
+void PoolImpl::WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage) {
+  if (!LineageHasPartialsLocked(lineage)) {
+    return;
+  }
+  drain_waiters_[lineage]++;
+  WakeFillerLocked();
+  drain_cv_.wait(lock, [this, lineage] {
+    return !LineageHasPartialsLocked(lineage) || !latched_.ok() || stop_fill_;
+  });
+  if (--drain_waiters_[lineage] == 0) {
+    drain_waiters_.erase(lineage);
+  }
+}
+
+// Fills the partial versions the last run left (at most kMaxPartialChunks) before the reclaimer
+// starts: a crash after a snapshot delete committed but before its drain filled them would
+// otherwise let the reclaimer free the version they read through to.
+Status PoolImpl::FillAllAtOpen() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!partials_.empty()) {
+    const auto [lineage, chunk] = partials_.begin()->first;
+    STRATA_RETURN_IF_ERROR(FillLocked(lock, lineage, chunk));
+  }
+  return Status::OK();
+}
+
+Result<std::optional<PoolImpl::FillPlan>> PoolImpl::PlanFillLocked(uint64_t lineage,
+                                                                   uint64_t chunk) {
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, NewestOwnLocked(lineage, chunk, UINT64_MAX));
+  if (!v || !v->value.partial()) {
+    DropPartialLocked(lineage, chunk);  // made whole by writes, or trimmed away
+    return std::optional<FillPlan>();
+  }
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> pred, NewestLocked(lineage, chunk, v->birth - 1));
+  // Invariant: a partial version lies over a whole data version (made only over one, and every
+  // epoch change fills it before the predecessor can go).
+  STRATA_CHECK(pred && !pred->value.tombstone() && !pred->value.partial());
+  STRATA_CHECK(v->value.present != all_units());
+  return std::optional<FillPlan>(
+      FillPlan{MapKey{lineage, chunk, v->birth}, v->value, pred->value.phys});
+}
+
+template <typename Fn>
+void PoolImpl::ForEachAbsentRun(uint32_t present, Fn fn) const {
+  for (uint32_t u = 0; u < units_per_chunk();) {
+    if ((present >> u) & 1) {
+      u++;
+      continue;
+    }
+    uint32_t end = u;
+    while (end < units_per_chunk() && ((present >> end) & 1) == 0) {
+      end++;
+    }
+    fn(u, end - u);
+    u = end;
+  }
+}
+
+void PoolImpl::FinishFillLocked(const FillPlan& plan) {
+  // Data first, then the mapping: the next commit syncs the data files before it writes this.
+  PutVersionLocked(plan.key, MapValue{plan.value.phys, 0, 0});
+  DropPartialLocked(plan.key.lineage, plan.key.chunk);
+}
+
+Status PoolImpl::FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk) {
+  STRATA_ASSIGN_OR_RETURN(std::optional<FillPlan> plan, PlanFillLocked(lineage, chunk));
+  if (!plan) {
+    return Status::OK();
+  }
+  const FileId target_file = FileOf(plan->value.phys);
+  const uint64_t target_offset = OffsetOf(plan->value.phys);
+  lock.unlock();
+  std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
+                                                  &std::free);
+  Status s = env_->ReadSync(FileOf(plan->source), buf.get(), chunk_size_, OffsetOf(plan->source));
+  // Only the absent units are written: the present ones hold newer data.
+  ForEachAbsentRun(plan->value.present, [&](uint32_t first, uint32_t count) {
+    const uint64_t at = uint64_t{first} * unit_bytes_;
+    if (s.ok()) {
+      s = env_->WriteSync(target_file, static_cast<std::byte*>(buf.get()) + at, count * unit_bytes_,
+                          target_offset + at);
+    }
+  });
+  lock.lock();
+  STRATA_RETURN_IF_ERROR(s);
+  FinishFillLocked(*plan);
+  return Status::OK();
+}
+
+// A partial chunk to fill now, its chunk locked exclusively; urgent ones first, then those of
+// lineages a drain waits for, then (background fill) the oldest. Chunks a request holds are
+// skipped. REQUIRES: mu_.
+std::optional<std::pair<uint64_t, uint64_t>> PoolImpl::PickFillLocked(bool background) {
+  auto take = [this](const std::pair<uint64_t, uint64_t>& key) {
+    return TryLockChunkLocked(key.first, key.second, /*exclusive=*/true);
+  };
+  if (urgent_partials_ > 0) {
+    for (const auto& [key, urgent] : partials_) {
+      if (urgent && take(key)) {
+        return key;
+      }
+    }
+  }
+  for (const auto& waiter : drain_waiters_) {
+    for (auto p = partials_.lower_bound({waiter.first, 0});
+         p != partials_.end() && p->first.first == waiter.first; ++p) {
+      if (take(p->first)) {
+        return p->first;
+      }
+    }
+  }
+  if (!background) {
+    return std::nullopt;
+  }
+  if (fill_order_.empty()) {  // every queued entry was stale or skipped: queue what is left
+    for (const auto& e : partials_) {
+      fill_order_.push_back(e.first);
+    }
+  }
+  for (size_t tries = 0; tries < 64 && !fill_order_.empty(); tries++) {
+    const auto key = fill_order_.front();
+    fill_order_.pop_front();
+    if (partials_.count(key) == 0) {
+      continue;  // filled or dropped since
+    }
+    if (take(key)) {
+      return key;
+    }
+    fill_order_.push_back(key);  // a request or another filler holds it: later
+  }
+  return std::nullopt;
+}
+
+bool PoolImpl::FillNeededLocked() const {
+  if (urgent_partials_ > 0) {
+    return true;
+  }
+  for (const auto& waiter : drain_waiters_) {
+    if (LineageHasPartialsLocked(waiter.first)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---- the filler: one thread, fills in flight on its own io_uring
+
+struct PoolImpl::FillJob {
+  PoolImpl* pool = nullptr;
+  FillPlan plan;
+  void* buf = nullptr;  // one chunk, aligned; kept across fills
+  // The read of the predecessor, then one write per run of absent units (at most 16 of 32).
+  IoOp ops[1 + 16];
+  uint32_t writes_pending = 0;
+  int32_t error = 0;  // the first failed op's -errno
+  bool busy = false;
+};
+
+void PoolImpl::WakeFillerLocked() {
+  fill_cv_.notify_all();
+  if (fill_loop_ != nullptr) {
+    fill_loop_->engine()->Wake();  // it runs its ring while fills are in flight
+  }
+}
+
+// Completions run on the filler's thread (inside RunOnce, without mu_).
+void PoolImpl::OnFillIo(IoOp* op) {
+  auto* job = static_cast<FillJob*>(op->ctx);
+  PoolImpl* pool = job->pool;
+  if (op->result < 0 && job->error == 0) {
+    job->error = op->result;
+  }
+  if (op == &job->ops[0] && job->error == 0) {  // the predecessor is read: write what is absent
+    const FileId file = pool->FileOf(job->plan.value.phys);
+    const uint64_t offset = pool->OffsetOf(job->plan.value.phys);
+    uint32_t n = 0;
+    pool->ForEachAbsentRun(job->plan.value.present, [&](uint32_t first, uint32_t count) {
+      IoOp& w = job->ops[1 + n++];
+      w = IoOp{};
+      w.kind = IoOp::Kind::kWrite;
+      w.file = file;
+      w.buf = static_cast<std::byte*>(job->buf) + uint64_t{first} * pool->unit_bytes_;
+      w.length_bytes = count * pool->unit_bytes_;
+      w.offset_bytes = offset + uint64_t{first} * pool->unit_bytes_;
+      w.done = &PoolImpl::OnFillIo;
+      w.ctx = job;
+    });
+    job->writes_pending = n;
+    for (uint32_t i = 0; i < n; i++) {
+      pool->fill_loop_->engine()->Submit(&job->ops[1 + i]);
+    }
+    return;
+  }
+  if (op != &job->ops[0] && --job->writes_pending > 0) {
+    return;
+  }
+  Status failed;
+  {
+    std::lock_guard<std::mutex> lock(pool->mu_);
+    if (job->error == 0) {
+      pool->FinishFillLocked(job->plan);
+    } else {
+      failed = Status::FromErrno("filling a partial chunk", job->error);
+    }
+    pool->UnlockChunkLocked(job->plan.key.lineage, job->plan.key.chunk, /*exclusive=*/true);
+    pool->fills_in_flight_--;
+    job->busy = false;
+  }
+  if (!failed.ok()) {
+    pool->Latch(failed);  // a data I/O failed: the pool stops taking writes, as after a failed sync
+    std::lock_guard<std::mutex> lock(pool->mu_);
+    pool->drain_cv_.notify_all();
+  }
+}
+
+// Background fills yield to foreground writes: while the pool took mutations in the last
+// kFillIdleNs none start, unless kFillEagerAbove partial chunks are outstanding (the cap comes
+// next: first writes would copy whole chunks again), and then only kFillDepthBusy at a time.
+// Urgent fills and drains never wait.
+int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved) {
+  *starved = false;
+  if (stop_fill_ || !latched_.ok() || partials_.empty()) {
+    return -1;
+  }
+  const bool needed = FillNeededLocked();
+  size_t limit = needed ? kFillDepth : 0;
+  bool background = false;
+  int wait_ms = -1;
+  if (options_.background_fill) {
+    const uint64_t now = SteadyNowNs();
+    if (mutations_seen_ != fill_mark_) {
+      fill_mark_ = mutations_seen_;
+      fill_mark_ns_ = now;
+    }
+    if (now - fill_mark_ns_ >= kFillIdleNs) {
+      background = true;
+      limit = kFillDepth;
+    } else {
+      wait_ms = static_cast<int>((fill_mark_ns_ + kFillIdleNs - now + 999'999) / 1'000'000);
+      if (partials_.size() >= kFillEagerAbove) {
+        background = true;
+        limit = std::max(limit, kFillDepthBusy);
+      }
+    }
+  }
+  while (fills_in_flight_ < limit) {
+    std::optional<std::pair<uint64_t, uint64_t>> pick = PickFillLocked(background);
+    if (!pick) {
+      *starved = !partials_.empty();
+      break;
+    }
+    const auto [lineage, chunk] = *pick;
+    Result<std::optional<FillPlan>> plan = PlanFillLocked(lineage, chunk);
+    if (!plan.ok() || !*plan) {
+      UnlockChunkLocked(lineage, chunk, /*exclusive=*/true);
+      if (!plan.ok()) {
+        LatchLocked(plan.status());  // a metadata read failed: as a failed commit
+        drain_cv_.notify_all();
+        return -1;
+      }
+      continue;
+    }
+    auto job = std::find_if(jobs.begin(), jobs.end(), [](const FillJob& j) { return !j.busy; });
+    STRATA_CHECK(job != jobs.end());
+    job->busy = true;
+    job->plan = **plan;
+    job->error = 0;
+    job->writes_pending = 0;
+    job->ops[0] = IoOp{};
+    job->ops[0].kind = IoOp::Kind::kRead;
+    job->ops[0].file = FileOf(job->plan.source);
+    job->ops[0].buf = job->buf;
+    job->ops[0].length_bytes = chunk_size_;
+    job->ops[0].offset_bytes = OffsetOf(job->plan.source);
+    job->ops[0].done = &PoolImpl::OnFillIo;
+    job->ops[0].ctx = &*job;
+    fills_in_flight_++;
+    loop->engine()->Submit(&job->ops[0]);  // queued: the ring is entered outside mu_
+  }
+  return wait_ms;
+}
+
+void PoolImpl::FillerMain() {
+  Result<std::unique_ptr<EventLoop>> made =
+      EventLoop::Create(env_, static_cast<uint32_t>(kFillDepth * std::size(FillJob{}.ops)));
+  if (!made.ok()) {
+    Latch(made.status());  // drains would wait forever for a filler that does not run
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_cv_.notify_all();
+    return;
+  }
+  std::unique_ptr<EventLoop> loop = std::move(*made);
+  std::vector<FillJob> jobs(kFillDepth);
+  std::vector<std::unique_ptr<void, decltype(&std::free)>> buffers;
+  for (FillJob& job : jobs) {
+    buffers.emplace_back(std::aligned_alloc(kIoAlign, chunk_size_), &std::free);
+    job.pool = this;
+    job.buf = buffers.back().get();
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  fill_loop_ = loop.get();
+  for (;;) {
+    if (stop_fill_ && fills_in_flight_ == 0) {
+      break;
+    }
+    bool starved = false;
+    const int wait_ms = StartFillsLocked(loop.get(), jobs, &starved);
+    if (fills_in_flight_ == 0) {
+      if (starved) {  // what is wanted is held by requests: they finish within an I/O
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        lock.lock();
+      } else if (wait_ms >= 0) {
+        fill_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms));
+      } else {
+        fill_cv_.wait(lock, [this] { return stop_fill_ || (FillWantedLocked() && latched_.ok()); });
+      }
+      continue;
+    }
+    lock.unlock();
+    loop->RunOnce(starved || wait_ms >= 0 ? 1 : -1);  // completions, or a WakeFillerLocked()
+    lock.lock();
+  }
+  fill_loop_ = nullptr;
+}
+
+}  // namespace strata
