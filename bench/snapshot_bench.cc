@@ -197,14 +197,18 @@ void WriteBench(benchmark::State& state, bool cow, bool until_filled = false) {
   std::string snap;
   uint64_t total = 0;
   double snapshot_max_ms = 0;
+  double snapshot_total_ms = 0;
+  uint64_t snapshots = 0;
   for (auto _ : state) {
     state.PauseTiming();
     if (cow) {  // a fresh snapshot: almost every chunk the next writes touch is shared
       auto t0 = std::chrono::steady_clock::now();
       auto s = fx.pool->CreateSnapshot(fx.volume_id, "");  // fills what the last batch left
-      snapshot_max_ms = std::max(
-          snapshot_max_ms,
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      snapshot_max_ms = std::max(snapshot_max_ms, ms);
+      snapshot_total_ms += ms;
+      snapshots++;
       if (!snap.empty()) {
         Must(fx.pool->DeleteSnapshot(snap));
       }
@@ -229,6 +233,7 @@ void WriteBench(benchmark::State& state, bool cow, bool until_filled = false) {
       benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsRate);
   if (cow) {
     state.counters["snapshot_max_ms"] = snapshot_max_ms;
+    state.counters["snapshot_mean_ms"] = snapshot_total_ms / static_cast<double>(snapshots);
   }
 }
 void BM_Overwrite(benchmark::State& state) { WriteBench(state, false); }
