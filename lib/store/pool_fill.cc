@@ -338,15 +338,7 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
 }
 
 void PoolImpl::FillerMain() {
-  Result<std::unique_ptr<EventLoop>> made =
-      EventLoop::Create(env_, static_cast<uint32_t>(kFillDepth * std::size(FillJob{}.ops)));
-  if (!made.ok()) {
-    Latch(made.status());  // drains would wait forever for a filler that does not run
-    std::lock_guard<std::mutex> lock(mu_);
-    drain_cv_.notify_all();
-    return;
-  }
-  std::unique_ptr<EventLoop> loop = std::move(*made);
+  EventLoop* loop = filler_loop_.get();
   std::vector<FillJob> jobs(kFillDepth);
   std::vector<std::unique_ptr<void, decltype(&std::free)>> buffers;
   for (FillJob& job : jobs) {
@@ -355,13 +347,13 @@ void PoolImpl::FillerMain() {
     job.buf = buffers.back().get();
   }
   std::unique_lock<std::mutex> lock(mu_);
-  fill_loop_ = loop.get();
+  fill_loop_ = loop;
   for (;;) {
     if (stop_fill_ && fills_in_flight_ == 0) {
       break;
     }
     bool starved = false;
-    const int wait_ms = StartFillsLocked(loop.get(), jobs, &starved);
+    const int wait_ms = StartFillsLocked(loop, jobs, &starved);
     if (fills_in_flight_ == 0) {
       if (starved) {  // what is wanted is held by requests: they finish within an I/O
         lock.unlock();

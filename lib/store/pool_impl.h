@@ -360,7 +360,8 @@ class PoolImpl final : public Pool {
   std::map<uint64_t, uint32_t> drain_waiters_;            // lineage -> drains waiting on it
   std::map<uint64_t, uint32_t> no_new_partials_;          // lineage -> drains under way
   bool stop_fill_ = false;
-  std::condition_variable fill_cv_;  // with mu_: a partial version was added or urged
+  std::condition_variable fill_cv_;         // with mu_: a partial version was added or urged
+  std::unique_ptr<EventLoop> filler_loop_;  // made at open: a pool without a filler is refused
   std::thread filler_;
   std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
   Status latched_;
