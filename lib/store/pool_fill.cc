@@ -14,8 +14,8 @@ void PoolImpl::AddPartialLocked(uint64_t lineage, uint64_t chunk) {
   if (partials_.emplace(std::make_pair(lineage, chunk), false).second &&
       options_.background_fill) {  // else only urged or drained ones are filled: no queue
     fill_order_.emplace_back(lineage, chunk);
-    // Fillers wait for the first partial version, then poll while writes arrive (kFillIdle):
-    // waking them on every first write would cost a futex wake per write.
+    // The filler is woken for the first partial version, then polls while writes arrive
+    // (kFillIdleNs): waking it on every first write would cost a futex wake per write.
     if (partials_.size() == 1) {
       WakeFillerLocked();
     }
@@ -183,7 +183,7 @@ std::optional<std::pair<uint64_t, uint64_t>> PoolImpl::PickFillLocked(bool backg
     if (take(key)) {
       return key;
     }
-    fill_order_.push_back(key);  // a request or another filler holds it: later
+    fill_order_.push_back(key);  // a request or a fill in flight holds it: later
   }
   return std::nullopt;
 }
@@ -215,8 +215,8 @@ struct PoolImpl::FillJob {
 
 void PoolImpl::WakeFillerLocked() {
   fill_cv_.notify_all();
-  if (fill_loop_ != nullptr) {
-    fill_loop_->engine()->Wake();  // it runs its ring while fills are in flight
+  if (filler_loop_ != nullptr) {
+    filler_loop_->engine()->Wake();  // it runs its ring while fills are in flight
   }
 }
 
@@ -244,7 +244,7 @@ void PoolImpl::OnFillIo(IoOp* op) {
     });
     job->writes_pending = n;
     for (uint32_t i = 0; i < n; i++) {
-      pool->fill_loop_->engine()->Submit(&job->ops[1 + i]);
+      pool->filler_loop_->engine()->Submit(&job->ops[1 + i]);
     }
     return;
   }
@@ -347,7 +347,6 @@ void PoolImpl::FillerMain() {
     job.buf = buffers.back().get();
   }
   std::unique_lock<std::mutex> lock(mu_);
-  fill_loop_ = loop;
   for (;;) {
     if (stop_fill_ && fills_in_flight_ == 0) {
       break;
@@ -370,7 +369,6 @@ void PoolImpl::FillerMain() {
     loop->RunOnce(starved || wait_ms >= 0 ? 1 : -1);  // completions, or a WakeFillerLocked()
     lock.lock();
   }
-  fill_loop_ = nullptr;
 }
 
 }  // namespace strata

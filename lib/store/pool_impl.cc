@@ -198,10 +198,10 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   pool->engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
   STRATA_RETURN_IF_ERROR(pool->Recover());
   STRATA_RETURN_IF_ERROR(pool->FillAllAtOpen());
-  pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
-  pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
   // Ops beyond the ring's size wait in the engine's backlog; most fills are 2-3 ops.
   STRATA_ASSIGN_OR_RETURN(pool->filler_loop_, EventLoop::Create(pool->env_, 4 * kFillDepth));
+  pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
+  pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
   pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
   // An import a crash interrupted: nothing of it may stay.
   std::vector<std::string> unfinished;

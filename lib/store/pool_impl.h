@@ -352,7 +352,6 @@ class PoolImpl final : public Pool {
   uint64_t fill_mark_ = 0;       // mutations_seen_ when the filler last looked (filler only)
   uint64_t fill_mark_ns_ = 0;    // when it changed (filler only)
   size_t fills_in_flight_ = 0;
-  EventLoop* fill_loop_ = nullptr;  // the filler's loop while it runs: Wake() reaches it
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
   size_t urgent_partials_ = 0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
@@ -360,8 +359,10 @@ class PoolImpl final : public Pool {
   std::map<uint64_t, uint32_t> drain_waiters_;            // lineage -> drains waiting on it
   std::map<uint64_t, uint32_t> no_new_partials_;          // lineage -> drains under way
   bool stop_fill_ = false;
-  std::condition_variable fill_cv_;         // with mu_: a partial version was added or urged
-  std::unique_ptr<EventLoop> filler_loop_;  // made at open: a pool without a filler is refused
+  std::condition_variable fill_cv_;  // with mu_: a partial version was added or urged
+  // The filler's loop and ring, made at open (a pool without a filler is refused); only the
+  // filler thread runs it, any thread may Wake() its engine.
+  std::unique_ptr<EventLoop> filler_loop_;
   std::thread filler_;
   std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
   Status latched_;
