@@ -297,8 +297,8 @@ class PoolImpl final : public Pool {
   // REQUIRES: mu_ (in lock, released during the I/O) and the chunk's exclusive lock.
   Status FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk);
   // Starts as many fills as the policy allows now on the filler's loop; returns how long to
-  // wait before the policy may allow more (-1: until woken), and sets *starved when a wanted
-  // chunk was held by a request. REQUIRES: mu_.
+  // wait before the policy may allow more (-1: until woken), and sets *starved when every
+  // wanted chunk was held (by a request or a fill in flight). REQUIRES: mu_.
   int StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved);
   static void OnFillIo(IoOp* op);
   void WakeFillerLocked();  // something changed that the filler waits for
