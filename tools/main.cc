@@ -20,6 +20,7 @@
 #include "control/control.h"
 #include "control/control_socket.h"
 #include "output.h"
+#include "util/text.h"
 #include "util/units.h"
 
 namespace {
@@ -41,10 +42,13 @@ std::string DefaultPoolDir() {
   return std::string(home != nullptr ? home : ".") + "/.local/share/strata/pool";
 }
 
-int Fail(const Status& s) {
-  std::fprintf(stderr, "strata: error: %s\n", s.ToString().c_str());
+// Error lines may quote what a user or a stream supplied: shown escaped, as one line.
+int FailWith(const std::string& message) {
+  std::fprintf(stderr, "strata: error: %s\n", strata::EscapeText(message, 4096).c_str());
   return kExitFailed;
 }
+
+int Fail(const Status& s) { return FailWith(s.ToString()); }
 
 // This process exits after one request: it cannot hold instance-store data for anyone.
 strata::ComputeOptions LocalComputeOptions() {
@@ -99,8 +103,8 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
   auto remote = strata::CallControl(dir, request);
   if (remote.ok()) {
     if (!(*remote)["ok"].get<bool>()) {
-      std::fprintf(stderr, "strata: error: %s\n", (*remote)["error"].get<std::string>().c_str());
-      return kExitFailed;
+      const json& error = (*remote)["error"];
+      return FailWith(error.is_string() ? error.get<std::string>() : "malformed error reply");
     }
     strata::PrintReply((*remote)["result"], output, out);
     return 0;
@@ -319,6 +323,14 @@ int main(int argc, char** argv) {
   auto* desc_types =
       app.add_subcommand("describe-instance-types", "instance types and their instance store");
 
+  // Every argument becomes JSON (the control request): refuse bytes that are not UTF-8 here,
+  // with the argument's position, rather than deep inside.
+  for (int i = 1; i < argc; i++) {
+    if (!strata::IsValidUtf8(argv[i])) {
+      std::fprintf(stderr, "strata: error: InvalidArgument: argument %d is not valid UTF-8\n", i);
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,15 +7,19 @@
 #include <cstdio>
 #include <vector>
 
+#include "util/json_text.h"
+#include "util/text.h"
+
 namespace strata {
 
 namespace {
 
 using nlohmann::json;
 
+// One cell's text, escaped: a value never moves the cursor or starts a terminal escape.
 std::string Scalar(const json& v) {
   if (v.is_string()) {
-    return v.get<std::string>();
+    return EscapeText(v.get<std::string>(), 4096);
   }
   if (v.is_array()) {
     std::string out;
@@ -25,7 +29,7 @@ std::string Scalar(const json& v) {
     }
     return out;
   }
-  return v.dump();
+  return DumpJson(v);
 }
 
 // The rows to print: a list of objects (the first array of objects found), or the object itself.
@@ -79,7 +83,7 @@ void PrintTable(const std::vector<json>& rows, std::ostream& out) {
 void PrintReply(const json& reply, const std::string& format, std::ostream& out) {
   if (format == "json") {
     if (!reply.empty()) {
-      out << reply.dump(2) << "\n";
+      out << DumpJson(reply, 2) << "\n";
     }
     return;
   }

@@ -14,7 +14,7 @@ if [[ "${1:-}" == "--asan" ]]; then
   flags=(-DCMAKE_BUILD_TYPE=Debug -DSTRATA_SANITIZE=ON)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  export STRATA_SIM_SEEDS=${STRATA_SIM_SEEDS:-60}
+  export STRATA_SIM_SEEDS=${STRATA_SIM_SEEDS:-120}
 fi
 if [[ -n "${STRATA_LONG:-}" ]]; then
   export STRATA_SIM_SEEDS=${STRATA_SIM_SEEDS:-20000}

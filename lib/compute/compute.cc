@@ -7,6 +7,8 @@
 #include "compute/compute_impl.h"
 #include "store/volume_types.h"
 #include "util/check.h"
+#include "util/json_text.h"
+#include "util/text.h"
 
 namespace strata {
 
@@ -52,6 +54,20 @@ const InstanceType* FindInstanceType(const std::string& name) {
 
 std::string DeviceShortName(const std::string& device_name) {
   return device_name.starts_with("/dev/") ? device_name.substr(5) : device_name;
+}
+
+Status ValidateTags(const Tags& tags) {
+  for (const auto& [key, value] : tags) {
+    if (key.empty() || key.size() > 128 || value.size() > 256) {
+      return Status::InvalidArgument("tag keys are 1 to 128 characters, values at most 256");
+    }
+    if (key.starts_with("aws:")) {
+      return Status::InvalidArgument("tag keys starting with 'aws:' are reserved");
+    }
+    STRATA_RETURN_IF_ERROR(ValidateText("tag key", key, 128));
+    STRATA_RETURN_IF_ERROR(ValidateText("tag value", value, 256));
+  }
+  return Status::OK();
 }
 
 namespace {
@@ -124,16 +140,15 @@ std::string EncodeImage(const ImageInfo& image) {
   for (const BlockDeviceMapping& m : image.mappings) {
     mappings.push_back(MappingJson(m));
   }
-  return json{{"image_id", image.image_id},
-              {"name", image.name},
-              {"description", image.description},
-              {"state", image.state},
-              {"root_device_name", image.root_device_name},
-              {"root_device_type", image.root_device_type},
-              {"creation_time_ms", image.creation_time_ms},
-              {"source_instance_id", image.source_instance_id},
-              {"mappings", mappings}}
-      .dump();
+  return DumpJson(json{{"image_id", image.image_id},
+                       {"name", image.name},
+                       {"description", image.description},
+                       {"state", image.state},
+                       {"root_device_name", image.root_device_name},
+                       {"root_device_type", image.root_device_type},
+                       {"creation_time_ms", image.creation_time_ms},
+                       {"source_instance_id", image.source_instance_id},
+                       {"mappings", mappings}});
 }
 
 Result<ImageInfo> DecodeImage(const std::string& id, const std::string& text) {
@@ -166,18 +181,17 @@ std::string EncodeInstance(const InstanceRecord& rec) {
   for (const InstanceDevice& d : i.devices) {
     devices.push_back(DeviceJson(d));
   }
-  return json{{"instance_id", i.instance_id},
-              {"image_id", i.image_id},
-              {"instance_type", i.instance_type},
-              {"state", i.state},
-              {"state_reason", i.state_reason},
-              {"launch_time_ms", i.launch_time_ms},
-              {"root_device_name", i.root_device_name},
-              {"root_device_type", i.root_device_type},
-              {"disable_api_termination", i.disable_api_termination},
-              {"devices", devices},
-              {"pending_deletes", rec.pending_deletes}}
-      .dump();
+  return DumpJson(json{{"instance_id", i.instance_id},
+                       {"image_id", i.image_id},
+                       {"instance_type", i.instance_type},
+                       {"state", i.state},
+                       {"state_reason", i.state_reason},
+                       {"launch_time_ms", i.launch_time_ms},
+                       {"root_device_name", i.root_device_name},
+                       {"root_device_type", i.root_device_type},
+                       {"disable_api_termination", i.disable_api_termination},
+                       {"devices", devices},
+                       {"pending_deletes", rec.pending_deletes}});
 }
 
 Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& text) {
@@ -287,7 +301,7 @@ CommitBatch::Record ComputeImpl::TagRecordOf(const std::string& id) const {
   if (it == tags_.end() || it->second.empty()) {
     return {RecordTable::kTags, id, std::nullopt};
   }
-  return {RecordTable::kTags, id, json(it->second).dump()};
+  return {RecordTable::kTags, id, DumpJson(json(it->second))};
 }
 
 Status ComputeImpl::ResourceExistsLocked(const std::string& id) {
@@ -314,6 +328,10 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
   if (spec.name.size() < 3 || spec.name.size() > 128) {
     return Status::InvalidArgument("image name must be 3 to 128 characters");
   }
+  STRATA_RETURN_IF_ERROR(ValidateText("image name", spec.name, 128));
+  STRATA_RETURN_IF_ERROR(ValidateText("image description", spec.description, 255));
+  STRATA_RETURN_IF_ERROR(ValidateText("root device name", spec.root_device_name, 64));
+  STRATA_RETURN_IF_ERROR(ValidateTags(spec.tags));
   for (const auto& [id, image] : images_) {
     if (image.name == spec.name) {
       return Status::AlreadyExists("an image named '" + spec.name + "' already exists: " + id);
@@ -328,6 +346,7 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
   std::set<std::string> devices;
   bool root_found = false;
   for (const BlockDeviceMapping& m : spec.mappings) {
+    STRATA_RETURN_IF_ERROR(ValidateText("device name", m.device_name, 64));
     if (!m.device_name.starts_with("/dev/") || m.device_name.size() < 6 ||
         m.device_name.find('/', 5) != std::string::npos) {
       return Status::InvalidArgument("device name '" + m.device_name + "' must look like /dev/sdb");
@@ -507,14 +526,7 @@ Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& 
   if (ids.empty() || tags.empty()) {
     return Status::InvalidArgument("create-tags needs --resources and --tags");
   }
-  for (const auto& [key, value] : tags) {
-    if (key.empty() || key.size() > 128 || value.size() > 256) {
-      return Status::InvalidArgument("tag keys are 1 to 128 characters, values at most 256");
-    }
-    if (key.starts_with("aws:")) {
-      return Status::InvalidArgument("tag keys starting with 'aws:' are reserved");
-    }
-  }
+  STRATA_RETURN_IF_ERROR(ValidateTags(tags));
   std::map<std::string, Tags> next;
   for (const std::string& id : ids) {
     STRATA_RETURN_IF_ERROR(ResourceExistsLocked(id));
@@ -529,7 +541,7 @@ Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& 
   }
   std::vector<CommitBatch::Record> records;
   for (const auto& [id, t] : next) {
-    records.push_back({RecordTable::kTags, id, json(t).dump()});
+    records.push_back({RecordTable::kTags, id, DumpJson(json(t))});
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
   for (auto& [id, t] : next) {
@@ -559,7 +571,7 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
   std::vector<CommitBatch::Record> records;
   for (const auto& [id, t] : next) {
     records.push_back(
-        {RecordTable::kTags, id, t.empty() ? std::nullopt : std::optional(json(t).dump())});
+        {RecordTable::kTags, id, t.empty() ? std::nullopt : std::optional(DumpJson(json(t)))});
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
   for (auto& [id, t] : next) {
@@ -646,8 +658,20 @@ Result<std::shared_ptr<Volume>> ComputeImpl::OpenInstanceDeviceLocked(const std:
 
 std::vector<Compute::ExportEntry> ComputeImpl::ListExports() {
   std::vector<ExportEntry> out;
-  for (const VolumeInfo& v : pool_->ListVolumes()) {
+  const std::vector<VolumeInfo> volumes = pool_->ListVolumes();
+  std::map<std::string, int> name_count;
+  for (const VolumeInfo& v : volumes) {
     out.push_back({v.volume_id, v.name.empty() ? "volume" : "volume " + v.name});
+    name_count[v.name]++;
+  }
+  // A unique Name opens the volume too (OpenExport): listed, so clients that connect by name
+  // find it.
+  for (const VolumeInfo& v : volumes) {
+    const bool shadowed = v.name.starts_with("snap-") || v.name.starts_with("ami-") ||
+                          v.name.find('/') != std::string::npos;  // OpenExport routes these
+    if (!v.name.empty() && name_count[v.name] == 1 && !shadowed) {
+      out.push_back({v.name, "volume " + v.volume_id + " by its Name"});
+    }
   }
   for (const SnapshotInfo& s : pool_->ListSnapshots()) {
     out.push_back({s.snapshot_id, "snapshot of " + s.volume_id + " (read-only)"});

@@ -5,6 +5,7 @@
 
 #include "compute/compute_impl.h"
 #include "util/check.h"
+#include "util/json_text.h"
 
 namespace strata {
 
@@ -36,6 +37,8 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   if (spec.count == 0 || spec.count > kMaxRunCount) {
     return Status::InvalidArgument("--count must be 1 to " + std::to_string(kMaxRunCount));
   }
+  STRATA_RETURN_IF_ERROR(ValidateTags(spec.tags));
+  STRATA_RETURN_IF_ERROR(ValidateTags(spec.volume_tags));
   auto image_it = images_.find(spec.image_id);
   if (image_it == images_.end()) {
     return Status::NotFound("image " + spec.image_id + " does not exist");
@@ -131,7 +134,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
       }
     }
     for (const auto& [id, t] : new_tags) {
-      out.push_back({RecordTable::kTags, id, json(t).dump()});
+      out.push_back({RecordTable::kTags, id, DumpJson(json(t))});
     }
     return out;
   };

@@ -378,7 +378,13 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
   if (!args.is_object()) {
     return Status::InvalidArgument("control request args must be an object");
   }
-  return it->second(compute, args);
+  // A handler reads JSON a client sent: a value of an unexpected type makes nlohmann throw.
+  // No exception leaves a request; the client gets an error and the server goes on.
+  try {
+    return it->second(compute, args);
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("malformed request: ") + e.what());
+  }
 }
 
 }  // namespace strata

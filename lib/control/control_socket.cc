@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "control/control.h"
+#include "util/json_text.h"
 
 namespace strata {
 
@@ -66,7 +67,7 @@ void ServeControlConnection(int fd, Compute* compute) {
     reply = result.ok() ? nlohmann::json{{"ok", true}, {"result", *result}}
                         : nlohmann::json{{"ok", false}, {"error", result.status().ToString()}};
   }
-  WriteAll(fd, reply.dump() + "\n");
+  WriteAll(fd, DumpJson(reply) + "\n");
 }
 
 Result<nlohmann::json> CallControl(const std::string& pool_dir, const nlohmann::json& request) {
@@ -85,7 +86,7 @@ Result<nlohmann::json> CallControl(const std::string& pool_dir, const nlohmann::
     return Status::NotFound("no server on " + path);  // absent or stale: open the pool directly
   }
   std::string line;
-  bool ok = WriteAll(fd, request.dump() + "\n") && ReadLine(fd, &line);
+  bool ok = WriteAll(fd, DumpJson(request) + "\n") && ReadLine(fd, &line);
   close(fd);
   if (!ok) {
     return Status::IOError("control socket " + path + ": no reply from strata-nbd", EIO);

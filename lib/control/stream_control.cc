@@ -211,12 +211,19 @@ Result<json> RunStream(Compute* compute, const std::string& command, const json&
 
 Result<json> ExecuteStreamCommand(Compute* compute, const json& request,
                                   const std::function<void(uint64_t, uint64_t)>& progress) {
-  const std::string command = request.value("command", "");
+  const std::string command =
+      request.is_object() && request.contains("command") && request["command"].is_string()
+          ? request["command"].get<std::string>()
+          : "";
   if (command != "export-snapshot" && command != "import-snapshot" && command != "import-image") {
     return ExecuteControl(compute, request);
   }
   json args = request.contains("args") ? request["args"] : json::object();
-  return RunStream(compute, command, args, progress, /*allow_std=*/true);
+  try {
+    return RunStream(compute, command, args, progress, /*allow_std=*/true);
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("malformed request: ") + e.what());
+  }
 }
 
 namespace control {

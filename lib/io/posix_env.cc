@@ -58,9 +58,9 @@ class PosixEnv final : public Env {
  public:
   Result<FileId> OpenFile(const std::string& path, bool create, bool direct) override {
     int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0);
-    int fd = direct ? open(path.c_str(), flags | O_DIRECT, 0644) : -1;
+    int fd = direct ? open(path.c_str(), flags | O_DIRECT, 0600) : -1;
     if (fd < 0 && (!direct || errno == EINVAL)) {
-      fd = open(path.c_str(), flags, 0644);  // no O_DIRECT here (tmpfs, ...): buffered
+      fd = open(path.c_str(), flags, 0600);  // no O_DIRECT here (tmpfs, ...): buffered
     }
     if (fd < 0) {
       return Errno(("open " + path).c_str(), errno);

@@ -89,7 +89,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
   if (!create && stat(data_path.c_str(), &st) != 0) {
     return Status::NotFound("no metadata at " + data_path);
   }
-  if (create && mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (create && mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Status::FromErrno("mkdir " + dir, errno);
   }
   std::unique_ptr<MetaStore> store(new MetaStore());
@@ -112,7 +112,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
   }
   if (rc == 0) {
     // NOTLS: read transactions are pooled and used from whichever thread holds the read mutex.
-    rc = mdb_env_open(store->env_, dir.c_str(), MDB_NOTLS, 0644);
+    rc = mdb_env_open(store->env_, dir.c_str(), MDB_NOTLS, 0600);
   }
   if (rc != 0) {
     return LmdbStatus(("open metadata " + dir).c_str(), rc);

@@ -19,6 +19,8 @@
 #include "store/volume_impl.h"
 #include "store/volume_types.h"
 #include "util/check.h"
+#include "util/json_text.h"
+#include "util/text.h"
 
 namespace strata {
 
@@ -52,7 +54,7 @@ std::string EncodeVolume(const VolumeInfo& v) {
   if (v.throughput_mibps != 0) {
     j["throughput_mibps"] = v.throughput_mibps;
   }
-  return j.dump();
+  return DumpJson(j);
 }
 
 Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) {
@@ -84,9 +86,22 @@ Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) 
 
 namespace {
 
+// The pool directory holds every volume's bytes: only its owner may enter it, whatever the
+// files' own modes (files are created 0600; older pools' 0644 files are covered by this too).
+Status RestrictToOwner(const std::string& dir) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) {
+    return Status::FromErrno("stat " + dir, errno);
+  }
+  if ((st.st_mode & 077) != 0 && chmod(dir.c_str(), st.st_mode & 0700) != 0) {
+    return Status::FromErrno("chmod 0700 " + dir, errno);
+  }
+  return Status::OK();
+}
+
 Status LockPoolDir(const std::string& dir, int* fd_out) {
   std::string path = dir + "/LOCK";
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return Status::FromErrno("open " + path, errno);
   }
@@ -119,9 +134,10 @@ Status Pool::Create(const std::string& dir, const PoolOptions& options) {
     return Status::InvalidArgument("chunk size must be a power of two from 4 KiB to 1 MiB, not " +
                                    std::to_string(options.chunk_size_bytes));
   }
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Status::FromErrno("mkdir " + dir, errno);
   }
+  STRATA_RETURN_IF_ERROR(RestrictToOwner(dir));
   int lock_fd;
   STRATA_RETURN_IF_ERROR(LockPoolDir(dir, &lock_fd));
   struct stat st;
@@ -162,6 +178,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Status::NotFound("no pool at " + dir + " (create one with 'strata pool create')");
   }
+  STRATA_RETURN_IF_ERROR(RestrictToOwner(dir));  // pools made by earlier builds were 0755
   std::unique_ptr<PoolImpl> pool(new PoolImpl());
   pool->dir_ = dir;
   pool->options_ = options;
@@ -767,10 +784,7 @@ Status PoolImpl::ValidateSpec(const VolumeSpec& spec) const {
   if (spec.snapshot_id.empty() || spec.size_bytes != 0) {
     STRATA_RETURN_IF_ERROR(ValidateSize(spec.size_bytes));
   }
-  if (spec.name.size() > 255) {
-    return Status::InvalidArgument("volume name longer than 255 bytes");
-  }
-  return Status::OK();
+  return ValidateText("volume name", spec.name, 255);
 }
 
 Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {

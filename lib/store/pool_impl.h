@@ -159,6 +159,8 @@ class PoolImpl final : public Pool {
   void ReturnUnmappedLocked(uint64_t phys) { alloc_->ReturnUnmapped(phys); }
   // Frees a chunk unmapped by a trim or write-zeroes (reusable after the next commit).
   void FreeTrimmedLocked(uint64_t phys) { alloc_->FreeAfterCommit(phys, true); }
+  // Chunks freed in memory whose unmapping awaits a commit (reusable after it).
+  bool FreesPendingLocked() const { return alloc_->pending_chunks() > 0; }
   void PutVersionLocked(const MapKey& key, const MapValue& value);
   void EraseVersionLocked(const MapKey& key);
   const Status& latched_locked() const { return latched_; }

@@ -13,6 +13,8 @@
 #include "store/pool_impl.h"
 #include "store/volume_impl.h"
 #include "util/check.h"
+#include "util/json_text.h"
+#include "util/text.h"
 
 namespace strata {
 
@@ -32,7 +34,7 @@ std::string EncodeSnapshot(const SnapshotInfo& s) {
                       {"source_snapshot_id", s.source_snapshot_id},
                       {"lineage", s.lineage},
                       {"epoch", s.epoch}};
-  return j.dump();
+  return DumpJson(j);
 }
 
 Result<SnapshotInfo> DecodeSnapshot(const std::string& id, const std::string& text) {
@@ -82,7 +84,7 @@ std::string PoolImpl::EncodeLineage(uint64_t lineage, const LineageState& st) co
                       {"volume_id", st.volume_id},
                       {"frozen_head", st.frozen_head},
                       {"reclaim", st.reclaim}};
-  return j.dump();
+  return DumpJson(j);
 }
 
 void PoolImpl::AddLineageRecord(CommitBatch* batch, uint64_t lineage,
@@ -240,9 +242,8 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
   if (volumes.empty()) {
     return Status::InvalidArgument("no volume to snapshot");
   }
-  if (description.size() > 255) {
-    return Status::InvalidArgument("snapshot description longer than 255 bytes");
-  }
+  STRATA_RETURN_IF_ERROR(ValidateText("snapshot description", description, 255));
+  STRATA_RETURN_IF_ERROR(ValidateText("source snapshot id", source_snapshot_id, 255));
   std::lock_guard<std::mutex> commit(commit_mu_);
   std::unique_lock<std::mutex> lock(mu_);
   if (!latched_.ok()) {

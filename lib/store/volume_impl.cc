@@ -278,8 +278,13 @@ uint64_t VolumeImpl::Govern(RequestState* state, uint64_t now_ns) {
 // Starts pieces while there is room; finishes the request when everything is done.
 // Pieces that complete without I/O are finished in this loop (no recursion).
 void VolumeImpl::Pump(RequestState* state) {
+  const IoRequest::Kind kind = state->request->kind;
+  const bool zeroing = kind == IoRequest::Kind::kTrim || kind == IoRequest::Kind::kWriteZeroes;
   while (state->error.ok() && state->next_offset < state->end_offset &&
          state->active < internal::kMaxPiecesInFlight) {
+    if (zeroing && !SkipUnmapped(state)) {
+      break;  // nothing left that is mapped, or the map failed (state->error)
+    }
     int slot = __builtin_ctz(~state->busy_mask);
     state->busy_mask |= 1u << slot;
     state->active++;
@@ -318,6 +323,38 @@ void VolumeImpl::Pump(RequestState* state) {
     return;
   }
   request->callback(request, status);
+}
+
+// A trim or write-zeroes changes nothing in a chunk that reads as zeros already (StartZero finds
+// no version and is done): the request jumps to the next chunk that has one, so that its cost
+// grows with the chunks mapped in its range, not with the range's length (an import's zero run
+// over a 64 TiB volume). A write racing with the request may map a skipped chunk: the two were
+// in flight together, so either order is allowed. False when nothing is left to do.
+bool VolumeImpl::SkipUnmapped(RequestState* state) {
+  const uint64_t first = state->next_offset / chunk_size_;
+  const uint64_t end = (state->end_offset + chunk_size_ - 1) / chunk_size_;
+  if (end - first < 2) {
+    return true;  // one chunk: its piece looks the chunk up anyway
+  }
+  std::vector<std::pair<uint64_t, Version>> mapped;
+  uint64_t stop = end;
+  {
+    std::lock_guard<std::mutex> lock(pool_->mu());
+    Status s = pool_->MappedChunksLocked(lineage_, first, end, head_epoch(), 1, &mapped, &stop);
+    if (!s.ok()) {
+      state->error = s;
+      return false;
+    }
+  }
+  // Nothing mapped before mapped[0] (or before `stop` when nothing was found: the scan may stop
+  // early, e.g. past an overlay erase).
+  const uint64_t next = mapped.empty() ? stop : mapped[0].first;
+  if (next >= end) {
+    state->next_offset = state->end_offset;
+    return false;
+  }
+  state->next_offset = std::max(state->next_offset, next * chunk_size_);
+  return true;
 }
 
 void VolumeImpl::PieceFinished(Piece* piece, const Status& status) {
@@ -511,6 +548,9 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
   auto current = pool_->NewestLocked(lineage_, p->chunk, p->epoch);
   bool wait_fill = false;
   Status s = current.ok() ? PlanWriteLocked(p, *current, &wait_fill) : current.status();
+  if (MayWaitForCommitLocked(p, s)) {
+    return WaitForCommit(p, lock);
+  }
   if (!s.ok()) {
     Unlock(p);
     p->request->error = s;
@@ -618,6 +658,9 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
     p->data = const_cast<std::byte*>(ZeroSource()) + p->offset_in_chunk;
     s = PlanWriteLocked(p, *current, &wait_fill);
   }
+  if (MayWaitForCommitLocked(p, s)) {
+    return WaitForCommit(p, lock);
+  }
   if (!s.ok()) {
     Unlock(p);
     p->request->error = s;
@@ -628,6 +671,33 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   }
   lock.unlock();
   IssueWrite(p);
+  return Next::kIo;
+}
+
+// A full pool with chunks freed by trims (or deletes) that are not committed yet: those cannot be
+// reused before their commit (a crash would bring back mappings to them), so the piece asks for
+// the commit now and retries, instead of failing with ENOSPC until the next timed commit.
+// Bounded: a piece waits for at most kMaxCommitWaits commits.
+bool VolumeImpl::MayWaitForCommitLocked(const Piece* p, const Status& s) const {
+  return s.code() == Status::Code::kNoSpace && p->commit_waits < internal::kMaxCommitWaits &&
+         pool_->FreesPendingLocked();
+}
+
+// REQUIRES: pool mutex (in `lock`, released here); the piece holds its chunk exclusively.
+VolumeImpl::Next VolumeImpl::WaitForCommit(Piece* p, std::unique_lock<std::mutex>& lock) {
+  Unlock(p);
+  p->exclusive = false;
+  p->units = 0;
+  p->replaces_birth = 0;
+  p->commit_waits++;
+  lock.unlock();
+  pool_->RequestCommit(p->request->loop, [this, p](const Status& st) {
+    if (!st.ok()) {
+      PieceFinished(p, st);
+    } else if (StartPiece(p) == Next::kDone) {
+      PieceFinished(p, p->request->error);
+    }
+  });
   return Next::kIo;
 }
 

@@ -21,6 +21,7 @@ class VolumeImpl;
 namespace internal {
 
 constexpr uint32_t kMaxPiecesInFlight = 16;  // per request
+constexpr uint8_t kMaxCommitWaits = 3;       // a write on a full pool waits for pending frees
 
 struct Piece {
   enum class Step : uint8_t { kIdle, kRead, kRmwRead, kCowRead, kWrite };
@@ -37,6 +38,7 @@ struct Piece {
   bool has_source = false;      // copy-on-write from source_phys
   uint64_t replaces_birth = 0;  // a head-only tombstone born then: erased when this publishes
   bool partial_new = false;     // copy-on-write of these units only: publishes a partial version
+  uint8_t commit_waits = 0;     // commits waited for to free trimmed chunks (full pool)
   uint32_t units = 0;           // units of a partial version this write makes present
   uint64_t target_phys = 0;
   uint64_t source_phys = 0;
@@ -118,6 +120,9 @@ class VolumeImpl final : public Volume {
   Status Validate(const IoRequest& request) const;
   void Complete(EventLoop* loop, IoRequest* request, const Status& status);
   void Pump(RequestState* state);
+  // Trim / write-zeroes: moves next_offset to the next chunk with a version. False when none is
+  // left (or on an error, set in the state).
+  bool SkipUnmapped(RequestState* state);
   void PieceFinished(Piece* piece, const Status& status);
   Next StartPiece(Piece* piece);
   Next StartRead(Piece* piece);
@@ -132,6 +137,8 @@ class VolumeImpl final : public Volume {
   // Publishes the units an in-place write added to a partial version. REQUIRES: pool mutex.
   Status MarkUnitsPresentLocked(Piece* piece);
   Next WaitForFillLocked(Piece* piece);
+  bool MayWaitForCommitLocked(const Piece* piece, const Status& status) const;
+  Next WaitForCommit(Piece* piece, std::unique_lock<std::mutex>& lock);
   void IssueWrite(Piece* piece);
   void Issue(Piece* piece, Piece::Step step, IoOp::Kind kind, uint64_t phys, uint32_t offset,
              uint32_t length, void* buf);

@@ -20,6 +20,7 @@
 #include "strata/stream.h"
 
 #include "util/coding.h"
+#include "util/text.h"
 
 namespace strata {
 
@@ -275,6 +276,18 @@ Result<StreamHeader> ReadHeader(HashingSource* in) {
       h.volume_size > kMaxVolumeBytes ||
       ((h.flags & kFlagIncremental) != 0) == h.base_snapshot_id.empty()) {
     return Status::Corruption("stream header fields are inconsistent");
+  }
+  // The strings become records and JSON replies: refuse what is not printable UTF-8.
+  const std::pair<const char*, const std::string*> strings[] = {
+      {"snapshot id", &h.snapshot_id},
+      {"base snapshot id", &h.base_snapshot_id},
+      {"volume id", &h.volume_id},
+      {"description", &h.description}};
+  for (const auto& [field, value] : strings) {
+    Status valid = ValidateText(field, *value, std::string_view(field) == "description" ? 255 : 64);
+    if (!valid.ok()) {
+      return Status::Corruption("stream header: " + valid.message());
+    }
   }
   return h;
 }
@@ -710,10 +723,18 @@ class Importer {
     const uint64_t digest = in_.digest();  // of everything before the checksum field
     char sum[8];
     STRATA_RETURN_IF_ERROR(in_.ReadExactly(sum, 8, "the trailer"));
-    if (end.sequence != sequence_ || end.first_chunk != stats_.data_chunks ||
-        end.chunk_count != stats_.zero_chunks) {
-      return Status::Corruption("stream trailer counts " + std::to_string(end.sequence) +
-                                " records, but " + std::to_string(sequence_) + " were read");
+    const auto mismatch = [](const char* what, uint64_t counted, uint64_t read) {
+      return Status::Corruption("stream trailer counts " + std::to_string(counted) + " " + what +
+                                ", but the stream carried " + std::to_string(read));
+    };
+    if (end.sequence != sequence_) {
+      return mismatch("records", end.sequence, sequence_);
+    }
+    if (end.first_chunk != stats_.data_chunks) {
+      return mismatch("data chunks", end.first_chunk, stats_.data_chunks);
+    }
+    if (end.chunk_count != stats_.zero_chunks) {
+      return mismatch("zero chunks", end.chunk_count, stats_.zero_chunks);
     }
     if (GetLittleEndian64(sum) != digest) {
       return Status::Corruption("stream checksum mismatch (records altered or reordered)");

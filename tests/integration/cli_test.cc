@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <string>
@@ -146,6 +147,23 @@ TEST_F(CliTest, BadInputGetsOneLineAndExitCodes) {
   CliRun missing = Cli("--pool " + dir_.Sub("absent") + " describe-volumes");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("no pool at"), std::string::npos) << missing.err;
+}
+
+// Before: SIGABRT (an exception from nlohmann::json::dump) on each of these.
+TEST_F(CliTest, ArgumentsThatAreNotUtf8GetAClearError) {
+  for (const char* args :
+       {"create-volume --size 1 --name \"$(printf 'bad\\377\\376')\"",
+        "create-tags --resources vol-0123456789abcdef0 --tags \"$(printf 'Key=k,Value=\\377')\"",
+        "create-snapshot --volume-id x --description \"$(printf 'd\\377')\""}) {
+    CliRun r = Cli(pool_ + args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find("is not valid UTF-8"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  CliRun r = Cli(pool_ + "create-volume --size 1 --name \"$(printf 'a\\033[2Jb')\"");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("control character"), std::string::npos) << r.err;
+  EXPECT_EQ(Json(Cli(pool_ + "describe-volumes"))["Volumes"].size(), 0u);
 }
 
 TEST_F(CliTest, PoolHeldByAnotherProcessIsBusy) {
