@@ -5,6 +5,7 @@
 #include "handshake.h"
 
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,7 +19,13 @@ namespace {
 
 constexpr uint32_t kMaxOptionBytes = 64 * 1024;  // beyond this the client is not an NBD client
 
-Status ReadFully(int fd, void* buf, size_t len) {
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+Status ReadFully(int fd, void* buf, size_t len, std::atomic<uint64_t>* activity_ns) {
   auto* p = static_cast<uint8_t*>(buf);
   while (len > 0) {
     ssize_t n = recv(fd, p, len, 0);
@@ -36,6 +43,9 @@ Status ReadFully(int fd, void* buf, size_t len) {
     }
     p += n;
     len -= static_cast<size_t>(n);
+    if (activity_ns != nullptr) {
+      activity_ns->store(NowNs(), std::memory_order_relaxed);
+    }
   }
   return Status::OK();
 }
@@ -59,13 +69,14 @@ Status WriteFully(int fd, const void* buf, size_t len) {
 class Negotiation {
  public:
   Negotiation(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-              Negotiated* out)
+              Negotiated* out, std::atomic<uint64_t>* activity_ns)
       : fd_(fd),
         compute_(compute),
         pool_(compute->pool()),
         limits_(limits),
         shutting_down_(shutting_down),
-        out_(out) {}
+        out_(out),
+        activity_ns_(activity_ns) {}
 
   Status Run() {
     uint8_t greeting[18];
@@ -74,7 +85,7 @@ class Negotiation {
     Put16(greeting + 16, kFlagFixedNewstyle | kFlagNoZeroes);
     STRATA_RETURN_IF_ERROR(WriteFully(fd_, greeting, sizeof(greeting)));
     uint8_t client[4];
-    STRATA_RETURN_IF_ERROR(ReadFully(fd_, client, 4));
+    STRATA_RETURN_IF_ERROR(ReadFully(fd_, client, 4, activity_ns_));
     uint32_t client_flags = Get32(client);
     if ((client_flags & ~(kClientFixedNewstyle | kClientNoZeroes)) != 0) {
       return Status::InvalidArgument("client set unknown handshake flags");  // MUST disconnect
@@ -92,7 +103,7 @@ class Negotiation {
  private:
   Status NextOption(bool* done) {
     uint8_t head[16];
-    STRATA_RETURN_IF_ERROR(ReadFully(fd_, head, sizeof(head)));
+    STRATA_RETURN_IF_ERROR(ReadFully(fd_, head, sizeof(head), activity_ns_));
     if (Get64(head) != kOptMagic) {
       return Status::InvalidArgument("option without IHAVEOPT magic");
     }
@@ -102,7 +113,7 @@ class Negotiation {
       return Status::InvalidArgument("option data of " + std::to_string(length) + " bytes");
     }
     data_.resize(length);
-    STRATA_RETURN_IF_ERROR(ReadFully(fd_, data_.data(), length));
+    STRATA_RETURN_IF_ERROR(ReadFully(fd_, data_.data(), length, activity_ns_));
     if (shutting_down_ && option != kOptAbort) {
       return Reply(option, kRepErrShutdown, "server is shutting down");
     }
@@ -371,6 +382,7 @@ class Negotiation {
   const ServerLimits& limits_;
   bool shutting_down_;
   Negotiated* out_;
+  std::atomic<uint64_t>* activity_ns_;
   bool no_zeroes_ = false;
   std::vector<uint8_t> data_;
 };
@@ -378,8 +390,8 @@ class Negotiation {
 }  // namespace
 
 Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-                 Negotiated* out) {
-  return Negotiation(fd, compute, limits, shutting_down, out).Run();
+                 Negotiated* out, std::atomic<uint64_t>* activity_ns) {
+  return Negotiation(fd, compute, limits, shutting_down, out, activity_ns).Run();
 }
 
 }  // namespace strata::nbd

@@ -3,6 +3,7 @@
 #ifndef STRATA_NBD_HANDSHAKE_H_
 #define STRATA_NBD_HANDSHAKE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,11 +13,24 @@
 
 namespace strata::nbd {
 
+// Every bound a client meets (nbd-server/README.md lists them with their flags).
 struct ServerLimits {
   uint32_t max_payload_bytes = 32u << 20;
-  uint32_t max_connections = 256;
+  uint32_t max_connections = 256;  // established (past the handshake)
+  uint32_t max_handshakes = 64;    // in progress at once; the least active is dropped for a new one
+  uint32_t max_handshakes_per_peer = 16;  // per TCP source address
   uint32_t handshake_timeout_ms = 10000;
   uint32_t max_requests_in_flight = 64;  // per connection
+  // Request buffers one connection may hold (requests admitted, replies not yet sent); must
+  // hold one request of max_payload_bytes.
+  uint64_t max_connection_buffer_bytes = 64ull << 20;
+  // The same across all connections.
+  uint64_t max_buffer_bytes = 1ull << 30;
+  // Idle small buffers kept for reuse across all connections.
+  uint64_t max_retained_bytes = 256ull << 20;
+  // A client that leaves a reply unread, or a WRITE payload unfinished, this long is
+  // disconnected.
+  uint32_t io_timeout_ms = 30000;
   bool read_only = false;
 };
 
@@ -36,8 +50,10 @@ struct Negotiated {
 // the client aborted, broke the protocol, or asked for an export that does not exist.
 // Export names are Compute::OpenExport's: a volume id or unique Name ("" when the pool has one
 // volume), a snapshot or image id, or INSTANCE-ID/DEVICE.
+// `activity_ns` (may be null) is set to CLOCK_MONOTONIC nanoseconds whenever the client sends
+// bytes: the server drops the least active handshake when too many are in progress.
 Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-                 Negotiated* out);
+                 Negotiated* out, std::atomic<uint64_t>* activity_ns = nullptr);
 
 }  // namespace strata::nbd
 

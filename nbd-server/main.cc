@@ -14,6 +14,7 @@
 #include "control/control_socket.h"
 #include "metrics_exporter.h"
 #include "server.h"
+#include "util/text.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"strata-nbd: serve every volume of a Strata pool over NBD"};
@@ -41,6 +42,22 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(100, 3600000));
   app.add_option("--max-requests", limits.max_requests_in_flight, "in flight per connection (64)")
       ->check(CLI::Range(1, 1024));
+  app.add_option("--max-handshakes", limits.max_handshakes,
+                 "handshakes in progress at once; the least active is dropped for a new one (64)")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--max-handshakes-per-peer", limits.max_handshakes_per_peer,
+                 "handshakes in progress from one TCP address (16)")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--max-connection-buffer-bytes", limits.max_connection_buffer_bytes,
+                 "request buffers one connection may hold; beyond, its socket is not read (64 MiB)")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40));
+  app.add_option("--max-buffer-bytes", limits.max_buffer_bytes,
+                 "request buffers all connections may hold (1 GiB)")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 44));
+  app.add_option("--io-timeout-ms", limits.io_timeout_ms,
+                 "a client leaving a reply unread or a WRITE payload unfinished this long is "
+                 "disconnected (30000)")
+      ->check(CLI::Range(100, 86400000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -48,6 +65,13 @@ int main(int argc, char** argv) {
   }
   if (pool_dir.empty()) {
     std::fprintf(stderr, "strata-nbd: error: --pool is required (or set STRATA_POOL)\n");
+    return 2;
+  }
+  if (limits.max_connection_buffer_bytes < uint64_t{limits.max_payload_bytes} + (2 << 20) ||
+      limits.max_buffer_bytes < limits.max_connection_buffer_bytes) {
+    std::fprintf(stderr,
+                 "strata-nbd: error: --max-connection-buffer-bytes must exceed --max-payload by "
+                 "2 MiB, and --max-buffer-bytes must be at least --max-connection-buffer-bytes\n");
     return 2;
   }
   if (socket_path.empty() && listen.empty()) {
@@ -106,8 +130,8 @@ int main(int argc, char** argv) {
       }
       std::string uri = !socket_path.empty() ? "nbd+unix:///" + e.name + "?socket=" + socket_path
                                              : "nbd://" + listen + "/" + e.name;
-      std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", e.name.c_str(),
-                   e.description.c_str(), uri.c_str());
+      std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", strata::EscapeText(e.name).c_str(),
+                   strata::EscapeText(e.description).c_str(), strata::EscapeText(uri).c_str());
     }
     status = server.Run(signal_fd);
   }

@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +21,7 @@
 
 #include "control/control_socket.h"
 #include "transmission.h"
+#include "util/text.h"
 
 namespace strata::nbd {
 
@@ -67,6 +70,7 @@ Result<int> UnixListener(const std::string& path, mode_t mode) {
 }  // namespace
 
 Status Server::Listen(int fd, Kind kind) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);  // AcceptAll drains it
   listeners_.push_back(fd);
   listener_kinds_.push_back(kind);
   return Status::OK();
@@ -79,7 +83,8 @@ Status Server::ListenControl(const std::string& path) {
 }
 
 Status Server::ListenUnix(const std::string& path) {
-  STRATA_ASSIGN_OR_RETURN(int fd, UnixListener(path, 0666));
+  // Owner only: whoever can connect can read and write every volume.
+  STRATA_ASSIGN_OR_RETURN(int fd, UnixListener(path, 0600));
   unix_path_ = path;
   std::fprintf(stderr, "strata-nbd: listening on unix socket %s\n", path.c_str());
   return Listen(fd, Kind::kUnix);
@@ -145,7 +150,7 @@ Status Server::Run(int signal_fd) {
     }
     for (size_t i = 0; i < listeners_.size(); i++) {
       if (fds[i].revents != 0) {
-        Accept(listeners_[i], listener_kinds_[i]);
+        AcceptAll(listeners_[i], listener_kinds_[i]);
       }
     }
   }
@@ -162,40 +167,132 @@ Status Server::Run(int signal_fd) {
   }
   Reap(true);
   Status s = pool_->Flush();
-  std::fprintf(stderr, "strata-nbd: stopped after %llu connections; commit %s\n",
-               static_cast<unsigned long long>(served_.load()), s.ToString().c_str());
+  std::fprintf(stderr,
+               "strata-nbd: stopped after %llu connections (refused %llu, handshakes dropped "
+               "%llu, failed %llu; %llu log lines suppressed); commit %s\n",
+               static_cast<unsigned long long>(served_.load()),
+               static_cast<unsigned long long>(refused_.load()),
+               static_cast<unsigned long long>(evicted_.load()),
+               static_cast<unsigned long long>(failed_.load()),
+               static_cast<unsigned long long>(ServerLog().suppressed()), s.ToString().c_str());
   return s;
 }
 
-void Server::Accept(int listener, Kind kind) {
-  int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd < 0) {
-    return;
+namespace {
+constexpr int kMaxAcceptsPerTurn = 256;
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+constexpr uint32_t kMaxControlConnections = 16;
+
+std::string PeerAddress(const sockaddr_storage& addr) {
+  char text[INET6_ADDRSTRLEN] = "";
+  if (addr.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, text, sizeof(text));
+  } else if (addr.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, text,
+              sizeof(text));
   }
-  if (conns_.size() >= limits_.max_connections) {
-    std::fprintf(stderr, "strata-nbd: refusing a connection: %u already open\n",
-                 limits_.max_connections);
+  return text;
+}
+}  // namespace
+
+void Server::AcceptAll(int listener, Kind kind) {
+  for (int i = 0; i < kMaxAcceptsPerTurn; i++) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    int fd = accept4(listener, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      return;  // EAGAIN: nothing more pending (or a transient error: poll again)
+    }
+    Admit(fd, kind, kind == Kind::kTcp ? PeerAddress(addr) : std::string());
+  }
+}
+
+void Server::Admit(int fd, Kind kind, std::string peer) {
+  if (kind == Kind::kControl ? control_open_ >= kMaxControlConnections
+                             : established_.load() >= limits_.max_connections) {
+    refused_++;
+    ServerLog().Log(LogKey::kRefused, "refusing a connection%s%s: %u already open",
+                    peer.empty() ? "" : " from ", peer.c_str(),
+                    kind == Kind::kControl ? kMaxControlConnections : limits_.max_connections);
     close(fd);
     return;
   }
+  if (kind != Kind::kControl) {
+    MakeHandshakeRoom(peer);
+  }
   auto conn = std::make_unique<Conn>();
   conn->fd = fd;
+  conn->peer = std::move(peer);
+  conn->activity_ns.store(NowNs());
   Conn* c = conn.get();
   conns_.push_back(std::move(conn));
   if (kind == Kind::kControl) {
+    control_open_++;
+    c->control = true;
     c->thread = std::thread([this, c] { ServeControl(c); });
   } else {
     c->thread = std::thread([this, c, kind] { ServeConnection(c, kind == Kind::kTcp); });
   }
 }
 
+void Server::MakeHandshakeRoom(const std::string& peer) {
+  uint32_t total = 0, from_peer = 0;
+  Conn* idlest = nullptr;       // least active handshake overall
+  Conn* idlest_peer = nullptr;  // ... and from `peer`
+  for (auto& c : conns_) {
+    if (c->evicted || c->control || c->phase.load() != Phase::kHandshake) {
+      continue;
+    }
+    total++;
+    const uint64_t at = c->activity_ns.load(std::memory_order_relaxed);
+    if (idlest == nullptr || at < idlest->activity_ns.load(std::memory_order_relaxed)) {
+      idlest = c.get();
+    }
+    if (!peer.empty() && c->peer == peer) {
+      from_peer++;
+      if (idlest_peer == nullptr || at < idlest_peer->activity_ns.load(std::memory_order_relaxed)) {
+        idlest_peer = c.get();
+      }
+    }
+  }
+  Conn* victim = nullptr;
+  if (!peer.empty() && from_peer >= limits_.max_handshakes_per_peer) {
+    victim = idlest_peer;
+  } else if (total >= limits_.max_handshakes) {
+    victim = idlest;
+  }
+  if (victim == nullptr) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(victim->mu);
+  if (!victim->done) {
+    shutdown(victim->fd, SHUT_RDWR);  // its blocking recv returns; the thread ends
+  }
+  victim->evicted = true;
+  evicted_++;
+  ServerLog().Log(LogKey::kEvicted, "dropping an idle handshake%s%s for a new connection",
+                  victim->peer.empty() ? "" : " from ", victim->peer.c_str());
+}
+
 void Server::ServeControl(Conn* conn) {
   timeval timeout{5, 0};
   setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  ServeControlConnection(conn->fd, compute_);
+  setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  conn->phase = Phase::kEstablished;
+  try {
+    ServeControlConnection(conn->fd, compute_);
+  } catch (const std::exception& e) {  // a bug, not a reason to end the server
+    ServerLog().Log(LogKey::kConnection, "control request failed: %s", e.what());
+  }
   std::lock_guard<std::mutex> lock(conn->mu);
   close(conn->fd);
   conn->done = true;
+  conn->phase = Phase::kDone;
 }
 
 void Server::ServeConnection(Conn* conn, bool tcp) {
@@ -207,25 +304,49 @@ void Server::ServeConnection(Conn* conn, bool tcp) {
   timeval timeout{static_cast<time_t>(limits_.handshake_timeout_ms / 1000),
                   static_cast<suseconds_t>((limits_.handshake_timeout_ms % 1000) * 1000)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  Negotiated negotiated;
-  Status s = Negotiate(fd, compute_, limits_, shutting_down_, &negotiated);
-  if (s.ok()) {
-    timeval none{0, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
-    auto loop = EventLoop::Create(nullptr, 256);
-    if (loop.ok()) {
-      served_++;
-      Connection connection(fd, std::move(negotiated), loop->get(), limits_, &shutting_down_);
-      connection.Serve();
-    } else {
-      std::fprintf(stderr, "strata-nbd: %s\n", loop.status().ToString().c_str());
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  try {
+    Negotiated negotiated;
+    Status s = Negotiate(fd, compute_, limits_, shutting_down_, &negotiated, &conn->activity_ns);
+    if (s.ok()) {
+      ServeNegotiated(conn, std::move(negotiated));
+    } else if (s.code() != Status::Code::kShutdown) {
+      failed_++;
+      ServerLog().Log(LogKey::kHandshake, "handshake%s%s ended: %s",
+                      conn->peer.empty() ? "" : " from ", conn->peer.c_str(),
+                      EscapeText(s.ToString()).c_str());
     }
-  } else if (s.code() != Status::Code::kShutdown) {
-    std::fprintf(stderr, "strata-nbd: handshake ended: %s\n", s.ToString().c_str());
+  } catch (const std::exception& e) {  // a bug, not a reason to end the server
+    ServerLog().Log(LogKey::kConnection, "connection ended by an internal error: %s", e.what());
   }
   std::lock_guard<std::mutex> lock(conn->mu);
   close(fd);
   conn->done = true;
+  conn->phase = Phase::kDone;
+}
+
+void Server::ServeNegotiated(Conn* conn, Negotiated negotiated) {
+  if (established_.fetch_add(1) >= limits_.max_connections) {
+    established_--;
+    refused_++;
+    ServerLog().Log(LogKey::kRefused, "refusing a connection to %s: %u already open",
+                    EscapeText(negotiated.export_name, 128).c_str(), limits_.max_connections);
+    return;
+  }
+  conn->phase = Phase::kEstablished;
+  timeval none{0, 0};
+  setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+  setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+  auto loop = EventLoop::Create(nullptr, 256);
+  if (loop.ok()) {
+    served_++;
+    Connection connection(conn->fd, std::move(negotiated), loop->get(), limits_,
+                          Budgets{&in_flight_budget_, &retained_budget_}, &shutting_down_);
+    connection.Serve();
+  } else {
+    ServerLog().Log(LogKey::kConnection, "%s", loop.status().ToString().c_str());
+  }
+  established_--;
 }
 
 void Server::Reap(bool all) {
@@ -237,6 +358,9 @@ void Server::Reap(bool all) {
     }
     if (done || all) {
       (*it)->thread.join();
+      if ((*it)->control) {
+        control_open_--;
+      }
       it = conns_.erase(it);
     } else {
       ++it;

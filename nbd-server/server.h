@@ -1,5 +1,11 @@
 // Server: listeners (unix socket and/or TCP), one thread per connection (each with its own
 // io_uring EventLoop), and a graceful stop on SIGTERM/SIGINT.
+//
+// Connection slots: handshakes and established connections are counted apart, so clients that
+// connect and never negotiate cannot shut out others. When max_handshakes are in progress, a new
+// connection drops the least active one (the one whose client sent nothing for longest); a TCP
+// source address holds at most max_handshakes_per_peer of them. Past max_connections
+// established, new clients are refused. Refusals are counted and logged at a bounded rate.
 #ifndef STRATA_NBD_SERVER_H_
 #define STRATA_NBD_SERVER_H_
 
@@ -13,6 +19,7 @@
 
 #include "strata/pool.h"
 
+#include "budget.h"
 #include "handshake.h"
 
 namespace strata::nbd {
@@ -33,16 +40,27 @@ class Server {
   Status Run(int signal_fd);
 
  private:
+  enum class Phase : uint8_t { kHandshake, kEstablished, kDone };
   struct Conn {
     std::thread thread;
     int fd = -1;
     std::mutex mu;
-    bool done = false;
+    bool done = false;                            // GUARDED_BY(mu)
+    std::atomic<Phase> phase{Phase::kHandshake};  // written by the connection's thread
+    std::atomic<uint64_t> activity_ns{0};         // the client's last bytes (handshake)
+    bool evicted = false;                         // accept thread only
+    bool control = false;                         // a control-socket connection
+    std::string peer;                             // TCP source address; "" for unix
   };
   enum class Kind { kUnix, kTcp, kControl };
   Status Listen(int fd, Kind kind);
-  void Accept(int listener, Kind kind);
+  // Accepts what is pending on `listener` (bounded per turn).
+  void AcceptAll(int listener, Kind kind);
+  void Admit(int fd, Kind kind, std::string peer);
+  // Makes room for one more handshake from `peer` by dropping the least active one, if needed.
+  void MakeHandshakeRoom(const std::string& peer);
   void ServeConnection(Conn* conn, bool tcp);
+  void ServeNegotiated(Conn* conn, Negotiated negotiated);
   void ServeControl(Conn* conn);
   void Reap(bool all);
 
@@ -56,6 +74,14 @@ class Server {
   std::list<std::unique_ptr<Conn>> conns_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<uint64_t> served_{0};
+  std::atomic<uint32_t> established_{0};
+  uint32_t control_open_ = 0;  // accept thread only
+  // Counted for the stop line and the log.
+  std::atomic<uint64_t> refused_{0};  // established connections full
+  std::atomic<uint64_t> evicted_{0};  // handshakes dropped for newer ones
+  std::atomic<uint64_t> failed_{0};   // handshakes that ended without an export
+  ByteBudget in_flight_budget_{limits_.max_buffer_bytes};
+  ByteBudget retained_budget_{limits_.max_retained_bytes};
 };
 
 }  // namespace strata::nbd

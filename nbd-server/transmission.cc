@@ -1,16 +1,24 @@
 #include "transmission.h"
 
 #include <sys/socket.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "util/check.h"
+#include "util/text.h"
 
 namespace strata::nbd {
 
 namespace {
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 uint32_t NbdError(const Status& s, uint16_t type) {
   switch (s.code()) {
@@ -42,12 +50,19 @@ void ChunkHeader(uint8_t* p, uint16_t flags, uint16_t type, uint64_t cookie, uin
 }  // namespace
 
 Connection::Connection(int fd, Negotiated negotiated, EventLoop* loop, const ServerLimits& limits,
-                       const std::atomic<bool>* shutting_down)
+                       Budgets budgets, const std::atomic<bool>* shutting_down)
     : fd_(fd),
       n_(std::move(negotiated)),
       loop_(loop),
       limits_(limits),
+      budgets_(budgets),
       shutting_down_(shutting_down) {
+  STRATA_CHECK(budgets_.in_flight != nullptr && budgets_.retained != nullptr);
+  // Every request must fit an empty connection's budget, or it would wait forever.
+  STRATA_CHECK(ChargeFor(kCmdWrite, limits_.max_payload_bytes) <=
+                   limits_.max_connection_buffer_bytes &&
+               ChargeFor(kCmdBlockStatus, 0) <= limits_.max_connection_buffer_bytes &&
+               limits_.max_connection_buffer_bytes <= budgets_.in_flight->limit());
   for (uint32_t i = 0; i < limits_.max_requests_in_flight; i++) {
     auto s = std::make_unique<Slot>();
     s->conn = this;
@@ -59,14 +74,54 @@ Connection::Connection(int fd, Negotiated negotiated, EventLoop* loop, const Ser
 
 Connection::~Connection() {
   for (auto& s : slots_) {
+    STRATA_CHECK(!s->busy || s->charged == 0);
     std::free(s->buffer);
   }
+  for (uint8_t* b : small_buffers_) {
+    std::free(b);
+  }
+  budgets_.retained->Give(small_buffers_.size() * kSmallBufferBytes);
+  STRATA_CHECK(charged_ == 0);  // every admitted request was released
+  *alive_ = false;              // timers still queued on the loop find the connection gone
+}
+
+void Connection::After(uint64_t delay_ns, std::function<void()> fn) {
+  loop_->RunAfter(delay_ns, [alive = alive_, fn = std::move(fn)] {
+    if (*alive) {
+      fn();
+    }
+  });
 }
 
 void Connection::Serve() {
   rbuf_.resize(kReceiveBufferBytes);
   Receive();
+  After(kWatchdogNs, [this] { Watchdog(); });
   loop_->RunUntil([this] { return Finished(); });
+}
+
+// Ends a connection whose client has stopped taking part: a reply unread or a WRITE payload
+// unfinished for io_timeout_ms. Runs every second until the connection finishes.
+void Connection::Watchdog() {
+  if (Finished() || timed_out_) {
+    return;
+  }
+  const uint64_t now = NowNs();
+  const uint64_t limit = uint64_t{limits_.io_timeout_ms} * 1'000'000;
+  if (sending_ && now - send_progress_ns_ > limit) {
+    ServerLog().Log(LogKey::kTimeout, "disconnecting a client of %s: it read no reply for %u ms",
+                    EscapeText(n_.export_name, 128).c_str(), limits_.io_timeout_ms);
+    timed_out_ = true;
+    shutdown(fd_, SHUT_RDWR);  // the send in flight fails; every reply still queued is dropped
+    return;
+  }
+  if (recv_slot_ != nullptr && now - recv_progress_ns_ > limit) {
+    ServerLog().Log(LogKey::kTimeout,
+                    "ending reads from a client of %s: a WRITE payload stalled for %u ms",
+                    EscapeText(n_.export_name, 128).c_str(), limits_.io_timeout_ms);
+    shutdown(fd_, SHUT_RD);  // replies already due still go out
+  }
+  After(kWatchdogNs, [this] { Watchdog(); });
 }
 
 bool Connection::Finished() const {
@@ -111,6 +166,7 @@ void Connection::OnRecv(IoOp* op) {
     c->StopReceiving();
     return;
   }
+  c->recv_progress_ns_ = NowNs();
   if (c->payload_direct_) {
     c->payload_direct_ = false;
     c->payload_got_ += static_cast<size_t>(op->result);
@@ -176,15 +232,103 @@ Connection::Slot* Connection::TakeSlot() {
   return nullptr;
 }
 
+namespace {
+size_t BufferBytes(size_t data_bytes) { return 4096 + ((data_bytes + 4095) & ~size_t{4095}); }
+}  // namespace
+
+uint64_t Connection::ChargeFor(uint16_t type, uint32_t length) const {
+  size_t data = 0;
+  if (type == kCmdRead || type == kCmdWrite) {
+    if (length > limits_.max_payload_bytes) {
+      return 0;  // refused (READ) or the end of the connection (WRITE): no buffer
+    }
+    data = length;
+  } else if (type == kCmdBlockStatus) {
+    data = 2 * (4 + 8 * kMaxBlockStatusChunks);  // both contexts at their longest
+  } else {
+    return 0;
+  }
+  return std::max(BufferBytes(data), kSmallBufferBytes);
+}
+
+// A connection with nothing in flight may always have one small request admitted, past the
+// server's limit if need be (by at most max_connections small buffers in all): clients that hold
+// the budget with stalled requests slow the others down but cannot stop them.
+bool Connection::TakeBudget(uint64_t bytes) {
+  if (bytes == 0) {
+    return true;
+  }
+  if (bytes > limits_.max_connection_buffer_bytes - charged_) {
+    return false;
+  }
+  if (!budgets_.in_flight->TryTake(bytes)) {
+    if (charged_ != 0 || bytes > kSmallBufferBytes) {
+      return false;
+    }
+    budgets_.in_flight->TakeAnyway(bytes);
+  }
+  charged_ += bytes;
+  return true;
+}
+
+void Connection::GiveBudget(uint64_t bytes) {
+  STRATA_CHECK(bytes <= charged_);
+  charged_ -= bytes;
+  budgets_.in_flight->Give(bytes);
+}
+
+// With requests of its own in flight, the connection resumes when one is released; with none, it
+// waits for other connections' bytes, which it cannot be told of: it looks again every
+// millisecond.
+void Connection::WaitForBudget() {
+  paused_ = true;
+  if (charged_ > 0 || budget_retry_) {
+    return;
+  }
+  budget_retry_ = true;
+  After(1'000'000, [this] {
+    budget_retry_ = false;
+    if (paused_ && !stopped_) {
+      paused_ = false;
+      ProcessBuffered();
+    }
+  });
+}
+
 bool Connection::EnsureCapacity(Slot* s, size_t data_bytes) {
-  size_t need = kHeaderRoom + ((data_bytes + 4095) & ~size_t{4095});
+  const size_t need = BufferBytes(data_bytes);
   if (s->capacity >= need) {
     return true;
   }
-  std::free(s->buffer);
-  s->buffer = static_cast<uint8_t*>(std::aligned_alloc(4096, need));
-  s->capacity = s->buffer != nullptr ? need : 0;
+  STRATA_CHECK(std::max(need, kSmallBufferBytes) <= s->charged);  // admitted for this size
+  ReleaseBuffer(s);
+  if (need <= kSmallBufferBytes && !small_buffers_.empty()) {
+    s->buffer = small_buffers_.back();
+    small_buffers_.pop_back();
+    budgets_.retained->Give(kSmallBufferBytes);  // now counted in the request's charge
+    s->capacity = kSmallBufferBytes;
+    return true;
+  }
+  const size_t size = std::max(need, kSmallBufferBytes);
+  s->buffer = static_cast<uint8_t*>(std::aligned_alloc(4096, size));
+  s->capacity = s->buffer != nullptr ? size : 0;
   return s->buffer != nullptr;
+}
+
+// Keeps a small buffer for the next request while the connection and the server have room to;
+// frees anything else.
+void Connection::ReleaseBuffer(Slot* s) {
+  if (s->buffer == nullptr) {
+    return;
+  }
+  if (s->capacity == kSmallBufferBytes && small_buffers_.size() < slots_.size() &&
+      budgets_.retained->TryTake(kSmallBufferBytes)) {
+    small_buffers_.push_back(s->buffer);
+  } else {
+    std::free(s->buffer);
+  }
+  s->buffer = nullptr;
+  s->capacity = 0;
 }
 
 // Consumes one request header from the buffer (unless no slot is free: then it waits there).
@@ -198,6 +342,13 @@ void Connection::HandleHeader(const uint8_t* header) {
     paused_ = true;  // every slot busy: the header stays buffered until one is released
     return;
   }
+  const uint64_t charge = ChargeFor(Get16(header + 6), Get32(header + 24));
+  if (!TakeBudget(charge)) {
+    s->busy = false;  // the header stays buffered until bytes come back
+    WaitForBudget();
+    return;
+  }
+  s->charged = charge;
   rhead_ += kRequestHeaderBytes;
   s->flags = Get16(header + 4);
   s->type = Get16(header + 6);
@@ -213,6 +364,7 @@ void Connection::HandleHeader(const uint8_t* header) {
     if (s->length > 0) {
       recv_slot_ = s;
       payload_got_ = 0;
+      recv_progress_ns_ = NowNs();
       return;  // ProcessBuffered moves the payload in
     }
   }
@@ -543,6 +695,7 @@ void Connection::SendNext() {
     sending_slots_++;
   }
   sending_ = true;
+  send_progress_ns_ = NowNs();
   msg_ = msghdr{};
   msg_.msg_iov = send_iov_.data();
   msg_.msg_iovlen = send_iov_.size();
@@ -569,6 +722,7 @@ void Connection::OnSent(IoOp* op) {
     return;
   }
   // Short send: advance the iovecs and send the rest of the batch.
+  c->send_progress_ns_ = NowNs();
   size_t sent = static_cast<size_t>(op->result);
   msghdr& m = c->msg_;
   while (sent > 0 && m.msg_iovlen > 0) {
@@ -602,6 +756,15 @@ void Connection::OnSent(IoOp* op) {
 }
 
 void Connection::Release(Slot* s) {
+  ReleaseBuffer(s);
+  GiveBudget(s->charged);
+  s->charged = 0;
+  if (s->extents.capacity() > kKeptExtents) {
+    std::vector<Extent>().swap(s->extents);  // a long BLOCK_STATUS answer is not kept
+  }
+  if (s->dirty.capacity() > kKeptExtents) {
+    std::vector<ChangeExtent>().swap(s->dirty);
+  }
   s->busy = false;
   if (paused_ && !stopped_) {  // a header was waiting in the buffer for a slot
     paused_ = false;

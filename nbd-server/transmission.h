@@ -1,9 +1,16 @@
 // The transmission phase of one connection: receive -> validate -> dispatch -> reply, on one
 // EventLoop whose io_uring carries both the socket and the volume's disk I/O.
 //
-// Up to `max_requests_in_flight` requests run at once and complete out of order. Each slot owns
-// its buffer (grown to the largest request seen, then reused: no allocation per request in
-// steady state); READ data lands in it and is sent from it. Replies go out one sendmsg at a time.
+// Up to `max_requests_in_flight` requests run at once and complete out of order. A request is
+// admitted only when its buffer fits the connection's and the server's budgets (budget.h);
+// otherwise the connection stops reading its socket until replies go out. Requests of up to
+// 64 KiB use small buffers the connection keeps for reuse (no allocation per request in steady
+// state); larger ones get a buffer of their own, freed with their reply. READ data lands in the
+// slot's buffer and is sent from it. Replies go out one sendmsg at a time.
+//
+// A watchdog disconnects a client that leaves a reply unread, or a WRITE payload unfinished, for
+// longer than the I/O timeout; a stalled payload ends the reading side only, so the replies the
+// client can still take are sent.
 #ifndef STRATA_NBD_TRANSMISSION_H_
 #define STRATA_NBD_TRANSMISSION_H_
 
@@ -12,12 +19,14 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "strata/event_loop.h"
 #include "strata/volume.h"
 
+#include "budget.h"
 #include "handshake.h"
 #include "protocol.h"
 
@@ -26,7 +35,7 @@ namespace strata::nbd {
 class Connection {
  public:
   Connection(int fd, Negotiated negotiated, EventLoop* loop, const ServerLimits& limits,
-             const std::atomic<bool>* shutting_down);
+             Budgets budgets, const std::atomic<bool>* shutting_down);
   ~Connection();
   // Serves until the client disconnects or breaks the protocol and every request received has
   // been answered (or the client is gone).
@@ -35,6 +44,10 @@ class Connection {
  private:
   static constexpr size_t kHeaderRoom = 4096;  // keeps READ data 4 KiB-aligned for O_DIRECT
   static constexpr size_t kMaxChunks = 16;     // structured READ chunks before falling back to one
+  // Buffers of requests up to 64 KiB are this size and kept for reuse.
+  static constexpr size_t kSmallBufferBytes = kHeaderRoom + (64 << 10);
+  static constexpr size_t kKeptExtents = 64;  // extent vectors larger than this are freed
+  static constexpr uint64_t kWatchdogNs = 1'000'000'000;
 
   struct Slot {
     Connection* conn = nullptr;
@@ -42,6 +55,7 @@ class Connection {
     IoRequest request;
     uint8_t* buffer = nullptr;  // kHeaderRoom bytes, then data
     size_t capacity = 0;
+    uint64_t charged = 0;  // budget bytes taken for this request
     uint64_t cookie = 0;
     uint16_t type = 0;
     uint16_t flags = 0;
@@ -61,7 +75,19 @@ class Connection {
   bool TakePayloadFromBuffer();
   void HandleHeader(const uint8_t* header);
   Slot* TakeSlot();
+  // The budget bytes a request's buffer takes (0: it needs none).
+  uint64_t ChargeFor(uint16_t type, uint32_t length) const;
+  bool TakeBudget(uint64_t bytes);
+  void GiveBudget(uint64_t bytes);
+  // Admission refused for budget: resumes parsing when bytes come back.
+  void WaitForBudget();
+  // A buffer with room for `data_bytes` after kHeaderRoom; within the request's charge.
   bool EnsureCapacity(Slot* s, size_t data_bytes);
+  void ReleaseBuffer(Slot* s);
+  void Watchdog();
+  // Runs `fn` on the loop after `delay_ns`, unless the connection is gone by then (the loop may
+  // outlive it).
+  void After(uint64_t delay_ns, std::function<void()> fn);
   void Dispatch(Slot* s);
   uint32_t Validate(const Slot& s) const;
   void SubmitVolume(Slot* s, IoRequest::Kind kind, uint32_t flags);
@@ -81,8 +107,16 @@ class Connection {
   Negotiated n_;
   EventLoop* loop_;
   const ServerLimits& limits_;
+  const Budgets budgets_;
   const std::atomic<bool>* shutting_down_;
   std::vector<std::unique_ptr<Slot>> slots_;
+  uint64_t charged_ = 0;                 // budget bytes this connection holds
+  std::vector<uint8_t*> small_buffers_;  // idle kSmallBufferBytes buffers (retained budget)
+  bool budget_retry_ = false;            // a timer will retry admission
+  uint64_t recv_progress_ns_ = 0;        // last time payload bytes arrived
+  uint64_t send_progress_ns_ = 0;        // last time a send moved bytes (or started)
+  bool timed_out_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   // Receiving: one recv fills rbuf_ with as many requests as the client has sent (many headers
   // per system call at high queue depth); large WRITE payloads are received straight into

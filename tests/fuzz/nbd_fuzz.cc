@@ -76,11 +76,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   strata::nbd::ServerLimits limits;
   limits.max_payload_bytes = 1 << 20;
   limits.max_requests_in_flight = 8;
+  limits.max_connection_buffer_bytes = 3 << 20;  // small: admission waits are reached
+  limits.max_buffer_bytes = 3 << 20;
+  static strata::nbd::ByteBudget in_flight(limits.max_buffer_bytes);
+  static strata::nbd::ByteBudget retained(1 << 20);
   strata::nbd::Negotiated negotiated;
   std::atomic<bool> shutting_down{false};
   if (strata::nbd::Negotiate(fds[0], fx->compute.get(), limits, false, &negotiated).ok()) {
     strata::nbd::Connection connection(fds[0], std::move(negotiated), fx->loop.get(), limits,
-                                       &shutting_down);
+                                       strata::nbd::Budgets{&in_flight, &retained}, &shutting_down);
     connection.Serve();
   }
   shutdown(fds[0], SHUT_RDWR);

@@ -18,119 +18,11 @@
 #include <gtest/gtest.h>
 
 #include "../../nbd-server/protocol.h"
+#include "raw_nbd_client.h"
 #include "testutil/test_util.h"
 
 namespace strata::nbd {
 namespace {
-
-class RawClient {
- public:
-  explicit RawClient(const std::string& path) {
-    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    timeval tv{5, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  }
-  ~RawClient() { close(fd_); }
-  bool connected() const { return connected_; }
-  bool Send(const void* p, size_t n) { return send(fd_, p, n, MSG_NOSIGNAL) == ssize_t(n); }
-  bool Recv(void* p, size_t n) {
-    auto* b = static_cast<uint8_t*>(p);
-    while (n > 0) {
-      ssize_t r = recv(fd_, b, n, 0);
-      if (r <= 0) {
-        return false;
-      }
-      b += r;
-      n -= static_cast<size_t>(r);
-    }
-    return true;
-  }
-  // True when the server closed the connection within the receive timeout: EOF, or a reset
-  // (closing with unread client bytes makes the kernel send one).
-  bool Closed() {
-    uint8_t b;
-    ssize_t r = recv(fd_, &b, 1, 0);
-    return r == 0 || (r < 0 && errno == ECONNRESET);
-  }
-  bool Greeting() {
-    uint8_t g[18];
-    return Recv(g, 18) && Get64(g) == kNbdMagic && Get64(g + 8) == kOptMagic;
-  }
-  void SendOption(uint32_t opt, const std::string& data) {
-    uint8_t h[16];
-    Put64(h, kOptMagic);
-    Put32(h + 8, opt);
-    Put32(h + 12, static_cast<uint32_t>(data.size()));
-    Send(h, 16);
-    Send(data.data(), data.size());
-  }
-  // Reads one option reply; returns its type (0 on failure) and payload.
-  uint32_t OptionReply(std::string* payload = nullptr) {
-    uint8_t h[20];
-    if (!Recv(h, 20) || Get64(h) != kRepMagic) {
-      return 0;
-    }
-    std::string p(Get32(h + 16), '\0');
-    if (!Recv(p.data(), p.size())) {
-      return 0;
-    }
-    if (payload != nullptr) {
-      *payload = p;
-    }
-    return Get32(h + 12);
-  }
-  // Fixed newstyle + NO_ZEROES, then GO on `name`. Returns the export size (0 on failure).
-  uint64_t Go(const std::string& name) {
-    uint8_t flags[4];
-    Put32(flags, kClientFixedNewstyle | kClientNoZeroes);
-    if (!Greeting() || !Send(flags, 4)) {
-      return 0;
-    }
-    std::string data(4, '\0');
-    Put32(reinterpret_cast<uint8_t*>(data.data()), static_cast<uint32_t>(name.size()));
-    data += name + std::string(2, '\0');
-    SendOption(kOptGo, data);
-    uint64_t size = 0;
-    for (;;) {
-      std::string p;
-      uint32_t type = OptionReply(&p);
-      if (type == kRepInfo && Get16(reinterpret_cast<const uint8_t*>(p.data())) == kInfoExport) {
-        size = Get64(reinterpret_cast<const uint8_t*>(p.data()) + 2);
-      } else if (type != kRepInfo) {
-        return type == kRepAck ? size : 0;
-      }
-    }
-  }
-  void Request(uint16_t type, uint16_t flags, uint64_t cookie, uint64_t offset, uint32_t length) {
-    uint8_t r[28];
-    Put32(r, kRequestMagic);
-    Put16(r + 4, flags);
-    Put16(r + 6, type);
-    Put64(r + 8, cookie);
-    Put64(r + 16, offset);
-    Put32(r + 24, length);
-    Send(r, 28);
-  }
-  // A simple reply: returns false on EOF/garbage; fills error and cookie.
-  bool SimpleReply(uint32_t* error, uint64_t* cookie) {
-    uint8_t h[16];
-    if (!Recv(h, 16) || Get32(h) != kSimpleReplyMagic) {
-      return false;
-    }
-    *error = Get32(h + 4);
-    *cookie = Get64(h + 8);
-    return true;
-  }
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-  bool connected_ = false;
-};
 
 class NbdHardening : public ::testing::Test {
  protected:
@@ -441,6 +333,44 @@ TEST_F(NbdHardening, ControlSocketRefusesGarbage) {
     }
     EXPECT_TRUE(c.Closed());
   }
+  ExpectServed();
+}
+
+// Text that is not printable UTF-8, and JSON of the wrong shapes, get an error reply: the
+// server neither aborts nor stores it (before: std::terminate in nlohmann::json::dump).
+TEST_F(NbdHardening, ControlRequestsWithBadTextAreRefused) {
+  const std::string control = pool_ + "/control.sock";
+  auto call = [&](const std::string& line) {
+    RawClient c(control);
+    EXPECT_TRUE(c.connected());
+    c.Send(line.data(), line.size());
+    std::string reply;
+    char buf[4096];
+    for (ssize_t n; (n = recv(c.fd(), buf, sizeof(buf), 0)) > 0;) {
+      reply.append(buf, static_cast<size_t>(n));
+    }
+    return reply;
+  };
+  std::string r = call("{\"command\":\"create-volume\",\"args\":{\"size\":\"1\",\"name\":\"b\xff\"}}\n");
+  EXPECT_NE(r.find("not JSON"), std::string::npos) << r;
+  r = call("{\"command\":\"create-volume\",\"args\":{\"size\":\"1\",\"name\":\"\\u001b[2J\"}}\n");
+  EXPECT_NE(r.find("volume name contains a control character"), std::string::npos) << r;
+  r = call("{\"command\":\"create-tags\",\"args\":{\"resources\":[\"vol-1\"],\"tags\":[7]}}\n");
+  EXPECT_NE(r.find("\"ok\":false"), std::string::npos) << r;
+  r = call("{\"command\":\"describe-volumes\",\"args\":{\"filters\":[{\"Name\":5}]}}\n");
+  EXPECT_NE(r.find("\"ok\":false"), std::string::npos) << r;
+  int code;
+  Cli("create-volume --size 1 --name \"$(printf 'bad\\377\\376')\"", &code);
+  EXPECT_EQ(code, 2);
+  Cli("create-snapshot --volume-id disk --description \"$(printf 'd\\377')\"", &code);
+  EXPECT_EQ(code, 2);
+  Cli("create-tags --resources disk --tags \"$(printf 'Key=k,Value=\\377')\"", &code);
+  EXPECT_EQ(code, 2);
+  Cli("create-snapshot --volume-id disk --description \"$(printf 'd\\033[31m')\"", &code);
+  EXPECT_EQ(code, 1);
+  std::string volumes = Cli("describe-volumes", &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(volumes.find("bad"), std::string::npos);
   ExpectServed();
 }
 
