@@ -624,6 +624,13 @@ void Connection::ReplyRead(Slot* s) {
 // One BLOCK_STATUS chunk per selected context (base:allocation, then the dirty bitmap); the
 // last carries DONE.
 void Connection::ReplyBlockStatus(Slot* s) {
+  // Each answer is a prefix of at most kMaxBlockStatusChunks extents (what the charge covers).
+  if (s->extents.size() > kMaxBlockStatusChunks) {
+    s->extents.resize(kMaxBlockStatusChunks);
+  }
+  if (s->dirty.size() > kMaxBlockStatusChunks) {
+    s->dirty.resize(kMaxBlockStatusChunks);
+  }
   const bool one = (s->flags & kCmdFlagReqOne) != 0;
   if (one && s->extents.size() > 1) {
     s->extents.resize(1);
@@ -646,7 +653,8 @@ void Connection::ReplyBlockStatus(Slot* s) {
     Put32(p, kMetaContextAllocation);
     for (size_t i = 0; i < s->extents.size(); i++) {
       Put32(p + 4 + 8 * i, static_cast<uint32_t>(s->extents[i].length_bytes));
-      Put32(p + 8 + 8 * i, s->extents[i].hole ? (kStateHole | kStateZero) : 0);
+      const Extent& e = s->extents[i];
+      Put32(p + 8 + 8 * i, e.hole ? (kStateHole | kStateZero) : (e.zero ? kStateZero : 0));
     }
     ChunkHeader(h, dirty ? 0 : kReplyFlagDone, kChunkBlockStatus, s->cookie,
                 static_cast<uint32_t>(alloc_bytes));

@@ -39,11 +39,13 @@ struct IoRequest {
 };
 
 // One extent of BlockStatus: [offset, offset + length) is either allocated (data) or a hole
-// that reads as zeros and uses no space.
+// that reads as zeros and uses no space. Allocated data may also be known to read as zeros (a
+// write-zeroes that had to write): `zero`. Data not so marked may still hold zeros.
 struct Extent {
   uint64_t offset_bytes = 0;
   uint64_t length_bytes = 0;
   bool hole = false;  // true: unallocated or trimmed, reads as zeros
+  bool zero = false;  // allocated, and reads as zeros (never set with `hole`)
 };
 
 constexpr size_t kMaxBlockStatusChunks = 65536;

@@ -529,7 +529,29 @@ std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked(bool prefer_dirty)
     alloc_->ReturnUnmapped(grant->phys);
     return std::nullopt;
   }
+  if (grant) {
+    ClearZeroUnitsLocked(grant->phys, UINT32_MAX);  // a new life for the chunk
+  }
   return grant;
+}
+
+void PoolImpl::AddZeroUnitsLocked(uint64_t phys, uint32_t units) {
+  if (units == 0) {
+    return;
+  }
+  auto it = zero_units_.find(phys);
+  if (it != zero_units_.end()) {
+    it->second |= units;
+  } else if (zero_units_.size() < kMaxZeroHints) {  // full: the chunk shows as plain data
+    zero_units_.emplace(phys, units);
+  }
+}
+
+void PoolImpl::ClearZeroUnitsSlowLocked(uint64_t phys, uint32_t units) {
+  auto it = zero_units_.find(phys);
+  if (it != zero_units_.end() && (it->second &= ~units) == 0) {
+    zero_units_.erase(it);
+  }
 }
 
 void PoolImpl::PutVersionLocked(const MapKey& key, const MapValue& value) {

@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "strata/pool.h"
@@ -161,6 +162,25 @@ class PoolImpl final : public Pool {
   void FreeTrimmedLocked(uint64_t phys) { alloc_->FreeAfterCommit(phys, true); }
   // Chunks freed in memory whose unmapping awaits a commit (reusable after it).
   bool FreesPendingLocked() const { return alloc_->pending_chunks() > 0; }
+  // ---- Known-zero units (BLOCK_STATUS's STATE_ZERO inside a chunk). ----
+  // Units of a physical chunk that a write-zeroes wrote as zeros. A hint only: kept in memory
+  // (a restart forgets it, and its chunks then show as plain data), bounded, dropped for units
+  // that any later write touches or when the chunk is allocated anew. Every write to a chunk's
+  // bytes passes PlanWriteLocked (which clears) or AllocateLocked (which drops), so a hint is
+  // never stale. REQUIRES: mu_.
+  void AddZeroUnitsLocked(uint64_t phys, uint32_t units);
+  void ClearZeroUnitsLocked(uint64_t phys, uint32_t units) {
+    if (!zero_units_.empty()) {
+      ClearZeroUnitsSlowLocked(phys, units);
+    }
+  }
+  uint32_t ZeroUnitsLocked(uint64_t phys) const {
+    if (zero_units_.empty()) {
+      return 0;
+    }
+    auto it = zero_units_.find(phys);
+    return it == zero_units_.end() ? 0 : it->second;
+  }
   void PutVersionLocked(const MapKey& key, const MapValue& value);
   void EraseVersionLocked(const MapKey& key);
   const Status& latched_locked() const { return latched_; }
@@ -314,6 +334,7 @@ class PoolImpl final : public Pool {
   void WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage);
   void WakeReclaimer();
   bool ReclaimPendingLocked() const;
+  void ClearZeroUnitsSlowLocked(uint64_t phys, uint32_t units);
 
   std::string dir_;
   PoolOptions options_;
@@ -356,6 +377,8 @@ class PoolImpl final : public Pool {
   size_t fills_in_flight_ = 0;
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
+  static constexpr size_t kMaxZeroHints = 65536;
+  std::unordered_map<uint64_t, uint32_t> zero_units_;  // phys -> units known zero (hints)
   size_t urgent_partials_ = 0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
   std::deque<std::pair<uint64_t, uint64_t>> fill_order_;  // may hold entries already filled
   std::map<uint64_t, uint32_t> drain_waiters_;            // lineage -> drains waiting on it

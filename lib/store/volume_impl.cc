@@ -36,6 +36,13 @@ uint32_t UnitMask(uint32_t offset, uint32_t length, uint32_t unit_bytes) {
   return static_cast<uint32_t>(((uint64_t{1} << (last + 1)) - 1) & ~((uint64_t{1} << first) - 1));
 }
 
+// The units that bytes [offset, offset + length) cover entirely (0 when none).
+uint32_t CoveredUnitMask(uint32_t offset, uint32_t length, uint32_t unit_bytes) {
+  const uint32_t first = (offset + unit_bytes - 1) / unit_bytes;
+  const uint32_t end = (offset + length) / unit_bytes;
+  return first >= end ? 0 : UnitMask(first * unit_bytes, (end - first) * unit_bytes, unit_bytes);
+}
+
 // Request states are reused per thread: no allocation per request in steady state.
 struct StateCache {
   std::vector<internal::RequestState*> states;
@@ -162,34 +169,64 @@ Result<std::vector<Extent>> VolumeImpl::BlockStatus(uint64_t offset_bytes, uint6
   const uint64_t first_chunk = offset_bytes / chunk_size_;
   const uint64_t end_chunk = (end + chunk_size_ - 1) / chunk_size_;
   std::vector<std::pair<uint64_t, Version>> mapped;
+  std::vector<uint32_t> zero_units;  // per mapped chunk; empty when no chunk has any
   uint64_t stop_chunk;
   {
     std::lock_guard<std::mutex> lock(pool_->mu());
     STRATA_RETURN_IF_ERROR(pool_->MappedChunksLocked(lineage_, first_chunk, end_chunk, head,
                                                      kMaxBlockStatusChunks, &mapped, &stop_chunk));
+    for (size_t i = 0; i < mapped.size(); i++) {
+      const MapValue& v = mapped[i].second.value;
+      const uint32_t units = v.tombstone() || v.partial() ? 0 : pool_->ZeroUnitsLocked(v.phys);
+      if (units != 0 && zero_units.empty()) {
+        zero_units.resize(mapped.size());
+      }
+      if (units != 0) {
+        zero_units[i] = units;
+      }
+    }
   }
-  // Walk the mapped chunks in order; the gaps between them are holes.
+  // Walk the mapped chunks in order; the gaps between them are holes. Units a write-zeroes wrote
+  // are data that reads as zeros.
   std::vector<Extent> out;
-  auto add = [&out](uint64_t from, uint64_t to, bool hole) {
+  auto add = [&out](uint64_t from, uint64_t to, bool hole, bool zero) {
     if (from >= to) {
       return;
     }
-    if (!out.empty() && out.back().hole == hole) {
+    if (!out.empty() && out.back().hole == hole && out.back().zero == zero) {
       out.back().length_bytes += to - from;
     } else {
-      out.push_back(Extent{from, to - from, hole});
+      out.push_back(Extent{from, to - from, hole, zero});
     }
   };
-  const uint64_t stop = std::min(end, stop_chunk * chunk_size_);
+  uint64_t stop = std::min(end, stop_chunk * chunk_size_);
   uint64_t pos = offset_bytes;
-  for (const auto& [chunk, version] : mapped) {
-    uint64_t chunk_start = std::max(offset_bytes, chunk * chunk_size_);
-    uint64_t chunk_end = std::min(stop, (chunk + 1) * chunk_size_);
-    add(pos, chunk_start, /*hole=*/true);
-    add(chunk_start, chunk_end, version.value.tombstone());
+  const uint32_t unit = pool_->unit_bytes();
+  for (size_t i = 0; i < mapped.size(); i++) {
+    const uint64_t chunk = mapped[i].first;
+    const Version& version = mapped[i].second;
+    // At most kMaxBlockStatusChunks extents: past that, a prefix (the caller asks on).
+    if (out.size() + 2 * internal::kMaxUnitsPerChunk + 2 > kMaxBlockStatusChunks) {
+      stop = std::max(pos, std::min(stop, chunk * chunk_size_));
+      break;
+    }
+    const uint64_t chunk_start = std::max(offset_bytes, chunk * chunk_size_);
+    const uint64_t chunk_end = std::min(stop, (chunk + 1) * chunk_size_);
+    add(pos, chunk_start, /*hole=*/true, false);
+    const uint32_t zeros = zero_units.empty() ? 0 : zero_units[i];
+    if (zeros == 0) {
+      add(chunk_start, chunk_end, version.value.tombstone(), false);
+    } else {
+      for (uint64_t at = chunk_start; at < chunk_end;) {
+        const uint64_t index = (at - chunk * chunk_size_) / unit;
+        const uint64_t unit_end = std::min(chunk_end, chunk * chunk_size_ + (index + 1) * unit);
+        add(at, unit_end, false, (zeros >> index) & 1);
+        at = unit_end;
+      }
+    }
     pos = chunk_end;
   }
-  add(pos, stop, /*hole=*/true);
+  add(pos, stop, /*hole=*/true, false);
   return out;
 }
 
@@ -482,6 +519,7 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   const uint32_t mask = UnitMask(p->offset_in_chunk, p->length, unit);
   if (data_here && !current->inherited && current->birth > floor_epoch_) {
     p->target_phys = current->value.phys;  // owned by the head alone: overwrite in place
+    pool_->ClearZeroUnitsLocked(p->target_phys, mask);  // these units change
     if (current->value.partial()) {
       if (unit_aligned) {
         p->units = mask;  // whole units: present once written
@@ -669,6 +707,10 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   if (wait_fill) {
     return WaitForFillLocked(p);
   }
+  // BLOCK_STATUS may call the units this piece zeroes entirely ZERO from now on (requests in
+  // flight together have no order; once the write is done, hint and bytes agree).
+  pool_->AddZeroUnitsLocked(p->target_phys,
+                            CoveredUnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
   lock.unlock();
   IssueWrite(p);
   return Next::kIo;

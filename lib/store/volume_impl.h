@@ -22,6 +22,7 @@ namespace internal {
 
 constexpr uint32_t kMaxPiecesInFlight = 16;  // per request
 constexpr uint8_t kMaxCommitWaits = 3;       // a write on a full pool waits for pending frees
+constexpr uint32_t kMaxUnitsPerChunk = 32;   // sub-chunk units (partial versions, zero hints)
 
 struct Piece {
   enum class Step : uint8_t { kIdle, kRead, kRmwRead, kCowRead, kWrite };

@@ -76,6 +76,16 @@ grep -Eq "^ *196608 +[0-9]+ +3 +hole,zero" <<<"$map" || fail "map: zeroed chunk 
 grep -q "hole,zero" <<<"$map" || fail "map: no holes: $map"
 pass "nbdinfo --map shows data and holes"
 
+# A write-zeroes inside a chunk (it must write: the rest of the chunk holds data) shows as
+# allocated zeros, so that nbdcopy and qemu-img convert can skip it.
+qemu-io -f raw -c 'write -P 0x61 64M 64k' -c 'write -z 67125248 32k' "$unix" >/dev/null ||
+  fail "qemu-io write-zeroes inside a chunk"
+map=$(nbdinfo --map "$unix")
+grep -Eq "^ *$((64 * 1048576 + 16384)) +32768 +2 +zero" <<<"$map" ||
+  fail "map: zeroed units of a chunk are not STATE_ZERO: $map"
+grep -Eq "^ *$((64 * 1048576 + 49152)) +16384 +0 +data" <<<"$map" || fail "map: after the zeros: $map"
+pass "nbdinfo --map shows zeroed units inside a chunk as zero"
+
 head -c 48M /dev/urandom >"$work/src.raw"
 truncate -s 256M "$work/src.raw"
 qemu-img convert -n -f raw -O raw "$work/src.raw" "$unix" || fail "qemu-img convert"

@@ -428,9 +428,8 @@ TEST(PoolTest, TrimmedSpaceIsUsableAtOnceOnAFullPool) {
   ASSERT_TRUE(vol->Trim(0, 2 * 65536).ok());
   const auto start = std::chrono::steady_clock::now();
   Status s = vol->Write(2 << 20, more, false);  // no FLUSH in between
-  const double ms = std::chrono::duration<double, std::milli>(
-                        std::chrono::steady_clock::now() - start)
-                        .count();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(s.ok()) << s.ToString();
   std::printf("[ figures ] write after trim on a full pool: %.2f ms (one commit)\n", ms);
   std::vector<std::byte> back(65536);
@@ -439,8 +438,7 @@ TEST(PoolTest, TrimmedSpaceIsUsableAtOnceOnAFullPool) {
   ASSERT_TRUE(vol->Read(0, back).ok());
   EXPECT_TRUE(AllZero(back));
   // With nothing trimmed, a full pool still says so at once.
-  EXPECT_EQ(vol->Write(3 << 20, RandomBytes(2 * 65536, 7), false).code(),
-            Status::Code::kNoSpace);
+  EXPECT_EQ(vol->Write(3 << 20, RandomBytes(2 * 65536, 7), false).code(), Status::Code::kNoSpace);
   auto report = pool->Check();
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->problems.empty()) << report->problems.front();
@@ -505,6 +503,52 @@ TEST(PoolTest, NamesAndDescriptionsMustBePrintableUtf8) {
   auto snap = pool->CreateSnapshot(ok->volume_id, "d\xff");
   EXPECT_EQ(snap.status().code(), Status::Code::kInvalidArgument);
   EXPECT_TRUE(pool->ListSnapshots().empty());
+}
+
+// BLOCK_STATUS's STATE_ZERO inside a chunk: units a write-zeroes wrote read as allocated zeros
+// until something writes them again (before: the whole chunk was plain data).
+TEST(PoolTest, ZeroedUnitsInsideAChunkShowAsZero) {
+  TempDir dir;
+  PoolOptions options;
+  options.chunk_size_bytes = 65536;  // units of 4 KiB
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  auto pool = MustOpen(dir.path(), options);
+  auto vol = MakeVolume(pool.get(), 1 << 20);
+  ASSERT_TRUE(vol->Write(0, RandomBytes(65536, 9), false).ok());
+  ASSERT_TRUE(vol->WriteZeroes(16384 + 512, 32768, /*no_hole=*/false, false).ok());
+  auto expect = [&](std::vector<Extent> want) {
+    auto got = vol->BlockStatus(0, 65536);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->size(), want.size());
+    for (size_t i = 0; i < want.size(); i++) {
+      EXPECT_EQ((*got)[i].offset_bytes, want[i].offset_bytes) << i;
+      EXPECT_EQ((*got)[i].length_bytes, want[i].length_bytes) << i;
+      EXPECT_EQ((*got)[i].hole, want[i].hole) << i;
+      EXPECT_EQ((*got)[i].zero, want[i].zero) << i;
+    }
+  };
+  // Units wholly zeroed: [20 KiB, 48 KiB); the edges were written in part.
+  expect({{0, 20480, false, false}, {20480, 28672, false, true}, {49152, 16384, false, false}});
+  ASSERT_TRUE(vol->Write(24576, RandomBytes(100, 10), false).ok());
+  expect({{0, 20480, false, false},
+          {20480, 4096, false, true},
+          {24576, 4096, false, false},
+          {28672, 20480, false, true},
+          {49152, 16384, false, false}});
+  std::vector<std::byte> back(20480);
+  ASSERT_TRUE(vol->Read(28672, back).ok());
+  EXPECT_TRUE(AllZero(back));
+  // A snapshot shares the chunk: its zeros show too; the volume's next write copies the chunk
+  // elsewhere, where nothing is known to be zero.
+  auto snap = pool->CreateSnapshot(vol->id(), "");
+  ASSERT_TRUE(snap.ok());
+  ASSERT_TRUE(vol->Write(0, RandomBytes(4096, 11), false).ok());
+  auto frozen = pool->OpenSnapshot(snap->snapshot_id);
+  ASSERT_TRUE(frozen.ok());
+  auto snap_map = (*frozen)->BlockStatus(0, 65536);
+  ASSERT_TRUE(snap_map.ok());
+  EXPECT_EQ(snap_map->size(), 5u);
+  expect({{0, 65536, false, false}});
 }
 
 }  // namespace
