@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# Fuzzes the NBD handshake and request parsers (libFuzzer, clang, ASan + UBSan).
+# Fuzzes every parser that takes outside input (libFuzzer, clang, ASan + UBSan): the NBD handshake
+# and requests, snapshot streams, control-socket requests and the AWS shorthand.
 #
-#   tools/fuzz.sh [SECONDS]     (default 60; CI runs 60, longer runs e.g. tools/fuzz.sh 3600)
+#   tools/fuzz.sh [SECONDS] [TARGET...]   (SECONDS per target, default 30; CI runs 30 each;
+#                                          longer runs e.g. tools/fuzz.sh 3600 stream_fuzz)
 #
-# Starts from tests/fuzz/corpus (copied: the committed seeds stay as they are). A crash leaves
-# crash-* files in the current directory; replay one with build-fuzz/tests/nbd_fuzz FILE.
+# Each target starts from tests/fuzz/corpus/NAME (copied: the committed seeds stay as they are).
+# A crash leaves crash-* files in the current directory; replay one with
+# build-fuzz/tests/TARGET FILE. Exits non-zero if any target found a problem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-60}
+seconds=${1:-30}
+shift || true
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+  targets=(nbd_fuzz stream_fuzz control_fuzz shorthand_fuzz)
+fi
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DSTRATA_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target nbd_fuzz >/dev/null
-corpus=$(mktemp -d)
-trap 'rm -rf "$corpus"' EXIT
-cp tests/fuzz/corpus/* "$corpus/"
-build-fuzz/tests/nbd_fuzz -max_total_time="$seconds" -max_len=16384 -timeout=10 \
-  -print_final_stats=1 "$corpus" 2>&1 | grep -vE '^strata(-nbd)?:' | tail -n 12
+cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}" >/dev/null
+status=0
+for target in "${targets[@]}"; do
+  corpus=$(mktemp -d)
+  cp tests/fuzz/corpus/"${target%_fuzz}"/* "$corpus/"
+  echo "== $target, $seconds s"
+  if ! build-fuzz/tests/"$target" -max_total_time="$seconds" -max_len=16384 -timeout=10 \
+      -rss_limit_mb=4096 -print_final_stats=1 "$corpus" >"$corpus.log" 2>&1; then
+    status=1
+  fi
+  grep -vE '^strata(-nbd)?:' "$corpus.log" | tail -n 8
+  rm -rf "$corpus" "$corpus.log"
+done
+exit $status

@@ -1,0 +1,85 @@
+// libFuzzer target: bytes as one control-socket request line (lib/control), executed against an
+// in-memory pool (SimEnv) after the parse the socket does. No input may crash, abort (an
+// exception escaping), or make a reply that cannot be printed. Verbs that name host files
+// (streams, get-snapshot-block) are left out: a fuzzer must not write where it likes.
+//
+//   build-fuzz/tests/control_fuzz -max_total_time=60 tests/fuzz/control_corpus
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "strata/compute.h"
+#include "strata/pool.h"
+
+#include "control/control.h"
+#include "io/sim_env.h"
+#include "util/json_text.h"
+
+namespace {
+
+struct Fixture {
+  strata::SimEnv env{3};
+  std::unique_ptr<strata::Pool> pool;
+  std::unique_ptr<strata::Compute> compute;
+
+  Fixture() {
+    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
+    std::string dir = base + "/strata-control-fuzz-" + std::to_string(getpid());
+    std::filesystem::remove_all(dir);
+    strata::PoolOptions options;
+    options.env = &env;
+    options.commit_interval_ms = 0;
+    options.chunk_size_bytes = 4096;
+    if (!strata::Pool::Create(dir, options).ok()) {
+      std::abort();
+    }
+    pool = std::move(*strata::Pool::Open(dir, options));
+    if (!pool->CreateVolume(strata::VolumeSpec{1 << 20, "disk", "gp3", ""}).ok()) {
+      std::abort();
+    }
+    strata::ComputeOptions compute_options;
+    compute_options.hosts_instance_store = false;
+    compute = std::move(*strata::Compute::Open(pool.get(), compute_options));
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Fixture* fx = new Fixture();
+  static const std::set<std::string> kTouchHostFiles = {"export-snapshot", "import-snapshot",
+                                                        "import-image", "get-snapshot-block"};
+  nlohmann::json request = nlohmann::json::parse(data, data + size, nullptr, false);
+  if (request.is_discarded()) {
+    return 0;
+  }
+  if (request.is_object() && request.contains("command") && request["command"].is_string() &&
+      kTouchHostFiles.count(request["command"].get<std::string>()) != 0) {
+    return 0;
+  }
+  strata::Result<nlohmann::json> reply = strata::ExecuteControl(fx->compute.get(), request);
+  std::string text =
+      strata::DumpJson(reply.ok() ? *reply : nlohmann::json(reply.status().ToString()));
+  if (text.empty()) {
+    std::abort();
+  }
+  // Keep the pool small across inputs: what inputs created goes again once there is much of it
+  // (a deletion the pool refuses, e.g. a snapshot an image holds, is fine).
+  if (fx->pool->ListSnapshots().size() > 16) {
+    for (const strata::SnapshotInfo& snap : fx->pool->ListSnapshots()) {
+      (void)fx->pool->DeleteSnapshot(snap.snapshot_id);
+    }
+  }
+  if (fx->pool->ListVolumes().size() > 16) {
+    for (const strata::VolumeInfo& v : fx->pool->ListVolumes()) {
+      if (v.name != "disk") {
+        (void)fx->pool->DeleteVolume(v.volume_id);
+      }
+    }
+  }
+  return 0;
+}
