@@ -270,9 +270,10 @@ void Server::MakeHandshakeRoom(const std::string& peer) {
     return;
   }
   std::lock_guard<std::mutex> lock(victim->mu);
-  if (!victim->done) {
-    shutdown(victim->fd, SHUT_RDWR);  // its blocking recv returns; the thread ends
+  if (victim->phase.load() != Phase::kHandshake) {
+    return;  // it finished its handshake meanwhile: one handshake over the bound, briefly
   }
+  shutdown(victim->fd, SHUT_RDWR);  // its blocking recv returns; the thread ends
   victim->evicted = true;
   evicted_++;
   ServerLog().Log(LogKey::kEvicted, "dropping an idle handshake%s%s for a new connection",
@@ -333,7 +334,14 @@ void Server::ServeNegotiated(Conn* conn, Negotiated negotiated) {
                     EscapeText(negotiated.export_name, 128).c_str(), limits_.max_connections);
     return;
   }
-  conn->phase = Phase::kEstablished;
+  {
+    std::lock_guard<std::mutex> lock(conn->mu);  // against an eviction deciding meanwhile
+    if (conn->evicted) {
+      established_--;
+      return;
+    }
+    conn->phase = Phase::kEstablished;
+  }
   timeval none{0, 0};
   setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
   setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));

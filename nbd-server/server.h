@@ -48,7 +48,7 @@ class Server {
     bool done = false;                            // GUARDED_BY(mu)
     std::atomic<Phase> phase{Phase::kHandshake};  // written by the connection's thread
     std::atomic<uint64_t> activity_ns{0};         // the client's last bytes (handshake)
-    bool evicted = false;                         // accept thread only
+    std::atomic<bool> evicted{false};             // set by the accept thread, under mu
     bool control = false;                         // a control-socket connection
     std::string peer;                             // TCP source address; "" for unix
   };
