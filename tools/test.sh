@@ -20,6 +20,21 @@ if [[ -n "${STRATA_LONG:-}" ]]; then
   export STRATA_SIM_SEEDS=${STRATA_SIM_SEEDS:-20000}
 fi
 
+# The object-store tests need a real S3 server: a local Ceph RGW (tools/rgw.sh), started here
+# when it is installed and no S3_ENDPOINT is given. It keeps running afterwards (tools/rgw.sh
+# stop ends it).
+if [[ -z "${S3_ENDPOINT:-}" ]] && command -v radosgw >/dev/null; then
+  eval "$(tools/rgw.sh start)"
+  export S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_REGION
+  echo "test.sh: object-store tests use Ceph RGW at $S3_ENDPOINT"
+elif [[ -z "${S3_ENDPOINT:-}" ]]; then
+  if [[ -n "${CI:-}" ]]; then
+    echo "test.sh: radosgw is not installed; CI must run the object-store tests" >&2
+    exit 1
+  fi
+  echo "test.sh: radosgw is not installed (tools/rgw.sh install): object-store tests are skipped"
+fi
+
 cmake -S . -B "$build" "${flags[@]}"
 cmake --build "$build" -j"$(nproc)"
 ctest --test-dir "$build" --output-on-failure --timeout 900 -j"$(nproc)"

@@ -1,0 +1,124 @@
+// A small S3 client: path-style requests to any S3-compatible server (tested against Ceph RGW),
+// signed with SigV4 (sigv4.h), carried by libcurl's multi interface so that many requests run at
+// once over kept-alive connections. Retries 5xx, 429 and transport errors with bounded
+// exponential backoff; every other answer is final. Errors are one line naming the remote, the
+// request and the HTTP status with S3's error code.
+#ifndef STRATA_REMOTE_S3_CLIENT_H_
+#define STRATA_REMOTE_S3_CLIENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "strata/status.h"
+
+#include "remote/sigv4.h"
+
+namespace strata::remote {
+
+struct S3Location {
+  std::string endpoint = "https://s3.amazonaws.com";  // scheme://host[:port], no path
+  std::string region = "us-east-1";
+  std::string bucket;
+  std::string prefix;  // "" or "some/prefix/" (keys are prefix + key)
+  // "s3://bucket/prefix" for messages.
+  std::string Describe() const;
+};
+
+struct S3Options {
+  uint32_t max_in_flight = 16;  // requests (and connections) at once
+  uint32_t max_attempts = 5;    // per request, for retryable failures
+  uint32_t backoff_ms = 100;    // first retry delay; doubles, with jitter, up to 5 s
+  uint32_t connect_timeout_ms = 5000;
+  uint32_t stall_timeout_s = 30;  // a transfer below 1 KiB/s for this long fails (retryable)
+  size_t max_response_bytes = 64u << 20;
+};
+
+struct S3Request {
+  enum class Method { kGet, kPut, kHead, kDelete, kPost };
+  Method method = Method::kGet;
+  std::string key;  // below the location's prefix; "" with `bucket_only` addresses the bucket
+  bool bucket_only = false;
+  std::vector<std::pair<std::string, std::string>> query;
+  std::vector<std::pair<std::string, std::string>> headers;  // Range, If-None-Match, ...
+  const void* body = nullptr;                                // PUT/POST payload, not owned
+  size_t body_bytes = 0;
+
+  // Filled in by the client.
+  Status status;  // OK for 2xx; see S3Client for the mapping of failures
+  int http_status = 0;
+  std::string response;  // the body (GET data, XML), at most max_response_bytes
+  std::map<std::string, std::string> response_headers;  // lower-case names
+  uint32_t attempts = 0;
+};
+
+class S3Client {
+ public:
+  static Result<std::unique_ptr<S3Client>> Create(const S3Location& location,
+                                                  const AwsCredentials& credentials,
+                                                  const S3Options& options = S3Options());
+  ~S3Client();
+  S3Client(const S3Client&) = delete;
+  S3Client& operator=(const S3Client&) = delete;
+
+  const S3Location& location() const { return location_; }
+
+  // Runs every request, up to max_in_flight at once, and sets each one's status: NotFound (404),
+  // AlreadyExists (412, a conditional PUT lost), OutOfRange (416), IOError with EACCES (401, 403:
+  // credentials), InvalidArgument (other 4xx), IOError with EIO (5xx, 429 or a transport error
+  // after max_attempts). Not thread-safe: one caller at a time.
+  void Run(const std::vector<S3Request*>& requests);
+  Status Run(S3Request* request);
+
+  // Conveniences over Run.
+  // `if_absent`: If-None-Match: * (the object is created once; AlreadyExists if it exists).
+  Status Put(const std::string& key, const void* data, size_t length, bool if_absent = false);
+  Result<std::string> Get(const std::string& key);
+  // [offset, offset + length) of the object.
+  Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length);
+  Result<uint64_t> Head(const std::string& key);  // the object's size
+  Status Delete(const std::string& key);
+  // Deletes in batches of 1,000 (DeleteObjects). Keys that do not exist are not an error.
+  Status DeleteMany(const std::vector<std::string>& keys);
+  struct ListPage {
+    std::vector<std::pair<std::string, uint64_t>> objects;  // key below the prefix, size
+    std::optional<std::string> next_token;
+  };
+  // Keys below prefix + `sub_prefix`, in key order, at most `max_keys` (1..1000).
+  Result<ListPage> List(const std::string& sub_prefix, const std::string& token,
+                        uint32_t max_keys = 1000);
+  // NotFound naming the bucket if it does not exist; the credentials' error if they are wrong.
+  Status CheckBucket();
+  Status CreateBucket();
+
+ private:
+  S3Client(S3Location location, AwsCredentials credentials, S3Options options);
+  struct Transfer;
+  void Sign(const S3Request& request, Transfer* transfer, time_t now) const;
+  std::string Url(const S3Request& request) const;
+  std::string PathOf(const S3Request& request) const;
+  Status Finish(S3Request* request, int curl_code, const std::string& curl_error) const;
+
+  S3Location location_;
+  AwsCredentials credentials_;
+  S3Options options_;
+  std::string host_;              // host[:port] as signed
+  void* multi_ = nullptr;         // CURLM
+  std::vector<void*> idle_easy_;  // CURL handles kept for reuse (their connections stay open)
+};
+
+// Credentials as the AWS CLI resolves them: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+// (/ AWS_SESSION_TOKEN), else the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or
+// ~/.aws/credentials) under AWS_PROFILE (default "default"). NotFound when neither has them.
+Result<AwsCredentials> ResolveCredentials();
+
+// "s3://bucket[/prefix]" into bucket and prefix ("prefix/"). InvalidArgument otherwise.
+Status ParseS3Url(const std::string& url, S3Location* location);
+
+}  // namespace strata::remote
+
+#endif  // STRATA_REMOTE_S3_CLIENT_H_
