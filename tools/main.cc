@@ -323,6 +323,25 @@ int main(int argc, char** argv) {
   auto* desc_types =
       app.add_subcommand("describe-instance-types", "instance types and their instance store");
 
+  // Remotes: snapshots in S3-compatible object storage (docs/remote-format.md).
+  std::string remote, remote_name, remote_url, endpoint_url, region;
+  auto* remote_cmd = app.add_subcommand("remote", "S3 remotes that snapshots are copied to");
+  remote_cmd->require_subcommand(1);
+  auto* remote_add = remote_cmd->add_subcommand("add", "name a bucket (and prefix) at an endpoint");
+  remote_add->add_option("name", remote_name, "the remote's name")->required();
+  remote_add->add_option("--url", remote_url, "s3://BUCKET[/PREFIX]")->required();
+  remote_add->add_option("--endpoint-url", endpoint_url, "http(s)://HOST[:PORT] (default: AWS)");
+  remote_add->add_option("--region", region, "(us-east-1)");
+  remote_cmd->add_subcommand("list", "the pool's remotes");
+  auto* remote_remove = remote_cmd->add_subcommand("remove", "forget a remote (its data stays)");
+  remote_remove->add_option("name", remote_name, "the remote's name")->required();
+  auto* copy_snap = app.add_subcommand("copy-snapshot", "push a snapshot to a remote");
+  copy_snap->add_option("--source-snapshot-id", snapshot_id, "snapshot id")->required();
+  copy_snap->add_option("--destination-remote", remote, "remote name")->required();
+  for (CLI::App* cmd : {describe_snaps, del_snap, create}) {
+    cmd->add_option("--remote", remote, "act on the snapshots of this remote");
+  }
+
   // Every argument becomes JSON (the control request): refuse bytes that are not UTF-8 here,
   // with the argument's position, rather than deep inside.
   for (int i = 1; i < argc; i++) {
@@ -474,6 +493,25 @@ int main(int argc, char** argv) {
                {"args", {{"resources", resources}, {"tags", tags}}}};
   } else if (desc_types->parsed()) {
     request = {{"command", "describe-instance-types"}};
+  } else if (remote_cmd->parsed()) {
+    if (remote_add->parsed()) {
+      request = {{"command", "remote-add"},
+                 {"args",
+                  {{"name", remote_name},
+                   {"url", remote_url},
+                   {"endpoint-url", endpoint_url},
+                   {"region", region}}}};
+    } else if (remote_remove->parsed()) {
+      request = {{"command", "remote-remove"}, {"args", {{"name", remote_name}}}};
+    } else {
+      request = {{"command", "remote-list"}};
+    }
+  } else if (copy_snap->parsed()) {
+    request = {{"command", "copy-snapshot"},
+               {"args", {{"source-snapshot-id", snapshot_id}, {"destination-remote", remote}}}};
+  }
+  if (!remote.empty() && request.contains("args")) {
+    request["args"]["remote"] = remote;
   }
   for (const auto& [cmd, verb] : state_verbs) {
     if (cmd->parsed()) {

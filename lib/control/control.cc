@@ -364,6 +364,7 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
     control::AddSnapshotHandlers(&table);
     control::AddStreamHandlers(&table);
     control::AddComputeHandlers(&table);
+    control::AddRemoteHandlers(&table);
     return table;
   }();
   if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {

@@ -1,0 +1,102 @@
+// Snapshots in S3-compatible object storage (docs/remote-format.md): pushed incrementally and
+// deduplicated by content across every volume, snapshot and pool that shares the remote, listed
+// and restored by any host, deleted with their storage freed when nothing else needs it.
+//
+// The remote layer reads snapshots and writes volumes through the public Pool and Volume API
+// only. A remote is a name for s3://BUCKET[/PREFIX] at an endpoint; the names of a pool live in
+// POOL/remotes.json (no secret: credentials are resolved by the process doing the I/O, as the
+// AWS CLI resolves them).
+#ifndef STRATA_REMOTE_H_
+#define STRATA_REMOTE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "strata/pool.h"
+#include "strata/status.h"
+
+namespace strata {
+
+struct RemoteSpec {
+  std::string name;          // 1..64 of [A-Za-z0-9._-]
+  std::string url;           // s3://BUCKET[/PREFIX]
+  std::string endpoint_url;  // "" = AWS (https://s3.REGION.amazonaws.com)
+  std::string region = "us-east-1";
+};
+
+// The remotes of the pool in `pool_dir` (POOL/remotes.json, written atomically, mode 0600).
+// Errors: AlreadyExists, NotFound, InvalidArgument (a name, URL or endpoint that does not parse).
+Status AddRemote(const std::string& pool_dir, const RemoteSpec& spec);
+Result<std::vector<RemoteSpec>> ListRemotes(const std::string& pool_dir);
+Result<RemoteSpec> FindRemote(const std::string& pool_dir, const std::string& name);
+Status RemoveRemote(const std::string& pool_dir, const std::string& name);
+
+struct RemoteSnapshotInfo {
+  std::string snapshot_id;
+  std::string volume_id;
+  std::string description;
+  std::string state;  // "completed", or "pending" while a push is under way
+  int64_t start_time_ms = 0;
+  uint64_t volume_size_bytes = 0;
+  uint32_t block_size_bytes = 0;
+  uint64_t data_blocks = 0;        // blocks holding data (zero blocks are not stored)
+  std::string parent_snapshot_id;  // the snapshot its manifest was built on ("" = none)
+};
+
+struct PushStats {
+  RemoteSnapshotInfo snapshot;
+  bool already_there = false;  // the remote held the snapshot: nothing was sent
+  uint64_t blocks_read = 0;    // blocks read from the pool (changed since the parent, or all)
+  uint64_t blocks_uploaded = 0;
+  uint64_t blocks_deduplicated = 0;  // found in the remote already, by content
+  uint64_t zero_blocks = 0;
+  uint64_t bytes_uploaded = 0;  // packs, indexes, tree nodes and the manifest
+  uint64_t packs = 0;
+};
+
+struct RestoreStats {
+  VolumeInfo volume;
+  uint64_t blocks = 0;
+  uint64_t bytes_downloaded = 0;
+};
+
+struct GcStats {
+  uint64_t packs_deleted = 0;
+  uint64_t nodes_deleted = 0;
+  uint64_t bytes_freed = 0;
+  bool deferred = false;  // a push was under way: only the manifest went, storage is freed later
+};
+
+using RemoteProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
+
+class Remote {
+ public:
+  // Resolves credentials (environment, then the shared credentials file) and checks that the
+  // bucket exists. Errors: NotFound (credentials, bucket), IOError (EACCES: refused credentials;
+  // EIO: the server cannot be reached), each naming the remote.
+  static Result<std::unique_ptr<Remote>> Open(const RemoteSpec& spec);
+  virtual ~Remote() = default;
+
+  // Pushes a local snapshot under its own id. Only blocks the remote does not hold are sent;
+  // when an older snapshot of the same volume is in the remote, only the blocks changed since
+  // it are read. Resumable: packs completed by an interrupted push are reused. The snapshot is
+  // listed only once everything it needs is stored.
+  virtual Result<PushStats> PushSnapshot(Pool* pool, const std::string& snapshot_id,
+                                         const RemoteProgress& progress) = 0;
+  virtual Result<std::vector<RemoteSnapshotInfo>> ListSnapshots() = 0;
+  virtual Result<RemoteSnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) = 0;
+  // A new volume in `pool` with the snapshot's content (every block fetched and checked before
+  // it returns). `spec` gives the volume's name, type and size (0: the snapshot's).
+  virtual Result<RestoreStats> RestoreVolume(Pool* pool, const std::string& snapshot_id,
+                                             const VolumeSpec& spec,
+                                             const RemoteProgress& progress) = 0;
+  // Deletes the snapshot, then the packs and tree nodes no other snapshot needs.
+  virtual Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) = 0;
+};
+
+}  // namespace strata
+
+#endif  // STRATA_REMOTE_H_

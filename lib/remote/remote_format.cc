@@ -1,0 +1,209 @@
+#include "remote/remote_format.h"
+
+#include <openssl/sha.h>
+
+#include <cstring>
+
+#include <xxhash.h>
+
+#include "util/coding.h"
+
+namespace strata::remote {
+
+namespace {
+
+constexpr char kIndexMagic[8] = {'S', 'T', 'R', 'T', 'P', 'I', 'D', 'X'};
+constexpr char kNodeMagic[8] = {'S', 'T', 'R', 'T', 'N', 'O', 'D', 'E'};
+constexpr size_t kRefBytes = 32 + 32 + 8 + 4 + 4 + 4 + 8;
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 4;  // magic, version, level (or 0), count
+
+void PutRef(std::string* out, const BlockRef& r) {
+  char buf[kRefBytes];
+  std::memcpy(buf, r.sha256.data(), 32);
+  std::memcpy(buf + 32, r.pack.data(), 32);
+  PutLittleEndian64(buf + 64, r.offset);
+  PutLittleEndian32(buf + 72, r.stored);
+  PutLittleEndian32(buf + 76, r.raw);
+  PutLittleEndian32(buf + 80, r.flags);
+  PutLittleEndian64(buf + 84, r.xxh3);
+  out->append(buf, kRefBytes);
+}
+
+BlockRef GetRef(const char* p) {
+  BlockRef r;
+  std::memcpy(r.sha256.data(), p, 32);
+  std::memcpy(r.pack.data(), p + 32, 32);
+  r.offset = GetLittleEndian64(p + 64);
+  r.stored = GetLittleEndian32(p + 72);
+  r.raw = GetLittleEndian32(p + 76);
+  r.flags = GetLittleEndian32(p + 80);
+  r.xxh3 = GetLittleEndian64(p + 84);
+  return r;
+}
+
+std::string Header(const char* magic, uint32_t level, uint32_t count) {
+  std::string out(magic, 8);
+  char buf[12];
+  PutLittleEndian32(buf, kFormatVersion);
+  PutLittleEndian32(buf + 4, level);
+  PutLittleEndian32(buf + 8, count);
+  out.append(buf, 12);
+  return out;
+}
+
+void Seal(std::string* out) {
+  char sum[8];
+  PutLittleEndian64(sum, XXH3_64bits(out->data(), out->size()));
+  out->append(sum, 8);
+}
+
+// Checks magic, version, size and trailer; sets level and count. Errors: Corruption.
+Status Open(const std::string& bytes, const char* magic, size_t entry_bytes,
+            const std::string& what, uint32_t* level, uint32_t* count) {
+  const auto bad = [&what](const std::string& why) {
+    return Status::Corruption("remote object " + what + ": " + why);
+  };
+  if (bytes.size() < kHeaderBytes + 8 || std::memcmp(bytes.data(), magic, 8) != 0) {
+    return bad("not a Strata remote object of this kind (bad magic or too short)");
+  }
+  const uint64_t sum = GetLittleEndian64(bytes.data() + bytes.size() - 8);
+  if (sum != XXH3_64bits(bytes.data(), bytes.size() - 8)) {
+    return bad("checksum mismatch (damaged or truncated)");
+  }
+  if (GetLittleEndian32(bytes.data() + 8) != kFormatVersion) {
+    return bad("format version " + std::to_string(GetLittleEndian32(bytes.data() + 8)) +
+               " is not supported");
+  }
+  *level = GetLittleEndian32(bytes.data() + 12);
+  *count = GetLittleEndian32(bytes.data() + 16);
+  if (bytes.size() != kHeaderBytes + size_t{*count} * entry_bytes + 8) {
+    return bad("size does not match its entry count");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string HexOf(const Hash& hash) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out(64, '\0');
+  for (size_t i = 0; i < 32; i++) {
+    out[2 * i] = kDigits[hash[i] >> 4];
+    out[2 * i + 1] = kDigits[hash[i] & 15];
+  }
+  return out;
+}
+
+bool ParseHex(const std::string& hex, Hash* hash) {
+  if (hex.size() != 64) {
+    return false;
+  }
+  for (size_t i = 0; i < 32; i++) {
+    unsigned v = 0;
+    for (int k = 0; k < 2; k++) {
+      const char c = hex[2 * i + k];
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) {
+        return false;
+      }
+      v = v * 16 + static_cast<unsigned>(d);
+    }
+    (*hash)[i] = static_cast<uint8_t>(v);
+  }
+  return true;
+}
+
+Hash Sha256(const void* data, size_t length) {
+  Hash h;
+  SHA256(static_cast<const unsigned char*>(data), length, h.data());
+  return h;
+}
+
+std::string EncodeIndex(const std::vector<BlockRef>& blocks) {
+  std::string out = Header(kIndexMagic, 0, static_cast<uint32_t>(blocks.size()));
+  for (const BlockRef& r : blocks) {
+    PutRef(&out, r);
+  }
+  Seal(&out);
+  return out;
+}
+
+Result<std::vector<BlockRef>> DecodeIndex(const std::string& bytes, const std::string& what) {
+  uint32_t level, count;
+  STRATA_RETURN_IF_ERROR(Open(bytes, kIndexMagic, kRefBytes, what, &level, &count));
+  std::vector<BlockRef> out;
+  out.reserve(count);
+  for (uint32_t i = 0; i < count; i++) {
+    out.push_back(GetRef(bytes.data() + kHeaderBytes + size_t{i} * kRefBytes));
+  }
+  return out;
+}
+
+std::string EncodeNode(const Node& node) {
+  const bool leaf = node.level == 0;
+  std::string out = Header(kNodeMagic, node.level,
+                           static_cast<uint32_t>(leaf ? node.blocks.size() : node.children.size()));
+  char slot[4];
+  if (leaf) {
+    for (const auto& [s, ref] : node.blocks) {
+      PutLittleEndian32(slot, s);
+      out.append(slot, 4);
+      PutRef(&out, ref);
+    }
+  } else {
+    for (const auto& [s, child] : node.children) {
+      PutLittleEndian32(slot, s);
+      out.append(slot, 4);
+      out.append(reinterpret_cast<const char*>(child.data()), 32);
+    }
+  }
+  Seal(&out);
+  return out;
+}
+
+Result<Node> DecodeNode(const std::string& bytes, const std::string& what) {
+  if (bytes.size() < kHeaderBytes) {
+    return Status::Corruption("remote object " + what + ": too short");
+  }
+  const bool leaf = GetLittleEndian32(bytes.data() + 12) == 0;
+  uint32_t level, count;
+  STRATA_RETURN_IF_ERROR(
+      Open(bytes, kNodeMagic, 4 + (leaf ? kRefBytes : 32), what, &level, &count));
+  Node node;
+  node.level = level;
+  int64_t last = -1;
+  for (uint32_t i = 0; i < count; i++) {
+    const char* p = bytes.data() + kHeaderBytes + size_t{i} * (4 + (leaf ? kRefBytes : 32));
+    const uint32_t s = GetLittleEndian32(p);
+    if (s >= kFanout || static_cast<int64_t>(s) <= last) {
+      return Status::Corruption("remote object " + what + ": slots out of order or range");
+    }
+    last = s;
+    if (leaf) {
+      node.blocks.emplace_back(s, GetRef(p + 4));
+    } else {
+      Hash child;
+      std::memcpy(child.data(), p + 4, 32);
+      node.children.emplace_back(s, child);
+    }
+  }
+  return node;
+}
+
+std::string PackKey(const Hash& pack) {
+  const std::string hex = HexOf(pack);
+  return "packs/" + hex.substr(0, 2) + "/" + hex;
+}
+std::string IndexKey(const Hash& pack) { return std::string(kIndexPrefix) + HexOf(pack); }
+std::string NodeKey(const Hash& node) {
+  const std::string hex = HexOf(node);
+  return "nodes/" + hex.substr(0, 2) + "/" + hex;
+}
+std::string ManifestKey(const std::string& snapshot_id) {
+  return std::string(kManifestPrefix) + snapshot_id;
+}
+std::string PendingKey(const std::string& snapshot_id) {
+  return std::string(kPendingPrefix) + snapshot_id;
+}
+
+}  // namespace strata::remote

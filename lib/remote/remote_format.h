@@ -1,0 +1,63 @@
+// The objects of a remote (docs/remote-format.md): pack indexes and tree nodes, encoded with a
+// magic, a version and an XXH3 trailer, and decoded with every field checked.
+#ifndef STRATA_REMOTE_REMOTE_FORMAT_H_
+#define STRATA_REMOTE_REMOTE_FORMAT_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "strata/status.h"
+
+namespace strata::remote {
+
+using Hash = std::array<uint8_t, 32>;  // SHA-256
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFanout = 1024;  // entries per tree node
+constexpr uint32_t kFlagZstd = 1;   // the stored block is one zstd frame (else stored as is)
+
+std::string HexOf(const Hash& hash);
+bool ParseHex(const std::string& hex, Hash* hash);
+Hash Sha256(const void* data, size_t length);
+
+// Where a block's bytes are: a range of a pack, and how to check them.
+struct BlockRef {
+  Hash sha256{};        // of the uncompressed block: its identity
+  Hash pack{};          // the pack's id (SHA-256 of the pack's bytes)
+  uint64_t offset = 0;  // in the pack
+  uint32_t stored = 0;  // bytes in the pack
+  uint32_t raw = 0;     // bytes uncompressed
+  uint32_t flags = 0;   // kFlagZstd
+  uint64_t xxh3 = 0;    // of the uncompressed block: a fast check before the SHA-256
+};
+
+std::string EncodeIndex(const std::vector<BlockRef>& blocks);
+// Errors: Corruption naming `what` (the object's key).
+Result<std::vector<BlockRef>> DecodeIndex(const std::string& bytes, const std::string& what);
+
+// A tree node: a leaf maps slot -> block; an inner node maps slot -> child node.
+struct Node {
+  uint32_t level = 0;                                 // 0: leaf
+  std::vector<std::pair<uint32_t, BlockRef>> blocks;  // leaf, by slot
+  std::vector<std::pair<uint32_t, Hash>> children;    // inner, by slot
+};
+
+std::string EncodeNode(const Node& node);
+Result<Node> DecodeNode(const std::string& bytes, const std::string& what);
+
+// Object keys below the remote's prefix.
+std::string PackKey(const Hash& pack);
+std::string IndexKey(const Hash& pack);
+std::string NodeKey(const Hash& node);
+std::string ManifestKey(const std::string& snapshot_id);
+std::string PendingKey(const std::string& snapshot_id);
+constexpr char kIndexPrefix[] = "index/";
+constexpr char kManifestPrefix[] = "snapshots/";
+constexpr char kPendingPrefix[] = "pending/";
+constexpr char kGcLeaseKey[] = "leases/gc";
+
+}  // namespace strata::remote
+
+#endif  // STRATA_REMOTE_REMOTE_FORMAT_H_

@@ -1,0 +1,941 @@
+// The remote: push, list, restore and delete snapshots in S3 (docs/remote-format.md).
+//
+// Push: blocks (512 KiB, or the chunk size when larger) are read from the snapshot in batches,
+// hashed (SHA-256) and, unless the remote holds the content already, zstd-compressed into packs
+// of ~16 MiB. A pack is uploaded, then its index: a pack counts once its index exists. The
+// snapshot's block map is a tree of content-addressed nodes (1,024 entries each); an
+// incremental push rewrites only the nodes on the paths of changed blocks. The manifest goes
+// last, with If-None-Match: it is what lists the snapshot.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "strata/event_loop.h"
+#include "strata/remote.h"
+
+#include "remote/remote_format.h"
+#include "remote/s3_client.h"
+#include "util/json_text.h"
+
+namespace strata {
+
+namespace {
+
+using nlohmann::json;
+using remote::BlockRef;
+using remote::Hash;
+using remote::Node;
+using remote::S3Client;
+using remote::S3Request;
+
+constexpr uint32_t kRemoteBlockBytes = 512 << 10;  // EBS's block size
+constexpr size_t kPackTargetBytes = 16 << 20;
+constexpr size_t kBatchBlocks = 64;               // read, hashed and compressed together
+constexpr size_t kPacksPerUpload = 4;             // sealed packs uploaded together
+constexpr size_t kFetchBatch = 32;                // range GETs in flight on restore
+constexpr int64_t kPendingStaleMs = 3600 * 1000;  // a push marker older than this is abandoned
+constexpr int64_t kLeaseMs = 10 * 60 * 1000;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string HashKey(const Hash& h) { return std::string(h.begin(), h.end()); }
+
+// Runs fn(i) for i in [0, n) on up to `threads` threads.
+void ParallelFor(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) {
+      fn(i);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < std::min<size_t>(threads, n); t++) {
+    pool.emplace_back(work);
+  }
+  work();
+  for (auto& t : pool) {
+    t.join();
+  }
+}
+
+unsigned Cores() { return std::clamp(std::thread::hardware_concurrency(), 1u, 16u); }
+
+// The manifest: one JSON line, a newline, and the SHA-256 of that line in hex.
+std::string EncodeManifest(const json& j) {
+  const std::string line = DumpJson(j);
+  return line + "\n" + remote::HexOf(remote::Sha256(line.data(), line.size())) + "\n";
+}
+
+Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
+  const size_t nl = bytes.find('\n');
+  remote::Hash want;
+  if (nl == std::string::npos || bytes.size() != nl + 66 ||
+      !remote::ParseHex(bytes.substr(nl + 1, 64), &want) ||
+      remote::Sha256(bytes.data(), nl) != want) {
+    return Status::Corruption("remote object " + what + ": damaged manifest (checksum)");
+  }
+  json j = json::parse(bytes.substr(0, nl), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("format", 0) != 1 ||
+      !j.value("snapshot_id", json()).is_string() ||
+      !j.value("volume_size", json()).is_number_unsigned() ||
+      !j.value("block_size", json()).is_number_unsigned() ||
+      !j.value("depth", json()).is_number_unsigned() || !j.value("root", json()).is_string()) {
+    return Status::Corruption("remote object " + what +
+                              ": manifest fields missing or of the wrong type");
+  }
+  return j;
+}
+
+RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
+  RemoteSnapshotInfo i;
+  i.snapshot_id = m.value("snapshot_id", "");
+  i.volume_id = m.value("volume_id", "");
+  i.description = m.value("description", "");
+  i.state = state;
+  i.start_time_ms = m.value("start_time_ms", int64_t{0});
+  i.volume_size_bytes = m.value("volume_size", uint64_t{0});
+  i.block_size_bytes = m.value("block_size", uint32_t{0});
+  i.data_blocks = m.value("data_blocks", uint64_t{0});
+  i.parent_snapshot_id = m.value("parent_snapshot_id", "");
+  return i;
+}
+
+// Levels above the leaves that a tree over `blocks` blocks needs (0: one leaf is enough).
+uint32_t DepthFor(uint64_t blocks) {
+  uint32_t depth = 0;
+  for (uint64_t span = remote::kFanout; span < blocks; span *= remote::kFanout) {
+    depth++;
+  }
+  return depth;
+}
+
+uint64_t SpanOf(uint32_t level) {
+  uint64_t span = remote::kFanout;
+  for (uint32_t i = 0; i < level; i++) {
+    span *= remote::kFanout;
+  }
+  return span;  // blocks under one node of `level`
+}
+
+// A block read from the snapshot, on its way into a pack.
+struct PendingBlock {
+  uint64_t index = 0;
+  std::vector<std::byte> raw;
+  std::string stored;
+  bool zero = false;
+  Hash sha{};
+  uint64_t xxh3 = 0;
+  uint32_t flags = 0;
+};
+
+class RemoteImpl final : public Remote {
+ public:
+  RemoteImpl(RemoteSpec spec, std::unique_ptr<S3Client> client)
+      : spec_(std::move(spec)), client_(std::move(client)) {}
+  // What a push changes in the block map: block index -> its new place, or nullopt (a hole).
+  using Changes = std::map<uint64_t, std::optional<BlockRef>>;
+
+  Result<PushStats> PushSnapshot(Pool* pool, const std::string& snapshot_id,
+                                 const RemoteProgress& progress) override;
+  Result<std::vector<RemoteSnapshotInfo>> ListSnapshots() override;
+  Result<RemoteSnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) override;
+  Result<RestoreStats> RestoreVolume(Pool* pool, const std::string& snapshot_id,
+                                     const VolumeSpec& spec,
+                                     const RemoteProgress& progress) override;
+  Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) override;
+
+ private:
+  std::string Name() const {
+    return "remote " + spec_.name + " (" + client_->location().Describe() + ")";
+  }
+  Result<json> GetManifest(const std::string& snapshot_id);
+  Result<Node> GetNode(const Hash& hash);
+  Status PutIfAbsent(const std::string& key, const std::string& bytes);
+  Status LoadKnownBlocks();
+  Status CheckNoGc();
+  // The newest older snapshot of the same volume that the remote holds, if any.
+  Result<std::optional<json>> FindParent(Pool* pool, const SnapshotInfo& snap);
+  Status ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
+                   std::vector<PendingBlock>* batch);
+  void Prepare(std::vector<PendingBlock>* batch);
+  Status AddToPack(PendingBlock* block, PushStats* stats);
+  Status SealPack();
+  Status UploadPacks(PushStats* stats);
+  // Applies changes (block index -> new ref, or nullopt for a hole) below a node; returns its new
+  // hash, or nullopt when the node is left empty.
+  Result<std::optional<Hash>> Update(uint32_t level, std::optional<Hash> node, uint64_t first,
+                                     Changes::const_iterator begin, Changes::const_iterator end,
+                                     PushStats* stats);
+  // Reads, hashes and stores the listed blocks of the snapshot; records their new refs.
+  Status StoreBlocks(Pool* pool, const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
+                     Changes* changes, PushStats* stats, const RemoteProgress& progress);
+  Result<std::vector<uint64_t>> BlocksToRead(Pool* pool, const SnapshotInfo& snap,
+                                             const std::optional<json>& parent);
+  Status ForEachBlock(const json& manifest,
+                      const std::function<Status(uint64_t, const BlockRef&)>& fn);
+  Status WalkNodes(uint32_t level, const Hash& node, uint64_t first,
+                   const std::function<Status(uint64_t, const BlockRef&)>& on_block,
+                   const std::function<void(const Hash&)>& on_node);
+  Status FetchBlocks(Volume* volume, uint32_t block_size,
+                     std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats);
+
+  RemoteSpec spec_;
+  std::unique_ptr<S3Client> client_;
+  std::map<std::string, BlockRef> known_;  // sha256 -> where the remote holds it
+  // The pack being filled, and sealed packs waiting for upload.
+  std::string pack_;
+  std::vector<BlockRef> pack_refs_;
+  struct SealedPack {
+    Hash id;
+    std::string bytes;
+    std::vector<BlockRef> refs;
+  };
+  std::vector<SealedPack> sealed_;
+  // Blocks of this push waiting in a pack not yet sealed: sha256 -> block indexes.
+  std::map<std::string, std::vector<uint64_t>> pending_index_;
+  int64_t data_delta_ = 0;  // data blocks the push added (removed) against its parent
+  Status PushLocked(Pool* pool, const SnapshotInfo& snap, const RemoteProgress& progress,
+                    PushStats* stats);
+  Status CollectLocked(const json& doomed, GcStats* stats);
+};
+
+// ---------------------------------------------------------------- small pieces
+
+Status RemoteImpl::PutIfAbsent(const std::string& key, const std::string& bytes) {
+  Status s = client_->Put(key, bytes.data(), bytes.size(), /*if_absent=*/true);
+  return s.code() == Status::Code::kAlreadyExists ? Status::OK() : s;  // content-addressed
+}
+
+Result<json> RemoteImpl::GetManifest(const std::string& snapshot_id) {
+  auto bytes = client_->Get(remote::ManifestKey(snapshot_id));
+  if (bytes.status().code() == Status::Code::kNotFound) {
+    return Status::NotFound(Name() + " holds no snapshot " + snapshot_id);
+  }
+  STRATA_RETURN_IF_ERROR(bytes.status());
+  return DecodeManifest(*bytes, remote::ManifestKey(snapshot_id));
+}
+
+Result<Node> RemoteImpl::GetNode(const Hash& hash) {
+  const std::string key = remote::NodeKey(hash);
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, client_->Get(key));
+  if (remote::Sha256(bytes.data(), bytes.size()) != hash) {
+    return Status::Corruption(Name() + ": object " + key + " does not match its name (damaged)");
+  }
+  return remote::DecodeNode(bytes, key);
+}
+
+// Every pack index, fetched many at a time: the content the remote holds (dedup).
+Status RemoteImpl::LoadKnownBlocks() {
+  known_.clear();
+  std::string token;
+  for (;;) {
+    STRATA_ASSIGN_OR_RETURN(S3Client::ListPage page, client_->List(remote::kIndexPrefix, token));
+    std::vector<S3Request> gets(page.objects.size());
+    std::vector<S3Request*> batch;
+    for (size_t i = 0; i < page.objects.size(); i++) {
+      gets[i].key = page.objects[i].first;
+      batch.push_back(&gets[i]);
+    }
+    client_->Run(batch);
+    for (S3Request& r : gets) {
+      if (r.status.code() == Status::Code::kNotFound) {
+        continue;  // deleted by a GC since the listing
+      }
+      STRATA_RETURN_IF_ERROR(r.status);
+      STRATA_ASSIGN_OR_RETURN(std::vector<BlockRef> refs, remote::DecodeIndex(r.response, r.key));
+      for (const BlockRef& ref : refs) {
+        known_.emplace(HashKey(ref.sha256), ref);
+      }
+    }
+    if (!page.next_token) {
+      return Status::OK();
+    }
+    token = *page.next_token;
+  }
+}
+
+// A push announces itself (pending/ID) before it looks at the GC lease; a GC takes the lease
+// before it looks for pushes. Whichever comes second sees the other (S3 is strongly consistent).
+Status RemoteImpl::CheckNoGc() {
+  auto lease = client_->Get(remote::kGcLeaseKey);
+  if (lease.status().code() == Status::Code::kNotFound) {
+    return Status::OK();
+  }
+  STRATA_RETURN_IF_ERROR(lease.status());
+  json j = json::parse(*lease, nullptr, false);
+  const int64_t until = j.is_object() ? j.value("until_ms", int64_t{0}) : 0;
+  if (until > NowMs()) {
+    return Status::Busy(Name() + " is collecting garbage (lease held until " +
+                        std::to_string((until - NowMs()) / 1000) + " s from now); retry then");
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- push
+
+Result<std::optional<json>> RemoteImpl::FindParent(Pool* pool, const SnapshotInfo& snap) {
+  std::vector<SnapshotInfo> older;
+  for (const SnapshotInfo& s : pool->ListSnapshots()) {
+    if (s.volume_id == snap.volume_id && s.snapshot_id != snap.snapshot_id &&
+        s.start_time_ms <= snap.start_time_ms && s.epoch < snap.epoch) {
+      older.push_back(s);
+    }
+  }
+  std::sort(older.begin(), older.end(),
+            [](const SnapshotInfo& a, const SnapshotInfo& b) { return a.epoch > b.epoch; });
+  for (const SnapshotInfo& s : older) {
+    auto m = GetManifest(s.snapshot_id);
+    if (m.ok()) {
+      return std::optional<json>(*m);
+    }
+    if (m.status().code() != Status::Code::kNotFound) {
+      return m.status();
+    }
+  }
+  return std::optional<json>();
+}
+
+// Reads each block of the batch (all at once on the loop: the disk sees a deep queue).
+Status RemoteImpl::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
+                             std::vector<PendingBlock>* batch) {
+  struct Tally {
+    size_t done = 0;
+    Status error;
+  } tally;
+  std::vector<IoRequest> reads(batch->size());
+  for (size_t i = 0; i < batch->size(); i++) {
+    PendingBlock& b = (*batch)[i];
+    const uint64_t offset = b.index * kRemoteBlockBytes;
+    b.raw.resize(static_cast<size_t>(std::min<uint64_t>(kRemoteBlockBytes, size - offset)));
+    IoRequest& r = reads[i];
+    r.kind = IoRequest::Kind::kRead;
+    r.offset_bytes = offset;
+    r.length_bytes = b.raw.size();
+    r.data = b.raw.data();
+    r.user = &tally;
+    r.callback = [](IoRequest* req, const Status& st) {
+      auto* t = static_cast<Tally*>(req->user);
+      t->done++;
+      if (!st.ok() && t->error.ok()) {
+        t->error = st;
+      }
+    };
+    volume->Submit(loop, &r);
+  }
+  loop->RunUntil([&tally, batch] { return tally.done == batch->size(); });
+  return tally.error;
+}
+
+// Zero check, identity, checksum and compression, one block per thread.
+void RemoteImpl::Prepare(std::vector<PendingBlock>* batch) {
+  ParallelFor(batch->size(), Cores(), [batch](size_t i) {
+    PendingBlock& b = (*batch)[i];
+    b.zero = std::all_of(b.raw.begin(), b.raw.end(), [](std::byte x) { return x == std::byte{0}; });
+    if (b.zero) {
+      return;
+    }
+    b.sha = remote::Sha256(b.raw.data(), b.raw.size());
+    b.xxh3 = XXH3_64bits(b.raw.data(), b.raw.size());
+    b.stored.resize(ZSTD_compressBound(b.raw.size()));
+    const size_t n = ZSTD_compress(b.stored.data(), b.stored.size(), b.raw.data(), b.raw.size(), 1);
+    if (ZSTD_isError(n) || n >= b.raw.size()) {  // incompressible: stored as it is
+      b.stored.assign(reinterpret_cast<const char*>(b.raw.data()), b.raw.size());
+      b.flags = 0;
+    } else {
+      b.stored.resize(n);
+      b.flags = remote::kFlagZstd;
+    }
+  });
+}
+
+Status RemoteImpl::AddToPack(PendingBlock* b, PushStats* stats) {
+  BlockRef ref;
+  ref.sha256 = b->sha;
+  ref.offset = pack_.size();
+  ref.stored = static_cast<uint32_t>(b->stored.size());
+  ref.raw = static_cast<uint32_t>(b->raw.size());
+  ref.flags = b->flags;
+  ref.xxh3 = b->xxh3;
+  pack_ += b->stored;
+  pack_refs_.push_back(ref);
+  stats->blocks_uploaded++;
+  if (pack_.size() >= kPackTargetBytes) {
+    STRATA_RETURN_IF_ERROR(SealPack());
+  }
+  if (sealed_.size() >= kPacksPerUpload) {
+    return UploadPacks(stats);
+  }
+  return Status::OK();
+}
+
+Status RemoteImpl::SealPack() {
+  if (pack_refs_.empty()) {
+    return Status::OK();
+  }
+  SealedPack p;
+  p.id = remote::Sha256(pack_.data(), pack_.size());
+  p.bytes = std::move(pack_);
+  p.refs = std::move(pack_refs_);
+  for (BlockRef& r : p.refs) {
+    r.pack = p.id;
+    known_.emplace(HashKey(r.sha256), r);  // later blocks of this push with this content reuse it
+  }
+  pack_.clear();
+  pack_refs_.clear();
+  sealed_.push_back(std::move(p));
+  return Status::OK();
+}
+
+// The sealed packs at once, then their indexes: a pack counts only once its index exists.
+Status RemoteImpl::UploadPacks(PushStats* stats) {
+  std::vector<S3Request> puts(sealed_.size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < sealed_.size(); i++) {
+    puts[i].method = S3Request::Method::kPut;
+    puts[i].key = remote::PackKey(sealed_[i].id);
+    puts[i].body = sealed_[i].bytes.data();
+    puts[i].body_bytes = sealed_[i].bytes.size();
+    puts[i].headers = {{"If-None-Match", "*"}};
+    batch.push_back(&puts[i]);
+  }
+  client_->Run(batch);
+  std::vector<std::string> indexes(sealed_.size());
+  for (size_t i = 0; i < sealed_.size(); i++) {
+    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
+      return puts[i].status;
+    }
+    stats->bytes_uploaded += sealed_[i].bytes.size();
+    indexes[i] = remote::EncodeIndex(sealed_[i].refs);
+    puts[i].key = remote::IndexKey(sealed_[i].id);
+    puts[i].body = indexes[i].data();
+    puts[i].body_bytes = indexes[i].size();
+  }
+  client_->Run(batch);
+  for (size_t i = 0; i < sealed_.size(); i++) {
+    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
+      return puts[i].status;
+    }
+    stats->bytes_uploaded += indexes[i].size();
+    stats->packs++;
+  }
+  sealed_.clear();
+  return Status::OK();
+}
+
+using Changes = RemoteImpl::Changes;
+
+Changes::const_iterator changes_end_of(Changes::const_iterator it, Changes::const_iterator end,
+                                       uint64_t limit) {
+  while (it != end && it->first < limit) {
+    ++it;
+  }
+  return it;
+}
+
+Result<std::optional<Hash>> RemoteImpl::Update(uint32_t level, std::optional<Hash> node,
+                                               uint64_t first, Changes::const_iterator begin,
+                                               Changes::const_iterator end, PushStats* stats) {
+  Node n;
+  n.level = level;
+  if (node) {
+    STRATA_ASSIGN_OR_RETURN(n, GetNode(*node));
+    if (n.level != level) {
+      return Status::Corruption(Name() + ": tree node " + remote::HexOf(*node) +
+                                " at the wrong level");
+    }
+  }
+  if (level == 0) {
+    std::map<uint32_t, BlockRef> slots(n.blocks.begin(), n.blocks.end());
+    data_delta_ -= static_cast<int64_t>(slots.size());
+    for (auto it = begin; it != end; ++it) {
+      const auto slot = static_cast<uint32_t>(it->first - first);
+      if (it->second) {
+        slots[slot] = *it->second;
+      } else {
+        slots.erase(slot);
+      }
+    }
+    n.blocks.assign(slots.begin(), slots.end());
+    data_delta_ += static_cast<int64_t>(slots.size());
+  } else {
+    std::map<uint32_t, Hash> children(n.children.begin(), n.children.end());
+    const uint64_t span = SpanOf(level - 1);
+    for (auto it = begin; it != end;) {
+      const auto slot = static_cast<uint32_t>((it->first - first) / span);
+      const uint64_t child_first = first + slot * span;
+      auto stop = changes_end_of(it, end, child_first + span);
+      auto child = children.count(slot) ? std::optional<Hash>(children[slot]) : std::nullopt;
+      STRATA_ASSIGN_OR_RETURN(std::optional<Hash> updated,
+                              Update(level - 1, child, child_first, it, stop, stats));
+      if (updated) {
+        children[slot] = *updated;
+      } else {
+        children.erase(slot);
+      }
+      it = stop;
+    }
+    n.children.assign(children.begin(), children.end());
+  }
+  if (n.blocks.empty() && n.children.empty()) {
+    return std::optional<Hash>();
+  }
+  const std::string bytes = remote::EncodeNode(n);
+  const Hash hash = remote::Sha256(bytes.data(), bytes.size());
+  if (!node || hash != *node) {
+    STRATA_RETURN_IF_ERROR(PutIfAbsent(remote::NodeKey(hash), bytes));
+    stats->bytes_uploaded += bytes.size();
+  }
+  return std::optional<Hash>(hash);
+}
+
+// Blocks whose content may differ from the parent's (all blocks with data without a parent).
+Result<std::vector<uint64_t>> RemoteImpl::BlocksToRead(Pool* pool, const SnapshotInfo& snap,
+                                                       const std::optional<json>& parent) {
+  std::vector<uint64_t> out;
+  uint64_t start = 0;
+  for (;;) {
+    Result<BlockList> page =
+        parent
+            ? pool->ListChangedBlocks((*parent)["snapshot_id"].get<std::string>(), snap.snapshot_id,
+                                      kRemoteBlockBytes, start, kMaxBlockListResults)
+            : pool->ListSnapshotBlocks(snap.snapshot_id, kRemoteBlockBytes, start,
+                                       kMaxBlockListResults);
+    STRATA_RETURN_IF_ERROR(page.status());
+    out.insert(out.end(), page->blocks.begin(), page->blocks.end());
+    if (!page->next_block) {
+      return out;
+    }
+    start = *page->next_block;
+  }
+}
+
+Status RemoteImpl::StoreBlocks(Pool* pool, const SnapshotInfo& snap,
+                               const std::vector<uint64_t>& blocks, Changes* changes,
+                               PushStats* stats, const RemoteProgress& progress) {
+  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool->OpenSnapshot(snap.snapshot_id));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, pool->CreateEventLoop(2 * kBatchBlocks));
+  for (size_t first = 0; first < blocks.size(); first += kBatchBlocks) {
+    std::vector<PendingBlock> batch(std::min(kBatchBlocks, blocks.size() - first));
+    for (size_t i = 0; i < batch.size(); i++) {
+      batch[i].index = blocks[first + i];
+    }
+    STRATA_RETURN_IF_ERROR(ReadBatch(volume.get(), loop.get(), volume->size_bytes(), &batch));
+    Prepare(&batch);
+    for (PendingBlock& b : batch) {
+      stats->blocks_read++;
+      if (b.zero) {
+        stats->zero_blocks++;
+        (*changes)[b.index] = std::nullopt;
+        continue;
+      }
+      auto known = known_.find(HashKey(b.sha));
+      if (known != known_.end() && known->second.raw == b.raw.size()) {
+        stats->blocks_deduplicated++;
+        (*changes)[b.index] = known->second;
+        continue;
+      }
+      (*changes)[b.index] = std::nullopt;  // its ref is set once its pack is sealed
+      auto& waiting = pending_index_[HashKey(b.sha)];
+      waiting.push_back(b.index);
+      if (waiting.size() > 1) {
+        stats->blocks_deduplicated++;  // the same content earlier in this push
+        continue;
+      }
+      STRATA_RETURN_IF_ERROR(AddToPack(&b, stats));
+    }
+    if (progress) {
+      progress(std::min(blocks.size(), first + batch.size()) * kRemoteBlockBytes,
+               blocks.size() * kRemoteBlockBytes);
+    }
+  }
+  STRATA_RETURN_IF_ERROR(SealPack());
+  STRATA_RETURN_IF_ERROR(UploadPacks(stats));
+  for (const auto& [sha, indexes] : pending_index_) {  // now every new block has its pack
+    const BlockRef& ref = known_.at(sha);
+    for (uint64_t index : indexes) {
+      (*changes)[index] = ref;
+    }
+  }
+  pending_index_.clear();
+  return Status::OK();
+}
+
+Result<PushStats> RemoteImpl::PushSnapshot(Pool* pool, const std::string& snapshot_id,
+                                           const RemoteProgress& progress) {
+  PushStats stats;
+  STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool->DescribeSnapshot(snapshot_id));
+  if (pool->Info().chunk_size_bytes > kRemoteBlockBytes) {
+    return Status::NotSupported("pools with chunks over 512 KiB cannot push to a remote yet");
+  }
+  auto existing = GetManifest(snapshot_id);
+  if (existing.ok()) {
+    stats.snapshot = InfoOf(*existing, "completed");
+    stats.already_there = true;
+    return stats;
+  }
+  if (existing.status().code() != Status::Code::kNotFound) {
+    return existing.status();
+  }
+  const std::string marker = DumpJson(json{{"snapshot_id", snapshot_id},
+                                           {"volume_id", snap.volume_id},
+                                           {"description", snap.description},
+                                           {"volume_size", snap.volume_size_bytes},
+                                           {"start_time_ms", snap.start_time_ms},
+                                           {"pushed_since_ms", NowMs()}});
+  STRATA_RETURN_IF_ERROR(
+      client_->Put(remote::PendingKey(snapshot_id), marker.data(), marker.size()));
+  Status s = PushLocked(pool, snap, progress, &stats);
+  Status cleared = client_->Delete(remote::PendingKey(snapshot_id));
+  STRATA_RETURN_IF_ERROR(s);
+  STRATA_RETURN_IF_ERROR(cleared);
+  return stats;
+}
+
+Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const RemoteProgress& progress,
+                              PushStats* stats) {
+  STRATA_RETURN_IF_ERROR(CheckNoGc());
+  STRATA_RETURN_IF_ERROR(LoadKnownBlocks());
+  STRATA_ASSIGN_OR_RETURN(std::optional<json> parent, FindParent(pool, snap));
+  data_delta_ = 0;
+  STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> blocks, BlocksToRead(pool, snap, parent));
+  Changes changes;
+  STRATA_RETURN_IF_ERROR(StoreBlocks(pool, snap, blocks, &changes, stats, progress));
+  const uint64_t block_count = (snap.volume_size_bytes + kRemoteBlockBytes - 1) / kRemoteBlockBytes;
+  const uint32_t depth = DepthFor(block_count);
+  std::optional<Hash> root;
+  uint64_t data_blocks = 0;
+  if (parent) {
+    Hash h;
+    const std::string hex = (*parent)["root"].get<std::string>();
+    if (!hex.empty() && remote::ParseHex(hex, &h)) {
+      root = h;
+    }
+    uint32_t parent_depth = (*parent)["depth"].get<uint32_t>();
+    for (; parent_depth < depth && root; parent_depth++) {  // the volume grew: a taller tree
+      Node up;
+      up.level = parent_depth + 1;
+      up.children.emplace_back(0, *root);
+      const std::string bytes = remote::EncodeNode(up);
+      root = remote::Sha256(bytes.data(), bytes.size());
+      STRATA_RETURN_IF_ERROR(PutIfAbsent(remote::NodeKey(*root), bytes));
+    }
+    data_blocks = (*parent).value("data_blocks", uint64_t{0});
+  }
+  STRATA_ASSIGN_OR_RETURN(root, Update(depth, root, 0, changes.cbegin(), changes.cend(), stats));
+  data_blocks = static_cast<uint64_t>(static_cast<int64_t>(data_blocks) + data_delta_);
+  json manifest = {
+      {"format", 1},
+      {"snapshot_id", snap.snapshot_id},
+      {"volume_id", snap.volume_id},
+      {"description", snap.description},
+      {"start_time_ms", snap.start_time_ms},
+      {"volume_size", snap.volume_size_bytes},
+      {"block_size", kRemoteBlockBytes},
+      {"depth", depth},
+      {"root", root ? remote::HexOf(*root) : std::string()},
+      {"data_blocks", data_blocks},
+      {"parent_snapshot_id", parent ? (*parent)["snapshot_id"].get<std::string>() : ""}};
+  const std::string bytes = EncodeManifest(manifest);
+  Status s = client_->Put(remote::ManifestKey(snap.snapshot_id), bytes.data(), bytes.size(), true);
+  if (s.code() == Status::Code::kAlreadyExists) {
+    s = Status::OK();  // another host pushed the same snapshot meanwhile
+  }
+  STRATA_RETURN_IF_ERROR(s);
+  stats->bytes_uploaded += bytes.size();
+  stats->snapshot = InfoOf(manifest, "completed");
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- list and describe
+
+Result<std::vector<RemoteSnapshotInfo>> RemoteImpl::ListSnapshots() {
+  std::vector<RemoteSnapshotInfo> out;
+  for (const char* prefix : {remote::kManifestPrefix, remote::kPendingPrefix}) {
+    const bool pending = std::string(prefix) == remote::kPendingPrefix;
+    std::string token;
+    for (;;) {
+      STRATA_ASSIGN_OR_RETURN(S3Client::ListPage page, client_->List(prefix, token));
+      std::vector<S3Request> gets(page.objects.size());
+      std::vector<S3Request*> batch;
+      for (size_t i = 0; i < gets.size(); i++) {
+        gets[i].key = page.objects[i].first;
+        batch.push_back(&gets[i]);
+      }
+      client_->Run(batch);
+      for (S3Request& r : gets) {
+        if (r.status.code() == Status::Code::kNotFound) {
+          continue;  // finished or deleted since the listing
+        }
+        STRATA_RETURN_IF_ERROR(r.status);
+        if (pending) {
+          json j = json::parse(r.response, nullptr, false);
+          if (j.is_object() && NowMs() - j.value("pushed_since_ms", int64_t{0}) < kPendingStaleMs &&
+              std::none_of(out.begin(), out.end(), [&j](const RemoteSnapshotInfo& i) {
+                return i.snapshot_id == j.value("snapshot_id", "");
+              })) {
+            out.push_back(InfoOf(j, "pending"));
+          }
+          continue;
+        }
+        STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(r.response, r.key));
+        out.push_back(InfoOf(m, "completed"));
+      }
+      if (!page.next_token) {
+        break;
+      }
+      token = *page.next_token;
+    }
+  }
+  return out;
+}
+
+Result<RemoteSnapshotInfo> RemoteImpl::DescribeSnapshot(const std::string& snapshot_id) {
+  STRATA_ASSIGN_OR_RETURN(json m, GetManifest(snapshot_id));
+  return InfoOf(m, "completed");
+}
+
+// ---------------------------------------------------------------- tree walks and restore
+
+Status RemoteImpl::WalkNodes(uint32_t level, const Hash& hash, uint64_t first,
+                             const std::function<Status(uint64_t, const BlockRef&)>& on_block,
+                             const std::function<void(const Hash&)>& on_node) {
+  STRATA_ASSIGN_OR_RETURN(Node n, GetNode(hash));
+  if (n.level != level) {
+    return Status::Corruption(Name() + ": tree node " + remote::HexOf(hash) +
+                              " at the wrong level");
+  }
+  if (on_node) {
+    on_node(hash);
+  }
+  for (const auto& [slot, ref] : n.blocks) {
+    if (on_block) {
+      STRATA_RETURN_IF_ERROR(on_block(first + slot, ref));
+    }
+  }
+  for (const auto& [slot, child] : n.children) {
+    STRATA_RETURN_IF_ERROR(
+        WalkNodes(level - 1, child, first + slot * SpanOf(level - 1), on_block, on_node));
+  }
+  return Status::OK();
+}
+
+// Fetches the blocks (range GETs, many at once), checks each against its checksum and its
+// SHA-256, and writes it into the volume.
+Status RemoteImpl::FetchBlocks(Volume* volume, uint32_t block_size,
+                               std::vector<std::pair<uint64_t, BlockRef>>* refs,
+                               RestoreStats* stats) {
+  std::vector<S3Request> gets(refs->size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < refs->size(); i++) {
+    const BlockRef& ref = (*refs)[i].second;
+    gets[i].key = remote::PackKey(ref.pack);
+    gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
+                                     std::to_string(ref.offset + ref.stored - 1)}};
+    batch.push_back(&gets[i]);
+  }
+  client_->Run(batch);
+  std::vector<std::vector<std::byte>> raw(refs->size());
+  std::vector<Status> checked(refs->size());
+  for (const S3Request& r : gets) {
+    STRATA_RETURN_IF_ERROR(r.status);
+  }
+  ParallelFor(refs->size(), Cores(), [&](size_t i) {
+    const auto& [index, ref] = (*refs)[i];
+    const std::string& stored = gets[i].response;
+    const std::string what = Name() + ": block " + std::to_string(index) + " in " + gets[i].key;
+    raw[i].resize(ref.raw);
+    if (stored.size() != ref.stored) {
+      checked[i] = Status::Corruption(what + ": short read (damaged or truncated pack)");
+      return;
+    }
+    if (ref.flags & remote::kFlagZstd) {
+      size_t n = ZSTD_decompress(raw[i].data(), raw[i].size(), stored.data(), stored.size());
+      if (ZSTD_isError(n) || n != ref.raw) {
+        checked[i] = Status::Corruption(what + ": does not decompress (damaged pack)");
+        return;
+      }
+    } else if (stored.size() == ref.raw) {
+      std::memcpy(raw[i].data(), stored.data(), ref.raw);
+    }
+    if (XXH3_64bits(raw[i].data(), raw[i].size()) != ref.xxh3 ||
+        remote::Sha256(raw[i].data(), raw[i].size()) != ref.sha256) {
+      checked[i] = Status::Corruption(what + ": checksum mismatch (damaged pack)");
+    }
+  });
+  for (size_t i = 0; i < refs->size(); i++) {
+    STRATA_RETURN_IF_ERROR(checked[i]);
+    STRATA_RETURN_IF_ERROR(volume->Write((*refs)[i].first * block_size, raw[i], /*fua=*/false));
+    stats->blocks++;
+    stats->bytes_downloaded += (*refs)[i].second.stored;
+  }
+  refs->clear();
+  return Status::OK();
+}
+
+Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& snapshot_id,
+                                               const VolumeSpec& spec,
+                                               const RemoteProgress& progress) {
+  STRATA_ASSIGN_OR_RETURN(json m, GetManifest(snapshot_id));
+  const uint64_t size = m["volume_size"].get<uint64_t>();
+  const uint32_t block_size = m["block_size"].get<uint32_t>();
+  if (block_size == 0 || block_size > (64u << 20) || (size == 0)) {
+    return Status::Corruption(Name() + ": manifest of " + snapshot_id + " has impossible sizes");
+  }
+  VolumeSpec create = spec;
+  create.size_bytes = std::max(spec.size_bytes, size);
+  create.snapshot_id.clear();
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->CreateVolume(create));
+  RestoreStats stats;
+  Status s = [&]() -> Status {
+    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool->OpenVolume(info.volume_id));
+    const uint64_t total = m.value("data_blocks", uint64_t{0});
+    std::vector<std::pair<uint64_t, BlockRef>> refs;
+    Hash root;
+    if (!m["root"].get<std::string>().empty()) {
+      if (!remote::ParseHex(m["root"].get<std::string>(), &root)) {
+        return Status::Corruption(Name() + ": manifest of " + snapshot_id + ": bad root");
+      }
+      auto on_block = [&](uint64_t index, const BlockRef& ref) -> Status {
+        if (index * uint64_t{block_size} >= size || ref.raw > block_size) {
+          return Status::Corruption(Name() + ": block " + std::to_string(index) +
+                                    " lies outside the volume");
+        }
+        refs.emplace_back(index, ref);
+        if (refs.size() < kFetchBatch) {
+          return Status::OK();
+        }
+        Status fetched = FetchBlocks(volume.get(), block_size, &refs, &stats);
+        if (progress) {
+          progress(stats.blocks * block_size, total * block_size);
+        }
+        return fetched;
+      };
+      STRATA_RETURN_IF_ERROR(WalkNodes(m["depth"].get<uint32_t>(), root, 0, on_block, nullptr));
+    }
+    STRATA_RETURN_IF_ERROR(FetchBlocks(volume.get(), block_size, &refs, &stats));
+    return volume->Flush();
+  }();
+  if (!s.ok()) {
+    Status cleanup = pool->DeleteVolume(info.volume_id);  // nothing half-restored stays
+    (void)cleanup;
+    return s;
+  }
+  STRATA_ASSIGN_OR_RETURN(stats.volume, pool->DescribeVolume(info.volume_id));
+  return stats;
+}
+
+// ---------------------------------------------------------------- delete and garbage collection
+
+Result<GcStats> RemoteImpl::DeleteSnapshot(const std::string& snapshot_id) {
+  GcStats stats;
+  STRATA_ASSIGN_OR_RETURN(json doomed, GetManifest(snapshot_id));
+  // The lease first, then the look for pushes under way (CheckNoGc explains the order).
+  const std::string lease = DumpJson(json{{"until_ms", NowMs() + kLeaseMs}});
+  Status took = client_->Put(remote::kGcLeaseKey, lease.data(), lease.size(), true);
+  if (took.code() == Status::Code::kAlreadyExists) {
+    STRATA_RETURN_IF_ERROR(CheckNoGc());  // Busy while it is held; an expired one is replaced
+    STRATA_RETURN_IF_ERROR(client_->Put(remote::kGcLeaseKey, lease.data(), lease.size()));
+  } else {
+    STRATA_RETURN_IF_ERROR(took);
+  }
+  Status s = CollectLocked(doomed, &stats);
+  Status released = client_->Delete(remote::kGcLeaseKey);
+  STRATA_RETURN_IF_ERROR(s);
+  STRATA_RETURN_IF_ERROR(released);
+  return stats;
+}
+
+Status RemoteImpl::CollectLocked(const json& doomed, GcStats* stats) {
+  const std::string id = doomed["snapshot_id"].get<std::string>();
+  // What the doomed snapshot uses: candidates for deletion.
+  std::set<Hash> nodes;
+  std::set<Hash> packs;
+  auto walk = [&](const json& m, std::set<Hash>* node_set, std::set<Hash>* pack_set) -> Status {
+    Hash root;
+    if (m["root"].get<std::string>().empty() ||
+        !remote::ParseHex(m["root"].get<std::string>(), &root)) {
+      return Status::OK();
+    }
+    return WalkNodes(
+        m["depth"].get<uint32_t>(), root, 0,
+        [pack_set](uint64_t, const BlockRef& ref) {
+          pack_set->insert(ref.pack);
+          return Status::OK();
+        },
+        [node_set](const Hash& h) { node_set->insert(h); });
+  };
+  STRATA_RETURN_IF_ERROR(walk(doomed, &nodes, &packs));
+  STRATA_RETURN_IF_ERROR(client_->Delete(remote::ManifestKey(id)));
+  auto pending = client_->List(remote::kPendingPrefix, "", 1);
+  STRATA_RETURN_IF_ERROR(pending.status());
+  if (!pending->objects.empty()) {
+    stats->deferred = true;  // a push may be reusing these blocks: free them another time
+    return Status::OK();
+  }
+  STRATA_ASSIGN_OR_RETURN(std::vector<RemoteSnapshotInfo> rest, ListSnapshots());
+  for (const RemoteSnapshotInfo& other : rest) {  // what every other snapshot still needs
+    STRATA_ASSIGN_OR_RETURN(json m, GetManifest(other.snapshot_id));
+    std::set<Hash> keep_nodes, keep_packs;
+    STRATA_RETURN_IF_ERROR(walk(m, &keep_nodes, &keep_packs));
+    for (const Hash& h : keep_nodes) {
+      nodes.erase(h);
+    }
+    for (const Hash& h : keep_packs) {
+      packs.erase(h);
+    }
+  }
+  std::vector<std::string> keys;
+  for (const Hash& p : packs) {
+    keys.push_back(remote::IndexKey(p));  // the index first: no push may pick the pack again
+  }
+  STRATA_RETURN_IF_ERROR(client_->DeleteMany(keys));
+  keys.clear();
+  for (const Hash& p : packs) {
+    auto size = client_->Head(remote::PackKey(p));
+    stats->bytes_freed += size.ok() ? *size : 0;
+    keys.push_back(remote::PackKey(p));
+  }
+  for (const Hash& n : nodes) {
+    keys.push_back(remote::NodeKey(n));
+  }
+  STRATA_RETURN_IF_ERROR(client_->DeleteMany(keys));
+  stats->packs_deleted = packs.size();
+  stats->nodes_deleted = nodes.size();
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Remote>> Remote::Open(const RemoteSpec& spec) {
+  remote::S3Location location;
+  STRATA_RETURN_IF_ERROR(remote::ParseS3Url(spec.url, &location));
+  location.region = spec.region.empty() ? "us-east-1" : spec.region;
+  location.endpoint = spec.endpoint_url.empty() ? "https://s3." + location.region + ".amazonaws.com"
+                                                : spec.endpoint_url;
+  while (!location.endpoint.empty() && location.endpoint.back() == '/') {
+    location.endpoint.pop_back();
+  }
+  STRATA_ASSIGN_OR_RETURN(remote::AwsCredentials credentials, remote::ResolveCredentials());
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<S3Client> client,
+                          S3Client::Create(location, credentials));
+  Status s = client->CheckBucket();
+  if (!s.ok()) {
+    return s.WithContext("remote " + spec.name);
+  }
+  return std::unique_ptr<Remote>(new RemoteImpl(spec, std::move(client)));
+}
+
+}  // namespace strata
