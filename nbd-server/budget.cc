@@ -4,22 +4,16 @@
 
 #include <cstdio>
 
-namespace strata::nbd {
+#include "util/clock.h"
 
-namespace {
-uint64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
-}  // namespace
+namespace strata::nbd {
 
 void LogLimiter::Log(LogKey key, const char* format, ...) {
   uint64_t dropped = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Window& w = windows_[static_cast<size_t>(key)];
-    const uint64_t now = NowMs();
+    const uint64_t now = MonotonicNowNs() / 1'000'000;
     if (now - w.start_ms >= kWindowMs) {
       dropped = w.dropped;
       w = Window{now, 0, 0};

@@ -12,18 +12,13 @@
 #include <vector>
 
 #include "protocol.h"
+#include "util/clock.h"
 
 namespace strata::nbd {
 
 namespace {
 
 constexpr uint32_t kMaxOptionBytes = 64 * 1024;  // beyond this the client is not an NBD client
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 Status ReadFully(int fd, void* buf, size_t len, std::atomic<uint64_t>* activity_ns) {
   auto* p = static_cast<uint8_t*>(buf);
@@ -44,7 +39,7 @@ Status ReadFully(int fd, void* buf, size_t len, std::atomic<uint64_t>* activity_
     p += n;
     len -= static_cast<size_t>(n);
     if (activity_ns != nullptr) {
-      activity_ns->store(NowNs(), std::memory_order_relaxed);
+      activity_ns->store(MonotonicNowNs(), std::memory_order_relaxed);
     }
   }
   return Status::OK();

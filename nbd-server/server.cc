@@ -21,6 +21,7 @@
 
 #include "control/control_socket.h"
 #include "transmission.h"
+#include "util/clock.h"
 #include "util/text.h"
 
 namespace strata::nbd {
@@ -181,11 +182,6 @@ Status Server::Run(int signal_fd) {
 namespace {
 constexpr int kMaxAcceptsPerTurn = 256;
 
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
 constexpr uint32_t kMaxControlConnections = 16;
 
 std::string PeerAddress(const sockaddr_storage& addr) {
@@ -228,7 +224,7 @@ void Server::Admit(int fd, Kind kind, std::string peer) {
   auto conn = std::make_unique<Conn>();
   conn->fd = fd;
   conn->peer = std::move(peer);
-  conn->activity_ns.store(NowNs());
+  conn->activity_ns.store(MonotonicNowNs());
   Conn* c = conn.get();
   conns_.push_back(std::move(conn));
   if (kind == Kind::kControl) {

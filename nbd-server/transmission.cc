@@ -8,17 +8,12 @@
 #include <cstring>
 
 #include "util/check.h"
+#include "util/clock.h"
 #include "util/text.h"
 
 namespace strata::nbd {
 
 namespace {
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 uint32_t NbdError(const Status& s, uint16_t type) {
   switch (s.code()) {
@@ -106,7 +101,7 @@ void Connection::Watchdog() {
   if (Finished() || timed_out_) {
     return;
   }
-  const uint64_t now = NowNs();
+  const uint64_t now = MonotonicNowNs();
   const uint64_t limit = uint64_t{limits_.io_timeout_ms} * 1'000'000;
   if (sending_ && now - send_progress_ns_ > limit) {
     ServerLog().Log(LogKey::kTimeout, "disconnecting a client of %s: it read no reply for %u ms",
@@ -166,7 +161,7 @@ void Connection::OnRecv(IoOp* op) {
     c->StopReceiving();
     return;
   }
-  c->recv_progress_ns_ = NowNs();
+  c->recv_progress_ns_ = MonotonicNowNs();
   if (c->payload_direct_) {
     c->payload_direct_ = false;
     c->payload_got_ += static_cast<size_t>(op->result);
@@ -364,7 +359,7 @@ void Connection::HandleHeader(const uint8_t* header) {
     if (s->length > 0) {
       recv_slot_ = s;
       payload_got_ = 0;
-      recv_progress_ns_ = NowNs();
+      recv_progress_ns_ = MonotonicNowNs();
       return;  // ProcessBuffered moves the payload in
     }
   }
@@ -703,7 +698,7 @@ void Connection::SendNext() {
     sending_slots_++;
   }
   sending_ = true;
-  send_progress_ns_ = NowNs();
+  send_progress_ns_ = MonotonicNowNs();
   msg_ = msghdr{};
   msg_.msg_iov = send_iov_.data();
   msg_.msg_iovlen = send_iov_.size();
@@ -730,7 +725,7 @@ void Connection::OnSent(IoOp* op) {
     return;
   }
   // Short send: advance the iovecs and send the rest of the batch.
-  c->send_progress_ns_ = NowNs();
+  c->send_progress_ns_ = MonotonicNowNs();
   size_t sent = static_cast<size_t>(op->result);
   msghdr& m = c->msg_;
   while (sent > 0 && m.msg_iovlen > 0) {

@@ -25,6 +25,7 @@
 #include "remote/remote_format.h"
 #include "remote/s3_client.h"
 #include "util/json_text.h"
+#include "util/parallel.h"
 
 namespace strata {
 
@@ -52,24 +53,6 @@ int64_t NowMs() {
 }
 
 std::string HashKey(const Hash& h) { return std::string(h.begin(), h.end()); }
-
-// Runs fn(i) for i in [0, n) on up to `threads` threads.
-void ParallelFor(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < n; i = next++) {
-      fn(i);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < std::min<size_t>(threads, n); t++) {
-    pool.emplace_back(work);
-  }
-  work();
-  for (auto& t : pool) {
-    t.join();
-  }
-}
 
 unsigned Cores() { return std::clamp(std::thread::hardware_concurrency(), 1u, 16u); }
 

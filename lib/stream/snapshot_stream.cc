@@ -20,6 +20,7 @@
 #include "strata/stream.h"
 
 #include "util/coding.h"
+#include "util/parallel.h"
 #include "util/text.h"
 
 namespace strata {
@@ -104,24 +105,6 @@ ZSTD_DCtx* ThreadDCtx() {
 unsigned Threads(unsigned requested) {
   unsigned n = requested != 0 ? requested : std::thread::hardware_concurrency();
   return std::clamp(n, 1u, 64u);
-}
-
-// Runs fn(i) for i in [0, n) on `threads` threads (the caller's included).
-void ParallelFor(size_t n, unsigned threads, const std::function<void(size_t)>& fn) {
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < n; i = next++) {
-      fn(i);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < std::min<size_t>(threads, n); t++) {
-    pool.emplace_back(work);
-  }
-  work();
-  for (auto& t : pool) {
-    t.join();
-  }
 }
 
 // Runs `requests` on `loop` all at once (the disk sees a deep queue) and waits for all of them.

@@ -1,9 +1,10 @@
 // libFuzzer target: bytes as one control-socket request line (lib/control), executed against an
 // in-memory pool (SimEnv) after the parse the socket does. No input may crash, abort (an
 // exception escaping), or make a reply that cannot be printed. Verbs that name host files
-// (streams, get-snapshot-block) are left out: a fuzzer must not write where it likes.
+// (streams, get-snapshot-block) or remotes are left out: a fuzzer must not write where it likes
+// or reach the network.
 //
-//   build-fuzz/tests/control_fuzz -max_total_time=60 tests/fuzz/control_corpus
+//   tools/fuzz.sh 60 control_fuzz
 #include <unistd.h>
 
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include "strata/pool.h"
 
 #include "control/control.h"
+#include "fuzz_pool.h"
 #include "io/sim_env.h"
 #include "util/json_text.h"
 
@@ -27,20 +29,7 @@ struct Fixture {
   std::unique_ptr<strata::Compute> compute;
 
   Fixture() {
-    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string dir = base + "/strata-control-fuzz-" + std::to_string(getpid());
-    std::filesystem::remove_all(dir);
-    strata::PoolOptions options;
-    options.env = &env;
-    options.commit_interval_ms = 0;
-    options.chunk_size_bytes = 4096;
-    if (!strata::Pool::Create(dir, options).ok()) {
-      std::abort();
-    }
-    pool = std::move(*strata::Pool::Open(dir, options));
-    if (!pool->CreateVolume(strata::VolumeSpec{1 << 20, "disk", "gp3", ""}).ok()) {
-      std::abort();
-    }
+    pool = strata::fuzz::MakePool(&env, "control-fuzz", /*with_volume=*/true);
     strata::ComputeOptions compute_options;
     compute_options.hosts_instance_store = false;
     compute = std::move(*strata::Compute::Open(pool.get(), compute_options));
@@ -51,14 +40,21 @@ struct Fixture {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Fixture* fx = new Fixture();
-  static const std::set<std::string> kTouchHostFiles = {"export-snapshot", "import-snapshot",
-                                                        "import-image", "get-snapshot-block"};
+  // Left out: verbs that name host files, and every remote verb (a fuzzer must not reach the
+  // network: a remote names an endpoint).
+  static const std::set<std::string> kLeftOut = {
+      "export-snapshot", "import-snapshot", "import-image", "get-snapshot-block",
+      "remote-add",      "remote-remove",   "remote-list",  "copy-snapshot"};
   nlohmann::json request = nlohmann::json::parse(data, data + size, nullptr, false);
   if (request.is_discarded()) {
     return 0;
   }
   if (request.is_object() && request.contains("command") && request["command"].is_string() &&
-      kTouchHostFiles.count(request["command"].get<std::string>()) != 0) {
+      kLeftOut.count(request["command"].get<std::string>()) != 0) {
+    return 0;
+  }
+  if (request.is_object() && request.contains("args") && request["args"].is_object() &&
+      request["args"].contains("remote")) {
     return 0;
   }
   strata::Result<nlohmann::json> reply = strata::ExecuteControl(fx->compute.get(), request);

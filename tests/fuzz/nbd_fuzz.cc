@@ -18,6 +18,7 @@
 #include "strata/event_loop.h"
 #include "strata/pool.h"
 
+#include "fuzz_pool.h"
 #include "handshake.h"
 #include "io/sim_env.h"
 #include "transmission.h"
@@ -31,21 +32,7 @@ struct Fixture {
   std::unique_ptr<strata::Compute> compute;
 
   Fixture() {
-    // tmpfs when there is one: FLUSH and FUA in the inputs commit LMDB, which fsyncs.
-    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string dir = base + "/strata-fuzz-" + std::to_string(getpid());
-    std::filesystem::remove_all(dir);
-    strata::PoolOptions options;
-    options.env = &env;
-    options.commit_interval_ms = 0;
-    options.chunk_size_bytes = 4096;
-    if (!strata::Pool::Create(dir, options).ok()) {
-      std::abort();
-    }
-    pool = std::move(*strata::Pool::Open(dir, options));
-    if (!pool->CreateVolume(strata::VolumeSpec{1 << 20, "disk", "gp3", ""}).ok()) {
-      std::abort();
-    }
+    pool = strata::fuzz::MakePool(&env, "fuzz", /*with_volume=*/true);
     loop = std::move(*strata::EventLoop::Create(&env, 64));
     compute = std::move(*strata::Compute::Open(pool.get(), strata::ComputeOptions{}));
   }

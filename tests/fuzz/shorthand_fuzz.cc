@@ -1,7 +1,7 @@
 // libFuzzer target: the AWS CLI shorthand parser (--block-device-mappings, --tags, --filters,
 // --tag-specifications). Any input: a value or an error, never a crash, and the value prints.
 //
-//   build-fuzz/tests/shorthand_fuzz -max_total_time=60 tests/fuzz/shorthand_corpus
+//   tools/fuzz.sh 60 shorthand_fuzz
 #include <cstdlib>
 #include <string>
 

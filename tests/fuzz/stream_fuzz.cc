@@ -2,7 +2,7 @@
 // input must end in a snapshot or an error that leaves nothing behind; no crash, sanitizer
 // report, hang, or cost beyond what the input carries (a declared size is not a cost).
 //
-//   build-fuzz/tests/stream_fuzz -max_total_time=60 tests/fuzz/stream_corpus
+//   tools/fuzz.sh 60 stream_fuzz
 #include <unistd.h>
 
 #include <cstdlib>
@@ -12,6 +12,7 @@
 #include "strata/pool.h"
 #include "strata/stream.h"
 
+#include "fuzz_pool.h"
 #include "io/sim_env.h"
 
 namespace {
@@ -36,19 +37,7 @@ struct Fixture {
   strata::SimEnv env{2};
   std::unique_ptr<strata::Pool> pool;
 
-  Fixture() {
-    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string dir = base + "/strata-stream-fuzz-" + std::to_string(getpid());
-    std::filesystem::remove_all(dir);
-    strata::PoolOptions options;
-    options.env = &env;
-    options.commit_interval_ms = 0;
-    options.chunk_size_bytes = 4096;
-    if (!strata::Pool::Create(dir, options).ok()) {
-      std::abort();
-    }
-    pool = std::move(*strata::Pool::Open(dir, options));
-  }
+  Fixture() { pool = strata::fuzz::MakePool(&env, "stream-fuzz", /*with_volume=*/false); }
 };
 
 }  // namespace
