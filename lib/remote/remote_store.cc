@@ -26,6 +26,7 @@
 #include "remote/s3_client.h"
 #include "util/json_text.h"
 #include "util/parallel.h"
+#include "util/submit_all.h"
 
 namespace strata {
 
@@ -172,7 +173,7 @@ class RemoteImpl final : public Remote {
   Status WalkNodes(uint32_t level, const Hash& node, uint64_t first,
                    const std::function<Status(uint64_t, const BlockRef&)>& on_block,
                    const std::function<void(const Hash&)>& on_node);
-  Status FetchBlocks(Volume* volume, uint32_t block_size,
+  Status FetchBlocks(Volume* volume, EventLoop* loop, uint32_t block_size,
                      std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats);
 
   RemoteSpec spec_;
@@ -294,32 +295,17 @@ Result<std::optional<json>> RemoteImpl::FindParent(Pool* pool, const SnapshotInf
 // Reads each block of the batch (all at once on the loop: the disk sees a deep queue).
 Status RemoteImpl::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
                              std::vector<PendingBlock>* batch) {
-  struct Tally {
-    size_t done = 0;
-    Status error;
-  } tally;
   std::vector<IoRequest> reads(batch->size());
   for (size_t i = 0; i < batch->size(); i++) {
     PendingBlock& b = (*batch)[i];
     const uint64_t offset = b.index * kRemoteBlockBytes;
     b.raw.resize(static_cast<size_t>(std::min<uint64_t>(kRemoteBlockBytes, size - offset)));
-    IoRequest& r = reads[i];
-    r.kind = IoRequest::Kind::kRead;
-    r.offset_bytes = offset;
-    r.length_bytes = b.raw.size();
-    r.data = b.raw.data();
-    r.user = &tally;
-    r.callback = [](IoRequest* req, const Status& st) {
-      auto* t = static_cast<Tally*>(req->user);
-      t->done++;
-      if (!st.ok() && t->error.ok()) {
-        t->error = st;
-      }
-    };
-    volume->Submit(loop, &r);
+    reads[i].kind = IoRequest::Kind::kRead;
+    reads[i].offset_bytes = offset;
+    reads[i].length_bytes = b.raw.size();
+    reads[i].data = b.raw.data();
   }
-  loop->RunUntil([&tally, batch] { return tally.done == batch->size(); });
-  return tally.error;
+  return SubmitAll(volume, loop, &reads);
 }
 
 // Zero check, identity, checksum and compression, one block per thread.
@@ -717,7 +703,7 @@ Status RemoteImpl::WalkNodes(uint32_t level, const Hash& hash, uint64_t first,
 
 // Fetches the blocks (range GETs, many at once), checks each against its checksum and its
 // SHA-256, and writes it into the volume.
-Status RemoteImpl::FetchBlocks(Volume* volume, uint32_t block_size,
+Status RemoteImpl::FetchBlocks(Volume* volume, EventLoop* loop, uint32_t block_size,
                                std::vector<std::pair<uint64_t, BlockRef>>* refs,
                                RestoreStats* stats) {
   std::vector<S3Request> gets(refs->size());
@@ -759,10 +745,19 @@ Status RemoteImpl::FetchBlocks(Volume* volume, uint32_t block_size,
     }
   });
   for (size_t i = 0; i < refs->size(); i++) {
-    STRATA_RETURN_IF_ERROR(checked[i]);
-    STRATA_RETURN_IF_ERROR(volume->Write((*refs)[i].first * block_size, raw[i], /*fua=*/false));
+    STRATA_RETURN_IF_ERROR(checked[i]);  // nothing of a damaged batch is written
+  }
+  std::vector<IoRequest> writes(refs->size());
+  for (size_t i = 0; i < refs->size(); i++) {
+    writes[i].kind = IoRequest::Kind::kWrite;
+    writes[i].offset_bytes = (*refs)[i].first * block_size;
+    writes[i].length_bytes = raw[i].size();
+    writes[i].data = raw[i].data();
+  }
+  STRATA_RETURN_IF_ERROR(SubmitAll(volume, loop, &writes));
+  for (const auto& [index, ref] : *refs) {
     stats->blocks++;
-    stats->bytes_downloaded += (*refs)[i].second.stored;
+    stats->bytes_downloaded += ref.stored;
   }
   refs->clear();
   return Status::OK();
@@ -784,6 +779,8 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
   RestoreStats stats;
   Status s = [&]() -> Status {
     STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool->OpenVolume(info.volume_id));
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
+                            pool->CreateEventLoop(2 * kFetchBatch));
     const uint64_t total = m.value("data_blocks", uint64_t{0});
     std::vector<std::pair<uint64_t, BlockRef>> refs;
     Hash root;
@@ -800,7 +797,7 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
         if (refs.size() < kFetchBatch) {
           return Status::OK();
         }
-        Status fetched = FetchBlocks(volume.get(), block_size, &refs, &stats);
+        Status fetched = FetchBlocks(volume.get(), loop.get(), block_size, &refs, &stats);
         if (progress) {
           progress(stats.blocks * block_size, total * block_size);
         }
@@ -808,7 +805,7 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
       };
       STRATA_RETURN_IF_ERROR(WalkNodes(m["depth"].get<uint32_t>(), root, 0, on_block, nullptr));
     }
-    STRATA_RETURN_IF_ERROR(FetchBlocks(volume.get(), block_size, &refs, &stats));
+    STRATA_RETURN_IF_ERROR(FetchBlocks(volume.get(), loop.get(), block_size, &refs, &stats));
     return volume->Flush();
   }();
   if (!s.ok()) {

@@ -21,6 +21,7 @@
 
 #include "util/coding.h"
 #include "util/parallel.h"
+#include "util/submit_all.h"
 #include "util/text.h"
 
 namespace strata {
@@ -105,29 +106,6 @@ ZSTD_DCtx* ThreadDCtx() {
 unsigned Threads(unsigned requested) {
   unsigned n = requested != 0 ? requested : std::thread::hardware_concurrency();
   return std::clamp(n, 1u, 64u);
-}
-
-// Runs `requests` on `loop` all at once (the disk sees a deep queue) and waits for all of them.
-// Returns the first error.
-Status RunAll(Volume* volume, EventLoop* loop, std::vector<IoRequest>* requests) {
-  struct Tally {
-    size_t done = 0;
-    Status first_error;
-  } tally;
-  for (IoRequest& r : *requests) {
-    r.user = &tally;
-    r.callback = [](IoRequest* req, const Status& st) {
-      auto* t = static_cast<Tally*>(req->user);
-      t->done++;
-      if (!st.ok() && t->first_error.ok()) {
-        t->first_error = st;
-      }
-    };
-    volume->Submit(loop, &r);
-  }
-  const size_t n = requests->size();
-  loop->RunUntil([&tally, n] { return tally.done == n; });
-  return tally.first_error;
 }
 
 // The stream's own bytes: every byte written goes through here, into the whole-stream checksum.
@@ -683,7 +661,7 @@ class Importer {
         r.data = const_cast<std::byte*>(it.raw.data());
       }
     }
-    STRATA_RETURN_IF_ERROR(RunAll(volume_.get(), loop_.get(), &writes));
+    STRATA_RETURN_IF_ERROR(SubmitAll(volume_.get(), loop_.get(), &writes));
     for (const ImportItem& it : batch_) {
       STRATA_RETURN_IF_ERROR(it.status);
       stats_.records++;
