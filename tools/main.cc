@@ -338,7 +338,11 @@ int main(int argc, char** argv) {
   auto* copy_snap = app.add_subcommand("copy-snapshot", "push a snapshot to a remote");
   copy_snap->add_option("--source-snapshot-id", snapshot_id, "snapshot id")->required();
   copy_snap->add_option("--destination-remote", remote, "remote name")->required();
-  for (CLI::App* cmd : {describe_snaps, del_snap, create}) {
+  auto* copy_image =
+      app.add_subcommand("copy-image", "push an image and its snapshots to a remote");
+  copy_image->add_option("--source-image-id", image_id, "image id")->required();
+  copy_image->add_option("--destination-remote", remote, "remote name")->required();
+  for (CLI::App* cmd : {describe_snaps, del_snap, create, desc_images, run, dereg}) {
     cmd->add_option("--remote", remote, "act on the snapshots of this remote");
   }
 
@@ -506,6 +510,9 @@ int main(int argc, char** argv) {
     } else {
       request = {{"command", "remote-list"}};
     }
+  } else if (copy_image->parsed()) {
+    request = {{"command", "copy-image"},
+               {"args", {{"source-image-id", image_id}, {"destination-remote", remote}}}};
   } else if (copy_snap->parsed()) {
     request = {{"command", "copy-snapshot"},
                {"args", {{"source-snapshot-id", snapshot_id}, {"destination-remote", remote}}}};

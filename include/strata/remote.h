@@ -95,6 +95,20 @@ class Remote {
                                              const RemoteProgress& progress) = 0;
   // Deletes the snapshot, then the packs and tree nodes no other snapshot needs.
   virtual Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) = 0;
+  // Makes the remote snapshot a snapshot of `pool` (restored into a hidden importing volume, then
+  // sealed; its SourceSnapshotId is the remote id). One pulled before (local id or source id
+  // equal) is returned as it is.
+  virtual Result<SnapshotInfo> PullSnapshot(Pool* pool, const std::string& snapshot_id,
+                                            const RemoteProgress& progress) = 0;
+
+  // Small JSON documents kept beside the snapshots under records/KIND/ID (the EC2 layer keeps its
+  // images there). Written once: AlreadyExists if the record exists. `kind` and `id` are 1..128
+  // of [A-Za-z0-9._-].
+  virtual Status PutRecord(const std::string& kind, const std::string& id,
+                           const std::string& json_text) = 0;
+  virtual Result<std::string> GetRecord(const std::string& kind, const std::string& id) = 0;
+  virtual Result<std::vector<std::string>> ListRecords(const std::string& kind) = 0;
+  virtual Status DeleteRecord(const std::string& kind, const std::string& id) = 0;
 };
 
 }  // namespace strata

@@ -540,6 +540,8 @@ Result<json> DescribeInstanceTypes(Compute*, const json&) {
 
 namespace control {
 
+json ImageItemJson(Pool* pool, const ImageInfo& image) { return ImageJson(pool, image); }
+
 Result<Tags> TagSpecTags(const json& args, const std::string& resource_type) {
   STRATA_ASSIGN_OR_RETURN(auto specs, TagSpecArg(args));
   return TagsFor(specs, resource_type);

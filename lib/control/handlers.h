@@ -34,6 +34,8 @@ void AddRemoteHandlers(HandlerTable* table);  // last: it wraps three verbs of t
 
 // The tags --tag-specifications gives for `resource_type` (instance, volume, image, snapshot).
 Result<Tags> TagSpecTags(const nlohmann::json& args, const std::string& resource_type);
+// EC2 DescribeImages item for an image (its snapshots' sizes from `pool`).
+nlohmann::json ImageItemJson(Pool* pool, const ImageInfo& image);
 // EC2 "Tags" list: [{"Key": k, "Value": v}, ...].
 nlohmann::json TagsJson(const Tags& tags);
 // Keeps the items of `items` that match every filter of `args["filters"]`

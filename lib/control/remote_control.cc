@@ -6,6 +6,7 @@
 
 #include "control/control.h"
 #include "control/handlers.h"
+#include "util/json_text.h"
 
 namespace strata {
 
@@ -122,11 +123,30 @@ Result<json> DeleteRemoteSnapshot(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote,
                           OpenNamed(compute, control::OptionalStringArg(args, "remote")));
+  // As in a pool: a snapshot an image maps cannot go while the image is registered.
+  STRATA_ASSIGN_OR_RETURN(std::vector<std::string> images, remote->ListRecords("images"));
+  for (const std::string& text : images) {
+    json image = json::parse(text, nullptr, false);
+    for (const json& m : image.value("BlockDeviceMappings", json::array())) {
+      if (m.value("Ebs", json::object()).value("SnapshotId", "") == id) {
+        return Status::Busy("snapshot " + id + " is in use by remote image " +
+                            image.value("ImageId", "") + " (deregister-image --remote first)");
+      }
+    }
+  }
   STRATA_ASSIGN_OR_RETURN(GcStats gc, remote->DeleteSnapshot(id));
   return json{{"PacksDeleted", gc.packs_deleted},
               {"NodesDeleted", gc.nodes_deleted},
               {"BytesFreed", gc.bytes_freed},
               {"Deferred", gc.deferred}};
+}
+
+Result<json> DeregisterRemoteImage(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "image-id"));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote,
+                          OpenNamed(compute, control::OptionalStringArg(args, "remote")));
+  STRATA_RETURN_IF_ERROR(remote->DeleteRecord("images", id));
+  return json::object();
 }
 
 Result<json> CreateVolumeFromRemote(Compute* compute, const json& args) {
@@ -147,6 +167,111 @@ Result<json> CreateVolumeFromRemote(Compute* compute, const json& args) {
   return out;
 }
 
+// An image goes with every snapshot it maps, then its DescribeImages item as a record.
+Result<json> CopyImage(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "source-image-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "destination-remote"));
+  STRATA_ASSIGN_OR_RETURN(ImageInfo image, compute->DescribeImage(id));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, name));
+  json snapshots = json::array();
+  for (const BlockDeviceMapping& m : image.mappings) {
+    if (!m.snapshot_id.empty()) {
+      STRATA_ASSIGN_OR_RETURN(PushStats pushed,
+                              remote->PushSnapshot(compute->pool(), m.snapshot_id, nullptr));
+      snapshots.push_back({{"SnapshotId", m.snapshot_id},
+                           {"BytesUploaded", pushed.bytes_uploaded},
+                           {"AlreadyInRemote", pushed.already_there}});
+    }
+  }
+  const json item = control::ImageItemJson(compute->pool(), image);
+  Status s = remote->PutRecord("images", id, DumpJson(item));
+  if (!s.ok() && s.code() != Status::Code::kAlreadyExists) {
+    return s;
+  }
+  return json{
+      {"ImageId", id}, {"Remote", name}, {"AlreadyInRemote", !s.ok()}, {"Snapshots", snapshots}};
+}
+
+Result<json> DescribeRemoteImages(Compute* compute, const json& args) {
+  const std::string name = control::OptionalStringArg(args, "remote");
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, name));
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "image-ids"));
+  std::vector<std::string> texts;
+  if (ids.empty()) {
+    STRATA_ASSIGN_OR_RETURN(texts, remote->ListRecords("images"));
+  }
+  for (const std::string& id : ids) {
+    STRATA_ASSIGN_OR_RETURN(std::string text, remote->GetRecord("images", id));
+    texts.push_back(text);
+  }
+  json items = json::array();
+  for (const std::string& text : texts) {
+    json item = json::parse(text, nullptr, false);
+    if (!item.is_object() || !item.value("ImageId", json()).is_string()) {
+      return Status::Corruption("remote " + name + ": an image record is malformed");
+    }
+    item["OwnerId"] = "remote:" + name;
+    items.push_back(item);
+  }
+  return json{{"Images", items}};
+}
+
+// One mapping of a remote image's record, its snapshot pulled into this pool.
+Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote, const json& m) {
+  BlockDeviceMapping out;
+  out.device_name = m.value("DeviceName", "");
+  out.virtual_name = m.value("VirtualName", "");
+  uint64_t snapshot_bytes = 0;
+  if (out.virtual_name.empty()) {
+    const json ebs = m.value("Ebs", json::object());
+    if (const std::string snap = ebs.value("SnapshotId", ""); !snap.empty()) {
+      STRATA_ASSIGN_OR_RETURN(SnapshotInfo pulled,
+                              remote->PullSnapshot(compute->pool(), snap, nullptr));
+      out.snapshot_id = pulled.snapshot_id;
+      snapshot_bytes = pulled.volume_size_bytes;
+    }
+    out.volume_size_gib = ebs.value("VolumeSize", uint64_t{0});
+    if (out.volume_size_gib == control::GiBCeil(snapshot_bytes)) {
+      out.volume_size_gib = 0;  // DescribeImages shows the snapshot's size in GiB: keep it exact
+    }
+    out.volume_type = ebs.value("VolumeType", std::string("gp3"));
+    out.iops = ebs.value("Iops", uint32_t{0});
+    out.throughput_mibps = ebs.value("Throughput", uint32_t{0});
+    out.delete_on_termination = ebs.value("DeleteOnTermination", false);
+  }
+  return out;
+}
+
+// The local image pulled from a remote image (once: later launches find it by its tag).
+Result<std::string> PullImage(Compute* compute, const std::string& remote_name,
+                              const std::string& image_id) {
+  for (const ImageInfo& image : compute->ListImages()) {
+    auto tag = image.tags.find("strata:source-image-id");
+    if (tag != image.tags.end() && tag->second == image_id) {
+      return image.image_id;
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, remote_name));
+  STRATA_ASSIGN_OR_RETURN(std::string text, remote->GetRecord("images", image_id));
+  json record = json::parse(text, nullptr, false);
+  if (!record.is_object() || !record.value("BlockDeviceMappings", json()).is_array()) {
+    return Status::Corruption("remote " + remote_name + ": image record " + image_id +
+                              " is malformed");
+  }
+  ImageSpec spec;
+  spec.name = record.value("Name", image_id);
+  spec.description = record.value("Description", "");
+  spec.root_device_name = record.value("RootDeviceName", std::string("/dev/xvda"));
+  spec.root_device_type = record.value("RootDeviceType", std::string("ebs"));
+  for (const json& m : record["BlockDeviceMappings"]) {
+    STRATA_ASSIGN_OR_RETURN(BlockDeviceMapping mapping, PullMapping(compute, remote.get(), m));
+    spec.mappings.push_back(mapping);
+  }
+  spec.tags = {{"strata:source-image-id", image_id}, {"strata:source-remote", remote_name}};
+  STRATA_ASSIGN_OR_RETURN(ImageInfo local, compute->RegisterImage(spec));
+  return local.image_id;
+}
+
 }  // namespace
 
 namespace control {
@@ -157,12 +282,28 @@ void AddRemoteHandlers(HandlerTable* table) {
   table->emplace("remote-list", ListRemotesCommand);
   table->emplace("remote-remove", RemoveRemoteCommand);
   table->emplace("copy-snapshot", CopySnapshot);
+  table->emplace("copy-image", CopyImage);
   for (const auto& [verb, remote] :
        std::vector<std::pair<std::string, Handler>>{{"describe-snapshots", DescribeRemoteSnapshots},
                                                     {"delete-snapshot", DeleteRemoteSnapshot},
-                                                    {"create-volume", CreateVolumeFromRemote}}) {
+                                                    {"create-volume", CreateVolumeFromRemote},
+                                                    {"describe-images", DescribeRemoteImages},
+                                                    {"deregister-image", DeregisterRemoteImage}}) {
     (*table)[verb] = WithRemote((*table)[verb], remote);
   }
+  // run-instances of a remote image: the image and its snapshots are pulled once, then launched.
+  const Handler run = (*table)["run-instances"];
+  (*table)["run-instances"] =
+      WithRemote(run, [run](Compute* compute, const json& args) -> Result<json> {
+        STRATA_ASSIGN_OR_RETURN(std::string image_id, control::StringArg(args, "image-id"));
+        STRATA_ASSIGN_OR_RETURN(
+            std::string local,
+            PullImage(compute, control::OptionalStringArg(args, "remote"), image_id));
+        json local_args = args;
+        local_args.erase("remote");
+        local_args["image-id"] = local;
+        return run(compute, local_args);
+      });
 }
 
 }  // namespace control

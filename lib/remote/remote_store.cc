@@ -140,6 +140,13 @@ class RemoteImpl final : public Remote {
                                      const VolumeSpec& spec,
                                      const RemoteProgress& progress) override;
   Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) override;
+  Result<SnapshotInfo> PullSnapshot(Pool* pool, const std::string& snapshot_id,
+                                    const RemoteProgress& progress) override;
+  Status PutRecord(const std::string& kind, const std::string& id,
+                   const std::string& json_text) override;
+  Result<std::string> GetRecord(const std::string& kind, const std::string& id) override;
+  Result<std::vector<std::string>> ListRecords(const std::string& kind) override;
+  Status DeleteRecord(const std::string& kind, const std::string& id) override;
 
  private:
   std::string Name() const {
@@ -813,7 +820,7 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
     (void)cleanup;
     return s;
   }
-  STRATA_ASSIGN_OR_RETURN(stats.volume, pool->DescribeVolume(info.volume_id));
+  stats.volume = info;  // (an importing volume is hidden from DescribeVolume)
   return stats;
 }
 
@@ -895,6 +902,105 @@ Status RemoteImpl::CollectLocked(const json& doomed, GcStats* stats) {
   stats->packs_deleted = packs.size();
   stats->nodes_deleted = nodes.size();
   return Status::OK();
+}
+
+// ---------------------------------------------------------------- pull and records
+
+Result<SnapshotInfo> RemoteImpl::PullSnapshot(Pool* pool, const std::string& snapshot_id,
+                                              const RemoteProgress& progress) {
+  for (const SnapshotInfo& s : pool->ListSnapshots()) {
+    if (s.snapshot_id == snapshot_id || s.source_snapshot_id == snapshot_id) {
+      return s;  // pulled (or pushed from here) before
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(json m, GetManifest(snapshot_id));
+  VolumeSpec spec;
+  spec.importing = true;           // hidden until sealed; deleted at open if a crash interrupts
+  spec.volume_type = "unlimited";  // internal: any size, never throttled
+  STRATA_ASSIGN_OR_RETURN(RestoreStats restored, RestoreVolume(pool, snapshot_id, spec, progress));
+  auto sealed =
+      pool->SealImport(restored.volume.volume_id, m.value("description", ""), snapshot_id);
+  if (!sealed.ok()) {
+    Status cleanup = pool->DeleteVolume(restored.volume.volume_id);
+    (void)cleanup;
+  }
+  return sealed;
+}
+
+namespace {
+bool ValidRecordName(const std::string& s) {
+  return !s.empty() && s.size() <= 128 &&
+         s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
+             std::string::npos;
+}
+std::string RecordKey(const std::string& kind, const std::string& id) {
+  return "records/" + kind + "/" + id;
+}
+}  // namespace
+
+Status RemoteImpl::PutRecord(const std::string& kind, const std::string& id,
+                             const std::string& json_text) {
+  if (!ValidRecordName(kind) || !ValidRecordName(id)) {
+    return Status::InvalidArgument("a remote record is named by 1 to 128 of A-Z a-z 0-9 . _ -");
+  }
+  json j = json::parse(json_text, nullptr, false);
+  if (j.is_discarded()) {
+    return Status::InvalidArgument("a remote record is JSON");
+  }
+  const std::string bytes = EncodeManifest(json{{"format", 1}, {"record", j}});
+  return client_->Put(RecordKey(kind, id), bytes.data(), bytes.size(), /*if_absent=*/true);
+}
+
+Result<std::string> RemoteImpl::GetRecord(const std::string& kind, const std::string& id) {
+  if (!ValidRecordName(kind) || !ValidRecordName(id)) {
+    return Status::InvalidArgument("a remote record is named by 1 to 128 of A-Z a-z 0-9 . _ -");
+  }
+  auto bytes = client_->Get(RecordKey(kind, id));
+  if (bytes.status().code() == Status::Code::kNotFound) {
+    return Status::NotFound(Name() + " holds no " + kind + " " + id);
+  }
+  STRATA_RETURN_IF_ERROR(bytes.status());
+  const size_t nl = bytes->find('\n');
+  Hash want;
+  if (nl == std::string::npos || bytes->size() != nl + 66 ||
+      !remote::ParseHex(bytes->substr(nl + 1, 64), &want) ||
+      remote::Sha256(bytes->data(), nl) != want) {
+    return Status::Corruption(Name() + ": record " + RecordKey(kind, id) + " is damaged");
+  }
+  json j = json::parse(bytes->substr(0, nl), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("record")) {
+    return Status::Corruption(Name() + ": record " + RecordKey(kind, id) + " is malformed");
+  }
+  return DumpJson(j["record"]);
+}
+
+Result<std::vector<std::string>> RemoteImpl::ListRecords(const std::string& kind) {
+  if (!ValidRecordName(kind)) {
+    return Status::InvalidArgument("a remote record kind is 1 to 128 of A-Z a-z 0-9 . _ -");
+  }
+  std::vector<std::string> out;
+  std::string token;
+  const std::string prefix = "records/" + kind + "/";
+  for (;;) {
+    STRATA_ASSIGN_OR_RETURN(S3Client::ListPage page, client_->List(prefix, token));
+    for (const auto& [key, size] : page.objects) {
+      auto record = GetRecord(kind, key.substr(prefix.size()));
+      if (record.status().code() == Status::Code::kNotFound) {
+        continue;  // deleted since the listing
+      }
+      STRATA_RETURN_IF_ERROR(record.status());
+      out.push_back(*record);
+    }
+    if (!page.next_token) {
+      return out;
+    }
+    token = *page.next_token;
+  }
+}
+
+Status RemoteImpl::DeleteRecord(const std::string& kind, const std::string& id) {
+  STRATA_RETURN_IF_ERROR(GetRecord(kind, id).status());  // NotFound names it
+  return client_->Delete(RecordKey(kind, id));
 }
 
 }  // namespace

@@ -90,6 +90,29 @@ debugfs -R "cat /random.bin" "$work/b.raw" 2>/dev/null | cmp - "$work/tree/rando
   fail "debugfs: random.bin differs"
 pass "pool B restored $s2: byte-identical, e2fsck clean, files read back with debugfs"
 
+# Images: copy-image pushes the image and its snapshots; another pool launches it.
+pool=$A
+ami=$(cli import-image --input "$work/fs.img" --name web-image | field ImageId)
+out=$(cli copy-image --source-image-id "$ami" --destination-remote shared)
+grep -q "\"ImageId\": \"$ami\"" <<<"$out" || fail "copy-image: $out"
+pool=$B
+cli describe-images --remote shared | grep -q "\"ImageId\": \"$ami\"" || fail "describe-images --remote"
+run=$(cli run-instances --image-id "$ami" --remote shared --count 2)
+instance=$(field InstanceId <<<"$run")
+local_ami=$(field ImageId <<<"$run")
+[[ -n "$instance" && "$local_ami" =~ ^ami- && "$local_ami" != "$ami" ]] || fail "run-instances --remote: $run"
+cli run-instances --image-id "$ami" --remote shared >/dev/null || fail "a second launch"
+[[ $(cli describe-images | grep -c '"ImageId"') == 1 ]] || fail "the remote image was pulled twice"
+start --no-volume-limits
+nbdcopy "$(uri "$instance/xvda")" "$work/root.raw" || fail "nbdcopy of $instance/xvda"
+stop_server
+cmp "$work/fs.img" "$work/root.raw" || fail "the instance's root differs from the image"
+root_snap=$(pool=$A cli describe-images --image-ids "$ami" | field SnapshotId)
+refused "in use by remote image $ami" delete-snapshot --snapshot-id "$root_snap" --remote shared
+cli deregister-image --image-id "$ami" --remote shared >/dev/null || fail "deregister-image --remote"
+cli describe-images --remote shared | grep -q "$ami" && fail "$ami still listed"
+pass "copy-image, then run-instances --remote on pool B: the root device is the image, pulled once"
+
 # Dedup across volumes: a second volume shares 90 % of its data with the first.
 pool=$A
 head -c 40M /dev/urandom >"$work/base.raw"
