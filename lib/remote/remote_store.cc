@@ -10,6 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -24,6 +26,7 @@
 
 #include "remote/remote_format.h"
 #include "remote/s3_client.h"
+#include "util/coding.h"
 #include "util/json_text.h"
 #include "util/parallel.h"
 #include "util/submit_all.h"
@@ -155,7 +158,7 @@ class RemoteImpl final : public Remote {
   Result<json> GetManifest(const std::string& snapshot_id);
   Result<Node> GetNode(const Hash& hash);
   Status PutIfAbsent(const std::string& key, const std::string& bytes);
-  Status LoadKnownBlocks();
+  Status LoadKnownBlocks(const std::string& cache_path);
   Status CheckNoGc();
   // The newest older snapshot of the same volume that the remote holds, if any.
   Result<std::optional<json>> FindParent(Pool* pool, const SnapshotInfo& snap);
@@ -198,6 +201,12 @@ class RemoteImpl final : public Remote {
   // Blocks of this push waiting in a pack not yet sealed: sha256 -> block indexes.
   std::map<std::string, std::vector<uint64_t>> pending_index_;
   int64_t data_delta_ = 0;  // data blocks the push added (removed) against its parent
+  std::map<std::string, std::string> index_cache_;  // index key -> its bytes (see LoadKnownBlocks)
+  std::string CachePath(Pool* pool) const {
+    const std::string address = spec_.endpoint_url + " " + spec_.url;
+    return pool->Info().path + "/remote-cache/" +
+           remote::HexOf(remote::Sha256(address.data(), address.size())).substr(0, 32) + ".idx";
+  }
   Status PushLocked(Pool* pool, const SnapshotInfo& snap, const RemoteProgress& progress,
                     PushStats* stats);
   Status CollectLocked(const json& doomed, GcStats* stats);
@@ -228,17 +237,85 @@ Result<Node> RemoteImpl::GetNode(const Hash& hash) {
   return remote::DecodeNode(bytes, key);
 }
 
-// Every pack index, fetched many at a time: the content the remote holds (dedup).
-Status RemoteImpl::LoadKnownBlocks() {
+// The pack indexes this pool has read before, kept in POOL/remote-cache/ (one file per remote
+// address): a push then fetches only the indexes added since (the listing of index/ stays, one
+// request per 1,000 packs), and forgets those the listing no longer has (freed by a GC). A cache
+// that fails its checksum is ignored and rebuilt: it is only ever a copy.
+namespace {
+constexpr char kCacheMagic[8] = {'S', 'T', 'R', 'T', 'R', 'I', 'D', 'C'};
+constexpr size_t kMaxCacheBytes = 1ull << 30;
+
+std::map<std::string, std::string> LoadIndexCache(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 16 || bytes.size() > kMaxCacheBytes ||
+      std::memcmp(bytes.data(), kCacheMagic, 8) != 0 ||
+      GetLittleEndian64(bytes.data() + bytes.size() - 8) !=
+          XXH3_64bits(bytes.data(), bytes.size() - 8)) {
+    return out;
+  }
+  for (size_t at = 8; at + 8 < bytes.size();) {
+    if (at + 8 > bytes.size() - 8) {
+      return {};
+    }
+    const uint32_t key_len = GetLittleEndian32(bytes.data() + at);
+    const uint32_t len = GetLittleEndian32(bytes.data() + at + 4);
+    at += 8;
+    if (key_len > bytes.size() - 8 - at || len > bytes.size() - 8 - at - key_len) {
+      return {};
+    }
+    out.emplace(bytes.substr(at, key_len), bytes.substr(at + key_len, len));
+    at += key_len + len;
+  }
+  return out;
+}
+
+void SaveIndexCache(const std::string& path, const std::map<std::string, std::string>& cache) {
+  std::string bytes(kCacheMagic, 8);
+  for (const auto& [key, index] : cache) {
+    char lens[8];
+    PutLittleEndian32(lens, static_cast<uint32_t>(key.size()));
+    PutLittleEndian32(lens + 4, static_cast<uint32_t>(index.size()));
+    bytes.append(lens, 8);
+    bytes += key;
+    bytes += index;
+  }
+  char sum[8];
+  PutLittleEndian64(sum, XXH3_64bits(bytes.data(), bytes.size()));
+  bytes.append(sum, 8);
+  const std::string temp = path + ".tmp";
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) {
+      return;  // a cache that cannot be written is only slower next time
+    }
+  }
+  std::filesystem::rename(temp, path, ec);
+}
+}  // namespace
+
+Status RemoteImpl::LoadKnownBlocks(const std::string& cache_path) {
   known_.clear();
+  std::map<std::string, std::string> cached = LoadIndexCache(cache_path), now;
   std::string token;
   for (;;) {
     STRATA_ASSIGN_OR_RETURN(S3Client::ListPage page, client_->List(remote::kIndexPrefix, token));
-    std::vector<S3Request> gets(page.objects.size());
+    std::vector<S3Request> gets;
+    gets.reserve(page.objects.size());
+    for (const auto& [key, size] : page.objects) {
+      if (auto it = cached.find(key); it != cached.end()) {
+        now.emplace(key, std::move(it->second));
+      } else {
+        gets.emplace_back().key = key;
+      }
+    }
     std::vector<S3Request*> batch;
-    for (size_t i = 0; i < page.objects.size(); i++) {
-      gets[i].key = page.objects[i].first;
-      batch.push_back(&gets[i]);
+    for (S3Request& r : gets) {
+      batch.push_back(&r);
     }
     client_->Run(batch);
     for (S3Request& r : gets) {
@@ -246,16 +323,21 @@ Status RemoteImpl::LoadKnownBlocks() {
         continue;  // deleted by a GC since the listing
       }
       STRATA_RETURN_IF_ERROR(r.status);
-      STRATA_ASSIGN_OR_RETURN(std::vector<BlockRef> refs, remote::DecodeIndex(r.response, r.key));
-      for (const BlockRef& ref : refs) {
-        known_.emplace(HashKey(ref.sha256), ref);
-      }
+      now.emplace(r.key, std::move(r.response));
     }
     if (!page.next_token) {
-      return Status::OK();
+      break;
     }
     token = *page.next_token;
   }
+  for (const auto& [key, index] : now) {
+    STRATA_ASSIGN_OR_RETURN(std::vector<BlockRef> refs, remote::DecodeIndex(index, key));
+    for (const BlockRef& ref : refs) {
+      known_.emplace(HashKey(ref.sha256), ref);
+    }
+  }
+  index_cache_ = std::move(now);
+  return Status::OK();
 }
 
 // A push announces itself (pending/ID) before it looks at the GC lease; a GC takes the lease
@@ -406,6 +488,7 @@ Status RemoteImpl::UploadPacks(PushStats* stats) {
     }
     stats->bytes_uploaded += indexes[i].size();
     stats->packs++;
+    index_cache_[remote::IndexKey(sealed_[i].id)] = std::move(indexes[i]);
   }
   sealed_.clear();
   return Status::OK();
@@ -583,7 +666,8 @@ Result<PushStats> RemoteImpl::PushSnapshot(Pool* pool, const std::string& snapsh
 Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const RemoteProgress& progress,
                               PushStats* stats) {
   STRATA_RETURN_IF_ERROR(CheckNoGc());
-  STRATA_RETURN_IF_ERROR(LoadKnownBlocks());
+  const std::string cache_path = CachePath(pool);
+  STRATA_RETURN_IF_ERROR(LoadKnownBlocks(cache_path));
   STRATA_ASSIGN_OR_RETURN(std::optional<json> parent, FindParent(pool, snap));
   data_delta_ = 0;
   STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> blocks, BlocksToRead(pool, snap, parent));
@@ -632,6 +716,7 @@ Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const Remote
   STRATA_RETURN_IF_ERROR(s);
   stats->bytes_uploaded += bytes.size();
   stats->snapshot = InfoOf(manifest, "completed");
+  SaveIndexCache(cache_path, index_cache_);
   return Status::OK();
 }
 
