@@ -60,6 +60,15 @@ std::string HashKey(const Hash& h) { return std::string(h.begin(), h.end()); }
 
 unsigned Cores() { return std::clamp(std::thread::hardware_concurrency(), 1u, 16u); }
 
+// Levels above the leaves that a tree over `blocks` blocks needs (0: one leaf is enough).
+uint32_t DepthFor(uint64_t blocks) {
+  uint32_t depth = 0;
+  for (uint64_t span = remote::kFanout; span < blocks; span *= remote::kFanout) {
+    depth++;
+  }
+  return depth;
+}
+
 // The manifest: one JSON line, a newline, and the SHA-256 of that line in hex.
 std::string EncodeManifest(const json& j) {
   const std::string line = DumpJson(j);
@@ -83,6 +92,13 @@ Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
     return Status::Corruption("remote object " + what +
                               ": manifest fields missing or of the wrong type");
   }
+  // Sizes the format allows, and a depth that matches them: tree walks trust both.
+  const uint64_t size = j["volume_size"].get<uint64_t>();
+  const uint64_t block = j["block_size"].get<uint64_t>();
+  if (block != kRemoteBlockBytes || size == 0 || size > kMaxVolumeBytes ||
+      j["depth"].get<uint64_t>() != DepthFor((size + block - 1) / block)) {
+    return Status::Corruption("remote object " + what + ": manifest sizes or depth are impossible");
+  }
   return j;
 }
 
@@ -98,15 +114,6 @@ RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
   i.data_blocks = m.value("data_blocks", uint64_t{0});
   i.parent_snapshot_id = m.value("parent_snapshot_id", "");
   return i;
-}
-
-// Levels above the leaves that a tree over `blocks` blocks needs (0: one leaf is enough).
-uint32_t DepthFor(uint64_t blocks) {
-  uint32_t depth = 0;
-  for (uint64_t span = remote::kFanout; span < blocks; span *= remote::kFanout) {
-    depth++;
-  }
-  return depth;
 }
 
 uint64_t SpanOf(uint32_t level) {
