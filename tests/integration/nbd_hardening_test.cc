@@ -351,7 +351,8 @@ TEST_F(NbdHardening, ControlRequestsWithBadTextAreRefused) {
     }
     return reply;
   };
-  std::string r = call("{\"command\":\"create-volume\",\"args\":{\"size\":\"1\",\"name\":\"b\xff\"}}\n");
+  std::string r =
+      call("{\"command\":\"create-volume\",\"args\":{\"size\":\"1\",\"name\":\"b\xff\"}}\n");
   EXPECT_NE(r.find("not JSON"), std::string::npos) << r;
   r = call("{\"command\":\"create-volume\",\"args\":{\"size\":\"1\",\"name\":\"\\u001b[2J\"}}\n");
   EXPECT_NE(r.find("volume name contains a control character"), std::string::npos) << r;

@@ -264,9 +264,10 @@ TEST_F(StreamTest, ZeroRunCostsWhatIsMappedNotWhatIsDeclared) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  std::printf("[ figures ] %zu-byte stream, one zero run over 64 TiB of 4 KiB chunks: imported "
-              "in %.4f s\n",
-              bytes.size(), secs);
+  std::printf(
+      "[ figures ] %zu-byte stream, one zero run over 64 TiB of 4 KiB chunks: imported "
+      "in %.4f s\n",
+      bytes.size(), secs);
   EXPECT_LT(secs, 5.0);
   EXPECT_EQ(r->snapshot.volume_size_bytes, size);
   EXPECT_EQ(dst_->Info().used_bytes, 0u);

@@ -9,7 +9,9 @@ namespace {
 TEST(TextTest, Utf8ValidityFollowsUnicode) {
   EXPECT_TRUE(IsValidUtf8(""));
   EXPECT_TRUE(IsValidUtf8("plain ascii"));
-  EXPECT_TRUE(IsValidUtf8("donn\xc3\xa9""es \xe2\x82\xac \xf0\x9f\x92\xbe"));
+  EXPECT_TRUE(
+      IsValidUtf8("donn\xc3\xa9"
+                  "es \xe2\x82\xac \xf0\x9f\x92\xbe"));
   EXPECT_FALSE(IsValidUtf8("\xff"));
   EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
   EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));      // overlong
