@@ -21,15 +21,7 @@ strata=build/tools/strata
 server=build/nbd-server/strata-nbd
 work=$(mktemp -d "$dir/strata-remote-bench.XXXXXX")
 bucket=strata-bench-$RANDOM
-cat >"$work/s3cfg" <<EOF
-[default]
-access_key = $S3_ACCESS_KEY
-secret_key = $S3_SECRET_KEY
-host_base = ${S3_ENDPOINT#http://}
-host_bucket = ${S3_ENDPOINT#http://}
-use_https = False
-signature_v2 = False
-EOF
+tools/rgw.sh s3cfg "$work/s3cfg"
 s3() { s3cmd -c "$work/s3cfg" "$@"; }
 pid=
 cleanup() {

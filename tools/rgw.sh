@@ -7,6 +7,7 @@
 #   tools/rgw.sh start [STATE_DIR]   create (first time) or restart; prints eval-able S3_* lines
 #   tools/rgw.sh stop  [STATE_DIR]   stop what it started (recorded PIDs only)
 #   tools/rgw.sh purge [STATE_DIR]   stop and delete STATE_DIR
+#   tools/rgw.sh s3cfg FILE          an s3cmd configuration for it (or for $S3_ENDPOINT) in FILE
 #
 # STATE_DIR defaults to $STRATA_RGW_STATE, else /tmp/strata-rgw. The S3 port is $RGW_PORT
 # (7480). Printed: S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION. The access key is a test
@@ -56,9 +57,23 @@ install)
   exit 0
   ;;
 stop) stop_all; exit 0 ;;
+s3cfg)
+  # For this RGW, or for the server S3_ENDPOINT / S3_ACCESS_KEY / S3_SECRET_KEY name (http only).
+  host=${S3_ENDPOINT:-http://127.0.0.1:$rgw_port}
+  cat >"${2:?usage: $0 s3cfg FILE}" <<CFG
+[default]
+access_key = ${S3_ACCESS_KEY:-$access_key}
+secret_key = ${S3_SECRET_KEY:-$secret_key}
+host_base = ${host#http://}
+host_bucket = ${host#http://}
+use_https = False
+signature_v2 = False
+CFG
+  exit 0
+  ;;
 purge) stop_all; rm -rf "$state"; exit 0 ;;
 start) ;;
-*) echo "usage: $0 install|start|stop|purge [STATE_DIR]" >&2; exit 2 ;;
+*) echo "usage: $0 install|start|stop|purge [STATE_DIR] | s3cfg FILE" >&2; exit 2 ;;
 esac
 
 command -v radosgw >/dev/null || { echo "radosgw is not installed: run '$0 install'" >&2; exit 1; }

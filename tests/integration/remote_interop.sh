@@ -16,15 +16,7 @@ require_tools nbdcopy qemu-io mkfs.ext4 e2fsck debugfs s3cmd
 export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 unset AWS_SESSION_TOKEN AWS_PROFILE
 bucket=strata-remote-$RANDOM$RANDOM
-cat >"$work/s3cfg" <<EOF
-[default]
-access_key = $S3_ACCESS_KEY
-secret_key = $S3_SECRET_KEY
-host_base = ${S3_ENDPOINT#http://}
-host_bucket = ${S3_ENDPOINT#http://}
-use_https = False
-signature_v2 = False
-EOF
+"$(dirname "$0")/../../tools/rgw.sh" s3cfg "$work/s3cfg"
 s3() { s3cmd -c "$work/s3cfg" "$@"; }
 s3 mb "s3://$bucket" >/dev/null
 trap 's3 rb --recursive --force "s3://$bucket" >/dev/null 2>&1 || true; cleanup' EXIT
