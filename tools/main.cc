@@ -121,10 +121,14 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
   if (!compute.ok()) {
     return Fail(compute.status());
   }
-  // Run here: stream commands get a progress bar and may use stdin/stdout.
-  strata::ProgressBar bar(request.value("command", ""));
-  auto reply = strata::ExecuteStreamCommand(
-      compute->get(), request, [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
+  // Run here: stream and remote transfers get a progress bar and may use stdin/stdout. The bar
+  // ends its line before the reply is printed.
+  auto reply = [&] {
+    strata::ProgressBar bar(request.value("command", ""));
+    return strata::ExecuteStreamCommand(
+        compute->get(), request,
+        [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
+  }();
   if (!reply.ok()) {
     return Fail(reply.status());
   }

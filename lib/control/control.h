@@ -27,6 +27,13 @@ Result<nlohmann::json> ExecuteStreamCommand(
     Compute* compute, const nlohmann::json& request,
     const std::function<void(uint64_t, uint64_t)>& progress);
 
+// copy-snapshot, and create-volume --remote, run by the CLI itself with `progress` (its progress
+// bar). IsRemoteTransfer tells whether a request is one of them.
+bool IsRemoteTransfer(const nlohmann::json& request);
+Result<nlohmann::json> ExecuteRemoteTransfer(
+    Compute* compute, const nlohmann::json& request,
+    const std::function<void(uint64_t, uint64_t)>& progress);
+
 // EC2 DescribeVolumes item for a volume (its attachment and tags from `compute`).
 nlohmann::json VolumeJson(Compute* compute, const VolumeInfo& info);
 // EC2 DescribeSnapshots item for a snapshot; `space` adds the space accounting fields.

@@ -71,12 +71,12 @@ Result<json> RemoveRemoteCommand(Compute* compute, const json& args) {
   return json::object();
 }
 
-Result<json> CopySnapshot(Compute* compute, const json& args) {
+Result<json> CopySnapshotWith(Compute* compute, const json& args, const RemoteProgress& progress) {
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "source-snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "destination-remote"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, name));
   const auto start = std::chrono::steady_clock::now();
-  STRATA_ASSIGN_OR_RETURN(PushStats s, remote->PushSnapshot(compute->pool(), id, nullptr));
+  STRATA_ASSIGN_OR_RETURN(PushStats s, remote->PushSnapshot(compute->pool(), id, progress));
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return json{{"SnapshotId", s.snapshot.snapshot_id},
@@ -149,7 +149,8 @@ Result<json> DeregisterRemoteImage(Compute* compute, const json& args) {
   return json::object();
 }
 
-Result<json> CreateVolumeFromRemote(Compute* compute, const json& args) {
+Result<json> CreateVolumeFromRemoteWith(Compute* compute, const json& args,
+                                        const RemoteProgress& progress) {
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote,
                           OpenNamed(compute, control::OptionalStringArg(args, "remote")));
@@ -159,7 +160,7 @@ Result<json> CreateVolumeFromRemote(Compute* compute, const json& args) {
     spec.volume_type = type;
   }
   STRATA_ASSIGN_OR_RETURN(RestoreStats r,
-                          remote->RestoreVolume(compute->pool(), id, spec, nullptr));
+                          remote->RestoreVolume(compute->pool(), id, spec, progress));
   json out = VolumeJson(compute, r.volume);
   out["SnapshotId"] = id;
   out["BlocksRestored"] = r.blocks;
@@ -272,7 +273,33 @@ Result<std::string> PullImage(Compute* compute, const std::string& remote_name,
   return local.image_id;
 }
 
+Result<json> CopySnapshot(Compute* compute, const json& args) {
+  return CopySnapshotWith(compute, args, nullptr);
+}
+
+Result<json> CreateVolumeFromRemote(Compute* compute, const json& args) {
+  return CreateVolumeFromRemoteWith(compute, args, nullptr);
+}
+
 }  // namespace
+
+bool IsRemoteTransfer(const json& request) {
+  if (!request.is_object() || !request.value("command", json()).is_string()) {
+    return false;
+  }
+  const std::string command = request["command"].get<std::string>();
+  const json args = request.value("args", json::object());
+  return command == "copy-snapshot" || (command == "create-volume" && args.is_object() &&
+                                        !control::OptionalStringArg(args, "remote").empty());
+}
+
+Result<json> ExecuteRemoteTransfer(Compute* compute, const json& request,
+                                   const std::function<void(uint64_t, uint64_t)>& progress) {
+  const json args = request.value("args", json::object());
+  return request["command"].get<std::string>() == "copy-snapshot"
+             ? CopySnapshotWith(compute, args, progress)
+             : CreateVolumeFromRemoteWith(compute, args, progress);
+}
 
 namespace control {
 

@@ -215,6 +215,13 @@ Result<json> ExecuteStreamCommand(Compute* compute, const json& request,
       request.is_object() && request.contains("command") && request["command"].is_string()
           ? request["command"].get<std::string>()
           : "";
+  if (IsRemoteTransfer(request)) {
+    try {
+      return ExecuteRemoteTransfer(compute, request, progress);
+    } catch (const std::exception& e) {
+      return Status::InvalidArgument(std::string("malformed request: ") + e.what());
+    }
+  }
   if (command != "export-snapshot" && command != "import-snapshot" && command != "import-image") {
     return ExecuteControl(compute, request);
   }
