@@ -119,6 +119,36 @@ Result<json> DescribeRemoteSnapshots(Compute* compute, const json& args) {
   return json{{"Snapshots", out}};
 }
 
+// An image record read from a remote (anyone with access to the bucket may have written it):
+// every field this layer reads must have its type, so that reading it cannot throw.
+Result<json> ParseImageRecord(const std::string& text, const std::string& remote) {
+  json r = json::parse(text, nullptr, false);
+  const auto typed = [](const json& o, const char* key, bool (json::*is)() const noexcept) {
+    return !o.contains(key) || (o[key].*is)();
+  };
+  bool ok = r.is_object() && r.value("ImageId", json()).is_string() &&
+            r.value("BlockDeviceMappings", json()).is_array();
+  for (const char* key : {"Name", "Description", "RootDeviceName", "RootDeviceType"}) {
+    ok = ok && typed(r, key, &json::is_string);
+  }
+  for (const json& m : ok ? r["BlockDeviceMappings"] : json::array()) {
+    ok = ok && m.is_object() && typed(m, "DeviceName", &json::is_string) &&
+         typed(m, "VirtualName", &json::is_string) && typed(m, "Ebs", &json::is_object);
+    const json ebs = ok ? m.value("Ebs", json::object()) : json::object();
+    ok = ok && typed(ebs, "SnapshotId", &json::is_string) &&
+         typed(ebs, "VolumeType", &json::is_string) &&
+         typed(ebs, "DeleteOnTermination", &json::is_boolean);
+    for (const char* key : {"VolumeSize", "Iops", "Throughput"}) {
+      ok = ok && typed(ebs, key, &json::is_number_unsigned) &&
+           (!ebs.contains(key) || ebs[key].get<uint64_t>() <= UINT32_MAX);
+    }
+  }
+  if (!ok) {
+    return Status::Corruption("remote " + remote + ": an image record is malformed");
+  }
+  return r;
+}
+
 Result<json> DeleteRemoteSnapshot(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote,
@@ -126,8 +156,9 @@ Result<json> DeleteRemoteSnapshot(Compute* compute, const json& args) {
   // As in a pool: a snapshot an image maps cannot go while the image is registered.
   STRATA_ASSIGN_OR_RETURN(std::vector<std::string> images, remote->ListRecords("images"));
   for (const std::string& text : images) {
-    json image = json::parse(text, nullptr, false);
-    for (const json& m : image.value("BlockDeviceMappings", json::array())) {
+    STRATA_ASSIGN_OR_RETURN(json image,
+                            ParseImageRecord(text, control::OptionalStringArg(args, "remote")));
+    for (const json& m : image["BlockDeviceMappings"]) {
       if (m.value("Ebs", json::object()).value("SnapshotId", "") == id) {
         return Status::Busy("snapshot " + id + " is in use by remote image " +
                             image.value("ImageId", "") + " (deregister-image --remote first)");
@@ -207,10 +238,7 @@ Result<json> DescribeRemoteImages(Compute* compute, const json& args) {
   }
   json items = json::array();
   for (const std::string& text : texts) {
-    json item = json::parse(text, nullptr, false);
-    if (!item.is_object() || !item.value("ImageId", json()).is_string()) {
-      return Status::Corruption("remote " + name + ": an image record is malformed");
-    }
+    STRATA_ASSIGN_OR_RETURN(json item, ParseImageRecord(text, name));
     item["OwnerId"] = "remote:" + name;
     items.push_back(item);
   }
@@ -254,11 +282,7 @@ Result<std::string> PullImage(Compute* compute, const std::string& remote_name,
   }
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, remote_name));
   STRATA_ASSIGN_OR_RETURN(std::string text, remote->GetRecord("images", image_id));
-  json record = json::parse(text, nullptr, false);
-  if (!record.is_object() || !record.value("BlockDeviceMappings", json()).is_array()) {
-    return Status::Corruption("remote " + remote_name + ": image record " + image_id +
-                              " is malformed");
-  }
+  STRATA_ASSIGN_OR_RETURN(json record, ParseImageRecord(text, remote_name));
   ImageSpec spec;
   spec.name = record.value("Name", image_id);
   spec.description = record.value("Description", "");

@@ -69,6 +69,21 @@ uint32_t DepthFor(uint64_t blocks) {
   return depth;
 }
 
+// Fields of JSON read from the remote, which anyone with access to the bucket may have written:
+// a field of the wrong type reads as absent, never as an exception.
+std::string StringField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+uint64_t UintField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+int64_t IntField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
 // The manifest: one JSON line, a newline, and the SHA-256 of that line in hex.
 std::string EncodeManifest(const json& j) {
   const std::string line = DumpJson(j);
@@ -84,7 +99,7 @@ Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
     return Status::Corruption("remote object " + what + ": damaged manifest (checksum)");
   }
   json j = json::parse(bytes.substr(0, nl), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("format", 0) != 1 ||
+  if (j.is_discarded() || !j.is_object() || UintField(j, "format") != 1 ||
       !j.value("snapshot_id", json()).is_string() ||
       !j.value("volume_size", json()).is_number_unsigned() ||
       !j.value("block_size", json()).is_number_unsigned() ||
@@ -104,15 +119,15 @@ Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
 
 RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
   RemoteSnapshotInfo i;
-  i.snapshot_id = m.value("snapshot_id", "");
-  i.volume_id = m.value("volume_id", "");
-  i.description = m.value("description", "");
+  i.snapshot_id = StringField(m, "snapshot_id");
+  i.volume_id = StringField(m, "volume_id");
+  i.description = StringField(m, "description");
   i.state = state;
-  i.start_time_ms = m.value("start_time_ms", int64_t{0});
-  i.volume_size_bytes = m.value("volume_size", uint64_t{0});
-  i.block_size_bytes = m.value("block_size", uint32_t{0});
-  i.data_blocks = m.value("data_blocks", uint64_t{0});
-  i.parent_snapshot_id = m.value("parent_snapshot_id", "");
+  i.start_time_ms = IntField(m, "start_time_ms");
+  i.volume_size_bytes = UintField(m, "volume_size");
+  i.block_size_bytes = static_cast<uint32_t>(UintField(m, "block_size"));
+  i.data_blocks = UintField(m, "data_blocks");
+  i.parent_snapshot_id = StringField(m, "parent_snapshot_id");
   return i;
 }
 
@@ -356,7 +371,7 @@ Status RemoteImpl::CheckNoGc() {
   }
   STRATA_RETURN_IF_ERROR(lease.status());
   json j = json::parse(*lease, nullptr, false);
-  const int64_t until = j.is_object() ? j.value("until_ms", int64_t{0}) : 0;
+  const int64_t until = IntField(j, "until_ms");
   if (until > NowMs()) {
     return Status::Busy(Name() + " is collecting garbage (lease held until " +
                         std::to_string((until - NowMs()) / 1000) + " s from now); retry then");
@@ -699,7 +714,7 @@ Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const Remote
       root = remote::Sha256(bytes.data(), bytes.size());
       STRATA_RETURN_IF_ERROR(PutIfAbsent(remote::NodeKey(*root), bytes));
     }
-    data_blocks = (*parent).value("data_blocks", uint64_t{0});
+    data_blocks = UintField(*parent, "data_blocks");
   }
   STRATA_ASSIGN_OR_RETURN(root, Update(depth, root, 0, changes.cbegin(), changes.cend(), stats));
   data_blocks = static_cast<uint64_t>(static_cast<int64_t>(data_blocks) + data_delta_);
@@ -750,9 +765,9 @@ Result<std::vector<RemoteSnapshotInfo>> RemoteImpl::ListSnapshots() {
         STRATA_RETURN_IF_ERROR(r.status);
         if (pending) {
           json j = json::parse(r.response, nullptr, false);
-          if (j.is_object() && NowMs() - j.value("pushed_since_ms", int64_t{0}) < kPendingStaleMs &&
+          if (j.is_object() && NowMs() - IntField(j, "pushed_since_ms") < kPendingStaleMs &&
               std::none_of(out.begin(), out.end(), [&j](const RemoteSnapshotInfo& i) {
-                return i.snapshot_id == j.value("snapshot_id", "");
+                return i.snapshot_id == StringField(j, "snapshot_id");
               })) {
             out.push_back(InfoOf(j, "pending"));
           }
@@ -880,7 +895,7 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
     STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool->OpenVolume(info.volume_id));
     STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
                             pool->CreateEventLoop(2 * kFetchBatch));
-    const uint64_t total = m.value("data_blocks", uint64_t{0});
+    const uint64_t total = UintField(m, "data_blocks");
     std::vector<std::pair<uint64_t, BlockRef>> refs;
     Hash root;
     if (!m["root"].get<std::string>().empty()) {
@@ -1011,7 +1026,7 @@ Result<SnapshotInfo> RemoteImpl::PullSnapshot(Pool* pool, const std::string& sna
   spec.volume_type = "unlimited";  // internal: any size, never throttled
   STRATA_ASSIGN_OR_RETURN(RestoreStats restored, RestoreVolume(pool, snapshot_id, spec, progress));
   auto sealed =
-      pool->SealImport(restored.volume.volume_id, m.value("description", ""), snapshot_id);
+      pool->SealImport(restored.volume.volume_id, StringField(m, "description"), snapshot_id);
   if (!sealed.ok()) {
     Status cleanup = pool->DeleteVolume(restored.volume.volume_id);
     (void)cleanup;

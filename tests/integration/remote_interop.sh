@@ -205,4 +205,17 @@ out=$(cli create-volume --snapshot-id "$s3a" --remote shared 2>&1) && fail "a da
 [[ $(cli describe-volumes | grep -c VolumeId || true) == "$volumes_before" ]] ||
   fail "a failed restore left a volume"
 pass "wrong credentials, missing bucket, server down, damaged pack: one-line errors, nothing left"
+# Objects whose checksums match but whose fields have the wrong types (anyone with access to the
+# bucket can write them): a clear error, never a crash.
+signed() { printf '%s\n%s\n' "$1" "$(printf '%s' "$1" | sha256sum | cut -c1-64)"; }
+signed '{"format":"x","snapshot_id":5,"volume_size":"big"}' >"$work/bad"
+s3 put "$work/bad" "s3://$bucket/team/snapshots/snap-0bad0bad0bad0bad0" >/dev/null
+refused "manifest fields missing or of the wrong type" describe-snapshots --remote shared
+s3 del "s3://$bucket/team/snapshots/snap-0bad0bad0bad0bad0" >/dev/null
+signed '{"format":1,"record":{"ImageId":"ami-0bad0bad0bad0bad0","BlockDeviceMappings":[{"Ebs":7}]}}' \
+  >"$work/bad"
+s3 put "$work/bad" "s3://$bucket/team/records/images/ami-0bad0bad0bad0bad0" >/dev/null
+refused "image record is malformed" describe-images --remote shared
+refused "image record is malformed" run-instances --image-id ami-0bad0bad0bad0bad0 --remote shared
+pass "type-confused manifests and image records: a clear error"
 echo "all remote checks passed"
