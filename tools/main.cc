@@ -339,6 +339,9 @@ int main(int argc, char** argv) {
   remote_cmd->add_subcommand("list", "the pool's remotes");
   auto* remote_remove = remote_cmd->add_subcommand("remove", "forget a remote (its data stays)");
   remote_remove->add_option("name", remote_name, "the remote's name")->required();
+  auto* remote_gc = remote_cmd->add_subcommand(
+      "gc", "free what no snapshot in the remote needs (and what killed pushes left)");
+  remote_gc->add_option("name", remote_name, "the remote's name")->required();
   auto* copy_snap = app.add_subcommand("copy-snapshot", "push a snapshot to a remote");
   copy_snap->add_option("--source-snapshot-id", snapshot_id, "snapshot id")->required();
   copy_snap->add_option("--destination-remote", remote, "remote name")->required();
@@ -511,6 +514,8 @@ int main(int argc, char** argv) {
                    {"region", region}}}};
     } else if (remote_remove->parsed()) {
       request = {{"command", "remote-remove"}, {"args", {{"name", remote_name}}}};
+    } else if (remote_gc->parsed()) {
+      request = {{"command", "remote-gc"}, {"args", {{"remote", remote_name}}}};
     } else {
       request = {{"command", "remote-list"}};
     }

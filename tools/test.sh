@@ -3,7 +3,8 @@
 #
 #   tools/test.sh            Release build in build/, all tests
 #   tools/test.sh --asan     Debug build with ASan + UBSan in build-asan/, all tests
-#   STRATA_LONG=1 tools/test.sh   long soak: 20,000 crash-simulator seeds (about 15 minutes)
+#   STRATA_LONG=1 tools/test.sh   long soak: 20,000 crash-simulator seeds and 5,000 remote
+#                                 simulator seeds (about 25 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +16,11 @@ if [[ "${1:-}" == "--asan" ]]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export STRATA_SIM_SEEDS=${STRATA_SIM_SEEDS:-120}
+  export STRATA_REMOTE_SIM_SEEDS=${STRATA_REMOTE_SIM_SEEDS:-60}
 fi
 if [[ -n "${STRATA_LONG:-}" ]]; then
   export STRATA_SIM_SEEDS=${STRATA_SIM_SEEDS:-20000}
+  export STRATA_REMOTE_SIM_SEEDS=${STRATA_REMOTE_SIM_SEEDS:-5000}
 fi
 
 # The object-store tests need a real S3 server: a local Ceph RGW (tools/rgw.sh), started here

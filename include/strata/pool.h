@@ -62,7 +62,8 @@ struct VolumeSpec {
   // copied). size_bytes may then be 0 (the snapshot's size) or larger, never smaller.
   std::string snapshot_id;
   // A volume being filled by an import: not listed, not found by name, and deleted at the next
-  // open if SealImport never ran (a crash or a refused stream leaves nothing visible).
+  // open if neither SealImport nor PublishImport ran (a crash or a refused stream leaves nothing
+  // visible).
   bool importing = false;
   uint32_t iops = 0;
   uint32_t throughput_mibps = 0;
@@ -248,6 +249,10 @@ class Pool {
   virtual Result<SnapshotInfo> SealImport(const std::string& volume_id,
                                           const std::string& description,
                                           const std::string& source_snapshot_id) = 0;
+  // Ends an import the other way: the importing volume becomes an ordinary volume ("available"),
+  // durably on return. Flush the volume first: only its state changes. Errors: NotFound,
+  // InvalidArgument (not an importing volume), IOError.
+  virtual Result<VolumeInfo> PublishImport(const std::string& volume_id) = 0;
   // What of [offset, offset + length) of `volume` (an open volume, at its head including writes
   // not committed yet, or an open snapshot) changed since snapshot `since_snapshot_id`: extents
   // in order, merged, covering the range, at chunk granularity. The snapshot must be of the same

@@ -64,10 +64,11 @@ struct RestoreStats {
 };
 
 struct GcStats {
-  uint64_t packs_deleted = 0;
+  uint64_t packs_deleted = 0;    // packs no snapshot references any more
+  uint64_t orphans_deleted = 0;  // packs a dead push left without an index
   uint64_t nodes_deleted = 0;
   uint64_t bytes_freed = 0;
-  bool deferred = false;  // a push was under way: only the manifest went, storage is freed later
+  bool deferred = false;  // a push was under way: nothing was freed (the next GC will)
 };
 
 using RemoteProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
@@ -93,8 +94,12 @@ class Remote {
   virtual Result<RestoreStats> RestoreVolume(Pool* pool, const std::string& snapshot_id,
                                              const VolumeSpec& spec,
                                              const RemoteProgress& progress) = 0;
-  // Deletes the snapshot, then the packs and tree nodes no other snapshot needs.
+  // Deletes the snapshot, then collects garbage (below).
   virtual Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) = 0;
+  // Under the remote's GC lease (Busy while another host holds it): deletes every pack and tree
+  // node that no snapshot reaches, and the packs pushes that died (kill -9) left behind. While
+  // a push is under way nothing is freed (`deferred`). Never deletes what any snapshot needs.
+  virtual Result<GcStats> CollectGarbage() = 0;
   // Makes the remote snapshot a snapshot of `pool` (restored into a hidden importing volume, then
   // sealed; its SourceSnapshotId is the remote id). One pulled before (local id or source id
   // equal) is returned as it is.

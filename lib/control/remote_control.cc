@@ -149,6 +149,14 @@ Result<json> ParseImageRecord(const std::string& text, const std::string& remote
   return r;
 }
 
+json GcJson(const GcStats& gc) {
+  return json{{"PacksDeleted", gc.packs_deleted},
+              {"OrphanPacksDeleted", gc.orphans_deleted},
+              {"NodesDeleted", gc.nodes_deleted},
+              {"BytesFreed", gc.bytes_freed},
+              {"Deferred", gc.deferred}};
+}
+
 Result<json> DeleteRemoteSnapshot(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote,
@@ -166,10 +174,14 @@ Result<json> DeleteRemoteSnapshot(Compute* compute, const json& args) {
     }
   }
   STRATA_ASSIGN_OR_RETURN(GcStats gc, remote->DeleteSnapshot(id));
-  return json{{"PacksDeleted", gc.packs_deleted},
-              {"NodesDeleted", gc.nodes_deleted},
-              {"BytesFreed", gc.bytes_freed},
-              {"Deferred", gc.deferred}};
+  return GcJson(gc);
+}
+
+Result<json> CollectRemoteGarbage(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "remote"));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, name));
+  STRATA_ASSIGN_OR_RETURN(GcStats gc, remote->CollectGarbage());
+  return GcJson(gc);
 }
 
 Result<json> DeregisterRemoteImage(Compute* compute, const json& args) {
@@ -332,6 +344,7 @@ void AddRemoteHandlers(HandlerTable* table) {
   table->emplace("remote-add", AddRemoteCommand);
   table->emplace("remote-list", ListRemotesCommand);
   table->emplace("remote-remove", RemoveRemoteCommand);
+  table->emplace("remote-gc", CollectRemoteGarbage);
   table->emplace("copy-snapshot", CopySnapshot);
   table->emplace("copy-image", CopyImage);
   for (const auto& [verb, remote] :

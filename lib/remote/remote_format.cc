@@ -197,7 +197,7 @@ std::string PackKey(const Hash& pack) {
 std::string IndexKey(const Hash& pack) { return std::string(kIndexPrefix) + HexOf(pack); }
 std::string NodeKey(const Hash& node) {
   const std::string hex = HexOf(node);
-  return "nodes/" + hex.substr(0, 2) + "/" + hex;
+  return std::string(kNodePrefix) + hex.substr(0, 2) + "/" + hex;
 }
 std::string ManifestKey(const std::string& snapshot_id) {
   return std::string(kManifestPrefix) + snapshot_id;

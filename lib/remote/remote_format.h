@@ -56,6 +56,8 @@ std::string PendingKey(const std::string& snapshot_id);
 constexpr char kIndexPrefix[] = "index/";
 constexpr char kManifestPrefix[] = "snapshots/";
 constexpr char kPendingPrefix[] = "pending/";
+constexpr char kOrphansPrefix[] = "orphans/";  // packs a dead push may have left without index
+constexpr char kNodePrefix[] = "nodes/";
 constexpr char kGcLeaseKey[] = "leases/gc";
 
 }  // namespace strata::remote

@@ -25,6 +25,7 @@
 #include "strata/remote.h"
 
 #include "remote/remote_format.h"
+#include "remote/remote_internal.h"
 #include "remote/s3_client.h"
 #include "util/coding.h"
 #include "util/json_text.h"
@@ -43,14 +44,8 @@ using remote::S3Client;
 using remote::S3Request;
 
 constexpr uint32_t kRemoteBlockBytes = 512 << 10;  // EBS's block size
-constexpr size_t kPackTargetBytes = 16 << 20;
-constexpr size_t kBatchBlocks = 64;               // read, hashed and compressed together
-constexpr size_t kPacksPerUpload = 4;             // sealed packs uploaded together
-constexpr size_t kFetchBatch = 32;                // range GETs in flight on restore
-constexpr int64_t kPendingStaleMs = 3600 * 1000;  // a push marker older than this is abandoned
-constexpr int64_t kLeaseMs = 10 * 60 * 1000;
 
-int64_t NowMs() {
+int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -152,8 +147,9 @@ struct PendingBlock {
 
 class RemoteImpl final : public Remote {
  public:
-  RemoteImpl(RemoteSpec spec, std::unique_ptr<S3Client> client)
-      : spec_(std::move(spec)), client_(std::move(client)) {}
+  RemoteImpl(RemoteSpec spec, std::unique_ptr<remote::ObjectStore> store,
+             remote::RemoteTuning tuning)
+      : spec_(std::move(spec)), store_(std::move(store)), tuning_(std::move(tuning)) {}
   // What a push changes in the block map: block index -> its new place, or nullopt (a hole).
   using Changes = std::map<uint64_t, std::optional<BlockRef>>;
 
@@ -165,6 +161,7 @@ class RemoteImpl final : public Remote {
                                      const VolumeSpec& spec,
                                      const RemoteProgress& progress) override;
   Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) override;
+  Result<GcStats> CollectGarbage() override;
   Result<SnapshotInfo> PullSnapshot(Pool* pool, const std::string& snapshot_id,
                                     const RemoteProgress& progress) override;
   Status PutRecord(const std::string& kind, const std::string& id,
@@ -174,9 +171,8 @@ class RemoteImpl final : public Remote {
   Status DeleteRecord(const std::string& kind, const std::string& id) override;
 
  private:
-  std::string Name() const {
-    return "remote " + spec_.name + " (" + client_->location().Describe() + ")";
-  }
+  int64_t NowMs() const { return tuning_.now_ms ? tuning_.now_ms() : SystemNowMs(); }
+  std::string Name() const { return "remote " + spec_.name + " (" + store_->Describe() + ")"; }
   Result<json> GetManifest(const std::string& snapshot_id);
   Result<Node> GetNode(const Hash& hash);
   Status PutIfAbsent(const std::string& key, const std::string& bytes);
@@ -209,7 +205,8 @@ class RemoteImpl final : public Remote {
                      std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats);
 
   RemoteSpec spec_;
-  std::unique_ptr<S3Client> client_;
+  std::unique_ptr<remote::ObjectStore> store_;
+  remote::RemoteTuning tuning_;
   std::map<std::string, BlockRef> known_;  // sha256 -> where the remote holds it
   // The pack being filled, and sealed packs waiting for upload.
   std::string pack_;
@@ -231,18 +228,36 @@ class RemoteImpl final : public Remote {
   }
   Status PushLocked(Pool* pool, const SnapshotInfo& snap, const RemoteProgress& progress,
                     PushStats* stats);
-  Status CollectLocked(const json& doomed, GcStats* stats);
+  // The push's marker (pending/ID): who pushes, its heartbeat, and the packs it is uploading
+  // (in_flight) or that an earlier, killed run of it may have left without an index (orphans).
+  Status WriteMarker(const std::vector<Hash>& in_flight);
+  Status HeartbeatIfDue();
+  // Ends a push: packs that may be left without an index go to orphans/ for GC, then the marker.
+  Status SettleMarker(const std::string& snapshot_id);
+  Result<int64_t> TakeLease();
+  Status ReleaseLease();
+  Result<std::vector<std::pair<std::string, uint64_t>>> ListAll(const std::string& prefix);
+  // Reads the markers and orphan lists: true when a live push is under way. Else `orphans` gets
+  // the packs dead pushes may have left and `settled` the keys to delete once they are swept.
+  Result<bool> ReadPushLeftovers(std::set<Hash>* orphans, std::vector<std::string>* settled);
+  Status Mark(const json& manifest, std::set<Hash>* nodes, std::set<Hash>* packs);
+  Status CollectLocked(int64_t lease_until_ms, GcStats* stats);
+
+  json marker_;                     // the marker's fixed fields while a push runs
+  std::set<Hash> carried_orphans_;  // from the marker of a killed run of this push
+  std::vector<Hash> in_flight_;     // packs being uploaded now
+  int64_t last_heartbeat_ms_ = 0;
 };
 
 // ---------------------------------------------------------------- small pieces
 
 Status RemoteImpl::PutIfAbsent(const std::string& key, const std::string& bytes) {
-  Status s = client_->Put(key, bytes.data(), bytes.size(), /*if_absent=*/true);
+  Status s = store_->Put(key, bytes.data(), bytes.size(), /*if_absent=*/true);
   return s.code() == Status::Code::kAlreadyExists ? Status::OK() : s;  // content-addressed
 }
 
 Result<json> RemoteImpl::GetManifest(const std::string& snapshot_id) {
-  auto bytes = client_->Get(remote::ManifestKey(snapshot_id));
+  auto bytes = store_->Get(remote::ManifestKey(snapshot_id));
   if (bytes.status().code() == Status::Code::kNotFound) {
     return Status::NotFound(Name() + " holds no snapshot " + snapshot_id);
   }
@@ -252,7 +267,7 @@ Result<json> RemoteImpl::GetManifest(const std::string& snapshot_id) {
 
 Result<Node> RemoteImpl::GetNode(const Hash& hash) {
   const std::string key = remote::NodeKey(hash);
-  STRATA_ASSIGN_OR_RETURN(std::string bytes, client_->Get(key));
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key));
   if (remote::Sha256(bytes.data(), bytes.size()) != hash) {
     return Status::Corruption(Name() + ": object " + key + " does not match its name (damaged)");
   }
@@ -325,7 +340,8 @@ Status RemoteImpl::LoadKnownBlocks(const std::string& cache_path) {
   std::map<std::string, std::string> cached = LoadIndexCache(cache_path), now;
   std::string token;
   for (;;) {
-    STRATA_ASSIGN_OR_RETURN(S3Client::ListPage page, client_->List(remote::kIndexPrefix, token));
+    STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page,
+                            store_->List(remote::kIndexPrefix, token));
     std::vector<S3Request> gets;
     gets.reserve(page.objects.size());
     for (const auto& [key, size] : page.objects) {
@@ -339,7 +355,7 @@ Status RemoteImpl::LoadKnownBlocks(const std::string& cache_path) {
     for (S3Request& r : gets) {
       batch.push_back(&r);
     }
-    client_->Run(batch);
+    store_->Run(batch);
     for (S3Request& r : gets) {
       if (r.status.code() == Status::Code::kNotFound) {
         continue;  // deleted by a GC since the listing
@@ -365,7 +381,7 @@ Status RemoteImpl::LoadKnownBlocks(const std::string& cache_path) {
 // A push announces itself (pending/ID) before it looks at the GC lease; a GC takes the lease
 // before it looks for pushes. Whichever comes second sees the other (S3 is strongly consistent).
 Status RemoteImpl::CheckNoGc() {
-  auto lease = client_->Get(remote::kGcLeaseKey);
+  auto lease = store_->Get(remote::kGcLeaseKey);
   if (lease.status().code() == Status::Code::kNotFound) {
     return Status::OK();
   }
@@ -452,10 +468,10 @@ Status RemoteImpl::AddToPack(PendingBlock* b, PushStats* stats) {
   pack_ += b->stored;
   pack_refs_.push_back(ref);
   stats->blocks_uploaded++;
-  if (pack_.size() >= kPackTargetBytes) {
+  if (pack_.size() >= tuning_.pack_target_bytes) {
     STRATA_RETURN_IF_ERROR(SealPack());
   }
-  if (sealed_.size() >= kPacksPerUpload) {
+  if (sealed_.size() >= tuning_.packs_per_upload) {
     return UploadPacks(stats);
   }
   return Status::OK();
@@ -481,6 +497,14 @@ Status RemoteImpl::SealPack() {
 
 // The sealed packs at once, then their indexes: a pack counts only once its index exists.
 Status RemoteImpl::UploadPacks(PushStats* stats) {
+  if (sealed_.empty()) {
+    return Status::OK();
+  }
+  std::vector<Hash> ids;
+  for (const SealedPack& p : sealed_) {
+    ids.push_back(p.id);
+  }
+  STRATA_RETURN_IF_ERROR(WriteMarker(ids));  // a kill from here on leaves them named for GC
   std::vector<S3Request> puts(sealed_.size());
   std::vector<S3Request*> batch;
   for (size_t i = 0; i < sealed_.size(); i++) {
@@ -491,7 +515,7 @@ Status RemoteImpl::UploadPacks(PushStats* stats) {
     puts[i].headers = {{"If-None-Match", "*"}};
     batch.push_back(&puts[i]);
   }
-  client_->Run(batch);
+  store_->Run(batch);
   std::vector<std::string> indexes(sealed_.size());
   for (size_t i = 0; i < sealed_.size(); i++) {
     if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
@@ -503,7 +527,7 @@ Status RemoteImpl::UploadPacks(PushStats* stats) {
     puts[i].body = indexes[i].data();
     puts[i].body_bytes = indexes[i].size();
   }
-  client_->Run(batch);
+  store_->Run(batch);
   for (size_t i = 0; i < sealed_.size(); i++) {
     if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
       return puts[i].status;
@@ -607,12 +631,14 @@ Status RemoteImpl::StoreBlocks(Pool* pool, const SnapshotInfo& snap,
                                const std::vector<uint64_t>& blocks, Changes* changes,
                                PushStats* stats, const RemoteProgress& progress) {
   STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool->OpenSnapshot(snap.snapshot_id));
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, pool->CreateEventLoop(2 * kBatchBlocks));
-  for (size_t first = 0; first < blocks.size(); first += kBatchBlocks) {
-    std::vector<PendingBlock> batch(std::min(kBatchBlocks, blocks.size() - first));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
+                          pool->CreateEventLoop(2 * tuning_.batch_blocks));
+  for (size_t first = 0; first < blocks.size(); first += tuning_.batch_blocks) {
+    std::vector<PendingBlock> batch(std::min(tuning_.batch_blocks, blocks.size() - first));
     for (size_t i = 0; i < batch.size(); i++) {
       batch[i].index = blocks[first + i];
     }
+    STRATA_RETURN_IF_ERROR(HeartbeatIfDue());
     STRATA_RETURN_IF_ERROR(ReadBatch(volume.get(), loop.get(), volume->size_bytes(), &batch));
     Prepare(&batch);
     for (PendingBlock& b : batch) {
@@ -670,19 +696,82 @@ Result<PushStats> RemoteImpl::PushSnapshot(Pool* pool, const std::string& snapsh
   if (existing.status().code() != Status::Code::kNotFound) {
     return existing.status();
   }
-  const std::string marker = DumpJson(json{{"snapshot_id", snapshot_id},
-                                           {"volume_id", snap.volume_id},
-                                           {"description", snap.description},
-                                           {"volume_size", snap.volume_size_bytes},
-                                           {"start_time_ms", snap.start_time_ms},
-                                           {"pushed_since_ms", NowMs()}});
-  STRATA_RETURN_IF_ERROR(
-      client_->Put(remote::PendingKey(snapshot_id), marker.data(), marker.size()));
+  carried_orphans_.clear();
+  in_flight_.clear();
+  auto earlier = store_->Get(remote::PendingKey(snapshot_id));  // a killed run of this push?
+  if (earlier.ok()) {
+    json j = json::parse(*earlier, nullptr, false);
+    for (const char* field : {"in_flight", "orphans"}) {
+      auto it = j.is_object() ? j.find(field) : j.end();
+      for (size_t i = 0; it != j.end() && it->is_array() && i < it->size(); i++) {
+        Hash h;
+        if ((*it)[i].is_string() && remote::ParseHex((*it)[i].get<std::string>(), &h)) {
+          carried_orphans_.insert(h);
+        }
+      }
+    }
+  } else if (earlier.status().code() != Status::Code::kNotFound) {
+    return earlier.status();
+  }
+  marker_ = json{{"snapshot_id", snapshot_id},          {"volume_id", snap.volume_id},
+                 {"description", snap.description},     {"volume_size", snap.volume_size_bytes},
+                 {"start_time_ms", snap.start_time_ms}, {"pushed_since_ms", NowMs()}};
+  STRATA_RETURN_IF_ERROR(WriteMarker({}));
   Status s = PushLocked(pool, snap, progress, &stats);
-  Status cleared = client_->Delete(remote::PendingKey(snapshot_id));
+  Status settled = SettleMarker(snapshot_id);
   STRATA_RETURN_IF_ERROR(s);
-  STRATA_RETURN_IF_ERROR(cleared);
+  STRATA_RETURN_IF_ERROR(settled);
   return stats;
+}
+
+Status RemoteImpl::WriteMarker(const std::vector<Hash>& in_flight) {
+  in_flight_ = in_flight;
+  json m = marker_;
+  m["heartbeat_ms"] = NowMs();
+  m["in_flight"] = json::array();
+  for (const Hash& h : in_flight_) {
+    m["in_flight"].push_back(remote::HexOf(h));
+  }
+  m["orphans"] = json::array();
+  for (const Hash& h : carried_orphans_) {
+    m["orphans"].push_back(remote::HexOf(h));
+  }
+  const std::string bytes = DumpJson(m);
+  STRATA_RETURN_IF_ERROR(store_->Put(remote::PendingKey(StringField(marker_, "snapshot_id")),
+                                     bytes.data(), bytes.size()));
+  last_heartbeat_ms_ = NowMs();
+  return Status::OK();
+}
+
+// A push that reads for long without uploading (every block already in the remote) still shows
+// that it is alive: GC treats a marker silent for pending_stale_ms as a dead push's.
+Status RemoteImpl::HeartbeatIfDue() {
+  if (NowMs() - last_heartbeat_ms_ < tuning_.pending_stale_ms / 8) {
+    return Status::OK();
+  }
+  return WriteMarker(in_flight_);
+}
+
+Status RemoteImpl::SettleMarker(const std::string& snapshot_id) {
+  std::set<Hash> left = carried_orphans_;
+  left.insert(in_flight_.begin(), in_flight_.end());
+  for (auto it = left.begin(); it != left.end();) {
+    // A pack whose index this push wrote (or saw) is an ordinary pack: the sweep judges it.
+    it = index_cache_.count(remote::IndexKey(*it)) ? left.erase(it) : std::next(it);
+  }
+  if (!left.empty()) {
+    json j = {{"packs", json::array()}};
+    for (const Hash& h : left) {
+      j["packs"].push_back(remote::HexOf(h));
+    }
+    const std::string bytes = DumpJson(j);
+    const std::string key =
+        std::string(remote::kOrphansPrefix) + snapshot_id + "-" + std::to_string(NowMs());
+    STRATA_RETURN_IF_ERROR(store_->Put(key, bytes.data(), bytes.size()));
+  }
+  carried_orphans_.clear();
+  in_flight_.clear();
+  return store_->Delete(remote::PendingKey(snapshot_id));
 }
 
 Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const RemoteProgress& progress,
@@ -731,7 +820,7 @@ Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const Remote
       {"data_blocks", data_blocks},
       {"parent_snapshot_id", parent ? (*parent)["snapshot_id"].get<std::string>() : ""}};
   const std::string bytes = EncodeManifest(manifest);
-  Status s = client_->Put(remote::ManifestKey(snap.snapshot_id), bytes.data(), bytes.size(), true);
+  Status s = store_->Put(remote::ManifestKey(snap.snapshot_id), bytes.data(), bytes.size(), true);
   if (s.code() == Status::Code::kAlreadyExists) {
     s = Status::OK();  // another host pushed the same snapshot meanwhile
   }
@@ -750,14 +839,14 @@ Result<std::vector<RemoteSnapshotInfo>> RemoteImpl::ListSnapshots() {
     const bool pending = std::string(prefix) == remote::kPendingPrefix;
     std::string token;
     for (;;) {
-      STRATA_ASSIGN_OR_RETURN(S3Client::ListPage page, client_->List(prefix, token));
+      STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page, store_->List(prefix, token));
       std::vector<S3Request> gets(page.objects.size());
       std::vector<S3Request*> batch;
       for (size_t i = 0; i < gets.size(); i++) {
         gets[i].key = page.objects[i].first;
         batch.push_back(&gets[i]);
       }
-      client_->Run(batch);
+      store_->Run(batch);
       for (S3Request& r : gets) {
         if (r.status.code() == Status::Code::kNotFound) {
           continue;  // finished or deleted since the listing
@@ -765,7 +854,7 @@ Result<std::vector<RemoteSnapshotInfo>> RemoteImpl::ListSnapshots() {
         STRATA_RETURN_IF_ERROR(r.status);
         if (pending) {
           json j = json::parse(r.response, nullptr, false);
-          if (j.is_object() && NowMs() - IntField(j, "pushed_since_ms") < kPendingStaleMs &&
+          if (j.is_object() && NowMs() - IntField(j, "heartbeat_ms") < tuning_.pending_stale_ms &&
               std::none_of(out.begin(), out.end(), [&j](const RemoteSnapshotInfo& i) {
                 return i.snapshot_id == StringField(j, "snapshot_id");
               })) {
@@ -829,7 +918,7 @@ Status RemoteImpl::FetchBlocks(Volume* volume, EventLoop* loop, uint32_t block_s
                                      std::to_string(ref.offset + ref.stored - 1)}};
     batch.push_back(&gets[i]);
   }
-  client_->Run(batch);
+  store_->Run(batch);
   std::vector<std::vector<std::byte>> raw(refs->size());
   std::vector<Status> checked(refs->size());
   for (const S3Request& r : gets) {
@@ -889,12 +978,13 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
   VolumeSpec create = spec;
   create.size_bytes = std::max(spec.size_bytes, size);
   create.snapshot_id.clear();
+  create.importing = true;  // hidden, and gone after a crash, until every block is in
   STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->CreateVolume(create));
   RestoreStats stats;
   Status s = [&]() -> Status {
     STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool->OpenVolume(info.volume_id));
     STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
-                            pool->CreateEventLoop(2 * kFetchBatch));
+                            pool->CreateEventLoop(2 * tuning_.fetch_batch));
     const uint64_t total = UintField(m, "data_blocks");
     std::vector<std::pair<uint64_t, BlockRef>> refs;
     Hash root;
@@ -908,7 +998,7 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
                                     " lies outside the volume");
         }
         refs.emplace_back(index, ref);
-        if (refs.size() < kFetchBatch) {
+        if (refs.size() < tuning_.fetch_batch) {
           return Status::OK();
         }
         Status fetched = FetchBlocks(volume.get(), loop.get(), block_size, &refs, &stats);
@@ -920,7 +1010,11 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
       STRATA_RETURN_IF_ERROR(WalkNodes(m["depth"].get<uint32_t>(), root, 0, on_block, nullptr));
     }
     STRATA_RETURN_IF_ERROR(FetchBlocks(volume.get(), loop.get(), block_size, &refs, &stats));
-    return volume->Flush();
+    STRATA_RETURN_IF_ERROR(volume->Flush());
+    if (!spec.importing) {  // (a pull seals the volume into a snapshot instead)
+      STRATA_ASSIGN_OR_RETURN(info, pool->PublishImport(info.volume_id));
+    }
+    return Status::OK();
   }();
   if (!s.ok()) {
     Status cleanup = pool->DeleteVolume(info.volume_id);  // nothing half-restored stays
@@ -933,82 +1027,206 @@ Result<RestoreStats> RemoteImpl::RestoreVolume(Pool* pool, const std::string& sn
 
 // ---------------------------------------------------------------- delete and garbage collection
 
-Result<GcStats> RemoteImpl::DeleteSnapshot(const std::string& snapshot_id) {
-  GcStats stats;
-  STRATA_ASSIGN_OR_RETURN(json doomed, GetManifest(snapshot_id));
-  // The lease first, then the look for pushes under way (CheckNoGc explains the order).
-  const std::string lease = DumpJson(json{{"until_ms", NowMs() + kLeaseMs}});
-  Status took = client_->Put(remote::kGcLeaseKey, lease.data(), lease.size(), true);
+Result<int64_t> RemoteImpl::TakeLease() {
+  const int64_t until = NowMs() + tuning_.lease_ms;
+  const std::string lease = DumpJson(json{{"until_ms", until}});
+  Status took = store_->Put(remote::kGcLeaseKey, lease.data(), lease.size(), true);
   if (took.code() == Status::Code::kAlreadyExists) {
     STRATA_RETURN_IF_ERROR(CheckNoGc());  // Busy while it is held; an expired one is replaced
-    STRATA_RETURN_IF_ERROR(client_->Put(remote::kGcLeaseKey, lease.data(), lease.size()));
+    STRATA_RETURN_IF_ERROR(store_->Put(remote::kGcLeaseKey, lease.data(), lease.size()));
   } else {
     STRATA_RETURN_IF_ERROR(took);
   }
-  Status s = CollectLocked(doomed, &stats);
-  Status released = client_->Delete(remote::kGcLeaseKey);
+  return until;
+}
+
+Status RemoteImpl::ReleaseLease() { return store_->Delete(remote::kGcLeaseKey); }
+
+Result<std::vector<std::pair<std::string, uint64_t>>> RemoteImpl::ListAll(
+    const std::string& prefix) {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  std::string token;
+  for (;;) {
+    STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page, store_->List(prefix, token));
+    out.insert(out.end(), page.objects.begin(), page.objects.end());
+    if (!page.next_token) {
+      return out;
+    }
+    token = *page.next_token;
+  }
+}
+
+Result<GcStats> RemoteImpl::DeleteSnapshot(const std::string& snapshot_id) {
+  GcStats stats;
+  STRATA_RETURN_IF_ERROR(GetManifest(snapshot_id).status());  // NotFound names it
+  // The lease first, then the look for pushes under way (CheckNoGc explains the order).
+  STRATA_ASSIGN_OR_RETURN(int64_t until, TakeLease());
+  Status s = store_->Delete(remote::ManifestKey(snapshot_id));
+  if (s.ok()) {
+    s = CollectLocked(until, &stats);
+  }
+  Status released = ReleaseLease();
   STRATA_RETURN_IF_ERROR(s);
   STRATA_RETURN_IF_ERROR(released);
   return stats;
 }
 
-Status RemoteImpl::CollectLocked(const json& doomed, GcStats* stats) {
-  const std::string id = doomed["snapshot_id"].get<std::string>();
-  // What the doomed snapshot uses: candidates for deletion.
-  std::set<Hash> nodes;
-  std::set<Hash> packs;
-  auto walk = [&](const json& m, std::set<Hash>* node_set, std::set<Hash>* pack_set) -> Status {
-    Hash root;
-    if (m["root"].get<std::string>().empty() ||
-        !remote::ParseHex(m["root"].get<std::string>(), &root)) {
-      return Status::OK();
+Result<GcStats> RemoteImpl::CollectGarbage() {
+  GcStats stats;
+  STRATA_ASSIGN_OR_RETURN(int64_t until, TakeLease());
+  Status s = CollectLocked(until, &stats);
+  Status released = ReleaseLease();
+  STRATA_RETURN_IF_ERROR(s);
+  STRATA_RETURN_IF_ERROR(released);
+  return stats;
+}
+
+Result<bool> RemoteImpl::ReadPushLeftovers(std::set<Hash>* orphans,
+                                           std::vector<std::string>* settled) {
+  auto add_packs = [orphans](const json& j, const char* field) {
+    auto it = j.is_object() ? j.find(field) : j.end();
+    for (size_t i = 0; it != j.end() && it->is_array() && i < it->size(); i++) {
+      Hash h;
+      if ((*it)[i].is_string() && remote::ParseHex((*it)[i].get<std::string>(), &h)) {
+        orphans->insert(h);
+      }
     }
-    return WalkNodes(
-        m["depth"].get<uint32_t>(), root, 0,
-        [pack_set](uint64_t, const BlockRef& ref) {
-          pack_set->insert(ref.pack);
-          return Status::OK();
-        },
-        [node_set](const Hash& h) { node_set->insert(h); });
   };
-  STRATA_RETURN_IF_ERROR(walk(doomed, &nodes, &packs));
-  STRATA_RETURN_IF_ERROR(client_->Delete(remote::ManifestKey(id)));
-  auto pending = client_->List(remote::kPendingPrefix, "", 1);
-  STRATA_RETURN_IF_ERROR(pending.status());
-  if (!pending->objects.empty()) {
-    stats->deferred = true;  // a push may be reusing these blocks: free them another time
+  for (const char* prefix : {remote::kPendingPrefix, remote::kOrphansPrefix}) {
+    const bool markers = std::string(prefix) == remote::kPendingPrefix;
+    STRATA_ASSIGN_OR_RETURN(auto keys, ListAll(prefix));
+    for (const auto& [key, size] : keys) {
+      auto bytes = store_->Get(key);
+      if (bytes.status().code() == Status::Code::kNotFound) {
+        continue;  // a push finished since the listing
+      }
+      STRATA_RETURN_IF_ERROR(bytes.status());
+      json j = json::parse(*bytes, nullptr, false);
+      if (markers && NowMs() - IntField(j, "heartbeat_ms") < tuning_.pending_stale_ms) {
+        return true;  // alive: it may be reusing any pack
+      }
+      add_packs(j, markers ? "in_flight" : "packs");
+      add_packs(j, "orphans");
+      settled->push_back(key);
+    }
+  }
+  return false;
+}
+
+// Adds what the manifest's tree reaches. A node already marked is not walked again: nodes are
+// content-addressed, so its subtree is marked too (the mark is O(distinct nodes)).
+Status RemoteImpl::Mark(const json& manifest, std::set<Hash>* nodes, std::set<Hash>* packs) {
+  Hash root;
+  if (StringField(manifest, "root").empty()) {
     return Status::OK();
   }
-  STRATA_ASSIGN_OR_RETURN(std::vector<RemoteSnapshotInfo> rest, ListSnapshots());
-  for (const RemoteSnapshotInfo& other : rest) {  // what every other snapshot still needs
-    STRATA_ASSIGN_OR_RETURN(json m, GetManifest(other.snapshot_id));
-    std::set<Hash> keep_nodes, keep_packs;
-    STRATA_RETURN_IF_ERROR(walk(m, &keep_nodes, &keep_packs));
-    for (const Hash& h : keep_nodes) {
-      nodes.erase(h);
+  if (!remote::ParseHex(StringField(manifest, "root"), &root)) {
+    return Status::Corruption(Name() + ": manifest of " + StringField(manifest, "snapshot_id") +
+                              ": bad root");
+  }
+  std::vector<std::pair<uint32_t, Hash>> stack = {{UintField(manifest, "depth"), root}};
+  while (!stack.empty()) {
+    auto [level, hash] = stack.back();
+    stack.pop_back();
+    if (!nodes->insert(hash).second) {
+      continue;
     }
-    for (const Hash& h : keep_packs) {
-      packs.erase(h);
+    STRATA_ASSIGN_OR_RETURN(Node n, GetNode(hash));
+    if (n.level != level || (level == 0 && !n.children.empty())) {
+      return Status::Corruption(Name() + ": tree node " + remote::HexOf(hash) +
+                                " at the wrong level");
+    }
+    for (const auto& [slot, ref] : n.blocks) {
+      packs->insert(ref.pack);
+    }
+    for (const auto& [slot, child] : n.children) {
+      stack.emplace_back(level - 1, child);
     }
   }
-  std::vector<std::string> keys;
-  for (const Hash& p : packs) {
-    keys.push_back(remote::IndexKey(p));  // the index first: no push may pick the pack again
-  }
-  STRATA_RETURN_IF_ERROR(client_->DeleteMany(keys));
-  keys.clear();
-  for (const Hash& p : packs) {
-    auto size = client_->Head(remote::PackKey(p));
-    stats->bytes_freed += size.ok() ? *size : 0;
-    keys.push_back(remote::PackKey(p));
-  }
-  for (const Hash& n : nodes) {
-    keys.push_back(remote::NodeKey(n));
-  }
-  STRATA_RETURN_IF_ERROR(client_->DeleteMany(keys));
-  stats->packs_deleted = packs.size();
-  stats->nodes_deleted = nodes.size();
   return Status::OK();
+}
+
+// Mark and sweep, under the lease: whatever no manifest reaches goes, indexes before their packs
+// (a push never picks a pack again once its index is gone). Only metadata is listed: snapshots/,
+// index/, nodes/, pending/ and orphans/, never packs/.
+Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
+  std::set<Hash> orphans;
+  std::vector<std::string> settled;
+  STRATA_ASSIGN_OR_RETURN(bool push_alive, ReadPushLeftovers(&orphans, &settled));
+  if (push_alive) {
+    stats->deferred = true;  // a push may be reusing any pack: free them another time
+    return Status::OK();
+  }
+  std::set<Hash> keep_nodes, keep_packs;
+  STRATA_ASSIGN_OR_RETURN(auto manifests, ListAll(remote::kManifestPrefix));
+  for (const auto& [key, size] : manifests) {
+    auto m = GetManifest(key.substr(std::strlen(remote::kManifestPrefix)));
+    if (m.status().code() == Status::Code::kNotFound) {
+      continue;  // (no push runs, and deletes hold the lease: cannot happen, but harmless)
+    }
+    STRATA_RETURN_IF_ERROR(m.status());
+    STRATA_RETURN_IF_ERROR(Mark(*m, &keep_nodes, &keep_packs));
+  }
+  std::vector<std::string> indexes, doomed;  // keys
+  std::vector<Hash> doomed_packs;
+  STRATA_ASSIGN_OR_RETURN(auto index_keys, ListAll(remote::kIndexPrefix));
+  for (const auto& [key, size] : index_keys) {
+    Hash h;
+    if (!remote::ParseHex(key.substr(std::strlen(remote::kIndexPrefix)), &h)) {
+      continue;  // not ours
+    }
+    orphans.erase(h);  // indexed: judged by the mark below, not as an orphan
+    if (!keep_packs.count(h)) {
+      indexes.push_back(key);
+      doomed_packs.push_back(h);
+    }
+  }
+  stats->orphans_deleted = orphans.size();
+  doomed_packs.insert(doomed_packs.end(), orphans.begin(), orphans.end());
+  STRATA_ASSIGN_OR_RETURN(auto node_keys, ListAll(remote::kNodePrefix));
+  for (const auto& [key, size] : node_keys) {
+    Hash h;
+    const size_t slash = key.rfind('/');
+    if (remote::ParseHex(key.substr(slash + 1), &h) && !keep_nodes.count(h)) {
+      doomed.push_back(key);
+      stats->nodes_deleted++;
+      stats->bytes_freed += size;
+    }
+  }
+  std::vector<S3Request> heads(doomed_packs.size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < heads.size(); i++) {
+    heads[i].method = S3Request::Method::kHead;
+    heads[i].key = remote::PackKey(doomed_packs[i]);
+    batch.push_back(&heads[i]);
+  }
+  store_->Run(batch);
+  for (const S3Request& r : heads) {
+    auto it = r.response_headers.find("content-length");
+    if (r.status.ok() && it != r.response_headers.end()) {
+      stats->bytes_freed += std::strtoull(it->second.c_str(), nullptr, 10);
+    }
+    doomed.push_back(r.key);
+  }
+  stats->packs_deleted = doomed_packs.size() - stats->orphans_deleted;
+  if (NowMs() >= lease_until_ms) {
+    return Status::Busy(Name() + ": garbage collection outlived its lease; nothing was deleted");
+  }
+  if (!doomed_packs.empty()) {
+    // A journal first: a GC killed after it dropped an index but before the pack leaves the pack
+    // named here, for the next GC (an index-less pack is invisible to the index/ listing).
+    json journal = {{"packs", json::array()}};
+    for (const Hash& h : doomed_packs) {
+      journal["packs"].push_back(remote::HexOf(h));
+    }
+    const std::string bytes = DumpJson(journal);
+    const std::string key = std::string(remote::kOrphansPrefix) + "gc-" + std::to_string(NowMs());
+    STRATA_RETURN_IF_ERROR(store_->Put(key, bytes.data(), bytes.size()));
+    settled.push_back(key);
+  }
+  STRATA_RETURN_IF_ERROR(store_->DeleteMany(indexes));
+  STRATA_RETURN_IF_ERROR(store_->DeleteMany(doomed));
+  return store_->DeleteMany(settled);
 }
 
 // ---------------------------------------------------------------- pull and records
@@ -1055,14 +1273,14 @@ Status RemoteImpl::PutRecord(const std::string& kind, const std::string& id,
     return Status::InvalidArgument("a remote record is JSON");
   }
   const std::string bytes = EncodeManifest(json{{"format", 1}, {"record", j}});
-  return client_->Put(RecordKey(kind, id), bytes.data(), bytes.size(), /*if_absent=*/true);
+  return store_->Put(RecordKey(kind, id), bytes.data(), bytes.size(), /*if_absent=*/true);
 }
 
 Result<std::string> RemoteImpl::GetRecord(const std::string& kind, const std::string& id) {
   if (!ValidRecordName(kind) || !ValidRecordName(id)) {
     return Status::InvalidArgument("a remote record is named by 1 to 128 of A-Z a-z 0-9 . _ -");
   }
-  auto bytes = client_->Get(RecordKey(kind, id));
+  auto bytes = store_->Get(RecordKey(kind, id));
   if (bytes.status().code() == Status::Code::kNotFound) {
     return Status::NotFound(Name() + " holds no " + kind + " " + id);
   }
@@ -1089,7 +1307,7 @@ Result<std::vector<std::string>> RemoteImpl::ListRecords(const std::string& kind
   std::string token;
   const std::string prefix = "records/" + kind + "/";
   for (;;) {
-    STRATA_ASSIGN_OR_RETURN(S3Client::ListPage page, client_->List(prefix, token));
+    STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page, store_->List(prefix, token));
     for (const auto& [key, size] : page.objects) {
       auto record = GetRecord(kind, key.substr(prefix.size()));
       if (record.status().code() == Status::Code::kNotFound) {
@@ -1107,7 +1325,7 @@ Result<std::vector<std::string>> RemoteImpl::ListRecords(const std::string& kind
 
 Status RemoteImpl::DeleteRecord(const std::string& kind, const std::string& id) {
   STRATA_RETURN_IF_ERROR(GetRecord(kind, id).status());  // NotFound names it
-  return client_->Delete(RecordKey(kind, id));
+  return store_->Delete(RecordKey(kind, id));
 }
 
 }  // namespace
@@ -1128,7 +1346,13 @@ Result<std::unique_ptr<Remote>> Remote::Open(const RemoteSpec& spec) {
   if (!s.ok()) {
     return s.WithContext("remote " + spec.name);
   }
-  return std::unique_ptr<Remote>(new RemoteImpl(spec, std::move(client)));
+  return remote::OpenRemoteOn(spec, std::move(client));
+}
+
+std::unique_ptr<Remote> remote::OpenRemoteOn(const RemoteSpec& spec,
+                                             std::unique_ptr<ObjectStore> store,
+                                             const RemoteTuning& tuning) {
+  return std::make_unique<RemoteImpl>(spec, std::move(store), tuning);
 }
 
 }  // namespace strata

@@ -16,6 +16,7 @@
 
 #include "strata/status.h"
 
+#include "remote/object_store.h"
 #include "remote/sigv4.h"
 
 namespace strata::remote {
@@ -38,25 +39,7 @@ struct S3Options {
   size_t max_response_bytes = 64u << 20;
 };
 
-struct S3Request {
-  enum class Method { kGet, kPut, kHead, kDelete, kPost };
-  Method method = Method::kGet;
-  std::string key;  // below the location's prefix; "" with `bucket_only` addresses the bucket
-  bool bucket_only = false;
-  std::vector<std::pair<std::string, std::string>> query;
-  std::vector<std::pair<std::string, std::string>> headers;  // Range, If-None-Match, ...
-  const void* body = nullptr;                                // PUT/POST payload, not owned
-  size_t body_bytes = 0;
-
-  // Filled in by the client.
-  Status status;  // OK for 2xx; see S3Client for the mapping of failures
-  int http_status = 0;
-  std::string response;  // the body (GET data, XML), at most max_response_bytes
-  std::map<std::string, std::string> response_headers;  // lower-case names
-  uint32_t attempts = 0;
-};
-
-class S3Client {
+class S3Client final : public ObjectStore {
  public:
   static Result<std::unique_ptr<S3Client>> Create(const S3Location& location,
                                                   const AwsCredentials& credentials,
@@ -66,31 +49,16 @@ class S3Client {
   S3Client& operator=(const S3Client&) = delete;
 
   const S3Location& location() const { return location_; }
+  std::string Describe() const override { return location_.Describe(); }
 
-  // Runs every request, up to max_in_flight at once, and sets each one's status: NotFound (404),
-  // AlreadyExists (412, a conditional PUT lost), OutOfRange (416), IOError with EACCES (401, 403:
-  // credentials), InvalidArgument (other 4xx), IOError with EIO (5xx, 429 or a transport error
-  // after max_attempts). Not thread-safe: one caller at a time.
-  void Run(const std::vector<S3Request*>& requests);
-  Status Run(S3Request* request);
-
-  // Conveniences over Run.
-  // `if_absent`: If-None-Match: * (the object is created once; AlreadyExists if it exists).
-  Status Put(const std::string& key, const void* data, size_t length, bool if_absent = false);
-  Result<std::string> Get(const std::string& key);
-  // [offset, offset + length) of the object.
-  Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length);
-  Result<uint64_t> Head(const std::string& key);  // the object's size
-  Status Delete(const std::string& key);
-  // Deletes in batches of 1,000 (DeleteObjects). Keys that do not exist are not an error.
-  Status DeleteMany(const std::vector<std::string>& keys);
-  struct ListPage {
-    std::vector<std::pair<std::string, uint64_t>> objects;  // key below the prefix, size
-    std::optional<std::string> next_token;
-  };
-  // Keys below prefix + `sub_prefix`, in key order, at most `max_keys` (1..1000).
+  // Up to max_in_flight requests at once over kept-alive connections (ObjectStore::Run).
+  using ObjectStore::Run;
+  void Run(const std::vector<S3Request*>& requests) override;
+  // DeleteObjects in batches of 1,000.
+  Status DeleteMany(const std::vector<std::string>& keys) override;
+  // ListObjectsV2.
   Result<ListPage> List(const std::string& sub_prefix, const std::string& token,
-                        uint32_t max_keys = 1000);
+                        uint32_t max_keys = 1000) override;
   // NotFound naming the bucket if it does not exist; the credentials' error if they are wrong.
   Status CheckBucket();
   Status CreateBucket();

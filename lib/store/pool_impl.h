@@ -114,6 +114,7 @@ class PoolImpl final : public Pool {
                                                    const std::string& since_snapshot_id,
                                                    uint64_t offset_bytes,
                                                    uint64_t length_bytes) override;
+  Result<VolumeInfo> PublishImport(const std::string& volume_id) override;
   Result<SnapshotInfo> SealImport(const std::string& volume_id, const std::string& description,
                                   const std::string& source_snapshot_id) override;
 

@@ -236,6 +236,30 @@ Result<SnapshotInfo> PoolImpl::SealImport(const std::string& volume_id,
   return snaps.front();
 }
 
+Result<VolumeInfo> PoolImpl::PublishImport(const std::string& volume_id) {
+  std::lock_guard<std::mutex> commit(commit_mu_);
+  VolumeInfo info;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = volumes_.find(volume_id);
+    if (it == volumes_.end() || it->second.deleting) {
+      return Status::NotFound("volume " + volume_id + " does not exist");
+    }
+    if (it->second.info.state != "importing") {
+      return Status::InvalidArgument("volume " + volume_id + " is not being imported");
+    }
+    info = it->second.info;
+  }
+  info.state = "available";
+  CommitBatch batch;
+  batch.records.push_back({RecordTable::kVolumes, volume_id, EncodeVolume(info)});
+  STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(volume_id);
+  it->second.info.state = "available";
+  return it->second.info;
+}
+
 Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std::string>& volumes,
                                                           const std::string& description,
                                                           const std::string& source_snapshot_id) {

@@ -199,6 +199,34 @@ TEST_F(StreamTest, AnInterruptedImportIsGoneAfterReopen) {
   EXPECT_EQ(dst_->Info().used_bytes, 0u);
 }
 
+// PublishImport makes an importing volume an ordinary one, durably (a remote restore's end).
+TEST_F(StreamTest, APublishedImportIsAnOrdinaryVolumeAfterReopen) {
+  VolumeSpec spec{1 << 20, "whole", "gp3", ""};
+  spec.importing = true;
+  auto info = dst_->CreateVolume(spec);
+  ASSERT_TRUE(info.ok());
+  auto v = *dst_->OpenVolume(info->volume_id);
+  const auto data = test::RandomBytes(65536, 10);
+  ASSERT_TRUE(v->Write(4096, data, false).ok());
+  ASSERT_TRUE(v->Flush().ok());
+  v.reset();
+  auto published = dst_->PublishImport(info->volume_id);
+  ASSERT_TRUE(published.ok()) << published.status().ToString();
+  EXPECT_EQ(published->state, "available");
+  EXPECT_EQ(dst_->PublishImport(info->volume_id).status().code(),
+            Status::Code::kInvalidArgument);  // once
+  EXPECT_EQ(dst_->PublishImport("vol-0000000000000000f").status().code(),
+            Status::Code::kNotFound);
+  dst_.reset();
+  PoolOptions o;
+  dst_ = std::move(*Pool::Open(dir_.Sub("dst"), o));
+  ASSERT_EQ(dst_->ListVolumes().size(), 1u);
+  EXPECT_EQ(dst_->DescribeVolume("whole")->volume_id, info->volume_id);
+  std::vector<std::byte> got(data.size());
+  ASSERT_TRUE((*dst_->OpenVolume(info->volume_id))->Read(4096, got).ok());
+  EXPECT_EQ(got, data);
+}
+
 // Streams written by hand (docs/stream-format.md), for what the exporter never writes.
 class CraftedStream {
  public:

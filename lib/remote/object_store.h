@@ -1,0 +1,78 @@
+// The seam between the remote layer and the object store it talks to (leveldb's Env, for S3).
+// S3Client (s3_client.h) is the one production implementation; tests/sim/ has an in-memory one
+// that fails, and "crashes", at chosen requests so that the crash simulator can explore every
+// point of a push, a restore and a garbage collection.
+//
+// The contract is S3's: PUT replaces an object atomically (readers see the old or the new bytes,
+// never a mix), PUT with If-None-Match: * creates an object once, and a read after a completed
+// write sees it (strong read-after-write consistency, as AWS S3 and Ceph RGW give).
+#ifndef STRATA_REMOTE_OBJECT_STORE_H_
+#define STRATA_REMOTE_OBJECT_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "strata/status.h"
+
+namespace strata::remote {
+
+struct S3Request {
+  enum class Method { kGet, kPut, kHead, kDelete, kPost };
+  Method method = Method::kGet;
+  std::string key;  // below the store's prefix; "" with `bucket_only` addresses the bucket
+  bool bucket_only = false;
+  std::vector<std::pair<std::string, std::string>> query;
+  std::vector<std::pair<std::string, std::string>> headers;  // Range, If-None-Match, ...
+  const void* body = nullptr;                                // PUT/POST payload, not owned
+  size_t body_bytes = 0;
+
+  // Filled in by the store.
+  Status status;  // OK for 2xx; see ObjectStore::Run for the mapping of failures
+  int http_status = 0;
+  std::string response;  // the body (GET data, XML), bounded by the store
+  std::map<std::string, std::string> response_headers;  // lower-case names
+  uint32_t attempts = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+
+  // "s3://bucket/prefix" (where the objects live), for messages.
+  virtual std::string Describe() const = 0;
+
+  // Runs every request, many at once, and sets each one's status: NotFound (404), AlreadyExists
+  // (412, a conditional PUT lost), OutOfRange (416), IOError with EACCES (401, 403:
+  // credentials), InvalidArgument (other 4xx), IOError with EIO (5xx, 429 or a transport error
+  // after the store's retries). A request that failed with EIO may still have taken effect.
+  // Not thread-safe: one caller at a time.
+  virtual void Run(const std::vector<S3Request*>& requests) = 0;
+
+  struct ListPage {
+    std::vector<std::pair<std::string, uint64_t>> objects;  // key below the prefix, size
+    std::optional<std::string> next_token;
+  };
+  // Keys below prefix + `sub_prefix`, in key order, at most `max_keys` (1..1000).
+  virtual Result<ListPage> List(const std::string& sub_prefix, const std::string& token,
+                                uint32_t max_keys = 1000) = 0;
+  // Deletes the keys (in batches). Keys that do not exist are not an error.
+  virtual Status DeleteMany(const std::vector<std::string>& keys) = 0;
+
+  // Conveniences over Run.
+  Status Run(S3Request* request);
+  // `if_absent`: If-None-Match: * (the object is created once; AlreadyExists if it exists).
+  Status Put(const std::string& key, const void* data, size_t length, bool if_absent = false);
+  Result<std::string> Get(const std::string& key);
+  // [offset, offset + length) of the object; Corruption when fewer bytes come back.
+  Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length);
+  Result<uint64_t> Head(const std::string& key);  // the object's size
+  Status Delete(const std::string& key);          // a missing key is not an error
+};
+
+}  // namespace strata::remote
+
+#endif  // STRATA_REMOTE_OBJECT_STORE_H_

@@ -1,0 +1,184 @@
+// An in-memory S3 bucket for the remote crash simulator: the ObjectStore seam with S3's
+// semantics (atomic PUT, If-None-Match: *, ranged GET, paged listing, per-key DeleteObjects) and
+// faults chosen by the test. Each "process" (host) talks to the shared bucket through its own
+// SimObjectStore; when it dies, the request it was making takes effect or not (a coin) and it
+// and every later request fail, as a kill -9 looks to the bucket. Requests of one batch are
+// applied in a shuffled order: the real client runs them concurrently.
+//
+// The real server is tested by tests/integration (Ceph RGW); this store exists so that a seeded
+// run can put a crash at every mutation of a push, a restore or a garbage collection.
+#ifndef STRATA_TESTS_SIM_SIM_OBJECT_STORE_H_
+#define STRATA_TESTS_SIM_SIM_OBJECT_STORE_H_
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "remote/object_store.h"
+
+namespace strata::test {
+
+struct SimBucket {
+  std::map<std::string, std::string> objects;
+  uint64_t mutations = 0;  // PUTs and DELETEs applied or attempted, by every host
+  int64_t now_ms = 1'700'000'000'000;
+};
+
+class SimObjectStore final : public remote::ObjectStore {
+ public:
+  SimObjectStore(SimBucket* bucket, uint64_t seed) : bucket_(bucket), rng_(seed) {}
+
+  // Faults. The process dies at the mutation that makes bucket->mutations reach `die_at`.
+  uint64_t die_at = UINT64_MAX;
+  uint32_t flaky_percent = 0;  // each request fails with EIO (a mutation: taking effect or not)
+  // Runs before each mutation of this process: another host acts "meanwhile".
+  std::function<void()> before_mutation;
+
+  bool dead() const { return dead_; }
+  std::string Describe() const override { return "s3://sim"; }
+
+  void Run(const std::vector<remote::S3Request*>& requests) override {
+    std::vector<remote::S3Request*> order = requests;
+    std::shuffle(order.begin(), order.end(), rng_);
+    for (remote::S3Request* r : order) {
+      Apply(r);
+    }
+  }
+
+  Result<ListPage> List(const std::string& sub_prefix, const std::string& token,
+                        uint32_t max_keys) override {
+    if (dead_ || Flaky()) {
+      return Status::IOError("sim: ListObjectsV2 " + sub_prefix + ": connection refused", EIO);
+    }
+    ListPage page;
+    const uint32_t limit = std::min<uint32_t>(max_keys, 3);  // small pages: paging is exercised
+    auto it = token.empty() ? bucket_->objects.lower_bound(sub_prefix)
+                            : bucket_->objects.upper_bound(token);
+    for (; it != bucket_->objects.end() && it->first.compare(0, sub_prefix.size(), sub_prefix) == 0;
+         ++it) {
+      if (page.objects.size() == limit) {
+        page.next_token = page.objects.back().first;
+        break;
+      }
+      page.objects.emplace_back(it->first, it->second.size());
+    }
+    return page;
+  }
+
+  Status DeleteMany(const std::vector<std::string>& keys) override {
+    for (const std::string& key : keys) {  // DeleteObjects may stop part way
+      remote::S3Request r;
+      r.method = remote::S3Request::Method::kDelete;
+      r.key = key;
+      Apply(&r);
+      if (!r.status.ok()) {
+        return r.status;
+      }
+    }
+    return Status::OK();
+  }
+
+ private:
+  bool Coin() { return rng_() % 2 == 0; }
+  bool Flaky() { return flaky_percent > 0 && rng_() % 100 < flaky_percent; }
+
+  static void Fail(remote::S3Request* r, int http, Status status) {
+    r->http_status = http;
+    r->status = std::move(status);
+    r->response.clear();
+  }
+
+  void Apply(remote::S3Request* r) {
+    r->attempts = 1;
+    r->response.clear();
+    r->response_headers.clear();
+    const bool mutation = r->method == remote::S3Request::Method::kPut ||
+                          r->method == remote::S3Request::Method::kDelete;
+    if (!dead_ && mutation) {
+      if (before_mutation) {
+        before_mutation();
+      }
+      if (++bucket_->mutations >= die_at) {
+        dead_ = true;
+        if (Coin()) {
+          Execute(r);  // it reached the server before the process died
+        }
+      } else if (Flaky()) {
+        if (Coin()) {
+          Execute(r);
+        }
+        return Fail(r, 503, Status::IOError("sim: " + r->key + ": 503 SlowDown", EIO));
+      }
+    } else if (!dead_ && Flaky()) {
+      return Fail(r, 503, Status::IOError("sim: " + r->key + ": 503 SlowDown", EIO));
+    }
+    if (dead_) {
+      return Fail(r, 0, Status::IOError("sim: " + r->key + ": the process is dead", EIO));
+    }
+    Execute(r);
+  }
+
+  std::string Header(const remote::S3Request& r, const std::string& name) const {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) {
+        return v;
+      }
+    }
+    return "";
+  }
+
+  void Execute(remote::S3Request* r) {
+    auto it = bucket_->objects.find(r->key);
+    r->status = Status::OK();
+    r->http_status = 200;
+    switch (r->method) {
+      case remote::S3Request::Method::kPut:
+        if (Header(*r, "If-None-Match") == "*" && it != bucket_->objects.end()) {
+          return Fail(r, 412, Status::AlreadyExists("sim: " + r->key + ": 412"));
+        }
+        bucket_->objects[r->key].assign(static_cast<const char*>(r->body), r->body_bytes);
+        return;
+      case remote::S3Request::Method::kDelete:
+        bucket_->objects.erase(r->key);
+        r->http_status = 204;
+        return;
+      case remote::S3Request::Method::kPost:
+        return Fail(r, 400, Status::InvalidArgument("sim: POST is not modelled"));
+      case remote::S3Request::Method::kGet:
+      case remote::S3Request::Method::kHead:
+        break;
+    }
+    if (it == bucket_->objects.end()) {
+      return Fail(r, 404, Status::NotFound("sim: " + r->key + ": 404 NoSuchKey"));
+    }
+    r->response_headers["content-length"] = std::to_string(it->second.size());
+    if (r->method == remote::S3Request::Method::kHead) {
+      return;
+    }
+    const std::string range = Header(*r, "Range");
+    if (range.empty()) {
+      r->response = it->second;
+      return;
+    }
+    const uint64_t first = std::stoull(range.substr(6));
+    const uint64_t last = std::stoull(range.substr(range.find('-') + 1));
+    if (first >= it->second.size()) {
+      return Fail(r, 416, Status::OutOfRange("sim: " + r->key + ": 416"));
+    }
+    r->http_status = 206;
+    r->response = it->second.substr(first, last - first + 1);
+  }
+
+  SimBucket* bucket_;
+  std::mt19937_64 rng_;
+  bool dead_ = false;
+};
+
+}  // namespace strata::test
+
+#endif  // STRATA_TESTS_SIM_SIM_OBJECT_STORE_H_
