@@ -246,9 +246,12 @@ class Pool {
   // Ends an import: snapshots the importing volume (recording the id the stream was exported
   // as) and deletes the volume, both durable on return. Errors: NotFound, InvalidArgument (not an
   // importing volume), and those of CreateSnapshots / DeleteVolume.
+  // With `keep_source_id` the snapshot takes source_snapshot_id as its own id when the pool has
+  // no snapshot of that id (a remote pull: snapshot ids are global), else a new one.
   virtual Result<SnapshotInfo> SealImport(const std::string& volume_id,
                                           const std::string& description,
-                                          const std::string& source_snapshot_id) = 0;
+                                          const std::string& source_snapshot_id,
+                                          bool keep_source_id = false) = 0;
   // Ends an import the other way: the importing volume becomes an ordinary volume ("available"),
   // durably on return. Flush the volume first: only its state changes. Errors: NotFound,
   // InvalidArgument (not an importing volume), IOError.

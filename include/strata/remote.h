@@ -90,7 +90,7 @@ class Remote {
   virtual Result<std::vector<RemoteSnapshotInfo>> ListSnapshots() = 0;
   virtual Result<RemoteSnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) = 0;
   // A new volume in `pool` with the snapshot's content (every block fetched and checked before
-  // it returns). `spec` gives the volume's name, type and size (0: the snapshot's).
+  // it returns; the volume stays hidden until then, and a crash leaves nothing visible). `spec` gives the volume's name, type and size (0: the snapshot's).
   virtual Result<RestoreStats> RestoreVolume(Pool* pool, const std::string& snapshot_id,
                                              const VolumeSpec& spec,
                                              const RemoteProgress& progress) = 0;
@@ -100,9 +100,9 @@ class Remote {
   // node that no snapshot reaches, and the packs pushes that died (kill -9) left behind. While
   // a push is under way nothing is freed (`deferred`). Never deletes what any snapshot needs.
   virtual Result<GcStats> CollectGarbage() = 0;
-  // Makes the remote snapshot a snapshot of `pool` (restored into a hidden importing volume, then
-  // sealed; its SourceSnapshotId is the remote id). One pulled before (local id or source id
-  // equal) is returned as it is.
+  // Makes the remote snapshot a snapshot of `pool` under the same id (restored into a hidden
+  // importing volume, then sealed; SourceSnapshotId is the remote id too). One pulled before
+  // (local id or source id equal) is returned as it is.
   virtual Result<SnapshotInfo> PullSnapshot(Pool* pool, const std::string& snapshot_id,
                                             const RemoteProgress& progress) = 0;
 

@@ -1244,7 +1244,8 @@ Result<SnapshotInfo> RemoteImpl::PullSnapshot(Pool* pool, const std::string& sna
   spec.volume_type = "unlimited";  // internal: any size, never throttled
   STRATA_ASSIGN_OR_RETURN(RestoreStats restored, RestoreVolume(pool, snapshot_id, spec, progress));
   auto sealed =
-      pool->SealImport(restored.volume.volume_id, StringField(m, "description"), snapshot_id);
+      pool->SealImport(restored.volume.volume_id, StringField(m, "description"), snapshot_id,
+                       /*keep_source_id=*/true);  // snapshot ids are global
   if (!sealed.ok()) {
     Status cleanup = pool->DeleteVolume(restored.volume.volume_id);
     (void)cleanup;

@@ -116,7 +116,8 @@ class PoolImpl final : public Pool {
                                                    uint64_t length_bytes) override;
   Result<VolumeInfo> PublishImport(const std::string& volume_id) override;
   Result<SnapshotInfo> SealImport(const std::string& volume_id, const std::string& description,
-                                  const std::string& source_snapshot_id) override;
+                                  const std::string& source_snapshot_id,
+                                  bool keep_source_id) override;
 
   // ---- Data-path services for VolumeImpl. "Locked" means REQUIRES: mu_ held. ----
   std::mutex& mu() { return mu_; }
@@ -260,9 +261,11 @@ class PoolImpl final : public Pool {
   };
   Result<std::vector<ChangeRange>> ChangeRangesLocked(const SnapshotInfo& first, uint64_t lineage,
                                                       uint64_t epoch, bool same_allowed);
+  // `wanted_id`: the id to give the (one) snapshot when it is well formed and free; "" = new.
   Result<std::vector<SnapshotInfo>> TakeSnapshots(const std::vector<std::string>& volumes,
                                                   const std::string& description,
-                                                  const std::string& source_snapshot_id);
+                                                  const std::string& source_snapshot_id,
+                                                  const std::string& wanted_id);
   std::string EncodeLineage(uint64_t lineage, const LineageState& state) const;
   void AddLineageRecord(CommitBatch* batch, uint64_t lineage, const LineageState& state) const;
   // Live epochs of a lineage: its pins and, while its volume exists, its head.

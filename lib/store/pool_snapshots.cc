@@ -214,12 +214,13 @@ void PoolImpl::WakeReclaimer() { reclaim_cv_.notify_all(); }
 
 Result<std::vector<SnapshotInfo>> PoolImpl::CreateSnapshots(const std::vector<std::string>& volumes,
                                                             const std::string& description) {
-  return TakeSnapshots(volumes, description, "");
+  return TakeSnapshots(volumes, description, "", "");
 }
 
 Result<SnapshotInfo> PoolImpl::SealImport(const std::string& volume_id,
                                           const std::string& description,
-                                          const std::string& source_snapshot_id) {
+                                          const std::string& source_snapshot_id,
+                                          bool keep_source_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = volumes_.find(volume_id);
@@ -230,7 +231,8 @@ Result<SnapshotInfo> PoolImpl::SealImport(const std::string& volume_id,
       return Status::InvalidArgument("volume " + volume_id + " is not being imported");
     }
   }
-  STRATA_ASSIGN_OR_RETURN(auto snaps, TakeSnapshots({volume_id}, description, source_snapshot_id));
+  STRATA_ASSIGN_OR_RETURN(auto snaps, TakeSnapshots({volume_id}, description, source_snapshot_id,
+                                                    keep_source_id ? source_snapshot_id : ""));
   // A crash here leaves the snapshot and an importing volume, which the next open deletes.
   STRATA_RETURN_IF_ERROR(DeleteVolume(volume_id));
   return snaps.front();
@@ -262,7 +264,8 @@ Result<VolumeInfo> PoolImpl::PublishImport(const std::string& volume_id) {
 
 Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std::string>& volumes,
                                                           const std::string& description,
-                                                          const std::string& source_snapshot_id) {
+                                                          const std::string& source_snapshot_id,
+                                                          const std::string& wanted_id) {
   if (volumes.empty()) {
     return Status::InvalidArgument("no volume to snapshot");
   }
@@ -295,9 +298,14 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
   const int64_t now = NowMs();
   for (VolumeRecord* rec : recs) {
     SnapshotInfo si;
-    do {
+    // A wanted id must have the shape of the ids this pool makes (snap- and 17 hex digits).
+    const bool well_formed =
+        wanted_id.size() == 22 && wanted_id.compare(0, 5, "snap-") == 0 &&
+        wanted_id.find_first_not_of("0123456789abcdef", 5) == std::string::npos;
+    si.snapshot_id = well_formed && recs.size() == 1 ? wanted_id : "";
+    while (si.snapshot_id.empty() || snapshots_.count(si.snapshot_id) != 0) {
       si.snapshot_id = NewId("snap");
-    } while (snapshots_.count(si.snapshot_id) != 0);
+    }
     si.volume_id = rec->info.volume_id;
     si.volume_size_bytes = rec->info.size_bytes;
     si.description = description;

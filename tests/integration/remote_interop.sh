@@ -100,6 +100,8 @@ nbdcopy "$(uri "$instance/xvda")" "$work/root.raw" || fail "nbdcopy of $instance
 stop_server
 cmp "$work/fs.img" "$work/root.raw" || fail "the instance's root differs from the image"
 root_snap=$(pool=$A cli describe-images --image-ids "$ami" | field SnapshotId)
+cli describe-snapshots --snapshot-ids "$root_snap" | grep -q "\"SnapshotId\": \"$root_snap\"" ||
+  fail "the pulled snapshot does not keep its id $root_snap (snapshot ids are global)"
 refused "in use by remote image $ami" delete-snapshot --snapshot-id "$root_snap" --remote shared
 cli deregister-image --image-id "$ami" --remote shared >/dev/null || fail "deregister-image --remote"
 cli describe-images --remote shared | grep -q "$ami" && fail "$ami still listed"

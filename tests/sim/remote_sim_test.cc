@@ -288,6 +288,9 @@ class RemoteSimulation {
     const size_t volumes_before = pool->ListVolumes().size();
     test::SimObjectStore* store = nullptr;
     auto remote = Process(&store, faults);
+    if (owner_.at(id) != h && rng_() % 3 == 0) {
+      return PullOne(h, id, remote.get(), store);
+    }
     VolumeSpec spec;
     spec.volume_type = "unlimited";
     auto restored = remote->RestoreVolume(pool, id, spec, nullptr);
@@ -305,6 +308,29 @@ class RemoteSimulation {
     volume->reset();
     ASSERT_TRUE(got == contents_.at(id)) << Where() << "restored " << id << " differs";
     ASSERT_TRUE(pool->DeleteVolume(restored->volume.volume_id).ok());
+    tally.restores++;
+  }
+
+  // Pulls a snapshot of the other host into host h's pool under the same id, compares it, and
+  // drops it again; a failed pull leaves no snapshot.
+  void PullOne(int h, const std::string& id, Remote* remote, test::SimObjectStore* store) {
+    Pool* pool = hosts_[h].pool.get();
+    auto pulled = remote->PullSnapshot(pool, id, nullptr);
+    tally.deaths += store->dead();
+    if (!pulled.ok()) {
+      tally.failed_restores++;
+      ASSERT_EQ(pool->DescribeSnapshot(id).status().code(), Status::Code::kNotFound)
+          << Where() << "a failed pull left snapshot " << id;
+      return;
+    }
+    ASSERT_EQ(pulled->snapshot_id, id) << Where() << "snapshot ids are global";
+    auto snapshot = pool->OpenSnapshot(id);
+    ASSERT_TRUE(snapshot.ok());
+    Bytes got(kVolumeBytes);
+    ASSERT_TRUE((*snapshot)->Read(0, got).ok());
+    snapshot->reset();
+    ASSERT_TRUE(got == contents_.at(id)) << Where() << "pulled " << id << " differs";
+    ASSERT_TRUE(pool->DeleteSnapshot(id).ok());
     tally.restores++;
   }
 
