@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,8 +43,9 @@ struct RemoteSnapshotInfo {
   int64_t start_time_ms = 0;
   uint64_t volume_size_bytes = 0;
   uint32_t block_size_bytes = 0;
-  uint64_t data_blocks = 0;        // blocks holding data (zero blocks are not stored)
-  std::string parent_snapshot_id;  // the snapshot its manifest was built on ("" = none)
+  uint64_t data_blocks = 0;                 // blocks holding data (zero blocks are not stored)
+  std::string parent_snapshot_id;           // the snapshot its manifest was built on ("" = none)
+  std::map<std::string, std::string> tags;  // as pushed (EC2 tags of the local snapshot)
 };
 
 struct PushStats {
@@ -85,12 +87,15 @@ class Remote {
   // when an older snapshot of the same volume is in the remote, only the blocks changed since
   // it are read. Resumable: packs completed by an interrupted push are reused. The snapshot is
   // listed only once everything it needs is stored.
+  // `tags` (at most 50, EC2's limit) go into the manifest and come back in its listing.
   virtual Result<PushStats> PushSnapshot(Pool* pool, const std::string& snapshot_id,
+                                         const std::map<std::string, std::string>& tags,
                                          const RemoteProgress& progress) = 0;
   virtual Result<std::vector<RemoteSnapshotInfo>> ListSnapshots() = 0;
   virtual Result<RemoteSnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) = 0;
   // A new volume in `pool` with the snapshot's content (every block fetched and checked before
-  // it returns; the volume stays hidden until then, and a crash leaves nothing visible). `spec` gives the volume's name, type and size (0: the snapshot's).
+  // it returns; the volume stays hidden until then, and a crash leaves nothing visible). `spec`
+  // gives the volume's name, type and size (0: the snapshot's).
   virtual Result<RestoreStats> RestoreVolume(Pool* pool, const std::string& snapshot_id,
                                              const VolumeSpec& spec,
                                              const RemoteProgress& progress) = 0;

@@ -36,7 +36,7 @@ json RemoteSnapshotJson(const RemoteSnapshotInfo& i, const std::string& remote) 
               {"DataBlocks", i.data_blocks},
               {"BlockSize", i.block_size_bytes},
               {"ParentSnapshotId", i.parent_snapshot_id},
-              {"Tags", json::array()}};
+              {"Tags", control::TagsJson(i.tags)}};
 }
 
 Result<json> AddRemoteCommand(Compute* compute, const json& args) {
@@ -76,7 +76,8 @@ Result<json> CopySnapshotWith(Compute* compute, const json& args, const RemotePr
   STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "destination-remote"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, name));
   const auto start = std::chrono::steady_clock::now();
-  STRATA_ASSIGN_OR_RETURN(PushStats s, remote->PushSnapshot(compute->pool(), id, progress));
+  STRATA_ASSIGN_OR_RETURN(PushStats s,
+                          remote->PushSnapshot(compute->pool(), id, compute->TagsOf(id), progress));
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return json{{"SnapshotId", s.snapshot.snapshot_id},
@@ -221,7 +222,8 @@ Result<json> CopyImage(Compute* compute, const json& args) {
   for (const BlockDeviceMapping& m : image.mappings) {
     if (!m.snapshot_id.empty()) {
       STRATA_ASSIGN_OR_RETURN(PushStats pushed,
-                              remote->PushSnapshot(compute->pool(), m.snapshot_id, nullptr));
+                              remote->PushSnapshot(compute->pool(), m.snapshot_id,
+                                                   compute->TagsOf(m.snapshot_id), nullptr));
       snapshots.push_back({{"SnapshotId", m.snapshot_id},
                            {"BytesUploaded", pushed.bytes_uploaded},
                            {"AlreadyInRemote", pushed.already_there}});

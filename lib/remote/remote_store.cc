@@ -44,6 +44,7 @@ using remote::S3Client;
 using remote::S3Request;
 
 constexpr uint32_t kRemoteBlockBytes = 512 << 10;  // EBS's block size
+constexpr size_t kMaxTags = 50;                    // per snapshot, as EC2
 
 int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -123,6 +124,14 @@ RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
   i.block_size_bytes = static_cast<uint32_t>(UintField(m, "block_size"));
   i.data_blocks = UintField(m, "data_blocks");
   i.parent_snapshot_id = StringField(m, "parent_snapshot_id");
+  auto tags = m.find("tags");
+  if (tags != m.end() && tags->is_object()) {
+    for (auto it = tags->begin(); it != tags->end() && i.tags.size() < kMaxTags; ++it) {
+      if (it.value().is_string()) {
+        i.tags.emplace(it.key(), it.value().get<std::string>());
+      }
+    }
+  }
   return i;
 }
 
@@ -154,6 +163,7 @@ class RemoteImpl final : public Remote {
   using Changes = std::map<uint64_t, std::optional<BlockRef>>;
 
   Result<PushStats> PushSnapshot(Pool* pool, const std::string& snapshot_id,
+                                 const std::map<std::string, std::string>& tags,
                                  const RemoteProgress& progress) override;
   Result<std::vector<RemoteSnapshotInfo>> ListSnapshots() override;
   Result<RemoteSnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) override;
@@ -247,6 +257,7 @@ class RemoteImpl final : public Remote {
   std::set<Hash> carried_orphans_;  // from the marker of a killed run of this push
   std::vector<Hash> in_flight_;     // packs being uploaded now
   int64_t last_heartbeat_ms_ = 0;
+  std::map<std::string, std::string> tags_;  // of the snapshot being pushed
 };
 
 // ---------------------------------------------------------------- small pieces
@@ -681,8 +692,13 @@ Status RemoteImpl::StoreBlocks(Pool* pool, const SnapshotInfo& snap,
 }
 
 Result<PushStats> RemoteImpl::PushSnapshot(Pool* pool, const std::string& snapshot_id,
+                                           const std::map<std::string, std::string>& tags,
                                            const RemoteProgress& progress) {
   PushStats stats;
+  if (tags.size() > kMaxTags) {
+    return Status::InvalidArgument("a snapshot has at most 50 tags");
+  }
+  tags_ = tags;
   STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool->DescribeSnapshot(snapshot_id));
   if (pool->Info().chunk_size_bytes > kRemoteBlockBytes) {
     return Status::NotSupported("pools with chunks over 512 KiB cannot push to a remote yet");
@@ -818,7 +834,8 @@ Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const Remote
       {"depth", depth},
       {"root", root ? remote::HexOf(*root) : std::string()},
       {"data_blocks", data_blocks},
-      {"parent_snapshot_id", parent ? (*parent)["snapshot_id"].get<std::string>() : ""}};
+      {"parent_snapshot_id", parent ? (*parent)["snapshot_id"].get<std::string>() : ""},
+      {"tags", tags_}};
   const std::string bytes = EncodeManifest(manifest);
   Status s = store_->Put(remote::ManifestKey(snap.snapshot_id), bytes.data(), bytes.size(), true);
   if (s.code() == Status::Code::kAlreadyExists) {

@@ -44,8 +44,11 @@ vol=$(cli create-volume --size 256MiB --name data --volume-type unlimited | fiel
 start --no-volume-limits
 nbdcopy "$work/fs.img" "$(uri "$vol")" || fail "nbdcopy into the volume"
 s1=$(cli create-snapshot --volume-id "$vol" --description "ext4" | field SnapshotId)
+cli create-tags --resources "$s1" --tags Key=team,Value=storage >/dev/null || fail "create-tags"
 out=$(cli copy-snapshot --source-snapshot-id "$s1" --destination-remote shared)
 [[ "$(field SnapshotId <<<"$out")" == "$s1" ]] || fail "copy-snapshot: $out"
+pool=$B cli describe-snapshots --remote shared --snapshot-ids "$s1" | tr -d ' \n' |
+  grep -q '"Tags":\[{"Key":"team","Value":"storage"}\]' || fail "the snapshot's tags did not go along"
 full_bytes=$(num BytesUploaded <<<"$out")
 pass "copy-snapshot $s1 through strata-nbd ($full_bytes bytes)"
 again=$(cli copy-snapshot --source-snapshot-id "$s1" --destination-remote shared)

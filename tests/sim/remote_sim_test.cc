@@ -210,7 +210,7 @@ class RemoteSimulation {
         }
       };
     }
-    auto pushed = remote->PushSnapshot(host.pool.get(), id, nullptr);
+    auto pushed = remote->PushSnapshot(host.pool.get(), id, {}, nullptr);
     tally.deaths += store->dead();
     if (pushed.ok()) {
       tally.pushes++;
@@ -231,10 +231,10 @@ class RemoteSimulation {
   void Recover(int h, const std::string& id) {
     test::SimObjectStore* store = nullptr;
     auto remote = Process(&store, false);
-    auto pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, nullptr);
+    auto pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, nullptr);
     if (pushed.status().code() == Status::Code::kBusy) {
       bucket_.now_ms += tuning_.lease_ms + 1;
-      pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, nullptr);
+      pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, nullptr);
     }
     ASSERT_TRUE(pushed.ok()) << Where()
                              << "the rerun of a push failed: " << pushed.status().ToString();
