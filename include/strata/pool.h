@@ -11,8 +11,10 @@
 #define STRATA_POOL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -170,6 +172,24 @@ struct CheckReport {
 
 constexpr uint64_t kMaxVolumeBytes = 64ull << 40;  // 64 TiB (io2 Block Express)
 
+// Where the content of a snapshot that is still arriving comes from (a lazily restored remote
+// snapshot, lib/remote/hydrator.cc). While one is attached (Pool::AttachBlockSource), every
+// volume and snapshot whose data reads through to that snapshot asks it to make a range present
+// (Pool::FillSnapshot) before reading or changing it. Thread-safe.
+class BlockSource {
+ public:
+  virtual ~BlockSource() = default;
+  // True when all of [offset, offset + length) of the snapshot is present: no fetch needed.
+  virtual bool Present(uint64_t offset_bytes, uint64_t length_bytes) = 0;
+  // Makes the range present, then runs `done` (on any thread, possibly before Ensure returns).
+  // An error (EIO: the remote cannot be reached after bounded retries, or a block is damaged)
+  // fails the request that needed the range; nothing wrong is ever made present.
+  virtual void Ensure(uint64_t offset_bytes, uint64_t length_bytes,
+                      std::function<void(const Status&)> done) = 0;
+  // The fraction present, in [0, 1] (for progress and status).
+  virtual double Progress() = 0;
+};
+
 class Pool {
  public:
   virtual ~Pool() = default;
@@ -256,6 +276,22 @@ class Pool {
   // durably on return. Flush the volume first: only its state changes. Errors: NotFound,
   // InvalidArgument (not an importing volume), IOError.
   virtual Result<VolumeInfo> PublishImport(const std::string& volume_id) = 0;
+  // Writes content into a snapshot where it has none: each chunk of [offset, offset +
+  // data.size()) that the snapshot's own lineage has no version of gets `data`'s bytes as a
+  // version at the snapshot's epoch; chunks that have one are left alone (a fill is idempotent).
+  // Every volume and snapshot reading through to the snapshot sees it at once; durable with the
+  // next commit (Flush). REQUIRES: offset chunk-aligned; data a whole number of chunks, or ending
+  // at the snapshot's end. Only for snapshots being restored (their volume gone, nothing else
+  // writes to their lineage). Errors: NotFound, InvalidArgument, NoSpace, IOError.
+  virtual Status FillSnapshot(const std::string& snapshot_id, uint64_t offset_bytes,
+                              std::span<const std::byte> data) = 0;
+  // Attaches (or, with null, detaches) the source of a snapshot still arriving. In memory only:
+  // the process that restores attaches it after every open. Volumes and snapshots opened after
+  // the call (or already open through a handle made while it was attached) use it.
+  virtual Status AttachBlockSource(const std::string& snapshot_id,
+                                   std::shared_ptr<BlockSource> source) = 0;
+  // The source attached to the snapshot that `volume_or_snapshot_id` reads through to, if any.
+  virtual std::shared_ptr<BlockSource> SourceOf(const std::string& volume_or_snapshot_id) = 0;
   // What of [offset, offset + length) of `volume` (an open volume, at its head including writes
   // not committed yet, or an open snapshot) changed since snapshot `since_snapshot_id`: extents
   // in order, merged, covering the range, at chunk granularity. The snapshot must be of the same

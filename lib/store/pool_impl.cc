@@ -1106,12 +1106,12 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_i
     return Status::NotFound("volume " + volume_id + " is being deleted");
   }
   if (auto open = rec->open.lock()) {
-    return std::shared_ptr<Volume>(open);
+    return WithSourceLocked(rec->info.lineage, open);
   }
   auto volume = std::make_shared<VolumeImpl>(
       this, rec->info, FloorLocked(rec->info.lineage, rec->info.head_epoch), rec->governor);
   rec->open = volume;
-  return std::shared_ptr<Volume>(volume);
+  return WithSourceLocked(rec->info.lineage, volume);
 }
 
 Result<std::unique_ptr<EventLoop>> PoolImpl::AcquireLoop() {

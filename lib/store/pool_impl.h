@@ -115,6 +115,11 @@ class PoolImpl final : public Pool {
                                                    uint64_t offset_bytes,
                                                    uint64_t length_bytes) override;
   Result<VolumeInfo> PublishImport(const std::string& volume_id) override;
+  Status FillSnapshot(const std::string& snapshot_id, uint64_t offset_bytes,
+                      std::span<const std::byte> data) override;
+  Status AttachBlockSource(const std::string& snapshot_id,
+                           std::shared_ptr<BlockSource> source) override;
+  std::shared_ptr<BlockSource> SourceOf(const std::string& volume_or_snapshot_id) override;
   Result<SnapshotInfo> SealImport(const std::string& volume_id, const std::string& description,
                                   const std::string& source_snapshot_id,
                                   bool keep_source_id) override;
@@ -280,6 +285,14 @@ class PoolImpl final : public Pool {
   void DrainLocked(std::unique_lock<std::mutex>& lock,
                    const std::vector<std::shared_ptr<VolumeImpl>>& volumes);
   Result<SnapshotRecord*> FindSnapshotLocked(const std::string& snapshot_id);
+  // The block source the data of `lineage` reads through to (its own or an ancestor's), and the
+  // size of the snapshot it fills. REQUIRES: mu_.
+  std::pair<std::shared_ptr<BlockSource>, uint64_t> SourceForLineageLocked(uint64_t lineage);
+  // Wraps a handle in a SourcedVolume when its data reads through to a source. REQUIRES: mu_.
+  std::shared_ptr<Volume> WithSourceLocked(uint64_t lineage, std::shared_ptr<Volume> volume);
+  Status FillChunk(uint64_t lineage, uint64_t chunk, uint64_t epoch, const void* bytes);
+  // Busy when the snapshot's data reads through to a snapshot still arriving. REQUIRES: mu_.
+  Status CheckCompleteLocked(const SnapshotInfo& info);
   Status CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* info, LineageState* state);
   // Deletes a lineage nobody can see any more: map, change index, record; frees its chunks.
   // REQUIRES: commit_mu_.
@@ -358,6 +371,8 @@ class PoolImpl final : public Pool {
   std::map<std::string, VolumeRecord> volumes_;
   std::map<std::string, SnapshotRecord> snapshots_;
   std::map<uint64_t, LineageState> lineages_;
+  // Sources of snapshots still arriving (AttachBlockSource): lineage -> (source, snapshot size).
+  std::map<uint64_t, std::pair<std::shared_ptr<BlockSource>, uint64_t>> sources_;
   std::map<std::string, std::set<std::string>> holds_;  // id -> image / instance ids holding it
   std::condition_variable drain_cv_;    // with mu_: a volume's mutations in flight reached zero
   std::condition_variable reclaim_cv_;  // with mu_: reclaim work queued, or done

@@ -5,12 +5,16 @@
 // in [birth, next birth); dead versions are erased and their chunks freed by the reclaimer
 // thread, one deleted epoch at a time, in small batches under the pool mutex.
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "store/pool_impl.h"
+#include "store/sourced_volume.h"
 #include "store/volume_impl.h"
 #include "util/check.h"
 #include "util/json_text.h"
@@ -368,11 +372,11 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenSnapshot(const std::string& snapsh
   std::lock_guard<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
   if (auto open = rec->open.lock()) {
-    return std::shared_ptr<Volume>(open);
+    return WithSourceLocked(rec->info.lineage, open);
   }
   auto handle = std::make_shared<VolumeImpl>(this, rec->info);
   rec->open = handle;
-  return std::shared_ptr<Volume>(handle);
+  return WithSourceLocked(rec->info.lineage, handle);
 }
 
 // For CreateVolume from a snapshot: the clone's size and source. REQUIRES: mu_, commit_mu_.
@@ -389,6 +393,134 @@ Status PoolImpl::CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* i
   state->parent = rec->info.lineage;
   state->parent_epoch = rec->info.epoch;
   return Status::OK();
+}
+
+// ---------------------------------------------------------------- snapshots still arriving
+
+std::pair<std::shared_ptr<BlockSource>, uint64_t> PoolImpl::SourceForLineageLocked(
+    uint64_t lineage) {
+  for (size_t depth = 0; lineage != 0 && !sources_.empty() && depth < 4096; depth++) {
+    if (auto it = sources_.find(lineage); it != sources_.end()) {
+      return it->second;
+    }
+    auto state = lineages_.find(lineage);
+    lineage = state == lineages_.end() ? 0 : state->second.parent;
+  }
+  return {nullptr, 0};
+}
+
+std::shared_ptr<Volume> PoolImpl::WithSourceLocked(uint64_t lineage,
+                                                   std::shared_ptr<Volume> volume) {
+  auto [source, bytes] = SourceForLineageLocked(lineage);
+  if (!source) {
+    return volume;
+  }
+  return std::make_shared<SourcedVolume>(std::move(volume), std::move(source), bytes);
+}
+
+Status PoolImpl::CheckCompleteLocked(const SnapshotInfo& info) {
+  auto [source, bytes] = SourceForLineageLocked(info.lineage);
+  if (source && source->Progress() < 1.0) {
+    return Status::Busy("snapshot " + info.snapshot_id +
+                        " reads through to a snapshot still being restored (" +
+                        std::to_string(static_cast<int>(source->Progress() * 100)) +
+                        " % there); its block lists are ready once the restore is");
+  }
+  return Status::OK();
+}
+
+Status PoolImpl::AttachBlockSource(const std::string& snapshot_id,
+                                   std::shared_ptr<BlockSource> source) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+  if (!source) {
+    sources_.erase(rec->info.lineage);
+    return Status::OK();
+  }
+  if (!lineages_.at(rec->info.lineage).volume_id.empty()) {
+    return Status::InvalidArgument("snapshot " + snapshot_id +
+                                   " has a volume writing to its lineage: it is not arriving");
+  }
+  sources_[rec->info.lineage] = {std::move(source), rec->info.volume_size_bytes};
+  return Status::OK();
+}
+
+std::shared_ptr<BlockSource> PoolImpl::SourceOf(const std::string& volume_or_snapshot_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t lineage = 0;
+  if (auto v = volumes_.find(volume_or_snapshot_id); v != volumes_.end()) {
+    lineage = v->second.info.lineage;
+  } else if (auto s = snapshots_.find(volume_or_snapshot_id); s != snapshots_.end()) {
+    lineage = s->second.info.lineage;
+  }
+  return SourceForLineageLocked(lineage).first;
+}
+
+Status PoolImpl::FillSnapshot(const std::string& snapshot_id, uint64_t offset_bytes,
+                              std::span<const std::byte> data) {
+  uint64_t lineage = 0, epoch = 0, size = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
+    lineage = rec->info.lineage;
+    epoch = rec->info.epoch;
+    size = rec->info.volume_size_bytes;
+    if (!lineages_.at(lineage).volume_id.empty()) {
+      return Status::InvalidArgument("snapshot " + snapshot_id +
+                                     " has a volume writing to its lineage: it cannot be filled");
+    }
+    if (!latched_.ok()) {
+      return latched_;
+    }
+  }
+  if (offset_bytes % chunk_size_ != 0 || offset_bytes > size || data.size() > size - offset_bytes ||
+      (data.size() % chunk_size_ != 0 && offset_bytes + data.size() != size)) {
+    return Status::InvalidArgument("a fill covers whole chunks of the snapshot");
+  }
+  std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
+                                                  &std::free);
+  for (size_t at = 0; at < data.size(); at += chunk_size_) {
+    const size_t n = std::min<size_t>(chunk_size_, data.size() - at);
+    std::memcpy(buf.get(), data.data() + at, n);
+    std::memset(static_cast<std::byte*>(buf.get()) + n, 0, chunk_size_ - n);
+    STRATA_RETURN_IF_ERROR(FillChunk(lineage, (offset_bytes + at) / chunk_size_, epoch, buf.get()));
+  }
+  return Status::OK();
+}
+
+// One chunk of FillSnapshot: allocated, written and published under the chunk's exclusive lock,
+// unless the lineage has a version of it already.
+Status PoolImpl::FillChunk(uint64_t lineage, uint64_t chunk, uint64_t epoch, const void* bytes) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (int tries = 0; !TryLockChunkLocked(lineage, chunk, /*exclusive=*/true); tries++) {
+    if (tries > 100000) {  // ~10 s: a reader holding one stripe that long is a bug elsewhere
+      return Status::Busy("chunk " + std::to_string(chunk) + " stayed locked");
+    }
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    lock.lock();
+  }
+  auto unlock = [&] { UnlockChunkLocked(lineage, chunk, /*exclusive=*/true); };
+  auto existing = NewestOwnLocked(lineage, chunk, epoch);
+  if (!existing.ok() || *existing) {
+    unlock();
+    return existing.status();  // OK: filled before
+  }
+  std::optional<ChunkAllocator::Grant> grant = AllocateLocked();
+  if (!grant) {
+    unlock();
+    return Status::NoSpace("pool is full: a restored block has no room");
+  }
+  lock.unlock();
+  Status s = env_->WriteSync(FileOf(grant->phys), bytes, chunk_size_, OffsetOf(grant->phys));
+  lock.lock();
+  if (!s.ok()) {
+    ReturnUnmappedLocked(grant->phys);
+  } else {
+    PutVersionLocked(MapKey{lineage, chunk, epoch}, MapValue{grant->phys, 0, 0});
+  }
+  unlock();
+  return s;
 }
 
 // ---------------------------------------------------------------- delete
@@ -740,6 +872,7 @@ Result<BlockList> PoolImpl::ListSnapshotBlocks(const std::string& snapshot_id,
   std::lock_guard<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
   const SnapshotInfo& info = rec->info;
+  STRATA_RETURN_IF_ERROR(CheckCompleteLocked(info));
   const uint64_t per_block = block_size_bytes / chunk_size_;
   BlockList list;
   list.block_size_bytes = block_size_bytes;
