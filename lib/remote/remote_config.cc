@@ -12,6 +12,7 @@
 #include "strata/remote.h"
 
 #include "remote/s3_client.h"
+#include "util/atomic_file.h"
 #include "util/json_text.h"
 #include "util/text.h"
 
@@ -79,26 +80,7 @@ Status Save(const std::string& pool_dir, const std::vector<RemoteSpec>& remotes)
         {{"name", r.name}, {"url", r.url}, {"endpoint_url", r.endpoint_url}, {"region", r.region}});
   }
   const std::string text = DumpJson(json{{"remotes", list}}, 2) + "\n";
-  const std::string path = ConfigPath(pool_dir), temp = path + ".tmp";
-  int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Status::FromErrno("open " + temp, errno);
-  }
-  bool ok =
-      write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
-  int err = errno;
-  close(fd);
-  if (!ok || rename(temp.c_str(), path.c_str()) != 0) {
-    err = ok ? errno : err;
-    unlink(temp.c_str());
-    return Status::FromErrno("write " + path, err);
-  }
-  int dir = open(pool_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    fsync(dir);
-    close(dir);
-  }
-  return Status::OK();
+  return WriteFileAtomically(pool_dir, ConfigPath(pool_dir), text);
 }
 
 }  // namespace

@@ -7,10 +7,15 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "strata/hydration.h"
 #include "strata/remote.h"
 
 #include "remote/object_store.h"
+#include "remote/remote_format.h"
 
 namespace strata::remote {
 
@@ -29,6 +34,37 @@ struct RemoteTuning {
 
 std::unique_ptr<Remote> OpenRemoteOn(const RemoteSpec& spec, std::unique_ptr<ObjectStore> store,
                                      const RemoteTuning& tuning = RemoteTuning());
+
+// An S3 client for the remote (credentials resolved as the AWS CLI does); `max_attempts` per
+// request for retryable failures.
+Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const RemoteSpec& spec,
+                                                     uint32_t max_attempts = 5);
+
+// One remote snapshot, read a leaf and a block at a time, every object checked: what a lazy
+// restore (hydration.cc) needs. Not thread-safe: one caller at a time.
+class SnapshotReader {
+ public:
+  // Reads and checks the manifest. Errors: NotFound, Corruption, IOError, naming the remote.
+  static Result<std::unique_ptr<SnapshotReader>> OpenOn(const std::string& name,
+                                                        std::unique_ptr<ObjectStore> store,
+                                                        const std::string& snapshot_id);
+  virtual ~SnapshotReader() = default;
+  virtual uint64_t volume_bytes() const = 0;
+  virtual uint64_t data_blocks() const = 0;
+  virtual std::string description() const = 0;
+  // The stored blocks of leaf `leaf` (blocks [leaf * 1,024, ...)): block index -> where it is.
+  // A block not listed is all zeros.
+  virtual Result<std::vector<std::pair<uint64_t, BlockRef>>> Leaf(uint64_t leaf) = 0;
+  // Range GETs of the blocks at once; each one decompressed and checked into raw[i], or its
+  // error (naming the block and the pack) in status[i].
+  virtual void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                     std::vector<std::vector<std::byte>>* raw, std::vector<Status>* status) = 0;
+};
+
+// Hydrations::Start over stores made by `factory` (tests: a simulated bucket).
+Result<std::unique_ptr<Hydrations>> StartHydrationsWith(
+    Pool* pool, const HydrationOptions& options,
+    std::function<Result<std::unique_ptr<ObjectStore>>(const RemoteSpec&, uint32_t)> factory);
 
 }  // namespace strata::remote
 

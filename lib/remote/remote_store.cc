@@ -135,6 +135,31 @@ RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
   return i;
 }
 
+// A block as stored in its pack, checked (length, zstd, XXH3, SHA-256) into `raw`. Nothing
+// that fails a check is ever returned as data.
+Status DecodeBlock(const std::string& stored, const BlockRef& ref, const std::string& what,
+                   std::vector<std::byte>* raw) {
+  raw->resize(ref.raw);
+  if (stored.size() != ref.stored) {
+    return Status::Corruption(what + ": short read (damaged or truncated pack)");
+  }
+  if (ref.flags & remote::kFlagZstd) {
+    size_t n = ZSTD_decompress(raw->data(), raw->size(), stored.data(), stored.size());
+    if (ZSTD_isError(n) || n != ref.raw) {
+      return Status::Corruption(what + ": does not decompress (damaged pack)");
+    }
+  } else if (stored.size() == ref.raw) {
+    std::memcpy(raw->data(), stored.data(), ref.raw);
+  } else {
+    return Status::Corruption(what + ": stored and raw lengths disagree (damaged index)");
+  }
+  if (XXH3_64bits(raw->data(), raw->size()) != ref.xxh3 ||
+      remote::Sha256(raw->data(), raw->size()) != ref.sha256) {
+    return Status::Corruption(what + ": checksum mismatch (damaged pack)");
+  }
+  return Status::OK();
+}
+
 uint64_t SpanOf(uint32_t level) {
   uint64_t span = remote::kFanout;
   for (uint32_t i = 0; i < level; i++) {
@@ -943,26 +968,9 @@ Status RemoteImpl::FetchBlocks(Volume* volume, EventLoop* loop, uint32_t block_s
   }
   ParallelFor(refs->size(), Cores(), [&](size_t i) {
     const auto& [index, ref] = (*refs)[i];
-    const std::string& stored = gets[i].response;
-    const std::string what = Name() + ": block " + std::to_string(index) + " in " + gets[i].key;
-    raw[i].resize(ref.raw);
-    if (stored.size() != ref.stored) {
-      checked[i] = Status::Corruption(what + ": short read (damaged or truncated pack)");
-      return;
-    }
-    if (ref.flags & remote::kFlagZstd) {
-      size_t n = ZSTD_decompress(raw[i].data(), raw[i].size(), stored.data(), stored.size());
-      if (ZSTD_isError(n) || n != ref.raw) {
-        checked[i] = Status::Corruption(what + ": does not decompress (damaged pack)");
-        return;
-      }
-    } else if (stored.size() == ref.raw) {
-      std::memcpy(raw[i].data(), stored.data(), ref.raw);
-    }
-    if (XXH3_64bits(raw[i].data(), raw[i].size()) != ref.xxh3 ||
-        remote::Sha256(raw[i].data(), raw[i].size()) != ref.sha256) {
-      checked[i] = Status::Corruption(what + ": checksum mismatch (damaged pack)");
-    }
+    checked[i] = DecodeBlock(gets[i].response, ref,
+                             Name() + ": block " + std::to_string(index) + " in " + gets[i].key,
+                             &raw[i]);
   });
   for (size_t i = 0; i < refs->size(); i++) {
     STRATA_RETURN_IF_ERROR(checked[i]);  // nothing of a damaged batch is written
@@ -1347,6 +1355,132 @@ Status RemoteImpl::DeleteRecord(const std::string& kind, const std::string& id) 
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- reading for lazy restores
+
+namespace {
+
+class SnapshotReaderImpl final : public remote::SnapshotReader {
+ public:
+  SnapshotReaderImpl(std::string name, std::unique_ptr<remote::ObjectStore> store, json manifest)
+      : name_(std::move(name)), store_(std::move(store)), manifest_(std::move(manifest)) {}
+
+  uint64_t volume_bytes() const override { return UintField(manifest_, "volume_size"); }
+  uint64_t data_blocks() const override { return UintField(manifest_, "data_blocks"); }
+  std::string description() const override { return StringField(manifest_, "description"); }
+
+  Result<std::vector<std::pair<uint64_t, BlockRef>>> Leaf(uint64_t leaf) override {
+    std::vector<std::pair<uint64_t, BlockRef>> out;
+    Hash hash;
+    const std::string root = StringField(manifest_, "root");
+    if (root.empty()) {
+      return out;
+    }
+    if (!remote::ParseHex(root, &hash)) {
+      return Status::Corruption(name_ + ": manifest has a bad root");
+    }
+    const auto depth = static_cast<uint32_t>(UintField(manifest_, "depth"));
+    for (uint32_t level = depth;; level--) {
+      STRATA_ASSIGN_OR_RETURN(const Node* n, NodeOf(hash, level));
+      if (level == 0) {
+        for (const auto& [slot, ref] : n->blocks) {
+          out.emplace_back(leaf * remote::kFanout + slot, ref);
+        }
+        return out;
+      }
+      const auto slot = static_cast<uint32_t>((leaf / SpanOf(level - 1)) % remote::kFanout);
+      auto child = std::find_if(n->children.begin(), n->children.end(),
+                                [slot](const auto& c) { return c.first == slot; });
+      if (child == n->children.end()) {
+        return out;  // an empty subtree: all zeros
+      }
+      hash = child->second;
+    }
+  }
+
+  void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+             std::vector<std::vector<std::byte>>* raw, std::vector<Status>* status) override {
+    std::vector<S3Request> gets(refs.size());
+    std::vector<S3Request*> batch;
+    for (size_t i = 0; i < refs.size(); i++) {
+      const BlockRef& ref = refs[i].second;
+      gets[i].key = remote::PackKey(ref.pack);
+      gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
+                                       std::to_string(ref.offset + ref.stored - 1)}};
+      batch.push_back(&gets[i]);
+    }
+    store_->Run(batch);
+    raw->assign(refs.size(), {});
+    status->assign(refs.size(), Status::OK());
+    ParallelFor(refs.size(), Cores(), [&](size_t i) {
+      const std::string what =
+          name_ + ": block " + std::to_string(refs[i].first) + " in " + gets[i].key;
+      (*status)[i] = gets[i].status.ok()
+                         ? DecodeBlock(gets[i].response, refs[i].second, what, &(*raw)[i])
+                         : gets[i].status.WithContext(what);
+    });
+  }
+
+ private:
+  // Tree nodes by id, checked; inner nodes and recent leaves stay cached (bounded).
+  Result<const Node*> NodeOf(const Hash& hash, uint32_t level) {
+    if (auto it = nodes_.find(hash); it != nodes_.end()) {
+      return &it->second;
+    }
+    const std::string key = remote::NodeKey(hash);
+    STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key));
+    if (remote::Sha256(bytes.data(), bytes.size()) != hash) {
+      return Status::Corruption(name_ + ": object " + key + " does not match its name (damaged)");
+    }
+    STRATA_ASSIGN_OR_RETURN(Node n, remote::DecodeNode(bytes, key));
+    if (n.level != level) {
+      return Status::Corruption(name_ + ": tree node " + key + " at the wrong level");
+    }
+    if (nodes_.size() >= kMaxCachedNodes) {
+      nodes_.clear();  // simple and bounded: a walk in volume order refills what it needs
+    }
+    return &nodes_.emplace(hash, std::move(n)).first->second;
+  }
+
+  static constexpr size_t kMaxCachedNodes = 256;  // leaves are up to ~96 KiB: ~24 MiB
+  std::string name_;
+  std::unique_ptr<remote::ObjectStore> store_;
+  json manifest_;
+  std::map<Hash, Node> nodes_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<remote::SnapshotReader>> remote::SnapshotReader::OpenOn(
+    const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id) {
+  const std::string what = "remote " + name + " (" + store->Describe() + ")";
+  auto bytes = store->Get(ManifestKey(snapshot_id));
+  if (bytes.status().code() == Status::Code::kNotFound) {
+    return Status::NotFound(what + " holds no snapshot " + snapshot_id);
+  }
+  STRATA_RETURN_IF_ERROR(bytes.status().WithContext(what));
+  STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(*bytes, ManifestKey(snapshot_id)));
+  return std::unique_ptr<SnapshotReader>(
+      new SnapshotReaderImpl(what, std::move(store), std::move(m)));
+}
+
+Result<std::unique_ptr<remote::ObjectStore>> remote::OpenObjectStore(const RemoteSpec& spec,
+                                                                     uint32_t max_attempts) {
+  S3Location location;
+  STRATA_RETURN_IF_ERROR(ParseS3Url(spec.url, &location));
+  location.region = spec.region.empty() ? "us-east-1" : spec.region;
+  location.endpoint = spec.endpoint_url.empty() ? "https://s3." + location.region + ".amazonaws.com"
+                                                : spec.endpoint_url;
+  while (!location.endpoint.empty() && location.endpoint.back() == '/') {
+    location.endpoint.pop_back();
+  }
+  STRATA_ASSIGN_OR_RETURN(AwsCredentials credentials, ResolveCredentials());
+  S3Options options;
+  options.max_attempts = std::max<uint32_t>(1, max_attempts);
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<S3Client> client,
+                          S3Client::Create(location, credentials, options));
+  return std::unique_ptr<ObjectStore>(std::move(client));
+}
 
 Result<std::unique_ptr<Remote>> Remote::Open(const RemoteSpec& spec) {
   remote::S3Location location;

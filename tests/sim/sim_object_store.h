@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,9 +25,15 @@
 namespace strata::test {
 
 struct SimBucket {
+  // Recursive: a host acting "meanwhile" runs inside another's request. Held by every request,
+  // so that a lazy restore's worker thread and the test may share the bucket.
+  std::recursive_mutex mu;
   std::map<std::string, std::string> objects;
   uint64_t mutations = 0;  // PUTs and DELETEs applied or attempted, by every host
   int64_t now_ms = 1'700'000'000'000;
+  bool down = false;  // every request fails as if the server were unreachable
+  uint64_t gets = 0;  // GETs answered, and their bytes
+  uint64_t get_bytes = 0;
 };
 
 class SimObjectStore final : public remote::ObjectStore {
@@ -43,6 +50,7 @@ class SimObjectStore final : public remote::ObjectStore {
   std::string Describe() const override { return "s3://sim"; }
 
   void Run(const std::vector<remote::S3Request*>& requests) override {
+    std::lock_guard<std::recursive_mutex> lock(bucket_->mu);
     std::vector<remote::S3Request*> order = requests;
     std::shuffle(order.begin(), order.end(), rng_);
     for (remote::S3Request* r : order) {
@@ -52,7 +60,8 @@ class SimObjectStore final : public remote::ObjectStore {
 
   Result<ListPage> List(const std::string& sub_prefix, const std::string& token,
                         uint32_t max_keys) override {
-    if (dead_ || Flaky()) {
+    std::lock_guard<std::recursive_mutex> lock(bucket_->mu);
+    if (dead_ || bucket_->down || Flaky()) {
       return Status::IOError("sim: ListObjectsV2 " + sub_prefix + ": connection refused", EIO);
     }
     ListPage page;
@@ -71,6 +80,7 @@ class SimObjectStore final : public remote::ObjectStore {
   }
 
   Status DeleteMany(const std::vector<std::string>& keys) override {
+    std::lock_guard<std::recursive_mutex> lock(bucket_->mu);
     for (const std::string& key : keys) {  // DeleteObjects may stop part way
       remote::S3Request r;
       r.method = remote::S3Request::Method::kDelete;
@@ -97,6 +107,9 @@ class SimObjectStore final : public remote::ObjectStore {
     r->attempts = 1;
     r->response.clear();
     r->response_headers.clear();
+    if (bucket_->down) {
+      return Fail(r, 0, Status::IOError("sim: " + r->key + ": connection refused", EIO));
+    }
     const bool mutation = r->method == remote::S3Request::Method::kPut ||
                           r->method == remote::S3Request::Method::kDelete;
     if (!dead_ && mutation) {
@@ -160,9 +173,11 @@ class SimObjectStore final : public remote::ObjectStore {
     if (r->method == remote::S3Request::Method::kHead) {
       return;
     }
+    bucket_->gets++;
     const std::string range = Header(*r, "Range");
     if (range.empty()) {
       r->response = it->second;
+      bucket_->get_bytes += r->response.size();
       return;
     }
     const uint64_t first = std::stoull(range.substr(6));
@@ -172,6 +187,7 @@ class SimObjectStore final : public remote::ObjectStore {
     }
     r->http_status = 206;
     r->response = it->second.substr(first, last - first + 1);
+    bucket_->get_bytes += r->response.size();
   }
 
   SimBucket* bucket_;

@@ -1,0 +1,703 @@
+// Lazy restores (include/strata/hydration.h, docs/remote-format.md "Lazy restore").
+//
+// A restore is an empty local snapshot with the remote's id (an importing volume sealed at
+// once) and a Hydrator attached to it as its BlockSource. The pool asks the Hydrator for every
+// range a volume or snapshot reading through to it touches; the Hydrator's one worker thread
+// fetches what is missing (on demand first, with read-ahead, then the rest in volume order at
+// the configured rate), checks each block, and writes it into the snapshot (Pool::FillSnapshot)
+// followed by a pool flush: what arrived survives a crash and is never fetched again.
+//
+// POOL/hydrations.json lists the restores under way ({snapshot_id, remote, rate, data_blocks}),
+// replaced atomically. It is written before the snapshot exists (a crash in between leaves a
+// record without its snapshot, dropped at the next Start) and after the snapshot is complete.
+#include "strata/hydration.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "remote/remote_internal.h"
+#include "util/atomic_file.h"
+#include "util/json_text.h"
+
+namespace strata {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kBlock = 512 << 10;  // the remote's block
+constexpr int64_t kMaxBackoffMs = 30'000;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Opens the remote's store for a restore (tests put a simulated bucket here).
+using StoreFactory =
+    std::function<Result<std::unique_ptr<remote::ObjectStore>>(const RemoteSpec&, uint32_t)>;
+
+struct Record {
+  std::string snapshot_id;
+  std::string remote;
+  double rate_mibps = -1;
+  uint64_t data_blocks = 0;
+  uint64_t volume_bytes = 0;
+};
+
+class Hydrator final : public BlockSource {
+ public:
+  using Log = std::function<void(const std::string&)>;
+  Hydrator(Pool* pool, Record record, const HydrationOptions& options, StoreFactory factory,
+           std::function<void(const std::string&)> on_complete)
+      : pool_(pool),
+        record_(std::move(record)),
+        options_(options),
+        factory_(std::move(factory)),
+        on_complete_(std::move(on_complete)),
+        state_((record_.volume_bytes + kBlock - 1) / kBlock, kMissing) {}
+  ~Hydrator() override { Stop(); }
+
+  // What arrived before (the snapshot's own blocks). REQUIRES: not attached yet.
+  Status Init();
+  void StartWorker() {
+    worker_ = std::thread([this] { Main(); });
+  }
+  // Stops fetching; requests waiting, and any later, fail (what arrived stays).
+  void Stop();
+
+  bool Present(uint64_t offset_bytes, uint64_t length_bytes) override;
+  void Ensure(uint64_t offset_bytes, uint64_t length_bytes,
+              std::function<void(const Status&)> done) override;
+  double Progress() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ProgressLocked();
+  }
+  HydrationStatus Describe();
+  const Record& record() const { return record_; }
+
+ private:
+  enum : uint8_t { kMissing = 0, kInFlight = 1, kPresent = 2 };
+  struct Demand {
+    size_t outstanding = 0;
+    Status status;
+    std::function<void(const Status&)> done;
+  };
+  using Calls = std::vector<std::pair<std::function<void(const Status&)>, Status>>;
+
+  double ProgressLocked() const {
+    if (complete_ || record_.data_blocks == 0) {
+      return 1.0;  // (an all-zero snapshot has nothing to fetch: its holes read right)
+    }
+    return std::min(1.0, static_cast<double>(fetched_) / static_cast<double>(record_.data_blocks));
+  }
+  void Main();
+  // The next blocks to fetch: asked for first (with read-ahead), then the background pass.
+  void PickLocked(std::vector<uint64_t>* batch);
+  bool BackgroundAllowedLocked(int64_t now);
+  // Fetches, checks and fills the batch; then settles each block. No lock held.
+  void FetchBatch(const std::vector<uint64_t>& batch);
+  void SettleLocked(uint64_t block, const Status& s, Calls* calls);
+  bool CheckCompleteLocked();
+  void Say(const std::string& line) {
+    if (options_.log) {
+      options_.log(line);
+    } else {
+      std::fprintf(stderr, "strata: %s\n", line.c_str());
+    }
+  }
+
+  Pool* pool_;
+  const Record record_;
+  const HydrationOptions options_;
+  StoreFactory factory_;
+  std::function<void(const std::string&)> on_complete_;
+  std::unique_ptr<remote::SnapshotReader> reader_;  // the worker's only
+
+  std::mutex mu_;
+  std::condition_variable cv_;  // with mu_: something to fetch, or stop
+  std::vector<uint8_t> state_;  // per block
+  std::deque<uint64_t> urgent_;
+  std::unordered_map<uint64_t, std::vector<std::shared_ptr<Demand>>> waiting_;
+  uint64_t cursor_ = 0;  // the background pass: every block below is present or in flight
+  size_t in_flight_ = 0;
+  uint64_t fetched_ = 0;  // data blocks here
+  uint64_t bytes_ = 0;
+  int64_t paused_until_ms_ = 0;  // the background pass waits after a failure
+  int64_t backoff_ms_ = 0;
+  double tokens_ = 0;  // bytes the background pass may fetch now (rate limit)
+  int64_t tokens_ms_ = NowMs();
+  int64_t started_ms_ = NowMs();
+  uint64_t fetched_at_start_ = 0;
+  bool complete_ = false;
+  bool stop_ = false;
+  std::string last_error_;
+  std::thread worker_;
+};
+
+Status Hydrator::Init() {
+  for (uint64_t start = 0;;) {
+    STRATA_ASSIGN_OR_RETURN(BlockList list, pool_->ListSnapshotBlocks(record_.snapshot_id, kBlock,
+                                                                      start, kMaxBlockListResults));
+    for (uint64_t b : list.blocks) {
+      if (b < state_.size() && state_[b] != kPresent) {
+        state_[b] = kPresent;
+        fetched_++;
+      }
+    }
+    if (!list.next_block) {
+      break;
+    }
+    start = *list.next_block;
+  }
+  fetched_at_start_ = fetched_;
+  return Status::OK();
+}
+
+void Hydrator::Stop() {
+  Calls calls;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) {
+      return;
+    }
+    stop_ = true;
+    for (auto& [block, demands] : waiting_) {
+      for (auto& d : demands) {
+        if (d->done) {
+          calls.emplace_back(std::move(d->done),
+                             Status::IOError("the restore of " + record_.snapshot_id +
+                                                 " stopped (the process is shutting down)",
+                                             EIO));
+        }
+      }
+    }
+    waiting_.clear();
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) {
+    worker_.join();
+  }
+  for (auto& [fn, s] : calls) {
+    fn(s);
+  }
+}
+
+bool Hydrator::Present(uint64_t offset_bytes, uint64_t length_bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (complete_) {
+    return true;
+  }
+  const uint64_t end =
+      std::min<uint64_t>(state_.size(), (offset_bytes + length_bytes + kBlock - 1) / kBlock);
+  for (uint64_t b = offset_bytes / kBlock; b < end; b++) {
+    if (state_[b] != kPresent) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Hydrator::Ensure(uint64_t offset_bytes, uint64_t length_bytes,
+                      std::function<void(const Status&)> done) {
+  auto demand = std::make_shared<Demand>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) {
+      demand->status = Status::IOError("the restore of " + record_.snapshot_id + " stopped", EIO);
+    } else if (!complete_) {
+      const uint64_t end =
+          std::min<uint64_t>(state_.size(), (offset_bytes + length_bytes + kBlock - 1) / kBlock);
+      for (uint64_t b = offset_bytes / kBlock; b < end; b++) {
+        if (state_[b] == kPresent) {
+          continue;
+        }
+        auto& list = waiting_[b];
+        if (list.empty() && state_[b] == kMissing) {
+          urgent_.push_back(b);
+        }
+        list.push_back(demand);
+        demand->outstanding++;
+      }
+    }
+    if (demand->outstanding > 0) {
+      demand->done = std::move(done);
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(demand->status);
+}
+
+bool Hydrator::BackgroundAllowedLocked(int64_t now) {
+  if (!options_.background || record_.rate_mibps == 0 || now < paused_until_ms_) {
+    return false;
+  }
+  if (record_.rate_mibps < 0) {
+    return true;
+  }
+  const double per_ms = record_.rate_mibps * 1048576.0 / 1000.0;
+  tokens_ = std::min(tokens_ + static_cast<double>(now - tokens_ms_) * per_ms, per_ms * 1000.0);
+  tokens_ms_ = now;
+  return tokens_ > 0;
+}
+
+void Hydrator::PickLocked(std::vector<uint64_t>* batch) {
+  const size_t limit = std::max<uint32_t>(1, options_.batch_blocks);
+  while (!urgent_.empty() && batch->size() < limit) {
+    const uint64_t b = urgent_.front();
+    urgent_.pop_front();
+    for (uint64_t r = b; r < std::min<uint64_t>(state_.size(), b + 1 + options_.readahead_blocks) &&
+                         batch->size() < limit;
+         r++) {
+      if (state_[r] == kMissing) {
+        state_[r] = kInFlight;
+        batch->push_back(r);
+      } else if (r == b) {
+        continue;
+      } else {
+        break;  // read-ahead stops at what is here
+      }
+    }
+  }
+  if (!batch->empty() || !BackgroundAllowedLocked(NowMs())) {
+    return;
+  }
+  for (; cursor_ < state_.size() && batch->size() < limit; cursor_++) {
+    if (state_[cursor_] == kMissing) {
+      state_[cursor_] = kInFlight;
+      batch->push_back(cursor_);
+    }
+  }
+}
+
+void Hydrator::Main() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_ && !complete_) {
+    std::vector<uint64_t> batch;
+    PickLocked(&batch);
+    if (batch.empty()) {
+      if (CheckCompleteLocked()) {
+        break;
+      }
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      continue;
+    }
+    in_flight_ += batch.size();
+    lock.unlock();
+    FetchBatch(batch);
+    lock.lock();
+    in_flight_ -= batch.size();
+  }
+  const bool done = complete_;
+  lock.unlock();
+  if (done && on_complete_) {
+    on_complete_(record_.snapshot_id);
+  }
+}
+
+bool Hydrator::CheckCompleteLocked() {
+  // Complete once the background pass has looked at every block (zero ones included) and
+  // nothing is missing: on-demand-only restores complete only when everything was touched.
+  while (cursor_ < state_.size() && state_[cursor_] == kPresent) {
+    cursor_++;  // (on demand only, readers may have touched everything)
+  }
+  if (cursor_ < state_.size() || in_flight_ > 0 || !urgent_.empty()) {
+    return false;
+  }
+  auto missing =
+      std::find_if(state_.begin(), state_.end(), [](uint8_t s) { return s != kPresent; });
+  if (missing != state_.end()) {
+    cursor_ = static_cast<uint64_t>(missing - state_.begin());  // a failed fetch: once more
+    return false;
+  }
+  complete_ = true;
+  return true;
+}
+
+void Hydrator::SettleLocked(uint64_t block, const Status& s, Calls* calls) {
+  state_[block] = s.ok() ? kPresent : kMissing;
+  if (!s.ok()) {
+    cursor_ = std::min(cursor_, block);
+  }
+  auto it = waiting_.find(block);
+  if (it == waiting_.end()) {
+    return;
+  }
+  for (auto& d : it->second) {
+    if (!s.ok() && d->status.ok()) {
+      d->status = s;
+    }
+    if (--d->outstanding == 0 && d->done) {
+      calls->emplace_back(std::move(d->done), d->status);
+    }
+  }
+  waiting_.erase(it);
+}
+
+void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
+  std::map<uint64_t, Status> result;  // block -> how it went
+  Status opened = Status::OK();
+  if (!reader_) {
+    auto spec = FindRemote(pool_->Info().path, record_.remote);
+    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
+                           : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
+    auto reader = store.ok() ? remote::SnapshotReader::OpenOn(record_.remote, std::move(*store),
+                                                              record_.snapshot_id)
+                             : Result<std::unique_ptr<remote::SnapshotReader>>(store.status());
+    opened = reader.status();
+    if (reader.ok()) {
+      reader_ = std::move(*reader);
+    }
+  }
+  std::vector<std::pair<uint64_t, remote::BlockRef>> refs;
+  for (size_t i = 0; i < batch.size() && opened.ok();) {
+    const uint64_t leaf = batch[i] / remote::kFanout;
+    auto blocks = reader_->Leaf(leaf);
+    for (; i < batch.size() && batch[i] / remote::kFanout == leaf; i++) {
+      if (!blocks.ok()) {
+        result[batch[i]] = blocks.status();
+        continue;
+      }
+      auto ref = std::find_if(blocks->begin(), blocks->end(),
+                              [&](const auto& r) { return r.first == batch[i]; });
+      if (ref == blocks->end()) {
+        result[batch[i]] = Status::OK();  // all zeros: the snapshot's hole reads as such
+      } else {
+        refs.push_back(*ref);
+      }
+    }
+  }
+  std::vector<std::vector<std::byte>> raw;
+  std::vector<Status> fetched;
+  if (opened.ok()) {
+    reader_->Fetch(refs, &raw, &fetched);
+  }
+  uint64_t bytes = 0, filled = 0;
+  for (size_t i = 0; i < refs.size(); i++) {
+    Status s = fetched[i];
+    if (s.ok()) {
+      s = pool_->FillSnapshot(record_.snapshot_id, refs[i].first * kBlock, raw[i]);
+    }
+    result[refs[i].first] = s;
+    bytes += s.ok() ? refs[i].second.stored : 0;
+    filled += s.ok();
+  }
+  Status flushed = filled > 0 ? pool_->Flush() : Status::OK();  // durable: never fetched again
+  Calls calls;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status first_error = opened.ok() ? flushed : opened;
+    for (uint64_t b : batch) {
+      Status s = opened.ok() ? result[b] : opened;
+      if (s.ok() && !flushed.ok()) {
+        s = flushed;
+      }
+      if (!s.ok() && first_error.ok()) {
+        first_error = s;
+      }
+      const bool data =
+          std::any_of(refs.begin(), refs.end(), [b](const auto& r) { return r.first == b; });
+      fetched_ += s.ok() && data;
+      SettleLocked(b, s, &calls);
+    }
+    bytes_ += bytes;
+    tokens_ -= static_cast<double>(bytes);
+    if (!first_error.ok()) {
+      backoff_ms_ = std::clamp<int64_t>(backoff_ms_ * 2, 500, kMaxBackoffMs);
+      paused_until_ms_ = NowMs() + backoff_ms_;
+      if (last_error_ != first_error.ToString()) {
+        last_error_ = first_error.ToString();
+        Say("restore of " + record_.snapshot_id + " from remote " + record_.remote + ": " +
+            last_error_ + " (retrying in the background)");
+      }
+    } else {
+      if (!last_error_.empty()) {
+        Say("restore of " + record_.snapshot_id + " from remote " + record_.remote +
+            ": the remote answers again");
+      }
+      backoff_ms_ = 0;
+      last_error_.clear();
+    }
+  }
+  for (auto& [fn, s] : calls) {  // a reader sees EIO (or ENOSPC), whatever the remote said
+    fn(s.ok() || s.code() == Status::Code::kNoSpace ? s : Status::IOError(s.message(), EIO));
+  }
+}
+
+HydrationStatus Hydrator::Describe() {
+  std::lock_guard<std::mutex> lock(mu_);
+  HydrationStatus st;
+  st.snapshot_id = record_.snapshot_id;
+  st.remote = record_.remote;
+  st.rate_mibps = record_.rate_mibps;
+  st.data_blocks = record_.data_blocks;
+  st.fetched_blocks = std::min(fetched_, record_.data_blocks);
+  st.bytes_fetched = bytes_;
+  st.progress = ProgressLocked();
+  st.complete = complete_;
+  st.last_error = last_error_;
+  const double secs = static_cast<double>(NowMs() - started_ms_) / 1000.0;
+  const double per_s = secs > 0.5 ? static_cast<double>(fetched_ - fetched_at_start_) / secs : 0;
+  if (complete_) {
+    st.eta_seconds = 0;
+  } else if (per_s > 0) {
+    st.eta_seconds = static_cast<int64_t>(
+        static_cast<double>(record_.data_blocks - std::min(fetched_, record_.data_blocks)) / per_s);
+  }
+  return st;
+}
+
+// ---------------------------------------------------------------- the pool's restores
+
+std::mutex registry_mu;
+std::map<Pool*, Hydrations*>& Registry() {
+  static auto* registry = new std::map<Pool*, Hydrations*>();
+  return *registry;
+}
+
+class HydrationsImpl final : public Hydrations {
+ public:
+  HydrationsImpl(Pool* pool, HydrationOptions options, StoreFactory factory)
+      : pool_(pool), options_(std::move(options)), factory_(std::move(factory)) {}
+  ~HydrationsImpl() override {
+    {
+      std::lock_guard<std::mutex> lock(registry_mu);
+      Registry().erase(pool_);
+    }
+    std::map<std::string, std::shared_ptr<Hydrator>> running;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running.swap(running_);
+    }
+    for (auto& [id, h] : running) {
+      h->Stop();  // attached still: a read that needs a missing block fails, never reads zeros
+    }
+  }
+
+  Status Load();
+  Result<SnapshotInfo> Begin(const RemoteSpec& spec, const std::string& snapshot_id,
+                             double rate_mibps) override;
+  std::optional<HydrationStatus> StatusOf(const std::string& id) override;
+  std::vector<HydrationStatus> List() override;
+  Status Wait(const std::string& snapshot_id, int64_t give_up_ms,
+              const std::function<void(const HydrationStatus&)>& progress) override;
+
+ private:
+  std::string Path() const { return pool_->Info().path + "/hydrations.json"; }
+  Result<std::vector<Record>> ReadRecords();
+  Status WriteRecords(const std::vector<Record>& records);
+  Status Run(const Record& record);  // attaches and starts. REQUIRES: mu_
+  void Completed(const std::string& snapshot_id);
+
+  Pool* pool_;
+  const HydrationOptions options_;
+  StoreFactory factory_;
+  std::mutex mu_;  // the records file and running_
+  std::map<std::string, std::shared_ptr<Hydrator>> running_;
+};
+
+Result<std::vector<Record>> HydrationsImpl::ReadRecords() {
+  std::vector<Record> out;
+  std::ifstream in(Path());
+  if (!in) {
+    return out;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  json j = json::parse(text.str(), nullptr, false);
+  if (!j.is_object() || !j.contains("hydrations") || !j["hydrations"].is_array()) {
+    return Status::Corruption(Path() + " is not a list of restores");
+  }
+  for (const json& r : j["hydrations"]) {
+    if (!r.is_object() || !r.value("snapshot_id", json()).is_string() ||
+        !r.value("remote", json()).is_string()) {
+      return Status::Corruption(Path() + " has a malformed restore");
+    }
+    out.push_back(Record{r["snapshot_id"].get<std::string>(), r["remote"].get<std::string>(),
+                         r.value("rate_mibps", -1.0), r.value("data_blocks", uint64_t{0}),
+                         r.value("volume_bytes", uint64_t{0})});
+  }
+  return out;
+}
+
+Status HydrationsImpl::WriteRecords(const std::vector<Record>& records) {
+  json list = json::array();
+  for (const Record& r : records) {
+    list.push_back({{"snapshot_id", r.snapshot_id},
+                    {"remote", r.remote},
+                    {"rate_mibps", r.rate_mibps},
+                    {"data_blocks", r.data_blocks},
+                    {"volume_bytes", r.volume_bytes}});
+  }
+  return WriteFileAtomically(pool_->Info().path, Path(),
+                             DumpJson(json{{"hydrations", list}}, 2) + "\n");
+}
+
+Status HydrationsImpl::Run(const Record& record) {
+  auto hydrator = std::make_shared<Hydrator>(
+      pool_, record, options_, factory_,
+      [this](const std::string& id) { Completed(id); });  // on the worker, as it ends
+  STRATA_RETURN_IF_ERROR(hydrator->Init());
+  STRATA_RETURN_IF_ERROR(pool_->AttachBlockSource(record.snapshot_id, hydrator));
+  hydrator->StartWorker();
+  running_[record.snapshot_id] = std::move(hydrator);
+  return Status::OK();
+}
+
+Status HydrationsImpl::Load() {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
+  std::vector<Record> kept;
+  for (const Record& r : records) {
+    if (!pool_->DescribeSnapshot(r.snapshot_id).ok()) {
+      continue;  // a crash between the record and the snapshot (or the snapshot was deleted)
+    }
+    kept.push_back(r);
+    STRATA_RETURN_IF_ERROR(Run(r));
+  }
+  return kept.size() == records.size() ? Status::OK() : WriteRecords(kept);
+}
+
+Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::string& snapshot_id,
+                                           double rate_mibps) {
+  for (const SnapshotInfo& s : pool_->ListSnapshots()) {
+    if (s.snapshot_id == snapshot_id || s.source_snapshot_id == snapshot_id) {
+      return s;  // here already (or arriving)
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<remote::ObjectStore> store,
+                          factory_(spec, options_.fetch_attempts));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<remote::SnapshotReader> reader,
+                          remote::SnapshotReader::OpenOn(spec.name, std::move(store), snapshot_id));
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
+  Record record{snapshot_id, spec.name, rate_mibps, reader->data_blocks(), reader->volume_bytes()};
+  records.push_back(record);
+  STRATA_RETURN_IF_ERROR(WriteRecords(records));  // first: a crash after it leaves no orphan
+  VolumeSpec vs;
+  vs.size_bytes = (record.volume_bytes + 511) / 512 * 512;
+  vs.volume_type = "unlimited";
+  vs.importing = true;
+  auto sealed = [&]() -> Result<SnapshotInfo> {
+    STRATA_ASSIGN_OR_RETURN(VolumeInfo importing, pool_->CreateVolume(vs));
+    auto snap = pool_->SealImport(importing.volume_id, reader->description(), snapshot_id,
+                                  /*keep_source_id=*/true);
+    if (!snap.ok()) {
+      (void)pool_->DeleteVolume(importing.volume_id);
+    }
+    return snap;
+  }();
+  if (sealed.ok() && sealed->snapshot_id != snapshot_id) {  // taken meanwhile
+    (void)pool_->DeleteSnapshot(sealed->snapshot_id);
+    sealed = Status::AlreadyExists("snapshot " + snapshot_id + " appeared meanwhile");
+  }
+  if (sealed.ok()) {
+    Status s = Run(record);
+    if (s.ok()) {
+      return sealed;
+    }
+    sealed = s;
+  }
+  records.pop_back();
+  Status undone = WriteRecords(records);
+  (void)undone;
+  return sealed.status();
+}
+
+void HydrationsImpl::Completed(const std::string& snapshot_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto records = ReadRecords();
+  if (!records.ok()) {
+    return;
+  }
+  std::erase_if(*records, [&](const Record& r) { return r.snapshot_id == snapshot_id; });
+  if (WriteRecords(*records).ok()) {
+    (void)pool_->AttachBlockSource(snapshot_id, nullptr);  // complete: plain reads from now on
+  }
+}
+
+std::optional<HydrationStatus> HydrationsImpl::StatusOf(const std::string& id) {
+  std::shared_ptr<BlockSource> source = pool_->SourceOf(id);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [snap, h] : running_) {
+    if (snap == id || (source && h.get() == source.get())) {
+      return h->Describe();
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<HydrationStatus> HydrationsImpl::List() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<HydrationStatus> out;
+  for (const auto& [snap, h] : running_) {
+    out.push_back(h->Describe());
+  }
+  return out;
+}
+
+Status HydrationsImpl::Wait(const std::string& snapshot_id, int64_t give_up_ms,
+                            const std::function<void(const HydrationStatus&)>& progress) {
+  int64_t failing_since = 0;
+  for (;;) {
+    std::optional<HydrationStatus> st = StatusOf(snapshot_id);
+    if (!st || st->complete) {
+      return Status::OK();
+    }
+    if (progress) {
+      progress(*st);
+    }
+    if (st->last_error.empty()) {
+      failing_since = 0;
+    } else if (failing_since == 0) {
+      failing_since = NowMs();
+    } else if (NowMs() - failing_since > give_up_ms) {
+      return Status::IOError("restore of " + snapshot_id + ": " + st->last_error, EIO);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Hydrations>> remote::StartHydrationsWith(
+    Pool* pool, const HydrationOptions& options,
+    std::function<Result<std::unique_ptr<ObjectStore>>(const RemoteSpec&, uint32_t)> factory) {
+  auto h = std::make_unique<HydrationsImpl>(pool, options, std::move(factory));
+  {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    if (Registry().count(pool) != 0) {
+      return Status::AlreadyExists("the pool's restores are run by another Hydrations");
+    }
+    Registry()[pool] = h.get();
+  }
+  STRATA_RETURN_IF_ERROR(h->Load());
+  return std::unique_ptr<Hydrations>(std::move(h));
+}
+
+Result<std::unique_ptr<Hydrations>> Hydrations::Start(Pool* pool, const HydrationOptions& options) {
+  return remote::StartHydrationsWith(pool, options, [](const RemoteSpec& spec, uint32_t attempts) {
+    return remote::OpenObjectStore(spec, attempts);
+  });
+}
+
+Hydrations* Hydrations::Of(Pool* pool) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto it = Registry().find(pool);
+  return it == Registry().end() ? nullptr : it->second;
+}
+
+}  // namespace strata
