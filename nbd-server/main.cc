@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "strata/compute.h"
+#include "strata/hydration.h"
 #include "strata/pool.h"
 
 #include "control/control_socket.h"
@@ -99,6 +100,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "strata-nbd: error: %s\n", compute.status().ToString().c_str());
     return 1;
   }
+  // Restores from remotes resume here: on-demand fetches for the exports, the rest in the
+  // background. Destroyed before the pool (declared after it).
+  strata::HydrationOptions hydration;
+  hydration.log = [](const std::string& line) {
+    std::fprintf(stderr, "strata-nbd: %s\n", line.c_str());
+  };
+  auto hydrations = strata::Hydrations::Start(pool->get(), hydration);
+  if (!hydrations.ok()) {
+    std::fprintf(stderr, "strata-nbd: error: %s\n", hydrations.status().ToString().c_str());
+    return 1;
+  }
   std::unique_ptr<strata::nbd::MetricsExporter> metrics;
   if (!metrics_listen.empty()) {
     auto started = strata::nbd::MetricsExporter::Start(pool->get(), metrics_listen);
@@ -136,6 +148,7 @@ int main(int argc, char** argv) {
     status = server.Run(signal_fd);
   }
   metrics.reset();
+  hydrations->reset();  // its fetches write into the pool: it goes first
   compute->reset();
   pool->reset();
   return status.ok() ? 0 : 1;

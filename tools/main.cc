@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "strata/compute.h"
+#include "strata/hydration.h"
 #include "strata/pool.h"
 
 #include "control/control.h"
@@ -121,6 +122,15 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
   if (!compute.ok()) {
     return Fail(compute.status());
   }
+  // Restores from remotes under way: their volumes read (and new ones start) here too. Only
+  // create-volume --wait fetches in the background: this process ends with its request.
+  strata::HydrationOptions hydration;
+  hydration.background = request.contains("args") && request["args"].value("wait", false);
+  hydration.log = [](const std::string&) {};  // failures reach the user in the reply
+  auto hydrations = strata::Hydrations::Start(pool->get(), hydration);
+  if (!hydrations.ok()) {
+    return Fail(hydrations.status());
+  }
   // Run here: stream and remote transfers get a progress bar and may use stdin/stdout. The bar
   // ends its line before the reply is printed.
   auto reply = [&] {
@@ -174,6 +184,13 @@ int main(int argc, char** argv) {
   std::string iops, throughput;
   create->add_option("--iops", iops, "provisioned IOPS (gp3 3000-80000, io1, io2: required)");
   create->add_option("--throughput", throughput, "gp3 MiB/s, 125-2000 (125)");
+  std::string initialization_rate;
+  bool wait_restore = false;
+  create->add_option("--initialization-rate", initialization_rate,
+                     "with --remote: background restore rate in MiB/s (default unlimited; 0: "
+                     "blocks arrive only when read)");
+  create->add_flag("--wait", wait_restore,
+                   "with --remote: return once every block of the snapshot is here");
   std::vector<std::string> tag_specs, filters;
   auto add_tag_specs = [&](CLI::App* cmd) {
     cmd->add_option("--tag-specifications", tag_specs,
@@ -387,6 +404,12 @@ int main(int argc, char** argv) {
                  {"throughput", throughput},
                  {"snapshot-id", snapshot_id},
                  {"tag-specifications", tag_specs}}}};
+    if (!initialization_rate.empty()) {
+      request["args"]["initialization-rate"] = initialization_rate;
+    }
+    if (wait_restore) {
+      request["args"]["wait"] = true;
+    }
   } else if (describe->parsed()) {
     request = {{"command", "describe-volumes"},
                {"args", {{"volume-ids", volume_ids}, {"filters", filters}}}};

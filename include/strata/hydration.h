@@ -47,6 +47,7 @@ struct HydrationStatus {
   int64_t eta_seconds = -1;     // at the recent rate; -1 unknown
   bool complete = false;
   std::string last_error;  // the last failure, "" after a success
+  bool damaged = false;    // the last failure was a damaged object (retrying will not help)
 };
 
 class Hydrations {
@@ -67,9 +68,12 @@ class Hydrations {
   // The restore that a volume or snapshot reads through to, if one is under way.
   virtual std::optional<HydrationStatus> StatusOf(const std::string& volume_or_snapshot_id) = 0;
   virtual std::vector<HydrationStatus> List() = 0;
+  // Gives a restore up: stops it, deletes its snapshot (Busy while a volume or image still reads
+  // through to it), its record and its marker in the remote. What arrived is freed.
+  virtual Status Abort(const std::string& snapshot_id) = 0;
   // Waits until the restore of `snapshot_id` is complete (OK at once if none is under way),
-  // calling `progress` now and then. Errors: IOError when the remote stays unreachable for
-  // `give_up_ms`.
+  // calling `progress` now and then. Errors: Corruption at once when an object is damaged;
+  // IOError when the remote stays unreachable for `give_up_ms`.
   virtual Status Wait(const std::string& snapshot_id, int64_t give_up_ms,
                       const std::function<void(const HydrationStatus&)>& progress) = 0;
 };

@@ -7,6 +7,8 @@
 #include <functional>
 #include <map>
 
+#include "strata/hydration.h"
+
 #include "control/handlers.h"
 #include "store/volume_types.h"
 #include "util/units.h"
@@ -221,6 +223,30 @@ Result<json> ModifyVolume(Compute* compute, const json& args) {
   return json{{"VolumeModification", out}};
 }
 
+// EBS's InitializationStatusDetails for a volume created from a snapshot still arriving from a
+// remote (docs/remote-format.md, lazy restore).
+void AddInitializationStatus(Pool* pool, const std::string& volume_id, json* item) {
+  Hydrations* h = Hydrations::Of(pool);
+  std::optional<HydrationStatus> st = h ? h->StatusOf(volume_id) : std::nullopt;
+  if (!st) {
+    return;
+  }
+  json details = {{"InitializationType", st->rate_mibps > 0 ? "provisioned-rate" : "default"},
+                  {"Progress", static_cast<int>(st->progress * 100)},
+                  {"SnapshotId", st->snapshot_id},
+                  {"Remote", st->remote},
+                  {"BytesFetched", st->bytes_fetched}};
+  if (st->eta_seconds >= 0) {
+    details["EstimatedTimeToCompleteInSeconds"] = st->eta_seconds;
+  }
+  if (!st->last_error.empty()) {
+    details["LastError"] = st->last_error;
+  }
+  (*item)["InitializationStatusDetails"] = details;
+  (*item)["VolumeStatus"]["Details"].push_back(
+      {{"Name", "initialization-state"}, {"Status", st->complete ? "completed" : "initializing"}});
+}
+
 // describe-volume-status: EC2's status items, plus each volume's CloudWatch AWS/EBS metrics.
 Result<json> DescribeVolumeStatus(Compute* compute, const json& args) {
   Pool* pool = compute->pool();
@@ -234,12 +260,14 @@ Result<json> DescribeVolumeStatus(Compute* compute, const json& args) {
   for (const std::string& id : ids) {
     STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id));
     STRATA_ASSIGN_OR_RETURN(VolumeMetrics m, pool->DescribeVolumeMetrics(info.volume_id));
-    items.push_back({{"VolumeId", info.volume_id},
-                     {"AvailabilityZone", "local"},
-                     {"VolumeStatus", {{"Status", "ok"}, {"Details", json::array()}}},
-                     {"Actions", json::array()},
-                     {"Events", json::array()},
-                     {"Metrics", MetricsJson(m)}});
+    json item = {{"VolumeId", info.volume_id},
+                 {"AvailabilityZone", "local"},
+                 {"VolumeStatus", {{"Status", "ok"}, {"Details", json::array()}}},
+                 {"Actions", json::array()},
+                 {"Events", json::array()},
+                 {"Metrics", MetricsJson(m)}};
+    AddInitializationStatus(pool, info.volume_id, &item);
+    items.push_back(item);
   }
   return json{{"VolumeStatuses", items}};
 }

@@ -2,6 +2,7 @@
 // --remote on describe-snapshots, delete-snapshot and create-volume.
 #include <chrono>
 
+#include "strata/hydration.h"
 #include "strata/remote.h"
 
 #include "control/control.h"
@@ -193,8 +194,66 @@ Result<json> DeregisterRemoteImage(Compute* compute, const json& args) {
   return json::object();
 }
 
+// --initialization-rate MiB/s: < 0 (absent) unlimited, 0 on demand only.
+Result<double> RateArg(const json& args) {
+  const std::string text = control::OptionalStringArg(args, "initialization-rate");
+  if (text.empty()) {
+    return -1.0;
+  }
+  char* end = nullptr;
+  const double rate = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !(rate >= 0) || rate > 1e6) {
+    return Status::InvalidArgument("--initialization-rate is MiB/s, 0 (on demand only) or more");
+  }
+  return rate;
+}
+
+// create-volume --remote: the remote snapshot becomes a local snapshot of the same id at once
+// (its blocks arrive lazily: include/strata/hydration.h) and the volume is a clone of it. With
+// --wait the call returns once every block is here.
+Result<json> CreateVolumeLazily(Compute* compute, Hydrations* h, const json& args,
+                                const RemoteProgress& progress) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
+  STRATA_ASSIGN_OR_RETURN(RemoteSpec spec,
+                          FindRemote(PoolDir(compute), control::OptionalStringArg(args, "remote")));
+  STRATA_ASSIGN_OR_RETURN(double rate, RateArg(args));
+  const bool fresh = !compute->pool()->DescribeSnapshot(id).ok();
+  STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, h->Begin(spec, id, rate));
+  json local = args;
+  local.erase("remote");
+  local.erase("initialization-rate");
+  local.erase("wait");
+  local["snapshot-id"] = snap.snapshot_id;
+  STRATA_ASSIGN_OR_RETURN(json out,
+                          ExecuteControl(compute, {{"command", "create-volume"}, {"args", local}}));
+  if (args.value("wait", false)) {
+    Status waited = h->Wait(id, 60'000, [&progress](const HydrationStatus& st) {
+      if (progress) {
+        progress(st.fetched_blocks * (512 << 10), st.data_blocks * (512 << 10));
+      }
+    });
+    if (!waited.ok()) {  // the volume the caller waited for is not left behind, nor the restore
+      Status cleanup = compute->pool()->DeleteVolume(out["VolumeId"].get<std::string>());
+      if (cleanup.ok() && fresh) {
+        cleanup = h->Abort(id);
+      }
+      (void)cleanup;
+      return waited;
+    }
+  }
+  out["SnapshotId"] = id;
+  if (std::optional<HydrationStatus> st = h->StatusOf(id)) {
+    out["InitializationProgress"] = static_cast<int>(st->progress * 100);
+  }
+  return out;
+}
+
 Result<json> CreateVolumeFromRemoteWith(Compute* compute, const json& args,
                                         const RemoteProgress& progress) {
+  if (Hydrations* h = Hydrations::Of(compute->pool())) {
+    return CreateVolumeLazily(compute, h, args, progress);
+  }
+  // No restore service in this process (a library user without Hydrations): copied eagerly.
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote,
                           OpenNamed(compute, control::OptionalStringArg(args, "remote")));
@@ -260,7 +319,8 @@ Result<json> DescribeRemoteImages(Compute* compute, const json& args) {
 }
 
 // One mapping of a remote image's record, its snapshot pulled into this pool.
-Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote, const json& m) {
+Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote,
+                                       const RemoteSpec& remote_spec, const json& m) {
   BlockDeviceMapping out;
   out.device_name = m.value("DeviceName", "");
   out.virtual_name = m.value("VirtualName", "");
@@ -268,8 +328,11 @@ Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote, const j
   if (out.virtual_name.empty()) {
     const json ebs = m.value("Ebs", json::object());
     if (const std::string snap = ebs.value("SnapshotId", ""); !snap.empty()) {
+      Hydrations* h = Hydrations::Of(compute->pool());
+      // Lazily where a restore service runs: every instance clones the one arriving snapshot.
       STRATA_ASSIGN_OR_RETURN(SnapshotInfo pulled,
-                              remote->PullSnapshot(compute->pool(), snap, nullptr));
+                              h ? h->Begin(remote_spec, snap, -1)
+                                : remote->PullSnapshot(compute->pool(), snap, nullptr));
       out.snapshot_id = pulled.snapshot_id;
       snapshot_bytes = pulled.volume_size_bytes;
     }
@@ -294,7 +357,8 @@ Result<std::string> PullImage(Compute* compute, const std::string& remote_name,
       return image.image_id;
     }
   }
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, remote_name));
+  STRATA_ASSIGN_OR_RETURN(RemoteSpec remote_spec, FindRemote(PoolDir(compute), remote_name));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, Remote::Open(remote_spec));
   STRATA_ASSIGN_OR_RETURN(std::string text, remote->GetRecord("images", image_id));
   STRATA_ASSIGN_OR_RETURN(json record, ParseImageRecord(text, remote_name));
   ImageSpec spec;
@@ -303,7 +367,8 @@ Result<std::string> PullImage(Compute* compute, const std::string& remote_name,
   spec.root_device_name = record.value("RootDeviceName", std::string("/dev/xvda"));
   spec.root_device_type = record.value("RootDeviceType", std::string("ebs"));
   for (const json& m : record["BlockDeviceMappings"]) {
-    STRATA_ASSIGN_OR_RETURN(BlockDeviceMapping mapping, PullMapping(compute, remote.get(), m));
+    STRATA_ASSIGN_OR_RETURN(BlockDeviceMapping mapping,
+                            PullMapping(compute, remote.get(), remote_spec, m));
     spec.mappings.push_back(mapping);
   }
   spec.tags = {{"strata:source-image-id", image_id}, {"strata:source-remote", remote_name}};

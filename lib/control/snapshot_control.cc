@@ -10,6 +10,8 @@
 
 #include <xxhash.h>
 
+#include "strata/hydration.h"
+
 #include "control/control.h"
 #include "control/handlers.h"
 
@@ -68,6 +70,16 @@ Result<json> DescribeSnapshots(Compute* compute, const json& args) {
       }
     }
   }
+  if (Hydrations* h = Hydrations::Of(pool)) {  // a snapshot still arriving is pending, as in EBS
+    for (json& item : out) {
+      std::optional<HydrationStatus> st = h->StatusOf(item["SnapshotId"].get<std::string>());
+      if (st && st->snapshot_id == item["SnapshotId"] && !st->complete) {
+        item["State"] = "pending";
+        item["Progress"] = std::to_string(static_cast<int>(st->progress * 100)) + "%";
+        item["RestoredFromRemote"] = st->remote;
+      }
+    }
+  }
   STRATA_ASSIGN_OR_RETURN(
       out,
       control::ApplyFilters(
@@ -89,6 +101,14 @@ Result<json> DescribeSnapshots(Compute* compute, const json& args) {
 Result<json> DeleteSnapshot(Compute* compute, const json& args) {
   Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "snapshot-id"));
+  if (Hydrations* h = Hydrations::Of(pool)) {
+    std::optional<HydrationStatus> st = h->StatusOf(id);
+    if (st && st->snapshot_id == id && !st->complete) {
+      return Status::Busy("snapshot " + id + " is still being restored from remote " + st->remote +
+                          " (" + std::to_string(static_cast<int>(st->progress * 100)) +
+                          " %); volumes cloned from it read through to it");
+    }
+  }
   STRATA_RETURN_IF_ERROR(pool->DeleteSnapshot(id));
   return json::object();
 }

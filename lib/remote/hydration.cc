@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -55,7 +56,38 @@ struct Record {
   double rate_mibps = -1;
   uint64_t data_blocks = 0;
   uint64_t volume_bytes = 0;
+  std::string manifest;  // as read at Begin: the restore needs no manifest in the remote after
+  std::string marker;    // restoring/SNAPID-RESTORER in the remote: GC keeps the tree for us
+  std::string tree;      // the marker's {"root", "depth"}
 };
+
+// 17 random hex digits: which restore a marker belongs to.
+std::string NewResourceIdTail() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char id[24];
+  std::snprintf(id, sizeof(id), "%01x%016llx", static_cast<unsigned>(rng() & 0xf),
+                static_cast<unsigned long long>(rng()));
+  return id;
+}
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr int64_t kMarkerHeartbeatMs = 5 * 60 * 1000;  // GC takes 1 h of silence for death
+
+// Writes (refreshes) the restore marker: the tree and a fresh heartbeat.
+Status PutMarker(remote::ObjectStore* store, const Record& r) {
+  json j = json::parse(r.tree, nullptr, false);
+  if (!j.is_object()) {
+    return Status::Corruption("restore record of " + r.snapshot_id + ": bad tree");
+  }
+  j["heartbeat_ms"] = WallMs();
+  const std::string bytes = DumpJson(j);
+  return store->Put(r.marker, bytes.data(), bytes.size());
+}
 
 class Hydrator final : public BlockSource {
  public:
@@ -110,6 +142,8 @@ class Hydrator final : public BlockSource {
   // Fetches, checks and fills the batch; then settles each block. No lock held.
   void FetchBatch(const std::vector<uint64_t>& batch);
   void SettleLocked(uint64_t block, const Status& s, Calls* calls);
+  // Keeps the restore marker fresh (GC keeps the tree meanwhile); `last` deletes it.
+  void Heartbeat(bool last);
   bool CheckCompleteLocked();
   void Say(const std::string& line) {
     if (options_.log) {
@@ -124,7 +158,9 @@ class Hydrator final : public BlockSource {
   const HydrationOptions options_;
   StoreFactory factory_;
   std::function<void(const std::string&)> on_complete_;
-  std::unique_ptr<remote::SnapshotReader> reader_;  // the worker's only
+  std::unique_ptr<remote::SnapshotReader> reader_;     // the worker's only
+  std::unique_ptr<remote::ObjectStore> marker_store_;  // the worker's only
+  int64_t marker_ms_ = 0;                              // last heartbeat written (steady)
 
   std::mutex mu_;
   std::condition_variable cv_;  // with mu_: something to fetch, or stop
@@ -144,6 +180,7 @@ class Hydrator final : public BlockSource {
   bool complete_ = false;
   bool stop_ = false;
   std::string last_error_;
+  bool damaged_ = false;
   std::thread worker_;
 };
 
@@ -297,14 +334,37 @@ void Hydrator::Main() {
     }
     in_flight_ += batch.size();
     lock.unlock();
+    Heartbeat(/*last=*/false);
     FetchBatch(batch);
     lock.lock();
     in_flight_ -= batch.size();
   }
   const bool done = complete_;
   lock.unlock();
+  if (done) {
+    Heartbeat(/*last=*/true);
+  }
   if (done && on_complete_) {
     on_complete_(record_.snapshot_id);
+  }
+}
+
+void Hydrator::Heartbeat(bool last) {
+  if (record_.marker.empty() || (!last && NowMs() - marker_ms_ < kMarkerHeartbeatMs)) {
+    return;
+  }
+  if (!marker_store_) {
+    auto spec = FindRemote(pool_->Info().path, record_.remote);
+    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
+                           : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
+    if (!store.ok()) {
+      return;  // the fetches report the remote's trouble; the next batch tries again
+    }
+    marker_store_ = std::move(*store);
+  }
+  Status s = last ? marker_store_->Delete(record_.marker) : PutMarker(marker_store_.get(), record_);
+  if (s.ok()) {
+    marker_ms_ = NowMs();
   }
 }
 
@@ -354,9 +414,10 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
     auto spec = FindRemote(pool_->Info().path, record_.remote);
     auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
                            : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
-    auto reader = store.ok() ? remote::SnapshotReader::OpenOn(record_.remote, std::move(*store),
-                                                              record_.snapshot_id)
-                             : Result<std::unique_ptr<remote::SnapshotReader>>(store.status());
+    auto reader =
+        store.ok() ? remote::SnapshotReader::OpenWithManifest(record_.remote, std::move(*store),
+                                                              record_.snapshot_id, record_.manifest)
+                   : Result<std::unique_ptr<remote::SnapshotReader>>(store.status());
     opened = reader.status();
     if (reader.ok()) {
       reader_ = std::move(*reader);
@@ -418,6 +479,7 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
     if (!first_error.ok()) {
       backoff_ms_ = std::clamp<int64_t>(backoff_ms_ * 2, 500, kMaxBackoffMs);
       paused_until_ms_ = NowMs() + backoff_ms_;
+      damaged_ = first_error.code() == Status::Code::kCorruption;
       if (last_error_ != first_error.ToString()) {
         last_error_ = first_error.ToString();
         Say("restore of " + record_.snapshot_id + " from remote " + record_.remote + ": " +
@@ -430,6 +492,7 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
       }
       backoff_ms_ = 0;
       last_error_.clear();
+      damaged_ = false;
     }
   }
   for (auto& [fn, s] : calls) {  // a reader sees EIO (or ENOSPC), whatever the remote said
@@ -449,6 +512,7 @@ HydrationStatus Hydrator::Describe() {
   st.progress = ProgressLocked();
   st.complete = complete_;
   st.last_error = last_error_;
+  st.damaged = damaged_;
   const double secs = static_cast<double>(NowMs() - started_ms_) / 1000.0;
   const double per_s = secs > 0.5 ? static_cast<double>(fetched_ - fetched_at_start_) / secs : 0;
   if (complete_) {
@@ -492,6 +556,7 @@ class HydrationsImpl final : public Hydrations {
                              double rate_mibps) override;
   std::optional<HydrationStatus> StatusOf(const std::string& id) override;
   std::vector<HydrationStatus> List() override;
+  Status Abort(const std::string& snapshot_id) override;
   Status Wait(const std::string& snapshot_id, int64_t give_up_ms,
               const std::function<void(const HydrationStatus&)>& progress) override;
 
@@ -528,7 +593,8 @@ Result<std::vector<Record>> HydrationsImpl::ReadRecords() {
     }
     out.push_back(Record{r["snapshot_id"].get<std::string>(), r["remote"].get<std::string>(),
                          r.value("rate_mibps", -1.0), r.value("data_blocks", uint64_t{0}),
-                         r.value("volume_bytes", uint64_t{0})});
+                         r.value("volume_bytes", uint64_t{0}), r.value("manifest", ""),
+                         r.value("marker", ""), r.value("tree", "")});
   }
   return out;
 }
@@ -540,7 +606,10 @@ Status HydrationsImpl::WriteRecords(const std::vector<Record>& records) {
                     {"remote", r.remote},
                     {"rate_mibps", r.rate_mibps},
                     {"data_blocks", r.data_blocks},
-                    {"volume_bytes", r.volume_bytes}});
+                    {"volume_bytes", r.volume_bytes},
+                    {"manifest", r.manifest},
+                    {"marker", r.marker},
+                    {"tree", r.tree}});
   }
   return WriteFileAtomically(pool_->Info().path, Path(),
                              DumpJson(json{{"hydrations", list}}, 2) + "\n");
@@ -582,9 +651,28 @@ Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::st
                           factory_(spec, options_.fetch_attempts));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<remote::SnapshotReader> reader,
                           remote::SnapshotReader::OpenOn(spec.name, std::move(store), snapshot_id));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<remote::ObjectStore> marker_store,
+                          factory_(spec, options_.fetch_attempts));
+  Record record{snapshot_id,
+                spec.name,
+                rate_mibps,
+                reader->data_blocks(),
+                reader->volume_bytes(),
+                reader->manifest_bytes(),
+                std::string(remote::kRestoringPrefix) + snapshot_id + "-" + NewResourceIdTail(),
+                reader->TreeJson()};
+  // The marker before anything else, then the manifest once more: a GC that deleted the
+  // snapshot before it saw the marker has deleted the manifest first (docs/remote-format.md).
+  STRATA_RETURN_IF_ERROR(PutMarker(marker_store.get(), record).WithContext("remote " + spec.name));
+  if (auto again = marker_store->Head(remote::ManifestKey(snapshot_id)); !again.ok()) {
+    (void)marker_store->Delete(record.marker);
+    return again.status().code() == Status::Code::kNotFound
+               ? Status::NotFound("remote " + spec.name + " holds no snapshot " + snapshot_id +
+                                  " (deleted just now)")
+               : again.status();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   STRATA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
-  Record record{snapshot_id, spec.name, rate_mibps, reader->data_blocks(), reader->volume_bytes()};
   records.push_back(record);
   STRATA_RETURN_IF_ERROR(WriteRecords(records));  // first: a crash after it leaves no orphan
   VolumeSpec vs;
@@ -614,6 +702,7 @@ Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::st
   records.pop_back();
   Status undone = WriteRecords(records);
   (void)undone;
+  (void)marker_store->Delete(record.marker);
   return sealed.status();
 }
 
@@ -627,6 +716,37 @@ void HydrationsImpl::Completed(const std::string& snapshot_id) {
   if (WriteRecords(*records).ok()) {
     (void)pool_->AttachBlockSource(snapshot_id, nullptr);  // complete: plain reads from now on
   }
+}
+
+Status HydrationsImpl::Abort(const std::string& snapshot_id) {
+  std::shared_ptr<Hydrator> h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = running_.find(snapshot_id);
+    if (it == running_.end()) {
+      return Status::NotFound("no restore of " + snapshot_id + " is under way");
+    }
+    h = it->second;
+  }
+  h->Stop();
+  STRATA_RETURN_IF_ERROR(pool_->AttachBlockSource(snapshot_id, nullptr));
+  Status deleted = pool_->DeleteSnapshot(snapshot_id);
+  if (!deleted.ok() && deleted.code() != Status::Code::kNotFound) {
+    (void)pool_->AttachBlockSource(snapshot_id, h);  // still read through: keep it (stopped)
+    return deleted;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  running_.erase(snapshot_id);
+  STRATA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
+  std::erase_if(records, [&](const Record& r) { return r.snapshot_id == snapshot_id; });
+  STRATA_RETURN_IF_ERROR(WriteRecords(records));
+  auto spec = FindRemote(pool_->Info().path, h->record().remote);
+  auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
+                         : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
+  if (store.ok()) {
+    (void)(*store)->Delete(h->record().marker);  // else it ages out in an hour
+  }
+  return Status::OK();
 }
 
 std::optional<HydrationStatus> HydrationsImpl::StatusOf(const std::string& id) {
@@ -659,6 +779,9 @@ Status HydrationsImpl::Wait(const std::string& snapshot_id, int64_t give_up_ms,
     }
     if (progress) {
       progress(*st);
+    }
+    if (st->damaged) {
+      return Status::Corruption("restore of " + snapshot_id + ": " + st->last_error);
     }
     if (st->last_error.empty()) {
       failing_since = 0;

@@ -58,6 +58,9 @@ constexpr char kManifestPrefix[] = "snapshots/";
 constexpr char kPendingPrefix[] = "pending/";
 constexpr char kOrphansPrefix[] = "orphans/";  // packs a dead push may have left without index
 constexpr char kNodePrefix[] = "nodes/";
+// restoring/SNAPID-RESTORER: a lazy restore under way somewhere ({"root", "depth",
+// "heartbeat_ms"}): GC keeps what that tree reaches while the heartbeat is fresh.
+constexpr char kRestoringPrefix[] = "restoring/";
 constexpr char kGcLeaseKey[] = "leases/gc";
 
 }  // namespace strata::remote

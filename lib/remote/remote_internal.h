@@ -48,6 +48,14 @@ class SnapshotReader {
   static Result<std::unique_ptr<SnapshotReader>> OpenOn(const std::string& name,
                                                         std::unique_ptr<ObjectStore> store,
                                                         const std::string& snapshot_id);
+  // The same from a manifest read before (kept by the restore: the remote snapshot may be
+  // deleted meanwhile; its restore marker keeps the tree and packs).
+  static Result<std::unique_ptr<SnapshotReader>> OpenWithManifest(
+      const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id,
+      const std::string& manifest_bytes);
+  virtual const std::string& manifest_bytes() const = 0;
+  // {"root", "depth"} of the snapshot's tree, for a restore marker.
+  virtual std::string TreeJson() const = 0;
   virtual ~SnapshotReader() = default;
   virtual uint64_t volume_bytes() const = 0;
   virtual uint64_t data_blocks() const = 0;

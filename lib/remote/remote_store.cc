@@ -276,6 +276,8 @@ class RemoteImpl final : public Remote {
   // the packs dead pushes may have left and `settled` the keys to delete once they are swept.
   Result<bool> ReadPushLeftovers(std::set<Hash>* orphans, std::vector<std::string>* settled);
   Status Mark(const json& manifest, std::set<Hash>* nodes, std::set<Hash>* packs);
+  Status MarkRestores(std::set<Hash>* nodes, std::set<Hash>* packs,
+                      std::vector<std::string>* settled);
   Status CollectLocked(int64_t lease_until_ms, GcStats* stats);
 
   json marker_;                     // the marker's fixed fields while a push runs
@@ -968,9 +970,9 @@ Status RemoteImpl::FetchBlocks(Volume* volume, EventLoop* loop, uint32_t block_s
   }
   ParallelFor(refs->size(), Cores(), [&](size_t i) {
     const auto& [index, ref] = (*refs)[i];
-    checked[i] = DecodeBlock(gets[i].response, ref,
-                             Name() + ": block " + std::to_string(index) + " in " + gets[i].key,
-                             &raw[i]);
+    checked[i] =
+        DecodeBlock(gets[i].response, ref,
+                    Name() + ": block " + std::to_string(index) + " in " + gets[i].key, &raw[i]);
   });
   for (size_t i = 0; i < refs->size(); i++) {
     STRATA_RETURN_IF_ERROR(checked[i]);  // nothing of a damaged batch is written
@@ -1171,6 +1173,32 @@ Status RemoteImpl::Mark(const json& manifest, std::set<Hash>* nodes, std::set<Ha
   return Status::OK();
 }
 
+// Lazy restores under way elsewhere keep their trees (their snapshot may be deleted meanwhile);
+// markers whose heartbeat stopped are dropped with the other leftovers.
+Status RemoteImpl::MarkRestores(std::set<Hash>* nodes, std::set<Hash>* packs,
+                                std::vector<std::string>* settled) {
+  STRATA_ASSIGN_OR_RETURN(auto markers, ListAll(remote::kRestoringPrefix));
+  for (const auto& [key, size] : markers) {
+    auto bytes = store_->Get(key);
+    if (bytes.status().code() == Status::Code::kNotFound) {
+      continue;  // finished since the listing
+    }
+    STRATA_RETURN_IF_ERROR(bytes.status());
+    json j = json::parse(*bytes, nullptr, false);
+    if (!j.is_object() || NowMs() - IntField(j, "heartbeat_ms") >= tuning_.pending_stale_ms) {
+      settled->push_back(key);
+      continue;
+    }
+    Status marked = Mark(j, nodes, packs);
+    if (marked.code() == Status::Code::kNotFound) {
+      settled->push_back(key);  // its tree is gone already: that restore cannot finish
+      continue;
+    }
+    STRATA_RETURN_IF_ERROR(marked);
+  }
+  return Status::OK();
+}
+
 // Mark and sweep, under the lease: whatever no manifest reaches goes, indexes before their packs
 // (a push never picks a pack again once its index is gone). Only metadata is listed: snapshots/,
 // index/, nodes/, pending/ and orphans/, never packs/.
@@ -1183,6 +1211,7 @@ Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
     return Status::OK();
   }
   std::set<Hash> keep_nodes, keep_packs;
+  STRATA_RETURN_IF_ERROR(MarkRestores(&keep_nodes, &keep_packs, &settled));
   STRATA_ASSIGN_OR_RETURN(auto manifests, ListAll(remote::kManifestPrefix));
   for (const auto& [key, size] : manifests) {
     auto m = GetManifest(key.substr(std::strlen(remote::kManifestPrefix)));
@@ -1362,8 +1391,19 @@ namespace {
 
 class SnapshotReaderImpl final : public remote::SnapshotReader {
  public:
-  SnapshotReaderImpl(std::string name, std::unique_ptr<remote::ObjectStore> store, json manifest)
-      : name_(std::move(name)), store_(std::move(store)), manifest_(std::move(manifest)) {}
+  SnapshotReaderImpl(std::string name, std::unique_ptr<remote::ObjectStore> store, json manifest,
+                     std::string bytes)
+      : name_(std::move(name)),
+        store_(std::move(store)),
+        manifest_(std::move(manifest)),
+        bytes_(std::move(bytes)) {}
+
+  const std::string& manifest_bytes() const override { return bytes_; }
+  std::string TreeJson() const override {
+    return DumpJson(json{{"root", StringField(manifest_, "root")},
+                         {"depth", UintField(manifest_, "depth")},
+                         {"snapshot_id", StringField(manifest_, "snapshot_id")}});
+  }
 
   uint64_t volume_bytes() const override { return UintField(manifest_, "volume_size"); }
   uint64_t data_blocks() const override { return UintField(manifest_, "data_blocks"); }
@@ -1446,6 +1486,7 @@ class SnapshotReaderImpl final : public remote::SnapshotReader {
   std::string name_;
   std::unique_ptr<remote::ObjectStore> store_;
   json manifest_;
+  std::string bytes_;
   std::map<Hash, Node> nodes_;
 };
 
@@ -1459,9 +1500,19 @@ Result<std::unique_ptr<remote::SnapshotReader>> remote::SnapshotReader::OpenOn(
     return Status::NotFound(what + " holds no snapshot " + snapshot_id);
   }
   STRATA_RETURN_IF_ERROR(bytes.status().WithContext(what));
-  STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(*bytes, ManifestKey(snapshot_id)));
+  return OpenWithManifest(name, std::move(store), snapshot_id, *bytes);
+}
+
+Result<std::unique_ptr<remote::SnapshotReader>> remote::SnapshotReader::OpenWithManifest(
+    const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id,
+    const std::string& manifest_bytes) {
+  const std::string what = "remote " + name + " (" + store->Describe() + ")";
+  STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(manifest_bytes, ManifestKey(snapshot_id)));
+  if (StringField(m, "snapshot_id") != snapshot_id) {
+    return Status::Corruption(what + ": the manifest of " + snapshot_id + " names another one");
+  }
   return std::unique_ptr<SnapshotReader>(
-      new SnapshotReaderImpl(what, std::move(store), std::move(m)));
+      new SnapshotReaderImpl(what, std::move(store), std::move(m), manifest_bytes));
 }
 
 Result<std::unique_ptr<remote::ObjectStore>> remote::OpenObjectStore(const RemoteSpec& spec,

@@ -214,6 +214,29 @@ TEST_F(HydrationTest, ADamagedPackIsEioNamingItNeverWrongData) {
   EXPECT_NE(log_.find("damaged"), std::string::npos) << log_;
 }
 
+// A restore under way keeps what it needs in the remote (its marker) even when the snapshot
+// is deleted there meanwhile; once it completes, a GC frees everything.
+TEST_F(HydrationTest, ADeleteInTheRemoteDoesNotBreakARestoreUnderWay) {
+  CloseB();
+  OpenB(/*background=*/false);
+  ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, -1).ok());
+  auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 3));
+  auto gc = remote->DeleteSnapshot(snapshot_id_);
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  EXPECT_EQ(gc->packs_deleted, 0u);
+  CloseB();
+  OpenB(/*background=*/true);  // and a restart: the record holds the manifest
+  ASSERT_TRUE(hydrations_->Wait(snapshot_id_, 5000, nullptr).ok());
+  Bytes all(kSize);
+  ASSERT_TRUE((*pool_->OpenVolume(Clone()))->Read(0, all).ok());
+  EXPECT_TRUE(all == image_);
+  auto freed = remote->CollectGarbage();
+  ASSERT_TRUE(freed.ok()) << freed.status().ToString();
+  EXPECT_GT(freed->packs_deleted, 0u);
+  std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
+  EXPECT_TRUE(bucket_.objects.empty()) << bucket_.objects.begin()->first;
+}
+
 TEST_F(HydrationTest, AMissingRemoteSnapshotIsAClearErrorAndLeavesNothing) {
   auto begun = hydrations_->Begin(spec_, "snap-0123456789abcdef0", -1);
   EXPECT_EQ(begun.status().code(), Status::Code::kNotFound) << begun.status().ToString();
