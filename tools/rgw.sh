@@ -6,6 +6,7 @@
 #   tools/rgw.sh install             apt-get the daemons (ceph-mon ceph-osd ceph-mgr radosgw)
 #   tools/rgw.sh start [STATE_DIR]   create (first time) or restart; prints eval-able S3_* lines
 #   tools/rgw.sh stop  [STATE_DIR]   stop what it started (recorded PIDs only)
+#   tools/rgw.sh stop-gateway        stop only radosgw (start brings it back in ~2 s)
 #   tools/rgw.sh purge [STATE_DIR]   stop and delete STATE_DIR
 #   tools/rgw.sh s3cfg FILE          an s3cmd configuration for it (or for $S3_ENDPOINT) in FILE
 #
@@ -72,8 +73,18 @@ CFG
   exit 0
   ;;
 purge) stop_all; rm -rf "$state"; exit 0 ;;
+stop-gateway)  # the S3 endpoint only (tests of a remote that goes away); start brings it back
+  if running rgw; then
+    pid=$(cat "$state/rgw.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$state/rgw.pid"
+  exit 0
+  ;;
 start) ;;
-*) echo "usage: $0 install|start|stop|purge [STATE_DIR] | s3cfg FILE" >&2; exit 2 ;;
+*) echo "usage: $0 install|start|stop|stop-gateway|purge [STATE_DIR] | s3cfg FILE" >&2; exit 2 ;;
 esac
 
 command -v radosgw >/dev/null || { echo "radosgw is not installed: run '$0 install'" >&2; exit 1; }

@@ -713,9 +713,9 @@ void HydrationsImpl::Completed(const std::string& snapshot_id) {
     return;
   }
   std::erase_if(*records, [&](const Record& r) { return r.snapshot_id == snapshot_id; });
-  if (WriteRecords(*records).ok()) {
-    (void)pool_->AttachBlockSource(snapshot_id, nullptr);  // complete: plain reads from now on
-  }
+  // The source stays attached in this process (complete: it answers Present at once) so that
+  // the restore's figures stay visible; the next start has no record and attaches nothing.
+  (void)WriteRecords(*records);
 }
 
 Status HydrationsImpl::Abort(const std::string& snapshot_id) {

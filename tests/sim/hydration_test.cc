@@ -140,7 +140,10 @@ TEST_F(HydrationTest, BackgroundFinishesAndWritesDuringItStay) {
   ASSERT_TRUE((*pool_->OpenSnapshot(snap->front().snapshot_id))->Read(0, all).ok());
   EXPECT_TRUE(all == want);
   EXPECT_TRUE(pool_->ListSnapshotBlocks(snap->front().snapshot_id, kBlock, 0, 100).ok());
-  EXPECT_EQ(pool_->SourceOf(id), nullptr);  // complete: detached
+  EXPECT_TRUE(hydrations_->StatusOf(id)->complete);
+  CloseB();
+  OpenB(/*background=*/true);
+  EXPECT_EQ(pool_->SourceOf(id), nullptr);  // complete: nothing to resume
 }
 
 TEST_F(HydrationTest, ARestartResumesAndFetchesNothingTwice) {
