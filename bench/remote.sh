@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Snapshots to S3 against what a user would pick instead, in one run, on one Ceph RGW
 # (tools/rgw.sh): strata copy-snapshot (full and 1 % incremental) against restic backup of the
-# same bytes as a raw file, and strata's restore against s3cmd get of the same bytes. Prints
-# each figure and its ratio; also the peak RSS of the pushing and restoring processes.
+# same bytes as a raw file, and strata's restore (lazy: time to first byte, cold random reads;
+# full: the background pass) against s3cmd get of the same bytes. Prints each figure and its
+# ratio; also the peak RSS of the pushing and restoring processes.
 #
 #   bench/remote.sh [SIZE_MIB] [DIR]   (default 4096 MiB in /var/tmp; needs restic, s3cmd, and
 #                                       S3_* from tools/rgw.sh start, else it starts RGW)
@@ -89,14 +90,41 @@ restic backup --quiet "$work/img.raw" >/dev/null
 t1=$(secs)
 restic_inc=$(elapsed "$t0" "$t1")
 
-# Restore into another pool, against s3cmd get of the same bytes as one object.
-pool2=$work/pool2
-$strata --pool "$pool2" pool create >/dev/null
-$strata --pool "$pool2" remote add bench --url "s3://$bucket/strata" --endpoint-url "$S3_ENDPOINT" >/dev/null
+# Restore into other pools. Lazily: create-volume returns at once; time to the first 4 KiB read
+# at a random offset (a range GET) against the same read once the volume is hydrated; 4 KiB
+# random reads at QD32 (fio, nbd engine) on a cold volume against a hydrated one. Fully:
+# create-volume --wait (the background pass at unlimited rate) against s3cmd get of the same
+# bytes as one object.
+pool2=$work/pool2 pool3=$work/pool3
+for p in "$pool2" "$pool3"; do
+  $strata --pool "$p" pool create >/dev/null
+  $strata --pool "$p" remote add bench --url "s3://$bucket/strata" --endpoint-url "$S3_ENDPOINT" >/dev/null
+done
 sync
 t0=$(secs)
-/usr/bin/time -v -o "$work/restore.time" $strata --pool "$pool2" create-volume \
-  --snapshot-id "$s2" --remote bench --volume-type unlimited >/dev/null
+lazy=$($strata --pool "$pool2" create-volume --snapshot-id "$s2" --remote bench \
+  --volume-type unlimited --initialization-rate 0 | sed -n 's/.*"VolumeId": "\([^"]*\)".*/\1/p')
+t1=$(secs)
+create_lazy=$(elapsed "$t0" "$t1")
+$server --pool "$pool2" --socket "$work/sock" --no-volume-limits 2>"$work/log" &
+pid=$!
+while [[ ! -S $work/sock ]]; do sleep 0.05; done
+uri2="nbd+unix:///$lazy?socket=$work/sock"
+at=$(((RANDOM * 32768 + RANDOM) % (size_mib * 256) * 4096))
+first_read() { qemu-io -f raw -c "read $at 4k" "$uri2" | sed -n 's/.*(\(.*\) sec.*/\1/p'; }
+ttfb_cold=$(first_read)
+ttfb_hot=$(first_read)
+fio_iops() {
+  fio --name=r --ioengine=nbd --uri="$uri2" --rw=randread --bs=4k --iodepth=32 --runtime="$1" \
+    --time_based --output-format=terse 2>/dev/null | awk -F';' '{print $8}'
+}
+cold_iops=$(fio_iops 5)
+nbdcopy "$uri2" /dev/null  # hydrate everything on demand
+hot_iops=$(fio_iops 5)
+kill "$pid"; wait "$pid" || true; pid=
+t0=$(secs)
+/usr/bin/time -v -o "$work/restore.time" $strata --pool "$pool3" create-volume \
+  --snapshot-id "$s2" --remote bench --volume-type unlimited --wait >/dev/null
 t1=$(secs)
 restore=$(elapsed "$t0" "$t1")
 s3 put "$work/img.raw" "s3://$bucket/raw/img.raw" >/dev/null 2>&1
@@ -113,11 +141,14 @@ printf '%-44s %9s %12s\n' "strata copy-snapshot (full)" "$push" "$(ratio "$mib" 
 printf '%-44s %9s %12s\n' "restic backup (full)" "$restic_full" "$(ratio "$mib" "$restic_full")"
 printf '%-44s %9s\n' "strata copy-snapshot (1 % changed)" "$inc"
 printf '%-44s %9s\n' "restic backup (1 % changed, reads it all)" "$restic_inc"
-printf '%-44s %9s %12s\n' "strata create-volume --remote (restore)" "$restore" "$(ratio "$mib" "$restore")"
+printf '%-44s %9s\n' "strata create-volume --remote (lazy)" "$create_lazy"
+printf '%-44s %9s %12s\n' "strata create-volume --remote --wait" "$restore" "$(ratio "$mib" "$restore")"
 printf '%-44s %9s %12s\n' "s3cmd get (one object, same bytes)" "$s3get" "$(ratio "$mib" "$s3get")"
 echo "full push throughput / restic's: $(ratio "$restic_full" "$push")x (target >= 1.5)"
 echo "incremental / full push time: $(ratio "$inc" "$push") (target <= 0.05); restic's: $(ratio "$restic_inc" "$restic_full")"
 echo "restore throughput / s3cmd get's: $(ratio "$s3get" "$restore")x (target >= 0.8)"
+echo "first 4 KiB read of a cold block: $ttfb_cold s; once here: $ttfb_hot s (qemu-io's own timing)"
+echo "4 KiB random reads QD32: cold $cold_iops IOPS, hydrated $hot_iops IOPS: $(ratio "$cold_iops" "$hot_iops")x"
 echo "peak RSS: push $(rss_mib "$work/push.time") MiB, restore $(rss_mib "$work/restore.time") MiB"
 grep -E '"(BlocksRead|BlocksUploaded|BlocksDeduplicated|ZeroBlocks|BytesUploaded)"' "$work/push.json" | tr -d ' ,' | tr '\n' ' '
 echo

@@ -973,7 +973,8 @@ Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
                                                            const std::string& since_snapshot_id,
                                                            uint64_t offset_bytes,
                                                            uint64_t length_bytes) {
-  const auto* v = dynamic_cast<const VolumeImpl*>(&volume);
+  const auto* sourced = dynamic_cast<const SourcedVolume*>(&volume);
+  const auto* v = dynamic_cast<const VolumeImpl*>(sourced ? &sourced->inner() : &volume);
   if (v == nullptr) {
     return Status::InvalidArgument(volume.id() + " is not a pool volume (instance store)");
   }

@@ -23,6 +23,7 @@ class SourcedVolume final : public Volume {
                 uint64_t source_bytes)
       : inner_(std::move(inner)), source_(std::move(source)), source_bytes_(source_bytes) {}
 
+  const Volume& inner() const { return *inner_; }
   const std::string& id() const override { return inner_->id(); }
   uint64_t size_bytes() const override { return inner_->size_bytes(); }
   uint32_t chunk_size_bytes() const override { return inner_->chunk_size_bytes(); }

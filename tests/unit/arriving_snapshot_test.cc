@@ -170,6 +170,9 @@ TEST_F(ArrivingSnapshotTest, WritesLandAndStayAndSnapshotsAreWhole) {
             Status::Code::kBusy);  // block lists would miss what has not arrived
   EXPECT_EQ(ReadAll(*pool_->OpenSnapshot(snap->front().snapshot_id)), want);
   EXPECT_EQ(ReadAll(v), want);  // the late fills did not overwrite the write or the trim
+  auto changed = pool_->ChangedExtents(*v, base_, 0, kSize);  // through the wrapper too
+  ASSERT_TRUE(changed.ok()) << changed.status().ToString();
+  EXPECT_FALSE(changed->empty());
   EXPECT_TRUE(pool_->ListSnapshotBlocks(snap->front().snapshot_id, kBlock, 0, 100).ok());
   // A second clone reads the base's blocks without fetching them again.
   const int fetched = source_->fetches;
