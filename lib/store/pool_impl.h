@@ -290,7 +290,11 @@ class PoolImpl final : public Pool {
   std::pair<std::shared_ptr<BlockSource>, uint64_t> SourceForLineageLocked(uint64_t lineage);
   // Wraps a handle in a SourcedVolume when its data reads through to a source. REQUIRES: mu_.
   std::shared_ptr<Volume> WithSourceLocked(uint64_t lineage, std::shared_ptr<Volume> volume);
-  Status FillChunk(uint64_t lineage, uint64_t chunk, uint64_t epoch, const void* bytes);
+  // FillSnapshot's steps: allocate the chunks the lineage lacks (REQUIRES: mu_), write them.
+  Status PlanFillLocked(uint64_t lineage, uint64_t epoch, uint64_t offset_bytes,
+                        size_t length_bytes, std::vector<std::pair<uint64_t, uint64_t>>* planned);
+  Status WriteFill(uint64_t offset_bytes, std::span<const std::byte> data,
+                   const std::vector<std::pair<uint64_t, uint64_t>>& planned);
   // Busy when the snapshot's data reads through to a snapshot still arriving. REQUIRES: mu_.
   Status CheckCompleteLocked(const SnapshotInfo& info);
   Status CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* info, LineageState* state);
@@ -415,6 +419,7 @@ class PoolImpl final : public Pool {
   size_t file_count_ = 0;
 
   std::mutex commit_mu_;  // one commit at a time (the commit thread or a control op)
+  std::mutex fill_mu_;    // one FillSnapshot at a time (taken before mu_)
 
   std::mutex waiters_mu_;
   std::condition_variable waiters_cv_;

@@ -458,7 +458,10 @@ std::shared_ptr<BlockSource> PoolImpl::SourceOf(const std::string& volume_or_sna
 
 Status PoolImpl::FillSnapshot(const std::string& snapshot_id, uint64_t offset_bytes,
                               std::span<const std::byte> data) {
+  std::lock_guard<std::mutex> serial(fill_mu_);  // one fill at a time: no chunk locks needed
   uint64_t lineage = 0, epoch = 0, size = 0;
+  // The chunks to write (those the lineage has no version of) and where.
+  std::vector<std::pair<uint64_t, uint64_t>> planned;  // (chunk, phys)
   {
     std::lock_guard<std::mutex> lock(mu_);
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
@@ -472,55 +475,66 @@ Status PoolImpl::FillSnapshot(const std::string& snapshot_id, uint64_t offset_by
     if (!latched_.ok()) {
       return latched_;
     }
+    if (offset_bytes % chunk_size_ != 0 || offset_bytes > size ||
+        data.size() > size - offset_bytes ||
+        (data.size() % chunk_size_ != 0 && offset_bytes + data.size() != size)) {
+      return Status::InvalidArgument("a fill covers whole chunks of the snapshot");
+    }
+    STRATA_RETURN_IF_ERROR(PlanFillLocked(lineage, epoch, offset_bytes, data.size(), &planned));
   }
-  if (offset_bytes % chunk_size_ != 0 || offset_bytes > size || data.size() > size - offset_bytes ||
-      (data.size() % chunk_size_ != 0 && offset_bytes + data.size() != size)) {
-    return Status::InvalidArgument("a fill covers whole chunks of the snapshot");
+  Status s = WriteFill(offset_bytes, data, planned);
+  // Published together, in one critical section: a commit takes all of the fill or none of it,
+  // so after a crash a block is either wholly here or wholly missing (and fetched again).
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [chunk, phys] : planned) {
+    if (s.ok()) {
+      PutVersionLocked(MapKey{lineage, chunk, epoch}, MapValue{phys, 0, 0});
+    } else {
+      ReturnUnmappedLocked(phys);
+    }
   }
-  std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
-                                                  &std::free);
-  for (size_t at = 0; at < data.size(); at += chunk_size_) {
-    const size_t n = std::min<size_t>(chunk_size_, data.size() - at);
-    std::memcpy(buf.get(), data.data() + at, n);
-    std::memset(static_cast<std::byte*>(buf.get()) + n, 0, chunk_size_ - n);
-    STRATA_RETURN_IF_ERROR(FillChunk(lineage, (offset_bytes + at) / chunk_size_, epoch, buf.get()));
+  return s;
+}
+
+Status PoolImpl::PlanFillLocked(uint64_t lineage, uint64_t epoch, uint64_t offset_bytes,
+                                size_t length_bytes,
+                                std::vector<std::pair<uint64_t, uint64_t>>* planned) {
+  for (size_t at = 0; at < length_bytes; at += chunk_size_) {
+    const uint64_t chunk = (offset_bytes + at) / chunk_size_;
+    auto existing = NewestOwnLocked(lineage, chunk, epoch);
+    Status s = existing.status();
+    if (s.ok() && *existing) {
+      continue;  // filled before: a fill is idempotent
+    }
+    std::optional<ChunkAllocator::Grant> grant;
+    if (s.ok() && !(grant = AllocateLocked())) {
+      s = Status::NoSpace("pool is full: a restored block has no room");
+    }
+    if (!s.ok()) {
+      for (const auto& [c, phys] : *planned) {
+        ReturnUnmappedLocked(phys);
+      }
+      planned->clear();
+      return s;
+    }
+    planned->emplace_back(chunk, grant->phys);
   }
   return Status::OK();
 }
 
-// One chunk of FillSnapshot: allocated, written and published under the chunk's exclusive lock,
-// unless the lineage has a version of it already.
-Status PoolImpl::FillChunk(uint64_t lineage, uint64_t chunk, uint64_t epoch, const void* bytes) {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (int tries = 0; !TryLockChunkLocked(lineage, chunk, /*exclusive=*/true); tries++) {
-    if (tries > 100000) {  // ~10 s: a reader holding one stripe that long is a bug elsewhere
-      return Status::Busy("chunk " + std::to_string(chunk) + " stayed locked");
-    }
-    lock.unlock();
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-    lock.lock();
+// The planned chunks' bytes (the last one padded with zeros), synchronously.
+Status PoolImpl::WriteFill(uint64_t offset_bytes, std::span<const std::byte> data,
+                           const std::vector<std::pair<uint64_t, uint64_t>>& planned) {
+  std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
+                                                  &std::free);
+  for (const auto& [chunk, phys] : planned) {
+    const uint64_t at = chunk * chunk_size_ - offset_bytes;
+    const size_t n = std::min<size_t>(chunk_size_, data.size() - at);
+    std::memcpy(buf.get(), data.data() + at, n);
+    std::memset(static_cast<std::byte*>(buf.get()) + n, 0, chunk_size_ - n);
+    STRATA_RETURN_IF_ERROR(env_->WriteSync(FileOf(phys), buf.get(), chunk_size_, OffsetOf(phys)));
   }
-  auto unlock = [&] { UnlockChunkLocked(lineage, chunk, /*exclusive=*/true); };
-  auto existing = NewestOwnLocked(lineage, chunk, epoch);
-  if (!existing.ok() || *existing) {
-    unlock();
-    return existing.status();  // OK: filled before
-  }
-  std::optional<ChunkAllocator::Grant> grant = AllocateLocked();
-  if (!grant) {
-    unlock();
-    return Status::NoSpace("pool is full: a restored block has no room");
-  }
-  lock.unlock();
-  Status s = env_->WriteSync(FileOf(grant->phys), bytes, chunk_size_, OffsetOf(grant->phys));
-  lock.lock();
-  if (!s.ok()) {
-    ReturnUnmappedLocked(grant->phys);
-  } else {
-    PutVersionLocked(MapKey{lineage, chunk, epoch}, MapValue{grant->phys, 0, 0});
-  }
-  unlock();
-  return s;
+  return Status::OK();
 }
 
 // ---------------------------------------------------------------- delete
