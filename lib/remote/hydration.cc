@@ -13,6 +13,7 @@
 #include "strata/hydration.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -178,6 +179,7 @@ class Hydrator final : public BlockSource {
   int64_t started_ms_ = NowMs();
   uint64_t fetched_at_start_ = 0;
   bool complete_ = false;
+  std::atomic<bool> complete_fast_{false};  // complete_, read without mu_
   bool stop_ = false;
   std::string last_error_;
   bool damaged_ = false;
@@ -233,6 +235,9 @@ void Hydrator::Stop() {
 }
 
 bool Hydrator::Present(uint64_t offset_bytes, uint64_t length_bytes) {
+  if (complete_fast_.load(std::memory_order_acquire)) {
+    return true;  // every request of a restored volume asks: no lock once complete
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (complete_) {
     return true;
@@ -384,6 +389,7 @@ bool Hydrator::CheckCompleteLocked() {
     return false;
   }
   complete_ = true;
+  complete_fast_.store(true, std::memory_order_release);
   return true;
 }
 
