@@ -28,10 +28,10 @@
 namespace strata {
 
 struct HydrationOptions {
-  bool background = true;       // fetch what nobody asked for too (else on demand only)
-  uint32_t fetch_attempts = 4;  // per request before a read of a missing block fails (EIO)
-  uint32_t readahead_blocks = 8;  // blocks fetched after one read on demand (512 KiB each)
-  uint32_t batch_blocks = 32;     // requests in flight
+  bool background = true;         // fetch what nobody asked for too (else on demand only)
+  uint32_t fetch_attempts = 4;    // per request before a read of a missing block fails (EIO)
+  uint32_t readahead_blocks = 8;  // blocks fetched after a sequential read on demand (512 KiB)
+  uint32_t batch_blocks = 64;     // requests in flight
   // Log lines (damaged blocks, the remote unreachable or back); null: stderr.
   std::function<void(const std::string&)> log;
 };
@@ -39,7 +39,7 @@ struct HydrationOptions {
 struct HydrationStatus {
   std::string snapshot_id;
   std::string remote;
-  double rate_mibps = -1;  // the background rate; < 0: unlimited, 0: on demand only
+  double rate_mibps = -1;       // the background rate; < 0: unlimited, 0: on demand only
   uint64_t data_blocks = 0;     // blocks of the snapshot that hold data (512 KiB each)
   uint64_t fetched_blocks = 0;  // of those, here
   uint64_t bytes_fetched = 0;   // by this process (compressed, as transferred)

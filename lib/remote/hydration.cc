@@ -301,9 +301,12 @@ void Hydrator::PickLocked(std::vector<uint64_t>* batch) {
   while (!urgent_.empty() && batch->size() < limit) {
     const uint64_t b = urgent_.front();
     urgent_.pop_front();
-    for (uint64_t r = b; r < std::min<uint64_t>(state_.size(), b + 1 + options_.readahead_blocks) &&
-                         batch->size() < limit;
-         r++) {
+    // Read-ahead only for a sequential reader (the block before is here or coming): a random
+    // reader would pay 9 blocks for each one it asked for.
+    const bool sequential = b > 0 && state_[b - 1] != kMissing;
+    const uint64_t ahead = sequential ? options_.readahead_blocks : 0;
+    for (uint64_t r = b;
+         r < std::min<uint64_t>(state_.size(), b + 1 + ahead) && batch->size() < limit; r++) {
       if (state_[r] == kMissing) {
         state_[r] = kInFlight;
         batch->push_back(r);
@@ -453,14 +456,26 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
     reader_->Fetch(refs, &raw, &fetched);
   }
   uint64_t bytes = 0, filled = 0;
-  for (size_t i = 0; i < refs.size(); i++) {
-    Status s = fetched[i];
-    if (s.ok()) {
-      s = pool_->FillSnapshot(record_.snapshot_id, refs[i].first * kBlock, raw[i]);
+  // Runs of consecutive fetched blocks go into the snapshot in one fill (one write per run of
+  // consecutive chunks, one publication).
+  for (size_t i = 0; i < refs.size();) {
+    size_t end = i;
+    std::vector<std::byte> run;
+    while (end < refs.size() && fetched[end].ok() &&
+           (end == i || refs[end].first == refs[end - 1].first + 1) &&
+           (end == i || raw[end - 1].size() == kBlock)) {
+      run.insert(run.end(), raw[end].begin(), raw[end].end());
+      end++;
     }
-    result[refs[i].first] = s;
-    bytes += s.ok() ? refs[i].second.stored : 0;
-    filled += s.ok();
+    Status s = end > i ? pool_->FillSnapshot(record_.snapshot_id, refs[i].first * kBlock, run)
+                       : fetched[i];
+    end = std::max(end, i + 1);
+    for (size_t j = i; j < end; j++) {
+      result[refs[j].first] = s;
+      bytes += s.ok() ? refs[j].second.stored : 0;
+      filled += s.ok();
+    }
+    i = end;
   }
   Status flushed = filled > 0 ? pool_->Flush() : Status::OK();  // durable: never fetched again
   Calls calls;

@@ -525,14 +525,29 @@ Status PoolImpl::PlanFillLocked(uint64_t lineage, uint64_t epoch, uint64_t offse
 // The planned chunks' bytes (the last one padded with zeros), synchronously.
 Status PoolImpl::WriteFill(uint64_t offset_bytes, std::span<const std::byte> data,
                            const std::vector<std::pair<uint64_t, uint64_t>>& planned) {
-  std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
-                                                  &std::free);
-  for (const auto& [chunk, phys] : planned) {
-    const uint64_t at = chunk * chunk_size_ - offset_bytes;
-    const size_t n = std::min<size_t>(chunk_size_, data.size() - at);
-    std::memcpy(buf.get(), data.data() + at, n);
-    std::memset(static_cast<std::byte*>(buf.get()) + n, 0, chunk_size_ - n);
-    STRATA_RETURN_IF_ERROR(env_->WriteSync(FileOf(phys), buf.get(), chunk_size_, OffsetOf(phys)));
+  constexpr size_t kMaxRunChunks = 64;  // one write covers at most this many chunks
+  std::unique_ptr<void, decltype(&std::free)> buf(
+      std::aligned_alloc(kIoAlign, kMaxRunChunks * chunk_size_), &std::free);
+  auto* bytes = static_cast<std::byte*>(buf.get());
+  for (size_t i = 0; i < planned.size();) {
+    // A run: consecutive chunks on consecutive physical chunks of one file (the allocator hands
+    // them out in order), written at once.
+    size_t n = 1;
+    while (i + n < planned.size() && n < kMaxRunChunks &&
+           planned[i + n].first == planned[i].first + n &&
+           planned[i + n].second == planned[i].second + n &&
+           FileOf(planned[i + n].second) == FileOf(planned[i].second)) {
+      n++;
+    }
+    for (size_t k = 0; k < n; k++) {
+      const uint64_t at = planned[i + k].first * chunk_size_ - offset_bytes;
+      const size_t len = std::min<size_t>(chunk_size_, data.size() - at);
+      std::memcpy(bytes + k * chunk_size_, data.data() + at, len);
+      std::memset(bytes + k * chunk_size_ + len, 0, chunk_size_ - len);
+    }
+    const uint64_t phys = planned[i].second;
+    STRATA_RETURN_IF_ERROR(env_->WriteSync(FileOf(phys), bytes, n * chunk_size_, OffsetOf(phys)));
+    i += n;
   }
   return Status::OK();
 }
