@@ -320,7 +320,12 @@ void Hydrator::PickLocked(std::vector<uint64_t>* batch) {
   if (!batch->empty() || !BackgroundAllowedLocked(NowMs())) {
     return;
   }
-  for (; cursor_ < state_.size() && batch->size() < limit; cursor_++) {
+  // At a rate, a batch is what the tokens pay for (at least one block): no bursts.
+  const size_t background_limit =
+      record_.rate_mibps > 0
+          ? std::clamp<size_t>(static_cast<size_t>(tokens_ / static_cast<double>(kBlock)), 1, limit)
+          : limit;
+  for (; cursor_ < state_.size() && batch->size() < background_limit; cursor_++) {
     if (state_[cursor_] == kMissing) {
       state_[cursor_] = kInFlight;
       batch->push_back(cursor_);
@@ -477,16 +482,12 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
     }
     i = end;
   }
-  Status flushed = filled > 0 ? pool_->Flush() : Status::OK();  // durable: never fetched again
   Calls calls;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Status first_error = opened.ok() ? flushed : opened;
+    Status first_error = opened;
     for (uint64_t b : batch) {
       Status s = opened.ok() ? result[b] : opened;
-      if (s.ok() && !flushed.ok()) {
-        s = flushed;
-      }
       if (!s.ok() && first_error.ok()) {
         first_error = s;
       }
@@ -516,8 +517,14 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
       damaged_ = false;
     }
   }
+  // The readers go on at once: what was filled is visible (a read is right whether or not the
+  // fill is durable yet, and a write's flush commits the fill with it).
   for (auto& [fn, s] : calls) {  // a reader sees EIO (or ENOSPC), whatever the remote said
     fn(s.ok() || s.code() == Status::Code::kNoSpace ? s : Status::IOError(s.message(), EIO));
+  }
+  // Then durable: after a crash, nothing that arrived before this point is fetched again.
+  if (Status flushed = filled > 0 ? pool_->Flush() : Status::OK(); !flushed.ok()) {
+    Say("restore of " + record_.snapshot_id + ": " + flushed.ToString());
   }
 }
 
