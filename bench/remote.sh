@@ -120,7 +120,7 @@ ttfb_cold=$(first_read)
 ttfb_hot=$(first_read)
 fio_iops() {
   fio --name=r --ioengine=nbd --uri="$uri2" --rw=randread --bs=4k --iodepth=32 --runtime="$1" \
-    --time_based --output-format=terse 2>/dev/null | awk -F';' 'NR == 1 {print $8}'
+    --time_based --output-format=terse 2>/dev/null | awk -F';' '/^3;/ {print $8; exit}'
 }
 cold_iops=$(fio_iops 5)
 nbdcopy "$uri2" /dev/null  # hydrate everything on demand

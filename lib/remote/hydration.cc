@@ -106,7 +106,9 @@ class Hydrator final : public BlockSource {
   // What arrived before (the snapshot's own blocks). REQUIRES: not attached yet.
   Status Init();
   void StartWorker() {
-    worker_ = std::thread([this] { Main(); });
+    for (int w = 0; w < kWorkers; w++) {
+      workers_.emplace_back([this, w] { Main(w); });
+    }
   }
   // Stops fetching; requests waiting, and any later, fail (what arrived stays).
   void Stop();
@@ -136,12 +138,15 @@ class Hydrator final : public BlockSource {
     }
     return std::min(1.0, static_cast<double>(fetched_) / static_cast<double>(record_.data_blocks));
   }
-  void Main();
+  // Two workers: while one waits for the network, the other writes what it fetched.
+  static constexpr int kWorkers = 2;
+  void Main(int worker);
   // The next blocks to fetch: asked for first (with read-ahead), then the background pass.
   void PickLocked(std::vector<uint64_t>* batch);
   bool BackgroundAllowedLocked(int64_t now);
   // Fetches, checks and fills the batch; then settles each block. No lock held.
-  void FetchBatch(const std::vector<uint64_t>& batch);
+  void FetchBatch(const std::vector<uint64_t>& batch,
+                  std::unique_ptr<remote::SnapshotReader>* reader);
   void SettleLocked(uint64_t block, const Status& s, Calls* calls);
   // Keeps the restore marker fresh (GC keeps the tree meanwhile); `last` deletes it.
   void Heartbeat(bool last);
@@ -159,9 +164,9 @@ class Hydrator final : public BlockSource {
   const HydrationOptions options_;
   StoreFactory factory_;
   std::function<void(const std::string&)> on_complete_;
-  std::unique_ptr<remote::SnapshotReader> reader_;     // the worker's only
-  std::unique_ptr<remote::ObjectStore> marker_store_;  // the worker's only
-  int64_t marker_ms_ = 0;                              // last heartbeat written (steady)
+  std::unique_ptr<remote::SnapshotReader> readers_[2];  // one per worker, its own
+  std::unique_ptr<remote::ObjectStore> marker_store_;   // the worker's only
+  int64_t marker_ms_ = 0;                               // last heartbeat written (steady)
 
   std::mutex mu_;
   std::condition_variable cv_;  // with mu_: something to fetch, or stop
@@ -183,7 +188,7 @@ class Hydrator final : public BlockSource {
   bool stop_ = false;
   std::string last_error_;
   bool damaged_ = false;
-  std::thread worker_;
+  std::vector<std::thread> workers_;
 };
 
 Status Hydrator::Init() {
@@ -226,9 +231,10 @@ void Hydrator::Stop() {
     waiting_.clear();
   }
   cv_.notify_all();
-  if (worker_.joinable()) {
-    worker_.join();
+  for (std::thread& t : workers_) {
+    t.join();
   }
+  workers_.clear();
   for (auto& [fn, s] : calls) {
     fn(s);
   }
@@ -333,13 +339,15 @@ void Hydrator::PickLocked(std::vector<uint64_t>* batch) {
   }
 }
 
-void Hydrator::Main() {
+void Hydrator::Main(int worker) {
   std::unique_lock<std::mutex> lock(mu_);
+  bool completed_here = false;  // the worker that saw it complete reports it, once
   while (!stop_ && !complete_) {
     std::vector<uint64_t> batch;
     PickLocked(&batch);
     if (batch.empty()) {
       if (CheckCompleteLocked()) {
+        completed_here = true;
         break;
       }
       cv_.wait_for(lock, std::chrono::milliseconds(100));
@@ -347,12 +355,15 @@ void Hydrator::Main() {
     }
     in_flight_ += batch.size();
     lock.unlock();
-    Heartbeat(/*last=*/false);
-    FetchBatch(batch);
+    if (worker == 0) {
+      Heartbeat(/*last=*/false);
+    }
+    FetchBatch(batch, &readers_[worker]);
     lock.lock();
     in_flight_ -= batch.size();
+    cv_.notify_all();  // (the other worker may be waiting for this batch to see completion)
   }
-  const bool done = complete_;
+  const bool done = completed_here;
   lock.unlock();
   if (done) {
     Heartbeat(/*last=*/true);
@@ -421,9 +432,11 @@ void Hydrator::SettleLocked(uint64_t block, const Status& s, Calls* calls) {
   waiting_.erase(it);
 }
 
-void Hydrator::FetchBatch(const std::vector<uint64_t>& batch) {
+void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
+                          std::unique_ptr<remote::SnapshotReader>* reader_slot) {
   std::map<uint64_t, Status> result;  // block -> how it went
   Status opened = Status::OK();
+  std::unique_ptr<remote::SnapshotReader>& reader_ = *reader_slot;
   if (!reader_) {
     auto spec = FindRemote(pool_->Info().path, record_.remote);
     auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
