@@ -215,8 +215,7 @@ TEST_F(StreamTest, APublishedImportIsAnOrdinaryVolumeAfterReopen) {
   EXPECT_EQ(published->state, "available");
   EXPECT_EQ(dst_->PublishImport(info->volume_id).status().code(),
             Status::Code::kInvalidArgument);  // once
-  EXPECT_EQ(dst_->PublishImport("vol-0000000000000000f").status().code(),
-            Status::Code::kNotFound);
+  EXPECT_EQ(dst_->PublishImport("vol-0000000000000000f").status().code(), Status::Code::kNotFound);
   dst_.reset();
   PoolOptions o;
   dst_ = std::move(*Pool::Open(dir_.Sub("dst"), o));
