@@ -100,7 +100,9 @@ class Hydrator final : public BlockSource {
         options_(options),
         factory_(std::move(factory)),
         on_complete_(std::move(on_complete)),
-        state_((record_.volume_bytes + kBlock - 1) / kBlock, kMissing) {}
+        state_((record_.volume_bytes + kBlock - 1) / kBlock, kMissing),
+        present_words_((state_.size() + 63) / 64),
+        present_(new std::atomic<uint64_t>[present_words_]()) {}
   ~Hydrator() override { Stop(); }
 
   // What arrived before (the snapshot's own blocks). REQUIRES: not attached yet.
@@ -171,6 +173,15 @@ class Hydrator final : public BlockSource {
   std::mutex mu_;
   std::condition_variable cv_;  // with mu_: something to fetch, or stop
   std::vector<uint8_t> state_;  // per block
+  // kPresent of state_, readable without mu_: every request of a restoring volume asks Present,
+  // and a block once present stays so. Set (release) after the block's fill is published, so a
+  // reader that sees the bit (acquire) finds the fill.
+  const size_t present_words_;
+  std::unique_ptr<std::atomic<uint64_t>[]> present_;
+  void MarkPresentLocked(uint64_t block) {
+    state_[block] = kPresent;
+    present_[block / 64].fetch_or(uint64_t{1} << (block % 64), std::memory_order_release);
+  }
   std::deque<uint64_t> urgent_;
   std::unordered_map<uint64_t, std::vector<std::shared_ptr<Demand>>> waiting_;
   uint64_t cursor_ = 0;  // the background pass: every block below is present or in flight
@@ -197,7 +208,7 @@ Status Hydrator::Init() {
                                                                       start, kMaxBlockListResults));
     for (uint64_t b : list.blocks) {
       if (b < state_.size() && state_[b] != kPresent) {
-        state_[b] = kPresent;
+        MarkPresentLocked(b);
         fetched_++;
       }
     }
@@ -244,15 +255,11 @@ bool Hydrator::Present(uint64_t offset_bytes, uint64_t length_bytes) {
   if (complete_fast_.load(std::memory_order_acquire)) {
     return true;  // every request of a restored volume asks: no lock once complete
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (complete_) {
-    return true;
-  }
   const uint64_t end =
       std::min<uint64_t>(state_.size(), (offset_bytes + length_bytes + kBlock - 1) / kBlock);
   for (uint64_t b = offset_bytes / kBlock; b < end; b++) {
-    if (state_[b] != kPresent) {
-      return false;
+    if ((present_[b / 64].load(std::memory_order_acquire) & (uint64_t{1} << (b % 64))) == 0) {
+      return false;  // (a stale answer only sends the request through Ensure, which knows)
     }
   }
   return true;
@@ -413,7 +420,11 @@ bool Hydrator::CheckCompleteLocked() {
 }
 
 void Hydrator::SettleLocked(uint64_t block, const Status& s, Calls* calls) {
-  state_[block] = s.ok() ? kPresent : kMissing;
+  if (s.ok()) {
+    MarkPresentLocked(block);
+  } else {
+    state_[block] = kMissing;
+  }
   if (!s.ok()) {
     cursor_ = std::min(cursor_, block);
   }
