@@ -639,14 +639,19 @@ Result<std::vector<Record>> HydrationsImpl::ReadRecords() {
     return Status::Corruption(Path() + " is not a list of restores");
   }
   for (const json& r : j["hydrations"]) {
-    if (!r.is_object() || !r.value("snapshot_id", json()).is_string() ||
-        !r.value("remote", json()).is_string()) {
+    // Every field checked for its type: a damaged file is a clear error, never an exception.
+    auto str = [&r](const char* k) { return r.value(k, json()).is_string(); };
+    auto num = [&r](const char* k) { return r.value(k, json()).is_number(); };
+    auto uns = [&r](const char* k) { return r.value(k, json()).is_number_unsigned(); };
+    if (!r.is_object() || !str("snapshot_id") || !str("remote") || !num("rate_mibps") ||
+        !uns("data_blocks") || !uns("volume_bytes") || !str("manifest") || !str("marker") ||
+        !str("tree")) {
       return Status::Corruption(Path() + " has a malformed restore");
     }
     out.push_back(Record{r["snapshot_id"].get<std::string>(), r["remote"].get<std::string>(),
-                         r.value("rate_mibps", -1.0), r.value("data_blocks", uint64_t{0}),
-                         r.value("volume_bytes", uint64_t{0}), r.value("manifest", ""),
-                         r.value("marker", ""), r.value("tree", "")});
+                         r["rate_mibps"].get<double>(), r["data_blocks"].get<uint64_t>(),
+                         r["volume_bytes"].get<uint64_t>(), r["manifest"].get<std::string>(),
+                         r["marker"].get<std::string>(), r["tree"].get<std::string>()});
   }
   return out;
 }

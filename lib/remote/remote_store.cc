@@ -1515,25 +1515,9 @@ Result<std::unique_ptr<remote::SnapshotReader>> remote::SnapshotReader::OpenWith
       new SnapshotReaderImpl(what, std::move(store), std::move(m), manifest_bytes));
 }
 
-Result<std::unique_ptr<remote::ObjectStore>> remote::OpenObjectStore(const RemoteSpec& spec,
-                                                                     uint32_t max_attempts) {
-  S3Location location;
-  STRATA_RETURN_IF_ERROR(ParseS3Url(spec.url, &location));
-  location.region = spec.region.empty() ? "us-east-1" : spec.region;
-  location.endpoint = spec.endpoint_url.empty() ? "https://s3." + location.region + ".amazonaws.com"
-                                                : spec.endpoint_url;
-  while (!location.endpoint.empty() && location.endpoint.back() == '/') {
-    location.endpoint.pop_back();
-  }
-  STRATA_ASSIGN_OR_RETURN(AwsCredentials credentials, ResolveCredentials());
-  S3Options options;
-  options.max_attempts = std::max<uint32_t>(1, max_attempts);
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<S3Client> client,
-                          S3Client::Create(location, credentials, options));
-  return std::unique_ptr<ObjectStore>(std::move(client));
-}
-
-Result<std::unique_ptr<Remote>> Remote::Open(const RemoteSpec& spec) {
+namespace {
+// The S3 client for a remote: its location from the spec, credentials as the AWS CLI finds them.
+Result<std::unique_ptr<S3Client>> OpenClient(const RemoteSpec& spec, uint32_t max_attempts) {
   remote::S3Location location;
   STRATA_RETURN_IF_ERROR(remote::ParseS3Url(spec.url, &location));
   location.region = spec.region.empty() ? "us-east-1" : spec.region;
@@ -1543,8 +1527,21 @@ Result<std::unique_ptr<Remote>> Remote::Open(const RemoteSpec& spec) {
     location.endpoint.pop_back();
   }
   STRATA_ASSIGN_OR_RETURN(remote::AwsCredentials credentials, remote::ResolveCredentials());
+  remote::S3Options options;
+  options.max_attempts = std::max<uint32_t>(1, max_attempts);
+  return S3Client::Create(location, credentials, options);
+}
+}  // namespace
+
+Result<std::unique_ptr<remote::ObjectStore>> remote::OpenObjectStore(const RemoteSpec& spec,
+                                                                     uint32_t max_attempts) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<S3Client> client, OpenClient(spec, max_attempts));
+  return std::unique_ptr<ObjectStore>(std::move(client));
+}
+
+Result<std::unique_ptr<Remote>> Remote::Open(const RemoteSpec& spec) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<S3Client> client,
-                          S3Client::Create(location, credentials));
+                          OpenClient(spec, remote::S3Options().max_attempts));
   Status s = client->CheckBucket();
   if (!s.ok()) {
     return s.WithContext("remote " + spec.name);

@@ -50,3 +50,17 @@ stop_server() {
 }
 # (Checks pipe into grep without -q: grep then reads all its input, so under pipefail the writer
 # never dies of SIGPIPE after an early match.)
+
+# The object-store tests: skips (77) without an S3 server, exports its credentials the AWS CLI
+# way, makes a fresh bucket "$bucket" named PREFIX-RANDOM (removed with everything on exit) and
+# an s3cmd wrapper `s3` for it.
+s3_test_bucket() {
+  [[ -n "${S3_ENDPOINT:-}" ]] || { echo "SKIP: S3_ENDPOINT not set (tools/rgw.sh start)"; exit 77; }
+  export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+  unset AWS_SESSION_TOKEN AWS_PROFILE
+  bucket=$1-$RANDOM$RANDOM
+  "$(dirname "${BASH_SOURCE[0]}")/../../tools/rgw.sh" s3cfg "$work/s3cfg"
+  s3 mb "s3://$bucket" >/dev/null
+  trap 's3 rb --recursive --force "s3://$bucket" >/dev/null 2>&1 || true; cleanup' EXIT
+}
+s3() { s3cmd -c "$work/s3cfg" "$@"; }

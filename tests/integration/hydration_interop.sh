@@ -12,15 +12,8 @@ set -euo pipefail
 build=$1
 source "$(dirname "$0")/common.sh"
 require_tools nbdcopy qemu-io mkfs.ext4 e2fsck debugfs s3cmd
-[[ -n "${S3_ENDPOINT:-}" ]] || { echo "SKIP: S3_ENDPOINT not set (tools/rgw.sh start)"; exit 77; }
-export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
-unset AWS_SESSION_TOKEN AWS_PROFILE
+s3_test_bucket strata-hydrate
 rgw=$(cd "$(dirname "$0")/../../tools" && pwd)/rgw.sh
-bucket=strata-hydrate-$RANDOM$RANDOM
-"$rgw" s3cfg "$work/s3cfg"
-s3() { s3cmd -c "$work/s3cfg" "$@"; }
-s3 mb "s3://$bucket" >/dev/null
-trap 's3 rb --recursive --force "s3://$bucket" >/dev/null 2>&1 || true; cleanup' EXIT
 num() { sed -n "s/.*\"$1\": \\([0-9]*\\).*/\\1/p" | head -1; }
 now_ms() { date +%s%3N; }
 progress_of() { cli describe-volume-status --volume-ids "$1" | num Progress; }

@@ -12,14 +12,7 @@ set -euo pipefail
 build=$1
 source "$(dirname "$0")/common.sh"
 require_tools nbdcopy qemu-io mkfs.ext4 e2fsck debugfs s3cmd
-[[ -n "${S3_ENDPOINT:-}" ]] || { echo "SKIP: S3_ENDPOINT not set (tools/rgw.sh start)"; exit 77; }
-export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
-unset AWS_SESSION_TOKEN AWS_PROFILE
-bucket=strata-remote-$RANDOM$RANDOM
-"$(dirname "$0")/../../tools/rgw.sh" s3cfg "$work/s3cfg"
-s3() { s3cmd -c "$work/s3cfg" "$@"; }
-s3 mb "s3://$bucket" >/dev/null
-trap 's3 rb --recursive --force "s3://$bucket" >/dev/null 2>&1 || true; cleanup' EXIT
+s3_test_bucket strata-remote
 num() { sed -n "s/.*\"$1\": \\([0-9]*\\).*/\\1/p" | head -1; }
 objects() { s3 ls --recursive "s3://$bucket/" | wc -l; }
 bucket_bytes() { s3 du "s3://$bucket/" | awk '{print $1}'; }
