@@ -5,6 +5,7 @@
 #include "strata/hydration.h"
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -238,6 +239,26 @@ TEST_F(HydrationTest, ADeleteInTheRemoteDoesNotBreakARestoreUnderWay) {
   EXPECT_GT(freed->packs_deleted, 0u);
   std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
   EXPECT_TRUE(bucket_.objects.empty()) << bucket_.objects.begin()->first;
+}
+
+// A damaged POOL/hydrations.json (a field of the wrong type) is a clear error at start, never an
+// exception, and never silently dropped (the restores it lists would read as zeros).
+TEST_F(HydrationTest, ADamagedRecordFileIsAClearError) {
+  CloseB();
+  {
+    std::ofstream out(b_.path() + "/hydrations.json");
+    out << R"({"hydrations": [{"snapshot_id": "snap-0123456789abcdef0", "remote": "sim",)"
+        << R"( "rate_mibps": "fast", "data_blocks": 1, "volume_bytes": 1, "manifest": "",)"
+        << R"( "marker": "", "tree": ""}]})";
+  }
+  auto pool = Pool::Open(b_.path(), PoolOptions());
+  ASSERT_TRUE(pool.ok());
+  auto h =
+      remote::StartHydrationsWith(pool->get(), HydrationOptions(), [](const RemoteSpec&, uint32_t) {
+        return Result<std::unique_ptr<remote::ObjectStore>>(Status::NotFound("unused"));
+      });
+  EXPECT_EQ(h.status().code(), Status::Code::kCorruption) << h.status().ToString();
+  EXPECT_NE(h.status().message().find("hydrations.json"), std::string::npos);
 }
 
 TEST_F(HydrationTest, AMissingRemoteSnapshotIsAClearErrorAndLeavesNothing) {
