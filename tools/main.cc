@@ -313,6 +313,9 @@ int main(int argc, char** argv) {
   run->add_option("--instance-type", instance_type,
                   "t3.micro (default), m5d.large, ... (describe-instance-types)");
   run->add_flag("--disable-api-termination", disable_termination, "termination protection");
+  run->add_option("--initialization-rate", initialization_rate,
+                  "with --remote: the image's background restore rate in MiB/s (EC2's "
+                  "VolumeInitializationRate; default unlimited; 0: blocks arrive when read)");
   add_tag_specs(run);
   auto* desc_instances = app.add_subcommand("describe-instances", "list instances");
   desc_instances->add_option("--instance-ids", instance_ids, "ids to show");
@@ -503,6 +506,9 @@ int main(int argc, char** argv) {
                  {"instance-type", instance_type},
                  {"disable-api-termination", disable_termination},
                  {"tag-specifications", tag_specs}}}};
+    if (!initialization_rate.empty()) {
+      request["args"]["initialization-rate"] = initialization_rate;
+    }
   } else if (desc_instances->parsed()) {
     request = {{"command", "describe-instances"},
                {"args", {{"instance-ids", instance_ids}, {"filters", filters}}}};

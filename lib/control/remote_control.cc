@@ -320,7 +320,8 @@ Result<json> DescribeRemoteImages(Compute* compute, const json& args) {
 
 // One mapping of a remote image's record, its snapshot pulled into this pool.
 Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote,
-                                       const RemoteSpec& remote_spec, const json& m) {
+                                       const RemoteSpec& remote_spec, const json& m,
+                                       double rate_mibps) {
   BlockDeviceMapping out;
   out.device_name = m.value("DeviceName", "");
   out.virtual_name = m.value("VirtualName", "");
@@ -331,7 +332,7 @@ Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote,
       Hydrations* h = Hydrations::Of(compute->pool());
       // Lazily where a restore service runs: every instance clones the one arriving snapshot.
       STRATA_ASSIGN_OR_RETURN(SnapshotInfo pulled,
-                              h ? h->Begin(remote_spec, snap, -1)
+                              h ? h->Begin(remote_spec, snap, rate_mibps)
                                 : remote->PullSnapshot(compute->pool(), snap, nullptr));
       out.snapshot_id = pulled.snapshot_id;
       snapshot_bytes = pulled.volume_size_bytes;
@@ -348,9 +349,10 @@ Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote,
   return out;
 }
 
-// The local image pulled from a remote image (once: later launches find it by its tag).
+// The local image pulled from a remote image (once: later launches find it by its tag, and
+// the rate is the first launch's: the instances share the one restore).
 Result<std::string> PullImage(Compute* compute, const std::string& remote_name,
-                              const std::string& image_id) {
+                              const std::string& image_id, double rate_mibps) {
   for (const ImageInfo& image : compute->ListImages()) {
     auto tag = image.tags.find("strata:source-image-id");
     if (tag != image.tags.end() && tag->second == image_id) {
@@ -368,7 +370,7 @@ Result<std::string> PullImage(Compute* compute, const std::string& remote_name,
   spec.root_device_type = record.value("RootDeviceType", std::string("ebs"));
   for (const json& m : record["BlockDeviceMappings"]) {
     STRATA_ASSIGN_OR_RETURN(BlockDeviceMapping mapping,
-                            PullMapping(compute, remote.get(), remote_spec, m));
+                            PullMapping(compute, remote.get(), remote_spec, m, rate_mibps));
     spec.mappings.push_back(mapping);
   }
   spec.tags = {{"strata:source-image-id", image_id}, {"strata:source-remote", remote_name}};
@@ -427,11 +429,13 @@ void AddRemoteHandlers(HandlerTable* table) {
   (*table)["run-instances"] =
       WithRemote(run, [run](Compute* compute, const json& args) -> Result<json> {
         STRATA_ASSIGN_OR_RETURN(std::string image_id, control::StringArg(args, "image-id"));
+        STRATA_ASSIGN_OR_RETURN(double rate, RateArg(args));
         STRATA_ASSIGN_OR_RETURN(
             std::string local,
-            PullImage(compute, control::OptionalStringArg(args, "remote"), image_id));
+            PullImage(compute, control::OptionalStringArg(args, "remote"), image_id, rate));
         json local_args = args;
         local_args.erase("remote");
+        local_args.erase("initialization-rate");
         local_args["image-id"] = local;
         return run(compute, local_args);
       });

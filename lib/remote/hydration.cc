@@ -140,11 +140,15 @@ class Hydrator final : public BlockSource {
     }
     return std::min(1.0, static_cast<double>(fetched_) / static_cast<double>(record_.data_blocks));
   }
-  // Two workers: while one waits for the network, the other writes what it fetched.
-  static constexpr int kWorkers = 2;
+  // Two workers: while one waits for the network, the other writes what it fetched. A third
+  // fetches only what readers wait for: a read that misses waits for one range GET, not for a
+  // background batch of 32 already on the wire.
+  static constexpr int kWorkers = 3;
+  static constexpr int kDemandWorker = 2;
   void Main(int worker);
-  // The next blocks to fetch: asked for first (with read-ahead), then the background pass.
-  void PickLocked(std::vector<uint64_t>* batch);
+  // The next blocks to fetch: asked for first (with read-ahead), then (if `background`) the
+  // background pass.
+  void PickLocked(bool background, std::vector<uint64_t>* batch);
   bool BackgroundAllowedLocked(int64_t now);
   // Fetches, checks and fills the batch; then settles each block. No lock held.
   void FetchBatch(const std::vector<uint64_t>& batch,
@@ -166,9 +170,9 @@ class Hydrator final : public BlockSource {
   const HydrationOptions options_;
   StoreFactory factory_;
   std::function<void(const std::string&)> on_complete_;
-  std::unique_ptr<remote::SnapshotReader> readers_[2];  // one per worker, its own
-  std::unique_ptr<remote::ObjectStore> marker_store_;   // the worker's only
-  int64_t marker_ms_ = 0;                               // last heartbeat written (steady)
+  std::unique_ptr<remote::SnapshotReader> readers_[kWorkers];  // one per worker, its own
+  std::unique_ptr<remote::ObjectStore> marker_store_;          // the worker's only
+  int64_t marker_ms_ = 0;                                      // last heartbeat written (steady)
 
   std::mutex mu_;
   std::condition_variable cv_;  // with mu_: something to fetch, or stop
@@ -309,7 +313,7 @@ bool Hydrator::BackgroundAllowedLocked(int64_t now) {
   return tokens_ > 0;
 }
 
-void Hydrator::PickLocked(std::vector<uint64_t>* batch) {
+void Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
   const size_t limit = std::max<uint32_t>(1, options_.batch_blocks);
   while (!urgent_.empty() && batch->size() < limit) {
     const uint64_t b = urgent_.front();
@@ -330,7 +334,7 @@ void Hydrator::PickLocked(std::vector<uint64_t>* batch) {
       }
     }
   }
-  if (!batch->empty() || !BackgroundAllowedLocked(NowMs())) {
+  if (!batch->empty() || !background || !BackgroundAllowedLocked(NowMs())) {
     return;
   }
   // At a rate, a batch is what the tokens pay for (at least one block): no bursts.
@@ -351,7 +355,7 @@ void Hydrator::Main(int worker) {
   bool completed_here = false;  // the worker that saw it complete reports it, once
   while (!stop_ && !complete_) {
     std::vector<uint64_t> batch;
-    PickLocked(&batch);
+    PickLocked(worker != kDemandWorker, &batch);
     if (batch.empty()) {
       if (CheckCompleteLocked()) {
         completed_here = true;

@@ -1428,7 +1428,9 @@ class SnapshotReaderImpl final : public remote::SnapshotReader {
         }
         return out;
       }
-      const auto slot = static_cast<uint32_t>((leaf / SpanOf(level - 1)) % remote::kFanout);
+      // SpanOf counts blocks: the leaf's first block picks the child at every level.
+      const auto slot =
+          static_cast<uint32_t>((leaf * remote::kFanout / SpanOf(level - 1)) % remote::kFanout);
       auto child = std::find_if(n->children.begin(), n->children.end(),
                                 [slot](const auto& c) { return c.first == slot; });
       if (child == n->children.end()) {

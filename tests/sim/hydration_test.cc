@@ -122,6 +122,43 @@ TEST_F(HydrationTest, VolumesAreUsableAtOnceAndEveryBlockArrivesOnce) {
                !hydrations_->StatusOf(snapshot_id_)->complete);
 }
 
+// A snapshot past one leaf of the block tree (1,024 blocks, 512 MiB) and past one level of it
+// (512 GiB, sparse): each block read lazily is its own, not another leaf's.
+TEST_F(HydrationTest, BlocksBeyondTheFirstLeafAndLevelAreTheirOwn) {
+  constexpr uint64_t kLeafBlocks = 1024;
+  const std::vector<uint64_t> blocks = {3, kLeafBlocks + 3, 2 * kLeafBlocks + 1,
+                                        kLeafBlocks * kLeafBlocks + 3};
+  const uint64_t size = (kLeafBlocks * kLeafBlocks + 8) * kBlock;
+  std::string big;
+  {
+    auto a = Pool::Open(a_.path(), PoolOptions());
+    ASSERT_TRUE(a.ok());
+    auto vol = (*a)->CreateVolume(VolumeSpec{size, "", "unlimited", ""});
+    ASSERT_TRUE(vol.ok());
+    auto v = *(*a)->OpenVolume(vol->volume_id);
+    for (size_t i = 0; i < blocks.size(); i++) {
+      ASSERT_TRUE(v->Write(blocks[i] * kBlock, test::RandomBytes(kBlock, 40 + i), true).ok());
+    }
+    auto snap = (*a)->CreateSnapshots({vol->volume_id}, "big");
+    ASSERT_TRUE(snap.ok());
+    big = snap->front().snapshot_id;
+    auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1));
+    ASSERT_TRUE(remote->PushSnapshot(a->get(), big, {}, nullptr).ok());
+  }
+  ASSERT_TRUE(hydrations_->Begin(spec_, big, 0).ok());  // on demand only
+  auto clone = pool_->CreateVolume(VolumeSpec{0, "", "unlimited", big});
+  ASSERT_TRUE(clone.ok());
+  auto v = *pool_->OpenVolume(clone->volume_id);
+  for (size_t i = 0; i < blocks.size(); i++) {
+    Bytes got(kBlock);
+    ASSERT_TRUE(v->Read(blocks[i] * kBlock, got).ok());
+    EXPECT_TRUE(got == test::RandomBytes(kBlock, 40 + i)) << "block " << blocks[i];
+    ASSERT_TRUE(v->Read((blocks[i] + 1) * kBlock, got).ok());
+    EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::byte b) { return b == std::byte{0}; }))
+        << "block " << blocks[i] + 1 << " is a hole";
+  }
+}
+
 TEST_F(HydrationTest, BackgroundFinishesAndWritesDuringItStay) {
   ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, -1).ok());
   const std::string id = Clone();
