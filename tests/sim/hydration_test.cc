@@ -157,6 +157,17 @@ TEST_F(HydrationTest, BlocksBeyondTheFirstLeafAndLevelAreTheirOwn) {
     EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::byte b) { return b == std::byte{0}; }))
         << "block " << blocks[i] + 1 << " is a hole";
   }
+  // The eager restore walks the same tree.
+  auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 3));
+  auto restored =
+      remote->RestoreVolume(pool_.get(), big, VolumeSpec{0, "", "unlimited", ""}, nullptr);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  auto eager = *pool_->OpenVolume(restored->volume.volume_id);
+  for (size_t i = 0; i < blocks.size(); i++) {
+    Bytes got(kBlock);
+    ASSERT_TRUE(eager->Read(blocks[i] * kBlock, got).ok());
+    EXPECT_TRUE(got == test::RandomBytes(kBlock, 40 + i)) << "block " << blocks[i];
+  }
 }
 
 TEST_F(HydrationTest, BackgroundFinishesAndWritesDuringItStay) {
