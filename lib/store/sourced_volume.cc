@@ -6,7 +6,16 @@
 namespace strata {
 
 bool SourcedVolume::Clip(uint64_t* offset_bytes, uint64_t* length_bytes) const {
-  if (*offset_bytes >= source_bytes_ || *length_bytes == 0) {
+  if (*length_bytes == 0) {
+    return false;
+  }
+  // From the start of the first chunk: a partial write of a chunk reads the rest of it from the
+  // snapshot, and that chunk may begin inside the snapshot when the request begins past it (the
+  // volume grew: its first new bytes share the snapshot's last chunk).
+  const uint64_t into_chunk = *offset_bytes % inner_->chunk_size_bytes();
+  *offset_bytes -= into_chunk;
+  *length_bytes += into_chunk;
+  if (*offset_bytes >= source_bytes_) {
     return false;
   }
   *length_bytes = std::min(*length_bytes, source_bytes_ - *offset_bytes);

@@ -41,7 +41,8 @@ class SourcedVolume final : public Volume {
  private:
   // The part of [offset, offset + length) inside the arriving snapshot, made present; waits.
   Status EnsureSync(uint64_t offset_bytes, uint64_t length_bytes);
-  // Clips to the source's size; false when nothing is left.
+  // Widens to the first chunk's start, then clips to the source's size; false when nothing is
+  // left.
   bool Clip(uint64_t* offset_bytes, uint64_t* length_bytes) const;
 
   std::shared_ptr<Volume> inner_;

@@ -180,6 +180,34 @@ TEST_F(ArrivingSnapshotTest, WritesLandAndStayAndSnapshotsAreWhole) {
   EXPECT_EQ(source_->fetches, fetched);
 }
 
+// A snapshot whose size is not a whole number of chunks, cloned and grown: a write just past the
+// snapshot's end, in the chunk it shares with the snapshot's last bytes, first makes that chunk
+// present (its copy-on-write reads them). Found by the crash simulator (seed 34984986).
+TEST_F(ArrivingSnapshotTest, AWritePastTheEndOfAGrownCloneKeepsTheSnapshotsLastBytes) {
+  constexpr uint64_t kOdd = 2 * kBlock + kChunk + 4096;
+  VolumeSpec spec{kOdd, "", "unlimited", ""};
+  spec.importing = true;
+  auto importing = pool_->CreateVolume(spec);
+  ASSERT_TRUE(importing.ok());
+  auto odd = pool_->SealImport(importing->volume_id, "odd", "");
+  ASSERT_TRUE(odd.ok());
+  const Bytes image = test::RandomBytes(kOdd, 9);
+  auto source = std::make_shared<ImageSource>(pool_.get(), odd->snapshot_id, image);
+  ASSERT_TRUE(pool_->AttachBlockSource(odd->snapshot_id, source).ok());
+  auto clone = pool_->CreateVolume(VolumeSpec{0, "", "unlimited", odd->snapshot_id});
+  ASSERT_TRUE(clone.ok());
+  ASSERT_TRUE(pool_->ResizeVolume(clone->volume_id, kOdd + 2 * kChunk).ok());
+  auto v = *pool_->OpenVolume(clone->volume_id);
+  const Bytes mine = test::RandomBytes(4096, 10);
+  ASSERT_TRUE(v->Write(kOdd + 4096, mine, false).ok());
+  Bytes got(kOdd + 2 * kChunk);
+  ASSERT_TRUE(v->Read(0, got).ok());
+  EXPECT_TRUE(std::equal(image.begin(), image.end(), got.begin())) << "the snapshot's bytes";
+  EXPECT_TRUE(std::equal(mine.begin(), mine.end(), got.begin() + kOdd + 4096));
+  EXPECT_TRUE(std::all_of(got.begin() + kOdd, got.begin() + kOdd + 4096,
+                          [](std::byte b) { return b == std::byte{0}; }));
+}
+
 TEST_F(ArrivingSnapshotTest, AsyncRequestsWaitForTheirBlocksAndErrorsReachThem) {
   auto v = *pool_->OpenVolume(Clone());
   auto loop = *pool_->CreateEventLoop(64);
