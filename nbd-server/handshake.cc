@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "budget.h"
 #include "protocol.h"
 #include "util/clock.h"
 
@@ -64,23 +65,24 @@ Status WriteFully(int fd, const void* buf, size_t len) {
 class Negotiation {
  public:
   Negotiation(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-              Negotiated* out, std::atomic<uint64_t>* activity_ns)
+              Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls)
       : fd_(fd),
         compute_(compute),
         pool_(compute->pool()),
         limits_(limits),
         shutting_down_(shutting_down),
         out_(out),
-        activity_ns_(activity_ns) {}
+        activity_ns_(activity_ns),
+        tls_(tls) {}
 
   Status Run() {
     uint8_t greeting[18];
     Put64(greeting, kNbdMagic);
     Put64(greeting + 8, kOptMagic);
     Put16(greeting + 16, kFlagFixedNewstyle | kFlagNoZeroes);
-    STRATA_RETURN_IF_ERROR(WriteFully(fd_, greeting, sizeof(greeting)));
+    STRATA_RETURN_IF_ERROR(Write(greeting, sizeof(greeting)));
     uint8_t client[4];
-    STRATA_RETURN_IF_ERROR(ReadFully(fd_, client, 4, activity_ns_));
+    STRATA_RETURN_IF_ERROR(Read(client, 4));
     uint32_t client_flags = Get32(client);
     if ((client_flags & ~(kClientFixedNewstyle | kClientNoZeroes)) != 0) {
       return Status::InvalidArgument("client set unknown handshake flags");  // MUST disconnect
@@ -96,9 +98,24 @@ class Negotiation {
   }
 
  private:
+  // The connection's bytes: plaintext until STARTTLS, then through the TLS session.
+  Status Read(void* buf, size_t len) {
+    if (!out_->tls) {
+      return ReadFully(fd_, buf, len, activity_ns_);
+    }
+    STRATA_RETURN_IF_ERROR(out_->tls->ReadFully(buf, len));
+    if (activity_ns_ != nullptr) {
+      activity_ns_->store(MonotonicNowNs(), std::memory_order_relaxed);
+    }
+    return Status::OK();
+  }
+  Status Write(const void* buf, size_t len) {
+    return out_->tls ? out_->tls->WriteFully(buf, len) : WriteFully(fd_, buf, len);
+  }
+
   Status NextOption(bool* done) {
     uint8_t head[16];
-    STRATA_RETURN_IF_ERROR(ReadFully(fd_, head, sizeof(head), activity_ns_));
+    STRATA_RETURN_IF_ERROR(Read(head, sizeof(head)));
     if (Get64(head) != kOptMagic) {
       return Status::InvalidArgument("option without IHAVEOPT magic");
     }
@@ -108,9 +125,21 @@ class Negotiation {
       return Status::InvalidArgument("option data of " + std::to_string(length) + " bytes");
     }
     data_.resize(length);
-    STRATA_RETURN_IF_ERROR(ReadFully(fd_, data_.data(), length, activity_ns_));
+    STRATA_RETURN_IF_ERROR(Read(data_.data(), length));
     if (shutting_down_ && option != kOptAbort) {
       return Reply(option, kRepErrShutdown, "server is shutting down");
+    }
+    if (tls_ != nullptr && tls_->mode() == TlsMode::kRequire && !out_->tls &&
+        option != kOptStartTls && option != kOptAbort) {
+      if (option == kOptExportName) {  // it has no error reply: the spec says disconnect
+        return Status::InvalidArgument("EXPORT_NAME before STARTTLS, and TLS is required");
+      }
+      if (!told_tls_required_) {  // once per connection (and the log is rate-limited)
+        told_tls_required_ = true;
+        ServerLog().Log(LogKey::kRefused, "a plaintext client asked for option %u: TLS is required",
+                        option);
+      }
+      return Reply(option, kRepErrTlsReqd, "TLS is required: send STARTTLS first");
     }
     switch (option) {
       case kOptExportName:
@@ -129,7 +158,7 @@ class Negotiation {
       case kOptSetMetaContext:
         return MetaContext(option);
       case kOptStartTls:
-        return Reply(option, kRepErrUnsup, "TLS is not supported");
+        return StartTls();
       default:
         return Reply(option, kRepErrUnsup, "unsupported option");
     }
@@ -142,7 +171,29 @@ class Negotiation {
     Put32(buf.data() + 12, type);
     Put32(buf.data() + 16, static_cast<uint32_t>(payload.size()));
     std::memcpy(buf.data() + 20, payload.data(), payload.size());
-    return WriteFully(fd_, buf.data(), buf.size());
+    return Write(buf.data(), buf.size());
+  }
+
+  // STARTTLS: acknowledged in plaintext, then the TLS handshake on the same socket. What was
+  // negotiated before it is forgotten (the spec: an attacker may have injected it).
+  Status StartTls() {
+    if (tls_ == nullptr) {
+      return Reply(kOptStartTls, kRepErrUnsup, "TLS is not enabled on this server");
+    }
+    if (out_->tls) {
+      return Reply(kOptStartTls, kRepErrInvalid, "TLS is already on");
+    }
+    if (!data_.empty()) {
+      return Reply(kOptStartTls, kRepErrInvalid, "STARTTLS takes no data");
+    }
+    STRATA_RETURN_IF_ERROR(Reply(kOptStartTls, kRepAck, ""));
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<TlsSession> session, tls_->NewSession(fd_));
+    STRATA_RETURN_IF_ERROR(session->Handshake());
+    out_->tls = std::move(session);
+    out_->structured_replies = false;
+    out_->allocation_context = false;
+    out_->dirty_since_snapshot.clear();
+    return Status::OK();
   }
 
   Result<std::shared_ptr<Volume>> Open(const std::string& name) {
@@ -180,7 +231,7 @@ class Negotiation {
     Finish(*volume, name);
     Put16(reply + 8, out_->transmission_flags);
     *done = true;
-    return WriteFully(fd_, reply, no_zeroes_ ? 10 : sizeof(reply));
+    return Write(reply, no_zeroes_ ? 10 : sizeof(reply));
   }
 
   Status List() {
@@ -378,6 +429,8 @@ class Negotiation {
   bool shutting_down_;
   Negotiated* out_;
   std::atomic<uint64_t>* activity_ns_;
+  const TlsCredentials* tls_;
+  bool told_tls_required_ = false;
   bool no_zeroes_ = false;
   std::vector<uint8_t> data_;
 };
@@ -385,8 +438,8 @@ class Negotiation {
 }  // namespace
 
 Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-                 Negotiated* out, std::atomic<uint64_t>* activity_ns) {
-  return Negotiation(fd, compute, limits, shutting_down, out, activity_ns).Run();
+                 Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls) {
+  return Negotiation(fd, compute, limits, shutting_down, out, activity_ns, tls).Run();
 }
 
 }  // namespace strata::nbd

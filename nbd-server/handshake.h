@@ -11,6 +11,8 @@
 #include "strata/compute.h"
 #include "strata/pool.h"
 
+#include "tls.h"
+
 namespace strata::nbd {
 
 // Every bound a client meets (nbd-server/README.md lists them with their flags).
@@ -44,6 +46,8 @@ struct Negotiated {
   std::string dirty_since_snapshot;
   uint16_t transmission_flags = 0;
   bool read_only = false;
+  // Set when the client upgraded with STARTTLS: transmission goes through it.
+  std::unique_ptr<TlsSession> tls;
 };
 
 // Negotiates on `fd`. Returns OK with the export to serve, or an error (the caller closes):
@@ -52,8 +56,11 @@ struct Negotiated {
 // volume), a snapshot or image id, or INSTANCE-ID/DEVICE.
 // `activity_ns` (may be null) is set to CLOCK_MONOTONIC nanoseconds whenever the client sends
 // bytes: the server drops the least active handshake when too many are in progress.
+// `tls` (null: TLS off) offers STARTTLS; with its mode kRequire nothing but STARTTLS and ABORT
+// is answered before TLS is up (ERR_TLS_REQD), so no export name, size or list leaks.
 Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-                 Negotiated* out, std::atomic<uint64_t>* activity_ns = nullptr);
+                 Negotiated* out, std::atomic<uint64_t>* activity_ns = nullptr,
+                 const TlsCredentials* tls = nullptr);
 
 }  // namespace strata::nbd
 

@@ -59,6 +59,18 @@ int main(int argc, char** argv) {
                  "a client leaving a reply unread or a WRITE payload unfinished this long is "
                  "disconnected (30000)")
       ->check(CLI::Range(100, 86400000));
+  // TLS, with nbdkit's flags (nbd-server/tls.h).
+  std::string tls_mode;
+  strata::nbd::TlsOptions tls;
+  app.add_option("--tls", tls_mode,
+                 "off|on|require: STARTTLS (default: require when credentials are given, else "
+                 "off)")
+      ->check(CLI::IsMember({"off", "on", "require"}));
+  app.add_option("--tls-certificates", tls.certificates_dir,
+                 "DIR with ca-cert.pem, server-cert.pem, server-key.pem (as qemu and nbdkit)");
+  app.add_flag("--tls-verify-peer", tls.verify_peer,
+               "clients must present a certificate signed by DIR/ca-cert.pem");
+  app.add_option("--tls-psk", tls.psk_file, "psktool's IDENTITY:HEXKEY file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -77,6 +89,28 @@ int main(int argc, char** argv) {
   }
   if (socket_path.empty() && listen.empty()) {
     listen = "127.0.0.1:10809";
+  }
+  const bool credentials = !tls.certificates_dir.empty() || !tls.psk_file.empty();
+  tls.mode = tls_mode == "on"                  ? strata::nbd::TlsMode::kOn
+             : tls_mode == "require"           ? strata::nbd::TlsMode::kRequire
+             : tls_mode.empty() && credentials ? strata::nbd::TlsMode::kRequire
+                                               : strata::nbd::TlsMode::kOff;
+  std::unique_ptr<strata::nbd::TlsCredentials> tls_credentials;
+  if (tls.mode != strata::nbd::TlsMode::kOff) {
+    auto loaded = strata::nbd::TlsCredentials::Load(tls);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "strata-nbd: error: %s\n", loaded.status().ToString().c_str());
+      return 2;
+    }
+    tls_credentials = std::move(*loaded);
+    std::fprintf(stderr, "strata-nbd: TLS %s (%s%s%s)\n",
+                 tls.mode == strata::nbd::TlsMode::kOn ? "on" : "required",
+                 tls.certificates_dir.empty() ? "" : "X.509",
+                 !tls.certificates_dir.empty() && !tls.psk_file.empty() ? " and " : "",
+                 tls.psk_file.empty() ? "" : "PSK");
+  } else if (credentials || tls.verify_peer) {
+    std::fprintf(stderr, "strata-nbd: error: --tls=off with TLS credentials given\n");
+    return 2;
   }
 
   // Signals are taken by the accept loop's signalfd; every thread inherits the mask.
@@ -123,7 +157,7 @@ int main(int argc, char** argv) {
   }
   strata::Status status;
   {
-    strata::nbd::Server server(compute->get(), limits);
+    strata::nbd::Server server(compute->get(), limits, tls_credentials.get());
     // The control socket first: once the NBD socket exists, both accept connections.
     status = server.ListenControl(strata::ControlSocketPath(pool_dir));
     if (status.ok() && !socket_path.empty()) {
@@ -140,8 +174,10 @@ int main(int argc, char** argv) {
       if (e.name.starts_with("snap-") || e.name.starts_with("ami-")) {
         continue;  // listed by NBD LIST; the log names the writable ones
       }
-      std::string uri = !socket_path.empty() ? "nbd+unix:///" + e.name + "?socket=" + socket_path
-                                             : "nbd://" + listen + "/" + e.name;
+      const char* scheme = tls.mode == strata::nbd::TlsMode::kRequire ? "nbds" : "nbd";
+      std::string uri = !socket_path.empty()
+                            ? std::string(scheme) + "+unix:///" + e.name + "?socket=" + socket_path
+                            : std::string(scheme) + "://" + listen + "/" + e.name;
       std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", strata::EscapeText(e.name).c_str(),
                    strata::EscapeText(e.description).c_str(), strata::EscapeText(uri).c_str());
     }

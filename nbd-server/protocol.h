@@ -41,6 +41,7 @@ constexpr uint32_t kRepMetaContext = 4;
 constexpr uint32_t kRepErrUnsup = 0x80000001;
 constexpr uint32_t kRepErrPolicy = 0x80000002;
 constexpr uint32_t kRepErrInvalid = 0x80000003;
+constexpr uint32_t kRepErrTlsReqd = 0x80000005;
 constexpr uint32_t kRepErrUnknown = 0x80000006;
 constexpr uint32_t kRepErrShutdown = 0x80000007;
 constexpr uint32_t kRepErrTooBig = 0x80000009;

@@ -304,7 +304,8 @@ void Server::ServeConnection(Conn* conn, bool tcp) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
   try {
     Negotiated negotiated;
-    Status s = Negotiate(fd, compute_, limits_, shutting_down_, &negotiated, &conn->activity_ns);
+    Status s =
+        Negotiate(fd, compute_, limits_, shutting_down_, &negotiated, &conn->activity_ns, tls_);
     if (s.ok()) {
       ServeNegotiated(conn, std::move(negotiated));
     } else if (s.code() != Status::Code::kShutdown) {

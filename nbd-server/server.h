@@ -26,8 +26,9 @@ namespace strata::nbd {
 
 class Server {
  public:
-  Server(Compute* compute, const ServerLimits& limits)
-      : compute_(compute), pool_(compute->pool()), limits_(limits) {}
+  // `tls` (may be null: TLS off) outlives the server.
+  Server(Compute* compute, const ServerLimits& limits, const TlsCredentials* tls = nullptr)
+      : compute_(compute), pool_(compute->pool()), limits_(limits), tls_(tls) {}
   ~Server();
   Status ListenUnix(const std::string& path);
   // "HOST:PORT"; port 0 picks a free port (logged).
@@ -67,6 +68,7 @@ class Server {
   Compute* compute_;
   Pool* pool_;
   ServerLimits limits_;
+  const TlsCredentials* tls_;
   std::vector<int> listeners_;
   std::vector<Kind> listener_kinds_;
   std::string unix_path_;

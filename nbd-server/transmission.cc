@@ -51,7 +51,8 @@ Connection::Connection(int fd, Negotiated negotiated, EventLoop* loop, const Ser
       loop_(loop),
       limits_(limits),
       budgets_(budgets),
-      shutting_down_(shutting_down) {
+      shutting_down_(shutting_down),
+      tls_(n_.tls.get()) {
   STRATA_CHECK(budgets_.in_flight != nullptr && budgets_.retained != nullptr);
   // Every request must fit an empty connection's budget, or it would wait forever.
   STRATA_CHECK(ChargeFor(kCmdWrite, limits_.max_payload_bytes) <=
@@ -90,9 +91,15 @@ void Connection::After(uint64_t delay_ns, std::function<void()> fn) {
 
 void Connection::Serve() {
   rbuf_.resize(kReceiveBufferBytes);
+  if (tls_ != nullptr) {
+    tls_->StartMemoryTransport();
+  }
   Receive();
   After(kWatchdogNs, [this] { Watchdog(); });
   loop_->RunUntil([this] { return Finished(); });
+  if (tls_ != nullptr && !peer_gone_ && !timed_out_) {
+    tls_->Bye();
+  }
 }
 
 // Ends a connection whose client has stopped taking part: a reply unread or a WRITE payload
@@ -125,7 +132,30 @@ bool Connection::Finished() const {
 
 // ---------------------------------------------------------------- receiving
 
+uint8_t* Connection::NextDestination(size_t* len) {
+  if (recv_slot_ != nullptr && recv_slot_->length - payload_got_ >= kDirectPayloadBytes) {
+    payload_direct_ = true;  // the rest of a large payload goes straight into its slot
+    *len = recv_slot_->length - payload_got_;
+    return recv_slot_->buffer + kHeaderRoom + payload_got_;
+  }
+  payload_direct_ = false;
+  if (rhead_ == rtail_) {
+    rhead_ = rtail_ = 0;
+  } else if (rbuf_.size() - rtail_ < kDirectPayloadBytes) {  // compact what is left
+    std::memmove(rbuf_.data(), rbuf_.data() + rhead_, rtail_ - rhead_);
+    rtail_ -= rhead_;
+    rhead_ = 0;
+  }
+  *len = rbuf_.size() - rtail_;
+  STRATA_CHECK(*len > 0);  // a zero-length recv would read as EOF
+  return rbuf_.data() + rtail_;
+}
+
 void Connection::Receive() {
+  if (tls_ != nullptr) {
+    ReceiveTls();
+    return;
+  }
   if (stopped_ || receiving_ || paused_) {
     return;
   }
@@ -134,22 +164,9 @@ void Connection::Receive() {
   recv_op_.file = fd_;
   recv_op_.done = &Connection::OnRecv;
   recv_op_.ctx = this;
-  if (recv_slot_ != nullptr && recv_slot_->length - payload_got_ >= kDirectPayloadBytes) {
-    payload_direct_ = true;  // the rest of a large payload goes straight into its slot
-    recv_op_.buf = recv_slot_->buffer + kHeaderRoom + payload_got_;
-    recv_op_.length_bytes = static_cast<uint32_t>(recv_slot_->length - payload_got_);
-  } else {
-    if (rhead_ == rtail_) {
-      rhead_ = rtail_ = 0;
-    } else if (rbuf_.size() - rtail_ < kDirectPayloadBytes) {  // compact what is left
-      std::memmove(rbuf_.data(), rbuf_.data() + rhead_, rtail_ - rhead_);
-      rtail_ -= rhead_;
-      rhead_ = 0;
-    }
-    recv_op_.buf = rbuf_.data() + rtail_;
-    recv_op_.length_bytes = static_cast<uint32_t>(rbuf_.size() - rtail_);
-  }
-  STRATA_CHECK(recv_op_.length_bytes > 0);  // a zero-length recv would read as EOF
+  size_t len = 0;
+  recv_op_.buf = NextDestination(&len);
+  recv_op_.length_bytes = static_cast<uint32_t>(len);
   receiving_ = true;
   loop_->engine()->Submit(&recv_op_);
 }
@@ -162,18 +179,69 @@ void Connection::OnRecv(IoOp* op) {
     return;
   }
   c->recv_progress_ns_ = MonotonicNowNs();
-  if (c->payload_direct_) {
-    c->payload_direct_ = false;
-    c->payload_got_ += static_cast<size_t>(op->result);
-    if (c->payload_got_ == c->recv_slot_->length) {
-      Slot* s = c->recv_slot_;
-      c->recv_slot_ = nullptr;
-      c->Dispatch(s);
+  if (c->tls_ != nullptr) {
+    c->tls_->InboxFilled(static_cast<size_t>(op->result));
+    c->ReceiveTls();
+    return;
+  }
+  c->Took(static_cast<size_t>(op->result));
+  c->ProcessBuffered();
+}
+
+void Connection::Took(size_t n) {
+  if (payload_direct_) {
+    payload_direct_ = false;
+    payload_got_ += n;
+    if (payload_got_ == recv_slot_->length) {
+      Slot* s = recv_slot_;
+      recv_slot_ = nullptr;
+      Dispatch(s);
     }
   } else {
-    c->rtail_ += static_cast<size_t>(op->result);
+    rtail_ += n;
   }
-  c->ProcessBuffered();
+}
+
+void Connection::ReceiveTls() {
+  if (in_receive_tls_) {  // called back from ProcessBuffered: the loop below goes on
+    receive_tls_again_ = true;
+    return;
+  }
+  in_receive_tls_ = true;
+  do {
+    receive_tls_again_ = false;
+    if (stopped_ || receiving_ || paused_) {
+      break;
+    }
+    size_t len = 0;
+    uint8_t* dst = NextDestination(&len);
+    const ssize_t n = tls_->Decrypt(dst, len);
+    if (n > 0) {
+      Took(static_cast<size_t>(n));
+      ProcessBuffered();
+      receive_tls_again_ = true;
+    } else if (n == TlsSession::kNeedInput) {
+      payload_direct_ = false;
+      recv_op_ = IoOp{};
+      recv_op_.kind = IoOp::Kind::kRecv;
+      recv_op_.file = fd_;
+      recv_op_.done = &Connection::OnRecv;
+      recv_op_.ctx = this;
+      recv_op_.buf = tls_->InboxSpace(&len);
+      recv_op_.length_bytes = static_cast<uint32_t>(std::min<size_t>(len, UINT32_MAX));
+      receiving_ = true;
+      loop_->engine()->Submit(&recv_op_);
+    } else {  // close_notify, or a broken record: nothing more can be read
+      if (n == TlsSession::kFailed) {
+        ServerLog().Log(LogKey::kConnection, "a TLS client of %s: %s",
+                        EscapeText(n_.export_name, 128).c_str(), EscapeText(tls_->error()).c_str());
+      }
+      payload_direct_ = false;
+      StopReceiving();
+    }
+  } while (receive_tls_again_);
+  in_receive_tls_ = false;
+  SendNext();  // (a KeyUpdate's answer, if the client asked for one)
 }
 
 // Moves buffered payload bytes into the pending WRITE's slot. True when the payload is whole.
@@ -685,23 +753,16 @@ void Connection::Enqueue(Slot* s) {
 
 // Gathers the replies queued so far into one sendmsg.
 void Connection::SendNext() {
+  if (tls_ != nullptr) {
+    SendTls();
+    return;
+  }
   if (sending_ || send_queue_.empty()) {
     return;
   }
-  send_iov_.clear();
-  sending_slots_ = 0;
-  for (Slot* s : send_queue_) {
-    if (send_iov_.size() + static_cast<size_t>(s->iov_count) > kMaxSendIov) {
-      break;
-    }
-    send_iov_.insert(send_iov_.end(), s->iov, s->iov + s->iov_count);
-    sending_slots_++;
-  }
+  GatherBatch();
   sending_ = true;
   send_progress_ns_ = MonotonicNowNs();
-  msg_ = msghdr{};
-  msg_.msg_iov = send_iov_.data();
-  msg_.msg_iovlen = send_iov_.size();
   send_op_ = IoOp{};
   send_op_.kind = IoOp::Kind::kSendMsg;
   send_op_.file = fd_;
@@ -711,51 +772,146 @@ void Connection::SendNext() {
   loop_->engine()->Submit(&send_op_);
 }
 
+void Connection::GatherBatch() {
+  send_iov_.clear();
+  sending_slots_ = 0;
+  for (Slot* s : send_queue_) {
+    if (send_iov_.size() + static_cast<size_t>(s->iov_count) > kMaxSendIov) {
+      break;
+    }
+    send_iov_.insert(send_iov_.end(), s->iov, s->iov + s->iov_count);
+    sending_slots_++;
+  }
+  msg_ = msghdr{};
+  msg_.msg_iov = send_iov_.data();
+  msg_.msg_iovlen = send_iov_.size();
+}
+
+namespace {
+// Drops the first `n` bytes of the message's iovecs.
+void Advance(msghdr* m, size_t n) {
+  while (n > 0 && m->msg_iovlen > 0) {
+    size_t take = std::min(n, m->msg_iov[0].iov_len);
+    m->msg_iov[0].iov_base = static_cast<uint8_t*>(m->msg_iov[0].iov_base) + take;
+    m->msg_iov[0].iov_len -= take;
+    n -= take;
+    if (m->msg_iov[0].iov_len == 0) {
+      m->msg_iov++;
+      m->msg_iovlen--;
+    }
+  }
+}
+}  // namespace
+
+void Connection::DropReplies() {
+  peer_gone_ = true;
+  StopReceiving();
+  sending_slots_ = 0;
+  msg_ = msghdr{};
+  while (!send_queue_.empty()) {
+    Slot* s = send_queue_.front();
+    send_queue_.pop_front();
+    Release(s);
+  }
+}
+
 void Connection::OnSent(IoOp* op) {
   auto* c = static_cast<Connection*>(op->ctx);
   c->sending_ = false;
   if (op->result <= 0) {  // the client is gone: drop every pending reply
-    c->peer_gone_ = true;
-    c->StopReceiving();
-    while (!c->send_queue_.empty()) {
-      Slot* s = c->send_queue_.front();
-      c->send_queue_.pop_front();
-      c->Release(s);
+    c->DropReplies();
+    return;
+  }
+  c->send_progress_ns_ = MonotonicNowNs();
+  if (c->tls_ != nullptr) {
+    c->tls_flight_sent_ += static_cast<size_t>(op->result);
+    if (c->tls_flight_sent_ < c->tls_flight_.size()) {
+      c->SubmitTlsFlight();
+      return;
     }
+    c->tls_flight_.clear();
+    if (c->tls_flight_.capacity() > 4 * kTlsBatchBytes) {
+      std::vector<uint8_t>().swap(c->tls_flight_);
+    }
+    c->tls_flight_sent_ = 0;
+    c->SendTls();
     return;
   }
   // Short send: advance the iovecs and send the rest of the batch.
-  c->send_progress_ns_ = MonotonicNowNs();
-  size_t sent = static_cast<size_t>(op->result);
-  msghdr& m = c->msg_;
-  while (sent > 0 && m.msg_iovlen > 0) {
-    size_t take = std::min(sent, m.msg_iov[0].iov_len);
-    m.msg_iov[0].iov_base = static_cast<uint8_t*>(m.msg_iov[0].iov_base) + take;
-    m.msg_iov[0].iov_len -= take;
-    sent -= take;
-    if (m.msg_iov[0].iov_len == 0) {
-      m.msg_iov++;
-      m.msg_iovlen--;
-    }
-  }
-  if (m.msg_iovlen > 0) {
+  Advance(&c->msg_, static_cast<size_t>(op->result));
+  if (c->msg_.msg_iovlen > 0) {
     c->sending_ = true;
     c->loop_->engine()->Submit(&c->send_op_);
     return;
   }
+  c->FinishBatch();
+}
+
+void Connection::FinishBatch() {
   // Take the whole batch off the queue before releasing any slot: a release may resume parsing,
   // whose replies go straight to SendNext, which must not see (and resend) this batch.
   Slot* done[kMaxSendIov];
-  const size_t count = c->sending_slots_;
+  const size_t count = sending_slots_;
   for (size_t i = 0; i < count; i++) {
-    done[i] = c->send_queue_.front();
-    c->send_queue_.pop_front();
+    done[i] = send_queue_.front();
+    send_queue_.pop_front();
   }
-  c->sending_slots_ = 0;
+  sending_slots_ = 0;
   for (size_t i = 0; i < count; i++) {
-    c->Release(done[i]);
+    Release(done[i]);
   }
-  c->SendNext();
+  SendNext();
+}
+
+void Connection::SendTls() {
+  if (sending_ || peer_gone_) {
+    return;
+  }
+  if (sending_slots_ > 0 && msg_.msg_iovlen == 0) {  // every byte of the batch is out
+    FinishBatch();
+    return;
+  }
+  if (sending_slots_ == 0 && !send_queue_.empty()) {
+    GatherBatch();
+  }
+  if (msg_.msg_iovlen > 0) {
+    tls_part_.clear();
+    for (size_t budget = kTlsBatchBytes; budget > 0 && msg_.msg_iovlen > 0;) {
+      const size_t take = std::min(budget, msg_.msg_iov[0].iov_len);
+      tls_part_.push_back(iovec{msg_.msg_iov[0].iov_base, take});
+      Advance(&msg_, take);
+      budget -= take;
+    }
+    Status s = tls_->Encrypt(tls_part_.data(), tls_part_.size());
+    if (!s.ok()) {
+      ServerLog().Log(LogKey::kConnection, "a TLS client of %s: %s",
+                      EscapeText(n_.export_name, 128).c_str(), EscapeText(s.ToString()).c_str());
+      shutdown(fd_, SHUT_RDWR);
+      DropReplies();
+      return;
+    }
+  }
+  if (tls_->TakeOutbox(&tls_flight_)) {
+    SubmitTlsFlight();
+  } else if (sending_slots_ > 0 && msg_.msg_iovlen == 0) {
+    FinishBatch();  // (an empty batch: nothing was encrypted)
+  }
+}
+
+void Connection::SubmitTlsFlight() {
+  tls_iov_ = iovec{tls_flight_.data() + tls_flight_sent_, tls_flight_.size() - tls_flight_sent_};
+  tls_msg_ = msghdr{};
+  tls_msg_.msg_iov = &tls_iov_;
+  tls_msg_.msg_iovlen = 1;
+  sending_ = true;
+  send_progress_ns_ = MonotonicNowNs();
+  send_op_ = IoOp{};
+  send_op_.kind = IoOp::Kind::kSendMsg;
+  send_op_.file = fd_;
+  send_op_.buf = &tls_msg_;
+  send_op_.done = &Connection::OnSent;
+  send_op_.ctx = this;
+  loop_->engine()->Submit(&send_op_);
 }
 
 void Connection::Release(Slot* s) {

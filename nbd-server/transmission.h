@@ -8,6 +8,12 @@
 // state); larger ones get a buffer of their own, freed with their reply. READ data lands in the
 // slot's buffer and is sent from it. Replies go out one sendmsg at a time.
 //
+// Over TLS (the client sent STARTTLS) the same loop carries ciphertext: received bytes go into
+// the session's inbox and are decrypted into the same places (the receive buffer, or a large
+// WRITE's slot); replies are encrypted from their slots into a batch of at most 1 MiB of
+// plaintext at a time, sent while the next is made. The cost is the cipher's own pass over the
+// bytes: READ data is encrypted from the slot it was read into, and no other copy is added.
+//
 // A watchdog disconnects a client that leaves a reply unread, or a WRITE payload unfinished, for
 // longer than the I/O timeout; a stalled payload ends the reading side only, so the replies the
 // client can still take are sent.
@@ -70,7 +76,13 @@ class Connection {
   };
 
   void Receive();
+  // Where received plaintext goes next: the pending WRITE's slot (payload_direct_) or rbuf_.
+  uint8_t* NextDestination(size_t* len);
+  // `n` plaintext bytes arrived at NextDestination's place.
+  void Took(size_t n);
   static void OnRecv(IoOp* op);
+  // TLS: decrypts what the inbox holds, else receives ciphertext. Loops rather than recursing.
+  void ReceiveTls();
   void ProcessBuffered();
   bool TakePayloadFromBuffer();
   void HandleHeader(const uint8_t* header);
@@ -98,7 +110,16 @@ class Connection {
   void ReplyBlockStatus(Slot* s);
   void Enqueue(Slot* s);
   void SendNext();
+  // The queued replies (up to kMaxSendIov iovecs) become msg_'s batch.
+  void GatherBatch();
+  // The batch is on the wire: its slots are released.
+  void FinishBatch();
+  // The client is gone: every pending reply is dropped.
+  void DropReplies();
   static void OnSent(IoOp* op);
+  // TLS: encrypts the next part of the batch and sends it; finishes the batch once all is out.
+  void SendTls();
+  void SubmitTlsFlight();
   void Release(Slot* s);
   void StopReceiving();
   bool Finished() const;
@@ -144,6 +165,17 @@ class Connection {
   msghdr msg_{};
   std::vector<iovec> send_iov_;
   uint32_t outstanding_ = 0;  // requests submitted to the volume, not yet completed
+
+  // TLS (null without): the session, owned by n_.
+  static constexpr size_t kTlsBatchBytes = 1 << 20;  // plaintext encrypted per send
+  TlsSession* tls_ = nullptr;
+  bool in_receive_tls_ = false;
+  bool receive_tls_again_ = false;
+  std::vector<uint8_t> tls_flight_;  // ciphertext being sent
+  size_t tls_flight_sent_ = 0;
+  iovec tls_iov_{};
+  msghdr tls_msg_{};
+  std::vector<iovec> tls_part_;
 };
 
 }  // namespace strata::nbd
