@@ -1,4 +1,5 @@
 // strata-nbd: serves the volumes of a pool over NBD. Foreground; logs to stderr.
+#include <grp.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 
@@ -71,6 +72,14 @@ int main(int argc, char** argv) {
   app.add_flag("--tls-verify-peer", tls.verify_peer,
                "clients must present a certificate signed by DIR/ca-cert.pem");
   app.add_option("--tls-psk", tls.psk_file, "psktool's IDENTITY:HEXKEY file");
+  bool allow_insecure_tcp = false;
+  app.add_flag("--allow-insecure-tcp", allow_insecure_tcp,
+               "--listen on a non-loopback address without TLS required");
+  std::string socket_mode = "0600", socket_group;
+  app.add_option("--socket-mode", socket_mode,
+                 "permissions of the --socket file, octal (0600: the owner only; whoever can "
+                 "connect can read and write the volumes)");
+  app.add_option("--socket-group", socket_group, "group owning the --socket file (name or gid)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -89,6 +98,30 @@ int main(int argc, char** argv) {
   }
   if (socket_path.empty() && listen.empty()) {
     listen = "127.0.0.1:10809";
+  }
+  char* mode_end = nullptr;
+  const unsigned long mode = std::strtoul(socket_mode.c_str(), &mode_end, 8);
+  if (socket_mode.empty() || *mode_end != '\0' || mode > 0777 || (mode & 0600) != 0600) {
+    std::fprintf(stderr,
+                 "strata-nbd: error: --socket-mode wants octal permissions that include 0600, "
+                 "not '%s'\n",
+                 strata::EscapeText(socket_mode).c_str());
+    return 2;
+  }
+  gid_t gid = static_cast<gid_t>(-1);
+  if (!socket_group.empty()) {
+    const group* g = getgrnam(socket_group.c_str());
+    char* gid_end = nullptr;
+    const unsigned long number = std::strtoul(socket_group.c_str(), &gid_end, 10);
+    if (g != nullptr) {
+      gid = g->gr_gid;
+    } else if (*gid_end == '\0') {
+      gid = static_cast<gid_t>(number);
+    } else {
+      std::fprintf(stderr, "strata-nbd: error: --socket-group: no group '%s'\n",
+                   strata::EscapeText(socket_group).c_str());
+      return 2;
+    }
   }
   const bool credentials = !tls.certificates_dir.empty() || !tls.psk_file.empty();
   tls.mode = tls_mode == "on"                  ? strata::nbd::TlsMode::kOn
@@ -161,10 +194,10 @@ int main(int argc, char** argv) {
     // The control socket first: once the NBD socket exists, both accept connections.
     status = server.ListenControl(strata::ControlSocketPath(pool_dir));
     if (status.ok() && !socket_path.empty()) {
-      status = server.ListenUnix(socket_path);
+      status = server.ListenUnix(socket_path, static_cast<mode_t>(mode), gid);
     }
     if (status.ok() && !listen.empty()) {
-      status = server.ListenTcp(listen);
+      status = server.ListenTcp(listen, allow_insecure_tcp);
     }
     if (!status.ok()) {
       std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());

@@ -83,15 +83,33 @@ Status Server::ListenControl(const std::string& path) {
   return Listen(fd, Kind::kControl);
 }
 
-Status Server::ListenUnix(const std::string& path) {
-  // Owner only: whoever can connect can read and write every volume.
-  STRATA_ASSIGN_OR_RETURN(int fd, UnixListener(path, 0600));
+Status Server::ListenUnix(const std::string& path, mode_t mode, gid_t gid) {
+  STRATA_ASSIGN_OR_RETURN(int fd, UnixListener(path, mode));
   unix_path_ = path;
-  std::fprintf(stderr, "strata-nbd: listening on unix socket %s\n", path.c_str());
+  if (gid != static_cast<gid_t>(-1) && chown(path.c_str(), static_cast<uid_t>(-1), gid) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::FromErrno("--socket-group: chown " + path, err);
+  }
+  std::fprintf(stderr, "strata-nbd: listening on unix socket %s (mode %04o)\n", path.c_str(),
+               static_cast<unsigned>(mode));
   return Listen(fd, Kind::kUnix);
 }
 
-Status Server::ListenTcp(const std::string& host_port) {
+namespace {
+bool IsLoopback(const sockaddr* addr) {
+  if (addr->sa_family == AF_INET) {
+    return (ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (addr->sa_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127);
+  }
+  return false;
+}
+}  // namespace
+
+Status Server::ListenTcp(const std::string& host_port, bool allow_insecure) {
   size_t colon = host_port.rfind(':');
   if (colon == std::string::npos) {
     return Status::InvalidArgument("--listen wants HOST:PORT, not '" + host_port + "'");
@@ -108,6 +126,15 @@ Status Server::ListenTcp(const std::string& host_port) {
   int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0) {
     return Status::InvalidArgument("--listen " + host_port + ": " + gai_strerror(rc));
+  }
+  const bool tls_required = tls_ != nullptr && tls_->mode() == TlsMode::kRequire;
+  if (!IsLoopback(res->ai_addr) && !tls_required && !allow_insecure) {
+    freeaddrinfo(res);
+    return Status::InvalidArgument(
+        "--listen " + host_port +
+        " is not a loopback address: anyone who reaches it could read and write the volumes in "
+        "plaintext; give TLS credentials (--tls-certificates or --tls-psk), or "
+        "--allow-insecure-tcp on a network you trust");
   }
   int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;

@@ -9,6 +9,8 @@
 #ifndef STRATA_NBD_SERVER_H_
 #define STRATA_NBD_SERVER_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <list>
 #include <memory>
@@ -30,9 +32,13 @@ class Server {
   Server(Compute* compute, const ServerLimits& limits, const TlsCredentials* tls = nullptr)
       : compute_(compute), pool_(compute->pool()), limits_(limits), tls_(tls) {}
   ~Server();
-  Status ListenUnix(const std::string& path);
-  // "HOST:PORT"; port 0 picks a free port (logged).
-  Status ListenTcp(const std::string& host_port);
+  // `mode` (0600: the owner only) and `gid` (-1: the process's) decide who may connect: whoever
+  // can reads and writes every volume that needs no key pair.
+  Status ListenUnix(const std::string& path, mode_t mode = 0600,
+                    gid_t gid = static_cast<gid_t>(-1));
+  // "HOST:PORT"; port 0 picks a free port (logged). A non-loopback address needs TLS required
+  // unless `allow_insecure`: the default never puts volumes on a network in plaintext.
+  Status ListenTcp(const std::string& host_port, bool allow_insecure = false);
   // POOL/control.sock (mode 0600): the CLI's requests while this server holds the pool.
   Status ListenControl(const std::string& path);
   // Accepts until SIGTERM or SIGINT, then stops accepting, lets every connection finish the

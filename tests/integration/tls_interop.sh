@@ -138,4 +138,26 @@ for args in "--tls-certificates $work/nowhere" "--tls-psk $pki/server/server.inf
   echo "  strata-nbd $args: $(cat "$work/err")"
 done
 pass "bad TLS configuration stops strata-nbd with a clear error"
+
+# Listeners: a non-loopback TCP address needs TLS required or --allow-insecure-tcp.
+if "$server" --pool "$pool" --listen 0.0.0.0:0 2>"$work/err"; then
+  fail "strata-nbd listened on 0.0.0.0 in plaintext"
+fi
+grep -q "allow-insecure-tcp" "$work/err" || fail "the refusal does not name --allow-insecure-tcp"
+for args in "--allow-insecure-tcp" "--tls-certificates $pki/server"; do
+  rm -f "$work/sock"
+  # shellcheck disable=SC2086
+  "$server" --pool "$pool" --listen 0.0.0.0:0 --socket "$work/sock" $args 2>"$work/log" &
+  pid=$!
+  for _ in $(seq 200); do [[ -S "$work/sock" ]] && break; sleep 0.05; done
+  grep -q "listening on tcp 0.0.0.0" "$work/log" || fail "0.0.0.0 with $args did not listen"
+  stop_server
+done
+start --socket-mode 0660 --socket-group "$(id -gn)"
+[[ $(stat -c %a "$work/sock") == 660 ]] || fail "--socket-mode 0660: $(stat -c %a "$work/sock")"
+stop_server
+if "$server" --pool "$pool" --socket "$work/sock" --socket-mode 0066 2>"$work/err"; then
+  fail "--socket-mode 0066 accepted"
+fi
+pass "0.0.0.0 needs TLS or --allow-insecure-tcp; --socket-mode and --socket-group apply"
 echo "all TLS checks passed"
