@@ -77,6 +77,10 @@ Connection::~Connection() {
     std::free(b);
   }
   budgets_.retained->Give(small_buffers_.size() * kSmallBufferBytes);
+  for (const auto& [b, capacity] : large_buffers_) {
+    std::free(b);
+    budgets_.retained->Give(capacity);
+  }
   STRATA_CHECK(charged_ == 0);  // every admitted request was released
   *alive_ = false;              // timers still queued on the loop find the connection gone
 }
@@ -373,6 +377,15 @@ bool Connection::EnsureCapacity(Slot* s, size_t data_bytes) {
     return true;
   }
   const size_t size = std::max(need, kSmallBufferBytes);
+  for (auto it = large_buffers_.begin(); it != large_buffers_.end(); ++it) {
+    if (it->second == size) {  // the same size again (a client's usual request size)
+      s->buffer = it->first;
+      s->capacity = size;
+      large_buffers_.erase(it);
+      budgets_.retained->Give(size);
+      return true;
+    }
+  }
   s->buffer = static_cast<uint8_t*>(std::aligned_alloc(4096, size));
   s->capacity = s->buffer != nullptr ? size : 0;
   return s->buffer != nullptr;
@@ -387,6 +400,10 @@ void Connection::ReleaseBuffer(Slot* s) {
   if (s->capacity == kSmallBufferBytes && small_buffers_.size() < slots_.size() &&
       budgets_.retained->TryTake(kSmallBufferBytes)) {
     small_buffers_.push_back(s->buffer);
+  } else if (s->capacity > kSmallBufferBytes && large_buffers_.size() < kKeptLargeBuffers &&
+             budgets_.retained->TryTake(s->capacity)) {
+    // (allocating and freeing a large buffer per request costs page faults and munmap)
+    large_buffers_.emplace_back(s->buffer, s->capacity);
   } else {
     std::free(s->buffer);
   }

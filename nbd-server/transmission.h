@@ -5,7 +5,8 @@
 // admitted only when its buffer fits the connection's and the server's budgets (budget.h);
 // otherwise the connection stops reading its socket until replies go out. Requests of up to
 // 64 KiB use small buffers the connection keeps for reuse (no allocation per request in steady
-// state); larger ones get a buffer of their own, freed with their reply. READ data lands in the
+// state); larger ones get a buffer of their own, kept after their reply (up to 8, within the
+// server's retained budget) for the next request of the same size. READ data lands in the
 // slot's buffer and is sent from it. Replies go out one sendmsg at a time.
 //
 // Over TLS (the client sent STARTTLS) the same loop carries ciphertext: received bytes go into
@@ -133,9 +134,12 @@ class Connection {
   std::vector<std::unique_ptr<Slot>> slots_;
   uint64_t charged_ = 0;                 // budget bytes this connection holds
   std::vector<uint8_t*> small_buffers_;  // idle kSmallBufferBytes buffers (retained budget)
-  bool budget_retry_ = false;            // a timer will retry admission
-  uint64_t recv_progress_ns_ = 0;        // last time payload bytes arrived
-  uint64_t send_progress_ns_ = 0;        // last time a send moved bytes (or started)
+  // Idle larger buffers and their sizes (retained budget), reused for a request of that size.
+  static constexpr size_t kKeptLargeBuffers = 8;
+  std::vector<std::pair<uint8_t*, size_t>> large_buffers_;
+  bool budget_retry_ = false;      // a timer will retry admission
+  uint64_t recv_progress_ns_ = 0;  // last time payload bytes arrived
+  uint64_t send_progress_ns_ = 0;  // last time a send moved bytes (or started)
   bool timed_out_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
@@ -167,7 +171,7 @@ class Connection {
   uint32_t outstanding_ = 0;  // requests submitted to the volume, not yet completed
 
   // TLS (null without): the session, owned by n_.
-  static constexpr size_t kTlsBatchBytes = 1 << 20;  // plaintext encrypted per send
+  static constexpr size_t kTlsBatchBytes = 128 << 10;  // plaintext encrypted per send
   TlsSession* tls_ = nullptr;
   bool in_receive_tls_ = false;
   bool receive_tls_again_ = false;
