@@ -14,6 +14,7 @@
 #include "budget.h"
 #include "protocol.h"
 #include "util/clock.h"
+#include "util/text.h"
 
 namespace strata::nbd {
 
@@ -65,7 +66,8 @@ Status WriteFully(int fd, const void* buf, size_t len) {
 class Negotiation {
  public:
   Negotiation(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-              Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls)
+              Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls,
+              const ExportPeer* peer)
       : fd_(fd),
         compute_(compute),
         pool_(compute->pool()),
@@ -73,7 +75,8 @@ class Negotiation {
         shutting_down_(shutting_down),
         out_(out),
         activity_ns_(activity_ns),
-        tls_(tls) {}
+        tls_(tls),
+        peer_(peer != nullptr ? *peer : ExportPeer{}) {}
 
   Status Run() {
     uint8_t greeting[18];
@@ -196,8 +199,20 @@ class Negotiation {
     return Status::OK();
   }
 
+  // The export, if it exists and this peer is admitted to it (a refusal is logged).
   Result<std::shared_ptr<Volume>> Open(const std::string& name) {
-    return compute_->OpenExport(name);
+    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, compute_->OpenExport(name));
+    Status admitted = compute_->AdmitExport(volume->id(), peer_);
+    if (!admitted.ok()) {
+      ServerLog().Log(LogKey::kRefused, "refused %s: %s", EscapeText(name, 128).c_str(),
+                      EscapeText(admitted.message()).c_str());
+      return admitted;
+    }
+    return volume;
+  }
+  // ERR_POLICY for a refused peer, ERR_UNKNOWN for a name that does not exist.
+  static uint32_t OpenError(const Status& s) {
+    return s.code() == Status::Code::kPermissionDenied ? kRepErrPolicy : kRepErrUnknown;
   }
 
   uint16_t TransmissionFlags(const Volume& volume) const {
@@ -239,6 +254,9 @@ class Negotiation {
       return Reply(kOptList, kRepErrInvalid, "LIST takes no data");
     }
     for (const Compute::ExportEntry& e : compute_->ListExports()) {
+      if (!compute_->AdmitExport(e.name, peer_).ok()) {
+        continue;  // what this peer may not open is not listed to it
+      }
       std::string payload(4, '\0');
       Put32(reinterpret_cast<uint8_t*>(payload.data()), static_cast<uint32_t>(e.name.size()));
       payload += e.name + e.description;
@@ -281,7 +299,7 @@ class Negotiation {
     }
     auto volume = Open(name);
     if (!volume.ok()) {
-      return Reply(option, kRepErrUnknown, volume.status().message());
+      return Reply(option, OpenError(volume.status()), volume.status().message());
     }
     std::string body(12, '\0');
     auto* b = reinterpret_cast<uint8_t*>(body.data());
@@ -372,7 +390,10 @@ class Negotiation {
     }
     auto volume = Open(name);
     if (!volume.ok()) {
-      return Reply(option, kRepErrUnknown, "no such export: " + name);
+      return Reply(option, OpenError(volume.status()),
+                   volume.status().code() == Status::Code::kPermissionDenied
+                       ? volume.status().message()
+                       : "no such export: " + name);
     }
     const bool list = option == kOptListMetaContext;
     bool allocation = list && queries.empty();  // no query lists everything
@@ -430,6 +451,7 @@ class Negotiation {
   Negotiated* out_;
   std::atomic<uint64_t>* activity_ns_;
   const TlsCredentials* tls_;
+  const ExportPeer peer_;
   bool told_tls_required_ = false;
   bool no_zeroes_ = false;
   std::vector<uint8_t> data_;
@@ -438,8 +460,9 @@ class Negotiation {
 }  // namespace
 
 Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-                 Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls) {
-  return Negotiation(fd, compute, limits, shutting_down, out, activity_ns, tls).Run();
+                 Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls,
+                 const ExportPeer* peer) {
+  return Negotiation(fd, compute, limits, shutting_down, out, activity_ns, tls, peer).Run();
 }
 
 }  // namespace strata::nbd

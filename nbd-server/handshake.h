@@ -58,9 +58,12 @@ struct Negotiated {
 // bytes: the server drops the least active handshake when too many are in progress.
 // `tls` (null: TLS off) offers STARTTLS; with its mode kRequire nothing but STARTTLS and ABORT
 // is answered before TLS is up (ERR_TLS_REQD), so no export name, size or list leaks.
+// `peer` (may be null: admitted as this host) is who connects: an export the pool's security
+// groups do not admit it to (Compute::AdmitExport) is refused with ERR_POLICY and a log line,
+// and left out of LIST.
 Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
                  Negotiated* out, std::atomic<uint64_t>* activity_ns = nullptr,
-                 const TlsCredentials* tls = nullptr);
+                 const TlsCredentials* tls = nullptr, const ExportPeer* peer = nullptr);
 
 }  // namespace strata::nbd
 

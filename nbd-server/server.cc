@@ -331,8 +331,18 @@ void Server::ServeConnection(Conn* conn, bool tcp) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
   try {
     Negotiated negotiated;
-    Status s =
-        Negotiate(fd, compute_, limits_, shutting_down_, &negotiated, &conn->activity_ns, tls_);
+    ExportPeer peer;
+    if (tcp) {
+      peer.address = conn->peer;
+      sockaddr_storage local{};
+      socklen_t len = sizeof(local);
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
+      peer.local_port =
+          ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+    }
+    Status s = Negotiate(fd, compute_, limits_, shutting_down_, &negotiated, &conn->activity_ns,
+                         tls_, &peer);
     if (s.ok()) {
       ServeNegotiated(conn, std::move(negotiated));
     } else if (s.code() != Status::Code::kShutdown) {

@@ -332,6 +332,28 @@ int main(int argc, char** argv) {
   modify_attr->add_option("--instance-id", instance_id, "instance id")->required();
   modify_attr->add_flag("--disable-api-termination", disable_termination, "protect");
   modify_attr->add_flag("--no-disable-api-termination", enable_termination, "unprotect");
+  std::vector<std::string> group_ids;
+  modify_attr->add_option("--groups", group_ids, "security group ids (replace the instance's)");
+  run->add_option("--security-group-ids", group_ids,
+                  "security groups guarding the instance's exports (docs/security.md)");
+  // Security groups (docs/security.md): who may connect to an instance's exports.
+  std::string group_name, group_id, protocol = "tcp", port, cidr;
+  auto* create_sg = app.add_subcommand("create-security-group", "a group of inbound rules");
+  create_sg->add_option("--group-name", group_name, "unique name")->required();
+  create_sg->add_option("--description", description, "free text")->required();
+  auto* describe_sg = app.add_subcommand("describe-security-groups", "groups and their rules");
+  describe_sg->add_option("--group-ids", group_ids, "ids to show");
+  auto* delete_sg = app.add_subcommand("delete-security-group", "delete an unused group");
+  delete_sg->add_option("--group-id", group_id, "sg-…")->required();
+  std::vector<std::pair<CLI::App*, const char*>> ingress_verbs;
+  for (const char* verb : {"authorize-security-group-ingress", "revoke-security-group-ingress"}) {
+    auto* cmd = app.add_subcommand(verb, "add or remove an inbound rule");
+    cmd->add_option("--group-id", group_id, "sg-…")->required();
+    cmd->add_option("--protocol", protocol, "tcp (default) or -1 (all)");
+    cmd->add_option("--port", port, "a TCP port or range: 10809, 10800-10899");
+    cmd->add_option("--cidr", cidr, "source addresses: 10.0.0.0/8, 127.0.0.1/32")->required();
+    ingress_verbs.emplace_back(cmd, verb);
+  }
   auto* attach = app.add_subcommand("attach-volume", "attach a volume to an instance");
   attach->add_option("--volume-id", volume_id, "volume id")->required();
   attach->add_option("--instance-id", instance_id, "instance id")->required();
@@ -505,6 +527,7 @@ int main(int argc, char** argv) {
                  {"count", count},
                  {"instance-type", instance_type},
                  {"disable-api-termination", disable_termination},
+                 {"security-group-ids", group_ids},
                  {"tag-specifications", tag_specs}}}};
     if (!initialization_rate.empty()) {
       request["args"]["initialization-rate"] = initialization_rate;
@@ -512,6 +535,16 @@ int main(int argc, char** argv) {
   } else if (desc_instances->parsed()) {
     request = {{"command", "describe-instances"},
                {"args", {{"instance-ids", instance_ids}, {"filters", filters}}}};
+  } else if (modify_attr->parsed() && !group_ids.empty()) {
+    request = {{"command", "modify-instance-attribute"},
+               {"args", {{"instance-id", instance_id}, {"groups", group_ids}}}};
+  } else if (create_sg->parsed()) {
+    request = {{"command", "create-security-group"},
+               {"args", {{"group-name", group_name}, {"description", description}}}};
+  } else if (describe_sg->parsed()) {
+    request = {{"command", "describe-security-groups"}, {"args", {{"group-ids", group_ids}}}};
+  } else if (delete_sg->parsed()) {
+    request = {{"command", "delete-security-group"}, {"args", {{"group-id", group_id}}}};
   } else if (modify_attr->parsed()) {
     if (disable_termination == enable_termination) {
       std::fprintf(stderr,
@@ -557,6 +590,14 @@ int main(int argc, char** argv) {
   }
   if (!remote.empty() && request.contains("args")) {
     request["args"]["remote"] = remote;
+  }
+  for (const auto& [cmd, verb] : ingress_verbs) {
+    if (cmd->parsed()) {
+      request = {
+          {"command", verb},
+          {"args",
+           {{"group-id", group_id}, {"protocol", protocol}, {"port", port}, {"cidr", cidr}}}};
+    }
   }
   for (const auto& [cmd, verb] : state_verbs) {
     if (cmd->parsed()) {

@@ -85,7 +85,31 @@ struct InstanceInfo {
   std::string root_device_type;  // "ebs" or "instance-store"
   bool disable_api_termination = false;
   std::vector<InstanceDevice> devices;
+  std::vector<std::string> security_group_ids;
   Tags tags;
+};
+
+// One inbound rule of a security group (EC2's IpPermission with one IP range).
+struct IngressRule {
+  std::string protocol = "tcp";  // "tcp", or "-1": every protocol (NBD is TCP either way)
+  uint16_t from_port = 0;        // a port range; with "-1", 0..65535
+  uint16_t to_port = 0;
+  std::string cidr;  // "10.0.0.0/8", "127.0.0.1/32", "::1/128"
+  bool operator==(const IngressRule&) const = default;
+};
+
+struct SecurityGroupInfo {
+  std::string group_id;  // "sg-" + 17 hex digits
+  std::string group_name;
+  std::string description;
+  std::vector<IngressRule> ingress;  // none: admits nothing
+  Tags tags;
+};
+
+// Who is connecting to an export, as the NBD server sees it.
+struct ExportPeer {
+  std::string address;      // the TCP source address; "" over the unix socket
+  uint16_t local_port = 0;  // the TCP port it connected to
 };
 
 struct RunSpec {
@@ -93,8 +117,9 @@ struct RunSpec {
   uint32_t count = 1;  // 1..kMaxRunCount
   std::string instance_type = "t3.micro";
   bool disable_api_termination = false;
-  Tags tags;         // on each instance
-  Tags volume_tags;  // on each EBS volume launched
+  Tags tags;                                    // on each instance
+  Tags volume_tags;                             // on each EBS volume launched
+  std::vector<std::string> security_group_ids;  // none: the instance's exports are unguarded
 };
 
 struct StateChange {
@@ -175,6 +200,28 @@ class Compute {
   // Pool::CreateSnapshots, refusing instance-store volumes and accepting INSTANCE/DEVICE names.
   virtual Result<std::vector<SnapshotInfo>> CreateSnapshots(const std::vector<std::string>& volumes,
                                                             const std::string& description) = 0;
+
+  // ---- Security groups (docs/security.md) ----
+  // Errors: InvalidArgument (name, description), AlreadyExists (name).
+  virtual Result<SecurityGroupInfo> CreateSecurityGroup(const std::string& name,
+                                                        const std::string& description,
+                                                        const Tags& tags) = 0;
+  virtual Result<SecurityGroupInfo> DescribeSecurityGroup(const std::string& group_id) = 0;
+  virtual std::vector<SecurityGroupInfo> ListSecurityGroups() = 0;
+  // Errors: NotFound, Busy (an instance that is not terminated uses it).
+  virtual Status DeleteSecurityGroup(const std::string& group_id) = 0;
+  // Errors: NotFound, InvalidArgument (protocol, ports, CIDR), AlreadyExists (the same rule).
+  virtual Status AuthorizeIngress(const std::string& group_id, const IngressRule& rule) = 0;
+  // Errors: NotFound (the group, or no such rule in it).
+  virtual Status RevokeIngress(const std::string& group_id, const IngressRule& rule) = 0;
+  // EC2's modify-instance-attribute --groups. Errors: NotFound, InvalidArgument (none given).
+  virtual Status SetInstanceSecurityGroups(const std::string& instance_id,
+                                           const std::vector<std::string>& group_ids) = 0;
+  // Whether `peer` may connect to the export `name`: an instance's device, or a volume attached
+  // to an instance, is guarded by the instance's groups (a TCP peer needs a rule admitting its
+  // address and the port; the unix socket is this host, guarded by its file mode instead).
+  // Anything else is admitted. Errors: PermissionDenied saying which groups refused.
+  virtual Status AdmitExport(const std::string& name, const ExportPeer& peer) = 0;
 
   // ---- Tags (any resource id: vol-, snap-, ami-, i-) ----
   virtual Status CreateTags(const std::vector<std::string>& ids, const Tags& tags) = 0;

@@ -19,17 +19,18 @@ class [[nodiscard]] Status {
  public:
   enum class Code : uint8_t {
     kOk = 0,
-    kNotFound,         // an id or name that does not exist
-    kAlreadyExists,    // a name or id that is taken
-    kInvalidArgument,  // malformed input: bad size, unit, range, flag
-    kOutOfRange,       // I/O past the end of a volume
-    kNoSpace,          // pool capacity or host file system full; LMDB map cannot grow
-    kBusy,             // held by someone else: a locked pool, an open volume
-    kReadOnly,         // write to something that cannot be written
-    kNotSupported,     // operation not possible on this object
-    kCorruption,       // metadata or data that fails a check
-    kIOError,          // the OS failed an I/O; sys_errno() tells which
-    kShutdown,         // the pool is closing or latched after a fatal error
+    kNotFound,          // an id or name that does not exist
+    kAlreadyExists,     // a name or id that is taken
+    kInvalidArgument,   // malformed input: bad size, unit, range, flag
+    kOutOfRange,        // I/O past the end of a volume
+    kNoSpace,           // pool capacity or host file system full; LMDB map cannot grow
+    kBusy,              // held by someone else: a locked pool, an open volume
+    kReadOnly,          // write to something that cannot be written
+    kNotSupported,      // operation not possible on this object
+    kCorruption,        // metadata or data that fails a check
+    kIOError,           // the OS failed an I/O; sys_errno() tells which
+    kShutdown,          // the pool is closing or latched after a fatal error
+    kPermissionDenied,  // a client a security group or key pair does not admit
   };
 
   Status() = default;
@@ -55,6 +56,9 @@ class [[nodiscard]] Status {
     return Status(Code::kIOError, msg, sys_errno);
   }
   static Status Shutdown(std::string_view msg) { return Status(Code::kShutdown, msg); }
+  static Status PermissionDenied(std::string_view msg) {
+    return Status(Code::kPermissionDenied, msg);
+  }
   // Maps a negative or positive errno onto the closest code (ENOSPC -> kNoSpace, ...).
   static Status FromErrno(std::string_view context, int err);
 

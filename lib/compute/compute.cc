@@ -125,6 +125,8 @@ InstanceDevice DeviceOf(const json& j) {
   return d;
 }
 
+}  // namespace
+
 Result<json> ParseRecord(const char* what, const std::string& id, const std::string& text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
@@ -132,8 +134,6 @@ Result<json> ParseRecord(const char* what, const std::string& id, const std::str
   }
   return j;
 }
-
-}  // namespace
 
 std::string EncodeImage(const ImageInfo& image) {
   json mappings = json::array();
@@ -191,6 +191,7 @@ std::string EncodeInstance(const InstanceRecord& rec) {
                        {"root_device_type", i.root_device_type},
                        {"disable_api_termination", i.disable_api_termination},
                        {"devices", devices},
+                       {"security_group_ids", i.security_group_ids},
                        {"pending_deletes", rec.pending_deletes}});
 }
 
@@ -212,6 +213,9 @@ Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& 
       i.devices.push_back(DeviceOf(d));
     }
     rec.pending_deletes = j.at("pending_deletes").get<std::vector<std::string>>();
+    // (absent in records written before security groups)
+    i.security_group_ids =
+        j.value("security_group_ids", json::array()).get<std::vector<std::string>>();
   } catch (const json::exception& e) {
     return Status::Corruption("instance record " + id + ": " + e.what());
   }
@@ -248,6 +252,7 @@ Status ComputeImpl::Load() {
     }
     images_[id] = std::move(image);
   }
+  STRATA_RETURN_IF_ERROR(LoadSecurityLocked());
   STRATA_ASSIGN_OR_RETURN(auto tag_records, pool_->ReadRecords(RecordTable::kTags));
   for (const auto& [id, text] : tag_records) {
     STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("tag", id, text));
@@ -319,7 +324,11 @@ Status ComputeImpl::ResourceExistsLocked(const std::string& id) {
     return instances_.count(id) != 0 ? Status::OK()
                                      : Status::NotFound("instance " + id + " does not exist");
   }
-  return Status::InvalidArgument("'" + id + "' is not a resource id (vol-, snap-, ami-, i-)");
+  if (id.starts_with("sg-")) {
+    return groups_.count(id) != 0 ? Status::OK()
+                                  : Status::NotFound("security group " + id + " does not exist");
+  }
+  return Status::InvalidArgument("'" + id + "' is not a resource id (vol-, snap-, ami-, i-, sg-)");
 }
 
 // ---------------------------------------------------------------- images

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "strata/compute.h"
 
 #include "compute/scratch_volume.h"
@@ -63,7 +65,26 @@ class ComputeImpl final : public Compute {
   Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
   std::vector<ExportEntry> ListExports() override;
 
+  Result<SecurityGroupInfo> CreateSecurityGroup(const std::string& name,
+                                                const std::string& description,
+                                                const Tags& tags) override;
+  Result<SecurityGroupInfo> DescribeSecurityGroup(const std::string& group_id) override;
+  std::vector<SecurityGroupInfo> ListSecurityGroups() override;
+  Status DeleteSecurityGroup(const std::string& group_id) override;
+  Status AuthorizeIngress(const std::string& group_id, const IngressRule& rule) override;
+  Status RevokeIngress(const std::string& group_id, const IngressRule& rule) override;
+  Status SetInstanceSecurityGroups(const std::string& instance_id,
+                                   const std::vector<std::string>& group_ids) override;
+  Status AdmitExport(const std::string& name, const ExportPeer& peer) override;
+
  private:
+  // ---- security groups (compute_security.cc); all REQUIRE mu_ ----
+  Status LoadSecurityLocked();
+  CommitBatch::Record GroupRecordOf(const SecurityGroupInfo& g) const;
+  Result<SecurityGroupInfo*> FindGroupLocked(const std::string& group_id);
+  // InvalidArgument past the per-instance bound, NotFound for a group that does not exist.
+  Status CheckGroupsLocked(const std::vector<std::string>& group_ids);
+
   // ---- all REQUIRE mu_ ----
   Result<InstanceRecord*> FindInstanceLocked(const std::string& instance_id);
   std::optional<std::pair<std::string, InstanceDevice>> AttachmentOfLocked(
@@ -95,6 +116,7 @@ class ComputeImpl final : public Compute {
   std::map<std::string, ImageInfo> images_;
   std::map<std::string, InstanceRecord> instances_;
   std::map<std::string, Tags> tags_;
+  std::map<std::string, SecurityGroupInfo> groups_;  // by id (their tags are in tags_)
   // Instance-store volumes of running instances, by "i-…/device": created at launch (a seeded
   // root) or on first open, dropped (wiped) at stop and terminate.
   std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_;
@@ -105,6 +127,9 @@ std::string EncodeImage(const ImageInfo& image);
 Result<ImageInfo> DecodeImage(const std::string& id, const std::string& text);
 std::string EncodeInstance(const InstanceRecord& rec);
 Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& text);
+// A record's JSON object, or Corruption naming what and which.
+Result<nlohmann::json> ParseRecord(const char* what, const std::string& id,
+                                   const std::string& text);
 // "/dev/xvda" -> "xvda": the device part of an INSTANCE-ID/DEVICE export name.
 std::string DeviceShortName(const std::string& device_name);
 // EC2's rules for tags (key 1..128, value ..256, no aws: prefix), and text rules (util/text.h).

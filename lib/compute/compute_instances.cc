@@ -39,6 +39,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   }
   STRATA_RETURN_IF_ERROR(ValidateTags(spec.tags));
   STRATA_RETURN_IF_ERROR(ValidateTags(spec.volume_tags));
+  STRATA_RETURN_IF_ERROR(CheckGroupsLocked(spec.security_group_ids));
   auto image_it = images_.find(spec.image_id);
   if (image_it == images_.end()) {
     return Status::NotFound("image " + spec.image_id + " does not exist");
@@ -77,6 +78,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
     info.root_device_name = image.root_device_name;
     info.root_device_type = image.root_device_type;
     info.disable_api_termination = spec.disable_api_termination;
+    info.security_group_ids = spec.security_group_ids;
     for (const BlockDeviceMapping& m : image.mappings) {
       const bool root = m.device_name == image.root_device_name;
       InstanceDevice d;

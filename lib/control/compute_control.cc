@@ -183,6 +183,14 @@ Result<Tags> TagsFor(const std::map<std::string, Tags>& specs, const std::string
 
 // ---------------------------------------------------------------- output
 
+json SecurityGroupsJson(const std::vector<std::string>& ids) {
+  json out = json::array();
+  for (const std::string& id : ids) {
+    out.push_back({{"GroupId", id}});
+  }
+  return out;
+}
+
 json MappingJson(const BlockDeviceMapping& m) {
   if (!m.virtual_name.empty()) {
     return json{{"DeviceName", m.device_name}, {"VirtualName", m.virtual_name}};
@@ -267,6 +275,7 @@ json InstanceJson(const InstanceInfo& info) {
               {"InstanceStoreVolumes", store},
               {"NbdExports", exports},
               {"DisableApiTermination", info.disable_api_termination},
+              {"SecurityGroups", SecurityGroupsJson(info.security_group_ids)},
               {"Placement", {{"AvailabilityZone", "local"}}},
               {"Tags", control::TagsJson(info.tags)}};
   if (!info.state_reason.empty()) {
@@ -400,6 +409,7 @@ Result<json> RunInstances(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto tag_specs, TagSpecArg(args));
   STRATA_ASSIGN_OR_RETURN(spec.tags, TagsFor(tag_specs, "instance"));
   STRATA_ASSIGN_OR_RETURN(spec.volume_tags, TagsFor(tag_specs, "volume"));
+  STRATA_ASSIGN_OR_RETURN(spec.security_group_ids, StringListArg(args, "security-group-ids"));
   STRATA_ASSIGN_OR_RETURN(auto instances, compute->RunInstances(spec));
   json items = json::array();
   for (InstanceInfo info : instances) {
@@ -475,9 +485,14 @@ Result<json> StateVerb(Compute* compute, const json& args, const char* key, Fn f
 
 Result<json> ModifyInstanceAttribute(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "instance-id"));
+  STRATA_ASSIGN_OR_RETURN(auto groups, StringListArg(args, "groups"));
+  if (!groups.empty()) {
+    STRATA_RETURN_IF_ERROR(compute->SetInstanceSecurityGroups(id, groups));
+    return json::object();
+  }
   if (!args.contains("disable-api-termination") || !args["disable-api-termination"].is_boolean()) {
     return Status::InvalidArgument(
-        "give --disable-api-termination or --no-disable-api-termination");
+        "give --groups, --disable-api-termination or --no-disable-api-termination");
   }
   STRATA_RETURN_IF_ERROR(
       compute->SetTerminationProtection(id, args["disable-api-termination"].get<bool>()));

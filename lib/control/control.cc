@@ -392,6 +392,7 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
     control::AddSnapshotHandlers(&table);
     control::AddStreamHandlers(&table);
     control::AddComputeHandlers(&table);
+    control::AddSecurityHandlers(&table);
     control::AddRemoteHandlers(&table);
     return table;
   }();

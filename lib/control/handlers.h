@@ -30,6 +30,7 @@ uint64_t GiBCeil(uint64_t bytes);
 void AddSnapshotHandlers(HandlerTable* table);
 void AddStreamHandlers(HandlerTable* table);
 void AddComputeHandlers(HandlerTable* table);
+void AddSecurityHandlers(HandlerTable* table);
 void AddRemoteHandlers(HandlerTable* table);  // last: it wraps three verbs of the others
 
 // The tags --tag-specifications gives for `resource_type` (instance, volume, image, snapshot).

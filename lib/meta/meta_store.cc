@@ -140,13 +140,13 @@ Status MetaStore::OpenTables(bool create) {
     return LmdbStatus("begin", rc);
   }
   // The first four tables exist in every pool; the record tables added with snapshots (format 2)
-  // and with images and instances (format 3) are created on first open (an older pool simply
-  // has none of their records yet).
+  // and with images and instances (format 3), and security groups since, are created on first
+  // open (an older pool simply has none of their records yet).
   const char* names[] = {"pool",     "volumes", "map",       "changes", "snapshots",
-                         "lineages", "images",  "instances", "tags"};
+                         "lineages", "images",  "instances", "tags",    "security"};
   MDB_dbi* dbis[] = {&pool_dbi_,     &volumes_dbi_, &map_dbi_,       &changes_dbi_, &snapshots_dbi_,
-                     &lineages_dbi_, &images_dbi_,  &instances_dbi_, &tags_dbi_};
-  for (int i = 0; i < 9 && rc == 0; i++) {
+                     &lineages_dbi_, &images_dbi_,  &instances_dbi_, &tags_dbi_,    &security_dbi_};
+  for (int i = 0; i < 10 && rc == 0; i++) {
     unsigned flags = (create || i >= 4) ? MDB_CREATE : 0;
     rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
   }
@@ -227,6 +227,8 @@ MDB_dbi MetaStore::RecordDbi(RecordTable table) const {
       return instances_dbi_;
     case RecordTable::kTags:
       return tags_dbi_;
+    case RecordTable::kSecurity:
+      return security_dbi_;
   }
   STRATA_CHECK(false);
   return 0;

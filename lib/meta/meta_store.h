@@ -55,7 +55,16 @@ struct PoolHeader {
 };
 
 // The JSON record tables (docs/on-disk-format.md).
-enum class RecordTable : uint8_t { kVolumes, kSnapshots, kLineages, kImages, kInstances, kTags };
+// kSecurity: security groups ("sg-…"), and later key pairs.
+enum class RecordTable : uint8_t {
+  kVolumes,
+  kSnapshots,
+  kLineages,
+  kImages,
+  kInstances,
+  kTags,
+  kSecurity
+};
 
 // One group commit: applied in one LMDB write transaction, synced before Commit returns.
 struct CommitBatch {
@@ -141,6 +150,7 @@ class MetaStore {
   MDB_dbi images_dbi_ = 0;
   MDB_dbi instances_dbi_ = 0;
   MDB_dbi tags_dbi_ = 0;
+  MDB_dbi security_dbi_ = 0;
   MDB_dbi RecordDbi(RecordTable table) const;
   uint64_t map_bytes_ = 0;
   uint64_t max_map_bytes_ = 0;

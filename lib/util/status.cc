@@ -49,6 +49,8 @@ const char* CodeName(Status::Code code) {
       return "IOError";
     case Status::Code::kShutdown:
       return "Shutdown";
+    case Status::Code::kPermissionDenied:
+      return "PermissionDenied";
   }
   return "Unknown";
 }

@@ -154,7 +154,8 @@ TEST_F(ComputeTest, MappingsCarryVolumeTypesWithTheirRules) {
   spec.mappings[1].throughput_mibps = 500;
   auto image = compute_->RegisterImage(spec);
   ASSERT_TRUE(image.ok()) << image.status().ToString();
-  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}});
+  auto instances =
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}});
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   auto root = pool_->DescribeVolume(VolumeOf((*instances)[0], "/dev/xvda"));
   ASSERT_TRUE(root.ok());
@@ -210,7 +211,8 @@ TEST_F(ComputeTest, InstancesAreIsolatedClonesThatCostNoData) {
 TEST_F(ComputeTest, StopWipesInstanceStoreAndKeepsEbs) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 5))));
   ASSERT_TRUE(image.ok());
-  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "c5d.large", false, {}, {}});
+  auto instances =
+      compute_->RunInstances(RunSpec{image->image_id, 1, "c5d.large", false, {}, {}, {}});
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string id = (*instances)[0].instance_id;
   const auto data = test::RandomBytes(4096, 6);
@@ -245,7 +247,8 @@ TEST_F(ComputeTest, StopWipesInstanceStoreAndKeepsEbs) {
 TEST_F(ComputeTest, TerminateDeletesExactlyTheDeleteOnTerminationVolumes) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 7))));
   ASSERT_TRUE(image.ok());
-  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", true, {}, {}});
+  auto instances =
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", true, {}, {}, {}});
   ASSERT_TRUE(instances.ok());
   const InstanceInfo& inst = (*instances)[0];
   EXPECT_EQ(inst.devices.size(), 2u);  // t3 has no instance store: ephemeral0 is ignored
@@ -277,7 +280,8 @@ TEST_F(ComputeTest, TerminateDeletesExactlyTheDeleteOnTerminationVolumes) {
 TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 8))));
   ASSERT_TRUE(image.ok());
-  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}});
+  auto instances =
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}});
   ASSERT_TRUE(instances.ok());
   const InstanceInfo& inst = (*instances)[0];
   EXPECT_EQ(compute_->DetachVolume(VolumeOf(inst, "/dev/xvda")).status().code(),
@@ -302,7 +306,7 @@ TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
 TEST_F(ComputeTest, CreateImageSnapshotsEveryEbsVolumeAndLaunches) {
   auto image = compute_->RegisterImage(Spec("base", SnapshotWith(test::RandomBytes(4096, 10))));
   ASSERT_TRUE(image.ok());
-  auto first = compute_->RunInstances(RunSpec{image->image_id, 1, "m5d.large", false, {}, {}});
+  auto first = compute_->RunInstances(RunSpec{image->image_id, 1, "m5d.large", false, {}, {}, {}});
   ASSERT_TRUE(first.ok());
   const std::string id = (*first)[0].instance_id;
   const auto root = test::RandomBytes(12288, 11), data = test::RandomBytes(4096, 12);
@@ -313,7 +317,8 @@ TEST_F(ComputeTest, CreateImageSnapshotsEveryEbsVolumeAndLaunches) {
   ASSERT_TRUE(derived.ok()) << derived.status().ToString();
   EXPECT_EQ(derived->mappings.size(), 3u);
   EXPECT_EQ(derived->source_instance_id, id);
-  auto second = compute_->RunInstances(RunSpec{derived->image_id, 1, "t3.micro", false, {}, {}});
+  auto second =
+      compute_->RunInstances(RunSpec{derived->image_id, 1, "t3.micro", false, {}, {}, {}});
   ASSERT_TRUE(second.ok());
   const std::string id2 = (*second)[0].instance_id;
   EXPECT_EQ(ReadExport(id2 + "/xvda", 0, root.size()), root);
@@ -326,11 +331,12 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
   spec.root_device_type = "instance-store";
   auto image = compute_->RegisterImage(spec);
   ASSERT_TRUE(image.ok()) << image.status().ToString();
-  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}})
+  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}})
                 .status()
                 .code(),
             Status::Code::kNotSupported);  // no instance store on t3
-  auto instances = compute_->RunInstances(RunSpec{image->image_id, 2, "i3.large", false, {}, {}});
+  auto instances =
+      compute_->RunInstances(RunSpec{image->image_id, 2, "i3.large", false, {}, {}, {}});
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string id = (*instances)[0].instance_id;
   EXPECT_EQ(ReadExport(id + "/xvda", 0, root.size()), root);
@@ -348,7 +354,7 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
   EXPECT_NE(info->state_reason.find("Server.InternalError"), std::string::npos);
   EXPECT_TRUE(pool_->DescribeVolume(data_volume).ok());  // not DeleteOnTermination: kept
   // A short-lived process cannot host a new instance-store root.
-  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "i3.large", false, {}, {}})
+  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "i3.large", false, {}, {}, {}})
                 .status()
                 .code(),
             Status::Code::kNotSupported);
@@ -357,7 +363,8 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
 TEST_F(ComputeTest, InterruptedTerminationFinishesAtOpen) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 15))));
   ASSERT_TRUE(image.ok());
-  auto instances = compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}});
+  auto instances =
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}});
   ASSERT_TRUE(instances.ok());
   // The state a crash right after the terminate commit leaves: terminated, root queued.
   InstanceRecord rec;
@@ -382,7 +389,7 @@ TEST_F(ComputeTest, TagsOnEveryResource) {
   const std::string snap = SnapshotWith(test::RandomBytes(4096, 16));
   auto image = compute_->RegisterImage(Spec("web", snap));
   ASSERT_TRUE(image.ok());
-  RunSpec run{image->image_id, 1, "t3.micro", false, {{"Name", "web"}}, {{"team", "blue"}}};
+  RunSpec run{image->image_id, 1, "t3.micro", false, {{"Name", "web"}}, {{"team", "blue"}}, {}};
   auto instances = compute_->RunInstances(run);
   ASSERT_TRUE(instances.ok());
   const std::string id = (*instances)[0].instance_id;
@@ -425,4 +432,59 @@ TEST(Shorthand, ParsesTheAwsCliForms) {
 }
 
 }  // namespace
+// Security groups: rules by CIDR (IPv4, IPv6, IPv4-mapped) and port range admit peers to an
+// instance's devices and attached volumes; the groups and the instance's choice survive a reopen.
+TEST_F(ComputeTest, SecurityGroupsAdmitByAddressAndPortAndPersist) {
+  auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 3))));
+  ASSERT_TRUE(image.ok());
+  auto sg = compute_->CreateSecurityGroup("web", "web servers", {});
+  ASSERT_TRUE(sg.ok()) << sg.status().ToString();
+  EXPECT_EQ(compute_->CreateSecurityGroup("web", "again", {}).status().code(),
+            Status::Code::kAlreadyExists);
+  RunSpec run{image->image_id, 1, "t3.micro", false, {}, {}, {sg->group_id}};
+  auto instances = compute_->RunInstances(run);
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  const std::string dev = (*instances)[0].instance_id + "/xvda";
+  const std::string vol = VolumeOf((*instances)[0], "/dev/xvda");
+  auto admit = [&](const std::string& name, const std::string& address, uint16_t port) {
+    return compute_->AdmitExport(name, ExportPeer{address, port}).code();
+  };
+  constexpr auto kDenied = Status::Code::kPermissionDenied;
+  EXPECT_EQ(admit(dev, "10.1.2.3", 10809), kDenied);  // no rules: nothing
+  EXPECT_EQ(admit(vol, "10.1.2.3", 10809), kDenied);  // the attached volume by its id too
+  EXPECT_EQ(admit(dev, "", 0), Status::Code::kOk);    // the unix socket
+  EXPECT_EQ(admit("snap-0123", "10.1.2.3", 10809), Status::Code::kOk);  // not an instance's
+  ASSERT_TRUE(compute_->AuthorizeIngress(sg->group_id, {"tcp", 10800, 10899, "10.0.0.0/8"}).ok());
+  EXPECT_EQ(compute_->AuthorizeIngress(sg->group_id, {"tcp", 10800, 10899, "10.0.0.0/8"}).code(),
+            Status::Code::kAlreadyExists);
+  ASSERT_TRUE(compute_->AuthorizeIngress(sg->group_id, {"tcp", 10809, 10809, "fd00::/8"}).ok());
+  EXPECT_EQ(compute_->AuthorizeIngress(sg->group_id, {"udp", 1, 2, "10.0.0.0/8"}).code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(compute_->AuthorizeIngress(sg->group_id, {"tcp", 1, 2, "10.0.0.0/33"}).code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(admit(dev, "10.1.2.3", 10809), Status::Code::kOk);
+  EXPECT_EQ(admit(dev, "::ffff:10.1.2.3", 10809), Status::Code::kOk);  // IPv4-mapped
+  EXPECT_EQ(admit(dev, "11.1.2.3", 10809), kDenied);
+  EXPECT_EQ(admit(dev, "10.1.2.3", 10900), kDenied);  // past the port range
+  EXPECT_EQ(admit(dev, "fd12::1", 10809), Status::Code::kOk);
+  EXPECT_EQ(admit(dev, "fe80::1", 10809), kDenied);
+  EXPECT_EQ(compute_->DeleteSecurityGroup(sg->group_id).code(), Status::Code::kBusy);
+  Reopen();
+  EXPECT_EQ(admit(dev, "10.1.2.3", 10809), Status::Code::kOk);
+  EXPECT_EQ(admit(dev, "11.1.2.3", 10809), kDenied);
+  ASSERT_TRUE(compute_->RevokeIngress(sg->group_id, {"tcp", 10800, 10899, "10.0.0.0/8"}).ok());
+  EXPECT_EQ(admit(dev, "10.1.2.3", 10809), kDenied);
+  auto open = compute_->CreateSecurityGroup("open", "all", {});
+  ASSERT_TRUE(open.ok());
+  ASSERT_TRUE(compute_->AuthorizeIngress(open->group_id, {"-1", 0, 0, "0.0.0.0/0"}).ok());
+  ASSERT_TRUE(
+      compute_->SetInstanceSecurityGroups((*instances)[0].instance_id, {open->group_id}).ok());
+  EXPECT_EQ(admit(dev, "11.1.2.3", 1), Status::Code::kOk);
+  EXPECT_TRUE(compute_->DeleteSecurityGroup(sg->group_id).ok());
+  Reopen();
+  EXPECT_EQ(compute_->ListSecurityGroups().size(), 1u);
+  EXPECT_EQ(compute_->DescribeInstance((*instances)[0].instance_id)->security_group_ids,
+            std::vector<std::string>{open->group_id});
+}
+
 }  // namespace strata

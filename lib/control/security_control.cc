@@ -1,0 +1,112 @@
+// Control verbs for security groups, with EC2's names and JSON (docs/security.md).
+#include <algorithm>
+#include <cstdlib>
+
+#include "control/handlers.h"
+
+namespace strata {
+
+using json = nlohmann::json;
+
+namespace {
+
+json GroupJson(const SecurityGroupInfo& g) {
+  json permissions = json::array();
+  for (const IngressRule& r : g.ingress) {
+    const bool v6 = r.cidr.find(':') != std::string::npos;
+    json p = {{"IpProtocol", r.protocol},
+              {"IpRanges", v6 ? json::array() : json::array({{{"CidrIp", r.cidr}}})},
+              {"Ipv6Ranges", v6 ? json::array({{{"CidrIpv6", r.cidr}}}) : json::array()}};
+    if (r.protocol != "-1") {
+      p["FromPort"] = r.from_port;
+      p["ToPort"] = r.to_port;
+    }
+    permissions.push_back(p);
+  }
+  return json{{"GroupId", g.group_id},
+              {"GroupName", g.group_name},
+              {"Description", g.description},
+              {"IpPermissions", permissions},
+              {"IpPermissionsEgress", json::array()},
+              {"OwnerId", "local"},
+              {"Tags", control::TagsJson(g.tags)}};
+}
+
+// --protocol tcp|-1|all --port N|N-M --cidr C.
+Result<IngressRule> RuleArg(const json& args) {
+  IngressRule rule;
+  const std::string protocol = control::OptionalStringArg(args, "protocol");
+  rule.protocol = protocol.empty() ? "tcp" : protocol;
+  STRATA_ASSIGN_OR_RETURN(rule.cidr, control::StringArg(args, "cidr"));
+  const std::string port = control::OptionalStringArg(args, "port");
+  if (rule.protocol == "tcp") {
+    const size_t dash = port.find('-', 1);
+    char* end1 = nullptr;
+    char* end2 = nullptr;
+    const std::string from = port.substr(0, dash);
+    const std::string to = dash == std::string::npos ? from : port.substr(dash + 1);
+    const unsigned long a = std::strtoul(from.c_str(), &end1, 10);
+    const unsigned long b = std::strtoul(to.c_str(), &end2, 10);
+    if (port.empty() || *end1 != '\0' || *end2 != '\0' || from.empty() || to.empty() || a > 65535 ||
+        b > 65535) {
+      return Status::InvalidArgument("--port wants a TCP port or range (10809, 10800-10899)");
+    }
+    rule.from_port = static_cast<uint16_t>(a);
+    rule.to_port = static_cast<uint16_t>(b);
+  }
+  return rule;
+}
+
+Result<json> CreateSecurityGroup(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "group-name"));
+  STRATA_ASSIGN_OR_RETURN(std::string description, control::StringArg(args, "description"));
+  STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, compute->CreateSecurityGroup(name, description, {}));
+  return json{{"GroupId", g.group_id}};
+}
+
+Result<json> DescribeSecurityGroups(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "group-ids"));
+  json items = json::array();
+  if (ids.empty()) {
+    for (const SecurityGroupInfo& g : compute->ListSecurityGroups()) {
+      items.push_back(GroupJson(g));
+    }
+  }
+  for (const std::string& id : ids) {
+    STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, compute->DescribeSecurityGroup(id));
+    items.push_back(GroupJson(g));
+  }
+  return json{{"SecurityGroups", items}};
+}
+
+Result<json> DeleteSecurityGroup(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "group-id"));
+  STRATA_RETURN_IF_ERROR(compute->DeleteSecurityGroup(id));
+  return json::object();
+}
+
+Result<json> ChangeIngress(Compute* compute, const json& args, bool authorize) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "group-id"));
+  STRATA_ASSIGN_OR_RETURN(IngressRule rule, RuleArg(args));
+  STRATA_RETURN_IF_ERROR(authorize ? compute->AuthorizeIngress(id, rule)
+                                   : compute->RevokeIngress(id, rule));
+  return json{{"Return", true}};
+}
+
+}  // namespace
+
+namespace control {
+
+void AddSecurityHandlers(HandlerTable* table) {
+  table->emplace("create-security-group", CreateSecurityGroup);
+  table->emplace("describe-security-groups", DescribeSecurityGroups);
+  table->emplace("delete-security-group", DeleteSecurityGroup);
+  table->emplace("authorize-security-group-ingress",
+                 [](Compute* c, const json& a) { return ChangeIngress(c, a, true); });
+  table->emplace("revoke-security-group-ingress",
+                 [](Compute* c, const json& a) { return ChangeIngress(c, a, false); });
+}
+
+}  // namespace control
+
+}  // namespace strata
