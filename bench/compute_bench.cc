@@ -73,7 +73,7 @@ Fixture& Get() {
     store.virtual_name = "ephemeral0";
     spec.mappings = {m, store};
     f->image_id = f->compute->RegisterImage(spec)->image_id;
-    auto inst = f->compute->RunInstances(RunSpec{f->image_id, 1, "m5d.large", false, {}, {}, {}});
+    auto inst = f->compute->RunInstances(RunSpec{f->image_id, 1, "m5d.large", false, {}, {}, {}, ""});
     f->instance_id = (*inst)[0].instance_id;
     Fill(f->compute->OpenExport(f->instance_id + "/sdb")->get(), kSpanBytes);
     Fill(f->compute->OpenExport(f->instance_id + "/xvda")->get(), kSpanBytes);
@@ -90,7 +90,7 @@ void BM_RunInstances(benchmark::State& state) {
   for (auto _ : state) {
     const uint64_t before = fx.pool->Info().used_bytes;
     auto launched =
-        fx.compute->RunInstances(RunSpec{fx.image_id, count, "t3.micro", false, {}, {}, {}});
+        fx.compute->RunInstances(RunSpec{fx.image_id, count, "t3.micro", false, {}, {}, {}, ""});
     if (!launched.ok()) {
       state.SkipWithError(launched.status().ToString().c_str());
       break;

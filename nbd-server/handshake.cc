@@ -192,6 +192,7 @@ class Negotiation {
     STRATA_RETURN_IF_ERROR(Reply(kOptStartTls, kRepAck, ""));
     STRATA_ASSIGN_OR_RETURN(std::unique_ptr<TlsSession> session, tls_->NewSession(fd_));
     STRATA_RETURN_IF_ERROR(session->Handshake());
+    peer_.key_name = session->key_name();
     out_->tls = std::move(session);
     out_->structured_replies = false;
     out_->allocation_context = false;
@@ -451,7 +452,7 @@ class Negotiation {
   Negotiated* out_;
   std::atomic<uint64_t>* activity_ns_;
   const TlsCredentials* tls_;
-  const ExportPeer peer_;
+  ExportPeer peer_;  // key_name is set once TLS is up
   bool told_tls_required_ = false;
   bool no_zeroes_ = false;
   std::vector<uint8_t> data_;

@@ -129,13 +129,13 @@ int main(int argc, char** argv) {
              : tls_mode.empty() && credentials ? strata::nbd::TlsMode::kRequire
                                                : strata::nbd::TlsMode::kOff;
   std::unique_ptr<strata::nbd::TlsCredentials> tls_credentials;
+  strata::nbd::TlsKeyPairs key_pairs;
   if (tls.mode != strata::nbd::TlsMode::kOff) {
-    auto loaded = strata::nbd::TlsCredentials::Load(tls);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "strata-nbd: error: %s\n", loaded.status().ToString().c_str());
+    auto checked = strata::nbd::TlsCredentials::Load(tls);  // (before the pool: a usage error)
+    if (!checked.ok()) {
+      std::fprintf(stderr, "strata-nbd: error: %s\n", checked.status().ToString().c_str());
       return 2;
     }
-    tls_credentials = std::move(*loaded);
     std::fprintf(stderr, "strata-nbd: TLS %s (%s%s%s)\n",
                  tls.mode == strata::nbd::TlsMode::kOn ? "on" : "required",
                  tls.certificates_dir.empty() ? "" : "X.509",
@@ -177,6 +177,24 @@ int main(int argc, char** argv) {
   if (!hydrations.ok()) {
     std::fprintf(stderr, "strata-nbd: error: %s\n", hydrations.status().ToString().c_str());
     return 1;
+  }
+  if (tls.mode != strata::nbd::TlsMode::kOff) {
+    // The pool's key pairs are TLS identities too (docs/security.md "Key pairs").
+    strata::Compute* c = compute->get();
+    key_pairs.psk = [c](const std::string& name) { return c->KeyPairPsk(name); };
+    key_pairs.certificate = [c](const std::string& fp) { return c->KeyPairOfCertificate(fp); };
+    auto ca = c->KeyPairCaCertificate();
+    if (ca.ok()) {
+      key_pairs.ca_pem = *ca;
+    }
+    auto loaded = ca.ok()
+                      ? strata::nbd::TlsCredentials::Load(tls, &key_pairs)
+                      : strata::Result<std::unique_ptr<strata::nbd::TlsCredentials>>(ca.status());
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "strata-nbd: error: %s\n", loaded.status().ToString().c_str());
+      return 1;
+    }
+    tls_credentials = std::move(*loaded);
   }
   std::unique_ptr<strata::nbd::MetricsExporter> metrics;
   if (!metrics_listen.empty()) {

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 
@@ -79,7 +80,8 @@ TlsCredentials::~TlsCredentials() {
   delete static_cast<PskTable*>(psk_table_);
 }
 
-Result<std::unique_ptr<TlsCredentials>> TlsCredentials::Load(const TlsOptions& options) {
+Result<std::unique_ptr<TlsCredentials>> TlsCredentials::Load(const TlsOptions& options,
+                                                             const TlsKeyPairs* key_pairs) {
   STRATA_CHECK(options.mode != TlsMode::kOff);
   if (options.certificates_dir.empty() && options.psk_file.empty()) {
     return Status::InvalidArgument("--tls needs --tls-certificates DIR or --tls-psk FILE");
@@ -87,7 +89,7 @@ Result<std::unique_ptr<TlsCredentials>> TlsCredentials::Load(const TlsOptions& o
   if (options.verify_peer && options.certificates_dir.empty()) {
     return Status::InvalidArgument("--tls-verify-peer needs --tls-certificates (its ca-cert.pem)");
   }
-  std::unique_ptr<TlsCredentials> creds(new TlsCredentials(options));
+  std::unique_ptr<TlsCredentials> creds(new TlsCredentials(options, key_pairs));
   if (!options.certificates_dir.empty()) {
     const std::string dir = options.certificates_dir + "/";
     for (const char* name : {"server-cert.pem", "server-key.pem"}) {
@@ -111,6 +113,15 @@ Result<std::unique_ptr<TlsCredentials>> TlsCredentials::Load(const TlsOptions& o
     } else if (options.verify_peer) {
       return Status::NotFound("--tls-verify-peer: cannot read " + dir + "ca-cert.pem");
     }
+    if (key_pairs != nullptr && !key_pairs->ca_pem.empty()) {  // key pair certificates' issuer
+      const gnutls_datum_t ca{
+          reinterpret_cast<unsigned char*>(const_cast<char*>(key_pairs->ca_pem.data())),
+          static_cast<unsigned>(key_pairs->ca_pem.size())};
+      rc = gnutls_certificate_set_x509_trust_mem(creds->x509_, &ca, GNUTLS_X509_FMT_PEM);
+      if (rc < 0) {
+        return Status::Corruption("the pool's key pair CA: " + GnutlsError(rc));
+      }
+    }
     if (Readable(dir + "ca-crl.pem")) {
       rc = gnutls_certificate_set_x509_crl_file(creds->x509_, (dir + "ca-crl.pem").c_str(),
                                                 GNUTLS_X509_FMT_PEM);
@@ -119,13 +130,16 @@ Result<std::unique_ptr<TlsCredentials>> TlsCredentials::Load(const TlsOptions& o
       }
     }
   }
+  auto* table = new PskTable{};
+  creds->psk_table_ = table;
   if (!options.psk_file.empty()) {
-    STRATA_ASSIGN_OR_RETURN(auto keys, ReadPskFile(options.psk_file));
-    creds->psk_table_ = new PskTable{std::move(keys)};
+    STRATA_ASSIGN_OR_RETURN(table->keys, ReadPskFile(options.psk_file));
+  }
+  if (!options.psk_file.empty() || key_pairs != nullptr) {  // (PSK key pairs: always)
     gnutls_psk_allocate_server_credentials(&creds->psk_);
     gnutls_psk_set_server_credentials_function(creds->psk_, &TlsSession::PskLookup);
   }
-  const char* priority = options.psk_file.empty() ? "NORMAL" : "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK";
+  const char* priority = creds->psk_ == nullptr ? "NORMAL" : "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK";
   const int rc = gnutls_priority_init(&creds->priority_, priority, nullptr);
   if (rc < 0) {
     return Status::InvalidArgument(std::string("TLS priority ") + priority + ": " +
@@ -147,12 +161,16 @@ Result<std::unique_ptr<TlsSession>> TlsCredentials::NewSession(int fd) const {
     if (options_.verify_peer) {
       gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
       gnutls_session_set_verify_cert(s, nullptr, 0);  // the chain to ca-cert.pem, and dates
+    } else if (key_pairs_ != nullptr) {
+      // A client may present a key pair's certificate: asked for, matched by fingerprint.
+      gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
     }
   }
   if (psk_ != nullptr) {
     gnutls_credentials_set(s, GNUTLS_CRD_PSK, psk_);
   }
   session->psk_table_ = psk_table_;
+  session->key_pairs_ = key_pairs_;
   gnutls_session_set_ptr(s, session.get());  // (for PskLookup)
   gnutls_transport_set_ptr(s, session.get());
   gnutls_transport_set_pull_function(s, &TlsSession::Pull);
@@ -168,8 +186,22 @@ int TlsSession::PskLookup(gnutls_session_t session, const char* identity, gnutls
   const auto* table = static_cast<const PskTable*>(t->psk_table_);
   auto it = table->keys.find(identity);
   if (it == table->keys.end()) {
-    t->psk_unknown_ = true;
-    return -1;  // the handshake fails
+    std::optional<std::vector<uint8_t>> pair;
+    if (t->key_pairs_ != nullptr && t->key_pairs_->psk) {
+      pair = t->key_pairs_->psk(identity);
+    }
+    if (!pair.has_value() || pair->empty()) {
+      t->psk_unknown_ = true;
+      return -1;  // the handshake fails
+    }
+    t->psk_from_key_pair_ = true;
+    key->data = static_cast<unsigned char*>(gnutls_malloc(pair->size()));
+    if (key->data == nullptr) {
+      return -1;
+    }
+    std::memcpy(key->data, pair->data(), pair->size());
+    key->size = static_cast<unsigned int>(pair->size());
+    return 0;
   }
   key->data = static_cast<unsigned char*>(gnutls_malloc(it->second.size()));
   if (key->data == nullptr) {
@@ -264,23 +296,50 @@ Status TlsSession::Handshake() {
     }
     return failed;
   }
+  IdentifyPeer();
+  return Status::OK();
+}
+
+void TlsSession::IdentifyPeer() {
   if (gnutls_auth_get_type(session_) == GNUTLS_CRD_PSK) {
     const char* name = gnutls_psk_server_get_username(session_);
     peer_ = std::string("psk:") + (name != nullptr ? name : "");
-  } else if (unsigned count = 0;
-             const gnutls_datum_t* certs = gnutls_certificate_get_peers(session_, &count)) {
-    gnutls_x509_crt_t crt;
-    gnutls_datum_t dn{};
-    if (count > 0 && gnutls_x509_crt_init(&crt) == 0) {
-      if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
-          gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0) {
-        peer_ = "x509:" + std::string(reinterpret_cast<char*>(dn.data), dn.size);
-        gnutls_free(dn.data);
+    if (psk_from_key_pair_ && name != nullptr) {
+      key_name_ = name;
+    }
+    return;
+  }
+  unsigned count = 0;
+  const gnutls_datum_t* certs = gnutls_certificate_get_peers(session_, &count);
+  gnutls_x509_crt_t crt;
+  if (certs == nullptr || count == 0 || gnutls_x509_crt_init(&crt) != 0) {
+    return;
+  }
+  gnutls_datum_t dn{};
+  if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0) {
+    if (gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0) {
+      peer_ = "x509:" + std::string(reinterpret_cast<char*>(dn.data), dn.size);
+      gnutls_free(dn.data);
+    }
+    uint8_t digest[32];
+    size_t size = sizeof(digest);
+    const time_t now = time(nullptr);
+    // (the handshake proved the client holds the certificate's key; its dates are checked here
+    // because without --tls-verify-peer GnuTLS checks nothing)
+    if (key_pairs_ != nullptr && key_pairs_->certificate &&
+        gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, digest, &size) == 0 &&
+        gnutls_x509_crt_get_activation_time(crt) <= now &&
+        gnutls_x509_crt_get_expiration_time(crt) > now) {
+      static const char kDigits[] = "0123456789abcdef";
+      std::string hex;
+      for (size_t i = 0; i < size; i++) {
+        hex += kDigits[digest[i] >> 4];
+        hex += kDigits[digest[i] & 15];
       }
-      gnutls_x509_crt_deinit(crt);
+      key_name_ = key_pairs_->certificate(hex).value_or("");
     }
   }
-  return Status::OK();
+  gnutls_x509_crt_deinit(crt);
 }
 
 Status TlsSession::ReadFully(void* buf, size_t len) {

@@ -15,7 +15,9 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,11 +41,22 @@ struct TlsOptions {
 
 class TlsSession;
 
+// The pool's key pairs as TLS identities (Compute's key pairs; asked at each handshake, so a key
+// pair made while the server runs is good for the next connection).
+struct TlsKeyPairs {
+  std::function<std::optional<std::vector<uint8_t>>(const std::string& name)> psk;
+  std::function<std::optional<std::string>(const std::string& sha256_hex)> certificate;
+  std::string ca_pem;  // the pool's key pair CA: trusted for client certificates
+};
+
 class TlsCredentials {
  public:
   // Loads and checks every file named by `options` (a clear error naming the file otherwise).
   // REQUIRES: options.mode != kOff.
-  static Result<std::unique_ptr<TlsCredentials>> Load(const TlsOptions& options);
+  // `key_pairs` (may be null) adds the pool's key pairs: PSK identities always (TLS on means PSK
+  // on), client certificates requested and matched by fingerprint.
+  static Result<std::unique_ptr<TlsCredentials>> Load(const TlsOptions& options,
+                                                      const TlsKeyPairs* key_pairs = nullptr);
   ~TlsCredentials();
   TlsCredentials(const TlsCredentials&) = delete;
   TlsCredentials& operator=(const TlsCredentials&) = delete;
@@ -53,8 +66,10 @@ class TlsCredentials {
   Result<std::unique_ptr<TlsSession>> NewSession(int fd) const;
 
  private:
-  explicit TlsCredentials(const TlsOptions& options) : options_(options) {}
+  TlsCredentials(const TlsOptions& options, const TlsKeyPairs* key_pairs)
+      : options_(options), key_pairs_(key_pairs) {}
   TlsOptions options_;
+  const TlsKeyPairs* key_pairs_;
   gnutls_certificate_credentials_t x509_ = nullptr;
   gnutls_psk_server_credentials_t psk_ = nullptr;
   gnutls_priority_t priority_ = nullptr;
@@ -74,6 +89,9 @@ class TlsSession {
   Status WriteFully(const void* buf, size_t len);
   // Who the peer proved to be: "psk:IDENTITY", "x509:DN", or "" (no client authentication).
   const std::string& peer() const { return peer_; }
+  // The pool key pair it proved (its PSK, or a certificate with the key pair's fingerprint,
+  // in date), or "".
+  const std::string& key_name() const { return key_name_; }
 
   // Event-loop phase: from here on the session never touches the socket.
   void StartMemoryTransport();
@@ -118,7 +136,11 @@ class TlsSession {
   std::string peer_;
   std::string error_;
   const void* psk_table_ = nullptr;  // the credentials' PSK keys
-  std::string psk_identity_;         // what the client asked for (at most 128 bytes)
+  const TlsKeyPairs* key_pairs_ = nullptr;
+  bool psk_from_key_pair_ = false;
+  std::string key_name_;
+  void IdentifyPeer();
+  std::string psk_identity_;  // what the client asked for (at most 128 bytes)
   bool psk_unknown_ = false;
 };
 

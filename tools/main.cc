@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -336,6 +337,23 @@ int main(int argc, char** argv) {
   modify_attr->add_option("--groups", group_ids, "security group ids (replace the instance's)");
   run->add_option("--security-group-ids", group_ids,
                   "security groups guarding the instance's exports (docs/security.md)");
+  // Key pairs (docs/security.md): the TLS identity an instance's clients must prove.
+  std::string key_name, key_type, key_material_file;
+  std::vector<std::string> key_names;
+  run->add_option("--key-name", key_name, "a key pair its clients must prove over TLS");
+  auto* create_key = app.add_subcommand("create-key-pair", "a TLS identity; KeyMaterial once");
+  create_key->add_option("--key-name", key_name, "unique name")->required();
+  create_key->add_option("--key-type", key_type, "x509 (client certificate, default) or psk");
+  auto* import_key = app.add_subcommand("import-key-pair", "a client certificate you hold");
+  import_key->add_option("--key-name", key_name, "unique name")->required();
+  import_key
+      ->add_option("--public-key-material", key_material_file,
+                   "FILE (or fileb://FILE): the X.509 certificate, PEM")
+      ->required();
+  auto* describe_keys = app.add_subcommand("describe-key-pairs", "key pairs");
+  describe_keys->add_option("--key-names", key_names, "names to show");
+  auto* delete_key = app.add_subcommand("delete-key-pair", "forget a key pair");
+  delete_key->add_option("--key-name", key_name, "name")->required();
   // Security groups (docs/security.md): who may connect to an instance's exports.
   std::string group_name, group_id, protocol = "tcp", port, cidr;
   auto* create_sg = app.add_subcommand("create-security-group", "a group of inbound rules");
@@ -528,6 +546,7 @@ int main(int argc, char** argv) {
                  {"instance-type", instance_type},
                  {"disable-api-termination", disable_termination},
                  {"security-group-ids", group_ids},
+                 {"key-name", key_name},
                  {"tag-specifications", tag_specs}}}};
     if (!initialization_rate.empty()) {
       request["args"]["initialization-rate"] = initialization_rate;
@@ -538,6 +557,26 @@ int main(int argc, char** argv) {
   } else if (modify_attr->parsed() && !group_ids.empty()) {
     request = {{"command", "modify-instance-attribute"},
                {"args", {{"instance-id", instance_id}, {"groups", group_ids}}}};
+  } else if (create_key->parsed()) {
+    request = {{"command", "create-key-pair"},
+               {"args", {{"key-name", key_name}, {"key-type", key_type}}}};
+  } else if (import_key->parsed()) {
+    std::string path = key_material_file;
+    if (path.starts_with("fileb://") || path.starts_with("file://")) {
+      path = path.substr(path.find("//") + 2);
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) {
+      std::fprintf(stderr, "strata: error: cannot read %s\n", path.c_str());
+      return kExitUsage;
+    }
+    request = {{"command", "import-key-pair"},
+               {"args", {{"key-name", key_name}, {"public-key-material", pem}}}};
+  } else if (describe_keys->parsed()) {
+    request = {{"command", "describe-key-pairs"}, {"args", {{"key-names", key_names}}}};
+  } else if (delete_key->parsed()) {
+    request = {{"command", "delete-key-pair"}, {"args", {{"key-name", key_name}}}};
   } else if (create_sg->parsed()) {
     request = {{"command", "create-security-group"},
                {"args", {{"group-name", group_name}, {"description", description}}}};

@@ -86,6 +86,7 @@ struct InstanceInfo {
   bool disable_api_termination = false;
   std::vector<InstanceDevice> devices;
   std::vector<std::string> security_group_ids;
+  std::string key_name;
   Tags tags;
 };
 
@@ -110,6 +111,17 @@ struct SecurityGroupInfo {
 struct ExportPeer {
   std::string address;      // the TCP source address; "" over the unix socket
   uint16_t local_port = 0;  // the TCP port it connected to
+  std::string key_name;     // the key pair it proved over TLS ("" if none)
+};
+
+// A key pair: EC2's way into an instance, here a TLS identity (docs/security.md "Key pairs").
+struct KeyPairInfo {
+  std::string key_pair_id;  // "key-" + 17 hex digits
+  std::string key_name;
+  std::string key_type;     // "x509" (a client certificate) or "psk" (a pre-shared key)
+  std::string fingerprint;  // SHA-256 of the certificate (DER) or of the key, hex
+  int64_t create_time_ms = 0;
+  Tags tags;
 };
 
 struct RunSpec {
@@ -120,6 +132,7 @@ struct RunSpec {
   Tags tags;                                    // on each instance
   Tags volume_tags;                             // on each EBS volume launched
   std::vector<std::string> security_group_ids;  // none: the instance's exports are unguarded
+  std::string key_name;  // a key pair the instance's clients must prove over TLS ("": none)
 };
 
 struct StateChange {
@@ -220,8 +233,30 @@ class Compute {
   // Whether `peer` may connect to the export `name`: an instance's device, or a volume attached
   // to an instance, is guarded by the instance's groups (a TCP peer needs a rule admitting its
   // address and the port; the unix socket is this host, guarded by its file mode instead).
-  // Anything else is admitted. Errors: PermissionDenied saying which groups refused.
+  // Anything else is admitted. An instance launched with a key pair also needs the peer to have
+  // proved that key pair over TLS (any transport). Errors: PermissionDenied saying why.
   virtual Status AdmitExport(const std::string& name, const ExportPeer& peer) = 0;
+
+  // ---- Key pairs (docs/security.md) ----
+  // A new key pair and its KeyMaterial, which is shown once and never stored: for "x509" the
+  // PEM of a client certificate signed by the pool's CA and its private key; for "psk" one
+  // psktool line NAME:HEXKEY (the key is kept: the server needs it). Errors: InvalidArgument
+  // (name, type), AlreadyExists.
+  virtual Result<std::pair<KeyPairInfo, std::string>> CreateKeyPair(const std::string& name,
+                                                                    const std::string& type) = 0;
+  // A key pair from a client certificate (PEM) whose private key the caller keeps.
+  // Errors: InvalidArgument (not one X.509 certificate), AlreadyExists.
+  virtual Result<KeyPairInfo> ImportKeyPair(const std::string& name,
+                                            const std::string& certificate_pem) = 0;
+  virtual std::vector<KeyPairInfo> ListKeyPairs() = 0;
+  // Instances launched with it keep requiring it (as EC2). Errors: NotFound.
+  virtual Status DeleteKeyPair(const std::string& name) = 0;
+  // For the TLS server: the key of PSK key pair `name`, or the name of the key pair whose
+  // certificate has this SHA-256 fingerprint (hex).
+  virtual std::optional<std::vector<uint8_t>> KeyPairPsk(const std::string& name) = 0;
+  virtual std::optional<std::string> KeyPairOfCertificate(const std::string& fingerprint) = 0;
+  // The pool's CA (PEM) that signs created x509 key pairs; made on first use.
+  virtual Result<std::string> KeyPairCaCertificate() = 0;
 
   // ---- Tags (any resource id: vol-, snap-, ami-, i-) ----
   virtual Status CreateTags(const std::vector<std::string>& ids, const Tags& tags) = 0;

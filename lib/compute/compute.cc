@@ -192,6 +192,7 @@ std::string EncodeInstance(const InstanceRecord& rec) {
                        {"disable_api_termination", i.disable_api_termination},
                        {"devices", devices},
                        {"security_group_ids", i.security_group_ids},
+                       {"key_name", i.key_name},
                        {"pending_deletes", rec.pending_deletes}});
 }
 
@@ -216,6 +217,7 @@ Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& 
     // (absent in records written before security groups)
     i.security_group_ids =
         j.value("security_group_ids", json::array()).get<std::vector<std::string>>();
+    i.key_name = j.value("key_name", std::string());
   } catch (const json::exception& e) {
     return Status::Corruption("instance record " + id + ": " + e.what());
   }

@@ -77,7 +77,29 @@ class ComputeImpl final : public Compute {
                                    const std::vector<std::string>& group_ids) override;
   Status AdmitExport(const std::string& name, const ExportPeer& peer) override;
 
+  Result<std::pair<KeyPairInfo, std::string>> CreateKeyPair(const std::string& name,
+                                                            const std::string& type) override;
+  Result<KeyPairInfo> ImportKeyPair(const std::string& name,
+                                    const std::string& certificate_pem) override;
+  std::vector<KeyPairInfo> ListKeyPairs() override;
+  Status DeleteKeyPair(const std::string& name) override;
+  std::optional<std::vector<uint8_t>> KeyPairPsk(const std::string& name) override;
+  std::optional<std::string> KeyPairOfCertificate(const std::string& fingerprint) override;
+  Result<std::string> KeyPairCaCertificate() override;
+
  private:
+  // ---- key pairs (compute_keypairs.cc); all REQUIRE mu_ ----
+  struct StoredKeyPair {
+    KeyPairInfo info;
+    std::string material;  // x509: the certificate (PEM); psk: the key (hex)
+  };
+  Status LoadKeyPairLocked(const std::string& id, const std::string& text);
+  // The pool's CA certificate and key (PEM), made on first use in POOL/keypair-ca (0700).
+  Result<std::pair<std::string, std::string>> CaLocked();
+  Result<std::pair<std::string, std::string>> IssueLocked(const std::string& name);
+  Status StoreKeyPairLocked(KeyPairInfo info, const std::string& material);
+  Status CheckNewKeyNameLocked(const std::string& name);
+
   // ---- security groups (compute_security.cc); all REQUIRE mu_ ----
   Status LoadSecurityLocked();
   CommitBatch::Record GroupRecordOf(const SecurityGroupInfo& g) const;
@@ -117,6 +139,7 @@ class ComputeImpl final : public Compute {
   std::map<std::string, InstanceRecord> instances_;
   std::map<std::string, Tags> tags_;
   std::map<std::string, SecurityGroupInfo> groups_;  // by id (their tags are in tags_)
+  std::map<std::string, StoredKeyPair> key_pairs_;   // by name
   // Instance-store volumes of running instances, by "i-…/device": created at launch (a seeded
   // root) or on first open, dropped (wiped) at stop and terminate.
   std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_;

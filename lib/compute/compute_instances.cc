@@ -40,6 +40,9 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   STRATA_RETURN_IF_ERROR(ValidateTags(spec.tags));
   STRATA_RETURN_IF_ERROR(ValidateTags(spec.volume_tags));
   STRATA_RETURN_IF_ERROR(CheckGroupsLocked(spec.security_group_ids));
+  if (!spec.key_name.empty() && key_pairs_.count(spec.key_name) == 0) {
+    return Status::NotFound("key pair '" + spec.key_name + "' does not exist");
+  }
   auto image_it = images_.find(spec.image_id);
   if (image_it == images_.end()) {
     return Status::NotFound("image " + spec.image_id + " does not exist");
@@ -79,6 +82,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
     info.root_device_type = image.root_device_type;
     info.disable_api_termination = spec.disable_api_termination;
     info.security_group_ids = spec.security_group_ids;
+    info.key_name = spec.key_name;
     for (const BlockDeviceMapping& m : image.mappings) {
       const bool root = m.device_name == image.root_device_name;
       InstanceDevice d;

@@ -140,6 +140,8 @@ Status ComputeImpl::LoadSecurityLocked() {
     if (id.starts_with("sg-")) {
       STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, DecodeGroup(id, text));
       groups_[id] = std::move(g);
+    } else if (id.starts_with("key-")) {
+      STRATA_RETURN_IF_ERROR(LoadKeyPairLocked(id, text));
     }
   }
   return Status::OK();
@@ -299,9 +301,17 @@ Status ComputeImpl::AdmitExport(const std::string& name, const ExportPeer& peer)
     instance_id = attached->first;
   }
   auto it = instances_.find(instance_id);
-  if (it == instances_.end() || it->second.info.security_group_ids.empty() ||
-      peer.address.empty()) {
-    return Status::OK();  // not an instance's, unguarded, or this host's unix socket
+  if (it == instances_.end()) {
+    return Status::OK();  // not an instance's
+  }
+  const std::string& key = it->second.info.key_name;
+  if (!key.empty() && peer.key_name != key) {
+    return Status::PermissionDenied(
+        instance_id + " was launched with key pair '" + key + "': connect over TLS with it" +
+        (peer.key_name.empty() ? std::string() : " (this client proved '" + peer.key_name + "')"));
+  }
+  if (it->second.info.security_group_ids.empty() || peer.address.empty()) {
+    return Status::OK();  // unguarded, or this host's unix socket
   }
   uint8_t address[16];
   bool v4 = false;

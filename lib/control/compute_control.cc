@@ -276,6 +276,7 @@ json InstanceJson(const InstanceInfo& info) {
               {"NbdExports", exports},
               {"DisableApiTermination", info.disable_api_termination},
               {"SecurityGroups", SecurityGroupsJson(info.security_group_ids)},
+              {"KeyName", info.key_name},
               {"Placement", {{"AvailabilityZone", "local"}}},
               {"Tags", control::TagsJson(info.tags)}};
   if (!info.state_reason.empty()) {
@@ -410,6 +411,7 @@ Result<json> RunInstances(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(spec.tags, TagsFor(tag_specs, "instance"));
   STRATA_ASSIGN_OR_RETURN(spec.volume_tags, TagsFor(tag_specs, "volume"));
   STRATA_ASSIGN_OR_RETURN(spec.security_group_ids, StringListArg(args, "security-group-ids"));
+  spec.key_name = OptionalStringArg(args, "key-name");
   STRATA_ASSIGN_OR_RETURN(auto instances, compute->RunInstances(spec));
   json items = json::array();
   for (InstanceInfo info : instances) {

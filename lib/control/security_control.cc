@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "control/control.h"
 #include "control/handlers.h"
 
 namespace strata {
@@ -93,11 +94,67 @@ Result<json> ChangeIngress(Compute* compute, const json& args, bool authorize) {
   return json{{"Return", true}};
 }
 
+json KeyPairJson(const KeyPairInfo& k) {
+  return json{{"KeyPairId", k.key_pair_id},
+              {"KeyName", k.key_name},
+              {"KeyType", k.key_type},
+              {"KeyFingerprint", k.fingerprint},
+              {"CreateTime", IsoTime(k.create_time_ms)},
+              {"Tags", control::TagsJson(k.tags)}};
+}
+
+Result<json> CreateKeyPair(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "key-name"));
+  STRATA_ASSIGN_OR_RETURN(
+      auto created, compute->CreateKeyPair(name, control::OptionalStringArg(args, "key-type")));
+  json out = {{"KeyPairId", created.first.key_pair_id},
+              {"KeyName", created.first.key_name},
+              {"KeyFingerprint", created.first.fingerprint},
+              {"KeyMaterial", created.second}};
+  if (created.first.key_type == "x509") {
+    // The certificate's issuer: qemu checks its own certificate against its ca-cert.pem.
+    STRATA_ASSIGN_OR_RETURN(out["CaCertificate"], compute->KeyPairCaCertificate());
+  }
+  return out;
+}
+
+Result<json> ImportKeyPair(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "key-name"));
+  STRATA_ASSIGN_OR_RETURN(std::string pem, control::StringArg(args, "public-key-material"));
+  STRATA_ASSIGN_OR_RETURN(KeyPairInfo k, compute->ImportKeyPair(name, pem));
+  return json{
+      {"KeyPairId", k.key_pair_id}, {"KeyName", k.key_name}, {"KeyFingerprint", k.fingerprint}};
+}
+
+Result<json> DescribeKeyPairs(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto names, control::StringListArg(args, "key-names"));
+  json items = json::array();
+  for (const KeyPairInfo& k : compute->ListKeyPairs()) {
+    if (names.empty() || std::find(names.begin(), names.end(), k.key_name) != names.end()) {
+      items.push_back(KeyPairJson(k));
+    }
+  }
+  if (!names.empty() && items.size() != names.size()) {
+    return Status::NotFound("no key pair named in --key-names " + names.front() + "...");
+  }
+  return json{{"KeyPairs", items}};
+}
+
+Result<json> DeleteKeyPair(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "key-name"));
+  STRATA_RETURN_IF_ERROR(compute->DeleteKeyPair(name));
+  return json::object();
+}
+
 }  // namespace
 
 namespace control {
 
 void AddSecurityHandlers(HandlerTable* table) {
+  table->emplace("create-key-pair", CreateKeyPair);
+  table->emplace("import-key-pair", ImportKeyPair);
+  table->emplace("describe-key-pairs", DescribeKeyPairs);
+  table->emplace("delete-key-pair", DeleteKeyPair);
   table->emplace("create-security-group", CreateSecurityGroup);
   table->emplace("describe-security-groups", DescribeSecurityGroups);
   table->emplace("delete-security-group", DeleteSecurityGroup);

@@ -127,6 +127,52 @@ nbdinfo "$(tls_uri client)" | grep "with TLS" >/dev/null || fail "--tls=on: TLS 
 stop_server
 pass "--tls=on serves plaintext and TLS clients"
 
+# Key pairs: an instance launched with one admits only a client that proves it over TLS.
+head -c 1M /dev/urandom >"$work/root.img"
+ami=$(cli import-image --input "$work/root.img" --name web | field ImageId)
+cli create-key-pair --key-name k1 >"$work/k1.json"
+mkdir -p "$work/k1"
+python3 - "$work/k1.json" "$work/k1" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))["KeyMaterial"]
+i = m.index("-----BEGIN", 10)  # the certificate, then its private key
+open(sys.argv[2] + "/client-cert.pem", "w").write(m[:i])
+open(sys.argv[2] + "/client-key.pem", "w").write(m[i:])
+EOF
+# ca-cert.pem: the server's CA (libnbd and qemu check the server) and the key pair's issuer
+# (qemu checks its own certificate too)
+{ cat "$pki/ca/ca-cert.pem"; python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["CaCertificate"], end="")' "$work/k1.json"; } >"$work/k1/ca-cert.pem"
+material() { python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["KeyMaterial"])'; }
+cli create-key-pair --key-name k2 --key-type psk | material >"$work/k2.psk"
+grep -q "^k2:[0-9a-f]\{64\}$" "$work/k2.psk" || fail "a PSK key pair's material: $(cat "$work/k2.psk")"
+i1=$(cli run-instances --image-id "$ami" --key-name k1 | field InstanceId)
+i2=$(cli run-instances --image-id "$ami" --key-name k2 | field InstanceId)
+cli describe-key-pairs | grep -q '"KeyType": "psk"' || fail "describe-key-pairs"
+cli describe-instances --instance-ids "$i1" | grep -q '"KeyName": "k1"' || fail "KeyName"
+start --tls-certificates "$pki/server" --no-volume-limits  # (no --tls-psk: key pairs suffice)
+key_uri() { echo "nbds+unix:///$1/xvda?socket=$work/sock&tls-certificates=$2"; }
+nbdcopy "$(key_uri "$i1" "$work/k1")" "$work/back" || fail "k1's certificate did not open $i1"
+cmp "$work/back" "$work/root.img" || fail "$i1 read through k1 differs"
+client_refused "a certificate of the server's CA, not k1" "launched with key pair 'k1'" \
+  nbdinfo "$(key_uri "$i1" "$pki/client")"
+nbdcopy "nbds+unix://k2@/$i2/xvda?socket=$work/sock&tls-psk-file=$work/k2.psk" "$work/back" ||
+  fail "k2's PSK did not open $i2"
+cmp "$work/back" "$work/root.img" || fail "$i2 read through k2 differs"
+client_refused "k1 for an instance of k2" "this client proved 'k1'" \
+  nbdinfo "$(key_uri "$i2" "$work/k1")"
+qemu-img info --object "tls-creds-x509,id=tls0,endpoint=client,dir=$work/k1" --image-opts \
+  "driver=nbd,server.type=unix,server.path=$work/sock,export=$i1/xvda,tls-creds=tls0,tls-hostname=localhost" \
+  >/dev/null || fail "qemu-img with k1"
+# A key pair made while the server runs (through its control socket) works at once.
+cli create-key-pair --key-name k3 --key-type psk | material >"$work/k3.psk"
+client_refused "k3 (a new key) for k2's instance" "this client proved 'k3'" \
+  nbdinfo "nbds+unix://k3@/$i2/xvda?socket=$work/sock&tls-psk-file=$work/k3.psk"
+i3=$(cli run-instances --image-id "$ami" --key-name k3 | field InstanceId)
+nbdinfo "nbds+unix://k3@/$i3/xvda?socket=$work/sock&tls-psk-file=$work/k3.psk" >/dev/null ||
+  fail "a key pair made while the server runs"
+stop_server
+pass "key pairs: k1 (certificate: nbdcopy, qemu-img), k2 and k3 (PSK, k3 made while serving) open their instances only"
+
 # Bad credentials at start: a clear error, exit 2.
 for args in "--tls-certificates $work/nowhere" "--tls-psk $pki/server/server.info" \
   "--tls=require" "--tls-verify-peer --tls-psk $pki/psk/keys.psk"; do

@@ -155,7 +155,7 @@ TEST_F(ComputeTest, MappingsCarryVolumeTypesWithTheirRules) {
   auto image = compute_->RegisterImage(spec);
   ASSERT_TRUE(image.ok()) << image.status().ToString();
   auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}});
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   auto root = pool_->DescribeVolume(VolumeOf((*instances)[0], "/dev/xvda"));
   ASSERT_TRUE(root.ok());
@@ -212,7 +212,7 @@ TEST_F(ComputeTest, StopWipesInstanceStoreAndKeepsEbs) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 5))));
   ASSERT_TRUE(image.ok());
   auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "c5d.large", false, {}, {}, {}});
+      compute_->RunInstances(RunSpec{image->image_id, 1, "c5d.large", false, {}, {}, {}, ""});
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string id = (*instances)[0].instance_id;
   const auto data = test::RandomBytes(4096, 6);
@@ -248,7 +248,7 @@ TEST_F(ComputeTest, TerminateDeletesExactlyTheDeleteOnTerminationVolumes) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 7))));
   ASSERT_TRUE(image.ok());
   auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", true, {}, {}, {}});
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", true, {}, {}, {}, ""});
   ASSERT_TRUE(instances.ok());
   const InstanceInfo& inst = (*instances)[0];
   EXPECT_EQ(inst.devices.size(), 2u);  // t3 has no instance store: ephemeral0 is ignored
@@ -281,7 +281,7 @@ TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 8))));
   ASSERT_TRUE(image.ok());
   auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}});
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
   ASSERT_TRUE(instances.ok());
   const InstanceInfo& inst = (*instances)[0];
   EXPECT_EQ(compute_->DetachVolume(VolumeOf(inst, "/dev/xvda")).status().code(),
@@ -306,7 +306,8 @@ TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
 TEST_F(ComputeTest, CreateImageSnapshotsEveryEbsVolumeAndLaunches) {
   auto image = compute_->RegisterImage(Spec("base", SnapshotWith(test::RandomBytes(4096, 10))));
   ASSERT_TRUE(image.ok());
-  auto first = compute_->RunInstances(RunSpec{image->image_id, 1, "m5d.large", false, {}, {}, {}});
+  auto first =
+      compute_->RunInstances(RunSpec{image->image_id, 1, "m5d.large", false, {}, {}, {}, ""});
   ASSERT_TRUE(first.ok());
   const std::string id = (*first)[0].instance_id;
   const auto root = test::RandomBytes(12288, 11), data = test::RandomBytes(4096, 12);
@@ -318,7 +319,7 @@ TEST_F(ComputeTest, CreateImageSnapshotsEveryEbsVolumeAndLaunches) {
   EXPECT_EQ(derived->mappings.size(), 3u);
   EXPECT_EQ(derived->source_instance_id, id);
   auto second =
-      compute_->RunInstances(RunSpec{derived->image_id, 1, "t3.micro", false, {}, {}, {}});
+      compute_->RunInstances(RunSpec{derived->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
   ASSERT_TRUE(second.ok());
   const std::string id2 = (*second)[0].instance_id;
   EXPECT_EQ(ReadExport(id2 + "/xvda", 0, root.size()), root);
@@ -331,12 +332,12 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
   spec.root_device_type = "instance-store";
   auto image = compute_->RegisterImage(spec);
   ASSERT_TRUE(image.ok()) << image.status().ToString();
-  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}})
+  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""})
                 .status()
                 .code(),
             Status::Code::kNotSupported);  // no instance store on t3
   auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 2, "i3.large", false, {}, {}, {}});
+      compute_->RunInstances(RunSpec{image->image_id, 2, "i3.large", false, {}, {}, {}, ""});
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string id = (*instances)[0].instance_id;
   EXPECT_EQ(ReadExport(id + "/xvda", 0, root.size()), root);
@@ -354,7 +355,7 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
   EXPECT_NE(info->state_reason.find("Server.InternalError"), std::string::npos);
   EXPECT_TRUE(pool_->DescribeVolume(data_volume).ok());  // not DeleteOnTermination: kept
   // A short-lived process cannot host a new instance-store root.
-  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "i3.large", false, {}, {}, {}})
+  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "i3.large", false, {}, {}, {}, ""})
                 .status()
                 .code(),
             Status::Code::kNotSupported);
@@ -364,7 +365,7 @@ TEST_F(ComputeTest, InterruptedTerminationFinishesAtOpen) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 15))));
   ASSERT_TRUE(image.ok());
   auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}});
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
   ASSERT_TRUE(instances.ok());
   // The state a crash right after the terminate commit leaves: terminated, root queued.
   InstanceRecord rec;
@@ -389,7 +390,7 @@ TEST_F(ComputeTest, TagsOnEveryResource) {
   const std::string snap = SnapshotWith(test::RandomBytes(4096, 16));
   auto image = compute_->RegisterImage(Spec("web", snap));
   ASSERT_TRUE(image.ok());
-  RunSpec run{image->image_id, 1, "t3.micro", false, {{"Name", "web"}}, {{"team", "blue"}}, {}};
+  RunSpec run{image->image_id, 1, "t3.micro", false, {{"Name", "web"}}, {{"team", "blue"}}, {}, ""};
   auto instances = compute_->RunInstances(run);
   ASSERT_TRUE(instances.ok());
   const std::string id = (*instances)[0].instance_id;
@@ -441,13 +442,13 @@ TEST_F(ComputeTest, SecurityGroupsAdmitByAddressAndPortAndPersist) {
   ASSERT_TRUE(sg.ok()) << sg.status().ToString();
   EXPECT_EQ(compute_->CreateSecurityGroup("web", "again", {}).status().code(),
             Status::Code::kAlreadyExists);
-  RunSpec run{image->image_id, 1, "t3.micro", false, {}, {}, {sg->group_id}};
+  RunSpec run{image->image_id, 1, "t3.micro", false, {}, {}, {sg->group_id}, ""};
   auto instances = compute_->RunInstances(run);
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string dev = (*instances)[0].instance_id + "/xvda";
   const std::string vol = VolumeOf((*instances)[0], "/dev/xvda");
   auto admit = [&](const std::string& name, const std::string& address, uint16_t port) {
-    return compute_->AdmitExport(name, ExportPeer{address, port}).code();
+    return compute_->AdmitExport(name, ExportPeer{address, port, ""}).code();
   };
   constexpr auto kDenied = Status::Code::kPermissionDenied;
   EXPECT_EQ(admit(dev, "10.1.2.3", 10809), kDenied);  // no rules: nothing
@@ -485,6 +486,61 @@ TEST_F(ComputeTest, SecurityGroupsAdmitByAddressAndPortAndPersist) {
   EXPECT_EQ(compute_->ListSecurityGroups().size(), 1u);
   EXPECT_EQ(compute_->DescribeInstance((*instances)[0].instance_id)->security_group_ids,
             std::vector<std::string>{open->group_id});
+}
+
+// Key pairs: x509 ones are certificates of the pool's CA, found by fingerprint; PSK ones keep
+// their key for the server; both survive a reopen; an instance launched with one admits only a
+// peer that proved it.
+TEST_F(ComputeTest, KeyPairsAreIdentitiesThatSurviveAReopen) {
+  auto x509 = compute_->CreateKeyPair("alice", "x509");
+  ASSERT_TRUE(x509.ok()) << x509.status().ToString();
+  EXPECT_NE(x509->second.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_NE(x509->second.find("PRIVATE KEY"), std::string::npos);
+  auto psk = compute_->CreateKeyPair("bob", "psk");
+  ASSERT_TRUE(psk.ok()) << psk.status().ToString();
+  EXPECT_EQ(psk->second.substr(0, 4), "bob:");
+  EXPECT_EQ(psk->second.size(), 4 + 64 + 1u);
+  EXPECT_EQ(compute_->CreateKeyPair("bob", "psk").status().code(), Status::Code::kAlreadyExists);
+  EXPECT_EQ(compute_->CreateKeyPair("carol", "rsa").status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(compute_->CreateKeyPair("a:b", "psk").status().code(), Status::Code::kInvalidArgument);
+  const std::string cert = x509->second.substr(0, x509->second.find("-----BEGIN", 10));
+  EXPECT_EQ(compute_->ImportKeyPair("alice2", "not a certificate").status().code(),
+            Status::Code::kInvalidArgument);
+  auto imported = compute_->ImportKeyPair("alice2", cert);
+  ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+  EXPECT_EQ(imported->fingerprint, x509->first.fingerprint);
+  auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 4))));
+  ASSERT_TRUE(image.ok());
+  EXPECT_EQ(
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, "nobody"})
+          .status()
+          .code(),
+      Status::Code::kNotFound);
+  auto instances =
+      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, "bob"});
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  const std::string dev = (*instances)[0].instance_id + "/xvda";
+  Reopen();
+  EXPECT_EQ(compute_->ListKeyPairs().size(), 3u);
+  const std::string hex = psk->second.substr(4, 64);
+  auto key = compute_->KeyPairPsk("bob");
+  ASSERT_TRUE(key.has_value());
+  EXPECT_EQ(key->size(), 32u);
+  EXPECT_FALSE(compute_->KeyPairPsk("alice").has_value());  // not a PSK
+  EXPECT_EQ(compute_->KeyPairOfCertificate(x509->first.fingerprint).value_or(""), "alice");
+  EXPECT_EQ(compute_->AdmitExport(dev, ExportPeer{"", 0, ""}).code(),
+            Status::Code::kPermissionDenied);
+  EXPECT_EQ(compute_->AdmitExport(dev, ExportPeer{"", 0, "alice"}).code(),
+            Status::Code::kPermissionDenied);
+  EXPECT_TRUE(compute_->AdmitExport(dev, ExportPeer{"", 0, "bob"}).ok());
+  ASSERT_TRUE(compute_->DeleteKeyPair("bob").ok());
+  EXPECT_EQ(compute_->DeleteKeyPair("bob").code(), Status::Code::kNotFound);
+  Reopen();
+  EXPECT_FALSE(compute_->KeyPairPsk("bob").has_value());
+  // (as EC2: the instance still requires the key it was launched with)
+  EXPECT_EQ(compute_->AdmitExport(dev, ExportPeer{"", 0, ""}).code(),
+            Status::Code::kPermissionDenied);
 }
 
 }  // namespace strata

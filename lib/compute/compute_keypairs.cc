@@ -1,0 +1,330 @@
+// Key pairs as TLS identities (docs/security.md "Key pairs"): client certificates signed by the
+// pool's own CA (GnuTLS's X.509 API), imported certificates, and pre-shared keys.
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+
+#include "compute/compute_impl.h"
+#include "util/atomic_file.h"
+#include "util/json_text.h"
+#include "util/text.h"
+
+namespace strata {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr int64_t kCertificateDays = 3650;
+
+struct Crt {
+  gnutls_x509_crt_t p = nullptr;
+  Crt() { gnutls_x509_crt_init(&p); }
+  ~Crt() { gnutls_x509_crt_deinit(p); }
+};
+struct Key {
+  gnutls_x509_privkey_t p = nullptr;
+  Key() { gnutls_x509_privkey_init(&p); }
+  ~Key() { gnutls_x509_privkey_deinit(p); }
+};
+
+Status Check(int rc, const char* what) {
+  return rc < 0 ? Status::IOError(std::string(what) + ": " + gnutls_strerror(rc), EIO)
+                : Status::OK();
+}
+
+std::string Hex(const uint8_t* p, size_t n) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; i++) {
+    out += kDigits[p[i] >> 4];
+    out += kDigits[p[i] & 15];
+  }
+  return out;
+}
+
+Result<std::string> Export(gnutls_x509_crt_t crt) {
+  gnutls_datum_t out{};
+  STRATA_RETURN_IF_ERROR(Check(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &out), "export"));
+  std::string pem(reinterpret_cast<char*>(out.data), out.size);
+  gnutls_free(out.data);
+  return pem;
+}
+
+Result<std::string> Export(gnutls_x509_privkey_t key) {
+  gnutls_datum_t out{};
+  STRATA_RETURN_IF_ERROR(
+      Check(gnutls_x509_privkey_export2(key, GNUTLS_X509_FMT_PEM, &out), "export key"));
+  std::string pem(reinterpret_cast<char*>(out.data), out.size);
+  gnutls_free(out.data);
+  return pem;
+}
+
+// A certificate for `key` named `cn`: a CA (signs itself) or a TLS client signed by the CA.
+Status MakeCertificate(gnutls_x509_crt_t crt, gnutls_x509_privkey_t key, const std::string& cn,
+                       gnutls_x509_crt_t ca, gnutls_x509_privkey_t ca_key) {
+  uint8_t serial[16];
+  STRATA_RETURN_IF_ERROR(Check(gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof(serial)), "serial"));
+  serial[0] &= 0x7f;  // a positive number
+  const time_t now = time(nullptr);
+  STRATA_RETURN_IF_ERROR(Check(gnutls_x509_crt_set_version(crt, 3), "version"));
+  STRATA_RETURN_IF_ERROR(Check(gnutls_x509_crt_set_serial(crt, serial, sizeof(serial)), "serial"));
+  STRATA_RETURN_IF_ERROR(Check(gnutls_x509_crt_set_activation_time(crt, now - 3600), "dates"));
+  STRATA_RETURN_IF_ERROR(
+      Check(gnutls_x509_crt_set_expiration_time(crt, now + kCertificateDays * 86400), "dates"));
+  STRATA_RETURN_IF_ERROR(Check(
+      gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn.data(), cn.size()),
+      "name"));
+  STRATA_RETURN_IF_ERROR(Check(gnutls_x509_crt_set_key(crt, key), "key"));
+  const bool is_ca = ca == nullptr;
+  STRATA_RETURN_IF_ERROR(
+      Check(gnutls_x509_crt_set_basic_constraints(crt, is_ca ? 1 : 0, -1), "constraints"));
+  STRATA_RETURN_IF_ERROR(Check(
+      gnutls_x509_crt_set_key_usage(crt, is_ca ? GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN
+                                               : GNUTLS_KEY_DIGITAL_SIGNATURE),
+      "usage"));
+  if (!is_ca) {
+    STRATA_RETURN_IF_ERROR(
+        Check(gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_CLIENT, 0), "purpose"));
+  }
+  return Check(
+      gnutls_x509_crt_sign2(crt, is_ca ? crt : ca, is_ca ? key : ca_key, GNUTLS_DIG_SHA256, 0),
+      "sign");
+}
+
+Status GenerateKey(gnutls_x509_privkey_t key) {
+  return Check(gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA,
+                                            GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0),
+               "key generation");
+}
+
+Result<std::string> ReadText(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    return Status::FromErrno("read " + path, errno);
+  }
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) {
+    text.append(buf, n);
+  }
+  std::fclose(f);
+  return text;
+}
+
+Status Import(gnutls_x509_crt_t crt, const std::string& pem) {
+  const gnutls_datum_t d{reinterpret_cast<unsigned char*>(const_cast<char*>(pem.data())),
+                         static_cast<unsigned>(pem.size())};
+  return Check(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM), "certificate");
+}
+
+Result<std::string> Fingerprint(gnutls_x509_crt_t crt) {
+  uint8_t digest[32];
+  size_t size = sizeof(digest);
+  STRATA_RETURN_IF_ERROR(
+      Check(gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, digest, &size), "fingerprint"));
+  return Hex(digest, size);
+}
+
+json KeyPairJson(const KeyPairInfo& k, const std::string& secret) {
+  return json{{"key_pair_id", k.key_pair_id},
+              {"key_name", k.key_name},
+              {"key_type", k.key_type},
+              {"fingerprint", k.fingerprint},
+              {"create_time_ms", k.create_time_ms},
+              {"material", secret}};
+}
+
+}  // namespace
+
+Status ComputeImpl::LoadKeyPairLocked(const std::string& id, const std::string& text) {
+  STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("key pair", id, text));
+  StoredKeyPair k;
+  try {
+    k.info.key_pair_id = j.at("key_pair_id").get<std::string>();
+    k.info.key_name = j.at("key_name").get<std::string>();
+    k.info.key_type = j.at("key_type").get<std::string>();
+    k.info.fingerprint = j.at("fingerprint").get<std::string>();
+    k.info.create_time_ms = j.at("create_time_ms").get<int64_t>();
+    k.material = j.at("material").get<std::string>();
+  } catch (const json::exception& e) {
+    return Status::Corruption("key pair record " + id + ": " + e.what());
+  }
+  if (k.info.key_pair_id != id || (k.info.key_type != "x509" && k.info.key_type != "psk")) {
+    return Status::Corruption("key pair record " + id + " is not one");
+  }
+  key_pairs_[k.info.key_name] = std::move(k);
+  return Status::OK();
+}
+
+Result<std::pair<std::string, std::string>> ComputeImpl::CaLocked() {
+  const std::string dir = pool_->Info().path + "/keypair-ca";
+  if (!std::filesystem::exists(dir + "/ca-cert.pem")) {
+    Key key;
+    Crt crt;
+    STRATA_RETURN_IF_ERROR(GenerateKey(key.p));
+    STRATA_RETURN_IF_ERROR(
+        MakeCertificate(crt.p, key.p, "Strata pool key pair CA", nullptr, nullptr));
+    STRATA_ASSIGN_OR_RETURN(std::string key_pem, Export(key.p));
+    STRATA_ASSIGN_OR_RETURN(std::string crt_pem, Export(crt.p));
+    std::filesystem::create_directories(dir);
+    chmod(dir.c_str(), 0700);
+    STRATA_RETURN_IF_ERROR(WriteFileAtomically(dir, dir + "/ca-key.pem", key_pem));
+    STRATA_RETURN_IF_ERROR(WriteFileAtomically(dir, dir + "/ca-cert.pem", crt_pem));
+  }
+  STRATA_ASSIGN_OR_RETURN(std::string crt_pem, ReadText(dir + "/ca-cert.pem"));
+  STRATA_ASSIGN_OR_RETURN(std::string key_pem, ReadText(dir + "/ca-key.pem"));
+  return std::make_pair(crt_pem, key_pem);
+}
+
+Result<std::string> ComputeImpl::KeyPairCaCertificate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(auto ca, CaLocked());
+  return ca.first;
+}
+
+// An x509 key pair's certificate and key (the key returned, never stored).
+Result<std::pair<std::string, std::string>> ComputeImpl::IssueLocked(const std::string& name) {
+  STRATA_ASSIGN_OR_RETURN(auto ca_pem, CaLocked());
+  Crt ca;
+  Key ca_key;
+  STRATA_RETURN_IF_ERROR(Import(ca.p, ca_pem.first));
+  const gnutls_datum_t d{reinterpret_cast<unsigned char*>(ca_pem.second.data()),
+                         static_cast<unsigned>(ca_pem.second.size())};
+  STRATA_RETURN_IF_ERROR(
+      Check(gnutls_x509_privkey_import(ca_key.p, &d, GNUTLS_X509_FMT_PEM), "CA key"));
+  Key key;
+  Crt crt;
+  STRATA_RETURN_IF_ERROR(GenerateKey(key.p));
+  STRATA_RETURN_IF_ERROR(MakeCertificate(crt.p, key.p, name, ca.p, ca_key.p));
+  STRATA_ASSIGN_OR_RETURN(std::string crt_pem, Export(crt.p));
+  STRATA_ASSIGN_OR_RETURN(std::string key_pem, Export(key.p));
+  return std::make_pair(crt_pem, key_pem);
+}
+
+Status ComputeImpl::StoreKeyPairLocked(KeyPairInfo info, const std::string& material) {
+  do {
+    info.key_pair_id = NewResourceId("key");
+  } while (std::any_of(key_pairs_.begin(), key_pairs_.end(), [&](const auto& k) {
+    return k.second.info.key_pair_id == info.key_pair_id;
+  }));
+  info.create_time_ms = NowMs();
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
+      {{RecordTable::kSecurity, info.key_pair_id, DumpJson(KeyPairJson(info, material))}}));
+  key_pairs_[info.key_name] = StoredKeyPair{info, material};
+  return Status::OK();
+}
+
+Status ComputeImpl::CheckNewKeyNameLocked(const std::string& name) {
+  if (name.empty() || name.size() > 255) {
+    return Status::InvalidArgument("a key name is 1 to 255 characters");
+  }
+  STRATA_RETURN_IF_ERROR(ValidateText("key name", name, 255));
+  if (name.find(':') != std::string::npos) {
+    return Status::InvalidArgument("a key name has no ':' (it is a PSK identity)");
+  }
+  if (key_pairs_.count(name) != 0) {
+    return Status::AlreadyExists("key pair '" + name + "' exists");
+  }
+  return Status::OK();
+}
+
+Result<std::pair<KeyPairInfo, std::string>> ComputeImpl::CreateKeyPair(const std::string& name,
+                                                                       const std::string& type) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_RETURN_IF_ERROR(CheckNewKeyNameLocked(name));
+  KeyPairInfo info;
+  info.key_name = name;
+  info.key_type = type.empty() ? "x509" : type;
+  if (info.key_type == "psk") {
+    uint8_t key[32];
+    STRATA_RETURN_IF_ERROR(Check(gnutls_rnd(GNUTLS_RND_KEY, key, sizeof(key)), "random key"));
+    uint8_t digest[32];
+    STRATA_RETURN_IF_ERROR(
+        Check(gnutls_hash_fast(GNUTLS_DIG_SHA256, key, sizeof(key), digest), "fingerprint"));
+    info.fingerprint = Hex(digest, sizeof(digest));
+    const std::string hex = Hex(key, sizeof(key));
+    STRATA_RETURN_IF_ERROR(StoreKeyPairLocked(info, hex));
+    return std::make_pair(key_pairs_[name].info, name + ":" + hex + "\n");
+  }
+  if (info.key_type != "x509") {
+    return Status::InvalidArgument("--key-type is x509 (a client certificate) or psk");
+  }
+  STRATA_ASSIGN_OR_RETURN(auto issued, IssueLocked(name));
+  Crt crt;
+  STRATA_RETURN_IF_ERROR(Import(crt.p, issued.first));
+  STRATA_ASSIGN_OR_RETURN(info.fingerprint, Fingerprint(crt.p));
+  STRATA_RETURN_IF_ERROR(StoreKeyPairLocked(info, issued.first));
+  return std::make_pair(key_pairs_[name].info, issued.first + issued.second);
+}
+
+Result<KeyPairInfo> ComputeImpl::ImportKeyPair(const std::string& name,
+                                               const std::string& certificate_pem) {
+  std::lock_guard<std::mutex> lock(mu_);
+  STRATA_RETURN_IF_ERROR(CheckNewKeyNameLocked(name));
+  Crt crt;
+  if (certificate_pem.size() > 64 * 1024 || !Import(crt.p, certificate_pem).ok()) {
+    return Status::InvalidArgument("the key material is not an X.509 certificate in PEM");
+  }
+  KeyPairInfo info;
+  info.key_name = name;
+  info.key_type = "x509";
+  STRATA_ASSIGN_OR_RETURN(info.fingerprint, Fingerprint(crt.p));
+  STRATA_ASSIGN_OR_RETURN(std::string pem, Export(crt.p));  // only the certificate is kept
+  STRATA_RETURN_IF_ERROR(StoreKeyPairLocked(info, pem));
+  return key_pairs_[name].info;
+}
+
+std::vector<KeyPairInfo> ComputeImpl::ListKeyPairs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<KeyPairInfo> out;
+  for (const auto& [name, k] : key_pairs_) {
+    out.push_back(k.info);
+    out.back().tags = TagsOfLocked(k.info.key_pair_id);
+  }
+  return out;
+}
+
+Status ComputeImpl::DeleteKeyPair(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = key_pairs_.find(name);
+  if (it == key_pairs_.end()) {
+    return Status::NotFound("key pair '" + name + "' does not exist");
+  }
+  STRATA_RETURN_IF_ERROR(
+      pool_->CommitRecords({{RecordTable::kSecurity, it->second.info.key_pair_id, std::nullopt}}));
+  key_pairs_.erase(it);
+  return Status::OK();
+}
+
+std::optional<std::vector<uint8_t>> ComputeImpl::KeyPairPsk(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = key_pairs_.find(name);
+  if (it == key_pairs_.end() || it->second.info.key_type != "psk") {
+    return std::nullopt;
+  }
+  std::vector<uint8_t> key;
+  const std::string& hex = it->second.material;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    key.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return key;
+}
+
+std::optional<std::string> ComputeImpl::KeyPairOfCertificate(const std::string& fingerprint) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, k] : key_pairs_) {
+    if (k.info.key_type == "x509" && k.info.fingerprint == fingerprint) {
+      return name;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace strata
