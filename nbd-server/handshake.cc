@@ -205,8 +205,9 @@ class Negotiation {
     STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, compute_->OpenExport(name));
     Status admitted = compute_->AdmitExport(volume->id(), peer_);
     if (!admitted.ok()) {
-      ServerLog().Log(LogKey::kRefused, "refused %s: %s", EscapeText(name, 128).c_str(),
-                      EscapeText(admitted.message()).c_str());
+      ServerLog().Log(LogKey::kRefused, "refused %s to %s: %s",
+                      peer_.address.empty() ? "a unix-socket client" : peer_.address.c_str(),
+                      EscapeText(name, 128).c_str(), EscapeText(admitted.message()).c_str());
       return admitted;
     }
     return volume;

@@ -89,6 +89,10 @@ int CreatePool(const std::string& dir, const std::string& chunk_text,
   if (!compute.ok()) {
     return Fail(compute.status());
   }
+  // The CA that signs x509 key pairs (docs/security.md "Key pairs"), made with the pool.
+  if (auto ca = (*compute)->KeyPairCaCertificate(); !ca.ok()) {
+    return Fail(ca.status());
+  }
   auto info = strata::ExecuteControl(compute->get(), json{{"command", "pool-info"}});
   if (!info.ok()) {
     return Fail(info.status());
