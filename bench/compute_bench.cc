@@ -73,7 +73,8 @@ Fixture& Get() {
     store.virtual_name = "ephemeral0";
     spec.mappings = {m, store};
     f->image_id = f->compute->RegisterImage(spec)->image_id;
-    auto inst = f->compute->RunInstances(RunSpec{f->image_id, 1, "m5d.large", false, {}, {}, {}, ""});
+    auto inst =
+        f->compute->RunInstances(RunSpec{f->image_id, 1, "m5d.large", false, {}, {}, {}, ""});
     f->instance_id = (*inst)[0].instance_id;
     Fill(f->compute->OpenExport(f->instance_id + "/sdb")->get(), kSpanBytes);
     Fill(f->compute->OpenExport(f->instance_id + "/xvda")->get(), kSpanBytes);

@@ -362,19 +362,7 @@ Status TlsSession::ReadFully(void* buf, size_t len) {
 }
 
 Status TlsSession::WriteFully(const void* buf, size_t len) {
-  auto* p = static_cast<const uint8_t*>(buf);
-  while (len > 0) {
-    ssize_t n = gnutls_record_send(session_, p, len);
-    if (n == GNUTLS_E_INTERRUPTED) {
-      continue;
-    }
-    if (n < 0) {
-      return Failed("write", static_cast<int>(n));
-    }
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return Status::OK();
+  return SendRecord(static_cast<const uint8_t*>(buf), len);  // (blocking in this phase)
 }
 
 void TlsSession::StartMemoryTransport() {

@@ -778,12 +778,16 @@ void Connection::SendNext() {
     return;
   }
   GatherBatch();
+  SubmitSend(&msg_);
+}
+
+void Connection::SubmitSend(msghdr* msg) {
   sending_ = true;
   send_progress_ns_ = MonotonicNowNs();
   send_op_ = IoOp{};
   send_op_.kind = IoOp::Kind::kSendMsg;
   send_op_.file = fd_;
-  send_op_.buf = &msg_;
+  send_op_.buf = msg;
   send_op_.done = &Connection::OnSent;
   send_op_.ctx = this;
   loop_->engine()->Submit(&send_op_);
@@ -920,15 +924,7 @@ void Connection::SubmitTlsFlight() {
   tls_msg_ = msghdr{};
   tls_msg_.msg_iov = &tls_iov_;
   tls_msg_.msg_iovlen = 1;
-  sending_ = true;
-  send_progress_ns_ = MonotonicNowNs();
-  send_op_ = IoOp{};
-  send_op_.kind = IoOp::Kind::kSendMsg;
-  send_op_.file = fd_;
-  send_op_.buf = &tls_msg_;
-  send_op_.done = &Connection::OnSent;
-  send_op_.ctx = this;
-  loop_->engine()->Submit(&send_op_);
+  SubmitSend(&tls_msg_);
 }
 
 void Connection::Release(Slot* s) {

@@ -113,6 +113,8 @@ class Connection {
   void SendNext();
   // The queued replies (up to kMaxSendIov iovecs) become msg_'s batch.
   void GatherBatch();
+  // One sendmsg of `msg` on the loop; OnSent follows.
+  void SubmitSend(msghdr* msg);
   // The batch is on the wire: its slots are released.
   void FinishBatch();
   // The client is gone: every pending reply is dropped.
