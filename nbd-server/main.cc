@@ -2,6 +2,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -96,7 +97,10 @@ int main(int argc, char** argv) {
                  "2 MiB, and --max-buffer-bytes must be at least --max-connection-buffer-bytes\n");
     return 2;
   }
-  if (socket_path.empty() && listen.empty()) {
+  // Sockets handed over by systemd (or systemd-socket-activate, as qemu-nbd and nbdkit take
+  // them): served as they are; no default listener then.
+  const int inherited = sd_listen_fds(/*unset_environment=*/1);
+  if (socket_path.empty() && listen.empty() && inherited <= 0) {
     listen = "127.0.0.1:10809";
   }
   char* mode_end = nullptr;
@@ -217,6 +221,9 @@ int main(int argc, char** argv) {
     if (status.ok() && !listen.empty()) {
       status = server.ListenTcp(listen, allow_insecure_tcp);
     }
+    for (int i = 0; status.ok() && i < inherited; i++) {
+      status = server.ListenInherited(SD_LISTEN_FDS_START + i, allow_insecure_tcp);
+    }
     if (!status.ok()) {
       std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());
       return 1;
@@ -228,11 +235,14 @@ int main(int argc, char** argv) {
       const char* scheme = tls.mode == strata::nbd::TlsMode::kRequire ? "nbds" : "nbd";
       std::string uri = !socket_path.empty()
                             ? std::string(scheme) + "+unix:///" + e.name + "?socket=" + socket_path
-                            : std::string(scheme) + "://" + listen + "/" + e.name;
+                        : !listen.empty() ? std::string(scheme) + "://" + listen + "/" + e.name
+                                          : "(on the inherited sockets)";
       std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", strata::EscapeText(e.name).c_str(),
                    strata::EscapeText(e.description).c_str(), strata::EscapeText(uri).c_str());
     }
+    sd_notify(0, "READY=1");  // (no-op unless started by systemd with Type=notify)
     status = server.Run(signal_fd);
+    sd_notify(0, "STOPPING=1");
   }
   metrics.reset();
   hydrations->reset();  // its fetches write into the pool: it goes first

@@ -158,6 +158,36 @@ Status Server::ListenTcp(const std::string& host_port, bool allow_insecure) {
   return Listen(fd, Kind::kTcp);
 }
 
+Status Server::ListenInherited(int fd, bool allow_insecure) {
+  int type = 0, listening = 0;
+  socklen_t len = sizeof(type);
+  sockaddr_storage addr{};
+  socklen_t addr_len = sizeof(addr);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+      getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) {
+    return Status::InvalidArgument("inherited fd " + std::to_string(fd) +
+                                   " is not a listening stream socket (ListenStream= in the "
+                                   ".socket unit; Accept=no)");
+  }
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (addr.ss_family == AF_UNIX) {
+    std::fprintf(stderr, "strata-nbd: listening on inherited unix socket %s\n",
+                 reinterpret_cast<sockaddr_un*>(&addr)->sun_path);
+    return Listen(fd, Kind::kUnix);
+  }
+  const bool tls_required = tls_ != nullptr && tls_->mode() == TlsMode::kRequire;
+  if (!IsLoopback(reinterpret_cast<sockaddr*>(&addr)) && !tls_required && !allow_insecure) {
+    return Status::InvalidArgument(
+        "an inherited TCP socket is not on a loopback address: give TLS credentials, or "
+        "--allow-insecure-tcp on a network you trust");
+  }
+  std::fprintf(stderr, "strata-nbd: listening on inherited tcp socket, port %u\n",
+               ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                                : reinterpret_cast<sockaddr_in*>(&addr)->sin_port));
+  return Listen(fd, Kind::kTcp);
+}
+
 Status Server::Run(int signal_fd) {
   while (true) {
     std::vector<pollfd> fds;

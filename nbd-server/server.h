@@ -39,6 +39,9 @@ class Server {
   // "HOST:PORT"; port 0 picks a free port (logged). A non-loopback address needs TLS required
   // unless `allow_insecure`: the default never puts volumes on a network in plaintext.
   Status ListenTcp(const std::string& host_port, bool allow_insecure = false);
+  // A listening socket handed over by systemd (LISTEN_FDS): unix or TCP, by its address; a TCP
+  // one follows ListenTcp's rule. Errors: InvalidArgument (not a listening stream socket).
+  Status ListenInherited(int fd, bool allow_insecure = false);
   // POOL/control.sock (mode 0600): the CLI's requests while this server holds the pool.
   Status ListenControl(const std::string& path);
   // Accepts until SIGTERM or SIGINT, then stops accepting, lets every connection finish the
