@@ -173,7 +173,7 @@ struct CheckReport {
 constexpr uint64_t kMaxVolumeBytes = 64ull << 40;  // 64 TiB (io2 Block Express)
 
 // Where the content of a snapshot that is still arriving comes from (a lazily restored remote
-// snapshot, lib/remote/hydrator.cc). While one is attached (Pool::AttachBlockSource), every
+// snapshot, lib/remote/hydration.cc). While one is attached (Pool::AttachBlockSource), every
 // volume and snapshot whose data reads through to that snapshot asks it to make a range present
 // (Pool::FillSnapshot) before reading or changing it. Thread-safe.
 class BlockSource {

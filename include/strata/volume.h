@@ -14,7 +14,7 @@
 namespace strata {
 
 namespace internal {
-struct RequestState;  // defined in lib/store/request.h
+struct RequestState;  // defined in lib/store/volume_impl.h
 }
 
 // One asynchronous request to a Volume (see Volume::Submit).
