@@ -4,11 +4,11 @@
 // write, the volume the second. Exits 0 when every byte is where it should be.
 //
 //   embed DIR
+#include <strata/strata.h>
+
 #include <cstdio>
 #include <string>
 #include <vector>
-
-#include <strata/strata.h>
 
 namespace {
 
