@@ -110,6 +110,8 @@ class TlsSession {
   // on writing into its own buffer (a KeyUpdate's answer may come while a batch is on the
   // wire). False if there is none.
   bool TakeOutbox(std::vector<uint8_t>* batch);
+  // Ciphertext written and not yet taken (answers to KeyUpdates, alerts, a batch being made).
+  size_t outbox_bytes() const { return out_.size(); }
   // A close_notify, sent with a short blocking write (the loop is done with the socket).
   void Bye();
   const std::string& error() const { return error_; }

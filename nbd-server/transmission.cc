@@ -217,6 +217,13 @@ void Connection::ReceiveTls() {
     if (stopped_ || receiving_ || paused_) {
       break;
     }
+    if (tls_->outbox_bytes() > kTlsBatchBytes) {
+      // Records the client sent made this much to answer (KeyUpdates) while it reads none:
+      // nothing more is decrypted until a send drains it (the watchdog ends a client that never
+      // reads), so no client can grow the outbox without bound.
+      tls_receive_held_ = true;
+      break;
+    }
     size_t len = 0;
     uint8_t* dst = NextDestination(&len);
     const ssize_t n = tls_->Decrypt(dst, len);
@@ -856,6 +863,10 @@ void Connection::OnSent(IoOp* op) {
     }
     c->tls_flight_sent_ = 0;
     c->SendTls();
+    if (c->tls_receive_held_ && c->tls_->outbox_bytes() <= kTlsBatchBytes) {
+      c->tls_receive_held_ = false;
+      c->Receive();
+    }
     return;
   }
   // Short send: advance the iovecs and send the rest of the batch.

@@ -177,6 +177,7 @@ class Connection {
   TlsSession* tls_ = nullptr;
   bool in_receive_tls_ = false;
   bool receive_tls_again_ = false;
+  bool tls_receive_held_ = false;    // the outbox is over its bound: decrypting waits for a send
   std::vector<uint8_t> tls_flight_;  // ciphertext being sent
   size_t tls_flight_sent_ = 0;
   iovec tls_iov_{};

@@ -5,6 +5,8 @@
 #include <gnutls/x509.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -156,7 +158,12 @@ Status ComputeImpl::LoadKeyPairLocked(const std::string& id, const std::string& 
   } catch (const json::exception& e) {
     return Status::Corruption("key pair record " + id + ": " + e.what());
   }
-  if (k.info.key_pair_id != id || (k.info.key_type != "x509" && k.info.key_type != "psk")) {
+  const bool hex_key =
+      k.material.size() == 64 && std::all_of(k.material.begin(), k.material.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c));
+      });
+  if (k.info.key_pair_id != id || (k.info.key_type != "x509" && k.info.key_type != "psk") ||
+      (k.info.key_type == "psk" && !hex_key)) {
     return Status::Corruption("key pair record " + id + " is not one");
   }
   key_pairs_[k.info.key_name] = std::move(k);

@@ -53,7 +53,8 @@ Result<Prefix> ParseCidr(const std::string& cidr) {
   }
   const std::string bits = cidr.substr(slash + 1);
   const int max = v4 ? 32 : 128;
-  if (bits.empty() || bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), ::isdigit) ||
+  if (bits.empty() || bits.size() > 3 ||
+      !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
       std::stoi(bits) > max) {
     return Status::InvalidArgument("'" + cidr + "': the prefix length must be 0 to " +
                                    std::to_string(max));
