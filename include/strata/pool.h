@@ -190,6 +190,13 @@ class BlockSource {
   virtual double Progress() = 0;
 };
 
+// One change to a layer's record table (Pool::CommitRecords): `value` nullopt deletes `key`.
+struct RecordChange {
+  std::string table;
+  std::string key;
+  std::optional<std::string> value;
+};
+
 class Pool {
  public:
   virtual ~Pool() = default;
@@ -313,6 +320,36 @@ class Pool {
   virtual PoolInfo Info() = 0;
   // Verifies every metadata invariant and the space accounting against the map.
   virtual Result<CheckReport> Check() = 0;
+
+  // ---- The hook for a layer above the engine ----
+  // Strata's EC2 layer (strata/compute.h: images, instances, tags, security groups, key pairs)
+  // is built on these alone; the engine never reads what a layer stores. A layer keeps its
+  // records in named tables stored durably beside the engine's own metadata, and keeps volumes
+  // and snapshots it depends on from deletion with holds.
+
+  // Opens a record table, creating it if absent. Names: 1-32 of [a-z0-9_], starting with a
+  // letter, not one of the engine's own tables (docs/on-disk-format.md); at most 16 per pool.
+  // Errors: InvalidArgument (name, or too many tables), IOError.
+  virtual Status OpenRecordTable(const std::string& table) = 0;
+  // Every record of an opened table, (key, value) in key order. Errors: InvalidArgument (not
+  // opened), IOError.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(
+      const std::string& table) = 0;
+  // Applies `changes` (to opened tables) in one durable commit, all or nothing.
+  virtual Status CommitRecords(std::vector<RecordChange> changes) = 0;
+  // Creates every volume and commits the records `records_for` builds from their infos (ids
+  // assigned) in the same durable commit: all or nothing. `records_for` may be empty.
+  using RecordsFor = std::function<std::vector<RecordChange>(const std::vector<VolumeInfo>&)>;
+  virtual Result<std::vector<VolumeInfo>> CreateVolumes(const std::vector<VolumeSpec>& specs,
+                                                        const RecordsFor& records_for) = 0;
+  // While `holder` holds `id` (a volume or snapshot), deleting `id` fails with Busy and the text
+  // "volume|snapshot ID " + `reason` (e.g. "is in use by ami-1: deregister the image first").
+  // Holds live in memory: a layer adds them again after each open.
+  virtual void AddHold(const std::string& id, const std::string& holder,
+                       const std::string& reason) = 0;
+  virtual void ReleaseHold(const std::string& id, const std::string& holder) = 0;
+  // True while any handle of the volume is open (an NBD client, a library user).
+  virtual bool VolumeInUse(const std::string& volume_id) = 0;
 };
 
 }  // namespace strata

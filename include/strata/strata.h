@@ -1,8 +1,8 @@
-// Umbrella include for the Strata library.
+// Umbrella include for the Strata engine (libstrata). The EC2 layer on top (libstrata_ec2:
+// images, instances, tags, security groups, key pairs) is "strata/compute.h".
 #ifndef STRATA_STRATA_H_
 #define STRATA_STRATA_H_
 
-#include "strata/compute.h"
 #include "strata/env.h"
 #include "strata/event_loop.h"
 #include "strata/pool.h"

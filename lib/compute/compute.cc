@@ -7,6 +7,7 @@
 #include "compute/compute_impl.h"
 #include "store/volume_types.h"
 #include "util/check.h"
+#include "util/clock.h"
 #include "util/json_text.h"
 #include "util/text.h"
 
@@ -230,32 +231,34 @@ Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& 
 // ---------------------------------------------------------------- open
 
 Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions& options) {
-  auto* impl = dynamic_cast<PoolImpl*>(pool);
-  if (impl == nullptr) {
-    return Status::InvalidArgument("Compute needs a pool opened by Pool::Open");
+  if (pool == nullptr) {
+    return Status::InvalidArgument("Compute needs an open pool");
   }
-  auto compute = std::make_unique<ComputeImpl>(impl, options);
+  for (const char* table : {kImagesTable, kInstancesTable, kTagsTable, kSecurityTable}) {
+    STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(table));
+  }
+  auto compute = std::make_unique<ComputeImpl>(pool, options);
   STRATA_RETURN_IF_ERROR(compute->Load());
   return std::unique_ptr<Compute>(std::move(compute));
 }
 
-ComputeImpl::ComputeImpl(PoolImpl* pool, const ComputeOptions& options)
+ComputeImpl::ComputeImpl(Pool* pool, const ComputeOptions& options)
     : pool_(pool), options_(options), scratch_dir_(pool->Info().path + "/scratch") {}
 
 Status ComputeImpl::Load() {
   std::lock_guard<std::mutex> lock(mu_);
-  STRATA_ASSIGN_OR_RETURN(auto image_records, pool_->ReadRecords(RecordTable::kImages));
+  STRATA_ASSIGN_OR_RETURN(auto image_records, pool_->ReadRecords(kImagesTable));
   for (const auto& [id, text] : image_records) {
     STRATA_ASSIGN_OR_RETURN(ImageInfo image, DecodeImage(id, text));
     for (const BlockDeviceMapping& m : image.mappings) {
       if (!m.snapshot_id.empty()) {
-        pool_->AddHold(m.snapshot_id, id);
+        pool_->AddHold(m.snapshot_id, id, HoldReason(id));
       }
     }
     images_[id] = std::move(image);
   }
   STRATA_RETURN_IF_ERROR(LoadSecurityLocked());
-  STRATA_ASSIGN_OR_RETURN(auto tag_records, pool_->ReadRecords(RecordTable::kTags));
+  STRATA_ASSIGN_OR_RETURN(auto tag_records, pool_->ReadRecords(kTagsTable));
   for (const auto& [id, text] : tag_records) {
     STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("tag", id, text));
     try {
@@ -264,12 +267,12 @@ Status ComputeImpl::Load() {
       return Status::Corruption("tag record " + id + ": " + e.what());
     }
   }
-  STRATA_ASSIGN_OR_RETURN(auto instance_records, pool_->ReadRecords(RecordTable::kInstances));
+  STRATA_ASSIGN_OR_RETURN(auto instance_records, pool_->ReadRecords(kInstancesTable));
   for (const auto& [id, text] : instance_records) {
     STRATA_ASSIGN_OR_RETURN(InstanceRecord rec, DecodeInstance(id, text));
     for (const InstanceDevice& d : rec.info.devices) {
       if (!d.instance_store()) {
-        pool_->AddHold(d.volume_id, id);
+        pool_->AddHold(d.volume_id, id, HoldReason(id));
       }
     }
     instances_[id] = std::move(rec);
@@ -287,10 +290,10 @@ Status ComputeImpl::Load() {
     }
   }
   // Tags of resources deleted behind our back (through the Pool API) are dropped.
-  std::vector<CommitBatch::Record> stale;
+  std::vector<RecordChange> stale;
   for (auto it = tags_.begin(); it != tags_.end();) {
     if (!ResourceExistsLocked(it->first).ok()) {
-      stale.push_back({RecordTable::kTags, it->first, std::nullopt});
+      stale.push_back({kTagsTable, it->first, std::nullopt});
       it = tags_.erase(it);
     } else {
       ++it;
@@ -299,16 +302,16 @@ Status ComputeImpl::Load() {
   return stale.empty() ? Status::OK() : pool_->CommitRecords(std::move(stale));
 }
 
-CommitBatch::Record ComputeImpl::InstanceRecordOf(const InstanceRecord& rec) const {
-  return {RecordTable::kInstances, rec.info.instance_id, EncodeInstance(rec)};
+RecordChange ComputeImpl::InstanceRecordOf(const InstanceRecord& rec) const {
+  return {kInstancesTable, rec.info.instance_id, EncodeInstance(rec)};
 }
 
-CommitBatch::Record ComputeImpl::TagRecordOf(const std::string& id) const {
+RecordChange ComputeImpl::TagRecordOf(const std::string& id) const {
   auto it = tags_.find(id);
   if (it == tags_.end() || it->second.empty()) {
-    return {RecordTable::kTags, id, std::nullopt};
+    return {kTagsTable, id, std::nullopt};
   }
-  return {RecordTable::kTags, id, DumpJson(json(it->second))};
+  return {kTagsTable, id, DumpJson(json(it->second))};
 }
 
 Status ComputeImpl::ResourceExistsLocked(const std::string& id) {
@@ -430,21 +433,21 @@ Result<ImageInfo> ComputeImpl::RegisterImageLocked(const ImageSpec& spec,
   image.state = "available";
   image.root_device_name = spec.root_device_name;
   image.root_device_type = spec.root_device_type;
-  image.creation_time_ms = NowMs();
+  image.creation_time_ms = WallClockMs();
   image.mappings = spec.mappings;
   image.source_instance_id = source_instance;
   if (!spec.tags.empty()) {
     tags_[image.image_id] = spec.tags;
   }
   Status s = pool_->CommitRecords(
-      {{RecordTable::kImages, image.image_id, EncodeImage(image)}, TagRecordOf(image.image_id)});
+      {{kImagesTable, image.image_id, EncodeImage(image)}, TagRecordOf(image.image_id)});
   if (!s.ok()) {
     tags_.erase(image.image_id);
     return s;
   }
   for (const BlockDeviceMapping& m : image.mappings) {
     if (!m.snapshot_id.empty()) {
-      pool_->AddHold(m.snapshot_id, image.image_id);
+      pool_->AddHold(m.snapshot_id, image.image_id, HoldReason(image.image_id));
     }
   }
   images_[image.image_id] = image;
@@ -487,8 +490,8 @@ Status ComputeImpl::DeregisterImage(const std::string& image_id) {
   if (it == images_.end()) {
     return Status::NotFound("image " + image_id + " does not exist");
   }
-  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({{RecordTable::kImages, image_id, std::nullopt},
-                                               {RecordTable::kTags, image_id, std::nullopt}}));
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
+      {{kImagesTable, image_id, std::nullopt}, {kTagsTable, image_id, std::nullopt}}));
   for (const BlockDeviceMapping& m : it->second.mappings) {
     if (!m.snapshot_id.empty()) {
       pool_->ReleaseHold(m.snapshot_id, image_id);
@@ -550,9 +553,9 @@ Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& 
     }
     next[id] = std::move(merged);
   }
-  std::vector<CommitBatch::Record> records;
+  std::vector<RecordChange> records;
   for (const auto& [id, t] : next) {
-    records.push_back({RecordTable::kTags, id, DumpJson(json(t))});
+    records.push_back({kTagsTable, id, DumpJson(json(t))});
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
   for (auto& [id, t] : next) {
@@ -579,10 +582,10 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
     }
     next[id] = std::move(t);
   }
-  std::vector<CommitBatch::Record> records;
+  std::vector<RecordChange> records;
   for (const auto& [id, t] : next) {
     records.push_back(
-        {RecordTable::kTags, id, t.empty() ? std::nullopt : std::optional(DumpJson(json(t)))});
+        {kTagsTable, id, t.empty() ? std::nullopt : std::optional(DumpJson(json(t)))});
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
   for (auto& [id, t] : next) {

@@ -1,20 +1,24 @@
-// ComputeImpl: images, instances and tags over a PoolImpl. docs/compute.md explains the records,
-// the holds and the crash protocol of each multi-step operation.
+// ComputeImpl: images, instances and tags over a Pool's layer hook (strata/pool.h).
+// docs/compute.md explains the records, the holds and the crash protocol of each multi-step
+// operation.
 #ifndef STRATA_COMPUTE_COMPUTE_IMPL_H_
 #define STRATA_COMPUTE_COMPUTE_IMPL_H_
 
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "strata/compute.h"
+#include "strata/pool.h"
 
 #include "compute/scratch_volume.h"
-#include "store/pool_impl.h"
+#include "util/clock.h"
+#include "util/ids.h"
 
 namespace strata {
 
@@ -25,9 +29,22 @@ struct InstanceRecord {
   std::vector<std::string> pending_deletes;
 };
 
+// The EC2 layer's record tables in the pool (docs/on-disk-format.md).
+constexpr const char* kImagesTable = "images";
+constexpr const char* kInstancesTable = "instances";
+constexpr const char* kTagsTable = "tags";
+constexpr const char* kSecurityTable = "security";  // security groups and key pairs
+
+// What deleting a volume or snapshot held by `holder` (an image or instance id) says.
+inline std::string HoldReason(const std::string& holder) {
+  return holder.starts_with("ami-")
+             ? "is in use by " + holder + ": deregister the image first"
+             : "is attached to " + holder + ": detach it or terminate the instance first";
+}
+
 class ComputeImpl final : public Compute {
  public:
-  ComputeImpl(PoolImpl* pool, const ComputeOptions& options);
+  ComputeImpl(Pool* pool, const ComputeOptions& options);
   Status Load();
 
   Pool* pool() override { return pool_; }
@@ -102,7 +119,7 @@ class ComputeImpl final : public Compute {
 
   // ---- security groups (compute_security.cc); all REQUIRE mu_ ----
   Status LoadSecurityLocked();
-  CommitBatch::Record GroupRecordOf(const SecurityGroupInfo& g) const;
+  RecordChange GroupRecordOf(const SecurityGroupInfo& g) const;
   Result<SecurityGroupInfo*> FindGroupLocked(const std::string& group_id);
   // InvalidArgument past the per-instance bound, NotFound for a group that does not exist.
   Status CheckGroupsLocked(const std::vector<std::string>& group_ids);
@@ -114,8 +131,8 @@ class ComputeImpl final : public Compute {
   Status ValidateImageLocked(const ImageSpec& spec);
   Result<ImageInfo> RegisterImageLocked(const ImageSpec& spec, const std::string& source_instance);
   // The record and tag changes for `rec` (written with every state change).
-  CommitBatch::Record InstanceRecordOf(const InstanceRecord& rec) const;
-  CommitBatch::Record TagRecordOf(const std::string& id) const;
+  RecordChange InstanceRecordOf(const InstanceRecord& rec) const;
+  RecordChange TagRecordOf(const std::string& id) const;
   // Busy if any device of the instance is open (an NBD client still attached).
   Status CheckDevicesIdleLocked(const InstanceRecord& rec);
   void DropScratchLocked(const InstanceRecord& rec);
@@ -131,7 +148,7 @@ class ComputeImpl final : public Compute {
   Result<std::shared_ptr<ScratchVolume>> SeedScratch(const std::string& id, uint64_t size_bytes,
                                                      const std::string& snapshot_id);
 
-  PoolImpl* const pool_;
+  Pool* const pool_;
   const ComputeOptions options_;
   const std::string scratch_dir_;
   std::mutex mu_;  // one control operation at a time; guards everything below

@@ -5,6 +5,7 @@
 
 #include "compute/compute_impl.h"
 #include "util/check.h"
+#include "util/clock.h"
 #include "util/json_text.h"
 
 namespace strata {
@@ -68,7 +69,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   std::vector<InstanceRecord> recs(spec.count);
   std::vector<VolumeSpec> specs;
   std::vector<std::pair<size_t, size_t>> slots;  // spec i -> (instance, device)
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   for (InstanceRecord& rec : recs) {
     InstanceInfo& info = rec.info;
     do {
@@ -126,7 +127,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   }
   std::map<std::string, Tags> new_tags;
   auto records_for = [&](const std::vector<VolumeInfo>& volumes) {
-    std::vector<CommitBatch::Record> out;
+    std::vector<RecordChange> out;
     for (size_t i = 0; i < volumes.size(); i++) {
       recs[slots[i].first].info.devices[slots[i].second].volume_id = volumes[i].volume_id;
       if (!spec.volume_tags.empty()) {
@@ -140,7 +141,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
       }
     }
     for (const auto& [id, t] : new_tags) {
-      out.push_back({RecordTable::kTags, id, DumpJson(json(t))});
+      out.push_back({kTagsTable, id, DumpJson(json(t))});
     }
     return out;
   };
@@ -149,7 +150,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   for (InstanceRecord& rec : recs) {
     for (const InstanceDevice& d : rec.info.devices) {
       if (!d.instance_store()) {
-        pool_->AddHold(d.volume_id, rec.info.instance_id);
+        pool_->AddHold(d.volume_id, rec.info.instance_id, HoldReason(rec.info.instance_id));
       }
     }
     out.push_back(rec.info);
@@ -194,7 +195,7 @@ Status ComputeImpl::CheckDevicesIdleLocked(const InstanceRecord& rec) {
     const std::string key = rec.info.instance_id + "/" + DeviceShortName(d.device_name);
     auto it = scratch_.find(key);
     const bool open = d.instance_store() ? (it != scratch_.end() && it->second.use_count() > 1)
-                                         : pool_->VolumeOpen(d.volume_id);
+                                         : pool_->VolumeInUse(d.volume_id);
     if (open) {
       return Status::Busy("device " + d.device_name + " of " + rec.info.instance_id +
                           " is still open (an NBD client is attached): shut the VM down first");
@@ -329,7 +330,7 @@ Status ComputeImpl::FinishTerminationLocked(InstanceRecord* rec) {
     return Status::OK();
   }
   std::vector<std::string> left;
-  std::vector<CommitBatch::Record> records;
+  std::vector<RecordChange> records;
   for (const std::string& volume_id : rec->pending_deletes) {
     Status s = pool_->DeleteVolume(volume_id);
     if (!s.ok() && s.code() != Status::Code::kNotFound) {
@@ -337,7 +338,7 @@ Status ComputeImpl::FinishTerminationLocked(InstanceRecord* rec) {
       continue;
     }
     if (tags_.erase(volume_id) != 0) {
-      records.push_back({RecordTable::kTags, volume_id, std::nullopt});
+      records.push_back({kTagsTable, volume_id, std::nullopt});
     }
   }
   rec->pending_deletes = left;
@@ -401,11 +402,11 @@ Result<InstanceDevice> ComputeImpl::AttachVolume(const std::string& volume_id,
   InstanceDevice d;
   d.device_name = device_name;
   d.volume_id = volume.volume_id;
-  d.attach_time_ms = NowMs();
+  d.attach_time_ms = WallClockMs();
   InstanceRecord next = *rec;
   next.info.devices.push_back(d);
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
-  pool_->AddHold(volume.volume_id, instance_id);
+  pool_->AddHold(volume.volume_id, instance_id, HoldReason(instance_id));
   *rec = std::move(next);
   return d;
 }
@@ -424,7 +425,7 @@ Result<std::pair<std::string, InstanceDevice>> ComputeImpl::DetachVolume(
                                    " is the root device of running instance " +
                                    rec->info.instance_id + "; stop the instance first");
   }
-  if (pool_->VolumeOpen(volume_id)) {
+  if (pool_->VolumeInUse(volume_id)) {
     return Status::Busy("volume " + volume_id +
                         " is still open (an NBD client is attached): disconnect it first");
   }

@@ -221,9 +221,9 @@ Status ComputeImpl::StoreKeyPairLocked(KeyPairInfo info, const std::string& mate
   } while (std::any_of(key_pairs_.begin(), key_pairs_.end(), [&](const auto& k) {
     return k.second.info.key_pair_id == info.key_pair_id;
   }));
-  info.create_time_ms = NowMs();
+  info.create_time_ms = WallClockMs();
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
-      {{RecordTable::kSecurity, info.key_pair_id, DumpJson(KeyPairJson(info, material))}}));
+      {{kSecurityTable, info.key_pair_id, DumpJson(KeyPairJson(info, material))}}));
   key_pairs_[info.key_name] = StoredKeyPair{info, material};
   return Status::OK();
 }
@@ -305,7 +305,7 @@ Status ComputeImpl::DeleteKeyPair(const std::string& name) {
     return Status::NotFound("key pair '" + name + "' does not exist");
   }
   STRATA_RETURN_IF_ERROR(
-      pool_->CommitRecords({{RecordTable::kSecurity, it->second.info.key_pair_id, std::nullopt}}));
+      pool_->CommitRecords({{kSecurityTable, it->second.info.key_pair_id, std::nullopt}}));
   key_pairs_.erase(it);
   return Status::OK();
 }

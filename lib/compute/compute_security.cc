@@ -136,7 +136,7 @@ Result<SecurityGroupInfo> DecodeGroup(const std::string& id, const std::string& 
 }  // namespace
 
 Status ComputeImpl::LoadSecurityLocked() {
-  STRATA_ASSIGN_OR_RETURN(auto records, pool_->ReadRecords(RecordTable::kSecurity));
+  STRATA_ASSIGN_OR_RETURN(auto records, pool_->ReadRecords(kSecurityTable));
   for (const auto& [id, text] : records) {
     if (id.starts_with("sg-")) {
       STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, DecodeGroup(id, text));
@@ -148,8 +148,8 @@ Status ComputeImpl::LoadSecurityLocked() {
   return Status::OK();
 }
 
-CommitBatch::Record ComputeImpl::GroupRecordOf(const SecurityGroupInfo& g) const {
-  return {RecordTable::kSecurity, g.group_id, DumpJson(GroupJson(g))};
+RecordChange ComputeImpl::GroupRecordOf(const SecurityGroupInfo& g) const {
+  return {kSecurityTable, g.group_id, DumpJson(GroupJson(g))};
 }
 
 Result<SecurityGroupInfo*> ComputeImpl::FindGroupLocked(const std::string& group_id) {
@@ -183,7 +183,7 @@ Result<SecurityGroupInfo> ComputeImpl::CreateSecurityGroup(const std::string& na
   g.group_name = name;
   g.description = description;
   tags_[g.group_id] = tags;
-  std::vector<CommitBatch::Record> records = {GroupRecordOf(g)};
+  std::vector<RecordChange> records = {GroupRecordOf(g)};
   if (!tags.empty()) {
     records.push_back(TagRecordOf(g.group_id));
   }
@@ -225,8 +225,8 @@ Status ComputeImpl::DeleteSecurityGroup(const std::string& group_id) {
       return Status::Busy("security group " + group_id + " is used by instance " + id);
     }
   }
-  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({{RecordTable::kSecurity, group_id, std::nullopt},
-                                               {RecordTable::kTags, group_id, std::nullopt}}));
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
+      {{kSecurityTable, group_id, std::nullopt}, {kTagsTable, group_id, std::nullopt}}));
   groups_.erase(group_id);
   tags_.erase(group_id);
   return Status::OK();

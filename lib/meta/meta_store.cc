@@ -100,7 +100,7 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
   store->max_map_bytes_ = max_map_bytes;
   int rc = mdb_env_create(&store->env_);
   if (rc == 0) {
-    rc = mdb_env_set_maxdbs(store->env_, 16);
+    rc = mdb_env_set_maxdbs(store->env_, 6 + kMaxLayerTables);
   }
   if (rc == 0) {
     rc = mdb_env_set_mapsize(store->env_, map_bytes);
@@ -139,14 +139,14 @@ Status MetaStore::OpenTables(bool create) {
   if (rc != 0) {
     return LmdbStatus("begin", rc);
   }
-  // The first four tables exist in every pool; the record tables added with snapshots (format 2)
-  // and with images and instances (format 3), and security groups since, are created on first
-  // open (an older pool simply has none of their records yet).
-  const char* names[] = {"pool",     "volumes", "map",       "changes", "snapshots",
-                         "lineages", "images",  "instances", "tags",    "security"};
-  MDB_dbi* dbis[] = {&pool_dbi_,     &volumes_dbi_, &map_dbi_,       &changes_dbi_, &snapshots_dbi_,
-                     &lineages_dbi_, &images_dbi_,  &instances_dbi_, &tags_dbi_,    &security_dbi_};
-  for (int i = 0; i < 10 && rc == 0; i++) {
+  // The first four tables exist in every pool; snapshots and lineages (format 2) are created on
+  // first open (an older pool simply has none of their records yet). Layers' tables (the EC2
+  // layer's images, instances, tags, security) are opened by OpenLayerTable.
+  const char* names[] = {"pool", "volumes", "map", "changes", kSnapshotsTable, kLineagesTable};
+  MDB_dbi* dbis[] = {&pool_dbi_,    &volumes_dbi_,   &map_dbi_,
+                     &changes_dbi_, &snapshots_dbi_, &lineages_dbi_};
+  static_assert(std::size(names) == std::size(dbis));
+  for (size_t i = 0; i < std::size(names) && rc == 0; i++) {
     unsigned flags = (create || i >= 4) ? MDB_CREATE : 0;
     rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
   }
@@ -157,6 +157,12 @@ Status MetaStore::OpenTables(bool create) {
   rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
   if (rc != 0) {
     return LmdbStatus("open tables", rc);
+  }
+  {
+    std::lock_guard<std::mutex> lock(tables_mu_);
+    tables_ = {{kVolumesTable, volumes_dbi_},
+               {kSnapshotsTable, snapshots_dbi_},
+               {kLineagesTable, lineages_dbi_}};
   }
   rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_txn_);
   if (rc == 0) {
@@ -213,28 +219,76 @@ Result<PoolHeader> MetaStore::ReadHeader() {
   return h;
 }
 
-MDB_dbi MetaStore::RecordDbi(RecordTable table) const {
-  switch (table) {
-    case RecordTable::kVolumes:
-      return volumes_dbi_;
-    case RecordTable::kSnapshots:
-      return snapshots_dbi_;
-    case RecordTable::kLineages:
-      return lineages_dbi_;
-    case RecordTable::kImages:
-      return images_dbi_;
-    case RecordTable::kInstances:
-      return instances_dbi_;
-    case RecordTable::kTags:
-      return tags_dbi_;
-    case RecordTable::kSecurity:
-      return security_dbi_;
+namespace {
+
+Status ValidateLayerTableName(const std::string& table) {
+  static constexpr const char* kEngineTables[] = {"pool",    "volumes",       "map",
+                                                  "changes", kSnapshotsTable, kLineagesTable};
+  bool well_formed = !table.empty() && table.size() <= 32 && table[0] >= 'a' && table[0] <= 'z';
+  for (char c : table) {
+    well_formed = well_formed && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
   }
-  STRATA_CHECK(false);
-  return 0;
+  if (!well_formed) {
+    return Status::InvalidArgument("record table name '" + table +
+                                   "': 1-32 of [a-z0-9_], starting with a letter");
+  }
+  for (const char* engine : kEngineTables) {
+    if (table == engine) {
+      return Status::InvalidArgument("record table name '" + table + "' is the engine's own");
+    }
+  }
+  return Status::OK();
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadRecords(RecordTable table) {
+}  // namespace
+
+Status MetaStore::OpenLayerTable(const std::string& table) {
+  STRATA_RETURN_IF_ERROR(ValidateLayerTableName(table));
+  {
+    std::lock_guard<std::mutex> lock(tables_mu_);
+    if (tables_.count(table) != 0) {
+      return Status::OK();
+    }
+  }
+  // A write transaction first, then tables_mu_: the order ApplyBatch takes them in.
+  MDB_txn* txn;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
+  if (rc != 0) {
+    return LmdbStatus("begin", rc);
+  }
+  std::lock_guard<std::mutex> lock(tables_mu_);
+  if (tables_.count(table) != 0) {
+    mdb_txn_abort(txn);
+    return Status::OK();
+  }
+  if (layer_tables_ >= kMaxLayerTables) {
+    mdb_txn_abort(txn);
+    return Status::InvalidArgument("a pool holds at most " + std::to_string(kMaxLayerTables) +
+                                   " layer record tables");
+  }
+  MDB_dbi dbi;
+  rc = mdb_dbi_open(txn, table.c_str(), MDB_CREATE, &dbi);
+  rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+  if (rc != 0) {
+    return LmdbStatus(("open record table " + table).c_str(), rc);
+  }
+  tables_[table] = dbi;
+  layer_tables_++;
+  return Status::OK();
+}
+
+Result<MDB_dbi> MetaStore::RecordDbi(const std::string& table) {
+  std::lock_guard<std::mutex> lock(tables_mu_);
+  auto it = tables_.find(table);
+  if (it == tables_.end()) {
+    return Status::InvalidArgument("record table '" + table + "' is not open");
+  }
+  return it->second;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadRecords(
+    const std::string& table) {
+  STRATA_ASSIGN_OR_RETURN(MDB_dbi dbi, RecordDbi(table));
   MDB_txn* txn;
   MDB_cursor* cursor;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
@@ -242,7 +296,7 @@ Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadRecords(
     return LmdbStatus("begin", rc);
   }
   std::vector<std::pair<std::string, std::string>> out;
-  rc = mdb_cursor_open(txn, RecordDbi(table), &cursor);
+  rc = mdb_cursor_open(txn, dbi, &cursor);
   MDB_val k, v;
   for (int op = MDB_FIRST; rc == 0; op = MDB_NEXT) {
     rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
@@ -464,12 +518,13 @@ Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
     STRATA_RETURN_IF_ERROR(EraseLineageInTxn(txn, lineage));
   }
   for (const CommitBatch::Record& r : batch.records) {
+    STRATA_ASSIGN_OR_RETURN(MDB_dbi dbi, RecordDbi(r.table));
     MDB_val k = Val(r.key);
-    if (r.json.has_value()) {
-      MDB_val v = Val(*r.json);
-      rc = mdb_put(txn, RecordDbi(r.table), &k, &v, 0);
+    if (r.value.has_value()) {
+      MDB_val v = Val(*r.value);
+      rc = mdb_put(txn, dbi, &k, &v, 0);
     } else {
-      rc = mdb_del(txn, RecordDbi(r.table), &k, nullptr);
+      rc = mdb_del(txn, dbi, &k, nullptr);
       rc = rc == MDB_NOTFOUND ? 0 : rc;
     }
     if (rc != 0) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include <lmdb.h>
 
+#include "strata/pool.h"
 #include "strata/status.h"
 
 namespace strata {
@@ -54,25 +56,15 @@ struct PoolHeader {
   std::string pool_uuid;
 };
 
-// The JSON record tables (docs/on-disk-format.md).
-// kSecurity: security groups ("sg-…"), and later key pairs.
-enum class RecordTable : uint8_t {
-  kVolumes,
-  kSnapshots,
-  kLineages,
-  kImages,
-  kInstances,
-  kTags,
-  kSecurity
-};
+// The engine's record tables (docs/on-disk-format.md). A layer above the engine adds its own
+// by name (OpenLayerTable); records of both travel in a CommitBatch as RecordChange.
+constexpr const char* kVolumesTable = "volumes";
+constexpr const char* kSnapshotsTable = "snapshots";
+constexpr const char* kLineagesTable = "lineages";
 
 // One group commit: applied in one LMDB write transaction, synced before Commit returns.
 struct CommitBatch {
-  struct Record {
-    RecordTable table;
-    std::string key;
-    std::optional<std::string> json;  // nullopt: delete
-  };
+  using Record = RecordChange;
   struct MapChange {
     MapKey key;
     MapValue value;
@@ -99,8 +91,17 @@ class MetaStore {
 
   // Errors: NotFound (empty environment: not a pool), Corruption (foreign or damaged header).
   Result<PoolHeader> ReadHeader();
-  // Every record of a table: (key, json), in key order.
-  Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(RecordTable table);
+  // Every record of a table (the engine's or an opened layer table): (key, value), in key order.
+  // Errors: InvalidArgument (no such table), IOError.
+  Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(const std::string& table);
+  // Opens a layer's record table, creating it if absent (Pool::OpenRecordTable states the rules).
+  // Thread-safe; opening an open table again is a no-op.
+  Status OpenLayerTable(const std::string& table);
+  static constexpr size_t kMaxLayerTables = 16;
+  bool HasTable(const std::string& table) {
+    std::lock_guard<std::mutex> lock(tables_mu_);
+    return tables_.count(table) != 0;
+  }
 
   // Newest version of (lineage, chunk) with birth <= max_birth, from committed state.
   // Thread-safe (one pooled read transaction behind a mutex; no I/O wait under it).
@@ -147,11 +148,12 @@ class MetaStore {
   MDB_dbi changes_dbi_ = 0;
   MDB_dbi snapshots_dbi_ = 0;
   MDB_dbi lineages_dbi_ = 0;
-  MDB_dbi images_dbi_ = 0;
-  MDB_dbi instances_dbi_ = 0;
-  MDB_dbi tags_dbi_ = 0;
-  MDB_dbi security_dbi_ = 0;
-  MDB_dbi RecordDbi(RecordTable table) const;
+  // Record tables by name: the engine's, opened at Open, and the layers', opened on request.
+  // Handles are stable once opened (LMDB keeps them for the environment's life).
+  std::mutex tables_mu_;
+  std::map<std::string, MDB_dbi> tables_;  // GUARDED_BY(tables_mu_)
+  size_t layer_tables_ = 0;                // GUARDED_BY(tables_mu_)
+  Result<MDB_dbi> RecordDbi(const std::string& table);
   uint64_t map_bytes_ = 0;
   uint64_t max_map_bytes_ = 0;
   std::mutex read_mu_;  // guards read_txn_/read_cursor_ and map resizing

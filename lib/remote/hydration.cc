@@ -30,6 +30,8 @@
 
 #include "remote/remote_internal.h"
 #include "util/atomic_file.h"
+#include "util/clock.h"
+#include "util/ids.h"
 #include "util/json_text.h"
 
 namespace strata {
@@ -62,21 +64,6 @@ struct Record {
   std::string tree;      // the marker's {"root", "depth"}
 };
 
-// 17 random hex digits: which restore a marker belongs to.
-std::string NewResourceIdTail() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char id[24];
-  std::snprintf(id, sizeof(id), "%01x%016llx", static_cast<unsigned>(rng() & 0xf),
-                static_cast<unsigned long long>(rng()));
-  return id;
-}
-
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 constexpr int64_t kMarkerHeartbeatMs = 5 * 60 * 1000;  // GC takes 1 h of silence for death
 
 // Writes (refreshes) the restore marker: the tree and a fresh heartbeat.
@@ -85,7 +72,7 @@ Status PutMarker(remote::ObjectStore* store, const Record& r) {
   if (!j.is_object()) {
     return Status::Corruption("restore record of " + r.snapshot_id + ": bad tree");
   }
-  j["heartbeat_ms"] = WallMs();
+  j["heartbeat_ms"] = WallClockMs();
   const std::string bytes = DumpJson(j);
   return store->Put(r.marker, bytes.data(), bytes.size());
 }
@@ -720,7 +707,7 @@ Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::st
                 reader->data_blocks(),
                 reader->volume_bytes(),
                 reader->manifest_bytes(),
-                std::string(remote::kRestoringPrefix) + snapshot_id + "-" + NewResourceIdTail(),
+                std::string(remote::kRestoringPrefix) + snapshot_id + "-" + RandomIdTail(),
                 reader->TreeJson()};
   // The marker before anything else, then the manifest once more: a GC that deleted the
   // snapshot before it saw the marker has deleted the manifest first (docs/remote-format.md).

@@ -19,6 +19,8 @@
 #include "store/volume_impl.h"
 #include "store/volume_types.h"
 #include "util/check.h"
+#include "util/clock.h"
+#include "util/ids.h"
 #include "util/json_text.h"
 #include "util/text.h"
 
@@ -33,12 +35,6 @@ std::string DataFilePath(const std::string& dir, size_t index) {
 }
 
 }  // namespace
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string EncodeVolume(const VolumeInfo& v) {
   nlohmann::json j = {{"volume_id", v.volume_id},   {"name", v.name},
@@ -279,7 +275,7 @@ PoolImpl::~PoolImpl() {
 // (uncommitted allocations may have reached the disk before a crash) and punches every free
 // chunk below it, so every free chunk reads as zeros.
 Status PoolImpl::Recover() {
-  auto records = meta_->ReadRecords(RecordTable::kVolumes);
+  auto records = meta_->ReadRecords(kVolumesTable);
   if (!records.ok()) {
     return records.status();
   }
@@ -769,14 +765,6 @@ Status PoolImpl::ValidateSize(uint64_t size_bytes) const {
 }
 
 // "PREFIX-" + 17 hex digits, the shape of EC2 ids.
-std::string NewResourceId(const char* prefix) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char id[48];
-  std::snprintf(id, sizeof(id), "%s-%01x%016" PRIx64, prefix, static_cast<unsigned>(rng() & 0xf),
-                rng());
-  return id;
-}
-
 std::string PoolImpl::NewId(const char* prefix) { return NewResourceId(prefix); }
 
 Result<VolumeRecord*> PoolImpl::FindLocked(const std::string& id_or_name) {
@@ -852,16 +840,18 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
       info.iops = perf->iops;
       info.throughput_mibps = perf->throughput_mibps;
       info.state = specs[i].importing ? "importing" : "available";
-      info.create_time_ms = NowMs();
+      info.create_time_ms = WallClockMs();
       info.lineage = header_.next_lineage++;
       info.head_epoch = 1;
       lineages[i].volume_id = info.volume_id;
-      batch.records.push_back({RecordTable::kVolumes, info.volume_id, EncodeVolume(info)});
+      batch.records.push_back({kVolumesTable, info.volume_id, EncodeVolume(info)});
       AddLineageRecord(&batch, info.lineage, lineages[i]);
     }
   }
   if (records_for) {
-    for (auto& r : records_for(infos)) {
+    std::vector<RecordChange> changes = records_for(infos);
+    STRATA_RETURN_IF_ERROR(CheckLayerTables(changes));
+    for (auto& r : changes) {
       batch.records.push_back(std::move(r));
     }
   }
@@ -879,16 +869,38 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
   return infos;
 }
 
-Status PoolImpl::CommitRecords(std::vector<CommitBatch::Record> records) {
+// A layer reads and writes its own, opened tables only: the engine's records are its state
+// alone, and a bad table name must be refused here, since inside a commit it would latch the pool.
+Status PoolImpl::CheckLayerTables(const std::vector<RecordChange>& changes) {
+  for (const RecordChange& c : changes) {
+    if (c.table == kVolumesTable || c.table == kSnapshotsTable || c.table == kLineagesTable) {
+      return Status::InvalidArgument("record table '" + c.table + "' is the engine's own");
+    }
+    if (!meta_->HasTable(c.table)) {
+      return Status::InvalidArgument("record table '" + c.table + "' is not open");
+    }
+  }
+  return Status::OK();
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> PoolImpl::ReadRecords(
+    const std::string& table) {
+  STRATA_RETURN_IF_ERROR(CheckLayerTables({{table, "", std::nullopt}}));
+  return meta_->ReadRecords(table);
+}
+
+Status PoolImpl::CommitRecords(std::vector<RecordChange> changes) {
+  STRATA_RETURN_IF_ERROR(CheckLayerTables(changes));
   std::lock_guard<std::mutex> commit(commit_mu_);
   CommitBatch batch;
-  batch.records = std::move(records);
+  batch.records = std::move(changes);
   return CommitLocked(std::move(batch));
 }
 
-void PoolImpl::AddHold(const std::string& id, const std::string& holder) {
+void PoolImpl::AddHold(const std::string& id, const std::string& holder,
+                       const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
-  holds_[id].insert(holder);
+  holds_[id][holder] = reason;
 }
 
 void PoolImpl::ReleaseHold(const std::string& id, const std::string& holder) {
@@ -904,14 +916,10 @@ Status PoolImpl::HoldStatusLocked(const std::string& id, const char* what) const
   if (it == holds_.end()) {
     return Status::OK();
   }
-  const std::string& holder = *it->second.begin();
-  std::string how = holder.starts_with("ami-") ? " is in use by " : " is attached to ";
-  std::string fix = holder.starts_with("ami-") ? "deregister the image first"
-                                               : "detach it or terminate the instance first";
-  return Status::Busy(std::string(what) + " " + id + how + holder + ": " + fix);
+  return Status::Busy(std::string(what) + " " + id + " " + it->second.begin()->second);
 }
 
-bool PoolImpl::VolumeOpen(const std::string& volume_id) {
+bool PoolImpl::VolumeInUse(const std::string& volume_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = volumes_.find(volume_id);
   return it != volumes_.end() && !it->second.open.expired();
@@ -1003,7 +1011,7 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
     s = EraseLineage(lineage);
   } else {
     CommitBatch batch;
-    batch.records.push_back({RecordTable::kVolumes, volume_id, std::nullopt});
+    batch.records.push_back({kVolumesTable, volume_id, std::nullopt});
     AddLineageRecord(&batch, lineage, next);
     s = CommitLocked(std::move(batch));
   }
@@ -1069,7 +1077,7 @@ Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
     return info;
   }
   CommitBatch batch;
-  batch.records.push_back({RecordTable::kVolumes, volume_id, EncodeVolume(info)});
+  batch.records.push_back({kVolumesTable, volume_id, EncodeVolume(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = volumes_.find(volume_id);

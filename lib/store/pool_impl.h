@@ -38,9 +38,6 @@ constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O 
 // instead of extending the file, which ext4 serializes for O_DIRECT.
 constexpr uint64_t kFileSizeAheadBytes = 1ull << 30;
 
-int64_t NowMs();  // wall clock, Unix epoch
-// "PREFIX-" + 17 random hex digits, as EC2 ids look (vol-, snap-, ami-, i-).
-std::string NewResourceId(const char* prefix);
 std::string EncodeVolume(const VolumeInfo& v);
 Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text);
 
@@ -201,25 +198,17 @@ class PoolImpl final : public Pool {
   void ReleaseLoop(std::unique_ptr<EventLoop> loop);
   Env* env() const { return env_; }
 
-  // ---- Services for the compute layer (lib/compute): images, instances, tags. ----
-  // Creates every volume and writes the records `records_for` builds (given the new volumes'
-  // infos, ids assigned) in one durable commit: all or nothing. `records_for` may be empty.
-  using RecordsFor =
-      std::function<std::vector<CommitBatch::Record>(const std::vector<VolumeInfo>&)>;
+  // ---- The layer hook (include/strata/pool.h) ----
+  Status OpenRecordTable(const std::string& table) override { return meta_->OpenLayerTable(table); }
+  Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(
+      const std::string& table) override;
+  Status CommitRecords(std::vector<RecordChange> changes) override;
   Result<std::vector<VolumeInfo>> CreateVolumes(const std::vector<VolumeSpec>& specs,
-                                                const RecordsFor& records_for);
-  // Writes records (of the compute tables) in one durable commit.
-  Status CommitRecords(std::vector<CommitBatch::Record> records);
-  Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(RecordTable table) {
-    return meta_->ReadRecords(table);
-  }
-  // While `holder` (an image or instance id) holds `id` (a snapshot or volume id), deleting `id`
-  // fails with Busy naming the holder: EC2's "snapshot is in use by ami-…" and "volume is
-  // attached to i-…". Holds live in memory; the compute layer rebuilds them at open.
-  void AddHold(const std::string& id, const std::string& holder);
-  void ReleaseHold(const std::string& id, const std::string& holder);
-  // True while any handle of the volume is open (an NBD client, a library user).
-  bool VolumeOpen(const std::string& volume_id);
+                                                const RecordsFor& records_for) override;
+  void AddHold(const std::string& id, const std::string& holder,
+               const std::string& reason) override;
+  void ReleaseHold(const std::string& id, const std::string& holder) override;
+  bool VolumeInUse(const std::string& volume_id) override;
   // Benchmarks and tests: the volume's limiter and counters (null if no such volume).
   std::shared_ptr<VolumeGovernor> GovernorForTesting(const std::string& volume_id);
 
@@ -250,6 +239,7 @@ class PoolImpl final : public Pool {
   Result<VolumeRecord*> FindLocked(const std::string& id_or_name);
   Status ValidateSize(uint64_t size_bytes) const;
   Status ValidateSpec(const VolumeSpec& spec) const;
+  Status CheckLayerTables(const std::vector<RecordChange>& changes);
   // (Re)applies the record's type, IOPS, throughput and size to its governor. REQUIRES: mu_.
   void ConfigureGovernorLocked(VolumeRecord* rec);
   // OK, or Busy naming who holds `id` (`what`: "snapshot" or "volume"). REQUIRES: mu_.
@@ -377,7 +367,8 @@ class PoolImpl final : public Pool {
   std::map<uint64_t, LineageState> lineages_;
   // Sources of snapshots still arriving (AttachBlockSource): lineage -> (source, snapshot size).
   std::map<uint64_t, std::pair<std::shared_ptr<BlockSource>, uint64_t>> sources_;
-  std::map<std::string, std::set<std::string>> holds_;  // id -> image / instance ids holding it
+  // id -> holder -> the reason a delete of id gives (a layer's holds: Pool::AddHold)
+  std::map<std::string, std::map<std::string, std::string>> holds_;
   std::condition_variable drain_cv_;    // with mu_: a volume's mutations in flight reached zero
   std::condition_variable reclaim_cv_;  // with mu_: reclaim work queued, or done
   bool reclaim_busy_ = false;           // the reclaimer is working on an epoch

@@ -17,6 +17,7 @@
 #include "store/sourced_volume.h"
 #include "store/volume_impl.h"
 #include "util/check.h"
+#include "util/clock.h"
 #include "util/json_text.h"
 #include "util/text.h"
 
@@ -94,13 +95,13 @@ std::string PoolImpl::EncodeLineage(uint64_t lineage, const LineageState& st) co
 void PoolImpl::AddLineageRecord(CommitBatch* batch, uint64_t lineage,
                                 const LineageState& state) const {
   batch->records.push_back(
-      {RecordTable::kLineages, std::to_string(lineage), EncodeLineage(lineage, state)});
+      {kLineagesTable, std::to_string(lineage), EncodeLineage(lineage, state)});
 }
 
 // Loads lineage and snapshot records (after the volume records) and derives the pins.
 // A format-1 pool has no lineage records: each volume's is synthesized (no parent).
 Status PoolImpl::LoadLineagesAndSnapshots() {
-  STRATA_ASSIGN_OR_RETURN(auto lineage_records, meta_->ReadRecords(RecordTable::kLineages));
+  STRATA_ASSIGN_OR_RETURN(auto lineage_records, meta_->ReadRecords(kLineagesTable));
   for (const auto& [key, text] : lineage_records) {
     nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     LineageState st;
@@ -131,7 +132,7 @@ Status PoolImpl::LoadLineagesAndSnapshots() {
       return Status::Corruption("volume " + id + " shares a lineage with " + st.volume_id);
     }
   }
-  STRATA_ASSIGN_OR_RETURN(auto snapshot_records, meta_->ReadRecords(RecordTable::kSnapshots));
+  STRATA_ASSIGN_OR_RETURN(auto snapshot_records, meta_->ReadRecords(kSnapshotsTable));
   for (const auto& [id, text] : snapshot_records) {
     STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, DecodeSnapshot(id, text));
     auto lin = lineages_.find(info.lineage);
@@ -258,7 +259,7 @@ Result<VolumeInfo> PoolImpl::PublishImport(const std::string& volume_id) {
   }
   info.state = "available";
   CommitBatch batch;
-  batch.records.push_back({RecordTable::kVolumes, volume_id, EncodeVolume(info)});
+  batch.records.push_back({kVolumesTable, volume_id, EncodeVolume(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = volumes_.find(volume_id);
@@ -299,7 +300,7 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
   DrainLocked(lock, open);
   CommitBatch batch;
   std::vector<SnapshotInfo> out;
-  const int64_t now = NowMs();
+  const int64_t now = WallClockMs();
   for (VolumeRecord* rec : recs) {
     SnapshotInfo si;
     // A wanted id must have the shape of the ids this pool makes (snap- and 17 hex digits).
@@ -321,8 +322,8 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
     rec->info.head_epoch++;  // O(1): the head moves on, the old epoch is frozen
     lineages_.at(si.lineage).pins[si.epoch]++;
     snapshots_[si.snapshot_id].info = si;
-    batch.records.push_back({RecordTable::kVolumes, si.volume_id, EncodeVolume(rec->info)});
-    batch.records.push_back({RecordTable::kSnapshots, si.snapshot_id, EncodeSnapshot(si)});
+    batch.records.push_back({kVolumesTable, si.volume_id, EncodeVolume(rec->info)});
+    batch.records.push_back({kSnapshotsTable, si.snapshot_id, EncodeSnapshot(si)});
     out.push_back(si);
   }
   for (const auto& handle : open) {
@@ -572,7 +573,7 @@ Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
     next.reclaim.push_back(epoch);  // no snapshot or clone sees this epoch any more
   }
   CommitBatch batch;
-  batch.records.push_back({RecordTable::kSnapshots, snapshot_id, std::nullopt});
+  batch.records.push_back({kSnapshotsTable, snapshot_id, std::nullopt});
   AddLineageRecord(&batch, lineage, next);
   lock.unlock();
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));  // on failure nothing changed
@@ -614,9 +615,9 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
     std::lock_guard<std::mutex> lock(mu_);
     const LineageState& st = lineages_.at(lineage);
     if (!st.volume_id.empty()) {
-      batch.records.push_back({RecordTable::kVolumes, st.volume_id, std::nullopt});
+      batch.records.push_back({kVolumesTable, st.volume_id, std::nullopt});
     }
-    batch.records.push_back({RecordTable::kLineages, std::to_string(lineage), std::nullopt});
+    batch.records.push_back({kLineagesTable, std::to_string(lineage), std::nullopt});
     batch.erase_lineages.push_back(lineage);
     parent = st.parent;
     if (parent != 0) {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The installed package, used as an embedder would (README "Embedding"): `cmake --install` of the
-# build into a scratch prefix, then examples/embed.cc built against it four ways, each run: CMake
-# find_package with strata::strata (libstrata.so) and strata::strata_static (libstrata.a), and
-# pkg-config (shared; static with the package's Requires.private). Nothing comes from the source
-# tree but the example itself.
+# build into a scratch prefix, then the examples built against it and run. examples/embed.cc (the
+# engine alone) four ways: CMake find_package with strata::strata (libstrata.so) and
+# strata::strata_static (libstrata.a), and pkg-config (shared; static with the package's
+# Requires.private). examples/launch.cc (the EC2 layer) with strata::ec2 and strata::ec2_static,
+# and pkg-config strata-ec2. Nothing comes from the source tree but the examples themselves.
 #
 # usage: install_test.sh BUILD_DIR   (exit 77 = skipped: a sanitizer build's library would need
 #                                     the example built with the same flags)
@@ -18,13 +19,20 @@ fi
 require_tools pkg-config g++
 prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" || fail "cmake --install"
-for f in include/strata/strata.h lib/libstrata.a lib/libstrata.so lib/cmake/strata/strataConfig.cmake \
-  lib/pkgconfig/strata.pc bin/strata bin/strata-nbd; do
+for f in include/strata/strata.h include/strata/compute.h lib/libstrata.a lib/libstrata.so \
+  lib/libstrata_ec2.a lib/libstrata_ec2.so lib/cmake/strata/strataConfig.cmake \
+  lib/pkgconfig/strata.pc lib/pkgconfig/strata-ec2.pc bin/strata bin/strata-nbd; do
   [[ -e "$prefix/$f" ]] || fail "the install has no $f"
 done
 readlink "$prefix/lib/libstrata.so" | grep -q "^libstrata.so.[0-9]" || fail "libstrata.so has no soname link"
+readlink "$prefix/lib/libstrata_ec2.so" | grep -q "^libstrata_ec2.so.[0-9]" ||
+  fail "libstrata_ec2.so has no soname link"
+# The layering rule, checked on what is installed: the engine needs nothing of the EC2 layer.
+! nm -D --undefined-only "$prefix/lib/libstrata.so" | grep -q "Compute" ||
+  fail "libstrata.so needs EC2-layer symbols"
 mkdir "$work/example"
-cp "$src/examples/embed.cc" "$src/examples/CMakeLists.txt" "$work/example/"  # (no source tree)
+cp "$src/examples/embed.cc" "$src/examples/launch.cc" "$src/examples/CMakeLists.txt" \
+  "$work/example/"  # (no source tree)
 cmake -S "$work/example" -B "$work/example/build" -DCMAKE_PREFIX_PATH="$prefix" \
   >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; fail "find_package(strata)"; }
 cmake --build "$work/example/build" -j2 >"$work/build.log" 2>&1 ||
@@ -33,6 +41,11 @@ cmake --build "$work/example/build" -j2 >"$work/build.log" 2>&1 ||
 "$work/example/build/embed_static" "$work/p2" || fail "embed_static (strata::strata_static)"
 ! ldd "$work/example/build/embed_static" | grep -q libstrata || fail "embed_static loads libstrata.so"
 pass "find_package(strata): strata::strata and strata::strata_static build and run"
+"$work/example/build/launch" "$work/p5" || fail "launch (strata::ec2)"
+"$work/example/build/launch_static" "$work/p6" || fail "launch_static (strata::ec2_static)"
+ldd "$work/example/build/launch" | grep -q "libstrata_ec2.so" || fail "launch does not load libstrata_ec2.so"
+! ldd "$work/example/build/launch_static" | grep -q libstrata || fail "launch_static loads a libstrata .so"
+pass "find_package(strata): strata::ec2 and strata::ec2_static build and run"
 
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 g++ -std=c++20 "$work/example/embed.cc" -o "$work/embed_pc" $(pkg-config --cflags --libs strata) \
@@ -45,4 +58,8 @@ g++ -std=c++20 "$work/example/embed.cc" -o "$work/embed_pcs" $(pkg-config --cfla
   fail "static link with pkg-config's Requires.private"
 "$work/embed_pcs" "$work/p4" || fail "embed (pkg-config, static)"
 pass "pkg-config strata: shared and static builds run"
+g++ -std=c++20 "$work/example/launch.cc" -o "$work/launch_pc" $(pkg-config --cflags --libs strata-ec2) \
+  -Wl,-rpath,"$(pkg-config --variable=libdir strata-ec2)" || fail "pkg-config --cflags --libs strata-ec2"
+"$work/launch_pc" "$work/p7" || fail "launch (pkg-config strata-ec2)"
+pass "pkg-config strata-ec2: the EC2 layer builds and runs"
 echo "all install checks passed"

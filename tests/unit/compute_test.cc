@@ -374,11 +374,8 @@ TEST_F(ComputeTest, InterruptedTerminationFinishesAtOpen) {
   rec.info.state = "terminated";
   rec.info.devices.clear();
   rec.pending_deletes = {root};
-  auto* impl = dynamic_cast<PoolImpl*>(pool_.get());
-  ASSERT_NE(impl, nullptr);
   ASSERT_TRUE(
-      impl->CommitRecords({{RecordTable::kInstances, rec.info.instance_id, EncodeInstance(rec)}})
-          .ok());
+      pool_->CommitRecords({{kInstancesTable, rec.info.instance_id, EncodeInstance(rec)}}).ok());
   Reopen();
   EXPECT_EQ(pool_->DescribeVolume(root).status().code(), Status::Code::kNotFound);
   auto check = pool_->Check();

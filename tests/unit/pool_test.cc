@@ -207,6 +207,57 @@ TEST(PoolTest, NamesResolveWhenUnique) {
   EXPECT_EQ(pool->DescribeVolume("web").status().code(), Status::Code::kInvalidArgument);
 }
 
+// The layer hook (the EC2 layer's only way into the engine): named tables that persist with the
+// engine's commits, the engine's own tables out of reach, holds with the layer's reason.
+TEST(PoolTest, LayerHookTablesPersistAndAreBounded) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  {
+    auto pool = MustOpen(dir.path(), PoolOptions{});
+    for (const char* bad : {"", "Images", "9lives", "a-b", "volumes", "map", "lineages", "pool",
+                            "abcdefghijklmnopqrstuvwxyz0123456"}) {
+      EXPECT_EQ(pool->OpenRecordTable(bad).code(), Status::Code::kInvalidArgument) << bad;
+    }
+    EXPECT_EQ(pool->ReadRecords("notes").status().code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(pool->CommitRecords({{"notes", "k", "v"}}).code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(pool->CommitRecords({{"volumes", "vol-1", "{}"}}).code(),
+              Status::Code::kInvalidArgument);
+    EXPECT_EQ(pool->ReadRecords("snapshots").status().code(), Status::Code::kInvalidArgument);
+    ASSERT_TRUE(pool->OpenRecordTable("notes").ok());
+    ASSERT_TRUE(pool->OpenRecordTable("notes").ok());  // again: a no-op
+    ASSERT_TRUE(pool->CommitRecords({{"notes", "b", "2"}, {"notes", "a", "1"}}).ok());
+    auto infos = pool->CreateVolumes(
+        {VolumeSpec{1 << 20, "", "gp3", ""}}, [](const std::vector<VolumeInfo>& v) {
+          return std::vector<RecordChange>{{"notes", "owner", v.front().volume_id}};
+        });
+    ASSERT_TRUE(infos.ok()) << infos.status().ToString();
+    // A hold keeps the volume, with the layer's reason; released, the delete goes through.
+    const std::string vol = infos->front().volume_id;
+    pool->AddHold(vol, "x-1", "is kept by x-1: release it first");
+    Status held = pool->DeleteVolume(vol);
+    EXPECT_EQ(held.code(), Status::Code::kBusy);
+    EXPECT_NE(held.ToString().find("is kept by x-1: release it first"), std::string::npos)
+        << held.ToString();
+    pool->ReleaseHold(vol, "x-1");
+    EXPECT_FALSE(pool->VolumeInUse(vol));
+    ASSERT_TRUE(pool->CommitRecords({{"notes", "b", std::nullopt}}).ok());
+    for (int i = 1; i < 16; i++) {
+      ASSERT_TRUE(pool->OpenRecordTable("t" + std::to_string(i)).ok()) << i;
+    }
+    EXPECT_EQ(pool->OpenRecordTable("one_too_many").code(), Status::Code::kInvalidArgument);
+    ASSERT_TRUE(pool->DeleteVolume(vol).ok());
+  }
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  EXPECT_EQ(pool->ReadRecords("notes").status().code(), Status::Code::kInvalidArgument);
+  ASSERT_TRUE(pool->OpenRecordTable("notes").ok());
+  auto records = pool->ReadRecords("notes");
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[0], std::make_pair(std::string("a"), std::string("1")));
+  EXPECT_EQ((*records)[1].first, "owner");
+  EXPECT_TRUE(pool->Check()->problems.empty());
+}
+
 TEST(PoolTest, GrowOnlineNeverShrink) {
   TempDir dir;
   ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
