@@ -40,8 +40,8 @@ for _ in $(seq 100); do [[ -S "$dir/sock" ]] && break; sleep 0.05; done
 nbdcopy "$dir/image.raw" "nbd+unix:///$vol?socket=$dir/sock"
 snap=$("$strata" --pool "$pool" create-snapshot --volume-id "$vol" | sed -n 's/.*"SnapshotId": "\(snap-[0-9a-f]*\)".*/\1/p')
 
-timed export "$strata" --pool "$pool" export-snapshot --snapshot-id "$snap" --output "$dir/s.strm" >/dev/null
-timed export_null "$strata" --pool "$pool" export-snapshot --snapshot-id "$snap" --output /dev/null >/dev/null
+timed export "$strata" --pool "$pool" export-snapshot --snapshot-id "$snap" --outfile "$dir/s.strm" >/dev/null
+timed export_null "$strata" --pool "$pool" export-snapshot --snapshot-id "$snap" --outfile /dev/null >/dev/null
 timed nbdcopy nbdcopy "nbd+unix:///$snap?socket=$dir/sock" "$dir/copy.raw"
 timed zstd1 zstd -q -1 -T1 -f "$dir/image.raw" -o "$dir/image.zst"
 timed zstdN zstd -q -1 -T0 -f "$dir/image.raw" -o "$dir/image.zst"

@@ -10,6 +10,7 @@
 #include "strata/hydration.h"
 
 #include "control/handlers.h"
+#include "control/verbs.h"
 #include "store/volume_types.h"
 #include "util/units.h"
 
@@ -408,6 +409,7 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
   if (!args.is_object()) {
     return Status::InvalidArgument("control request args must be an object");
   }
+  STRATA_RETURN_IF_ERROR(control::CheckVerbArgs(it->first, args));
   // A handler reads JSON a client sent: a value of an unexpected type makes nlohmann throw.
   // No exception leaves a request; the client gets an error and the server goes on.
   try {

@@ -10,6 +10,7 @@
 
 #include "control/control.h"
 #include "control/handlers.h"
+#include "control/verbs.h"
 
 namespace strata {
 
@@ -215,6 +216,9 @@ Result<json> ExecuteStreamCommand(Compute* compute, const json& request,
       request.is_object() && request.contains("command") && request["command"].is_string()
           ? request["command"].get<std::string>()
           : "";
+  if (request.is_object() && request.contains("args")) {
+    STRATA_RETURN_IF_ERROR(control::CheckVerbArgs(command, request["args"]));
+  }
   if (IsRemoteTransfer(request)) {
     try {
       return ExecuteRemoteTransfer(compute, request, progress);

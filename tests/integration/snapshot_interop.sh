@@ -105,7 +105,7 @@ pass "snapshots survive kill -9 of the server"
 # Streams: a full export to a file through the server, an incremental one piped from this pool
 # (idle) into another pool, and the imported snapshots compared over NBD.
 s4=$(cli create-snapshot --volume-id "$vol" | field SnapshotId)  # = v2 content, s3's epoch + 1
-cli export-snapshot --snapshot-id "$s1" --output "$work/s1.strm" >"$work/exp.json" ||
+cli export-snapshot --snapshot-id "$s1" --outfile "$work/s1.strm" >"$work/exp.json" ||
   fail "export-snapshot through the server"
 grep -q '"StreamBytes"' "$work/exp.json" || fail "export stats: $(cat "$work/exp.json")"
 kill -TERM "$pid"
@@ -115,7 +115,7 @@ pool2=$work/pool2
 "$strata" --pool "$pool2" pool create --chunk-size 16KiB >/dev/null
 "$strata" --pool "$pool2" import-snapshot --input "$work/s1.strm" >"$work/imp1.json" ||
   fail "import-snapshot of a full stream: $(cat "$work/imp1.json")"
-cli export-snapshot --snapshot-id "$s4" --base-snapshot-id "$s1" --output - 2>"$work/exp2.json" |
+cli export-snapshot --snapshot-id "$s4" --base-snapshot-id "$s1" --outfile - 2>"$work/exp2.json" |
   "$strata" --pool "$pool2" import-snapshot --input - >"$work/imp2.json" ||
   fail "export | import of an incremental stream: $(cat "$work/exp2.json" "$work/imp2.json")"
 i1=$(field SnapshotId <"$work/imp1.json")

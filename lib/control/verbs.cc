@@ -1,0 +1,378 @@
+#include "control/verbs.h"
+
+#include <map>
+
+namespace strata::control {
+
+namespace {
+
+using K = VerbArg::Kind;
+
+// Arguments several verbs share.
+const VerbArg kTagSpecs = {"--tag-specifications", "tag-specifications", K::kList,
+                           "ResourceType=TYPE,Tags=[{Key=k,Value=v},...] (one per type)"};
+const VerbArg kFilters = {"--filters", "filters", K::kList,
+                          "Name=NAME,Values=V1,V2 ... (tag:KEY, state, ...)"};
+const VerbArg kRemote = {"--remote", "remote", K::kText, "act on the snapshots of this remote"};
+const VerbArg kDescription = {"--description", "description", K::kText, "free text (255 bytes)"};
+const VerbArg kBlockSize = {"--block-size", "block-size", K::kText,
+                            "bytes: the chunk size (default) or a multiple"};
+const VerbArg kMaxResults = {"--max-results", "max-results", K::kText,
+                             "blocks per page, 1..10000 (10000)"};
+const VerbArg kNextToken = {"--next-token", "next-token", K::kText,
+                            "NextToken of the previous page"};
+const VerbArg kInitializationRate = {
+    "--initialization-rate", "initialization-rate", K::kText,
+    "with --remote: background restore rate in MiB/s (EC2's VolumeInitializationRate; default "
+    "unlimited; 0: blocks arrive only when read)"};
+
+VerbArg Required(VerbArg arg) {
+  arg.required = true;
+  return arg;
+}
+
+std::vector<Verb> VolumeVerbs() {
+  return {
+      {"pool create",
+       "pool-create",
+       "create a pool in --pool DIR",
+       {{"--chunk-size", "chunk-size", K::kText, "4KiB..1MiB, power of two (64KiB)"},
+        {"--capacity", "capacity", K::kText, "upper bound on stored data (default none)"}}},
+      {"pool info", "pool-info", "space, engine and counters", {}},
+      {"pool check", "pool-check", "verify every metadata invariant and the space accounting", {}},
+      {"create-volume",
+       "create-volume",
+       "create a thin volume",
+       {{"--size", "size", K::kText,
+         "GiB (as EBS) or with a unit: 256MiB, 2GiB (default with --snapshot-id: the snapshot's "
+         "size)"},
+        {"--snapshot-id", "snapshot-id", K::kText, "an instant copy-on-write clone of a snapshot"},
+        {"--name", "name", K::kText, "the Name tag"},
+        {"--volume-type", "volume-type", K::kText,
+         "gp2|gp3|io1|io2|st1|sc1|standard|unlimited (gp3); docs/volume-types.md"},
+        {"--iops", "iops", K::kText, "provisioned IOPS (gp3 3000-80000, io1, io2: required)"},
+        {"--throughput", "throughput", K::kText, "gp3 MiB/s, 125-2000 (125)"},
+        kInitializationRate,
+        {"--wait", "wait", K::kFlag,
+         "with --remote: return once every block of the snapshot is here"},
+        kTagSpecs,
+        kRemote},
+       {"size", "snapshot-id"}},
+      {"describe-volumes",
+       "describe-volumes",
+       "list volumes",
+       {{"--volume-ids", "volume-ids", K::kList, "ids (or unique names) to show"}, kFilters}},
+      {"delete-volume",
+       "delete-volume",
+       "delete a volume and free its space",
+       {Required({"--volume-id", "volume-id", K::kText, "volume id"})}},
+      {"modify-volume",
+       "modify-volume",
+       "grow a volume or change its type, IOPS, throughput, live",
+       {Required({"--volume-id", "volume-id", K::kText, "volume id"}),
+        {"--size", "size", K::kText, "new size, GiB or with a unit"},
+        {"--volume-type", "volume-type", K::kText, "new type"},
+        {"--iops", "iops", K::kText, "new provisioned IOPS"},
+        {"--throughput", "throughput", K::kText, "new gp3 throughput, MiB/s"}}},
+      {"describe-volume-status",
+       "describe-volume-status",
+       "status and CloudWatch AWS/EBS metrics of volumes",
+       {{"--volume-ids", "volume-ids", K::kList, "ids (default: all)"}}},
+  };
+}
+
+// Snapshots: the EC2 verbs, the EBS direct APIs' block listings, portable streams.
+std::vector<Verb> SnapshotVerbs() {
+  return {
+      {"create-snapshot",
+       "create-snapshot",
+       "crash-consistent snapshot of a volume",
+       {Required({"--volume-id", "volume-id", K::kText, "volume id or unique name"}), kDescription,
+        kTagSpecs}},
+      {"create-snapshots",
+       "create-snapshots",
+       "one crash-consistent point in time across several volumes",
+       {Required({"--volume-ids", "volume-ids", K::kList, "volume ids or unique names"}),
+        kDescription, kTagSpecs}},
+      {"describe-snapshots",
+       "describe-snapshots",
+       "list snapshots (named ones with their space accounting)",
+       {{"--snapshot-ids", "snapshot-ids", K::kList, "ids to show, with space accounting"},
+        {"--volume-ids", "volume-ids", K::kList, "only snapshots of these volumes"},
+        kFilters,
+        kRemote}},
+      {"delete-snapshot",
+       "delete-snapshot",
+       "delete any snapshot; space is reclaimed in the background",
+       {Required({"--snapshot-id", "snapshot-id", K::kText, "snapshot id"}), kRemote}},
+      {"list-snapshot-blocks",
+       "list-snapshot-blocks",
+       "blocks holding data",
+       {Required({"--snapshot-id", "snapshot-id", K::kText, "snapshot id"}), kBlockSize,
+        kMaxResults, kNextToken}},
+      {"list-changed-blocks",
+       "list-changed-blocks",
+       "blocks that differ between two snapshots of a volume",
+       {{"--first-snapshot-id", "first-snapshot-id", K::kText, "the older snapshot"},
+        Required({"--second-snapshot-id", "second-snapshot-id", K::kText, "the newer snapshot"}),
+        kBlockSize,
+        kMaxResults,
+        kNextToken}},
+      {"get-snapshot-block",
+       "get-snapshot-block",
+       "read one block into a file",
+       {Required({"--snapshot-id", "snapshot-id", K::kText, "snapshot id"}),
+        Required({"--block-index", "block-index", K::kText, "block index"}), kBlockSize,
+        Required({"--outfile", "outfile", K::kPath, "where the block's bytes go"})}},
+      {"export-snapshot",
+       "export-snapshot",
+       "write a snapshot as a portable stream",
+       {Required({"--snapshot-id", "snapshot-id", K::kText, "snapshot id"}),
+        {"--base-snapshot-id", "base-snapshot-id", K::kText,
+         "incremental: only what changed since it"},
+        Required({"--outfile", "output-file", K::kPath, "FILE, or - for stdout"}),
+        {"--compression-level", "compression-level", K::kText, "zstd level 1..19 (1)"}}},
+      {"import-snapshot",
+       "import-snapshot",
+       "create a snapshot from a stream",
+       {Required({"--input", "input-file", K::kPath, "FILE, or - for stdin"})}},
+  };
+}
+
+// Images and instances (docs/compute.md).
+std::vector<Verb> ComputeVerbs() {
+  const VerbArg image_name = Required({"--name", "name", K::kText, "unique image name"});
+  const VerbArg root_name = {"--root-device-name", "root-device-name", K::kText, "(/dev/xvda)"};
+  const VerbArg instance_ids =
+      Required({"--instance-ids", "instance-ids", K::kList, "instance ids"});
+  return {
+      {"register-image",
+       "register-image",
+       "register an image (AMI) from snapshots",
+       {image_name,
+        kDescription,
+        root_name,
+        {"--root-device-type", "root-device-type", K::kText,
+         "ebs (default) or instance-store: the root is filled from its snapshot at launch into "
+         "instance store"},
+        Required({"--block-device-mappings", "block-device-mappings", K::kList,
+                  "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-…,VolumeSize=8,VolumeType=gp3,"
+                  "DeleteOnTermination=true} or DeviceName=/dev/sdb,VirtualName=ephemeral0"}),
+        kTagSpecs}},
+      {"describe-images",
+       "describe-images",
+       "list images",
+       {{"--image-ids", "image-ids", K::kList, "ids to show"}, kFilters, kRemote}},
+      {"deregister-image",
+       "deregister-image",
+       "deregister an image (snapshots stay)",
+       {Required({"--image-id", "image-id", K::kText, "image id"}), kRemote}},
+      {"create-image",
+       "create-image",
+       "snapshot every EBS volume of an instance at one point; register them",
+       {Required({"--instance-id", "instance-id", K::kText, "instance id"}),
+        image_name,
+        kDescription,
+        {"--no-reboot", "no-reboot", K::kFlag,
+         "accepted; snapshots are crash-consistent with or without a reboot"},
+        kTagSpecs}},
+      {"import-image",
+       "import-image",
+       "a raw disk image file into a snapshot and an image",
+       {Required({"--input", "input-file", K::kPath, "raw disk image FILE"}),
+        image_name,
+        kDescription,
+        root_name,
+        {"--root-device-type", "root-device-type", K::kText, "ebs or instance-store"},
+        kTagSpecs}},
+      {"run-instances",
+       "run-instances",
+       "launch instances from an image",
+       {Required({"--image-id", "image-id", K::kText, "image id"}),
+        {"--count", "count", K::kText, "how many (1)"},
+        {"--instance-type", "instance-type", K::kText,
+         "t3.micro (default), m5d.large, ... (describe-instance-types)"},
+        {"--disable-api-termination", "disable-api-termination", K::kFlag,
+         "termination protection"},
+        kInitializationRate,
+        {"--security-group-ids", "security-group-ids", K::kList,
+         "security groups guarding the instance's exports (docs/security.md)"},
+        {"--key-name", "key-name", K::kText, "a key pair its clients must prove over TLS"},
+        kTagSpecs,
+        kRemote}},
+      {"describe-instances",
+       "describe-instances",
+       "list instances",
+       {{"--instance-ids", "instance-ids", K::kList, "ids to show"}, kFilters}},
+      {"stop-instances",
+       "stop-instances",
+       "stop instances (EC2 storage semantics)",
+       {instance_ids}},
+      {"start-instances",
+       "start-instances",
+       "start instances (EC2 storage semantics)",
+       {instance_ids}},
+      {"reboot-instances",
+       "reboot-instances",
+       "reboot instances (EC2 storage semantics)",
+       {instance_ids}},
+      {"terminate-instances",
+       "terminate-instances",
+       "terminate instances (EC2 storage semantics)",
+       {instance_ids}},
+      {"modify-instance-attribute",
+       "modify-instance-attribute",
+       "termination protection on or off, or the instance's security groups",
+       {Required({"--instance-id", "instance-id", K::kText, "instance id"}),
+        {"--disable-api-termination", "disable-api-termination", K::kFlag, "protect"},
+        {"--no-disable-api-termination", "disable-api-termination", K::kFlag, "unprotect", false,
+         false},
+        {"--groups", "groups", K::kList, "security group ids (replace the instance's)"}},
+       {"disable-api-termination", "groups"}},
+      {"attach-volume",
+       "attach-volume",
+       "attach a volume to an instance",
+       {Required({"--volume-id", "volume-id", K::kText, "volume id"}),
+        Required({"--instance-id", "instance-id", K::kText, "instance id"}),
+        Required({"--device", "device", K::kText, "/dev/sdf"})}},
+      {"detach-volume",
+       "detach-volume",
+       "detach a volume (it becomes available)",
+       {Required({"--volume-id", "volume-id", K::kText, "volume id"})}},
+      {"create-tags",
+       "create-tags",
+       "add or overwrite tags",
+       {Required({"--resources", "resources", K::kList, "ids: vol-, snap-, ami-, i-"}),
+        Required({"--tags", "tags", K::kList, "Key=k,Value=v ..."})}},
+      {"delete-tags",
+       "delete-tags",
+       "remove tags (all, without --tags)",
+       {Required({"--resources", "resources", K::kList, "ids"}),
+        {"--tags", "tags", K::kList, "Key=k[,Value=v] ..."}}},
+      {"describe-instance-types",
+       "describe-instance-types",
+       "instance types and their instance store",
+       {}},
+  };
+}
+
+// Key pairs and security groups (docs/security.md).
+std::vector<Verb> SecurityVerbs() {
+  const VerbArg key_name = Required({"--key-name", "key-name", K::kText, "unique name"});
+  const VerbArg group_id = Required({"--group-id", "group-id", K::kText, "sg-…"});
+  const std::vector<VerbArg> rule = {
+      group_id,
+      {"--protocol", "protocol", K::kText, "tcp (default) or -1 (all)"},
+      {"--port", "port", K::kText, "a TCP port or range: 10809, 10800-10899"},
+      Required({"--cidr", "cidr", K::kText, "source addresses: 10.0.0.0/8, 127.0.0.1/32"})};
+  return {
+      {"create-key-pair",
+       "create-key-pair",
+       "a TLS identity; KeyMaterial once",
+       {key_name,
+        {"--key-type", "key-type", K::kText, "x509 (client certificate, default) or psk"}}},
+      {"import-key-pair",
+       "import-key-pair",
+       "a client certificate you hold",
+       {key_name, Required({"--public-key-material", "public-key-material", K::kFileText,
+                            "FILE (or fileb://FILE): the X.509 certificate, PEM"})}},
+      {"describe-key-pairs",
+       "describe-key-pairs",
+       "key pairs",
+       {{"--key-names", "key-names", K::kList, "names to show"}}},
+      {"delete-key-pair",
+       "delete-key-pair",
+       "forget a key pair",
+       {Required({"--key-name", "key-name", K::kText, "name"})}},
+      {"create-security-group",
+       "create-security-group",
+       "a group of inbound rules",
+       {Required({"--group-name", "group-name", K::kText, "unique name"}),
+        Required({"--description", "description", K::kText, "free text"})}},
+      {"describe-security-groups",
+       "describe-security-groups",
+       "groups and their rules",
+       {{"--group-ids", "group-ids", K::kList, "ids to show"}}},
+      {"delete-security-group", "delete-security-group", "delete an unused group", {group_id}},
+      {"authorize-security-group-ingress", "authorize-security-group-ingress",
+       "add an inbound rule", rule},
+      {"revoke-security-group-ingress", "revoke-security-group-ingress", "remove an inbound rule",
+       rule},
+  };
+}
+
+// Remotes: snapshots in S3-compatible object storage (docs/remote-format.md).
+std::vector<Verb> RemoteVerbs() {
+  const VerbArg name = Required({"name", "name", K::kText, "the remote's name"});
+  return {
+      {"remote add",
+       "remote-add",
+       "name a bucket (and prefix) at an endpoint",
+       {name,
+        Required({"--url", "url", K::kText, "s3://BUCKET[/PREFIX]"}),
+        {"--endpoint-url", "endpoint-url", K::kText, "http(s)://HOST[:PORT] (default: AWS)"},
+        {"--region", "region", K::kText, "(us-east-1)"}}},
+      {"remote list", "remote-list", "the pool's remotes", {}},
+      {"remote remove", "remote-remove", "forget a remote (its data stays)", {name}},
+      {"remote gc",
+       "remote-gc",
+       "free what no snapshot in the remote needs (and what killed pushes left)",
+       {Required({"name", "remote", K::kText, "the remote's name"})}},
+      {"copy-snapshot",
+       "copy-snapshot",
+       "push a snapshot to a remote",
+       {Required({"--source-snapshot-id", "source-snapshot-id", K::kText, "snapshot id"}),
+        Required({"--destination-remote", "destination-remote", K::kText, "remote name"})}},
+      {"copy-image",
+       "copy-image",
+       "push an image and its snapshots to a remote",
+       {Required({"--source-image-id", "source-image-id", K::kText, "image id"}),
+        Required({"--destination-remote", "destination-remote", K::kText, "remote name"})}},
+  };
+}
+
+}  // namespace
+
+const std::vector<Verb>& Verbs() {
+  static const std::vector<Verb> verbs = [] {
+    std::vector<Verb> all;
+    for (auto part : {VolumeVerbs, SnapshotVerbs, ComputeVerbs, SecurityVerbs, RemoteVerbs}) {
+      for (Verb& v : part()) {
+        all.push_back(std::move(v));
+      }
+    }
+    return all;
+  }();
+  return verbs;
+}
+
+const Verb* VerbOfCommand(const std::string& command) {
+  static const std::map<std::string, const Verb*> by_command = [] {
+    std::map<std::string, const Verb*> m;
+    for (const Verb& v : Verbs()) {
+      m.emplace(v.command, &v);
+    }
+    return m;
+  }();
+  auto it = by_command.find(command);
+  return it == by_command.end() ? nullptr : it->second;
+}
+
+Status CheckVerbArgs(const std::string& command, const nlohmann::json& args) {
+  const Verb* verb = VerbOfCommand(command);
+  if (verb == nullptr || !args.is_object()) {
+    return Status::OK();
+  }
+  for (const auto& item : args.items()) {
+    bool known = false;
+    for (const VerbArg& a : verb->args) {
+      known = known || item.key() == a.key;
+    }
+    if (!known) {
+      return Status::InvalidArgument(command + " has no argument '" + item.key() + "'");
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace strata::control
