@@ -246,7 +246,7 @@ ComputeImpl::ComputeImpl(Pool* pool, const ComputeOptions& options)
     : pool_(pool), options_(options), scratch_dir_(pool->Info().path + "/scratch") {}
 
 Status ComputeImpl::Load() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(auto image_records, pool_->ReadRecords(kImagesTable));
   for (const auto& [id, text] : image_records) {
     STRATA_ASSIGN_OR_RETURN(ImageInfo image, DecodeImage(id, text));
@@ -456,12 +456,12 @@ Result<ImageInfo> ComputeImpl::RegisterImageLocked(const ImageSpec& spec,
 }
 
 Result<ImageInfo> ComputeImpl::RegisterImage(const ImageSpec& spec) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return RegisterImageLocked(spec, "");
 }
 
 Result<ImageInfo> ComputeImpl::DescribeImage(const std::string& image_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = images_.find(image_id);
   if (it == images_.end()) {
     return Status::NotFound("image " + image_id + " does not exist");
@@ -472,7 +472,7 @@ Result<ImageInfo> ComputeImpl::DescribeImage(const std::string& image_id) {
 }
 
 std::vector<ImageInfo> ComputeImpl::ListImages() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<ImageInfo> out;
   for (const auto& [id, image] : images_) {
     out.push_back(image);
@@ -485,7 +485,7 @@ std::vector<ImageInfo> ComputeImpl::ListImages() {
 }
 
 Status ComputeImpl::DeregisterImage(const std::string& image_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = images_.find(image_id);
   if (it == images_.end()) {
     return Status::NotFound("image " + image_id + " does not exist");
@@ -508,7 +508,7 @@ Result<std::vector<SnapshotInfo>> ComputeImpl::CreateSnapshots(
     const std::vector<std::string>& volumes, const std::string& description) {
   std::vector<std::string> ids;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const std::string& name : volumes) {
       size_t slash = name.find('/');
       if (slash == std::string::npos) {
@@ -536,7 +536,7 @@ Result<std::vector<SnapshotInfo>> ComputeImpl::CreateSnapshots(
 // ---------------------------------------------------------------- tags
 
 Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& tags) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (ids.empty() || tags.empty()) {
     return Status::InvalidArgument("create-tags needs --resources and --tags");
   }
@@ -566,7 +566,7 @@ Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& 
 
 Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
                                const std::map<std::string, std::optional<std::string>>& tags) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::map<std::string, Tags> next;
   for (const std::string& id : ids) {
     STRATA_RETURN_IF_ERROR(ResourceExistsLocked(id));
@@ -599,7 +599,7 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
 }
 
 Tags ComputeImpl::TagsOf(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return TagsOfLocked(id);
 }
 
@@ -614,11 +614,12 @@ Result<std::shared_ptr<Volume>> ComputeImpl::OpenExport(const std::string& name)
   if (name.starts_with("snap-")) {
     return pool_->OpenSnapshot(name);
   }
-  std::unique_lock<std::mutex> lock(mu_);
   if (name.find('/') != std::string::npos) {
+    MutexLock lock(&mu_);
     return OpenInstanceDeviceLocked(name);
   }
   if (name.starts_with("ami-")) {
+    MutexLock lock(&mu_);
     auto it = images_.find(name);
     if (it == images_.end()) {
       return Status::NotFound("image " + name + " does not exist");
@@ -630,7 +631,6 @@ Result<std::shared_ptr<Volume>> ComputeImpl::OpenExport(const std::string& name)
     }
     return Status::Corruption("image " + name + " has no root mapping");
   }
-  lock.unlock();
   if (name.empty()) {
     std::vector<VolumeInfo> all = pool_->ListVolumes();
     if (all.size() != 1) {
@@ -690,7 +690,7 @@ std::vector<Compute::ExportEntry> ComputeImpl::ListExports() {
   for (const SnapshotInfo& s : pool_->ListSnapshots()) {
     out.push_back({s.snapshot_id, "snapshot of " + s.volume_id + " (read-only)"});
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [id, image] : images_) {
     out.push_back({id, "image " + image.name + " (root device, read-only)"});
   }

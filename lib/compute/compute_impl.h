@@ -6,7 +6,6 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "compute/scratch_volume.h"
 #include "util/clock.h"
 #include "util/ids.h"
+#include "util/mutex.h"
 
 namespace strata {
 
@@ -110,40 +110,41 @@ class ComputeImpl final : public Compute {
     KeyPairInfo info;
     std::string material;  // x509: the certificate (PEM); psk: the key (hex)
   };
-  Status LoadKeyPairLocked(const std::string& id, const std::string& text);
+  Status LoadKeyPairLocked(const std::string& id, const std::string& text) REQUIRES(mu_);
   // The pool's CA certificate and key (PEM), made on first use in POOL/keypair-ca (0700).
-  Result<std::pair<std::string, std::string>> CaLocked();
-  Result<std::pair<std::string, std::string>> IssueLocked(const std::string& name);
-  Status StoreKeyPairLocked(KeyPairInfo info, const std::string& material);
-  Status CheckNewKeyNameLocked(const std::string& name);
+  Result<std::pair<std::string, std::string>> CaLocked() REQUIRES(mu_);
+  Result<std::pair<std::string, std::string>> IssueLocked(const std::string& name) REQUIRES(mu_);
+  Status StoreKeyPairLocked(KeyPairInfo info, const std::string& material) REQUIRES(mu_);
+  Status CheckNewKeyNameLocked(const std::string& name) REQUIRES(mu_);
 
   // ---- security groups (compute_security.cc); all REQUIRE mu_ ----
-  Status LoadSecurityLocked();
+  Status LoadSecurityLocked() REQUIRES(mu_);
   RecordChange GroupRecordOf(const SecurityGroupInfo& g) const;
-  Result<SecurityGroupInfo*> FindGroupLocked(const std::string& group_id);
+  Result<SecurityGroupInfo*> FindGroupLocked(const std::string& group_id) REQUIRES(mu_);
   // InvalidArgument past the per-instance bound, NotFound for a group that does not exist.
-  Status CheckGroupsLocked(const std::vector<std::string>& group_ids);
+  Status CheckGroupsLocked(const std::vector<std::string>& group_ids) REQUIRES(mu_);
 
   // ---- all REQUIRE mu_ ----
-  Result<InstanceRecord*> FindInstanceLocked(const std::string& instance_id);
+  Result<InstanceRecord*> FindInstanceLocked(const std::string& instance_id) REQUIRES(mu_);
   std::optional<std::pair<std::string, InstanceDevice>> AttachmentOfLocked(
-      const std::string& volume_id) const;
-  Status ValidateImageLocked(const ImageSpec& spec);
-  Result<ImageInfo> RegisterImageLocked(const ImageSpec& spec, const std::string& source_instance);
+      const std::string& volume_id) const REQUIRES(mu_);
+  Status ValidateImageLocked(const ImageSpec& spec) REQUIRES(mu_);
+  Result<ImageInfo> RegisterImageLocked(const ImageSpec& spec, const std::string& source_instance)
+      REQUIRES(mu_);
   // The record and tag changes for `rec` (written with every state change).
   RecordChange InstanceRecordOf(const InstanceRecord& rec) const;
-  RecordChange TagRecordOf(const std::string& id) const;
+  RecordChange TagRecordOf(const std::string& id) const REQUIRES(mu_);
   // Busy if any device of the instance is open (an NBD client still attached).
-  Status CheckDevicesIdleLocked(const InstanceRecord& rec);
-  void DropScratchLocked(const InstanceRecord& rec);
+  Status CheckDevicesIdleLocked(const InstanceRecord& rec) REQUIRES(mu_);
+  void DropScratchLocked(const InstanceRecord& rec) REQUIRES(mu_);
   // Terminates: wipes instance store, queues the DeleteOnTermination volumes, detaches the rest
   // (one commit), then deletes the queued volumes.
-  Status TerminateOneLocked(InstanceRecord* rec, const std::string& reason);
+  Status TerminateOneLocked(InstanceRecord* rec, const std::string& reason) REQUIRES(mu_);
   // Deletes the volumes a termination queued, then rewrites the record without them.
-  Status FinishTerminationLocked(InstanceRecord* rec);
-  Status ResourceExistsLocked(const std::string& id);
-  Tags TagsOfLocked(const std::string& id) const;
-  Result<std::shared_ptr<Volume>> OpenInstanceDeviceLocked(const std::string& name);
+  Status FinishTerminationLocked(InstanceRecord* rec) REQUIRES(mu_);
+  Status ResourceExistsLocked(const std::string& id) REQUIRES(mu_);
+  Tags TagsOfLocked(const std::string& id) const REQUIRES(mu_);
+  Result<std::shared_ptr<Volume>> OpenInstanceDeviceLocked(const std::string& name) REQUIRES(mu_);
   // Instance-store root: a scratch volume filled with the snapshot's data.
   Result<std::shared_ptr<ScratchVolume>> SeedScratch(const std::string& id, uint64_t size_bytes,
                                                      const std::string& snapshot_id);
@@ -151,15 +152,16 @@ class ComputeImpl final : public Compute {
   Pool* const pool_;
   const ComputeOptions options_;
   const std::string scratch_dir_;
-  std::mutex mu_;  // one control operation at a time; guards everything below
-  std::map<std::string, ImageInfo> images_;
-  std::map<std::string, InstanceRecord> instances_;
-  std::map<std::string, Tags> tags_;
-  std::map<std::string, SecurityGroupInfo> groups_;  // by id (their tags are in tags_)
-  std::map<std::string, StoredKeyPair> key_pairs_;   // by name
+  Mutex mu_;  // one control operation at a time; guards everything below
+  std::map<std::string, ImageInfo> images_ GUARDED_BY(mu_);
+  std::map<std::string, InstanceRecord> instances_ GUARDED_BY(mu_);
+  std::map<std::string, Tags> tags_ GUARDED_BY(mu_);
+  // By id (their tags are in tags_).
+  std::map<std::string, SecurityGroupInfo> groups_ GUARDED_BY(mu_);
+  std::map<std::string, StoredKeyPair> key_pairs_ GUARDED_BY(mu_);  // by name
   // Instance-store volumes of running instances, by "i-…/device": created at launch (a seeded
   // root) or on first open, dropped (wiped) at stop and terminate.
-  std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_;
+  std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_ GUARDED_BY(mu_);
 };
 
 // Records (JSON), shared by both halves of the implementation.

@@ -34,7 +34,7 @@ Result<InstanceRecord*> ComputeImpl::FindInstanceLocked(const std::string& insta
 // ---------------------------------------------------------------- launch
 
 Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (spec.count == 0 || spec.count > kMaxRunCount) {
     return Status::InvalidArgument("--count must be 1 to " + std::to_string(kMaxRunCount));
   }
@@ -167,7 +167,7 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
 }
 
 Result<InstanceInfo> ComputeImpl::DescribeInstance(const std::string& instance_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
   InstanceInfo info = rec->info;
   info.tags = TagsOfLocked(instance_id);
@@ -175,7 +175,7 @@ Result<InstanceInfo> ComputeImpl::DescribeInstance(const std::string& instance_i
 }
 
 std::vector<InstanceInfo> ComputeImpl::ListInstances() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<InstanceInfo> out;
   for (const auto& [id, rec] : instances_) {
     out.push_back(rec.info);
@@ -213,7 +213,7 @@ void ComputeImpl::DropScratchLocked(const InstanceRecord& rec) {
 }
 
 Result<std::vector<StateChange>> ComputeImpl::StopInstances(const std::vector<std::string>& ids) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<InstanceRecord*> recs;
   for (const std::string& id : ids) {  // validate all before changing any
     STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
@@ -241,7 +241,7 @@ Result<std::vector<StateChange>> ComputeImpl::StopInstances(const std::vector<st
 }
 
 Result<std::vector<StateChange>> ComputeImpl::StartInstances(const std::vector<std::string>& ids) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<InstanceRecord*> recs;
   for (const std::string& id : ids) {
     STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
@@ -263,7 +263,7 @@ Result<std::vector<StateChange>> ComputeImpl::StartInstances(const std::vector<s
 }
 
 Result<std::vector<StateChange>> ComputeImpl::RebootInstances(const std::vector<std::string>& ids) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<StateChange> out;
   for (const std::string& id : ids) {
     STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
@@ -279,7 +279,7 @@ Result<std::vector<StateChange>> ComputeImpl::RebootInstances(const std::vector<
 
 Result<std::vector<StateChange>> ComputeImpl::TerminateInstances(
     const std::vector<std::string>& ids) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<InstanceRecord*> recs;
   for (const std::string& id : ids) {
     STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(id));
@@ -347,7 +347,7 @@ Status ComputeImpl::FinishTerminationLocked(InstanceRecord* rec) {
 }
 
 Status ComputeImpl::SetTerminationProtection(const std::string& instance_id, bool on) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
   InstanceRecord next = *rec;
   next.info.disable_api_termination = on;
@@ -360,7 +360,7 @@ Status ComputeImpl::SetTerminationProtection(const std::string& instance_id, boo
 
 std::optional<std::pair<std::string, InstanceDevice>> ComputeImpl::AttachmentOf(
     const std::string& volume_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return AttachmentOfLocked(volume_id);
 }
 
@@ -380,7 +380,7 @@ Result<InstanceDevice> ComputeImpl::AttachVolume(const std::string& volume_id,
                                                  const std::string& instance_id,
                                                  const std::string& device_name) {
   STRATA_ASSIGN_OR_RETURN(VolumeInfo volume, pool_->DescribeVolume(volume_id));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (auto a = AttachmentOfLocked(volume.volume_id)) {
     return Status::InvalidArgument("VolumeInUse: " + volume.volume_id + " is already attached to " +
                                    a->first + " as " + a->second.device_name);
@@ -413,7 +413,7 @@ Result<InstanceDevice> ComputeImpl::AttachVolume(const std::string& volume_id,
 
 Result<std::pair<std::string, InstanceDevice>> ComputeImpl::DetachVolume(
     const std::string& volume_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto attachment = AttachmentOfLocked(volume_id);
   if (!attachment) {
     STRATA_RETURN_IF_ERROR(pool_->DescribeVolume(volume_id).status());
@@ -442,7 +442,7 @@ Result<std::pair<std::string, InstanceDevice>> ComputeImpl::DetachVolume(
 
 Result<ImageInfo> ComputeImpl::CreateImage(const std::string& instance_id, const std::string& name,
                                            const std::string& description) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
   if (rec->info.root_device_type != "ebs") {
     return Status::NotSupported("UnsupportedOperation: instance " + instance_id +

@@ -191,7 +191,7 @@ Result<std::pair<std::string, std::string>> ComputeImpl::CaLocked() {
 }
 
 Result<std::string> ComputeImpl::KeyPairCaCertificate() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(auto ca, CaLocked());
   return ca.first;
 }
@@ -244,7 +244,7 @@ Status ComputeImpl::CheckNewKeyNameLocked(const std::string& name) {
 
 Result<std::pair<KeyPairInfo, std::string>> ComputeImpl::CreateKeyPair(const std::string& name,
                                                                        const std::string& type) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_RETURN_IF_ERROR(CheckNewKeyNameLocked(name));
   KeyPairInfo info;
   info.key_name = name;
@@ -273,7 +273,7 @@ Result<std::pair<KeyPairInfo, std::string>> ComputeImpl::CreateKeyPair(const std
 
 Result<KeyPairInfo> ComputeImpl::ImportKeyPair(const std::string& name,
                                                const std::string& certificate_pem) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_RETURN_IF_ERROR(CheckNewKeyNameLocked(name));
   Crt crt;
   if (certificate_pem.size() > 64 * 1024 || !Import(crt.p, certificate_pem).ok()) {
@@ -289,7 +289,7 @@ Result<KeyPairInfo> ComputeImpl::ImportKeyPair(const std::string& name,
 }
 
 std::vector<KeyPairInfo> ComputeImpl::ListKeyPairs() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<KeyPairInfo> out;
   for (const auto& [name, k] : key_pairs_) {
     out.push_back(k.info);
@@ -299,7 +299,7 @@ std::vector<KeyPairInfo> ComputeImpl::ListKeyPairs() {
 }
 
 Status ComputeImpl::DeleteKeyPair(const std::string& name) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = key_pairs_.find(name);
   if (it == key_pairs_.end()) {
     return Status::NotFound("key pair '" + name + "' does not exist");
@@ -311,7 +311,7 @@ Status ComputeImpl::DeleteKeyPair(const std::string& name) {
 }
 
 std::optional<std::vector<uint8_t>> ComputeImpl::KeyPairPsk(const std::string& name) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = key_pairs_.find(name);
   if (it == key_pairs_.end() || it->second.info.key_type != "psk") {
     return std::nullopt;
@@ -325,7 +325,7 @@ std::optional<std::vector<uint8_t>> ComputeImpl::KeyPairPsk(const std::string& n
 }
 
 std::optional<std::string> ComputeImpl::KeyPairOfCertificate(const std::string& fingerprint) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [name, k] : key_pairs_) {
     if (k.info.key_type == "x509" && k.info.fingerprint == fingerprint) {
       return name;

@@ -172,7 +172,7 @@ Result<SecurityGroupInfo> ComputeImpl::CreateSecurityGroup(const std::string& na
     return Status::InvalidArgument("a security group needs a description (as EC2)");
   }
   STRATA_RETURN_IF_ERROR(ValidateTags(tags));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [id, g] : groups_) {
     if (g.group_name == name) {
       return Status::AlreadyExists("security group '" + name + "' exists: " + id);
@@ -198,7 +198,7 @@ Result<SecurityGroupInfo> ComputeImpl::CreateSecurityGroup(const std::string& na
 }
 
 Result<SecurityGroupInfo> ComputeImpl::DescribeSecurityGroup(const std::string& group_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
   SecurityGroupInfo out = *g;
   out.tags = TagsOfLocked(group_id);
@@ -206,7 +206,7 @@ Result<SecurityGroupInfo> ComputeImpl::DescribeSecurityGroup(const std::string& 
 }
 
 std::vector<SecurityGroupInfo> ComputeImpl::ListSecurityGroups() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<SecurityGroupInfo> out;
   for (const auto& [id, g] : groups_) {
     out.push_back(g);
@@ -216,7 +216,7 @@ std::vector<SecurityGroupInfo> ComputeImpl::ListSecurityGroups() {
 }
 
 Status ComputeImpl::DeleteSecurityGroup(const std::string& group_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_RETURN_IF_ERROR(FindGroupLocked(group_id).status());
   for (const auto& [id, rec] : instances_) {
     const auto& ids = rec.info.security_group_ids;
@@ -235,7 +235,7 @@ Status ComputeImpl::DeleteSecurityGroup(const std::string& group_id) {
 Status ComputeImpl::AuthorizeIngress(const std::string& group_id, const IngressRule& rule) {
   IngressRule r = rule;
   STRATA_RETURN_IF_ERROR(ValidateRule(&r));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
   if (std::find(g->ingress.begin(), g->ingress.end(), r) != g->ingress.end()) {
     return Status::AlreadyExists("security group " + group_id + " already has that rule");
@@ -254,7 +254,7 @@ Status ComputeImpl::AuthorizeIngress(const std::string& group_id, const IngressR
 Status ComputeImpl::RevokeIngress(const std::string& group_id, const IngressRule& rule) {
   IngressRule r = rule;
   STRATA_RETURN_IF_ERROR(ValidateRule(&r));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
   SecurityGroupInfo next = *g;
   auto it = std::find(next.ingress.begin(), next.ingress.end(), r);
@@ -283,7 +283,7 @@ Status ComputeImpl::SetInstanceSecurityGroups(const std::string& instance_id,
   if (group_ids.empty()) {
     return Status::InvalidArgument("--groups needs at least one security group id");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
   STRATA_RETURN_IF_ERROR(CheckGroupsLocked(group_ids));
   InstanceRecord next = *rec;
@@ -294,7 +294,7 @@ Status ComputeImpl::SetInstanceSecurityGroups(const std::string& instance_id,
 }
 
 Status ComputeImpl::AdmitExport(const std::string& name, const ExportPeer& peer) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::string instance_id;
   if (name.starts_with("i-")) {
     instance_id = name.substr(0, name.find('/'));

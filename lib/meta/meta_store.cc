@@ -159,11 +159,12 @@ Status MetaStore::OpenTables(bool create) {
     return LmdbStatus("open tables", rc);
   }
   {
-    std::lock_guard<std::mutex> lock(tables_mu_);
+    MutexLock lock(&tables_mu_);
     tables_ = {{kVolumesTable, volumes_dbi_},
                {kSnapshotsTable, snapshots_dbi_},
                {kLineagesTable, lineages_dbi_}};
   }
+  MutexLock read_lock(&read_mu_);
   rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_txn_);
   if (rc == 0) {
     rc = mdb_cursor_open(read_txn_, map_dbi_, &read_cursor_);
@@ -245,7 +246,7 @@ Status ValidateLayerTableName(const std::string& table) {
 Status MetaStore::OpenLayerTable(const std::string& table) {
   STRATA_RETURN_IF_ERROR(ValidateLayerTableName(table));
   {
-    std::lock_guard<std::mutex> lock(tables_mu_);
+    MutexLock lock(&tables_mu_);
     if (tables_.count(table) != 0) {
       return Status::OK();
     }
@@ -256,7 +257,7 @@ Status MetaStore::OpenLayerTable(const std::string& table) {
   if (rc != 0) {
     return LmdbStatus("begin", rc);
   }
-  std::lock_guard<std::mutex> lock(tables_mu_);
+  MutexLock lock(&tables_mu_);
   if (tables_.count(table) != 0) {
     mdb_txn_abort(txn);
     return Status::OK();
@@ -278,7 +279,7 @@ Status MetaStore::OpenLayerTable(const std::string& table) {
 }
 
 Result<MDB_dbi> MetaStore::RecordDbi(const std::string& table) {
-  std::lock_guard<std::mutex> lock(tables_mu_);
+  MutexLock lock(&tables_mu_);
   auto it = tables_.find(table);
   if (it == tables_.end()) {
     return Status::InvalidArgument("record table '" + table + "' is not open");
@@ -315,7 +316,7 @@ Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadRecords(
 
 Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t chunk,
                                                       uint64_t max_birth) {
-  std::lock_guard<std::mutex> lock(read_mu_);
+  MutexLock lock(&read_mu_);
   int rc = mdb_txn_renew(read_txn_);
   if (rc == 0) {
     rc = mdb_cursor_renew(read_txn_, read_cursor_);
@@ -562,7 +563,7 @@ Status MetaStore::Grow() {
     return Status::NoSpace("metadata map is full at its maximum of " +
                            std::to_string(max_map_bytes_ >> 10) + " KiB");
   }
-  std::lock_guard<std::mutex> lock(read_mu_);  // no read transaction may be active
+  MutexLock lock(&read_mu_);  // no read transaction may be active
   uint64_t next = std::min(map_bytes_ * 2, max_map_bytes_);
   int rc = mdb_env_set_mapsize(env_, next);
   if (rc != 0) {

@@ -16,6 +16,7 @@
 
 #include "strata/pool.h"
 #include "strata/status.h"
+#include "util/mutex.h"
 
 namespace strata {
 
@@ -99,7 +100,7 @@ class MetaStore {
   Status OpenLayerTable(const std::string& table);
   static constexpr size_t kMaxLayerTables = 16;
   bool HasTable(const std::string& table) {
-    std::lock_guard<std::mutex> lock(tables_mu_);
+    MutexLock lock(&tables_mu_);
     return tables_.count(table) != 0;
   }
 
@@ -150,15 +151,15 @@ class MetaStore {
   MDB_dbi lineages_dbi_ = 0;
   // Record tables by name: the engine's, opened at Open, and the layers', opened on request.
   // Handles are stable once opened (LMDB keeps them for the environment's life).
-  std::mutex tables_mu_;
-  std::map<std::string, MDB_dbi> tables_;  // GUARDED_BY(tables_mu_)
-  size_t layer_tables_ = 0;                // GUARDED_BY(tables_mu_)
+  Mutex tables_mu_;
+  std::map<std::string, MDB_dbi> tables_ GUARDED_BY(tables_mu_);
+  size_t layer_tables_ GUARDED_BY(tables_mu_) = 0;
   Result<MDB_dbi> RecordDbi(const std::string& table);
   uint64_t map_bytes_ = 0;
   uint64_t max_map_bytes_ = 0;
-  std::mutex read_mu_;  // guards read_txn_/read_cursor_ and map resizing
-  MDB_txn* read_txn_ = nullptr;
-  MDB_cursor* read_cursor_ = nullptr;
+  Mutex read_mu_;  // guards the pooled read transaction; held while the map is resized
+  MDB_txn* read_txn_ GUARDED_BY(read_mu_) = nullptr;
+  MDB_cursor* read_cursor_ GUARDED_BY(read_mu_) = nullptr;
 };
 
 Status LmdbStatus(const char* what, int rc);

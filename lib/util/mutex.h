@@ -1,0 +1,90 @@
+// Mutex, MutexLock and CondVar: std::mutex and std::condition_variable with the annotations
+// Clang's thread-safety analysis needs (libstdc++'s own carry none), and AssertHeld(), which
+// checks at run time what a REQUIRES states to the compiler (always on: a caller that breaks a
+// lock rule stops the process instead of corrupting state).
+#ifndef STRATA_UTIL_MUTEX_H_
+#define STRATA_UTIL_MUTEX_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "util/check.h"
+#include "util/thread_annotations.h"
+
+namespace strata {
+
+class CAPABILITY("mutex") Mutex {
+ public:
+  Mutex() = default;
+  Mutex(const Mutex&) = delete;
+  Mutex& operator=(const Mutex&) = delete;
+
+  void Lock() ACQUIRE() {
+    mu_.lock();
+    owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  }
+  void Unlock() RELEASE() {
+    owner_.store(std::thread::id(), std::memory_order_relaxed);
+    mu_.unlock();
+  }
+  // Stops the process unless the calling thread holds the mutex.
+  void AssertHeld() const ASSERT_CAPABILITY(this) {
+    STRATA_CHECK(owner_.load(std::memory_order_relaxed) == std::this_thread::get_id());
+  }
+
+ private:
+  friend class CondVar;
+  std::mutex mu_;
+  std::atomic<std::thread::id> owner_{};
+};
+
+// Holds a Mutex for its scope.
+class SCOPED_CAPABILITY MutexLock {
+ public:
+  explicit MutexLock(Mutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  ~MutexLock() RELEASE() { mu_->Unlock(); }
+  MutexLock(const MutexLock&) = delete;
+  MutexLock& operator=(const MutexLock&) = delete;
+
+ private:
+  Mutex* const mu_;
+};
+
+// A condition variable tied to one Mutex, which every wait requires held.
+class CondVar {
+ public:
+  explicit CondVar(Mutex* mu) : mu_(mu) {}
+  CondVar(const CondVar&) = delete;
+  CondVar& operator=(const CondVar&) = delete;
+
+  void Wait() REQUIRES(mu_) {
+    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
+    mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
+    cv_.wait(lock);
+    mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    lock.release();
+  }
+  // Waits until notified or `timeout` passed; false on timeout.
+  template <typename Rep, typename Period>
+  bool WaitFor(std::chrono::duration<Rep, Period> timeout) REQUIRES(mu_) {
+    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
+    mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
+    const bool notified = cv_.wait_for(lock, timeout) == std::cv_status::no_timeout;
+    mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    lock.release();
+    return notified;
+  }
+  void Signal() { cv_.notify_one(); }
+  void SignalAll() { cv_.notify_all(); }
+
+ private:
+  Mutex* const mu_;
+  std::condition_variable cv_;
+};
+
+}  // namespace strata
+
+#endif  // STRATA_UTIL_MUTEX_H_
