@@ -16,6 +16,7 @@
 
 #include "strata/pool.h"
 #include "strata/status.h"
+
 #include "util/mutex.h"
 
 namespace strata {

@@ -202,7 +202,8 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   }
   pool->chunk_size_ = pool->header_.chunk_size_bytes;
   pool->chunks_per_file_ = kDataFileBytes / pool->chunk_size_;
-  pool->unit_bytes_ = std::max<uint32_t>(kIoAlign, pool->chunk_size_ / 32);
+  pool->unit_bytes_ = std::max<uint32_t>(kIoAlign, pool->chunk_size_ / kMaxUnitsPerChunk);
+  STRATA_CHECK(pool->units_per_chunk() >= 1 && pool->units_per_chunk() <= kMaxUnitsPerChunk);
   if (options.capacity_bytes != 0) {
     pool->header_.capacity_bytes = options.capacity_bytes;
   }

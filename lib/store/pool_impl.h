@@ -32,6 +32,7 @@ class VolumeImpl;
 constexpr uint64_t kDataFileBytes = 1ull << 40;  // address space of one chunk file
 constexpr size_t kMaxDataFiles = 1024;           // 1 PiB of chunk addresses
 constexpr size_t kLockStripes = 4096;            // chunk lock stripes (power of two)
+static_assert((kLockStripes & (kLockStripes - 1)) == 0, "StripeOf masks with kLockStripes - 1");
 constexpr size_t kOverlayCommitEntries = 65536;  // overlay size that triggers a commit
 constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O (O_DIRECT-safe)
 // Data files are kept this far (sparse) past the frontier: a first write then fills a hole
@@ -140,11 +141,14 @@ class PoolImpl final : public Pool {
                             size_t max_chunks, std::vector<std::pair<uint64_t, Version>>* out,
                             uint64_t* end_out);
   // ---- Sub-chunk copy-on-write (docs/design.md §2.3). ----
-  // The unit of a partial version: max(4 KiB, chunk / 32); `units_per_chunk` of them.
+  // The unit of a partial version: max(4 KiB, chunk / 32); `units_per_chunk` of them, each a bit
+  // of MapValue::present (so at most 32: the kMaxUnitsPerChunk below).
+  static constexpr uint32_t kMaxUnitsPerChunk = 32;
+  static_assert(kMaxUnitsPerChunk == 8 * sizeof(MapValue::present), "one bit of present a unit");
   uint32_t unit_bytes() const { return unit_bytes_; }
   uint32_t units_per_chunk() const { return chunk_size_ / unit_bytes_; }
   uint32_t all_units() const {
-    return units_per_chunk() == 32 ? UINT32_MAX : (1u << units_per_chunk()) - 1;
+    return units_per_chunk() == kMaxUnitsPerChunk ? UINT32_MAX : (1u << units_per_chunk()) - 1;
   }
   // Whether a new partial version may be made: bounded, so that a snapshot's drain (which fills
   // them all) stays short.
