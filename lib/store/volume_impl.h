@@ -61,7 +61,7 @@ struct RequestState {
   uint32_t active = 0;
   uint32_t busy_mask = 0;  // bit i: pieces[i] in use
   static_assert(kMaxPiecesInFlight <= 32, "busy_mask has a bit for every piece in flight");
-  bool counted = false;    // a read or write the volume's governor counts
+  bool counted = false;  // a read or write the volume's governor counts
   uint64_t submit_ns = 0;
   uint64_t counted_ops = 0;
   Status error;
