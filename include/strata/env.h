@@ -80,6 +80,28 @@ class Env {
                            uint64_t offset_bytes) = 0;
   // A new engine for the calling thread, with room for `queue_depth` ops in flight.
   virtual Result<std::unique_ptr<IoEngine>> NewEngine(uint32_t queue_depth) = 0;
+
+  // ---- The pool directory and the clock. Defaults: POSIX and the system clocks, so an Env
+  // written before these existed keeps working; the simulator overrides them. ----
+
+  // Whether anything exists at `path`. Errors: IOError (anything but "no such file").
+  virtual Result<bool> FileExists(const std::string& path);
+  // Makes `path` a directory only its owner may enter (it will hold every volume's bytes):
+  // created with mode 0700 if absent (its parent must exist); an existing one loses its group
+  // and other permissions. Errors: IOError.
+  virtual Status CreateOwnerOnlyDir(const std::string& path);
+  // Takes an exclusive lock on the file `path` (created if absent) for as long as the returned
+  // handle lives, and writes this process's id into it. Errors: Busy ("in use by another
+  // process (pid N) ...").
+  class FileLock {
+   public:
+    virtual ~FileLock() = default;
+  };
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path);
+  // Whether reads and writes of `file` bypass the page cache (O_DIRECT took).
+  virtual bool DirectIo(FileId file);
+  // The wall clock in milliseconds since the Unix epoch (times shown to people).
+  virtual int64_t WallClockMs();
 };
 
 }  // namespace strata

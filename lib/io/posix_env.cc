@@ -1,12 +1,14 @@
 // The POSIX Env: files are plain fds; engines are io_uring (UringEngine) or pread/pwrite.
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include "strata/env.h"
 
@@ -103,6 +105,10 @@ class PosixEnv final : public Env {
                    uint64_t offset_bytes) override {
     return RunSync(IoOp::Kind::kWrite, file, const_cast<void*>(buf), length_bytes, offset_bytes);
   }
+  bool DirectIo(FileId file) override {
+    int flags = fcntl(file, F_GETFL);
+    return flags >= 0 && (flags & O_DIRECT) != 0;
+  }
   Result<std::unique_ptr<IoEngine>> NewEngine(uint32_t queue_depth) override {
     const char* forced = std::getenv("STRATA_IO_ENGINE");
     if (forced == nullptr || std::strcmp(forced, "sync") != 0) {
@@ -137,6 +143,78 @@ class PosixEnv final : public Env {
 };
 
 }  // namespace
+
+// ---- Env's POSIX defaults ----
+
+Result<bool> Env::FileExists(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    return true;
+  }
+  if (errno == ENOENT || errno == ENOTDIR) {
+    return false;
+  }
+  return Errno(("stat " + path).c_str(), errno);
+}
+
+Status Env::CreateOwnerOnlyDir(const std::string& path) {
+  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Errno(("mkdir " + path).c_str(), errno);
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return Errno(("stat " + path).c_str(), errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::IOError(path + " is not a directory", ENOTDIR);
+  }
+  if ((st.st_mode & 077) != 0 && chmod(path.c_str(), st.st_mode & 0700) != 0) {
+    return Errno(("chmod 0700 " + path).c_str(), errno);
+  }
+  return Status::OK();
+}
+
+namespace {
+
+class PosixFileLock final : public Env::FileLock {
+ public:
+  explicit PosixFileLock(int fd) : fd_(fd) {}
+  ~PosixFileLock() override { close(fd_); }  // (closing the descriptor releases the flock)
+
+ private:
+  const int fd_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Env::FileLock>> Env::LockFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Errno(("open " + path).c_str(), errno);
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    [[maybe_unused]] ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    close(fd);
+    std::string holder = pid[0] != 0 ? std::string(" (pid ") + pid + ")" : "";
+    return Status::Busy("in use by another process" + holder + " (lock " + path + ")");
+  }
+  std::string me = std::to_string(getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, me.data(), me.size(), 0) < 0) {
+    Status s = Errno(("write " + path).c_str(), errno);
+    close(fd);
+    return s;
+  }
+  return std::unique_ptr<FileLock>(new PosixFileLock(fd));
+}
+
+bool Env::DirectIo(FileId) { return false; }
+
+int64_t Env::WallClockMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
 
 Env* Env::Default() {
   static Env* env = new PosixEnv();

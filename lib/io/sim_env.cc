@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "io/inline_engine.h"
 #include "util/check.h"
@@ -101,6 +102,48 @@ Result<FileId> SimEnv::OpenFile(const std::string& path, bool create, bool /*dir
   it->second->open_count++;
   open_.push_back(it->second.get());
   return static_cast<FileId>(open_.size() - 1);
+}
+
+Result<bool> SimEnv::FileExists(const std::string& path) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (files_.count(path) != 0) {
+      return true;
+    }
+  }
+  return Env::FileExists(path);
+}
+
+namespace {
+
+class SimFileLock final : public Env::FileLock {
+ public:
+  explicit SimFileLock(std::function<void()> release) : release_(std::move(release)) {}
+  ~SimFileLock() override { release_(); }
+
+ private:
+  std::function<void()> release_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Env::FileLock>> SimEnv::LockFile(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fail_locks_) {
+    return Status::IOError("sim: lock " + path, EIO);
+  }
+  if (!locked_.insert(path).second) {
+    return Status::Busy("in use by another process (sim lock " + path + ")");
+  }
+  return std::unique_ptr<FileLock>(new SimFileLock([this, path] {
+    std::lock_guard<std::mutex> relock(mu_);
+    locked_.erase(path);
+  }));
+}
+
+void SimEnv::SetLockFailure(bool fail) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fail_locks_ = fail;
 }
 
 Status SimEnv::CloseFile(FileId file) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,12 @@ class SimEnv final : public Env {
   Status WriteSync(FileId file, const void* buf, size_t length_bytes,
                    uint64_t offset_bytes) override;
   Result<std::unique_ptr<IoEngine>> NewEngine(uint32_t queue_depth) override;
+  // Its own files, else the host's (the pool directory and LMDB's files are real).
+  Result<bool> FileExists(const std::string& path) override;
+  // A lock table in memory: a second lock of a path this SimEnv holds is Busy, and while
+  // SetLockFailure is on every lock fails with EIO.
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
+  void SetLockFailure(bool fail);
 
   // The disk loses power after `ops` more mutating operations (-1: never).
   void SetPowerFailAfter(int64_t ops);
@@ -71,6 +78,8 @@ class SimEnv final : public Env {
   bool dead_ = false;
   int fail_syncs_ = 0;
   bool no_space_ = false;
+  std::set<std::string> locked_;  // paths LockFile holds
+  bool fail_locks_ = false;
 };
 
 }  // namespace strata

@@ -33,7 +33,7 @@ void PoolImpl::DropPartialLocked(uint64_t lineage, uint64_t chunk) {
   }
   partials_.erase(it);
   if (drain_waiters_.count(lineage) != 0) {
-    drain_cv_.notify_all();  // a drain waits for this lineage's partial versions
+    drain_cv_.SignalAll();  // a drain waits for this lineage's partial versions
   }
 }
 
@@ -55,15 +55,15 @@ bool PoolImpl::LineageHasPartialsLocked(uint64_t lineage) const {
   return it != partials_.end() && it->first.first == lineage;
 }
 
-void PoolImpl::WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage) {
+void PoolImpl::WaitNoPartialsLocked(uint64_t lineage) {
   if (!LineageHasPartialsLocked(lineage)) {
     return;
   }
   drain_waiters_[lineage]++;
   WakeFillerLocked();
-  drain_cv_.wait(lock, [this, lineage] {
-    return !LineageHasPartialsLocked(lineage) || !latched_.ok() || stop_fill_;
-  });
+  while (LineageHasPartialsLocked(lineage) && latched_.ok() && !stop_fill_) {
+    drain_cv_.Wait();
+  }
   if (--drain_waiters_[lineage] == 0) {
     drain_waiters_.erase(lineage);
   }
@@ -73,10 +73,10 @@ void PoolImpl::WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t
 // starts: a crash after a snapshot delete committed but before its drain filled them would
 // otherwise let the reclaimer free the version they read through to.
 Status PoolImpl::FillAllAtOpen() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!partials_.empty()) {
     const auto [lineage, chunk] = partials_.begin()->first;
-    STRATA_RETURN_IF_ERROR(FillLocked(lock, lineage, chunk));
+    STRATA_RETURN_IF_ERROR(FillLocked(lineage, chunk));
   }
   return Status::OK();
 }
@@ -119,14 +119,14 @@ void PoolImpl::FinishFillLocked(const FillPlan& plan) {
   DropPartialLocked(plan.key.lineage, plan.key.chunk);
 }
 
-Status PoolImpl::FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk) {
+Status PoolImpl::FillLocked(uint64_t lineage, uint64_t chunk) {
   STRATA_ASSIGN_OR_RETURN(std::optional<FillPlan> plan, PlanFillLocked(lineage, chunk));
   if (!plan) {
     return Status::OK();
   }
   const FileId target_file = FileOf(plan->value.phys);
   const uint64_t target_offset = OffsetOf(plan->value.phys);
-  lock.unlock();
+  mu_.Unlock();
   std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
                                                   &std::free);
   Status s = env_->ReadSync(FileOf(plan->source), buf.get(), chunk_size_, OffsetOf(plan->source));
@@ -138,7 +138,7 @@ Status PoolImpl::FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage
                           target_offset + at);
     }
   });
-  lock.lock();
+  mu_.Lock();
   STRATA_RETURN_IF_ERROR(s);
   FinishFillLocked(*plan);
   return Status::OK();
@@ -149,6 +149,7 @@ Status PoolImpl::FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage
 // skipped. REQUIRES: mu_.
 std::optional<std::pair<uint64_t, uint64_t>> PoolImpl::PickFillLocked(bool background) {
   auto take = [this](const std::pair<uint64_t, uint64_t>& key) {
+    mu_.AssertHeld();
     return TryLockChunkLocked(key.first, key.second, /*exclusive=*/true);
   };
   if (urgent_partials_ > 0) {
@@ -214,7 +215,7 @@ struct PoolImpl::FillJob {
 };
 
 void PoolImpl::WakeFillerLocked() {
-  fill_cv_.notify_all();
+  fill_cv_.SignalAll();
   if (filler_loop_ != nullptr) {
     filler_loop_->engine()->Wake();  // it runs its ring while fills are in flight
   }
@@ -253,7 +254,7 @@ void PoolImpl::OnFillIo(IoOp* op) {
   }
   Status failed;
   {
-    std::lock_guard<std::mutex> lock(pool->mu_);
+    MutexLock lock(&pool->mu_);
     if (job->error == 0) {
       pool->FinishFillLocked(job->plan);
     } else {
@@ -265,8 +266,8 @@ void PoolImpl::OnFillIo(IoOp* op) {
   }
   if (!failed.ok()) {
     pool->Latch(failed);  // a data I/O failed: the pool stops taking writes, as after a failed sync
-    std::lock_guard<std::mutex> lock(pool->mu_);
-    pool->drain_cv_.notify_all();
+    MutexLock lock(&pool->mu_);
+    pool->drain_cv_.SignalAll();
   }
 }
 
@@ -312,7 +313,7 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
       UnlockChunkLocked(lineage, chunk, /*exclusive=*/true);
       if (!plan.ok()) {
         LatchLocked(plan.status());  // a metadata read failed: as a failed commit
-        drain_cv_.notify_all();
+        drain_cv_.SignalAll();
         return -1;
       }
       continue;
@@ -346,7 +347,7 @@ void PoolImpl::FillerMain() {
     job.pool = this;
     job.buf = buffers.back().get();
   }
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
     if (stop_fill_ && fills_in_flight_ == 0) {
       break;
@@ -355,19 +356,21 @@ void PoolImpl::FillerMain() {
     const int wait_ms = StartFillsLocked(loop, jobs, &starved);
     if (fills_in_flight_ == 0) {
       if (starved) {  // what is wanted is held by requests: they finish within an I/O
-        lock.unlock();
+        lock.Unlock();
         std::this_thread::sleep_for(std::chrono::microseconds(50));
-        lock.lock();
+        lock.Lock();
       } else if (wait_ms >= 0) {
-        fill_cv_.wait_for(lock, std::chrono::milliseconds(wait_ms));
+        fill_cv_.WaitFor(std::chrono::milliseconds(wait_ms));
       } else {
-        fill_cv_.wait(lock, [this] { return stop_fill_ || (FillWantedLocked() && latched_.ok()); });
+        while (!stop_fill_ && !(FillWantedLocked() && latched_.ok())) {
+          fill_cv_.Wait();
+        }
       }
       continue;
     }
-    lock.unlock();
+    lock.Unlock();
     loop->RunOnce(starved || wait_ms >= 0 ? 1 : -1);  // completions, or a WakeFillerLocked()
-    lock.lock();
+    lock.Lock();
   }
 }
 

@@ -1,8 +1,5 @@
 #include "store/pool_impl.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,39 +79,13 @@ Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) 
 
 namespace {
 
-// The pool directory holds every volume's bytes: only its owner may enter it, whatever the
-// files' own modes (files are created 0600; older pools' 0644 files are covered by this too).
-Status RestrictToOwner(const std::string& dir) {
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) {
-    return Status::FromErrno("stat " + dir, errno);
+// The pool directory's lock: one process holds a pool at a time.
+Result<std::unique_ptr<Env::FileLock>> LockPoolDir(Env* env, const std::string& dir) {
+  auto lock = env->LockFile(dir + "/LOCK");
+  if (!lock.ok() && lock.status().code() == Status::Code::kBusy) {
+    return Status::Busy("pool " + dir + " is " + lock.status().message());
   }
-  if ((st.st_mode & 077) != 0 && chmod(dir.c_str(), st.st_mode & 0700) != 0) {
-    return Status::FromErrno("chmod 0700 " + dir, errno);
-  }
-  return Status::OK();
-}
-
-Status LockPoolDir(const std::string& dir, int* fd_out) {
-  std::string path = dir + "/LOCK";
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Status::FromErrno("open " + path, errno);
-  }
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    char pid[32] = {};
-    [[maybe_unused]] ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-    close(fd);
-    std::string holder = pid[0] != 0 ? std::string(" (pid ") + pid + ")" : "";
-    return Status::Busy("pool " + dir + " is in use by another process" + holder);
-  }
-  std::string me = std::to_string(getpid());
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, me.data(), me.size(), 0) < 0) {
-    close(fd);
-    return Status::FromErrno("write " + path, errno);
-  }
-  *fd_out = fd;
-  return Status::OK();
+  return lock;
 }
 
 bool ValidChunkSize(uint32_t size) {
@@ -130,21 +101,17 @@ Status Pool::Create(const std::string& dir, const PoolOptions& options) {
     return Status::InvalidArgument("chunk size must be a power of two from 4 KiB to 1 MiB, not " +
                                    std::to_string(options.chunk_size_bytes));
   }
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Status::FromErrno("mkdir " + dir, errno);
-  }
-  STRATA_RETURN_IF_ERROR(RestrictToOwner(dir));
-  int lock_fd;
-  STRATA_RETURN_IF_ERROR(LockPoolDir(dir, &lock_fd));
-  struct stat st;
-  if (stat((dir + "/meta/data.mdb").c_str(), &st) == 0) {
-    close(lock_fd);
+  Env* env = options.env != nullptr ? options.env : Env::Default();
+  // The pool directory holds every volume's bytes: only its owner may enter it.
+  STRATA_RETURN_IF_ERROR(env->CreateOwnerOnlyDir(dir));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Env::FileLock> lock, LockPoolDir(env, dir));
+  STRATA_ASSIGN_OR_RETURN(bool exists, env->FileExists(dir + "/meta/data.mdb"));
+  if (exists) {
     return Status::AlreadyExists("a pool already exists in " + dir);
   }
   auto meta = MetaStore::Open(dir + "/meta", /*create=*/true, options.meta_map_bytes,
                               options.max_meta_bytes);
   if (!meta.ok()) {
-    close(lock_fd);
     return meta.status();
   }
   CommitBatch batch;
@@ -158,9 +125,7 @@ Status Pool::Create(const std::string& dir, const PoolOptions& options) {
                 rd() & 0xffff, rd() & 0xffff, rd(), rd() & 0xffff);
   h.pool_uuid = uuid;
   batch.header = h;
-  Status s = (*meta)->Commit(batch);
-  close(lock_fd);
-  return s;
+  return (*meta)->Commit(batch);
 }
 
 Result<std::unique_ptr<Pool>> Pool::Open(const std::string& dir, const PoolOptions& options) {
@@ -170,19 +135,20 @@ Result<std::unique_ptr<Pool>> Pool::Open(const std::string& dir, const PoolOptio
 
 Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
                                                      const PoolOptions& options) {
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  Env* env = options.env != nullptr ? options.env : Env::Default();
+  STRATA_ASSIGN_OR_RETURN(bool exists, env->FileExists(dir));
+  if (!exists) {
     return Status::NotFound("no pool at " + dir + " (create one with 'strata pool create')");
   }
-  STRATA_RETURN_IF_ERROR(RestrictToOwner(dir));  // pools made by earlier builds were 0755
+  STRATA_RETURN_IF_ERROR(env->CreateOwnerOnlyDir(dir));  // pools made by earlier builds were 0755
   std::unique_ptr<PoolImpl> pool(new PoolImpl());
   pool->dir_ = dir;
   pool->options_ = options;
-  pool->env_ = options.env != nullptr ? options.env : Env::Default();
+  pool->env_ = env;
   for (auto& f : pool->files_) {
     f.store(-1);
   }
-  STRATA_RETURN_IF_ERROR(LockPoolDir(dir, &pool->lock_fd_));
+  STRATA_ASSIGN_OR_RETURN(pool->dir_lock_, LockPoolDir(env, dir));
   auto meta = MetaStore::Open(dir + "/meta", /*create=*/false, options.meta_map_bytes,
                               options.max_meta_bytes);
   if (!meta.ok()) {
@@ -196,21 +162,27 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   if (!header.ok()) {
     return header.status().WithContext("pool " + dir);
   }
-  pool->header_ = *header;
-  if (!ValidChunkSize(pool->header_.chunk_size_bytes)) {
+  if (!ValidChunkSize(header->chunk_size_bytes)) {
     return Status::Corruption("pool " + dir + ": invalid chunk size in header");
   }
-  pool->chunk_size_ = pool->header_.chunk_size_bytes;
+  pool->chunk_size_ = header->chunk_size_bytes;
   pool->chunks_per_file_ = kDataFileBytes / pool->chunk_size_;
   pool->unit_bytes_ = std::max<uint32_t>(kIoAlign, pool->chunk_size_ / kMaxUnitsPerChunk);
   STRATA_CHECK(pool->units_per_chunk() >= 1 && pool->units_per_chunk() <= kMaxUnitsPerChunk);
-  if (options.capacity_bytes != 0) {
-    pool->header_.capacity_bytes = options.capacity_bytes;
+  {
+    MutexLock lock(&pool->mu_);  // (no other thread yet: taken for the lock rules' sake)
+    pool->header_ = *header;
+    if (options.capacity_bytes != 0) {
+      pool->header_.capacity_bytes = options.capacity_bytes;
+    }
+    pool->stripes_.assign(kLockStripes, 0);
   }
-  pool->stripes_.assign(kLockStripes, 0);
   auto engine = pool->env_->NewEngine(1);  // which engine this Env gives (for pool info)
   pool->engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
-  STRATA_RETURN_IF_ERROR(pool->Recover());
+  {
+    MutexLock lock(&pool->mu_);  // (no other thread yet: Recover's I/O may run under it)
+    STRATA_RETURN_IF_ERROR(pool->Recover());
+  }
   STRATA_RETURN_IF_ERROR(pool->FillAllAtOpen());
   // Ops beyond the ring's size wait in the engine's backlog; most fills are 2-3 ops.
   STRATA_ASSIGN_OR_RETURN(pool->filler_loop_, EventLoop::Create(pool->env_, 4 * kFillDepth));
@@ -219,9 +191,12 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
   // An import a crash interrupted: nothing of it may stay.
   std::vector<std::string> unfinished;
-  for (const auto& [id, rec] : pool->volumes_) {
-    if (rec.info.state == "importing") {
-      unfinished.push_back(id);
+  {
+    MutexLock lock(&pool->mu_);
+    for (const auto& [id, rec] : pool->volumes_) {
+      if (rec.info.state == "importing") {
+        unfinished.push_back(id);
+      }
     }
   }
   for (const std::string& id : unfinished) {
@@ -232,7 +207,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
 
 PoolImpl::~PoolImpl() {
   {  // partial versions left are filled after the next open
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_fill_ = true;
     WakeFillerLocked();
   }
@@ -241,20 +216,20 @@ PoolImpl::~PoolImpl() {
   }
   if (reclaimer_.joinable()) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       stop_reclaim_ = true;
     }
-    reclaim_cv_.notify_all();
+    reclaim_cv_.SignalAll();
     reclaimer_.join();
   }
   if (committer_.joinable()) {
     {
-      std::lock_guard<std::mutex> lock(waiters_mu_);
+      MutexLock lock(&waiters_mu_);
       stop_ = true;
     }
-    waiters_cv_.notify_all();
+    waiters_cv_.SignalAll();
     committer_.join();
-    std::lock_guard<std::mutex> lock(commit_mu_);
+    MutexLock lock(&commit_mu_);
     if (HasPendingWork()) {
       Status s = CommitLocked({});  // clean shutdown; on error the pool is latched and logged
       if (!s.ok()) {
@@ -267,9 +242,7 @@ PoolImpl::~PoolImpl() {
   for (size_t i = 0; i < file_count_; i++) {
     (void)env_->CloseFile(files_[i].load());
   }
-  if (lock_fd_ >= 0) {
-    close(lock_fd_);
-  }
+  dir_lock_.reset();  // last: another process may take the pool once this returns
 }
 
 // Rebuilds the allocator from the committed map; truncates data past the committed frontier
@@ -295,6 +268,7 @@ Status PoolImpl::Recover() {
   const uint64_t frontier = header_.frontier_chunks;
   std::vector<bool> used(frontier, false);
   Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
+    mu_.AssertHeld();  // (called back on this thread, under the lock)
     if (lineages_.count(k.lineage) == 0) {
       return Status::Corruption("map entry of unknown lineage " + std::to_string(k.lineage));
     }
@@ -325,7 +299,9 @@ Status PoolImpl::Recover() {
   }
   uint64_t capacity_chunks = header_.capacity_bytes / chunk_size_;
   alloc_ = std::make_unique<ChunkAllocator>(frontier, capacity_chunks, std::vector<uint64_t>{});
+  mu_.Unlock();             // PunchFreed takes it (as on the commit path)
   PunchFreed(free_chunks);  // contiguous runs; a failed punch leaves its chunks dirty
+  mu_.Lock();
   for (size_t i = 0; i < file_count_; i++) {
     STRATA_RETURN_IF_ERROR(env_->Sync(files_[i].load()));
   }
@@ -335,10 +311,18 @@ Status PoolImpl::Recover() {
 
 Status PoolImpl::OpenDataFilesThrough(uint64_t frontier) {
   size_t needed = frontier == 0 ? 1 : static_cast<size_t>((frontier - 1) / chunks_per_file_ + 1);
-  for (size_t i = 0;; i++) {
+  if (needed > kMaxDataFiles) {
+    return Status::Corruption("pool header's frontier (" + std::to_string(frontier) +
+                              " chunks) is past the " + std::to_string(kMaxDataFiles) +
+                              " data files a pool can have");
+  }
+  // The files the frontier reaches stay open, cut back to it. Files past it (an allocation whose
+  // commit a crash lost) are emptied and closed: nothing in them is live, and a stray one must
+  // not hold a descriptor or its space. The scan stops at the first missing file and at
+  // kMaxDataFiles; EnsureFileLocked empties any file it adopts later too.
+  for (size_t i = 0; i < kMaxDataFiles; i++) {
     std::string path = DataFilePath(dir_, i);
-    struct stat st;
-    bool exists = stat(path.c_str(), &st) == 0;
+    STRATA_ASSIGN_OR_RETURN(bool exists, env_->FileExists(path));
     if (i >= needed && !exists) {
       break;
     }
@@ -346,14 +330,16 @@ Status PoolImpl::OpenDataFilesThrough(uint64_t frontier) {
     uint64_t first = i * chunks_per_file_;
     uint64_t keep = frontier > first ? std::min(frontier - first, chunks_per_file_) : 0;
     STRATA_RETURN_IF_ERROR(env_->Truncate(f, keep * chunk_size_));
+    if (i >= needed) {
+      STRATA_RETURN_IF_ERROR(env_->CloseFile(f));
+      continue;
+    }
     files_[i].store(f);
     file_sizes_[i] = keep * chunk_size_;
     file_count_ = i + 1;
   }
   if (file_count_ > 0) {
-    // Probe whether O_DIRECT took: fcntl flags on POSIX; the sim Env reports buffered.
-    int fl = fcntl(files_[0].load(), F_GETFL);
-    direct_io_ = options_.env == nullptr && fl >= 0 && (fl & O_DIRECT) != 0;
+    direct_io_ = env_->DirectIo(files_[0].load());  // whether O_DIRECT took
   }
   return Status::OK();
 }
@@ -366,6 +352,13 @@ Status PoolImpl::EnsureFileLocked(uint64_t phys) {
   while (file_count_ <= index) {
     STRATA_ASSIGN_OR_RETURN(
         FileId f, env_->OpenFile(DataFilePath(dir_, file_count_), true, options_.direct_io));
+    // Past the frontier, so nothing in it is live; a leftover's bytes must never be read as a new
+    // chunk's unwritten part.
+    Status emptied = env_->Truncate(f, 0);
+    if (!emptied.ok()) {
+      (void)env_->CloseFile(f);
+      return emptied;
+    }
     files_[file_count_].store(f);
     file_sizes_[file_count_] = 0;
     file_count_++;
@@ -573,34 +566,37 @@ void PoolImpl::EraseVersionLocked(const MapKey& key) {
 // REQUIRES: mu_ may be held (waiters_mu_ is always taken after it, never before).
 void PoolImpl::WakeCommitter() {
   {
-    std::lock_guard<std::mutex> lock(waiters_mu_);
+    MutexLock lock(&waiters_mu_);
     commit_soon_ = true;
   }
-  waiters_cv_.notify_one();
+  waiters_cv_.Signal();
 }
 
 void PoolImpl::RequestCommit(EventLoop* loop, std::function<void(const Status&)> done) {
   {
-    std::lock_guard<std::mutex> lock(waiters_mu_);
+    MutexLock lock(&waiters_mu_);
     waiters_.push_back(Waiter{loop, std::move(done)});
   }
-  waiters_cv_.notify_one();
+  waiters_cv_.Signal();
 }
 
 bool PoolImpl::HasPendingWork() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return !overlay_.empty() || alloc_->pending_chunks() > 0;
 }
 
 void PoolImpl::CommitterMain() {
-  std::unique_lock<std::mutex> lock(waiters_mu_);
+  MutexLock lock(&waiters_mu_);
   const auto interval = std::chrono::milliseconds(options_.commit_interval_ms);
   for (;;) {
-    auto ready = [this] { return stop_ || commit_soon_ || !waiters_.empty(); };
-    if (options_.commit_interval_ms == 0) {
-      waiters_cv_.wait(lock, ready);
-    } else {
-      waiters_cv_.wait_for(lock, interval, ready);
+    // Until a flush or a full overlay asks, or (with an interval) the interval passed.
+    const auto deadline = std::chrono::steady_clock::now() + interval;
+    while (!stop_ && !commit_soon_ && waiters_.empty()) {
+      if (options_.commit_interval_ms == 0) {
+        waiters_cv_.Wait();
+      } else if (!waiters_cv_.WaitUntil(deadline)) {
+        break;
+      }
     }
     if (stop_ && waiters_.empty()) {
       return;
@@ -608,10 +604,10 @@ void PoolImpl::CommitterMain() {
     std::deque<Waiter> batch;
     batch.swap(waiters_);
     commit_soon_ = false;
-    lock.unlock();
+    lock.Unlock();
     Status status;
     if (!batch.empty() || HasPendingWork()) {
-      std::lock_guard<std::mutex> commit(commit_mu_);
+      MutexLock commit(&commit_mu_);
       status = CommitLocked({});
     }
     // Every flush that arrived before this commit started is answered by it (group commit).
@@ -622,14 +618,14 @@ void PoolImpl::CommitterMain() {
         w.loop->Post([done = std::move(w.done), status] { done(status); });
       }
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 
 Status PoolImpl::SyncDataFiles() {
   size_t count;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     count = file_count_;
   }
   for (size_t i = 0; i < count; i++) {
@@ -639,7 +635,7 @@ Status PoolImpl::SyncDataFiles() {
 }
 
 void PoolImpl::Latch(const Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   LatchLocked(status);
 }
 
@@ -657,7 +653,7 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
   std::vector<std::pair<MapKey, uint64_t>> written;
   std::vector<uint64_t> freed, trimmed, punched;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!latched_.ok()) {
       return latched_;
     }
@@ -677,7 +673,7 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
   }
   if (!s.ok()) {
     if (s.code() == Status::Code::kNoSpace) {  // no room for metadata: nothing changed
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       alloc_->RestorePending(freed, trimmed);
       alloc_->AddPunched(punched);
       return s;
@@ -686,7 +682,7 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
     return s;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const auto& [key, gen] : written) {
       auto it = overlay_.find(key);
       if (it != overlay_.end() && it->second.gen == gen) {
@@ -740,7 +736,7 @@ void PoolImpl::PunchFreed(const std::vector<uint64_t>& chunks) {
         .insert((s.ok() ? ok : failed).end(), sorted.begin() + i, sorted.begin() + j);
     i = j;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   alloc_->AddPunched(ok);
   alloc_->AddDirty(failed);
 }
@@ -808,12 +804,12 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
   for (const VolumeSpec& spec : specs) {
     STRATA_RETURN_IF_ERROR(ValidateSpec(spec));
   }
-  std::lock_guard<std::mutex> commit(commit_mu_);
+  MutexLock commit(&commit_mu_);
   std::vector<VolumeInfo> infos(specs.size());
   std::vector<LineageState> lineages(specs.size());
   CommitBatch batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     const uint64_t next_lineage = header_.next_lineage;
     for (size_t i = 0; i < specs.size(); i++) {
       VolumeInfo& info = infos[i];
@@ -841,7 +837,7 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
       info.iops = perf->iops;
       info.throughput_mibps = perf->throughput_mibps;
       info.state = specs[i].importing ? "importing" : "available";
-      info.create_time_ms = WallClockMs();
+      info.create_time_ms = env_->WallClockMs();
       info.lineage = header_.next_lineage++;
       info.head_epoch = 1;
       lineages[i].volume_id = info.volume_id;
@@ -857,7 +853,7 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
     }
   }
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (size_t i = 0; i < specs.size(); i++) {
     VolumeRecord& rec = volumes_[infos[i].volume_id];
     rec.info = infos[i];
@@ -892,7 +888,7 @@ Result<std::vector<std::pair<std::string, std::string>>> PoolImpl::ReadRecords(
 
 Status PoolImpl::CommitRecords(std::vector<RecordChange> changes) {
   STRATA_RETURN_IF_ERROR(CheckLayerTables(changes));
-  std::lock_guard<std::mutex> commit(commit_mu_);
+  MutexLock commit(&commit_mu_);
   CommitBatch batch;
   batch.records = std::move(changes);
   return CommitLocked(std::move(batch));
@@ -900,12 +896,12 @@ Status PoolImpl::CommitRecords(std::vector<RecordChange> changes) {
 
 void PoolImpl::AddHold(const std::string& id, const std::string& holder,
                        const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   holds_[id][holder] = reason;
 }
 
 void PoolImpl::ReleaseHold(const std::string& id, const std::string& holder) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = holds_.find(id);
   if (it != holds_.end() && it->second.erase(holder) == 1 && it->second.empty()) {
     holds_.erase(it);
@@ -921,19 +917,19 @@ Status PoolImpl::HoldStatusLocked(const std::string& id, const char* what) const
 }
 
 bool PoolImpl::VolumeInUse(const std::string& volume_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = volumes_.find(volume_id);
   return it != volumes_.end() && !it->second.open.expired();
 }
 
 Result<VolumeInfo> PoolImpl::DescribeVolume(const std::string& id_or_name) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(id_or_name));
   return rec->info;
 }
 
 std::vector<VolumeInfo> PoolImpl::ListVolumes() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<VolumeInfo> out;
   for (const auto& [id, rec] : volumes_) {
     if (rec.info.state != "importing") {  // hidden until sealed
@@ -952,7 +948,7 @@ std::vector<VolumeInfo> PoolImpl::ListVolumes() {
 Status PoolImpl::CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys) {
   std::map<MapKey, OverlayEntry> overlay;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto it = overlay_.lower_bound(MapKey{lineage, 0, 0});
          it != overlay_.end() && it->first.lineage == lineage; ++it) {
       overlay.insert(*it);
@@ -975,12 +971,12 @@ Status PoolImpl::CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* p
 // (no room for metadata on a full file system) changes nothing. Without snapshots or clones the
 // lineage goes at once; otherwise the head epoch is queued for the reclaimer.
 Status PoolImpl::DeleteVolume(const std::string& volume_id) {
-  std::lock_guard<std::mutex> commit(commit_mu_);
+  MutexLock commit(&commit_mu_);
   uint64_t lineage;
   bool erase;
   LineageState next;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = volumes_.find(volume_id);
     if (it == volumes_.end()) {
       return Status::NotFound("volume " + volume_id + " does not exist");
@@ -995,7 +991,7 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
     lineage = it->second.info.lineage;
     it->second.deleting = true;  // no one can open it now: its map cannot change
     // The filler must be done with the lineage before its chunks can be freed and reused.
-    WaitNoPartialsLocked(lock, lineage);
+    WaitNoPartialsLocked(lineage);
     if (!latched_.ok()) {
       it->second.deleting = false;
       return latched_;
@@ -1016,7 +1012,7 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
     AddLineageRecord(&batch, lineage, next);
     s = CommitLocked(std::move(batch));
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!s.ok()) {
     volumes_[volume_id].deleting = false;
     return s;
@@ -1044,10 +1040,10 @@ void PoolImpl::ConfigureGovernorLocked(VolumeRecord* rec) {
 
 Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
                                           const VolumeModification& m) {
-  std::lock_guard<std::mutex> commit(commit_mu_);
+  MutexLock commit(&commit_mu_);
   VolumeInfo info;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = volumes_.find(volume_id);
     if (it == volumes_.end()) {
       return Status::NotFound("volume " + volume_id + " does not exist");
@@ -1080,7 +1076,7 @@ Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
   CommitBatch batch;
   batch.records.push_back({kVolumesTable, volume_id, EncodeVolume(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = volumes_.find(volume_id);
   it->second.info = info;
   ConfigureGovernorLocked(&it->second);
@@ -1091,7 +1087,7 @@ Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
 }
 
 std::shared_ptr<VolumeGovernor> PoolImpl::GovernorForTesting(const std::string& volume_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = volumes_.find(volume_id);
   return it == volumes_.end() ? nullptr : it->second.governor;
 }
@@ -1099,7 +1095,7 @@ std::shared_ptr<VolumeGovernor> PoolImpl::GovernorForTesting(const std::string& 
 Result<VolumeMetrics> PoolImpl::DescribeVolumeMetrics(const std::string& volume_id) {
   std::shared_ptr<VolumeGovernor> g;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(volume_id));
     g = rec->governor;
   }
@@ -1109,7 +1105,7 @@ Result<VolumeMetrics> PoolImpl::DescribeVolumeMetrics(const std::string& volume_
 }
 
 Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(volume_id));
   if (rec->deleting) {
     return Status::NotFound("volume " + volume_id + " is being deleted");
@@ -1125,7 +1121,7 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_i
 
 Result<std::unique_ptr<EventLoop>> PoolImpl::AcquireLoop() {
   {
-    std::lock_guard<std::mutex> lock(loops_mu_);
+    MutexLock lock(&loops_mu_);
     if (!idle_loops_.empty()) {
       auto loop = std::move(idle_loops_.back());
       idle_loops_.pop_back();
@@ -1136,7 +1132,7 @@ Result<std::unique_ptr<EventLoop>> PoolImpl::AcquireLoop() {
 }
 
 void PoolImpl::ReleaseLoop(std::unique_ptr<EventLoop> loop) {
-  std::lock_guard<std::mutex> lock(loops_mu_);
+  MutexLock lock(&loops_mu_);
   if (idle_loops_.size() < 16) {
     idle_loops_.push_back(std::move(loop));
   }
@@ -1150,7 +1146,7 @@ PoolInfo PoolImpl::Info() {
   info.chunk_size_bytes = chunk_size_;
   info.direct_io = direct_io_;
   info.meta_bytes = meta_->used_bytes();
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   info.capacity_bytes = header_.capacity_bytes;
   info.used_bytes = alloc_->used_chunks() * chunk_size_;
   info.free_chunks = alloc_->free_chunks();
@@ -1165,7 +1161,7 @@ PoolInfo PoolImpl::Info() {
   info.io_engine = engine_name_;
   info.latched_error = latched_.ok() ? "" : latched_.ToString();
   size_t files = file_count_;
-  lock.unlock();  // fstat is a system call: never under the pool mutex
+  lock.Unlock();  // fstat is a system call: never under the pool mutex
   for (size_t i = 0; i < files; i++) {
     auto bytes = env_->AllocatedBytes(files_[i].load());
     info.data_file_bytes += bytes.ok() ? *bytes : 0;
@@ -1179,9 +1175,9 @@ PoolInfo PoolImpl::Info() {
 Result<CheckReport> PoolImpl::Check() {
   for (;;) {
     STRATA_RETURN_IF_ERROR(WaitForReclaim());
-    std::lock_guard<std::mutex> commit(commit_mu_);  // no commit changes LMDB while we read it
+    MutexLock commit(&commit_mu_);  // no commit changes LMDB while we read it
     STRATA_RETURN_IF_ERROR(CommitLocked({}));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (ReclaimPendingLocked() || reclaim_busy_) {
       continue;  // a delete slipped in before the commit mutex: wait for its reclaim too
     }

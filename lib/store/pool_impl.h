@@ -6,12 +6,10 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -24,6 +22,7 @@
 #include "meta/meta_store.h"
 #include "store/allocator.h"
 #include "store/qos.h"
+#include "util/mutex.h"
 
 namespace strata {
 
@@ -80,66 +79,71 @@ class PoolImpl final : public Pool {
   ~PoolImpl() override;
 
   Result<VolumeInfo> CreateVolume(const VolumeSpec& spec) override;
-  Result<VolumeInfo> DescribeVolume(const std::string& id_or_name) override;
-  std::vector<VolumeInfo> ListVolumes() override;
-  Status DeleteVolume(const std::string& volume_id) override;
+  Result<VolumeInfo> DescribeVolume(const std::string& id_or_name) EXCLUDES(mu_) override;
+  std::vector<VolumeInfo> ListVolumes() EXCLUDES(mu_) override;
+  Status DeleteVolume(const std::string& volume_id) EXCLUDES(commit_mu_, mu_) override;
   Result<VolumeInfo> ModifyVolume(const std::string& volume_id,
-                                  const VolumeModification& modification) override;
-  Result<VolumeMetrics> DescribeVolumeMetrics(const std::string& volume_id) override;
-  Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) override;
+                                  const VolumeModification& modification)
+      EXCLUDES(commit_mu_, mu_) override;
+  Result<VolumeMetrics> DescribeVolumeMetrics(const std::string& volume_id) EXCLUDES(mu_) override;
+  Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) EXCLUDES(mu_) override;
   Status Flush() override;
   Result<std::unique_ptr<EventLoop>> CreateEventLoop(uint32_t queue_depth) override {
     return EventLoop::Create(env_, queue_depth);
   }
-  PoolInfo Info() override;
-  Result<CheckReport> Check() override;
+  PoolInfo Info() EXCLUDES(mu_) override;
+  Result<CheckReport> Check() EXCLUDES(commit_mu_, mu_) override;
 
   Result<std::vector<SnapshotInfo>> CreateSnapshots(const std::vector<std::string>& volumes,
                                                     const std::string& description) override;
-  Result<SnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) override;
-  std::vector<SnapshotInfo> ListSnapshots() override;
-  Result<SnapshotSpace> SnapshotSpaceUsage(const std::string& snapshot_id) override;
-  Status DeleteSnapshot(const std::string& snapshot_id) override;
-  Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) override;
+  Result<SnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) EXCLUDES(mu_) override;
+  std::vector<SnapshotInfo> ListSnapshots() EXCLUDES(mu_) override;
+  Result<SnapshotSpace> SnapshotSpaceUsage(const std::string& snapshot_id) EXCLUDES(mu_) override;
+  Status DeleteSnapshot(const std::string& snapshot_id) EXCLUDES(commit_mu_, mu_) override;
+  Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id)
+      EXCLUDES(mu_) override;
   Result<BlockList> ListSnapshotBlocks(const std::string& snapshot_id, uint32_t block_size_bytes,
-                                       uint64_t start_block, size_t max_results) override;
+                                       uint64_t start_block, size_t max_results)
+      EXCLUDES(mu_) override;
   Result<BlockList> ListChangedBlocks(const std::string& first_snapshot_id,
                                       const std::string& second_snapshot_id,
                                       uint32_t block_size_bytes, uint64_t start_block,
-                                      size_t max_results) override;
-  Status WaitForReclaim() override;
+                                      size_t max_results) EXCLUDES(mu_) override;
+  Status WaitForReclaim() EXCLUDES(mu_) override;
   Result<std::vector<ChangeExtent>> ChangedExtents(const Volume& volume,
                                                    const std::string& since_snapshot_id,
-                                                   uint64_t offset_bytes,
-                                                   uint64_t length_bytes) override;
-  Result<VolumeInfo> PublishImport(const std::string& volume_id) override;
+                                                   uint64_t offset_bytes, uint64_t length_bytes)
+      EXCLUDES(mu_) override;
+  Result<VolumeInfo> PublishImport(const std::string& volume_id) EXCLUDES(commit_mu_, mu_) override;
   Status FillSnapshot(const std::string& snapshot_id, uint64_t offset_bytes,
-                      std::span<const std::byte> data) override;
-  Status AttachBlockSource(const std::string& snapshot_id,
-                           std::shared_ptr<BlockSource> source) override;
-  std::shared_ptr<BlockSource> SourceOf(const std::string& volume_or_snapshot_id) override;
+                      std::span<const std::byte> data) EXCLUDES(fill_mu_, mu_) override;
+  Status AttachBlockSource(const std::string& snapshot_id, std::shared_ptr<BlockSource> source)
+      EXCLUDES(mu_) override;
+  std::shared_ptr<BlockSource> SourceOf(const std::string& volume_or_snapshot_id)
+      EXCLUDES(mu_) override;
   Result<SnapshotInfo> SealImport(const std::string& volume_id, const std::string& description,
-                                  const std::string& source_snapshot_id,
-                                  bool keep_source_id) override;
+                                  const std::string& source_snapshot_id, bool keep_source_id)
+      EXCLUDES(mu_) override;
 
   // ---- Data-path services for VolumeImpl. "Locked" means REQUIRES: mu_ held. ----
-  std::mutex& mu() { return mu_; }
+  Mutex& mu() RETURN_CAPABILITY(mu_) { return mu_; }
   uint32_t chunk_size() const { return chunk_size_; }
   // Newest version of (lineage, chunk) with birth <= max_birth, overlay over LMDB; for a clone,
   // when its own lineage has none, the source's version at the clone point (inherited = true).
-  Result<std::optional<Version>> NewestLocked(uint64_t lineage, uint64_t chunk, uint64_t max_birth);
+  Result<std::optional<Version>> NewestLocked(uint64_t lineage, uint64_t chunk, uint64_t max_birth)
+      REQUIRES(mu_);
   // The same within `lineage` alone.
   Result<std::optional<Version>> NewestOwnLocked(uint64_t lineage, uint64_t chunk,
-                                                 uint64_t max_birth);
+                                                 uint64_t max_birth) REQUIRES(mu_);
   // Wakes CreateSnapshots/DeleteSnapshot waiting for a volume's writes in flight to drain.
-  void NotifyDrainedLocked() { drain_cv_.notify_all(); }
-  void NoteMutationLocked() { mutations_seen_++; }
+  void NotifyDrainedLocked() REQUIRES(mu_) { drain_cv_.SignalAll(); }
+  void NoteMutationLocked() REQUIRES(mu_) { mutations_seen_++; }
   // Newest version (birth <= max_birth) of every chunk in [first, end) that has one, in chunk
   // order, overlay over LMDB; at most `max_chunks` of them (the scan then stops early and
   // *end_out says where). Cost O(versions in the range).
   Status MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t end, uint64_t max_birth,
                             size_t max_chunks, std::vector<std::pair<uint64_t, Version>>* out,
-                            uint64_t* end_out);
+                            uint64_t* end_out) REQUIRES(mu_);
   // ---- Sub-chunk copy-on-write (docs/design.md §2.3). ----
   // The unit of a partial version: max(4 KiB, chunk / 32); `units_per_chunk` of them, each a bit
   // of MapValue::present (so at most 32: the kMaxUnitsPerChunk below).
@@ -152,69 +156,71 @@ class PoolImpl final : public Pool {
   }
   // Whether a new partial version may be made: bounded, so that a snapshot's drain (which fills
   // them all) stays short.
-  bool MayAddPartialLocked(uint64_t lineage) const {
+  bool MayAddPartialLocked(uint64_t lineage) const REQUIRES(mu_) {
     return units_per_chunk() > 1 && partials_.size() < kMaxPartialChunks &&
            no_new_partials_.count(lineage) == 0;
   }
   // A partial version of (lineage, chunk) was published / became whole or went away.
-  void AddPartialLocked(uint64_t lineage, uint64_t chunk);
-  void DropPartialLocked(uint64_t lineage, uint64_t chunk);
+  void AddPartialLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
+  void DropPartialLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
   // A request needs (lineage, chunk) whole before it can go on: fill it next.
-  void UrgeFillLocked(uint64_t lineage, uint64_t chunk);
-  bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
-  void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive);
+  void UrgeFillLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
+  bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_);
+  void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_);
   // `prefer_dirty`: a freed chunk still allocated in the data file, if any (partial versions).
-  std::optional<ChunkAllocator::Grant> AllocateLocked(bool prefer_dirty = false);
-  void ReturnUnmappedLocked(uint64_t phys) { alloc_->ReturnUnmapped(phys); }
+  std::optional<ChunkAllocator::Grant> AllocateLocked(bool prefer_dirty = false) REQUIRES(mu_);
+  void ReturnUnmappedLocked(uint64_t phys) REQUIRES(mu_) { alloc_->ReturnUnmapped(phys); }
   // Frees a chunk unmapped by a trim or write-zeroes (reusable after the next commit).
-  void FreeTrimmedLocked(uint64_t phys) { alloc_->FreeAfterCommit(phys, true); }
+  void FreeTrimmedLocked(uint64_t phys) REQUIRES(mu_) { alloc_->FreeAfterCommit(phys, true); }
   // Chunks freed in memory whose unmapping awaits a commit (reusable after it).
-  bool FreesPendingLocked() const { return alloc_->pending_chunks() > 0; }
+  bool FreesPendingLocked() const REQUIRES(mu_) { return alloc_->pending_chunks() > 0; }
   // ---- Known-zero units (BLOCK_STATUS's STATE_ZERO inside a chunk). ----
   // Units of a physical chunk that a write-zeroes wrote as zeros. A hint only: kept in memory
   // (a restart forgets it, and its chunks then show as plain data), bounded, dropped for units
   // that any later write touches or when the chunk is allocated anew. Every write to a chunk's
   // bytes passes PlanWriteLocked (which clears) or AllocateLocked (which drops), so a hint is
   // never stale. REQUIRES: mu_.
-  void AddZeroUnitsLocked(uint64_t phys, uint32_t units);
-  void ClearZeroUnitsLocked(uint64_t phys, uint32_t units) {
+  void AddZeroUnitsLocked(uint64_t phys, uint32_t units) REQUIRES(mu_);
+  void ClearZeroUnitsLocked(uint64_t phys, uint32_t units) REQUIRES(mu_) {
     if (!zero_units_.empty()) {
       ClearZeroUnitsSlowLocked(phys, units);
     }
   }
-  uint32_t ZeroUnitsLocked(uint64_t phys) const {
+  uint32_t ZeroUnitsLocked(uint64_t phys) const REQUIRES(mu_) {
     if (zero_units_.empty()) {
       return 0;
     }
     auto it = zero_units_.find(phys);
     return it == zero_units_.end() ? 0 : it->second;
   }
-  void PutVersionLocked(const MapKey& key, const MapValue& value);
-  void EraseVersionLocked(const MapKey& key);
-  const Status& latched_locked() const { return latched_; }
+  void PutVersionLocked(const MapKey& key, const MapValue& value) REQUIRES(mu_);
+  void EraseVersionLocked(const MapKey& key) REQUIRES(mu_);
+  const Status& latched_locked() const REQUIRES(mu_) { return latched_; }
   // Where a physical chunk lives. Thread-safe.
   FileId FileOf(uint64_t phys) const;
   uint64_t OffsetOf(uint64_t phys) const { return (phys % chunks_per_file_) * chunk_size_; }
   // Queues a group commit; `done` runs on `loop`'s thread (or the commit thread if loop is null).
-  void RequestCommit(EventLoop* loop, std::function<void(const Status&)> done);
+  void RequestCommit(EventLoop* loop, std::function<void(const Status&)> done)
+      EXCLUDES(waiters_mu_);
   // A loop for a synchronous call, and back.
-  Result<std::unique_ptr<EventLoop>> AcquireLoop();
-  void ReleaseLoop(std::unique_ptr<EventLoop> loop);
+  Result<std::unique_ptr<EventLoop>> AcquireLoop() EXCLUDES(loops_mu_);
+  void ReleaseLoop(std::unique_ptr<EventLoop> loop) EXCLUDES(loops_mu_);
   Env* env() const { return env_; }
 
   // ---- The layer hook (include/strata/pool.h) ----
   Status OpenRecordTable(const std::string& table) override { return meta_->OpenLayerTable(table); }
   Result<std::vector<std::pair<std::string, std::string>>> ReadRecords(
       const std::string& table) override;
-  Status CommitRecords(std::vector<RecordChange> changes) override;
+  Status CommitRecords(std::vector<RecordChange> changes) EXCLUDES(commit_mu_) override;
   Result<std::vector<VolumeInfo>> CreateVolumes(const std::vector<VolumeSpec>& specs,
-                                                const RecordsFor& records_for) override;
-  void AddHold(const std::string& id, const std::string& holder,
-               const std::string& reason) override;
-  void ReleaseHold(const std::string& id, const std::string& holder) override;
-  bool VolumeInUse(const std::string& volume_id) override;
+                                                const RecordsFor& records_for)
+      EXCLUDES(commit_mu_, mu_) override;
+  void AddHold(const std::string& id, const std::string& holder, const std::string& reason)
+      EXCLUDES(mu_) override;
+  void ReleaseHold(const std::string& id, const std::string& holder) EXCLUDES(mu_) override;
+  bool VolumeInUse(const std::string& volume_id) EXCLUDES(mu_) override;
   // Benchmarks and tests: the volume's limiter and counters (null if no such volume).
-  std::shared_ptr<VolumeGovernor> GovernorForTesting(const std::string& volume_id);
+  std::shared_ptr<VolumeGovernor> GovernorForTesting(const std::string& volume_id) EXCLUDES(mu_);
 
  private:
   struct Waiter {
@@ -223,79 +229,84 @@ class PoolImpl final : public Pool {
   };
 
   PoolImpl() = default;
-  Status Recover();
-  Status OpenDataFilesThrough(uint64_t frontier);
-  Status EnsureFileLocked(uint64_t phys);
+  Status Recover() REQUIRES(mu_);
+  Status OpenDataFilesThrough(uint64_t frontier) REQUIRES(mu_);
+  Status EnsureFileLocked(uint64_t phys) REQUIRES(mu_);
   // Runs one commit of the overlay plus `extra`. REQUIRES: commit_mu_ held.
-  Status CommitLocked(CommitBatch extra);
+  Status CommitLocked(CommitBatch extra) REQUIRES(commit_mu_) EXCLUDES(mu_);
   Status CommitOnce(const CommitBatch& batch);
-  void WakeCommitter();
+  void WakeCommitter() EXCLUDES(waiters_mu_);
   // When the host file system is full: punches trimmed chunks whose free is not yet committed, so
   // that the commit which frees them has room to be written.
   bool PunchTrimmedEarly(const std::vector<uint64_t>& trimmed);
-  Status SyncDataFiles();
-  void PunchFreed(const std::vector<uint64_t>& chunks);
-  void Latch(const Status& status);
-  void LatchLocked(const Status& status);  // REQUIRES: mu_
+  Status SyncDataFiles() EXCLUDES(mu_);
+  void PunchFreed(const std::vector<uint64_t>& chunks) EXCLUDES(mu_);
+  void Latch(const Status& status) EXCLUDES(mu_);
+  void LatchLocked(const Status& status) REQUIRES(mu_);  // REQUIRES: mu_
   void CommitterMain();
-  bool HasPendingWork();
-  Status CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys);
-  Result<VolumeRecord*> FindLocked(const std::string& id_or_name);
+  bool HasPendingWork() EXCLUDES(mu_);
+  Status CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys) EXCLUDES(mu_);
+  Result<VolumeRecord*> FindLocked(const std::string& id_or_name) REQUIRES(mu_);
   Status ValidateSize(uint64_t size_bytes) const;
   Status ValidateSpec(const VolumeSpec& spec) const;
   Status CheckLayerTables(const std::vector<RecordChange>& changes);
   // (Re)applies the record's type, IOPS, throughput and size to its governor. REQUIRES: mu_.
-  void ConfigureGovernorLocked(VolumeRecord* rec);
+  void ConfigureGovernorLocked(VolumeRecord* rec) REQUIRES(mu_);
   // OK, or Busy naming who holds `id` (`what`: "snapshot" or "volume"). REQUIRES: mu_.
-  Status HoldStatusLocked(const std::string& id, const char* what) const;
+  Status HoldStatusLocked(const std::string& id, const char* what) const REQUIRES(mu_);
   std::string NewId(const char* prefix);
-  void CheckMapLocked(CheckReport* report);
+  void CheckMapLocked(CheckReport* report) REQUIRES(mu_);
 
   // ---- snapshots and lineages (pool_snapshots.cc) ----
-  Status LoadLineagesAndSnapshots();
+  Status LoadLineagesAndSnapshots() REQUIRES(mu_);
   // The change ranges (lineage, from, to] between a snapshot and a later point (lineage, epoch)
   // of the same volume or of a clone of it. REQUIRES: mu_.
   struct ChangeRange {
     uint64_t lineage, from, to;
   };
   Result<std::vector<ChangeRange>> ChangeRangesLocked(const SnapshotInfo& first, uint64_t lineage,
-                                                      uint64_t epoch, bool same_allowed);
+                                                      uint64_t epoch, bool same_allowed)
+      REQUIRES(mu_);
   // `wanted_id`: the id to give the (one) snapshot when it is well formed and free; "" = new.
   Result<std::vector<SnapshotInfo>> TakeSnapshots(const std::vector<std::string>& volumes,
                                                   const std::string& description,
                                                   const std::string& source_snapshot_id,
-                                                  const std::string& wanted_id);
+                                                  const std::string& wanted_id)
+      EXCLUDES(commit_mu_, mu_);
   std::string EncodeLineage(uint64_t lineage, const LineageState& state) const;
   void AddLineageRecord(CommitBatch* batch, uint64_t lineage, const LineageState& state) const;
   // Live epochs of a lineage: its pins and, while its volume exists, its head.
-  bool EpochLiveLocked(uint64_t lineage, uint64_t epoch);
+  bool EpochLiveLocked(uint64_t lineage, uint64_t epoch) REQUIRES(mu_);
   // The largest live frozen epoch below `head` (0: none): versions born after it are the
   // volume's alone and are overwritten in place.
-  uint64_t FloorLocked(uint64_t lineage, uint64_t head);
+  uint64_t FloorLocked(uint64_t lineage, uint64_t head) REQUIRES(mu_);
   // Drops one reference to (lineage, epoch); queues the epoch for reclaim when it dies.
-  void UnpinLocked(uint64_t lineage, uint64_t epoch, CommitBatch* batch);
-  void RefreshFloorLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage);
+  void UnpinLocked(uint64_t lineage, uint64_t epoch, CommitBatch* batch) REQUIRES(mu_);
+  void RefreshFloorLocked(uint64_t lineage) REQUIRES(mu_);
   // Holds new mutations of `volumes` back and waits for those in flight. REQUIRES: mu_ (in lock).
-  void DrainLocked(std::unique_lock<std::mutex>& lock,
-                   const std::vector<std::shared_ptr<VolumeImpl>>& volumes);
-  Result<SnapshotRecord*> FindSnapshotLocked(const std::string& snapshot_id);
+  void DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volumes) REQUIRES(mu_);
+  Result<SnapshotRecord*> FindSnapshotLocked(const std::string& snapshot_id) REQUIRES(mu_);
   // The block source the data of `lineage` reads through to (its own or an ancestor's), and the
   // size of the snapshot it fills. REQUIRES: mu_.
-  std::pair<std::shared_ptr<BlockSource>, uint64_t> SourceForLineageLocked(uint64_t lineage);
+  std::pair<std::shared_ptr<BlockSource>, uint64_t> SourceForLineageLocked(uint64_t lineage)
+      REQUIRES(mu_);
   // Wraps a handle in a SourcedVolume when its data reads through to a source. REQUIRES: mu_.
-  std::shared_ptr<Volume> WithSourceLocked(uint64_t lineage, std::shared_ptr<Volume> volume);
+  std::shared_ptr<Volume> WithSourceLocked(uint64_t lineage, std::shared_ptr<Volume> volume)
+      REQUIRES(mu_);
   // FillSnapshot's steps: allocate the chunks the lineage lacks (REQUIRES: mu_), write them.
   Status PlanFillLocked(uint64_t lineage, uint64_t epoch, uint64_t offset_bytes,
-                        size_t length_bytes, std::vector<std::pair<uint64_t, uint64_t>>* planned);
+                        size_t length_bytes, std::vector<std::pair<uint64_t, uint64_t>>* planned)
+      REQUIRES(mu_);
   Status WriteFill(uint64_t offset_bytes, std::span<const std::byte> data,
                    const std::vector<std::pair<uint64_t, uint64_t>>& planned);
   // Busy when the snapshot's data reads through to a snapshot still arriving. REQUIRES: mu_.
-  Status CheckCompleteLocked(const SnapshotInfo& info);
-  Status CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* info, LineageState* state);
+  Status CheckCompleteLocked(const SnapshotInfo& info) REQUIRES(mu_);
+  Status CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* info, LineageState* state)
+      REQUIRES(mu_);
   // Deletes a lineage nobody can see any more: map, change index, record; frees its chunks.
   // REQUIRES: commit_mu_.
-  Status EraseLineage(uint64_t lineage);
-  Status ReclaimEpoch(uint64_t lineage, uint64_t epoch);
+  Status EraseLineage(uint64_t lineage) REQUIRES(commit_mu_) EXCLUDES(mu_);
+  Status ReclaimEpoch(uint64_t lineage, uint64_t epoch) EXCLUDES(commit_mu_, mu_);
   struct Neighbours {
     uint64_t prev = 0;             // the newest live epoch below (0: none)
     std::optional<uint64_t> next;  // the oldest live epoch above
@@ -306,12 +317,14 @@ class PoolImpl final : public Pool {
       return next ? std::make_pair(epoch + 1, *next) : std::make_pair(prev + 1, epoch);
     }
   };
-  Neighbours LiveNeighboursLocked(uint64_t lineage, uint64_t epoch);
+  Neighbours LiveNeighboursLocked(uint64_t lineage, uint64_t epoch) REQUIRES(mu_);
   Result<std::optional<Version>> DyingVersionLocked(uint64_t lineage, uint64_t epoch,
-                                                    const Neighbours& n, const MapKey& change);
+                                                    const Neighbours& n, const MapKey& change)
+      REQUIRES(mu_);
   // Data versions that die when `epoch` stops being live, given its live neighbours.
   Status ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
-                            const std::function<void(const MapKey&, const MapValue&)>& fn);
+                            const std::function<void(const MapKey&, const MapValue&)>& fn)
+      EXCLUDES(mu_);
   void ReclaimerMain();
   // One fill: read the predecessor's chunk, write the units the partial version lacks.
   struct FillPlan {
@@ -323,61 +336,62 @@ class PoolImpl final : public Pool {
   void FillerMain();
   // What filling (lineage, chunk) takes; nullopt (and the entry dropped) when it is whole
   // already. REQUIRES: mu_ and the chunk's exclusive lock.
-  Result<std::optional<FillPlan>> PlanFillLocked(uint64_t lineage, uint64_t chunk);
+  Result<std::optional<FillPlan>> PlanFillLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
   // Calls fn(first unit, unit count) for each run of units `present` lacks.
   template <typename Fn>
   void ForEachAbsentRun(uint32_t present, Fn fn) const;
   // The fill's data is written: the version becomes whole. REQUIRES: mu_ and the chunk lock.
-  void FinishFillLocked(const FillPlan& plan);
+  void FinishFillLocked(const FillPlan& plan) REQUIRES(mu_);
   // Copies the units a partial version lacks from its predecessor and makes it whole, with
   // synchronous I/O (at open, before the filler runs).
   // REQUIRES: mu_ (in lock, released during the I/O) and the chunk's exclusive lock.
-  Status FillLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage, uint64_t chunk);
+  Status FillLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
   // Starts as many fills as the policy allows now on the filler's loop; returns how long to
   // wait before the policy may allow more (-1: until woken), and sets *starved when every
   // wanted chunk was held (by a request or a fill in flight). REQUIRES: mu_.
-  int StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved);
+  int StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved) REQUIRES(mu_);
   static void OnFillIo(IoOp* op);
-  void WakeFillerLocked();  // something changed that the filler waits for
-  bool LineageHasPartialsLocked(uint64_t lineage) const;
-  bool FillWantedLocked() const;  // the filler has something to do now
-  bool FillNeededLocked() const;  // something waits for a fill (urged, or a drain)
-  std::optional<std::pair<uint64_t, uint64_t>> PickFillLocked(bool background);
-  Status FillAllAtOpen();  // before any thread starts: nothing may stay partial across a crash
+  void WakeFillerLocked() REQUIRES(mu_);  // something changed that the filler waits for
+  bool LineageHasPartialsLocked(uint64_t lineage) const REQUIRES(mu_);
+  bool FillWantedLocked() const REQUIRES(mu_);  // the filler has something to do now
+  bool FillNeededLocked() const REQUIRES(mu_);  // something waits for a fill (urged, or a drain)
+  std::optional<std::pair<uint64_t, uint64_t>> PickFillLocked(bool background) REQUIRES(mu_);
+  Status FillAllAtOpen()
+      EXCLUDES(mu_);  // before any thread starts: nothing may stay partial across a crash
   // Waits until no partial version of `lineage` is left (the filler fills them first).
   // REQUIRES: mu_ (in lock).
-  void WaitNoPartialsLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage);
+  void WaitNoPartialsLocked(uint64_t lineage) REQUIRES(mu_);
   void WakeReclaimer();
-  bool ReclaimPendingLocked() const;
-  void ClearZeroUnitsSlowLocked(uint64_t phys, uint32_t units);
+  bool ReclaimPendingLocked() const REQUIRES(mu_);
+  void ClearZeroUnitsSlowLocked(uint64_t phys, uint32_t units) REQUIRES(mu_);
 
   std::string dir_;
   PoolOptions options_;
   Env* env_ = nullptr;
-  int lock_fd_ = -1;
+  std::unique_ptr<Env::FileLock> dir_lock_;  // held from open to destruction
   uint32_t chunk_size_ = 0;
   uint64_t chunks_per_file_ = 0;
   bool direct_io_ = false;
   std::string engine_name_;
   std::unique_ptr<MetaStore> meta_;
 
-  std::mutex mu_;  // guards everything below down to the commit section
-  PoolHeader header_;
-  std::unique_ptr<ChunkAllocator> alloc_;
-  std::map<MapKey, OverlayEntry> overlay_;
-  uint64_t gen_ = 0;
-  std::map<std::string, VolumeRecord> volumes_;
-  std::map<std::string, SnapshotRecord> snapshots_;
-  std::map<uint64_t, LineageState> lineages_;
+  Mutex mu_;  // guards what is marked GUARDED_BY(mu_)
+  PoolHeader header_ GUARDED_BY(mu_);
+  std::unique_ptr<ChunkAllocator> alloc_ PT_GUARDED_BY(mu_);
+  std::map<MapKey, OverlayEntry> overlay_ GUARDED_BY(mu_);
+  uint64_t gen_ GUARDED_BY(mu_) = 0;
+  std::map<std::string, VolumeRecord> volumes_ GUARDED_BY(mu_);
+  std::map<std::string, SnapshotRecord> snapshots_ GUARDED_BY(mu_);
+  std::map<uint64_t, LineageState> lineages_ GUARDED_BY(mu_);
   // Sources of snapshots still arriving (AttachBlockSource): lineage -> (source, snapshot size).
-  std::map<uint64_t, std::pair<std::shared_ptr<BlockSource>, uint64_t>> sources_;
+  std::map<uint64_t, std::pair<std::shared_ptr<BlockSource>, uint64_t>> sources_ GUARDED_BY(mu_);
   // id -> holder -> the reason a delete of id gives (a layer's holds: Pool::AddHold)
-  std::map<std::string, std::map<std::string, std::string>> holds_;
-  std::condition_variable drain_cv_;    // with mu_: a volume's mutations in flight reached zero
-  std::condition_variable reclaim_cv_;  // with mu_: reclaim work queued, or done
-  bool reclaim_busy_ = false;           // the reclaimer is working on an epoch
-  bool stop_reclaim_ = false;
-  Status reclaim_error_;  // the last reclaim failure (retried on the next wake)
+  std::map<std::string, std::map<std::string, std::string>> holds_ GUARDED_BY(mu_);
+  CondVar drain_cv_{&mu_};                     // a volume's mutations in flight reached zero
+  CondVar reclaim_cv_{&mu_};                   // reclaim work queued, or done
+  bool reclaim_busy_ GUARDED_BY(mu_) = false;  // the reclaimer is working on an epoch
+  bool stop_reclaim_ GUARDED_BY(mu_) = false;
+  Status reclaim_error_ GUARDED_BY(mu_);  // the last reclaim failure (retried on the next wake)
   std::thread reclaimer_;
   // Partial versions to fill (docs/design.md §2.3): (lineage, chunk) -> urgent. The filler takes
   // urgent ones first, then the lineages a drain waits for, then the oldest.
@@ -389,42 +403,47 @@ class PoolImpl final : public Pool {
   static constexpr size_t kFillDepth = 32;
   static constexpr size_t kFillDepthBusy = 4;
   static constexpr uint64_t kFillIdleNs = 2'000'000;  // no mutation for this long: idle
-  uint64_t mutations_seen_ = 0;  // mutation pieces started: the filler backs off while it grows
-  uint64_t fill_mark_ = 0;       // mutations_seen_ when the filler last looked (filler only)
-  uint64_t fill_mark_ns_ = 0;    // when it changed (filler only)
-  size_t fills_in_flight_ = 0;
+  uint64_t mutations_seen_ GUARDED_BY(mu_) =
+      0;                       // mutation pieces started: the filler backs off while it grows
+  uint64_t fill_mark_ = 0;     // mutations_seen_ when the filler last looked (filler only)
+  uint64_t fill_mark_ns_ = 0;  // when it changed (filler only)
+  size_t fills_in_flight_ GUARDED_BY(mu_) = 0;
   uint32_t unit_bytes_ = 0;
-  std::map<std::pair<uint64_t, uint64_t>, bool> partials_;
+  std::map<std::pair<uint64_t, uint64_t>, bool> partials_ GUARDED_BY(mu_);
   static constexpr size_t kMaxZeroHints = 65536;
-  std::unordered_map<uint64_t, uint32_t> zero_units_;  // phys -> units known zero (hints)
-  size_t urgent_partials_ = 0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
-  std::deque<std::pair<uint64_t, uint64_t>> fill_order_;  // may hold entries already filled
-  std::map<uint64_t, uint32_t> drain_waiters_;            // lineage -> drains waiting on it
-  std::map<uint64_t, uint32_t> no_new_partials_;          // lineage -> drains under way
-  bool stop_fill_ = false;
-  std::condition_variable fill_cv_;  // with mu_: a partial version was added or urged
+  std::unordered_map<uint64_t, uint32_t> zero_units_
+      GUARDED_BY(mu_);  // phys -> units known zero (hints)
+  size_t urgent_partials_ GUARDED_BY(mu_) =
+      0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
+  std::deque<std::pair<uint64_t, uint64_t>> fill_order_
+      GUARDED_BY(mu_);                                            // may hold entries already filled
+  std::map<uint64_t, uint32_t> drain_waiters_ GUARDED_BY(mu_);    // lineage -> drains waiting on it
+  std::map<uint64_t, uint32_t> no_new_partials_ GUARDED_BY(mu_);  // lineage -> drains under way
+  bool stop_fill_ GUARDED_BY(mu_) = false;
+  CondVar fill_cv_{&mu_};  // a partial version was added or urged
   // The filler's loop and ring, made at open (a pool without a filler is refused); only the
   // filler thread runs it, any thread may Wake() its engine.
   std::unique_ptr<EventLoop> filler_loop_;
   std::thread filler_;
-  std::vector<int32_t> stripes_;  // >0 readers, -1 writer, 0 free
-  Status latched_;
+  std::vector<int32_t> stripes_ GUARDED_BY(mu_);  // >0 readers, -1 writer, 0 free
+  Status latched_ GUARDED_BY(mu_);
   std::array<std::atomic<FileId>, kMaxDataFiles> files_;
-  std::array<uint64_t, kMaxDataFiles> file_sizes_{};  // logical sizes we set (sparse)
-  size_t file_count_ = 0;
+  std::array<uint64_t, kMaxDataFiles> file_sizes_
+      GUARDED_BY(mu_){};  // logical sizes we set (sparse)
+  size_t file_count_ GUARDED_BY(mu_) = 0;
 
-  std::mutex commit_mu_;  // one commit at a time (the commit thread or a control op)
-  std::mutex fill_mu_;    // one FillSnapshot at a time (taken before mu_)
+  Mutex commit_mu_ ACQUIRED_BEFORE(mu_);  // one commit at a time (commit thread or control op)
+  Mutex fill_mu_ ACQUIRED_BEFORE(mu_);    // one FillSnapshot at a time
 
-  std::mutex waiters_mu_;
-  std::condition_variable waiters_cv_;
-  std::deque<Waiter> waiters_;  // GUARDED_BY(waiters_mu_)
-  bool stop_ = false;           // GUARDED_BY(waiters_mu_)
-  bool commit_soon_ = false;    // GUARDED_BY(waiters_mu_): the overlay reached its bound
+  Mutex waiters_mu_;
+  CondVar waiters_cv_{&waiters_mu_};
+  std::deque<Waiter> waiters_ GUARDED_BY(waiters_mu_);
+  bool stop_ GUARDED_BY(waiters_mu_) = false;
+  bool commit_soon_ GUARDED_BY(waiters_mu_) = false;  // the overlay reached its bound
   std::thread committer_;
 
-  std::mutex loops_mu_;
-  std::vector<std::unique_ptr<EventLoop>> idle_loops_;
+  Mutex loops_mu_;
+  std::vector<std::unique_ptr<EventLoop>> idle_loops_ GUARDED_BY(loops_mu_);
 };
 
 }  // namespace strata

@@ -179,27 +179,29 @@ uint64_t PoolImpl::FloorLocked(uint64_t lineage, uint64_t head) {
   return it == st.pins.begin() ? 0 : std::prev(it)->first;
 }
 
-void PoolImpl::DrainLocked(std::unique_lock<std::mutex>& lock,
-                           const std::vector<std::shared_ptr<VolumeImpl>>& volumes) {
+void PoolImpl::DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volumes) {
   // Partial versions are filled before the barrier, while writes go on (copying whole chunks
   // meanwhile): the barrier then only waits for the writes in flight, one I/O latency.
   for (const auto& v : volumes) {
     no_new_partials_[v->lineage()]++;
   }
   for (const auto& v : volumes) {
-    WaitNoPartialsLocked(lock, v->lineage());
+    WaitNoPartialsLocked(v->lineage());
   }
   for (const auto& v : volumes) {
+    v->AssertPoolHeld();
     v->set_barrier_locked(true);
   }
-  drain_cv_.wait(lock, [&volumes] {
-    return std::all_of(volumes.begin(), volumes.end(),
-                       [](const auto& v) { return v->mutations_in_flight_locked() == 0; });
-  });
+  for (const auto& v : volumes) {
+    v->AssertPoolHeld();
+    while (v->mutations_in_flight_locked() != 0) {
+      drain_cv_.Wait();
+    }
+  }
   // No version of an epoch about to freeze (or whose predecessor may die) stays partial: the
   // writes just drained may have made a few more.
   for (const auto& v : volumes) {
-    WaitNoPartialsLocked(lock, v->lineage());
+    WaitNoPartialsLocked(v->lineage());
   }
   for (const auto& v : volumes) {  // the barrier holds new writes until the caller lifts it
     if (--no_new_partials_[v->lineage()] == 0) {
@@ -213,7 +215,7 @@ bool PoolImpl::ReclaimPendingLocked() const {
                      [](const auto& l) { return !l.second.reclaim.empty(); });
 }
 
-void PoolImpl::WakeReclaimer() { reclaim_cv_.notify_all(); }
+void PoolImpl::WakeReclaimer() { reclaim_cv_.SignalAll(); }
 
 // ---------------------------------------------------------------- create / describe / open
 
@@ -227,7 +229,7 @@ Result<SnapshotInfo> PoolImpl::SealImport(const std::string& volume_id,
                                           const std::string& source_snapshot_id,
                                           bool keep_source_id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = volumes_.find(volume_id);
     if (it == volumes_.end()) {
       return Status::NotFound("volume " + volume_id + " does not exist");
@@ -244,10 +246,10 @@ Result<SnapshotInfo> PoolImpl::SealImport(const std::string& volume_id,
 }
 
 Result<VolumeInfo> PoolImpl::PublishImport(const std::string& volume_id) {
-  std::lock_guard<std::mutex> commit(commit_mu_);
+  MutexLock commit(&commit_mu_);
   VolumeInfo info;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = volumes_.find(volume_id);
     if (it == volumes_.end() || it->second.deleting) {
       return Status::NotFound("volume " + volume_id + " does not exist");
@@ -261,7 +263,7 @@ Result<VolumeInfo> PoolImpl::PublishImport(const std::string& volume_id) {
   CommitBatch batch;
   batch.records.push_back({kVolumesTable, volume_id, EncodeVolume(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = volumes_.find(volume_id);
   it->second.info.state = "available";
   return it->second.info;
@@ -276,8 +278,8 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
   }
   STRATA_RETURN_IF_ERROR(ValidateText("snapshot description", description, 255));
   STRATA_RETURN_IF_ERROR(ValidateText("source snapshot id", source_snapshot_id, 255));
-  std::lock_guard<std::mutex> commit(commit_mu_);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock commit(&commit_mu_);
+  MutexLock lock(&mu_);
   if (!latched_.ok()) {
     return latched_;
   }
@@ -297,10 +299,10 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
     }
   }
   // One point in time for all: no mutation of any of them in flight, none starting.
-  DrainLocked(lock, open);
+  DrainLocked(open);
   CommitBatch batch;
   std::vector<SnapshotInfo> out;
-  const int64_t now = WallClockMs();
+  const int64_t now = env_->WallClockMs();
   for (VolumeRecord* rec : recs) {
     SnapshotInfo si;
     // A wanted id must have the shape of the ids this pool makes (snap- and 17 hex digits).
@@ -327,11 +329,12 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
     out.push_back(si);
   }
   for (const auto& handle : open) {
+    handle->AssertPoolHeld();
     handle->set_head_epoch_locked(handle->head_epoch() + 1);
     handle->set_floor_locked(handle->head_epoch() - 1);
     handle->set_barrier_locked(false);
   }
-  lock.unlock();
+  lock.Unlock();
   // Writers already use the new head; if this commit fails a later one must not make their
   // versions durable under the old head record, so the pool latches.
   Status s = CommitLocked(std::move(batch));
@@ -351,13 +354,13 @@ Result<SnapshotRecord*> PoolImpl::FindSnapshotLocked(const std::string& snapshot
 }
 
 Result<SnapshotInfo> PoolImpl::DescribeSnapshot(const std::string& snapshot_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
   return rec->info;
 }
 
 std::vector<SnapshotInfo> PoolImpl::ListSnapshots() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<SnapshotInfo> out;
   for (const auto& [id, rec] : snapshots_) {
     out.push_back(rec.info);
@@ -370,7 +373,7 @@ std::vector<SnapshotInfo> PoolImpl::ListSnapshots() {
 }
 
 Result<std::shared_ptr<Volume>> PoolImpl::OpenSnapshot(const std::string& snapshot_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
   if (auto open = rec->open.lock()) {
     return WithSourceLocked(rec->info.lineage, open);
@@ -432,7 +435,7 @@ Status PoolImpl::CheckCompleteLocked(const SnapshotInfo& info) {
 
 Status PoolImpl::AttachBlockSource(const std::string& snapshot_id,
                                    std::shared_ptr<BlockSource> source) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
   if (!source) {
     sources_.erase(rec->info.lineage);
@@ -447,7 +450,7 @@ Status PoolImpl::AttachBlockSource(const std::string& snapshot_id,
 }
 
 std::shared_ptr<BlockSource> PoolImpl::SourceOf(const std::string& volume_or_snapshot_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   uint64_t lineage = 0;
   if (auto v = volumes_.find(volume_or_snapshot_id); v != volumes_.end()) {
     lineage = v->second.info.lineage;
@@ -459,12 +462,12 @@ std::shared_ptr<BlockSource> PoolImpl::SourceOf(const std::string& volume_or_sna
 
 Status PoolImpl::FillSnapshot(const std::string& snapshot_id, uint64_t offset_bytes,
                               std::span<const std::byte> data) {
-  std::lock_guard<std::mutex> serial(fill_mu_);  // one fill at a time: no chunk locks needed
+  MutexLock serial(&fill_mu_);  // one fill at a time: no chunk locks needed
   uint64_t lineage = 0, epoch = 0, size = 0;
   // The chunks to write (those the lineage has no version of) and where.
   std::vector<std::pair<uint64_t, uint64_t>> planned;  // (chunk, phys)
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
     lineage = rec->info.lineage;
     epoch = rec->info.epoch;
@@ -486,7 +489,7 @@ Status PoolImpl::FillSnapshot(const std::string& snapshot_id, uint64_t offset_by
   Status s = WriteFill(offset_bytes, data, planned);
   // Published together, in one critical section: a commit takes all of the fill or none of it,
   // so after a crash a block is either wholly here or wholly missing (and fetched again).
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [chunk, phys] : planned) {
     if (s.ok()) {
       PutVersionLocked(MapKey{lineage, chunk, epoch}, MapValue{phys, 0, 0});
@@ -556,8 +559,8 @@ Status PoolImpl::WriteFill(uint64_t offset_bytes, std::span<const std::byte> dat
 // ---------------------------------------------------------------- delete
 
 Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
-  std::lock_guard<std::mutex> commit(commit_mu_);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock commit(&commit_mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
   STRATA_RETURN_IF_ERROR(HoldStatusLocked(snapshot_id, "snapshot"));
   if (!rec->open.expired()) {
@@ -575,12 +578,12 @@ Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
   CommitBatch batch;
   batch.records.push_back({kSnapshotsTable, snapshot_id, std::nullopt});
   AddLineageRecord(&batch, lineage, next);
-  lock.unlock();
+  lock.Unlock();
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));  // on failure nothing changed
-  lock.lock();
+  lock.Lock();
   snapshots_.erase(snapshot_id);
   lineages_[lineage] = std::move(next);
-  RefreshFloorLocked(lock, lineage);
+  RefreshFloorLocked(lineage);
   WakeReclaimer();
   return Status::OK();
 }
@@ -588,18 +591,19 @@ Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
 // After a pin went: lowers the open volume's floor. Writes planned with the old floor copy on
 // write; they drain first, so the reclaimer (which commits before it scans) sees all of them and
 // no later write can make a dead version it would miss. REQUIRES: commit_mu_, mu_ (in lock).
-void PoolImpl::RefreshFloorLocked(std::unique_lock<std::mutex>& lock, uint64_t lineage) {
+void PoolImpl::RefreshFloorLocked(uint64_t lineage) {
   const std::string volume_id = lineages_.at(lineage).volume_id;
   auto v = volume_id.empty() ? volumes_.end() : volumes_.find(volume_id);
   if (v == volumes_.end()) {
     return;
   }
   if (auto handle = v->second.open.lock()) {
-    DrainLocked(lock, {handle});
+    DrainLocked({handle});
+    handle->AssertPoolHeld();
     handle->set_floor_locked(FloorLocked(lineage, v->second.info.head_epoch));
     handle->set_barrier_locked(false);
   } else {
-    WaitNoPartialsLocked(lock, lineage);  // a closed volume's partial versions still read through
+    WaitNoPartialsLocked(lineage);  // a closed volume's partial versions still read through
   }
 }
 
@@ -612,7 +616,7 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
   uint64_t parent = 0;
   LineageState parent_next;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     const LineageState& st = lineages_.at(lineage);
     if (!st.volume_id.empty()) {
       batch.records.push_back({kVolumesTable, st.volume_id, std::nullopt});
@@ -632,7 +636,7 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
   STRATA_RETURN_IF_ERROR(CollectLineageChunks(lineage, &phys));
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto o = overlay_.lower_bound(MapKey{lineage, 0, 0});
     while (o != overlay_.end() && o->first.lineage == lineage) {
       o = overlay_.erase(o);
@@ -644,7 +648,7 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
     lineages_.erase(lineage);
     if (parent != 0) {
       lineages_[parent] = std::move(parent_next);
-      RefreshFloorLocked(lock, parent);  // the clone point may have been the source's floor
+      RefreshFloorLocked(parent);  // the clone point may have been the source's floor
     }
   }
   PunchFreed(phys);  // durably unmapped: punched now, clean after the next data sync
@@ -692,16 +696,16 @@ Result<std::optional<Version>> PoolImpl::DyingVersionLocked(uint64_t lineage, ui
 // the versions it already erased gone. Cost O(changes between its live neighbours).
 Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
   {
-    std::lock_guard<std::mutex> commit(commit_mu_);
+    MutexLock commit(&commit_mu_);
     STRATA_RETURN_IF_ERROR(CommitLocked({}));  // every version up to the head is in LMDB
   }
   Neighbours n;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     n = LiveNeighboursLocked(lineage, epoch);
   }
   if (!n.any_live) {
-    std::lock_guard<std::mutex> commit(commit_mu_);
+    MutexLock commit(&commit_mu_);
     return EraseLineage(lineage);
   }
   auto [from_birth, to_birth] = n.ChangeWindow(epoch);
@@ -720,7 +724,7 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
       from_chunk = changes.back().chunk + 1;  // chunk numbers stay far below 2^64
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_reclaim_) {
         return Status::Shutdown("pool closing; reclaim resumes at the next open");
       }
@@ -738,39 +742,41 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
     std::this_thread::yield();  // foreground I/O gets the pool mutex between batches
     if (more && ++batches % kReclaimBatchesPerCommit == 0) {
       // A commit copies and then drops the overlay under the pool mutex: keep it small.
-      std::lock_guard<std::mutex> commit(commit_mu_);
+      MutexLock commit(&commit_mu_);
       STRATA_RETURN_IF_ERROR(CommitLocked({}));
     }
   }
-  std::lock_guard<std::mutex> commit(commit_mu_);
+  MutexLock commit(&commit_mu_);
   CommitBatch batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     LineageState st = lineages_.at(lineage);
     st.reclaim.erase(std::remove(st.reclaim.begin(), st.reclaim.end(), epoch), st.reclaim.end());
     AddLineageRecord(&batch, lineage, st);
   }
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));  // the erasures and the record together
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto& reclaim = lineages_.at(lineage).reclaim;
   reclaim.erase(std::remove(reclaim.begin(), reclaim.end(), epoch), reclaim.end());
   return Status::OK();
 }
 
 void PoolImpl::ReclaimerMain() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
     if (reclaim_error_.ok()) {
-      reclaim_cv_.wait(lock, [this] { return stop_reclaim_ || ReclaimPendingLocked(); });
-    } else {  // retry a failure (a full disk, say) now and then, not in a loop
-      reclaim_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_reclaim_; });
+      while (!stop_reclaim_ && !ReclaimPendingLocked()) {
+        reclaim_cv_.Wait();
+      }
+    } else if (!stop_reclaim_) {  // retry a failure (a full disk, say) now and then, not in a loop
+      reclaim_cv_.WaitFor(std::chrono::seconds(1));
     }
     if (stop_reclaim_) {
       return;
     }
     if (!latched_.ok() || !ReclaimPendingLocked()) {
       reclaim_error_ = latched_;
-      reclaim_cv_.notify_all();
+      reclaim_cv_.SignalAll();
       continue;
     }
     auto it = std::find_if(lineages_.begin(), lineages_.end(),
@@ -778,24 +784,24 @@ void PoolImpl::ReclaimerMain() {
     const uint64_t lineage = it->first;
     const uint64_t epoch = it->second.reclaim.front();
     reclaim_busy_ = true;
-    lock.unlock();
+    lock.Unlock();
     Status s = ReclaimEpoch(lineage, epoch);
-    lock.lock();
+    lock.Lock();
     reclaim_busy_ = false;
     reclaim_error_ = s;
     if (!s.ok() && s.code() != Status::Code::kShutdown) {
       std::fprintf(stderr, "strata: reclaiming space failed (will retry): %s\n",
                    s.ToString().c_str());
     }
-    reclaim_cv_.notify_all();
+    reclaim_cv_.SignalAll();
   }
 }
 
 Status PoolImpl::WaitForReclaim() {
-  std::unique_lock<std::mutex> lock(mu_);
-  reclaim_cv_.wait(lock, [this] {
-    return (!ReclaimPendingLocked() && !reclaim_busy_) || !reclaim_error_.ok() || !latched_.ok();
-  });
+  MutexLock lock(&mu_);
+  while ((ReclaimPendingLocked() || reclaim_busy_) && reclaim_error_.ok() && latched_.ok()) {
+    reclaim_cv_.Wait();
+  }
   return latched_.ok() ? reclaim_error_ : latched_;
 }
 
@@ -805,7 +811,7 @@ Status PoolImpl::ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
                                     const std::function<void(const MapKey&, const MapValue&)>& fn) {
   Neighbours n;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     n = LiveNeighboursLocked(lineage, epoch);
   }
   const auto [from_birth, to_birth] = n.ChangeWindow(epoch);
@@ -817,7 +823,7 @@ Status PoolImpl::ForEachDeadVersion(uint64_t lineage, uint64_t epoch,
       }));
   // Nothing is erased here, so count a chunk's dying version once: at its first change.
   std::sort(changes.begin(), changes.end());  // (chunk, birth) order
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   uint64_t last_chunk = UINT64_MAX;
   for (const MapKey& c : changes) {
     if (n.next && c.chunk == last_chunk) {
@@ -836,7 +842,7 @@ Result<SnapshotSpace> PoolImpl::SnapshotSpaceUsage(const std::string& snapshot_i
   STRATA_RETURN_IF_ERROR(Flush());  // the accounting reads committed change records
   SnapshotInfo info;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
     info = rec->info;
   }
@@ -845,7 +851,7 @@ Result<SnapshotSpace> PoolImpl::SnapshotSpaceUsage(const std::string& snapshot_i
   // As if deleted: the versions that would die. A snapshot that clones also pin is not freed.
   bool pinned_by_others = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     pinned_by_others = lineages_.at(info.lineage).pins.at(info.epoch) > 1;
   }
   if (!pinned_by_others) {
@@ -858,7 +864,7 @@ Result<SnapshotSpace> PoolImpl::SnapshotSpaceUsage(const std::string& snapshot_i
   const uint64_t end_chunk = (info.volume_size_bytes + chunk_size_ - 1) / chunk_size_;
   for (uint64_t from = 0; from < end_chunk;) {
     std::vector<std::pair<uint64_t, Version>> mapped;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STRATA_RETURN_IF_ERROR(MappedChunksLocked(info.lineage, from, end_chunk, info.epoch,
                                               kMaxBlockStatusChunks, &mapped, &from));
     for (const auto& [chunk, v] : mapped) {
@@ -899,7 +905,7 @@ Result<BlockList> PoolImpl::ListSnapshotBlocks(const std::string& snapshot_id,
                                                uint32_t block_size_bytes, uint64_t start_block,
                                                size_t max_results) {
   STRATA_RETURN_IF_ERROR(ValidateBlockList(chunk_size_, block_size_bytes, max_results));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
   const SnapshotInfo& info = rec->info;
   STRATA_RETURN_IF_ERROR(CheckCompleteLocked(info));
@@ -937,7 +943,7 @@ Result<BlockList> PoolImpl::ListChangedBlocks(const std::string& first_snapshot_
   STRATA_RETURN_IF_ERROR(ValidateBlockList(chunk_size_, block_size_bytes, max_results));
   SnapshotInfo first, second;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord * a, FindSnapshotLocked(first_snapshot_id));
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord * b, FindSnapshotLocked(second_snapshot_id));
     first = a->info;
@@ -945,7 +951,7 @@ Result<BlockList> PoolImpl::ListChangedBlocks(const std::string& first_snapshot_
   }
   std::vector<ChangeRange> ranges;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STRATA_ASSIGN_OR_RETURN(ranges, ChangeRangesLocked(first, second.lineage, second.epoch, false));
   }
   // Snapshots are committed when taken, so their change records are all in LMDB.
@@ -1020,7 +1026,7 @@ Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
   }
   std::vector<ChangeRange> ranges;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(since_snapshot_id));
     STRATA_ASSIGN_OR_RETURN(
         ranges, ChangeRangesLocked(rec->info, v->lineage(), v->head_epoch(), !v->read_only()));
@@ -1037,7 +1043,7 @@ Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
   }
   std::vector<bool> changed(end_chunk - first_chunk, false);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const ChangeRange& r : ranges) {
       for (auto it = overlay_.lower_bound(MapKey{r.lineage, first_chunk, 0});
            it != overlay_.end() && it->first.lineage == r.lineage && it->first.chunk < end_chunk;

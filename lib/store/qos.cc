@@ -20,14 +20,14 @@ uint64_t SteadyNowNs() {
 }
 
 void Limiter::Configure(const PerfModel& model, uint64_t now_ns) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   model_ = model;
   credits_ = model.credit_capacity;
   credits_ns_ = now_ns;
 }
 
 void Limiter::SetCreditsForTesting(double credits) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   credits_ = credits;
 }
 
@@ -40,7 +40,7 @@ void Limiter::RefillLocked(uint64_t now_ns) {
 }
 
 uint64_t Limiter::Admit(uint64_t now_ns, uint64_t offset, uint64_t length, uint64_t* counted_ops) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   // EBS counts an I/O once per started unit, and merges sequential I/Os into one.
   const uint64_t unit = model_.io_unit_bytes;
   uint64_t ops;
@@ -80,7 +80,7 @@ uint64_t Limiter::Admit(uint64_t now_ns, uint64_t offset, uint64_t length, uint6
 }
 
 double Limiter::BurstBalancePercent(uint64_t now_ns) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (model_.credit_capacity <= 0) {
     return 100.0;
   }

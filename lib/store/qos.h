@@ -7,11 +7,11 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 
 #include "strata/pool.h"
 
 #include "store/volume_types.h"
+#include "util/mutex.h"
 
 namespace strata {
 
@@ -33,16 +33,17 @@ class Limiter {
   void SetCreditsForTesting(double credits);
 
  private:
-  void RefillLocked(uint64_t now_ns);
+  void RefillLocked(uint64_t now_ns) REQUIRES(mu_);
 
-  std::mutex mu_;
-  PerfModel model_;
-  double ops_tat_s_ = 0;    // when the ops ceiling is next free (seconds, steady clock)
-  double bytes_tat_s_ = 0;  // when the bytes ceiling is next free
-  double credits_ = 0;      // may go negative: a debt the earn rate repays
-  uint64_t credits_ns_ = 0;
-  uint64_t seq_end_ = UINT64_MAX;  // end of the last I/O: the next one at it is sequential
-  uint64_t run_bytes_ = 0;         // bytes of the current sequential run
+  Mutex mu_;
+  PerfModel model_ GUARDED_BY(mu_);
+  double ops_tat_s_ GUARDED_BY(mu_) = 0;    // when the ops ceiling is next free (s, steady clock)
+  double bytes_tat_s_ GUARDED_BY(mu_) = 0;  // when the bytes ceiling is next free
+  double credits_ GUARDED_BY(mu_) = 0;      // may go negative: a debt the earn rate repays
+  uint64_t credits_ns_ GUARDED_BY(mu_) = 0;
+  // End of the last I/O: the next one at it is sequential.
+  uint64_t seq_end_ GUARDED_BY(mu_) = UINT64_MAX;
+  uint64_t run_bytes_ GUARDED_BY(mu_) = 0;  // bytes of the current sequential run
 };
 
 // CloudWatch AWS/EBS counters of one volume. Updated with relaxed atomics from every loop.

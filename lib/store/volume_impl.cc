@@ -172,7 +172,7 @@ Result<std::vector<Extent>> VolumeImpl::BlockStatus(uint64_t offset_bytes, uint6
   std::vector<uint32_t> zero_units;  // per mapped chunk; empty when no chunk has any
   uint64_t stop_chunk;
   {
-    std::lock_guard<std::mutex> lock(pool_->mu());
+    MutexLock lock(&pool_->mu());
     STRATA_RETURN_IF_ERROR(pool_->MappedChunksLocked(lineage_, first_chunk, end_chunk, head,
                                                      kMaxBlockStatusChunks, &mapped, &stop_chunk));
     for (size_t i = 0; i < mapped.size(); i++) {
@@ -376,7 +376,7 @@ bool VolumeImpl::SkipUnmapped(RequestState* state) {
   std::vector<std::pair<uint64_t, Version>> mapped;
   uint64_t stop = end;
   {
-    std::lock_guard<std::mutex> lock(pool_->mu());
+    MutexLock lock(&pool_->mu());
     Status s = pool_->MappedChunksLocked(lineage_, first, end, head_epoch(), 1, &mapped, &stop);
     if (!s.ok()) {
       state->error = s;
@@ -444,7 +444,7 @@ void VolumeImpl::Unlock(Piece* piece) {
 VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
   std::optional<Version> v;
   {
-    std::lock_guard<std::mutex> lock(pool_->mu());
+    MutexLock lock(&pool_->mu());
     if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/false)) {
       return Next::kDeferred;
     }
@@ -579,7 +579,7 @@ VolumeImpl::Next VolumeImpl::LockForMutationLocked(Piece* p) {
 }
 
 VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
-  std::unique_lock<std::mutex> lock(pool_->mu());
+  MutexLock lock(&pool_->mu());
   if (Next next = LockForMutationLocked(p); next != Next::kIo) {
     return next;
   }
@@ -587,7 +587,9 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
   bool wait_fill = false;
   Status s = current.ok() ? PlanWriteLocked(p, *current, &wait_fill) : current.status();
   if (MayWaitForCommitLocked(p, s)) {
-    return WaitForCommit(p, lock);
+    ReleaseForCommitLocked(p);
+    lock.Unlock();
+    return WaitForCommit(p);
   }
   if (!s.ok()) {
     Unlock(p);
@@ -597,7 +599,7 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
   if (wait_fill) {
     return WaitForFillLocked(p);
   }
-  lock.unlock();  // the chunk lock keeps the plan valid; no I/O under the pool mutex
+  lock.Unlock();  // the chunk lock keeps the plan valid; no I/O under the pool mutex
   IssueWrite(p);
   return Next::kIo;
 }
@@ -655,7 +657,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
       (p->length == chunk_size_ || chunk_start + p->length >= p->request->volume_size);
   const bool may_deallocate =
       r.kind == IoRequest::Kind::kTrim || (r.flags & IoRequest::kNoHole) == 0;
-  std::unique_lock<std::mutex> lock(pool_->mu());
+  MutexLock lock(&pool_->mu());
   if (Next next = LockForMutationLocked(p); next != Next::kIo) {
     return next;
   }
@@ -697,7 +699,9 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
     s = PlanWriteLocked(p, *current, &wait_fill);
   }
   if (MayWaitForCommitLocked(p, s)) {
-    return WaitForCommit(p, lock);
+    ReleaseForCommitLocked(p);
+    lock.Unlock();
+    return WaitForCommit(p);
   }
   if (!s.ok()) {
     Unlock(p);
@@ -711,7 +715,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   // flight together have no order; once the write is done, hint and bytes agree).
   pool_->AddZeroUnitsLocked(p->target_phys,
                             CoveredUnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
-  lock.unlock();
+  lock.Unlock();
   IssueWrite(p);
   return Next::kIo;
 }
@@ -725,14 +729,18 @@ bool VolumeImpl::MayWaitForCommitLocked(const Piece* p, const Status& s) const {
          pool_->FreesPendingLocked();
 }
 
-// REQUIRES: pool mutex (in `lock`, released here); the piece holds its chunk exclusively.
-VolumeImpl::Next VolumeImpl::WaitForCommit(Piece* p, std::unique_lock<std::mutex>& lock) {
+// The piece gives its chunk back before it waits. REQUIRES: pool mutex; the piece holds its chunk
+// exclusively.
+void VolumeImpl::ReleaseForCommitLocked(Piece* p) {
   Unlock(p);
   p->exclusive = false;
   p->units = 0;
   p->replaces_birth = 0;
   p->commit_waits++;
-  lock.unlock();
+}
+
+// Asks for a commit and retries the piece after it. Without the pool mutex.
+VolumeImpl::Next VolumeImpl::WaitForCommit(Piece* p) {
   pool_->RequestCommit(p->request->loop, [this, p](const Status& st) {
     if (!st.ok()) {
       PieceFinished(p, st);
@@ -817,7 +825,7 @@ void VolumeImpl::Continue(Piece* p) {
   }
   ReleaseBounce(p);
   {
-    std::lock_guard<std::mutex> lock(pool_->mu());
+    MutexLock lock(&pool_->mu());
     if (p->allocated) {
       if (s.ok()) {
         // Data first, then the mapping (docs/durability.md): the write has completed.

@@ -11,6 +11,7 @@
 #include "strata/volume.h"
 
 #include "meta/meta_store.h"
+#include "store/pool_impl.h"
 #include "store/qos.h"
 
 namespace strata {
@@ -87,16 +88,19 @@ class VolumeImpl final : public Volume {
   uint64_t head_epoch() const { return head_epoch_.load(std::memory_order_acquire); }
 
   // ---- Snapshot support; all REQUIRE the pool mutex. ----
+  // Stops the process unless this thread holds the pool mutex; tells the analysis it does (the
+  // pool calling these holds its own mutex, which the analysis cannot tie to pool_->mu()).
+  void AssertPoolHeld() const ASSERT_CAPABILITY(pool_->mu()) { pool_->mu().AssertHeld(); }
   // While set, new mutations wait (their pieces retry on the next loop turn).
-  void set_barrier_locked(bool on) { barrier_ = on; }
-  uint32_t mutations_in_flight_locked() const { return mutations_in_flight_; }
+  void set_barrier_locked(bool on) REQUIRES(pool_->mu()) { barrier_ = on; }
+  uint32_t mutations_in_flight_locked() const REQUIRES(pool_->mu()) { return mutations_in_flight_; }
   // Takes effect for pieces that start afterwards (CreateSnapshots drains the others first).
-  void set_head_epoch_locked(uint64_t epoch) {
+  void set_head_epoch_locked(uint64_t epoch) REQUIRES(pool_->mu()) {
     head_epoch_.store(epoch, std::memory_order_release);
   }
   // The largest live snapshot epoch below the head (0: none). A version born after it belongs to
   // the head alone and is overwritten in place; older ones are copied on write.
-  void set_floor_locked(uint64_t epoch) { floor_epoch_ = epoch; }
+  void set_floor_locked(uint64_t epoch) REQUIRES(pool_->mu()) { floor_epoch_ = epoch; }
 
   const std::string& id() const override { return id_; }
   uint64_t size_bytes() const override { return size_bytes_.load(std::memory_order_acquire); }
@@ -128,35 +132,38 @@ class VolumeImpl final : public Volume {
   void PieceFinished(Piece* piece, const Status& status);
   Next StartPiece(Piece* piece);
   Next StartRead(Piece* piece);
-  Next LockForMutationLocked(Piece* piece);
+  Next LockForMutationLocked(Piece* piece) REQUIRES(pool_->mu());
   Next StartWrite(Piece* piece);
   Next StartZero(Piece* piece);
   // Sets *wait_fill when the piece needs a partial version made whole first.
-  Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current, bool* wait_fill);
+  Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current, bool* wait_fill)
+      REQUIRES(pool_->mu());
   // Where a read of a partial version goes: itself, its predecessor, or nowhere yet (mixed
   // units: the filler is urged and the piece retries). REQUIRES: pool mutex.
-  Result<std::optional<Version>> ResolvePartialLocked(Piece* piece, const Version& partial);
+  Result<std::optional<Version>> ResolvePartialLocked(Piece* piece, const Version& partial)
+      REQUIRES(pool_->mu());
   // Publishes the units an in-place write added to a partial version. REQUIRES: pool mutex.
-  Status MarkUnitsPresentLocked(Piece* piece);
-  Next WaitForFillLocked(Piece* piece);
-  bool MayWaitForCommitLocked(const Piece* piece, const Status& status) const;
-  Next WaitForCommit(Piece* piece, std::unique_lock<std::mutex>& lock);
+  Status MarkUnitsPresentLocked(Piece* piece) REQUIRES(pool_->mu());
+  Next WaitForFillLocked(Piece* piece) REQUIRES(pool_->mu());
+  bool MayWaitForCommitLocked(const Piece* piece, const Status& status) const REQUIRES(pool_->mu());
+  void ReleaseForCommitLocked(Piece* piece) REQUIRES(pool_->mu());
+  Next WaitForCommit(Piece* piece);
   void IssueWrite(Piece* piece);
   void Issue(Piece* piece, Piece::Step step, IoOp::Kind kind, uint64_t phys, uint32_t offset,
              uint32_t length, void* buf);
   static void OnIo(IoOp* op);
   void Continue(Piece* piece);
   void ReleaseBounce(Piece* piece);
-  void Unlock(Piece* piece);
+  void Unlock(Piece* piece) REQUIRES(pool_->mu());
 
   PoolImpl* pool_;
   const std::string id_;
   const uint64_t lineage_;
   const bool read_only_;
   std::atomic<uint64_t> head_epoch_;
-  uint64_t floor_epoch_ = 0;          // GUARDED_BY(pool mutex)
-  bool barrier_ = false;              // GUARDED_BY(pool mutex)
-  uint32_t mutations_in_flight_ = 0;  // GUARDED_BY(pool mutex): exclusive chunk locks held
+  uint64_t floor_epoch_ GUARDED_BY(pool_->mu()) = 0;
+  bool barrier_ GUARDED_BY(pool_->mu()) = false;
+  uint32_t mutations_in_flight_ GUARDED_BY(pool_->mu()) = 0;  // exclusive chunk locks held
   std::atomic<uint64_t> size_bytes_;
   const uint32_t chunk_size_;
   const std::shared_ptr<VolumeGovernor> governor_;  // null for snapshots

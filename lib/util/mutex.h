@@ -41,16 +41,33 @@ class CAPABILITY("mutex") Mutex {
   std::atomic<std::thread::id> owner_{};
 };
 
-// Holds a Mutex for its scope.
+// Holds a Mutex for its scope. Unlock() lets it go early (for I/O that must not run under it),
+// Lock() takes it again; the destructor releases it only if held.
 class SCOPED_CAPABILITY MutexLock {
  public:
   explicit MutexLock(Mutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
-  ~MutexLock() RELEASE() { mu_->Unlock(); }
+  ~MutexLock() RELEASE() {
+    if (held_) {
+      mu_->Unlock();
+    }
+  }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
 
+  void Unlock() RELEASE() {
+    STRATA_CHECK(held_);
+    held_ = false;
+    mu_->Unlock();
+  }
+  void Lock() ACQUIRE() {
+    STRATA_CHECK(!held_);
+    mu_->Lock();
+    held_ = true;
+  }
+
  private:
   Mutex* const mu_;
+  bool held_ = true;
 };
 
 // A condition variable tied to one Mutex, which every wait requires held.
@@ -60,7 +77,10 @@ class CondVar {
   CondVar(const CondVar&) = delete;
   CondVar& operator=(const CondVar&) = delete;
 
-  void Wait() REQUIRES(mu_) {
+  // Each wait REQUIRES the mutex (checked at run time: the analysis cannot tie a CondVar's mutex
+  // to the caller's name for it).
+  void Wait() {
+    mu_->AssertHeld();
     std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
     mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
     cv_.wait(lock);
@@ -69,10 +89,21 @@ class CondVar {
   }
   // Waits until notified or `timeout` passed; false on timeout.
   template <typename Rep, typename Period>
-  bool WaitFor(std::chrono::duration<Rep, Period> timeout) REQUIRES(mu_) {
+  bool WaitFor(std::chrono::duration<Rep, Period> timeout) {
+    mu_->AssertHeld();
     std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
     mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
     const bool notified = cv_.wait_for(lock, timeout) == std::cv_status::no_timeout;
+    mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    lock.release();
+    return notified;
+  }
+  // Waits until notified or `deadline` passed; false once it has.
+  bool WaitUntil(std::chrono::steady_clock::time_point deadline) {
+    mu_->AssertHeld();
+    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
+    mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
+    const bool notified = cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
     mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     lock.release();
     return notified;

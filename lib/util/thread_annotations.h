@@ -20,6 +20,7 @@
 #define ACQUIRE(...) STRATA_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) STRATA_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
 #define EXCLUDES(...) STRATA_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
+#define RETURN_CAPABILITY(x) STRATA_THREAD_ANNOTATION(lock_returned(x))
 #define ASSERT_CAPABILITY(x) STRATA_THREAD_ANNOTATION(assert_capability(x))
 #define NO_THREAD_SAFETY_ANALYSIS STRATA_THREAD_ANNOTATION(no_thread_safety_analysis)
 

@@ -28,8 +28,8 @@ readlink "$prefix/lib/libstrata.so" | grep -q "^libstrata.so.[0-9]" || fail "lib
 readlink "$prefix/lib/libstrata_ec2.so" | grep -q "^libstrata_ec2.so.[0-9]" ||
   fail "libstrata_ec2.so has no soname link"
 # The layering rule, checked on what is installed: the engine needs nothing of the EC2 layer.
-! nm -D --undefined-only "$prefix/lib/libstrata.so" | grep -q "Compute" ||
-  fail "libstrata.so needs EC2-layer symbols"
+undefined=$(nm -D --undefined-only "$prefix/lib/libstrata.so")
+! grep -q "Compute" <<<"$undefined" || fail "libstrata.so needs EC2-layer symbols"
 mkdir "$work/example"
 cp "$src/examples/embed.cc" "$src/examples/launch.cc" "$src/examples/CMakeLists.txt" \
   "$work/example/"  # (no source tree)
@@ -39,12 +39,16 @@ cmake --build "$work/example/build" -j2 >"$work/build.log" 2>&1 ||
   { tail -20 "$work/build.log"; fail "building against the package"; }
 "$work/example/build/embed" "$work/p1" || fail "embed (strata::strata)"
 "$work/example/build/embed_static" "$work/p2" || fail "embed_static (strata::strata_static)"
-! ldd "$work/example/build/embed_static" | grep -q libstrata || fail "embed_static loads libstrata.so"
+libs=$(ldd "$work/example/build/embed_static")
+! grep -q libstrata <<<"$libs" || fail "embed_static loads libstrata.so"
 pass "find_package(strata): strata::strata and strata::strata_static build and run"
 "$work/example/build/launch" "$work/p5" || fail "launch (strata::ec2)"
 "$work/example/build/launch_static" "$work/p6" || fail "launch_static (strata::ec2_static)"
-ldd "$work/example/build/launch" | grep -q "libstrata_ec2.so" || fail "launch does not load libstrata_ec2.so"
-! ldd "$work/example/build/launch_static" | grep -q libstrata || fail "launch_static loads a libstrata .so"
+# (ldd's output is taken whole first: grep -q stopping early would fail the pipe under pipefail)
+libs=$(ldd "$work/example/build/launch")
+grep -q "libstrata_ec2.so" <<<"$libs" || fail "launch does not load libstrata_ec2.so"
+libs=$(ldd "$work/example/build/launch_static")
+! grep -q libstrata <<<"$libs" || fail "launch_static loads a libstrata .so"
 pass "find_package(strata): strata::ec2 and strata::ec2_static build and run"
 
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig

@@ -72,6 +72,55 @@ TEST(PoolTest, SecondOpenIsBusyNamingTheHolder) {
   EXPECT_TRUE(Pool::Open(dir.path(), PoolOptions{}).ok());  // released on close
 }
 
+// The directory lock goes through the Env: the simulator holds it in memory, and a failing
+// lock is a clean error that changes nothing.
+TEST(PoolTest, DirectoryLockGoesThroughTheEnv) {
+  TempDir dir;
+  SimEnv sim(3);
+  PoolOptions options;
+  options.env = &sim;
+  ASSERT_TRUE(Pool::Create(dir.path(), options).ok());
+  {
+    auto first = MustOpen(dir.path(), options);
+    auto second = Pool::Open(dir.path(), options);
+    EXPECT_EQ(second.status().code(), Status::Code::kBusy) << second.status().ToString();
+    EXPECT_NE(second.status().message().find("in use by another process"), std::string::npos);
+  }
+  sim.SetLockFailure(true);
+  auto failed = Pool::Open(dir.path(), options);
+  EXPECT_EQ(failed.status().code(), Status::Code::kIOError) << failed.status().ToString();
+  sim.SetLockFailure(false);
+  auto pool = MustOpen(dir.path(), options);
+  ASSERT_NE(pool, nullptr);
+  EXPECT_TRUE(pool->Check()->problems.empty());
+}
+
+// Data-file discovery is bounded: files past the 1,024 a pool can have are never indexed.
+TEST(PoolTest, StrayDataFilesPastTheLimitAreIgnored) {
+  TempDir dir;
+  ASSERT_TRUE(Pool::Create(dir.path(), PoolOptions{}).ok());
+  {
+    auto pool = MustOpen(dir.path(), PoolOptions{});
+    auto volume = MakeVolume(pool.get(), 1 << 20);
+    ASSERT_TRUE(volume->Write(0, RandomBytes(65536, 5), /*fua=*/true).ok());
+  }
+  for (int i = 1; i < 1100; i++) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "/data.%04d", i);
+    std::ofstream(dir.path() + name).put('x');
+  }
+  auto pool = MustOpen(dir.path(), PoolOptions{});
+  ASSERT_NE(pool, nullptr);
+  auto check = pool->Check();
+  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  EXPECT_TRUE(check->problems.empty());
+  auto volume = pool->OpenVolume(pool->ListVolumes().front().volume_id);
+  ASSERT_TRUE(volume.ok());
+  std::vector<std::byte> got(65536);
+  ASSERT_TRUE((*volume)->Read(0, got).ok());
+  EXPECT_EQ(got, RandomBytes(65536, 5));
+}
+
 TEST(PoolTest, GarbageMetadataIsCorruption) {
   TempDir dir;
   std::filesystem::create_directories(dir.Sub("meta"));
