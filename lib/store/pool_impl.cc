@@ -23,15 +23,7 @@
 
 namespace strata {
 
-namespace {
-
-std::string DataFilePath(const std::string& dir, size_t index) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "/data.%04zu", index);
-  return dir + name;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string EncodeVolume(const VolumeInfo& v) {
   nlohmann::json j = {{"volume_id", v.volume_id},   {"name", v.name},
@@ -145,9 +137,6 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   pool->dir_ = dir;
   pool->options_ = options;
   pool->env_ = env;
-  for (auto& f : pool->files_) {
-    f.store(-1);
-  }
   STRATA_ASSIGN_OR_RETURN(pool->dir_lock_, LockPoolDir(env, dir));
   auto meta = MetaStore::Open(dir + "/meta", /*create=*/false, options.meta_map_bytes,
                               options.max_meta_bytes);
@@ -166,7 +155,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
     return Status::Corruption("pool " + dir + ": invalid chunk size in header");
   }
   pool->chunk_size_ = header->chunk_size_bytes;
-  pool->chunks_per_file_ = kDataFileBytes / pool->chunk_size_;
+  pool->data_ = std::make_unique<DataFiles>(pool->env_, dir, pool->chunk_size_, options.direct_io);
   pool->unit_bytes_ = std::max<uint32_t>(kIoAlign, pool->chunk_size_ / kMaxUnitsPerChunk);
   STRATA_CHECK(pool->units_per_chunk() >= 1 && pool->units_per_chunk() <= kMaxUnitsPerChunk);
   {
@@ -239,9 +228,7 @@ PoolImpl::~PoolImpl() {
     }
   }
   idle_loops_.clear();
-  for (size_t i = 0; i < file_count_; i++) {
-    (void)env_->CloseFile(files_[i].load());
-  }
+  data_.reset();      // closes the data files
   dir_lock_.reset();  // last: another process may take the pool once this returns
 }
 
@@ -290,7 +277,7 @@ Status PoolImpl::Recover() {
     return Status::OK();
   });
   STRATA_RETURN_IF_ERROR(s);
-  STRATA_RETURN_IF_ERROR(OpenDataFilesThrough(frontier));
+  STRATA_RETURN_IF_ERROR(data_->OpenThrough(frontier));
   std::vector<uint64_t> free_chunks;
   for (uint64_t p = 0; p < frontier; p++) {
     if (!used[p]) {
@@ -302,80 +289,11 @@ Status PoolImpl::Recover() {
   mu_.Unlock();             // PunchFreed takes it (as on the commit path)
   PunchFreed(free_chunks);  // contiguous runs; a failed punch leaves its chunks dirty
   mu_.Lock();
-  for (size_t i = 0; i < file_count_; i++) {
-    STRATA_RETURN_IF_ERROR(env_->Sync(files_[i].load()));
+  for (FileId f : data_->Files()) {
+    STRATA_RETURN_IF_ERROR(env_->Sync(f));
   }
   alloc_->AddClean(alloc_->TakePunched());  // the sync above made the punches durable
   return Status::OK();
-}
-
-Status PoolImpl::OpenDataFilesThrough(uint64_t frontier) {
-  size_t needed = frontier == 0 ? 1 : static_cast<size_t>((frontier - 1) / chunks_per_file_ + 1);
-  if (needed > kMaxDataFiles) {
-    return Status::Corruption("pool header's frontier (" + std::to_string(frontier) +
-                              " chunks) is past the " + std::to_string(kMaxDataFiles) +
-                              " data files a pool can have");
-  }
-  // The files the frontier reaches stay open, cut back to it. Files past it (an allocation whose
-  // commit a crash lost) are emptied and closed: nothing in them is live, and a stray one must
-  // not hold a descriptor or its space. The scan stops at the first missing file and at
-  // kMaxDataFiles; EnsureFileLocked empties any file it adopts later too.
-  for (size_t i = 0; i < kMaxDataFiles; i++) {
-    std::string path = DataFilePath(dir_, i);
-    STRATA_ASSIGN_OR_RETURN(bool exists, env_->FileExists(path));
-    if (i >= needed && !exists) {
-      break;
-    }
-    STRATA_ASSIGN_OR_RETURN(FileId f, env_->OpenFile(path, /*create=*/true, options_.direct_io));
-    uint64_t first = i * chunks_per_file_;
-    uint64_t keep = frontier > first ? std::min(frontier - first, chunks_per_file_) : 0;
-    STRATA_RETURN_IF_ERROR(env_->Truncate(f, keep * chunk_size_));
-    if (i >= needed) {
-      STRATA_RETURN_IF_ERROR(env_->CloseFile(f));
-      continue;
-    }
-    files_[i].store(f);
-    file_sizes_[i] = keep * chunk_size_;
-    file_count_ = i + 1;
-  }
-  if (file_count_ > 0) {
-    direct_io_ = env_->DirectIo(files_[0].load());  // whether O_DIRECT took
-  }
-  return Status::OK();
-}
-
-Status PoolImpl::EnsureFileLocked(uint64_t phys) {
-  size_t index = static_cast<size_t>(phys / chunks_per_file_);
-  if (index >= kMaxDataFiles) {
-    return Status::NoSpace("pool address space exhausted");
-  }
-  while (file_count_ <= index) {
-    STRATA_ASSIGN_OR_RETURN(
-        FileId f, env_->OpenFile(DataFilePath(dir_, file_count_), true, options_.direct_io));
-    // Past the frontier, so nothing in it is live; a leftover's bytes must never be read as a new
-    // chunk's unwritten part.
-    Status emptied = env_->Truncate(f, 0);
-    if (!emptied.ok()) {
-      (void)env_->CloseFile(f);
-      return emptied;
-    }
-    files_[file_count_].store(f);
-    file_sizes_[file_count_] = 0;
-    file_count_++;
-  }
-  uint64_t end = OffsetOf(phys) + chunk_size_;
-  if (end > file_sizes_[index]) {
-    uint64_t size = std::min(kDataFileBytes, end + kFileSizeAheadBytes);
-    STRATA_RETURN_IF_ERROR(env_->Truncate(files_[index].load(), size));
-    file_sizes_[index] = size;
-  }
-  return Status::OK();
-}
-
-FileId PoolImpl::FileOf(uint64_t phys) const {
-  FileId f = files_[phys / chunks_per_file_].load(std::memory_order_acquire);
-  STRATA_CHECK(f >= 0);
-  return f;
 }
 
 // ---------------------------------------------------------------- data-path services
@@ -515,7 +433,7 @@ void PoolImpl::UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusiv
 
 std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked(bool prefer_dirty) {
   std::optional<ChunkAllocator::Grant> grant = alloc_->Allocate(prefer_dirty);
-  if (grant && !EnsureFileLocked(grant->phys).ok()) {
+  if (grant && !data_->Ensure(grant->phys).ok()) {
     alloc_->ReturnUnmapped(grant->phys);
     return std::nullopt;
   }
@@ -623,13 +541,8 @@ void PoolImpl::CommitterMain() {
 }
 
 Status PoolImpl::SyncDataFiles() {
-  size_t count;
-  {
-    MutexLock lock(&mu_);
-    count = file_count_;
-  }
-  for (size_t i = 0; i < count; i++) {
-    STRATA_RETURN_IF_ERROR(env_->Sync(files_[i].load()));
+  for (FileId f : data_->Files()) {
+    STRATA_RETURN_IF_ERROR(env_->Sync(f));
   }
   return Status::OK();
 }
@@ -728,7 +641,7 @@ void PoolImpl::PunchFreed(const std::vector<uint64_t>& chunks) {
   for (size_t i = 0; i < sorted.size();) {
     size_t j = i + 1;
     while (j < sorted.size() && sorted[j] == sorted[j - 1] + 1 &&
-           sorted[j] / chunks_per_file_ == sorted[i] / chunks_per_file_) {
+           data_->SameFile(sorted[j], sorted[i])) {
       j++;
     }
     Status s = env_->PunchHole(FileOf(sorted[i]), OffsetOf(sorted[i]), (j - i) * chunk_size_);
@@ -1144,7 +1057,7 @@ PoolInfo PoolImpl::Info() {
   PoolInfo info;
   info.path = dir_;
   info.chunk_size_bytes = chunk_size_;
-  info.direct_io = direct_io_;
+  info.direct_io = data_->direct_io();
   info.meta_bytes = meta_->used_bytes();
   MutexLock lock(&mu_);
   info.capacity_bytes = header_.capacity_bytes;
@@ -1160,10 +1073,9 @@ PoolInfo PoolImpl::Info() {
   info.partial_chunks = partials_.size();
   info.io_engine = engine_name_;
   info.latched_error = latched_.ok() ? "" : latched_.ToString();
-  size_t files = file_count_;
   lock.Unlock();  // fstat is a system call: never under the pool mutex
-  for (size_t i = 0; i < files; i++) {
-    auto bytes = env_->AllocatedBytes(files_[i].load());
+  for (FileId f : data_->Files()) {
+    auto bytes = env_->AllocatedBytes(f);
     info.data_file_bytes += bytes.ok() ? *bytes : 0;
   }
   return info;

@@ -21,6 +21,7 @@
 
 #include "meta/meta_store.h"
 #include "store/allocator.h"
+#include "store/data_files.h"
 #include "store/qos.h"
 #include "util/mutex.h"
 
@@ -28,15 +29,10 @@ namespace strata {
 
 class VolumeImpl;
 
-constexpr uint64_t kDataFileBytes = 1ull << 40;  // address space of one chunk file
-constexpr size_t kMaxDataFiles = 1024;           // 1 PiB of chunk addresses
-constexpr size_t kLockStripes = 4096;            // chunk lock stripes (power of two)
+constexpr size_t kLockStripes = 4096;  // chunk lock stripes (power of two)
 static_assert((kLockStripes & (kLockStripes - 1)) == 0, "StripeOf masks with kLockStripes - 1");
 constexpr size_t kOverlayCommitEntries = 65536;  // overlay size that triggers a commit
 constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O (O_DIRECT-safe)
-// Data files are kept this far (sparse) past the frontier: a first write then fills a hole
-// instead of extending the file, which ext4 serializes for O_DIRECT.
-constexpr uint64_t kFileSizeAheadBytes = 1ull << 30;
 
 std::string EncodeVolume(const VolumeInfo& v);
 Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text);
@@ -197,8 +193,8 @@ class PoolImpl final : public Pool {
   void EraseVersionLocked(const MapKey& key) REQUIRES(mu_);
   const Status& latched_locked() const REQUIRES(mu_) { return latched_; }
   // Where a physical chunk lives. Thread-safe.
-  FileId FileOf(uint64_t phys) const;
-  uint64_t OffsetOf(uint64_t phys) const { return (phys % chunks_per_file_) * chunk_size_; }
+  FileId FileOf(uint64_t phys) const { return data_->FileOf(phys); }
+  uint64_t OffsetOf(uint64_t phys) const { return data_->OffsetOf(phys); }
   // Queues a group commit; `done` runs on `loop`'s thread (or the commit thread if loop is null).
   void RequestCommit(EventLoop* loop, std::function<void(const Status&)> done)
       EXCLUDES(waiters_mu_);
@@ -230,8 +226,6 @@ class PoolImpl final : public Pool {
 
   PoolImpl() = default;
   Status Recover() REQUIRES(mu_);
-  Status OpenDataFilesThrough(uint64_t frontier) REQUIRES(mu_);
-  Status EnsureFileLocked(uint64_t phys) REQUIRES(mu_);
   // Runs one commit of the overlay plus `extra`. REQUIRES: commit_mu_ held.
   Status CommitLocked(CommitBatch extra) REQUIRES(commit_mu_) EXCLUDES(mu_);
   Status CommitOnce(const CommitBatch& batch);
@@ -370,10 +364,9 @@ class PoolImpl final : public Pool {
   Env* env_ = nullptr;
   std::unique_ptr<Env::FileLock> dir_lock_;  // held from open to destruction
   uint32_t chunk_size_ = 0;
-  uint64_t chunks_per_file_ = 0;
-  bool direct_io_ = false;
   std::string engine_name_;
   std::unique_ptr<MetaStore> meta_;
+  std::unique_ptr<DataFiles> data_;  // made at open, before any thread
 
   Mutex mu_;  // guards what is marked GUARDED_BY(mu_)
   PoolHeader header_ GUARDED_BY(mu_);
@@ -427,10 +420,6 @@ class PoolImpl final : public Pool {
   std::thread filler_;
   std::vector<int32_t> stripes_ GUARDED_BY(mu_);  // >0 readers, -1 writer, 0 free
   Status latched_ GUARDED_BY(mu_);
-  std::array<std::atomic<FileId>, kMaxDataFiles> files_;
-  std::array<uint64_t, kMaxDataFiles> file_sizes_
-      GUARDED_BY(mu_){};  // logical sizes we set (sparse)
-  size_t file_count_ GUARDED_BY(mu_) = 0;
 
   Mutex commit_mu_ ACQUIRED_BEFORE(mu_);  // one commit at a time (commit thread or control op)
   Mutex fill_mu_ ACQUIRED_BEFORE(mu_);    // one FillSnapshot at a time
