@@ -164,7 +164,6 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
     if (options.capacity_bytes != 0) {
       pool->header_.capacity_bytes = options.capacity_bytes;
     }
-    pool->stripes_.assign(kLockStripes, 0);
   }
   auto engine = pool->env_->NewEngine(1);  // which engine this Env gives (for pool info)
   pool->engine_name_ = engine.ok() ? (*engine)->name() : "unavailable";
@@ -397,40 +396,6 @@ Status PoolImpl::MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t e
   return Status::OK();
 }
 
-namespace {
-size_t StripeOf(uint64_t lineage, uint64_t chunk) {
-  uint64_t h = (lineage * 0x9E3779B97F4A7C15ull) ^ (chunk * 0xC2B2AE3D27D4EB4Full);
-  return static_cast<size_t>((h ^ (h >> 29)) & (kLockStripes - 1));
-}
-}  // namespace
-
-bool PoolImpl::TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) {
-  int32_t& s = stripes_[StripeOf(lineage, chunk)];
-  if (exclusive) {
-    if (s != 0) {
-      return false;
-    }
-    s = -1;
-    return true;
-  }
-  if (s < 0) {
-    return false;
-  }
-  s++;
-  return true;
-}
-
-void PoolImpl::UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) {
-  int32_t& s = stripes_[StripeOf(lineage, chunk)];
-  if (exclusive) {
-    STRATA_CHECK(s == -1);
-    s = 0;
-  } else {
-    STRATA_CHECK(s > 0);
-    s--;
-  }
-}
-
 std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked(bool prefer_dirty) {
   std::optional<ChunkAllocator::Grant> grant = alloc_->Allocate(prefer_dirty);
   if (grant && !data_->Ensure(grant->phys).ok()) {
@@ -441,25 +406,6 @@ std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked(bool prefer_dirty)
     ClearZeroUnitsLocked(grant->phys, UINT32_MAX);  // a new life for the chunk
   }
   return grant;
-}
-
-void PoolImpl::AddZeroUnitsLocked(uint64_t phys, uint32_t units) {
-  if (units == 0) {
-    return;
-  }
-  auto it = zero_units_.find(phys);
-  if (it != zero_units_.end()) {
-    it->second |= units;
-  } else if (zero_units_.size() < kMaxZeroHints) {  // full: the chunk shows as plain data
-    zero_units_.emplace(phys, units);
-  }
-}
-
-void PoolImpl::ClearZeroUnitsSlowLocked(uint64_t phys, uint32_t units) {
-  auto it = zero_units_.find(phys);
-  if (it != zero_units_.end() && (it->second &= ~units) == 0) {
-    zero_units_.erase(it);
-  }
 }
 
 void PoolImpl::PutVersionLocked(const MapKey& key, const MapValue& value) {

@@ -21,6 +21,7 @@
 
 #include "meta/meta_store.h"
 #include "store/allocator.h"
+#include "store/chunk_locks.h"
 #include "store/data_files.h"
 #include "store/qos.h"
 #include "util/mutex.h"
@@ -29,8 +30,6 @@ namespace strata {
 
 class VolumeImpl;
 
-constexpr size_t kLockStripes = 4096;  // chunk lock stripes (power of two)
-static_assert((kLockStripes & (kLockStripes - 1)) == 0, "StripeOf masks with kLockStripes - 1");
 constexpr size_t kOverlayCommitEntries = 65536;  // overlay size that triggers a commit
 constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O (O_DIRECT-safe)
 
@@ -161,8 +160,12 @@ class PoolImpl final : public Pool {
   void DropPartialLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
   // A request needs (lineage, chunk) whole before it can go on: fill it next.
   void UrgeFillLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
-  bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_);
-  void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_);
+  bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_) {
+    return chunk_locks_.TryLock(lineage, chunk, exclusive);
+  }
+  void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_) {
+    chunk_locks_.Unlock(lineage, chunk, exclusive);
+  }
   // `prefer_dirty`: a freed chunk still allocated in the data file, if any (partial versions).
   std::optional<ChunkAllocator::Grant> AllocateLocked(bool prefer_dirty = false) REQUIRES(mu_);
   void ReturnUnmappedLocked(uint64_t phys) REQUIRES(mu_) { alloc_->ReturnUnmapped(phys); }
@@ -176,19 +179,13 @@ class PoolImpl final : public Pool {
   // that any later write touches or when the chunk is allocated anew. Every write to a chunk's
   // bytes passes PlanWriteLocked (which clears) or AllocateLocked (which drops), so a hint is
   // never stale. REQUIRES: mu_.
-  void AddZeroUnitsLocked(uint64_t phys, uint32_t units) REQUIRES(mu_);
+  void AddZeroUnitsLocked(uint64_t phys, uint32_t units) REQUIRES(mu_) {
+    zero_hints_.Add(phys, units);
+  }
   void ClearZeroUnitsLocked(uint64_t phys, uint32_t units) REQUIRES(mu_) {
-    if (!zero_units_.empty()) {
-      ClearZeroUnitsSlowLocked(phys, units);
-    }
+    zero_hints_.Clear(phys, units);
   }
-  uint32_t ZeroUnitsLocked(uint64_t phys) const REQUIRES(mu_) {
-    if (zero_units_.empty()) {
-      return 0;
-    }
-    auto it = zero_units_.find(phys);
-    return it == zero_units_.end() ? 0 : it->second;
-  }
+  uint32_t ZeroUnitsLocked(uint64_t phys) const REQUIRES(mu_) { return zero_hints_.Get(phys); }
   void PutVersionLocked(const MapKey& key, const MapValue& value) REQUIRES(mu_);
   void EraseVersionLocked(const MapKey& key) REQUIRES(mu_);
   const Status& latched_locked() const REQUIRES(mu_) { return latched_; }
@@ -357,7 +354,6 @@ class PoolImpl final : public Pool {
   void WaitNoPartialsLocked(uint64_t lineage) REQUIRES(mu_);
   void WakeReclaimer();
   bool ReclaimPendingLocked() const REQUIRES(mu_);
-  void ClearZeroUnitsSlowLocked(uint64_t phys, uint32_t units) REQUIRES(mu_);
 
   std::string dir_;
   PoolOptions options_;
@@ -403,9 +399,6 @@ class PoolImpl final : public Pool {
   size_t fills_in_flight_ GUARDED_BY(mu_) = 0;
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_ GUARDED_BY(mu_);
-  static constexpr size_t kMaxZeroHints = 65536;
-  std::unordered_map<uint64_t, uint32_t> zero_units_
-      GUARDED_BY(mu_);  // phys -> units known zero (hints)
   size_t urgent_partials_ GUARDED_BY(mu_) =
       0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
   std::deque<std::pair<uint64_t, uint64_t>> fill_order_
@@ -418,7 +411,8 @@ class PoolImpl final : public Pool {
   // filler thread runs it, any thread may Wake() its engine.
   std::unique_ptr<EventLoop> filler_loop_;
   std::thread filler_;
-  std::vector<int32_t> stripes_ GUARDED_BY(mu_);  // >0 readers, -1 writer, 0 free
+  ChunkLocks chunk_locks_ GUARDED_BY(mu_);
+  ZeroHints zero_hints_ GUARDED_BY(mu_);
   Status latched_ GUARDED_BY(mu_);
 
   Mutex commit_mu_ ACQUIRED_BEFORE(mu_);  // one commit at a time (commit thread or control op)
