@@ -174,7 +174,10 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   STRATA_RETURN_IF_ERROR(pool->FillAllAtOpen());
   // Ops beyond the ring's size wait in the engine's backlog; most fills are 2-3 ops.
   STRATA_ASSIGN_OR_RETURN(pool->filler_loop_, EventLoop::Create(pool->env_, 4 * kFillDepth));
-  pool->committer_ = std::thread([p = pool.get()] { p->CommitterMain(); });
+  pool->committer_ = std::make_unique<GroupCommitter>(
+      options.commit_interval_ms,
+      [p = pool.get()](bool asked) { return p->CommitForCommitter(asked); });
+  pool->committer_->Start();
   pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
   pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
   // An import a crash interrupted: nothing of it may stay.
@@ -210,13 +213,8 @@ PoolImpl::~PoolImpl() {
     reclaim_cv_.SignalAll();
     reclaimer_.join();
   }
-  if (committer_.joinable()) {
-    {
-      MutexLock lock(&waiters_mu_);
-      stop_ = true;
-    }
-    waiters_cv_.SignalAll();
-    committer_.join();
+  if (committer_ != nullptr) {
+    committer_->Stop();
     MutexLock lock(&commit_mu_);
     if (HasPendingWork()) {
       Status s = CommitLocked({});  // clean shutdown; on error the pool is latched and logged
@@ -427,21 +425,10 @@ void PoolImpl::EraseVersionLocked(const MapKey& key) {
 
 // ---------------------------------------------------------------- commit pipeline
 
-// REQUIRES: mu_ may be held (waiters_mu_ is always taken after it, never before).
-void PoolImpl::WakeCommitter() {
-  {
-    MutexLock lock(&waiters_mu_);
-    commit_soon_ = true;
-  }
-  waiters_cv_.Signal();
-}
+void PoolImpl::WakeCommitter() { committer_->Wake(); }
 
 void PoolImpl::RequestCommit(EventLoop* loop, std::function<void(const Status&)> done) {
-  {
-    MutexLock lock(&waiters_mu_);
-    waiters_.push_back(Waiter{loop, std::move(done)});
-  }
-  waiters_cv_.Signal();
+  committer_->Request(loop, std::move(done));
 }
 
 bool PoolImpl::HasPendingWork() {
@@ -449,41 +436,13 @@ bool PoolImpl::HasPendingWork() {
   return !overlay_.empty() || alloc_->pending_chunks() > 0;
 }
 
-void PoolImpl::CommitterMain() {
-  MutexLock lock(&waiters_mu_);
-  const auto interval = std::chrono::milliseconds(options_.commit_interval_ms);
-  for (;;) {
-    // Until a flush or a full overlay asks, or (with an interval) the interval passed.
-    const auto deadline = std::chrono::steady_clock::now() + interval;
-    while (!stop_ && !commit_soon_ && waiters_.empty()) {
-      if (options_.commit_interval_ms == 0) {
-        waiters_cv_.Wait();
-      } else if (!waiters_cv_.WaitUntil(deadline)) {
-        break;
-      }
-    }
-    if (stop_ && waiters_.empty()) {
-      return;
-    }
-    std::deque<Waiter> batch;
-    batch.swap(waiters_);
-    commit_soon_ = false;
-    lock.Unlock();
-    Status status;
-    if (!batch.empty() || HasPendingWork()) {
-      MutexLock commit(&commit_mu_);
-      status = CommitLocked({});
-    }
-    // Every flush that arrived before this commit started is answered by it (group commit).
-    for (Waiter& w : batch) {
-      if (w.loop == nullptr) {
-        w.done(status);
-      } else {
-        w.loop->Post([done = std::move(w.done), status] { done(status); });
-      }
-    }
-    lock.Lock();
+// The committer's commit: a timer or a wake commits only when there is something to commit.
+Status PoolImpl::CommitForCommitter(bool asked) {
+  if (!asked && !HasPendingWork()) {
+    return Status::OK();
   }
+  MutexLock commit(&commit_mu_);
+  return CommitLocked({});
 }
 
 Status PoolImpl::SyncDataFiles() {

@@ -23,6 +23,7 @@
 #include "store/allocator.h"
 #include "store/chunk_locks.h"
 #include "store/data_files.h"
+#include "store/group_commit.h"
 #include "store/qos.h"
 #include "util/mutex.h"
 
@@ -193,8 +194,7 @@ class PoolImpl final : public Pool {
   FileId FileOf(uint64_t phys) const { return data_->FileOf(phys); }
   uint64_t OffsetOf(uint64_t phys) const { return data_->OffsetOf(phys); }
   // Queues a group commit; `done` runs on `loop`'s thread (or the commit thread if loop is null).
-  void RequestCommit(EventLoop* loop, std::function<void(const Status&)> done)
-      EXCLUDES(waiters_mu_);
+  void RequestCommit(EventLoop* loop, std::function<void(const Status&)> done);
   // A loop for a synchronous call, and back.
   Result<std::unique_ptr<EventLoop>> AcquireLoop() EXCLUDES(loops_mu_);
   void ReleaseLoop(std::unique_ptr<EventLoop> loop) EXCLUDES(loops_mu_);
@@ -216,17 +216,12 @@ class PoolImpl final : public Pool {
   std::shared_ptr<VolumeGovernor> GovernorForTesting(const std::string& volume_id) EXCLUDES(mu_);
 
  private:
-  struct Waiter {
-    EventLoop* loop;
-    std::function<void(const Status&)> done;
-  };
-
   PoolImpl() = default;
   Status Recover() REQUIRES(mu_);
   // Runs one commit of the overlay plus `extra`. REQUIRES: commit_mu_ held.
   Status CommitLocked(CommitBatch extra) REQUIRES(commit_mu_) EXCLUDES(mu_);
   Status CommitOnce(const CommitBatch& batch);
-  void WakeCommitter() EXCLUDES(waiters_mu_);
+  void WakeCommitter();
   // When the host file system is full: punches trimmed chunks whose free is not yet committed, so
   // that the commit which frees them has room to be written.
   bool PunchTrimmedEarly(const std::vector<uint64_t>& trimmed);
@@ -234,7 +229,7 @@ class PoolImpl final : public Pool {
   void PunchFreed(const std::vector<uint64_t>& chunks) EXCLUDES(mu_);
   void Latch(const Status& status) EXCLUDES(mu_);
   void LatchLocked(const Status& status) REQUIRES(mu_);  // REQUIRES: mu_
-  void CommitterMain();
+  Status CommitForCommitter(bool asked) EXCLUDES(commit_mu_, mu_);
   bool HasPendingWork() EXCLUDES(mu_);
   Status CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* phys) EXCLUDES(mu_);
   Result<VolumeRecord*> FindLocked(const std::string& id_or_name) REQUIRES(mu_);
@@ -418,12 +413,7 @@ class PoolImpl final : public Pool {
   Mutex commit_mu_ ACQUIRED_BEFORE(mu_);  // one commit at a time (commit thread or control op)
   Mutex fill_mu_ ACQUIRED_BEFORE(mu_);    // one FillSnapshot at a time
 
-  Mutex waiters_mu_;
-  CondVar waiters_cv_{&waiters_mu_};
-  std::deque<Waiter> waiters_ GUARDED_BY(waiters_mu_);
-  bool stop_ GUARDED_BY(waiters_mu_) = false;
-  bool commit_soon_ GUARDED_BY(waiters_mu_) = false;  // the overlay reached its bound
-  std::thread committer_;
+  std::unique_ptr<GroupCommitter> committer_;  // made at open
 
   Mutex loops_mu_;
   std::vector<std::unique_ptr<EventLoop>> idle_loops_ GUARDED_BY(loops_mu_);
