@@ -11,7 +11,7 @@ namespace strata::nbd {
 void LogLimiter::Log(LogKey key, const char* format, ...) {
   uint64_t dropped = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Window& w = windows_[static_cast<size_t>(key)];
     const uint64_t now = MonotonicNowNs() / 1'000'000;
     if (now - w.start_ms >= kWindowMs) {
@@ -40,7 +40,7 @@ void LogLimiter::Log(LogKey key, const char* format, ...) {
 }
 
 uint64_t LogLimiter::suppressed() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return suppressed_total_;
 }
 

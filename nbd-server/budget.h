@@ -12,9 +12,9 @@
 #include <atomic>
 #include <cstdarg>
 #include <cstdint>
-#include <mutex>
 
 #include "util/check.h"
+#include "util/mutex.h"
 
 namespace strata::nbd {
 
@@ -74,9 +74,9 @@ class LogLimiter {
     uint32_t lines = 0;
     uint64_t dropped = 0;  // in this key's current window, not yet reported
   };
-  mutable std::mutex mu_;
-  Window windows_[static_cast<size_t>(LogKey::kCount)];
-  uint64_t suppressed_total_ = 0;
+  mutable Mutex mu_;
+  Window windows_[static_cast<size_t>(LogKey::kCount)] GUARDED_BY(mu_);
+  uint64_t suppressed_total_ GUARDED_BY(mu_) = 0;
 };
 
 // One limiter for the process: every connection's thread logs through it.

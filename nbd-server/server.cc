@@ -218,7 +218,7 @@ Status Server::Run(int signal_fd) {
   }
   listeners_.clear();
   for (auto& c : conns_) {  // end each connection's reading; its in-flight requests still finish
-    std::lock_guard<std::mutex> lock(c->mu);
+    MutexLock lock(&c->mu);
     if (!c->done) {
       shutdown(c->fd, SHUT_RD);
     }
@@ -322,7 +322,7 @@ void Server::MakeHandshakeRoom(const std::string& peer) {
   if (victim == nullptr) {
     return;
   }
-  std::lock_guard<std::mutex> lock(victim->mu);
+  MutexLock lock(&victim->mu);
   if (victim->phase.load() != Phase::kHandshake) {
     return;  // it finished its handshake meanwhile: one handshake over the bound, briefly
   }
@@ -343,7 +343,7 @@ void Server::ServeControl(Conn* conn) {
   } catch (const std::exception& e) {  // a bug, not a reason to end the server
     ServerLog().Log(LogKey::kConnection, "control request failed: %s", e.what());
   }
-  std::lock_guard<std::mutex> lock(conn->mu);
+  MutexLock lock(&conn->mu);
   close(conn->fd);
   conn->done = true;
   conn->phase = Phase::kDone;
@@ -384,7 +384,7 @@ void Server::ServeConnection(Conn* conn, bool tcp) {
   } catch (const std::exception& e) {  // a bug, not a reason to end the server
     ServerLog().Log(LogKey::kConnection, "connection ended by an internal error: %s", e.what());
   }
-  std::lock_guard<std::mutex> lock(conn->mu);
+  MutexLock lock(&conn->mu);
   close(fd);
   conn->done = true;
   conn->phase = Phase::kDone;
@@ -399,7 +399,7 @@ void Server::ServeNegotiated(Conn* conn, Negotiated negotiated) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(conn->mu);  // against an eviction deciding meanwhile
+    MutexLock lock(&conn->mu);  // against an eviction deciding meanwhile
     if (conn->evicted) {
       established_--;
       return;
@@ -425,7 +425,7 @@ void Server::Reap(bool all) {
   for (auto it = conns_.begin(); it != conns_.end();) {
     bool done;
     {
-      std::lock_guard<std::mutex> lock((*it)->mu);
+      MutexLock lock(&(*it)->mu);
       done = (*it)->done;
     }
     if (done || all) {

@@ -23,6 +23,7 @@
 
 #include "budget.h"
 #include "handshake.h"
+#include "util/mutex.h"
 
 namespace strata::nbd {
 
@@ -54,8 +55,8 @@ class Server {
   struct Conn {
     std::thread thread;
     int fd = -1;
-    std::mutex mu;
-    bool done = false;                            // GUARDED_BY(mu)
+    Mutex mu;
+    bool done GUARDED_BY(mu) = false;
     std::atomic<Phase> phase{Phase::kHandshake};  // written by the connection's thread
     std::atomic<uint64_t> activity_ns{0};         // the client's last bytes (handshake)
     std::atomic<bool> evicted{false};             // set by the accept thread, under mu

@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -33,6 +32,7 @@
 #include "util/clock.h"
 #include "util/ids.h"
 #include "util/json_text.h"
+#include "util/mutex.h"
 
 namespace strata {
 
@@ -87,8 +87,9 @@ class Hydrator final : public BlockSource {
         options_(options),
         factory_(std::move(factory)),
         on_complete_(std::move(on_complete)),
-        state_((record_.volume_bytes + kBlock - 1) / kBlock, kMissing),
-        present_words_((state_.size() + 63) / 64),
+        blocks_((record_.volume_bytes + kBlock - 1) / kBlock),
+        state_(blocks_, kMissing),
+        present_words_((blocks_ + 63) / 64),
         present_(new std::atomic<uint64_t>[present_words_]()) {}
   ~Hydrator() override { Stop(); }
 
@@ -106,7 +107,7 @@ class Hydrator final : public BlockSource {
   void Ensure(uint64_t offset_bytes, uint64_t length_bytes,
               std::function<void(const Status&)> done) override;
   double Progress() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return ProgressLocked();
   }
   HydrationStatus Describe();
@@ -121,7 +122,7 @@ class Hydrator final : public BlockSource {
   };
   using Calls = std::vector<std::pair<std::function<void(const Status&)>, Status>>;
 
-  double ProgressLocked() const {
+  double ProgressLocked() const REQUIRES(mu_) {
     if (complete_ || record_.data_blocks == 0) {
       return 1.0;  // (an all-zero snapshot has nothing to fetch: its holes read right)
     }
@@ -135,15 +136,15 @@ class Hydrator final : public BlockSource {
   void Main(int worker);
   // The next blocks to fetch: asked for first (with read-ahead), then (if `background`) the
   // background pass.
-  void PickLocked(bool background, std::vector<uint64_t>* batch);
-  bool BackgroundAllowedLocked(int64_t now);
+  void PickLocked(bool background, std::vector<uint64_t>* batch) REQUIRES(mu_);
+  bool BackgroundAllowedLocked(int64_t now) REQUIRES(mu_);
   // Fetches, checks and fills the batch; then settles each block. No lock held.
   void FetchBatch(const std::vector<uint64_t>& batch,
                   std::unique_ptr<remote::SnapshotReader>* reader);
-  void SettleLocked(uint64_t block, const Status& s, Calls* calls);
+  void SettleLocked(uint64_t block, const Status& s, Calls* calls) REQUIRES(mu_);
   // Keeps the restore marker fresh (GC keeps the tree meanwhile); `last` deletes it.
   void Heartbeat(bool last);
-  bool CheckCompleteLocked();
+  bool CheckCompleteLocked() REQUIRES(mu_);
   void Say(const std::string& line) {
     if (options_.log) {
       options_.log(line);
@@ -161,35 +162,37 @@ class Hydrator final : public BlockSource {
   std::unique_ptr<remote::ObjectStore> marker_store_;          // the worker's only
   int64_t marker_ms_ = 0;                                      // last heartbeat written (steady)
 
-  std::mutex mu_;
-  std::condition_variable cv_;  // with mu_: something to fetch, or stop
-  std::vector<uint8_t> state_;  // per block
+  const uint64_t blocks_;  // the snapshot's, in remote blocks (state_ has as many)
+  Mutex mu_;
+  CondVar cv_{&mu_};                            // something to fetch, or stop
+  std::vector<uint8_t> state_ GUARDED_BY(mu_);  // per block
   // kPresent of state_, readable without mu_: every request of a restoring volume asks Present,
   // and a block once present stays so. Set (release) after the block's fill is published, so a
   // reader that sees the bit (acquire) finds the fill.
   const size_t present_words_;
   std::unique_ptr<std::atomic<uint64_t>[]> present_;
-  void MarkPresentLocked(uint64_t block) {
+  void MarkPresentLocked(uint64_t block) REQUIRES(mu_) {
     state_[block] = kPresent;
     present_[block / 64].fetch_or(uint64_t{1} << (block % 64), std::memory_order_release);
   }
-  std::deque<uint64_t> urgent_;
-  std::unordered_map<uint64_t, std::vector<std::shared_ptr<Demand>>> waiting_;
-  uint64_t cursor_ = 0;  // the background pass: every block below is present or in flight
-  size_t in_flight_ = 0;
-  uint64_t fetched_ = 0;  // data blocks here
-  uint64_t bytes_ = 0;
-  int64_t paused_until_ms_ = 0;  // the background pass waits after a failure
-  int64_t backoff_ms_ = 0;
-  double tokens_ = 0;  // bytes the background pass may fetch now (rate limit)
-  int64_t tokens_ms_ = NowMs();
-  int64_t started_ms_ = NowMs();
-  uint64_t fetched_at_start_ = 0;
-  bool complete_ = false;
+  std::deque<uint64_t> urgent_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, std::vector<std::shared_ptr<Demand>>> waiting_ GUARDED_BY(mu_);
+  uint64_t cursor_ GUARDED_BY(mu_) =
+      0;  // the background pass: every block below is present or in flight
+  size_t in_flight_ GUARDED_BY(mu_) = 0;
+  uint64_t fetched_ GUARDED_BY(mu_) = 0;  // data blocks here
+  uint64_t bytes_ GUARDED_BY(mu_) = 0;
+  int64_t paused_until_ms_ GUARDED_BY(mu_) = 0;  // the background pass waits after a failure
+  int64_t backoff_ms_ GUARDED_BY(mu_) = 0;
+  double tokens_ GUARDED_BY(mu_) = 0;  // bytes the background pass may fetch now (rate limit)
+  int64_t tokens_ms_ GUARDED_BY(mu_) = NowMs();
+  int64_t started_ms_ GUARDED_BY(mu_) = NowMs();
+  uint64_t fetched_at_start_ GUARDED_BY(mu_) = 0;
+  bool complete_ GUARDED_BY(mu_) = false;
   std::atomic<bool> complete_fast_{false};  // complete_, read without mu_
-  bool stop_ = false;
-  std::string last_error_;
-  bool damaged_ = false;
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::string last_error_ GUARDED_BY(mu_);
+  bool damaged_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
 
@@ -197,6 +200,7 @@ Status Hydrator::Init() {
   for (uint64_t start = 0;;) {
     STRATA_ASSIGN_OR_RETURN(BlockList list, pool_->ListSnapshotBlocks(record_.snapshot_id, kBlock,
                                                                       start, kMaxBlockListResults));
+    MutexLock lock(&mu_);  // (not attached yet: nobody else looks)
     for (uint64_t b : list.blocks) {
       if (b < state_.size() && state_[b] != kPresent) {
         MarkPresentLocked(b);
@@ -208,6 +212,7 @@ Status Hydrator::Init() {
     }
     start = *list.next_block;
   }
+  MutexLock lock(&mu_);
   fetched_at_start_ = fetched_;
   return Status::OK();
 }
@@ -215,7 +220,7 @@ Status Hydrator::Init() {
 void Hydrator::Stop() {
   Calls calls;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_) {
       return;
     }
@@ -232,7 +237,7 @@ void Hydrator::Stop() {
     }
     waiting_.clear();
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   for (std::thread& t : workers_) {
     t.join();
   }
@@ -247,7 +252,7 @@ bool Hydrator::Present(uint64_t offset_bytes, uint64_t length_bytes) {
     return true;  // every request of a restored volume asks: no lock once complete
   }
   const uint64_t end =
-      std::min<uint64_t>(state_.size(), (offset_bytes + length_bytes + kBlock - 1) / kBlock);
+      std::min<uint64_t>(blocks_, (offset_bytes + length_bytes + kBlock - 1) / kBlock);
   for (uint64_t b = offset_bytes / kBlock; b < end; b++) {
     if ((present_[b / 64].load(std::memory_order_acquire) & (uint64_t{1} << (b % 64))) == 0) {
       return false;  // (a stale answer only sends the request through Ensure, which knows)
@@ -260,12 +265,12 @@ void Hydrator::Ensure(uint64_t offset_bytes, uint64_t length_bytes,
                       std::function<void(const Status&)> done) {
   auto demand = std::make_shared<Demand>();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_) {
       demand->status = Status::IOError("the restore of " + record_.snapshot_id + " stopped", EIO);
     } else if (!complete_) {
       const uint64_t end =
-          std::min<uint64_t>(state_.size(), (offset_bytes + length_bytes + kBlock - 1) / kBlock);
+          std::min<uint64_t>(blocks_, (offset_bytes + length_bytes + kBlock - 1) / kBlock);
       for (uint64_t b = offset_bytes / kBlock; b < end; b++) {
         if (state_[b] == kPresent) {
           continue;
@@ -280,7 +285,7 @@ void Hydrator::Ensure(uint64_t offset_bytes, uint64_t length_bytes,
     }
     if (demand->outstanding > 0) {
       demand->done = std::move(done);
-      cv_.notify_all();
+      cv_.SignalAll();
       return;
     }
   }
@@ -338,7 +343,7 @@ void Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
 }
 
 void Hydrator::Main(int worker) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   bool completed_here = false;  // the worker that saw it complete reports it, once
   while (!stop_ && !complete_) {
     std::vector<uint64_t> batch;
@@ -348,21 +353,21 @@ void Hydrator::Main(int worker) {
         completed_here = true;
         break;
       }
-      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      cv_.WaitFor(std::chrono::milliseconds(100));
       continue;
     }
     in_flight_ += batch.size();
-    lock.unlock();
+    lock.Unlock();
     if (worker == 0) {
       Heartbeat(/*last=*/false);
     }
     FetchBatch(batch, &readers_[worker]);
-    lock.lock();
+    lock.Lock();
     in_flight_ -= batch.size();
-    cv_.notify_all();  // (the other worker may be waiting for this batch to see completion)
+    cv_.SignalAll();  // (the other worker may be waiting for this batch to see completion)
   }
   const bool done = completed_here;
-  lock.unlock();
+  lock.Unlock();
   if (done) {
     Heartbeat(/*last=*/true);
   }
@@ -499,7 +504,7 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
   }
   Calls calls;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Status first_error = opened;
     for (uint64_t b : batch) {
       Status s = opened.ok() ? result[b] : opened;
@@ -544,7 +549,7 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
 }
 
 HydrationStatus Hydrator::Describe() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   HydrationStatus st;
   st.snapshot_id = record_.snapshot_id;
   st.remote = record_.remote;
@@ -569,7 +574,7 @@ HydrationStatus Hydrator::Describe() {
 
 // ---------------------------------------------------------------- the pool's restores
 
-std::mutex registry_mu;
+Mutex registry_mu;  // guards Registry()
 std::map<Pool*, Hydrations*>& Registry() {
   static auto* registry = new std::map<Pool*, Hydrations*>();
   return *registry;
@@ -581,12 +586,12 @@ class HydrationsImpl final : public Hydrations {
       : pool_(pool), options_(std::move(options)), factory_(std::move(factory)) {}
   ~HydrationsImpl() override {
     {
-      std::lock_guard<std::mutex> lock(registry_mu);
+      MutexLock lock(&registry_mu);
       Registry().erase(pool_);
     }
     std::map<std::string, std::shared_ptr<Hydrator>> running;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       running.swap(running_);
     }
     for (auto& [id, h] : running) {
@@ -607,14 +612,14 @@ class HydrationsImpl final : public Hydrations {
   std::string Path() const { return pool_->Info().path + "/hydrations.json"; }
   Result<std::vector<Record>> ReadRecords();
   Status WriteRecords(const std::vector<Record>& records);
-  Status Run(const Record& record);  // attaches and starts. REQUIRES: mu_
+  Status Run(const Record& record) REQUIRES(mu_);  // attaches and starts
   void Completed(const std::string& snapshot_id);
 
   Pool* pool_;
   const HydrationOptions options_;
   StoreFactory factory_;
-  std::mutex mu_;  // the records file and running_
-  std::map<std::string, std::shared_ptr<Hydrator>> running_;
+  Mutex mu_;  // the records file and running_
+  std::map<std::string, std::shared_ptr<Hydrator>> running_ GUARDED_BY(mu_);
 };
 
 Result<std::vector<Record>> HydrationsImpl::ReadRecords() {
@@ -675,7 +680,7 @@ Status HydrationsImpl::Run(const Record& record) {
 }
 
 Status HydrationsImpl::Load() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
   std::vector<Record> kept;
   for (const Record& r : records) {
@@ -719,7 +724,7 @@ Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::st
                                   " (deleted just now)")
                : again.status();
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
   records.push_back(record);
   STRATA_RETURN_IF_ERROR(WriteRecords(records));  // first: a crash after it leaves no orphan
@@ -755,7 +760,7 @@ Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::st
 }
 
 void HydrationsImpl::Completed(const std::string& snapshot_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto records = ReadRecords();
   if (!records.ok()) {
     return;
@@ -769,7 +774,7 @@ void HydrationsImpl::Completed(const std::string& snapshot_id) {
 Status HydrationsImpl::Abort(const std::string& snapshot_id) {
   std::shared_ptr<Hydrator> h;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = running_.find(snapshot_id);
     if (it == running_.end()) {
       return Status::NotFound("no restore of " + snapshot_id + " is under way");
@@ -783,7 +788,7 @@ Status HydrationsImpl::Abort(const std::string& snapshot_id) {
     (void)pool_->AttachBlockSource(snapshot_id, h);  // still read through: keep it (stopped)
     return deleted;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   running_.erase(snapshot_id);
   STRATA_ASSIGN_OR_RETURN(std::vector<Record> records, ReadRecords());
   std::erase_if(records, [&](const Record& r) { return r.snapshot_id == snapshot_id; });
@@ -799,7 +804,7 @@ Status HydrationsImpl::Abort(const std::string& snapshot_id) {
 
 std::optional<HydrationStatus> HydrationsImpl::StatusOf(const std::string& id) {
   std::shared_ptr<BlockSource> source = pool_->SourceOf(id);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [snap, h] : running_) {
     if (snap == id || (source && h.get() == source.get())) {
       return h->Describe();
@@ -809,7 +814,7 @@ std::optional<HydrationStatus> HydrationsImpl::StatusOf(const std::string& id) {
 }
 
 std::vector<HydrationStatus> HydrationsImpl::List() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<HydrationStatus> out;
   for (const auto& [snap, h] : running_) {
     out.push_back(h->Describe());
@@ -849,7 +854,7 @@ Result<std::unique_ptr<Hydrations>> remote::StartHydrationsWith(
     std::function<Result<std::unique_ptr<ObjectStore>>(const RemoteSpec&, uint32_t)> factory) {
   auto h = std::make_unique<HydrationsImpl>(pool, options, std::move(factory));
   {
-    std::lock_guard<std::mutex> lock(registry_mu);
+    MutexLock lock(&registry_mu);
     if (Registry().count(pool) != 0) {
       return Status::AlreadyExists("the pool's restores are run by another Hydrations");
     }
@@ -866,7 +871,7 @@ Result<std::unique_ptr<Hydrations>> Hydrations::Start(Pool* pool, const Hydratio
 }
 
 Hydrations* Hydrations::Of(Pool* pool) {
-  std::lock_guard<std::mutex> lock(registry_mu);
+  MutexLock lock(&registry_mu);
   auto it = Registry().find(pool);
   return it == Registry().end() ? nullptr : it->second;
 }
