@@ -40,6 +40,7 @@ std::optional<ChunkAllocator::Grant> ChunkAllocator::Allocate(bool prefer_dirty)
 void ChunkAllocator::ReturnUnmapped(uint64_t phys) {
   STRATA_CHECK(phys < frontier_);
   dirty_.push_back(phys);
+  STRATA_CHECK(free_chunks() + pending_.size() <= frontier_);
 }
 
 void ChunkAllocator::FreeAfterCommit(uint64_t phys, bool reads_as_zero_anyway) {
@@ -56,19 +57,33 @@ std::vector<uint64_t> ChunkAllocator::TakePending(std::vector<uint64_t>* trimmed
 }
 std::vector<uint64_t> ChunkAllocator::TakePunched() { return std::exchange(punched_, {}); }
 
+// Always on, O(1) per chunk moved: every chunk a transition names is below the frontier, no
+// more chunks are free or pending than exist, and the trimmed ones are among the pending.
+void ChunkAllocator::CheckInvariants(const std::vector<uint64_t>& moved) const {
+  for (uint64_t c : moved) {
+    STRATA_CHECK(c < frontier_);
+  }
+  STRATA_CHECK(free_chunks() + pending_.size() <= frontier_);
+  STRATA_CHECK(pending_trimmed_.size() <= pending_.size());
+}
+
 void ChunkAllocator::AddClean(const std::vector<uint64_t>& chunks) {
   clean_.insert(clean_.end(), chunks.begin(), chunks.end());
+  CheckInvariants(chunks);
 }
 void ChunkAllocator::AddPunched(const std::vector<uint64_t>& chunks) {
   punched_.insert(punched_.end(), chunks.begin(), chunks.end());
+  CheckInvariants(chunks);
 }
 void ChunkAllocator::AddDirty(const std::vector<uint64_t>& chunks) {
   dirty_.insert(dirty_.end(), chunks.begin(), chunks.end());
+  CheckInvariants(chunks);
 }
 void ChunkAllocator::RestorePending(const std::vector<uint64_t>& chunks,
                                     const std::vector<uint64_t>& trimmed) {
   pending_.insert(pending_.end(), chunks.begin(), chunks.end());
   pending_trimmed_.insert(pending_trimmed_.end(), trimmed.begin(), trimmed.end());
+  CheckInvariants(chunks);
 }
 
 std::vector<uint64_t> ChunkAllocator::AllFree() const {

@@ -62,6 +62,7 @@ class ChunkAllocator {
   std::vector<uint64_t> AllFree() const;
 
  private:
+  void CheckInvariants(const std::vector<uint64_t>& moved) const;
   static constexpr uint64_t kMaxFrontier = uint64_t{1} << 40;  // chunk numbers stay far below
   uint64_t frontier_;
   uint64_t capacity_chunks_;  // 0 = unlimited

@@ -323,6 +323,7 @@ void VolumeImpl::Pump(RequestState* state) {
       break;  // nothing left that is mapped, or the map failed (state->error)
     }
     int slot = __builtin_ctz(~state->busy_mask);
+    STRATA_CHECK(slot < static_cast<int>(internal::kMaxPiecesInFlight));
     state->busy_mask |= 1u << slot;
     state->active++;
     Piece* p = &state->pieces[slot];
@@ -400,6 +401,7 @@ void VolumeImpl::PieceFinished(Piece* piece, const Status& status) {
     state->error = status;
   }
   int slot = static_cast<int>(piece - state->pieces);
+  STRATA_CHECK((state->busy_mask & (1u << slot)) != 0 && state->active > 0);  // finished once
   state->busy_mask &= ~(1u << slot);
   state->active--;
   Pump(state);
@@ -781,6 +783,12 @@ Status VolumeImpl::MarkUnitsPresentLocked(Piece* p) {
 void VolumeImpl::Issue(Piece* p, Piece::Step step, IoOp::Kind kind, uint64_t phys, uint32_t offset,
                        uint32_t length, void* buf) {
   STRATA_CHECK(offset + length <= chunk_size_);
+  // A piece does one I/O, or a read of the old data (read-modify-write, copy-on-write) then
+  // the write: no other sequence is valid.
+  const bool first = p->step == Piece::Step::kIdle && step != Piece::Step::kIdle;
+  const bool second = (p->step == Piece::Step::kRmwRead || p->step == Piece::Step::kCowRead) &&
+                      step == Piece::Step::kWrite;
+  STRATA_CHECK(first || second);
   p->step = step;
   p->op = IoOp{};
   p->op.kind = kind;
