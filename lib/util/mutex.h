@@ -80,38 +80,39 @@ class CondVar {
   // Each wait REQUIRES the mutex (checked at run time: the analysis cannot tie a CondVar's mutex
   // to the caller's name for it).
   void Wait() {
-    mu_->AssertHeld();
-    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
-    mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
-    cv_.wait(lock);
-    mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
-    lock.release();
+    WhileReleased([this](std::unique_lock<std::mutex>& lock) {
+      cv_.wait(lock);
+      return true;
+    });
+  }
+  // Waits until notified or `deadline` passed; false once it has.
+  bool WaitUntil(std::chrono::steady_clock::time_point deadline) {
+    return WhileReleased([&](std::unique_lock<std::mutex>& lock) {
+      return cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
+    });
   }
   // Waits until notified or `timeout` passed; false on timeout.
   template <typename Rep, typename Period>
   bool WaitFor(std::chrono::duration<Rep, Period> timeout) {
-    mu_->AssertHeld();
-    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
-    mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
-    const bool notified = cv_.wait_for(lock, timeout) == std::cv_status::no_timeout;
-    mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
-    lock.release();
-    return notified;
-  }
-  // Waits until notified or `deadline` passed; false once it has.
-  bool WaitUntil(std::chrono::steady_clock::time_point deadline) {
-    mu_->AssertHeld();
-    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
-    mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
-    const bool notified = cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
-    mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
-    lock.release();
-    return notified;
+    return WaitUntil(std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
   void Signal() { cv_.notify_one(); }
   void SignalAll() { cv_.notify_all(); }
 
  private:
+  // Runs `wait` on the held mutex, which it releases while waiting; keeps AssertHeld true.
+  template <typename Fn>
+  bool WhileReleased(Fn wait) {
+    mu_->AssertHeld();
+    std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
+    mu_->owner_.store(std::thread::id(), std::memory_order_relaxed);
+    const bool result = wait(lock);
+    mu_->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    lock.release();
+    return result;
+  }
+
   Mutex* const mu_;
   std::condition_variable cv_;
 };
