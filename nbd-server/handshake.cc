@@ -103,6 +103,9 @@ class Negotiation {
  private:
   // The connection's bytes: plaintext until STARTTLS, then through the TLS session.
   Status Read(void* buf, size_t len) {
+    if (activity_ns_ != nullptr) {  // the server waits on the client from here
+      activity_ns_->store(MonotonicNowNs(), std::memory_order_relaxed);
+    }
     if (!out_->tls) {
       return ReadFully(fd_, buf, len, activity_ns_);
     }

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +27,13 @@
 #include "util/text.h"
 
 namespace strata::nbd {
+
+namespace {
+constexpr int kMaxAcceptsPerTurn = 256;
+// A handshake whose server has waited on its client this long, with nothing unread, is idle.
+constexpr uint64_t kIdleGraceMs = 250;
+constexpr int kDeferredAcceptMs = 10;  // the wait before accepting again when no slot is free
+}  // namespace
 
 Server::~Server() {
   for (int fd : listeners_) {
@@ -189,13 +198,14 @@ Status Server::ListenInherited(int fd, bool allow_insecure) {
 }
 
 Status Server::Run(int signal_fd) {
+  bool deferred = false;  // every handshake slot was busy: accept again after a short wait
   while (true) {
     std::vector<pollfd> fds;
-    for (int l : listeners_) {
+    for (int l : deferred ? std::vector<int>() : listeners_) {
       fds.push_back(pollfd{l, POLLIN, 0});
     }
     fds.push_back(pollfd{signal_fd, POLLIN, 0});
-    int rc = poll(fds.data(), fds.size(), 1000);
+    int rc = poll(fds.data(), fds.size(), deferred ? kDeferredAcceptMs : 1000);
     Reap(false);
     if (rc < 0 && errno != EINTR) {
       return Status::FromErrno("poll", errno);
@@ -206,9 +216,11 @@ Status Server::Run(int signal_fd) {
       std::fprintf(stderr, "strata-nbd: signal %u: finishing in-flight requests\n", info.ssi_signo);
       break;
     }
+    const bool polled = !deferred;
+    deferred = false;
     for (size_t i = 0; i < listeners_.size(); i++) {
-      if (fds[i].revents != 0) {
-        AcceptAll(listeners_[i], listener_kinds_[i]);
+      if ((!polled || fds[i].revents != 0) && !AcceptAll(listeners_[i], listener_kinds_[i])) {
+        deferred = true;
       }
     }
   }
@@ -237,7 +249,6 @@ Status Server::Run(int signal_fd) {
 }
 
 namespace {
-constexpr int kMaxAcceptsPerTurn = 256;
 
 constexpr uint32_t kMaxControlConnections = 16;
 
@@ -253,16 +264,21 @@ std::string PeerAddress(const sockaddr_storage& addr) {
 }
 }  // namespace
 
-void Server::AcceptAll(int listener, Kind kind) {
+bool Server::AcceptAll(int listener, Kind kind) {
   for (int i = 0; i < kMaxAcceptsPerTurn; i++) {
+    if (kind != Kind::kControl && CountHandshakes("").first >= limits_.max_handshakes &&
+        !EvictIdleHandshake("")) {
+      return false;  // the next client waits in the backlog, in arrival order
+    }
     sockaddr_storage addr{};
     socklen_t len = sizeof(addr);
     int fd = accept4(listener, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
     if (fd < 0) {
-      return;  // EAGAIN: nothing more pending (or a transient error: poll again)
+      return true;  // EAGAIN: nothing more pending (or a transient error: poll again)
     }
     Admit(fd, kind, kind == Kind::kTcp ? PeerAddress(addr) : std::string());
   }
+  return true;
 }
 
 void Server::Admit(int fd, Kind kind, std::string peer) {
@@ -275,8 +291,15 @@ void Server::Admit(int fd, Kind kind, std::string peer) {
     close(fd);
     return;
   }
-  if (kind != Kind::kControl) {
-    MakeHandshakeRoom(peer);
+  if (!peer.empty() && CountHandshakes(peer).second >= limits_.max_handshakes_per_peer &&
+      !EvictIdleHandshake(peer)) {
+    refused_++;
+    ServerLog().Log(LogKey::kRefused,
+                    "refusing a connection from %s: %u handshakes from it in "
+                    "progress",
+                    peer.c_str(), limits_.max_handshakes_per_peer);
+    close(fd);
+    return;
   }
   auto conn = std::make_unique<Conn>();
   conn->fd = fd;
@@ -293,44 +316,45 @@ void Server::Admit(int fd, Kind kind, std::string peer) {
   }
 }
 
-void Server::MakeHandshakeRoom(const std::string& peer) {
+std::pair<uint32_t, uint32_t> Server::CountHandshakes(const std::string& peer) {
   uint32_t total = 0, from_peer = 0;
-  Conn* idlest = nullptr;       // least active handshake overall
-  Conn* idlest_peer = nullptr;  // ... and from `peer`
   for (auto& c : conns_) {
-    if (c->evicted || c->control || c->phase.load() != Phase::kHandshake) {
-      continue;
-    }
-    total++;
-    const uint64_t at = c->activity_ns.load(std::memory_order_relaxed);
-    if (idlest == nullptr || at < idlest->activity_ns.load(std::memory_order_relaxed)) {
-      idlest = c.get();
-    }
-    if (!peer.empty() && c->peer == peer) {
-      from_peer++;
-      if (idlest_peer == nullptr || at < idlest_peer->activity_ns.load(std::memory_order_relaxed)) {
-        idlest_peer = c.get();
-      }
+    if (!c->evicted && !c->control && c->phase.load() == Phase::kHandshake) {
+      total++;
+      from_peer += !peer.empty() && c->peer == peer ? 1 : 0;
     }
   }
-  Conn* victim = nullptr;
-  if (!peer.empty() && from_peer >= limits_.max_handshakes_per_peer) {
-    victim = idlest_peer;
-  } else if (total >= limits_.max_handshakes) {
-    victim = idlest;
+  return {total, from_peer};
+}
+
+bool Server::EvictIdleHandshake(const std::string& peer) {
+  std::vector<std::pair<uint64_t, Conn*>> candidates;  // (waiting since, connection)
+  for (auto& c : conns_) {
+    if (!c->evicted && !c->control && c->phase.load() == Phase::kHandshake &&
+        (peer.empty() || c->peer == peer)) {
+      candidates.emplace_back(c->activity_ns.load(std::memory_order_relaxed), c.get());
+    }
   }
-  if (victim == nullptr) {
-    return;
+  std::sort(candidates.begin(), candidates.end());
+  const uint64_t now = MonotonicNowNs();
+  for (auto [since, victim] : candidates) {
+    if (now - std::min(now, since) < kIdleGraceMs * 1000000ull) {
+      return false;  // the rest waited on their clients for less time still
+    }
+    MutexLock lock(&victim->mu);
+    int unread = 0;
+    if (victim->done || victim->phase.load() != Phase::kHandshake ||
+        ioctl(victim->fd, FIONREAD, &unread) != 0 || unread > 0) {
+      continue;  // finished meanwhile, or its client did speak and the server is behind
+    }
+    shutdown(victim->fd, SHUT_RDWR);  // its blocking recv returns; the thread ends
+    victim->evicted = true;
+    evicted_++;
+    ServerLog().Log(LogKey::kEvicted, "dropping an idle handshake%s%s for a new connection",
+                    victim->peer.empty() ? "" : " from ", victim->peer.c_str());
+    return true;
   }
-  MutexLock lock(&victim->mu);
-  if (victim->phase.load() != Phase::kHandshake) {
-    return;  // it finished its handshake meanwhile: one handshake over the bound, briefly
-  }
-  shutdown(victim->fd, SHUT_RDWR);  // its blocking recv returns; the thread ends
-  victim->evicted = true;
-  evicted_++;
-  ServerLog().Log(LogKey::kEvicted, "dropping an idle handshake%s%s for a new connection",
-                  victim->peer.empty() ? "" : " from ", victim->peer.c_str());
+  return false;
 }
 
 void Server::ServeControl(Conn* conn) {

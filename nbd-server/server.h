@@ -2,10 +2,14 @@
 // io_uring EventLoop), and a graceful stop on SIGTERM/SIGINT.
 //
 // Connection slots: handshakes and established connections are counted apart, so clients that
-// connect and never negotiate cannot shut out others. When max_handshakes are in progress, a new
-// connection drops the least active one (the one whose client sent nothing for longest); a TCP
-// source address holds at most max_handshakes_per_peer of them. Past max_connections
-// established, new clients are refused. Refusals are counted and logged at a bounded rate.
+// connect and never negotiate cannot shut out others. A handshake is *idle* when the server has
+// waited on its client for kIdleGraceMs with nothing unread on its socket. When max_handshakes
+// are in progress, the idlest idle one is dropped for a new connection; when none is idle (a
+// flood of new or busy connections), accepting waits and new clients queue in the kernel's
+// backlog in arrival order. A TCP source address holds at most max_handshakes_per_peer: past
+// that its idlest idle handshake is dropped, or else its new connection is refused (only that
+// address waits on itself). Past max_connections established, new clients are refused.
+// Refusals are counted and logged at a bounded rate.
 #ifndef STRATA_NBD_SERVER_H_
 #define STRATA_NBD_SERVER_H_
 
@@ -58,18 +62,21 @@ class Server {
     Mutex mu;
     bool done GUARDED_BY(mu) = false;
     std::atomic<Phase> phase{Phase::kHandshake};  // written by the connection's thread
-    std::atomic<uint64_t> activity_ns{0};         // the client's last bytes (handshake)
+    std::atomic<uint64_t> activity_ns{0};         // since when the server waits on the client
     std::atomic<bool> evicted{false};             // set by the accept thread, under mu
     bool control = false;                         // a control-socket connection
     std::string peer;                             // TCP source address; "" for unix
   };
   enum class Kind { kUnix, kTcp, kControl };
   Status Listen(int fd, Kind kind);
-  // Accepts what is pending on `listener` (bounded per turn).
-  void AcceptAll(int listener, Kind kind);
+  // Accepts what is pending on `listener` (bounded per turn); false when it stopped because
+  // every handshake slot is busy (the caller polls again shortly, without that listener).
+  bool AcceptAll(int listener, Kind kind);
   void Admit(int fd, Kind kind, std::string peer);
-  // Makes room for one more handshake from `peer` by dropping the least active one, if needed.
-  void MakeHandshakeRoom(const std::string& peer);
+  // Handshakes in progress: in all, and from `peer` (TCP; "" counts none).
+  std::pair<uint32_t, uint32_t> CountHandshakes(const std::string& peer);
+  // Drops the idlest idle handshake (from `peer` if not ""); false if none is idle.
+  bool EvictIdleHandshake(const std::string& peer);
   void ServeConnection(Conn* conn, bool tcp);
   void ServeNegotiated(Conn* conn, Negotiated negotiated);
   void ServeControl(Conn* conn);

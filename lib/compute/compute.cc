@@ -71,163 +71,6 @@ Status ValidateTags(const Tags& tags) {
   return Status::OK();
 }
 
-namespace {
-
-json MappingJson(const BlockDeviceMapping& m) {
-  json j = {{"device_name", m.device_name},
-            {"virtual_name", m.virtual_name},
-            {"snapshot_id", m.snapshot_id},
-            {"volume_size_gib", m.volume_size_gib},
-            {"volume_type", m.volume_type}};
-  if (m.iops != 0) {
-    j["iops"] = m.iops;
-  }
-  if (m.throughput_mibps != 0) {
-    j["throughput_mibps"] = m.throughput_mibps;
-  }
-  if (m.delete_on_termination) {
-    j["delete_on_termination"] = *m.delete_on_termination;
-  }
-  return j;
-}
-
-BlockDeviceMapping MappingOf(const json& j) {
-  BlockDeviceMapping m;
-  m.device_name = j.at("device_name").get<std::string>();
-  m.virtual_name = j.at("virtual_name").get<std::string>();
-  m.snapshot_id = j.at("snapshot_id").get<std::string>();
-  m.volume_size_gib = j.at("volume_size_gib").get<uint64_t>();
-  m.volume_type = j.at("volume_type").get<std::string>();
-  m.iops = j.value("iops", 0u);
-  m.throughput_mibps = j.value("throughput_mibps", 0u);
-  if (j.contains("delete_on_termination")) {
-    m.delete_on_termination = j["delete_on_termination"].get<bool>();
-  }
-  return m;
-}
-
-json DeviceJson(const InstanceDevice& d) {
-  return json{
-      {"device_name", d.device_name},           {"volume_id", d.volume_id},
-      {"virtual_name", d.virtual_name},         {"size_bytes", d.size_bytes},
-      {"seed_snapshot_id", d.seed_snapshot_id}, {"delete_on_termination", d.delete_on_termination},
-      {"attach_time_ms", d.attach_time_ms}};
-}
-
-InstanceDevice DeviceOf(const json& j) {
-  InstanceDevice d;
-  d.device_name = j.at("device_name").get<std::string>();
-  d.volume_id = j.at("volume_id").get<std::string>();
-  d.virtual_name = j.at("virtual_name").get<std::string>();
-  d.size_bytes = j.at("size_bytes").get<uint64_t>();
-  d.seed_snapshot_id = j.at("seed_snapshot_id").get<std::string>();
-  d.delete_on_termination = j.at("delete_on_termination").get<bool>();
-  d.attach_time_ms = j.at("attach_time_ms").get<int64_t>();
-  return d;
-}
-
-}  // namespace
-
-Result<json> ParseRecord(const char* what, const std::string& id, const std::string& text) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status::Corruption(std::string(what) + " record " + id + " is not JSON");
-  }
-  return j;
-}
-
-std::string EncodeImage(const ImageInfo& image) {
-  json mappings = json::array();
-  for (const BlockDeviceMapping& m : image.mappings) {
-    mappings.push_back(MappingJson(m));
-  }
-  return DumpJson(json{{"image_id", image.image_id},
-                       {"name", image.name},
-                       {"description", image.description},
-                       {"state", image.state},
-                       {"root_device_name", image.root_device_name},
-                       {"root_device_type", image.root_device_type},
-                       {"creation_time_ms", image.creation_time_ms},
-                       {"source_instance_id", image.source_instance_id},
-                       {"mappings", mappings}});
-}
-
-Result<ImageInfo> DecodeImage(const std::string& id, const std::string& text) {
-  STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("image", id, text));
-  ImageInfo image;
-  try {
-    image.image_id = j.at("image_id").get<std::string>();
-    image.name = j.at("name").get<std::string>();
-    image.description = j.at("description").get<std::string>();
-    image.state = j.at("state").get<std::string>();
-    image.root_device_name = j.at("root_device_name").get<std::string>();
-    image.root_device_type = j.at("root_device_type").get<std::string>();
-    image.creation_time_ms = j.at("creation_time_ms").get<int64_t>();
-    image.source_instance_id = j.at("source_instance_id").get<std::string>();
-    for (const json& m : j.at("mappings")) {
-      image.mappings.push_back(MappingOf(m));
-    }
-  } catch (const json::exception& e) {
-    return Status::Corruption("image record " + id + ": " + e.what());
-  }
-  if (image.image_id != id) {
-    return Status::Corruption("image record " + id + " names " + image.image_id);
-  }
-  return image;
-}
-
-std::string EncodeInstance(const InstanceRecord& rec) {
-  const InstanceInfo& i = rec.info;
-  json devices = json::array();
-  for (const InstanceDevice& d : i.devices) {
-    devices.push_back(DeviceJson(d));
-  }
-  return DumpJson(json{{"instance_id", i.instance_id},
-                       {"image_id", i.image_id},
-                       {"instance_type", i.instance_type},
-                       {"state", i.state},
-                       {"state_reason", i.state_reason},
-                       {"launch_time_ms", i.launch_time_ms},
-                       {"root_device_name", i.root_device_name},
-                       {"root_device_type", i.root_device_type},
-                       {"disable_api_termination", i.disable_api_termination},
-                       {"devices", devices},
-                       {"security_group_ids", i.security_group_ids},
-                       {"key_name", i.key_name},
-                       {"pending_deletes", rec.pending_deletes}});
-}
-
-Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& text) {
-  STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("instance", id, text));
-  InstanceRecord rec;
-  InstanceInfo& i = rec.info;
-  try {
-    i.instance_id = j.at("instance_id").get<std::string>();
-    i.image_id = j.at("image_id").get<std::string>();
-    i.instance_type = j.at("instance_type").get<std::string>();
-    i.state = j.at("state").get<std::string>();
-    i.state_reason = j.at("state_reason").get<std::string>();
-    i.launch_time_ms = j.at("launch_time_ms").get<int64_t>();
-    i.root_device_name = j.at("root_device_name").get<std::string>();
-    i.root_device_type = j.at("root_device_type").get<std::string>();
-    i.disable_api_termination = j.at("disable_api_termination").get<bool>();
-    for (const json& d : j.at("devices")) {
-      i.devices.push_back(DeviceOf(d));
-    }
-    rec.pending_deletes = j.at("pending_deletes").get<std::vector<std::string>>();
-    // (absent in records written before security groups)
-    i.security_group_ids =
-        j.value("security_group_ids", json::array()).get<std::vector<std::string>>();
-    i.key_name = j.value("key_name", std::string());
-  } catch (const json::exception& e) {
-    return Status::Corruption("instance record " + id + ": " + e.what());
-  }
-  if (i.instance_id != id) {
-    return Status::Corruption("instance record " + id + " names " + i.instance_id);
-  }
-  return rec;
-}
-
 // ---------------------------------------------------------------- open
 
 Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions& options) {
@@ -249,7 +92,7 @@ Status ComputeImpl::Load() {
   MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(auto image_records, pool_->ReadRecords(kImagesTable));
   for (const auto& [id, text] : image_records) {
-    STRATA_ASSIGN_OR_RETURN(ImageInfo image, DecodeImage(id, text));
+    STRATA_ASSIGN_OR_RETURN(ImageInfo image, ImageCodec().Decode(id, text));
     for (const BlockDeviceMapping& m : image.mappings) {
       if (!m.snapshot_id.empty()) {
         pool_->AddHold(m.snapshot_id, id, HoldReason(id));
@@ -260,16 +103,11 @@ Status ComputeImpl::Load() {
   STRATA_RETURN_IF_ERROR(LoadSecurityLocked());
   STRATA_ASSIGN_OR_RETURN(auto tag_records, pool_->ReadRecords(kTagsTable));
   for (const auto& [id, text] : tag_records) {
-    STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("tag", id, text));
-    try {
-      tags_[id] = j.get<Tags>();
-    } catch (const json::exception& e) {
-      return Status::Corruption("tag record " + id + ": " + e.what());
-    }
+    STRATA_ASSIGN_OR_RETURN(tags_[id], DecodeTags(id, text));
   }
   STRATA_ASSIGN_OR_RETURN(auto instance_records, pool_->ReadRecords(kInstancesTable));
   for (const auto& [id, text] : instance_records) {
-    STRATA_ASSIGN_OR_RETURN(InstanceRecord rec, DecodeInstance(id, text));
+    STRATA_ASSIGN_OR_RETURN(InstanceRecord rec, InstanceCodec().Decode(id, text));
     for (const InstanceDevice& d : rec.info.devices) {
       if (!d.instance_store()) {
         pool_->AddHold(d.volume_id, id, HoldReason(id));
@@ -303,7 +141,7 @@ Status ComputeImpl::Load() {
 }
 
 RecordChange ComputeImpl::InstanceRecordOf(const InstanceRecord& rec) const {
-  return {kInstancesTable, rec.info.instance_id, EncodeInstance(rec)};
+  return {kInstancesTable, rec.info.instance_id, InstanceCodec().Encode(rec)};
 }
 
 RecordChange ComputeImpl::TagRecordOf(const std::string& id) const {
@@ -311,7 +149,7 @@ RecordChange ComputeImpl::TagRecordOf(const std::string& id) const {
   if (it == tags_.end() || it->second.empty()) {
     return {kTagsTable, id, std::nullopt};
   }
-  return {kTagsTable, id, DumpJson(json(it->second))};
+  return {kTagsTable, id, EncodeTags(it->second)};
 }
 
 Status ComputeImpl::ResourceExistsLocked(const std::string& id) {
@@ -440,7 +278,7 @@ Result<ImageInfo> ComputeImpl::RegisterImageLocked(const ImageSpec& spec,
     tags_[image.image_id] = spec.tags;
   }
   Status s = pool_->CommitRecords(
-      {{kImagesTable, image.image_id, EncodeImage(image)}, TagRecordOf(image.image_id)});
+      {{kImagesTable, image.image_id, ImageCodec().Encode(image)}, TagRecordOf(image.image_id)});
   if (!s.ok()) {
     tags_.erase(image.image_id);
     return s;
@@ -555,7 +393,7 @@ Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& 
   }
   std::vector<RecordChange> records;
   for (const auto& [id, t] : next) {
-    records.push_back({kTagsTable, id, DumpJson(json(t))});
+    records.push_back({kTagsTable, id, EncodeTags(t)});
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
   for (auto& [id, t] : next) {
@@ -584,8 +422,7 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
   }
   std::vector<RecordChange> records;
   for (const auto& [id, t] : next) {
-    records.push_back(
-        {kTagsTable, id, t.empty() ? std::nullopt : std::optional(DumpJson(json(t)))});
+    records.push_back({kTagsTable, id, t.empty() ? std::nullopt : std::optional(EncodeTags(t))});
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
   for (auto& [id, t] : next) {

@@ -15,6 +15,7 @@
 #include "strata/compute.h"
 #include "strata/pool.h"
 
+#include "compute/compute_records.h"
 #include "compute/scratch_volume.h"
 #include "util/clock.h"
 #include "util/ids.h"
@@ -24,11 +25,6 @@ namespace strata {
 
 // An instance's durable record: its info plus the EBS volumes a termination still has to delete
 // (a crash between the terminate commit and the deletes finishes them at the next open).
-struct InstanceRecord {
-  InstanceInfo info;
-  std::vector<std::string> pending_deletes;
-};
-
 // The EC2 layer's record tables in the pool (docs/on-disk-format.md).
 constexpr const char* kImagesTable = "images";
 constexpr const char* kInstancesTable = "instances";
@@ -106,10 +102,6 @@ class ComputeImpl final : public Compute {
 
  private:
   // ---- key pairs (compute_keypairs.cc); all REQUIRE mu_ ----
-  struct StoredKeyPair {
-    KeyPairInfo info;
-    std::string material;  // x509: the certificate (PEM); psk: the key (hex)
-  };
   Status LoadKeyPairLocked(const std::string& id, const std::string& text) REQUIRES(mu_);
   // The pool's CA certificate and key (PEM), made on first use in POOL/keypair-ca (0700).
   Result<std::pair<std::string, std::string>> CaLocked() REQUIRES(mu_);
@@ -164,14 +156,6 @@ class ComputeImpl final : public Compute {
   std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_ GUARDED_BY(mu_);
 };
 
-// Records (JSON), shared by both halves of the implementation.
-std::string EncodeImage(const ImageInfo& image);
-Result<ImageInfo> DecodeImage(const std::string& id, const std::string& text);
-std::string EncodeInstance(const InstanceRecord& rec);
-Result<InstanceRecord> DecodeInstance(const std::string& id, const std::string& text);
-// A record's JSON object, or Corruption naming what and which.
-Result<nlohmann::json> ParseRecord(const char* what, const std::string& id,
-                                   const std::string& text);
 // "/dev/xvda" -> "xvda": the device part of an INSTANCE-ID/DEVICE export name.
 std::string DeviceShortName(const std::string& device_name);
 // EC2's rules for tags (key 1..128, value ..256, no aws: prefix), and text rules (util/text.h).

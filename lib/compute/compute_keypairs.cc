@@ -134,38 +134,10 @@ Result<std::string> Fingerprint(gnutls_x509_crt_t crt) {
   return Hex(digest, size);
 }
 
-json KeyPairJson(const KeyPairInfo& k, const std::string& secret) {
-  return json{{"key_pair_id", k.key_pair_id},
-              {"key_name", k.key_name},
-              {"key_type", k.key_type},
-              {"fingerprint", k.fingerprint},
-              {"create_time_ms", k.create_time_ms},
-              {"material", secret}};
-}
-
 }  // namespace
 
 Status ComputeImpl::LoadKeyPairLocked(const std::string& id, const std::string& text) {
-  STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("key pair", id, text));
-  StoredKeyPair k;
-  try {
-    k.info.key_pair_id = j.at("key_pair_id").get<std::string>();
-    k.info.key_name = j.at("key_name").get<std::string>();
-    k.info.key_type = j.at("key_type").get<std::string>();
-    k.info.fingerprint = j.at("fingerprint").get<std::string>();
-    k.info.create_time_ms = j.at("create_time_ms").get<int64_t>();
-    k.material = j.at("material").get<std::string>();
-  } catch (const json::exception& e) {
-    return Status::Corruption("key pair record " + id + ": " + e.what());
-  }
-  const bool hex_key =
-      k.material.size() == 64 && std::all_of(k.material.begin(), k.material.end(), [](char c) {
-        return std::isxdigit(static_cast<unsigned char>(c));
-      });
-  if (k.info.key_pair_id != id || (k.info.key_type != "x509" && k.info.key_type != "psk") ||
-      (k.info.key_type == "psk" && !hex_key)) {
-    return Status::Corruption("key pair record " + id + " is not one");
-  }
+  STRATA_ASSIGN_OR_RETURN(StoredKeyPair k, KeyPairCodec().Decode(id, text));
   key_pairs_[k.info.key_name] = std::move(k);
   return Status::OK();
 }
@@ -223,7 +195,7 @@ Status ComputeImpl::StoreKeyPairLocked(KeyPairInfo info, const std::string& mate
   }));
   info.create_time_ms = WallClockMs();
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
-      {{kSecurityTable, info.key_pair_id, DumpJson(KeyPairJson(info, material))}}));
+      {{kSecurityTable, info.key_pair_id, KeyPairCodec().Encode({info, material})}}));
   key_pairs_[info.key_name] = StoredKeyPair{info, material};
   return Status::OK();
 }

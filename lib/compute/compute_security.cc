@@ -98,48 +98,13 @@ bool Admits(const IngressRule& rule, const uint8_t address[16], uint16_t port) {
          Contains(*prefix, address);
 }
 
-json GroupJson(const SecurityGroupInfo& g) {
-  json rules = json::array();
-  for (const IngressRule& r : g.ingress) {
-    rules.push_back({{"protocol", r.protocol},
-                     {"from_port", r.from_port},
-                     {"to_port", r.to_port},
-                     {"cidr", r.cidr}});
-  }
-  return json{{"group_id", g.group_id},
-              {"group_name", g.group_name},
-              {"description", g.description},
-              {"ingress", rules}};
-}
-
-Result<SecurityGroupInfo> DecodeGroup(const std::string& id, const std::string& text) {
-  STRATA_ASSIGN_OR_RETURN(json j, ParseRecord("security group", id, text));
-  SecurityGroupInfo g;
-  try {
-    g.group_id = j.at("group_id").get<std::string>();
-    g.group_name = j.at("group_name").get<std::string>();
-    g.description = j.at("description").get<std::string>();
-    for (const json& r : j.at("ingress")) {
-      g.ingress.push_back(
-          IngressRule{r.at("protocol").get<std::string>(), r.at("from_port").get<uint16_t>(),
-                      r.at("to_port").get<uint16_t>(), r.at("cidr").get<std::string>()});
-    }
-  } catch (const json::exception& e) {
-    return Status::Corruption("security group record " + id + ": " + e.what());
-  }
-  if (g.group_id != id) {
-    return Status::Corruption("security group record " + id + " names " + g.group_id);
-  }
-  return g;
-}
-
 }  // namespace
 
 Status ComputeImpl::LoadSecurityLocked() {
   STRATA_ASSIGN_OR_RETURN(auto records, pool_->ReadRecords(kSecurityTable));
   for (const auto& [id, text] : records) {
     if (id.starts_with("sg-")) {
-      STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, DecodeGroup(id, text));
+      STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, SecurityGroupCodec().Decode(id, text));
       groups_[id] = std::move(g);
     } else if (id.starts_with("key-")) {
       STRATA_RETURN_IF_ERROR(LoadKeyPairLocked(id, text));
@@ -149,7 +114,7 @@ Status ComputeImpl::LoadSecurityLocked() {
 }
 
 RecordChange ComputeImpl::GroupRecordOf(const SecurityGroupInfo& g) const {
-  return {kSecurityTable, g.group_id, DumpJson(GroupJson(g))};
+  return {kSecurityTable, g.group_id, SecurityGroupCodec().Encode(g)};
 }
 
 Result<SecurityGroupInfo*> ComputeImpl::FindGroupLocked(const std::string& group_id) {

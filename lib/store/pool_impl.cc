@@ -11,63 +11,15 @@
 #include <random>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
+#include "store/records.h"
 #include "store/volume_impl.h"
 #include "store/volume_types.h"
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/ids.h"
-#include "util/json_text.h"
 #include "util/text.h"
 
 namespace strata {
-
-namespace {}  // namespace
-
-std::string EncodeVolume(const VolumeInfo& v) {
-  nlohmann::json j = {{"volume_id", v.volume_id},   {"name", v.name},
-                      {"size_bytes", v.size_bytes}, {"volume_type", v.volume_type},
-                      {"state", v.state},           {"create_time_ms", v.create_time_ms},
-                      {"lineage", v.lineage},       {"head_epoch", v.head_epoch}};
-  if (!v.snapshot_id.empty()) {
-    j["snapshot_id"] = v.snapshot_id;
-  }
-  if (v.iops != 0) {
-    j["iops"] = v.iops;
-  }
-  if (v.throughput_mibps != 0) {
-    j["throughput_mibps"] = v.throughput_mibps;
-  }
-  return DumpJson(j);
-}
-
-Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status::Corruption("volume record " + id + " is not JSON");
-  }
-  VolumeInfo v;
-  try {
-    v.volume_id = j.at("volume_id").get<std::string>();
-    v.name = j.at("name").get<std::string>();
-    v.size_bytes = j.at("size_bytes").get<uint64_t>();
-    v.volume_type = j.at("volume_type").get<std::string>();
-    v.state = j.at("state").get<std::string>();
-    v.create_time_ms = j.at("create_time_ms").get<int64_t>();
-    v.lineage = j.at("lineage").get<uint64_t>();
-    v.head_epoch = j.at("head_epoch").get<uint64_t>();
-    v.snapshot_id = j.value("snapshot_id", "");
-    v.iops = j.value("iops", 0u);
-    v.throughput_mibps = j.value("throughput_mibps", 0u);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption("volume record " + id + ": " + e.what());
-  }
-  if (v.volume_id != id || v.lineage == 0 || v.head_epoch == 0 || v.size_bytes == 0) {
-    return Status::Corruption("volume record " + id + " is inconsistent");
-  }
-  return v;
-}
 
 namespace {
 
@@ -239,7 +191,7 @@ Status PoolImpl::Recover() {
   }
   std::set<uint64_t> volume_lineages;
   for (const auto& [id, json] : *records) {
-    STRATA_ASSIGN_OR_RETURN(VolumeInfo info, DecodeVolume(id, json));
+    STRATA_ASSIGN_OR_RETURN(VolumeInfo info, VolumeCodec().Decode(id, json));
     if (!volume_lineages.insert(info.lineage).second || info.lineage >= header_.next_lineage) {
       return Status::Corruption("volume " + id + " has a duplicate or future lineage");
     }
@@ -659,7 +611,7 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
       info.lineage = header_.next_lineage++;
       info.head_epoch = 1;
       lineages[i].volume_id = info.volume_id;
-      batch.records.push_back({kVolumesTable, info.volume_id, EncodeVolume(info)});
+      batch.records.push_back({kVolumesTable, info.volume_id, VolumeCodec().Encode(info)});
       AddLineageRecord(&batch, info.lineage, lineages[i]);
     }
   }
@@ -892,7 +844,7 @@ Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
     return info;
   }
   CommitBatch batch;
-  batch.records.push_back({kVolumesTable, volume_id, EncodeVolume(info)});
+  batch.records.push_back({kVolumesTable, volume_id, VolumeCodec().Encode(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   MutexLock lock(&mu_);
   auto it = volumes_.find(volume_id);

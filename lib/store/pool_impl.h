@@ -25,6 +25,7 @@
 #include "store/data_files.h"
 #include "store/group_commit.h"
 #include "store/qos.h"
+#include "store/records.h"
 #include "util/mutex.h"
 
 namespace strata {
@@ -33,9 +34,6 @@ class VolumeImpl;
 
 constexpr size_t kOverlayCommitEntries = 65536;  // overlay size that triggers a commit
 constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O (O_DIRECT-safe)
-
-std::string EncodeVolume(const VolumeInfo& v);
-Result<VolumeInfo> DecodeVolume(const std::string& id, const std::string& text);
 
 struct OverlayEntry {
   MapValue value;
@@ -59,14 +57,6 @@ struct SnapshotRecord {
 
 // One history of chunk versions (docs/design.md §2). Durable part: JSON in `lineages`; `pins` is
 // rebuilt at open from the snapshot records and the clones' parent pointers.
-struct LineageState {
-  uint64_t parent = 0;                // a clone's source lineage; 0: none
-  uint64_t parent_epoch = 0;          // the source epoch the clone reads through to
-  std::string volume_id;              // the volume writing at its head; empty once deleted
-  uint64_t frozen_head = 0;           // the head epoch when the volume was deleted
-  std::map<uint64_t, uint32_t> pins;  // frozen live epochs -> snapshots and clones using them
-  std::vector<uint64_t> reclaim;      // epochs no longer live whose space is not reclaimed yet
-};
 
 class PoolImpl final : public Pool {
  public:
@@ -259,7 +249,6 @@ class PoolImpl final : public Pool {
                                                   const std::string& source_snapshot_id,
                                                   const std::string& wanted_id)
       EXCLUDES(commit_mu_, mu_);
-  std::string EncodeLineage(uint64_t lineage, const LineageState& state) const;
   void AddLineageRecord(CommitBatch* batch, uint64_t lineage, const LineageState& state) const;
   // Live epochs of a lineage: its pins and, while its volume exists, its head.
   bool EpochLiveLocked(uint64_t lineage, uint64_t epoch) REQUIRES(mu_);

@@ -11,14 +11,12 @@
 #include <set>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "store/pool_impl.h"
+#include "store/records.h"
 #include "store/sourced_volume.h"
 #include "store/volume_impl.h"
 #include "util/check.h"
 #include "util/clock.h"
-#include "util/json_text.h"
 #include "util/text.h"
 
 namespace strata {
@@ -28,44 +26,6 @@ namespace {
 constexpr size_t kReclaimBatch = 256;              // versions examined per hold of the pool mutex
 constexpr uint64_t kReclaimBatchesPerCommit = 16;  // erasures per commit: 4,096 at most
 constexpr uint32_t kMaxBlockSize = 64u << 20;
-
-std::string EncodeSnapshot(const SnapshotInfo& s) {
-  nlohmann::json j = {{"snapshot_id", s.snapshot_id},
-                      {"volume_id", s.volume_id},
-                      {"volume_size_bytes", s.volume_size_bytes},
-                      {"description", s.description},
-                      {"state", s.state},
-                      {"start_time_ms", s.start_time_ms},
-                      {"source_snapshot_id", s.source_snapshot_id},
-                      {"lineage", s.lineage},
-                      {"epoch", s.epoch}};
-  return DumpJson(j);
-}
-
-Result<SnapshotInfo> DecodeSnapshot(const std::string& id, const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status::Corruption("snapshot record " + id + " is not JSON");
-  }
-  SnapshotInfo s;
-  try {
-    s.snapshot_id = j.at("snapshot_id").get<std::string>();
-    s.volume_id = j.at("volume_id").get<std::string>();
-    s.volume_size_bytes = j.at("volume_size_bytes").get<uint64_t>();
-    s.description = j.at("description").get<std::string>();
-    s.state = j.at("state").get<std::string>();
-    s.start_time_ms = j.at("start_time_ms").get<int64_t>();
-    s.source_snapshot_id = j.at("source_snapshot_id").get<std::string>();
-    s.lineage = j.at("lineage").get<uint64_t>();
-    s.epoch = j.at("epoch").get<uint64_t>();
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption("snapshot record " + id + ": " + e.what());
-  }
-  if (s.snapshot_id != id || s.lineage == 0 || s.epoch == 0 || s.volume_size_bytes == 0) {
-    return Status::Corruption("snapshot record " + id + " is inconsistent");
-  }
-  return s;
-}
 
 // Removes one reference to `epoch`; true when that was the last one.
 bool DropPin(LineageState* state, uint64_t epoch) {
@@ -82,20 +42,10 @@ bool DropPin(LineageState* state, uint64_t epoch) {
 
 // ---------------------------------------------------------------- records
 
-std::string PoolImpl::EncodeLineage(uint64_t lineage, const LineageState& st) const {
-  nlohmann::json j = {{"lineage", lineage},
-                      {"parent", st.parent},
-                      {"parent_epoch", st.parent_epoch},
-                      {"volume_id", st.volume_id},
-                      {"frozen_head", st.frozen_head},
-                      {"reclaim", st.reclaim}};
-  return DumpJson(j);
-}
-
 void PoolImpl::AddLineageRecord(CommitBatch* batch, uint64_t lineage,
                                 const LineageState& state) const {
   batch->records.push_back(
-      {kLineagesTable, std::to_string(lineage), EncodeLineage(lineage, state)});
+      {kLineagesTable, std::to_string(lineage), LineageCodec().Encode({lineage, state})});
 }
 
 // Loads lineage and snapshot records (after the volume records) and derives the pins.
@@ -103,21 +53,11 @@ void PoolImpl::AddLineageRecord(CommitBatch* batch, uint64_t lineage,
 Status PoolImpl::LoadLineagesAndSnapshots() {
   STRATA_ASSIGN_OR_RETURN(auto lineage_records, meta_->ReadRecords(kLineagesTable));
   for (const auto& [key, text] : lineage_records) {
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    LineageState st;
-    uint64_t lineage = 0;
-    try {
-      lineage = j.at("lineage").get<uint64_t>();
-      st.parent = j.at("parent").get<uint64_t>();
-      st.parent_epoch = j.at("parent_epoch").get<uint64_t>();
-      st.volume_id = j.at("volume_id").get<std::string>();
-      st.frozen_head = j.at("frozen_head").get<uint64_t>();
-      st.reclaim = j.at("reclaim").get<std::vector<uint64_t>>();
-    } catch (const nlohmann::json::exception& e) {
-      return Status::Corruption("lineage record " + key + ": " + e.what());
-    }
-    if (std::to_string(lineage) != key || lineage == 0 || lineage >= header_.next_lineage) {
-      return Status::Corruption("lineage record " + key + " is inconsistent");
+    STRATA_ASSIGN_OR_RETURN(LineageRecord record, LineageCodec().Decode(key, text));
+    const uint64_t lineage = record.lineage;
+    LineageState& st = record.state;
+    if (lineage >= header_.next_lineage) {
+      return Status::Corruption("lineage record " + key + " is past the pool's next lineage");
     }
     if (!st.volume_id.empty() && volumes_.count(st.volume_id) == 0) {
       return Status::Corruption("lineage " + key + " names missing volume " + st.volume_id);
@@ -134,7 +74,7 @@ Status PoolImpl::LoadLineagesAndSnapshots() {
   }
   STRATA_ASSIGN_OR_RETURN(auto snapshot_records, meta_->ReadRecords(kSnapshotsTable));
   for (const auto& [id, text] : snapshot_records) {
-    STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, DecodeSnapshot(id, text));
+    STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, SnapshotCodec().Decode(id, text));
     auto lin = lineages_.find(info.lineage);
     if (lin == lineages_.end()) {
       return Status::Corruption("snapshot " + id + " of unknown lineage");
@@ -261,7 +201,7 @@ Result<VolumeInfo> PoolImpl::PublishImport(const std::string& volume_id) {
   }
   info.state = "available";
   CommitBatch batch;
-  batch.records.push_back({kVolumesTable, volume_id, EncodeVolume(info)});
+  batch.records.push_back({kVolumesTable, volume_id, VolumeCodec().Encode(info)});
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   MutexLock lock(&mu_);
   auto it = volumes_.find(volume_id);
@@ -324,8 +264,8 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
     rec->info.head_epoch++;  // O(1): the head moves on, the old epoch is frozen
     lineages_.at(si.lineage).pins[si.epoch]++;
     snapshots_[si.snapshot_id].info = si;
-    batch.records.push_back({kVolumesTable, si.volume_id, EncodeVolume(rec->info)});
-    batch.records.push_back({kSnapshotsTable, si.snapshot_id, EncodeSnapshot(si)});
+    batch.records.push_back({kVolumesTable, si.volume_id, VolumeCodec().Encode(rec->info)});
+    batch.records.push_back({kSnapshotsTable, si.snapshot_id, SnapshotCodec().Encode(si)});
     out.push_back(si);
   }
   for (const auto& handle : open) {

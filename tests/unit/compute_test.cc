@@ -375,7 +375,7 @@ TEST_F(ComputeTest, InterruptedTerminationFinishesAtOpen) {
   rec.info.devices.clear();
   rec.pending_deletes = {root};
   ASSERT_TRUE(
-      pool_->CommitRecords({{kInstancesTable, rec.info.instance_id, EncodeInstance(rec)}}).ok());
+      pool_->CommitRecords({{kInstancesTable, rec.info.instance_id, InstanceCodec().Encode(rec)}}).ok());
   Reopen();
   EXPECT_EQ(pool_->DescribeVolume(root).status().code(), Status::Code::kNotFound);
   auto check = pool_->Check();
