@@ -102,6 +102,9 @@ class Env {
   virtual bool DirectIo(FileId file);
   // The wall clock in milliseconds since the Unix epoch (times shown to people).
   virtual int64_t WallClockMs();
+  // A monotonic clock in nanoseconds for rates, timeouts and idle detection (QoS credits, the
+  // background filler's idle wait); only differences between readings mean anything.
+  virtual uint64_t MonotonicNs();
 };
 
 }  // namespace strata

@@ -91,7 +91,7 @@ SimEnv::File* SimEnv::Lookup(FileId id) {
 }
 
 Result<FileId> SimEnv::OpenFile(const std::string& path, bool create, bool /*direct*/) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = files_.find(path);
   if (it == files_.end()) {
     if (!create) {
@@ -106,7 +106,7 @@ Result<FileId> SimEnv::OpenFile(const std::string& path, bool create, bool /*dir
 
 Result<bool> SimEnv::FileExists(const std::string& path) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (files_.count(path) != 0) {
       return true;
     }
@@ -128,7 +128,7 @@ class SimFileLock final : public Env::FileLock {
 }  // namespace
 
 Result<std::unique_ptr<Env::FileLock>> SimEnv::LockFile(const std::string& path) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (fail_locks_) {
     return Status::IOError("sim: lock " + path, EIO);
   }
@@ -136,30 +136,36 @@ Result<std::unique_ptr<Env::FileLock>> SimEnv::LockFile(const std::string& path)
     return Status::Busy("in use by another process (sim lock " + path + ")");
   }
   return std::unique_ptr<FileLock>(new SimFileLock([this, path] {
-    std::lock_guard<std::mutex> relock(mu_);
+    MutexLock relock(&mu_);
     locked_.erase(path);
   }));
 }
 
+uint64_t SimEnv::MonotonicNs() {
+  return Env::MonotonicNs() + clock_skew_ns_.load(std::memory_order_relaxed);
+}
+
+void SimEnv::AdvanceClock(uint64_t ns) { clock_skew_ns_.fetch_add(ns); }
+
 void SimEnv::SetLockFailure(bool fail) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   fail_locks_ = fail;
 }
 
 Status SimEnv::CloseFile(FileId file) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Lookup(file)->open_count--;
   open_[file] = nullptr;
   return Status::OK();
 }
 
 Result<uint64_t> SimEnv::FileSize(FileId file) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return Lookup(file)->current_size;
 }
 
 Result<uint64_t> SimEnv::AllocatedBytes(FileId file) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return static_cast<uint64_t>(Lookup(file)->current.size()) * kPage;
 }
 
@@ -178,7 +184,7 @@ bool SimEnv::ConsumeMutation() {
 }
 
 Status SimEnv::Truncate(FileId file, uint64_t size_bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!ConsumeMutation()) {
     return Status::IOError("sim truncate: no power", EIO);
   }
@@ -189,25 +195,25 @@ Status SimEnv::Truncate(FileId file, uint64_t size_bytes) {
 }
 
 Status SimEnv::Sync(FileId file) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int32_t rc = DoSync(Lookup(file));
   return rc < 0 ? Status::IOError("sim fdatasync", -rc) : Status::OK();
 }
 
 Status SimEnv::PunchHole(FileId file, uint64_t offset_bytes, uint64_t length_bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int32_t rc = DoPunch(Lookup(file), offset_bytes, length_bytes);
   return rc < 0 ? Status::IOError("sim punch", -rc) : Status::OK();
 }
 
 Status SimEnv::ReadSync(FileId file, void* buf, size_t length_bytes, uint64_t offset_bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int32_t rc = DoRead(Lookup(file), static_cast<char*>(buf), length_bytes, offset_bytes);
   return rc < 0 ? Status::IOError("sim read", -rc) : Status::OK();
 }
 
 Status SimEnv::WriteSync(FileId file, const void* buf, size_t length_bytes, uint64_t offset_bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int32_t rc = DoWrite(Lookup(file), static_cast<const char*>(buf), length_bytes, offset_bytes);
   return rc < 0 ? Status::FromErrno("sim write", rc) : Status::OK();
 }
@@ -217,7 +223,7 @@ Result<std::unique_ptr<IoEngine>> SimEnv::NewEngine(uint32_t /*queue_depth*/) {
 }
 
 int32_t SimEnv::Execute(IoOp* op) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   File* f = Lookup(op->file);
   switch (op->kind) {
     case IoOp::Kind::kRead:
@@ -292,22 +298,22 @@ int32_t SimEnv::DoPunch(File* f, uint64_t off, uint64_t len) {
 }
 
 void SimEnv::SetPowerFailAfter(int64_t ops) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   power_fail_after_ = ops;
 }
 
 void SimEnv::FailNextSyncs(int count) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   fail_syncs_ = count;
 }
 
 void SimEnv::SetNoSpace(bool no_space) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   no_space_ = no_space;
 }
 
 uint64_t SimEnv::unsynced_ops() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   uint64_t n = 0;
   for (const auto& [path, f] : files_) {
     n += f->unsynced.size();
@@ -316,7 +322,7 @@ uint64_t SimEnv::unsynced_ops() const {
 }
 
 void SimEnv::Crash() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (auto& [path, f] : files_) {
     STRATA_CHECK(f->open_count == 0);
     for (const Pending& op : f->unsynced) {

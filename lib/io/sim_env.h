@@ -10,16 +10,18 @@
 #ifndef STRATA_IO_SIM_ENV_H_
 #define STRATA_IO_SIM_ENV_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "strata/env.h"
+
+#include "util/mutex.h"
 
 namespace strata {
 
@@ -45,6 +47,10 @@ class SimEnv final : public Env {
   // SetLockFailure is on every lock fails with EIO.
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   void SetLockFailure(bool fail);
+  // The host's monotonic clock plus whatever AdvanceClock added: a test moves time forward
+  // (QoS credits refill, the filler sees the pool idle) without sleeping.
+  uint64_t MonotonicNs() override;
+  void AdvanceClock(uint64_t ns);
 
   // The disk loses power after `ops` more mutating operations (-1: never).
   void SetPowerFailAfter(int64_t ops);
@@ -63,23 +69,24 @@ class SimEnv final : public Env {
  private:
   struct File;
   struct Pending;
-  int32_t DoRead(File* f, char* buf, uint64_t len, uint64_t off);
-  int32_t DoWrite(File* f, const char* buf, uint64_t len, uint64_t off);
-  int32_t DoSync(File* f);
-  int32_t DoPunch(File* f, uint64_t off, uint64_t len);
-  bool ConsumeMutation();  // false when the disk has no power
-  File* Lookup(FileId id);
+  int32_t DoRead(File* f, char* buf, uint64_t len, uint64_t off) REQUIRES(mu_);
+  int32_t DoWrite(File* f, const char* buf, uint64_t len, uint64_t off) REQUIRES(mu_);
+  int32_t DoSync(File* f) REQUIRES(mu_);
+  int32_t DoPunch(File* f, uint64_t off, uint64_t len) REQUIRES(mu_);
+  bool ConsumeMutation() REQUIRES(mu_);  // false when the disk has no power
+  File* Lookup(FileId id) REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  std::mt19937_64 rng_;
-  std::map<std::string, std::unique_ptr<File>> files_;
-  std::vector<File*> open_;  // FileId -> file (null when closed)
-  int64_t power_fail_after_ = -1;
-  bool dead_ = false;
-  int fail_syncs_ = 0;
-  bool no_space_ = false;
-  std::set<std::string> locked_;  // paths LockFile holds
-  bool fail_locks_ = false;
+  mutable Mutex mu_;
+  std::mt19937_64 rng_ GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<File>> files_ GUARDED_BY(mu_);
+  std::vector<File*> open_ GUARDED_BY(mu_);  // FileId -> file (null when closed)
+  int64_t power_fail_after_ GUARDED_BY(mu_) = -1;
+  bool dead_ GUARDED_BY(mu_) = false;
+  int fail_syncs_ GUARDED_BY(mu_) = 0;
+  bool no_space_ GUARDED_BY(mu_) = false;
+  std::set<std::string> locked_ GUARDED_BY(mu_);  // paths LockFile holds
+  bool fail_locks_ GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> clock_skew_ns_{0};
 };
 
 }  // namespace strata

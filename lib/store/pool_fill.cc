@@ -285,7 +285,7 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
   bool background = false;
   int wait_ms = -1;
   if (options_.background_fill) {
-    const uint64_t now = SteadyNowNs();
+    const uint64_t now = env_->MonotonicNs();
     if (mutations_seen_ != fill_mark_) {
       fill_mark_ = mutations_seen_;
       fill_mark_ns_ = now;

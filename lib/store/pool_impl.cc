@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 
+#include "store/pool_check.h"
 #include "store/records.h"
 #include "store/volume_impl.h"
 #include "store/volume_types.h"
@@ -797,11 +798,11 @@ Status PoolImpl::DeleteVolume(const std::string& volume_id) {
 
 void PoolImpl::ConfigureGovernorLocked(VolumeRecord* rec) {
   if (rec->governor == nullptr) {
-    rec->governor = std::make_shared<VolumeGovernor>();
+    rec->governor = std::make_shared<VolumeGovernor>(env_->MonotonicNs());
   }
   const VolumeInfo& v = rec->info;
   const PerfModel model = ModelFor({v.volume_type, v.iops, v.throughput_mibps}, v.size_bytes);
-  rec->governor->limiter.Configure(model, SteadyNowNs());
+  rec->governor->limiter.Configure(model, env_->MonotonicNs());
   rec->governor->provisioned_iops.store(model.provisioned_iops, std::memory_order_relaxed);
   rec->governor->enforce.store(options_.enforce_volume_limits && model.limited,
                                std::memory_order_release);
@@ -869,7 +870,7 @@ Result<VolumeMetrics> PoolImpl::DescribeVolumeMetrics(const std::string& volume_
     STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(volume_id));
     g = rec->governor;
   }
-  const uint64_t now = SteadyNowNs();
+  const uint64_t now = env_->MonotonicNs();
   return g->counters.Read(now, g->limiter.BurstBalancePercent(now),
                           g->provisioned_iops.load(std::memory_order_relaxed));
 }
@@ -950,149 +951,9 @@ Result<CheckReport> PoolImpl::Check() {
     if (ReclaimPendingLocked() || reclaim_busy_) {
       continue;  // a delete slipped in before the commit mutex: wait for its reclaim too
     }
-    CheckReport report;
-    CheckMapLocked(&report);
-    return report;
-  }
-}
-
-void PoolImpl::CheckMapLocked(CheckReport* report) {
-  auto problem = [report](std::string p) {
-    if (report->problems.size() < 100) {
-      report->problems.push_back(std::move(p));
-    }
-  };
-  // Per lineage: the newest epoch a version may be born at, and the size it may not pass.
-  std::map<uint64_t, std::pair<uint64_t, uint64_t>> lineages;
-  for (const auto& [lineage, st] : lineages_) {
-    lineages[lineage] = {st.frozen_head, 0};
-    if (st.parent != 0 && lineages_.count(st.parent) == 0) {
-      problem("clone lineage " + std::to_string(lineage) + " has no source");
-    }
-  }
-  for (const auto& [id, rec] : volumes_) {
-    auto l = lineages.find(rec.info.lineage);
-    if (l == lineages.end()) {
-      problem("volume " + id + " has no lineage");
-      continue;
-    }
-    l->second = {rec.info.head_epoch, rec.info.size_bytes};
-    report->volumes++;
-  }
-  std::set<uint64_t> cloned;  // lineages some clone reads through (at a size no record keeps)
-  for (const auto& [lineage, st] : lineages_) {
-    cloned.insert(st.parent);
-  }
-  for (const auto& [id, rec] : snapshots_) {
-    auto l = lineages.find(rec.info.lineage);
-    if (l == lineages.end() || rec.info.epoch >= std::max<uint64_t>(l->second.first, 1) + 1) {
-      problem("snapshot " + id + " has no lineage or a future epoch");
-      continue;
-    }
-    if (lineages_.at(rec.info.lineage).volume_id.empty() && cloned.count(rec.info.lineage) == 0) {
-      l->second.second = std::max(l->second.second, rec.info.volume_size_bytes);
-    }
-  }
-  const uint64_t frontier = alloc_->frontier();
-  std::vector<uint8_t> state(frontier, 0);  // 1 mapped, 2 free
-  std::vector<MapKey> keys;
-  std::vector<uint8_t> kinds;  // 0 data, 1 tombstone, 2 partial
-  Status s = meta_->ForEachVersion([&](const MapKey& k, const MapValue& v) -> Status {
-    report->versions++;
-    keys.push_back(k);
-    kinds.push_back(v.tombstone() ? 1 : v.partial() ? 2 : 0);
-    if (v.partial() && (v.present & ~all_units()) != 0) {
-      problem("partial version of chunk " + std::to_string(k.chunk) + " names units past it");
-    }
-    auto l = lineages.find(k.lineage);
-    if (l == lineages.end()) {
-      problem("map entry for unknown lineage " + std::to_string(k.lineage));
-    } else if (k.birth == 0 || k.birth > l->second.first) {
-      problem("version born at epoch " + std::to_string(k.birth) + " after the head of lineage " +
-              std::to_string(k.lineage));
-    } else if (l->second.second != 0 && k.chunk * chunk_size_ >= l->second.second) {
-      problem("version past the end of lineage " + std::to_string(k.lineage));
-    }
-    if (v.tombstone()) {
-      return Status::OK();
-    }
-    report->data_chunks++;
-    if (v.phys >= frontier) {
-      problem("physical chunk " + std::to_string(v.phys) + " past the frontier");
-    } else if (state[v.phys] != 0) {
-      problem("physical chunk " + std::to_string(v.phys) + " mapped twice");
-    } else {
-      state[v.phys] = 1;
-    }
-    return Status::OK();
-  });
-  if (!s.ok()) {
-    problem("scanning the map: " + s.ToString());
-  }
-  // No dead versions: each is seen by a live epoch (a pin, or the head while the volume exists)
-  // in [its birth, the next version's birth). The reclaimer is idle here, so this is exact.
-  for (size_t i = 0; i < keys.size(); i++) {
-    const MapKey& k = keys[i];
-    auto lin = lineages_.find(k.lineage);
-    if (lin == lineages_.end()) {
-      continue;  // reported above
-    }
-    const bool last =
-        i + 1 == keys.size() || keys[i + 1].lineage != k.lineage || keys[i + 1].chunk != k.chunk;
-    const uint64_t next_birth = last ? UINT64_MAX : keys[i + 1].birth;
-    auto pin = lin->second.pins.lower_bound(k.birth);
-    bool live = pin != lin->second.pins.end() && pin->first < next_birth;
-    auto v = lin->second.volume_id.empty() ? volumes_.end() : volumes_.find(lin->second.volume_id);
-    if (v != volumes_.end()) {
-      const uint64_t head = v->second.info.head_epoch;
-      live = live || (head >= k.birth && head < next_birth);
-    }
-    if (!live) {
-      problem("dead version (lineage " + std::to_string(k.lineage) + ", chunk " +
-              std::to_string(k.chunk) + ", born " + std::to_string(k.birth) +
-              "): no live epoch sees it");
-    }
-    // A partial version is the head's newest, over a whole data version (its own lineage's, or
-    // for a clone the source's, which the clone pins).
-    const bool first = i == 0 || keys[i - 1].lineage != k.lineage || keys[i - 1].chunk != k.chunk;
-    if (kinds[i] == 2 &&
-        (!last || v == volumes_.end() || (first ? lin->second.parent == 0 : kinds[i - 1] != 0))) {
-      problem("partial version (lineage " + std::to_string(k.lineage) + ", chunk " +
-              std::to_string(k.chunk) + ") is not the head's newest over a whole version");
-    }
-  }
-  size_t change_count = 0;
-  s = meta_->ForEachChange([&](const MapKey& k) -> Status {
-    change_count++;
-    if (!std::binary_search(keys.begin(), keys.end(), k)) {
-      problem("change record without a map entry (lineage " + std::to_string(k.lineage) + ")");
-    }
-    return Status::OK();
-  });
-  if (!s.ok()) {
-    problem("scanning changes: " + s.ToString());
-  }
-  if (change_count != keys.size()) {
-    problem("change index has " + std::to_string(change_count) + " records for " +
-            std::to_string(keys.size()) + " versions");
-  }
-  for (uint64_t p : alloc_->AllFree()) {
-    if (p >= frontier || state[p] != 0) {
-      problem("free chunk " + std::to_string(p) +
-              " is also mapped, past the frontier or twice free");
-    } else {
-      state[p] = 2;
-    }
-  }
-  uint64_t accounted = report->data_chunks + alloc_->free_chunks() + alloc_->pending_chunks();
-  if (accounted != frontier) {
-    problem("space accounting: " + std::to_string(report->data_chunks) + " mapped + " +
-            std::to_string(alloc_->free_chunks()) + " free + " +
-            std::to_string(alloc_->pending_chunks()) + " pending != frontier " +
-            std::to_string(frontier));
-  }
-  if (!overlay_.empty()) {
-    problem("uncommitted map changes remain after a flush");
+    return PoolCheck({volumes_, snapshots_, lineages_, meta_.get(), *alloc_, chunk_size_,
+                      all_units(), overlay_.empty()})
+        .Run();
   }
 }
 

@@ -55,9 +55,6 @@ struct SnapshotRecord {
   std::weak_ptr<VolumeImpl> open;  // the read-only handle while any user holds it
 };
 
-// One history of chunk versions (docs/design.md §2). Durable part: JSON in `lineages`; `pins` is
-// rebuilt at open from the snapshot records and the clones' parent pointers.
-
 class PoolImpl final : public Pool {
  public:
   static Result<std::unique_ptr<PoolImpl>> OpenImpl(const std::string& dir,
@@ -231,7 +228,6 @@ class PoolImpl final : public Pool {
   // OK, or Busy naming who holds `id` (`what`: "snapshot" or "volume"). REQUIRES: mu_.
   Status HoldStatusLocked(const std::string& id, const char* what) const REQUIRES(mu_);
   std::string NewId(const char* prefix);
-  void CheckMapLocked(CheckReport* report) REQUIRES(mu_);
 
   // ---- snapshots and lineages (pool_snapshots.cc) ----
   Status LoadLineagesAndSnapshots() REQUIRES(mu_);

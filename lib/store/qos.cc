@@ -1,7 +1,6 @@
 #include "store/qos.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
 namespace strata {
@@ -12,12 +11,6 @@ namespace {
 constexpr double kBurstToleranceS = 0.005;
 constexpr double kNsPerS = 1e9;
 }  // namespace
-
-uint64_t SteadyNowNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 void Limiter::Configure(const PerfModel& model, uint64_t now_ns) {
   MutexLock lock(&mu_);

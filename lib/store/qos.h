@@ -15,8 +15,6 @@
 
 namespace strata {
 
-uint64_t SteadyNowNs();
-
 // Token buckets in "virtual time" (GCRA): each admitted request reserves its cost at once and is
 // told when it may start; requests over the limit are delayed, never refused. Thread-safe.
 class Limiter {
@@ -49,7 +47,7 @@ class Limiter {
 // CloudWatch AWS/EBS counters of one volume. Updated with relaxed atomics from every loop.
 class VolumeCounters {
  public:
-  VolumeCounters() : created_ns_(SteadyNowNs()) {}
+  explicit VolumeCounters(uint64_t created_ns) : created_ns_(created_ns) {}
   void Started(uint64_t now_ns);
   void Finished(bool write, uint64_t bytes, uint64_t counted_ops, uint64_t submit_ns,
                 uint64_t now_ns);
@@ -66,6 +64,7 @@ class VolumeCounters {
 };
 
 struct VolumeGovernor {
+  explicit VolumeGovernor(uint64_t now_ns) : counters(now_ns) {}
   Limiter limiter;
   VolumeCounters counters;
   std::atomic<bool> enforce{false};  // the model limits and the pool enforces limits

@@ -14,7 +14,9 @@
 
 namespace strata {
 
-// A lineage: one volume's map namespace and its place in a clone tree (docs/design.md §2).
+// A lineage: one history of chunk versions, a volume's map namespace and its place in a clone tree
+// (docs/design.md §2). Durable part: its record; `pins` is rebuilt at open from the snapshot
+// records and the clones' parent pointers.
 struct LineageState {
   uint64_t parent = 0;                // a clone's source lineage; 0: none
   uint64_t parent_epoch = 0;          // the source epoch the clone reads through to

@@ -288,7 +288,7 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
   const bool data =
       request->kind == IoRequest::Kind::kRead || request->kind == IoRequest::Kind::kWrite;
   if (data && governor_ != nullptr && governor_->active()) {  // off: two relaxed loads
-    const uint64_t now = SteadyNowNs();
+    const uint64_t now = pool_->env()->MonotonicNs();
     const uint64_t start = Govern(state, now);
     if (start > now) {
       loop->RunAfter(start - now, [this, state] { Pump(state); });  // over the limit: delayed
@@ -352,7 +352,7 @@ void VolumeImpl::Pump(RequestState* state) {
   Status status = state->error;
   if (state->counted) {
     governor_->counters.Finished(request->kind == IoRequest::Kind::kWrite, request->length_bytes,
-                                 state->counted_ops, state->submit_ns, SteadyNowNs());
+                                 state->counted_ops, state->submit_ns, pool_->env()->MonotonicNs());
   }
   request->state = nullptr;
   FreeState(state);

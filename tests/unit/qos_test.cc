@@ -1,5 +1,5 @@
 // Volume types: EBS's validation rules, the performance models, the limiter's arithmetic on a
-// simulated clock, and enforcement and metrics through a real pool.
+// simulated clock, and enforcement and metrics through a real pool (and one on SimEnv's clock).
 #include "store/qos.h"
 
 #include <chrono>
@@ -8,6 +8,8 @@
 
 #include "strata/pool.h"
 
+#include "io/sim_env.h"
+#include "store/pool_impl.h"
 #include "store/volume_types.h"
 #include "testutil/test_util.h"
 
@@ -218,6 +220,38 @@ TEST_F(EnforcedPool, Gp2BurstBalanceIsReported) {
   ASSERT_TRUE(m.ok());
   EXPECT_LT(m->burst_balance_percent, 100.0);
   EXPECT_GT(m->burst_balance_percent, 99.9);  // 1,000 of 5.4 million credits
+}
+
+// The pool reads time from its Env: on a simulated clock an hour passes in one call, and a drained
+// gp2 volume earns its burst credits back as it would idle for an hour.
+TEST(EnforcedSimPool, Gp2CreditsRefillOnThePoolsClock) {
+  test::TempDir dir;
+  SimEnv env(7);
+  PoolOptions o;
+  o.chunk_size_bytes = 4096;
+  o.enforce_volume_limits = true;
+  o.env = &env;
+  ASSERT_TRUE(Pool::Create(dir.path(), o).ok());
+  auto pool = std::move(*Pool::Open(dir.path(), o));
+  auto info = pool->CreateVolume(VolumeSpec{10 * kGiB, "", "gp2", ""});  // baseline 100 IOPS
+  ASSERT_TRUE(info.ok());
+  static_cast<PoolImpl*>(pool.get())
+      ->GovernorForTesting(info->volume_id)
+      ->limiter.SetCreditsForTesting(0);
+  EXPECT_LT(pool->DescribeVolumeMetrics(info->volume_id)->burst_balance_percent, 0.01);
+  auto v = *pool->OpenVolume(info->volume_id);
+  auto data = test::RandomBytes(4096, 3);
+  auto seconds_for_writes = [&](int n) {
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; i++) {
+      EXPECT_TRUE(v->Write(static_cast<uint64_t>(i) * 65536, data, false).ok());
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  EXPECT_GT(seconds_for_writes(30), 0.25);  // drained: the 100 IOPS baseline
+  env.AdvanceClock(3600 * kSecond);         // 360,000 credits of 5.4 million earned
+  EXPECT_NEAR(pool->DescribeVolumeMetrics(info->volume_id)->burst_balance_percent, 6.67, 0.1);
+  EXPECT_LT(seconds_for_writes(300), 0.25);  // bursting again at 3,000 IOPS
 }
 
 TEST_F(EnforcedPool, BadTypesAreRefusedAtCreation) {
