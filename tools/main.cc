@@ -23,6 +23,7 @@
 
 #include "control/control.h"
 #include "control/control_socket.h"
+#include "control/ec2_errors.h"
 #include "control/verbs.h"
 #include "output.h"
 #include "util/text.h"
@@ -149,7 +150,7 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
         [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
   }();
   if (!reply.ok()) {
-    return Fail(reply.status());
+    return FailWith(strata::control::Ec2ErrorText(reply.status()));  // as the socket answers
   }
   strata::PrintReply(*reply, output, out);
   return 0;

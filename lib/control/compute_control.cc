@@ -277,7 +277,7 @@ json InstanceJson(const InstanceInfo& info) {
               {"DisableApiTermination", info.disable_api_termination},
               {"SecurityGroups", SecurityGroupsJson(info.security_group_ids)},
               {"KeyName", info.key_name},
-              {"Placement", {{"AvailabilityZone", "local"}}},
+              {"Placement", {{"AvailabilityZone", control::kZone}}},
               {"Tags", control::TagsJson(info.tags)}};
   if (!info.state_reason.empty()) {
     const size_t colon = info.state_reason.find(':');
@@ -572,6 +572,74 @@ json TagsJson(const Tags& tags) {
   return out;
 }
 
+// EC2 DescribeTags: every tag of every resource, as (resource, key, value) rows.
+Result<json> DescribeTags(Compute* compute, const json& args) {
+  std::vector<std::pair<std::string, const char*>> resources;  // (id, EC2 resource type)
+  for (const VolumeInfo& v : compute->pool()->ListVolumes()) {
+    resources.emplace_back(v.volume_id, "volume");
+  }
+  for (const SnapshotInfo& s : compute->pool()->ListSnapshots()) {
+    resources.emplace_back(s.snapshot_id, "snapshot");
+  }
+  for (const ImageInfo& i : compute->ListImages()) {
+    resources.emplace_back(i.image_id, "image");
+  }
+  for (const InstanceInfo& i : compute->ListInstances()) {
+    resources.emplace_back(i.instance_id, "instance");
+  }
+  for (const SecurityGroupInfo& g : compute->ListSecurityGroups()) {
+    resources.emplace_back(g.group_id, "security-group");
+  }
+  for (const KeyPairInfo& k : compute->ListKeyPairs()) {
+    resources.emplace_back(k.key_pair_id, "key-pair");
+  }
+  json rows = json::array();
+  for (const auto& [id, type] : resources) {
+    for (const auto& [key, value] : compute->TagsOf(id)) {
+      rows.push_back({{"Key", key},
+                      {"ResourceId", id},
+                      {"ResourceType", type},
+                      {"Value", value},
+                      {"Tags", json::array()}});  // (Tags: only so tag: filters find nothing)
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(
+      rows, ApplyFilters(args, std::move(rows), {"key", "value", "resource-id", "resource-type"},
+                         [](const json& row, const std::string& name) {
+                           static const std::map<std::string, std::string> kFields = {
+                               {"key", "Key"},
+                               {"value", "Value"},
+                               {"resource-id", "ResourceId"},
+                               {"resource-type", "ResourceType"}};
+                           return std::optional<std::vector<std::string>>(
+                               {row[kFields.at(name)].get<std::string>()});
+                         }));
+  for (json& row : rows) {
+    row.erase("Tags");
+  }
+  return json{{"Tags", rows}};
+}
+
+Result<json> DescribeAvailabilityZones(Compute*, const json&) {
+  return json{{"AvailabilityZones", json::array({{{"State", "available"},
+                                                  {"OptInStatus", "opt-in-not-required"},
+                                                  {"Messages", json::array()},
+                                                  {"RegionName", control::kRegion},
+                                                  {"ZoneName", control::kZone},
+                                                  {"ZoneId", "use1-az1"},
+                                                  {"GroupName", control::kRegion},
+                                                  {"NetworkBorderGroup", control::kRegion},
+                                                  {"ZoneType", "availability-zone"}}})}};
+}
+
+Result<json> DescribeRegions(Compute*, const json&) {
+  return json{
+      {"Regions",
+       json::array({{{"Endpoint", std::string("ec2.") + control::kRegion + ".amazonaws.com"},
+                     {"RegionName", control::kRegion},
+                     {"OptInStatus", "opt-in-not-required"}}})}};
+}
+
 Result<json> ApplyFilters(const json& args, json items, const std::vector<std::string>& names,
                           const FilterField& field) {
   STRATA_ASSIGN_OR_RETURN(auto filters, ShorthandListArg(args, "filters"));
@@ -651,6 +719,9 @@ void AddComputeHandlers(HandlerTable* table) {
   table->emplace("create-tags", CreateTags);
   table->emplace("delete-tags", DeleteTags);
   table->emplace("describe-instance-types", DescribeInstanceTypes);
+  table->emplace("describe-tags", DescribeTags);
+  table->emplace("describe-availability-zones", DescribeAvailabilityZones);
+  table->emplace("describe-regions", DescribeRegions);
 }
 
 }  // namespace control

@@ -85,6 +85,12 @@ Result<std::optional<uint32_t>> OptionalU32Arg(const json& args, const char* nam
 
 Result<json> CreateVolume(Compute* compute, const json& args) {
   Pool* pool = compute->pool();
+  const std::string zone = control::OptionalStringArg(args, "availability-zone");
+  if (!zone.empty() && zone != control::kZone) {
+    return Status::InvalidArgument("InvalidParameterValue: the availability zone '" + zone +
+                                   "' does not exist in this pool (its zone is " + control::kZone +
+                                   ")");
+  }
   VolumeSpec spec;
   spec.snapshot_id = control::OptionalStringArg(args, "snapshot-id");
   if (spec.snapshot_id.empty() || !control::OptionalStringArg(args, "size").empty()) {
@@ -262,7 +268,7 @@ Result<json> DescribeVolumeStatus(Compute* compute, const json& args) {
     STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(id));
     STRATA_ASSIGN_OR_RETURN(VolumeMetrics m, pool->DescribeVolumeMetrics(info.volume_id));
     json item = {{"VolumeId", info.volume_id},
-                 {"AvailabilityZone", "local"},
+                 {"AvailabilityZone", control::kZone},
                  {"VolumeStatus", {{"Status", "ok"}, {"Details", json::array()}}},
                  {"Actions", json::array()},
                  {"Events", json::array()},
@@ -346,7 +352,7 @@ json VolumeJson(Compute* compute, const VolumeInfo& info) {
               {"VolumeType", info.volume_type},
               {"SnapshotId", info.snapshot_id},
               {"CreateTime", IsoTime(info.create_time_ms)},
-              {"AvailabilityZone", "local"},
+              {"AvailabilityZone", control::kZone},
               {"Encrypted", false},
               {"MultiAttachEnabled", false},
               {"Attachments", attachments},

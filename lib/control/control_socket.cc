@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "control/control.h"
+#include "control/ec2_errors.h"
 #include "util/json_text.h"
 
 namespace strata {
@@ -64,8 +65,9 @@ void ServeControlConnection(int fd, Compute* compute) {
     reply = {{"ok", false}, {"error", "InvalidArgument: control request is not JSON"}};
   } else {
     Result<nlohmann::json> result = ExecuteControl(compute, request);
-    reply = result.ok() ? nlohmann::json{{"ok", true}, {"result", *result}}
-                        : nlohmann::json{{"ok", false}, {"error", result.status().ToString()}};
+    reply = result.ok()
+                ? nlohmann::json{{"ok", true}, {"result", *result}}
+                : nlohmann::json{{"ok", false}, {"error", control::Ec2ErrorText(result.status())}};
   }
   WriteAll(fd, DumpJson(reply) + "\n");
 }

@@ -14,6 +14,12 @@
 
 namespace strata::control {
 
+// Where a pool's resources live, as EC2 names it: one region, one zone in it, one account.
+// (A pool is one availability zone; the account id is the fixed one local AWS emulators use.)
+constexpr const char* kRegion = "us-east-1";
+constexpr const char* kZone = "us-east-1a";
+constexpr const char* kOwnerId = "000000000000";
+
 using Handler = std::function<Result<nlohmann::json>(Compute*, const nlohmann::json&)>;
 using HandlerTable = std::map<std::string, Handler>;
 

@@ -29,7 +29,7 @@ json GroupJson(const SecurityGroupInfo& g) {
               {"Description", g.description},
               {"IpPermissions", permissions},
               {"IpPermissionsEgress", json::array()},
-              {"OwnerId", "local"},
+              {"OwnerId", control::kOwnerId},
               {"Tags", control::TagsJson(g.tags)}};
 }
 

@@ -238,7 +238,7 @@ json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space, const Ta
               {"State", info.state},
               {"Progress", "100%"},
               {"Description", info.description},
-              {"OwnerId", "local"},
+              {"OwnerId", control::kOwnerId},
               {"Encrypted", false},
               {"StorageTier", "standard"},
               {"Tags", control::TagsJson(tags)}};

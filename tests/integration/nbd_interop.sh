@@ -141,7 +141,7 @@ nbdinfo --size "nbd+unix:///second?socket=$work/sock" | grep -x 67108864 >/dev/n
 "$strata" --pool "$pool" describe-volumes | grep "$new" >/dev/null || fail "describe-volumes through the server"
 "$strata" --pool "$pool" --output table pool info | grep "VolumeCount" >/dev/null || fail "pool info through the server"
 err=$("$strata" --pool "$pool" describe-volumes --volume-ids vol-00000000000000000 2>&1 >/dev/null) && fail "unknown id accepted"
-[[ "$err" == "strata: error: NotFound: volume vol-00000000000000000 does not exist" ]] || fail "error differs: $err"
+[[ "$err" == "strata: error: InvalidVolume.NotFound: volume vol-00000000000000000 does not exist" ]] || fail "error differs: $err"
 qemu-io -f raw -c 'sleep 3000' "nbd+unix:///second?socket=$work/sock" &
 holder=$!
 sleep 1
