@@ -14,6 +14,7 @@
 #include "strata/hydration.h"
 #include "strata/pool.h"
 
+#include "api_server.h"
 #include "control/control_socket.h"
 #include "metrics_exporter.h"
 #include "server.h"
@@ -38,6 +39,10 @@ int main(int argc, char** argv) {
                "serve every volume at full speed, ignoring its EBS performance model");
   app.add_option("--metrics-listen", metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)");
+  std::string api_listen;
+  app.add_option("--api-listen", api_listen,
+                 "serve the EC2 Query API at http://HOST:PORT/ (SigV4 with the pool's access "
+                 "keys; off by default)");
   app.add_option("--max-connections", limits.max_connections, "(256)")->check(CLI::Range(1, 65536));
   app.add_option("--max-payload", limits.max_payload_bytes, "bytes per request (32 MiB)")
       ->check(CLI::Range(4096, 256 << 20));
@@ -210,6 +215,17 @@ int main(int argc, char** argv) {
     metrics = std::move(*started);
     std::fprintf(stderr, "strata-nbd: metrics at http://%s/metrics\n", metrics_listen.c_str());
   }
+  std::unique_ptr<strata::nbd::ApiServer> api;
+  if (!api_listen.empty()) {
+    auto started = strata::nbd::ApiServer::Start(compute->get(), api_listen);
+    if (!started.ok()) {
+      std::fprintf(stderr, "strata-nbd: error: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    api = std::move(*started);
+    std::fprintf(stderr, "strata-nbd: EC2 API at http://%s (port %d)\n", api_listen.c_str(),
+                 api->port());
+  }
   strata::Status status;
   {
     strata::nbd::Server server(compute->get(), limits, tls_credentials.get());
@@ -244,6 +260,7 @@ int main(int argc, char** argv) {
     status = server.Run(signal_fd);
     sd_notify(0, "STOPPING=1");
   }
+  api.reset();  // (requests in progress finish first: they use the pool)
   metrics.reset();
   hydrations->reset();  // its fetches write into the pool: it goes first
   compute->reset();

@@ -124,6 +124,11 @@ struct KeyPairInfo {
   Tags tags;
 };
 
+struct AccessKeyInfo {
+  std::string access_key_id;
+  int64_t create_time_ms = 0;
+};
+
 struct RunSpec {
   std::string image_id;
   uint32_t count = 1;  // 1..kMaxRunCount
@@ -257,6 +262,15 @@ class Compute {
   virtual std::optional<std::string> KeyPairOfCertificate(const std::string& fingerprint) = 0;
   // The pool's CA (PEM) that signs created x509 key pairs; made on first use.
   virtual Result<std::string> KeyPairCaCertificate() = 0;
+
+  // ---- Access keys (the EC2 API endpoint's SigV4 credentials; docs/security.md) ----
+  // A new access key: its id ("AKIA" + 16 of A-Z2-7) and secret (40 characters), shown once.
+  // The secret is kept in the pool (owner-only files): SigV4 verification needs it.
+  virtual Result<std::pair<AccessKeyInfo, std::string>> CreateAccessKey() = 0;
+  virtual std::vector<AccessKeyInfo> ListAccessKeys() = 0;
+  virtual Status DeleteAccessKey(const std::string& access_key_id) = 0;  // Errors: NotFound
+  // The secret of an access key, for verifying a request signed with it.
+  virtual std::optional<std::string> AccessKeySecret(const std::string& access_key_id) = 0;
 
   // ---- Tags (any resource id: vol-, snap-, ami-, i-) ----
   virtual Status CreateTags(const std::vector<std::string>& ids, const Tags& tags) = 0;

@@ -98,6 +98,10 @@ class ComputeImpl final : public Compute {
   Status DeleteKeyPair(const std::string& name) override;
   std::optional<std::vector<uint8_t>> KeyPairPsk(const std::string& name) override;
   std::optional<std::string> KeyPairOfCertificate(const std::string& fingerprint) override;
+  Result<std::pair<AccessKeyInfo, std::string>> CreateAccessKey() override;
+  std::vector<AccessKeyInfo> ListAccessKeys() override;
+  Status DeleteAccessKey(const std::string& access_key_id) override;
+  std::optional<std::string> AccessKeySecret(const std::string& access_key_id) override;
   Result<std::string> KeyPairCaCertificate() override;
 
  private:
@@ -150,7 +154,8 @@ class ComputeImpl final : public Compute {
   std::map<std::string, Tags> tags_ GUARDED_BY(mu_);
   // By id (their tags are in tags_).
   std::map<std::string, SecurityGroupInfo> groups_ GUARDED_BY(mu_);
-  std::map<std::string, StoredKeyPair> key_pairs_ GUARDED_BY(mu_);  // by name
+  std::map<std::string, StoredKeyPair> key_pairs_ GUARDED_BY(mu_);      // by name
+  std::map<std::string, StoredAccessKey> access_keys_ GUARDED_BY(mu_);  // by id
   // Instance-store volumes of running instances, by "i-…/device": created at launch (a seeded
   // root) or on first open, dropped (wiped) at stop and terminate.
   std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_ GUARDED_BY(mu_);

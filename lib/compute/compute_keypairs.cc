@@ -306,4 +306,72 @@ std::optional<std::string> ComputeImpl::KeyPairOfCertificate(const std::string& 
   return std::nullopt;
 }
 
+// ---------------------------------------------------------------- access keys
+
+namespace {
+
+// `n` characters of `alphabet`, from the key-grade generator (rejection sampling: unbiased).
+Result<std::string> RandomText(size_t n, std::string_view alphabet) {
+  std::string out;
+  while (out.size() < n) {
+    uint8_t bytes[64];
+    STRATA_RETURN_IF_ERROR(Check(gnutls_rnd(GNUTLS_RND_KEY, bytes, sizeof(bytes)), "random"));
+    const unsigned limit = 256 - 256 % alphabet.size();
+    for (uint8_t b : bytes) {
+      if (b < limit && out.size() < n) {
+        out += alphabet[b % alphabet.size()];
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::pair<AccessKeyInfo, std::string>> ComputeImpl::CreateAccessKey() {
+  MutexLock lock(&mu_);
+  constexpr size_t kMaxAccessKeys = 64;
+  if (access_keys_.size() >= kMaxAccessKeys) {
+    return Status::InvalidArgument("LimitExceeded: a pool holds at most 64 access keys");
+  }
+  StoredAccessKey key;
+  do {
+    STRATA_ASSIGN_OR_RETURN(std::string tail, RandomText(16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
+    key.info.access_key_id = "AKIA" + tail;
+  } while (access_keys_.count(key.info.access_key_id) != 0);
+  STRATA_ASSIGN_OR_RETURN(
+      key.secret,
+      RandomText(40, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"));
+  key.info.create_time_ms = WallClockMs();
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
+      {{kSecurityTable, key.info.access_key_id, AccessKeyCodec().Encode(key)}}));
+  access_keys_[key.info.access_key_id] = key;
+  return std::make_pair(key.info, key.secret);
+}
+
+std::vector<AccessKeyInfo> ComputeImpl::ListAccessKeys() {
+  MutexLock lock(&mu_);
+  std::vector<AccessKeyInfo> out;
+  for (const auto& [id, key] : access_keys_) {
+    out.push_back(key.info);
+  }
+  return out;
+}
+
+Status ComputeImpl::DeleteAccessKey(const std::string& access_key_id) {
+  MutexLock lock(&mu_);
+  if (access_keys_.count(access_key_id) == 0) {
+    return Status::NotFound("NoSuchEntity: access key " + access_key_id + " does not exist");
+  }
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({{kSecurityTable, access_key_id, std::nullopt}}));
+  access_keys_.erase(access_key_id);
+  return Status::OK();
+}
+
+std::optional<std::string> ComputeImpl::AccessKeySecret(const std::string& access_key_id) {
+  MutexLock lock(&mu_);
+  auto it = access_keys_.find(access_key_id);
+  return it == access_keys_.end() ? std::nullopt : std::optional(it->second.secret);
+}
+
 }  // namespace strata

@@ -118,6 +118,24 @@ const RecordCodec<StoredKeyPair>& KeyPairCodec() {
   return kCodec;
 }
 
+const RecordCodec<StoredAccessKey>& AccessKeyCodec() {
+  using S = StoredAccessKey;
+  using A = AccessKeyInfo;
+  static const RecordCodec<S> kCodec(
+      "access key",
+      {Within(&S::info, Required("access_key_id", &A::access_key_id)),
+       Within(&S::info, Required("create_time_ms", &A::create_time_ms)),
+       Required("secret", &S::secret)},
+      [](const S& k) { return k.info.access_key_id; },
+      [](const S& k) {
+        return k.info.access_key_id.size() == 20 && k.info.access_key_id.starts_with("AKIA") &&
+                       k.secret.size() == 40
+                   ? Status::OK()
+                   : Status::Corruption("not an access key id and a 40-character secret");
+      });
+  return kCodec;
+}
+
 std::string EncodeTags(const Tags& tags) { return DumpJson(nlohmann::json(tags)); }
 
 Result<Tags> DecodeTags(const std::string& id, const std::string& text) {

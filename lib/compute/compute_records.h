@@ -25,7 +25,14 @@ struct StoredKeyPair {
   std::string material;  // x509: the certificate (PEM); psk: the key (hex)
 };
 
+// An access key as stored: its id, secret and creation time (docs/security.md).
+struct StoredAccessKey {
+  AccessKeyInfo info;
+  std::string secret;
+};
+
 const RecordCodec<ImageInfo>& ImageCodec();
+const RecordCodec<StoredAccessKey>& AccessKeyCodec();
 const RecordCodec<InstanceRecord>& InstanceCodec();
 const RecordCodec<SecurityGroupInfo>& SecurityGroupCodec();
 const RecordCodec<StoredKeyPair>& KeyPairCodec();

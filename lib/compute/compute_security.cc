@@ -108,6 +108,9 @@ Status ComputeImpl::LoadSecurityLocked() {
       groups_[id] = std::move(g);
     } else if (id.starts_with("key-")) {
       STRATA_RETURN_IF_ERROR(LoadKeyPairLocked(id, text));
+    } else if (id.starts_with("AKIA")) {
+      STRATA_ASSIGN_OR_RETURN(StoredAccessKey k, AccessKeyCodec().Decode(id, text));
+      access_keys_[id] = std::move(k);
     }
   }
   return Status::OK();

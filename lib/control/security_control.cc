@@ -146,11 +146,43 @@ Result<json> DeleteKeyPair(Compute* compute, const json& args) {
   return json::object();
 }
 
+// IAM's AccessKey shapes (aws iam create-access-key / list-access-keys).
+json AccessKeyJson(const AccessKeyInfo& k) {
+  return json{{"UserName", "strata"},
+              {"AccessKeyId", k.access_key_id},
+              {"Status", "Active"},
+              {"CreateDate", IsoTime(k.create_time_ms)}};
+}
+
+Result<json> CreateAccessKey(Compute* compute, const json&) {
+  STRATA_ASSIGN_OR_RETURN(auto created, compute->CreateAccessKey());
+  json key = AccessKeyJson(created.first);
+  key["SecretAccessKey"] = created.second;
+  return json{{"AccessKey", key}};
+}
+
+Result<json> ListAccessKeys(Compute* compute, const json&) {
+  json items = json::array();
+  for (const AccessKeyInfo& k : compute->ListAccessKeys()) {
+    items.push_back(AccessKeyJson(k));
+  }
+  return json{{"AccessKeyMetadata", items}, {"IsTruncated", false}};
+}
+
+Result<json> DeleteAccessKey(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "access-key-id"));
+  STRATA_RETURN_IF_ERROR(compute->DeleteAccessKey(id));
+  return json::object();
+}
+
 }  // namespace
 
 namespace control {
 
 void AddSecurityHandlers(HandlerTable* table) {
+  table->emplace("create-access-key", CreateAccessKey);
+  table->emplace("list-access-keys", ListAccessKeys);
+  table->emplace("delete-access-key", DeleteAccessKey);
   table->emplace("create-key-pair", CreateKeyPair);
   table->emplace("import-key-pair", ImportKeyPair);
   table->emplace("describe-key-pairs", DescribeKeyPairs);

@@ -1,11 +1,13 @@
 #include "remote/sigv4.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 
 namespace strata::remote {
 
@@ -137,6 +139,139 @@ std::string Authorization(const AwsCredentials& credentials, const std::string& 
   return "AWS4-HMAC-SHA256 Credential=" + credentials.access_key_id + "/" + scope +
          ", SignedHeaders=" + signed_headers +
          ", Signature=" + Hex(reinterpret_cast<const unsigned char*>(mac.data()), mac.size());
+}
+
+namespace {
+
+Status AuthFailure(const std::string& why) {
+  return Status::PermissionDenied("AuthFailure: " + why);
+}
+
+std::string Lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+// The received value of header `name` (lower case); nullptr if absent or given twice.
+const std::string* HeaderValue(const ReceivedRequest& request, const std::string& name) {
+  const std::string* found = nullptr;
+  for (const auto& [n, v] : request.headers) {
+    if (Lower(n) == name) {
+      if (found != nullptr) {
+        return nullptr;
+      }
+      found = &v;
+    }
+  }
+  return found;
+}
+
+// "AWS4-HMAC-SHA256 Credential=AK/DAY/REGION/SERVICE/aws4_request, SignedHeaders=a;b,
+// Signature=hex" -> its three fields.
+bool ParseAuthorization(const std::string& header, std::string* credential,
+                        std::string* signed_headers, std::string* signature) {
+  const std::string kScheme = "AWS4-HMAC-SHA256 ";
+  if (!header.starts_with(kScheme) || header.size() > 4096) {
+    return false;
+  }
+  std::string rest = header.substr(kScheme.size());
+  for (size_t start = 0; start < rest.size();) {
+    size_t end = rest.find(',', start);
+    end = end == std::string::npos ? rest.size() : end;
+    std::string part = rest.substr(start, end - start);
+    part.erase(0, part.find_first_not_of(' '));
+    const size_t eq = part.find('=');
+    const std::string key = eq == std::string::npos ? part : part.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : part.substr(eq + 1);
+    if (key == "Credential") {
+      *credential = value;
+    } else if (key == "SignedHeaders") {
+      *signed_headers = value;
+    } else if (key == "Signature") {
+      *signature = value;
+    }
+    start = end + 1;
+  }
+  return !credential->empty() && !signed_headers->empty() && signature->size() == 64;
+}
+
+// "20150830T123600Z" -> Unix time; -1 if malformed.
+int64_t ParseAmzDate(const std::string& text) {
+  tm t{};
+  if (text.size() != 16 || strptime(text.c_str(), "%Y%m%dT%H%M%SZ", &t) == nullptr) {
+    return -1;
+  }
+  return static_cast<int64_t>(timegm(&t));
+}
+
+}  // namespace
+
+Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
+                   const std::string& service, const SecretLookup& secret_of, time_t now,
+                   std::string* access_key_id) {
+  const std::string* header = HeaderValue(request, "authorization");
+  std::string credential, signed_list, signature;
+  if (header == nullptr) {
+    return AuthFailure("the request is not signed (no Authorization header)");
+  }
+  if (!ParseAuthorization(*header, &credential, &signed_list, &signature)) {
+    return AuthFailure(
+        "the Authorization header is not AWS4-HMAC-SHA256 with Credential, "
+        "SignedHeaders and Signature");
+  }
+  const std::string* date = HeaderValue(request, "x-amz-date");
+  const int64_t signed_at = date == nullptr ? -1 : ParseAmzDate(*date);
+  if (signed_at < 0) {
+    return AuthFailure("the request has no valid X-Amz-Date header");
+  }
+  if (signed_at < now - kMaxClockSkewS || signed_at > now + kMaxClockSkewS) {
+    return Status::PermissionDenied("RequestExpired: the request was signed at " + *date +
+                                    ", more than 15 minutes from the server's time");
+  }
+  const size_t slash = credential.find('/');
+  const std::string key_id = credential.substr(0, slash);
+  const std::string scope = slash == std::string::npos ? "" : credential.substr(slash + 1);
+  if (scope != date->substr(0, 8) + "/" + region + "/" + service + "/aws4_request") {
+    return AuthFailure("the credential scope '" + scope + "' is not today's for " + service +
+                       " in " + region);
+  }
+  std::optional<std::string> secret = secret_of(key_id);
+  if (!secret) {
+    return AuthFailure("the access key " + key_id + " does not exist");
+  }
+  SigningRequest canonical{request.method, request.path, request.query, {}, ""};
+  for (size_t start = 0; start <= signed_list.size();) {
+    size_t end = signed_list.find(';', start);
+    end = end == std::string::npos ? signed_list.size() : end;
+    const std::string name = signed_list.substr(start, end - start);
+    const std::string* value = HeaderValue(request, name);
+    if (name.empty() || name != Lower(name) || value == nullptr) {
+      return AuthFailure("signed header '" + name + "' is missing, repeated or not lower case");
+    }
+    canonical.headers.emplace_back(name, *value);
+    start = end + 1;
+  }
+  if (HeaderValue(request, "host") == nullptr || signed_list.find("host") == std::string::npos) {
+    return AuthFailure("the Host header must be signed");
+  }
+  const std::string* payload = HeaderValue(request, "x-amz-content-sha256");
+  canonical.payload_sha256_hex = Sha256Hex(request.body);
+  if (payload != nullptr && *payload != canonical.payload_sha256_hex) {
+    return AuthFailure("x-amz-content-sha256 is not the SHA-256 of the body");
+  }
+  const std::string expected =
+      Authorization({key_id, *secret, ""}, region, service, *date, canonical);
+  const std::string expected_signature = expected.substr(expected.size() - 64);
+  if (CRYPTO_memcmp(expected_signature.data(), signature.data(), 64) != 0) {
+    return AuthFailure(
+        "the signature does not match (wrong secret key, or the request was "
+        "changed after signing)");
+  }
+  if (access_key_id != nullptr) {
+    *access_key_id = key_id;
+  }
+  return Status::OK();
 }
 
 }  // namespace strata::remote

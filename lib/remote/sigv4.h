@@ -7,10 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "strata/status.h"
 
 namespace strata::remote {
 
@@ -53,6 +57,31 @@ std::string StringToSign(const std::string& amz_date, const std::string& scope,
 std::string Authorization(const AwsCredentials& credentials, const std::string& region,
                           const std::string& service, const std::string& amz_date,
                           const SigningRequest& request);
+
+// ---- verification (the EC2 API endpoint) ----
+
+// A request as a server received it.
+struct ReceivedRequest {
+  std::string method;
+  std::string path;                                          // as sent (still URI-encoded)
+  std::vector<std::pair<std::string, std::string>> query;    // decoded names and values
+  std::vector<std::pair<std::string, std::string>> headers;  // every header received
+  std::string_view body;
+};
+
+// The secret of an access key id; nullopt for an unknown one.
+using SecretLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+constexpr int64_t kMaxClockSkewS = 15 * 60;  // as AWS: a signature older or newer is expired
+
+// Verifies the request's SigV4 Authorization header for `service` in `region` at Unix time
+// `now`. On success `access_key_id` (may be null) names who signed. Errors: PermissionDenied
+// whose message starts with AWS's code: "AuthFailure: ..." (no, or an unknown, credential;
+// malformed header; wrong scope; a signature that does not match) or "RequestExpired: ...".
+// The messages say what failed, never what the signature should have been.
+Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
+                   const std::string& service, const SecretLookup& secret_of, time_t now,
+                   std::string* access_key_id);
 
 }  // namespace strata::remote
 

@@ -86,5 +86,59 @@ TEST(SigV4Test, EncodingAndDates) {
             "list-type=2&prefix=a%2Fb%20c");
 }
 
+// The server side: AWS's get-vanilla vector verifies, and each way a request can be wrong is
+// refused with AWS's code.
+TEST(SigV4VerifyTest, TheSuiteVectorVerifiesAndEveryTamperingIsRefused) {
+  const std::string kAuth =
+      "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+      "SignedHeaders=host;x-amz-date, "
+      "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+  const time_t kSignedAt = 1440938160;  // 2015-08-30T12:36:00Z
+  ReceivedRequest good{"GET",
+                       "/",
+                       {},
+                       {{"Host", "example.amazonaws.com"},
+                        {"X-Amz-Date", "20150830T123600Z"},
+                        {"Authorization", kAuth},
+                        {"User-Agent", "unsigned headers are allowed"}},
+                       ""};
+  SecretLookup secrets = [](const std::string& id) -> std::optional<std::string> {
+    return id == kSuite.access_key_id ? std::optional(kSuite.secret_access_key) : std::nullopt;
+  };
+  std::string who;
+  ASSERT_TRUE(VerifySigV4(good, "us-east-1", "service", secrets, kSignedAt + 60, &who).ok());
+  EXPECT_EQ(who, "AKIDEXAMPLE");
+  auto refused = [&](const ReceivedRequest& r, time_t now, const std::string& code,
+                     const SecretLookup& lookup) {
+    Status s = VerifySigV4(r, "us-east-1", "service", lookup, now, nullptr);
+    EXPECT_EQ(s.code(), Status::Code::kPermissionDenied) << s.ToString();
+    EXPECT_TRUE(s.message().starts_with(code)) << s.ToString();
+  };
+  ReceivedRequest changed = good;
+  changed.body = "x";  // a body the signature did not cover
+  refused(changed, kSignedAt, "AuthFailure: the signature does not match", secrets);
+  changed = good;
+  changed.query = {{"Action", "DeleteVolume"}};
+  refused(changed, kSignedAt, "AuthFailure: the signature does not match", secrets);
+  refused(good, kSignedAt, "AuthFailure: the signature does not match",
+          [](const std::string&) { return std::optional<std::string>("wrong secret"); });
+  refused(good, kSignedAt, "AuthFailure: the access key AKIDEXAMPLE does not exist",
+          [](const std::string&) { return std::nullopt; });
+  refused(good, kSignedAt + 16 * 60, "RequestExpired", secrets);
+  refused(good, kSignedAt - 16 * 60, "RequestExpired", secrets);
+  EXPECT_EQ(VerifySigV4(good, "eu-west-1", "service", secrets, kSignedAt, nullptr).code(),
+            Status::Code::kPermissionDenied);  // signed for another region
+  changed = good;
+  changed.headers.erase(changed.headers.begin());  // the signed Host header is missing
+  refused(changed, kSignedAt, "AuthFailure: signed header 'host'", secrets);
+  changed = good;
+  changed.headers.pop_back();
+  changed.headers.pop_back();  // no Authorization at all
+  refused(changed, kSignedAt, "AuthFailure: the request is not signed", secrets);
+  changed = good;
+  changed.headers[2].second = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE";
+  refused(changed, kSignedAt, "AuthFailure: the Authorization header", secrets);
+}
+
 }  // namespace
 }  // namespace strata::remote

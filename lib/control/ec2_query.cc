@@ -1,0 +1,332 @@
+#include "control/ec2_query.h"
+
+#include <cctype>
+#include <map>
+#include <pugixml.hpp>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "control/control.h"
+#include "control/ec2_errors.h"
+#include "control/verbs.h"
+#include "util/json_text.h"
+
+namespace strata::control {
+
+namespace {
+
+using nlohmann::json;
+using Params = std::map<std::string, std::string>;
+
+enum Ec2Kind { kText, kBool, kInt, kTime, kStruct, kList };
+struct Ec2Operation {
+  const char* name;
+  const char* input;
+  const char* output;  // "" when the reply is <return>true</return>
+};
+struct Ec2Member {
+  const char* shape;
+  const char* member;  // the JSON name (as the control plane's replies use it)
+  const char* query;   // the Query parameter name
+  const char* xml;     // the XML element name
+  Ec2Kind kind;
+  const char* elem_shape;  // a structure's shape, or a list's item shape if a structure
+  Ec2Kind item_kind;
+  const char* item_xml;  // a list item's element name
+};
+
+#include "control/ec2_model.inc"
+
+constexpr const char* kNamespace = "http://ec2.amazonaws.com/doc/2016-11-15/";
+constexpr size_t kMaxListItems = 1000;
+constexpr int kMaxDepth = 6;
+
+std::vector<const Ec2Member*> MembersOf(const std::string& shape) {
+  std::vector<const Ec2Member*> out;
+  for (const Ec2Member& m : kEc2Members) {
+    if (shape == m.shape) {
+      out.push_back(&m);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- request
+
+// The value of one parameter (or structure of parameters) under `prefix`, by the model; null
+// when absent. Marks what it read in `used`.
+json ReadValue(const Params& params, const std::string& name, Ec2Kind kind, const char* shape,
+               Ec2Kind item_kind, int depth, std::set<std::string>* used);
+
+json ReadStruct(const Params& params, const std::string& prefix, const std::string& shape,
+                int depth, std::set<std::string>* used) {
+  json out = json::object();
+  if (depth > kMaxDepth) {
+    return out;
+  }
+  for (const Ec2Member* m : MembersOf(shape)) {
+    json v =
+        ReadValue(params, prefix + m->query, m->kind, m->elem_shape, m->item_kind, depth + 1, used);
+    if (!v.is_null()) {
+      out[m->member] = std::move(v);
+    }
+  }
+  return out;
+}
+
+json ReadValue(const Params& params, const std::string& name, Ec2Kind kind, const char* shape,
+               Ec2Kind item_kind, int depth, std::set<std::string>* used) {
+  if (kind == kStruct) {
+    json v = ReadStruct(params, name + ".", shape, depth, used);
+    return v.empty() ? json() : v;
+  }
+  if (kind == kList) {  // EC2 lists are flattened: Name.1, Name.2, ...
+    json items = json::array();
+    for (size_t i = 1; i <= kMaxListItems; i++) {
+      const std::string item = name + "." + std::to_string(i);
+      json v = ReadValue(params, item, item_kind, shape, kText, depth, used);
+      if (v.is_null()) {
+        break;
+      }
+      items.push_back(std::move(v));
+    }
+    return items.empty() ? json() : items;
+  }
+  auto it = params.find(name);
+  if (it == params.end()) {
+    return json();
+  }
+  used->insert(name);
+  return it->second;
+}
+
+std::string Kebab(const std::string& camel) {
+  std::string out;
+  for (size_t i = 0; i < camel.size(); i++) {
+    const char c = camel[i];
+    if (std::isupper(static_cast<unsigned char>(c)) && i > 0 &&
+        !std::isupper(static_cast<unsigned char>(camel[i - 1]))) {
+      out += '-';
+    }
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+// The control request's args: each member by its kebab-case name; structures and lists of them
+// as JSON text (the verbs read AWS shorthand, which takes JSON), scalars as text.
+json ControlArgs(const json& input) {
+  json args = json::object();
+  for (const auto& [member, value] : input.items()) {
+    if (member == "DryRun") {
+      continue;
+    }
+    json arg;
+    if (value.is_array()) {
+      arg = json::array();
+      for (const json& item : value) {
+        arg.push_back(item.is_string() ? item : json(DumpJson(item)));
+      }
+    } else {
+      arg = value.is_string() ? value : json(DumpJson(value));
+    }
+    args[Kebab(member)] = std::move(arg);
+  }
+  return args;
+}
+
+// MaxResults/NextToken on a describe action: the endpoint pages the verb's whole reply (the
+// verbs answer everything at once). A token is the index of the next item, bound to the action.
+struct Page {
+  size_t start = 0;
+  size_t max = 0;  // 0: no paging asked
+};
+
+Result<Page> TakePage(const std::string& action, json* input) {
+  Page page;
+  if (input->contains("MaxResults")) {
+    const std::string text = (*input)["MaxResults"].get<std::string>();
+    if (text.empty() || text.size() > 5 ||
+        text.find_first_not_of("0123456789") != std::string::npos || std::stoul(text) == 0 ||
+        std::stoul(text) > kMaxListItems) {
+      return Status::InvalidArgument("InvalidParameterValue: MaxResults must be 1 to 1000");
+    }
+    page.max = std::stoul(text);
+    input->erase("MaxResults");
+  }
+  if (input->contains("NextToken")) {
+    const std::string token = (*input)["NextToken"].get<std::string>();
+    const std::string prefix = action + ":";
+    const std::string index = token.starts_with(prefix) ? token.substr(prefix.size()) : "";
+    if (index.empty() || index.size() > 9 ||
+        index.find_first_not_of("0123456789") != std::string::npos) {
+      return Status::InvalidArgument("InvalidNextToken: the token '" + token + "' is not valid");
+    }
+    page.start = std::stoul(index);
+    page.max = page.max == 0 ? kMaxListItems : page.max;
+    input->erase("NextToken");
+  }
+  return page;
+}
+
+// Cuts the reply's list (the output shape's list of structures) to the page.
+void ApplyPage(const std::string& action, const std::string& output, const Page& page,
+               json* reply) {
+  if (page.max == 0) {
+    return;
+  }
+  for (const Ec2Member* m : MembersOf(output)) {
+    if (m->kind != kList || !reply->contains(m->member) || !(*reply)[m->member].is_array()) {
+      continue;
+    }
+    json& items = (*reply)[m->member];
+    const size_t start = std::min(page.start, items.size());
+    const size_t end = std::min(items.size(), start + page.max);
+    json kept(items.begin() + static_cast<ptrdiff_t>(start),
+              items.begin() + static_cast<ptrdiff_t>(end));
+    if (end < items.size()) {
+      (*reply)["NextToken"] = action + ":" + std::to_string(end);
+    }
+    items = std::move(kept);
+    return;
+  }
+}
+
+// ---------------------------------------------------------------- reply
+
+void WriteValue(pugi::xml_node parent, const char* element, const json& value, Ec2Kind kind,
+                const char* shape, Ec2Kind item_kind, const char* item_xml, int depth);
+
+void WriteStruct(pugi::xml_node node, const json& object, const std::string& shape, int depth) {
+  if (!object.is_object() || depth > kMaxDepth) {
+    return;
+  }
+  for (const Ec2Member* m : MembersOf(shape)) {
+    auto it = object.find(m->member);
+    if (it != object.end() && !it->is_null()) {
+      WriteValue(node, m->xml, *it, m->kind, m->elem_shape, m->item_kind, m->item_xml, depth + 1);
+    }
+  }
+}
+
+std::string ScalarText(const json& value) {
+  if (value.is_string()) {
+    return value.get<std::string>();
+  }
+  if (value.is_boolean()) {
+    return value.get<bool>() ? "true" : "false";
+  }
+  return value.dump();
+}
+
+void WriteValue(pugi::xml_node parent, const char* element, const json& value, Ec2Kind kind,
+                const char* shape, Ec2Kind item_kind, const char* item_xml, int depth) {
+  pugi::xml_node node = parent.append_child(element);
+  if (kind == kStruct) {
+    WriteStruct(node, value, shape, depth);
+  } else if (kind == kList) {
+    for (const json& item : value.is_array() ? value : json::array()) {
+      WriteValue(node, item_xml, item, item_kind, shape, kText, "", depth);
+    }
+  } else {
+    node.text().set(ScalarText(value).c_str());
+  }
+}
+
+std::string XmlText(const pugi::xml_document& doc) {
+  std::ostringstream out;
+  doc.save(out, "", pugi::format_raw);
+  return out.str();
+}
+
+QueryReply Success(const Ec2Operation& op, const json& reply, const std::string& request_id) {
+  pugi::xml_document doc;
+  pugi::xml_node decl = doc.append_child(pugi::node_declaration);
+  decl.append_attribute("version") = "1.0";
+  decl.append_attribute("encoding") = "UTF-8";
+  pugi::xml_node root = doc.append_child((std::string(op.name) + "Response").c_str());
+  root.append_attribute("xmlns") = kNamespace;
+  root.append_child("requestId").text().set(request_id.c_str());
+  if (*op.output == '\0') {
+    root.append_child("return").text().set("true");
+  } else {
+    WriteStruct(root, reply, op.output, 0);
+  }
+  return {200, XmlText(doc)};
+}
+
+QueryReply Failure(const Status& status, const std::string& request_id) {
+  Ec2Error e = Ec2ErrorOf(status);
+  return Ec2ErrorReply(e.code, e.message, e.http_status, request_id);
+}
+
+}  // namespace
+
+QueryReply Ec2ErrorReply(const std::string& code, const std::string& message, int http_status,
+                         const std::string& request_id) {
+  pugi::xml_document doc;
+  pugi::xml_node decl = doc.append_child(pugi::node_declaration);
+  decl.append_attribute("version") = "1.0";
+  decl.append_attribute("encoding") = "UTF-8";
+  pugi::xml_node root = doc.append_child("Response");
+  pugi::xml_node error = root.append_child("Errors").append_child("Error");
+  error.append_child("Code").text().set(code.c_str());
+  error.append_child("Message").text().set(message.c_str());
+  root.append_child("RequestID").text().set(request_id.c_str());
+  return {http_status, XmlText(doc)};
+}
+
+QueryReply ExecuteEc2Query(Compute* compute,
+                           const std::vector<std::pair<std::string, std::string>>& list,
+                           const std::string& request_id) {
+  if (list.size() > kMaxQueryParams) {
+    return Ec2ErrorReply("InvalidParameterValue", "too many parameters", 400, request_id);
+  }
+  Params params(list.begin(), list.end());
+  const std::string action = params.count("Action") ? params["Action"] : "";
+  const Ec2Operation* op = nullptr;
+  for (const Ec2Operation& o : kEc2Operations) {
+    op = action == o.name ? &o : op;
+  }
+  const std::string command = Kebab(action);
+  if (op == nullptr || VerbOfCommand(command) == nullptr) {
+    return Ec2ErrorReply("InvalidAction",
+                         "The action " + action +
+                             " is not valid for this web "
+                             "service.",
+                         400, request_id);
+  }
+  std::set<std::string> used = {"Action", "Version"};
+  json input = ReadStruct(params, "", op->input, 0, &used);
+  for (const auto& [name, value] : params) {
+    if (used.count(name) == 0) {
+      return Ec2ErrorReply("UnknownParameter", "The parameter " + name + " is not recognized", 400,
+                           request_id);
+    }
+  }
+  // ClientToken: EC2's idempotency token. Accepted and not remembered: a retried create makes a
+  // second resource (docs/ec2-api.md).
+  input.erase("ClientToken");
+  Result<Page> page = TakePage(action, &input);
+  if (!page.ok()) {
+    return Failure(page.status(), request_id);
+  }
+  json request = {{"command", command}, {"args", ControlArgs(input)}};
+  if (input.value("DryRun", "") == "true") {
+    Status s = CheckVerbArgs(command, request["args"]);
+    return s.ok() ? Ec2ErrorReply("DryRunOperation",
+                                  "Request would have succeeded, but DryRun flag is set.", 412,
+                                  request_id)
+                  : Failure(s, request_id);
+  }
+  Result<json> reply = ExecuteControl(compute, request);
+  if (!reply.ok()) {
+    return Failure(reply.status(), request_id);
+  }
+  ApplyPage(action, op->output, *page, &*reply);
+  return Success(*op, *reply, request_id);
+}
+
+}  // namespace strata::control
