@@ -87,6 +87,10 @@ struct InstanceInfo {
   std::vector<InstanceDevice> devices;
   std::vector<std::string> security_group_ids;
   std::string key_name;
+  // The launch it came from: one reservation per run-instances, its instances numbered from 0.
+  // (Instances launched before reservations were kept have "" and index 0: each its own.)
+  std::string reservation_id;  // "r-" + 17 hex digits
+  uint32_t ami_launch_index = 0;
   Tags tags;
 };
 

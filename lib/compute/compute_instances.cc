@@ -70,11 +70,14 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   std::vector<VolumeSpec> specs;
   std::vector<std::pair<size_t, size_t>> slots;  // spec i -> (instance, device)
   const int64_t now = WallClockMs();
+  const std::string reservation_id = NewResourceId("r");
   for (InstanceRecord& rec : recs) {
     InstanceInfo& info = rec.info;
     do {
       info.instance_id = NewResourceId("i");
     } while (instances_.count(info.instance_id) != 0);
+    info.reservation_id = reservation_id;
+    info.ami_launch_index = static_cast<uint32_t>(&rec - recs.data());
     info.image_id = image.image_id;
     info.instance_type = type->name;
     info.state = "running";

@@ -80,6 +80,8 @@ const RecordCodec<InstanceRecord>& InstanceCodec() {
        // (the two below are absent in records written before security groups and key pairs)
        Within(&R::info, Optional("security_group_ids", &I::security_group_ids)),
        Within(&R::info, Optional("key_name", &I::key_name)),
+       Within(&R::info, Optional("reservation_id", &I::reservation_id)),
+       Within(&R::info, Optional("ami_launch_index", &I::ami_launch_index)),
        Required("pending_deletes", &R::pending_deletes)},
       [](const R& rec) { return rec.info.instance_id; });
   return kCodec;

@@ -233,6 +233,8 @@ json ImageJson(Pool* pool, const ImageInfo& image) {
               {"Architecture", "x86_64"},
               {"VirtualizationType", "hvm"},
               {"Public", false},
+              {"OwnerId", control::kOwnerId},
+              {"Hypervisor", "xen"},
               {"Tags", control::TagsJson(image.tags)}};
   if (!image.source_instance_id.empty()) {
     out["SourceInstanceId"] = image.source_instance_id;
@@ -278,6 +280,13 @@ json InstanceJson(const InstanceInfo& info) {
               {"SecurityGroups", SecurityGroupsJson(info.security_group_ids)},
               {"KeyName", info.key_name},
               {"Placement", {{"AvailabilityZone", control::kZone}}},
+              {"ReservationId", info.reservation_id.empty()
+                                    ? "r-" + info.instance_id.substr(2)
+                                    : info.reservation_id},  // (moved to the reservation)
+              {"AmiLaunchIndex", info.ami_launch_index},
+              {"Architecture", "x86_64"},
+              {"Hypervisor", "xen"},
+              {"VirtualizationType", "hvm"},
               {"Tags", control::TagsJson(info.tags)}};
   if (!info.state_reason.empty()) {
     const size_t colon = info.state_reason.find(':');
@@ -287,11 +296,23 @@ json InstanceJson(const InstanceInfo& info) {
   return out;
 }
 
+// A change as EC2 answers the verb that made it: in its transitional state (stopping, pending,
+// shutting-down); Strata has finished it already, and describe-instances shows the final state.
+std::string AnsweredState(const StateChange& c) {
+  if (c.previous_state == c.current_state) {
+    return c.current_state;  // nothing changed (stopping a stopped instance)
+  }
+  return c.current_state == "stopped"      ? "stopping"
+         : c.current_state == "running"    ? "pending"
+         : c.current_state == "terminated" ? "shutting-down"
+                                           : c.current_state;
+}
+
 json StateChangesJson(const std::vector<StateChange>& changes) {
   json out = json::array();
   for (const StateChange& c : changes) {
     out.push_back({{"InstanceId", c.instance_id},
-                   {"CurrentState", StateJson(c.current_state)},
+                   {"CurrentState", StateJson(AnsweredState(c))},
                    {"PreviousState", StateJson(c.previous_state)}});
   }
   return out;
@@ -304,6 +325,54 @@ json AttachmentJson(const std::string& instance_id, const InstanceDevice& d, con
               {"State", state},
               {"AttachTime", IsoTime(d.attach_time_ms)},
               {"DeleteOnTermination", d.delete_on_termination}};
+}
+
+// EC2's reservations: the instances of one launch together, in launch order (an instance from
+// before reservations were kept is its own, named after it).
+json Reservations(json instances) {
+  std::map<std::string, json> by_id;
+  std::vector<std::string> order;
+  for (json& item : instances) {
+    std::string id = item["ReservationId"].get<std::string>();
+    item.erase("ReservationId");
+    if (by_id.count(id) == 0) {
+      order.push_back(id);
+      by_id[id] = {{"ReservationId", id},
+                   {"OwnerId", control::kOwnerId},
+                   {"Groups", json::array()},
+                   {"Instances", json::array()}};
+    }
+    by_id[id]["Instances"].push_back(std::move(item));
+  }
+  json out = json::array();
+  for (const std::string& id : order) {
+    json& r = by_id[id];
+    std::sort(r["Instances"].begin(), r["Instances"].end(), [](const json& a, const json& b) {
+      return a["AmiLaunchIndex"].get<uint32_t>() < b["AmiLaunchIndex"].get<uint32_t>();
+    });
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// "3" or "2:5" (EC2's MinCount:MaxCount): Strata launches MaxCount or nothing.
+Result<uint32_t> RunCount(const json& args) {
+  const std::string text = OptionalStringArg(args, "count");
+  const size_t colon = text.find(':');
+  json max_only = {{"count", colon == std::string::npos ? text : text.substr(colon + 1)}};
+  STRATA_ASSIGN_OR_RETURN(uint64_t max, control::IntegerArg(max_only, "count", 1));
+  uint64_t min = max;
+  if (colon != std::string::npos) {
+    json min_only = {{"count", text.substr(0, colon)}};
+    STRATA_ASSIGN_OR_RETURN(min, control::IntegerArg(min_only, "count", 1));
+  }
+  if (min == 0 || min > max || max > kMaxRunCount) {
+    return Status::InvalidArgument(
+        "InvalidParameterValue: --count must be N or MIN:MAX with 1 <= "
+        "MIN <= MAX <= " +
+        std::to_string(kMaxRunCount));
+  }
+  return static_cast<uint32_t>(max);
 }
 
 // ---------------------------------------------------------------- handlers
@@ -399,11 +468,7 @@ Result<json> CreateImage(Compute* compute, const json& args) {
 Result<json> RunInstances(Compute* compute, const json& args) {
   RunSpec spec;
   STRATA_ASSIGN_OR_RETURN(spec.image_id, StringArg(args, "image-id"));
-  STRATA_ASSIGN_OR_RETURN(uint64_t count, control::IntegerArg(args, "count", 1));
-  if (count == 0 || count > kMaxRunCount) {
-    return Status::InvalidArgument("--count must be 1 to " + std::to_string(kMaxRunCount));
-  }
-  spec.count = static_cast<uint32_t>(count);
+  STRATA_ASSIGN_OR_RETURN(spec.count, RunCount(args));
   const std::string type = OptionalStringArg(args, "instance-type");
   spec.instance_type = type.empty() ? "t3.micro" : type;
   spec.disable_api_termination = args.value("disable-api-termination", false);
@@ -418,7 +483,7 @@ Result<json> RunInstances(Compute* compute, const json& args) {
     info.state = "pending";  // as EC2 answers run-instances; describe-instances shows running
     items.push_back(InstanceJson(info));
   }
-  return json{{"Instances", items}};
+  return Reservations(std::move(items)).at(0);  // EC2's RunInstances reply: one reservation
 }
 
 Result<json> DescribeInstances(Compute* compute, const json& args) {
@@ -462,14 +527,7 @@ Result<json> DescribeInstances(Compute* compute, const json& args) {
                    }
                    return Values();
                  }));
-  // EC2 groups instances in reservations; here each instance is its own.
-  json reservations = json::array();
-  for (const json& item : items) {
-    reservations.push_back(
-        {{"ReservationId", "r-" + item["InstanceId"].get<std::string>().substr(2)},
-         {"Instances", json::array({item})}});
-  }
-  return json{{"Reservations", reservations}};
+  return json{{"Reservations", Reservations(std::move(items))}};
 }
 
 template <typename Fn>
@@ -506,13 +564,13 @@ Result<json> AttachVolume(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string instance, StringArg(args, "instance-id"));
   STRATA_ASSIGN_OR_RETURN(std::string device, StringArg(args, "device"));
   STRATA_ASSIGN_OR_RETURN(InstanceDevice d, compute->AttachVolume(volume, instance, device));
-  return AttachmentJson(instance, d, "attached");
+  return AttachmentJson(instance, d, "attaching");  // as EC2 answers; describe shows in-use
 }
 
 Result<json> DetachVolume(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string volume, StringArg(args, "volume-id"));
   STRATA_ASSIGN_OR_RETURN(auto detached, compute->DetachVolume(volume));
-  return AttachmentJson(detached.first, detached.second, "detached");
+  return AttachmentJson(detached.first, detached.second, "detaching");
 }
 
 Result<json> CreateTags(Compute* compute, const json& args) {

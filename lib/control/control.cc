@@ -111,7 +111,9 @@ Result<json> CreateVolume(Compute* compute, const json& args) {
   if (!tags.empty()) {
     STRATA_RETURN_IF_ERROR(compute->CreateTags({info.volume_id}, tags));
   }
-  return VolumeJson(compute, info);
+  json out = VolumeJson(compute, info);
+  out["State"] = "creating";  // as EC2 answers; the volume is available already (describe)
+  return out;
 }
 
 Result<json> DescribeVolumes(Compute* compute, const json& args) {

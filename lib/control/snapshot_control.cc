@@ -33,6 +33,7 @@ Result<json> SnapshotsTaken(Compute* compute, const json& args,
       STRATA_RETURN_IF_ERROR(compute->CreateTags({s.snapshot_id}, tags));
     }
     out.push_back(SnapshotJson(s, nullptr, tags));
+    out.back()["State"] = "pending";  // as EC2 answers; the snapshot is complete already
   }
   return one ? out[0] : json{{"Snapshots", out}};
 }

@@ -191,7 +191,7 @@ std::vector<Verb> ComputeVerbs() {
        "run-instances",
        "launch instances from an image",
        {Required({"--image-id", "image-id", K::kText, "image id"}),
-        {"--count", "count", K::kText, "how many (1)"},
+        {"--count", "count", K::kText, "how many: N, or MIN:MAX as EC2 (all or none: MAX) (1)"},
         {"--instance-type", "instance-type", K::kText,
          "t3.micro (default), m5d.large, ... (describe-instance-types)"},
         {"--disable-api-termination", "disable-api-termination", K::kFlag,

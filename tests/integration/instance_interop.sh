@@ -24,7 +24,8 @@ refused "is not a non-empty raw disk image file" import-image --input /dev/null 
 refused "missing '}'" register-image --name broken \
   --block-device-mappings 'DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1'
 refused "image ami-00000000000000000 does not exist" run-instances --image-id ami-00000000000000000
-refused "--count must be 1 to 1000" run-instances --image-id ami-00000000000000000 --count 0
+refused "--count must be N or MIN:MAX" run-instances --image-id ami-00000000000000000 --count 0
+refused "--count must be N or MIN:MAX" run-instances --image-id ami-00000000000000000 --count 3:2
 [[ $(cli describe-snapshots | grep -c SnapshotId || true) == 0 ]] || fail "a refused import left a snapshot"
 
 # ---- an ext4 root file system, written through NBD, snapshotted, registered
@@ -50,6 +51,12 @@ out=$(cli run-instances --image-id "$ami" --count 2 --instance-type m5d.large \
   --tag-specifications 'ResourceType=instance,Tags=[{Key=Name,Value=web}]')
 mapfile -t ids < <(echo "$out" | sed -n 's/.*"InstanceId": "\(i-[0-9a-f]*\)".*/\1/p')
 [[ ${#ids[@]} == 2 ]] || fail "run-instances --count 2 printed ${#ids[@]} instances"
+reservation=$(echo "$out" | field ReservationId)
+[[ $reservation == r-* && $(echo "$out" | grep -c '"ReservationId"') == 1 ]] ||
+  fail "run-instances --count 2: not one reservation: $out"
+[[ $(cli describe-instances --instance-ids "${ids[@]}" | grep -c "\"ReservationId\": \"$reservation\"") == 1 ]] ||
+  fail "describe-instances does not group the launch in $reservation"
+echo "$out" | grep '"AmiLaunchIndex": 1' >/dev/null || fail "no AmiLaunchIndex 1: $out"
 a=${ids[0]}
 b=${ids[1]}
 for i in "$a" "$b"; do
@@ -78,7 +85,8 @@ qemu-io -f raw -c 'write -P 0x5a 0 1M' "$(uri "$a/sdb")" >/dev/null || fail "wri
 qemu-io -f raw -c 'read -P 0x5a 0 1M' "$(uri "$a/sdb")" | grep 'read 1048576' >/dev/null ||
   fail "instance store readback"
 refused "does not support snapshots" create-snapshot --volume-id "$a/sdb"
-cli stop-instances --instance-ids "$a" | grep '"stopped"' >/dev/null || fail "stop-instances"
+cli stop-instances --instance-ids "$a" | grep '"stopping"' >/dev/null || fail "stop-instances answers stopping"
+cli describe-instances --instance-ids "$a" | grep '"stopped"' >/dev/null || fail "stop-instances: not stopped"
 nbdinfo "$(uri "$a/xvda")" >/dev/null 2>&1 && fail "a stopped instance's device is still served"
 cli start-instances --instance-ids "$a" >/dev/null
 qemu-io -f raw -c 'read -P 0 0 1M' "$(uri "$a/sdb")" | grep 'read 1048576' >/dev/null ||
@@ -106,7 +114,7 @@ pass "create-image of $a launches with its data ($c)"
 
 # ---- attachments, termination protection, DeleteOnTermination
 extra=$(cli create-volume --size 16MiB | field VolumeId)
-cli attach-volume --volume-id "$extra" --instance-id "$b" --device /dev/sdf | grep attached >/dev/null ||
+cli attach-volume --volume-id "$extra" --instance-id "$b" --device /dev/sdf | grep '"attaching"' >/dev/null ||
   fail "attach-volume"
 cli describe-volumes --volume-ids "$extra" | grep '"in-use"' >/dev/null || fail "attached volume not in-use"
 refused "is attached to $b" delete-volume --volume-id "$extra"
@@ -115,7 +123,8 @@ b_root=$(cli describe-instances --instance-ids "$b" | field VolumeId)
 cli modify-instance-attribute --instance-id "$b" --disable-api-termination
 refused "may not be terminated" terminate-instances --instance-ids "$b"
 cli modify-instance-attribute --instance-id "$b" --no-disable-api-termination
-cli terminate-instances --instance-ids "$b" | grep '"terminated"' >/dev/null || fail "terminate-instances"
+cli terminate-instances --instance-ids "$b" | grep '"shutting-down"' >/dev/null || fail "terminate-instances answers shutting-down"
+cli describe-instances --instance-ids "$b" | grep '"terminated"' >/dev/null || fail "terminate-instances: not terminated"
 cli describe-volumes --volume-ids "$b_root" >/dev/null 2>&1 && fail "root volume outlived terminate"
 cli describe-volumes --volume-ids "$extra" | grep '"available"' >/dev/null ||
   fail "attached volume not available after terminate"
