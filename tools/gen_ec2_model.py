@@ -19,6 +19,12 @@ OPERATIONS = [
     "CreateSnapshot", "CreateSnapshots", "DescribeSnapshots", "DeleteSnapshot", "CopySnapshot",
     "CreateTags", "DeleteTags", "DescribeTags",
     "DescribeAvailabilityZones", "DescribeRegions",
+    "RunInstances", "DescribeInstances", "StopInstances", "StartInstances", "RebootInstances",
+    "TerminateInstances", "ModifyInstanceAttribute", "DescribeInstanceTypes",
+    "RegisterImage", "DescribeImages", "DeregisterImage", "CreateImage",
+    "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair",
+    "CreateSecurityGroup", "DescribeSecurityGroups", "DeleteSecurityGroup",
+    "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress",
 ]
 
 

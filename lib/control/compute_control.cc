@@ -402,6 +402,10 @@ Result<json> RegisterImage(Compute* compute, const json& args) {
 Result<json> DescribeImages(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "image-ids"));
   json items = json::array();
+  STRATA_ASSIGN_OR_RETURN(bool mine, control::OwnersIncludeSelf(args, "owners"));
+  if (!mine) {
+    return json{{"Images", items}};
+  }
   if (!ids.empty()) {
     for (const std::string& id : ids) {
       STRATA_ASSIGN_OR_RETURN(ImageInfo image, compute->DescribeImage(id));
@@ -616,6 +620,13 @@ Result<json> DescribeInstanceTypes(Compute*, const json&) {
 namespace control {
 
 json ImageItemJson(Pool* pool, const ImageInfo& image) { return ImageJson(pool, image); }
+
+Result<bool> OwnersIncludeSelf(const json& args, const char* name) {
+  STRATA_ASSIGN_OR_RETURN(auto owners, StringListArg(args, name));
+  return owners.empty() || std::any_of(owners.begin(), owners.end(), [](const std::string& o) {
+           return o == "self" || o == kOwnerId;
+         });
+}
 
 Result<Tags> TagSpecTags(const json& args, const std::string& resource_type) {
   STRATA_ASSIGN_OR_RETURN(auto specs, TagSpecArg(args));

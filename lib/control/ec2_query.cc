@@ -5,6 +5,7 @@
 #include <pugixml.hpp>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -43,14 +44,17 @@ constexpr const char* kNamespace = "http://ec2.amazonaws.com/doc/2016-11-15/";
 constexpr size_t kMaxListItems = 1000;
 constexpr int kMaxDepth = 6;
 
-std::vector<const Ec2Member*> MembersOf(const std::string& shape) {
-  std::vector<const Ec2Member*> out;
-  for (const Ec2Member& m : kEc2Members) {
-    if (shape == m.shape) {
-      out.push_back(&m);
+const std::vector<const Ec2Member*>& MembersOf(const std::string& shape) {
+  static const auto* kByShape = [] {
+    auto* index = new std::unordered_map<std::string, std::vector<const Ec2Member*>>();
+    for (const Ec2Member& m : kEc2Members) {
+      (*index)[m.shape].push_back(&m);
     }
-  }
-  return out;
+    return index;
+  }();
+  static const std::vector<const Ec2Member*> kNone;
+  auto it = kByShape->find(shape);
+  return it == kByShape->end() ? kNone : it->second;
 }
 
 // ---------------------------------------------------------------- request
@@ -99,6 +103,9 @@ json ReadValue(const Params& params, const std::string& name, Ec2Kind kind, cons
     return json();
   }
   used->insert(name);
+  if (kind == kBool && (it->second == "true" || it->second == "false")) {
+    return it->second == "true";  // (a verb's flag; anything else reaches the verb as text)
+  }
   return it->second;
 }
 
@@ -130,11 +137,103 @@ json ControlArgs(const json& input) {
         arg.push_back(item.is_string() ? item : json(DumpJson(item)));
       }
     } else {
-      arg = value.is_string() ? value : json(DumpJson(value));
+      arg = value.is_string() || value.is_boolean() ? value : json(DumpJson(value));
     }
     args[Kebab(member)] = std::move(arg);
   }
   return args;
+}
+
+// Where an action's EC2 parameters and its verb's arguments differ, its adapter rewrites the
+// model-shaped input into the verb's shape; every member then maps to the verb by name.
+Status Refuse(const std::string& why) {
+  return Status::InvalidArgument("InvalidParameterValue: " + why);
+}
+
+// AuthorizeSecurityGroupIngress / Revoke: EC2's IpPermissions (what the AWS CLI sends for
+// --protocol/--port/--cidr) as the verb's one rule.
+Status AdaptIngress(json* input) {
+  json rule = json::object();
+  if (input->contains("IpPermissions")) {
+    const json& perms = (*input)["IpPermissions"];
+    if (perms.size() != 1) {
+      return Refuse("one rule per call (IpPermissions.1 only)");
+    }
+    rule = perms[0];
+    input->erase("IpPermissions");
+  }
+  for (const char* legacy : {"IpProtocol", "FromPort", "ToPort", "CidrIp"}) {
+    if (input->contains(legacy)) {
+      rule[legacy] = (*input)[legacy];
+      input->erase(legacy);
+    }
+  }
+  std::vector<std::string> cidrs;
+  if (rule.contains("CidrIp")) {
+    cidrs.push_back(rule["CidrIp"].get<std::string>());
+  }
+  for (const char* list : {"IpRanges", "Ipv6Ranges"}) {
+    for (const json& r : rule.value(list, json::array())) {
+      for (const char* key : {"CidrIp", "CidrIpv6"}) {
+        if (r.contains(key)) {
+          cidrs.push_back(r[key].get<std::string>());
+        }
+      }
+    }
+  }
+  if (cidrs.size() != 1 || rule.contains("UserIdGroupPairs") || rule.contains("PrefixListIds")) {
+    return Refuse(
+        "a rule names exactly one CIDR (IpRanges or Ipv6Ranges); groups and prefix "
+        "lists are not supported");
+  }
+  (*input)["Cidr"] = cidrs[0];
+  const std::string protocol = rule.value("IpProtocol", "tcp");
+  (*input)["Protocol"] = protocol;
+  if (protocol != "-1" && rule.contains("FromPort")) {
+    const std::string from = rule["FromPort"].get<std::string>();
+    const std::string to = rule.value("ToPort", from);
+    (*input)["Port"] = from == to ? from : from + "-" + to;
+  }
+  return Status::OK();
+}
+
+const std::map<std::string, std::function<Status(json*)>>& Adapters() {
+  static const auto* kAdapters = new std::map<std::string, std::function<Status(json*)>>{
+      {"RunInstances",
+       [](json* in) {  // MinCount/MaxCount (both required by EC2) -> --count MIN:MAX
+         const std::string min = in->value("MinCount", "1"), max = in->value("MaxCount", min);
+         (*in)["Count"] = min + ":" + max;
+         in->erase("MinCount");
+         in->erase("MaxCount");
+         return Status::OK();
+       }},
+      {"ModifyInstanceAttribute",
+       [](json* in) {  // DisableApiTermination.Value -> the flag
+         if (in->contains("DisableApiTermination")) {
+           json value = (*in)["DisableApiTermination"].value("Value", json());
+           if (!value.is_boolean()) {
+             return Refuse("DisableApiTermination.Value must be true or false");
+           }
+           (*in)["DisableApiTermination"] = value;
+         }
+         return Status::OK();
+       }},
+      {"RegisterImage",
+       [](json* in) {  // the only architecture and virtualization there are here
+         for (const auto& [key, only] :
+              {std::pair<const char*, const char*>{"Architecture", "x86_64"},
+               {"VirtualizationType", "hvm"}}) {
+           if (in->contains(key) && (*in)[key] != only) {
+             return Refuse(std::string(key) + " must be " + only);
+           }
+           in->erase(key);
+         }
+         return Status::OK();
+       }},
+      {"AuthorizeSecurityGroupIngress", AdaptIngress},
+      {"RevokeSecurityGroupIngress", AdaptIngress},
+  };
+  return *kAdapters;
 }
 
 // MaxResults/NextToken on a describe action: the endpoint pages the verb's whole reply (the
@@ -309,12 +408,18 @@ QueryReply ExecuteEc2Query(Compute* compute,
   // ClientToken: EC2's idempotency token. Accepted and not remembered: a retried create makes a
   // second resource (docs/ec2-api.md).
   input.erase("ClientToken");
+  if (auto adapter = Adapters().find(action); adapter != Adapters().end()) {
+    Status adapted = adapter->second(&input);
+    if (!adapted.ok()) {
+      return Failure(adapted, request_id);
+    }
+  }
   Result<Page> page = TakePage(action, &input);
   if (!page.ok()) {
     return Failure(page.status(), request_id);
   }
   json request = {{"command", command}, {"args", ControlArgs(input)}};
-  if (input.value("DryRun", "") == "true") {
+  if (input.contains("DryRun") && input["DryRun"] == true) {
     Status s = CheckVerbArgs(command, request["args"]);
     return s.ok() ? Ec2ErrorReply("DryRunOperation",
                                   "Request would have succeeded, but DryRun flag is set.", 412,

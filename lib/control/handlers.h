@@ -39,6 +39,10 @@ void AddComputeHandlers(HandlerTable* table);
 void AddSecurityHandlers(HandlerTable* table);
 void AddRemoteHandlers(HandlerTable* table);  // last: it wraps three verbs of the others
 
+// --owners / --owner-ids (EC2's Owners, OwnerIds): false when the list names owners but neither
+// "self" nor the pool's account, whose resources are all there are; true when it is empty.
+Result<bool> OwnersIncludeSelf(const nlohmann::json& args, const char* name);
+
 // The tags --tag-specifications gives for `resource_type` (instance, volume, image, snapshot).
 Result<Tags> TagSpecTags(const nlohmann::json& args, const std::string& resource_type);
 // EC2 DescribeImages item for an image (its snapshots' sizes from `pool`).

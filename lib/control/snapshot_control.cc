@@ -56,6 +56,10 @@ Result<json> DescribeSnapshots(Compute* compute, const json& args) {
   Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "snapshot-ids"));
   json out = json::array();
+  STRATA_ASSIGN_OR_RETURN(bool mine, control::OwnersIncludeSelf(args, "owner-ids"));
+  if (!mine) {
+    return json{{"Snapshots", out}};
+  }
   if (!ids.empty()) {
     for (const std::string& id : ids) {
       STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, pool->DescribeSnapshot(id));

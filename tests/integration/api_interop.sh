@@ -114,6 +114,67 @@ except ec2.exceptions.ClientError as e:
 EOF
 pass "boto3 paginator and error codes"
 
+# ---- images and instances: register from a snapshot, launch three in one reservation, waiters
+img=$(ec2 register-image --name api-img --root-device-name /dev/xvda --architecture x86_64 \
+  --block-device-mappings "DeviceName=/dev/xvda,Ebs={SnapshotId=$snap,DeleteOnTermination=true}" \
+  --query ImageId --output text)
+[[ $(ec2 describe-images --owners self --image-ids "$img" --query 'Images[0].[Name,State,Architecture,OwnerId]' --output text) == $'api-img\tavailable\tx86_64\t000000000000' ]] ||
+  fail "describe-images --owners self"
+[[ $(ec2 describe-images --owners amazon --query 'length(Images)' --output text) == 0 ]] || fail "--owners amazon"
+ec2_refused InvalidParameterValue register-image --name arm --architecture arm64 --root-device-name /dev/xvda \
+  --block-device-mappings "DeviceName=/dev/xvda,Ebs={SnapshotId=$snap}"
+ec2_refused InvalidSnapshot.InUse delete-snapshot --snapshot-id "$snap"
+run=$(ec2 run-instances --image-id "$img" --count 3 --instance-type t3.micro --output json)
+[[ $(echo "$run" | grep -c '"InstanceId"') == 3 && $(echo "$run" | grep -c '"ReservationId"') == 1 ]] ||
+  fail "run-instances --count 3: not one reservation of three: $run"
+echo "$run" | grep '"Name": "pending"' >/dev/null || fail "run-instances does not answer pending"
+mapfile -t insts < <(echo "$run" | sed -n 's/.*"InstanceId": "\(i-[0-9a-f]*\)".*/\1/p')
+ec2 wait instance-running --instance-ids "${insts[@]}" || fail "wait instance-running"
+python3 - "$(ec2 describe-instances --instance-ids "${insts[0]}")" "$(cli describe-instances --instance-ids "${insts[0]}")" <<'EOF' || fail "describe-instances differs from the strata CLI"
+import json, sys
+aws, ours = (json.loads(a)["Reservations"][0] for a in sys.argv[1:3])
+for r in (aws, ours):
+    for i in r["Instances"]:
+        for extra in ("InstanceStoreVolumes", "NbdExports", "DisableApiTermination"):
+            i.pop(extra, None)  # Strata's own (EC2 shows the last by DescribeInstanceAttribute)
+        i["LaunchTime"] = i["LaunchTime"][:19]
+        for m in i["BlockDeviceMappings"]:
+            m["Ebs"]["AttachTime"] = m["Ebs"]["AttachTime"][:19]
+if aws != ours:
+    print("aws:  ", json.dumps(aws, sort_keys=True)); print("ours: ", json.dumps(ours, sort_keys=True))
+    sys.exit(1)
+EOF
+nbdinfo --size "$(uri "${insts[0]}/xvda")" >/dev/null || fail "the instance's root over NBD"
+[[ $(ec2 stop-instances --instance-ids "${insts[0]}" --query 'StoppingInstances[0].CurrentState.Name' --output text) == stopping ]] ||
+  fail "stop-instances does not answer stopping"
+ec2 wait instance-stopped --instance-ids "${insts[0]}" || fail "wait instance-stopped"
+ec2 start-instances --instance-ids "${insts[0]}" >/dev/null
+ec2 modify-instance-attribute --instance-id "${insts[1]}" --disable-api-termination
+ec2_refused OperationNotPermitted terminate-instances --instance-ids "${insts[1]}"
+ec2 modify-instance-attribute --instance-id "${insts[1]}" --no-disable-api-termination
+[[ $(ec2 terminate-instances --instance-ids "${insts[@]}" --query 'TerminatingInstances[].CurrentState.Name' --output text) == $'shutting-down\tshutting-down\tshutting-down' ]] ||
+  fail "terminate-instances does not answer shutting-down"
+ec2 wait instance-terminated --instance-ids "${insts[@]}" || fail "wait instance-terminated"
+ec2_refused IncorrectInstanceState start-instances --instance-ids "${insts[0]}"
+[[ $(ec2 describe-instance-types --query 'InstanceTypes[?InstanceType==`m5d.large`].InstanceStorageInfo.TotalSizeInGB' --output text) == 75 ]] ||
+  fail "describe-instance-types"
+ec2 deregister-image --image-id "$img"
+pass "register-image, run-instances --count 3 (one reservation), waiters running/stopped/terminated, termination protection"
+
+# ---- key pairs and security groups
+[[ $(ec2 create-key-pair --key-name ops --key-type psk --query KeyName --output text) == ops ]] || fail "create-key-pair"
+[[ $(ec2 describe-key-pairs --key-names ops --query 'KeyPairs[0].KeyType' --output text) == psk ]] || fail "describe-key-pairs"
+ec2 delete-key-pair --key-name ops
+sg=$(ec2 create-security-group --group-name web --description "web tier" --query GroupId --output text)
+ec2 authorize-security-group-ingress --group-id "$sg" --protocol tcp --port 10809-10810 --cidr 10.0.0.0/8 >/dev/null
+[[ $(ec2 describe-security-groups --group-ids "$sg" --query 'SecurityGroups[0].IpPermissions[0].[IpProtocol,FromPort,ToPort,IpRanges[0].CidrIp]' --output text) == $'tcp\t10809\t10810\t10.0.0.0/8' ]] ||
+  fail "describe-security-groups after authorize: $(ec2 describe-security-groups --group-ids "$sg")"
+ec2 revoke-security-group-ingress --group-id "$sg" --protocol tcp --port 10809-10810 --cidr 10.0.0.0/8 >/dev/null
+[[ $(ec2 describe-security-groups --group-ids "$sg" --query 'length(SecurityGroups[0].IpPermissions)' --output text) == 0 ]] ||
+  fail "revoke-security-group-ingress"
+ec2 delete-security-group --group-id "$sg"
+pass "key pairs and security groups"
+
 # ---- authentication: nothing unsigned, wrongly signed, expired or by an unknown key
 before=$(cli describe-volumes | grep -c '"VolumeId"')
 code=$(curl -s -o "$work/reply" -w '%{http_code}' -d 'Action=CreateVolume&Version=2016-11-15&Size=1&AvailabilityZone=us-east-1a' "$endpoint/")
