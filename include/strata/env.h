@@ -87,7 +87,7 @@ class Env {
   // Whether anything exists at `path`. Errors: IOError (anything but "no such file").
   virtual Result<bool> FileExists(const std::string& path);
   // Makes `path` a directory only its owner may enter (it will hold every volume's bytes):
-  // created with mode 0700 if absent (its parent must exist); an existing one loses its group
+  // created with mode 0700 if absent (missing parents too, 0700); an existing one loses its group
   // and other permissions. Errors: IOError.
   virtual Status CreateOwnerOnlyDir(const std::string& path);
   // Takes an exclusive lock on the file `path` (created if absent) for as long as the returned

@@ -74,6 +74,7 @@ struct VolumeSpec {
 // A change of a volume's size, type, IOPS or throughput (EC2 ModifyVolume), applied live.
 struct VolumeModification {
   std::optional<uint64_t> size_bytes;  // grow only
+  std::optional<std::string> name;     // the volume's name (its Name tag); "" removes it
   std::optional<std::string> volume_type;
   std::optional<uint32_t> iops;              // 0: the new type's default
   std::optional<uint32_t> throughput_mibps;  // 0: the new type's default
@@ -171,6 +172,7 @@ struct CheckReport {
 };
 
 constexpr uint64_t kMaxVolumeBytes = 64ull << 40;  // 64 TiB (io2 Block Express)
+constexpr size_t kMaxVolumeNameBytes = 256;        // as an EC2 tag value (the Name tag)
 
 // Where the content of a snapshot that is still arriving comes from (a lazily restored remote
 // snapshot, lib/remote/hydration.cc). While one is attached (Pool::AttachBlockSource), every
@@ -224,8 +226,9 @@ class Pool {
     m.size_bytes = new_size;
     return ModifyVolume(volume_id, m);
   }
-  // Changes size, type, IOPS and throughput live (open handles see the new limits at once);
-  // durable on return. Errors: NotFound, InvalidArgument (EBS's rules, shrinking).
+  // Changes size, type, IOPS, throughput and name live (open handles see the new limits at
+  // once; the old name stops finding the volume); durable on return. Errors: NotFound,
+  // InvalidArgument (EBS's rules, shrinking, a name that is not text).
   virtual Result<VolumeInfo> ModifyVolume(const std::string& volume_id,
                                           const VolumeModification& modification) = 0;
   // Errors: NotFound.

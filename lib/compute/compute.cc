@@ -127,15 +127,23 @@ Status ComputeImpl::Load() {
                              "lost when the process holding the pool exited"));
     }
   }
-  // Tags of resources deleted behind our back (through the Pool API) are dropped.
+  // Tags of resources deleted behind our back (through the Pool API) are dropped. A volume's
+  // Name tag kept here by an earlier release becomes its name in the pool (one truth).
   std::vector<RecordChange> stale;
   for (auto it = tags_.begin(); it != tags_.end();) {
     if (!ResourceExistsLocked(it->first).ok()) {
       stale.push_back({kTagsTable, it->first, std::nullopt});
       it = tags_.erase(it);
-    } else {
-      ++it;
+      continue;
     }
+    if (it->first.starts_with("vol-") && it->second.count("Name") != 0) {
+      VolumeModification rename;
+      rename.name = it->second["Name"];
+      STRATA_RETURN_IF_ERROR(pool_->ModifyVolume(it->first, rename).status());
+      it->second.erase("Name");
+      stale.push_back(TagRecordOf(it->first));
+    }
+    ++it;
   }
   return stale.empty() ? Status::OK() : pool_->CommitRecords(std::move(stale));
 }
@@ -391,9 +399,21 @@ Status ComputeImpl::CreateTags(const std::vector<std::string>& ids, const Tags& 
     }
     next[id] = std::move(merged);
   }
+  // A volume's Name tag is its name in the pool, by which it is found and exported: one truth,
+  // kept there (renamed first: a crash between the two leaves a retry to finish the rest).
+  for (auto& [id, t] : next) {
+    if (id.starts_with("vol-") && tags.count("Name") != 0) {
+      VolumeModification rename;
+      rename.name = tags.at("Name");
+      STRATA_RETURN_IF_ERROR(pool_->ModifyVolume(id, rename).status());
+    }
+    if (id.starts_with("vol-")) {
+      t.erase("Name");
+    }
+  }
   std::vector<RecordChange> records;
   for (const auto& [id, t] : next) {
-    records.push_back({kTagsTable, id, EncodeTags(t)});
+    records.push_back({kTagsTable, id, t.empty() ? std::nullopt : std::optional(EncodeTags(t))});
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(std::move(records)));
   for (auto& [id, t] : next) {
@@ -418,6 +438,12 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
         t.erase(it);
       }
     }
+    if (id.starts_with("vol-") && TagsOfLocked(id).count("Name") != 0 && t.count("Name") == 0) {
+      VolumeModification unname;  // the Name tag is the volume's name (CreateTags)
+      unname.name = "";
+      STRATA_RETURN_IF_ERROR(pool_->ModifyVolume(id, unname).status());
+    }
+    t.erase(id.starts_with("vol-") ? "Name" : "");
     next[id] = std::move(t);
   }
   std::vector<RecordChange> records;
@@ -442,7 +468,14 @@ Tags ComputeImpl::TagsOf(const std::string& id) {
 
 Tags ComputeImpl::TagsOfLocked(const std::string& id) const {
   auto it = tags_.find(id);
-  return it == tags_.end() ? Tags{} : it->second;
+  Tags tags = it == tags_.end() ? Tags{} : it->second;
+  if (id.starts_with("vol-")) {  // its Name tag is its name in the pool (CreateTags)
+    auto volume = pool_->DescribeVolume(id);
+    if (volume.ok() && !volume->name.empty()) {
+      tags["Name"] = volume->name;
+    }
+  }
+  return tags;
 }
 
 // ---------------------------------------------------------------- exports

@@ -107,6 +107,14 @@ Result<json> CreateVolume(Compute* compute, const json& args) {
   spec.iops = iops.value_or(0);
   spec.throughput_mibps = throughput.value_or(0);
   STRATA_ASSIGN_OR_RETURN(Tags tags, control::TagSpecTags(args, "volume"));
+  if (auto name = tags.find("Name"); name != tags.end()) {  // the Name tag is the name
+    if (!spec.name.empty() && spec.name != name->second) {
+      return Status::InvalidArgument("InvalidParameterValue: --name '" + spec.name +
+                                     "' and the Name tag '" + name->second + "' differ");
+    }
+    spec.name = name->second;
+    tags.erase(name);
+  }
   STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->CreateVolume(spec));
   if (!tags.empty()) {
     STRATA_RETURN_IF_ERROR(compute->CreateTags({info.volume_id}, tags));
@@ -333,10 +341,7 @@ std::string IsoTime(int64_t unix_ms) {
 }
 
 json VolumeJson(Compute* compute, const VolumeInfo& info) {
-  Tags tags = compute->TagsOf(info.volume_id);
-  if (!info.name.empty() && tags.count("Name") == 0) {
-    tags["Name"] = info.name;  // --name at creation: the Name tag (and the export's name)
-  }
+  const Tags tags = compute->TagsOf(info.volume_id);  // Name: the volume's name (one truth)
   json attachments = json::array();
   auto attachment = compute->AttachmentOf(info.volume_id);
   if (attachment) {

@@ -158,6 +158,15 @@ Result<bool> Env::FileExists(const std::string& path) {
 }
 
 Status Env::CreateOwnerOnlyDir(const std::string& path) {
+  // Missing parents first, each made 0700 (existing ones are left as they are): the default
+  // pool path ~/.local/share/strata/pool may be the first thing under ~/.local.
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
+    const std::string parent = path.substr(0, slash);
+    if (mkdir(parent.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Errno(("mkdir " + parent).c_str(), errno);
+    }
+  }
   if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
     return Errno(("mkdir " + path).c_str(), errno);
   }

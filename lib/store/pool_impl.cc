@@ -562,7 +562,7 @@ Status PoolImpl::ValidateSpec(const VolumeSpec& spec) const {
   if (spec.snapshot_id.empty() || spec.size_bytes != 0) {
     STRATA_RETURN_IF_ERROR(ValidateSize(spec.size_bytes));
   }
-  return ValidateText("volume name", spec.name, 255);
+  return ValidateText("volume name", spec.name, kMaxVolumeNameBytes);
 }
 
 Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {
@@ -822,6 +822,10 @@ Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
     info = it->second.info;
   }
   const VolumeInfo before = info;
+  if (m.name) {
+    STRATA_RETURN_IF_ERROR(ValidateText("volume name", *m.name, kMaxVolumeNameBytes));
+    info.name = *m.name;
+  }
   if (m.size_bytes) {
     STRATA_RETURN_IF_ERROR(ValidateSize(*m.size_bytes));
     if (*m.size_bytes < info.size_bytes) {
@@ -841,7 +845,8 @@ Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
   info.iops = valid.iops;
   info.throughput_mibps = valid.throughput_mibps;
   if (info.size_bytes == before.size_bytes && info.volume_type == before.volume_type &&
-      info.iops == before.iops && info.throughput_mibps == before.throughput_mibps) {
+      info.iops == before.iops && info.throughput_mibps == before.throughput_mibps &&
+      info.name == before.name) {
     return info;
   }
   CommitBatch batch;

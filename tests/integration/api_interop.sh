@@ -114,6 +114,15 @@ except ec2.exceptions.ClientError as e:
 EOF
 pass "boto3 paginator and error codes"
 
+# ---- one truth: the Name tag is the volume's name, by which NBD exports it
+ec2 create-tags --resources "$vol" --tags Key=Name,Value=renamed
+nbdinfo --size "$(uri renamed)" >/dev/null || fail "the new Name does not export the volume"
+nbdinfo --size "$(uri data1)" >/dev/null 2>&1 && fail "the old Name still exports the volume"
+[[ $(cli describe-volumes --volume-ids renamed | field VolumeId) == "$vol" ]] ||
+  fail "strata describe-volumes by the new Name"
+ec2 create-tags --resources "$vol" --tags Key=Name,Value=data1
+pass "create-tags Name renames the export"
+
 # ---- images and instances: register from a snapshot, launch three in one reservation, waiters
 img=$(ec2 register-image --name api-img --root-device-name /dev/xvda --architecture x86_64 \
   --block-device-mappings "DeviceName=/dev/xvda,Ebs={SnapshotId=$snap,DeleteOnTermination=true}" \

@@ -1,6 +1,7 @@
 // Drives the real `strata` binary: JSON shapes, output formats, exit codes and one-line errors.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +101,21 @@ TEST_F(CliTest, VolumeLifecycle) {
   CliRun check = Cli(pool_ + "pool check");
   EXPECT_EQ(check.exit_code, 0) << check.err;
   EXPECT_EQ(Json(check)["Check"]["Ok"], true);
+}
+
+// The default pool path under a HOME with nothing in it yet: the missing parents are made, each
+// owner-only, and the pool works.
+TEST(CliDefaultPool, PoolCreateMakesTheDefaultPathsParents) {
+  test::TempDir home;
+  const std::string env = "env -u STRATA_POOL -u XDG_DATA_HOME HOME=" + home.path() + " ";
+  ASSERT_EQ(std::system((env + STRATA_CLI + " pool create >/dev/null").c_str()), 0);
+  struct stat st;
+  for (const char* dir :
+       {"/.local", "/.local/share", "/.local/share/strata", "/.local/share/strata/pool"}) {
+    ASSERT_EQ(stat((home.path() + dir).c_str(), &st), 0) << dir;
+    EXPECT_EQ(st.st_mode & 0777, 0700u) << dir;
+  }
+  EXPECT_EQ(std::system((env + STRATA_CLI + " create-volume --size 1 >/dev/null").c_str()), 0);
 }
 
 TEST_F(CliTest, BadInputGetsOneLineAndExitCodes) {

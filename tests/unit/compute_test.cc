@@ -375,12 +375,40 @@ TEST_F(ComputeTest, InterruptedTerminationFinishesAtOpen) {
   rec.info.devices.clear();
   rec.pending_deletes = {root};
   ASSERT_TRUE(
-      pool_->CommitRecords({{kInstancesTable, rec.info.instance_id, InstanceCodec().Encode(rec)}}).ok());
+      pool_->CommitRecords({{kInstancesTable, rec.info.instance_id, InstanceCodec().Encode(rec)}})
+          .ok());
   Reopen();
   EXPECT_EQ(pool_->DescribeVolume(root).status().code(), Status::Code::kNotFound);
   auto check = pool_->Check();
   ASSERT_TRUE(check.ok());
   EXPECT_TRUE(check->problems.empty());
+}
+
+// One truth: a volume's Name tag is its name in the pool (found and exported by it). Renaming by
+// tag moves the name; deleting the tag removes it; a Name tag an earlier release kept in the tag
+// table becomes the name at open.
+TEST_F(ComputeTest, AVolumesNameTagIsItsName) {
+  auto volume = pool_->CreateVolume(VolumeSpec{1 << 20, "", "gp3", ""});
+  ASSERT_TRUE(volume.ok());
+  const std::string id = volume->volume_id;
+  ASSERT_TRUE(compute_->CreateTags({id}, {{"Name", "data1"}, {"env", "dev"}}).ok());
+  EXPECT_EQ(pool_->DescribeVolume("data1")->volume_id, id);
+  EXPECT_TRUE(compute_->OpenExport("data1").ok());
+  ASSERT_TRUE(compute_->CreateTags({id}, {{"Name", "data2"}}).ok());
+  EXPECT_EQ(pool_->DescribeVolume("data1").status().code(), Status::Code::kNotFound);
+  EXPECT_FALSE(compute_->OpenExport("data1").ok());  // the old name no longer exports it
+  EXPECT_EQ(compute_->TagsOf(id), (Tags{{"Name", "data2"}, {"env", "dev"}}));
+  ASSERT_TRUE(compute_->DeleteTags({id}, {{"Name", std::nullopt}}).ok());
+  EXPECT_EQ(pool_->DescribeVolume(id)->name, "");
+  EXPECT_EQ(compute_->TagsOf(id), (Tags{{"env", "dev"}}));
+  // As an earlier release stored it: the Name in the tag table, the volume unnamed.
+  ASSERT_TRUE(
+      pool_->CommitRecords({{kTagsTable, id, EncodeTags({{"Name", "old"}, {"env", "dev"}})}}).ok());
+  Reopen();
+  EXPECT_EQ(pool_->DescribeVolume("old")->volume_id, id);
+  EXPECT_EQ(compute_->TagsOf(id), (Tags{{"Name", "old"}, {"env", "dev"}}));
+  Reopen();  // (moved once: the tag record no longer holds it)
+  EXPECT_EQ(compute_->TagsOf(id), (Tags{{"Name", "old"}, {"env", "dev"}}));
 }
 
 TEST_F(ComputeTest, TagsOnEveryResource) {
