@@ -24,6 +24,7 @@
 #include "control/control.h"
 #include "control/control_socket.h"
 #include "control/ec2_errors.h"
+#include "control/handlers.h"
 #include "control/verbs.h"
 #include "output.h"
 #include "util/text.h"
@@ -284,6 +285,13 @@ int main(int argc, char** argv) {
       "pool directory (default $STRATA_POOL, else " + std::string("~/.local/share/strata/pool)"));
   app.add_option("--output", output, "json, table or text")
       ->check(CLI::IsMember({"json", "table", "text"}));
+  // AWS CLI flags scripts always pass: the pool is one region's one zone, and --dry-run checks
+  // a request without acting (EC2's DryRunOperation).
+  std::string region = strata::control::kRegion;
+  bool dry_run = false;
+  app.add_option("--region", region, "the pool's region: us-east-1 (any other is refused)");
+  app.add_flag("--dry-run", dry_run,
+               "check the request and answer DryRunOperation; change nothing");
   // Every verb and its arguments come from the verb table the control plane checks requests
   // against (lib/control/verbs.cc).
   std::deque<VerbCommand> commands;
@@ -305,8 +313,17 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : kExitUsage;
+    if (e.get_exit_code() == 0) {  // --help
+      return app.exit(e);
+    }
+    std::fprintf(stderr, "strata: error: %s (see strata --help)\n",
+                 strata::EscapeText(e.what(), 4096).c_str());
+    return kExitUsage;  // one line, as every other error
+  }
+  if (region != strata::control::kRegion) {
+    std::fprintf(stderr, "strata: error: InvalidParameterValue: the pool is in region %s, not %s\n",
+                 strata::control::kRegion, strata::EscapeText(region).c_str());
+    return kExitFailed;
   }
   for (const VerbCommand& cmd : commands) {
     if (!cmd.app->parsed()) {
@@ -319,6 +336,12 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     const std::string command = cmd.verb->command;
+    if (dry_run) {
+      strata::Status s = strata::control::CheckVerbArgs(command, *args);
+      return FailWith(s.ok()
+                          ? "DryRunOperation: Request would have succeeded, but DryRun flag is set."
+                          : strata::control::Ec2ErrorText(s));
+    }
     if (command == "pool-create") {
       return CreatePool(pool_dir, args->value("chunk-size", "64KiB"), args->value("capacity", ""));
     }
