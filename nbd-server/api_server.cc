@@ -2,15 +2,19 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <vector>
 
+#include "control/ebs_direct.h"
 #include "control/ec2_query.h"
 #include "control/handlers.h"
 #include "remote/sigv4.h"
 #include "util/ids.h"
+#include "util/json_text.h"
 
 namespace strata::nbd {
 
@@ -81,6 +85,46 @@ void Reply(httplib::Response& res, const control::QueryReply& reply) {
   res.set_content(reply.xml, "text/xml;charset=UTF-8");
 }
 
+// The EBS direct APIs (/snapshots/...): SigV4 for service "ebs", JSON errors.
+void ServeEbs(Compute* compute, control::EbsDirect* ebs, const httplib::Request& req,
+              httplib::Response& res) {
+  const size_t question = req.target.find('?');
+  remote::ReceivedRequest received;
+  received.method = req.method;
+  received.path = req.target.substr(0, question);
+  if (question != std::string::npos) {
+    received.query = FormParams(req.target.substr(question + 1));
+  }
+  received.headers.assign(req.headers.begin(), req.headers.end());
+  received.body = req.body;
+  Status auth = remote::VerifySigV4(
+      received, control::kRegion, "ebs",
+      [compute](const std::string& id) { return compute->AccessKeySecret(id); }, time(nullptr),
+      nullptr, /*allow_unsigned_payload=*/true);
+  control::EbsReply reply;
+  if (!auth.ok()) {
+    reply = {403,
+             "application/json",
+             DumpJson(nlohmann::json{{"Message", auth.message()}}),
+             {{"x-amzn-ErrorType", "AccessDeniedException"}}};
+  } else {
+    control::EbsRequest request{req.method, req.path, {}, {}, req.body};
+    request.query.insert(received.query.begin(), received.query.end());
+    for (const auto& [name, value] : req.headers) {
+      std::string lower = name;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      request.headers[lower] = value;
+    }
+    reply = ebs->Handle(request);
+  }
+  res.status = reply.http_status;
+  for (const auto& [name, value] : reply.headers) {
+    res.set_header(name.c_str(), value);
+  }
+  res.set_content(reply.body, reply.content_type.c_str());
+}
+
 void Serve(Compute* compute, const httplib::Request& req, httplib::Response& res) {
   const std::string request_id = RandomIdTail();
   const size_t question = req.target.find('?');
@@ -145,6 +189,14 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Compute* compute, const std:
   };
   http.Post("/", handler);
   http.Get("/", handler);
+  server->ebs_ = std::make_unique<control::EbsDirect>(compute);
+  auto ebs_handler = [compute, ebs = server->ebs_.get()](const httplib::Request& req,
+                                                         httplib::Response& res) {
+    ServeEbs(compute, ebs, req, res);
+  };
+  http.Get(R"(/snapshots/.*)", ebs_handler);
+  http.Put(R"(/snapshots/.*)", ebs_handler);
+  http.Post(R"(/snapshots(/.*)?)", ebs_handler);
   http.set_exception_handler([](const httplib::Request&, httplib::Response& res,
                                 std::exception_ptr) {  // a bug: answer, keep serving
     Reply(res, control::Ec2ErrorReply("InternalError", "internal error", 500, RandomIdTail()));
@@ -168,6 +220,8 @@ ApiServer::~ApiServer() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  http_.reset();  // (its workers are joined: nothing uses the EBS uploads now)
+  ebs_.reset();
 }
 
 }  // namespace strata::nbd

@@ -1,6 +1,7 @@
-// --api-listen: the EC2 Query API (docs/ec2-api.md) over HTTP, served by cpp-httplib on its own
-// bounded set of threads. Every request must carry a SigV4 signature by one of the pool's
-// access keys (strata create-access-key); anything else is AuthFailure and changes nothing.
+// --api-listen: the EC2 Query API and the EBS direct APIs (docs/ec2-api.md) over HTTP, served by
+// cpp-httplib on its own bounded set of threads. Every request must carry a SigV4 signature by one
+// of the pool's access keys (strata create-access-key); anything else is AuthFailure and changes
+// nothing.
 #ifndef STRATA_NBD_API_SERVER_H_
 #define STRATA_NBD_API_SERVER_H_
 
@@ -12,6 +13,10 @@
 
 namespace httplib {
 class Server;
+}
+
+namespace strata::control {
+class EbsDirect;
 }
 
 namespace strata::nbd {
@@ -33,6 +38,7 @@ class ApiServer {
 
  private:
   ApiServer() = default;
+  std::unique_ptr<control::EbsDirect> ebs_;  // the EBS direct APIs' uploads in progress
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;

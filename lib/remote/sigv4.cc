@@ -209,7 +209,7 @@ int64_t ParseAmzDate(const std::string& text) {
 
 Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
                    const std::string& service, const SecretLookup& secret_of, time_t now,
-                   std::string* access_key_id) {
+                   std::string* access_key_id, bool allow_unsigned_payload) {
   const std::string* header = HeaderValue(request, "authorization");
   std::string credential, signed_list, signature;
   if (header == nullptr) {
@@ -257,7 +257,9 @@ Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
   }
   const std::string* payload = HeaderValue(request, "x-amz-content-sha256");
   canonical.payload_sha256_hex = Sha256Hex(request.body);
-  if (payload != nullptr && *payload != canonical.payload_sha256_hex) {
+  if (allow_unsigned_payload && payload != nullptr && *payload == "UNSIGNED-PAYLOAD") {
+    canonical.payload_sha256_hex = "UNSIGNED-PAYLOAD";
+  } else if (payload != nullptr && *payload != canonical.payload_sha256_hex) {
     return AuthFailure("x-amz-content-sha256 is not the SHA-256 of the body");
   }
   const std::string expected =

@@ -79,9 +79,11 @@ constexpr int64_t kMaxClockSkewS = 15 * 60;  // as AWS: a signature older or new
 // whose message starts with AWS's code: "AuthFailure: ..." (no, or an unknown, credential;
 // malformed header; wrong scope; a signature that does not match) or "RequestExpired: ...".
 // The messages say what failed, never what the signature should have been.
+// With `allow_unsigned_payload`, x-amz-content-sha256: UNSIGNED-PAYLOAD leaves the body out of
+// the signature (the EBS direct APIs' PutSnapshotBlock: each block carries its own SHA-256).
 Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
                    const std::string& service, const SecretLookup& secret_of, time_t now,
-                   std::string* access_key_id);
+                   std::string* access_key_id, bool allow_unsigned_payload = false);
 
 }  // namespace strata::remote
 
