@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <vector>
@@ -16,88 +17,140 @@ namespace {
 
 using nlohmann::json;
 
-// One cell's text, escaped: a value never moves the cursor or starts a terminal escape.
+// A scalar as the AWS CLI prints it (Python's str(): True, False, None), escaped: a value never
+// moves the cursor or starts a terminal escape.
 std::string Scalar(const json& v) {
   if (v.is_string()) {
     return EscapeText(v.get<std::string>(), 4096);
   }
-  if (v.is_array()) {
-    std::string out;
-    for (const auto& e : v) {
-      out += (out.empty() ? "" : ",") +
-             (e.is_object() && e.contains("Value") ? Scalar(e["Value"]) : Scalar(e));
-    }
-    return out;
+  if (v.is_boolean()) {
+    return v.get<bool>() ? "True" : "False";
   }
-  return DumpJson(v);
+  return v.is_null() ? "None" : DumpJson(v);
 }
 
-// The rows to print: a list of objects (the first array of objects found), or the object itself.
-std::vector<json> Rows(const json& reply) {
-  for (const auto& [key, value] : reply.items()) {
-    if (value.is_array()) {
-      return std::vector<json>(value.begin(), value.end());
-    }
-    if (value.is_object()) {
-      return Rows(value).empty() ? std::vector<json>{value} : Rows(value);
-    }
-  }
-  return reply.empty() ? std::vector<json>{} : std::vector<json>{reply};
+bool IsScalar(const json& v) { return !v.is_object() && !v.is_array(); }
+
+std::string Upper(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  return text;
 }
 
-void PrintTable(const std::vector<json>& rows, std::ostream& out) {
-  if (rows.empty()) {
+void Text(const json& item, const std::string& identifier, const std::vector<std::string>* keys,
+          std::ostream& out);
+
+// A list of scalars: one IDENTIFIER<tab>value line each, or (top level) one line of them.
+void TextScalars(const std::vector<json>& items, const std::string& identifier, std::ostream& out) {
+  if (!identifier.empty()) {
+    for (const json& v : items) {
+      out << Upper(identifier) << "\t" << Scalar(v) << "\n";
+    }
     return;
   }
-  std::vector<std::string> keys;
-  for (const auto& [k, v] : rows[0].items()) {
-    keys.push_back(k);
+  for (size_t i = 0; i < items.size(); i++) {
+    out << (i == 0 ? "" : "\t") << Scalar(items[i]);
   }
-  std::vector<size_t> width(keys.size());
-  std::vector<std::vector<std::string>> cells;
-  for (size_t c = 0; c < keys.size(); c++) {
-    width[c] = keys[c].size();
-  }
-  for (const json& row : rows) {
-    cells.emplace_back();
-    for (size_t c = 0; c < keys.size(); c++) {
-      cells.back().push_back(row.contains(keys[c]) ? Scalar(row[keys[c]]) : "");
-      width[c] = std::max(width[c], cells.back().back().size());
+  out << "\n";
+}
+
+// The AWS CLI's text rules. An object: its scalars on one line (sorted by key, or in the order
+// of `keys`, the scalar keys of every object of its list, so that rows line up), after its
+// identifier (the key it was found under, upper case); then each non-scalar, identified by its
+// key. A list of objects: each object with the list's identifier and keys.
+void TextObject(const json& item, const std::string& identifier,
+                const std::vector<std::string>* keys, std::ostream& out) {
+  std::vector<std::string> scalars;
+  std::vector<std::pair<std::string, const json*>> rest;
+  if (keys == nullptr) {
+    for (const auto& [k, v] : item.items()) {
+      if (IsScalar(v)) {
+        scalars.push_back(Scalar(v));
+      } else {
+        rest.emplace_back(k, &v);
+      }
+    }
+  } else {
+    for (const std::string& k : *keys) {
+      scalars.push_back(item.contains(k) ? Scalar(item[k]) : "");
+    }
+    for (const auto& [k, v] : item.items()) {
+      if (std::find(keys->begin(), keys->end(), k) == keys->end()) {
+        rest.emplace_back(k, &v);
+      }
     }
   }
-  auto line = [&](const std::vector<std::string>& v) {
-    out << "|";
-    for (size_t c = 0; c < v.size(); c++) {
-      out << " " << v[c] << std::string(width[c] - v[c].size(), ' ') << " |";
+  if (!scalars.empty()) {
+    if (!identifier.empty()) {
+      scalars.insert(scalars.begin(), Upper(identifier));
+    }
+    for (size_t i = 0; i < scalars.size(); i++) {
+      out << (i == 0 ? "" : "\t") << scalars[i];
     }
     out << "\n";
-  };
-  line(keys);
-  for (const auto& row : cells) {
-    line(row);
+  }
+  for (const auto& [k, v] : rest) {
+    Text(*v, k, nullptr, out);
+  }
+}
+
+void TextList(const json& list, const std::string& identifier, std::ostream& out) {
+  if (std::any_of(list.begin(), list.end(), [](const json& v) { return v.is_object(); })) {
+    std::vector<std::string> keys;
+    for (const json& v : list) {
+      if (!v.is_object()) {
+        continue;
+      }
+      for (const auto& [k, field] : v.items()) {
+        if (IsScalar(field) && std::find(keys.begin(), keys.end(), k) == keys.end()) {
+          keys.push_back(k);
+        }
+      }
+    }
+    std::sort(keys.begin(), keys.end());
+    for (const json& v : list) {
+      Text(v, identifier, &keys, out);
+    }
+    return;
+  }
+  std::vector<json> scalars;
+  for (const json& v : list) {
+    if (IsScalar(v)) {
+      scalars.push_back(v);
+    }
+  }
+  if (!scalars.empty()) {
+    TextScalars(scalars, identifier, out);
+  }
+  for (const json& v : list) {
+    if (!IsScalar(v)) {
+      Text(v, identifier, nullptr, out);
+    }
+  }
+}
+
+void Text(const json& item, const std::string& identifier, const std::vector<std::string>* keys,
+          std::ostream& out) {
+  if (item.is_object()) {
+    TextObject(item, identifier, keys, out);
+  } else if (item.is_array()) {
+    if (!item.empty()) {
+      TextList(item, identifier, out);
+    }
+  } else {
+    out << Scalar(item) << "\n";
   }
 }
 
 }  // namespace
 
 void PrintReply(const json& reply, const std::string& format, std::ostream& out) {
-  if (format == "json") {
-    if (!reply.empty()) {
-      out << DumpJson(reply, 2) << "\n";
-    }
+  if (format == "text") {
+    Text(reply, "", nullptr, out);
     return;
   }
-  std::vector<json> rows = Rows(reply);
-  if (format == "table") {
-    PrintTable(rows, out);
-    return;
-  }
-  for (const json& row : rows) {  // text: one tab-separated line per row, values only
-    std::string line;
-    for (const auto& [k, v] : row.items()) {
-      line += (line.empty() ? "" : "\t") + Scalar(v);
-    }
-    out << line << "\n";
+  if (!reply.empty()) {
+    out << DumpJson(reply, 2) << "\n";
   }
 }
 

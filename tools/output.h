@@ -1,4 +1,5 @@
-// Rendering of a JSON reply as the AWS CLI does: json (indented), table, or text (tab-separated).
+// Rendering of a JSON reply as the AWS CLI does: json (indented), or text (its tab-separated
+// rules: an object's scalars on one line after its key in upper case, lists row by row).
 #ifndef STRATA_TOOLS_OUTPUT_H_
 #define STRATA_TOOLS_OUTPUT_H_
 

@@ -182,7 +182,13 @@ ec2 revoke-security-group-ingress --group-id "$sg" --protocol tcp --port 10809-1
 [[ $(ec2 describe-security-groups --group-ids "$sg" --query 'length(SecurityGroups[0].IpPermissions)' --output text) == 0 ]] ||
   fail "revoke-security-group-ingress"
 ec2 delete-security-group --group-id "$sg"
-pass "key pairs and security groups"
+# --output text follows the AWS CLI's rules: the same replies print the same lines
+ec2 create-security-group --group-name txt --description "text rules" >/dev/null
+for verb in describe-tags describe-availability-zones describe-security-groups; do
+  diff <(ec2 "$verb" --output text) <(cli --output text "$verb") >"$work/diff" ||
+    fail "strata --output text $verb differs from the AWS CLI's: $(cat "$work/diff")"
+done
+pass "key pairs and security groups; --output text equal to the AWS CLI's"
 
 # ---- EBS direct APIs: a raw image uploaded as a snapshot (as coldsnap does), read back as a
 # volume over NBD byte for byte; block listings, changed blocks, tokens, checksums
