@@ -1,6 +1,8 @@
 #include "api_server.h"
 
 #include <httplib.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -13,6 +15,7 @@
 #include "control/ec2_query.h"
 #include "control/handlers.h"
 #include "remote/sigv4.h"
+#include "server.h"
 #include "util/ids.h"
 #include "util/json_text.h"
 
@@ -153,10 +156,34 @@ void Serve(Compute* compute, const httplib::Request& req, httplib::Response& res
   Reply(res, control::ExecuteEc2Query(compute, params, request_id));
 }
 
+// As NBD over TCP: credentials and a whole pool's volumes cross this listener, so plaintext
+// is for loopback unless the operator says otherwise.
+Status CheckPlaintextAllowed(const std::string& host, const std::string& tls_dir, bool allow) {
+  if (!tls_dir.empty() || allow) {
+    return Status::OK();
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) {
+    return Status::InvalidArgument("--api-listen: cannot resolve '" + host + "'");
+  }
+  bool loopback = true;
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    loopback = loopback && IsLoopback(a->ai_addr);
+  }
+  freeaddrinfo(res);
+  return loopback ? Status::OK()
+                  : Status::InvalidArgument(
+                        "--api-listen on a non-loopback address needs HTTPS (--tls-certificates) "
+                        "or --allow-insecure-tcp on a network you trust");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ApiServer>> ApiServer::Start(Compute* compute, const std::string& address,
-                                                    const ApiLimits& limits) {
+                                                    const std::string& tls_certificates_dir,
+                                                    bool allow_insecure, const ApiLimits& limits) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0) {
     return Status::InvalidArgument("--api-listen wants HOST:PORT, not '" + address + "'");
@@ -174,8 +201,20 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Compute* compute, const std:
   if (port < 0 || port > 65535) {
     return Status::InvalidArgument("--api-listen: bad port in '" + address + "'");
   }
+  STRATA_RETURN_IF_ERROR(CheckPlaintextAllowed(host, tls_certificates_dir, allow_insecure));
   std::unique_ptr<ApiServer> server(new ApiServer());
-  server->http_ = std::make_unique<httplib::Server>();
+  if (tls_certificates_dir.empty()) {
+    server->http_ = std::make_unique<httplib::Server>();
+  } else {
+    const std::string cert = tls_certificates_dir + "/server-cert.pem";
+    const std::string key = tls_certificates_dir + "/server-key.pem";
+    auto https = std::make_unique<httplib::SSLServer>(cert.c_str(), key.c_str());
+    if (!https->is_valid()) {
+      return Status::InvalidArgument("--api-listen over HTTPS: cannot load " + cert + " and " +
+                                     key);
+    }
+    server->http_ = std::move(https);
+  }
   httplib::Server& http = *server->http_;
   http.new_task_queue = [limits] { return new BoundedTaskQueue(limits.threads, limits.queued); };
   http.set_payload_max_length(limits.max_body_bytes);

@@ -31,7 +31,12 @@ struct ApiLimits {
 class ApiServer {
  public:
   // Listens on HOST:PORT. Errors: InvalidArgument (address), IOError (cannot bind).
+  // With `tls_certificates_dir` (strata-nbd --tls-certificates: server-cert.pem and
+  // server-key.pem) it serves HTTPS. A non-loopback address without TLS is refused unless
+  // `allow_insecure`.
   static Result<std::unique_ptr<ApiServer>> Start(Compute* compute, const std::string& address,
+                                                  const std::string& tls_certificates_dir,
+                                                  bool allow_insecure,
                                                   const ApiLimits& limits = {});
   ~ApiServer();  // stops accepting, lets requests in progress finish
   int port() const { return port_; }

@@ -217,14 +217,15 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<strata::nbd::ApiServer> api;
   if (!api_listen.empty()) {
-    auto started = strata::nbd::ApiServer::Start(compute->get(), api_listen);
+    auto started = strata::nbd::ApiServer::Start(compute->get(), api_listen, tls.certificates_dir,
+                                                 allow_insecure_tcp);
     if (!started.ok()) {
       std::fprintf(stderr, "strata-nbd: error: %s\n", started.status().ToString().c_str());
       return 1;
     }
     api = std::move(*started);
-    std::fprintf(stderr, "strata-nbd: EC2 API at http://%s (port %d)\n", api_listen.c_str(),
-                 api->port());
+    std::fprintf(stderr, "strata-nbd: EC2 API at %s://%s (port %d)\n",
+                 tls.certificates_dir.empty() ? "http" : "https", api_listen.c_str(), api->port());
   }
   strata::Status status;
   {

@@ -105,7 +105,8 @@ Status Server::ListenUnix(const std::string& path, mode_t mode, gid_t gid) {
   return Listen(fd, Kind::kUnix);
 }
 
-namespace {
+namespace {}  // namespace
+
 bool IsLoopback(const sockaddr* addr) {
   if (addr->sa_family == AF_INET) {
     return (ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr) >> 24) == 127;
@@ -116,7 +117,6 @@ bool IsLoopback(const sockaddr* addr) {
   }
   return false;
 }
-}  // namespace
 
 Status Server::ListenTcp(const std::string& host_port, bool allow_insecure) {
   size_t colon = host_port.rfind(':');

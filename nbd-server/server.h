@@ -13,6 +13,7 @@
 #ifndef STRATA_NBD_SERVER_H_
 #define STRATA_NBD_SERVER_H_
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -30,6 +31,9 @@
 #include "util/mutex.h"
 
 namespace strata::nbd {
+
+// 127.0.0.0/8, ::1, or ::ffff:127.x.y.z.
+bool IsLoopback(const sockaddr* addr);
 
 class Server {
  public:

@@ -329,8 +329,26 @@ EOF
 nbdinfo --size "$(uri "$vol")" >/dev/null || fail "NBD after the API load"
 pass "unknown action and parameter, malformed form, 2 MiB body (413), 1,000 requests from 100 threads; NBD serves"
 
-ec2 delete-snapshot --snapshot-id "$snap"
 ec2 delete-volume --volume-id "$vol"
 ec2 wait volume-deleted --volume-ids "$vol" || fail "wait volume-deleted"
 stop_server
+
+# ---- HTTPS with the server's TLS certificate; plaintext only on loopback
+if "$server" --pool "$pool" --socket "$work/sock2" --api-listen "0.0.0.0:$port" 2>"$work/refused"; then
+  fail "a non-loopback plaintext API listener was allowed"
+fi
+grep "needs HTTPS" "$work/refused" >/dev/null || fail "refusal without reason: $(cat "$work/refused")"
+if command -v certtool >/dev/null; then
+  "$(dirname "$0")/../../tools/test-pki.sh" "$work/pki"
+  start --api-listen "127.0.0.1:$port" --tls-certificates "$work/pki/server"
+  [[ $("$aws_cli" --endpoint-url "https://127.0.0.1:$port" --ca-bundle "$work/pki/server/ca-cert.pem" \
+    ec2 describe-snapshots --snapshot-ids "$snap" --query 'Snapshots[0].State' --output text) == completed ]] ||
+    fail "describe-snapshots over HTTPS"
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then fail "plain HTTP answered on the HTTPS listener"; fi
+  if "$aws_cli" --endpoint-url "https://127.0.0.1:$port" ec2 describe-volumes >/dev/null 2>&1; then
+    fail "HTTPS with a CA the client does not trust was accepted"
+  fi
+  stop_server
+  pass "HTTPS with the server's certificate; plain HTTP and an untrusted CA refused; non-loopback plaintext refused"
+fi
 echo "api_interop: all passed"
