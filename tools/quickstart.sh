@@ -19,7 +19,7 @@ fi
 if ! "$strata" --pool "$pool" describe-volumes --volume-ids demo >/dev/null 2>&1; then
   "$strata" --pool "$pool" create-volume --size 1GiB --name demo >/dev/null
 fi
-"$strata" --pool "$pool" --output table describe-volumes --volume-ids demo
+"$strata" --pool "$pool" --output text describe-volumes --volume-ids demo
 vol=$("$strata" --pool "$pool" describe-volumes --volume-ids demo |
   sed -n 's/.*"VolumeId": "\(vol-[0-9a-f]*\)".*/\1/p')
 
