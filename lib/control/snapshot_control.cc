@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -14,6 +15,7 @@
 
 #include "control/control.h"
 #include "control/handlers.h"
+#include "control/shorthand.h"
 
 namespace strata {
 
@@ -43,10 +45,46 @@ Result<json> CreateSnapshot(Compute* compute, const json& args) {
   return SnapshotsTaken(compute, args, {volume}, /*one=*/true);
 }
 
+// EC2's InstanceSpecification: the EBS volumes of an instance, less its root if asked, less
+// the data volumes named.
+Result<std::vector<std::string>> InstanceVolumes(Compute* compute, const std::string& text) {
+  STRATA_ASSIGN_OR_RETURN(json spec, control::ParseShorthand(text));
+  if (!spec.is_object() || !spec.contains("InstanceId") || !spec["InstanceId"].is_string()) {
+    return Status::InvalidArgument(
+        "InvalidParameterValue: --instance-specification needs InstanceId=i-…");
+  }
+  const json boot = spec.value("ExcludeBootVolume", json(false));
+  const bool exclude_boot = boot == true || boot == "true";
+  json excluded = spec.value("ExcludeDataVolumeIds", json::array());
+  excluded = excluded.is_array() ? excluded : json::array({excluded});
+  STRATA_ASSIGN_OR_RETURN(InstanceInfo info,
+                          compute->DescribeInstance(spec["InstanceId"].get<std::string>()));
+  std::vector<std::string> volumes;
+  for (const InstanceDevice& d : info.devices) {
+    const bool root = d.device_name == info.root_device_name;
+    if (!d.instance_store() && !(root && exclude_boot) &&
+        std::find(excluded.begin(), excluded.end(), json(d.volume_id)) == excluded.end()) {
+      volumes.push_back(d.volume_id);
+    }
+  }
+  if (volumes.empty()) {
+    return Status::InvalidArgument("InvalidParameterValue: instance " + info.instance_id +
+                                   " has no EBS volume left to snapshot");
+  }
+  return volumes;
+}
+
 Result<json> CreateSnapshots(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto volumes, control::StringListArg(args, "volume-ids"));
+  const std::string instance = control::OptionalStringArg(args, "instance-specification");
+  if (!instance.empty() && !volumes.empty()) {
+    return Status::InvalidArgument("give --volume-ids or --instance-specification, not both");
+  }
+  if (!instance.empty()) {
+    STRATA_ASSIGN_OR_RETURN(volumes, InstanceVolumes(compute, instance));
+  }
   if (volumes.empty()) {
-    return Status::InvalidArgument("missing --volume-ids");
+    return Status::InvalidArgument("missing --volume-ids or --instance-specification");
   }
   return SnapshotsTaken(compute, args, volumes, /*one=*/false);
 }

@@ -154,6 +154,11 @@ if aws != ours:
     sys.exit(1)
 EOF
 nbdinfo --size "$(uri "${insts[0]}/xvda")" >/dev/null || fail "the instance's root over NBD"
+[[ $(ec2 create-snapshots --instance-specification "InstanceId=${insts[0]}" --query 'Snapshots[].State' --output text) == pending ]] ||
+  fail "create-snapshots --instance-specification"
+ec2_refused InvalidParameterValue create-snapshots --instance-specification "InstanceId=${insts[0]},ExcludeBootVolume=true"
+[[ $(ec2 describe-volume-status --volume-ids "$vol" --query 'VolumeStatuses[0].VolumeStatus.Status' --output text) == ok ]] ||
+  fail "describe-volume-status"
 [[ $(ec2 stop-instances --instance-ids "${insts[0]}" --query 'StoppingInstances[0].CurrentState.Name' --output text) == stopping ]] ||
   fail "stop-instances does not answer stopping"
 ec2 wait instance-stopped --instance-ids "${insts[0]}" || fail "wait instance-stopped"
