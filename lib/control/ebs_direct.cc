@@ -140,6 +140,14 @@ EbsDirect::~EbsDirect() {
 }
 
 EbsReply EbsDirect::Handle(const EbsRequest& r) {
+  try {
+    return Route(r);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong JSON type
+    return Invalid(std::string("malformed request: ") + e.what());
+  }
+}
+
+EbsReply EbsDirect::Route(const EbsRequest& r) {
   DropExpiredUploads();
   const std::vector<std::string> p = PathParts(r.path);
   if (p.empty() || p[0] != "snapshots") {

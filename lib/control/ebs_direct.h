@@ -48,6 +48,7 @@ class EbsDirect {
 
  private:
   struct Upload;
+  EbsReply Route(const EbsRequest& request);
   EbsReply ListBlocks(const std::string& snapshot_id, const EbsRequest& request, bool changed);
   EbsReply GetBlock(const std::string& snapshot_id, uint64_t index, const EbsRequest& request);
   EbsReply Start(const EbsRequest& request);

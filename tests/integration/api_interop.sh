@@ -244,6 +244,16 @@ try:  # a token names one block of one snapshot
     raise SystemExit("a block token of block 1 read block 2")
 except ebs.exceptions.ValidationException:
     pass
+import json, urllib.request, urllib.error, botocore.auth, botocore.awsrequest
+for body in ('{"VolumeSize": 1, "Timeout": "soon"}', '{"VolumeSize": 1, "Tags": [{"Key": 5}]}',
+             '{"VolumeSize": -1}', 'not json', '{"VolumeSize": 1, "Encrypted": true}'):
+    req = botocore.awsrequest.AWSRequest(method="POST", url=sys.argv[1] + "/snapshots", data=body)
+    botocore.auth.SigV4Auth(ebs._request_signer._credentials, "ebs", "us-east-1").add_auth(req)
+    try:
+        urllib.request.urlopen(urllib.request.Request(req.url, data=body.encode(), headers=dict(req.headers)))
+        raise SystemExit("a malformed StartSnapshot was accepted: " + body)
+    except urllib.error.HTTPError as e:
+        assert e.code == 400 and e.headers["x-amzn-ErrorType"] == "ValidationException", (body, e.code)
 print(sid)
 EOF
 ) || fail "EBS direct APIs upload"
