@@ -128,7 +128,8 @@ void ServeEbs(Compute* compute, control::EbsDirect* ebs, const httplib::Request&
   res.set_content(reply.body, reply.content_type.c_str());
 }
 
-void Serve(Compute* compute, const httplib::Request& req, httplib::Response& res) {
+void Serve(Compute* compute, control::ClientTokens* tokens, const httplib::Request& req,
+           httplib::Response& res) {
   const std::string request_id = RandomIdTail();
   const size_t question = req.target.find('?');
   remote::ReceivedRequest received;
@@ -153,7 +154,7 @@ void Serve(Compute* compute, const httplib::Request& req, httplib::Response& res
     auto body = FormParams(req.body);
     params.insert(params.end(), body.begin(), body.end());
   }
-  Reply(res, control::ExecuteEc2Query(compute, params, request_id));
+  Reply(res, control::ExecuteEc2Query(compute, params, request_id, tokens));
 }
 
 // As NBD over TCP: credentials and a whole pool's volumes cross this listener, so plaintext
@@ -223,8 +224,10 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Compute* compute, const std:
   // One request per connection: httplib gives a kept-alive connection its worker while it idles,
   // so 100 idle clients would hold 4 workers for their whole keep-alive timeout.
   http.set_keep_alive_max_count(1);
-  auto handler = [compute](const httplib::Request& req, httplib::Response& res) {
-    Serve(compute, req, res);
+  server->tokens_ = std::make_unique<control::ClientTokens>();
+  auto handler = [compute, tokens = server->tokens_.get()](const httplib::Request& req,
+                                                           httplib::Response& res) {
+    Serve(compute, tokens, req, res);
   };
   http.Post("/", handler);
   http.Get("/", handler);

@@ -16,8 +16,9 @@ class Server;
 }
 
 namespace strata::control {
+class ClientTokens;
 class EbsDirect;
-}
+}  // namespace strata::control
 
 namespace strata::nbd {
 
@@ -43,7 +44,8 @@ class ApiServer {
 
  private:
   ApiServer() = default;
-  std::unique_ptr<control::EbsDirect> ebs_;  // the EBS direct APIs' uploads in progress
+  std::unique_ptr<control::ClientTokens> tokens_;  // EC2 idempotency while the server runs
+  std::unique_ptr<control::EbsDirect> ebs_;        // the EBS direct APIs' uploads in progress
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;

@@ -1,6 +1,8 @@
 #include "control/ec2_query.h"
 
 #include <cctype>
+#include <chrono>
+#include <ctime>
 #include <map>
 #include <pugixml.hpp>
 #include <set>
@@ -377,13 +379,97 @@ QueryReply Ec2ErrorReply(const std::string& code, const std::string& message, in
   return {http_status, XmlText(doc)};
 }
 
+std::optional<QueryReply> ClientTokens::Begin(const std::string& key,
+                                              const std::string& fingerprint,
+                                              const std::string& request_id) {
+  MutexLock lock(&mu_);
+  const int64_t now = time(nullptr);
+  for (auto it = entries_.begin(); it != entries_.end();) {  // (bounded: kMaxTokens)
+    it = it->second.expiry_s < now && it->second.reply ? entries_.erase(it) : std::next(it);
+  }
+  auto it = entries_.find(key);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (it != entries_.end() && !it->second.reply && done_.WaitUntil(deadline)) {
+    it = entries_.find(key);  // the first request with this token is still running
+  }
+  if (it != entries_.end()) {
+    if (it->second.fingerprint != fingerprint) {
+      return Ec2ErrorReply("IdempotentParameterMismatch",
+                           "the ClientToken was used with other parameters", 400, request_id);
+    }
+    if (!it->second.reply) {
+      return Ec2ErrorReply("RequestLimitExceeded",
+                           "the first request with this ClientToken is still running", 503,
+                           request_id);
+    }
+    return it->second.reply;
+  }
+  if (entries_.size() >= kMaxTokens) {
+    return Ec2ErrorReply("RequestLimitExceeded", "too many ClientTokens in the last day", 503,
+                         request_id);
+  }
+  entries_[key] = Entry{fingerprint, std::nullopt, now + kTokenLifeS};
+  return std::nullopt;
+}
+
+void ClientTokens::Finish(const std::string& key, const QueryReply& reply) {
+  MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    if (reply.http_status == 200) {
+      it->second.reply = reply;
+    } else {
+      entries_.erase(it);
+    }
+  }
+  done_.SignalAll();
+}
+
+namespace {
+
+// The request, less its ClientToken: what a retry must repeat.
+std::string Fingerprint(const Params& params) {
+  std::string out;
+  for (const auto& [name, value] : params) {
+    if (name != "ClientToken") {
+      out += name + "=" + value + "&";
+    }
+  }
+  return out;
+}
+
+QueryReply Execute(Compute* compute, const Params& params, const std::string& request_id);
+
+}  // namespace
+
 QueryReply ExecuteEc2Query(Compute* compute,
                            const std::vector<std::pair<std::string, std::string>>& list,
-                           const std::string& request_id) {
+                           const std::string& request_id, ClientTokens* tokens) {
   if (list.size() > kMaxQueryParams) {
     return Ec2ErrorReply("InvalidParameterValue", "too many parameters", 400, request_id);
   }
   Params params(list.begin(), list.end());
+  auto token = params.find("ClientToken");
+  if (tokens == nullptr || token == params.end() || token->second.empty()) {
+    return Execute(compute, params, request_id);
+  }
+  if (token->second.size() > 64) {
+    return Ec2ErrorReply("InvalidParameterValue", "a ClientToken is at most 64 characters", 400,
+                         request_id);
+  }
+  const std::string key = params["Action"] + "\n" + token->second;
+  if (std::optional<QueryReply> earlier = tokens->Begin(key, Fingerprint(params), request_id)) {
+    return *earlier;
+  }
+  QueryReply reply = Execute(compute, params, request_id);
+  tokens->Finish(key, reply);
+  return reply;
+}
+
+namespace {
+
+QueryReply Execute(Compute* compute, const Params& input_params, const std::string& request_id) {
+  Params params = input_params;
   const std::string action = params.count("Action") ? params["Action"] : "";
   const Ec2Operation* op = nullptr;
   for (const Ec2Operation& o : kEc2Operations) {
@@ -405,9 +491,7 @@ QueryReply ExecuteEc2Query(Compute* compute,
                            request_id);
     }
   }
-  // ClientToken: EC2's idempotency token. Accepted and not remembered: a retried create makes a
-  // second resource (docs/ec2-api.md).
-  input.erase("ClientToken");
+  input.erase("ClientToken");  // (idempotency: ExecuteEc2Query, with the server's ClientTokens)
   if (auto adapter = Adapters().find(action); adapter != Adapters().end()) {
     Status adapted = adapter->second(&input);
     if (!adapted.ok()) {
@@ -433,5 +517,7 @@ QueryReply ExecuteEc2Query(Compute* compute,
   ApplyPage(action, op->output, *page, &*reply);
   return Success(*op, *reply, request_id);
 }
+
+}  // namespace
 
 }  // namespace strata::control

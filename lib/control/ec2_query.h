@@ -7,11 +7,15 @@
 #ifndef STRATA_CONTROL_EC2_QUERY_H_
 #define STRATA_CONTROL_EC2_QUERY_H_
 
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "strata/compute.h"
+
+#include "util/mutex.h"
 
 namespace strata::control {
 
@@ -22,10 +26,38 @@ struct QueryReply {
 
 constexpr size_t kMaxQueryParams = 1000;  // a request with more is refused, unread
 
-// Runs one EC2 Query request (its decoded parameters, in any order).
+// EC2's idempotency: an action retried with the same ClientToken and the same parameters answers
+// what the first answered, without acting again; other parameters are
+// IdempotentParameterMismatch. A retry that arrives while the first still runs waits for it.
+// Remembered while the server runs (at most kMaxTokens, each kTokenLifeS), not across a
+// restart. Thread-safe.
+class ClientTokens {
+ public:
+  static constexpr size_t kMaxTokens = 10000;
+  static constexpr int64_t kTokenLifeS = 24 * 3600;
+
+  // The answer to give now, or nullopt: the caller runs the request and calls Finish(key, ...).
+  std::optional<QueryReply> Begin(const std::string& key, const std::string& fingerprint,
+                                  const std::string& request_id) EXCLUDES(mu_);
+  // Keeps a successful answer; forgets a failed one (a retry then runs again).
+  void Finish(const std::string& key, const QueryReply& reply) EXCLUDES(mu_);
+
+ private:
+  struct Entry {
+    std::string fingerprint;
+    std::optional<QueryReply> reply;  // nullopt: the first request still runs
+    int64_t expiry_s = 0;
+  };
+  Mutex mu_;
+  CondVar done_{&mu_};
+  std::map<std::string, Entry> entries_ GUARDED_BY(mu_);
+};
+
+// Runs one EC2 Query request (its decoded parameters, in any order). With `tokens`, ClientToken
+// makes it idempotent; without, ClientToken is accepted and not remembered.
 QueryReply ExecuteEc2Query(Compute* compute,
                            const std::vector<std::pair<std::string, std::string>>& params,
-                           const std::string& request_id);
+                           const std::string& request_id, ClientTokens* tokens = nullptr);
 
 // EC2's error document for a request that never reached an action (authentication, size).
 QueryReply Ec2ErrorReply(const std::string& code, const std::string& message, int http_status,

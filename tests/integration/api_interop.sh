@@ -67,7 +67,13 @@ nbdcopy "$work/data" "$(uri "$vol")" 2>/dev/null || qemu-img convert -n -f raw -
 ec2_refused InvalidParameterValue create-volume --size 1 --availability-zone us-west-2a
 ec2_refused InvalidVolume.NotFound describe-volumes --volume-ids vol-00000000000000000
 ec2_refused DryRunOperation create-volume --size 1 --availability-zone us-east-1a --dry-run
-[[ $(cli describe-volumes --output json | grep -c '"VolumeId"') == 1 ]] || fail "--dry-run created a volume"
+# ClientToken: a retried create answers the first one's volume, and makes no second
+first=$(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token retry-1 --query VolumeId --output text)
+again=$(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token retry-1 --query VolumeId --output text)
+[[ $first == vol-* && $first == "$again" ]] || fail "a retried create-volume made $first and $again"
+ec2_refused IdempotentParameterMismatch create-volume --size 2 --availability-zone us-east-1a --client-token retry-1
+ec2 delete-volume --volume-id "$first"
+[[ $(cli describe-volumes --output json | grep -c '"VolumeId"') == 1 ]] || fail "--dry-run or a retry created a volume"
 pass "filters, --query, EC2 errors, --dry-run changes nothing"
 
 # ---- snapshots and tags
