@@ -139,7 +139,7 @@ new=$("$strata" --pool "$pool" create-volume --size 64MiB --name second |
 [[ -n "$new" ]] || fail "create-volume through the control socket"
 nbdinfo --size "nbd+unix:///second?socket=$work/sock" | grep -x 67108864 >/dev/null || fail "new volume not exported at once"
 "$strata" --pool "$pool" describe-volumes | grep "$new" >/dev/null || fail "describe-volumes through the server"
-"$strata" --pool "$pool" --output table pool info | grep "VolumeCount" >/dev/null || fail "pool info through the server"
+"$strata" --pool "$pool" pool info | grep '"VolumeCount": 2' >/dev/null || fail "pool info through the server"
 err=$("$strata" --pool "$pool" describe-volumes --volume-ids vol-00000000000000000 2>&1 >/dev/null) && fail "unknown id accepted"
 [[ "$err" == "strata: error: InvalidVolume.NotFound: volume vol-00000000000000000 does not exist" ]] || fail "error differs: $err"
 qemu-io -f raw -c 'sleep 3000' "nbd+unix:///second?socket=$work/sock" &
