@@ -88,9 +88,8 @@ void Reply(httplib::Response& res, const control::QueryReply& reply) {
   res.set_content(reply.xml, "text/xml;charset=UTF-8");
 }
 
-// The EBS direct APIs (/snapshots/...): SigV4 for service "ebs", JSON errors.
-void ServeEbs(Compute* compute, control::EbsDirect* ebs, const httplib::Request& req,
-              httplib::Response& res) {
+// The request as SigV4 verification sees it: method, path and query as sent, headers, body.
+remote::ReceivedRequest Received(const httplib::Request& req) {
   const size_t question = req.target.find('?');
   remote::ReceivedRequest received;
   received.method = req.method;
@@ -100,10 +99,21 @@ void ServeEbs(Compute* compute, control::EbsDirect* ebs, const httplib::Request&
   }
   received.headers.assign(req.headers.begin(), req.headers.end());
   received.body = req.body;
-  Status auth = remote::VerifySigV4(
-      received, control::kRegion, "ebs",
+  return received;
+}
+
+Status Verify(Compute* compute, const remote::ReceivedRequest& received, const char* service) {
+  return remote::VerifySigV4(
+      received, control::kRegion, service,
       [compute](const std::string& id) { return compute->AccessKeySecret(id); }, time(nullptr),
-      nullptr, /*allow_unsigned_payload=*/true);
+      nullptr, /*allow_unsigned_payload=*/std::string(service) == "ebs");
+}
+
+// The EBS direct APIs (/snapshots/...): SigV4 for service "ebs", JSON errors.
+void ServeEbs(Compute* compute, control::EbsDirect* ebs, const httplib::Request& req,
+              httplib::Response& res) {
+  const remote::ReceivedRequest received = Received(req);
+  Status auth = Verify(compute, received, "ebs");
   control::EbsReply reply;
   if (!auth.ok()) {
     reply = {403,
@@ -131,18 +141,8 @@ void ServeEbs(Compute* compute, control::EbsDirect* ebs, const httplib::Request&
 void Serve(Compute* compute, control::ClientTokens* tokens, const httplib::Request& req,
            httplib::Response& res) {
   const std::string request_id = RandomIdTail();
-  const size_t question = req.target.find('?');
-  remote::ReceivedRequest received;
-  received.method = req.method;
-  received.path = req.target.substr(0, question);
-  received.query = question == std::string::npos ? decltype(received.query)()
-                                                 : FormParams(req.target.substr(question + 1));
-  received.headers.assign(req.headers.begin(), req.headers.end());
-  received.body = req.body;
-  Status auth = remote::VerifySigV4(
-      received, control::kRegion, "ec2",
-      [compute](const std::string& id) { return compute->AccessKeySecret(id); }, time(nullptr),
-      nullptr);
+  const remote::ReceivedRequest received = Received(req);
+  Status auth = Verify(compute, received, "ec2");
   if (!auth.ok()) {
     const std::string& m = auth.message();
     const size_t colon = m.find(": ");

@@ -443,7 +443,9 @@ Status ComputeImpl::DeleteTags(const std::vector<std::string>& ids,
       unname.name = "";
       STRATA_RETURN_IF_ERROR(pool_->ModifyVolume(id, unname).status());
     }
-    t.erase(id.starts_with("vol-") ? "Name" : "");
+    if (id.starts_with("vol-")) {
+      t.erase("Name");  // (kept as the volume's name, above)
+    }
     next[id] = std::move(t);
   }
   std::vector<RecordChange> records;

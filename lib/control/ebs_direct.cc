@@ -387,7 +387,8 @@ EbsReply EbsDirect::Put(const std::string& snapshot_id, uint64_t index, const Eb
   if (upload == nullptr) {
     return Error(404, "ResourceNotFoundException", "snapshot " + snapshot_id + " is not pending");
   }
-  const std::string checksum = B64(Sha256(r.body.data(), r.body.size()));
+  const std::string digest = Sha256(r.body.data(), r.body.size());
+  const std::string checksum = B64(digest);
   if (Header(r, "x-amz-data-length") != std::to_string(kEbsBlockBytes) ||
       r.body.size() != kEbsBlockBytes) {
     return Invalid("each block is 524288 bytes (x-amz-Data-Length and the body)");
@@ -411,7 +412,7 @@ EbsReply EbsDirect::Put(const std::string& snapshot_id, uint64_t index, const Eb
   if (!written.ok()) {
     return Failure(written);
   }
-  upload->checksums[index] = Sha256(r.body.data(), r.body.size());
+  upload->checksums[index] = digest;
   EbsReply reply = Json(201, json::object());  // (the model answers in headers)
   reply.headers = {{"x-amz-Checksum", checksum}, {"x-amz-Checksum-Algorithm", "SHA256"}};
   return reply;

@@ -468,20 +468,17 @@ QueryReply ExecuteEc2Query(Compute* compute,
 
 namespace {
 
-QueryReply Execute(Compute* compute, const Params& input_params, const std::string& request_id) {
-  Params params = input_params;
-  const std::string action = params.count("Action") ? params["Action"] : "";
+QueryReply Execute(Compute* compute, const Params& params, const std::string& request_id) {
+  auto action_param = params.find("Action");
+  const std::string action = action_param == params.end() ? "" : action_param->second;
   const Ec2Operation* op = nullptr;
   for (const Ec2Operation& o : kEc2Operations) {
     op = action == o.name ? &o : op;
   }
   const std::string command = Kebab(action);
   if (op == nullptr || VerbOfCommand(command) == nullptr) {
-    return Ec2ErrorReply("InvalidAction",
-                         "The action " + action +
-                             " is not valid for this web "
-                             "service.",
-                         400, request_id);
+    return Ec2ErrorReply("InvalidAction", "The action " + action + " is not valid here.", 400,
+                         request_id);
   }
   std::set<std::string> used = {"Action", "Version"};
   json input = ReadStruct(params, "", op->input, 0, &used);

@@ -19,17 +19,8 @@
 
 namespace {
 
-struct Fixture {
-  strata::SimEnv env{5};
-  std::unique_ptr<strata::Pool> pool;
-  std::unique_ptr<strata::Compute> compute;
-
-  Fixture() {
-    pool = strata::fuzz::MakePool(&env, "ec2-query-fuzz", /*with_volume=*/true);
-    strata::ComputeOptions compute_options;
-    compute_options.hosts_instance_store = false;
-    compute = std::move(*strata::Compute::Open(pool.get(), compute_options));
-  }
+struct Fixture : strata::fuzz::ComputeFixture {
+  Fixture() : ComputeFixture(5, "ec2-query-fuzz") {}
 };
 
 int HexDigit(char c) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "strata/compute.h"
 #include "strata/pool.h"
 
 #include "io/sim_env.h"
@@ -35,6 +36,23 @@ inline std::unique_ptr<Pool> MakePool(SimEnv* env, const std::string& name, bool
   }
   return std::move(*pool);
 }
+
+// A pool as above with the EC2 layer on it (instance store refused: nothing may outlive a run).
+struct ComputeFixture {
+  ComputeFixture(uint64_t seed, const std::string& name) : env(seed) {
+    pool = MakePool(&env, name, /*with_volume=*/true);
+    ComputeOptions options;
+    options.hosts_instance_store = false;
+    auto opened = Compute::Open(pool.get(), options);
+    if (!opened.ok()) {
+      std::abort();
+    }
+    compute = std::move(*opened);
+  }
+  SimEnv env;
+  std::unique_ptr<Pool> pool;
+  std::unique_ptr<Compute> compute;
+};
 
 }  // namespace strata::fuzz
 
