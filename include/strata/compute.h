@@ -133,6 +133,19 @@ struct AccessKeyInfo {
   int64_t create_time_ms = 0;
 };
 
+// A volume's last modification (EC2's VolumeModification). Strata applies one at once (limits
+// change live; no data moves), so a kept modification is "completed" with both times;
+// ModifyVolume's own reply says "modifying", as EC2's does.
+struct VolumeModificationInfo {
+  std::string volume_id;
+  std::string state;  // "modifying" (ModifyVolume's reply) or "completed"
+  uint64_t original_size_bytes = 0, target_size_bytes = 0;
+  std::string original_volume_type, target_volume_type;
+  uint32_t original_iops = 0, target_iops = 0;
+  uint32_t original_throughput_mibps = 0, target_throughput_mibps = 0;
+  int64_t start_time_ms = 0, end_time_ms = 0;
+};
+
 struct RunSpec {
   std::string image_id;
   uint32_t count = 1;  // 1..kMaxRunCount
@@ -266,6 +279,17 @@ class Compute {
   virtual std::optional<std::string> KeyPairOfCertificate(const std::string& fingerprint) = 0;
   // The pool's CA (PEM) that signs created x509 key pairs; made on first use.
   virtual Result<std::string> KeyPairCaCertificate() = 0;
+
+  // ---- Volume modifications (EC2's ModifyVolume) ----
+  // Changes a volume's size, type, IOPS or throughput (Pool::ModifyVolume; not its name, which
+  // is its Name tag) and keeps the change as the volume's last modification. Errors: the pool's;
+  // InvalidArgument for a name change or an empty modification.
+  virtual Result<VolumeModificationInfo> ModifyVolume(const std::string& volume,
+                                                      const VolumeModification& m) = 0;
+  // The last modification of each volume named, or of every volume that has one if none is
+  // named. Errors: NotFound (no such volume, or a volume never modified).
+  virtual Result<std::vector<VolumeModificationInfo>> DescribeVolumeModifications(
+      const std::vector<std::string>& volume_ids) = 0;
 
   // ---- Access keys (the EC2 API endpoint's SigV4 credentials; docs/security.md) ----
   // A new access key: its id ("AKIA" + 16 of A-Z2-7) and secret (40 characters), shown once.

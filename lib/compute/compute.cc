@@ -77,7 +77,8 @@ Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions&
   if (pool == nullptr) {
     return Status::InvalidArgument("Compute needs an open pool");
   }
-  for (const char* table : {kImagesTable, kInstancesTable, kTagsTable, kSecurityTable}) {
+  for (const char* table :
+       {kImagesTable, kInstancesTable, kTagsTable, kSecurityTable, kModificationsTable}) {
     STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(table));
   }
   auto compute = std::make_unique<ComputeImpl>(pool, options);
@@ -145,6 +146,7 @@ Status ComputeImpl::Load() {
     }
     ++it;
   }
+  STRATA_RETURN_IF_ERROR(LoadModificationsLocked(&stale));
   return stale.empty() ? Status::OK() : pool_->CommitRecords(std::move(stale));
 }
 

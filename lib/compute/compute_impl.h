@@ -29,7 +29,8 @@ namespace strata {
 constexpr const char* kImagesTable = "images";
 constexpr const char* kInstancesTable = "instances";
 constexpr const char* kTagsTable = "tags";
-constexpr const char* kSecurityTable = "security";  // security groups and key pairs
+constexpr const char* kSecurityTable = "security";            // security groups and key pairs
+constexpr const char* kModificationsTable = "modifications";  // each volume's last one
 
 // What deleting a volume or snapshot held by `holder` (an image or instance id) says.
 inline std::string HoldReason(const std::string& holder) {
@@ -98,6 +99,10 @@ class ComputeImpl final : public Compute {
   Status DeleteKeyPair(const std::string& name) override;
   std::optional<std::vector<uint8_t>> KeyPairPsk(const std::string& name) override;
   std::optional<std::string> KeyPairOfCertificate(const std::string& fingerprint) override;
+  Result<VolumeModificationInfo> ModifyVolume(const std::string& volume,
+                                              const VolumeModification& m) override;
+  Result<std::vector<VolumeModificationInfo>> DescribeVolumeModifications(
+      const std::vector<std::string>& volume_ids) override;
   Result<std::pair<AccessKeyInfo, std::string>> CreateAccessKey() override;
   std::vector<AccessKeyInfo> ListAccessKeys() override;
   Status DeleteAccessKey(const std::string& access_key_id) override;
@@ -119,6 +124,9 @@ class ComputeImpl final : public Compute {
   Result<SecurityGroupInfo*> FindGroupLocked(const std::string& group_id) REQUIRES(mu_);
   // InvalidArgument past the per-instance bound, NotFound for a group that does not exist.
   Status CheckGroupsLocked(const std::vector<std::string>& group_ids) REQUIRES(mu_);
+
+  // ---- volume modifications (compute_volumes.cc) ----
+  Status LoadModificationsLocked(std::vector<RecordChange>* stale) REQUIRES(mu_);
 
   // ---- all REQUIRE mu_ ----
   Result<InstanceRecord*> FindInstanceLocked(const std::string& instance_id) REQUIRES(mu_);
@@ -154,8 +162,9 @@ class ComputeImpl final : public Compute {
   std::map<std::string, Tags> tags_ GUARDED_BY(mu_);
   // By id (their tags are in tags_).
   std::map<std::string, SecurityGroupInfo> groups_ GUARDED_BY(mu_);
-  std::map<std::string, StoredKeyPair> key_pairs_ GUARDED_BY(mu_);      // by name
-  std::map<std::string, StoredAccessKey> access_keys_ GUARDED_BY(mu_);  // by id
+  std::map<std::string, StoredKeyPair> key_pairs_ GUARDED_BY(mu_);               // by name
+  std::map<std::string, StoredAccessKey> access_keys_ GUARDED_BY(mu_);           // by id
+  std::map<std::string, VolumeModificationInfo> modifications_ GUARDED_BY(mu_);  // by volume
   // Instance-store volumes of running instances, by "i-…/device": created at launch (a seeded
   // root) or on first open, dropped (wiped) at stop and terminate.
   std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_ GUARDED_BY(mu_);

@@ -138,6 +138,23 @@ const RecordCodec<StoredAccessKey>& AccessKeyCodec() {
   return kCodec;
 }
 
+const RecordCodec<VolumeModificationInfo>& ModificationCodec() {
+  using M = VolumeModificationInfo;
+  static const RecordCodec<M> kCodec(
+      "volume modification",
+      {Required("volume_id", &M::volume_id), Required("state", &M::state),
+       Required("original_size_bytes", &M::original_size_bytes),
+       Required("target_size_bytes", &M::target_size_bytes),
+       Required("original_volume_type", &M::original_volume_type),
+       Required("target_volume_type", &M::target_volume_type),
+       Required("original_iops", &M::original_iops), Required("target_iops", &M::target_iops),
+       Required("original_throughput_mibps", &M::original_throughput_mibps),
+       Required("target_throughput_mibps", &M::target_throughput_mibps),
+       Required("start_time_ms", &M::start_time_ms), Required("end_time_ms", &M::end_time_ms)},
+      [](const M& m) { return m.volume_id; });
+  return kCodec;
+}
+
 std::string EncodeTags(const Tags& tags) { return DumpJson(nlohmann::json(tags)); }
 
 Result<Tags> DecodeTags(const std::string& id, const std::string& text) {

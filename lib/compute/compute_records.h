@@ -36,6 +36,7 @@ const RecordCodec<StoredAccessKey>& AccessKeyCodec();
 const RecordCodec<InstanceRecord>& InstanceCodec();
 const RecordCodec<SecurityGroupInfo>& SecurityGroupCodec();
 const RecordCodec<StoredKeyPair>& KeyPairCodec();
+const RecordCodec<VolumeModificationInfo>& ModificationCodec();
 // A resource's tags: one JSON object of key -> value under the resource's id.
 std::string EncodeTags(const Tags& tags);
 Result<Tags> DecodeTags(const std::string& id, const std::string& text);

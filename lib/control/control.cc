@@ -191,10 +191,36 @@ Result<std::optional<uint32_t>> OptionalU32Arg(const json& args, const char* nam
   return std::optional<uint32_t>(static_cast<uint32_t>(v));
 }
 
+// EC2's VolumeModification shape (sizes in GiB, as EC2, and in bytes, as Strata keeps them).
+json ModificationJson(const VolumeModificationInfo& m) {
+  json out = {{"VolumeId", m.volume_id},
+              {"ModificationState", m.state},
+              {"TargetSize", GiBCeil(m.target_size_bytes)},
+              {"TargetSizeBytes", m.target_size_bytes},
+              {"OriginalSize", GiBCeil(m.original_size_bytes)},
+              {"OriginalSizeBytes", m.original_size_bytes},
+              {"TargetVolumeType", m.target_volume_type},
+              {"OriginalVolumeType", m.original_volume_type},
+              {"StartTime", IsoTime(m.start_time_ms)},
+              {"Progress", m.state == "completed" ? 100 : 0}};
+  if (m.end_time_ms != 0) {
+    out["EndTime"] = IsoTime(m.end_time_ms);
+  }
+  if (m.target_iops != 0 || m.original_iops != 0) {
+    out["TargetIops"] = m.target_iops;
+    out["OriginalIops"] = m.original_iops;
+  }
+  if (m.target_throughput_mibps != 0 || m.original_throughput_mibps != 0) {
+    out["TargetThroughput"] = m.target_throughput_mibps;
+    out["OriginalThroughput"] = m.original_throughput_mibps;
+  }
+  return out;
+}
+
 // EC2 ModifyVolume. Strata applies a modification at once (limits change live; there is no data
-// to move), so it reports "completed" with both timestamps.
+// to move); the reply says "modifying" as EC2's does, and describe-volumes-modifications shows it
+// "completed".
 Result<json> ModifyVolume(Compute* compute, const json& args) {
-  Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "volume-id"));
   VolumeModification m;
   if (!control::OptionalStringArg(args, "size").empty()) {
@@ -210,34 +236,36 @@ Result<json> ModifyVolume(Compute* compute, const json& args) {
     return Status::InvalidArgument(
         "modify-volume needs --size, --volume-type, --iops or --throughput");
   }
-  STRATA_ASSIGN_OR_RETURN(VolumeInfo before, pool->DescribeVolume(id));
-  auto now_ms = [] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  };
-  const int64_t start = now_ms();
-  STRATA_ASSIGN_OR_RETURN(VolumeInfo after, pool->ModifyVolume(before.volume_id, m));
-  json out = {{"VolumeId", after.volume_id},
-              {"ModificationState", "completed"},
-              {"TargetSize", GiBCeil(after.size_bytes)},
-              {"TargetSizeBytes", after.size_bytes},
-              {"OriginalSize", GiBCeil(before.size_bytes)},
-              {"OriginalSizeBytes", before.size_bytes},
-              {"TargetVolumeType", after.volume_type},
-              {"OriginalVolumeType", before.volume_type},
-              {"StartTime", IsoTime(start)},
-              {"EndTime", IsoTime(now_ms())},
-              {"Progress", 100}};
-  if (after.iops != 0 || before.iops != 0) {
-    out["TargetIops"] = after.iops;
-    out["OriginalIops"] = before.iops;
+  STRATA_ASSIGN_OR_RETURN(VolumeModificationInfo done, compute->ModifyVolume(id, m));
+  return json{{"VolumeModification", ModificationJson(done)}};
+}
+
+Result<json> DescribeVolumesModifications(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "volume-ids"));
+  STRATA_ASSIGN_OR_RETURN(std::vector<VolumeModificationInfo> mods,
+                          compute->DescribeVolumeModifications(ids));
+  json items = json::array();
+  for (const VolumeModificationInfo& m : mods) {
+    items.push_back(ModificationJson(m));
   }
-  if (after.throughput_mibps != 0 || before.throughput_mibps != 0) {
-    out["TargetThroughput"] = after.throughput_mibps;
-    out["OriginalThroughput"] = before.throughput_mibps;
-  }
-  return json{{"VolumeModification", out}};
+  STRATA_ASSIGN_OR_RETURN(
+      items,
+      control::ApplyFilters(
+          args, items,
+          {"volume-id", "modification-state", "target-volume-type", "original-volume-type",
+           "target-size", "original-size"},
+          [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
+            static const std::map<std::string, std::string> kPaths = {
+                {"volume-id", "VolumeId"},
+                {"modification-state", "ModificationState"},
+                {"target-volume-type", "TargetVolumeType"},
+                {"original-volume-type", "OriginalVolumeType"},
+                {"target-size", "TargetSize"},
+                {"original-size", "OriginalSize"}};
+            const json& v = item[kPaths.at(name)];
+            return std::vector<std::string>{v.is_string() ? v.get<std::string>() : v.dump()};
+          }));
+  return json{{"VolumesModifications", items}};
 }
 
 // EBS's InitializationStatusDetails for a volume created from a snapshot still arriving from a
@@ -399,6 +427,7 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
         {"describe-volumes", DescribeVolumes},
         {"delete-volume", DeleteVolume},
         {"modify-volume", ModifyVolume},
+        {"describe-volumes-modifications", DescribeVolumesModifications},
         {"pool-info", PoolInfoCommand},
         {"pool-check", PoolCheckCommand},
         {"describe-volume-status", DescribeVolumeStatus},

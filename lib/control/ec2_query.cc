@@ -232,6 +232,13 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
          }
          return Status::OK();
        }},
+      {"CopySnapshot",
+       [](json*) {  // EC2 copies between regions; Strata's remotes are S3 buckets
+         return Status::NotSupported(
+             "UnsupportedOperation: CopySnapshot copies between regions, and this endpoint "
+             "serves one; push a snapshot to an S3 remote with 'strata copy-snapshot "
+             "--destination-remote' (docs/remote-format.md)");
+       }},
       {"AuthorizeSecurityGroupIngress", AdaptIngress},
       {"RevokeSecurityGroupIngress", AdaptIngress},
   };

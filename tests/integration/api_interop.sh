@@ -350,6 +350,20 @@ EOF
 nbdinfo --size "$(uri "$vol")" >/dev/null || fail "NBD after the API load"
 pass "unknown action and parameter, malformed form, 2 MiB body (413), 1,000 requests from 100 threads; NBD serves"
 
+# ---- modify-volume answers "modifying" as EC2; the modification is kept (after a restart too)
+[[ $(ec2 modify-volume --volume-id "$vol" --size 8 --iops 4000 --query VolumeModification.ModificationState --output text) == modifying ]] ||
+  fail "modify-volume's reply"
+plain=$(ec2 create-volume --size 1 --availability-zone us-east-1a --query VolumeId --output text)
+ec2_refused InvalidVolumeModification.NotFound describe-volumes-modifications --volume-ids "$plain"
+ec2 delete-volume --volume-id "$plain"
+mods=$(ec2 describe-volumes-modifications --volume-ids "$vol" \
+  --query 'VolumesModifications[0].[ModificationState,OriginalSize,TargetSize,TargetIops,Progress]' --output text)
+[[ $mods == "completed"$'\t'"1"$'\t'"8"$'\t'"4000"$'\t'"100" ]] || fail "describe-volumes-modifications: $mods"
+[[ $(ec2 describe-volumes-modifications --filters Name=modification-state,Values=modifying \
+  --query 'length(VolumesModifications)' --output text) == 0 ]] || fail "modification-state filter"
+ec2_refused UnsupportedOperation copy-snapshot --source-region us-east-1 --source-snapshot-id snap-00000000000000000
+pass "modify-volume, describe-volumes-modifications; CopySnapshot between regions refused clearly"
+
 ec2 delete-volume --volume-id "$vol"
 ec2 wait volume-deleted --volume-ids "$vol" || fail "wait volume-deleted"
 stop_server

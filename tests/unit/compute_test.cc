@@ -411,6 +411,42 @@ TEST_F(ComputeTest, AVolumesNameTagIsItsName) {
   EXPECT_EQ(compute_->TagsOf(id), (Tags{{"Name", "old"}, {"env", "dev"}}));
 }
 
+TEST_F(ComputeTest, AVolumesLastModificationIsKeptAndForgottenWithIt) {
+  auto volume = pool_->CreateVolume(VolumeSpec{1ull << 30, "", "gp2", ""});
+  ASSERT_TRUE(volume.ok());
+  const std::string id = volume->volume_id;
+  EXPECT_EQ(compute_->DescribeVolumeModifications({id}).status().code(), Status::Code::kNotFound);
+  VolumeModification grow;
+  grow.size_bytes = 2ull << 30;
+  grow.volume_type = "gp3";
+  auto started = compute_->ModifyVolume(id, grow);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started->state, "modifying");  // EC2's reply
+  EXPECT_EQ(started->end_time_ms, 0);
+  VolumeModification rename;
+  rename.name = "x";
+  EXPECT_EQ(compute_->ModifyVolume(id, rename).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(compute_->ModifyVolume(id, VolumeModification{}).status().code(),
+            Status::Code::kInvalidArgument);
+  Reopen();
+  auto kept = compute_->DescribeVolumeModifications({});
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->size(), 1u);
+  const VolumeModificationInfo& m = (*kept)[0];
+  EXPECT_EQ(m.volume_id, id);
+  EXPECT_EQ(m.state, "completed");
+  EXPECT_EQ(m.original_size_bytes, 1ull << 30);
+  EXPECT_EQ(m.target_size_bytes, 2ull << 30);
+  EXPECT_EQ(m.original_volume_type, "gp2");
+  EXPECT_EQ(m.target_volume_type, "gp3");
+  EXPECT_EQ(m.target_iops, 3000u);  // gp3's baseline
+  EXPECT_GE(m.end_time_ms, m.start_time_ms);
+  ASSERT_TRUE(pool_->DeleteVolume(id).ok());
+  EXPECT_TRUE(compute_->DescribeVolumeModifications({})->empty());
+  Reopen();  // the record of a deleted volume is dropped at open
+  EXPECT_TRUE(pool_->ReadRecords(kModificationsTable)->empty());
+}
+
 TEST_F(ComputeTest, TagsOnEveryResource) {
   const std::string snap = SnapshotWith(test::RandomBytes(4096, 16));
   auto image = compute_->RegisterImage(Spec("web", snap));
