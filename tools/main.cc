@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "control/handlers.h"
 #include "control/verbs.h"
 #include "output.h"
+#include "query.h"
 #include "util/text.h"
 #include "util/units.h"
 
@@ -107,9 +109,28 @@ int CreatePool(const std::string& dir, const std::string& chunk_text,
   return 0;
 }
 
+// How a reply is shown: --output and --query (JMESPath, applied first, as the AWS CLI does).
+struct OutputSpec {
+  std::string format = "json";
+  std::optional<std::string> query;
+};
+
+int Print(const json& reply, const OutputSpec& output, std::ostream& out) {
+  if (!output.query) {
+    strata::PrintReply(reply, output.format, out);
+    return 0;
+  }
+  auto value = strata::JmesPathQuery(reply, *output.query);
+  if (!value.ok()) {
+    return FailWith(strata::control::Ec2ErrorText(value.status()));
+  }
+  strata::PrintReply(*value, output.format, out);
+  return 0;
+}
+
 // Runs a control request: through the control socket when strata-nbd holds the pool, else on
 // the pool opened by this process. Output and errors are the same either way.
-int RunRequest(const std::string& dir, const json& request, const std::string& output,
+int RunRequest(const std::string& dir, const json& request, const OutputSpec& output,
                bool reply_to_stderr = false) {
   std::ostream& out = reply_to_stderr ? std::cerr : std::cout;
   auto remote = strata::CallControl(dir, request);
@@ -118,8 +139,7 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
       const json& error = (*remote)["error"];
       return FailWith(error.is_string() ? error.get<std::string>() : "malformed error reply");
     }
-    strata::PrintReply((*remote)["result"], output, out);
-    return 0;
+    return Print((*remote)["result"], output, out);
   }
   if (remote.status().code() != strata::Status::Code::kNotFound) {
     return Fail(remote.status());
@@ -153,8 +173,7 @@ int RunRequest(const std::string& dir, const json& request, const std::string& o
   if (!reply.ok()) {
     return FailWith(strata::control::Ec2ErrorText(reply.status()));  // as the socket answers
   }
-  strata::PrintReply(*reply, output, out);
-  return 0;
+  return Print(*reply, output, out);
 }
 
 // One verb's arguments as CLI11 fills them (addresses stable: CLI11 keeps pointers).
@@ -279,13 +298,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   std::string pool_dir = DefaultPoolDir();
-  std::string output = "json";
+  OutputSpec output;
   app.add_option(
       "--pool", pool_dir,
       "pool directory (default $STRATA_POOL, else " + std::string("~/.local/share/strata/pool)"));
   // (No "table": the AWS CLI's table layout is not reproduced, so it is not offered.)
-  app.add_option("--output", output, "json, or text (the AWS CLI's text rules)")
+  app.add_option("--output", output.format, "json, or text (the AWS CLI's text rules)")
       ->check(CLI::IsMember({"json", "text"}));
+  app.add_option("--query", output.query,
+                 "JMESPath expression applied to the reply before --output (needs jp(1))");
   // AWS CLI flags scripts always pass: the pool is one region's one zone, and --dry-run checks
   // a request without acting (EC2's DryRunOperation).
   std::string region = strata::control::kRegion;

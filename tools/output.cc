@@ -149,7 +149,7 @@ void PrintReply(const json& reply, const std::string& format, std::ostream& out)
     Text(reply, "", nullptr, out);
     return;
   }
-  if (!reply.empty()) {
+  if (!reply.is_object() || !reply.empty()) {  // a query's answer may be null or a scalar
     out << DumpJson(reply, 2) << "\n";
   }
 }

@@ -199,7 +199,17 @@ for verb in describe-tags describe-availability-zones describe-security-groups; 
   diff <(ec2 "$verb" --output text) <(cli --output text "$verb") >"$work/diff" ||
     fail "strata --output text $verb differs from the AWS CLI's: $(cat "$work/diff")"
 done
-pass "key pairs and security groups; --output text equal to the AWS CLI's"
+# --query is JMESPath in both, applied before --output
+for query in 'SecurityGroups[].GroupName' "SecurityGroups[?GroupName=='txt'].[GroupId,Description]" \
+  'length(SecurityGroups)' 'SecurityGroups[0].{n:GroupName,d:Description}'; do
+  diff <(ec2 describe-security-groups --query "$query" --output text) \
+    <(cli --output text describe-security-groups --query "$query") >"$work/diff" ||
+    fail "strata --query '$query' --output text differs from the AWS CLI's: $(cat "$work/diff")"
+  python3 -c 'import json, sys; sys.exit(json.loads(sys.argv[1]) != json.loads(sys.argv[2]))' \
+    "$(ec2 describe-security-groups --query "$query")" "$(cli describe-security-groups --query "$query")" ||
+    fail "strata --query '$query' answers other JSON than the AWS CLI"
+done
+pass "key pairs and security groups; --output text and --query equal to the AWS CLI's"
 
 # ---- EBS direct APIs: a raw image uploaded as a snapshot (as coldsnap does), read back as a
 # volume over NBD byte for byte; block listings, changed blocks, tokens, checksums

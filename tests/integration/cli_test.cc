@@ -96,6 +96,14 @@ TEST_F(CliTest, VolumeLifecycle) {
   EXPECT_NE(text.out.find("\tFalse\t"), std::string::npos) << text.out;  // Encrypted
   EXPECT_NE(text.out.find("\nTAGS\tName\tweb\n"), std::string::npos) << text.out;
 
+  // --query is JMESPath (evaluated by jp), applied before --output, as the AWS CLI does.
+  CliRun queried = Cli(pool_ + "--output text describe-volumes --query \"Volumes[?VolumeId=='" +
+                       id + "'].[Size,Tags[0].Value]\"");
+  EXPECT_EQ(queried.exit_code, 0) << queried.err;
+  EXPECT_EQ(queried.out, "3\tweb\n");
+  EXPECT_EQ(Cli(pool_ + "describe-volumes --query 'length(Volumes)'").out, "2\n");
+  EXPECT_EQ(Cli(pool_ + "describe-volumes --query Volumes[5]").out, "null\n");
+
   ASSERT_EQ(Cli(pool_ + "delete-volume --volume-id " + id).exit_code, 0);
   EXPECT_EQ(Json(Cli(pool_ + "describe-volumes"))["Volumes"].size(), 1u);
   auto info = Json(Cli(pool_ + "pool info"));
@@ -156,6 +164,8 @@ TEST_F(CliTest, BadInputGetsOneLineAndExitCodes) {
       {"--region eu-west-1 describe-volumes", 1, "InvalidParameterValue: the pool is in region"},
       {"describe-volumes --volume-ids vol-00000000000000000", 1,
        "InvalidVolume.NotFound: volume vol-00000000000000000"},  // EC2's code, once
+      {"describe-volumes --query 'Volumes[0'", 1, "InvalidParameterValue: --query: SyntaxError"},
+      {"describe-volumes --query -x", 1, "'-x' is not a JMESPath expression"},
   };
   for (const Case& c : cases) {
     CliRun r = Cli(pool_ + c.args);
