@@ -19,7 +19,7 @@ namespace strata::nbd {
 struct ServerLimits {
   uint32_t max_payload_bytes = 32u << 20;
   uint32_t max_connections = 256;  // established (past the handshake)
-  uint32_t max_handshakes = 64;    // in progress at once; the least active is dropped for a new one
+  uint32_t max_handshakes = 64;    // in progress at once; beyond, an idle one is dropped or accepting waits
   uint32_t max_handshakes_per_peer = 16;  // per TCP source address
   uint32_t handshake_timeout_ms = 10000;
   uint32_t max_requests_in_flight = 64;  // per connection
@@ -55,7 +55,7 @@ struct Negotiated {
 // Export names are Compute::OpenExport's: a volume id or unique Name ("" when the pool has one
 // volume), a snapshot or image id, or INSTANCE-ID/DEVICE.
 // `activity_ns` (may be null) is set to CLOCK_MONOTONIC nanoseconds whenever the client sends
-// bytes: the server drops the least active handshake when too many are in progress.
+// bytes: when too many are in progress the server drops one idle this long (none: it waits).
 // `tls` (null: TLS off) offers STARTTLS; with its mode kRequire nothing but STARTTLS and ABORT
 // is answered before TLS is up (ERR_TLS_REQD), so no export name, size or list leaks.
 // `peer` (may be null: admitted as this host) is who connects: an export the pool's security
