@@ -7,7 +7,9 @@
 // 64 KiB use small buffers the connection keeps for reuse (no allocation per request in steady
 // state); larger ones get a buffer of their own, kept after their reply (up to 8, within the
 // server's retained budget) for the next request of the same size. READ data lands in the
-// slot's buffer and is sent from it. Replies go out one sendmsg at a time.
+// slot's buffer and is sent from it. Replies go out one sendmsg at a time; while many small
+// requests are in flight, finished replies wait briefly for more (HoldReplies), so that one
+// sendmsg carries several.
 //
 // Over TLS (the client sent STARTTLS) the same loop carries ciphertext: received bytes go into
 // the session's inbox and are decrypted into the same places (the receive buffer, or a large
@@ -111,6 +113,8 @@ class Connection {
   void ReplyBlockStatus(Slot* s);
   void Enqueue(Slot* s);
   void SendNext();
+  // Whether the queued replies wait for more to finish (many small requests in flight).
+  bool HoldReplies();
   // The queued replies (up to kMaxSendIov iovecs) become msg_'s batch.
   void GatherBatch();
   // One sendmsg of `msg` on the loop; OnSent follows.
@@ -166,6 +170,9 @@ class Connection {
   std::deque<Slot*> send_queue_;
   size_t sending_slots_ = 0;  // queue entries covered by the sendmsg in flight
   bool sending_ = false;
+  uint64_t hold_since_ns_ = 0;  // when the queued replies began to be held (0: not held)
+  static constexpr uint32_t kHoldMinOutstanding = 16;
+  static constexpr uint64_t kReplyHoldNs = 100'000;
   bool peer_gone_ = false;
   IoOp send_op_;
   msghdr msg_{};

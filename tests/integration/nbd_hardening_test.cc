@@ -243,6 +243,41 @@ TEST_F(NbdHardening, ManyRequestsInFlightAllAnsweredOnce) {
   EXPECT_TRUE(cookies.empty());
 }
 
+// 128 small READs in flight at once (the server holds finished replies while many are in
+// flight, so that one sendmsg carries several): each is answered once, with its own bytes.
+TEST_F(NbdHardening, ManySmallReadsInFlightEachGetsItsOwnBytes) {
+  RawClient c(sock_);
+  ASSERT_EQ(c.Go("disk"), 64u << 20);
+  constexpr uint64_t kReads = 128, kBytes = 4096;
+  for (uint64_t i = 0; i < kReads; i++) {  // every block holds its own index
+    std::vector<uint8_t> block(kBytes, static_cast<uint8_t>(i));
+    c.Request(kCmdWrite, 0, i, i * kBytes * 3, kBytes);
+    c.Send(block.data(), block.size());
+  }
+  for (uint64_t i = 0; i < kReads; i++) {
+    uint32_t err;
+    uint64_t cookie;
+    ASSERT_TRUE(c.SimpleReply(&err, &cookie));
+    ASSERT_EQ(err, 0u);
+  }
+  for (uint64_t i = 0; i < kReads; i++) {
+    c.Request(kCmdRead, 0, 1000 + i, i * kBytes * 3, kBytes);
+  }
+  std::set<uint64_t> seen;
+  for (uint64_t i = 0; i < kReads; i++) {
+    uint32_t err;
+    uint64_t cookie;
+    ASSERT_TRUE(c.SimpleReply(&err, &cookie));
+    ASSERT_EQ(err, 0u);
+    std::vector<uint8_t> got(kBytes);
+    ASSERT_TRUE(c.Recv(got.data(), got.size()));
+    ASSERT_TRUE(cookie >= 1000 && cookie < 1000 + kReads) << cookie;
+    EXPECT_TRUE(seen.insert(cookie).second) << "cookie " << cookie << " answered twice";
+    EXPECT_EQ(got, std::vector<uint8_t>(kBytes, static_cast<uint8_t>(cookie - 1000)));
+  }
+  EXPECT_EQ(seen.size(), kReads);
+}
+
 TEST_F(NbdHardening, NothingAfterDisc) {
   RawClient c(sock_);
   ASSERT_EQ(c.Go("disk"), 64u << 20);
