@@ -19,7 +19,8 @@ namespace strata::nbd {
 struct ServerLimits {
   uint32_t max_payload_bytes = 32u << 20;
   uint32_t max_connections = 256;  // established (past the handshake)
-  uint32_t max_handshakes = 64;    // in progress at once; beyond, an idle one is dropped or accepting waits
+  // Handshakes in progress at once; beyond, an idle one is dropped or accepting waits.
+  uint32_t max_handshakes = 64;
   uint32_t max_handshakes_per_peer = 16;  // per TCP source address
   uint32_t handshake_timeout_ms = 10000;
   uint32_t max_requests_in_flight = 64;  // per connection

@@ -50,8 +50,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(100, 3600000));
   app.add_option("--max-requests", limits.max_requests_in_flight, "in flight per connection (64)")
       ->check(CLI::Range(1, 1024));
-  app.add_option("--max-handshakes", limits.max_handshakes,
-                 "handshakes in progress at once; beyond, an idle one is dropped or accepting waits (64)")
+  app.add_option(
+         "--max-handshakes", limits.max_handshakes,
+         "handshakes in progress at once; beyond, an idle one is dropped or accepting waits (64)")
       ->check(CLI::Range(1, 65536));
   app.add_option("--max-handshakes-per-peer", limits.max_handshakes_per_peer,
                  "handshakes in progress from one TCP address (16)")
