@@ -6,7 +6,7 @@
 #
 #   bench/nbd.sh [DIR] [SECONDS] [ROUNDS]   (DIR: scratch on the file system to test, default
 #                                            /var/tmp; SECONDS per job, default 5; ROUNDS,
-#                                            default 3; about 12 minutes with the defaults)
+#                                            default 3; about 17 minutes with the defaults)
 #
 # Targets, all serving a filled 2 GiB volume over a unix socket to fio's nbd engine, all started
 # at once and filled before the first round:
@@ -15,10 +15,13 @@
 #   qemu-nbd     --cache=none --aio=io_uring (durable writes, as strata's);
 #   nbdkit-file, nbd-server: page-cache servers, not durable-write peers (listed for reference).
 # Cases: 4 KiB randread / randwrite / 70-30 at QD32; 1 MiB sequential read and write at QD8;
-# 4 KiB randread on 2 connections (multi-conn) and over TCP loopback (strata and qemu-nbd).
+# 4 KiB randread on 2 connections (multi-conn) and over TCP loopback (strata and qemu-nbd); 4 KiB
+# randread at QD1, whose ratio is the latency a server adds to each request.
 # "us/IO": CPU time of the server's whole process tree per completed I/O.
-# STRATA_BENCH_TARGETS picks targets (default: all five). Needs fio, qemu-utils, nbdkit,
-# nbd-server, python3.
+# STRATA_BENCH_TARGETS picks targets (default: all five). STRATA_BENCH_PIN=SERVER_CPUS:FIO_CPUS
+# (e.g. 1:0) runs every server on SERVER_CPUS and every fio, the raw file's too, on FIO_CPUS;
+# unset, the scheduler places them (on 2 vCPUs it puts client and server on one). Needs fio,
+# qemu-utils, nbdkit, nbd-server, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-/var/tmp}
@@ -30,6 +33,12 @@ results=${STRATA_BENCH_RESULTS:-$dir/strata-nbd-bench-results}  # kept: raw fio 
 rm -rf "$results"
 mkdir -p "$results"
 targets=${STRATA_BENCH_TARGETS:-raw strata qemu-nbd nbdkit-file nbd-server}
+server_pin=() fio_pin=()
+if [[ -n "${STRATA_BENCH_PIN:-}" ]]; then
+  [[ $STRATA_BENCH_PIN == *:* ]] || { echo "STRATA_BENCH_PIN: want SERVER_CPUS:FIO_CPUS" >&2; exit 2; }
+  server_pin=(taskset -c "${STRATA_BENCH_PIN%%:*}")
+  fio_pin=(taskset -c "${STRATA_BENCH_PIN#*:}")
+fi
 declare -A pid uri tcp_uri
 cleanup() {
   for t in "${!pid[@]}"; do kill -- -"${pid[$t]}" 2>/dev/null || kill "${pid[$t]}" 2>/dev/null || true; done
@@ -67,14 +76,14 @@ start_target() {  # name
       build/tools/strata --pool "$work/pool" pool create >/dev/null
       build/tools/strata --pool "$work/pool" create-volume --size 2GiB --name vol >/dev/null
       port=$(free_port)
-      setsid build/nbd-server/strata-nbd --pool "$work/pool" --socket "$sock" \
+      setsid "${server_pin[@]}" build/nbd-server/strata-nbd --pool "$work/pool" --socket "$sock" \
         --listen "127.0.0.1:$port" --no-volume-limits 2>/dev/null &
       tcp_uri[$t]="nbd://127.0.0.1:$port/vol"
       ;;
     qemu-nbd)
       truncate -s $size "$work/qemu.raw"
       port=$(free_port)
-      setsid qemu-nbd -f raw --cache=none --aio=io_uring -e 4 -t -x vol -k "$sock" "$work/qemu.raw" &
+      setsid "${server_pin[@]}" qemu-nbd -f raw --cache=none --aio=io_uring -e 4 -t -x vol -k "$sock" "$work/qemu.raw" &
       pid[$t]=$!
       # (qemu-nbd serves one address; a second process on the same file serves TCP, started
       # only for the TCP case so that the two never write at once.)
@@ -83,14 +92,14 @@ start_target() {  # name
       ;;
     nbdkit-file)
       truncate -s $size "$work/nbdkit.raw"
-      setsid nbdkit -f -U "$sock" file file="$work/nbdkit.raw" &
+      setsid "${server_pin[@]}" nbdkit -f -U "$sock" file file="$work/nbdkit.raw" &
       ;;
     nbd-server)
       truncate -s $size "$work/nbd-server.raw"
       printf '[generic]\nunixsock = %s\n[vol]\nexportname = %s\nflush = true\nfua = true\ntrim = true\n' \
         "$sock" "$work/nbd-server.raw" >"$work/nbd-server.conf"
       # Daemon mode (it forks per client): it calls setsid itself, so its pid is its session.
-      nbd-server -C "$work/nbd-server.conf" -p "$work/nbd-server.pid" 2>/dev/null
+      "${server_pin[@]}" nbd-server -C "$work/nbd-server.conf" -p "$work/nbd-server.pid" 2>/dev/null
       for _ in $(seq 100); do [[ -s "$work/nbd-server.pid" ]] && break; sleep 0.05; done
       pid[$t]=$(cat "$work/nbd-server.pid")
       ;;
@@ -116,7 +125,7 @@ run_job() {  # t case r rw bs qd jobs transport
     --numjobs="$jobs" --group_reporting --size=$size --time_based --runtime="$secs"
     --ramp_time=1 --norandommap --randrepeat=0 --output-format=json)
   if [[ $t == raw ]]; then
-    fio "${common[@]}" --filename="$work/raw.file" --direct=1 --ioengine=io_uring \
+    "${fio_pin[@]}" fio "${common[@]}" --filename="$work/raw.file" --direct=1 --ioengine=io_uring \
       --iodepth_batch_submit="$qd" --iodepth_batch_complete_min=1 >"$out.json" 2>/dev/null ||
       echo "fio failed: $t $case" >&2
     echo 0 >"$out.cpu"
@@ -126,7 +135,7 @@ run_job() {  # t case r rw bs qd jobs transport
   if [[ $transport == tcp ]]; then
     target_uri=${tcp_uri[$t]}
     if [[ $t == qemu-nbd ]]; then  # its TCP twin, on the same file, while the unix one idles
-      setsid qemu-nbd -f raw --cache=none --aio=io_uring -e 4 -t -x vol -b 127.0.0.1 \
+      setsid "${server_pin[@]}" qemu-nbd -f raw --cache=none --aio=io_uring -e 4 -t -x vol -b 127.0.0.1 \
         -p "$(cat "$work/qemu.port")" "$work/qemu.raw" &
       tcp_pid=$!
       session=$tcp_pid
@@ -134,7 +143,7 @@ run_job() {  # t case r rw bs qd jobs transport
     fi
   fi
   before=$(session_cpu_ticks "$session")
-  fio "${common[@]}" --ioengine=nbd --uri="$target_uri" >"$out.json" 2>/dev/null ||
+  "${fio_pin[@]}" fio "${common[@]}" --ioengine=nbd --uri="$target_uri" >"$out.json" 2>/dev/null ||
     echo "fio failed: $t $case" >&2
   after=$(session_cpu_ticks "$session")
   echo $((after - before)) >"$out.cpu"
@@ -148,7 +157,8 @@ done
 
 cases=("randread randread 4k 32 1 unix" "randwrite randwrite 4k 32 1 unix"
   "randrw randrw 4k 32 1 unix" "seqread read 1M 8 1 unix" "seqwrite write 1M 8 1 unix"
-  "randread-2conn randread 4k 32 2 unix" "randread-tcp randread 4k 32 1 tcp")
+  "randread-2conn randread 4k 32 2 unix" "randread-tcp randread 4k 32 1 tcp"
+  "randread-qd1 randread 4k 1 1 unix")
 for r in $(seq "$rounds"); do
   for spec in "${cases[@]}"; do
     set -- $spec
@@ -166,7 +176,7 @@ res, hz, rounds, targets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.
 cases = [("randread", "4k randread QD32"), ("randwrite", "4k randwrite QD32"),
          ("randrw", "4k 70/30 QD32"), ("seqread", "1M read QD8 MiB/s"),
          ("seqwrite", "1M write QD8 MiB/s"), ("randread-2conn", "4k randread, 2 conns"),
-         ("randread-tcp", "4k randread, TCP")]
+         ("randread-tcp", "4k randread, TCP"), ("randread-qd1", "4k randread QD1")]
 def load(t, case, r):
     p = os.path.join(res, f"{t}.{case}.{r}.json")
     if not os.path.exists(p) or os.path.getsize(p) == 0:
