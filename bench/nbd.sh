@@ -28,17 +28,20 @@ dir=${1:-/var/tmp}
 secs=${2:-5}
 rounds=${3:-3}
 size=2G
+server_pin=() fio_pin=()
+if [[ -n "${STRATA_BENCH_PIN:-}" ]]; then
+  [[ $STRATA_BENCH_PIN == ?*:?* ]] || { echo "STRATA_BENCH_PIN: want SERVER_CPUS:FIO_CPUS, e.g. 1:0" >&2; exit 2; }
+  for cpus in "${STRATA_BENCH_PIN%%:*}" "${STRATA_BENCH_PIN#*:}"; do  # refused before any setup
+    taskset -c "$cpus" true || { echo "STRATA_BENCH_PIN: bad CPU list '$cpus'" >&2; exit 2; }
+  done
+  server_pin=(taskset -c "${STRATA_BENCH_PIN%%:*}")
+  fio_pin=(taskset -c "${STRATA_BENCH_PIN#*:}")
+fi
 work=$(mktemp -d "$dir/strata-nbd-bench.XXXXXX")
 results=${STRATA_BENCH_RESULTS:-$dir/strata-nbd-bench-results}  # kept: raw fio JSON per job
 rm -rf "$results"
 mkdir -p "$results"
 targets=${STRATA_BENCH_TARGETS:-raw strata qemu-nbd nbdkit-file nbd-server}
-server_pin=() fio_pin=()
-if [[ -n "${STRATA_BENCH_PIN:-}" ]]; then
-  [[ $STRATA_BENCH_PIN == *:* ]] || { echo "STRATA_BENCH_PIN: want SERVER_CPUS:FIO_CPUS" >&2; exit 2; }
-  server_pin=(taskset -c "${STRATA_BENCH_PIN%%:*}")
-  fio_pin=(taskset -c "${STRATA_BENCH_PIN#*:}")
-fi
 declare -A pid uri tcp_uri
 cleanup() {
   for t in "${!pid[@]}"; do kill -- -"${pid[$t]}" 2>/dev/null || kill "${pid[$t]}" 2>/dev/null || true; done
