@@ -1,19 +1,25 @@
 // --api-listen: the EC2 Query API and the EBS direct APIs (docs/ec2-api.md) over HTTP, served by
-// cpp-httplib on its own bounded set of threads. Every request must carry a SigV4 signature by one
+// GNU libmicrohttpd (Debian's libmicrohttpd12). Every request must carry a SigV4 signature by one
 // of the pool's access keys (strata create-access-key); anything else is AuthFailure and changes
 // nothing.
+//
+// What a client can make the server hold is bounded before it is read (docs/ec2-api.md "Limits"):
+// connections in all and per address, the request line and headers per connection, a body's
+// size (decided from Content-Length before a byte of it is read; chunked bodies are refused as
+// S3 refuses them, 411), the bodies of all requests being received at once, and the time a
+// connection may idle or a request may take to arrive. Connections are polled, not given a
+// thread each: an idle or slow client holds no worker.
 #ifndef STRATA_NBD_API_SERVER_H_
 #define STRATA_NBD_API_SERVER_H_
 
+#include <atomic>
+#include <cstddef>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "strata/compute.h"
 
-namespace httplib {
-class Server;
-}
+struct MHD_Daemon;
 
 namespace strata::control {
 class ClientTokens;
@@ -23,10 +29,14 @@ class EbsDirect;
 namespace strata::nbd {
 
 struct ApiLimits {
-  size_t threads = 4;               // requests served at once
-  size_t queued = 64;               // connections accepted and waiting for a thread
-  size_t max_body_bytes = 1 << 20;  // a larger request is refused unread (413)
-  time_t io_timeout_s = 10;         // a client slower than this to send or read is dropped
+  unsigned threads = 4;                        // polling threads; each runs its requests' work
+  unsigned max_connections = 256;              // past it new connections are closed at accept
+  unsigned max_connections_per_address = 64;   // per client IP address
+  size_t max_body_bytes = 1 << 20;             // a larger Content-Length: 413, body unread
+  size_t max_bodies_bytes = 64 << 20;          // all bodies in flight: past it 503, body unread
+  size_t connection_memory_bytes = 32 << 10;   // request line and headers (past it: 431)
+  unsigned idle_timeout_s = 10;                // a connection silent this long is closed
+  unsigned request_timeout_s = 30;             // headers to the body's last byte
 };
 
 class ApiServer {
@@ -39,16 +49,20 @@ class ApiServer {
                                                   const std::string& tls_certificates_dir,
                                                   bool allow_insecure,
                                                   const ApiLimits& limits = {});
-  ~ApiServer();  // stops accepting, lets requests in progress finish
+  // Stops accepting and closes every connection; requests whose work has begun finish it first.
+  ~ApiServer();
   int port() const { return port_; }
+
+  // Everything a request handler needs; one per server, shared by the polling threads.
+  struct Context;
 
  private:
   ApiServer() = default;
-  std::unique_ptr<control::ClientTokens> tokens_;  // EC2 idempotency while the server runs
-  std::unique_ptr<control::EbsDirect> ebs_;        // the EBS direct APIs' uploads in progress
-  std::unique_ptr<httplib::Server> http_;
-  std::thread thread_;
+  std::unique_ptr<Context> context_;
+  MHD_Daemon* daemon_ = nullptr;
+  int listen_fd_ = -1;
   int port_ = 0;
+  std::string tls_cert_, tls_key_;  // PEM, alive as long as the daemon
 };
 
 }  // namespace strata::nbd

@@ -22,6 +22,7 @@
 #include "strata/event_loop.h"
 
 #include "control/control_socket.h"
+#include "util/cancel.h"
 #include "transmission.h"
 #include "util/clock.h"
 #include "util/text.h"
@@ -362,6 +363,15 @@ void Server::ServeControl(Conn* conn) {
   setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   setsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
   conn->phase = Phase::kEstablished;
+  // Work for a CLI that hung up, or past SIGTERM, is not wanted: remote transfers and listings
+  // stop at their next turn (util/cancel.h) so the thread is free and shutdown is prompt.
+  CancelScope cancel([this, fd = conn->fd] {
+    if (shutting_down_.load(std::memory_order_relaxed)) {
+      return true;
+    }
+    pollfd p{fd, POLLRDHUP, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  });
   try {
     ServeControlConnection(conn->fd, compute_);
   } catch (const std::exception& e) {  // a bug, not a reason to end the server

@@ -40,6 +40,7 @@ using strata::Status;
 
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitUnknown = 3;  // strata-nbd took the request; whether it was done is unknown
 
 std::string DefaultPoolDir() {
   if (const char* env = std::getenv("STRATA_POOL"); env != nullptr && env[0] != '\0') {
@@ -140,6 +141,10 @@ int RunRequest(const std::string& dir, const json& request, const OutputSpec& ou
       return FailWith(error.is_string() ? error.get<std::string>() : "malformed error reply");
     }
     return Print((*remote)["result"], output, out);
+  }
+  if (remote.status().sys_errno() == strata::kControlReplyLost) {
+    Fail(remote.status());
+    return kExitUnknown;
   }
   if (remote.status().code() != strata::Status::Code::kNotFound) {
     return Fail(remote.status());

@@ -7,8 +7,9 @@
 // what is missing. All the volumes and instances cloned from one restored snapshot share its
 // blocks: each is fetched once (Fast Snapshot Restore, without the credit bucket).
 //
-// The remote unreachable: blocks already here are served; a read of a missing block fails with
-// EIO after HydrationOptions::fetch_attempts tries (never a hang), and the background pass
+// The remote unreachable, stalled or trickling: blocks already here are served; a read of a
+// missing block fails with EIO within HydrationOptions::fetch_timeout_ms (never a hang), and
+// the background pass
 // retries by itself with backoff. A block whose checksum or hash does not match fails the read
 // with EIO and a log line naming the block and the pack; it is never served.
 #ifndef STRATA_HYDRATION_H_
@@ -30,6 +31,7 @@ namespace strata {
 struct HydrationOptions {
   bool background = true;         // fetch what nobody asked for too (else on demand only)
   uint32_t fetch_attempts = 4;    // per request before a read of a missing block fails (EIO)
+  uint32_t fetch_timeout_ms = 15000;  // a read of a missing block fails (EIO) past this
   uint32_t readahead_blocks = 8;  // blocks fetched after a sequential read on demand (512 KiB)
   uint32_t batch_blocks = 32;     // requests in flight per worker (two, and one for readers)
   // Log lines (damaged blocks, the remote unreachable or back); null: stderr.

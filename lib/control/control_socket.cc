@@ -15,10 +15,10 @@ namespace strata {
 
 namespace {
 
-// Reads up to and excluding '\n'. False on EOF, error, timeout or an over-long line.
-bool ReadLine(int fd, std::string* line) {
-  char buf[4096];
-  while (line->size() < kMaxControlMessageBytes) {
+// Reads up to and excluding '\n'. False on EOF, error, timeout or a line over `max_bytes`.
+bool ReadLine(int fd, size_t max_bytes, std::string* line) {
+  char buf[64 << 10];
+  while (line->size() < max_bytes) {
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) {
       continue;
@@ -26,8 +26,9 @@ bool ReadLine(int fd, std::string* line) {
     if (n <= 0) {
       return false;
     }
+    const size_t old = line->size();
     line->append(buf, static_cast<size_t>(n));
-    size_t nl = line->find('\n');
+    size_t nl = line->find('\n', old);  // (only the new bytes: a long reply stays linear)
     if (nl != std::string::npos) {
       line->resize(nl);
       return true;
@@ -57,7 +58,7 @@ std::string ControlSocketPath(const std::string& pool_dir) { return pool_dir + "
 void ServeControlConnection(int fd, Compute* compute) {
   std::string line;
   nlohmann::json reply;
-  if (!ReadLine(fd, &line)) {
+  if (!ReadLine(fd, kMaxControlMessageBytes, &line)) {
     return;
   }
   nlohmann::json request = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -88,10 +89,19 @@ Result<nlohmann::json> CallControl(const std::string& pool_dir, const nlohmann::
     return Status::NotFound("no server on " + path);  // absent or stale: open the pool directly
   }
   std::string line;
-  bool ok = WriteAll(fd, DumpJson(request) + "\n") && ReadLine(fd, &line);
+  if (!WriteAll(fd, DumpJson(request) + "\n")) {
+    close(fd);
+    return Status::IOError("control socket " + path + ": strata-nbd did not take the request",
+                           EIO);
+  }
+  const bool replied = ReadLine(fd, kMaxControlReplyBytes, &line);
   close(fd);
-  if (!ok) {
-    return Status::IOError("control socket " + path + ": no reply from strata-nbd", EIO);
+  if (!replied) {
+    return Status::IOError("control socket " + path +
+                               ": strata-nbd took the request but its reply did not come back "
+                               "(the server stopped?): the request may have been carried out; "
+                               "describe the resources to see",
+                           kControlReplyLost);
   }
   nlohmann::json reply = nlohmann::json::parse(line, nullptr, false);
   if (reply.is_discarded() || !reply.is_object() || !reply.contains("ok")) {

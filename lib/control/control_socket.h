@@ -4,6 +4,7 @@
 #ifndef STRATA_CONTROL_CONTROL_SOCKET_H_
 #define STRATA_CONTROL_CONTROL_SOCKET_H_
 
+#include <cerrno>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -12,7 +13,12 @@
 
 namespace strata {
 
-constexpr size_t kMaxControlMessageBytes = 1 << 20;
+constexpr size_t kMaxControlMessageBytes = 1 << 20;  // a request (from whoever can connect)
+// A reply (from the server holding the pool, to the CLI): describe-instances of a large pool.
+constexpr size_t kMaxControlReplyBytes = size_t{1} << 30;
+// CallControl's error when the request reached the server and its reply did not come back: the
+// work may have been done (IOError with this errno).
+constexpr int kControlReplyLost = ENOTCONN;
 
 std::string ControlSocketPath(const std::string& pool_dir);
 
@@ -20,7 +26,9 @@ std::string ControlSocketPath(const std::string& pool_dir);
 void ServeControlConnection(int fd, Compute* compute);
 
 // Sends `request` to the server holding `pool_dir`. NotFound when no server answers there (the
-// caller then opens the pool itself); the reply (which may itself report an error) otherwise.
+// caller then opens the pool itself); IOError with kControlReplyLost when the request was sent
+// and no whole reply came back (the server may have done the work); the reply (which may itself
+// report an error) otherwise.
 Result<nlohmann::json> CallControl(const std::string& pool_dir, const nlohmann::json& request);
 
 }  // namespace strata

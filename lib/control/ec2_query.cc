@@ -391,9 +391,6 @@ std::optional<QueryReply> ClientTokens::Begin(const std::string& key,
                                               const std::string& request_id) {
   MutexLock lock(&mu_);
   const int64_t now = time(nullptr);
-  for (auto it = entries_.begin(); it != entries_.end();) {  // (bounded: kMaxTokens)
-    it = it->second.expiry_s < now && it->second.reply ? entries_.erase(it) : std::next(it);
-  }
   auto it = entries_.find(key);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (it != entries_.end() && !it->second.reply && done_.WaitUntil(deadline)) {
@@ -411,12 +408,37 @@ std::optional<QueryReply> ClientTokens::Begin(const std::string& key,
     }
     return it->second.reply;
   }
-  if (entries_.size() >= kMaxTokens) {
-    return Ec2ErrorReply("RequestLimitExceeded", "too many ClientTokens in the last day", 503,
-                         request_id);
-  }
+  EvictLocked(now, kMaxTokens - 1);
   entries_[key] = Entry{fingerprint, std::nullopt, now + kTokenLifeS};
+  order_.push_back(key);
   return std::nullopt;
+}
+
+void ClientTokens::EvictLocked(int64_t now_s, size_t keep) {
+  // Keys leave order_ only from the front; a key whose entry is gone (a failed request) is
+  // skipped there, and a request still running goes to the back: it is answered soon.
+  for (size_t turns = order_.size(); turns > 0 && !order_.empty(); turns--) {
+    auto it = entries_.find(order_.front());
+    const bool expired = it != entries_.end() && it->second.expiry_s < now_s;
+    if (it != entries_.end() && !expired && entries_.size() <= keep) {
+      return;
+    }
+    if (it != entries_.end() && !it->second.reply) {
+      order_.push_back(order_.front());
+    } else if (it != entries_.end()) {
+      entries_.erase(it);
+    }
+    order_.pop_front();
+  }
+  if (order_.size() > 2 * kMaxTokens) {  // failed requests' keys linger: compact, O(n) rarely
+    std::deque<std::string> live;
+    for (std::string& k : order_) {
+      if (entries_.count(k)) {
+        live.push_back(std::move(k));
+      }
+    }
+    order_ = std::move(live);
+  }
 }
 
 void ClientTokens::Finish(const std::string& key, const QueryReply& reply) {

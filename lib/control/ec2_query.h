@@ -7,6 +7,7 @@
 #ifndef STRATA_CONTROL_EC2_QUERY_H_
 #define STRATA_CONTROL_EC2_QUERY_H_
 
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -29,7 +30,7 @@ constexpr size_t kMaxQueryParams = 1000;  // a request with more is refused, unr
 // EC2's idempotency: an action retried with the same ClientToken and the same parameters answers
 // what the first answered, without acting again; other parameters are
 // IdempotentParameterMismatch. A retry that arrives while the first still runs waits for it.
-// Remembered while the server runs (at most kMaxTokens, each kTokenLifeS), not across a
+// Remembered while the server runs (the newest kMaxTokens, each kTokenLifeS), not across a
 // restart. Thread-safe.
 class ClientTokens {
  public:
@@ -37,10 +38,15 @@ class ClientTokens {
   static constexpr int64_t kTokenLifeS = 24 * 3600;
 
   // The answer to give now, or nullopt: the caller runs the request and calls Finish(key, ...).
+  // A new token is never refused: past kMaxTokens the oldest answered ones are forgotten.
   std::optional<QueryReply> Begin(const std::string& key, const std::string& fingerprint,
                                   const std::string& request_id) EXCLUDES(mu_);
   // Keeps a successful answer; forgets a failed one (a retry then runs again).
   void Finish(const std::string& key, const QueryReply& reply) EXCLUDES(mu_);
+  size_t size() EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    return entries_.size();
+  }
 
  private:
   struct Entry {
@@ -48,9 +54,12 @@ class ClientTokens {
     std::optional<QueryReply> reply;  // nullopt: the first request still runs
     int64_t expiry_s = 0;
   };
+  // Drops expired entries, then the oldest answered ones while more than `keep` remain.
+  void EvictLocked(int64_t now_s, size_t keep) REQUIRES(mu_);
   Mutex mu_;
   CondVar done_{&mu_};
   std::map<std::string, Entry> entries_ GUARDED_BY(mu_);
+  std::deque<std::string> order_ GUARDED_BY(mu_);  // keys by first use (so by expiry)
 };
 
 // Runs one EC2 Query request (its decoded parameters, in any order). With `tokens`, ClientToken

@@ -29,6 +29,7 @@
 
 #include "remote/remote_internal.h"
 #include "util/atomic_file.h"
+#include "util/cancel.h"
 #include "util/clock.h"
 #include "util/ids.h"
 #include "util/json_text.h"
@@ -50,8 +51,10 @@ int64_t NowMs() {
 }
 
 // Opens the remote's store for a restore (tests put a simulated bucket here).
-using StoreFactory =
-    std::function<Result<std::unique_ptr<remote::ObjectStore>>(const RemoteSpec&, uint32_t)>;
+// `attempts` per request; `timeout_ms` bounds one Run, retries included (0: no bound but the
+// attempts').
+using StoreFactory = std::function<Result<std::unique_ptr<remote::ObjectStore>>(
+    const RemoteSpec&, uint32_t attempts, uint32_t timeout_ms)>;
 
 struct Record {
   std::string snapshot_id;
@@ -191,6 +194,7 @@ class Hydrator final : public BlockSource {
   bool complete_ GUARDED_BY(mu_) = false;
   std::atomic<bool> complete_fast_{false};  // complete_, read without mu_
   bool stop_ GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_{false};  // stop_, read by the workers' CancelScope without mu_
   std::string last_error_ GUARDED_BY(mu_);
   bool damaged_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
@@ -225,6 +229,7 @@ void Hydrator::Stop() {
       return;
     }
     stop_ = true;
+    stopping_.store(true);  // fetches on the wire end at their next turn (util/cancel.h)
     for (auto& [block, demands] : waiting_) {
       for (auto& d : demands) {
         if (d->done) {
@@ -343,6 +348,7 @@ void Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
 }
 
 void Hydrator::Main(int worker) {
+  CancelScope cancel([this] { return stopping_.load(std::memory_order_relaxed); });
   MutexLock lock(&mu_);
   bool completed_here = false;  // the worker that saw it complete reports it, once
   while (!stop_ && !complete_) {
@@ -382,7 +388,7 @@ void Hydrator::Heartbeat(bool last) {
   }
   if (!marker_store_) {
     auto spec = FindRemote(pool_->Info().path, record_.remote);
-    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
+    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts, options_.fetch_timeout_ms)
                            : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
     if (!store.ok()) {
       return;  // the fetches report the remote's trouble; the next batch tries again
@@ -445,8 +451,12 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
   Status opened = Status::OK();
   std::unique_ptr<remote::SnapshotReader>& reader_ = *reader_slot;
   if (!reader_) {
+    // A reader waits for the demand worker: its fetches end within fetch_timeout_ms whatever
+    // the remote does. The background workers' batches are larger, and bounded by the attempts.
+    const uint32_t timeout_ms =
+        reader_slot == &readers_[kDemandWorker] ? options_.fetch_timeout_ms : 0;
     auto spec = FindRemote(pool_->Info().path, record_.remote);
-    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
+    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts, timeout_ms)
                            : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
     auto reader =
         store.ok() ? remote::SnapshotReader::OpenWithManifest(record_.remote, std::move(*store),
@@ -701,11 +711,11 @@ Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::st
     }
   }
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<remote::ObjectStore> store,
-                          factory_(spec, options_.fetch_attempts));
+                          factory_(spec, options_.fetch_attempts, 0));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<remote::SnapshotReader> reader,
                           remote::SnapshotReader::OpenOn(spec.name, std::move(store), snapshot_id));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<remote::ObjectStore> marker_store,
-                          factory_(spec, options_.fetch_attempts));
+                          factory_(spec, options_.fetch_attempts, 0));
   Record record{snapshot_id,
                 spec.name,
                 rate_mibps,
@@ -794,7 +804,7 @@ Status HydrationsImpl::Abort(const std::string& snapshot_id) {
   std::erase_if(records, [&](const Record& r) { return r.snapshot_id == snapshot_id; });
   STRATA_RETURN_IF_ERROR(WriteRecords(records));
   auto spec = FindRemote(pool_->Info().path, h->record().remote);
-  auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts)
+  auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts, 0)
                          : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
   if (store.ok()) {
     (void)(*store)->Delete(h->record().marker);  // else it ages out in an hour
@@ -851,7 +861,7 @@ Status HydrationsImpl::Wait(const std::string& snapshot_id, int64_t give_up_ms,
 
 Result<std::unique_ptr<Hydrations>> remote::StartHydrationsWith(
     Pool* pool, const HydrationOptions& options,
-    std::function<Result<std::unique_ptr<ObjectStore>>(const RemoteSpec&, uint32_t)> factory) {
+    StoreFactory factory) {
   auto h = std::make_unique<HydrationsImpl>(pool, options, std::move(factory));
   {
     MutexLock lock(&registry_mu);
@@ -865,9 +875,10 @@ Result<std::unique_ptr<Hydrations>> remote::StartHydrationsWith(
 }
 
 Result<std::unique_ptr<Hydrations>> Hydrations::Start(Pool* pool, const HydrationOptions& options) {
-  return remote::StartHydrationsWith(pool, options, [](const RemoteSpec& spec, uint32_t attempts) {
-    return remote::OpenObjectStore(spec, attempts);
-  });
+  return remote::StartHydrationsWith(
+      pool, options, [](const RemoteSpec& spec, uint32_t attempts, uint32_t timeout_ms) {
+        return remote::OpenObjectStore(spec, attempts, timeout_ms);
+      });
 }
 
 Hydrations* Hydrations::Of(Pool* pool) {

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "util/cancel.h"
+
 namespace strata::remote {
 
 Status ObjectStore::Run(S3Request* request) {
@@ -21,9 +23,10 @@ Status ObjectStore::Put(const std::string& key, const void* data, size_t length,
   return Run(&r);
 }
 
-Result<std::string> ObjectStore::Get(const std::string& key) {
+Result<std::string> ObjectStore::Get(const std::string& key, size_t max_bytes) {
   S3Request r;
   r.key = key;
+  r.max_response_bytes = max_bytes;
   STRATA_RETURN_IF_ERROR(Run(&r));
   return std::move(r.response);
 }
@@ -32,6 +35,7 @@ Result<std::string> ObjectStore::GetRange(const std::string& key, uint64_t offse
                                           uint64_t length) {
   S3Request r;
   r.key = key;
+  r.max_response_bytes = static_cast<size_t>(length);
   r.headers.emplace_back(
       "Range", "bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1));
   STRATA_RETURN_IF_ERROR(Run(&r));
@@ -58,6 +62,41 @@ Status ObjectStore::Delete(const std::string& key) {
   r.key = key;
   Status s = Run(&r);
   return s.code() == Status::Code::kNotFound && r.http_status == 404 ? Status::OK() : s;
+}
+
+Status ObjectStore::ForEachPage(const std::string& sub_prefix,
+                                const std::function<Status(const ListPage&)>& fn) {
+  const std::string what = Describe() + ": listing " + sub_prefix;
+  std::string token, last_key;
+  uint32_t empty_run = 0;
+  for (uint32_t pages = 0;; pages++) {
+    if (pages >= kMaxListPages) {
+      return Status::Corruption(what + ": more than " + std::to_string(kMaxListPages) +
+                                " pages (a remote that never ends its listing?)");
+    }
+    if (CancelScope::Cancelled()) {
+      return Status::Shutdown(what + ": cancelled");
+    }
+    STRATA_ASSIGN_OR_RETURN(ListPage page, List(sub_prefix, token));
+    for (const auto& [key, size] : page.objects) {
+      if (!last_key.empty() && key <= last_key) {
+        return Status::Corruption(what + ": keys out of order or repeated ('" + key +
+                                  "' after '" + last_key + "'): a page served twice?");
+      }
+      last_key = key;
+    }
+    empty_run = page.objects.empty() ? empty_run + 1 : 0;
+    if (page.next_token && (*page.next_token == token || page.next_token->empty() ||
+                            empty_run > kMaxEmptyPages)) {
+      return Status::Corruption(what + ": the remote repeats its continuation token or sends "
+                                "pages without keys");
+    }
+    STRATA_RETURN_IF_ERROR(fn(page));
+    if (!page.next_token) {
+      return Status::OK();
+    }
+    token = *page.next_token;
+  }
 }
 
 }  // namespace strata::remote

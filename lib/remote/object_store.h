@@ -10,6 +10,7 @@
 #define STRATA_REMOTE_OBJECT_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -29,6 +30,10 @@ struct S3Request {
   std::vector<std::pair<std::string, std::string>> headers;  // Range, If-None-Match, ...
   const void* body = nullptr;                                // PUT/POST payload, not owned
   size_t body_bytes = 0;
+  // The most response body this request may bring (0: the store's default cap). Set it to what
+  // is asked for (a range's length, a node's largest size): a server that sends more fails the
+  // request, and holds no more of our memory than that.
+  size_t max_response_bytes = 0;
 
   // Filled in by the store.
   Status status;  // OK for 2xx; see ObjectStore::Run for the mapping of failures
@@ -48,7 +53,8 @@ class ObjectStore {
   // Runs every request, many at once, and sets each one's status: NotFound (404), AlreadyExists
   // (412, a conditional PUT lost), OutOfRange (416), IOError with EACCES (401, 403:
   // credentials), InvalidArgument (other 4xx), IOError with EIO (5xx, 429 or a transport error
-  // after the store's retries). A request that failed with EIO may still have taken effect.
+  // after the store's retries; ETIMEDOUT past a deadline), Shutdown (the caller's CancelScope
+  // said stop: util/cancel.h). A request that failed with EIO may still have taken effect.
   // Not thread-safe: one caller at a time.
   virtual void Run(const std::vector<S3Request*>& requests) = 0;
 
@@ -59,6 +65,15 @@ class ObjectStore {
   // Keys below prefix + `sub_prefix`, in key order, at most `max_keys` (1..1000).
   virtual Result<ListPage> List(const std::string& sub_prefix, const std::string& token,
                                 uint32_t max_keys = 1000) = 0;
+  // Every page of a listing, in order, each handed to `fn` (an error from it ends the walk).
+  // A remote cannot make this loop forever: keys must rise strictly across the whole listing
+  // (a repeated page or token is Corruption), at most kMaxListPages pages, at most
+  // kMaxEmptyPages truncated pages with no key in a row, and the caller's CancelScope is
+  // honoured between pages.
+  static constexpr uint32_t kMaxListPages = 10000;  // 10M keys
+  static constexpr uint32_t kMaxEmptyPages = 16;
+  Status ForEachPage(const std::string& sub_prefix,
+                     const std::function<Status(const ListPage&)>& fn);
   // Deletes the keys (in batches). Keys that do not exist are not an error.
   virtual Status DeleteMany(const std::vector<std::string>& keys) = 0;
 
@@ -66,7 +81,8 @@ class ObjectStore {
   Status Run(S3Request* request);
   // `if_absent`: If-None-Match: * (the object is created once; AlreadyExists if it exists).
   Status Put(const std::string& key, const void* data, size_t length, bool if_absent = false);
-  Result<std::string> Get(const std::string& key);
+  // `max_bytes`: the most the object may be (0: the store's default cap).
+  Result<std::string> Get(const std::string& key, size_t max_bytes = 0);
   // [offset, offset + length) of the object; Corruption when fewer bytes come back.
   Result<std::string> GetRange(const std::string& key, uint64_t offset, uint64_t length);
   Result<uint64_t> Head(const std::string& key);  // the object's size

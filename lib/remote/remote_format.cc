@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <xxhash.h>
+#include <zstd.h>
 
 #include "util/coding.h"
 
@@ -84,6 +85,19 @@ Status Open(const std::string& bytes, const char* magic, size_t entry_bytes,
 
 }  // namespace
 
+Status CheckRef(const BlockRef& r, const std::string& what) {
+  const bool zstd = r.flags == kFlagZstd;
+  const bool lengths_ok =
+      r.raw > 0 && r.raw <= kMaxBlockBytes &&
+      (zstd ? r.stored > 0 && r.stored <= ZSTD_COMPRESSBOUND(r.raw) : r.stored == r.raw);
+  if ((r.flags != 0 && !zstd) || !lengths_ok || r.offset > kMaxPackBytes - r.stored) {
+    return Status::Corruption("remote object " + what + ": a block ref out of bounds (raw " +
+                              std::to_string(r.raw) + ", stored " + std::to_string(r.stored) +
+                              ", flags " + std::to_string(r.flags) + ")");
+  }
+  return Status::OK();
+}
+
 std::string HexOf(const Hash& hash) {
   static const char kDigits[] = "0123456789abcdef";
   std::string out(64, '\0');
@@ -135,6 +149,7 @@ Result<std::vector<BlockRef>> DecodeIndex(const std::string& bytes, const std::s
   out.reserve(count);
   for (uint32_t i = 0; i < count; i++) {
     out.push_back(GetRef(bytes.data() + kHeaderBytes + size_t{i} * kRefBytes));
+    STRATA_RETURN_IF_ERROR(CheckRef(out.back(), what));
   }
   return out;
 }
@@ -181,6 +196,7 @@ Result<Node> DecodeNode(const std::string& bytes, const std::string& what) {
     last = s;
     if (leaf) {
       node.blocks.emplace_back(s, GetRef(p + 4));
+      STRATA_RETURN_IF_ERROR(CheckRef(node.blocks.back().second, what));
     } else {
       Hash child;
       std::memcpy(child.data(), p + 4, 32);

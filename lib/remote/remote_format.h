@@ -17,6 +17,14 @@ using Hash = std::array<uint8_t, 32>;  // SHA-256
 constexpr uint32_t kFormatVersion = 1;
 constexpr uint32_t kFanout = 1024;  // entries per tree node
 constexpr uint32_t kFlagZstd = 1;   // the stored block is one zstd frame (else stored as is)
+// Bounds every decoded block ref is checked against before it sizes anything (anyone who can
+// write to the bucket writes refs): a block's raw length is at most the remote's block, its
+// stored length at most zstd's bound for that (or the raw length itself), and it lies within a
+// pack of at most kMaxPackBytes.
+constexpr uint32_t kMaxBlockBytes = 512 << 10;
+constexpr uint64_t kMaxPackBytes = uint64_t{1} << 32;
+// A tree node's largest encoding: header, kFanout leaf entries (slot + ref), trailer.
+constexpr size_t kMaxNodeBytes = 20 + size_t{kFanout} * (4 + 92) + 8;
 
 std::string HexOf(const Hash& hash);
 bool ParseHex(const std::string& hex, Hash* hash);
@@ -32,6 +40,9 @@ struct BlockRef {
   uint32_t flags = 0;   // kFlagZstd
   uint64_t xxh3 = 0;    // of the uncompressed block: a fast check before the SHA-256
 };
+
+// OK when `ref` keeps the bounds above; Corruption naming `what` otherwise.
+Status CheckRef(const BlockRef& ref, const std::string& what);
 
 std::string EncodeIndex(const std::vector<BlockRef>& blocks);
 // Errors: Corruption naming `what` (the object's key).

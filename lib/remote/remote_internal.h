@@ -36,9 +36,11 @@ std::unique_ptr<Remote> OpenRemoteOn(const RemoteSpec& spec, std::unique_ptr<Obj
                                      const RemoteTuning& tuning = RemoteTuning());
 
 // An S3 client for the remote (credentials resolved as the AWS CLI does); `max_attempts` per
-// request for retryable failures.
+// request for retryable failures; `operation_timeout_ms` bounds each Run, retries included
+// (S3Options; 0: only the attempts' own bounds).
 Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const RemoteSpec& spec,
-                                                     uint32_t max_attempts = 5);
+                                                     uint32_t max_attempts = 5,
+                                                     uint32_t operation_timeout_ms = 0);
 
 // One remote snapshot, read a leaf and a block at a time, every object checked: what a lazy
 // restore (hydration.cc) needs. Not thread-safe: one caller at a time.
@@ -72,7 +74,9 @@ class SnapshotReader {
 // Hydrations::Start over stores made by `factory` (tests: a simulated bucket).
 Result<std::unique_ptr<Hydrations>> StartHydrationsWith(
     Pool* pool, const HydrationOptions& options,
-    std::function<Result<std::unique_ptr<ObjectStore>>(const RemoteSpec&, uint32_t)> factory);
+    std::function<Result<std::unique_ptr<ObjectStore>>(const RemoteSpec&, uint32_t attempts,
+                                                       uint32_t timeout_ms)>
+        factory);
 
 }  // namespace strata::remote
 

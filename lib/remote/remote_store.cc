@@ -45,6 +45,9 @@ using remote::S3Request;
 
 constexpr uint32_t kRemoteBlockBytes = 512 << 10;  // EBS's block size
 constexpr size_t kMaxTags = 50;                    // per snapshot, as EC2
+// The largest manifest, marker, lease or record read from a remote (ours are a few KiB: 50
+// tags and a description at most).
+constexpr size_t kMaxManifestBytes = 1 << 20;
 
 int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -139,6 +142,7 @@ RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
 // that fails a check is ever returned as data.
 Status DecodeBlock(const std::string& stored, const BlockRef& ref, const std::string& what,
                    std::vector<std::byte>* raw) {
+  STRATA_RETURN_IF_ERROR(remote::CheckRef(ref, what));  // (decoders check; this is the last line)
   raw->resize(ref.raw);
   if (stored.size() != ref.stored) {
     return Status::Corruption(what + ": short read (damaged or truncated pack)");
@@ -295,7 +299,7 @@ Status RemoteImpl::PutIfAbsent(const std::string& key, const std::string& bytes)
 }
 
 Result<json> RemoteImpl::GetManifest(const std::string& snapshot_id) {
-  auto bytes = store_->Get(remote::ManifestKey(snapshot_id));
+  auto bytes = store_->Get(remote::ManifestKey(snapshot_id), kMaxManifestBytes);
   if (bytes.status().code() == Status::Code::kNotFound) {
     return Status::NotFound(Name() + " holds no snapshot " + snapshot_id);
   }
@@ -305,7 +309,7 @@ Result<json> RemoteImpl::GetManifest(const std::string& snapshot_id) {
 
 Result<Node> RemoteImpl::GetNode(const Hash& hash) {
   const std::string key = remote::NodeKey(hash);
-  STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key));
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key, remote::kMaxNodeBytes));
   if (remote::Sha256(bytes.data(), bytes.size()) != hash) {
     return Status::Corruption(Name() + ": object " + key + " does not match its name (damaged)");
   }
@@ -376,10 +380,7 @@ void SaveIndexCache(const std::string& path, const std::map<std::string, std::st
 Status RemoteImpl::LoadKnownBlocks(const std::string& cache_path) {
   known_.clear();
   std::map<std::string, std::string> cached = LoadIndexCache(cache_path), now;
-  std::string token;
-  for (;;) {
-    STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page,
-                            store_->List(remote::kIndexPrefix, token));
+  Status listed = store_->ForEachPage(remote::kIndexPrefix, [&](const auto& page) {
     std::vector<S3Request> gets;
     gets.reserve(page.objects.size());
     for (const auto& [key, size] : page.objects) {
@@ -401,11 +402,9 @@ Status RemoteImpl::LoadKnownBlocks(const std::string& cache_path) {
       STRATA_RETURN_IF_ERROR(r.status);
       now.emplace(r.key, std::move(r.response));
     }
-    if (!page.next_token) {
-      break;
-    }
-    token = *page.next_token;
-  }
+    return Status::OK();
+  });
+  STRATA_RETURN_IF_ERROR(listed);
   for (const auto& [key, index] : now) {
     STRATA_ASSIGN_OR_RETURN(std::vector<BlockRef> refs, remote::DecodeIndex(index, key));
     for (const BlockRef& ref : refs) {
@@ -419,7 +418,7 @@ Status RemoteImpl::LoadKnownBlocks(const std::string& cache_path) {
 // A push announces itself (pending/ID) before it looks at the GC lease; a GC takes the lease
 // before it looks for pushes. Whichever comes second sees the other (S3 is strongly consistent).
 Status RemoteImpl::CheckNoGc() {
-  auto lease = store_->Get(remote::kGcLeaseKey);
+  auto lease = store_->Get(remote::kGcLeaseKey, kMaxManifestBytes);
   if (lease.status().code() == Status::Code::kNotFound) {
     return Status::OK();
   }
@@ -879,15 +878,15 @@ Status RemoteImpl::PushLocked(Pool* pool, const SnapshotInfo& snap, const Remote
 
 Result<std::vector<RemoteSnapshotInfo>> RemoteImpl::ListSnapshots() {
   std::vector<RemoteSnapshotInfo> out;
+  std::set<std::string> seen;
   for (const char* prefix : {remote::kManifestPrefix, remote::kPendingPrefix}) {
     const bool pending = std::string(prefix) == remote::kPendingPrefix;
-    std::string token;
-    for (;;) {
-      STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page, store_->List(prefix, token));
+    Status listed = store_->ForEachPage(prefix, [&](const auto& page) {
       std::vector<S3Request> gets(page.objects.size());
       std::vector<S3Request*> batch;
       for (size_t i = 0; i < gets.size(); i++) {
         gets[i].key = page.objects[i].first;
+        gets[i].max_response_bytes = kMaxManifestBytes;
         batch.push_back(&gets[i]);
       }
       store_->Run(batch);
@@ -899,21 +898,18 @@ Result<std::vector<RemoteSnapshotInfo>> RemoteImpl::ListSnapshots() {
         if (pending) {
           json j = json::parse(r.response, nullptr, false);
           if (j.is_object() && NowMs() - IntField(j, "heartbeat_ms") < tuning_.pending_stale_ms &&
-              std::none_of(out.begin(), out.end(), [&j](const RemoteSnapshotInfo& i) {
-                return i.snapshot_id == StringField(j, "snapshot_id");
-              })) {
+              seen.insert(StringField(j, "snapshot_id")).second) {
             out.push_back(InfoOf(j, "pending"));
           }
           continue;
         }
         STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(r.response, r.key));
         out.push_back(InfoOf(m, "completed"));
+        seen.insert(out.back().snapshot_id);
       }
-      if (!page.next_token) {
-        break;
-      }
-      token = *page.next_token;
-    }
+      return Status::OK();
+    });
+    STRATA_RETURN_IF_ERROR(listed);
   }
   return out;
 }
@@ -960,6 +956,7 @@ Status RemoteImpl::FetchBlocks(Volume* volume, EventLoop* loop, uint32_t block_s
     gets[i].key = remote::PackKey(ref.pack);
     gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
                                      std::to_string(ref.offset + ref.stored - 1)}};
+    gets[i].max_response_bytes = ref.stored;
     batch.push_back(&gets[i]);
   }
   store_->Run(batch);
@@ -1072,15 +1069,11 @@ Status RemoteImpl::ReleaseLease() { return store_->Delete(remote::kGcLeaseKey); 
 Result<std::vector<std::pair<std::string, uint64_t>>> RemoteImpl::ListAll(
     const std::string& prefix) {
   std::vector<std::pair<std::string, uint64_t>> out;
-  std::string token;
-  for (;;) {
-    STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page, store_->List(prefix, token));
+  STRATA_RETURN_IF_ERROR(store_->ForEachPage(prefix, [&out](const auto& page) {
     out.insert(out.end(), page.objects.begin(), page.objects.end());
-    if (!page.next_token) {
-      return out;
-    }
-    token = *page.next_token;
-  }
+    return Status::OK();
+  }));
+  return out;
 }
 
 Result<GcStats> RemoteImpl::DeleteSnapshot(const std::string& snapshot_id) {
@@ -1123,7 +1116,7 @@ Result<bool> RemoteImpl::ReadPushLeftovers(std::set<Hash>* orphans,
     const bool markers = std::string(prefix) == remote::kPendingPrefix;
     STRATA_ASSIGN_OR_RETURN(auto keys, ListAll(prefix));
     for (const auto& [key, size] : keys) {
-      auto bytes = store_->Get(key);
+      auto bytes = store_->Get(key);  // (a GC's journal names every pack it dooms: the default cap)
       if (bytes.status().code() == Status::Code::kNotFound) {
         continue;  // a push finished since the listing
       }
@@ -1179,7 +1172,7 @@ Status RemoteImpl::MarkRestores(std::set<Hash>* nodes, std::set<Hash>* packs,
                                 std::vector<std::string>* settled) {
   STRATA_ASSIGN_OR_RETURN(auto markers, ListAll(remote::kRestoringPrefix));
   for (const auto& [key, size] : markers) {
-    auto bytes = store_->Get(key);
+    auto bytes = store_->Get(key, kMaxManifestBytes);
     if (bytes.status().code() == Status::Code::kNotFound) {
       continue;  // finished since the listing
     }
@@ -1335,7 +1328,7 @@ Result<std::string> RemoteImpl::GetRecord(const std::string& kind, const std::st
   if (!ValidRecordName(kind) || !ValidRecordName(id)) {
     return Status::InvalidArgument("a remote record is named by 1 to 128 of A-Z a-z 0-9 . _ -");
   }
-  auto bytes = store_->Get(RecordKey(kind, id));
+  auto bytes = store_->Get(RecordKey(kind, id), kMaxManifestBytes);
   if (bytes.status().code() == Status::Code::kNotFound) {
     return Status::NotFound(Name() + " holds no " + kind + " " + id);
   }
@@ -1359,10 +1352,8 @@ Result<std::vector<std::string>> RemoteImpl::ListRecords(const std::string& kind
     return Status::InvalidArgument("a remote record kind is 1 to 128 of A-Z a-z 0-9 . _ -");
   }
   std::vector<std::string> out;
-  std::string token;
   const std::string prefix = "records/" + kind + "/";
-  for (;;) {
-    STRATA_ASSIGN_OR_RETURN(remote::ObjectStore::ListPage page, store_->List(prefix, token));
+  Status listed = store_->ForEachPage(prefix, [&](const auto& page) {
     for (const auto& [key, size] : page.objects) {
       auto record = GetRecord(kind, key.substr(prefix.size()));
       if (record.status().code() == Status::Code::kNotFound) {
@@ -1371,11 +1362,10 @@ Result<std::vector<std::string>> RemoteImpl::ListRecords(const std::string& kind
       STRATA_RETURN_IF_ERROR(record.status());
       out.push_back(*record);
     }
-    if (!page.next_token) {
-      return out;
-    }
-    token = *page.next_token;
-  }
+    return Status::OK();
+  });
+  STRATA_RETURN_IF_ERROR(listed);
+  return out;
 }
 
 Status RemoteImpl::DeleteRecord(const std::string& kind, const std::string& id) {
@@ -1449,6 +1439,7 @@ class SnapshotReaderImpl final : public remote::SnapshotReader {
       gets[i].key = remote::PackKey(ref.pack);
       gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
                                        std::to_string(ref.offset + ref.stored - 1)}};
+      gets[i].max_response_bytes = ref.stored;
       batch.push_back(&gets[i]);
     }
     store_->Run(batch);
@@ -1470,7 +1461,7 @@ class SnapshotReaderImpl final : public remote::SnapshotReader {
       return &it->second;
     }
     const std::string key = remote::NodeKey(hash);
-    STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key));
+    STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key, remote::kMaxNodeBytes));
     if (remote::Sha256(bytes.data(), bytes.size()) != hash) {
       return Status::Corruption(name_ + ": object " + key + " does not match its name (damaged)");
     }
@@ -1497,7 +1488,7 @@ class SnapshotReaderImpl final : public remote::SnapshotReader {
 Result<std::unique_ptr<remote::SnapshotReader>> remote::SnapshotReader::OpenOn(
     const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id) {
   const std::string what = "remote " + name + " (" + store->Describe() + ")";
-  auto bytes = store->Get(ManifestKey(snapshot_id));
+  auto bytes = store->Get(ManifestKey(snapshot_id), kMaxManifestBytes);
   if (bytes.status().code() == Status::Code::kNotFound) {
     return Status::NotFound(what + " holds no snapshot " + snapshot_id);
   }
@@ -1519,7 +1510,8 @@ Result<std::unique_ptr<remote::SnapshotReader>> remote::SnapshotReader::OpenWith
 
 namespace {
 // The S3 client for a remote: its location from the spec, credentials as the AWS CLI finds them.
-Result<std::unique_ptr<S3Client>> OpenClient(const RemoteSpec& spec, uint32_t max_attempts) {
+Result<std::unique_ptr<S3Client>> OpenClient(const RemoteSpec& spec, uint32_t max_attempts,
+                                             uint32_t operation_timeout_ms = 0) {
   remote::S3Location location;
   STRATA_RETURN_IF_ERROR(remote::ParseS3Url(spec.url, &location));
   location.region = spec.region.empty() ? "us-east-1" : spec.region;
@@ -1531,13 +1523,15 @@ Result<std::unique_ptr<S3Client>> OpenClient(const RemoteSpec& spec, uint32_t ma
   STRATA_ASSIGN_OR_RETURN(remote::AwsCredentials credentials, remote::ResolveCredentials());
   remote::S3Options options;
   options.max_attempts = std::max<uint32_t>(1, max_attempts);
+  options.operation_timeout_ms = operation_timeout_ms;
   return S3Client::Create(location, credentials, options);
 }
 }  // namespace
 
-Result<std::unique_ptr<remote::ObjectStore>> remote::OpenObjectStore(const RemoteSpec& spec,
-                                                                     uint32_t max_attempts) {
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<S3Client> client, OpenClient(spec, max_attempts));
+Result<std::unique_ptr<remote::ObjectStore>> remote::OpenObjectStore(
+    const RemoteSpec& spec, uint32_t max_attempts, uint32_t operation_timeout_ms) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<S3Client> client,
+                          OpenClient(spec, max_attempts, operation_timeout_ms));
   return std::unique_ptr<ObjectStore>(std::move(client));
 }
 

@@ -10,11 +10,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <fstream>
 #include <mutex>
 #include <pugixml.hpp>
 #include <random>
 #include <sstream>
+
+#include "util/cancel.h"
 
 namespace strata::remote {
 
@@ -22,6 +25,7 @@ namespace {
 
 constexpr uint32_t kMaxBackoffMs = 5000;
 constexpr size_t kMaxDeleteBatch = 1000;
+constexpr size_t kMaxErrorBodyBytes = 64 << 10;
 const char kEmptySha256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 void GlobalInit() {
@@ -90,7 +94,13 @@ struct S3Client::Transfer {
   static size_t OnData(char* p, size_t size, size_t n, void* user) {
     auto* t = static_cast<Transfer*>(user);
     const size_t bytes = size * n;
-    if (t->request->response.size() + bytes > t->max_response) {
+    size_t limit = t->max_response;
+    long http = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &http);
+    if (http < 200 || http >= 300) {
+      limit = std::max(limit, kMaxErrorBodyBytes);  // an error document names S3's code
+    }
+    if (t->request->response.size() + bytes > limit) {
       t->too_large = true;
       return 0;  // aborts the transfer
     }
@@ -241,70 +251,117 @@ Status S3Client::Finish(S3Request* r, int curl_code, const std::string& curl_err
   }
 }
 
+std::unique_ptr<S3Client::Transfer> S3Client::StartTransfer(S3Request* r) {
+  auto t = std::make_unique<Transfer>();
+  t->request = r;
+  t->max_response = r->max_response_bytes > 0
+                        ? std::min(r->max_response_bytes, options_.max_response_bytes)
+                        : options_.max_response_bytes;
+  r->attempts++;
+  r->response.clear();
+  r->response_headers.clear();
+  r->http_status = 0;
+  CURL* e;
+  if (!idle_easy_.empty()) {
+    e = static_cast<CURL*>(idle_easy_.back());
+    idle_easy_.pop_back();
+    curl_easy_reset(e);
+  } else {
+    e = curl_easy_init();
+  }
+  t->easy = e;
+  const std::string url = Url(*r);
+  // The attempt's whole time: a base, plus what it knows it moves at the slowest rate accepted.
+  const uint64_t known = std::max<uint64_t>(r->body_bytes, r->max_response_bytes);
+  const uint64_t timeout_ms =
+      options_.request_timeout_ms + known * 1000 / std::max(1u, options_.min_rate_bytes_per_s);
+  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout_ms));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.stall_timeout_s));
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 0L);  // (curl follows none unless asked; say so)
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Transfer::OnData);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Transfer::OnHeader);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+  switch (r->method) {
+    case S3Request::Method::kHead:
+      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+      break;
+    case S3Request::Method::kDelete:
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+      break;
+    case S3Request::Method::kPut:
+      curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(e, CURLOPT_READFUNCTION, &Transfer::OnRead);
+      curl_easy_setopt(e, CURLOPT_READDATA, t.get());
+      curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(r->body_bytes));
+      break;
+    case S3Request::Method::kPost:
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r->body_bytes));
+      break;
+    case S3Request::Method::kGet:
+      break;
+  }
+  Sign(*r, t.get(), time(nullptr));
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  curl_multi_add_handle(static_cast<CURLM*>(multi_), e);
+  return t;
+}
+
+void S3Client::Retire(Transfer* t) {
+  curl_multi_remove_handle(static_cast<CURLM*>(multi_), t->easy);
+  idle_easy_.push_back(t->easy);
+  curl_slist_free_all(t->headers);
+  t->headers = nullptr;
+}
+
+Status S3Client::Abandoned(const S3Request& r, const char* why, int sys_errno) const {
+  std::string text = location_.Describe() + ": " + MethodName(r.method) + " " +
+                     (r.bucket_only ? "(bucket)" : r.key) + ": " + why;
+  if (!r.status.ok()) {
+    text += " (last attempt: " + r.status.message() + ")";
+  }
+  return sys_errno == 0 ? Status::Shutdown(text) : Status::IOError(text, sys_errno);
+}
+
 void S3Client::Run(const std::vector<S3Request*>& requests) {
   CURLM* multi = static_cast<CURLM*>(multi_);
   std::deque<S3Request*> ready(requests.begin(), requests.end());
   std::vector<std::pair<int64_t, S3Request*>> waiting;  // retry due time (ms), request
   std::map<CURL*, std::unique_ptr<Transfer>> active;
   std::mt19937 jitter(std::random_device{}());
+  const int64_t deadline = options_.operation_timeout_ms > 0
+                               ? NowMs() + options_.operation_timeout_ms
+                               : std::numeric_limits<int64_t>::max();
   for (S3Request* r : requests) {
     r->attempts = 0;
+    r->status = Status::OK();
   }
-  auto start = [&](S3Request* r) {
-    auto t = std::make_unique<Transfer>();
-    t->request = r;
-    t->max_response = options_.max_response_bytes;
-    r->attempts++;
-    r->response.clear();
-    r->response_headers.clear();
-    r->http_status = 0;
-    CURL* e;
-    if (!idle_easy_.empty()) {
-      e = static_cast<CURL*>(idle_easy_.back());
-      idle_easy_.pop_back();
-      curl_easy_reset(e);
-    } else {
-      e = curl_easy_init();
-    }
-    t->easy = e;
-    const std::string url = Url(*r);
-    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout_ms));
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.stall_timeout_s));
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Transfer::OnData);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Transfer::OnHeader);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
-    switch (r->method) {
-      case S3Request::Method::kHead:
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        break;
-      case S3Request::Method::kDelete:
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
-        break;
-      case S3Request::Method::kPut:
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, &Transfer::OnRead);
-        curl_easy_setopt(e, CURLOPT_READDATA, t.get());
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(r->body_bytes));
-        break;
-      case S3Request::Method::kPost:
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r->body_bytes));
-        break;
-      case S3Request::Method::kGet:
-        break;
-    }
-    Sign(*r, t.get(), time(nullptr));
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_multi_add_handle(multi, e);
-    active.emplace(e, std::move(t));
-  };
   while (!ready.empty() || !waiting.empty() || !active.empty()) {
+    const bool cancelled = CancelScope::Cancelled();
+    if (cancelled || NowMs() >= deadline) {
+      // Everything not yet done fails now; what is on the wire is cut.
+      const char* why = cancelled ? "cancelled (the caller left or the server is stopping)"
+                                  : "gave up: the operation's deadline passed";
+      const int err = cancelled ? 0 : ETIMEDOUT;
+      for (auto& [easy, t] : active) {
+        Retire(t.get());
+        t->request->status = Abandoned(*t->request, why, err);
+      }
+      for (auto& [due, r] : waiting) {
+        r->status = Abandoned(*r, why, err);
+      }
+      for (S3Request* r : ready) {
+        r->status = Abandoned(*r, why, err);
+      }
+      return;
+    }
     const int64_t now = NowMs();
     for (auto it = waiting.begin(); it != waiting.end();) {
       if (it->first <= now) {
@@ -315,7 +372,9 @@ void S3Client::Run(const std::vector<S3Request*>& requests) {
       }
     }
     while (!ready.empty() && active.size() < options_.max_in_flight) {
-      start(ready.front());
+      std::unique_ptr<Transfer> t = StartTransfer(ready.front());
+      CURL* easy = t->easy;
+      active.emplace(easy, std::move(t));
       ready.pop_front();
     }
     int running = 0;
@@ -333,13 +392,11 @@ void S3Client::Run(const std::vector<S3Request*>& requests) {
       curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &http);
       r->http_status = static_cast<int>(http);
       const int code = msg->data.result;
-      curl_multi_remove_handle(multi, t->easy);
-      idle_easy_.push_back(t->easy);
-      curl_slist_free_all(t->headers);
+      Retire(t.get());
       if (t->too_large) {
         r->status = Status::InvalidArgument(location_.Describe() + ": " + MethodName(r->method) +
-                                            " " + r->key + ": reply larger than " +
-                                            std::to_string(options_.max_response_bytes) + " bytes");
+                                            " " + r->key + ": reply larger than the " +
+                                            std::to_string(t->max_response) + " bytes asked for");
         continue;
       }
       r->status = Finish(r, code, t->error);
@@ -351,14 +408,12 @@ void S3Client::Run(const std::vector<S3Request*>& requests) {
         waiting.emplace_back(NowMs() + delay, r);
       }
     }
-    int64_t wait_ms = 1000;
+    int64_t wait_ms = 100;  // (also how soon a cancellation or the deadline is seen)
     for (const auto& [due, r] : waiting) {
       wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, due - NowMs()));
     }
     if (!active.empty() || !waiting.empty()) {
-      curl_multi_poll(multi, nullptr, 0,
-                      static_cast<int>(active.empty() ? wait_ms : std::min<int64_t>(wait_ms, 100)),
-                      nullptr);
+      curl_multi_poll(multi, nullptr, 0, static_cast<int>(wait_ms), nullptr);
     }
   }
 }
@@ -406,6 +461,7 @@ Result<ObjectStore::ListPage> S3Client::List(const std::string& sub_prefix,
   if (!token.empty()) {
     r.query.emplace_back("continuation-token", token);
   }
+  r.max_response_bytes = options_.max_list_response_bytes;
   STRATA_RETURN_IF_ERROR(Run(&r));
   pugi::xml_document doc;
   if (!doc.load_buffer(r.response.data(), r.response.size())) {
@@ -418,6 +474,11 @@ Result<ObjectStore::ListPage> S3Client::List(const std::string& sub_prefix,
     if (key.compare(0, location_.prefix.size(), location_.prefix) != 0) {
       return Status::Corruption(location_.Describe() + ": ListObjectsV2 returned " + key +
                                 ", outside the prefix");
+    }
+    if (page.objects.size() >= std::clamp<uint32_t>(max_keys, 1, 1000) ||
+        (!page.objects.empty() && key.substr(location_.prefix.size()) <= page.objects.back().first)) {
+      return Status::Corruption(location_.Describe() +
+                                ": ListObjectsV2 returned more keys than asked for, or out of order");
     }
     page.objects.emplace_back(key.substr(location_.prefix.size()),
                               std::strtoull(c.child_value("Size"), nullptr, 10));

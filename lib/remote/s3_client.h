@@ -35,8 +35,17 @@ struct S3Options {
   uint32_t max_attempts = 5;    // per request, for retryable failures
   uint32_t backoff_ms = 100;    // first retry delay; doubles, with jitter, up to 5 s
   uint32_t connect_timeout_ms = 5000;
-  uint32_t stall_timeout_s = 30;  // a transfer below 1 KiB/s for this long fails (retryable)
-  size_t max_response_bytes = 64u << 20;
+  uint32_t stall_timeout_s = 10;  // a transfer below 1 KiB/s for this long fails (retryable)
+  // One attempt's whole time: request_timeout_ms plus its known size (body, or the response it
+  // asked for) at min_rate_bytes_per_s. A trickle above the stall rate ends here too.
+  uint32_t request_timeout_ms = 30000;
+  uint32_t min_rate_bytes_per_s = 256 << 10;
+  // One Run's whole time, retries included (0: only the attempts' own bounds). Past it every
+  // request not yet done fails with ETIMEDOUT: an NBD read waiting on a lazy restore's fetch
+  // fails in bounded time (docs/remote-format.md).
+  uint32_t operation_timeout_ms = 0;
+  size_t max_response_bytes = 64u << 20;  // a request's own max_response_bytes may lower it
+  size_t max_list_response_bytes = 8u << 20;  // 1,000 keys of 1 KiB and their XML fit
 };
 
 class S3Client final : public ObjectStore {
@@ -70,6 +79,11 @@ class S3Client final : public ObjectStore {
   std::string Url(const S3Request& request) const;
   std::string PathOf(const S3Request& request) const;
   Status Finish(S3Request* request, int curl_code, const std::string& curl_error) const;
+  // Starts one attempt of `request` on a (reused) easy handle.
+  std::unique_ptr<Transfer> StartTransfer(S3Request* request);
+  // Ends `transfer` (done, or given up): its handle goes back to the idle list.
+  void Retire(Transfer* transfer);
+  Status Abandoned(const S3Request& request, const char* why, int sys_errno) const;
 
   S3Location location_;
   AwsCredentials credentials_;

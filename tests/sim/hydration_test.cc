@@ -63,7 +63,7 @@ class HydrationTest : public ::testing::Test {
       std::lock_guard<std::mutex> lock(log_mu_);
       log_ += line + "\n";
     };
-    auto h = remote::StartHydrationsWith(pool_.get(), options, [this](const RemoteSpec&, uint32_t) {
+    auto h = remote::StartHydrationsWith(pool_.get(), options, [this](const RemoteSpec&, uint32_t, uint32_t) {
       return Result<std::unique_ptr<remote::ObjectStore>>(
           std::make_unique<test::SimObjectStore>(&bucket_, 2));
     });
@@ -302,7 +302,7 @@ TEST_F(HydrationTest, ADamagedRecordFileIsAClearError) {
   auto pool = Pool::Open(b_.path(), PoolOptions());
   ASSERT_TRUE(pool.ok());
   auto h =
-      remote::StartHydrationsWith(pool->get(), HydrationOptions(), [](const RemoteSpec&, uint32_t) {
+      remote::StartHydrationsWith(pool->get(), HydrationOptions(), [](const RemoteSpec&, uint32_t, uint32_t) {
         return Result<std::unique_ptr<remote::ObjectStore>>(Status::NotFound("unused"));
       });
   EXPECT_EQ(h.status().code(), Status::Code::kCorruption) << h.status().ToString();
