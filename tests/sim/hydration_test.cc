@@ -13,6 +13,9 @@
 #include "strata/pool.h"
 #include "strata/remote.h"
 
+#include <nlohmann/json.hpp>
+
+#include "remote/remote_format.h"
 #include "remote/remote_internal.h"
 #include "sim/sim_object_store.h"
 #include "testutil/test_util.h"
@@ -264,6 +267,56 @@ TEST_F(HydrationTest, ADamagedPackIsEioNamingItNeverWrongData) {
   std::lock_guard<std::mutex> lock(log_mu_);
   EXPECT_NE(log_.find("packs/"), std::string::npos) << log_;
   EXPECT_NE(log_.find("damaged"), std::string::npos) << log_;
+}
+
+// A snapshot someone else wrote into the bucket can be self-consistent (every id the SHA-256 of
+// its object, every trailer right) and still claim blocks of 4 GiB. The lazy and the eager path
+// both refuse it at the ref, before anything is sized by it: before the bound, the lazy path
+// allocated every claim (32 of them: bad_alloc, and the server died again at each restart).
+TEST_F(HydrationTest, ASelfConsistentSnapshotClaimingHugeBlocksIsRefusedNotAllocated) {
+  {
+    std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
+    std::string& manifest = bucket_.objects.at(remote::ManifestKey(snapshot_id_));
+    const std::string line = manifest.substr(0, manifest.find('\n'));
+    nlohmann::json m = nlohmann::json::parse(line);
+    remote::Hash root;
+    ASSERT_TRUE(remote::ParseHex(m["root"].get<std::string>(), &root));
+    ASSERT_EQ(m["depth"].get<int>(), 0);  // the root is the one leaf
+    const std::string& leaf_bytes = bucket_.objects.at(remote::NodeKey(root));
+    // (decoded by hand: the decoder refuses what this test writes, as it should)
+    remote::Node leaf;
+    auto decoded = remote::DecodeNode(leaf_bytes, "leaf");
+    ASSERT_TRUE(decoded.ok());
+    leaf = *decoded;
+    for (auto& [slot, ref] : leaf.blocks) {
+      ref.raw = 0xFFFFFFFFu;  // 4 GiB, with the stored length, checksums and ids untouched
+    }
+    const std::string hostile = remote::EncodeNode(leaf);
+    const remote::Hash id = remote::Sha256(hostile.data(), hostile.size());
+    bucket_.objects[remote::NodeKey(id)] = hostile;
+    m["root"] = remote::HexOf(id);
+    const std::string new_line = m.dump();
+    manifest = new_line + "\n" +
+               remote::HexOf(remote::Sha256(new_line.data(), new_line.size())) + "\n";
+  }
+  // Lazy: the reads fail with EIO and say why; the process lives and serves what it has.
+  ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, 0).ok());
+  auto v = *pool_->OpenVolume(Clone());
+  Bytes all(kSize);
+  Status s = v->Read(0, all);
+  EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
+  {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    EXPECT_NE(log_.find("out of bounds"), std::string::npos) << log_;
+  }
+  // Eager: Corruption, and nothing half-restored is left.
+  auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 5));
+  const size_t volumes = pool_->ListVolumes().size();
+  auto restored = remote->RestoreVolume(pool_.get(), snapshot_id_,
+                                        VolumeSpec{0, "", "unlimited", ""}, nullptr);
+  EXPECT_EQ(restored.status().code(), Status::Code::kCorruption) << restored.status().ToString();
+  EXPECT_NE(restored.status().ToString().find("out of bounds"), std::string::npos);
+  EXPECT_EQ(pool_->ListVolumes().size(), volumes);
 }
 
 // A restore under way keeps what it needs in the remote (its marker) even when the snapshot

@@ -70,6 +70,32 @@ TEST(RemoteFormatTest, DamageIsRefusedNamingTheObject) {
   EXPECT_EQ(DecodeNode(EncodeNode(out_of_range), "n").status().code(), Status::Code::kCorruption);
 }
 
+// Refs that are well formed (trailer, sizes, slots) but claim lengths no block can have: refused
+// at decoding, before a reader sizes a buffer by them.
+TEST(RemoteFormatTest, RefsOutOfBoundsAreRefusedAtDecoding) {
+  std::vector<BlockRef> hostile(6, Ref(7));
+  hostile[0].raw = 0xFFFFFFFFu;          // 4 GiB uncompressed
+  hostile[1].raw = kMaxBlockBytes + 1;   // one byte past a block
+  hostile[2].stored = 0x7FFFFFFFu;       // a range GET of 2 GiB
+  hostile[3].flags = 2;                  // an unknown encoding
+  hostile[4].flags = 0;                  // stored as is, yet lengths differ
+  hostile[5].offset = kMaxPackBytes;     // past any pack (and offset + stored overflows less)
+  for (size_t i = 0; i < hostile.size(); i++) {
+    auto index = DecodeIndex(EncodeIndex({Ref(1), hostile[i]}), "index/h");
+    EXPECT_EQ(index.status().code(), Status::Code::kCorruption) << i;
+    EXPECT_NE(index.status().ToString().find("index/h"), std::string::npos) << i;
+    Node leaf;
+    leaf.blocks = {{3, hostile[i]}};
+    EXPECT_EQ(DecodeNode(EncodeNode(leaf), "nodes/h").status().code(), Status::Code::kCorruption)
+        << i;
+  }
+  BlockRef plain = Ref(9);
+  plain.flags = 0;
+  plain.stored = plain.raw = 4096;
+  EXPECT_TRUE(CheckRef(plain, "x").ok());
+  EXPECT_TRUE(CheckRef(Ref(9), "x").ok());
+}
+
 TEST(RemoteConfigTest, AddListRemoveWithClearErrors) {
   test::TempDir dir;
   RemoteSpec spec{"backup", "s3://bucket-1/some/prefix", "http://127.0.0.1:7480", "us-east-1"};
