@@ -316,6 +316,12 @@ class Compute {
     std::string description;
   };
   virtual std::vector<ExportEntry> ListExports() = 0;
+
+  // ---- Consistency ----
+  // The EC2 layer's invariants against the pool (strata pool check adds them to the pool's):
+  // every EBS device of an instance names a volume that exists, every image's snapshots exist.
+  // One line per problem; empty when all hold.
+  virtual std::vector<std::string> CheckReferences() = 0;
 };
 
 }  // namespace strata

@@ -347,9 +347,11 @@ class Pool {
                                                         const RecordsFor& records_for) = 0;
   // While `holder` holds `id` (a volume or snapshot), deleting `id` fails with Busy and the text
   // "volume|snapshot ID " + `reason` (e.g. "is in use by ami-1: deregister the image first").
-  // Holds live in memory: a layer adds them again after each open.
-  virtual void AddHold(const std::string& id, const std::string& holder,
-                       const std::string& reason) = 0;
+  // Atomic with deletion: NotFound when `id` does not exist or is being deleted, so a layer that
+  // takes the hold before it records a reference (an attachment) can never refer to a deleted
+  // volume. Holds live in memory: a layer adds them again after each open.
+  [[nodiscard]] virtual Status AddHold(const std::string& id, const std::string& holder,
+                                       const std::string& reason) = 0;
   virtual void ReleaseHold(const std::string& id, const std::string& holder) = 0;
   // True while any handle of the volume is open (an NBD client, a library user).
   virtual bool VolumeInUse(const std::string& volume_id) = 0;

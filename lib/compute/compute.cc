@@ -96,7 +96,7 @@ Status ComputeImpl::Load() {
     STRATA_ASSIGN_OR_RETURN(ImageInfo image, ImageCodec().Decode(id, text));
     for (const BlockDeviceMapping& m : image.mappings) {
       if (!m.snapshot_id.empty()) {
-        pool_->AddHold(m.snapshot_id, id, HoldReason(id));
+        (void)pool_->AddHold(m.snapshot_id, id, HoldReason(id));  // (a lost one: Check says)
       }
     }
     images_[id] = std::move(image);
@@ -111,7 +111,7 @@ Status ComputeImpl::Load() {
     STRATA_ASSIGN_OR_RETURN(InstanceRecord rec, InstanceCodec().Decode(id, text));
     for (const InstanceDevice& d : rec.info.devices) {
       if (!d.instance_store()) {
-        pool_->AddHold(d.volume_id, id, HoldReason(id));
+        (void)pool_->AddHold(d.volume_id, id, HoldReason(id));  // (a lost one: Check says)
       }
     }
     instances_[id] = std::move(rec);
@@ -295,7 +295,8 @@ Result<ImageInfo> ComputeImpl::RegisterImageLocked(const ImageSpec& spec,
   }
   for (const BlockDeviceMapping& m : image.mappings) {
     if (!m.snapshot_id.empty()) {
-      pool_->AddHold(m.snapshot_id, image.image_id, HoldReason(image.image_id));
+      // (registered above with its snapshots found; one deleted meanwhile: Check says)
+      (void)pool_->AddHold(m.snapshot_id, image.image_id, HoldReason(image.image_id));
     }
   }
   images_[image.image_id] = image;
@@ -607,6 +608,28 @@ Result<std::shared_ptr<ScratchVolume>> ComputeImpl::SeedScratch(const std::strin
     }
   }
   return scratch;
+}
+
+std::vector<std::string> ComputeImpl::CheckReferences() {
+  MutexLock lock(&mu_);
+  std::vector<std::string> problems;
+  for (const auto& [id, rec] : instances_) {
+    for (const InstanceDevice& d : rec.info.devices) {
+      if (!d.instance_store() && !pool_->DescribeVolume(d.volume_id).ok()) {
+        problems.push_back("instance " + id + " device " + d.device_name +
+                           " is attached to volume " + d.volume_id + ", which does not exist");
+      }
+    }
+  }
+  for (const auto& [id, image] : images_) {
+    for (const BlockDeviceMapping& m : image.mappings) {
+      if (!m.snapshot_id.empty() && !pool_->DescribeSnapshot(m.snapshot_id).ok()) {
+        problems.push_back("image " + id + " maps " + m.device_name + " to snapshot " +
+                           m.snapshot_id + ", which does not exist");
+      }
+    }
+  }
+  return problems;
 }
 
 }  // namespace strata

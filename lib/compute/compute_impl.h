@@ -78,6 +78,7 @@ class ComputeImpl final : public Compute {
 
   Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
   std::vector<ExportEntry> ListExports() override;
+  std::vector<std::string> CheckReferences() override EXCLUDES(mu_);
 
   Result<SecurityGroupInfo> CreateSecurityGroup(const std::string& name,
                                                 const std::string& description,

@@ -152,8 +152,8 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   std::vector<InstanceInfo> out;
   for (InstanceRecord& rec : recs) {
     for (const InstanceDevice& d : rec.info.devices) {
-      if (!d.instance_store()) {
-        pool_->AddHold(d.volume_id, rec.info.instance_id, HoldReason(rec.info.instance_id));
+      if (!d.instance_store()) {  // (made just now in the same commit: they exist)
+        (void)pool_->AddHold(d.volume_id, rec.info.instance_id, HoldReason(rec.info.instance_id));
       }
     }
     out.push_back(rec.info);
@@ -408,8 +408,13 @@ Result<InstanceDevice> ComputeImpl::AttachVolume(const std::string& volume_id,
   d.attach_time_ms = WallClockMs();
   InstanceRecord next = *rec;
   next.info.devices.push_back(d);
-  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
-  pool_->AddHold(volume.volume_id, instance_id, HoldReason(instance_id));
+  // The hold first: it fails if a delete of the volume got there before, and once it is taken
+  // no delete can (Pool::AddHold is atomic with DeleteVolume). Then the record.
+  STRATA_RETURN_IF_ERROR(pool_->AddHold(volume.volume_id, instance_id, HoldReason(instance_id)));
+  if (Status s = pool_->CommitRecords({InstanceRecordOf(next)}); !s.ok()) {
+    pool_->ReleaseHold(volume.volume_id, instance_id);
+    return s;
+  }
   *rec = std::move(next);
   return d;
 }

@@ -342,6 +342,9 @@ Result<json> PoolInfoCommand(Compute* compute, const json&) {
 Result<json> PoolCheckCommand(Compute* compute, const json&) {
   Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(CheckReport r, pool->Check());
+  for (std::string& problem : compute->CheckReferences()) {  // the EC2 layer's references
+    r.problems.push_back(std::move(problem));
+  }
   json out = {{"Check",
                {{"Ok", r.problems.empty()},
                 {"Volumes", r.volumes},

@@ -91,7 +91,9 @@ Result<nlohmann::json> CallControl(const std::string& pool_dir, const nlohmann::
   std::string line;
   if (!WriteAll(fd, DumpJson(request) + "\n")) {
     close(fd);
-    return Status::IOError("control socket " + path + ": strata-nbd did not take the request",
+    return Status::IOError("control socket " + path +
+                               ": strata-nbd closed the connection before taking the request "
+                               "(it serves 16 control requests at once; retry)",
                            EIO);
   }
   const bool replied = ReadLine(fd, kMaxControlReplyBytes, &line);

@@ -139,11 +139,14 @@ class Hydrator final : public BlockSource {
   void Main(int worker);
   // The next blocks to fetch: asked for first (with read-ahead), then (if `background`) the
   // background pass.
-  void PickLocked(bool background, std::vector<uint64_t>* batch) REQUIRES(mu_);
+  // Returns true when the batch is readers' (urgent) work: a batch is one kind or the other.
+  bool PickLocked(bool background, std::vector<uint64_t>* batch) REQUIRES(mu_);
   bool BackgroundAllowedLocked(int64_t now) REQUIRES(mu_);
   // Fetches, checks and fills the batch; then settles each block. No lock held.
+  // `timeout_ms`: the whole batch fails past it, retries included (0: only the attempts bound
+  // it), for a reader opened into `reader` on first use.
   void FetchBatch(const std::vector<uint64_t>& batch,
-                  std::unique_ptr<remote::SnapshotReader>* reader);
+                  std::unique_ptr<remote::SnapshotReader>* reader, uint32_t timeout_ms);
   void SettleLocked(uint64_t block, const Status& s, Calls* calls) REQUIRES(mu_);
   // Keeps the restore marker fresh (GC keeps the tree meanwhile); `last` deletes it.
   void Heartbeat(bool last);
@@ -161,7 +164,10 @@ class Hydrator final : public BlockSource {
   const HydrationOptions options_;
   StoreFactory factory_;
   std::function<void(const std::string&)> on_complete_;
-  std::unique_ptr<remote::SnapshotReader> readers_[kWorkers];  // one per worker, its own
+  // One per worker and kind of work, its own: readers wait on urgent batches, so those fail
+  // within fetch_timeout_ms; a background batch is bounded by its attempts only.
+  std::unique_ptr<remote::SnapshotReader> readers_[kWorkers];
+  std::unique_ptr<remote::SnapshotReader> urgent_readers_[kWorkers];
   std::unique_ptr<remote::ObjectStore> marker_store_;          // the worker's only
   int64_t marker_ms_ = 0;                                      // last heartbeat written (steady)
 
@@ -310,7 +316,7 @@ bool Hydrator::BackgroundAllowedLocked(int64_t now) {
   return tokens_ > 0;
 }
 
-void Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
+bool Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
   const size_t limit = std::max<uint32_t>(1, options_.batch_blocks);
   while (!urgent_.empty() && batch->size() < limit) {
     const uint64_t b = urgent_.front();
@@ -332,7 +338,7 @@ void Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
     }
   }
   if (!batch->empty() || !background || !BackgroundAllowedLocked(NowMs())) {
-    return;
+    return !batch->empty();
   }
   // At a rate, a batch is what the tokens pay for (at least one block): no bursts.
   const size_t background_limit =
@@ -345,6 +351,7 @@ void Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
       batch->push_back(cursor_);
     }
   }
+  return false;
 }
 
 void Hydrator::Main(int worker) {
@@ -353,7 +360,7 @@ void Hydrator::Main(int worker) {
   bool completed_here = false;  // the worker that saw it complete reports it, once
   while (!stop_ && !complete_) {
     std::vector<uint64_t> batch;
-    PickLocked(worker != kDemandWorker, &batch);
+    const bool urgent = PickLocked(worker != kDemandWorker, &batch);
     if (batch.empty()) {
       if (CheckCompleteLocked()) {
         completed_here = true;
@@ -367,7 +374,8 @@ void Hydrator::Main(int worker) {
     if (worker == 0) {
       Heartbeat(/*last=*/false);
     }
-    FetchBatch(batch, &readers_[worker]);
+    FetchBatch(batch, urgent ? &urgent_readers_[worker] : &readers_[worker],
+               urgent ? options_.fetch_timeout_ms : 0);
     lock.Lock();
     in_flight_ -= batch.size();
     cv_.SignalAll();  // (the other worker may be waiting for this batch to see completion)
@@ -446,15 +454,12 @@ void Hydrator::SettleLocked(uint64_t block, const Status& s, Calls* calls) {
 }
 
 void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
-                          std::unique_ptr<remote::SnapshotReader>* reader_slot) {
+                          std::unique_ptr<remote::SnapshotReader>* reader_slot,
+                          uint32_t timeout_ms) {
   std::map<uint64_t, Status> result;  // block -> how it went
   Status opened = Status::OK();
   std::unique_ptr<remote::SnapshotReader>& reader_ = *reader_slot;
   if (!reader_) {
-    // A reader waits for the demand worker: its fetches end within fetch_timeout_ms whatever
-    // the remote does. The background workers' batches are larger, and bounded by the attempts.
-    const uint32_t timeout_ms =
-        reader_slot == &readers_[kDemandWorker] ? options_.fetch_timeout_ms : 0;
     auto spec = FindRemote(pool_->Info().path, record_.remote);
     auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts, timeout_ms)
                            : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
@@ -839,6 +844,10 @@ Status HydrationsImpl::Wait(const std::string& snapshot_id, int64_t give_up_ms,
     std::optional<HydrationStatus> st = StatusOf(snapshot_id);
     if (!st || st->complete) {
       return Status::OK();
+    }
+    if (CancelScope::Cancelled()) {  // the caller left, or the server is stopping
+      return Status::Shutdown("restore of " + snapshot_id +
+                              ": no longer waited for (it goes on in the background)");
     }
     if (progress) {
       progress(*st);

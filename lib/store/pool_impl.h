@@ -195,7 +195,7 @@ class PoolImpl final : public Pool {
   Result<std::vector<VolumeInfo>> CreateVolumes(const std::vector<VolumeSpec>& specs,
                                                 const RecordsFor& records_for)
       EXCLUDES(commit_mu_, mu_) override;
-  void AddHold(const std::string& id, const std::string& holder, const std::string& reason)
+  Status AddHold(const std::string& id, const std::string& holder, const std::string& reason)
       EXCLUDES(mu_) override;
   void ReleaseHold(const std::string& id, const std::string& holder) EXCLUDES(mu_) override;
   bool VolumeInUse(const std::string& volume_id) EXCLUDES(mu_) override;
