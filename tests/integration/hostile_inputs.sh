@@ -123,4 +123,25 @@ n=$(cli describe-instances | grep -c '"InstanceId"')
 bytes=$(cli describe-instances | wc -c)
 pass "run-instances --count 1000 with 2 KiB of tags each, and describe-instances ($bytes bytes), through the control socket"
 stop_server
+
+# ---- unauthenticated HTTP clients against the API listener (tests/integration/api_hostile.py)
+keys=$(cli create-access-key)
+export AWS_ACCESS_KEY_ID=$(echo "$keys" | field AccessKeyId) AWS_SECRET_ACCESS_KEY=$(echo "$keys" | field SecretAccessKey)
+api_port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+start --no-volume-limits --api-listen "127.0.0.1:$api_port"
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$api_port/" && break; sleep 0.05; done
+SLOWLORIS_READY=$work/slow.ready SLOWLORIS_HOLD_S=5 \
+  "$py" "$here/api_hostile.py" "http://127.0.0.1:$api_port" "$pid" >"$work/api.out" 2>&1 &
+client=$!
+for _ in $(seq 600); do [[ -e "$work/slow.ready" ]] && break; sleep 0.1; done
+[[ -e "$work/slow.ready" ]] || fail "api_hostile.py: $(cat "$work/api.out")"
+sed 's/^/  /' "$work/api.out"
+t0=$(now_ms)
+kill -TERM "$pid"
+wait "$pid" || true
+t1=$(now_ms)
+pid=
+((t1 - t0 <= 2000)) || fail "SIGTERM took $((t1 - t0)) ms under slowloris"
+wait "$client" || fail "api_hostile.py: $(cat "$work/api.out")"
+pass "unauthenticated HTTP clients bounded; SIGTERM under 48 slowloris connections: $((t1 - t0)) ms"
 echo "hostile_inputs: all passed"
