@@ -1,6 +1,7 @@
 // strata-nbd: serves the volumes of a pool over NBD. Foreground; logs to stderr.
 #include <grp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 
@@ -21,6 +22,9 @@
 #include "util/text.h"
 
 int main(int argc, char** argv) {
+  // Access-key secrets, PSKs and TLS keys live in this process: no core dump carries them, and
+  // no other process of the same user may ptrace it (docs/security.md).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   CLI::App app{"strata-nbd: serve every volume of a Strata pool over NBD"};
   std::string pool_dir;
   if (const char* env = std::getenv("STRATA_POOL"); env != nullptr) {
@@ -246,9 +250,16 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());
       return 1;
     }
+    // The first few writable exports, with their URIs; the rest are counted (a pool of 76k
+    // volumes logged 142k lines at every start).
+    constexpr size_t kExportsLogged = 16;
+    size_t writable = 0;
     for (const auto& e : (*compute)->ListExports()) {
       if (e.name.starts_with("snap-") || e.name.starts_with("ami-")) {
         continue;  // listed by NBD LIST; the log names the writable ones
+      }
+      if (++writable > kExportsLogged) {
+        continue;
       }
       const char* scheme = tls.mode == strata::nbd::TlsMode::kRequire ? "nbds" : "nbd";
       std::string uri = !socket_path.empty()
@@ -257,6 +268,12 @@ int main(int argc, char** argv) {
                                           : "(on the inherited sockets)";
       std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", strata::EscapeText(e.name).c_str(),
                    strata::EscapeText(e.description).c_str(), strata::EscapeText(uri).c_str());
+    }
+    if (writable > kExportsLogged) {
+      std::fprintf(stderr,
+                   "strata-nbd: and %zu more writable exports (NBD LIST and strata "
+                   "describe-volumes name them)\n",
+                   writable - kExportsLogged);
     }
     sd_notify(0, "READY=1");  // (no-op unless started by systemd with Type=notify)
     status = server.Run(signal_fd);

@@ -2,6 +2,7 @@
 //
 // Exit codes: 0 success; 1 the operation failed (one line on stderr names the problem, nothing
 // was changed); 2 the command line is malformed.
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -129,11 +130,33 @@ int Print(const json& reply, const OutputSpec& output, std::ostream& out) {
   return 0;
 }
 
+// The first string in `j` (keys included) that is not valid UTF-8, if any: JSON would carry it
+// as U+FFFD, and a tag or a name would be stored changed.
+std::optional<std::string> InvalidUtf8In(const json& j) {
+  if (j.is_string()) {
+    const auto& text = j.get_ref<const std::string&>();
+    return strata::IsValidUtf8(text) ? std::nullopt : std::optional<std::string>(text);
+  }
+  for (auto it = j.begin(); j.is_structured() && it != j.end(); ++it) {
+    if (j.is_object() && !strata::IsValidUtf8(it.key())) {
+      return it.key();
+    }
+    if (auto bad = InvalidUtf8In(it.value())) {
+      return bad;
+    }
+  }
+  return std::nullopt;
+}
+
 // Runs a control request: through the control socket when strata-nbd holds the pool, else on
 // the pool opened by this process. Output and errors are the same either way.
 int RunRequest(const std::string& dir, const json& request, const OutputSpec& output,
                bool reply_to_stderr = false) {
   std::ostream& out = reply_to_stderr ? std::cerr : std::cout;
+  if (auto bad = InvalidUtf8In(request)) {
+    return FailWith("InvalidParameterValue: an argument is not valid UTF-8: " +
+                    strata::EscapeText(*bad, 128));
+  }
   auto remote = strata::CallControl(dir, request);
   if (remote.ok()) {
     if (!(*remote)["ok"].get<bool>()) {
@@ -299,6 +322,9 @@ Result<json> RequestArgs(const VerbCommand& cmd) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Key material (create-key-pair, create-access-key) and the pool's secrets pass through this
+  // process: no core dump of it (docs/security.md).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   CLI::App app{"strata: EBS-style volumes, snapshots and images on one host"};
   app.require_subcommand(1);
   app.fallthrough();

@@ -111,6 +111,7 @@ struct EbsDirect::Upload {
   std::string snapshot_id;
   std::string volume_id;
   std::string client_token;
+  std::string fingerprint;  // the StartSnapshot body less its ClientToken
   std::string description;
   Tags tags;
   uint64_t volume_bytes = 0;
@@ -309,23 +310,29 @@ EbsReply EbsDirect::Start(const EbsRequest& r) {
   }
   const uint64_t gib = body["VolumeSize"].get<uint64_t>();
   const uint64_t timeout_min = body.value("Timeout", 60u);
-  if (gib == 0 || (gib << 30) > kMaxVolumeBytes || timeout_min < 10 || timeout_min > 4320 ||
+  if (gib == 0 || gib > (kMaxVolumeBytes >> 30) || timeout_min < 10 || timeout_min > 4320 ||
       body.value("Encrypted", false)) {
     return Invalid(
         "VolumeSize must be 1 to 65536 GiB, Timeout 10 to 4320 minutes; encryption "
         "is not supported");
   }
   const std::string token = body.value("ClientToken", "");
+  json fingerprint = body;  // what a retry must repeat: everything but the token
+  fingerprint.erase("ClientToken");
   if (!token.empty()) {  // idempotent: the same upload again
     MutexLock lock(&mu_);
     for (const auto& [id, upload] : uploads_) {
       if (upload->client_token == token) {
-        return Json(201, upload->reply);
+        return upload->fingerprint == fingerprint.dump()
+                   ? Json(201, upload->reply)
+                   : Error(409, "ConflictException",
+                           "the ClientToken was used with other parameters");
       }
     }
   }
   auto upload = std::make_shared<Upload>();
   upload->client_token = token;
+  upload->fingerprint = fingerprint.dump();
   upload->description = body.value("Description", "");
   for (const json& tag : body.value("Tags", json::array())) {
     upload->tags[tag.value("Key", "")] = tag.value("Value", "");

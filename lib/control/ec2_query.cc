@@ -15,6 +15,7 @@
 #include "control/ec2_errors.h"
 #include "control/verbs.h"
 #include "util/json_text.h"
+#include "util/text.h"
 
 namespace strata::control {
 
@@ -476,6 +477,13 @@ QueryReply ExecuteEc2Query(Compute* compute,
                            const std::string& request_id, ClientTokens* tokens) {
   if (list.size() > kMaxQueryParams) {
     return Ec2ErrorReply("InvalidParameterValue", "too many parameters", 400, request_id);
+  }
+  for (const auto& [name, value] : list) {  // (JSON would turn bad bytes into U+FFFD silently)
+    if (!IsValidUtf8(name) || !IsValidUtf8(value)) {
+      return Ec2ErrorReply("InvalidParameterValue",
+                           "parameter " + EscapeText(name, 128) + " is not valid UTF-8", 400,
+                           request_id);
+    }
   }
   Params params(list.begin(), list.end());
   auto token = params.find("ClientToken");

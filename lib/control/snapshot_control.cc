@@ -214,7 +214,8 @@ Result<json> ListChangedBlocks(Compute* compute, const json& args) {
 }
 
 Status WriteFile(const std::string& path, const std::vector<std::byte>& data) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A volume's bytes: readable by the owner only (as the pool's own files).
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     return Status::FromErrno("open " + path, errno);
   }

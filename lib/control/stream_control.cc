@@ -45,7 +45,7 @@ class StreamFile {
       return Status::InvalidArgument("stream file must be an absolute path or '-'");
     }
     fd_ =
-        open(path.c_str(), for_write ? (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC) : O_RDONLY, 0644);
+        open(path.c_str(), for_write ? (O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC) : O_RDONLY, 0600);
     if (fd_ < 0) {
       return Status::FromErrno("open " + path, errno);
     }

@@ -241,6 +241,7 @@ Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
     return AuthFailure("the access key " + key_id + " does not exist");
   }
   SigningRequest canonical{request.method, request.path, request.query, {}, ""};
+  bool host_signed = false;  // a whole name in the list, not a substring ("xhost")
   for (size_t start = 0; start <= signed_list.size();) {
     size_t end = signed_list.find(';', start);
     end = end == std::string::npos ? signed_list.size() : end;
@@ -250,9 +251,10 @@ Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
       return AuthFailure("signed header '" + name + "' is missing, repeated or not lower case");
     }
     canonical.headers.emplace_back(name, *value);
+    host_signed = host_signed || name == "host";
     start = end + 1;
   }
-  if (HeaderValue(request, "host") == nullptr || signed_list.find("host") == std::string::npos) {
+  if (HeaderValue(request, "host") == nullptr || !host_signed) {
     return AuthFailure("the Host header must be signed");
   }
   const std::string* payload = HeaderValue(request, "x-amz-content-sha256");

@@ -144,6 +144,67 @@ if n >= 200000 and code is None:
 print("ok: 200,000 headers: HTTP %s after %d, %d ms; RSS peak %d MiB"
       % (code, n, (time.time() - t0) * 1000, hwm_mib()))
 
+# Authenticated edge cases (issue 28 item 9), each once.
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import botocore.exceptions
+import urllib.error
+import urllib.request
+
+
+def code_of(call):
+    try:
+        call()
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    return "OK"
+
+
+ebs = boto3.client("ebs", endpoint_url=endpoint, region_name="us-east-1",
+                   config=botocore.config.Config(retries={"max_attempts": 1}))
+got = code_of(lambda: ebs.start_snapshot(VolumeSize=2**34 + 1))
+if got != "ValidationException":
+    fail("StartSnapshot VolumeSize 2^34+1: %s" % got)
+first = ebs.start_snapshot(VolumeSize=1, ClientToken="hostile-token")
+again = ebs.start_snapshot(VolumeSize=1, ClientToken="hostile-token")
+if again["SnapshotId"] != first["SnapshotId"]:
+    fail("StartSnapshot retried with its ClientToken made another upload")
+got = code_of(lambda: ebs.start_snapshot(VolumeSize=2, ClientToken="hostile-token"))
+if got != "ConflictException":
+    fail("StartSnapshot's ClientToken with other parameters: %s" % got)
+ids = ["vol-%017x" % i for i in range(400)]
+got = code_of(lambda: ec2.describe_volumes(VolumeIds=ids))
+if got != "InvalidVolume.NotFound":
+    fail("describe-volumes of 400 ids (a 12 KiB form): %s" % got)
+
+
+def signed_post(body):
+    creds = botocore.credentials.Credentials(os.environ["AWS_ACCESS_KEY_ID"],
+                                             os.environ["AWS_SECRET_ACCESS_KEY"])
+    req = botocore.awsrequest.AWSRequest(
+        method="POST", url=endpoint + "/", data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    botocore.auth.SigV4Auth(creds, "ec2", "us-east-1").add_auth(req)
+    try:
+        r = urllib.request.urlopen(urllib.request.Request(req.url, data=body,
+                                                          headers=dict(req.headers)))
+        return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+vol = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+status, text = signed_post(("Action=CreateTags&Version=2016-11-15&ResourceId.1=%s"
+                            "&Tag.1.Key=k&Tag.1.Value=%%FF%%FEbad" % vol).encode())
+if status != 400 or "not valid UTF-8" not in text:
+    fail("a tag of invalid UTF-8: HTTP %d %s" % (status, text[:200]))
+if ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [vol]}])["Tags"]:
+    fail("a tag of invalid UTF-8 was stored")
+ec2.delete_volume(VolumeId=vol)
+print("ok: StartSnapshot VolumeSize 2^34+1 and a reused ClientToken refused, 400 ids in a form, "
+      "a tag of invalid UTF-8 refused (nothing stored)", flush=True)
+
 # 4. 48 slowloris connections (a header byte each per second), from another process so that the
 # measured client shares no interpreter with them: legitimate calls are served meanwhile.
 DRIP = """

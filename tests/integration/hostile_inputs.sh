@@ -122,7 +122,44 @@ n=$(cli describe-instances | grep -c '"InstanceId"')
 ((n == 1000)) || fail "describe-instances listed $n instances"
 bytes=$(cli describe-instances | wc -c)
 pass "run-instances --count 1000 with 2 KiB of tags each, and describe-instances ($bytes bytes), through the control socket"
+# ---- smaller items: files a volume's bytes go to are the owner's; bad UTF-8 never stored as
+# U+FFFD; the start-up log is bounded
+cli export-snapshot --snapshot-id "$own_snap" --outfile "$work/exported.stream" >/dev/null ||
+  fail "export-snapshot"
+cli get-snapshot-block --snapshot-id "$own_snap" --block-index 0 --outfile "$work/block0" \
+  >/dev/null || fail "get-snapshot-block"
+for f in exported.stream block0; do
+  [[ $(stat -c %a "$work/$f") == 600 ]] || fail "$f is mode $(stat -c %a "$work/$f")"
+done
+refused "not valid UTF-8" create-tags --resources "$own" --tags "Key=k,Value=$(printf 'bad\xff')"
+cli describe-tags | grep -q '"Key": "k"' && fail "a tag of invalid UTF-8 was stored"
+for i in $(seq 20); do cli create-volume --size 1 >/dev/null; done
 stop_server
+start --no-volume-limits
+stop_server
+exports=$(grep -c "^strata-nbd: export " "$work/log")
+((exports == 16)) || fail "the start-up log named $exports exports"
+grep -Eq "and [0-9]{4} more writable exports" "$work/log" || fail "no count of the rest: $(tail -3 "$work/log")"
+pass "export-snapshot and get-snapshot-block write 0600 files; invalid UTF-8 refused; start-up log: 16 exports and a count"
+
+# ---- the server's memory is not for other processes of its user: no core dump, no ptrace, no
+# /proc/PID/environ (PR_SET_DUMPABLE 0)
+if command -v setpriv >/dev/null && [[ $(id -u) == 0 ]]; then
+  as_nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+  nobody=$(mktemp -d /tmp/strata-nobody.XXXXXX)  # ($work is root's alone)
+  chmod 0755 "$nobody" && chown 65534:65534 "$nobody"
+  "${as_nobody[@]}" "$strata" --pool "$nobody/pool" pool create >/dev/null
+  "${as_nobody[@]}" "$server" --pool "$nobody/pool" --socket "$nobody/sock" 2>/dev/null &
+  nobody_pid=$!
+  for _ in $(seq 100); do [[ -S "$nobody/sock" ]] && break; sleep 0.05; done
+  [[ -S "$nobody/sock" ]] || fail "strata-nbd as nobody did not start"
+  if "${as_nobody[@]}" cat "/proc/$nobody_pid/environ" >/dev/null 2>&1; then
+    kill "$nobody_pid"; fail "another process of the server's user read its /proc/PID/environ"
+  fi
+  kill -TERM "$nobody_pid"; wait "$nobody_pid" || true
+  rm -rf "$nobody"
+  pass "strata-nbd is not dumpable: its own user cannot read /proc/PID/environ"
+fi
 
 # ---- unauthenticated HTTP clients against the API listener (tests/integration/api_hostile.py)
 keys=$(cli create-access-key)
