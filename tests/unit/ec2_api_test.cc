@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "control/ec2_errors.h"
+#include "control/ec2_query.h"
 
 namespace strata::control {
 namespace {
@@ -34,6 +35,40 @@ TEST(Ec2ErrorsTest, CodesFollowTheResourceAndAreNeverDoubled) {
   }
   EXPECT_EQ(Ec2ErrorText(Status::InvalidArgument("InvalidParameterValue: bad size")),
             "InvalidParameterValue: bad size");  // once, not "InvalidArgument: Invalid...: "
+}
+
+}  // namespace
+}  // namespace strata::control
+
+namespace strata::control {
+namespace {
+
+// EC2 never refuses a new ClientToken (the AWS CLI and boto3 send one with every create): past
+// kMaxTokens the oldest answered tokens are forgotten, and the newest keep answering retries.
+// Before, the 10,001st create of a day failed with RequestLimitExceeded.
+TEST(ClientTokensTest, ANewTokenIsNeverRefusedAndMemoryStaysBounded) {
+  ClientTokens tokens;
+  const size_t n = ClientTokens::kMaxTokens + 500;
+  for (size_t i = 0; i < n; i++) {
+    const std::string key = "CreateVolume\n" + std::to_string(i);
+    ASSERT_FALSE(tokens.Begin(key, "Size=1&", "r").has_value()) << "token " << i << " refused";
+    tokens.Finish(key, QueryReply{200, "<volume " + std::to_string(i) + "/>"});
+  }
+  EXPECT_LE(tokens.size(), ClientTokens::kMaxTokens);
+  auto newest = tokens.Begin("CreateVolume\n" + std::to_string(n - 1), "Size=1&", "r");
+  ASSERT_TRUE(newest.has_value());
+  EXPECT_EQ(newest->xml, "<volume " + std::to_string(n - 1) + "/>");
+  auto mismatch = tokens.Begin("CreateVolume\n" + std::to_string(n - 2), "Size=2&", "r");
+  ASSERT_TRUE(mismatch.has_value());
+  EXPECT_NE(mismatch->xml.find("IdempotentParameterMismatch"), std::string::npos);
+  // A failed request's token is forgotten (its retry runs again), and many of them do not grow
+  // the bookkeeping without bound.
+  for (size_t i = 0; i < 3 * ClientTokens::kMaxTokens; i++) {
+    const std::string key = "RunInstances\n" + std::to_string(i);
+    ASSERT_FALSE(tokens.Begin(key, "x", "r").has_value());
+    tokens.Finish(key, QueryReply{400, "<error/>"});
+  }
+  EXPECT_LE(tokens.size(), ClientTokens::kMaxTokens);
 }
 
 }  // namespace
