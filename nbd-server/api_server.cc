@@ -376,7 +376,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Compute* compute, const std:
   Context* ctx = server->context_.get();
   ctx->compute = compute;
   ctx->limits = limits;
-  ctx->tokens = std::make_unique<control::ClientTokens>();
+  STRATA_ASSIGN_OR_RETURN(ctx->tokens, control::ClientTokens::Open(compute->pool()));
   ctx->ebs = std::make_unique<control::EbsDirect>(compute);
   std::vector<MHD_OptionItem> options = {
       {MHD_OPTION_LISTEN_SOCKET, server->listen_fd_, nullptr},

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every parser that takes outside input (libFuzzer, clang, ASan + UBSan): the NBD handshake
 # and requests (plaintext and over TLS), snapshot streams, control-socket requests, the AWS shorthand,
-# and the EC2 API endpoint's SigV4 header and Query parameters.
+# the EC2 API endpoint's SigV4 header and Query parameters, and hostile remote content (trees,
+# manifests, indexes and packs read by the lazy and eager restores).
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]   (SECONDS per target, default 30; CI runs 30 each;
 #                                          longer runs e.g. tools/fuzz.sh 3600 stream_fuzz)
@@ -15,7 +16,7 @@ seconds=${1:-30}
 shift || true
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(nbd_fuzz nbd_tls_fuzz stream_fuzz control_fuzz shorthand_fuzz ec2_query_fuzz)
+  targets=(nbd_fuzz nbd_tls_fuzz stream_fuzz control_fuzz shorthand_fuzz ec2_query_fuzz remote_fuzz)
 fi
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DSTRATA_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -1,5 +1,8 @@
 #include "control/ec2_query.h"
 
+#include <gnutls/crypto.h>
+
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <ctime>
@@ -427,7 +430,7 @@ void ClientTokens::EvictLocked(int64_t now_s, size_t keep) {
     if (it != entries_.end() && !it->second.reply) {
       order_.push_back(order_.front());
     } else if (it != entries_.end()) {
-      entries_.erase(it);
+      ForgetLocked(it);
     }
     order_.pop_front();
   }
@@ -442,6 +445,59 @@ void ClientTokens::EvictLocked(int64_t now_s, size_t keep) {
   }
 }
 
+namespace {
+
+// A token's record key: its action and token in hex (any bytes a client sends stay a valid key).
+std::string TokenRecordKey(const std::string& key) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : key) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ClientTokens>> ClientTokens::Open(Pool* pool) {
+  STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(kTable));
+  STRATA_ASSIGN_OR_RETURN(auto records, pool->ReadRecords(kTable));
+  auto tokens = std::make_unique<ClientTokens>();
+  MutexLock lock(&tokens->mu_);
+  const int64_t now = time(nullptr);
+  std::vector<std::pair<int64_t, std::string>> by_expiry;
+  for (const auto& [record_key, text] : records) {
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    const bool sound = j.is_object() && j.value("key", json()).is_string() &&
+                       j.value("fingerprint", json()).is_string() &&
+                       j.value("xml", json()).is_string() &&
+                       j.value("expiry_s", json()).is_number_integer();
+    if (!sound || j["expiry_s"].get<int64_t>() < now) {
+      tokens->forgotten_.push_back(record_key);  // expired (or not ours): dropped
+      continue;
+    }
+    const std::string key = j["key"].get<std::string>();
+    tokens->entries_[key] = Entry{j["fingerprint"].get<std::string>(),
+                                  QueryReply{200, j["xml"].get<std::string>()},
+                                  j["expiry_s"].get<int64_t>()};
+    by_expiry.emplace_back(j["expiry_s"].get<int64_t>(), key);
+  }
+  std::sort(by_expiry.begin(), by_expiry.end());
+  for (auto& [expiry, key] : by_expiry) {
+    tokens->order_.push_back(std::move(key));
+  }
+  tokens->pool_ = pool;
+  return tokens;
+}
+
+void ClientTokens::ForgetLocked(std::map<std::string, Entry>::iterator it) {
+  if (pool_ != nullptr && it->second.reply) {
+    forgotten_.push_back(TokenRecordKey(it->first));
+  }
+  entries_.erase(it);
+}
+
 void ClientTokens::Finish(const std::string& key, const QueryReply& reply) {
   MutexLock lock(&mu_);
   auto it = entries_.find(key);
@@ -449,7 +505,24 @@ void ClientTokens::Finish(const std::string& key, const QueryReply& reply) {
     if (reply.http_status == 200) {
       it->second.reply = reply;
     } else {
-      entries_.erase(it);
+      entries_.erase(it);  // (never recorded: only answers are)
+    }
+  }
+  if (pool_ != nullptr && it != entries_.end() && reply.http_status == 200) {
+    std::vector<RecordChange> changes;
+    for (const std::string& gone : forgotten_) {
+      changes.push_back({kTable, gone, std::nullopt});
+    }
+    if (reply.xml.size() <= kMaxStoredReplyBytes) {
+      changes.push_back({kTable, TokenRecordKey(key),
+                         DumpJson(json{{"key", key},
+                                       {"fingerprint", it->second.fingerprint},
+                                       {"xml", reply.xml},
+                                       {"expiry_s", it->second.expiry_s}})});
+    }
+    // A failed commit loses durability, not the answer: the entry stays in memory.
+    if (pool_->CommitRecords(std::move(changes)).ok()) {
+      forgotten_.clear();
     }
   }
   done_.SignalAll();
@@ -457,15 +530,24 @@ void ClientTokens::Finish(const std::string& key, const QueryReply& reply) {
 
 namespace {
 
-// The request, less its ClientToken: what a retry must repeat.
+// The request, less its ClientToken: what a retry must repeat (its SHA-256: records stay small).
 std::string Fingerprint(const Params& params) {
   std::string out;
   for (const auto& [name, value] : params) {
     if (name != "ClientToken") {
-      out += name + "=" + value + "&";
+      out += std::to_string(name.size()) + ":" + name + "=" + std::to_string(value.size()) + ":" +
+             value + "&";
     }
   }
-  return out;
+  unsigned char digest[32];
+  gnutls_hash_fast(GNUTLS_DIG_SHA256, out.data(), out.size(), digest);
+  static const char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : digest) {
+    hex += kDigits[c >> 4];
+    hex += kDigits[c & 15];
+  }
+  return hex;
 }
 
 QueryReply Execute(Compute* compute, const Params& params, const std::string& request_id);

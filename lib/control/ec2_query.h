@@ -9,6 +9,7 @@
 
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -30,12 +31,21 @@ constexpr size_t kMaxQueryParams = 1000;  // a request with more is refused, unr
 // EC2's idempotency: an action retried with the same ClientToken and the same parameters answers
 // what the first answered, without acting again; other parameters are
 // IdempotentParameterMismatch. A retry that arrives while the first still runs waits for it.
-// Remembered while the server runs (the newest kMaxTokens, each kTokenLifeS), not across a
-// restart. Thread-safe.
+// The newest kMaxTokens answered tokens are kept, each kTokenLifeS. With a pool, each answer is
+// recorded durably in the EC2 layer's table "client_tokens" once the action succeeded, so a
+// retry after a restart finds it (answers over kMaxStoredReplyBytes are kept in memory only).
+// Crash window: the resource's commit and its token's are two; a crash between them forgets the
+// token and a retry acts again. Thread-safe.
 class ClientTokens {
  public:
   static constexpr size_t kMaxTokens = 10000;
   static constexpr int64_t kTokenLifeS = 24 * 3600;
+  static constexpr size_t kMaxStoredReplyBytes = 256 << 10;
+  static constexpr char kTable[] = "client_tokens";
+
+  ClientTokens() = default;  // in memory only
+  // Loads the pool's recorded tokens (dropping expired ones). Errors: the pool's.
+  static Result<std::unique_ptr<ClientTokens>> Open(Pool* pool);
 
   // The answer to give now, or nullopt: the caller runs the request and calls Finish(key, ...).
   // A new token is never refused: past kMaxTokens the oldest answered ones are forgotten.
@@ -54,9 +64,13 @@ class ClientTokens {
     std::optional<QueryReply> reply;  // nullopt: the first request still runs
     int64_t expiry_s = 0;
   };
-  // Drops expired entries, then the oldest answered ones while more than `keep` remain.
+  // Drops expired entries, then the oldest answered ones while more than `keep` remain; their
+  // records go with the next commit.
   void EvictLocked(int64_t now_s, size_t keep) REQUIRES(mu_);
+  void ForgetLocked(std::map<std::string, Entry>::iterator it) REQUIRES(mu_);
+  Pool* pool_ = nullptr;
   Mutex mu_;
+  std::vector<std::string> forgotten_ GUARDED_BY(mu_);  // record keys to delete
   CondVar done_{&mu_};
   std::map<std::string, Entry> entries_ GUARDED_BY(mu_);
   std::deque<std::string> order_ GUARDED_BY(mu_);  // keys by first use (so by expiry)

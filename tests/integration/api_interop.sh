@@ -222,7 +222,14 @@ B = 524288
 s = ebs.start_snapshot(VolumeSize=1, Description="raw upload", Tags=[{"Key": "src", "Value": "raw"}],
                        ClientToken="upload-1")
 assert s["Status"] == "pending" and s["BlockSize"] == B, s
-assert ebs.start_snapshot(VolumeSize=1, ClientToken="upload-1")["SnapshotId"] == s["SnapshotId"]
+again = ebs.start_snapshot(VolumeSize=1, Description="raw upload",
+                           Tags=[{"Key": "src", "Value": "raw"}], ClientToken="upload-1")
+assert again["SnapshotId"] == s["SnapshotId"], again  # a retry: the same upload
+try:  # the same token with other parameters: EBS's ConflictException, not the first upload
+    ebs.start_snapshot(VolumeSize=1, ClientToken="upload-1")
+    raise AssertionError("a reused ClientToken with other parameters was accepted")
+except ebs.exceptions.ConflictException:
+    pass
 sid = s["SnapshotId"]
 sums = []
 for i in range(len(data) // B):
@@ -376,6 +383,17 @@ pass "modify-volume, describe-volumes-modifications; CopySnapshot between region
 
 ec2 delete-volume --volume-id "$vol"
 ec2 wait volume-deleted --volume-ids "$vol" || fail "wait volume-deleted"
+# A ClientToken is recorded with the pool: a retry after a restart answers the first volume.
+kept=$(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token across-restart \
+  --query VolumeId --output text)
+stop_server
+start --api-listen "127.0.0.1:$port" --no-volume-limits
+[[ $(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token across-restart \
+  --query VolumeId --output text) == "$kept" ]] || fail "a retry after a restart made another volume"
+ec2_refused IdempotentParameterMismatch create-volume --size 3 --availability-zone us-east-1a \
+  --client-token across-restart
+ec2 delete-volume --volume-id "$kept"
+pass "a ClientToken retried after a restart answers the first create"
 stop_server
 
 # ---- HTTPS with the server's TLS certificate; plaintext only on loopback

@@ -1,0 +1,193 @@
+// libFuzzer target: hostile remote content. A small snapshot is pushed once into a simulated
+// bucket; each input then rewrites one of its objects (the manifest, the root node, the pack
+// index, a pack) and the eager restore and the lazy reader (the path strata-nbd serves reads
+// through) read the snapshot. A rewritten node or manifest is made self-consistent first (its
+// trailer, its id, the manifest's checksum and root all match), as a writer of the bucket would
+// make it, so the fuzzer reaches what lies behind the checksums. Every input must end in data or
+// an error: no crash, no sanitizer report, no allocation sized by a claim (libFuzzer's
+// -rss_limit_mb and -malloc_limit_mb catch one), no hang.
+//
+//   tools/fuzz.sh 60 remote_fuzz
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <xxhash.h>
+
+#include "strata/pool.h"
+#include "strata/remote.h"
+
+#include "fuzz_pool.h"
+#include "io/sim_env.h"
+#include "remote/remote_format.h"
+#include "remote/remote_internal.h"
+#include "sim/sim_object_store.h"
+#include "util/coding.h"
+
+namespace {
+
+using strata::remote::Hash;
+
+constexpr uint64_t kBlock = 512 << 10;
+
+struct Fixture {
+  strata::SimEnv env{3};
+  std::unique_ptr<strata::Pool> pool;
+  strata::test::SimBucket bucket;
+  std::map<std::string, std::string> pristine;
+  strata::RemoteSpec spec;
+  std::string snapshot_id;
+
+  Fixture() {
+    pool = strata::fuzz::MakePool(&env, "remote-fuzz", /*with_volume=*/false);
+    spec.name = "fuzz";
+    spec.url = "s3://fuzz";
+    auto vol = pool->CreateVolume(strata::VolumeSpec{3 * kBlock, "", "unlimited", ""});
+    if (!vol.ok()) {
+      std::abort();
+    }
+    std::vector<std::byte> data(3 * kBlock);
+    for (size_t i = 0; i < data.size(); i++) {
+      data[i] = static_cast<std::byte>((i * 7919) >> 9);  // compressible, not zero
+    }
+    auto handle = pool->OpenVolume(vol->volume_id);
+    auto snap = handle.ok() && (*handle)->Write(0, data, true).ok()
+                    ? pool->CreateSnapshots({vol->volume_id}, "fuzz")
+                    : strata::Result<std::vector<strata::SnapshotInfo>>(handle.status());
+    if (!snap.ok()) {
+      std::abort();
+    }
+    snapshot_id = snap->front().snapshot_id;
+    auto remote = strata::remote::OpenRemoteOn(
+        spec, std::make_unique<strata::test::SimObjectStore>(&bucket, 1));
+    if (!remote->PushSnapshot(pool.get(), snapshot_id, {}, nullptr).ok()) {
+      std::abort();
+    }
+    pristine = bucket.objects;
+  }
+
+  // The manifest's JSON line, with the root and checksum rewritten to `root`.
+  void SetRoot(const Hash& root) {
+    std::string& manifest = bucket.objects.at(strata::remote::ManifestKey(snapshot_id));
+    auto m = nlohmann::json::parse(manifest.substr(0, manifest.find('\n')));
+    m["root"] = strata::remote::HexOf(root);
+    SetManifestLine(m.dump());
+  }
+  void SetManifestLine(const std::string& line) {
+    bucket.objects[strata::remote::ManifestKey(snapshot_id)] =
+        line + "\n" + strata::remote::HexOf(strata::remote::Sha256(line.data(), line.size())) +
+        "\n";
+  }
+  std::string KeyWithPrefix(const std::string& prefix) const {
+    for (const auto& [key, bytes] : bucket.objects) {
+      if (key.starts_with(prefix)) {
+        return key;
+      }
+    }
+    std::abort();
+  }
+};
+
+// A node of the remote format around `entries` (level and count from the input): header,
+// entries, XXH3 trailer. Its id is its SHA-256, so the manifest can point at it.
+std::string SealedNode(uint32_t level, const std::string& entries) {
+  const size_t entry = 4 + (level == 0 ? 92 : 32);
+  std::string out("STRTNODE", 8);
+  char header[12];
+  strata::PutLittleEndian32(header, strata::remote::kFormatVersion);
+  strata::PutLittleEndian32(header + 4, level);
+  strata::PutLittleEndian32(header + 8, static_cast<uint32_t>(entries.size() / entry));
+  out.append(header, 12);
+  out.append(entries, 0, entries.size() / entry * entry);
+  char sum[8];
+  strata::PutLittleEndian64(sum, XXH3_64bits(out.data(), out.size()));
+  return out.append(sum, 8);
+}
+
+void Mutate(Fixture* fx, uint8_t what, const std::string& input) {
+  switch (what % 5) {
+    case 0: {  // a self-consistent leaf of hostile refs
+      const std::string node = SealedNode(0, input);
+      const Hash id = strata::remote::Sha256(node.data(), node.size());
+      fx->bucket.objects[strata::remote::NodeKey(id)] = node;
+      fx->SetRoot(id);
+      break;
+    }
+    case 1: {  // a self-consistent inner node (the depth stays the manifest's: 0)
+      const std::string node = SealedNode(1 + (input.empty() ? 0 : input[0] % 3), input);
+      const Hash id = strata::remote::Sha256(node.data(), node.size());
+      fx->bucket.objects[strata::remote::NodeKey(id)] = node;
+      fx->SetRoot(id);
+      break;
+    }
+    case 2:  // a manifest line with a right checksum
+      fx->SetManifestLine(input);
+      break;
+    case 3:  // the pack's bytes
+      fx->bucket.objects[fx->KeyWithPrefix("packs/")] = input;
+      break;
+    case 4:  // the pack index, as is
+      fx->bucket.objects[fx->KeyWithPrefix("index/")] = input;
+      break;
+  }
+}
+
+void ReadLazily(Fixture* fx) {
+  auto manifest = fx->bucket.objects.find(strata::remote::ManifestKey(fx->snapshot_id));
+  if (manifest == fx->bucket.objects.end()) {
+    return;
+  }
+  auto reader = strata::remote::SnapshotReader::OpenWithManifest(
+      "fuzz", std::make_unique<strata::test::SimObjectStore>(&fx->bucket, 2), fx->snapshot_id,
+      manifest->second);
+  if (!reader.ok()) {
+    return;
+  }
+  const uint64_t leaves = ((*reader)->volume_bytes() / kBlock + 1023) / 1024;
+  for (uint64_t leaf = 0; leaf < std::min<uint64_t>(leaves, 4); leaf++) {
+    auto refs = (*reader)->Leaf(leaf);
+    if (!refs.ok()) {
+      continue;
+    }
+    if (refs->size() > 1024) {
+      std::abort();  // a leaf has at most kFanout entries
+    }
+    std::vector<std::vector<std::byte>> raw;
+    std::vector<strata::Status> status;
+    (*reader)->Fetch(*refs, &raw, &status);
+    for (size_t i = 0; i < refs->size(); i++) {
+      if (status[i].ok() && raw[i].size() > strata::remote::kMaxBlockBytes) {
+        std::abort();  // a block larger than the format allows was served
+      }
+    }
+  }
+}
+
+void RestoreEagerly(Fixture* fx) {
+  auto remote = strata::remote::OpenRemoteOn(
+      fx->spec, std::make_unique<strata::test::SimObjectStore>(&fx->bucket, 3));
+  const size_t volumes = fx->pool->ListVolumes().size();
+  auto restored = remote->RestoreVolume(fx->pool.get(), fx->snapshot_id,
+                                        strata::VolumeSpec{0, "", "unlimited", ""}, nullptr);
+  if (restored.ok() && !fx->pool->DeleteVolume(restored->volume.volume_id).ok()) {
+    std::abort();
+  }
+  if (fx->pool->ListVolumes().size() != volumes) {
+    std::abort();  // a failed restore left its volume behind
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Fixture* fx = new Fixture();
+  if (size == 0) {
+    return 0;
+  }
+  fx->bucket.objects = fx->pristine;
+  Mutate(fx, data[0], std::string(reinterpret_cast<const char*>(data) + 1, size - 1));
+  ReadLazily(fx);
+  RestoreEagerly(fx);
+  return 0;
+}
