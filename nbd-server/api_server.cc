@@ -21,8 +21,8 @@
 #include "server.h"
 #include "util/check.h"
 #include "util/ids.h"
-#include "util/text.h"
 #include "util/json_text.h"
+#include "util/text.h"
 
 namespace strata::nbd {
 
@@ -176,8 +176,8 @@ HttpReply ServeEc2(ApiServer::Context* ctx, const remote::ReceivedRequest& recei
     Params body = FormParams(std::string(received.body));
     params.insert(params.end(), body.begin(), body.end());
   }
-  return XmlReply(control::ExecuteEc2Query(ctx->compute, params, RandomIdTail(),
-                                           ctx->tokens.get()));
+  return XmlReply(
+      control::ExecuteEc2Query(ctx->compute, params, RandomIdTail(), ctx->tokens.get()));
 }
 
 // Routes a complete request. Never throws: a bug answers 500 and the server goes on.
@@ -204,15 +204,15 @@ HttpReply Dispatch(ApiServer::Context* ctx, MHD_Connection* connection, const ch
 std::optional<HttpReply> Admit(ApiServer::Context* ctx, MHD_Connection* connection,
                                ApiRequest* req) {
   req->start_ms = SteadyMs();
-  const char* te = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-                                               MHD_HTTP_HEADER_TRANSFER_ENCODING);
+  const char* te =
+      MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
   if (te != nullptr && std::strlen(te) > 0) {
     return Ec2Error("MissingContentLength",
                     "a request body needs a Content-Length (Transfer-Encoding is not accepted)",
                     411);
   }
-  const char* cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const char* cl =
+      MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   uint64_t length = 0;
   if (cl != nullptr) {
     char* end = nullptr;
@@ -332,9 +332,8 @@ Result<int> Listen(const std::string& address, bool tls, bool allow_insecure, in
       sockaddr_storage bound{};
       socklen_t len = sizeof(bound);
       getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-      *port = ntohs(bound.ss_family == AF_INET6
-                        ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+      *port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
       return fd;
     }
     if (fd >= 0) {
@@ -361,8 +360,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Compute* compute, const std:
                                                     bool allow_insecure, const ApiLimits& limits) {
   const bool tls = !tls_certificates_dir.empty();
   std::unique_ptr<ApiServer> server(new ApiServer());
-  STRATA_ASSIGN_OR_RETURN(server->listen_fd_,
-                          Listen(address, tls, allow_insecure, &server->port_));
+  STRATA_ASSIGN_OR_RETURN(server->listen_fd_, Listen(address, tls, allow_insecure, &server->port_));
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
   if (tls) {
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
@@ -394,8 +392,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(Compute* compute, const std:
     options.push_back({MHD_OPTION_HTTPS_MEM_KEY, 0, server->tls_key_.data()});
   }
   options.push_back({MHD_OPTION_END, 0, nullptr});
-  server->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &OnRequest, ctx,
-                                     MHD_OPTION_ARRAY, options.data(), MHD_OPTION_END);
+  server->daemon_ = MHD_start_daemon(flags, 0, nullptr, nullptr, &OnRequest, ctx, MHD_OPTION_ARRAY,
+                                     options.data(), MHD_OPTION_END);
   if (server->daemon_ == nullptr) {
     close(server->listen_fd_);
     server->listen_fd_ = -1;

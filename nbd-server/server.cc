@@ -22,8 +22,8 @@
 #include "strata/event_loop.h"
 
 #include "control/control_socket.h"
-#include "util/cancel.h"
 #include "transmission.h"
+#include "util/cancel.h"
 #include "util/clock.h"
 #include "util/text.h"
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: build Strata, create a pool in ./demo-pool with a 1 GiB volume named "demo", and
-# serve it over NBD on a local unix socket (foreground; Ctrl-C stops it cleanly).
+# The main job: install what building needs (tools/deps.sh: Debian packages, asking for none it
+# has), build strata and strata-nbd only, create a pool in ./demo-pool with a 1 GiB volume named
+# "demo", and serve it over NBD on a local unix socket (foreground; Ctrl-C stops it cleanly).
+# A second run rebuilds nothing and keeps the pool.
 #
 #   tools/quickstart.sh [POOL_DIR]
 set -euo pipefail
@@ -8,9 +10,13 @@ cd "$(dirname "$0")/.."
 pool=${1:-$PWD/demo-pool}
 sock=${STRATA_SOCKET:-$(dirname "$pool")/demo-nbd.sock}
 
-echo "building (cmake, Release)..."
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
+tools/deps.sh ensure build
+if [[ ! -f build/CMakeCache.txt ]]; then  # (tools/test.sh turns the tests on in the same tree)
+  echo "quickstart: configuring build/ (Release; tests and benchmarks off)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_TESTS=OFF -DSTRATA_BUILD_BENCH=OFF
+fi
+echo "quickstart: building strata and strata-nbd"
+cmake --build build -j"$(nproc)" --target strata_cli strata-nbd
 strata=build/tools/strata
 
 if [[ ! -d "$pool/meta" ]]; then

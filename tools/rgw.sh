@@ -3,7 +3,7 @@
 # 127.0.0.1: the real S3 server the object-store tests run against. Debian packages only; nothing
 # is written outside STATE_DIR (no /etc/ceph, no /var/lib/ceph, no systemd).
 #
-#   tools/rgw.sh install             apt-get the daemons (ceph-mon ceph-osd ceph-mgr radosgw)
+#   tools/rgw.sh install             install the daemons (tools/deps.sh ensure test)
 #   tools/rgw.sh start [STATE_DIR]   create (first time) or restart; prints eval-able S3_* lines
 #   tools/rgw.sh stop  [STATE_DIR]   stop what it started (recorded PIDs only)
 #   tools/rgw.sh stop-gateway        stop only radosgw (start brings it back in ~2 s)
@@ -53,8 +53,7 @@ stop_all() {
 
 case "$cmd" in
 install)
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q --no-install-recommends ceph-mon ceph-osd ceph-mgr radosgw >&2
+  "$(dirname "$0")/deps.sh" ensure test >&2  # (the daemons are in the test set)
   exit 0
   ;;
 stop) stop_all; exit 0 ;;

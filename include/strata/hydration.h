@@ -29,11 +29,11 @@
 namespace strata {
 
 struct HydrationOptions {
-  bool background = true;         // fetch what nobody asked for too (else on demand only)
-  uint32_t fetch_attempts = 4;    // per request before a read of a missing block fails (EIO)
+  bool background = true;             // fetch what nobody asked for too (else on demand only)
+  uint32_t fetch_attempts = 4;        // per request before a read of a missing block fails (EIO)
   uint32_t fetch_timeout_ms = 15000;  // a read of a missing block fails (EIO) past this
-  uint32_t readahead_blocks = 8;  // blocks fetched after a sequential read on demand (512 KiB)
-  uint32_t batch_blocks = 32;     // requests in flight per worker (two, and one for readers)
+  uint32_t readahead_blocks = 8;      // blocks fetched after a sequential read on demand (512 KiB)
+  uint32_t batch_blocks = 32;         // requests in flight per worker (two, and one for readers)
   // Log lines (damaged blocks, the remote unreachable or back); null: stderr.
   std::function<void(const std::string&)> log;
 };

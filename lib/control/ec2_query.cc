@@ -478,9 +478,9 @@ Result<std::unique_ptr<ClientTokens>> ClientTokens::Open(Pool* pool) {
       continue;
     }
     const std::string key = j["key"].get<std::string>();
-    tokens->entries_[key] = Entry{j["fingerprint"].get<std::string>(),
-                                  QueryReply{200, j["xml"].get<std::string>()},
-                                  j["expiry_s"].get<int64_t>()};
+    tokens->entries_[key] =
+        Entry{j["fingerprint"].get<std::string>(), QueryReply{200, j["xml"].get<std::string>()},
+              j["expiry_s"].get<int64_t>()};
     by_expiry.emplace_back(j["expiry_s"].get<int64_t>(), key);
   }
   std::sort(by_expiry.begin(), by_expiry.end());

@@ -168,8 +168,8 @@ class Hydrator final : public BlockSource {
   // within fetch_timeout_ms; a background batch is bounded by its attempts only.
   std::unique_ptr<remote::SnapshotReader> readers_[kWorkers];
   std::unique_ptr<remote::SnapshotReader> urgent_readers_[kWorkers];
-  std::unique_ptr<remote::ObjectStore> marker_store_;          // the worker's only
-  int64_t marker_ms_ = 0;                                      // last heartbeat written (steady)
+  std::unique_ptr<remote::ObjectStore> marker_store_;  // the worker's only
+  int64_t marker_ms_ = 0;                              // last heartbeat written (steady)
 
   const uint64_t blocks_;  // the snapshot's, in remote blocks (state_ has as many)
   Mutex mu_;
@@ -868,9 +868,9 @@ Status HydrationsImpl::Wait(const std::string& snapshot_id, int64_t give_up_ms,
 
 }  // namespace
 
-Result<std::unique_ptr<Hydrations>> remote::StartHydrationsWith(
-    Pool* pool, const HydrationOptions& options,
-    StoreFactory factory) {
+Result<std::unique_ptr<Hydrations>> remote::StartHydrationsWith(Pool* pool,
+                                                                const HydrationOptions& options,
+                                                                StoreFactory factory) {
   auto h = std::make_unique<HydrationsImpl>(pool, options, std::move(factory));
   {
     MutexLock lock(&registry_mu);

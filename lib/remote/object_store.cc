@@ -80,15 +80,16 @@ Status ObjectStore::ForEachPage(const std::string& sub_prefix,
     STRATA_ASSIGN_OR_RETURN(ListPage page, List(sub_prefix, token));
     for (const auto& [key, size] : page.objects) {
       if (!last_key.empty() && key <= last_key) {
-        return Status::Corruption(what + ": keys out of order or repeated ('" + key +
-                                  "' after '" + last_key + "'): a page served twice?");
+        return Status::Corruption(what + ": keys out of order or repeated ('" + key + "' after '" +
+                                  last_key + "'): a page served twice?");
       }
       last_key = key;
     }
     empty_run = page.objects.empty() ? empty_run + 1 : 0;
-    if (page.next_token && (*page.next_token == token || page.next_token->empty() ||
-                            empty_run > kMaxEmptyPages)) {
-      return Status::Corruption(what + ": the remote repeats its continuation token or sends "
+    if (page.next_token &&
+        (*page.next_token == token || page.next_token->empty() || empty_run > kMaxEmptyPages)) {
+      return Status::Corruption(what +
+                                ": the remote repeats its continuation token or sends "
                                 "pages without keys");
     }
     STRATA_RETURN_IF_ERROR(fn(page));

@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <pugixml.hpp>
 #include <random>
@@ -476,9 +476,11 @@ Result<ObjectStore::ListPage> S3Client::List(const std::string& sub_prefix,
                                 ", outside the prefix");
     }
     if (page.objects.size() >= std::clamp<uint32_t>(max_keys, 1, 1000) ||
-        (!page.objects.empty() && key.substr(location_.prefix.size()) <= page.objects.back().first)) {
-      return Status::Corruption(location_.Describe() +
-                                ": ListObjectsV2 returned more keys than asked for, or out of order");
+        (!page.objects.empty() &&
+         key.substr(location_.prefix.size()) <= page.objects.back().first)) {
+      return Status::Corruption(
+          location_.Describe() +
+          ": ListObjectsV2 returned more keys than asked for, or out of order");
     }
     page.objects.emplace_back(key.substr(location_.prefix.size()),
                               std::strtoull(c.child_value("Size"), nullptr, 10));

@@ -44,7 +44,7 @@ struct S3Options {
   // request not yet done fails with ETIMEDOUT: an NBD read waiting on a lazy restore's fetch
   // fails in bounded time (docs/remote-format.md).
   uint32_t operation_timeout_ms = 0;
-  size_t max_response_bytes = 64u << 20;  // a request's own max_response_bytes may lower it
+  size_t max_response_bytes = 64u << 20;      // a request's own max_response_bytes may lower it
   size_t max_list_response_bytes = 8u << 20;  // 1,000 keys of 1 KiB and their XML fit
 };
 

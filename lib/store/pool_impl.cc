@@ -669,8 +669,8 @@ Status PoolImpl::AddHold(const std::string& id, const std::string& holder,
                          const std::string& reason) {
   MutexLock lock(&mu_);
   auto volume = volumes_.find(id);
-  const bool live = (volume != volumes_.end() && !volume->second.deleting) ||
-                    snapshots_.count(id) > 0;
+  const bool live =
+      (volume != volumes_.end() && !volume->second.deleting) || snapshots_.count(id) > 0;
   if (!live) {
     return Status::NotFound((id.starts_with("snap-") ? "snapshot " : "volume ") + id +
                             " does not exist");

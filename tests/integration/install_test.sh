@@ -24,6 +24,35 @@ for f in include/strata/strata.h include/strata/compute.h lib/libstrata.a lib/li
   lib/pkgconfig/strata.pc lib/pkgconfig/strata-ec2.pc bin/strata bin/strata-nbd; do
   [[ -e "$prefix/$f" ]] || fail "the install has no $f"
 done
+# The service and the man pages install with the binaries, the unit naming the installed binary.
+for f in lib/systemd/system/strata-nbd@.service lib/systemd/system/strata-nbd@.socket \
+  share/man/man1/strata.1 share/man/man1/strata-nbd.1; do
+  [[ -s "$prefix/$f" ]] || fail "the install has no $f"
+done
+grep -q "^ExecStart=$prefix/bin/strata-nbd --pool" "$prefix/lib/systemd/system/strata-nbd@.service" ||
+  fail "strata-nbd@.service does not run the installed binary: $(grep ExecStart= "$prefix/lib/systemd/system/strata-nbd@.service")"
+if command -v systemd-analyze >/dev/null; then
+  units=$work/units
+  mkdir -p "$units"  # (an instance of each template, as systemctl would start it)
+  cp "$prefix/lib/systemd/system/strata-nbd@.service" "$units/strata-nbd@pool1.service"
+  cp "$prefix/lib/systemd/system/strata-nbd@.socket" "$units/strata-nbd@pool1.socket"
+  SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no \
+    "$units/strata-nbd@pool1.socket" "$units/strata-nbd@pool1.service" >"$work/verify.log" 2>&1 ||
+    { cat "$work/verify.log"; fail "systemd-analyze verify"; }
+  ! grep -v "^$" "$work/verify.log" | grep -vi "network.target\|multi-user.target" | grep . ||
+    fail "systemd-analyze verify warned: $(cat "$work/verify.log")"
+fi
+if command -v man >/dev/null; then
+  for page in strata strata-nbd; do
+    MANWIDTH=80 man -l "$prefix/share/man/man1/$page.1" 2>"$work/man.err" | grep -q "^NAME" ||
+      fail "man -l $page.1: $(cat "$work/man.err")"
+  done
+fi
+# The binaries run from the prefix alone (the engine is linked in statically).
+env -u LD_LIBRARY_PATH "$prefix/bin/strata" --pool "$work/p0" pool create >/dev/null ||
+  fail "the installed strata does not run"
+env -u LD_LIBRARY_PATH "$prefix/bin/strata-nbd" --help >/dev/null || fail "the installed strata-nbd"
+pass "systemd units (verified, ExecStart in the prefix) and man pages installed; binaries run from the prefix"
 readlink "$prefix/lib/libstrata.so" | grep -q "^libstrata.so.[0-9]" || fail "libstrata.so has no soname link"
 readlink "$prefix/lib/libstrata_ec2.so" | grep -q "^libstrata_ec2.so.[0-9]" ||
   fail "libstrata_ec2.so has no soname link"

@@ -14,7 +14,7 @@ build=$1
 source "$(dirname "$0")/common.sh"
 require_tools qemu-system-x86_64 nbd-client busybox mke2fs e2fsck debugfs nbdcopy cpio modinfo
 kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1 || true)
-[[ -n "$kernel" ]] || { echo "SKIP: no kernel in /boot (apt-get install linux-image-amd64)"; exit 77; }
+[[ -n "$kernel" ]] || { echo "SKIP: no kernel in /boot (tools/deps.sh ensure test installs one)"; exit 77; }
 kver=${kernel#/boot/vmlinuz-}
 
 # ---- the initramfs ----

@@ -9,11 +9,10 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "strata/pool.h"
 #include "strata/remote.h"
-
-#include <nlohmann/json.hpp>
 
 #include "remote/remote_format.h"
 #include "remote/remote_internal.h"
@@ -66,10 +65,11 @@ class HydrationTest : public ::testing::Test {
       std::lock_guard<std::mutex> lock(log_mu_);
       log_ += line + "\n";
     };
-    auto h = remote::StartHydrationsWith(pool_.get(), options, [this](const RemoteSpec&, uint32_t, uint32_t) {
-      return Result<std::unique_ptr<remote::ObjectStore>>(
-          std::make_unique<test::SimObjectStore>(&bucket_, 2));
-    });
+    auto h = remote::StartHydrationsWith(pool_.get(), options,
+                                         [this](const RemoteSpec&, uint32_t, uint32_t) {
+                                           return Result<std::unique_ptr<remote::ObjectStore>>(
+                                               std::make_unique<test::SimObjectStore>(&bucket_, 2));
+                                         });
     ASSERT_TRUE(h.ok()) << h.status().ToString();
     hydrations_ = std::move(*h);
   }
@@ -296,8 +296,8 @@ TEST_F(HydrationTest, ASelfConsistentSnapshotClaimingHugeBlocksIsRefusedNotAlloc
     bucket_.objects[remote::NodeKey(id)] = hostile;
     m["root"] = remote::HexOf(id);
     const std::string new_line = m.dump();
-    manifest = new_line + "\n" +
-               remote::HexOf(remote::Sha256(new_line.data(), new_line.size())) + "\n";
+    manifest =
+        new_line + "\n" + remote::HexOf(remote::Sha256(new_line.data(), new_line.size())) + "\n";
   }
   // Lazy: the reads fail with EIO and say why; the process lives and serves what it has.
   ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, 0).ok());
@@ -312,8 +312,8 @@ TEST_F(HydrationTest, ASelfConsistentSnapshotClaimingHugeBlocksIsRefusedNotAlloc
   // Eager: Corruption, and nothing half-restored is left.
   auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 5));
   const size_t volumes = pool_->ListVolumes().size();
-  auto restored = remote->RestoreVolume(pool_.get(), snapshot_id_,
-                                        VolumeSpec{0, "", "unlimited", ""}, nullptr);
+  auto restored =
+      remote->RestoreVolume(pool_.get(), snapshot_id_, VolumeSpec{0, "", "unlimited", ""}, nullptr);
   EXPECT_EQ(restored.status().code(), Status::Code::kCorruption) << restored.status().ToString();
   EXPECT_NE(restored.status().ToString().find("out of bounds"), std::string::npos);
   EXPECT_EQ(pool_->ListVolumes().size(), volumes);
@@ -354,8 +354,8 @@ TEST_F(HydrationTest, ADamagedRecordFileIsAClearError) {
   }
   auto pool = Pool::Open(b_.path(), PoolOptions());
   ASSERT_TRUE(pool.ok());
-  auto h =
-      remote::StartHydrationsWith(pool->get(), HydrationOptions(), [](const RemoteSpec&, uint32_t, uint32_t) {
+  auto h = remote::StartHydrationsWith(
+      pool->get(), HydrationOptions(), [](const RemoteSpec&, uint32_t, uint32_t) {
         return Result<std::unique_ptr<remote::ObjectStore>>(Status::NotFound("unused"));
       });
   EXPECT_EQ(h.status().code(), Status::Code::kCorruption) << h.status().ToString();

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstring>
-
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -307,7 +306,8 @@ TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
 
 // Attach and delete of one volume race from two threads: exactly one wins each round, and no
 // instance is left pointing at a deleted volume (before the hold was taken first, both could
-// succeed within a few dozen rounds). CheckReferences() finds a dangling attachment when one is made.
+// succeed within a few dozen rounds). CheckReferences() finds a dangling attachment when one is
+// made.
 TEST_F(ComputeTest, AttachAndDeleteOfAVolumeAreSerialised) {
   auto image = compute_->RegisterImage(Spec("race", SnapshotWith(test::RandomBytes(4096, 8))));
   ASSERT_TRUE(image.ok());
@@ -320,12 +320,13 @@ TEST_F(ComputeTest, AttachAndDeleteOfAVolumeAreSerialised) {
     auto vol = pool_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""});
     ASSERT_TRUE(vol.ok());
     Status attach, del;
-    std::thread a([&] { attach = compute_->AttachVolume(vol->volume_id, inst, "/dev/sdq").status(); });
+    std::thread a(
+        [&] { attach = compute_->AttachVolume(vol->volume_id, inst, "/dev/sdq").status(); });
     std::thread d([&] { del = pool_->DeleteVolume(vol->volume_id); });
     a.join();
     d.join();
-    ASSERT_NE(attach.ok(), del.ok()) << "round " << round << ": attach " << attach.ToString()
-                                     << ", delete " << del.ToString();
+    ASSERT_NE(attach.ok(), del.ok())
+        << "round " << round << ": attach " << attach.ToString() << ", delete " << del.ToString();
     ASSERT_TRUE(compute_->CheckReferences().empty()) << compute_->CheckReferences()[0];
     if (attach.ok()) {
       attached++;

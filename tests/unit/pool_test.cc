@@ -283,8 +283,7 @@ TEST(PoolTest, LayerHookTablesPersistAndAreBounded) {
     // A hold keeps the volume, with the layer's reason; released, the delete goes through.
     const std::string vol = infos->front().volume_id;
     ASSERT_TRUE(pool->AddHold(vol, "x-1", "is kept by x-1: release it first").ok());
-    EXPECT_EQ(pool->AddHold("vol-0000000000000dead", "x-1", "r").code(),
-              Status::Code::kNotFound);
+    EXPECT_EQ(pool->AddHold("vol-0000000000000dead", "x-1", "r").code(), Status::Code::kNotFound);
     Status held = pool->DeleteVolume(vol);
     EXPECT_EQ(held.code(), Status::Code::kBusy);
     EXPECT_NE(held.ToString().find("is kept by x-1: release it first"), std::string::npos)

@@ -74,12 +74,12 @@ TEST(RemoteFormatTest, DamageIsRefusedNamingTheObject) {
 // at decoding, before a reader sizes a buffer by them.
 TEST(RemoteFormatTest, RefsOutOfBoundsAreRefusedAtDecoding) {
   std::vector<BlockRef> hostile(6, Ref(7));
-  hostile[0].raw = 0xFFFFFFFFu;          // 4 GiB uncompressed
-  hostile[1].raw = kMaxBlockBytes + 1;   // one byte past a block
-  hostile[2].stored = 0x7FFFFFFFu;       // a range GET of 2 GiB
-  hostile[3].flags = 2;                  // an unknown encoding
-  hostile[4].flags = 0;                  // stored as is, yet lengths differ
-  hostile[5].offset = kMaxPackBytes;     // past any pack (and offset + stored overflows less)
+  hostile[0].raw = 0xFFFFFFFFu;         // 4 GiB uncompressed
+  hostile[1].raw = kMaxBlockBytes + 1;  // one byte past a block
+  hostile[2].stored = 0x7FFFFFFFu;      // a range GET of 2 GiB
+  hostile[3].flags = 2;                 // an unknown encoding
+  hostile[4].flags = 0;                 // stored as is, yet lengths differ
+  hostile[5].offset = kMaxPackBytes;    // past any pack (and offset + stored overflows less)
   for (size_t i = 0; i < hostile.size(); i++) {
     auto index = DecodeIndex(EncodeIndex({Ref(1), hostile[i]}), "index/h");
     EXPECT_EQ(index.status().code(), Status::Code::kCorruption) << i;

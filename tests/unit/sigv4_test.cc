@@ -140,14 +140,17 @@ TEST(SigV4VerifyTest, TheSuiteVectorVerifiesAndEveryTamperingIsRefused) {
   refused(changed, kSignedAt, "AuthFailure: the Authorization header", secrets);
   // A valid signature over "x-amz-date;xhost" leaves Host unsigned (a request replayable to any
   // host): "host" as a substring of another name is not "host" signed.
-  SigningRequest xhost{"GET", "/", {}, {{"x-amz-date", "20150830T123600Z"},
-                                        {"xhost", "example.amazonaws.com"}}, kEmpty};
+  SigningRequest xhost{"GET",
+                       "/",
+                       {},
+                       {{"x-amz-date", "20150830T123600Z"}, {"xhost", "example.amazonaws.com"}},
+                       kEmpty};
   changed = good;
-  changed.headers = {{"Host", "elsewhere.example"},
-                     {"X-Amz-Date", "20150830T123600Z"},
-                     {"xhost", "example.amazonaws.com"},
-                     {"Authorization",
-                      Authorization(kSuite, "us-east-1", "service", "20150830T123600Z", xhost)}};
+  changed.headers = {
+      {"Host", "elsewhere.example"},
+      {"X-Amz-Date", "20150830T123600Z"},
+      {"xhost", "example.amazonaws.com"},
+      {"Authorization", Authorization(kSuite, "us-east-1", "service", "20150830T123600Z", xhost)}};
   refused(changed, kSignedAt, "AuthFailure: the Host header must be signed", secrets);
 }
 
