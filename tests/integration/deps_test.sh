@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The package list has one home, tools/deps.sh: .ci/run, tools/quickstart.sh, tools/test.sh and
-# tools/rgw.sh call it, and no other tracked file lists Debian packages (an apt-get install line,
+# tools/rgw.sh call it, and no other tracked file lists Debian packages (an apt-get line that installs,
 # or three of the list's -dev packages together, as a README's copy would).
 #
 # usage: deps_test.sh BUILD_DIR   (exit 77 = skipped: not a git checkout)
