@@ -203,10 +203,47 @@ Status AdaptIngress(json* input) {
   return Status::OK();
 }
 
+// Encryption at rest is not here yet: Encrypted=false (which Ansible's ec2_vol and Terraform
+// always send) is what every volume is, and is accepted; Encrypted=true or a KmsKeyId gets
+// EC2's own errors, so a tool that asked for encryption never gets a plaintext volume silently.
+Status AdaptEncryption(json* object) {
+  const json encrypted = object->value("Encrypted", json());
+  const bool on = encrypted == true || encrypted == "true";
+  if (object->contains("KmsKeyId") && !on) {
+    return Status::InvalidArgument(
+        "InvalidParameterDependency: The parameter KmsKeyId requires the parameter Encrypted "
+        "to be set.");
+  }
+  if (on) {
+    return Status::NotSupported(
+        "UnsupportedOperation: encrypted volumes (Encrypted=true, KmsKeyId) come with a later "
+        "release of Strata; this one stores volumes unencrypted");
+  }
+  object->erase("Encrypted");
+  return Status::OK();
+}
+
+// The same for each EBS block device mapping (RunInstances, RegisterImage).
+Status AdaptMappingEncryption(json* input) {
+  for (const char* list : {"BlockDeviceMappings", "BlockDeviceMapping"}) {
+    if (!input->contains(list) || !(*input)[list].is_array()) {
+      continue;
+    }
+    for (json& mapping : (*input)[list]) {
+      if (mapping.is_object() && mapping.contains("Ebs") && mapping["Ebs"].is_object()) {
+        STRATA_RETURN_IF_ERROR(AdaptEncryption(&mapping["Ebs"]));
+      }
+    }
+  }
+  return Status::OK();
+}
+
 const std::map<std::string, std::function<Status(json*)>>& Adapters() {
   static const auto* kAdapters = new std::map<std::string, std::function<Status(json*)>>{
+      {"CreateVolume", AdaptEncryption},
       {"RunInstances",
        [](json* in) {  // MinCount/MaxCount (both required by EC2) -> --count MIN:MAX
+         STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));
          const std::string min = in->value("MinCount", "1"), max = in->value("MaxCount", min);
          (*in)["Count"] = min + ":" + max;
          in->erase("MinCount");
@@ -226,6 +263,7 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
        }},
       {"RegisterImage",
        [](json* in) {  // the only architecture and virtualization there are here
+         STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));
          for (const auto& [key, only] :
               {std::pair<const char*, const char*>{"Architecture", "x86_64"},
                {"VirtualizationType", "hvm"}}) {

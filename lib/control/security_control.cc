@@ -134,8 +134,12 @@ Result<json> DescribeKeyPairs(Compute* compute, const json& args) {
       items.push_back(KeyPairJson(k));
     }
   }
-  if (!names.empty() && items.size() != names.size()) {
-    return Status::NotFound("no key pair named in --key-names " + names.front() + "...");
+  for (const std::string& name : names) {  // EC2 names the first missing one, with its code
+    if (std::none_of(items.begin(), items.end(),
+                     [&name](const json& k) { return k["KeyName"] == name; })) {
+      return Status::NotFound("InvalidKeyPair.NotFound: The key pair '" + name +
+                              "' does not exist");
+    }
   }
   return json{{"KeyPairs", items}};
 }

@@ -67,6 +67,14 @@ nbdcopy "$work/data" "$(uri "$vol")" 2>/dev/null || qemu-img convert -n -f raw -
 ec2_refused InvalidParameterValue create-volume --size 1 --availability-zone us-west-2a
 ec2_refused InvalidVolume.NotFound describe-volumes --volume-ids vol-00000000000000000
 ec2_refused DryRunOperation create-volume --size 1 --availability-zone us-east-1a --dry-run
+# Encrypted=false, as Ansible's ec2_vol and Terraform always send it, is accepted; encryption
+# asked for is refused with EC2's codes (never a plaintext volume in its place)
+plain=$(ec2 create-volume --size 1 --availability-zone us-east-1a --no-encrypted --query VolumeId --output text)
+[[ $plain == vol-* ]] || fail "create-volume --no-encrypted: $plain"
+ec2 delete-volume --volume-id "$plain"
+ec2_refused UnsupportedOperation create-volume --size 1 --availability-zone us-east-1a --encrypted
+ec2_refused InvalidParameterDependency create-volume --size 1 --availability-zone us-east-1a --kms-key-id alias/x
+ec2_refused InvalidKeyPair.NotFound describe-key-pairs --key-names no-such-key
 # ClientToken: a retried create answers the first one's volume, and makes no second
 first=$(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token retry-1 --query VolumeId --output text)
 again=$(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token retry-1 --query VolumeId --output text)
