@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "control/ebs_direct.h"
 #include "control/ec2_query.h"
 #include "control/handlers.h"
+#include "control/identity_api.h"
 #include "remote/sigv4.h"
 #include "server.h"
 #include "util/check.h"
@@ -134,11 +136,27 @@ remote::ReceivedRequest Received(MHD_Connection* connection, const char* method,
   return received;
 }
 
-Status Verify(Compute* compute, const remote::ReceivedRequest& received, const char* service) {
+Status Verify(Compute* compute, const remote::ReceivedRequest& received, const char* service,
+              std::string* access_key_id = nullptr) {
   return remote::VerifySigV4(
       received, control::kRegion, service,
       [compute](const std::string& id) { return compute->AccessKeySecret(id); }, time(nullptr),
-      nullptr, /*allow_unsigned_payload=*/std::string(service) == "ebs");
+      access_key_id, /*allow_unsigned_payload=*/std::string(service) == "ebs");
+}
+
+// The service a Query request was signed for (its credential scope): "sts" and "iam" share the
+// listener with "ec2", as they share one endpoint URL in the tools' configuration.
+const char* SignedService(const remote::ReceivedRequest& received) {
+  for (const auto& [name, value] : received.headers) {
+    if (strcasecmp(name.c_str(), "authorization") == 0) {
+      for (const char* service : {"sts", "iam"}) {
+        if (value.find(std::string("/") + service + "/aws4_request") != std::string::npos) {
+          return service;
+        }
+      }
+    }
+  }
+  return "ec2";
 }
 
 // The EBS direct APIs (/snapshots/...): SigV4 for service "ebs", JSON errors.
@@ -165,7 +183,9 @@ HttpReply ServeEbs(ApiServer::Context* ctx, const remote::ReceivedRequest& recei
 }
 
 HttpReply ServeEc2(ApiServer::Context* ctx, const remote::ReceivedRequest& received) {
-  Status auth = Verify(ctx->compute, received, "ec2");
+  const char* service = SignedService(received);
+  std::string caller;
+  Status auth = Verify(ctx->compute, received, service, &caller);
   if (!auth.ok()) {
     const std::string& m = auth.message();
     const size_t colon = m.find(": ");
@@ -175,6 +195,10 @@ HttpReply ServeEc2(ApiServer::Context* ctx, const remote::ReceivedRequest& recei
   if (received.method == "POST") {
     Params body = FormParams(std::string(received.body));
     params.insert(params.end(), body.begin(), body.end());
+  }
+  if (std::strcmp(service, "ec2") != 0) {
+    return XmlReply(
+        control::ExecuteIdentityQuery(ctx->compute, service, params, caller, RandomIdTail()));
   }
   return XmlReply(
       control::ExecuteEc2Query(ctx->compute, params, RandomIdTail(), ctx->tokens.get()));

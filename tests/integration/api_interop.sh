@@ -75,6 +75,18 @@ ec2 delete-volume --volume-id "$plain"
 ec2_refused UnsupportedOperation create-volume --size 1 --availability-zone us-east-1a --encrypted
 ec2_refused InvalidParameterDependency create-volume --size 1 --availability-zone us-east-1a --kms-key-id alias/x
 ec2_refused InvalidKeyPair.NotFound describe-key-pairs --key-names no-such-key
+# Who is calling, as Terraform's provider (sts:GetCallerIdentity at start) and Ansible (before a
+# group delete) ask it, on the same listener, each signed for its own service
+[[ $("$aws_cli" --endpoint-url "$endpoint" sts get-caller-identity --query '[Account,Arn,UserId]' \
+  --output text) == "000000000000"$'\t'"arn:aws:iam::000000000000:user/strata"$'\t'"$AWS_ACCESS_KEY_ID" ]] ||
+  fail "sts get-caller-identity"
+[[ $("$aws_cli" --endpoint-url "$endpoint" iam get-user --query User.UserName --output text) == strata ]] ||
+  fail "iam get-user"
+out=$("$aws_cli" --endpoint-url "$endpoint" iam get-user --user-name nobody 2>&1) &&
+  fail "iam get-user of another user succeeded"
+[[ $out == *NoSuchEntity* ]] || fail "iam get-user of another user: $out"
+python3 -c 'import boto3, sys; assert boto3.client("sts", endpoint_url=sys.argv[1], region_name="us-east-1").get_caller_identity()["Account"] == "000000000000"' \
+  "$endpoint" || fail "boto3 sts"
 # ClientToken: a retried create answers the first one's volume, and makes no second
 first=$(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token retry-1 --query VolumeId --output text)
 again=$(ec2 create-volume --size 1 --availability-zone us-east-1a --client-token retry-1 --query VolumeId --output text)
