@@ -25,6 +25,7 @@ OPERATIONS = [
     "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair",
     "CreateSecurityGroup", "DescribeSecurityGroups", "DeleteSecurityGroup",
     "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress",
+    "DescribeVpcs", "DescribeSubnets", "DescribeAccountAttributes",
 ]
 
 

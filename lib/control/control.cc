@@ -439,6 +439,7 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
     control::AddStreamHandlers(&table);
     control::AddComputeHandlers(&table);
     control::AddSecurityHandlers(&table);
+    control::AddNetworkHandlers(&table);
     control::AddRemoteHandlers(&table);
     return table;
   }();

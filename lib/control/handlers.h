@@ -19,6 +19,14 @@ namespace strata::control {
 constexpr const char* kRegion = "us-east-1";
 constexpr const char* kZone = "us-east-1a";
 constexpr const char* kOwnerId = "000000000000";
+// The default VPC and subnet every pool has, as a fresh AWS account does (network_control.cc):
+// records for tools that look them up; Strata does no networking.
+constexpr const char* kDefaultVpcId = "vpc-0de7a017000000001";
+constexpr const char* kDefaultVpcCidr = "172.31.0.0/16";
+constexpr const char* kDefaultVpcCidrAssociationId = "vpc-cidr-assoc-0de7a017000000001";
+constexpr const char* kDefaultDhcpOptionsId = "dopt-0de7a017000000001";
+constexpr const char* kDefaultSubnetId = "subnet-0de7a017000000001";
+constexpr const char* kDefaultSubnetCidr = "172.31.0.0/20";
 
 using Handler = std::function<Result<nlohmann::json>(Compute*, const nlohmann::json&)>;
 using HandlerTable = std::map<std::string, Handler>;
@@ -37,6 +45,7 @@ void AddSnapshotHandlers(HandlerTable* table);
 void AddStreamHandlers(HandlerTable* table);
 void AddComputeHandlers(HandlerTable* table);
 void AddSecurityHandlers(HandlerTable* table);
+void AddNetworkHandlers(HandlerTable* table);
 void AddRemoteHandlers(HandlerTable* table);  // last: it wraps three verbs of the others
 
 // --owners / --owner-ids (EC2's Owners, OwnerIds): false when the list names owners but neither

@@ -75,6 +75,18 @@ ec2 delete-volume --volume-id "$plain"
 ec2_refused UnsupportedOperation create-volume --size 1 --availability-zone us-east-1a --encrypted
 ec2_refused InvalidParameterDependency create-volume --size 1 --availability-zone us-east-1a --kms-key-id alias/x
 ec2_refused InvalidKeyPair.NotFound describe-key-pairs --key-names no-such-key
+# The default VPC and subnet a fresh account has (records for tools; no networking)
+[[ $(ec2 describe-vpcs --filters Name=isDefault,Values=true --query 'Vpcs[0].[VpcId,CidrBlock,IsDefault]' \
+  --output text) == "vpc-0de7a017000000001"$'\t'"172.31.0.0/16"$'\t'"True" ]] || fail "describe-vpcs (default)"
+[[ $(ec2 describe-subnets --filters Name=vpc-id,Values=vpc-0de7a017000000001 Name=default-for-az,Values=true \
+  --query 'Subnets[0].[SubnetId,AvailabilityZone,CidrBlock]' --output text) == \
+  "subnet-0de7a017000000001"$'\t'"us-east-1a"$'\t'"172.31.0.0/20" ]] || fail "describe-subnets (default)"
+[[ $(ec2 describe-account-attributes --attribute-names default-vpc \
+  --query 'AccountAttributes[0].AttributeValues[0].AttributeValue' --output text) == vpc-0de7a017000000001 ]] ||
+  fail "describe-account-attributes default-vpc"
+ec2_refused InvalidVpcID.NotFound describe-vpcs --vpc-ids vpc-00000000000000000
+ec2_refused InvalidSubnetID.NotFound describe-subnets --subnet-ids subnet-00000000000000000
+ec2_refused InvalidParameterValue describe-vpcs --filters Name=colour,Values=blue
 # Who is calling, as Terraform's provider (sts:GetCallerIdentity at start) and Ansible (before a
 # group delete) ask it, on the same listener, each signed for its own service
 [[ $("$aws_cli" --endpoint-url "$endpoint" sts get-caller-identity --query '[Account,Arn,UserId]' \
