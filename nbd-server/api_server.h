@@ -29,14 +29,14 @@ class EbsDirect;
 namespace strata::nbd {
 
 struct ApiLimits {
-  unsigned threads = 4;                       // polling threads; each runs its requests' work
-  unsigned max_connections = 256;             // past it new connections are closed at accept
-  unsigned max_connections_per_address = 64;  // per client IP address
-  size_t max_body_bytes = 1 << 20;            // a larger Content-Length: 413, body unread
-  size_t max_bodies_bytes = 64 << 20;         // all bodies in flight: past it 503, body unread
-  size_t connection_memory_bytes = 32 << 10;  // request line and headers (past it: 431)
-  unsigned idle_timeout_s = 10;               // a connection silent this long is closed
-  unsigned request_timeout_s = 30;            // headers to the body's last byte
+  unsigned threads = 4;                        // polling threads; each runs its requests' work
+  unsigned max_connections = 512;              // past it new connections are closed at accept
+  unsigned max_connections_per_address = 128;  // per client IP address (boto3 pools up to 100)
+  size_t max_body_bytes = 1 << 20;             // a larger Content-Length: 413, body unread
+  size_t max_bodies_bytes = 64 << 20;          // all bodies in flight: past it 503, body unread
+  size_t connection_memory_bytes = 32 << 10;   // request line and headers (past it: 431)
+  unsigned idle_timeout_s = 10;                // a connection silent this long is closed
+  unsigned request_timeout_s = 30;             // headers to the body's last byte
 };
 
 class ApiServer {

@@ -1,6 +1,8 @@
 // Control verbs for security groups, with EC2's names and JSON (docs/security.md).
 #include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <optional>
 
 #include "control/control.h"
 #include "control/handlers.h"
@@ -24,13 +26,64 @@ json GroupJson(const SecurityGroupInfo& g) {
     }
     permissions.push_back(p);
   }
-  return json{{"GroupId", g.group_id},
-              {"GroupName", g.group_name},
-              {"Description", g.description},
-              {"IpPermissions", permissions},
-              {"IpPermissionsEgress", json::array()},
-              {"OwnerId", control::kOwnerId},
-              {"Tags", control::TagsJson(g.tags)}};
+  return json{
+      {"GroupId", g.group_id},
+      {"GroupName", g.group_name},
+      {"Description", g.description},
+      {"IpPermissions", permissions},
+      // EC2's default egress rule, which every new group in a VPC carries (Strata's
+      // exports only take connections: there is nothing outbound to guard)
+      {"IpPermissionsEgress", json::array({{{"IpProtocol", "-1"},
+                                            {"IpRanges", json::array({{{"CidrIp", "0.0.0.0/0"}}})},
+                                            {"Ipv6Ranges", json::array()},
+                                            {"PrefixListIds", json::array()},
+                                            {"UserIdGroupPairs", json::array()}}})},
+      {"OwnerId", control::kOwnerId},
+      {"VpcId", control::kDefaultVpcId},
+      {"Tags", control::TagsJson(g.tags)}};
+}
+
+// A group's values for one of EC2's DescribeSecurityGroups filters; nullopt: not a filter.
+std::optional<std::vector<std::string>> GroupField(const json& g, const std::string& name) {
+  auto rules = [&g](const char* list, const char* member) {
+    std::vector<std::string> out;
+    for (const json& p : g[list]) {
+      if (std::string(member) == "cidr") {
+        for (const json& r : p["IpRanges"]) {
+          out.push_back(r["CidrIp"].get<std::string>());
+        }
+        for (const json& r : p["Ipv6Ranges"]) {
+          out.push_back(r["CidrIpv6"].get<std::string>());
+        }
+      } else if (p.contains(member)) {
+        out.push_back(p[member].is_string() ? p[member].get<std::string>() : p[member].dump());
+      }
+    }
+    return out;
+  };
+  static const std::map<std::string, std::string> kPlain = {{"description", "Description"},
+                                                            {"group-id", "GroupId"},
+                                                            {"group-name", "GroupName"},
+                                                            {"owner-id", "OwnerId"},
+                                                            {"vpc-id", "VpcId"}};
+  if (auto it = kPlain.find(name); it != kPlain.end()) {
+    return std::vector<std::string>{g[it->second].get<std::string>()};
+  }
+  static const std::map<std::string, std::string> kRule = {{"cidr", "cidr"},
+                                                           {"protocol", "IpProtocol"},
+                                                           {"from-port", "FromPort"},
+                                                           {"to-port", "ToPort"}};
+  for (const auto& [prefix, list] :
+       {std::pair<std::string, const char*>{"ip-permission.", "IpPermissions"},
+        {"egress.ip-permission.", "IpPermissionsEgress"}}) {
+    if (name.starts_with(prefix)) {
+      auto it = kRule.find(name.substr(prefix.size()));
+      if (it != kRule.end()) {
+        return rules(list, it->second.c_str());
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 // --protocol tcp|-1|all --port N|N-M --cidr C.
@@ -67,16 +120,41 @@ Result<json> CreateSecurityGroup(Compute* compute, const json& args) {
 
 Result<json> DescribeSecurityGroups(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "group-ids"));
+  STRATA_ASSIGN_OR_RETURN(auto names, control::StringListArg(args, "group-names"));
   json items = json::array();
   if (ids.empty()) {
     for (const SecurityGroupInfo& g : compute->ListSecurityGroups()) {
-      items.push_back(GroupJson(g));
+      if (names.empty() || std::find(names.begin(), names.end(), g.group_name) != names.end()) {
+        items.push_back(GroupJson(g));
+      }
+    }
+  }
+  for (const std::string& name : names) {  // EC2 names the first missing one
+    if (ids.empty() && std::none_of(items.begin(), items.end(),
+                                    [&name](const json& g) { return g["GroupName"] == name; })) {
+      return Status::NotFound("InvalidGroup.NotFound: The security group '" + name +
+                              "' does not exist in default VPC '" + control::kDefaultVpcId + "'");
     }
   }
   for (const std::string& id : ids) {
     STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, compute->DescribeSecurityGroup(id));
     items.push_back(GroupJson(g));
   }
+  static const std::vector<std::string> kFilters = {"description",
+                                                    "group-id",
+                                                    "group-name",
+                                                    "owner-id",
+                                                    "vpc-id",
+                                                    "ip-permission.cidr",
+                                                    "ip-permission.protocol",
+                                                    "ip-permission.from-port",
+                                                    "ip-permission.to-port",
+                                                    "egress.ip-permission.cidr",
+                                                    "egress.ip-permission.protocol",
+                                                    "egress.ip-permission.from-port",
+                                                    "egress.ip-permission.to-port"};
+  STRATA_ASSIGN_OR_RETURN(items,
+                          control::ApplyFilters(args, std::move(items), kFilters, GroupField));
   return json{{"SecurityGroups", items}};
 }
 

@@ -222,6 +222,13 @@ ec2 authorize-security-group-ingress --group-id "$sg" --protocol tcp --port 1080
 [[ $(ec2 describe-security-groups --group-ids "$sg" --query 'SecurityGroups[0].IpPermissions[0].[IpProtocol,FromPort,ToPort,IpRanges[0].CidrIp]' --output text) == $'tcp\t10809\t10810\t10.0.0.0/8' ]] ||
   fail "describe-security-groups after authorize: $(ec2 describe-security-groups --group-ids "$sg")"
 ec2 revoke-security-group-ingress --group-id "$sg" --protocol tcp --port 10809-10810 --cidr 10.0.0.0/8 >/dev/null
+# Filters and names as Ansible's ec2_security_group looks a group up, in the default VPC
+[[ $(ec2 describe-security-groups --filters Name=group-name,Values=web Name=vpc-id,Values=vpc-0de7a017000000001 \
+  --query 'SecurityGroups[0].[GroupId,VpcId,IpPermissionsEgress[0].IpRanges[0].CidrIp]' --output text) == \
+  "$sg"$'\t'"vpc-0de7a017000000001"$'\t'"0.0.0.0/0" ]] || fail "describe-security-groups by filters"
+[[ $(ec2 describe-security-groups --group-names web --query 'SecurityGroups[0].GroupId' --output text) == "$sg" ]] ||
+  fail "describe-security-groups --group-names"
+ec2_refused InvalidGroup.NotFound describe-security-groups --group-names no-such-group
 [[ $(ec2 describe-security-groups --group-ids "$sg" --query 'length(SecurityGroups[0].IpPermissions)' --output text) == 0 ]] ||
   fail "revoke-security-group-ingress"
 ec2 delete-security-group --group-id "$sg"
