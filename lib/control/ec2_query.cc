@@ -486,15 +486,7 @@ void ClientTokens::EvictLocked(int64_t now_s, size_t keep) {
 namespace {
 
 // A token's record key: its action and token in hex (any bytes a client sends stay a valid key).
-std::string TokenRecordKey(const std::string& key) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : key) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
+std::string TokenRecordKey(const std::string& key) { return HexOf(key); }
 
 }  // namespace
 
@@ -577,15 +569,9 @@ std::string Fingerprint(const Params& params) {
              value + "&";
     }
   }
-  unsigned char digest[32];
+  char digest[32];
   gnutls_hash_fast(GNUTLS_DIG_SHA256, out.data(), out.size(), digest);
-  static const char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char c : digest) {
-    hex += kDigits[c >> 4];
-    hex += kDigits[c & 15];
-  }
-  return hex;
+  return HexOf(std::string_view(digest, sizeof(digest)));
 }
 
 QueryReply Execute(Compute* compute, const Params& params, const std::string& request_id);

@@ -17,6 +17,9 @@ namespace strata {
 // U+10FFFF).
 bool IsValidUtf8(std::string_view text);
 
+// Lower-case hex of `bytes` (two characters each).
+std::string HexOf(std::string_view bytes);
+
 // OK when `text` is valid UTF-8 of at most `max_bytes` bytes with no control character (C0, DEL
 // or C1). Errors: InvalidArgument naming `field` and what is wrong (never echoing the bytes).
 Status ValidateText(std::string_view field, std::string_view text, size_t max_bytes);
