@@ -886,7 +886,8 @@ Result<std::vector<RemoteSnapshotInfo>> RemoteImpl::ListSnapshots() {
       std::vector<S3Request*> batch;
       for (size_t i = 0; i < gets.size(); i++) {
         gets[i].key = page.objects[i].first;
-        gets[i].max_response_bytes = kMaxManifestBytes;
+        // (a push's marker names the packs it carries from killed runs: the default cap)
+        gets[i].max_response_bytes = pending ? 0 : kMaxManifestBytes;
         batch.push_back(&gets[i]);
       }
       store_->Run(batch);
