@@ -25,7 +25,7 @@ test_packages=(
   gnutls-bin systemd man-db qemu-system-x86 linux-image-amd64 busybox-static nbd-client cpio
   ceph-mon ceph-osd ceph-mgr radosgw s3cmd restic
   qemu-utils nbdkit libnbd-bin fuse3 fio nbd-server e2fsprogs xxhash zstd curl util-linux
-  awscli python3-boto3 jp
+  awscli python3-boto3 jp ansible
 )
 # What the libraries are, for a system without Debian's package names.
 libraries_text="a C++20 compiler, CMake >= 3.25, pkg-config, and the development files of

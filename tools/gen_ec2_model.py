@@ -15,7 +15,7 @@ import sys
 MODEL = "/usr/lib/python3/dist-packages/botocore/data/ec2/2016-11-15/service-2.json"
 OPERATIONS = [
     "CreateVolume", "DescribeVolumes", "DeleteVolume", "ModifyVolume",
-    "DescribeVolumesModifications", "DescribeVolumeStatus", "AttachVolume", "DetachVolume",
+    "DescribeVolumesModifications", "DescribeVolumeStatus", "AttachVolume",
     "CreateSnapshot", "CreateSnapshots", "DescribeSnapshots", "DeleteSnapshot", "CopySnapshot",
     "CreateTags", "DeleteTags", "DescribeTags",
     "DescribeAvailabilityZones", "DescribeRegions",
@@ -25,7 +25,14 @@ OPERATIONS = [
     "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair",
     "CreateSecurityGroup", "DescribeSecurityGroups", "DeleteSecurityGroup",
     "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress",
+    "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress", "DescribeSecurityGroupRules",
+    "UpdateSecurityGroupRuleDescriptionsIngress", "UpdateSecurityGroupRuleDescriptionsEgress",
     "DescribeVpcs", "DescribeSubnets", "DescribeAccountAttributes",
+    "DescribeImageAttribute", "ModifyImageAttribute", "DescribeSnapshotAttribute",
+    "ModifySnapshotAttribute", "ResetSnapshotAttribute", "DescribeVolumeAttribute",
+    "ModifyVolumeAttribute", "DescribeInstanceAttribute", "DescribeInstanceStatus",
+    "DescribeInstanceCreditSpecifications", "DescribeVpcAttribute", "DescribeNetworkInterfaces",
+    "DescribeRouteTables", "DetachVolume",
 ]
 
 

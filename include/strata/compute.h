@@ -94,20 +94,42 @@ struct InstanceInfo {
   Tags tags;
 };
 
-// One inbound rule of a security group (EC2's IpPermission with one IP range).
-struct IngressRule {
-  std::string protocol = "tcp";  // "tcp", or "-1": every protocol (NBD is TCP either way)
-  uint16_t from_port = 0;        // a port range; with "-1", 0..65535
-  uint16_t to_port = 0;
-  std::string cidr;  // "10.0.0.0/8", "127.0.0.1/32", "::1/128"
-  bool operator==(const IngressRule&) const = default;
+// One rule of a security group: EC2's IpPermission with one IP range. Inbound rules admit NBD
+// clients to instances' exports (tcp and -1 rules; the others never match an NBD connection but
+// are kept, as EC2 keeps them). Outbound rules are kept and reported only: an export only accepts
+// connections, so there is nothing outbound to guard.
+struct SecurityGroupRule {
+  // "tcp", "udp", "icmp", "icmpv6", "-1" (every protocol), or another IP protocol's number
+  std::string protocol = "tcp";
+  int32_t from_port = 0;  // tcp/udp: a port range; icmp: type and code (-1: any); else 0..65535
+  int32_t to_port = 0;
+  std::string cidr;         // "10.0.0.0/8", "127.0.0.1/32", "::1/128"
+  std::string description;  // free text (255 bytes); not part of the rule's identity
+  std::string rule_id;      // "sgr-" + 17 hex digits, given when the rule is added
+  // The same permission: protocol, ports and range (what EC2 matches a revoke against).
+  bool SamePermission(const SecurityGroupRule& o) const {
+    return protocol == o.protocol && from_port == o.from_port && to_port == o.to_port &&
+           cidr == o.cidr;
+  }
+  bool operator==(const SecurityGroupRule&) const = default;
+};
+
+// What EC2 keeps beside a resource other than its tags: who else may launch an image
+// (launchPermission) or create volumes from a snapshot (createVolumePermission), and a volume's
+// autoEnableIO. A pool is one account: permissions are recorded and reported, and grant nothing.
+struct ResourceAttributes {
+  std::vector<std::string> user_ids;  // 12-digit account ids
+  std::vector<std::string> groups;    // "all": public
+  bool auto_enable_io = false;        // volumes (Strata never suspends a volume's I/O)
+  bool operator==(const ResourceAttributes&) const = default;
 };
 
 struct SecurityGroupInfo {
   std::string group_id;  // "sg-" + 17 hex digits
   std::string group_name;
   std::string description;
-  std::vector<IngressRule> ingress;  // none: admits nothing
+  std::vector<SecurityGroupRule> ingress;  // none: admits nothing
+  std::vector<SecurityGroupRule> egress;   // a new group has EC2's default: -1 to 0.0.0.0/0
   Tags tags;
 };
 
@@ -197,6 +219,10 @@ class Compute {
   virtual std::vector<ImageInfo> ListImages() = 0;
   // Its snapshots become deletable again. Errors: NotFound, Busy (exported over NBD).
   virtual Status DeregisterImage(const std::string& image_id) = 0;
+  // Whether this process deregistered the image lately (the last 1,024): EC2's DescribeImages
+  // answers such an id with no images, not InvalidAMIID.NotFound, for a while, and tools that
+  // deregister wait for exactly that. Not kept across restarts.
+  virtual bool RecentlyDeregistered(const std::string& image_id) = 0;
   // One crash-consistent snapshot of all the instance's EBS volumes, registered as an image.
   // Errors: NotFound, NotSupported (instance-store root), InvalidArgument (name).
   virtual Result<ImageInfo> CreateImage(const std::string& instance_id, const std::string& name,
@@ -245,10 +271,19 @@ class Compute {
   virtual std::vector<SecurityGroupInfo> ListSecurityGroups() = 0;
   // Errors: NotFound, Busy (an instance that is not terminated uses it).
   virtual Status DeleteSecurityGroup(const std::string& group_id) = 0;
-  // Errors: NotFound, InvalidArgument (protocol, ports, CIDR), AlreadyExists (the same rule).
-  virtual Status AuthorizeIngress(const std::string& group_id, const IngressRule& rule) = 0;
-  // Errors: NotFound (the group, or no such rule in it).
-  virtual Status RevokeIngress(const std::string& group_id, const IngressRule& rule) = 0;
+  // Adds `rules` to a group's inbound (egress false) or outbound rules, all or none, and returns
+  // them with their ids. Errors: NotFound (the group), InvalidArgument (protocol, ports, CIDR,
+  // description, more than 60 rules), AlreadyExists (a permission the group has, or one given
+  // twice).
+  virtual Result<std::vector<SecurityGroupRule>> AuthorizeRules(
+      const std::string& group_id, bool egress, std::vector<SecurityGroupRule> rules) = 0;
+  // Removes rules, each matched by its rule_id when it has one, else by SamePermission; all or
+  // none. Returns the rules removed. Errors: NotFound (the group, or a rule it does not have).
+  virtual Result<std::vector<SecurityGroupRule>> RevokeRules(
+      const std::string& group_id, bool egress, const std::vector<SecurityGroupRule>& rules) = 0;
+  // Sets the description of each rule matched as RevokeRules matches. Errors: as RevokeRules.
+  virtual Status UpdateRuleDescriptions(const std::string& group_id, bool egress,
+                                        const std::vector<SecurityGroupRule>& rules) = 0;
   // EC2's modify-instance-attribute --groups. Errors: NotFound, InvalidArgument (none given).
   virtual Status SetInstanceSecurityGroups(const std::string& instance_id,
                                            const std::vector<std::string>& group_ids) = 0;
@@ -299,6 +334,16 @@ class Compute {
   virtual Status DeleteAccessKey(const std::string& access_key_id) = 0;  // Errors: NotFound
   // The secret of an access key, for verifying a request signed with it.
   virtual std::optional<std::string> AccessKeySecret(const std::string& access_key_id) = 0;
+
+  // ---- Attributes (images, snapshots, volumes) ----
+  // Errors: NotFound (no such image, snapshot or volume).
+  virtual Result<ResourceAttributes> AttributesOf(const std::string& id) = 0;
+  // Replaces them. Errors: NotFound, InvalidArgument (a user id that is not 12 digits, a group
+  // other than "all", permissions on a volume or autoEnableIO on an image or snapshot).
+  virtual Status SetAttributes(const std::string& id, const ResourceAttributes& attributes) = 0;
+  // EC2's modify-image-attribute --description. Errors: NotFound, InvalidArgument (text).
+  virtual Status SetImageDescription(const std::string& image_id,
+                                     const std::string& description) = 0;
 
   // ---- Tags (any resource id: vol-, snap-, ami-, i-) ----
   virtual Status CreateTags(const std::vector<std::string>& ids, const Tags& tags) = 0;

@@ -77,8 +77,8 @@ Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions&
   if (pool == nullptr) {
     return Status::InvalidArgument("Compute needs an open pool");
   }
-  for (const char* table :
-       {kImagesTable, kInstancesTable, kTagsTable, kSecurityTable, kModificationsTable}) {
+  for (const char* table : {kImagesTable, kInstancesTable, kTagsTable, kSecurityTable,
+                            kModificationsTable, kAttributesTable}) {
     STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(table));
   }
   auto compute = std::make_unique<ComputeImpl>(pool, options);
@@ -147,6 +147,8 @@ Status ComputeImpl::Load() {
     ++it;
   }
   STRATA_RETURN_IF_ERROR(LoadModificationsLocked(&stale));
+  STRATA_RETURN_IF_ERROR(LoadAttributesLocked(&stale));
+  AddDefaultGroupLocked(&stale);
   return stale.empty() ? Status::OK() : pool_->CommitRecords(std::move(stale));
 }
 
@@ -196,7 +198,8 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
   STRATA_RETURN_IF_ERROR(ValidateTags(spec.tags));
   for (const auto& [id, image] : images_) {
     if (image.name == spec.name) {
-      return Status::AlreadyExists("an image named '" + spec.name + "' already exists: " + id);
+      return Status::AlreadyExists("InvalidAMIName.Duplicate: AMI name " + spec.name +
+                                   " is already in use by AMI " + id);
     }
   }
   if (spec.root_device_type != "ebs" && spec.root_device_type != "instance-store") {
@@ -309,6 +312,11 @@ Result<ImageInfo> ComputeImpl::RegisterImage(const ImageSpec& spec) {
   return RegisterImageLocked(spec, "");
 }
 
+bool ComputeImpl::RecentlyDeregistered(const std::string& image_id) {
+  MutexLock lock(&mu_);
+  return std::find(deregistered_.begin(), deregistered_.end(), image_id) != deregistered_.end();
+}
+
 Result<ImageInfo> ComputeImpl::DescribeImage(const std::string& image_id) {
   MutexLock lock(&mu_);
   auto it = images_.find(image_id);
@@ -339,8 +347,14 @@ Status ComputeImpl::DeregisterImage(const std::string& image_id) {
   if (it == images_.end()) {
     return Status::NotFound("image " + image_id + " does not exist");
   }
-  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
-      {{kImagesTable, image_id, std::nullopt}, {kTagsTable, image_id, std::nullopt}}));
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({{kImagesTable, image_id, std::nullopt},
+                                               {kTagsTable, image_id, std::nullopt},
+                                               {kAttributesTable, image_id, std::nullopt}}));
+  attributes_.erase(image_id);
+  deregistered_.push_back(image_id);
+  if (deregistered_.size() > 1024) {
+    deregistered_.pop_front();
+  }
   for (const BlockDeviceMapping& m : it->second.mappings) {
     if (!m.snapshot_id.empty()) {
       pool_->ReleaseHold(m.snapshot_id, image_id);

@@ -4,6 +4,7 @@
 #ifndef STRATA_COMPUTE_COMPUTE_IMPL_H_
 #define STRATA_COMPUTE_COMPUTE_IMPL_H_
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -31,6 +32,7 @@ constexpr const char* kInstancesTable = "instances";
 constexpr const char* kTagsTable = "tags";
 constexpr const char* kSecurityTable = "security";            // security groups and key pairs
 constexpr const char* kModificationsTable = "modifications";  // each volume's last one
+constexpr const char* kAttributesTable = "attributes";        // ResourceAttributes, by id
 
 // What deleting a volume or snapshot held by `holder` (an image or instance id) says.
 inline std::string HoldReason(const std::string& holder) {
@@ -50,6 +52,7 @@ class ComputeImpl final : public Compute {
   Result<ImageInfo> DescribeImage(const std::string& image_id) override;
   std::vector<ImageInfo> ListImages() override;
   Status DeregisterImage(const std::string& image_id) override;
+  bool RecentlyDeregistered(const std::string& image_id) override;
   Result<ImageInfo> CreateImage(const std::string& instance_id, const std::string& name,
                                 const std::string& description) override;
 
@@ -75,6 +78,9 @@ class ComputeImpl final : public Compute {
   Status DeleteTags(const std::vector<std::string>& ids,
                     const std::map<std::string, std::optional<std::string>>& tags) override;
   Tags TagsOf(const std::string& id) override;
+  Result<ResourceAttributes> AttributesOf(const std::string& id) override;
+  Status SetAttributes(const std::string& id, const ResourceAttributes& attributes) override;
+  Status SetImageDescription(const std::string& image_id, const std::string& description) override;
 
   Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
   std::vector<ExportEntry> ListExports() override;
@@ -86,8 +92,13 @@ class ComputeImpl final : public Compute {
   Result<SecurityGroupInfo> DescribeSecurityGroup(const std::string& group_id) override;
   std::vector<SecurityGroupInfo> ListSecurityGroups() override;
   Status DeleteSecurityGroup(const std::string& group_id) override;
-  Status AuthorizeIngress(const std::string& group_id, const IngressRule& rule) override;
-  Status RevokeIngress(const std::string& group_id, const IngressRule& rule) override;
+  Result<std::vector<SecurityGroupRule>> AuthorizeRules(
+      const std::string& group_id, bool egress, std::vector<SecurityGroupRule> rules) override;
+  Result<std::vector<SecurityGroupRule>> RevokeRules(
+      const std::string& group_id, bool egress,
+      const std::vector<SecurityGroupRule>& rules) override;
+  Status UpdateRuleDescriptions(const std::string& group_id, bool egress,
+                                const std::vector<SecurityGroupRule>& rules) override;
   Status SetInstanceSecurityGroups(const std::string& instance_id,
                                    const std::vector<std::string>& group_ids) override;
   Status AdmitExport(const std::string& name, const ExportPeer& peer) override;
@@ -123,6 +134,8 @@ class ComputeImpl final : public Compute {
   Status LoadSecurityLocked() REQUIRES(mu_);
   RecordChange GroupRecordOf(const SecurityGroupInfo& g) const;
   Result<SecurityGroupInfo*> FindGroupLocked(const std::string& group_id) REQUIRES(mu_);
+  // The default VPC's "default" group, as every AWS account has; made once, at the first open.
+  void AddDefaultGroupLocked(std::vector<RecordChange>* records) REQUIRES(mu_);
   // InvalidArgument past the per-instance bound, NotFound for a group that does not exist.
   Status CheckGroupsLocked(const std::vector<std::string>& group_ids) REQUIRES(mu_);
 
@@ -149,6 +162,8 @@ class ComputeImpl final : public Compute {
   Status FinishTerminationLocked(InstanceRecord* rec) REQUIRES(mu_);
   Status ResourceExistsLocked(const std::string& id) REQUIRES(mu_);
   Tags TagsOfLocked(const std::string& id) const REQUIRES(mu_);
+  // Loads the attributes table; those of resources gone are dropped (records in `stale`).
+  Status LoadAttributesLocked(std::vector<RecordChange>* stale) REQUIRES(mu_);
   Result<std::shared_ptr<Volume>> OpenInstanceDeviceLocked(const std::string& name) REQUIRES(mu_);
   // Instance-store root: a scratch volume filled with the snapshot's data.
   Result<std::shared_ptr<ScratchVolume>> SeedScratch(const std::string& id, uint64_t size_bytes,
@@ -161,6 +176,8 @@ class ComputeImpl final : public Compute {
   std::map<std::string, ImageInfo> images_ GUARDED_BY(mu_);
   std::map<std::string, InstanceRecord> instances_ GUARDED_BY(mu_);
   std::map<std::string, Tags> tags_ GUARDED_BY(mu_);
+  std::deque<std::string> deregistered_ GUARDED_BY(mu_);  // newest last; at most 1,024
+  std::map<std::string, ResourceAttributes> attributes_ GUARDED_BY(mu_);  // none: the defaults
   // By id (their tags are in tags_).
   std::map<std::string, SecurityGroupInfo> groups_ GUARDED_BY(mu_);
   std::map<std::string, StoredKeyPair> key_pairs_ GUARDED_BY(mu_);               // by name

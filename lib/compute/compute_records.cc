@@ -31,11 +31,14 @@ const RecordCodec<InstanceDevice>& DeviceCodec() {
   return kCodec;
 }
 
-const RecordCodec<IngressRule>& RuleCodec() {
-  using R = IngressRule;
+const RecordCodec<SecurityGroupRule>& RuleCodec() {
+  using R = SecurityGroupRule;
   static const RecordCodec<R> kCodec(
-      "ingress rule", {Required("protocol", &R::protocol), Required("from_port", &R::from_port),
-                       Required("to_port", &R::to_port), Required("cidr", &R::cidr)});
+      "security group rule",
+      {Required("protocol", &R::protocol), Required("from_port", &R::from_port),
+       Required("to_port", &R::to_port), Required("cidr", &R::cidr),
+       // (absent in rules written before descriptions and rule ids: ids are given at load)
+       Optional("description", &R::description), Optional("rule_id", &R::rule_id)});
   return kCodec;
 }
 
@@ -87,12 +90,23 @@ const RecordCodec<InstanceRecord>& InstanceCodec() {
   return kCodec;
 }
 
+std::vector<SecurityGroupRule> DefaultEgressRules() {
+  SecurityGroupRule all;
+  all.protocol = "-1";
+  all.from_port = 0;
+  all.to_port = 65535;
+  all.cidr = "0.0.0.0/0";
+  return {all};
+}
+
 const RecordCodec<SecurityGroupInfo>& SecurityGroupCodec() {
   using G = SecurityGroupInfo;
   static const RecordCodec<G> kCodec(
       "security group",
       {Required("group_id", &G::group_id), Required("group_name", &G::group_name),
-       Required("description", &G::description), Records("ingress", &G::ingress, &RuleCodec())},
+       Required("description", &G::description), Records("ingress", &G::ingress, &RuleCodec()),
+       // groups written before outbound rules were kept had EC2's default one
+       RecordsSince("egress", &G::egress, &RuleCodec(), DefaultEgressRules)},
       [](const G& g) { return g.group_id; });
   return kCodec;
 }
@@ -167,6 +181,14 @@ Result<Tags> DecodeTags(const std::string& id, const std::string& text) {
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption("tag record " + id + ": " + e.what());
   }
+}
+
+const RecordCodec<ResourceAttributes>& AttributesCodec() {
+  using A = ResourceAttributes;
+  static const RecordCodec<A> kCodec(
+      "attributes", {Optional("user_ids", &A::user_ids), Optional("groups", &A::groups),
+                     Optional("auto_enable_io", &A::auto_enable_io)});
+  return kCodec;
 }
 
 }  // namespace strata

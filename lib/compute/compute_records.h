@@ -35,8 +35,11 @@ const RecordCodec<ImageInfo>& ImageCodec();
 const RecordCodec<StoredAccessKey>& AccessKeyCodec();
 const RecordCodec<InstanceRecord>& InstanceCodec();
 const RecordCodec<SecurityGroupInfo>& SecurityGroupCodec();
+// EC2's default outbound rule of a new group: every protocol to 0.0.0.0/0 (its id not yet given).
+std::vector<SecurityGroupRule> DefaultEgressRules();
 const RecordCodec<StoredKeyPair>& KeyPairCodec();
 const RecordCodec<VolumeModificationInfo>& ModificationCodec();
+const RecordCodec<ResourceAttributes>& AttributesCodec();
 // A resource's tags: one JSON object of key -> value under the resource's id.
 std::string EncodeTags(const Tags& tags);
 Result<Tags> DecodeTags(const std::string& id, const std::string& text);

@@ -3,9 +3,13 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include "compute/compute_impl.h"
 #include "util/json_text.h"
@@ -17,8 +21,9 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t kMaxRulesPerGroup = 60;  // EC2's default quota of inbound rules
+constexpr size_t kMaxRulesPerGroup = 60;  // EC2's default quota, inbound and outbound each
 constexpr size_t kMaxGroupsPerInstance = 5;
+constexpr const char* kDefaultGroupName = "default";
 
 // An address and prefix in 16 bytes (IPv4 as IPv4-mapped IPv6, its prefix shifted by 96).
 struct Prefix {
@@ -73,29 +78,104 @@ bool Contains(const Prefix& p, const uint8_t address[16]) {
   return true;
 }
 
-Status ValidateRule(IngressRule* rule) {
-  if (rule->protocol == "all") {
-    rule->protocol = "-1";
+// EC2's protocol names; a number stands for itself (6 is tcp, as EC2 reads it).
+Status NormalizeProtocol(std::string* protocol) {
+  static const std::map<std::string, std::string> kByNumber = {
+      {"6", "tcp"}, {"17", "udp"}, {"1", "icmp"}, {"58", "icmpv6"}, {"all", "-1"}};
+  if (auto it = kByNumber.find(*protocol); it != kByNumber.end()) {
+    *protocol = it->second;
   }
-  if (rule->protocol != "tcp" && rule->protocol != "-1") {
-    return Status::InvalidArgument("protocol '" + rule->protocol +
-                                   "': NBD is TCP; use tcp or -1 (all)");
+  const std::string& p = *protocol;
+  if (p == "tcp" || p == "udp" || p == "icmp" || p == "icmpv6" || p == "-1") {
+    return Status::OK();
   }
-  if (rule->protocol == "-1") {
+  const bool number = !p.empty() && p.size() <= 3 &&
+                      std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!number || std::stoi(p) > 255) {
+    return Status::InvalidArgument("InvalidParameterValue: Invalid value '" + p +
+                                   "' for IP protocol. Unknown protocol.");
+  }
+  return Status::OK();
+}
+
+Status ValidateRule(SecurityGroupRule* rule) {
+  STRATA_RETURN_IF_ERROR(NormalizeProtocol(&rule->protocol));
+  const std::string& p = rule->protocol;
+  if (p == "tcp" || p == "udp") {
+    if (rule->from_port < 0 || rule->to_port > 65535 || rule->from_port > rule->to_port) {
+      return Status::InvalidArgument("InvalidParameterValue: the port range " +
+                                     std::to_string(rule->from_port) + "-" +
+                                     std::to_string(rule->to_port) + " is not 0..65535, low first");
+    }
+  } else if (p == "icmp" || p == "icmpv6") {
+    if (rule->from_port < -1 || rule->from_port > 255 || rule->to_port < -1 ||
+        rule->to_port > 255) {
+      return Status::InvalidArgument(
+          "InvalidParameterValue: an ICMP rule's type (FromPort) and code (ToPort) are -1..255");
+    }
+  } else {  // every port of every protocol, or of one without ports
     rule->from_port = 0;
     rule->to_port = 65535;
   }
-  if (rule->from_port > rule->to_port) {
-    return Status::InvalidArgument("the port range " + std::to_string(rule->from_port) + "-" +
-                                   std::to_string(rule->to_port) + " is empty");
-  }
+  STRATA_RETURN_IF_ERROR(ValidateText("rule description", rule->description, 255));
   return ParseCidr(rule->cidr).status();
 }
 
-bool Admits(const IngressRule& rule, const uint8_t address[16], uint16_t port) {
+// Whether the rule lets an NBD client (TCP) at `address` reach `port`.
+bool Admits(const SecurityGroupRule& rule, const uint8_t address[16], uint16_t port) {
+  if (rule.protocol != "tcp" && rule.protocol != "-1") {
+    return false;
+  }
   auto prefix = ParseCidr(rule.cidr);  // (validated when the rule was added)
   return prefix.ok() && port >= rule.from_port && port <= rule.to_port &&
          Contains(*prefix, address);
+}
+
+// A rule id for a rule stored before rules had ids: derived from what the rule is, so it stays
+// the same across restarts (two rules of one group never share a permission).
+std::string DerivedRuleId(const std::string& group_id, bool egress, const SecurityGroupRule& r) {
+  const std::string what = group_id + (egress ? "/out/" : "/in/") + r.protocol + "/" +
+                           std::to_string(r.from_port) + "/" + std::to_string(r.to_port) + "/" +
+                           r.cidr;
+  const XXH128_hash_t h = XXH3_128bits(what.data(), what.size());
+  char hex[40];
+  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return "sgr-" + std::string(hex, 17);
+}
+
+void GiveRuleIds(SecurityGroupInfo* g) {
+  for (auto [list, egress] : {std::pair{&g->ingress, false}, std::pair{&g->egress, true}}) {
+    for (SecurityGroupRule& r : *list) {
+      if (r.rule_id.empty()) {
+        r.rule_id = DerivedRuleId(g->group_id, egress, r);
+      }
+    }
+  }
+}
+
+// The index in `have` of each rule of `wanted` (by rule_id if it has one, else by permission).
+// Errors: NotFound (InvalidPermission.NotFound) naming the first that matches none.
+Result<std::vector<size_t>> MatchRules(const std::string& group_id,
+                                       const std::vector<SecurityGroupRule>& have,
+                                       const std::vector<SecurityGroupRule>& wanted) {
+  std::vector<size_t> out;
+  for (const SecurityGroupRule& w : wanted) {
+    auto it = std::find_if(have.begin(), have.end(), [&w](const SecurityGroupRule& h) {
+      return w.rule_id.empty() ? h.SamePermission(w) : h.rule_id == w.rule_id;
+    });
+    if (it == have.end()) {
+      return Status::NotFound(
+          "InvalidPermission.NotFound: The specified rule does not exist in this security group " +
+          group_id + " (" +
+          (w.rule_id.empty() ? w.protocol + " " + std::to_string(w.from_port) + "-" +
+                                   std::to_string(w.to_port) + " " + w.cidr
+                             : w.rule_id) +
+          ")");
+    }
+    out.push_back(static_cast<size_t>(it - have.begin()));
+  }
+  return out;
 }
 
 }  // namespace
@@ -105,6 +185,7 @@ Status ComputeImpl::LoadSecurityLocked() {
   for (const auto& [id, text] : records) {
     if (id.starts_with("sg-")) {
       STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, SecurityGroupCodec().Decode(id, text));
+      GiveRuleIds(&g);
       groups_[id] = std::move(g);
     } else if (id.starts_with("key-")) {
       STRATA_RETURN_IF_ERROR(LoadKeyPairLocked(id, text));
@@ -128,9 +209,30 @@ Result<SecurityGroupInfo*> ComputeImpl::FindGroupLocked(const std::string& group
   return &it->second;
 }
 
+void ComputeImpl::AddDefaultGroupLocked(std::vector<RecordChange>* records) {
+  for (const auto& [id, g] : groups_) {
+    if (g.group_name == kDefaultGroupName) {
+      return;
+    }
+  }
+  // No inbound rule: EC2's default group admits its own members, which here is nobody.
+  SecurityGroupInfo g;
+  g.group_id = NewResourceId("sg");
+  g.group_name = kDefaultGroupName;
+  g.description = "default VPC security group";
+  g.egress = DefaultEgressRules();
+  g.egress[0].rule_id = NewResourceId("sgr");
+  records->push_back(GroupRecordOf(g));
+  groups_[g.group_id] = std::move(g);
+}
+
 Result<SecurityGroupInfo> ComputeImpl::CreateSecurityGroup(const std::string& name,
                                                            const std::string& description,
                                                            const Tags& tags) {
+  if (name == kDefaultGroupName) {
+    return Status::InvalidArgument(
+        "InvalidGroup.Reserved: The security group 'default' is reserved");
+  }
   if (name.empty() || name.size() > 255 || name.starts_with("sg-")) {
     return Status::InvalidArgument("a group name is 1 to 255 characters and does not begin sg-");
   }
@@ -150,6 +252,8 @@ Result<SecurityGroupInfo> ComputeImpl::CreateSecurityGroup(const std::string& na
   g.group_id = NewResourceId("sg");
   g.group_name = name;
   g.description = description;
+  g.egress = DefaultEgressRules();
+  g.egress[0].rule_id = NewResourceId("sgr");
   tags_[g.group_id] = tags;
   std::vector<RecordChange> records = {GroupRecordOf(g)};
   if (!tags.empty()) {
@@ -185,12 +289,17 @@ std::vector<SecurityGroupInfo> ComputeImpl::ListSecurityGroups() {
 
 Status ComputeImpl::DeleteSecurityGroup(const std::string& group_id) {
   MutexLock lock(&mu_);
-  STRATA_RETURN_IF_ERROR(FindGroupLocked(group_id).status());
+  STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
+  if (g->group_name == kDefaultGroupName) {
+    return Status::InvalidArgument("CannotDelete: the default security group " + group_id +
+                                   " cannot be deleted");
+  }
   for (const auto& [id, rec] : instances_) {
     const auto& ids = rec.info.security_group_ids;
     if (rec.info.state != "terminated" &&
         std::find(ids.begin(), ids.end(), group_id) != ids.end()) {
-      return Status::Busy("security group " + group_id + " is used by instance " + id);
+      return Status::Busy("DependencyViolation: resource " + group_id +
+                          " has a dependent object (instance " + id + ")");
     }
   }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
@@ -200,36 +309,87 @@ Status ComputeImpl::DeleteSecurityGroup(const std::string& group_id) {
   return Status::OK();
 }
 
-Status ComputeImpl::AuthorizeIngress(const std::string& group_id, const IngressRule& rule) {
-  IngressRule r = rule;
-  STRATA_RETURN_IF_ERROR(ValidateRule(&r));
+Result<std::vector<SecurityGroupRule>> ComputeImpl::AuthorizeRules(
+    const std::string& group_id, bool egress, std::vector<SecurityGroupRule> rules) {
+  if (rules.empty()) {
+    return Status::InvalidArgument("MissingParameter: no rule given (IpPermissions)");
+  }
+  for (size_t i = 0; i < rules.size(); i++) {
+    STRATA_RETURN_IF_ERROR(ValidateRule(&rules[i]));
+    rules[i].rule_id = NewResourceId("sgr");
+    for (size_t j = 0; j < i; j++) {
+      if (rules[j].SamePermission(rules[i])) {
+        return Status::AlreadyExists("InvalidPermission.Duplicate: the rule " + rules[i].protocol +
+                                     " " + rules[i].cidr + " is given twice");
+      }
+    }
+  }
   MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
-  if (std::find(g->ingress.begin(), g->ingress.end(), r) != g->ingress.end()) {
-    return Status::AlreadyExists("security group " + group_id + " already has that rule");
-  }
-  if (g->ingress.size() >= kMaxRulesPerGroup) {
-    return Status::InvalidArgument("security group " + group_id + " has " +
-                                   std::to_string(kMaxRulesPerGroup) + " rules, the most");
-  }
   SecurityGroupInfo next = *g;
-  next.ingress.push_back(r);
+  std::vector<SecurityGroupRule>& list = egress ? next.egress : next.ingress;
+  for (const SecurityGroupRule& r : rules) {
+    if (std::any_of(list.begin(), list.end(),
+                    [&r](const SecurityGroupRule& h) { return h.SamePermission(r); })) {
+      return Status::AlreadyExists(
+          "InvalidPermission.Duplicate: the specified rule \"peer: " + r.cidr + ", " + r.protocol +
+          ", from port: " + std::to_string(r.from_port) +
+          ", to port: " + std::to_string(r.to_port) + "\" already exists in " + group_id);
+    }
+  }
+  if (list.size() + rules.size() > kMaxRulesPerGroup) {
+    return Status::InvalidArgument("RulesPerSecurityGroupLimitExceeded: security group " +
+                                   group_id + " may have " + std::to_string(kMaxRulesPerGroup) +
+                                   (egress ? " outbound" : " inbound") + " rules, the most");
+  }
+  list.insert(list.end(), rules.begin(), rules.end());
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords({GroupRecordOf(next)}));
   *g = std::move(next);
-  return Status::OK();
+  return rules;
 }
 
-Status ComputeImpl::RevokeIngress(const std::string& group_id, const IngressRule& rule) {
-  IngressRule r = rule;
-  STRATA_RETURN_IF_ERROR(ValidateRule(&r));
+Result<std::vector<SecurityGroupRule>> ComputeImpl::RevokeRules(
+    const std::string& group_id, bool egress, const std::vector<SecurityGroupRule>& rules) {
+  std::vector<SecurityGroupRule> wanted = rules;
+  for (SecurityGroupRule& w : wanted) {
+    if (w.rule_id.empty()) {
+      STRATA_RETURN_IF_ERROR(ValidateRule(&w));
+    }
+  }
   MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
   SecurityGroupInfo next = *g;
-  auto it = std::find(next.ingress.begin(), next.ingress.end(), r);
-  if (it == next.ingress.end()) {
-    return Status::NotFound("security group " + group_id + " has no such rule");
+  std::vector<SecurityGroupRule>& list = egress ? next.egress : next.ingress;
+  STRATA_ASSIGN_OR_RETURN(std::vector<size_t> found, MatchRules(group_id, list, wanted));
+  std::set<size_t> gone(found.begin(), found.end());
+  std::vector<SecurityGroupRule> kept, removed;
+  for (size_t i = 0; i < list.size(); i++) {
+    (gone.count(i) != 0 ? removed : kept).push_back(list[i]);
   }
-  next.ingress.erase(it);
+  list = std::move(kept);
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({GroupRecordOf(next)}));
+  *g = std::move(next);
+  return removed;
+}
+
+Status ComputeImpl::UpdateRuleDescriptions(const std::string& group_id, bool egress,
+                                           const std::vector<SecurityGroupRule>& rules) {
+  std::vector<SecurityGroupRule> wanted = rules;
+  for (SecurityGroupRule& w : wanted) {
+    if (w.rule_id.empty()) {
+      STRATA_RETURN_IF_ERROR(ValidateRule(&w));
+    } else {
+      STRATA_RETURN_IF_ERROR(ValidateText("rule description", w.description, 255));
+    }
+  }
+  MutexLock lock(&mu_);
+  STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
+  SecurityGroupInfo next = *g;
+  std::vector<SecurityGroupRule>& list = egress ? next.egress : next.ingress;
+  STRATA_ASSIGN_OR_RETURN(std::vector<size_t> found, MatchRules(group_id, list, wanted));
+  for (size_t i = 0; i < found.size(); i++) {
+    list[found[i]].description = wanted[i].description;
+  }
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords({GroupRecordOf(next)}));
   *g = std::move(next);
   return Status::OK();
@@ -290,8 +450,8 @@ Status ComputeImpl::AdmitExport(const std::string& name, const ExportPeer& peer)
   const auto& ids = it->second.info.security_group_ids;
   for (const std::string& id : ids) {
     auto g = groups_.find(id);
-    for (const IngressRule& r :
-         g != groups_.end() ? g->second.ingress : std::vector<IngressRule>{}) {
+    for (const SecurityGroupRule& r :
+         g != groups_.end() ? g->second.ingress : std::vector<SecurityGroupRule>{}) {
       if (Admits(r, address, peer.local_port)) {
         return Status::OK();
       }

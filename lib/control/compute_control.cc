@@ -12,6 +12,7 @@ namespace strata {
 namespace {
 
 using control::OptionalStringArg;
+using control::ShorthandListArg;
 using control::StringArg;
 using control::StringListArg;
 using nlohmann::json;
@@ -69,28 +70,6 @@ Result<uint64_t> NumberField(const json& obj, const char* key) {
     return Status::InvalidArgument(std::string(key) + " must be a whole number");
   }
   return v;
-}
-
-// Each argument of a list option, parsed as shorthand; a JSON list argument is flattened.
-Result<std::vector<json>> ShorthandListArg(const json& args, const char* name) {
-  STRATA_ASSIGN_OR_RETURN(auto texts, StringListArg(args, name));
-  std::vector<json> out;
-  for (const std::string& text : texts) {
-    STRATA_ASSIGN_OR_RETURN(json j, control::ParseShorthand(text));
-    if (j.is_array()) {
-      for (json& item : j) {
-        out.push_back(std::move(item));
-      }
-    } else {
-      out.push_back(std::move(j));
-    }
-  }
-  for (const json& j : out) {
-    if (!j.is_object()) {
-      return Status::InvalidArgument(std::string("--") + name + " items must be Key=Value lists");
-    }
-  }
-  return out;
 }
 
 Result<BlockDeviceMapping> MappingArg(const json& j) {
@@ -171,10 +150,12 @@ Result<std::map<std::string, std::optional<std::string>>> TagsArg(const json& ar
 Result<Tags> TagsFor(const std::map<std::string, Tags>& specs, const std::string& type) {
   for (const auto& spec : specs) {
     const std::string& t = spec.first;  // (a named variable: clang 14 cannot capture bindings)
-    static const char* kTypes[] = {"instance", "volume", "image", "snapshot"};
+    static const char* kTypes[] = {"instance", "volume",         "image",
+                                   "snapshot", "security-group", "key-pair"};
     if (std::none_of(std::begin(kTypes), std::end(kTypes), [&](const char* k) { return t == k; })) {
       return Status::InvalidArgument("ResourceType '" + t +
-                                     "' is not instance, volume, image or snapshot");
+                                     "' is not instance, volume, image, snapshot, "
+                                     "security-group or key-pair");
     }
   }
   auto it = specs.find(type);
@@ -183,12 +164,40 @@ Result<Tags> TagsFor(const std::map<std::string, Tags>& specs, const std::string
 
 // ---------------------------------------------------------------- output
 
-json SecurityGroupsJson(const std::vector<std::string>& ids) {
-  json out = json::array();
-  for (const std::string& id : ids) {
-    out.push_back({{"GroupId", id}});
+// Security group names by id, for the replies that name an instance's groups.
+using GroupNames = std::map<std::string, std::string>;
+GroupNames GroupNamesOf(Compute* compute) {
+  GroupNames out;
+  for (const SecurityGroupInfo& g : compute->ListSecurityGroups()) {
+    out[g.group_id] = g.group_name;
   }
   return out;
+}
+
+json SecurityGroupsJson(const std::vector<std::string>& ids, const GroupNames& names) {
+  json out = json::array();
+  for (const std::string& id : ids) {
+    auto it = names.find(id);
+    out.push_back({{"GroupId", id}, {"GroupName", it == names.end() ? "" : it->second}});
+  }
+  return out;
+}
+
+// An instance's private address in the default subnet (172.31.0.0/20), derived from its id: a
+// record for tools that read one (Strata does no networking; exports are reached as the server).
+std::string PrivateAddress(const std::string& instance_id) {
+  uint32_t h = 2166136261u;  // FNV-1a
+  for (char c : instance_id) {
+    h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
+  }
+  const uint32_t host = 4 + h % 4087;  // .0-.3 and the last are AWS's own in every subnet
+  return "172.31." + std::to_string(host >> 8) + "." + std::to_string(host & 0xff);
+}
+
+std::string PrivateDnsName(const std::string& address) {
+  std::string dashed = address;
+  std::replace(dashed.begin(), dashed.end(), '.', '-');
+  return "ip-" + dashed + ".ec2.internal";
 }
 
 json MappingJson(const BlockDeviceMapping& m) {
@@ -242,7 +251,41 @@ json ImageJson(Pool* pool, const ImageInfo& image) {
   return out;
 }
 
-json InstanceJson(const InstanceInfo& info) {
+// The fixed parts of an EC2 instance description that Strata's instances share: what tools read
+// after every launch (Terraform indexes several directly).
+json InstanceConstantsJson() {
+  return json{{"Architecture", "x86_64"},
+              {"Hypervisor", "xen"},
+              {"VirtualizationType", "hvm"},
+              {"Monitoring", {{"State", "disabled"}}},
+              {"EbsOptimized", false},
+              {"EnaSupport", true},
+              {"SourceDestCheck", true},
+              {"PublicDnsName", ""},
+              {"PlatformDetails", "Linux/UNIX"},
+              {"UsageOperation", "RunInstances"},
+              {"BootMode", "legacy-bios"},
+              {"CpuOptions", {{"CoreCount", 1}, {"ThreadsPerCore", 2}}},
+              {"CapacityReservationSpecification", {{"CapacityReservationPreference", "open"}}},
+              {"HibernationOptions", {{"Configured", false}}},
+              {"EnclaveOptions", {{"Enabled", false}}},
+              {"MaintenanceOptions", {{"AutoRecovery", "default"}}},
+              {"MetadataOptions",
+               {{"State", "applied"},
+                {"HttpTokens", "optional"},
+                {"HttpPutResponseHopLimit", 1},
+                {"HttpEndpoint", "enabled"},
+                {"HttpProtocolIpv6", "disabled"},
+                {"InstanceMetadataTags", "disabled"}}},
+              {"PrivateDnsNameOptions",
+               {{"HostnameType", "ip-name"},
+                {"EnableResourceNameDnsARecord", false},
+                {"EnableResourceNameDnsAAAARecord", false}}},
+              {"NetworkInterfaces", json::array()},
+              {"ProductCodes", json::array()}};
+}
+
+json InstanceJson(const InstanceInfo& info, const GroupNames& group_names) {
   json ebs = json::array();
   json store = json::array();
   json exports = json::array();
@@ -266,28 +309,32 @@ json InstanceJson(const InstanceInfo& info) {
                      {"AttachTime", IsoTime(d.attach_time_ms)},
                      {"DeleteOnTermination", d.delete_on_termination}}}});
   }
-  json out = {{"InstanceId", info.instance_id},
-              {"ImageId", info.image_id},
-              {"InstanceType", info.instance_type},
-              {"State", StateJson(info.state)},
-              {"LaunchTime", IsoTime(info.launch_time_ms)},
-              {"RootDeviceName", info.root_device_name},
-              {"RootDeviceType", info.root_device_type},
-              {"BlockDeviceMappings", ebs},
-              {"InstanceStoreVolumes", store},
-              {"NbdExports", exports},
-              {"DisableApiTermination", info.disable_api_termination},
-              {"SecurityGroups", SecurityGroupsJson(info.security_group_ids)},
-              {"KeyName", info.key_name},
-              {"Placement", {{"AvailabilityZone", control::kZone}}},
-              {"ReservationId", info.reservation_id.empty()
-                                    ? "r-" + info.instance_id.substr(2)
-                                    : info.reservation_id},  // (moved to the reservation)
-              {"AmiLaunchIndex", info.ami_launch_index},
-              {"Architecture", "x86_64"},
-              {"Hypervisor", "xen"},
-              {"VirtualizationType", "hvm"},
-              {"Tags", control::TagsJson(info.tags)}};
+  const std::string address = PrivateAddress(info.instance_id);
+  json out = InstanceConstantsJson();
+  out.update(
+      json{{"InstanceId", info.instance_id},
+           {"ImageId", info.image_id},
+           {"InstanceType", info.instance_type},
+           {"State", StateJson(info.state)},
+           {"LaunchTime", IsoTime(info.launch_time_ms)},
+           {"RootDeviceName", info.root_device_name},
+           {"RootDeviceType", info.root_device_type},
+           {"BlockDeviceMappings", ebs},
+           {"InstanceStoreVolumes", store},
+           {"NbdExports", exports},
+           {"DisableApiTermination", info.disable_api_termination},
+           {"SecurityGroups", SecurityGroupsJson(info.security_group_ids, group_names)},
+           {"KeyName", info.key_name},
+           {"Placement",
+            {{"AvailabilityZone", control::kZone}, {"GroupName", ""}, {"Tenancy", "default"}}},
+           {"VpcId", control::kDefaultVpcId},
+           {"SubnetId", control::kDefaultSubnetId},
+           {"PrivateIpAddress", address},
+           {"PrivateDnsName", PrivateDnsName(address)},
+           {"ReservationId", info.reservation_id.empty() ? "r-" + info.instance_id.substr(2)
+                                                         : info.reservation_id},  // (moved to it)
+           {"AmiLaunchIndex", info.ami_launch_index},
+           {"Tags", control::TagsJson(info.tags)}});
   if (!info.state_reason.empty()) {
     const size_t colon = info.state_reason.find(':');
     out["StateReason"] = {{"Code", info.state_reason.substr(0, colon)},
@@ -408,6 +455,9 @@ Result<json> DescribeImages(Compute* compute, const json& args) {
   }
   if (!ids.empty()) {
     for (const std::string& id : ids) {
+      if (compute->RecentlyDeregistered(id)) {
+        continue;  // as EC2: listed as nothing for a while, then NotFound
+      }
       STRATA_ASSIGN_OR_RETURN(ImageInfo image, compute->DescribeImage(id));
       items.push_back(ImageJson(compute->pool(), image));
     }
@@ -482,56 +532,233 @@ Result<json> RunInstances(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(spec.security_group_ids, StringListArg(args, "security-group-ids"));
   spec.key_name = OptionalStringArg(args, "key-name");
   STRATA_ASSIGN_OR_RETURN(auto instances, compute->RunInstances(spec));
+  const GroupNames names = GroupNamesOf(compute);
   json items = json::array();
   for (InstanceInfo info : instances) {
     info.state = "pending";  // as EC2 answers run-instances; describe-instances shows running
-    items.push_back(InstanceJson(info));
+    items.push_back(InstanceJson(info, names));
   }
   return Reservations(std::move(items)).at(0);  // EC2's RunInstances reply: one reservation
 }
 
+// EC2's DescribeInstances filters, each to where its values are in an item ("" for the values
+// Strata's instances never have: IAM profiles, spot requests, public addresses, ...).
+const std::map<std::string, std::string>& InstanceFilterPaths() {
+  static const auto* kPaths = new std::map<std::string, std::string>{
+      {"affinity", ""},
+      {"architecture", "Architecture"},
+      {"availability-zone", "Placement/AvailabilityZone"},
+      {"block-device-mapping.attach-time", "BlockDeviceMappings[]/Ebs/AttachTime"},
+      {"block-device-mapping.delete-on-termination",
+       "BlockDeviceMappings[]/Ebs/DeleteOnTermination"},
+      {"block-device-mapping.device-name", "BlockDeviceMappings[]/DeviceName"},
+      {"block-device-mapping.status", "BlockDeviceMappings[]/Ebs/Status"},
+      {"block-device-mapping.volume-id", "BlockDeviceMappings[]/Ebs/VolumeId"},
+      {"boot-mode", "BootMode"},
+      {"capacity-reservation-id", ""},
+      {"client-token", ""},
+      {"current-instance-boot-mode", "BootMode"},  // (the same here: no boot-mode changes)
+      {"dns-name", "PublicDnsName"},
+      {"ebs-optimized", "EbsOptimized"},
+      {"ena-support", "EnaSupport"},
+      {"enclave-options.enabled", "EnclaveOptions/Enabled"},
+      {"hibernation-options.configured", "HibernationOptions/Configured"},
+      {"host-id", ""},
+      {"hypervisor", "Hypervisor"},
+      {"iam-instance-profile.arn", ""},
+      {"iam-instance-profile.id", ""},
+      {"iam-instance-profile.name", ""},
+      {"image-id", "ImageId"},
+      {"instance-id", "InstanceId"},
+      {"instance-lifecycle", ""},
+      {"instance-state-code", "State/Code"},
+      {"instance-state-name", "State/Name"},
+      {"instance-type", "InstanceType"},
+      {"instance.group-id", "SecurityGroups[]/GroupId"},
+      {"instance.group-name", "SecurityGroups[]/GroupName"},
+      {"ip-address", ""},
+      {"ipv6-address", ""},
+      {"kernel-id", ""},
+      {"key-name", "KeyName"},
+      {"launch-index", "AmiLaunchIndex"},
+      {"launch-time", "LaunchTime"},
+      {"maintenance-options.auto-recovery", "MaintenanceOptions/AutoRecovery"},
+      {"metadata-options.http-endpoint", "MetadataOptions/HttpEndpoint"},
+      {"metadata-options.http-protocol-ipv4", ""},
+      {"metadata-options.http-protocol-ipv6", "MetadataOptions/HttpProtocolIpv6"},
+      {"metadata-options.http-put-response-hop-limit", "MetadataOptions/HttpPutResponseHopLimit"},
+      {"metadata-options.http-tokens", "MetadataOptions/HttpTokens"},
+      {"metadata-options.instance-metadata-tags", "MetadataOptions/InstanceMetadataTags"},
+      {"monitoring-state", "Monitoring/State"},
+      {"network-interface.addresses.private-ip-address", ""},
+      {"network-interface.attachment.attachment-id", ""},
+      {"network-interface.network-interface-id", ""},
+      {"network-interface.subnet-id", ""},
+      {"network-interface.vpc-id", ""},
+      {"outpost-arn", ""},
+      {"owner-id", "OwnerId"},
+      {"placement-group-name", "Placement/GroupName"},
+      {"placement-partition-number", ""},
+      {"platform", ""},
+      {"platform-details", "PlatformDetails"},
+      {"private-dns-name", "PrivateDnsName"},
+      {"private-ip-address", "PrivateIpAddress"},
+      {"product-code", ""},
+      {"product-code.type", ""},
+      {"ramdisk-id", ""},
+      {"reason", "StateReason/Message"},
+      {"requester-id", ""},
+      {"reservation-id", "ReservationId"},
+      {"root-device-name", "RootDeviceName"},
+      {"root-device-type", "RootDeviceType"},
+      {"source-dest-check", "SourceDestCheck"},
+      {"spot-instance-request-id", ""},
+      {"state", "State/Name"},  // (Strata's own short name, kept)
+      {"state-reason-code", "StateReason/Code"},
+      {"state-reason-message", "StateReason/Message"},
+      {"subnet-id", "SubnetId"},
+      {"tenancy", "Placement/Tenancy"},
+      {"tpm-support", ""},
+      {"usage-operation", "UsageOperation"},
+      {"virtualization-type", "VirtualizationType"},
+      {"vpc-id", "VpcId"}};
+  return *kPaths;
+}
+
 Result<json> DescribeInstances(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "instance-ids"));
+  const GroupNames names = GroupNamesOf(compute);
   json items = json::array();
   if (!ids.empty()) {
     for (const std::string& id : ids) {
       STRATA_ASSIGN_OR_RETURN(InstanceInfo info, compute->DescribeInstance(id));
-      items.push_back(InstanceJson(info));
+      items.push_back(InstanceJson(info, names));
     }
   } else {
     for (const InstanceInfo& info : compute->ListInstances()) {
-      items.push_back(InstanceJson(info));
+      items.push_back(InstanceJson(info, names));
+    }
+  }
+  for (json& item : items) {
+    item["OwnerId"] = control::kOwnerId;  // (the reservation's; the owner-id filter reads it)
+  }
+  STRATA_ASSIGN_OR_RETURN(items,
+                          control::ApplyPathFilters(args, std::move(items), InstanceFilterPaths()));
+  for (json& item : items) {
+    item.erase("OwnerId");
+  }
+  return json{{"Reservations", Reservations(std::move(items))}};
+}
+
+// EC2's instance status checks: a running Strata instance has passed both (its exports are
+// served); any other state has no checks. Only running ones unless IncludeAllInstances.
+json InstanceStatusJson(const json& instance) {
+  const bool running = instance["State"]["Name"] == "running";
+  const json check =
+      running ? json{{"Status", "ok"},
+                     {"Details", json::array({{{"Name", "reachability"}, {"Status", "passed"}}})}}
+              : json{{"Status", "not-applicable"}};
+  return json{{"InstanceId", instance["InstanceId"]},
+              {"AvailabilityZone", control::kZone},
+              {"InstanceState", instance["State"]},
+              {"InstanceStatus", check},
+              {"SystemStatus", check},
+              {"Events", json::array()}};
+}
+
+Result<json> DescribeInstanceStatus(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "instance-ids"));
+  const json all = args.value("include-all-instances", json(false));
+  const bool include_all = all == true || all == "true";
+  json items = json::array();
+  for (const std::string& id : ids) {
+    STRATA_RETURN_IF_ERROR(compute->DescribeInstance(id).status());
+  }
+  for (const InstanceInfo& info : compute->ListInstances()) {
+    if ((!ids.empty() && std::find(ids.begin(), ids.end(), info.instance_id) == ids.end()) ||
+        (!include_all && info.state != "running")) {
+      continue;
+    }
+    items.push_back(InstanceStatusJson(InstanceJson(info, {})));
+  }
+  static const std::map<std::string, std::string> kPaths = {
+      {"availability-zone", "AvailabilityZone"},
+      {"event.code", ""},
+      {"event.description", ""},
+      {"event.instance-event-id", ""},
+      {"event.not-after", ""},
+      {"event.not-before", ""},
+      {"event.not-before-deadline", ""},
+      {"instance-state-code", "InstanceState/Code"},
+      {"instance-state-name", "InstanceState/Name"},
+      {"instance-status.reachability", "InstanceStatus/Details[]/Status"},
+      {"instance-status.status", "InstanceStatus/Status"},
+      {"system-status.reachability", "SystemStatus/Details[]/Status"},
+      {"system-status.status", "SystemStatus/Status"},
+      {"attached-ebs-status.status", ""}};
+  STRATA_ASSIGN_OR_RETURN(items, control::ApplyPathFilters(args, std::move(items), kPaths));
+  return json{{"InstanceStatuses", items}};
+}
+
+// DescribeInstanceAttribute: one attribute of an instance, as EC2 answers it.
+Result<json> DescribeInstanceAttribute(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "instance-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string attribute, StringArg(args, "attribute"));
+  STRATA_ASSIGN_OR_RETURN(InstanceInfo info, compute->DescribeInstance(id));
+  const json item = InstanceJson(info, GroupNamesOf(compute));
+  auto value = [](json v) { return json{{"Value", std::move(v)}}; };
+  const std::map<std::string, std::pair<std::string, json>> kAttributes = {
+      {"instanceType", {"InstanceType", value(info.instance_type)}},
+      {"disableApiTermination", {"DisableApiTermination", value(info.disable_api_termination)}},
+      {"disableApiStop", {"DisableApiStop", value(false)}},
+      {"instanceInitiatedShutdownBehavior", {"InstanceInitiatedShutdownBehavior", value("stop")}},
+      {"rootDeviceName", {"RootDeviceName", value(info.root_device_name)}},
+      {"blockDeviceMapping", {"BlockDeviceMappings", item["BlockDeviceMappings"]}},
+      {"groupSet", {"Groups", item["SecurityGroups"]}},
+      {"productCodes", {"ProductCodes", json::array()}},
+      {"sourceDestCheck", {"SourceDestCheck", value(true)}},
+      {"ebsOptimized", {"EbsOptimized", value(false)}},
+      {"enaSupport", {"EnaSupport", value(true)}},
+      {"enclaveOptions", {"EnclaveOptions", {{"Enabled", false}}}},
+      {"userData", {"", json()}},  // none: RunInstances takes no UserData here
+      {"kernel", {"", json()}},
+      {"ramdisk", {"", json()}},
+      {"sriovNetSupport", {"", json()}}};
+  auto it = kAttributes.find(attribute);
+  if (it == kAttributes.end()) {
+    return Status::InvalidArgument("InvalidParameterValue: Value (" + attribute +
+                                   ") for parameter attribute is invalid. Unknown attribute.");
+  }
+  json out = {{"InstanceId", id}};
+  if (!it->second.first.empty()) {
+    out[it->second.first] = it->second.second;
+  }
+  return out;
+}
+
+// Burstable types' CPU credits: t2 launches standard, the later ones unlimited, as EC2's
+// defaults (Terraform's aws_instance reads them for every t* instance). Others have none.
+Result<json> DescribeInstanceCreditSpecifications(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "instance-ids"));
+  std::vector<InstanceInfo> instances;
+  if (ids.empty()) {
+    instances = compute->ListInstances();
+  }
+  for (const std::string& id : ids) {
+    STRATA_ASSIGN_OR_RETURN(InstanceInfo info, compute->DescribeInstance(id));
+    instances.push_back(std::move(info));
+  }
+  json items = json::array();
+  for (const InstanceInfo& info : instances) {
+    if (info.instance_type.starts_with("t") && info.state != "terminated") {
+      items.push_back(
+          {{"InstanceId", info.instance_id},
+           {"CpuCredits", info.instance_type.starts_with("t2.") ? "standard" : "unlimited"}});
     }
   }
   STRATA_ASSIGN_OR_RETURN(
-      items, control::ApplyFilters(
-                 args, items,
-                 {"instance-state-name", "state", "instance-id", "image-id", "instance-type",
-                  "root-device-type", "root-device-name", "block-device-mapping.volume-id"},
-                 [](const json& item, const std::string& name) {
-                   using Values = std::optional<std::vector<std::string>>;
-                   if (name == "instance-state-name" || name == "state") {
-                     return Values({item["State"]["Name"].get<std::string>()});
-                   }
-                   static const std::map<std::string, std::string> kPaths = {
-                       {"instance-id", "InstanceId"},
-                       {"image-id", "ImageId"},
-                       {"instance-type", "InstanceType"},
-                       {"root-device-type", "RootDeviceType"},
-                       {"root-device-name", "RootDeviceName"}};
-                   if (auto it = kPaths.find(name); it != kPaths.end()) {
-                     return Values({item[it->second].get<std::string>()});
-                   }
-                   if (name == "block-device-mapping.volume-id") {
-                     std::vector<std::string> out;
-                     for (const json& m : item["BlockDeviceMappings"]) {
-                       out.push_back(m["Ebs"]["VolumeId"].get<std::string>());
-                     }
-                     return Values(out);
-                   }
-                   return Values();
-                 }));
-  return json{{"Reservations", Reservations(std::move(items))}};
+      items, control::ApplyPathFilters(args, std::move(items), {{"instance-id", "InstanceId"}}));
+  return json{{"InstanceCreditSpecifications", items}};
 }
 
 template <typename Fn>
@@ -573,6 +800,19 @@ Result<json> AttachVolume(Compute* compute, const json& args) {
 
 Result<json> DetachVolume(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string volume, StringArg(args, "volume-id"));
+  // EC2's optional InstanceId and Device must name the attachment there is (--force: Strata's
+  // detach never waits on a guest, so it changes nothing).
+  const std::string instance = control::OptionalStringArg(args, "instance-id");
+  const std::string device = control::OptionalStringArg(args, "device");
+  if (!instance.empty() || !device.empty()) {
+    auto attached = compute->AttachmentOf(volume);
+    if (!attached || (!instance.empty() && attached->first != instance) ||
+        (!device.empty() && attached->second.device_name != device)) {
+      return Status::NotFound(
+          "InvalidAttachment.NotFound: The volume " + volume + " is not attached to " +
+          (instance.empty() ? "any instance" : instance) + (device.empty() ? "" : " at " + device));
+    }
+  }
   STRATA_ASSIGN_OR_RETURN(auto detached, compute->DetachVolume(volume));
   return AttachmentJson(detached.first, detached.second, "detaching");
 }
@@ -618,6 +858,30 @@ Result<json> DescribeInstanceTypes(Compute*, const json&) {
 }  // namespace
 
 namespace control {
+
+Result<std::vector<json>> ShorthandListArg(const json& args, const char* name) {
+  if (args.contains(name) && args[name].is_string()) {  // one structure (the API's form)
+    return ShorthandListArg(json{{name, json::array({args[name]})}}, name);
+  }
+  STRATA_ASSIGN_OR_RETURN(auto texts, StringListArg(args, name));
+  std::vector<json> out;
+  for (const std::string& text : texts) {
+    STRATA_ASSIGN_OR_RETURN(json j, control::ParseShorthand(text));
+    if (j.is_array()) {
+      for (json& item : j) {
+        out.push_back(std::move(item));
+      }
+    } else {
+      out.push_back(std::move(j));
+    }
+  }
+  for (const json& j : out) {
+    if (!j.is_object()) {
+      return Status::InvalidArgument(std::string("--") + name + " items must be Key=Value lists");
+    }
+  }
+  return out;
+}
 
 json ImageItemJson(Pool* pool, const ImageInfo& image) { return ImageJson(pool, image); }
 
@@ -689,16 +953,44 @@ Result<json> DescribeTags(Compute* compute, const json& args) {
   return json{{"Tags", rows}};
 }
 
-Result<json> DescribeAvailabilityZones(Compute*, const json&) {
-  return json{{"AvailabilityZones", json::array({{{"State", "available"},
-                                                  {"OptInStatus", "opt-in-not-required"},
-                                                  {"Messages", json::array()},
-                                                  {"RegionName", control::kRegion},
-                                                  {"ZoneName", control::kZone},
-                                                  {"ZoneId", "use1-az1"},
-                                                  {"GroupName", control::kRegion},
-                                                  {"NetworkBorderGroup", control::kRegion},
-                                                  {"ZoneType", "availability-zone"}}})}};
+Result<json> DescribeAvailabilityZones(Compute*, const json& args) {
+  json zones = json::array({{{"State", "available"},
+                             {"OptInStatus", "opt-in-not-required"},
+                             {"Messages", json::array()},
+                             {"RegionName", control::kRegion},
+                             {"ZoneName", control::kZone},
+                             {"ZoneId", "use1-az1"},
+                             {"GroupName", control::kRegion},
+                             {"NetworkBorderGroup", control::kRegion},
+                             {"ZoneType", "availability-zone"}}});
+  STRATA_ASSIGN_OR_RETURN(auto names, StringListArg(args, "zone-names"));
+  STRATA_ASSIGN_OR_RETURN(auto zone_ids, StringListArg(args, "zone-ids"));
+  for (const std::string& name : names) {
+    if (name != control::kZone) {
+      return Status::InvalidArgument("InvalidParameterValue: Invalid availability zone: [" + name +
+                                     "]");
+    }
+  }
+  for (const std::string& id : zone_ids) {
+    if (id != "use1-az1") {
+      return Status::InvalidArgument("InvalidParameterValue: Invalid availability zone: [" + id +
+                                     "]");
+    }
+  }
+  static const std::map<std::string, std::string> kPaths = {
+      {"group-name", "GroupName"},
+      {"message", ""},
+      {"opt-in-status", "OptInStatus"},
+      {"parent-zone-id", ""},
+      {"parent-zone-name", ""},
+      {"region-name", "RegionName"},
+      {"state", "State"},
+      {"zone-id", "ZoneId"},
+      {"zone-name", "ZoneName"},
+      {"zone-type", "ZoneType"},
+      {"network-border-group", "NetworkBorderGroup"}};
+  STRATA_ASSIGN_OR_RETURN(zones, control::ApplyPathFilters(args, std::move(zones), kPaths));
+  return json{{"AvailabilityZones", zones}};
 }
 
 Result<json> DescribeRegions(Compute*, const json&) {
@@ -763,6 +1055,54 @@ Result<json> ApplyFilters(const json& args, json items, const std::vector<std::s
   return items;
 }
 
+namespace {
+
+// The values at `path` in `item`, as text: "A/B" walks members, "A[]" every element of list A.
+void CollectPath(const json& item, std::string_view path, std::vector<std::string>* out) {
+  if (path.empty()) {
+    if (item.is_string()) {
+      out->push_back(item.get<std::string>());
+    } else if (!item.is_null() && !item.is_structured()) {
+      out->push_back(item.dump());  // numbers; booleans as true/false, as EC2 writes them
+    }
+    return;
+  }
+  const size_t slash = path.find('/');
+  std::string_view step = path.substr(0, slash);
+  const std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash + 1);
+  const bool each = step.ends_with("[]");
+  if (each) {
+    step.remove_suffix(2);
+  }
+  if (!item.is_object() || !item.contains(std::string(step))) {
+    return;
+  }
+  const json& next = item[std::string(step)];
+  if (each && next.is_array()) {
+    for (const json& element : next) {
+      CollectPath(element, rest, out);
+    }
+  } else if (!each) {
+    CollectPath(next, rest, out);
+  }
+}
+
+}  // namespace
+
+Result<json> ApplyPathFilters(const json& args, json items,
+                              const std::map<std::string, std::string>& paths) {
+  std::vector<std::string> names;
+  for (const auto& [name, path] : paths) {
+    names.push_back(name);
+  }
+  return ApplyFilters(args, std::move(items), names,
+                      [&paths](const json& item, const std::string& name) {
+                        std::vector<std::string> values;
+                        CollectPath(item, paths.at(name), &values);
+                        return std::optional(values);
+                      });
+}
+
 void AddComputeHandlers(HandlerTable* table) {
   table->emplace("register-image", RegisterImage);
   table->emplace("describe-images", DescribeImages);
@@ -770,6 +1110,9 @@ void AddComputeHandlers(HandlerTable* table) {
   table->emplace("create-image", CreateImage);
   table->emplace("run-instances", RunInstances);
   table->emplace("describe-instances", DescribeInstances);
+  table->emplace("describe-instance-status", DescribeInstanceStatus);
+  table->emplace("describe-instance-attribute", DescribeInstanceAttribute);
+  table->emplace("describe-instance-credit-specifications", DescribeInstanceCreditSpecifications);
   table->emplace("stop-instances", [](Compute* c, const json& a) {
     return StateVerb(c, a, "StoppingInstances", &Compute::StopInstances);
   });

@@ -440,6 +440,7 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
     control::AddComputeHandlers(&table);
     control::AddSecurityHandlers(&table);
     control::AddNetworkHandlers(&table);
+    control::AddAttributeHandlers(&table);
     control::AddRemoteHandlers(&table);
     return table;
   }();

@@ -16,6 +16,7 @@
 
 #include "control/control.h"
 #include "control/ec2_errors.h"
+#include "control/handlers.h"
 #include "control/verbs.h"
 #include "util/json_text.h"
 #include "util/text.h"
@@ -156,50 +157,32 @@ Status Refuse(const std::string& why) {
   return Status::InvalidArgument("InvalidParameterValue: " + why);
 }
 
-// AuthorizeSecurityGroupIngress / Revoke: EC2's IpPermissions (what the AWS CLI sends for
-// --protocol/--port/--cidr) as the verb's one rule.
-Status AdaptIngress(json* input) {
+// Authorize/RevokeSecurityGroup{Ingress,Egress}: the legacy top-level rule (IpProtocol, FromPort,
+// ToPort, CidrIp: EC2's older form, which the AWS CLI sends for --protocol/--port/--cidr) becomes
+// one more IpPermissions item, the form the verbs read.
+Status AdaptRuleParameters(json* input) {
   json rule = json::object();
-  if (input->contains("IpPermissions")) {
-    const json& perms = (*input)["IpPermissions"];
-    if (perms.size() != 1) {
-      return Refuse("one rule per call (IpPermissions.1 only)");
-    }
-    rule = perms[0];
-    input->erase("IpPermissions");
-  }
   for (const char* legacy : {"IpProtocol", "FromPort", "ToPort", "CidrIp"}) {
     if (input->contains(legacy)) {
       rule[legacy] = (*input)[legacy];
       input->erase(legacy);
     }
   }
-  std::vector<std::string> cidrs;
-  if (rule.contains("CidrIp")) {
-    cidrs.push_back(rule["CidrIp"].get<std::string>());
+  if (rule.empty()) {
+    return Status::OK();
   }
-  for (const char* list : {"IpRanges", "Ipv6Ranges"}) {
-    for (const json& r : rule.value(list, json::array())) {
-      for (const char* key : {"CidrIp", "CidrIpv6"}) {
-        if (r.contains(key)) {
-          cidrs.push_back(r[key].get<std::string>());
-        }
-      }
-    }
+  if (!rule.contains("CidrIp")) {
+    return Status::InvalidArgument("MissingParameter: CidrIp (or IpPermissions)");
   }
-  if (cidrs.size() != 1 || rule.contains("UserIdGroupPairs") || rule.contains("PrefixListIds")) {
-    return Refuse(
-        "a rule names exactly one CIDR (IpRanges or Ipv6Ranges); groups and prefix "
-        "lists are not supported");
+  rule["IpRanges"] = json::array({{{"CidrIp", rule["CidrIp"]}}});
+  rule.erase("CidrIp");
+  if (!rule.contains("IpProtocol")) {
+    rule["IpProtocol"] = "tcp";
   }
-  (*input)["Cidr"] = cidrs[0];
-  const std::string protocol = rule.value("IpProtocol", "tcp");
-  (*input)["Protocol"] = protocol;
-  if (protocol != "-1" && rule.contains("FromPort")) {
-    const std::string from = rule["FromPort"].get<std::string>();
-    const std::string to = rule.value("ToPort", from);
-    (*input)["Port"] = from == to ? from : from + "-" + to;
+  if (!input->contains("IpPermissions")) {
+    (*input)["IpPermissions"] = json::array();
   }
+  (*input)["IpPermissions"].push_back(std::move(rule));
   return Status::OK();
 }
 
@@ -238,12 +221,101 @@ Status AdaptMappingEncryption(json* input) {
   return Status::OK();
 }
 
+Status CheckSubnet(const json& subnet) {
+  if (subnet.is_string() && subnet != kDefaultSubnetId) {
+    return Status::NotFound("InvalidSubnetID.NotFound: The subnet ID '" +
+                            subnet.get<std::string>() + "' does not exist");
+  }
+  return Status::OK();
+}
+
+// RunInstances' network parameters: Strata does no networking, so it takes what a launch into
+// the default subnet says (Ansible's ec2_instance always sends one interface there, with the
+// security groups) and refuses what it could not honour (a fixed or public address, a second
+// interface), rather than launching something other than what was asked.
+Status AdaptNetwork(json* in) {
+  STRATA_RETURN_IF_ERROR(CheckSubnet(in->value("SubnetId", json())));
+  in->erase("SubnetId");
+  if (!in->contains("NetworkInterfaces")) {
+    return Status::OK();
+  }
+  const json interfaces = (*in)["NetworkInterfaces"];
+  in->erase("NetworkInterfaces");
+  if (!interfaces.is_array() || interfaces.size() != 1 || !interfaces[0].is_object()) {
+    return Status::NotSupported(
+        "UnsupportedOperation: one network interface (DeviceIndex 0): Strata does no networking");
+  }
+  const json& nic = interfaces[0];
+  STRATA_RETURN_IF_ERROR(CheckSubnet(nic.value("SubnetId", json())));
+  for (const char* unsupported :
+       {"NetworkInterfaceId", "PrivateIpAddress", "PrivateIpAddresses", "Ipv6Addresses",
+        "Ipv6AddressCount", "SecondaryPrivateIpAddressCount"}) {
+    if (nic.contains(unsupported)) {
+      return Status::NotSupported(std::string("UnsupportedOperation: NetworkInterfaces.") +
+                                  unsupported +
+                                  ": Strata does no networking (an instance is "
+                                  "reached through its NBD exports)");
+    }
+  }
+  if (nic.value("AssociatePublicIpAddress", json()) == true) {
+    return Status::NotSupported(
+        "UnsupportedOperation: AssociatePublicIpAddress: Strata gives no public addresses");
+  }
+  if (nic.contains("Groups")) {
+    if (in->contains("SecurityGroupIds")) {
+      return Status::InvalidArgument(
+          "InvalidParameterCombination: Network interfaces and an instance-level security "
+          "groups may not be specified on the same request");
+    }
+    (*in)["SecurityGroupIds"] = nic["Groups"];
+  }
+  return Status::OK();
+}
+
+// Launch settings whose EC2 defaults are what every Strata instance is: the defaults (which
+// Terraform always sends) are accepted, anything else refused.
+Status AdaptLaunchDefaults(json* in) {
+  struct Default {
+    const char* parameter;
+    const char* member;  // "" for a scalar parameter
+    json value;
+  };
+  const Default kDefaults[] = {
+      {"Monitoring", "Enabled", false},     {"HibernationOptions", "Configured", false},
+      {"EnclaveOptions", "Enabled", false}, {"EbsOptimized", "", false},
+      {"DisableApiStop", "", false},        {"InstanceInitiatedShutdownBehavior", "", "stop"}};
+  for (const Default& d : kDefaults) {
+    if (!in->contains(d.parameter)) {
+      continue;
+    }
+    const json given = *d.member ? (*in)[d.parameter].value(d.member, d.value) : (*in)[d.parameter];
+    if (given != d.value) {
+      return Status::NotSupported(std::string("UnsupportedOperation: ") + d.parameter +
+                                  (*d.member ? std::string(".") + d.member : "") + " " +
+                                  given.dump() + ": every Strata instance has " + d.value.dump());
+    }
+    in->erase(d.parameter);
+  }
+  if (in->contains("Placement")) {
+    const json zone = (*in)["Placement"].value("AvailabilityZone", json(""));
+    const json tenancy = (*in)["Placement"].value("Tenancy", json("default"));
+    if ((zone != "" && zone != kZone) || tenancy != "default") {
+      return Status::InvalidArgument("InvalidParameterValue: Placement: the pool's zone is " +
+                                     std::string(kZone) + " (default tenancy)");
+    }
+    in->erase("Placement");
+  }
+  return Status::OK();
+}
+
 const std::map<std::string, std::function<Status(json*)>>& Adapters() {
   static const auto* kAdapters = new std::map<std::string, std::function<Status(json*)>>{
       {"CreateVolume", AdaptEncryption},
       {"RunInstances",
        [](json* in) {  // MinCount/MaxCount (both required by EC2) -> --count MIN:MAX
          STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));
+         STRATA_RETURN_IF_ERROR(AdaptNetwork(in));
+         STRATA_RETURN_IF_ERROR(AdaptLaunchDefaults(in));
          const std::string min = in->value("MinCount", "1"), max = in->value("MaxCount", min);
          (*in)["Count"] = min + ":" + max;
          in->erase("MinCount");
@@ -264,11 +336,16 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
       {"RegisterImage",
        [](json* in) {  // the only architecture and virtualization there are here
          STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));
-         for (const auto& [key, only] :
-              {std::pair<const char*, const char*>{"Architecture", "x86_64"},
-               {"VirtualizationType", "hvm"}}) {
+         // (what every image here is, as DescribeImages and the instances report it; Terraform's
+         // aws_ami always sends EnaSupport and SriovNetSupport)
+         for (const auto& [key, only] : {std::pair<const char*, json>{"Architecture", "x86_64"},
+                                         {"VirtualizationType", "hvm"},
+                                         {"EnaSupport", true},
+                                         {"SriovNetSupport", "simple"},
+                                         {"BootMode", "legacy-bios"}}) {
            if (in->contains(key) && (*in)[key] != only) {
-             return Refuse(std::string(key) + " must be " + only);
+             return Refuse(std::string(key) + " must be " +
+                           (only.is_string() ? only.get<std::string>() : only.dump()));
            }
            in->erase(key);
          }
@@ -281,8 +358,10 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
              "serves one; push a snapshot to an S3 remote with 'strata copy-snapshot "
              "--destination-remote' (docs/remote-format.md)");
        }},
-      {"AuthorizeSecurityGroupIngress", AdaptIngress},
-      {"RevokeSecurityGroupIngress", AdaptIngress},
+      {"AuthorizeSecurityGroupIngress", AdaptRuleParameters},
+      {"RevokeSecurityGroupIngress", AdaptRuleParameters},
+      {"AuthorizeSecurityGroupEgress", AdaptRuleParameters},
+      {"RevokeSecurityGroupEgress", AdaptRuleParameters},
   };
   return *kAdapters;
 }

@@ -27,6 +27,8 @@ constexpr const char* kDefaultVpcCidrAssociationId = "vpc-cidr-assoc-0de7a017000
 constexpr const char* kDefaultDhcpOptionsId = "dopt-0de7a017000000001";
 constexpr const char* kDefaultSubnetId = "subnet-0de7a017000000001";
 constexpr const char* kDefaultSubnetCidr = "172.31.0.0/20";
+constexpr const char* kDefaultRouteTableId = "rtb-0de7a017000000001";
+constexpr const char* kDefaultRouteTableAssociationId = "rtbassoc-0de7a017000000001";
 
 using Handler = std::function<Result<nlohmann::json>(Compute*, const nlohmann::json&)>;
 using HandlerTable = std::map<std::string, Handler>;
@@ -37,6 +39,10 @@ Result<std::string> StringArg(const nlohmann::json& args, const char* name);
 std::string OptionalStringArg(const nlohmann::json& args, const char* name);
 // A list of strings (empty when absent). Errors: InvalidArgument (not a list of strings).
 Result<std::vector<std::string>> StringListArg(const nlohmann::json& args, const char* name);
+// Each argument of a list option, parsed as AWS shorthand (or JSON; a JSON list is flattened);
+// a single string (the EC2 API's one structure) is a list of one.
+// Errors: InvalidArgument (not shorthand; an item that is not an object).
+Result<std::vector<nlohmann::json>> ShorthandListArg(const nlohmann::json& args, const char* name);
 // An optional unsigned integer given as a number or a decimal string.
 Result<uint64_t> IntegerArg(const nlohmann::json& args, const char* name, uint64_t fallback);
 uint64_t GiBCeil(uint64_t bytes);
@@ -46,6 +52,7 @@ void AddStreamHandlers(HandlerTable* table);
 void AddComputeHandlers(HandlerTable* table);
 void AddSecurityHandlers(HandlerTable* table);
 void AddNetworkHandlers(HandlerTable* table);
+void AddAttributeHandlers(HandlerTable* table);
 void AddRemoteHandlers(HandlerTable* table);  // last: it wraps three verbs of the others
 
 // --owners / --owner-ids (EC2's Owners, OwnerIds): false when the list names owners but neither
@@ -67,6 +74,12 @@ using FilterField = std::function<std::optional<std::vector<std::string>>(
 Result<nlohmann::json> ApplyFilters(const nlohmann::json& args, nlohmann::json items,
                                     const std::vector<std::string>& names,
                                     const FilterField& field);
+
+// ApplyFilters by paths: each of EC2's filter names to where its values are in an item ("A/B"
+// walks members, "A[]/B" every element of list A; values as text). An empty path is a filter
+// EC2 documents for a value Strata's resources never have: it matches nothing.
+Result<nlohmann::json> ApplyPathFilters(const nlohmann::json& args, nlohmann::json items,
+                                        const std::map<std::string, std::string>& paths);
 
 }  // namespace strata::control
 

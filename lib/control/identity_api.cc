@@ -89,9 +89,16 @@ QueryReply ExecuteIdentityQuery(Compute* compute, const std::string& service_nam
     user.append_child("CreateDate").text().set(IsoTime(created_ms).c_str());
     return {200, Text(doc)};
   }
+  if (service_name == "iam" && action == "ListAccountAliases") {  // an account has none at first
+    pugi::xml_node result = Begin(&doc, service, action, request_id);
+    result.append_child("AccountAliases");
+    result.append_child("IsTruncated").text().set("false");
+    return {200, Text(doc)};
+  }
   return Error(service, "InvalidAction",
                "this endpoint serves " +
-                   std::string(service_name == "iam" ? "iam:GetUser" : "sts:GetCallerIdentity") +
+                   std::string(service_name == "iam" ? "iam:GetUser and iam:ListAccountAliases"
+                                                     : "sts:GetCallerIdentity") +
                    " of " + service_name + ", not '" + action.substr(0, 64) + "'",
                request_id);
 }

@@ -5,6 +5,7 @@
 // or create (Ansible's ec2_instance, Terraform's aws_vpc and aws_subnet data sources) find them.
 // docs/ec2-api.md "The default VPC".
 #include <algorithm>
+#include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -167,9 +168,89 @@ Result<json> DescribeAccountAttributes(Compute*, const json& args) {
   return json{{"AccountAttributes", out}};
 }
 
+// The default VPC's attributes, as a new account's default VPC has them.
+Result<json> DescribeVpcAttribute(Compute*, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string vpc, StringArg(args, "vpc-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string attribute, StringArg(args, "attribute"));
+  if (vpc != kDefaultVpcId) {
+    return Status::NotFound("InvalidVpcID.NotFound: The vpc ID '" + vpc + "' does not exist");
+  }
+  static const std::map<std::string, std::pair<std::string, bool>> kAttributes = {
+      {"enableDnsSupport", {"EnableDnsSupport", true}},
+      {"enableDnsHostnames", {"EnableDnsHostnames", true}},
+      {"enableNetworkAddressUsageMetrics", {"EnableNetworkAddressUsageMetrics", false}}};
+  auto it = kAttributes.find(attribute);
+  if (it == kAttributes.end()) {
+    return Status::InvalidArgument("InvalidParameterValue: Value (" + attribute +
+                                   ") for parameter attribute is invalid. Unknown attribute.");
+  }
+  return json{{"VpcId", vpc}, {it->second.first, {{"Value", it->second.second}}}};
+}
+
+// Network interfaces: Strata's instances have none (their exports are the server's sockets), so
+// every listing is empty; Terraform lists a security group's before deleting it.
+Result<json> DescribeNetworkInterfaces(Compute*, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "network-interface-ids"));
+  if (!ids.empty()) {
+    return Status::NotFound("InvalidNetworkInterfaceID.NotFound: The networkInterface ID '" +
+                            ids[0] + "' does not exist");
+  }
+  static const std::map<std::string, std::string> kPaths = [] {
+    std::map<std::string, std::string> paths;
+    for (const char* name :
+         {"addresses.private-ip-address", "attachment.attachment-id", "attachment.instance-id",
+          "attachment.status", "availability-zone", "description", "group-id", "group-name",
+          "interface-type", "mac-address", "network-interface-id", "owner-id", "private-ip-address",
+          "private-dns-name", "requester-managed", "status", "subnet-id", "vpc-id"}) {
+      paths[name] = "";
+    }
+    return paths;
+  }();
+  STRATA_ASSIGN_OR_RETURN(json items, ApplyPathFilters(args, json::array(), kPaths));
+  return json{{"NetworkInterfaces", items}};
+}
+
+// The default VPC's main route table: local traffic within 172.31.0.0/16 (a record for tools).
+Result<json> DescribeRouteTables(Compute*, const json& args) {
+  const json table = {
+      {"RouteTableId", kDefaultRouteTableId},
+      {"VpcId", kDefaultVpcId},
+      {"OwnerId", kOwnerId},
+      {"Associations", json::array({{{"Main", true},
+                                     {"RouteTableAssociationId", kDefaultRouteTableAssociationId},
+                                     {"RouteTableId", kDefaultRouteTableId},
+                                     {"AssociationState", {{"State", "associated"}}}}})},
+      {"Routes", json::array({{{"DestinationCidrBlock", kDefaultVpcCidr},
+                               {"GatewayId", "local"},
+                               {"Origin", "CreateRouteTable"},
+                               {"State", "active"}}})},
+      {"PropagatingVgws", json::array()},
+      {"Tags", json::array()}};
+  STRATA_RETURN_IF_ERROR(CheckIds(args, "route-table-ids", kDefaultRouteTableId,
+                                  "InvalidRouteTableID.NotFound", "route table"));
+  static const std::map<std::string, std::string> kPaths = {
+      {"association.main", "Associations[]/Main"},
+      {"association.route-table-association-id", "Associations[]/RouteTableAssociationId"},
+      {"association.route-table-id", "Associations[]/RouteTableId"},
+      {"association.subnet-id", "Associations[]/SubnetId"},
+      {"association.gateway-id", "Associations[]/GatewayId"},
+      {"owner-id", "OwnerId"},
+      {"route-table-id", "RouteTableId"},
+      {"route.destination-cidr-block", "Routes[]/DestinationCidrBlock"},
+      {"route.gateway-id", "Routes[]/GatewayId"},
+      {"route.origin", "Routes[]/Origin"},
+      {"route.state", "Routes[]/State"},
+      {"vpc-id", "VpcId"}};
+  STRATA_ASSIGN_OR_RETURN(json items, ApplyPathFilters(args, json::array({table}), kPaths));
+  return json{{"RouteTables", items}};
+}
+
 }  // namespace
 
 void AddNetworkHandlers(HandlerTable* table) {
+  table->emplace("describe-vpc-attribute", DescribeVpcAttribute);
+  table->emplace("describe-network-interfaces", DescribeNetworkInterfaces);
+  table->emplace("describe-route-tables", DescribeRouteTables);
   table->emplace("describe-vpcs", DescribeVpcs);
   table->emplace("describe-subnets", DescribeSubnets);
   table->emplace("describe-account-attributes", DescribeAccountAttributes);

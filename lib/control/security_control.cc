@@ -13,51 +13,86 @@ using json = nlohmann::json;
 
 namespace {
 
-json GroupJson(const SecurityGroupInfo& g) {
-  json permissions = json::array();
-  for (const IngressRule& r : g.ingress) {
-    const bool v6 = r.cidr.find(':') != std::string::npos;
-    json p = {{"IpProtocol", r.protocol},
-              {"IpRanges", v6 ? json::array() : json::array({{{"CidrIp", r.cidr}}})},
-              {"Ipv6Ranges", v6 ? json::array({{{"CidrIpv6", r.cidr}}}) : json::array()}};
-    if (r.protocol != "-1") {
-      p["FromPort"] = r.from_port;
-      p["ToPort"] = r.to_port;
+bool HasPorts(const std::string& protocol) {
+  return protocol == "tcp" || protocol == "udp" || protocol == "icmp" || protocol == "icmpv6";
+}
+
+bool IsV6(const SecurityGroupRule& r) { return r.cidr.find(':') != std::string::npos; }
+
+// EC2's IpPermissions: rules with the same protocol and ports share one permission, each range
+// with its description.
+json PermissionsJson(const std::vector<SecurityGroupRule>& rules) {
+  json out = json::array();
+  for (const SecurityGroupRule& r : rules) {
+    auto same = [&r](const json& p) {
+      return p["IpProtocol"] == r.protocol &&
+             (!HasPorts(r.protocol) || (p["FromPort"] == r.from_port && p["ToPort"] == r.to_port));
+    };
+    auto it = std::find_if(out.begin(), out.end(), same);
+    if (it == out.end()) {
+      json p = {{"IpProtocol", r.protocol},
+                {"IpRanges", json::array()},
+                {"Ipv6Ranges", json::array()},
+                {"PrefixListIds", json::array()},
+                {"UserIdGroupPairs", json::array()}};
+      if (HasPorts(r.protocol)) {
+        p["FromPort"] = r.from_port;
+        p["ToPort"] = r.to_port;
+      }
+      out.push_back(std::move(p));
+      it = out.end() - 1;
     }
-    permissions.push_back(p);
+    json range = {{IsV6(r) ? "CidrIpv6" : "CidrIp", r.cidr}};
+    if (!r.description.empty()) {
+      range["Description"] = r.description;
+    }
+    (*it)[IsV6(r) ? "Ipv6Ranges" : "IpRanges"].push_back(std::move(range));
   }
-  return json{
-      {"GroupId", g.group_id},
-      {"GroupName", g.group_name},
-      {"Description", g.description},
-      {"IpPermissions", permissions},
-      // EC2's default egress rule, which every new group in a VPC carries (Strata's
-      // exports only take connections: there is nothing outbound to guard)
-      {"IpPermissionsEgress", json::array({{{"IpProtocol", "-1"},
-                                            {"IpRanges", json::array({{{"CidrIp", "0.0.0.0/0"}}})},
-                                            {"Ipv6Ranges", json::array()},
-                                            {"PrefixListIds", json::array()},
-                                            {"UserIdGroupPairs", json::array()}}})},
-      {"OwnerId", control::kOwnerId},
-      {"VpcId", control::kDefaultVpcId},
-      {"Tags", control::TagsJson(g.tags)}};
+  return out;
+}
+
+json GroupJson(const SecurityGroupInfo& g) {
+  return json{{"GroupId", g.group_id},
+              {"GroupName", g.group_name},
+              {"Description", g.description},
+              {"IpPermissions", PermissionsJson(g.ingress)},
+              {"IpPermissionsEgress", PermissionsJson(g.egress)},
+              {"OwnerId", control::kOwnerId},
+              {"VpcId", control::kDefaultVpcId},
+              {"Tags", control::TagsJson(g.tags)}};
+}
+
+// EC2's SecurityGroupRule (DescribeSecurityGroupRules, and what Authorize* return).
+json RuleJson(const std::string& group_id, bool egress, const SecurityGroupRule& r) {
+  const bool ports = HasPorts(r.protocol);
+  json out = {{"SecurityGroupRuleId", r.rule_id},
+              {"GroupId", group_id},
+              {"GroupOwnerId", control::kOwnerId},
+              {"IsEgress", egress},
+              {"IpProtocol", r.protocol},
+              {"FromPort", ports ? r.from_port : -1},
+              {"ToPort", ports ? r.to_port : -1},
+              {IsV6(r) ? "CidrIpv6" : "CidrIpv4", r.cidr},
+              {"Tags", json::array()}};
+  if (!r.description.empty()) {
+    out["Description"] = r.description;
+  }
+  return out;
 }
 
 // A group's values for one of EC2's DescribeSecurityGroups filters; nullopt: not a filter.
 std::optional<std::vector<std::string>> GroupField(const json& g, const std::string& name) {
-  auto rules = [&g](const char* list, const char* member) {
+  auto rules = [&g](const char* list, const std::string& member) {
     std::vector<std::string> out;
     for (const json& p : g[list]) {
-      if (std::string(member) == "cidr") {
-        for (const json& r : p["IpRanges"]) {
-          out.push_back(r["CidrIp"].get<std::string>());
-        }
-        for (const json& r : p["Ipv6Ranges"]) {
-          out.push_back(r["CidrIpv6"].get<std::string>());
+      if (member == "cidr" || member == "ipv6-cidr") {
+        const bool v6 = member == "ipv6-cidr";
+        for (const json& r : p[v6 ? "Ipv6Ranges" : "IpRanges"]) {
+          out.push_back(r[v6 ? "CidrIpv6" : "CidrIp"].get<std::string>());
         }
       } else if (p.contains(member)) {
         out.push_back(p[member].is_string() ? p[member].get<std::string>() : p[member].dump());
-      }
+      }  // (group references and prefix lists: rules never have them)
     }
     return out;
   };
@@ -70,52 +105,158 @@ std::optional<std::vector<std::string>> GroupField(const json& g, const std::str
     return std::vector<std::string>{g[it->second].get<std::string>()};
   }
   static const std::map<std::string, std::string> kRule = {{"cidr", "cidr"},
+                                                           {"ipv6-cidr", "ipv6-cidr"},
                                                            {"protocol", "IpProtocol"},
                                                            {"from-port", "FromPort"},
-                                                           {"to-port", "ToPort"}};
+                                                           {"to-port", "ToPort"},
+                                                           {"group-id", "GroupId"},
+                                                           {"group-name", "GroupName"},
+                                                           {"user-id", "UserId"},
+                                                           {"prefix-list-id", "PrefixListId"}};
   for (const auto& [prefix, list] :
        {std::pair<std::string, const char*>{"ip-permission.", "IpPermissions"},
         {"egress.ip-permission.", "IpPermissionsEgress"}}) {
     if (name.starts_with(prefix)) {
       auto it = kRule.find(name.substr(prefix.size()));
       if (it != kRule.end()) {
-        return rules(list, it->second.c_str());
+        return rules(list, it->second);
       }
     }
   }
   return std::nullopt;
 }
 
-// --protocol tcp|-1|all --port N|N-M --cidr C.
-Result<IngressRule> RuleArg(const json& args) {
-  IngressRule rule;
+// A number given as JSON or text (the Query API's values are all text). Errors: not an integer.
+Result<int32_t> PortField(const json& p, const char* key, int32_t fallback) {
+  if (!p.contains(key)) {
+    return fallback;
+  }
+  if (p[key].is_number_integer()) {
+    return p[key].get<int32_t>();
+  }
+  const std::string text = p[key].is_string() ? p[key].get<std::string>() : "";
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < -1 || v > 65535) {
+    return Status::InvalidArgument(std::string("InvalidParameterValue: ") + key + " '" +
+                                   p[key].dump() + "' is not a port (-1..65535)");
+  }
+  return static_cast<int32_t>(v);
+}
+
+std::string TextField(const json& obj, const char* key) {
+  return obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>() : "";
+}
+
+// One EC2 IpPermission as rules, one per IP range.
+Status AppendPermissionRules(const json& p, std::vector<SecurityGroupRule>* out) {
+  for (const char* unsupported : {"UserIdGroupPairs", "PrefixListIds"}) {
+    if (p.contains(unsupported) && !p[unsupported].empty()) {
+      return Status::InvalidArgument(
+          std::string("InvalidParameterValue: ") + unsupported +
+          ": Strata's rules name IP ranges (IpRanges, Ipv6Ranges); rules that refer to other "
+          "groups or to prefix lists are not supported");
+    }
+  }
+  SecurityGroupRule base;
+  base.protocol = TextField(p, "IpProtocol");
+  if (base.protocol.empty()) {
+    return Status::InvalidArgument("MissingParameter: IpPermissions needs IpProtocol");
+  }
+  STRATA_ASSIGN_OR_RETURN(base.from_port, PortField(p, "FromPort", 0));
+  STRATA_ASSIGN_OR_RETURN(base.to_port, PortField(p, "ToPort", base.from_port));
+  const size_t before = out->size();
+  for (auto [list, key] : {std::pair{"IpRanges", "CidrIp"}, std::pair{"Ipv6Ranges", "CidrIpv6"}}) {
+    if (!p.contains(list)) {
+      continue;
+    }
+    if (!p[list].is_array()) {
+      return Status::InvalidArgument(std::string("InvalidParameterValue: ") + list +
+                                     " must be a list");
+    }
+    for (const json& range : p[list]) {
+      SecurityGroupRule r = base;
+      r.cidr = range.is_object() ? TextField(range, key) : "";
+      r.description = range.is_object() ? TextField(range, "Description") : "";
+      if (r.cidr.empty()) {
+        return Status::InvalidArgument(std::string("MissingParameter: each of ") + list +
+                                       " needs " + key);
+      }
+      out->push_back(std::move(r));
+    }
+  }
+  if (out->size() == before) {
+    return Status::InvalidArgument(
+        "MissingParameter: a permission needs a source: IpRanges or Ipv6Ranges");
+  }
+  return Status::OK();
+}
+
+// The rules of a call: EC2's IpPermissions (API and --ip-permissions), or the CLI's one rule
+// (--protocol tcp|udp|icmp|-1 --port N|N-M --cidr C [--description D]).
+Result<std::vector<SecurityGroupRule>> RulesArg(const json& args) {
+  std::vector<SecurityGroupRule> rules;
+  STRATA_ASSIGN_OR_RETURN(auto permissions, control::ShorthandListArg(args, "ip-permissions"));
+  for (const json& p : permissions) {
+    STRATA_RETURN_IF_ERROR(AppendPermissionRules(p, &rules));
+  }
+  const std::string cidr = control::OptionalStringArg(args, "cidr");
+  if (cidr.empty()) {
+    return rules;
+  }
+  SecurityGroupRule rule;
   const std::string protocol = control::OptionalStringArg(args, "protocol");
   rule.protocol = protocol.empty() ? "tcp" : protocol;
-  STRATA_ASSIGN_OR_RETURN(rule.cidr, control::StringArg(args, "cidr"));
+  rule.cidr = cidr;
+  rule.description = control::OptionalStringArg(args, "description");
   const std::string port = control::OptionalStringArg(args, "port");
-  if (rule.protocol == "tcp") {
+  if (HasPorts(rule.protocol) || rule.protocol == "6" || rule.protocol == "17") {
     const size_t dash = port.find('-', 1);
-    char* end1 = nullptr;
-    char* end2 = nullptr;
-    const std::string from = port.substr(0, dash);
-    const std::string to = dash == std::string::npos ? from : port.substr(dash + 1);
-    const unsigned long a = std::strtoul(from.c_str(), &end1, 10);
-    const unsigned long b = std::strtoul(to.c_str(), &end2, 10);
-    if (port.empty() || *end1 != '\0' || *end2 != '\0' || from.empty() || to.empty() || a > 65535 ||
-        b > 65535) {
-      return Status::InvalidArgument("--port wants a TCP port or range (10809, 10800-10899)");
+    json range = {{"FromPort", port.substr(0, dash)},
+                  {"ToPort", dash == std::string::npos ? port : port.substr(dash + 1)}};
+    auto from = PortField(range, "FromPort", 0);
+    auto to = PortField(range, "ToPort", 0);
+    if (port.empty() || !from.ok() || !to.ok()) {
+      return Status::InvalidArgument("--port wants a port or range (10809, 10800-10899)");
     }
-    rule.from_port = static_cast<uint16_t>(a);
-    rule.to_port = static_cast<uint16_t>(b);
+    rule.from_port = *from;
+    rule.to_port = *to;
   }
-  return rule;
+  rules.push_back(std::move(rule));
+  return rules;
+}
+
+// The rules named by --security-group-rule-ids (revoke by id).
+Result<std::vector<SecurityGroupRule>> RuleIdsArg(const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "security-group-rule-ids"));
+  std::vector<SecurityGroupRule> rules;
+  for (const std::string& id : ids) {
+    if (!id.starts_with("sgr-")) {
+      return Status::InvalidArgument("InvalidSecurityGroupRuleId.Malformed: '" + id +
+                                     "' is not a security group rule id (sgr-...)");
+    }
+    SecurityGroupRule r;
+    r.rule_id = id;
+    rules.push_back(std::move(r));
+  }
+  return rules;
 }
 
 Result<json> CreateSecurityGroup(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "group-name"));
   STRATA_ASSIGN_OR_RETURN(std::string description, control::StringArg(args, "description"));
-  STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, compute->CreateSecurityGroup(name, description, {}));
-  return json{{"GroupId", g.group_id}};
+  const std::string vpc = control::OptionalStringArg(args, "vpc-id");
+  if (!vpc.empty() && vpc != control::kDefaultVpcId) {
+    return Status::NotFound("InvalidVpcID.NotFound: The vpc ID '" + vpc + "' does not exist");
+  }
+  STRATA_ASSIGN_OR_RETURN(Tags tags, control::TagSpecTags(args, "security-group"));
+  STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g,
+                          compute->CreateSecurityGroup(name, description, tags));
+  json out = {{"GroupId", g.group_id}};
+  if (!tags.empty()) {
+    out["Tags"] = control::TagsJson(tags);
+  }
+  return out;
 }
 
 Result<json> DescribeSecurityGroups(Compute* compute, const json& args) {
@@ -140,19 +281,18 @@ Result<json> DescribeSecurityGroups(Compute* compute, const json& args) {
     STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo g, compute->DescribeSecurityGroup(id));
     items.push_back(GroupJson(g));
   }
-  static const std::vector<std::string> kFilters = {"description",
-                                                    "group-id",
-                                                    "group-name",
-                                                    "owner-id",
-                                                    "vpc-id",
-                                                    "ip-permission.cidr",
-                                                    "ip-permission.protocol",
-                                                    "ip-permission.from-port",
-                                                    "ip-permission.to-port",
-                                                    "egress.ip-permission.cidr",
-                                                    "egress.ip-permission.protocol",
-                                                    "egress.ip-permission.from-port",
-                                                    "egress.ip-permission.to-port"};
+  // EC2's documented filters (tag:KEY and tag-key are every Describe's)
+  static const std::vector<std::string> kFilters = [] {
+    std::vector<std::string> filters = {"description", "group-id", "group-name", "owner-id",
+                                        "vpc-id"};
+    for (const char* prefix : {"ip-permission.", "egress.ip-permission."}) {
+      for (const char* field : {"cidr", "ipv6-cidr", "protocol", "from-port", "to-port", "group-id",
+                                "group-name", "user-id", "prefix-list-id"}) {
+        filters.push_back(std::string(prefix) + field);
+      }
+    }
+    return filters;
+  }();
   STRATA_ASSIGN_OR_RETURN(items,
                           control::ApplyFilters(args, std::move(items), kFilters, GroupField));
   return json{{"SecurityGroups", items}};
@@ -164,12 +304,93 @@ Result<json> DeleteSecurityGroup(Compute* compute, const json& args) {
   return json::object();
 }
 
-Result<json> ChangeIngress(Compute* compute, const json& args, bool authorize) {
+Result<json> AuthorizeRules(Compute* compute, const json& args, bool egress) {
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "group-id"));
-  STRATA_ASSIGN_OR_RETURN(IngressRule rule, RuleArg(args));
-  STRATA_RETURN_IF_ERROR(authorize ? compute->AuthorizeIngress(id, rule)
-                                   : compute->RevokeIngress(id, rule));
+  STRATA_ASSIGN_OR_RETURN(auto rules, RulesArg(args));
+  STRATA_ASSIGN_OR_RETURN(rules, compute->AuthorizeRules(id, egress, std::move(rules)));
+  json out = {{"Return", true}, {"SecurityGroupRules", json::array()}};
+  for (const SecurityGroupRule& r : rules) {
+    out["SecurityGroupRules"].push_back(RuleJson(id, egress, r));
+  }
+  return out;
+}
+
+Result<json> RevokeRules(Compute* compute, const json& args, bool egress) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "group-id"));
+  STRATA_ASSIGN_OR_RETURN(auto rules, RulesArg(args));
+  STRATA_ASSIGN_OR_RETURN(auto by_id, RuleIdsArg(args));
+  rules.insert(rules.end(), by_id.begin(), by_id.end());
+  if (rules.empty()) {
+    return Status::InvalidArgument(
+        "MissingParameter: name the rules: IpPermissions (--cidr ...) or SecurityGroupRuleIds");
+  }
+  STRATA_ASSIGN_OR_RETURN(auto removed, compute->RevokeRules(id, egress, rules));
+  json out = {{"Return", true}, {"RevokedSecurityGroupRules", json::array()}};
+  for (const SecurityGroupRule& r : removed) {
+    out["RevokedSecurityGroupRules"].push_back(RuleJson(id, egress, r));
+  }
+  return out;
+}
+
+// UpdateSecurityGroupRuleDescriptions{Ingress,Egress}: by permission (IpPermissions, each
+// range's Description) or by id (SecurityGroupRuleDescriptions).
+Result<json> UpdateRuleDescriptions(Compute* compute, const json& args, bool egress) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "group-id"));
+  STRATA_ASSIGN_OR_RETURN(auto rules, RulesArg(args));
+  STRATA_ASSIGN_OR_RETURN(auto by_id,
+                          control::ShorthandListArg(args, "security-group-rule-descriptions"));
+  for (const json& d : by_id) {
+    SecurityGroupRule r;
+    r.rule_id = TextField(d, "SecurityGroupRuleId");
+    r.description = TextField(d, "Description");
+    if (r.rule_id.empty()) {
+      return Status::InvalidArgument(
+          "MissingParameter: each SecurityGroupRuleDescription needs SecurityGroupRuleId");
+    }
+    rules.push_back(std::move(r));
+  }
+  if (rules.empty()) {
+    return Status::InvalidArgument(
+        "MissingParameter: IpPermissions or SecurityGroupRuleDescriptions");
+  }
+  STRATA_RETURN_IF_ERROR(compute->UpdateRuleDescriptions(id, egress, rules));
   return json{{"Return", true}};
+}
+
+// A rule's values for one of EC2's DescribeSecurityGroupRules filters; nullopt: not a filter.
+std::optional<std::vector<std::string>> RuleField(const json& r, const std::string& name) {
+  if (name == "group-id") {
+    return std::vector<std::string>{r["GroupId"].get<std::string>()};
+  }
+  if (name == "security-group-rule-id") {
+    return std::vector<std::string>{r["SecurityGroupRuleId"].get<std::string>()};
+  }
+  return std::nullopt;
+}
+
+Result<json> DescribeSecurityGroupRules(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "security-group-rule-ids"));
+  json items = json::array();
+  for (const SecurityGroupInfo& g : compute->ListSecurityGroups()) {
+    for (auto [list, egress] : {std::pair{&g.ingress, false}, std::pair{&g.egress, true}}) {
+      for (const SecurityGroupRule& r : *list) {
+        if (ids.empty() || std::find(ids.begin(), ids.end(), r.rule_id) != ids.end()) {
+          items.push_back(RuleJson(g.group_id, egress, r));
+        }
+      }
+    }
+  }
+  for (const std::string& id : ids) {  // EC2 names the first missing one
+    if (std::none_of(items.begin(), items.end(),
+                     [&id](const json& r) { return r["SecurityGroupRuleId"] == id; })) {
+      return Status::NotFound("InvalidSecurityGroupRuleId.NotFound: The security group rule ID '" +
+                              id + "' does not exist");
+    }
+  }
+  static const std::vector<std::string> kFilters = {"group-id", "security-group-rule-id"};
+  STRATA_ASSIGN_OR_RETURN(items,
+                          control::ApplyFilters(args, std::move(items), kFilters, RuleField));
+  return json{{"SecurityGroupRules", items}};
 }
 
 json KeyPairJson(const KeyPairInfo& k) {
@@ -272,10 +493,17 @@ void AddSecurityHandlers(HandlerTable* table) {
   table->emplace("create-security-group", CreateSecurityGroup);
   table->emplace("describe-security-groups", DescribeSecurityGroups);
   table->emplace("delete-security-group", DeleteSecurityGroup);
-  table->emplace("authorize-security-group-ingress",
-                 [](Compute* c, const json& a) { return ChangeIngress(c, a, true); });
-  table->emplace("revoke-security-group-ingress",
-                 [](Compute* c, const json& a) { return ChangeIngress(c, a, false); });
+  for (bool egress : {false, true}) {
+    const std::string way = egress ? "egress" : "ingress";
+    table->emplace("authorize-security-group-" + way,
+                   [egress](Compute* c, const json& a) { return AuthorizeRules(c, a, egress); });
+    table->emplace("revoke-security-group-" + way,
+                   [egress](Compute* c, const json& a) { return RevokeRules(c, a, egress); });
+    table->emplace(
+        "update-security-group-rule-descriptions-" + way,
+        [egress](Compute* c, const json& a) { return UpdateRuleDescriptions(c, a, egress); });
+  }
+  table->emplace("describe-security-group-rules", DescribeSecurityGroupRules);
 }
 
 }  // namespace control

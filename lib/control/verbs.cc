@@ -253,7 +253,10 @@ std::vector<Verb> ComputeVerbs() {
       {"detach-volume",
        "detach-volume",
        "detach a volume (it becomes available)",
-       {Required({"--volume-id", "volume-id", K::kText, "volume id"})}},
+       {Required({"--volume-id", "volume-id", K::kText, "volume id"}),
+        {"--instance-id", "instance-id", K::kText, "the instance it must be attached to"},
+        {"--device", "device", K::kText, "the device it must be attached at"},
+        {"--force", "force", K::kFlag, "(accepted: a detach never waits on a guest)"}}},
       {"create-tags",
        "create-tags",
        "add or overwrite tags",
@@ -272,7 +275,10 @@ std::vector<Verb> ComputeVerbs() {
       {"describe-availability-zones",
        "describe-availability-zones",
        "the pool's zone: its region plus 'a'",
-       {}},
+       {{"--zone-names", "zone-names", K::kList, "names to show"},
+        {"--zone-ids", "zone-ids", K::kList, "ids to show"},
+        {"--all-availability-zones", "all-availability-zones", K::kFlag, "(one zone either way)"},
+        kFilters}},
       {"describe-regions", "describe-regions", "the pool's region", {}},
       {"describe-vpcs",
        "describe-vpcs",
@@ -282,6 +288,20 @@ std::vector<Verb> ComputeVerbs() {
        "describe-subnets",
        "the default subnet of the pool's zone (a record for tools)",
        {{"--subnet-ids", "subnet-ids", K::kList, "ids to show"}, kFilters}},
+      {"describe-vpc-attribute",
+       "describe-vpc-attribute",
+       "the default VPC's DNS attributes (a record for tools)",
+       {Required({"--vpc-id", "vpc-id", K::kText, "the default VPC's id"}),
+        Required({"--attribute", "attribute", K::kText,
+                  "enableDnsSupport|enableDnsHostnames|enableNetworkAddressUsageMetrics"})}},
+      {"describe-network-interfaces",
+       "describe-network-interfaces",
+       "none: Strata's instances are reached through NBD exports",
+       {{"--network-interface-ids", "network-interface-ids", K::kList, "ids to show"}, kFilters}},
+      {"describe-route-tables",
+       "describe-route-tables",
+       "the default VPC's main route table (a record for tools)",
+       {{"--route-table-ids", "route-table-ids", K::kList, "ids to show"}, kFilters}},
       {"describe-account-attributes",
        "describe-account-attributes",
        "the account's attributes (default-vpc, supported-platforms, ...)",
@@ -297,11 +317,24 @@ std::vector<Verb> ComputeVerbs() {
 std::vector<Verb> SecurityVerbs() {
   const VerbArg key_name = Required({"--key-name", "key-name", K::kText, "unique name"});
   const VerbArg group_id = Required({"--group-id", "group-id", K::kText, "sg-…"});
+  const VerbArg permissions = {"--ip-permissions", "ip-permissions", K::kList,
+                               "IpProtocol=tcp,FromPort=N,ToPort=M,IpRanges=[{CidrIp=C,"
+                               "Description=D}] ... (EC2's form; several rules at once)"};
   const std::vector<VerbArg> rule = {
       group_id,
-      {"--protocol", "protocol", K::kText, "tcp (default) or -1 (all)"},
-      {"--port", "port", K::kText, "a TCP port or range: 10809, 10800-10899"},
-      Required({"--cidr", "cidr", K::kText, "source addresses: 10.0.0.0/8, 127.0.0.1/32"})};
+      {"--protocol", "protocol", K::kText, "tcp (default), udp, icmp, icmpv6 or -1 (all)"},
+      {"--port", "port", K::kText, "a port or range: 10809, 10800-10899"},
+      {"--cidr", "cidr", K::kText, "addresses: 10.0.0.0/8, 127.0.0.1/32"},
+      {"--description", "description", K::kText, "the rule's description"},
+      permissions};
+  std::vector<VerbArg> revoke = rule;
+  revoke.push_back({"--security-group-rule-ids", "security-group-rule-ids", K::kList,
+                    "sgr-... ids of the rules to remove"});
+  const std::vector<VerbArg> descriptions = {
+      group_id,
+      permissions,
+      {"--security-group-rule-descriptions", "security-group-rule-descriptions", K::kList,
+       "SecurityGroupRuleId=sgr-...,Description=D ..."}};
   return {
       {"create-key-pair",
        "create-key-pair",
@@ -332,9 +365,11 @@ std::vector<Verb> SecurityVerbs() {
        {Required({"--key-name", "key-name", K::kText, "name"})}},
       {"create-security-group",
        "create-security-group",
-       "a group of inbound rules",
+       "a group of inbound rules (and EC2's default outbound one)",
        {Required({"--group-name", "group-name", K::kText, "unique name"}),
-        Required({"--description", "description", K::kText, "free text"})}},
+        Required({"--description", "description", K::kText, "free text"}),
+        {"--vpc-id", "vpc-id", K::kText, "the default VPC (the only one)"},
+        kTagSpecs}},
       {"describe-security-groups",
        "describe-security-groups",
        "groups and their rules",
@@ -342,10 +377,109 @@ std::vector<Verb> SecurityVerbs() {
         {"--group-names", "group-names", K::kList, "names to show"},
         kFilters}},
       {"delete-security-group", "delete-security-group", "delete an unused group", {group_id}},
-      {"authorize-security-group-ingress", "authorize-security-group-ingress",
-       "add an inbound rule", rule},
-      {"revoke-security-group-ingress", "revoke-security-group-ingress", "remove an inbound rule",
-       rule},
+      {"authorize-security-group-ingress",
+       "authorize-security-group-ingress",
+       "add inbound rules (they admit NBD clients)",
+       rule,
+       {"cidr", "ip-permissions"}},
+      {"revoke-security-group-ingress",
+       "revoke-security-group-ingress",
+       "remove inbound rules",
+       revoke,
+       {"cidr", "ip-permissions", "security-group-rule-ids"}},
+      {"authorize-security-group-egress",
+       "authorize-security-group-egress",
+       "add outbound rules (kept for tools: exports make no connections)",
+       rule,
+       {"cidr", "ip-permissions"}},
+      {"revoke-security-group-egress",
+       "revoke-security-group-egress",
+       "remove outbound rules",
+       revoke,
+       {"cidr", "ip-permissions", "security-group-rule-ids"}},
+      {"update-security-group-rule-descriptions-ingress",
+       "update-security-group-rule-descriptions-ingress",
+       "set inbound rules' descriptions",
+       descriptions,
+       {"ip-permissions", "security-group-rule-descriptions"}},
+      {"update-security-group-rule-descriptions-egress",
+       "update-security-group-rule-descriptions-egress",
+       "set outbound rules' descriptions",
+       descriptions,
+       {"ip-permissions", "security-group-rule-descriptions"}},
+      {"describe-security-group-rules",
+       "describe-security-group-rules",
+       "every rule of every group, with its id",
+       {{"--security-group-rule-ids", "security-group-rule-ids", K::kList, "ids to show"},
+        {"--filters", "filters", K::kList, "Name=group-id|security-group-rule-id,Values=..."}}},
+  };
+}
+
+// EC2's attribute calls and instance status (docs/ec2-api.md "Attributes").
+std::vector<Verb> AttributeVerbs() {
+  const VerbArg attribute = {"--attribute", "attribute", K::kText, "the attribute's name"};
+  const VerbArg image_id = Required({"--image-id", "image-id", K::kText, "ami-..."});
+  const VerbArg snapshot_id = Required({"--snapshot-id", "snapshot-id", K::kText, "snap-..."});
+  const VerbArg volume_id = Required({"--volume-id", "volume-id", K::kText, "vol-..."});
+  const VerbArg operation = {"--operation-type", "operation-type", K::kText, "add or remove"};
+  const VerbArg users = {"--user-ids", "user-ids", K::kList, "12-digit account ids"};
+  return {
+      {"describe-image-attribute",
+       "describe-image-attribute",
+       "an image's description, launchPermission, blockDeviceMapping, productCodes, ...",
+       {image_id, Required(attribute)}},
+      {"modify-image-attribute",
+       "modify-image-attribute",
+       "an image's description or launch permissions (recorded; a pool is one account)",
+       {image_id,
+        attribute,
+        {"--description", "description", K::kList, "Value=TEXT"},
+        {"--launch-permission", "launch-permission", K::kList,
+         "Add=[{UserId=...},{Group=all}],Remove=[...]"},
+        operation,
+        users,
+        {"--user-groups", "user-groups", K::kList, "all"},
+        {"--value", "value", K::kText, "with --attribute description: the text"}}},
+      {"describe-snapshot-attribute",
+       "describe-snapshot-attribute",
+       "a snapshot's createVolumePermission or productCodes",
+       {snapshot_id, Required(attribute)}},
+      {"modify-snapshot-attribute",
+       "modify-snapshot-attribute",
+       "a snapshot's create-volume permissions (recorded; a pool is one account)",
+       {snapshot_id,
+        attribute,
+        {"--create-volume-permission", "create-volume-permission", K::kList,
+         "Add=[{UserId=...},{Group=all}],Remove=[...]"},
+        operation,
+        users,
+        {"--group-names", "group-names", K::kList, "all"}}},
+      {"reset-snapshot-attribute",
+       "reset-snapshot-attribute",
+       "clear a snapshot's create-volume permissions",
+       {snapshot_id, Required(attribute)}},
+      {"describe-instance-attribute",
+       "describe-instance-attribute",
+       "an instance's instanceType, blockDeviceMapping, groupSet, disableApiTermination, ...",
+       {Required({"--instance-id", "instance-id", K::kText, "i-..."}), Required(attribute)}},
+      {"describe-instance-status",
+       "describe-instance-status",
+       "status checks of running instances (all with --include-all-instances)",
+       {{"--instance-ids", "instance-ids", K::kList, "ids to show"},
+        {"--include-all-instances", "include-all-instances", K::kFlag, "not only running ones"},
+        kFilters}},
+      {"describe-instance-credit-specifications",
+       "describe-instance-credit-specifications",
+       "CPU credits of burstable (t*) instances",
+       {{"--instance-ids", "instance-ids", K::kList, "ids to show"}, kFilters}},
+      {"describe-volume-attribute",
+       "describe-volume-attribute",
+       "a volume's autoEnableIO or productCodes",
+       {volume_id, Required(attribute)}},
+      {"modify-volume-attribute",
+       "modify-volume-attribute",
+       "a volume's autoEnableIO",
+       {volume_id, Required({"--auto-enable-io", "auto-enable-io", K::kList, "Value=true|false"})}},
   };
 }
 
@@ -384,7 +518,8 @@ std::vector<Verb> RemoteVerbs() {
 const std::vector<Verb>& Verbs() {
   static const std::vector<Verb> verbs = [] {
     std::vector<Verb> all;
-    for (auto part : {VolumeVerbs, SnapshotVerbs, ComputeVerbs, SecurityVerbs, RemoteVerbs}) {
+    for (auto part :
+         {VolumeVerbs, SnapshotVerbs, ComputeVerbs, SecurityVerbs, AttributeVerbs, RemoteVerbs}) {
       for (Verb& v : part()) {
         all.push_back(std::move(v));
       }

@@ -195,6 +195,23 @@ RecordField<T> Records(const char* name, std::vector<U> T::*member, const Record
           }};
 }
 
+// A list of nested records added after its record type was first written: always written (so
+// an empty list stays empty); a record without it gets `absent()` (what such records meant).
+template <typename T, typename U>
+RecordField<T> RecordsSince(const char* name, std::vector<U> T::*member,
+                            const RecordCodec<U>* codec, std::vector<U> (*absent)()) {
+  RecordField<T> field = Records(name, member, codec);
+  auto get = std::move(field.get);
+  field.get = [name, member, absent, get](const nlohmann::json& j, T* v) {
+    if (j.contains(name)) {
+      get(j, v);
+    } else {
+      v->*member = absent();
+    }
+  };
+  return field;
+}
+
 // A field of a member struct, written flat into the outer record (InstanceRecord::info).
 template <typename T, typename S>
 RecordField<T> Within(S T::*outer, RecordField<S> field) {

@@ -250,6 +250,10 @@ for query in 'SecurityGroups[].GroupName' "SecurityGroups[?GroupName=='txt'].[Gr
 done
 pass "key pairs and security groups; --output text and --query equal to the AWS CLI's"
 
+# ---- Terraform's AWS provider's calls, in its order (boto3; tests/integration/terraform_order.py)
+$py "$(dirname "$0")/terraform_order.py" "$endpoint" "$snap" || fail "Terraform's calls in order"
+pass "Terraform's calls in the provider's order: data sources, volume, snapshot, image, group and rules, instance, attachment, destroy"
+
 # ---- EBS direct APIs: a raw image uploaded as a snapshot (as coldsnap does), read back as a
 # volume over NBD byte for byte; block listings, changed blocks, tokens, checksums
 head -c 3M /dev/urandom >"$work/raw"

@@ -95,7 +95,7 @@ out=$(nbd_go 127.0.0.2 "$inst/xvda")
 pass "127.0.0.0/8 admits 127.0.0.2 on the port, not on others; revoking applies to the next connection"
 
 # Groups in use cannot be deleted; modify-instance-attribute --groups replaces them.
-refused "is used by instance" delete-security-group --group-id "$sg"
+refused "DependencyViolation" delete-security-group --group-id "$sg"
 open=$(cli create-security-group --group-name open --description "anyone on loopback" | field GroupId)
 cli authorize-security-group-ingress --group-id "$open" --protocol -1 --cidr 127.0.0.0/8 >/dev/null
 cli modify-instance-attribute --instance-id "$inst" --groups "$open" >/dev/null

@@ -537,6 +537,18 @@ TEST(Shorthand, ParsesTheAwsCliForms) {
   }
 }
 
+// A security group rule (its description optional).
+SecurityGroupRule Rule(const std::string& protocol, int32_t from, int32_t to,
+                       const std::string& cidr, const std::string& description = "") {
+  SecurityGroupRule r;
+  r.protocol = protocol;
+  r.from_port = from;
+  r.to_port = to;
+  r.cidr = cidr;
+  r.description = description;
+  return r;
+}
+
 }  // namespace
 // Security groups: rules by CIDR (IPv4, IPv6, IPv4-mapped) and port range admit peers to an
 // instance's devices and attached volumes; the groups and the instance's choice survive a reopen.
@@ -560,13 +572,20 @@ TEST_F(ComputeTest, SecurityGroupsAdmitByAddressAndPortAndPersist) {
   EXPECT_EQ(admit(vol, "10.1.2.3", 10809), kDenied);  // the attached volume by its id too
   EXPECT_EQ(admit(dev, "", 0), Status::Code::kOk);    // the unix socket
   EXPECT_EQ(admit("snap-0123", "10.1.2.3", 10809), Status::Code::kOk);  // not an instance's
-  ASSERT_TRUE(compute_->AuthorizeIngress(sg->group_id, {"tcp", 10800, 10899, "10.0.0.0/8"}).ok());
-  EXPECT_EQ(compute_->AuthorizeIngress(sg->group_id, {"tcp", 10800, 10899, "10.0.0.0/8"}).code(),
+  auto authorize = [&](const std::string& id, SecurityGroupRule rule) {
+    return compute_->AuthorizeRules(id, false, {rule}).status().code();
+  };
+  ASSERT_EQ(authorize(sg->group_id, Rule("tcp", 10800, 10899, "10.0.0.0/8")), Status::Code::kOk);
+  EXPECT_EQ(authorize(sg->group_id, Rule("tcp", 10800, 10899, "10.0.0.0/8")),
             Status::Code::kAlreadyExists);
-  ASSERT_TRUE(compute_->AuthorizeIngress(sg->group_id, {"tcp", 10809, 10809, "fd00::/8"}).ok());
-  EXPECT_EQ(compute_->AuthorizeIngress(sg->group_id, {"udp", 1, 2, "10.0.0.0/8"}).code(),
+  ASSERT_EQ(authorize(sg->group_id, Rule("tcp", 10809, 10809, "fd00::/8")), Status::Code::kOk);
+  // kept, as EC2 keeps it, but an NBD client is TCP: it admits nobody
+  ASSERT_EQ(authorize(sg->group_id, Rule("udp", 1, 65535, "11.0.0.0/8")), Status::Code::kOk);
+  EXPECT_EQ(authorize(sg->group_id, Rule("sctp", 1, 2, "10.0.0.0/8")),
             Status::Code::kInvalidArgument);
-  EXPECT_EQ(compute_->AuthorizeIngress(sg->group_id, {"tcp", 1, 2, "10.0.0.0/33"}).code(),
+  EXPECT_EQ(authorize(sg->group_id, Rule("tcp", 1, 2, "10.0.0.0/33")),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(authorize(sg->group_id, Rule("tcp", 2, 1, "10.0.0.0/8")),
             Status::Code::kInvalidArgument);
   EXPECT_EQ(admit(dev, "10.1.2.3", 10809), Status::Code::kOk);
   EXPECT_EQ(admit(dev, "::ffff:10.1.2.3", 10809), Status::Code::kOk);  // IPv4-mapped
@@ -578,19 +597,73 @@ TEST_F(ComputeTest, SecurityGroupsAdmitByAddressAndPortAndPersist) {
   Reopen();
   EXPECT_EQ(admit(dev, "10.1.2.3", 10809), Status::Code::kOk);
   EXPECT_EQ(admit(dev, "11.1.2.3", 10809), kDenied);
-  ASSERT_TRUE(compute_->RevokeIngress(sg->group_id, {"tcp", 10800, 10899, "10.0.0.0/8"}).ok());
+  ASSERT_TRUE(
+      compute_->RevokeRules(sg->group_id, false, {Rule("tcp", 10800, 10899, "10.0.0.0/8")}).ok());
   EXPECT_EQ(admit(dev, "10.1.2.3", 10809), kDenied);
   auto open = compute_->CreateSecurityGroup("open", "all", {});
   ASSERT_TRUE(open.ok());
-  ASSERT_TRUE(compute_->AuthorizeIngress(open->group_id, {"-1", 0, 0, "0.0.0.0/0"}).ok());
+  ASSERT_EQ(authorize(open->group_id, Rule("-1", 0, 0, "0.0.0.0/0")), Status::Code::kOk);
   ASSERT_TRUE(
       compute_->SetInstanceSecurityGroups((*instances)[0].instance_id, {open->group_id}).ok());
   EXPECT_EQ(admit(dev, "11.1.2.3", 1), Status::Code::kOk);
   EXPECT_TRUE(compute_->DeleteSecurityGroup(sg->group_id).ok());
   Reopen();
-  EXPECT_EQ(compute_->ListSecurityGroups().size(), 1u);
+  EXPECT_EQ(compute_->ListSecurityGroups().size(), 2u);  // "open" and the default group
   EXPECT_EQ(compute_->DescribeInstance((*instances)[0].instance_id)->security_group_ids,
             std::vector<std::string>{open->group_id});
+}
+
+// EC2's rule model: several rules in one call (all or none), ids that survive a reopen, revoke by
+// id or by permission, outbound rules with EC2's default, descriptions, and the default group.
+TEST_F(ComputeTest, SecurityGroupRulesHaveIdsDescriptionsAndDirections) {
+  auto groups = compute_->ListSecurityGroups();
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].group_name, "default");
+  EXPECT_EQ(compute_->DeleteSecurityGroup(groups[0].group_id).code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(compute_->CreateSecurityGroup("default", "x", {}).status().code(),
+            Status::Code::kInvalidArgument);
+  auto sg = compute_->CreateSecurityGroup("db", "database", {});
+  ASSERT_TRUE(sg.ok());
+  ASSERT_EQ(sg->egress.size(), 1u);  // EC2's default: every protocol to 0.0.0.0/0
+  EXPECT_EQ(sg->egress[0].protocol, "-1");
+  EXPECT_EQ(sg->egress[0].cidr, "0.0.0.0/0");
+  SecurityGroupRule ssh = Rule("tcp", 22, 22, "10.0.0.0/8", "ssh");
+  SecurityGroupRule web = Rule("6", 80, 80, "::/0");  // tcp by number
+  SecurityGroupRule ping = Rule("icmp", -1, -1, "0.0.0.0/0");
+  auto added = compute_->AuthorizeRules(sg->group_id, false, {ssh, web, ping});
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  ASSERT_EQ(added->size(), 3u);
+  EXPECT_TRUE((*added)[0].rule_id.starts_with("sgr-"));
+  EXPECT_EQ((*added)[1].protocol, "tcp");
+  // all or none: one duplicate refuses the whole call
+  SecurityGroupRule other = Rule("tcp", 443, 443, "10.0.0.0/8");
+  EXPECT_EQ(compute_->AuthorizeRules(sg->group_id, false, {other, ssh}).status().code(),
+            Status::Code::kAlreadyExists);
+  EXPECT_EQ(compute_->AuthorizeRules(sg->group_id, false, {other, other}).status().code(),
+            Status::Code::kAlreadyExists);
+  EXPECT_EQ(compute_->DescribeSecurityGroup(sg->group_id)->ingress.size(), 3u);
+  SecurityGroupRule renamed = ssh;
+  renamed.description = "admin ssh";
+  ASSERT_TRUE(compute_->UpdateRuleDescriptions(sg->group_id, false, {renamed}).ok());
+  ASSERT_TRUE(compute_->RevokeRules(sg->group_id, true, {sg->egress[0]}).ok());
+  Reopen();
+  auto g = compute_->DescribeSecurityGroup(sg->group_id);
+  ASSERT_TRUE(g.ok());
+  EXPECT_TRUE(g->egress.empty());
+  ASSERT_EQ(g->ingress.size(), 3u);
+  EXPECT_EQ(g->ingress[0].description, "admin ssh");
+  EXPECT_EQ(g->ingress[1].rule_id, (*added)[1].rule_id);
+  SecurityGroupRule by_id;
+  by_id.rule_id = (*added)[1].rule_id;
+  auto removed = compute_->RevokeRules(sg->group_id, false, {by_id});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ((*removed)[0].cidr, "::/0");
+  EXPECT_EQ(compute_->RevokeRules(sg->group_id, false, {by_id}).status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(compute_->RevokeRules(sg->group_id, false, {other}).status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(compute_->ListSecurityGroups().size(), 2u);  // one default group, still
 }
 
 // Key pairs: x509 ones are certificates of the pool's CA, found by fingerprint; PSK ones keep

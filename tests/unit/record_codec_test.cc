@@ -97,10 +97,17 @@ TEST(RecordCodecTest, Ec2RecordsOfEarlierReleasesDecodeAndRoundTrip) {
   EXPECT_EQ(image->mappings[1].delete_on_termination, std::nullopt);  // absent: unset
   EXPECT_EQ(ImageCodec().Encode(*image), kOldImage);
 
-  SecurityGroupInfo group{"sg-1", "web", "d", {{"tcp", 10809, 10810, "10.0.0.0/8"}}, {}};
+  SecurityGroupInfo group{"sg-1", "web", "d", {}, {}, {}};
+  group.ingress.push_back({"tcp", 10809, 10810, "10.0.0.0/8", "nbd", "sgr-1"});
   auto group_back = SecurityGroupCodec().Decode("sg-1", SecurityGroupCodec().Encode(group));
   ASSERT_TRUE(group_back.ok()) << group_back.status().ToString();
   EXPECT_EQ(group_back->ingress, group.ingress);
+  EXPECT_TRUE(group_back->egress.empty());  // an empty list stays empty
+  // A group written before outbound rules were kept had EC2's default one.
+  auto old_group = SecurityGroupCodec().Decode(
+      "sg-2", R"({"group_id":"sg-2","group_name":"old","description":"d","ingress":[]})");
+  ASSERT_TRUE(old_group.ok()) << old_group.status().ToString();
+  EXPECT_EQ(old_group->egress, DefaultEgressRules());
 
   StoredKeyPair key{{"key-1", "ops", "psk", "ab", 3, {}}, std::string(64, 'f')};
   auto key_back = KeyPairCodec().Decode("key-1", KeyPairCodec().Encode(key));
