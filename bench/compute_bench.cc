@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 
 #include <benchmark/benchmark.h>
@@ -22,6 +23,16 @@
 
 namespace strata {
 namespace {
+
+// A launch of `image` with what `set` changes from RunSpec's defaults.
+RunSpec LaunchSpec(const std::string& image, const std::function<void(RunSpec&)>& set = nullptr) {
+  RunSpec r;
+  r.image_id = image;
+  if (set) {
+    set(r);
+  }
+  return r;
+}
 
 constexpr uint64_t kSpanBytes = 1ull << 30;
 
@@ -73,8 +84,8 @@ Fixture& Get() {
     store.virtual_name = "ephemeral0";
     spec.mappings = {m, store};
     f->image_id = f->compute->RegisterImage(spec)->image_id;
-    auto inst =
-        f->compute->RunInstances(RunSpec{f->image_id, 1, "m5d.large", false, {}, {}, {}, ""});
+    auto inst = f->compute->RunInstances(
+        LaunchSpec(f->image_id, [&](RunSpec& r) { r.instance_type = "m5d.large"; }));
     f->instance_id = (*inst)[0].instance_id;
     Fill(f->compute->OpenExport(f->instance_id + "/sdb")->get(), kSpanBytes);
     Fill(f->compute->OpenExport(f->instance_id + "/xvda")->get(), kSpanBytes);
@@ -91,7 +102,7 @@ void BM_RunInstances(benchmark::State& state) {
   for (auto _ : state) {
     const uint64_t before = fx.pool->Info().used_bytes;
     auto launched =
-        fx.compute->RunInstances(RunSpec{fx.image_id, count, "t3.micro", false, {}, {}, {}, ""});
+        fx.compute->RunInstances(LaunchSpec(fx.image_id, [&](RunSpec& r) { r.count = count; }));
     if (!launched.ok()) {
       state.SkipWithError(launched.status().ToString().c_str());
       break;

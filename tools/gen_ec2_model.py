@@ -32,7 +32,9 @@ OPERATIONS = [
     "ModifySnapshotAttribute", "ResetSnapshotAttribute", "DescribeVolumeAttribute",
     "ModifyVolumeAttribute", "DescribeInstanceAttribute", "DescribeInstanceStatus",
     "DescribeInstanceCreditSpecifications", "DescribeVpcAttribute", "DescribeNetworkInterfaces",
-    "DescribeRouteTables", "DetachVolume",
+    "DescribeRouteTables", "DetachVolume", "ModifyInstanceCreditSpecification",
+    "GetInstanceUefiData", "ModifySecurityGroupRules", "EnableImageDeprecation",
+    "DisableImageDeprecation",
 ]
 
 

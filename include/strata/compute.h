@@ -91,6 +91,10 @@ struct InstanceInfo {
   // (Instances launched before reservations were kept have "" and index 0: each its own.)
   std::string reservation_id;  // "r-" + 17 hex digits
   uint32_t ami_launch_index = 0;
+  // EC2's user data, base64 as the API carries it (at most 16 KiB decoded; "": none). Kept and
+  // returned for tools; Strata runs no guest to read it.
+  std::string user_data;
+  std::string cpu_credits;  // burstable types: "standard" or "unlimited"; "": the type's default
   Tags tags;
 };
 
@@ -121,6 +125,7 @@ struct ResourceAttributes {
   std::vector<std::string> user_ids;  // 12-digit account ids
   std::vector<std::string> groups;    // "all": public
   bool auto_enable_io = false;        // volumes (Strata never suspends a volume's I/O)
+  std::string deprecation_time;       // images: when EC2 would stop listing it, ISO 8601 UTC
   bool operator==(const ResourceAttributes&) const = default;
 };
 
@@ -168,6 +173,22 @@ struct VolumeModificationInfo {
   int64_t start_time_ms = 0, end_time_ms = 0;
 };
 
+// A launch's change to its image's block device mappings (EC2's RunInstances
+// BlockDeviceMappings, Terraform's root_block_device / ebs_block_device /
+// ephemeral_block_device): a device the image maps takes the fields given here over the
+// image's; NoDevice removes it (never the root); another device is added.
+struct LaunchMapping {
+  std::string device_name;
+  bool no_device = false;
+  std::string virtual_name;  // "ephemeral0".. : an instance-store device
+  std::optional<std::string> snapshot_id;  // for a device the image maps: its own, or absent
+  std::optional<uint64_t> volume_size_gib;
+  std::optional<std::string> volume_type;  // a new type drops the image's iops and throughput
+  std::optional<uint32_t> iops;
+  std::optional<uint32_t> throughput_mibps;
+  std::optional<bool> delete_on_termination;
+};
+
 struct RunSpec {
   std::string image_id;
   uint32_t count = 1;  // 1..kMaxRunCount
@@ -177,6 +198,9 @@ struct RunSpec {
   Tags volume_tags;                             // on each EBS volume launched
   std::vector<std::string> security_group_ids;  // none: the instance's exports are unguarded
   std::string key_name;  // a key pair the instance's clients must prove over TLS ("": none)
+  std::vector<LaunchMapping> mappings;  // changes to the image's mappings (none: the image's)
+  std::string user_data;                // base64, as InstanceInfo::user_data
+  std::string cpu_credits;              // as InstanceInfo::cpu_credits
 };
 
 struct StateChange {
@@ -246,6 +270,16 @@ class Compute {
   virtual Result<std::vector<StateChange>> TerminateInstances(
       const std::vector<std::string>& ids) = 0;
   virtual Status SetTerminationProtection(const std::string& instance_id, bool on) = 0;
+  // Whether terminating the instance deletes the EBS volume at `device_name` (EC2's
+  // modify-instance-attribute --block-device-mappings ...DeleteOnTermination). Errors: NotFound
+  // (the instance, or no EBS volume at that device).
+  // EC2's user data of a stopped instance (base64). Errors: NotFound, InvalidArgument (not
+  // base64, over 16 KiB), ReadOnly (IncorrectInstanceState: not stopped).
+  virtual Status SetUserData(const std::string& instance_id, const std::string& user_data) = 0;
+  // "standard" or "unlimited", for a burstable (t*) type. Errors: NotFound, InvalidArgument.
+  virtual Status SetCpuCredits(const std::string& instance_id, const std::string& credits) = 0;
+  virtual Status SetDeleteOnTermination(const std::string& instance_id,
+                                        const std::string& device_name, bool on) = 0;
   // Errors: NotFound, InvalidArgument (device in use, volume attached, instance terminated).
   virtual Result<InstanceDevice> AttachVolume(const std::string& volume_id,
                                               const std::string& instance_id,
@@ -281,6 +315,10 @@ class Compute {
   // none. Returns the rules removed. Errors: NotFound (the group, or a rule it does not have).
   virtual Result<std::vector<SecurityGroupRule>> RevokeRules(
       const std::string& group_id, bool egress, const std::vector<SecurityGroupRule>& rules) = 0;
+  // Replaces what each rule is (protocol, ports, range, description), found by its rule_id in
+  // either direction; all or none. Errors: as AuthorizeRules, NotFound (no such rule id).
+  virtual Status ModifyRules(const std::string& group_id,
+                             const std::vector<SecurityGroupRule>& rules) = 0;
   // Sets the description of each rule matched as RevokeRules matches. Errors: as RevokeRules.
   virtual Status UpdateRuleDescriptions(const std::string& group_id, bool egress,
                                         const std::vector<SecurityGroupRule>& rules) = 0;
@@ -339,7 +377,8 @@ class Compute {
   // Errors: NotFound (no such image, snapshot or volume).
   virtual Result<ResourceAttributes> AttributesOf(const std::string& id) = 0;
   // Replaces them. Errors: NotFound, InvalidArgument (a user id that is not 12 digits, a group
-  // other than "all", permissions on a volume or autoEnableIO on an image or snapshot).
+  // other than "all", permissions on a volume, autoEnableIO on an image or snapshot, a
+  // deprecation time not on an image or not YYYY-MM-DDTHH:MM:SS.mmmZ).
   virtual Status SetAttributes(const std::string& id, const ResourceAttributes& attributes) = 0;
   // EC2's modify-image-attribute --description. Errors: NotFound, InvalidArgument (text).
   virtual Status SetImageDescription(const std::string& image_id,

@@ -205,12 +205,17 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
   if (spec.root_device_type != "ebs" && spec.root_device_type != "instance-store") {
     return Status::InvalidArgument("root device type must be ebs or instance-store");
   }
-  if (spec.mappings.empty() || spec.mappings.size() > 64) {
+  return ValidateMappingsLocked(spec.mappings, spec.root_device_name);
+}
+
+Status ComputeImpl::ValidateMappingsLocked(const std::vector<BlockDeviceMapping>& mappings,
+                                           const std::string& root_device_name) {
+  if (mappings.empty() || mappings.size() > 64) {
     return Status::InvalidArgument("an image needs 1 to 64 block device mappings");
   }
   std::set<std::string> devices;
   bool root_found = false;
-  for (const BlockDeviceMapping& m : spec.mappings) {
+  for (const BlockDeviceMapping& m : mappings) {
     STRATA_RETURN_IF_ERROR(ValidateText("device name", m.device_name, 64));
     if (!m.device_name.starts_with("/dev/") || m.device_name.size() < 6 ||
         m.device_name.find('/', 5) != std::string::npos) {
@@ -219,7 +224,7 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
     if (!devices.insert(DeviceShortName(m.device_name)).second) {
       return Status::InvalidArgument("device " + m.device_name + " is mapped twice");
     }
-    const bool root = m.device_name == spec.root_device_name;
+    const bool root = m.device_name == root_device_name;
     root_found = root_found || root;
     if (!m.virtual_name.empty()) {
       int n = -1;
@@ -267,7 +272,7 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
   }
   if (!root_found) {
     return Status::InvalidArgument("no block device mapping for the root device " +
-                                   spec.root_device_name);
+                                   root_device_name);
   }
   return Status::OK();
 }

@@ -20,6 +20,16 @@ Status ValidateAttributes(const std::string& id, const ResourceAttributes& a) {
   if (!volume && a.auto_enable_io) {
     return Status::InvalidArgument("InvalidParameterValue: autoEnableIO is a volume's attribute");
   }
+  if (!a.deprecation_time.empty()) {
+    const std::string& t = a.deprecation_time;  // as IsoTime writes it
+    const bool shape = t.size() == 24 && t[4] == '-' && t[7] == '-' && t[10] == 'T' &&
+                       t[13] == ':' && t[16] == ':' && t[19] == '.' && t[23] == 'Z';
+    if (!id.starts_with("ami-") || !shape) {
+      return Status::InvalidArgument(
+          "InvalidParameterValue: a deprecation time is an image's, "
+          "as YYYY-MM-DDTHH:MM:SS.mmmZ");
+    }
+  }
   if (a.user_ids.size() > kMaxSharedWith) {
     return Status::InvalidArgument("InvalidParameterValue: at most " +
                                    std::to_string(kMaxSharedWith) + " accounts");

@@ -64,6 +64,10 @@ class ComputeImpl final : public Compute {
   Result<std::vector<StateChange>> RebootInstances(const std::vector<std::string>& ids) override;
   Result<std::vector<StateChange>> TerminateInstances(const std::vector<std::string>& ids) override;
   Status SetTerminationProtection(const std::string& instance_id, bool on) override;
+  Status SetUserData(const std::string& instance_id, const std::string& user_data) override;
+  Status SetCpuCredits(const std::string& instance_id, const std::string& credits) override;
+  Status SetDeleteOnTermination(const std::string& instance_id, const std::string& device_name,
+                                bool on) override;
   Result<InstanceDevice> AttachVolume(const std::string& volume_id, const std::string& instance_id,
                                       const std::string& device_name) override;
   Result<std::pair<std::string, InstanceDevice>> DetachVolume(
@@ -97,6 +101,8 @@ class ComputeImpl final : public Compute {
   Result<std::vector<SecurityGroupRule>> RevokeRules(
       const std::string& group_id, bool egress,
       const std::vector<SecurityGroupRule>& rules) override;
+  Status ModifyRules(const std::string& group_id,
+                     const std::vector<SecurityGroupRule>& rules) override;
   Status UpdateRuleDescriptions(const std::string& group_id, bool egress,
                                 const std::vector<SecurityGroupRule>& rules) override;
   Status SetInstanceSecurityGroups(const std::string& instance_id,
@@ -147,6 +153,9 @@ class ComputeImpl final : public Compute {
   std::optional<std::pair<std::string, InstanceDevice>> AttachmentOfLocked(
       const std::string& volume_id) const REQUIRES(mu_);
   Status ValidateImageLocked(const ImageSpec& spec) REQUIRES(mu_);
+  // An image's or a launch's mappings: device names, instance store, EBS sizes and types.
+  Status ValidateMappingsLocked(const std::vector<BlockDeviceMapping>& mappings,
+                                const std::string& root_device_name) REQUIRES(mu_);
   Result<ImageInfo> RegisterImageLocked(const ImageSpec& spec, const std::string& source_instance)
       REQUIRES(mu_);
   // The record and tag changes for `rec` (written with every state change).

@@ -1,5 +1,6 @@
 // Compute: instances (launch, lifecycle, attachments) and create-image.
 #include <algorithm>
+#include <cctype>
 
 #include <nlohmann/json.hpp>
 
@@ -33,6 +34,108 @@ Result<InstanceRecord*> ComputeImpl::FindInstanceLocked(const std::string& insta
 
 // ---------------------------------------------------------------- launch
 
+namespace {
+
+// Applies one launch mapping to an EBS mapping of the image (EC2: the launch's fields win; the
+// snapshot stays the image's).
+Status OverrideEbs(const LaunchMapping& l, BlockDeviceMapping* m) {
+  if (!m->virtual_name.empty() || !l.virtual_name.empty()) {
+    return Status::InvalidArgument("InvalidBlockDeviceMapping: " + l.device_name +
+                                   " is mapped to instance store by the image or the launch; "
+                                   "EBS settings do not apply");
+  }
+  if (l.snapshot_id && *l.snapshot_id != m->snapshot_id) {
+    return Status::InvalidArgument("InvalidBlockDeviceMapping: the image maps " + l.device_name +
+                                   " to " +
+                                   (m->snapshot_id.empty() ? "a new volume" : m->snapshot_id) +
+                                   "; a launch cannot name another snapshot for it");
+  }
+  if (l.volume_type && *l.volume_type != m->volume_type) {
+    m->volume_type = *l.volume_type;
+    m->iops = 0;  // (the new type's defaults unless given)
+    m->throughput_mibps = 0;
+  }
+  m->volume_size_gib = l.volume_size_gib.value_or(m->volume_size_gib);
+  m->iops = l.iops.value_or(m->iops);
+  m->throughput_mibps = l.throughput_mibps.value_or(m->throughput_mibps);
+  if (l.delete_on_termination) {
+    m->delete_on_termination = l.delete_on_termination;
+  }
+  return Status::OK();
+}
+
+// EC2's limit: 16 KiB of user data, which the API carries in base64.
+Status ValidateUserData(const std::string& b64) {
+  static constexpr size_t kMaxDecoded = 16384;
+  const bool alphabet = std::all_of(b64.begin(), b64.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=';
+  });
+  const size_t pad = b64.ends_with("==") ? 2 : b64.ends_with("=") ? 1 : 0;
+  if (!alphabet || b64.size() % 4 != 0 || b64.find('=') < b64.size() - pad) {
+    return Status::InvalidArgument("InvalidParameterValue: User data must be base64 encoded");
+  }
+  if (b64.size() / 4 * 3 - pad > kMaxDecoded) {
+    return Status::InvalidArgument("InvalidParameterValue: User data is limited to 16384 bytes");
+  }
+  return Status::OK();
+}
+
+Status ValidateCpuCredits(const std::string& type, const std::string& credits) {
+  if (credits.empty()) {
+    return Status::OK();
+  }
+  if (credits != "standard" && credits != "unlimited") {
+    return Status::InvalidArgument("InvalidParameterValue: CpuCredits is standard or unlimited");
+  }
+  if (!type.starts_with("t")) {
+    return Status::InvalidArgument("InvalidParameterCombination: " + type +
+                                   " is not a burstable (T) instance type");
+  }
+  return Status::OK();
+}
+
+BlockDeviceMapping NewMapping(const LaunchMapping& l) {
+  BlockDeviceMapping m;
+  m.device_name = l.device_name;
+  m.virtual_name = l.virtual_name;
+  m.snapshot_id = l.snapshot_id.value_or("");
+  m.volume_size_gib = l.volume_size_gib.value_or(0);
+  m.volume_type = l.volume_type.value_or("gp3");
+  m.iops = l.iops.value_or(0);
+  m.throughput_mibps = l.throughput_mibps.value_or(0);
+  m.delete_on_termination = l.delete_on_termination;
+  return m;
+}
+
+// The image's mappings with the launch's changes applied.
+Result<std::vector<BlockDeviceMapping>> LaunchMappings(const ImageInfo& image,
+                                                       const std::vector<LaunchMapping>& launch) {
+  std::vector<BlockDeviceMapping> out = image.mappings;
+  for (const LaunchMapping& l : launch) {
+    auto it = std::find_if(out.begin(), out.end(), [&l](const BlockDeviceMapping& m) {
+      return DeviceShortName(m.device_name) == DeviceShortName(l.device_name);
+    });
+    if (l.no_device) {
+      if (l.device_name == image.root_device_name) {
+        return Status::InvalidArgument(
+            "InvalidBlockDeviceMapping: NoDevice cannot remove the "
+            "root device " +
+            l.device_name);
+      }
+      if (it != out.end()) {
+        out.erase(it);
+      }
+    } else if (it != out.end()) {
+      STRATA_RETURN_IF_ERROR(OverrideEbs(l, &*it));
+    } else {
+      out.push_back(NewMapping(l));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec) {
   MutexLock lock(&mu_);
   if (spec.count == 0 || spec.count > kMaxRunCount) {
@@ -53,6 +156,13 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   if (type == nullptr) {
     return Status::InvalidArgument("unknown instance type '" + spec.instance_type +
                                    "' (strata describe-instance-types lists them)");
+  }
+  STRATA_RETURN_IF_ERROR(ValidateUserData(spec.user_data));
+  STRATA_RETURN_IF_ERROR(ValidateCpuCredits(spec.instance_type, spec.cpu_credits));
+  STRATA_ASSIGN_OR_RETURN(std::vector<BlockDeviceMapping> mappings,
+                          LaunchMappings(image, spec.mappings));
+  if (!spec.mappings.empty()) {
+    STRATA_RETURN_IF_ERROR(ValidateMappingsLocked(mappings, image.root_device_name));
   }
   const bool store_root = image.root_device_type == "instance-store";
   if (store_root && type->instance_store_count == 0) {
@@ -87,7 +197,9 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
     info.disable_api_termination = spec.disable_api_termination;
     info.security_group_ids = spec.security_group_ids;
     info.key_name = spec.key_name;
-    for (const BlockDeviceMapping& m : image.mappings) {
+    info.user_data = spec.user_data;
+    info.cpu_credits = spec.cpu_credits;
+    for (const BlockDeviceMapping& m : mappings) {
       const bool root = m.device_name == image.root_device_name;
       InstanceDevice d;
       d.device_name = m.device_name;
@@ -354,6 +466,54 @@ Status ComputeImpl::SetTerminationProtection(const std::string& instance_id, boo
   STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
   InstanceRecord next = *rec;
   next.info.disable_api_termination = on;
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+  *rec = std::move(next);
+  return Status::OK();
+}
+
+Status ComputeImpl::SetUserData(const std::string& instance_id, const std::string& user_data) {
+  STRATA_RETURN_IF_ERROR(ValidateUserData(user_data));
+  MutexLock lock(&mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  if (rec->info.state != "stopped") {
+    return Status::ReadOnly("IncorrectInstanceState: the instance " + instance_id + " is " +
+                            rec->info.state + "; its user data changes only while it is stopped");
+  }
+  InstanceRecord next = *rec;
+  next.info.user_data = user_data;
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+  *rec = std::move(next);
+  return Status::OK();
+}
+
+Status ComputeImpl::SetCpuCredits(const std::string& instance_id, const std::string& credits) {
+  MutexLock lock(&mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  STRATA_RETURN_IF_ERROR(ValidateCpuCredits(rec->info.instance_type, credits));
+  if (credits.empty()) {
+    return Status::InvalidArgument("InvalidParameterValue: CpuCredits is standard or unlimited");
+  }
+  InstanceRecord next = *rec;
+  next.info.cpu_credits = credits;
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
+  *rec = std::move(next);
+  return Status::OK();
+}
+
+Status ComputeImpl::SetDeleteOnTermination(const std::string& instance_id,
+                                           const std::string& device_name, bool on) {
+  MutexLock lock(&mu_);
+  STRATA_ASSIGN_OR_RETURN(InstanceRecord * rec, FindInstanceLocked(instance_id));
+  InstanceRecord next = *rec;
+  auto it = std::find_if(next.info.devices.begin(), next.info.devices.end(),
+                         [&device_name](const InstanceDevice& d) {
+                           return DeviceShortName(d.device_name) == DeviceShortName(device_name);
+                         });
+  if (it == next.info.devices.end() || it->instance_store()) {
+    return Status::NotFound("InvalidInstanceAttributeValue: no EBS volume is attached to " +
+                            instance_id + " at " + device_name);
+  }
+  it->delete_on_termination = on;
   STRATA_RETURN_IF_ERROR(pool_->CommitRecords({InstanceRecordOf(next)}));
   *rec = std::move(next);
   return Status::OK();

@@ -85,6 +85,8 @@ const RecordCodec<InstanceRecord>& InstanceCodec() {
        Within(&R::info, Optional("key_name", &I::key_name)),
        Within(&R::info, Optional("reservation_id", &I::reservation_id)),
        Within(&R::info, Optional("ami_launch_index", &I::ami_launch_index)),
+       Within(&R::info, Optional("user_data", &I::user_data)),
+       Within(&R::info, Optional("cpu_credits", &I::cpu_credits)),
        Required("pending_deletes", &R::pending_deletes)},
       [](const R& rec) { return rec.info.instance_id; });
   return kCodec;
@@ -187,7 +189,8 @@ const RecordCodec<ResourceAttributes>& AttributesCodec() {
   using A = ResourceAttributes;
   static const RecordCodec<A> kCodec(
       "attributes", {Optional("user_ids", &A::user_ids), Optional("groups", &A::groups),
-                     Optional("auto_enable_io", &A::auto_enable_io)});
+                     Optional("auto_enable_io", &A::auto_enable_io),
+                     Optional("deprecation_time", &A::deprecation_time)});
   return kCodec;
 }
 

@@ -372,6 +372,45 @@ Result<std::vector<SecurityGroupRule>> ComputeImpl::RevokeRules(
   return removed;
 }
 
+Status ComputeImpl::ModifyRules(const std::string& group_id,
+                                const std::vector<SecurityGroupRule>& rules) {
+  std::vector<SecurityGroupRule> wanted = rules;
+  for (SecurityGroupRule& w : wanted) {
+    if (w.rule_id.empty()) {
+      return Status::InvalidArgument("MissingParameter: each rule needs its SecurityGroupRuleId");
+    }
+    STRATA_RETURN_IF_ERROR(ValidateRule(&w));
+  }
+  MutexLock lock(&mu_);
+  STRATA_ASSIGN_OR_RETURN(SecurityGroupInfo * g, FindGroupLocked(group_id));
+  SecurityGroupInfo next = *g;
+  for (const SecurityGroupRule& w : wanted) {
+    bool found = false;
+    for (std::vector<SecurityGroupRule>* list : {&next.ingress, &next.egress}) {
+      for (SecurityGroupRule& r : *list) {
+        if (r.rule_id != w.rule_id) {
+          continue;
+        }
+        for (const SecurityGroupRule& other : *list) {
+          if (other.rule_id != w.rule_id && other.SamePermission(w)) {
+            return Status::AlreadyExists("InvalidPermission.Duplicate: " + group_id +
+                                         " already has that rule (" + other.rule_id + ")");
+          }
+        }
+        r = w;
+        found = true;
+      }
+    }
+    if (!found) {
+      return Status::NotFound("InvalidSecurityGroupRuleId.NotFound: The security group rule ID '" +
+                              w.rule_id + "' does not exist in " + group_id);
+    }
+  }
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords({GroupRecordOf(next)}));
+  *g = std::move(next);
+  return Status::OK();
+}
+
 Status ComputeImpl::UpdateRuleDescriptions(const std::string& group_id, bool egress,
                                            const std::vector<SecurityGroupRule>& rules) {
   std::vector<SecurityGroupRule> wanted = rules;

@@ -3,10 +3,12 @@
 // after every create (docs/ec2-api.md "Attributes").
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 #include <map>
 
 #include "control/control.h"
 #include "control/handlers.h"
+#include "util/clock.h"
 
 namespace strata {
 
@@ -212,6 +214,57 @@ Result<json> ModifyVolumeAttribute(Compute* compute, const json& args) {
   return json::object();
 }
 
+// "2027-01-01T00:00:00Z" or with fractions, as EC2's timestamps: the time in ms since the epoch.
+Result<int64_t> ParseTimestamp(const std::string& text) {
+  std::tm t{};
+  const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &t);
+  if (rest == nullptr) {
+    return Status::InvalidArgument("InvalidParameterValue: '" + text +
+                                   "' is not a timestamp (YYYY-MM-DDTHH:MM:SSZ)");
+  }
+  int64_t ms = 0;
+  if (*rest == '.') {
+    int digits = 0;
+    for (rest++; std::isdigit(static_cast<unsigned char>(*rest)); rest++, digits++) {
+      if (digits < 3) {
+        ms = ms * 10 + (*rest - '0');
+      }
+    }
+    for (; digits < 3; digits++) {
+      ms *= 10;
+    }
+  }
+  if (std::string(rest) != "Z" && std::string(rest) != "+00:00" && *rest != '\0') {
+    return Status::InvalidArgument("InvalidParameterValue: '" + text + "' is not in UTC");
+  }
+  return static_cast<int64_t>(timegm(&t)) * 1000 + ms;
+}
+
+// EnableImageDeprecation: when the image stops being listed to others (a pool has no others:
+// recorded, and shown as DeprecationTime). EC2 takes a time in the future, at most 10 years on.
+Result<json> EnableImageDeprecation(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "image-id"));
+  STRATA_ASSIGN_OR_RETURN(std::string at, control::StringArg(args, "deprecate-at"));
+  STRATA_ASSIGN_OR_RETURN(int64_t ms, ParseTimestamp(at));
+  const int64_t now = WallClockMs();
+  if (ms <= now || ms > now + 10ll * 366 * 24 * 3600 * 1000) {
+    return Status::InvalidArgument(
+        "InvalidParameterValue: DeprecateAt must be in the future, at most 10 years on");
+  }
+  STRATA_ASSIGN_OR_RETURN(ResourceAttributes a, compute->AttributesOf(id));
+  a.deprecation_time = IsoTime(ms);
+  STRATA_RETURN_IF_ERROR(compute->SetAttributes(id, a));
+  return json{{"Return", true}};
+}
+
+Result<json> DisableImageDeprecation(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "image-id"));
+  STRATA_ASSIGN_OR_RETURN(ResourceAttributes a, compute->AttributesOf(id));
+  a.deprecation_time.clear();
+  STRATA_RETURN_IF_ERROR(compute->SetAttributes(id, a));
+  return json{{"Return", true}};
+}
+
 }  // namespace
 
 namespace control {
@@ -219,6 +272,8 @@ namespace control {
 void AddAttributeHandlers(HandlerTable* table) {
   table->emplace("describe-image-attribute", DescribeImageAttribute);
   table->emplace("modify-image-attribute", ModifyImageAttribute);
+  table->emplace("enable-image-deprecation", EnableImageDeprecation);
+  table->emplace("disable-image-deprecation", DisableImageDeprecation);
   table->emplace("describe-snapshot-attribute", DescribeSnapshotAttribute);
   table->emplace("modify-snapshot-attribute", ModifySnapshotAttribute);
   table->emplace("reset-snapshot-attribute", ResetSnapshotAttribute);

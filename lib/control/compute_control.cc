@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "control/control.h"
+#include "control/ec2_errors.h"
 #include "control/handlers.h"
 #include "control/shorthand.h"
 
@@ -72,6 +73,17 @@ Result<uint64_t> NumberField(const json& obj, const char* key) {
   return v;
 }
 
+// Encryption asked for in an Ebs block (the CLI's path; the API's adapters refuse it first with
+// EC2's codes): refused, never a plaintext volume in its place.
+Status RefuseEncryption(const json& ebs, const std::string& device) {
+  const json encrypted = ebs.value("Encrypted", json());
+  if (encrypted == true || encrypted == "true" || ebs.contains("KmsKeyId")) {
+    return Status::NotSupported("UnsupportedOperation: " + device +
+                                ": encrypted volumes come with a later release of Strata");
+  }
+  return Status::OK();
+}
+
 Result<BlockDeviceMapping> MappingArg(const json& j) {
   BlockDeviceMapping m;
   STRATA_ASSIGN_OR_RETURN(m.device_name, Field(j, "DeviceName"));
@@ -86,6 +98,7 @@ Result<BlockDeviceMapping> MappingArg(const json& j) {
                                      " must be {Key=Value,...}, "
                                      "without VirtualName");
     }
+    STRATA_RETURN_IF_ERROR(RefuseEncryption(ebs, m.device_name));
     STRATA_ASSIGN_OR_RETURN(m.snapshot_id, Field(ebs, "SnapshotId"));
     STRATA_ASSIGN_OR_RETURN(m.volume_size_gib, NumberField(ebs, "VolumeSize"));
     STRATA_ASSIGN_OR_RETURN(std::string type, Field(ebs, "VolumeType"));
@@ -102,6 +115,51 @@ Result<BlockDeviceMapping> MappingArg(const json& j) {
     return Status::InvalidArgument("mapping " + m.device_name + " needs Ebs={...} or VirtualName");
   }
   return m;
+}
+
+// One of RunInstances' BlockDeviceMappings: only the fields given (the rest stay the image's).
+Result<LaunchMapping> LaunchMappingArg(const json& j) {
+  LaunchMapping l;
+  STRATA_ASSIGN_OR_RETURN(l.device_name, Field(j, "DeviceName"));
+  STRATA_ASSIGN_OR_RETURN(l.virtual_name, Field(j, "VirtualName"));
+  if (l.device_name.empty()) {
+    return Status::InvalidArgument("a block device mapping needs DeviceName");
+  }
+  l.no_device = j.contains("NoDevice");
+  if (!j.contains("Ebs")) {
+    if (!l.no_device && l.virtual_name.empty()) {
+      return Status::InvalidArgument("mapping " + l.device_name +
+                                     " needs Ebs={...}, VirtualName or NoDevice");
+    }
+    return l;
+  }
+  const json& ebs = j["Ebs"];
+  if (!ebs.is_object() || !l.virtual_name.empty() || l.no_device) {
+    return Status::InvalidArgument("Ebs of " + l.device_name +
+                                   " must be {Key=Value,...}, without VirtualName or NoDevice");
+  }
+  STRATA_RETURN_IF_ERROR(RefuseEncryption(ebs, l.device_name));
+  if (ebs.contains("SnapshotId")) {
+    STRATA_ASSIGN_OR_RETURN(l.snapshot_id, Field(ebs, "SnapshotId"));
+  }
+  if (ebs.contains("VolumeType")) {
+    STRATA_ASSIGN_OR_RETURN(l.volume_type, Field(ebs, "VolumeType"));
+  }
+  for (auto [key, member] :
+       {std::pair{"Iops", &l.iops}, std::pair{"Throughput", &l.throughput_mibps}}) {
+    if (ebs.contains(key)) {
+      STRATA_ASSIGN_OR_RETURN(uint64_t v, NumberField(ebs, key));
+      if (v > UINT32_MAX) {
+        return Status::InvalidArgument(std::string(key) + " of " + l.device_name + " out of range");
+      }
+      *member = static_cast<uint32_t>(v);
+    }
+  }
+  if (ebs.contains("VolumeSize")) {
+    STRATA_ASSIGN_OR_RETURN(l.volume_size_gib, NumberField(ebs, "VolumeSize"));
+  }
+  STRATA_ASSIGN_OR_RETURN(l.delete_on_termination, BoolField(ebs, "DeleteOnTermination"));
+  return l;
 }
 
 // --tag-specifications ResourceType=instance,Tags=[{Key=k,Value=v}]: tags per resource type.
@@ -244,6 +302,11 @@ json ImageJson(Pool* pool, const ImageInfo& image) {
               {"Public", false},
               {"OwnerId", control::kOwnerId},
               {"Hypervisor", "xen"},
+              {"EnaSupport", true},
+              {"SriovNetSupport", "simple"},
+              {"PlatformDetails", "Linux/UNIX"},
+              {"UsageOperation", "RunInstances"},
+              {"BootMode", "legacy-bios"},
               {"Tags", control::TagsJson(image.tags)}};
   if (!image.source_instance_id.empty()) {
     out["SourceInstanceId"] = image.source_instance_id;
@@ -466,35 +529,66 @@ Result<json> DescribeImages(Compute* compute, const json& args) {
       items.push_back(ImageJson(compute->pool(), image));
     }
   }
-  STRATA_ASSIGN_OR_RETURN(
-      items,
-      control::ApplyFilters(args, items,
-                            {"image-id", "name", "state", "root-device-type", "root-device-name",
-                             "description", "block-device-mapping.snapshot-id"},
-                            [](const json& item, const std::string& name) {
-                              static const std::map<std::string, std::string> kPaths = {
-                                  {"image-id", "ImageId"},
-                                  {"name", "Name"},
-                                  {"state", "State"},
-                                  {"root-device-type", "RootDeviceType"},
-                                  {"root-device-name", "RootDeviceName"},
-                                  {"description", "Description"}};
-                              auto it = kPaths.find(name);
-                              if (it == kPaths.end()) {
-                                if (name == "block-device-mapping.snapshot-id") {
-                                  std::vector<std::string> out;
-                                  for (const json& m : item["BlockDeviceMappings"]) {
-                                    if (m.contains("Ebs") && m["Ebs"].contains("SnapshotId")) {
-                                      out.push_back(m["Ebs"]["SnapshotId"].get<std::string>());
-                                    }
-                                  }
-                                  return std::optional(out);
-                                }
-                                return std::optional<std::vector<std::string>>();
-                              }
-                              return std::optional(
-                                  std::vector<std::string>{item[it->second].get<std::string>()});
-                            }));
+  // ExecutableUsers: the images those accounts may launch ("self" and the owner: all of them;
+  // another account: those shared with it or with "all").
+  STRATA_ASSIGN_OR_RETURN(auto users, StringListArg(args, "executable-users"));
+  json kept = json::array();
+  for (json& item : items) {
+    auto attributes = compute->AttributesOf(item["ImageId"].get<std::string>());
+    const ResourceAttributes a = attributes.ok() ? *attributes : ResourceAttributes{};
+    if (!a.deprecation_time.empty()) {  // (set by EnableImageDeprecation)
+      item["DeprecationTime"] = a.deprecation_time;
+    }
+    const bool launchable =
+        users.empty() || std::any_of(users.begin(), users.end(), [&a](const std::string& u) {
+          return u == "self" || u == control::kOwnerId ||
+                 std::count(a.user_ids.begin(), a.user_ids.end(), u) != 0 ||
+                 std::count(a.groups.begin(), a.groups.end(), "all") != 0;
+        });
+    if (launchable) {
+      kept.push_back(std::move(item));
+    }
+  }
+  items = std::move(kept);
+  static const std::map<std::string, std::string> kPaths = {
+      {"architecture", "Architecture"},
+      {"block-device-mapping.delete-on-termination",
+       "BlockDeviceMappings[]/Ebs/DeleteOnTermination"},
+      {"block-device-mapping.device-name", "BlockDeviceMappings[]/DeviceName"},
+      {"block-device-mapping.encrypted", "BlockDeviceMappings[]/Ebs/Encrypted"},
+      {"block-device-mapping.snapshot-id", "BlockDeviceMappings[]/Ebs/SnapshotId"},
+      {"block-device-mapping.volume-size", "BlockDeviceMappings[]/Ebs/VolumeSize"},
+      {"block-device-mapping.volume-type", "BlockDeviceMappings[]/Ebs/VolumeType"},
+      {"creation-date", "CreationDate"},
+      {"description", "Description"},
+      {"ena-support", "EnaSupport"},
+      {"hypervisor", "Hypervisor"},
+      {"image-allowed", ""},
+      {"image-id", "ImageId"},
+      {"image-type", "ImageType"},
+      {"is-public", "Public"},
+      {"kernel-id", ""},
+      {"manifest-location", ""},
+      {"name", "Name"},
+      {"owner-alias", ""},
+      {"owner-id", "OwnerId"},
+      {"platform", ""},
+      {"platform-details", "PlatformDetails"},
+      {"product-code", ""},
+      {"product-code.type", ""},
+      {"ramdisk-id", ""},
+      {"root-device-name", "RootDeviceName"},
+      {"root-device-type", "RootDeviceType"},
+      {"source-image-id", ""},
+      {"source-image-region", ""},
+      {"source-instance-id", "SourceInstanceId"},
+      {"sriov-net-support", "SriovNetSupport"},
+      {"state", "State"},
+      {"state-reason-code", ""},
+      {"state-reason-message", ""},
+      {"usage-operation", "UsageOperation"},
+      {"virtualization-type", "VirtualizationType"}};
+  STRATA_ASSIGN_OR_RETURN(items, control::ApplyPathFilters(args, std::move(items), kPaths));
   return json{{"Images", items}};
 }
 
@@ -531,6 +625,13 @@ Result<json> RunInstances(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(spec.volume_tags, TagsFor(tag_specs, "volume"));
   STRATA_ASSIGN_OR_RETURN(spec.security_group_ids, StringListArg(args, "security-group-ids"));
   spec.key_name = OptionalStringArg(args, "key-name");
+  STRATA_ASSIGN_OR_RETURN(auto mappings, ShorthandListArg(args, "block-device-mappings"));
+  for (const json& j : mappings) {
+    STRATA_ASSIGN_OR_RETURN(LaunchMapping l, LaunchMappingArg(j));
+    spec.mappings.push_back(std::move(l));
+  }
+  spec.user_data = OptionalStringArg(args, "user-data");
+  spec.cpu_credits = OptionalStringArg(args, "cpu-credits");
   STRATA_ASSIGN_OR_RETURN(auto instances, compute->RunInstances(spec));
   const GroupNames names = GroupNamesOf(compute);
   json items = json::array();
@@ -720,7 +821,7 @@ Result<json> DescribeInstanceAttribute(Compute* compute, const json& args) {
       {"ebsOptimized", {"EbsOptimized", value(false)}},
       {"enaSupport", {"EnaSupport", value(true)}},
       {"enclaveOptions", {"EnclaveOptions", {{"Enabled", false}}}},
-      {"userData", {"", json()}},  // none: RunInstances takes no UserData here
+      {"userData", {info.user_data.empty() ? "" : "UserData", value(info.user_data)}},
       {"kernel", {"", json()}},
       {"ramdisk", {"", json()}},
       {"sriovNetSupport", {"", json()}}};
@@ -751,14 +852,42 @@ Result<json> DescribeInstanceCreditSpecifications(Compute* compute, const json& 
   json items = json::array();
   for (const InstanceInfo& info : instances) {
     if (info.instance_type.starts_with("t") && info.state != "terminated") {
-      items.push_back(
-          {{"InstanceId", info.instance_id},
-           {"CpuCredits", info.instance_type.starts_with("t2.") ? "standard" : "unlimited"}});
+      items.push_back({{"InstanceId", info.instance_id},
+                       {"CpuCredits", !info.cpu_credits.empty()               ? info.cpu_credits
+                                      : info.instance_type.starts_with("t2.") ? "standard"
+                                                                              : "unlimited"}});
     }
   }
   STRATA_ASSIGN_OR_RETURN(
       items, control::ApplyPathFilters(args, std::move(items), {{"instance-id", "InstanceId"}}));
   return json{{"InstanceCreditSpecifications", items}};
+}
+
+// ModifyInstanceCreditSpecification: each instance's own success or error, as EC2 answers.
+Result<json> ModifyInstanceCreditSpecification(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto specs, ShorthandListArg(args, "instance-credit-specifications"));
+  json ok = json::array();
+  json failed = json::array();
+  for (const json& spec : specs) {
+    STRATA_ASSIGN_OR_RETURN(std::string id, Field(spec, "InstanceId"));
+    STRATA_ASSIGN_OR_RETURN(std::string credits, Field(spec, "CpuCredits"));
+    Status st = compute->SetCpuCredits(id, credits);
+    if (st.ok()) {
+      ok.push_back({{"InstanceId", id}});
+    } else {
+      const control::Ec2Error e = control::Ec2ErrorOf(st);
+      failed.push_back({{"InstanceId", id}, {"Error", {{"Code", e.code}, {"Message", e.message}}}});
+    }
+  }
+  return json{{"SuccessfulInstanceCreditSpecifications", ok},
+              {"UnsuccessfulInstanceCreditSpecifications", failed}};
+}
+
+// GetInstanceUefiData: Strata's instances boot legacy BIOS, so there is no UEFI variable store.
+Result<json> GetInstanceUefiData(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, StringArg(args, "instance-id"));
+  STRATA_RETURN_IF_ERROR(compute->DescribeInstance(id).status());
+  return json{{"InstanceId", id}, {"UefiData", ""}};
 }
 
 template <typename Fn>
@@ -781,9 +910,42 @@ Result<json> ModifyInstanceAttribute(Compute* compute, const json& args) {
     STRATA_RETURN_IF_ERROR(compute->SetInstanceSecurityGroups(id, groups));
     return json::object();
   }
+  if (args.contains("user-data")) {  // (the API's UserData.Value, base64)
+    STRATA_RETURN_IF_ERROR(compute->SetUserData(id, OptionalStringArg(args, "user-data")));
+    return json::object();
+  }
+  STRATA_ASSIGN_OR_RETURN(auto mappings, ShorthandListArg(args, "block-device-mappings"));
+  if (!mappings.empty()) {  // DeleteOnTermination of attached volumes, as EC2 (all checked first)
+    std::vector<std::pair<std::string, bool>> changes;
+    for (const json& m : mappings) {
+      STRATA_ASSIGN_OR_RETURN(std::string device, Field(m, "DeviceName"));
+      const json ebs = m.value("Ebs", json::object());
+      STRATA_ASSIGN_OR_RETURN(
+          auto on, BoolField(ebs.is_object() ? ebs : json::object(), "DeleteOnTermination"));
+      if (device.empty() || !on) {
+        return Status::InvalidArgument(
+            "--block-device-mappings wants DeviceName=D,Ebs={DeleteOnTermination=true|false}");
+      }
+      changes.emplace_back(device, *on);
+    }
+    STRATA_ASSIGN_OR_RETURN(InstanceInfo info, compute->DescribeInstance(id));
+    for (const auto& [device, on] : changes) {  // (a control operation is the only writer)
+      if (std::none_of(info.devices.begin(), info.devices.end(), [&](const InstanceDevice& d) {
+            return d.device_name == device && !d.instance_store();
+          })) {
+        return Status::NotFound("InvalidInstanceAttributeValue: no EBS volume is attached to " +
+                                id + " at " + device);
+      }
+    }
+    for (const auto& [device, on] : changes) {
+      STRATA_RETURN_IF_ERROR(compute->SetDeleteOnTermination(id, device, on));
+    }
+    return json::object();
+  }
   if (!args.contains("disable-api-termination") || !args["disable-api-termination"].is_boolean()) {
     return Status::InvalidArgument(
-        "give --groups, --disable-api-termination or --no-disable-api-termination");
+        "give --groups, --block-device-mappings, --disable-api-termination or "
+        "--no-disable-api-termination");
   }
   STRATA_RETURN_IF_ERROR(
       compute->SetTerminationProtection(id, args["disable-api-termination"].get<bool>()));
@@ -838,20 +1000,104 @@ Result<json> DeleteTags(Compute* compute, const json& args) {
   return json::object();
 }
 
-Result<json> DescribeInstanceTypes(Compute*, const json&) {
+// EC2's DescribeInstanceTypes filters: those of what Strata models (storage, architecture,
+// virtualization), and "" for the rest (memory, network, EBS bandwidth): they match nothing.
+const std::map<std::string, std::string>& InstanceTypeFilterPaths() {
+  static const auto* kPaths = [] {
+    auto* paths = new std::map<std::string, std::string>{
+        {"burstable-performance-supported", "BurstablePerformanceSupported"},
+        {"current-generation", "CurrentGeneration"},
+        {"hypervisor", "Hypervisor"},
+        {"instance-storage-info.disk.count", "InstanceStorageInfo/Disks[]/Count"},
+        {"instance-storage-info.disk.size-in-gb", "InstanceStorageInfo/Disks[]/SizeInGB"},
+        {"instance-storage-info.disk.type", "InstanceStorageInfo/Disks[]/Type"},
+        {"instance-storage-info.nvme-support", "InstanceStorageInfo/NvmeSupport"},
+        {"instance-storage-info.total-size-in-gb", "InstanceStorageInfo/TotalSizeInGB"},
+        {"instance-storage-supported", "InstanceStorageSupported"},
+        {"instance-type", "InstanceType"},
+        {"processor-info.supported-architecture", "ProcessorInfo/SupportedArchitectures[]"},
+        {"supported-boot-mode", "SupportedBootModes[]"},
+        {"supported-root-device-type", "SupportedRootDeviceTypes[]"},
+        {"supported-virtualization-type", "SupportedVirtualizationTypes[]"}};
+    for (const char* unmodelled : {"auto-recovery-supported",
+                                   "bare-metal",
+                                   "dedicated-hosts-supported",
+                                   "ebs-info.ebs-optimized-info.baseline-bandwidth-in-mbps",
+                                   "ebs-info.ebs-optimized-info.baseline-iops",
+                                   "ebs-info.ebs-optimized-info.baseline-throughput-in-mbps",
+                                   "ebs-info.ebs-optimized-info.maximum-bandwidth-in-mbps",
+                                   "ebs-info.ebs-optimized-info.maximum-iops",
+                                   "ebs-info.ebs-optimized-info.maximum-throughput-in-mbps",
+                                   "ebs-info.ebs-optimized-support",
+                                   "ebs-info.encryption-support",
+                                   "ebs-info.nvme-support",
+                                   "free-tier-eligible",
+                                   "hibernation-supported",
+                                   "instance-storage-info.encryption-support",
+                                   "memory-info.size-in-mib",
+                                   "network-info.efa-supported",
+                                   "network-info.ena-support",
+                                   "network-info.encryption-in-transit-supported",
+                                   "network-info.ipv4-addresses-per-interface",
+                                   "network-info.ipv6-addresses-per-interface",
+                                   "network-info.ipv6-supported",
+                                   "network-info.maximum-network-cards",
+                                   "network-info.maximum-network-interfaces",
+                                   "network-info.network-performance",
+                                   "nitro-enclaves-support",
+                                   "nitro-tpm-support",
+                                   "processor-info.sustained-clock-speed-in-ghz",
+                                   "supported-usage-class",
+                                   "vcpu-info.default-cores",
+                                   "vcpu-info.default-threads-per-core",
+                                   "vcpu-info.default-vcpus",
+                                   "vcpu-info.valid-cores",
+                                   "vcpu-info.valid-threads-per-core"}) {
+      (*paths)[unmodelled] = "";
+    }
+    return paths;
+  }();
+  return *kPaths;
+}
+
+Result<json> DescribeInstanceTypes(Compute*, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto wanted, StringListArg(args, "instance-types"));
+  for (const std::string& name : wanted) {
+    if (std::none_of(InstanceTypes().begin(), InstanceTypes().end(),
+                     [&name](const InstanceType& t) { return name == t.name; })) {
+      return Status::InvalidArgument(
+          "InvalidInstanceType: The following supplied instance types "
+          "do not exist: [" +
+          name + "]");
+    }
+  }
   json items = json::array();
   for (const InstanceType& t : InstanceTypes()) {
-    json item = {{"InstanceType", t.name},
-                 {"InstanceStorageSupported", t.instance_store_count > 0}};
+    if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), t.name) == wanted.end()) {
+      continue;
+    }
+    const std::string name = t.name;
+    json item = {{"InstanceType", name},
+                 {"InstanceStorageSupported", t.instance_store_count > 0},
+                 {"CurrentGeneration", true},
+                 {"BurstablePerformanceSupported", name.starts_with("t")},
+                 {"Hypervisor", "nitro"},
+                 {"ProcessorInfo", {{"SupportedArchitectures", json::array({"x86_64"})}}},
+                 {"SupportedBootModes", json::array({"legacy-bios"})},
+                 {"SupportedRootDeviceTypes", json::array({"ebs", "instance-store"})},
+                 {"SupportedVirtualizationTypes", json::array({"hvm"})}};
     if (t.instance_store_count > 0) {
       const uint64_t gb = t.instance_store_bytes / 1000000000ull;
       item["InstanceStorageInfo"] = {
           {"TotalSizeInGB", gb * t.instance_store_count},
+          {"NvmeSupport", "required"},
           {"Disks",
            json::array({{{"Count", t.instance_store_count}, {"SizeInGB", gb}, {"Type", "ssd"}}})}};
     }
     items.push_back(item);
   }
+  STRATA_ASSIGN_OR_RETURN(
+      items, control::ApplyPathFilters(args, std::move(items), InstanceTypeFilterPaths()));
   return json{{"InstanceTypes", items}};
 }
 
@@ -993,12 +1239,21 @@ Result<json> DescribeAvailabilityZones(Compute*, const json& args) {
   return json{{"AvailabilityZones", zones}};
 }
 
-Result<json> DescribeRegions(Compute*, const json&) {
-  return json{
-      {"Regions",
-       json::array({{{"Endpoint", std::string("ec2.") + control::kRegion + ".amazonaws.com"},
-                     {"RegionName", control::kRegion},
-                     {"OptInStatus", "opt-in-not-required"}}})}};
+Result<json> DescribeRegions(Compute*, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(auto names, StringListArg(args, "region-names"));
+  for (const std::string& name : names) {
+    if (name != control::kRegion) {
+      return Status::InvalidArgument("InvalidParameterValue: Invalid region: " + name);
+    }
+  }
+  json regions =
+      json::array({{{"Endpoint", std::string("ec2.") + control::kRegion + ".amazonaws.com"},
+                    {"RegionName", control::kRegion},
+                    {"OptInStatus", "opt-in-not-required"}}});
+  static const std::map<std::string, std::string> kPaths = {
+      {"endpoint", "Endpoint"}, {"opt-in-status", "OptInStatus"}, {"region-name", "RegionName"}};
+  STRATA_ASSIGN_OR_RETURN(regions, control::ApplyPathFilters(args, std::move(regions), kPaths));
+  return json{{"Regions", regions}};
 }
 
 Result<json> ApplyFilters(const json& args, json items, const std::vector<std::string>& names,
@@ -1113,6 +1368,8 @@ void AddComputeHandlers(HandlerTable* table) {
   table->emplace("describe-instance-status", DescribeInstanceStatus);
   table->emplace("describe-instance-attribute", DescribeInstanceAttribute);
   table->emplace("describe-instance-credit-specifications", DescribeInstanceCreditSpecifications);
+  table->emplace("modify-instance-credit-specification", ModifyInstanceCreditSpecification);
+  table->emplace("get-instance-uefi-data", GetInstanceUefiData);
   table->emplace("stop-instances", [](Compute* c, const json& a) {
     return StateVerb(c, a, "StoppingInstances", &Compute::StopInstances);
   });

@@ -124,6 +124,31 @@ Result<json> CreateVolume(Compute* compute, const json& args) {
   return out;
 }
 
+// EC2's DescribeVolumes filters, each to where its values are in an item ("": never here).
+const std::map<std::string, std::string>& VolumeFilterPaths() {
+  static const auto* kPaths = new std::map<std::string, std::string>{
+      {"attachment.attach-time", "Attachments[]/AttachTime"},
+      {"attachment.delete-on-termination", "Attachments[]/DeleteOnTermination"},
+      {"attachment.device", "Attachments[]/Device"},
+      {"attachment.instance-id", "Attachments[]/InstanceId"},
+      {"attachment.status", "Attachments[]/State"},
+      {"availability-zone", "AvailabilityZone"},
+      {"availability-zone-id", "AvailabilityZoneId"},
+      {"create-time", "CreateTime"},
+      {"encrypted", "Encrypted"},
+      {"fast-restored", "FastRestored"},
+      {"multi-attach-enabled", "MultiAttachEnabled"},
+      {"operator.managed", ""},
+      {"operator.principal", ""},
+      {"size", "Size"},
+      {"snapshot-id", "SnapshotId"},
+      {"status", "State"},
+      {"state", "State"},  // (Strata's own short name, kept)
+      {"volume-id", "VolumeId"},
+      {"volume-type", "VolumeType"}};
+  return *kPaths;
+}
+
 Result<json> DescribeVolumes(Compute* compute, const json& args) {
   Pool* pool = compute->pool();
   STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "volume-ids"));
@@ -138,35 +163,8 @@ Result<json> DescribeVolumes(Compute* compute, const json& args) {
       volumes.push_back(VolumeJson(compute, info));
     }
   }
-  STRATA_ASSIGN_OR_RETURN(
-      volumes,
-      control::ApplyFilters(
-          args, volumes,
-          {"volume-id", "status", "state", "volume-type", "snapshot-id", "size",
-           "attachment.instance-id", "attachment.device"},
-          [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
-            static const std::map<std::string, std::string> kPaths = {
-                {"volume-id", "VolumeId"},
-                {"status", "State"},
-                {"state", "State"},
-                {"volume-type", "VolumeType"},
-                {"snapshot-id", "SnapshotId"}};
-            if (auto it = kPaths.find(name); it != kPaths.end()) {
-              return std::vector<std::string>{item[it->second].get<std::string>()};
-            }
-            if (name == "size") {
-              return std::vector<std::string>{std::to_string(item["Size"].get<uint64_t>())};
-            }
-            if (name == "attachment.instance-id" || name == "attachment.device") {
-              std::vector<std::string> out;
-              for (const json& a : item["Attachments"]) {
-                out.push_back(
-                    a[name == "attachment.device" ? "Device" : "InstanceId"].get<std::string>());
-              }
-              return out;
-            }
-            return std::nullopt;
-          }));
+  STRATA_ASSIGN_OR_RETURN(volumes,
+                          control::ApplyPathFilters(args, std::move(volumes), VolumeFilterPaths()));
   return json{{"Volumes", volumes}};
 }
 
@@ -248,23 +246,20 @@ Result<json> DescribeVolumesModifications(Compute* compute, const json& args) {
   for (const VolumeModificationInfo& m : mods) {
     items.push_back(ModificationJson(m));
   }
-  STRATA_ASSIGN_OR_RETURN(
-      items,
-      control::ApplyFilters(
-          args, items,
-          {"volume-id", "modification-state", "target-volume-type", "original-volume-type",
-           "target-size", "original-size"},
-          [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
-            static const std::map<std::string, std::string> kPaths = {
-                {"volume-id", "VolumeId"},
-                {"modification-state", "ModificationState"},
-                {"target-volume-type", "TargetVolumeType"},
-                {"original-volume-type", "OriginalVolumeType"},
-                {"target-size", "TargetSize"},
-                {"original-size", "OriginalSize"}};
-            const json& v = item[kPaths.at(name)];
-            return std::vector<std::string>{v.is_string() ? v.get<std::string>() : v.dump()};
-          }));
+  static const std::map<std::string, std::string> kModificationPaths = {
+      {"modification-state", "ModificationState"},
+      {"original-iops", "OriginalIops"},
+      {"original-multi-attach-enabled", "OriginalMultiAttachEnabled"},
+      {"original-size", "OriginalSize"},
+      {"original-volume-type", "OriginalVolumeType"},
+      {"start-time", "StartTime"},
+      {"target-iops", "TargetIops"},
+      {"target-multi-attach-enabled", "TargetMultiAttachEnabled"},
+      {"target-size", "TargetSize"},
+      {"target-volume-type", "TargetVolumeType"},
+      {"volume-id", "VolumeId"}};
+  STRATA_ASSIGN_OR_RETURN(items,
+                          control::ApplyPathFilters(args, std::move(items), kModificationPaths));
   return json{{"VolumesModifications", items}};
 }
 
@@ -314,6 +309,21 @@ Result<json> DescribeVolumeStatus(Compute* compute, const json& args) {
     AddInitializationStatus(pool, info.volume_id, &item);
     items.push_back(item);
   }
+  // (EC2's filters; no volume here has events or actions: those match nothing)
+  static const std::map<std::string, std::string> kPaths = {
+      {"action.code", ""},
+      {"action.description", ""},
+      {"action.event-id", ""},
+      {"availability-zone", "AvailabilityZone"},
+      {"event.description", ""},
+      {"event.event-id", ""},
+      {"event.event-type", ""},
+      {"event.not-after", ""},
+      {"event.not-before", ""},
+      {"volume-status.details-name", "VolumeStatus/Details[]/Name"},
+      {"volume-status.details-status", "VolumeStatus/Details[]/Status"},
+      {"volume-status.status", "VolumeStatus/Status"}};
+  STRATA_ASSIGN_OR_RETURN(items, control::ApplyPathFilters(args, std::move(items), kPaths));
   return json{{"VolumeStatuses", items}};
 }
 
@@ -392,6 +402,7 @@ json VolumeJson(Compute* compute, const VolumeInfo& info) {
               {"CreateTime", IsoTime(info.create_time_ms)},
               {"AvailabilityZone", control::kZone},
               {"Encrypted", false},
+              {"FastRestored", false},
               {"MultiAttachEnabled", false},
               {"Attachments", attachments},
               {"Tags", control::TagsJson(tags)}};

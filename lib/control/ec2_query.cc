@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <pugixml.hpp>
@@ -316,6 +317,10 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
          STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));
          STRATA_RETURN_IF_ERROR(AdaptNetwork(in));
          STRATA_RETURN_IF_ERROR(AdaptLaunchDefaults(in));
+         if (in->contains("CreditSpecification")) {  // {CpuCredits} -> --cpu-credits
+           (*in)["CpuCredits"] = (*in)["CreditSpecification"].value("CpuCredits", json(""));
+           in->erase("CreditSpecification");
+         }
          const std::string min = in->value("MinCount", "1"), max = in->value("MaxCount", min);
          (*in)["Count"] = min + ":" + max;
          in->erase("MinCount");
@@ -323,7 +328,10 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
          return Status::OK();
        }},
       {"ModifyInstanceAttribute",
-       [](json* in) {  // DisableApiTermination.Value -> the flag
+       [](json* in) {  // DisableApiTermination.Value -> the flag; UserData.Value -> its text
+         if (in->contains("UserData")) {
+           (*in)["UserData"] = (*in)["UserData"].value("Value", json(""));
+         }
          if (in->contains("DisableApiTermination")) {
            json value = (*in)["DisableApiTermination"].value("Value", json());
            if (!value.is_boolean()) {
@@ -372,6 +380,41 @@ struct Page {
   size_t start = 0;
   size_t max = 0;  // 0: no paging asked
 };
+
+// EC2's ids, checked at the edge: an id of the wrong shape is `<Kind>.Malformed`, as EC2 answers
+// it (tools tell a typo from a deleted resource by it), before any lookup.
+Status CheckIdShapes(const json& input) {
+  struct Kind {
+    const char* member;  // the parameter, and its plural
+    const char* prefix;
+    const char* code;
+  };
+  static constexpr Kind kKinds[] = {{"InstanceId", "i-", "InvalidInstanceID.Malformed"},
+                                    {"ImageId", "ami-", "InvalidAMIID.Malformed"},
+                                    {"VolumeId", "vol-", "InvalidVolumeID.Malformed"},
+                                    {"SnapshotId", "snap-", "InvalidSnapshotID.Malformed"},
+                                    {"GroupId", "sg-", "InvalidGroupId.Malformed"}};
+  for (const Kind& k : kKinds) {
+    for (const std::string& member : {std::string(k.member), std::string(k.member) + "s"}) {
+      if (!input.contains(member)) {
+        continue;
+      }
+      const json& v = input[member];
+      for (const json& id : v.is_array() ? v : json::array({v})) {
+        const std::string text = id.is_string() ? id.get<std::string>() : "";
+        const std::string tail = text.starts_with(k.prefix) ? text.substr(strlen(k.prefix)) : "";
+        const bool hex = std::all_of(tail.begin(), tail.end(), [](char c) {
+          return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+        });
+        if (!hex || (tail.size() != 8 && tail.size() != 17)) {
+          return Status::InvalidArgument(std::string(k.code) + ": Invalid id: \"" +
+                                         text.substr(0, 64) + "\"");
+        }
+      }
+    }
+  }
+  return Status::OK();
+}
 
 Result<Page> TakePage(const std::string& action, json* input) {
   Page page;
@@ -711,6 +754,9 @@ QueryReply Execute(Compute* compute, const Params& params, const std::string& re
     }
   }
   input.erase("ClientToken");  // (idempotency: ExecuteEc2Query, with the server's ClientTokens)
+  if (Status shapes = CheckIdShapes(input); !shapes.ok()) {
+    return Failure(shapes, request_id);
+  }
   if (auto adapter = Adapters().find(action); adapter != Adapters().end()) {
     Status adapted = adapter->second(&input);
     if (!adapted.ok()) {

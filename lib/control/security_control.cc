@@ -357,6 +357,45 @@ Result<json> UpdateRuleDescriptions(Compute* compute, const json& args, bool egr
   return json{{"Return", true}};
 }
 
+// ModifySecurityGroupRules: each rule, by id, becomes what its SecurityGroupRule says (EC2's
+// SecurityGroupRuleRequest: IpProtocol, FromPort, ToPort, CidrIpv4 or CidrIpv6, Description).
+Result<json> ModifySecurityGroupRules(Compute* compute, const json& args) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "group-id"));
+  STRATA_ASSIGN_OR_RETURN(auto updates, control::ShorthandListArg(args, "security-group-rules"));
+  std::vector<SecurityGroupRule> rules;
+  for (const json& u : updates) {
+    const json request = u.value("SecurityGroupRule", json::object());
+    if (!request.is_object()) {
+      return Status::InvalidArgument(
+          "InvalidParameterValue: SecurityGroupRule must be a structure");
+    }
+    SecurityGroupRule r;
+    r.rule_id = TextField(u, "SecurityGroupRuleId");
+    r.protocol = TextField(request, "IpProtocol");
+    STRATA_ASSIGN_OR_RETURN(r.from_port, PortField(request, "FromPort", 0));
+    STRATA_ASSIGN_OR_RETURN(r.to_port, PortField(request, "ToPort", r.from_port));
+    r.cidr = TextField(request, "CidrIpv4");
+    if (r.cidr.empty()) {
+      r.cidr = TextField(request, "CidrIpv6");
+    }
+    r.description = TextField(request, "Description");
+    if (request.contains("ReferencedGroupId") || request.contains("PrefixListId")) {
+      return Status::InvalidArgument(
+          "InvalidParameterValue: Strata's rules name IP ranges, not groups or prefix lists");
+    }
+    if (r.protocol.empty() || r.cidr.empty()) {
+      return Status::InvalidArgument(
+          "MissingParameter: a SecurityGroupRule needs IpProtocol and CidrIpv4 or CidrIpv6");
+    }
+    rules.push_back(std::move(r));
+  }
+  if (rules.empty()) {
+    return Status::InvalidArgument("MissingParameter: SecurityGroupRules");
+  }
+  STRATA_RETURN_IF_ERROR(compute->ModifyRules(id, rules));
+  return json{{"Return", true}};
+}
+
 // A rule's values for one of EC2's DescribeSecurityGroupRules filters; nullopt: not a filter.
 std::optional<std::vector<std::string>> RuleField(const json& r, const std::string& name) {
   if (name == "group-id") {
@@ -427,9 +466,11 @@ Result<json> ImportKeyPair(Compute* compute, const json& args) {
 
 Result<json> DescribeKeyPairs(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto names, control::StringListArg(args, "key-names"));
+  STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "key-pair-ids"));
   json items = json::array();
   for (const KeyPairInfo& k : compute->ListKeyPairs()) {
-    if (names.empty() || std::find(names.begin(), names.end(), k.key_name) != names.end()) {
+    if ((names.empty() || std::find(names.begin(), names.end(), k.key_name) != names.end()) &&
+        (ids.empty() || std::find(ids.begin(), ids.end(), k.key_pair_id) != ids.end())) {
       items.push_back(KeyPairJson(k));
     }
   }
@@ -440,6 +481,16 @@ Result<json> DescribeKeyPairs(Compute* compute, const json& args) {
                               "' does not exist");
     }
   }
+  for (const std::string& id : ids) {
+    if (std::none_of(items.begin(), items.end(),
+                     [&id](const json& k) { return k["KeyPairId"] == id; })) {
+      return Status::NotFound("InvalidKeyPair.NotFound: The key pair ID '" + id +
+                              "' does not exist");
+    }
+  }
+  static const std::map<std::string, std::string> kPaths = {
+      {"key-pair-id", "KeyPairId"}, {"fingerprint", "KeyFingerprint"}, {"key-name", "KeyName"}};
+  STRATA_ASSIGN_OR_RETURN(items, control::ApplyPathFilters(args, std::move(items), kPaths));
   return json{{"KeyPairs", items}};
 }
 
@@ -504,6 +555,7 @@ void AddSecurityHandlers(HandlerTable* table) {
         [egress](Compute* c, const json& a) { return UpdateRuleDescriptions(c, a, egress); });
   }
   table->emplace("describe-security-group-rules", DescribeSecurityGroupRules);
+  table->emplace("modify-security-group-rules", ModifySecurityGroupRules);
 }
 
 }  // namespace control

@@ -123,21 +123,12 @@ Result<json> DescribeSnapshots(Compute* compute, const json& args) {
       }
     }
   }
-  STRATA_ASSIGN_OR_RETURN(
-      out,
-      control::ApplyFilters(
-          args, out, {"snapshot-id", "volume-id", "status", "description"},
-          [](const json& item, const std::string& name) -> std::optional<std::vector<std::string>> {
-            static const std::map<std::string, std::string> kPaths = {
-                {"snapshot-id", "SnapshotId"},
-                {"volume-id", "VolumeId"},
-                {"status", "State"},
-                {"description", "Description"}};
-            if (auto it = kPaths.find(name); it != kPaths.end()) {
-              return std::vector<std::string>{item[it->second].get<std::string>()};
-            }
-            return std::nullopt;
-          }));
+  static const std::map<std::string, std::string> kPaths = {
+      {"description", "Description"}, {"encrypted", "Encrypted"}, {"owner-alias", ""},
+      {"owner-id", "OwnerId"},        {"progress", "Progress"},   {"snapshot-id", "SnapshotId"},
+      {"start-time", "StartTime"},    {"status", "State"},        {"storage-tier", "StorageTier"},
+      {"transfer-type", ""},          {"volume-id", "VolumeId"},  {"volume-size", "VolumeSize"}};
+  STRATA_ASSIGN_OR_RETURN(out, control::ApplyPathFilters(args, std::move(out), kPaths));
   return json{{"Snapshots", out}};
 }
 

@@ -2,10 +2,10 @@
 # Infrastructure code written for AWS, unchanged: Debian's `ansible` (the amazon.aws collection)
 # against strata-nbd --api-listen. up.yml makes a key pair, a security group with rules, two
 # volumes (encrypted: false; one grown to io1 with IOPS), a snapshot, an image registered from
-# it, an instance launched from the image, and attaches a volume; it reads tags, zones and the
-# caller, and every *_info module. It runs twice: the first run changes, the second reports
+# it, two instances launched from the image (one with the key pair), and attaches a volume; it
+# reads tags, zones and the caller, and every *_info module. It runs twice: the first run changes, the second reports
 # changed=0. Between runs the disks are read and written over NBD (qemu-img, nbdinfo).
-# down.yml detaches, stops, starts and terminates the instance, deletes the key pair and the
+# down.yml detaches, stops, starts and terminates the instances, deletes the key pair and the
 # group, deregisters the image with its snapshots and deletes the volumes; twice, the second
 # with changed=0. The pool checks clean at the end.
 #
@@ -85,7 +85,12 @@ head -c 1M /dev/urandom >"$work/more.bin"
 qemu-img convert -n -f raw -O raw "$work/more.bin" "$(uri "$data")" || fail "write the attached volume"
 first_mib "$data" "$work/more-now.bin"
 cmp "$work/more.bin" "$work/more-now.bin" || fail "read back the write to the attached volume"
-pass "the image's instance boots from the data written before; the grown volume reads and writes over NBD"
+keyed=$(cli describe-instances --filters Name=tag:Name,Values=ansible-keyed | field InstanceId)
+[[ $keyed == i-* ]] || fail "the instance launched with the key pair"
+nbdinfo --size "$(uri "$keyed/xvda")" >/dev/null 2>&1 && fail "the keyed instance's disk opened without the key"
+grep "launched with key pair 'ansible-key'" "$work/log" >/dev/null ||
+  fail "the refusal's log line does not name the key pair"
+pass "the image's instance boots from the data written before; the grown volume reads and writes over NBD; the keyed instance's disk needs its key"
 
 # ---- lifecycle and teardown, twice
 changed3=$(playbook down.yml)

@@ -101,6 +101,14 @@ assert ec2.describe_image_attribute(ImageId=image_id, Attribute="productCodes")[
 bdm = ec2.describe_image_attribute(ImageId=image_id, Attribute="blockDeviceMapping")["BlockDeviceMappings"]
 assert bdm[0]["Ebs"]["SnapshotId"] == snapshot_id, bdm
 refused("InvalidParameterValue", ec2.describe_image_attribute, ImageId=image_id, Attribute="colour")
+# deprecation_time
+assert ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt="2036-01-01T00:00:00Z")["Return"]
+assert ec2.describe_images(ImageIds=[image_id])["Images"][0]["DeprecationTime"] == "2036-01-01T00:00:00.000Z"
+refused("InvalidParameterValue", ec2.enable_image_deprecation, ImageId=image_id,
+        DeprecateAt="2001-01-01T00:00:00Z")
+ec2.disable_image_deprecation(ImageId=image_id)
+assert "DeprecationTime" not in ec2.describe_images(ImageIds=[image_id], IncludeDeprecated=True)["Images"][0]
+assert ec2.describe_images(ExecutableUsers=["123456789012"])["Images"] == []  # shared with nobody
 
 # ---- aws_key_pair (import) and aws_security_group with its rules
 refused("InvalidKeyPair.NotFound", ec2.describe_key_pairs, KeyNames=["tf-key"])
@@ -127,13 +135,19 @@ refused("InvalidPermission.Duplicate", ec2.authorize_security_group_ingress, Gro
 # aws_vpc_security_group_ingress_rule reads its rule back by id
 got = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_ids[0]])["SecurityGroupRules"]
 assert got[0]["CidrIpv4"] == "10.0.0.0/8" and got[0]["Description"] == "nbd" and not got[0]["IsEgress"], got
+ec2.modify_security_group_rules(GroupId=sg_id, SecurityGroupRules=[
+    {"SecurityGroupRuleId": rule_ids[0],
+     "SecurityGroupRule": {"IpProtocol": "tcp", "FromPort": 10809, "ToPort": 10810,
+                           "CidrIpv4": "10.0.0.0/8", "Description": "nbd range"}}])
+got = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_ids[0]])["SecurityGroupRules"]
+assert (got[0]["ToPort"], got[0]["Description"]) == (10810, "nbd range"), got
 by_group = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [sg_id]}])
 assert len(by_group["SecurityGroupRules"]) == 4, by_group
 refused("InvalidSecurityGroupRuleId.NotFound", ec2.describe_security_group_rules,
         SecurityGroupRuleIds=["sgr-00000000000000000"])
 perms = ec2.describe_security_groups(GroupIds=[sg_id])["SecurityGroups"][0]["IpPermissions"]
-tcp = [p for p in perms if p["IpProtocol"] == "tcp"][0]
-assert len(tcp["IpRanges"]) == 2 and tcp["Ipv6Ranges"] == [{"CidrIpv6": "fd00::/8"}], perms
+tcp = [p for p in perms if p["IpProtocol"] == "tcp" and p["ToPort"] == 10809][0]
+assert len(tcp["IpRanges"]) == 1 and tcp["Ipv6Ranges"] == [{"CidrIpv6": "fd00::/8"}], perms
 ec2.update_security_group_rule_descriptions_ingress(GroupId=sg_id, SecurityGroupRuleDescriptions=[
     {"SecurityGroupRuleId": rule_ids[1], "Description": "lan"}])
 ec2.authorize_security_group_egress(GroupId=sg_id, IpPermissions=[
@@ -149,7 +163,17 @@ assert len(default) == 1 and default[0]["VpcId"] == vpc_id, default
 refused("CannotDelete", ec2.delete_security_group, GroupId=default[0]["GroupId"])
 
 # ---- aws_instance: RunInstances as the provider sends it, then its reads
+# root_block_device (grown, another type, kept on termination), one ebs_block_device, one
+# ephemeral_block_device, user_data and credit_specification
 run = ec2.run_instances(ImageId=image_id, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                        BlockDeviceMappings=[
+                            {"DeviceName": "/dev/xvda",
+                             "Ebs": {"VolumeSize": 4, "VolumeType": "io1", "Iops": 200,
+                                     "DeleteOnTermination": False, "Encrypted": False}},
+                            {"DeviceName": "/dev/sdf",
+                             "Ebs": {"VolumeSize": 2, "VolumeType": "gp2", "DeleteOnTermination": True}},
+                            {"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"}],
+                        UserData="#cloud-config\n", CreditSpecification={"CpuCredits": "standard"},
                         SubnetId=subnet_id, SecurityGroupIds=[sg_id], Monitoring={"Enabled": False},
                         DisableApiTermination=False, EbsOptimized=False,
                         HibernationOptions={"Configured": False},
@@ -174,7 +198,31 @@ assert groups == [{"GroupId": sg_id, "GroupName": "tf-sg"}], groups
 bdm = ec2.describe_instance_attribute(InstanceId=iid, Attribute="blockDeviceMapping")["BlockDeviceMappings"]
 assert bdm[0]["DeviceName"] == "/dev/xvda" and bdm[0]["Ebs"]["VolumeId"].startswith("vol-"), bdm
 credits = ec2.describe_instance_credit_specifications(InstanceIds=[iid])["InstanceCreditSpecifications"]
-assert credits == [{"InstanceId": iid, "CpuCredits": "unlimited"}], credits
+assert credits == [{"InstanceId": iid, "CpuCredits": "standard"}], credits
+done = ec2.modify_instance_credit_specification(InstanceCreditSpecifications=[
+    {"InstanceId": iid, "CpuCredits": "unlimited"}, {"InstanceId": "i-00000000000000000", "CpuCredits": "unlimited"}])
+assert done["SuccessfulInstanceCreditSpecifications"] == [{"InstanceId": iid}], done
+assert done["UnsuccessfulInstanceCreditSpecifications"][0]["Error"]["Code"] == "InvalidInstanceID.NotFound", done
+assert ec2.describe_instance_credit_specifications(InstanceIds=[iid])["InstanceCreditSpecifications"][0]["CpuCredits"] == "unlimited"
+import base64
+user_data = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]
+assert base64.b64decode(user_data) == b"#cloud-config\n", user_data
+assert ec2.get_instance_uefi_data(InstanceId=iid)["InstanceId"] == iid
+# the root as root_block_device asked, the added EBS device, the launch's DeleteOnTermination
+devices = {m["DeviceName"]: m["Ebs"] for m in bdm}
+assert set(devices) == {"/dev/xvda", "/dev/sdf"} and devices["/dev/xvda"]["DeleteOnTermination"] is False, bdm
+root_volume = ec2.describe_volumes(VolumeIds=[devices["/dev/xvda"]["VolumeId"]])["Volumes"][0]
+assert (root_volume["Size"], root_volume["VolumeType"], root_volume["Iops"]) == (4, "io1", 200), root_volume
+assert ec2.describe_volumes(VolumeIds=[devices["/dev/sdf"]["VolumeId"]])["Volumes"][0]["Size"] == 2
+ec2.modify_instance_attribute(InstanceId=iid, BlockDeviceMappings=[
+    {"DeviceName": "/dev/xvda", "Ebs": {"DeleteOnTermination": True}}])
+bdm = ec2.describe_instance_attribute(InstanceId=iid, Attribute="blockDeviceMapping")["BlockDeviceMappings"]
+assert [m["Ebs"]["DeleteOnTermination"] for m in bdm if m["DeviceName"] == "/dev/xvda"] == [True], bdm
+refused("IncorrectInstanceState", ec2.modify_instance_attribute, InstanceId=iid, UserData={"Value": b"x"})
+refused("InvalidBlockDeviceMapping", ec2.run_instances, ImageId=image_id, MinCount=1, MaxCount=1,
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "NoDevice": ""}])
+refused("InvalidParameterCombination", ec2.run_instances, ImageId=image_id, MinCount=1, MaxCount=1,
+        InstanceType="m5.large", CreditSpecification={"CpuCredits": "standard"})
 status = ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"]
 assert status[0]["InstanceStatus"]["Status"] == "ok" and status[0]["InstanceState"]["Name"] == "running", status
 for name, values in (("subnet-id", [subnet_id]), ("vpc-id", [vpc_id]), ("instance.group-name", ["tf-sg"]),
@@ -198,6 +246,51 @@ refused("InvalidAttachment.NotFound", ec2.detach_volume, VolumeId=vol_id, Instan
 refused("DependencyViolation", ec2.delete_security_group, GroupId=sg_id)
 ec2.detach_volume(VolumeId=vol_id, InstanceId=iid, Device="/dev/sdh")
 ec2.get_waiter("volume_available").wait(VolumeIds=[vol_id], WaiterConfig={"Delay": 1})
+
+# ---- EC2's documented filters on every Describe (docs/ec2-api.md); an undocumented one is refused
+def ids(reply, key, field):
+    return [item[field] for item in reply[key]]
+
+
+F = lambda name, *values: [{"Name": name, "Values": list(values)}]
+assert ids(ec2.describe_volumes(Filters=F("encrypted", "false") + F("multi-attach-enabled", "false")
+                                + F("volume-id", vol_id)), "Volumes", "VolumeId") == [vol_id]
+assert ids(ec2.describe_volumes(Filters=F("attachment.instance-id", iid) + F("attachment.status", "attached")
+                                + F("attachment.device", "/dev/xvda")), "Volumes", "VolumeId") == \
+    [devices["/dev/xvda"]["VolumeId"]]
+assert ec2.describe_volumes(Filters=F("operator.managed", "true"))["Volumes"] == []
+assert ids(ec2.describe_snapshots(Filters=F("owner-id", "000000000000") + F("volume-size", "1")
+                                  + F("snapshot-id", snap["SnapshotId"])), "Snapshots", "SnapshotId") == [snap["SnapshotId"]]
+assert ids(ec2.describe_images(Filters=F("is-public", "false") + F("block-device-mapping.volume-type", "gp3")
+                               + F("ena-support", "true")), "Images", "ImageId") == [image_id]
+assert ids(ec2.describe_instance_types(InstanceTypes=["m5d.large"], Filters=F("instance-storage-supported", "true")),
+           "InstanceTypes", "InstanceType") == ["m5d.large"]
+assert ids(ec2.describe_instance_types(Filters=F("instance-storage-info.disk.count", "2")),
+           "InstanceTypes", "InstanceType"), "no type with two instance-store disks"
+assert ec2.describe_volume_status(Filters=F("volume-status.status", "impaired"))["VolumeStatuses"] == []
+assert ec2.describe_regions(Filters=F("region-name", "us-east-1"))["Regions"][0]["RegionName"] == "us-east-1"
+assert ec2.describe_instance_status(Filters=F("instance-status.reachability", "passed"))["InstanceStatuses"]
+for call, key in ((ec2.describe_volumes, "Volumes"), (ec2.describe_snapshots, "Snapshots"),
+                  (ec2.describe_images, "Images"), (ec2.describe_key_pairs, "KeyPairs"),
+                  (ec2.describe_instance_types, "InstanceTypes"), (ec2.describe_volume_status, "VolumeStatuses"),
+                  (ec2.describe_security_group_rules, "SecurityGroupRules"), (ec2.describe_regions, "Regions"),
+                  (ec2.describe_route_tables, "RouteTables"), (ec2.describe_network_interfaces, "NetworkInterfaces"),
+                  (ec2.describe_volumes_modifications, "VolumesModifications")):
+    refused("InvalidParameterValue", call, Filters=F("colour", "blue"))
+    call(Filters=F("tag-key", "no-such-key"))  # tag filters are every Describe's
+
+# ---- EC2's Malformed codes for ids of the wrong shape, NotFound for well-formed ones
+for code, call, params in (
+        ("InvalidInstanceID.Malformed", ec2.describe_instances, {"InstanceIds": ["i-xyz"]}),
+        ("InvalidInstanceID.NotFound", ec2.describe_instances, {"InstanceIds": ["i-0123456789abcdef0"]}),
+        ("InvalidAMIID.Malformed", ec2.describe_images, {"ImageIds": ["ami-nope"]}),
+        ("InvalidAMIID.NotFound", ec2.describe_images, {"ImageIds": ["ami-0123456789abcdef0"]}),
+        ("InvalidVolumeID.Malformed", ec2.describe_volumes, {"VolumeIds": ["vol-1"]}),
+        ("InvalidSnapshotID.Malformed", ec2.describe_snapshots, {"SnapshotIds": ["snap-zz"]}),
+        ("InvalidSnapshot.NotFound", ec2.describe_snapshots, {"SnapshotIds": ["snap-0123456789abcdef0"]}),
+        ("InvalidGroupId.Malformed", ec2.describe_security_groups, {"GroupIds": ["sg-"]}),
+        ("InvalidGroup.NotFound", ec2.describe_security_groups, {"GroupIds": ["sg-0123456789abcdef0"]})):
+    refused(code, call, **params)
 
 # ---- destroy, in the provider's order
 ec2.terminate_instances(InstanceIds=[iid])

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,16 @@ namespace strata {
 namespace {
 
 constexpr uint64_t kVolumeBytes = 8ull << 20;
+
+// A launch of `image` with what `set` changes from RunSpec's defaults.
+RunSpec LaunchSpec(const std::string& image, const std::function<void(RunSpec&)>& set = nullptr) {
+  RunSpec r;
+  r.image_id = image;
+  if (set) {
+    set(r);
+  }
+  return r;
+}
 
 class ComputeTest : public ::testing::Test {
  protected:
@@ -155,8 +166,7 @@ TEST_F(ComputeTest, MappingsCarryVolumeTypesWithTheirRules) {
   spec.mappings[1].throughput_mibps = 500;
   auto image = compute_->RegisterImage(spec);
   ASSERT_TRUE(image.ok()) << image.status().ToString();
-  auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
+  auto instances = compute_->RunInstances(LaunchSpec(image->image_id));
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   auto root = pool_->DescribeVolume(VolumeOf((*instances)[0], "/dev/xvda"));
   ASSERT_TRUE(root.ok());
@@ -212,8 +222,8 @@ TEST_F(ComputeTest, InstancesAreIsolatedClonesThatCostNoData) {
 TEST_F(ComputeTest, StopWipesInstanceStoreAndKeepsEbs) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 5))));
   ASSERT_TRUE(image.ok());
-  auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "c5d.large", false, {}, {}, {}, ""});
+  auto instances = compute_->RunInstances(
+      LaunchSpec(image->image_id, [&](RunSpec& r) { r.instance_type = "c5d.large"; }));
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string id = (*instances)[0].instance_id;
   const auto data = test::RandomBytes(4096, 6);
@@ -248,8 +258,8 @@ TEST_F(ComputeTest, StopWipesInstanceStoreAndKeepsEbs) {
 TEST_F(ComputeTest, TerminateDeletesExactlyTheDeleteOnTerminationVolumes) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 7))));
   ASSERT_TRUE(image.ok());
-  auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", true, {}, {}, {}, ""});
+  auto instances = compute_->RunInstances(
+      LaunchSpec(image->image_id, [&](RunSpec& r) { r.disable_api_termination = true; }));
   ASSERT_TRUE(instances.ok());
   const InstanceInfo& inst = (*instances)[0];
   EXPECT_EQ(inst.devices.size(), 2u);  // t3 has no instance store: ephemeral0 is ignored
@@ -281,8 +291,7 @@ TEST_F(ComputeTest, TerminateDeletesExactlyTheDeleteOnTerminationVolumes) {
 TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 8))));
   ASSERT_TRUE(image.ok());
-  auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
+  auto instances = compute_->RunInstances(LaunchSpec(image->image_id));
   ASSERT_TRUE(instances.ok());
   const InstanceInfo& inst = (*instances)[0];
   EXPECT_EQ(compute_->DetachVolume(VolumeOf(inst, "/dev/xvda")).status().code(),
@@ -311,8 +320,7 @@ TEST_F(ComputeTest, DetachRulesAndDeviceNames) {
 TEST_F(ComputeTest, AttachAndDeleteOfAVolumeAreSerialised) {
   auto image = compute_->RegisterImage(Spec("race", SnapshotWith(test::RandomBytes(4096, 8))));
   ASSERT_TRUE(image.ok());
-  auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
+  auto instances = compute_->RunInstances(LaunchSpec(image->image_id));
   ASSERT_TRUE(instances.ok());
   const std::string inst = (*instances)[0].instance_id;
   int attached = 0, deleted = 0;
@@ -350,8 +358,8 @@ TEST_F(ComputeTest, AttachAndDeleteOfAVolumeAreSerialised) {
 TEST_F(ComputeTest, CreateImageSnapshotsEveryEbsVolumeAndLaunches) {
   auto image = compute_->RegisterImage(Spec("base", SnapshotWith(test::RandomBytes(4096, 10))));
   ASSERT_TRUE(image.ok());
-  auto first =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "m5d.large", false, {}, {}, {}, ""});
+  auto first = compute_->RunInstances(
+      LaunchSpec(image->image_id, [&](RunSpec& r) { r.instance_type = "m5d.large"; }));
   ASSERT_TRUE(first.ok());
   const std::string id = (*first)[0].instance_id;
   const auto root = test::RandomBytes(12288, 11), data = test::RandomBytes(4096, 12);
@@ -362,8 +370,7 @@ TEST_F(ComputeTest, CreateImageSnapshotsEveryEbsVolumeAndLaunches) {
   ASSERT_TRUE(derived.ok()) << derived.status().ToString();
   EXPECT_EQ(derived->mappings.size(), 3u);
   EXPECT_EQ(derived->source_instance_id, id);
-  auto second =
-      compute_->RunInstances(RunSpec{derived->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
+  auto second = compute_->RunInstances(LaunchSpec(derived->image_id));
   ASSERT_TRUE(second.ok());
   const std::string id2 = (*second)[0].instance_id;
   EXPECT_EQ(ReadExport(id2 + "/xvda", 0, root.size()), root);
@@ -376,12 +383,12 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
   spec.root_device_type = "instance-store";
   auto image = compute_->RegisterImage(spec);
   ASSERT_TRUE(image.ok()) << image.status().ToString();
-  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""})
-                .status()
-                .code(),
+  EXPECT_EQ(compute_->RunInstances(LaunchSpec(image->image_id)).status().code(),
             Status::Code::kNotSupported);  // no instance store on t3
-  auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 2, "i3.large", false, {}, {}, {}, ""});
+  auto instances = compute_->RunInstances(LaunchSpec(image->image_id, [&](RunSpec& r) {
+    r.count = 2;
+    r.instance_type = "i3.large";
+  }));
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string id = (*instances)[0].instance_id;
   EXPECT_EQ(ReadExport(id + "/xvda", 0, root.size()), root);
@@ -399,7 +406,9 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
   EXPECT_NE(info->state_reason.find("Server.InternalError"), std::string::npos);
   EXPECT_TRUE(pool_->DescribeVolume(data_volume).ok());  // not DeleteOnTermination: kept
   // A short-lived process cannot host a new instance-store root.
-  EXPECT_EQ(compute_->RunInstances(RunSpec{image->image_id, 1, "i3.large", false, {}, {}, {}, ""})
+  EXPECT_EQ(compute_
+                ->RunInstances(
+                    LaunchSpec(image->image_id, [&](RunSpec& r) { r.instance_type = "i3.large"; }))
                 .status()
                 .code(),
             Status::Code::kNotSupported);
@@ -408,8 +417,7 @@ TEST_F(ComputeTest, InstanceStoreRootIsSeededCannotStopAndDiesWithTheProcess) {
 TEST_F(ComputeTest, InterruptedTerminationFinishesAtOpen) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 15))));
   ASSERT_TRUE(image.ok());
-  auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, ""});
+  auto instances = compute_->RunInstances(LaunchSpec(image->image_id));
   ASSERT_TRUE(instances.ok());
   // The state a crash right after the terminate commit leaves: terminated, root queued.
   InstanceRecord rec;
@@ -495,7 +503,10 @@ TEST_F(ComputeTest, TagsOnEveryResource) {
   const std::string snap = SnapshotWith(test::RandomBytes(4096, 16));
   auto image = compute_->RegisterImage(Spec("web", snap));
   ASSERT_TRUE(image.ok());
-  RunSpec run{image->image_id, 1, "t3.micro", false, {{"Name", "web"}}, {{"team", "blue"}}, {}, ""};
+  RunSpec run = LaunchSpec(image->image_id, [&](RunSpec& r) {
+    r.tags = {{"Name", "web"}};
+    r.volume_tags = {{"team", "blue"}};
+  });
   auto instances = compute_->RunInstances(run);
   ASSERT_TRUE(instances.ok());
   const std::string id = (*instances)[0].instance_id;
@@ -550,6 +561,75 @@ SecurityGroupRule Rule(const std::string& protocol, int32_t from, int32_t to,
 }
 
 }  // namespace
+// A launch's BlockDeviceMappings change its image's: the root grown with another type and its
+// DeleteOnTermination, a mapping removed (NoDevice), one added; what cannot be honoured is
+// refused before anything is made.
+TEST_F(ComputeTest, LaunchMappingsChangeTheImagesMappings) {
+  auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 5))));
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  auto launch = [&](std::vector<LaunchMapping> mappings) {
+    RunSpec run = LaunchSpec(image->image_id, [&](RunSpec& r) {
+      r.instance_type = "m5d.large";
+      r.mappings = std::move(mappings);
+    });
+    return compute_->RunInstances(run);
+  };
+  LaunchMapping root;
+  root.device_name = "/dev/xvda";
+  root.volume_size_gib = 4;
+  root.volume_type = "io1";
+  root.iops = 200;
+  root.delete_on_termination = false;
+  LaunchMapping gone;
+  gone.device_name = "/dev/sdf";
+  gone.no_device = true;
+  LaunchMapping extra;
+  extra.device_name = "/dev/sdg";
+  extra.volume_size_gib = 3;
+  extra.volume_type = "gp2";
+  auto instances = launch({root, gone, extra});
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  const InstanceInfo& info = (*instances)[0];
+  auto root_volume = pool_->DescribeVolume(VolumeOf(info, "/dev/xvda"));
+  ASSERT_TRUE(root_volume.ok());
+  EXPECT_EQ(root_volume->size_bytes, 4ull << 30);
+  EXPECT_EQ(root_volume->volume_type, "io1");
+  EXPECT_EQ(root_volume->iops, 200u);
+  EXPECT_EQ(ReadExport(info.instance_id + "/xvda", 0, 4096), test::RandomBytes(4096, 5));
+  EXPECT_EQ(VolumeOf(info, "/dev/sdf"), "");  // removed
+  auto added = pool_->DescribeVolume(VolumeOf(info, "/dev/sdg"));
+  ASSERT_TRUE(added.ok());
+  EXPECT_EQ(added->size_bytes, 3ull << 30);
+  for (const InstanceDevice& d : info.devices) {
+    if (d.device_name == "/dev/xvda") {
+      EXPECT_FALSE(d.delete_on_termination);
+    }
+  }
+  const size_t volumes = pool_->ListVolumes().size();
+  LaunchMapping no_root;
+  no_root.device_name = "/dev/xvda";
+  no_root.no_device = true;
+  LaunchMapping other_snapshot;
+  other_snapshot.device_name = "/dev/xvda";
+  other_snapshot.snapshot_id = "snap-00000000000000000";
+  LaunchMapping not_bootable = root;
+  not_bootable.volume_size_gib = 5000;  // st1 may be this large, but it cannot boot
+  not_bootable.volume_type = "st1";
+  not_bootable.iops.reset();
+  for (const LaunchMapping& bad : {no_root, other_snapshot, not_bootable}) {
+    EXPECT_EQ(launch({bad}).status().code(), Status::Code::kInvalidArgument) << bad.device_name;
+  }
+  for (const char* user_data : {"not base64!", "QUJD=", "QQ==QUJD"}) {
+    RunSpec run = LaunchSpec(image->image_id, [&](RunSpec& r) { r.user_data = user_data; });
+    EXPECT_EQ(compute_->RunInstances(run).status().code(), Status::Code::kInvalidArgument)
+        << user_data;
+  }
+  RunSpec big = LaunchSpec(image->image_id,
+                           [&](RunSpec& r) { r.user_data = std::string(16384 / 3 * 4 + 4, 'A'); });
+  EXPECT_EQ(compute_->RunInstances(big).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(pool_->ListVolumes().size(), volumes);  // nothing made by a refused launch
+}
+
 // Security groups: rules by CIDR (IPv4, IPv6, IPv4-mapped) and port range admit peers to an
 // instance's devices and attached volumes; the groups and the instance's choice survive a reopen.
 TEST_F(ComputeTest, SecurityGroupsAdmitByAddressAndPortAndPersist) {
@@ -559,7 +639,8 @@ TEST_F(ComputeTest, SecurityGroupsAdmitByAddressAndPortAndPersist) {
   ASSERT_TRUE(sg.ok()) << sg.status().ToString();
   EXPECT_EQ(compute_->CreateSecurityGroup("web", "again", {}).status().code(),
             Status::Code::kAlreadyExists);
-  RunSpec run{image->image_id, 1, "t3.micro", false, {}, {}, {sg->group_id}, ""};
+  RunSpec run =
+      LaunchSpec(image->image_id, [&](RunSpec& r) { r.security_group_ids = {sg->group_id}; });
   auto instances = compute_->RunInstances(run);
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string dev = (*instances)[0].instance_id + "/xvda";
@@ -691,12 +772,13 @@ TEST_F(ComputeTest, KeyPairsAreIdentitiesThatSurviveAReopen) {
   auto image = compute_->RegisterImage(Spec("web", SnapshotWith(test::RandomBytes(4096, 4))));
   ASSERT_TRUE(image.ok());
   EXPECT_EQ(
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, "nobody"})
+      compute_
+          ->RunInstances(LaunchSpec(image->image_id, [&](RunSpec& r) { r.key_name = "nobody"; }))
           .status()
           .code(),
       Status::Code::kNotFound);
   auto instances =
-      compute_->RunInstances(RunSpec{image->image_id, 1, "t3.micro", false, {}, {}, {}, "bob"});
+      compute_->RunInstances(LaunchSpec(image->image_id, [&](RunSpec& r) { r.key_name = "bob"; }));
   ASSERT_TRUE(instances.ok()) << instances.status().ToString();
   const std::string dev = (*instances)[0].instance_id + "/xvda";
   Reopen();
