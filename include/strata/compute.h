@@ -180,7 +180,7 @@ struct VolumeModificationInfo {
 struct LaunchMapping {
   std::string device_name;
   bool no_device = false;
-  std::string virtual_name;  // "ephemeral0".. : an instance-store device
+  std::string virtual_name;                // "ephemeral0".. : an instance-store device
   std::optional<std::string> snapshot_id;  // for a device the image maps: its own, or absent
   std::optional<uint64_t> volume_size_gib;
   std::optional<std::string> volume_type;  // a new type drops the image's iops and throughput
