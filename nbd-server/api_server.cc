@@ -19,7 +19,7 @@
 #include "control/ec2_query.h"
 #include "control/handlers.h"
 #include "control/identity_api.h"
-#include "remote/sigv4.h"
+#include "util/sigv4.h"
 #include "server.h"
 #include "util/check.h"
 #include "util/ids.h"
@@ -122,10 +122,10 @@ MHD_Result CollectHeader(void* cls, MHD_ValueKind, const char* name, const char*
 }
 
 // The request as SigV4 verification sees it: method, path and query as sent, headers, body.
-remote::ReceivedRequest Received(MHD_Connection* connection, const char* method,
+sigv4::ReceivedRequest Received(MHD_Connection* connection, const char* method,
                                  const ApiRequest& req) {
   const size_t question = req.target.find('?');
-  remote::ReceivedRequest received;
+  sigv4::ReceivedRequest received;
   received.method = method;
   received.path = req.target.substr(0, question);
   if (question != std::string::npos) {
@@ -136,9 +136,9 @@ remote::ReceivedRequest Received(MHD_Connection* connection, const char* method,
   return received;
 }
 
-Status Verify(Compute* compute, const remote::ReceivedRequest& received, const char* service,
+Status Verify(Compute* compute, const sigv4::ReceivedRequest& received, const char* service,
               std::string* access_key_id = nullptr) {
-  return remote::VerifySigV4(
+  return sigv4::VerifySigV4(
       received, control::kRegion, service,
       [compute](const std::string& id) { return compute->AccessKeySecret(id); }, time(nullptr),
       access_key_id, /*allow_unsigned_payload=*/std::string(service) == "ebs");
@@ -146,7 +146,7 @@ Status Verify(Compute* compute, const remote::ReceivedRequest& received, const c
 
 // The service a Query request was signed for (its credential scope): "sts" and "iam" share the
 // listener with "ec2", as they share one endpoint URL in the tools' configuration.
-const char* SignedService(const remote::ReceivedRequest& received) {
+const char* SignedService(const sigv4::ReceivedRequest& received) {
   for (const auto& [name, value] : received.headers) {
     if (strcasecmp(name.c_str(), "authorization") == 0) {
       for (const char* service : {"sts", "iam"}) {
@@ -160,7 +160,7 @@ const char* SignedService(const remote::ReceivedRequest& received) {
 }
 
 // The EBS direct APIs (/snapshots/...): SigV4 for service "ebs", JSON errors.
-HttpReply ServeEbs(ApiServer::Context* ctx, const remote::ReceivedRequest& received) {
+HttpReply ServeEbs(ApiServer::Context* ctx, const sigv4::ReceivedRequest& received) {
   Status auth = Verify(ctx->compute, received, "ebs");
   control::EbsReply reply;
   if (!auth.ok()) {
@@ -182,7 +182,7 @@ HttpReply ServeEbs(ApiServer::Context* ctx, const remote::ReceivedRequest& recei
   return {reply.http_status, reply.content_type, reply.body, reply.headers};
 }
 
-HttpReply ServeEc2(ApiServer::Context* ctx, const remote::ReceivedRequest& received) {
+HttpReply ServeEc2(ApiServer::Context* ctx, const sigv4::ReceivedRequest& received) {
   const char* service = SignedService(received);
   std::string caller;
   Status auth = Verify(ctx->compute, received, service, &caller);
@@ -210,7 +210,7 @@ HttpReply Dispatch(ApiServer::Context* ctx, MHD_Connection* connection, const ch
   try {
     const std::string path = url;
     const std::string m = method;
-    const remote::ReceivedRequest received = Received(connection, method, req);
+    const sigv4::ReceivedRequest received = Received(connection, method, req);
     if (path == "/" && (m == "GET" || m == "POST")) {
       return ServeEc2(ctx, received);
     }

@@ -218,6 +218,10 @@ struct InstanceType {
 const std::vector<InstanceType>& InstanceTypes();
 
 constexpr uint32_t kMaxRunCount = 1000;
+
+// EC2's rules for tags: keys 1 to 128 bytes without the aws: prefix, values up to 256, valid
+// UTF-8 without control characters. Errors: InvalidArgument naming the rule.
+Status ValidateTags(const Tags& tags);
 constexpr size_t kMaxTagsPerResource = 50;  // as EC2
 
 struct ComputeOptions {

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compute/compute_impl.h"
-#include "store/volume_types.h"
+#include "strata/volume_types.h"
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/json_text.h"

@@ -199,8 +199,6 @@ class ComputeImpl final : public Compute {
 
 // "/dev/xvda" -> "xvda": the device part of an INSTANCE-ID/DEVICE export name.
 std::string DeviceShortName(const std::string& device_name);
-// EC2's rules for tags (key 1..128, value ..256, no aws: prefix), and text rules (util/text.h).
-Status ValidateTags(const Tags& tags);
 const InstanceType* FindInstanceType(const std::string& name);
 
 }  // namespace strata

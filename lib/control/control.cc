@@ -11,7 +11,7 @@
 
 #include "control/handlers.h"
 #include "control/verbs.h"
-#include "store/volume_types.h"
+#include "strata/volume_types.h"
 #include "util/units.h"
 
 namespace strata {
@@ -408,10 +408,10 @@ json VolumeJson(Compute* compute, const VolumeInfo& info) {
               {"Tags", control::TagsJson(tags)}};
   // As EC2 shows them: Iops for every type with an IOPS model (gp2: its baseline), Throughput
   // for gp3.
-  const PerfModel model =
-      ModelFor({info.volume_type, info.iops, info.throughput_mibps}, info.size_bytes);
-  if (model.baseline_iops != 0) {
-    out["Iops"] = model.baseline_iops;
+  const uint32_t iops =
+      BaselineIops({info.volume_type, info.iops, info.throughput_mibps}, info.size_bytes);
+  if (iops != 0) {
+    out["Iops"] = iops;
   }
   if (info.throughput_mibps != 0) {
     out["Throughput"] = info.throughput_mibps;

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compute/compute_impl.h"
+#include "control/handlers.h"
 #include "control/handlers.h"
 #include "util/ids.h"
 #include "util/json_text.h"

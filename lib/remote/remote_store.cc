@@ -1521,7 +1521,7 @@ Result<std::unique_ptr<S3Client>> OpenClient(const RemoteSpec& spec, uint32_t ma
   while (!location.endpoint.empty() && location.endpoint.back() == '/') {
     location.endpoint.pop_back();
   }
-  STRATA_ASSIGN_OR_RETURN(remote::AwsCredentials credentials, remote::ResolveCredentials());
+  STRATA_ASSIGN_OR_RETURN(sigv4::AwsCredentials credentials, remote::ResolveCredentials());
   remote::S3Options options;
   options.max_attempts = std::max<uint32_t>(1, max_attempts);
   options.operation_timeout_ms = operation_timeout_ms;

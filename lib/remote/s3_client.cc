@@ -129,11 +129,11 @@ struct S3Client::Transfer {
   }
 };
 
-S3Client::S3Client(S3Location location, AwsCredentials credentials, S3Options options)
+S3Client::S3Client(S3Location location, sigv4::AwsCredentials credentials, S3Options options)
     : location_(std::move(location)), credentials_(std::move(credentials)), options_(options) {}
 
 Result<std::unique_ptr<S3Client>> S3Client::Create(const S3Location& location,
-                                                   const AwsCredentials& credentials,
+                                                   const sigv4::AwsCredentials& credentials,
                                                    const S3Options& options) {
   const size_t scheme = location.endpoint.find("://");
   if (scheme == std::string::npos || location.bucket.empty() ||
@@ -167,25 +167,25 @@ S3Client::~S3Client() {
 }
 
 std::string S3Client::PathOf(const S3Request& r) const {
-  std::string path = "/" + UriEncode(location_.bucket, true);
+  std::string path = "/" + sigv4::UriEncode(location_.bucket, true);
   if (!r.bucket_only) {
-    path += "/" + UriEncode(location_.prefix + r.key, false);
+    path += "/" + sigv4::UriEncode(location_.prefix + r.key, false);
   }
   return path;
 }
 
 std::string S3Client::Url(const S3Request& r) const {
-  const std::string query = CanonicalQuery(r.query);
+  const std::string query = sigv4::CanonicalQuery(r.query);
   return location_.endpoint + PathOf(r) + (query.empty() ? "" : "?" + query);
 }
 
 void S3Client::Sign(const S3Request& r, Transfer* t, time_t now) const {
-  SigningRequest s;
+  sigv4::SigningRequest s;
   s.method = MethodName(r.method);
   s.path = PathOf(r);
   s.query = r.query;
-  s.payload_sha256_hex = r.body_bytes > 0 ? Sha256Hex(r.body, r.body_bytes) : kEmptySha256;
-  const std::string date = AmzDate(now);
+  s.payload_sha256_hex = r.body_bytes > 0 ? sigv4::Sha256Hex(r.body, r.body_bytes) : kEmptySha256;
+  const std::string date = sigv4::AmzDate(now);
   s.headers = {
       {"host", host_}, {"x-amz-date", date}, {"x-amz-content-sha256", s.payload_sha256_hex}};
   if (!credentials_.session_token.empty()) {
@@ -194,7 +194,7 @@ void S3Client::Sign(const S3Request& r, Transfer* t, time_t now) const {
   for (const auto& h : r.headers) {
     s.headers.push_back(h);
   }
-  const std::string authorization = Authorization(credentials_, location_.region, "s3", date, s);
+  const std::string authorization = sigv4::Authorization(credentials_, location_.region, "s3", date, s);
   for (const auto& [name, value] : s.headers) {
     if (Lower(name) != "host") {
       t->headers = curl_slist_append(t->headers, (name + ": " + value).c_str());
@@ -524,7 +524,7 @@ Status S3Client::CreateBucket() {
 // ---------------------------------------------------------------- credentials and URLs
 
 Result<AwsCredentials> ResolveCredentials() {
-  AwsCredentials c;
+  sigv4::AwsCredentials c;
   const char* id = std::getenv("AWS_ACCESS_KEY_ID");
   const char* secret = std::getenv("AWS_SECRET_ACCESS_KEY");
   if (id != nullptr && secret != nullptr && id[0] != '\0' && secret[0] != '\0') {

@@ -17,9 +17,13 @@
 #include "strata/status.h"
 
 #include "remote/object_store.h"
-#include "remote/sigv4.h"
+#include "util/sigv4.h"
 
 namespace strata::remote {
+
+// SigV4 (util/sigv4.h) is shared with the EC2 endpoint, which verifies what S3 clients sign.
+using sigv4::AwsCredentials;
+using sigv4::SigningRequest;
 
 struct S3Location {
   std::string endpoint = "https://s3.amazonaws.com";  // scheme://host[:port], no path
@@ -51,7 +55,7 @@ struct S3Options {
 class S3Client final : public ObjectStore {
  public:
   static Result<std::unique_ptr<S3Client>> Create(const S3Location& location,
-                                                  const AwsCredentials& credentials,
+                                                  const sigv4::AwsCredentials& credentials,
                                                   const S3Options& options = S3Options());
   ~S3Client();
   S3Client(const S3Client&) = delete;
@@ -73,7 +77,7 @@ class S3Client final : public ObjectStore {
   Status CreateBucket();
 
  private:
-  S3Client(S3Location location, AwsCredentials credentials, S3Options options);
+  S3Client(S3Location location, sigv4::AwsCredentials credentials, S3Options options);
   struct Transfer;
   void Sign(const S3Request& request, Transfer* transfer, time_t now) const;
   std::string Url(const S3Request& request) const;
@@ -86,7 +90,7 @@ class S3Client final : public ObjectStore {
   Status Abandoned(const S3Request& request, const char* why, int sys_errno) const;
 
   S3Location location_;
-  AwsCredentials credentials_;
+  sigv4::AwsCredentials credentials_;
   S3Options options_;
   std::string host_;              // host[:port] as signed
   void* multi_ = nullptr;         // CURLM

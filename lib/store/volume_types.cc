@@ -155,4 +155,8 @@ PerfModel ModelFor(const VolumePerf& perf, uint64_t size_bytes) {
   return m;
 }
 
+uint32_t BaselineIops(const VolumePerf& perf, uint64_t size_bytes) {
+  return ModelFor(perf, size_bytes).baseline_iops;
+}
+
 }  // namespace strata

@@ -1,5 +1,5 @@
-// The EBS volume types as published (../shared/research/features.md §1g; docs/volume-types.md):
-// which IOPS and throughput each accepts, and the performance model each implies.
+// The performance model each EBS volume type implies (its public half, the types' rules, is
+// strata/volume_types.h; ../shared/research/features.md §1g; docs/volume-types.md).
 #ifndef STRATA_STORE_VOLUME_TYPES_H_
 #define STRATA_STORE_VOLUME_TYPES_H_
 
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "strata/status.h"
+#include "strata/volume_types.h"
 
 namespace strata {
 
@@ -26,21 +27,8 @@ struct PerfModel {
   uint32_t provisioned_iops = 0;  // io1/io2/gp3: what VolumeThroughputPercentage divides by
 };
 
-// Provisioned settings of a volume: type, IOPS, throughput (0 = the type's default).
-struct VolumePerf {
-  std::string volume_type = "gp3";
-  uint32_t iops = 0;
-  uint32_t throughput_mibps = 0;
-};
-
-// Checks `perf` for a volume of `size_bytes` as EBS does, filling in the type's defaults.
-// Errors: InvalidArgument naming the rule (e.g. "io2 needs --iops", "gp3 IOPS 2000 is below
-// 3000").
-Result<VolumePerf> ValidatePerf(const VolumePerf& perf, uint64_t size_bytes);
 // The performance model of a validated `perf`.
 PerfModel ModelFor(const VolumePerf& perf, uint64_t size_bytes);
-// "gp2, gp3, io1, io2, st1, sc1, standard, unlimited"
-const char* VolumeTypeList();
 
 }  // namespace strata
 

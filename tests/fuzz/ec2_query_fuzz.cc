@@ -15,7 +15,7 @@
 #include "control/ec2_query.h"
 #include "fuzz_pool.h"
 #include "io/sim_env.h"
-#include "remote/sigv4.h"
+#include "util/sigv4.h"
 
 namespace {
 
@@ -55,13 +55,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string header = input.substr(0, newline);
   const std::string body = newline == std::string::npos ? "" : input.substr(newline + 1);
 
-  strata::remote::ReceivedRequest request{
+  strata::sigv4::ReceivedRequest request{
       "POST",
       "/",
       {},
       {{"Host", "127.0.0.1:8773"}, {"X-Amz-Date", "20261204T000000Z"}, {"Authorization", header}},
       body};
-  (void)strata::remote::VerifySigV4(
+  (void)strata::sigv4::VerifySigV4(
       request, "us-east-1", "ec2",
       [](const std::string& id) -> std::optional<std::string> {
         return id == "AKIAFUZZFUZZFUZZFUZZ" ? std::optional<std::string>(std::string(40, 'k'))

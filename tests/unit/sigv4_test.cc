@@ -1,10 +1,10 @@
 // The SigV4 signer against AWS's published vectors: the generic test suite (get-vanilla,
 // query order, post-vanilla) and the S3 API reference's worked examples.
-#include "remote/sigv4.h"
+#include "util/sigv4.h"
 
 #include <gtest/gtest.h>
 
-namespace strata::remote {
+namespace strata::sigv4 {
 namespace {
 
 const AwsCredentials kSuite{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", ""};
@@ -155,4 +155,4 @@ TEST(SigV4VerifyTest, TheSuiteVectorVerifiesAndEveryTamperingIsRefused) {
 }
 
 }  // namespace
-}  // namespace strata::remote
+}  // namespace strata::sigv4

@@ -1,4 +1,4 @@
-#include "remote/sigv4.h"
+#include "util/sigv4.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -9,7 +9,7 @@
 #include <cctype>
 #include <ctime>
 
-namespace strata::remote {
+namespace strata::sigv4 {
 
 namespace {
 
@@ -278,4 +278,4 @@ Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
   return Status::OK();
 }
 
-}  // namespace strata::remote
+}  // namespace strata::sigv4

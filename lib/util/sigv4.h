@@ -1,8 +1,8 @@
 // AWS Signature Version 4 (docs.aws.amazon.com "Signature Version 4 signing process"), on
 // OpenSSL's SHA-256 and HMAC. The S3 client signs every request with it; tests check it against
 // AWS's published vectors (tests/unit/sigv4_test.cc).
-#ifndef STRATA_REMOTE_SIGV4_H_
-#define STRATA_REMOTE_SIGV4_H_
+#ifndef STRATA_UTIL_SIGV4_H_
+#define STRATA_UTIL_SIGV4_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -16,7 +16,7 @@
 
 #include "strata/status.h"
 
-namespace strata::remote {
+namespace strata::sigv4 {
 
 struct AwsCredentials {
   std::string access_key_id;
@@ -85,6 +85,6 @@ Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
                    const std::string& service, const SecretLookup& secret_of, time_t now,
                    std::string* access_key_id, bool allow_unsigned_payload = false);
 
-}  // namespace strata::remote
+}  // namespace strata::sigv4
 
-#endif  // STRATA_REMOTE_SIGV4_H_
+#endif  // STRATA_UTIL_SIGV4_H_

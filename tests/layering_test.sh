@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Layers by their #include lines (HACKING.md "Layering"): each part of the tree may include only
+# the parts below it, so that a dependency the design forbids fails the build's tests rather
+# than growing unseen. Run by ctest; prints every violation.
+#
+#   include/strata   public API: only itself
+#   lib/util         the base: public API and itself
+#   engine           lib/{io,meta,store,stream,remote}: public API, util, engine parts
+#   EC2 layer        lib/{compute,control}: public API, util, its own parts; never engine internals;
+#                    compute/compute_impl.h only inside lib/compute
+#   nbd-server       public API, util, the EC2 layer (control/), its own headers
+#   tools            public API, util, the EC2 layer (control/), its own headers
+#
+# usage: layering_test.sh SOURCE_DIR
+set -euo pipefail
+shopt -s nullglob
+cd "$1"
+status=0
+violation() { echo "layering: $1 includes \"$2\" ($3)"; status=1; }
+check() {  # FILE ALLOWED_REGEX WHY
+  local file=$1 allowed=$2 why=$3 dep
+  while read -r dep; do
+    [[ $dep =~ $allowed ]] || violation "$file" "$dep" "$why"
+  done < <(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$file")
+}
+for f in include/strata/*.h; do check "$f" '^strata/' "the public API includes only itself"; done
+for f in lib/util/*.h lib/util/*.cc; do check "$f" '^(strata|util)/' "util is the base"; done
+for part in io meta store stream remote; do
+  for f in lib/$part/*.h lib/$part/*.cc; do
+    check "$f" '^(strata|util|io|meta|store|stream|remote)/' "the engine knows nothing of EC2"
+  done
+done
+for part in compute control; do
+  for f in lib/$part/*.h lib/$part/*.cc; do
+    check "$f" '^(strata|util|compute|control)/' "the EC2 layer uses the engine's public API only"
+    if [[ $part == control ]] && grep -q '^#include "compute/compute_impl.h"' "$f"; then
+      violation "$f" compute/compute_impl.h "compute's private header stays in lib/compute"
+    fi
+  done
+done
+for f in nbd-server/*.h nbd-server/*.cc; do
+  check "$f" '^(strata/|util/|control/|[a-z_]+\.h$)' "the NBD server is on the public API"
+done
+for f in tools/*.h tools/*.cc; do
+  check "$f" '^(strata/|util/|control/|[a-z_]+\.h$)' "the CLI is on the public API"
+done
+[[ $status == 0 ]] && echo "layering: every #include is within its layer"
+exit $status
