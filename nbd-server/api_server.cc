@@ -19,11 +19,11 @@
 #include "control/ec2_query.h"
 #include "control/handlers.h"
 #include "control/identity_api.h"
-#include "util/sigv4.h"
 #include "server.h"
 #include "util/check.h"
 #include "util/ids.h"
 #include "util/json_text.h"
+#include "util/sigv4.h"
 #include "util/text.h"
 
 namespace strata::nbd {
@@ -123,7 +123,7 @@ MHD_Result CollectHeader(void* cls, MHD_ValueKind, const char* name, const char*
 
 // The request as SigV4 verification sees it: method, path and query as sent, headers, body.
 sigv4::ReceivedRequest Received(MHD_Connection* connection, const char* method,
-                                 const ApiRequest& req) {
+                                const ApiRequest& req) {
   const size_t question = req.target.find('?');
   sigv4::ReceivedRequest received;
   received.method = method;

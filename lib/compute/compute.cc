@@ -4,8 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compute/compute_impl.h"
 #include "strata/volume_types.h"
+
+#include "compute/compute_impl.h"
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/json_text.h"

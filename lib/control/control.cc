@@ -8,10 +8,10 @@
 #include <map>
 
 #include "strata/hydration.h"
+#include "strata/volume_types.h"
 
 #include "control/handlers.h"
 #include "control/verbs.h"
-#include "strata/volume_types.h"
 #include "util/units.h"
 
 namespace strata {

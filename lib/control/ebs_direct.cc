@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 
 #include "control/handlers.h"
-#include "control/handlers.h"
 #include "util/ids.h"
 #include "util/json_text.h"
 

@@ -194,7 +194,8 @@ void S3Client::Sign(const S3Request& r, Transfer* t, time_t now) const {
   for (const auto& h : r.headers) {
     s.headers.push_back(h);
   }
-  const std::string authorization = sigv4::Authorization(credentials_, location_.region, "s3", date, s);
+  const std::string authorization =
+      sigv4::Authorization(credentials_, location_.region, "s3", date, s);
   for (const auto& [name, value] : s.headers) {
     if (Lower(name) != "host") {
       t->headers = curl_slist_append(t->headers, (name + ": " + value).c_str());
