@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Layers by their #include lines (HACKING.md "Layering"): each part of the tree may include only
+# Layers by their #include lines, and no downcasts (HACKING.md "Layout and layering"): each part of the tree may include only
 # the parts below it, so that a dependency the design forbids fails the build's tests rather
 # than growing unseen. Run by ctest; prints every violation.
 #
@@ -44,5 +44,10 @@ done
 for f in tools/*.h tools/*.cc; do
   check "$f" '^(strata/|util/|control/|[a-z_]+\.h$)' "the CLI is on the public API"
 done
-[[ $status == 0 ]] && echo "layering: every #include is within its layer"
+# No downcasts (HACKING.md): a part that needs more than an interface gives asks its owner by id.
+while read -r hit; do
+  echo "layering: $hit (a downcast: ask the owner by id instead)"
+  status=1
+done < <(grep -n 'dynamic_cast<' include/strata/*.h lib/*/*.h lib/*/*.cc nbd-server/*.cc tools/*.cc || true)
+[[ $status == 0 ]] && echo "layering: every #include is within its layer; no downcasts"
 exit $status

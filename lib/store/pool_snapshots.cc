@@ -949,10 +949,20 @@ Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
                                                            const std::string& since_snapshot_id,
                                                            uint64_t offset_bytes,
                                                            uint64_t length_bytes) {
-  const auto* sourced = dynamic_cast<const SourcedVolume*>(&volume);
-  const auto* v = dynamic_cast<const VolumeImpl*>(sourced ? &sourced->inner() : &volume);
+  // The pool's own handle by the id (one shared handle per volume or snapshot, alive while the
+  // caller holds `volume`), not a downcast of what the caller passed: a wrapper (a restore's
+  // SourcedVolume) and the handle share the id, and a volume of another layer has no handle.
+  std::shared_ptr<VolumeImpl> v;
+  {
+    MutexLock lock(&mu_);
+    auto vol = volumes_.find(volume.id());
+    auto snap = snapshots_.find(volume.id());
+    v = vol != volumes_.end()      ? vol->second.open.lock()
+        : snap != snapshots_.end() ? snap->second.open.lock()
+                                   : nullptr;
+  }
   if (v == nullptr) {
-    return Status::InvalidArgument(volume.id() + " is not a pool volume (instance store)");
+    return Status::InvalidArgument(volume.id() + " is not an open volume or snapshot of this pool");
   }
   const uint64_t size = v->size_bytes();
   if (length_bytes == 0 || offset_bytes >= size || length_bytes > size - offset_bytes) {
