@@ -153,6 +153,22 @@ class ComputeImpl final : public Compute {
   std::optional<std::pair<std::string, InstanceDevice>> AttachmentOfLocked(
       const std::string& volume_id) const REQUIRES(mu_);
   Status ValidateImageLocked(const ImageSpec& spec) REQUIRES(mu_);
+  // RunInstances in parts: what a launch of `spec` checks and resolves once; one instance's
+  // record and devices (its EBS volumes appended to `volumes`, in device order); the one commit
+  // of every volume, record and tag, and the holds after it.
+  struct LaunchPlan {
+    const ImageInfo* image = nullptr;
+    const InstanceType* type = nullptr;
+    std::vector<BlockDeviceMapping> mappings;  // the image's with the launch's changes
+    bool store_root = false;
+    int64_t now_ms = 0;
+  };
+  Result<LaunchPlan> PlanLaunchLocked(const RunSpec& spec) REQUIRES(mu_);
+  Result<InstanceRecord> PlanInstanceLocked(const RunSpec& spec, const LaunchPlan& plan,
+                                            std::vector<VolumeSpec>* volumes) REQUIRES(mu_);
+  Status CommitLaunchLocked(const RunSpec& spec, const std::vector<VolumeSpec>& specs,
+                            const std::vector<std::pair<size_t, size_t>>& slots,
+                            std::vector<InstanceRecord>* recs) REQUIRES(mu_);
   // An image's or a launch's mappings: device names, instance store, EBS sizes and types.
   Status ValidateMappingsLocked(const std::vector<BlockDeviceMapping>& mappings,
                                 const std::string& root_device_name) REQUIRES(mu_);

@@ -136,8 +136,7 @@ Result<std::vector<BlockDeviceMapping>> LaunchMappings(const ImageInfo& image,
 
 }  // namespace
 
-Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec) {
-  MutexLock lock(&mu_);
+Result<ComputeImpl::LaunchPlan> ComputeImpl::PlanLaunchLocked(const RunSpec& spec) {
   if (spec.count == 0 || spec.count > kMaxRunCount) {
     return Status::InvalidArgument("--count must be 1 to " + std::to_string(kMaxRunCount));
   }
@@ -151,85 +150,104 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
   if (image_it == images_.end()) {
     return Status::NotFound("image " + spec.image_id + " does not exist");
   }
-  const ImageInfo& image = image_it->second;
-  const InstanceType* type = FindInstanceType(spec.instance_type);
-  if (type == nullptr) {
+  LaunchPlan plan;
+  plan.image = &image_it->second;
+  plan.type = FindInstanceType(spec.instance_type);
+  if (plan.type == nullptr) {
     return Status::InvalidArgument("unknown instance type '" + spec.instance_type +
                                    "' (strata describe-instance-types lists them)");
   }
   STRATA_RETURN_IF_ERROR(ValidateUserData(spec.user_data));
   STRATA_RETURN_IF_ERROR(ValidateCpuCredits(spec.instance_type, spec.cpu_credits));
-  STRATA_ASSIGN_OR_RETURN(std::vector<BlockDeviceMapping> mappings,
-                          LaunchMappings(image, spec.mappings));
+  STRATA_ASSIGN_OR_RETURN(plan.mappings, LaunchMappings(*plan.image, spec.mappings));
   if (!spec.mappings.empty()) {
-    STRATA_RETURN_IF_ERROR(ValidateMappingsLocked(mappings, image.root_device_name));
+    STRATA_RETURN_IF_ERROR(ValidateMappingsLocked(plan.mappings, plan.image->root_device_name));
   }
-  const bool store_root = image.root_device_type == "instance-store";
-  if (store_root && type->instance_store_count == 0) {
+  plan.store_root = plan.image->root_device_type == "instance-store";
+  if (plan.store_root && plan.type->instance_store_count == 0) {
     return Status::NotSupported("instance type " + spec.instance_type +
                                 " has no instance store; instance-store-backed image " +
-                                image.image_id + " needs one (m5d, c5d, i3)");
+                                plan.image->image_id + " needs one (m5d, c5d, i3)");
   }
-  if (store_root && !options_.hosts_instance_store) {
+  if (plan.store_root && !options_.hosts_instance_store) {
     return Status::NotSupported(
         "an instance-store root lives in the strata-nbd process: start strata-nbd on this pool "
         "and launch through it");
   }
-  // Plan every instance; EBS volumes become specs created in one commit below.
-  std::vector<InstanceRecord> recs(spec.count);
+  return plan;
+}
+
+Result<InstanceRecord> ComputeImpl::PlanInstanceLocked(const RunSpec& spec, const LaunchPlan& plan,
+                                                       std::vector<VolumeSpec>* volumes) {
+  InstanceRecord rec;
+  InstanceInfo& info = rec.info;
+  do {
+    info.instance_id = NewResourceId("i");
+  } while (instances_.count(info.instance_id) != 0);
+  info.image_id = plan.image->image_id;
+  info.instance_type = plan.type->name;
+  info.state = "running";
+  info.launch_time_ms = plan.now_ms;
+  info.root_device_name = plan.image->root_device_name;
+  info.root_device_type = plan.image->root_device_type;
+  info.disable_api_termination = spec.disable_api_termination;
+  info.security_group_ids = spec.security_group_ids;
+  info.key_name = spec.key_name;
+  info.user_data = spec.user_data;
+  info.cpu_credits = spec.cpu_credits;
+  for (const BlockDeviceMapping& m : plan.mappings) {
+    const bool root = m.device_name == plan.image->root_device_name;
+    InstanceDevice d;
+    d.device_name = m.device_name;
+    d.attach_time_ms = plan.now_ms;
+    d.delete_on_termination = m.delete_on_termination.value_or(root);
+    if (!m.virtual_name.empty()) {
+      if (std::stoul(m.virtual_name.substr(9)) >= plan.type->instance_store_count) {
+        continue;  // as EC2: mappings past the type's instance-store count are ignored
+      }
+      d.virtual_name = m.virtual_name;
+      d.size_bytes = plan.type->instance_store_bytes / 512 * 512;
+      d.delete_on_termination = true;
+    } else if (root && plan.store_root) {
+      STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
+      d.size_bytes = snap.volume_size_bytes;
+      d.seed_snapshot_id = m.snapshot_id;
+      d.delete_on_termination = true;
+    } else {  // an EBS volume: made with the others in one commit; its id comes then
+      VolumeSpec v;
+      v.size_bytes = m.volume_size_gib << 30;
+      v.snapshot_id = m.snapshot_id;
+      v.volume_type = m.volume_type;
+      v.iops = m.iops;
+      v.throughput_mibps = m.throughput_mibps;
+      volumes->push_back(std::move(v));
+    }
+    info.devices.push_back(std::move(d));
+  }
+  return rec;
+}
+
+Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec) {
+  MutexLock lock(&mu_);
+  STRATA_ASSIGN_OR_RETURN(LaunchPlan plan, PlanLaunchLocked(spec));
+  plan.now_ms = WallClockMs();
+  const std::string reservation_id = NewResourceId("r");
+  std::vector<InstanceRecord> recs;
   std::vector<VolumeSpec> specs;
   std::vector<std::pair<size_t, size_t>> slots;  // spec i -> (instance, device)
-  const int64_t now = WallClockMs();
-  const std::string reservation_id = NewResourceId("r");
-  for (InstanceRecord& rec : recs) {
-    InstanceInfo& info = rec.info;
-    do {
-      info.instance_id = NewResourceId("i");
-    } while (instances_.count(info.instance_id) != 0);
-    info.reservation_id = reservation_id;
-    info.ami_launch_index = static_cast<uint32_t>(&rec - recs.data());
-    info.image_id = image.image_id;
-    info.instance_type = type->name;
-    info.state = "running";
-    info.launch_time_ms = now;
-    info.root_device_name = image.root_device_name;
-    info.root_device_type = image.root_device_type;
-    info.disable_api_termination = spec.disable_api_termination;
-    info.security_group_ids = spec.security_group_ids;
-    info.key_name = spec.key_name;
-    info.user_data = spec.user_data;
-    info.cpu_credits = spec.cpu_credits;
-    for (const BlockDeviceMapping& m : mappings) {
-      const bool root = m.device_name == image.root_device_name;
-      InstanceDevice d;
-      d.device_name = m.device_name;
-      d.attach_time_ms = now;
-      d.delete_on_termination = m.delete_on_termination.value_or(root);
-      if (!m.virtual_name.empty()) {
-        if (std::stoul(m.virtual_name.substr(9)) >= type->instance_store_count) {
-          continue;  // as EC2: mappings past the type's instance-store count are ignored
-        }
-        d.virtual_name = m.virtual_name;
-        d.size_bytes = type->instance_store_bytes / 512 * 512;
-        d.delete_on_termination = true;
-      } else if (root && store_root) {
-        STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
-        d.size_bytes = snap.volume_size_bytes;
-        d.seed_snapshot_id = m.snapshot_id;
-        d.delete_on_termination = true;
-      } else {
-        VolumeSpec v;
-        v.size_bytes = m.volume_size_gib << 30;
-        v.snapshot_id = m.snapshot_id;
-        v.volume_type = m.volume_type;
-        v.iops = m.iops;
-        v.throughput_mibps = m.throughput_mibps;
-        slots.emplace_back(&rec - recs.data(), info.devices.size());
-        specs.push_back(std::move(v));
+  for (uint32_t i = 0; i < spec.count; i++) {
+    STRATA_ASSIGN_OR_RETURN(InstanceRecord rec, PlanInstanceLocked(spec, plan, &specs));
+    rec.info.reservation_id = reservation_id;
+    rec.info.ami_launch_index = i;
+    for (size_t d = 0; d < rec.info.devices.size(); d++) {  // its EBS devices, in spec order
+      const InstanceDevice& device = rec.info.devices[d];
+      if (device.virtual_name.empty() && device.seed_snapshot_id.empty()) {
+        slots.emplace_back(i, d);
       }
-      info.devices.push_back(std::move(d));
     }
+    recs.push_back(std::move(rec));
   }
+  STRATA_CHECK(slots.size() == specs.size());  // one volume spec per EBS device planned
   // Instance-store roots are filled before anything is committed: a failure leaves nothing.
   std::map<std::string, std::shared_ptr<ScratchVolume>> seeded;
   for (const InstanceRecord& rec : recs) {
@@ -240,16 +258,32 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
       }
     }
   }
+  STRATA_RETURN_IF_ERROR(CommitLaunchLocked(spec, specs, slots, &recs));
+  std::vector<InstanceInfo> out;
+  for (InstanceRecord& rec : recs) {
+    out.push_back(rec.info);
+    out.back().tags = spec.tags;
+    instances_[rec.info.instance_id] = std::move(rec);
+  }
+  for (auto& [key, volume] : seeded) {
+    scratch_[key] = std::move(volume);
+  }
+  return out;
+}
+
+Status ComputeImpl::CommitLaunchLocked(const RunSpec& spec, const std::vector<VolumeSpec>& specs,
+                                       const std::vector<std::pair<size_t, size_t>>& slots,
+                                       std::vector<InstanceRecord>* recs) {
   std::map<std::string, Tags> new_tags;
   auto records_for = [&](const std::vector<VolumeInfo>& volumes) {
     std::vector<RecordChange> out;
     for (size_t i = 0; i < volumes.size(); i++) {
-      recs[slots[i].first].info.devices[slots[i].second].volume_id = volumes[i].volume_id;
+      (*recs)[slots[i].first].info.devices[slots[i].second].volume_id = volumes[i].volume_id;
       if (!spec.volume_tags.empty()) {
         new_tags[volumes[i].volume_id] = spec.volume_tags;
       }
     }
-    for (const InstanceRecord& rec : recs) {
+    for (const InstanceRecord& rec : *recs) {
       out.push_back(InstanceRecordOf(rec));
       if (!spec.tags.empty()) {
         new_tags[rec.info.instance_id] = spec.tags;
@@ -261,24 +295,17 @@ Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec)
     return out;
   };
   STRATA_RETURN_IF_ERROR(pool_->CreateVolumes(specs, records_for).status());
-  std::vector<InstanceInfo> out;
-  for (InstanceRecord& rec : recs) {
+  for (const InstanceRecord& rec : *recs) {
     for (const InstanceDevice& d : rec.info.devices) {
       if (!d.instance_store()) {  // (made just now in the same commit: they exist)
         (void)pool_->AddHold(d.volume_id, rec.info.instance_id, HoldReason(rec.info.instance_id));
       }
     }
-    out.push_back(rec.info);
-    out.back().tags = spec.tags;
-    instances_[rec.info.instance_id] = std::move(rec);
   }
   for (auto& [id, t] : new_tags) {
     tags_[id] = std::move(t);
   }
-  for (auto& [key, volume] : seeded) {
-    scratch_[key] = std::move(volume);
-  }
-  return out;
+  return Status::OK();
 }
 
 Result<InstanceInfo> ComputeImpl::DescribeInstance(const std::string& instance_id) {

@@ -509,6 +509,49 @@ Result<json> RegisterImage(Compute* compute, const json& args) {
   return json{{"ImageId", image.image_id}};
 }
 
+// EC2's DescribeImages filters, each to where its values are in an item ("": never here).
+const std::map<std::string, std::string>& ImageFilterPaths() {
+  static const auto* kPaths = new std::map<std::string, std::string>{
+      {"architecture", "Architecture"},
+      {"block-device-mapping.delete-on-termination",
+       "BlockDeviceMappings[]/Ebs/DeleteOnTermination"},
+      {"block-device-mapping.device-name", "BlockDeviceMappings[]/DeviceName"},
+      {"block-device-mapping.encrypted", "BlockDeviceMappings[]/Ebs/Encrypted"},
+      {"block-device-mapping.snapshot-id", "BlockDeviceMappings[]/Ebs/SnapshotId"},
+      {"block-device-mapping.volume-size", "BlockDeviceMappings[]/Ebs/VolumeSize"},
+      {"block-device-mapping.volume-type", "BlockDeviceMappings[]/Ebs/VolumeType"},
+      {"creation-date", "CreationDate"},
+      {"description", "Description"},
+      {"ena-support", "EnaSupport"},
+      {"hypervisor", "Hypervisor"},
+      {"image-allowed", ""},
+      {"image-id", "ImageId"},
+      {"image-type", "ImageType"},
+      {"is-public", "Public"},
+      {"kernel-id", ""},
+      {"manifest-location", ""},
+      {"name", "Name"},
+      {"owner-alias", ""},
+      {"owner-id", "OwnerId"},
+      {"platform", ""},
+      {"platform-details", "PlatformDetails"},
+      {"product-code", ""},
+      {"product-code.type", ""},
+      {"ramdisk-id", ""},
+      {"root-device-name", "RootDeviceName"},
+      {"root-device-type", "RootDeviceType"},
+      {"source-image-id", ""},
+      {"source-image-region", ""},
+      {"source-instance-id", "SourceInstanceId"},
+      {"sriov-net-support", "SriovNetSupport"},
+      {"state", "State"},
+      {"state-reason-code", ""},
+      {"state-reason-message", ""},
+      {"usage-operation", "UsageOperation"},
+      {"virtualization-type", "VirtualizationType"}};
+  return *kPaths;
+}
+
 Result<json> DescribeImages(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto ids, StringListArg(args, "image-ids"));
   json items = json::array();
@@ -550,45 +593,8 @@ Result<json> DescribeImages(Compute* compute, const json& args) {
     }
   }
   items = std::move(kept);
-  static const std::map<std::string, std::string> kPaths = {
-      {"architecture", "Architecture"},
-      {"block-device-mapping.delete-on-termination",
-       "BlockDeviceMappings[]/Ebs/DeleteOnTermination"},
-      {"block-device-mapping.device-name", "BlockDeviceMappings[]/DeviceName"},
-      {"block-device-mapping.encrypted", "BlockDeviceMappings[]/Ebs/Encrypted"},
-      {"block-device-mapping.snapshot-id", "BlockDeviceMappings[]/Ebs/SnapshotId"},
-      {"block-device-mapping.volume-size", "BlockDeviceMappings[]/Ebs/VolumeSize"},
-      {"block-device-mapping.volume-type", "BlockDeviceMappings[]/Ebs/VolumeType"},
-      {"creation-date", "CreationDate"},
-      {"description", "Description"},
-      {"ena-support", "EnaSupport"},
-      {"hypervisor", "Hypervisor"},
-      {"image-allowed", ""},
-      {"image-id", "ImageId"},
-      {"image-type", "ImageType"},
-      {"is-public", "Public"},
-      {"kernel-id", ""},
-      {"manifest-location", ""},
-      {"name", "Name"},
-      {"owner-alias", ""},
-      {"owner-id", "OwnerId"},
-      {"platform", ""},
-      {"platform-details", "PlatformDetails"},
-      {"product-code", ""},
-      {"product-code.type", ""},
-      {"ramdisk-id", ""},
-      {"root-device-name", "RootDeviceName"},
-      {"root-device-type", "RootDeviceType"},
-      {"source-image-id", ""},
-      {"source-image-region", ""},
-      {"source-instance-id", "SourceInstanceId"},
-      {"sriov-net-support", "SriovNetSupport"},
-      {"state", "State"},
-      {"state-reason-code", ""},
-      {"state-reason-message", ""},
-      {"usage-operation", "UsageOperation"},
-      {"virtualization-type", "VirtualizationType"}};
-  STRATA_ASSIGN_OR_RETURN(items, control::ApplyPathFilters(args, std::move(items), kPaths));
+  STRATA_ASSIGN_OR_RETURN(items,
+                          control::ApplyPathFilters(args, std::move(items), ImageFilterPaths()));
   return json{{"Images", items}};
 }
 
