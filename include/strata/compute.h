@@ -9,6 +9,8 @@
 #ifndef STRATA_COMPUTE_H_
 #define STRATA_COMPUTE_H_
 
+#include "strata/export.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -215,13 +217,13 @@ struct InstanceType {
   uint32_t instance_store_count;  // NVMe instance-store volumes
   uint64_t instance_store_bytes;  // each
 };
-const std::vector<InstanceType>& InstanceTypes();
+STRATA_EXPORT const std::vector<InstanceType>& InstanceTypes();
 
 constexpr uint32_t kMaxRunCount = 1000;
 
 // EC2's rules for tags: keys 1 to 128 bytes without the aws: prefix, values up to 256, valid
 // UTF-8 without control characters. Errors: InvalidArgument naming the rule.
-Status ValidateTags(const Tags& tags);
+STRATA_EXPORT Status ValidateTags(const Tags& tags);
 constexpr size_t kMaxTagsPerResource = 50;  // as EC2
 
 struct ComputeOptions {
@@ -231,7 +233,7 @@ struct ComputeOptions {
   bool hosts_instance_store = true;
 };
 
-class Compute {
+class STRATA_EXPORT Compute {
  public:
   // Loads images, instances and tags, and makes their holds on snapshots and volumes. Instances
   // whose root was in instance store are terminated: no process held the pool, so that store is

@@ -7,6 +7,8 @@
 #ifndef STRATA_ENV_H_
 #define STRATA_ENV_H_
 
+#include "strata/export.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -38,7 +40,7 @@ struct IoOp {
 };
 
 // Runs IoOps for one thread. Not thread-safe except Wake().
-class IoEngine {
+class STRATA_EXPORT IoEngine {
  public:
   virtual ~IoEngine() = default;
   // Queues `op`; it completes in a later Run(). REQUIRES: op outlives its completion.
@@ -54,7 +56,7 @@ class IoEngine {
   virtual const char* name() const = 0;
 };
 
-class Env {
+class STRATA_EXPORT Env {
  public:
   virtual ~Env() = default;
 

@@ -2,6 +2,8 @@
 #ifndef STRATA_EVENT_LOOP_H_
 #define STRATA_EVENT_LOOP_H_
 
+#include "strata/export.h"
+
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -14,7 +16,7 @@
 
 namespace strata {
 
-class EventLoop {
+class STRATA_EXPORT EventLoop {
  public:
   // Creates a loop whose engine comes from `env` (Env::Default() when null).
   static Result<std::unique_ptr<EventLoop>> Create(Env* env, uint32_t queue_depth = 256);

@@ -15,6 +15,8 @@
 #ifndef STRATA_HYDRATION_H_
 #define STRATA_HYDRATION_H_
 
+#include "strata/export.h"
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,7 +54,7 @@ struct HydrationStatus {
   bool damaged = false;    // the last failure was a damaged object (retrying will not help)
 };
 
-class Hydrations {
+class STRATA_EXPORT Hydrations {
  public:
   // Resumes every restore recorded for the pool. One per pool-holding process; destroy it before
   // the pool. A restore whose remote cannot be opened is kept (and listed with its error).

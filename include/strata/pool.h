@@ -10,6 +10,8 @@
 #ifndef STRATA_POOL_H_
 #define STRATA_POOL_H_
 
+#include "strata/export.h"
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -178,7 +180,7 @@ constexpr size_t kMaxVolumeNameBytes = 256;        // as an EC2 tag value (the N
 // snapshot, lib/remote/hydration.cc). While one is attached (Pool::AttachBlockSource), every
 // volume and snapshot whose data reads through to that snapshot asks it to make a range present
 // (Pool::FillSnapshot) before reading or changing it. Thread-safe.
-class BlockSource {
+class STRATA_EXPORT BlockSource {
  public:
   virtual ~BlockSource() = default;
   // True when all of [offset, offset + length) of the snapshot is present: no fetch needed.
@@ -199,7 +201,7 @@ struct RecordChange {
   std::optional<std::string> value;
 };
 
-class Pool {
+class STRATA_EXPORT Pool {
  public:
   virtual ~Pool() = default;
 

@@ -9,6 +9,8 @@
 #ifndef STRATA_REMOTE_H_
 #define STRATA_REMOTE_H_
 
+#include "strata/export.h"
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -30,10 +32,10 @@ struct RemoteSpec {
 
 // The remotes of the pool in `pool_dir` (POOL/remotes.json, written atomically, mode 0600).
 // Errors: AlreadyExists, NotFound, InvalidArgument (a name, URL or endpoint that does not parse).
-Status AddRemote(const std::string& pool_dir, const RemoteSpec& spec);
-Result<std::vector<RemoteSpec>> ListRemotes(const std::string& pool_dir);
-Result<RemoteSpec> FindRemote(const std::string& pool_dir, const std::string& name);
-Status RemoveRemote(const std::string& pool_dir, const std::string& name);
+STRATA_EXPORT Status AddRemote(const std::string& pool_dir, const RemoteSpec& spec);
+STRATA_EXPORT Result<std::vector<RemoteSpec>> ListRemotes(const std::string& pool_dir);
+STRATA_EXPORT Result<RemoteSpec> FindRemote(const std::string& pool_dir, const std::string& name);
+STRATA_EXPORT Status RemoveRemote(const std::string& pool_dir, const std::string& name);
 
 struct RemoteSnapshotInfo {
   std::string snapshot_id;
@@ -75,7 +77,7 @@ struct GcStats {
 
 using RemoteProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
 
-class Remote {
+class STRATA_EXPORT Remote {
  public:
   // Resolves credentials (environment, then the shared credentials file) and checks that the
   // bucket exists. Errors: NotFound (credentials, bucket), IOError (EACCES: refused credentials;

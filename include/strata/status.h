@@ -6,6 +6,8 @@
 #ifndef STRATA_STATUS_H_
 #define STRATA_STATUS_H_
 
+#include "strata/export.h"
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -15,7 +17,7 @@
 
 namespace strata {
 
-class [[nodiscard]] Status {
+class [[nodiscard]] STRATA_EXPORT Status {
  public:
   enum class Code : uint8_t {
     kOk = 0,
@@ -80,7 +82,7 @@ class [[nodiscard]] Status {
   std::unique_ptr<Rep> rep_;
 };
 
-const char* CodeName(Status::Code code);
+STRATA_EXPORT const char* CodeName(Status::Code code);
 
 // Either a T or a non-OK Status. Access to value() on an error is a programming error (aborts).
 template <typename T>

@@ -7,6 +7,8 @@
 #ifndef STRATA_STREAM_H_
 #define STRATA_STREAM_H_
 
+#include "strata/export.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -17,14 +19,14 @@
 
 namespace strata {
 
-class ByteSink {
+class STRATA_EXPORT ByteSink {
  public:
   virtual ~ByteSink() = default;
   virtual Status Write(const void* data, size_t length) = 0;  // all of it, or an error
   virtual Status Finish() = 0;                                // flush and sync, as the sink can
 };
 
-class ByteSource {
+class STRATA_EXPORT ByteSource {
  public:
   virtual ~ByteSource() = default;
   // Fills up to `length` bytes; 0 at the end of the stream.
@@ -32,7 +34,7 @@ class ByteSource {
 };
 
 // A file descriptor as sink or source (a regular file, a pipe, stdin/stdout). Not owned.
-class FdSink final : public ByteSink {
+class STRATA_EXPORT FdSink final : public ByteSink {
  public:
   explicit FdSink(int fd) : fd_(fd) {}
   Status Write(const void* data, size_t length) override;
@@ -42,7 +44,7 @@ class FdSink final : public ByteSink {
   int fd_;
 };
 
-class FdSource final : public ByteSource {
+class STRATA_EXPORT FdSource final : public ByteSource {
  public:
   explicit FdSource(int fd) : fd_(fd) {}
   Result<size_t> Read(void* data, size_t length) override;
@@ -74,7 +76,7 @@ struct ExportOptions {
 // Writes the snapshot (or what changed since the base) to `sink`. The snapshot stays open (and
 // so cannot be deleted) while it is exported. Errors: NotFound, InvalidArgument (a base of another
 // volume, or not older), IOError from the sink.
-Result<StreamStats> ExportSnapshot(Pool* pool, const ExportOptions& options, ByteSink* sink);
+STRATA_EXPORT Result<StreamStats> ExportSnapshot(Pool* pool, const ExportOptions& options, ByteSink* sink);
 
 struct ImportOptions {
   unsigned threads = 0;  // decompression threads; 0: one per core
@@ -87,7 +89,7 @@ struct ImportOptions {
 // as (SnapshotInfo::source_snapshot_id). A truncated, corrupted or reordered stream is refused
 // with Corruption and leaves nothing behind. Errors: Corruption, NotFound (no base here),
 // InvalidArgument (an unsupported version), NoSpace, IOError.
-Result<StreamStats> ImportSnapshot(Pool* pool, const ImportOptions& options, ByteSource* source);
+STRATA_EXPORT Result<StreamStats> ImportSnapshot(Pool* pool, const ImportOptions& options, ByteSource* source);
 
 }  // namespace strata
 

@@ -2,6 +2,8 @@
 #ifndef STRATA_VOLUME_H_
 #define STRATA_VOLUME_H_
 
+#include "strata/export.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -53,7 +55,7 @@ constexpr size_t kMaxBlockStatusChunks = 65536;
 // Thread-safe. Offsets and lengths are in bytes with any alignment; unaligned edges are handled
 // inside by read-modify-write of 4 KiB units. A Volume keeps its Pool alive state-wise but the
 // Pool must outlive it (destroy every Volume before its Pool).
-class Volume {
+class STRATA_EXPORT Volume {
  public:
   virtual ~Volume() = default;
 

@@ -4,6 +4,8 @@
 #ifndef STRATA_VOLUME_TYPES_H_
 #define STRATA_VOLUME_TYPES_H_
 
+#include "strata/export.h"
+
 #include <cstdint>
 #include <string>
 
@@ -21,13 +23,13 @@ struct VolumePerf {
 // Checks `perf` for a volume of `size_bytes` as EBS does, filling in the type's defaults.
 // Errors: InvalidArgument naming the rule (e.g. "io2 needs --iops", "gp3 IOPS 2000 is below
 // 3000").
-Result<VolumePerf> ValidatePerf(const VolumePerf& perf, uint64_t size_bytes);
+STRATA_EXPORT Result<VolumePerf> ValidatePerf(const VolumePerf& perf, uint64_t size_bytes);
 // What EC2 shows as a volume's Iops: the steady rate its type gives at this size without
 // credits (gp2: 3 per GiB, 100 to 16,000; provisioned types: their IOPS), 0 for a type without
 // an IOPS model (st1, sc1, standard, unlimited).
-uint32_t BaselineIops(const VolumePerf& perf, uint64_t size_bytes);
+STRATA_EXPORT uint32_t BaselineIops(const VolumePerf& perf, uint64_t size_bytes);
 // "gp2, gp3, io1, io2, st1, sc1, standard, unlimited"
-const char* VolumeTypeList();
+STRATA_EXPORT const char* VolumeTypeList();
 
 }  // namespace strata
 

@@ -935,7 +935,10 @@ Result<json> ModifyInstanceAttribute(Compute* compute, const json& args) {
       changes.emplace_back(device, *on);
     }
     STRATA_ASSIGN_OR_RETURN(InstanceInfo info, compute->DescribeInstance(id));
-    for (const auto& [device, on] : changes) {  // (a control operation is the only writer)
+    // Every device is checked before anything changes. (A named variable: clang 14 cannot
+    // capture a structured binding.)
+    for (const auto& change : changes) {
+      const std::string& device = change.first;
       if (std::none_of(info.devices.begin(), info.devices.end(), [&](const InstanceDevice& d) {
             return d.device_name == device && !d.instance_store();
           })) {
