@@ -9,8 +9,6 @@
 #ifndef STRATA_COMPUTE_H_
 #define STRATA_COMPUTE_H_
 
-#include "strata/export.h"
-
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/export.h"
 #include "strata/pool.h"
 #include "strata/status.h"
 #include "strata/volume.h"

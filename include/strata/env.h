@@ -7,13 +7,12 @@
 #ifndef STRATA_ENV_H_
 #define STRATA_ENV_H_
 
-#include "strata/export.h"
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "strata/export.h"
 #include "strata/status.h"
 
 namespace strata {

@@ -2,8 +2,6 @@
 #ifndef STRATA_EVENT_LOOP_H_
 #define STRATA_EVENT_LOOP_H_
 
-#include "strata/export.h"
-
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "strata/env.h"
+#include "strata/export.h"
 #include "strata/status.h"
 
 namespace strata {

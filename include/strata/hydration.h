@@ -15,8 +15,6 @@
 #ifndef STRATA_HYDRATION_H_
 #define STRATA_HYDRATION_H_
 
-#include "strata/export.h"
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/export.h"
 #include "strata/pool.h"
 #include "strata/remote.h"
 #include "strata/status.h"

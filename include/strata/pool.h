@@ -10,8 +10,6 @@
 #ifndef STRATA_POOL_H_
 #define STRATA_POOL_H_
 
-#include "strata/export.h"
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +19,7 @@
 #include <vector>
 
 #include "strata/env.h"
+#include "strata/export.h"
 #include "strata/status.h"
 #include "strata/volume.h"
 

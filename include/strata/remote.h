@@ -9,8 +9,6 @@
 #ifndef STRATA_REMOTE_H_
 #define STRATA_REMOTE_H_
 
-#include "strata/export.h"
-
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -18,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/export.h"
 #include "strata/pool.h"
 #include "strata/status.h"
 

@@ -6,14 +6,14 @@
 #ifndef STRATA_STATUS_H_
 #define STRATA_STATUS_H_
 
-#include "strata/export.h"
-
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "strata/export.h"
 
 namespace strata {
 

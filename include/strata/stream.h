@@ -7,13 +7,12 @@
 #ifndef STRATA_STREAM_H_
 #define STRATA_STREAM_H_
 
-#include "strata/export.h"
-
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
 
+#include "strata/export.h"
 #include "strata/pool.h"
 #include "strata/status.h"
 
@@ -76,7 +75,8 @@ struct ExportOptions {
 // Writes the snapshot (or what changed since the base) to `sink`. The snapshot stays open (and
 // so cannot be deleted) while it is exported. Errors: NotFound, InvalidArgument (a base of another
 // volume, or not older), IOError from the sink.
-STRATA_EXPORT Result<StreamStats> ExportSnapshot(Pool* pool, const ExportOptions& options, ByteSink* sink);
+STRATA_EXPORT Result<StreamStats> ExportSnapshot(Pool* pool, const ExportOptions& options,
+                                                 ByteSink* sink);
 
 struct ImportOptions {
   unsigned threads = 0;  // decompression threads; 0: one per core
@@ -89,7 +89,8 @@ struct ImportOptions {
 // as (SnapshotInfo::source_snapshot_id). A truncated, corrupted or reordered stream is refused
 // with Corruption and leaves nothing behind. Errors: Corruption, NotFound (no base here),
 // InvalidArgument (an unsupported version), NoSpace, IOError.
-STRATA_EXPORT Result<StreamStats> ImportSnapshot(Pool* pool, const ImportOptions& options, ByteSource* source);
+STRATA_EXPORT Result<StreamStats> ImportSnapshot(Pool* pool, const ImportOptions& options,
+                                                 ByteSource* source);
 
 }  // namespace strata
 

@@ -2,8 +2,6 @@
 #ifndef STRATA_VOLUME_H_
 #define STRATA_VOLUME_H_
 
-#include "strata/export.h"
-
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "strata/event_loop.h"
+#include "strata/export.h"
 #include "strata/status.h"
 
 namespace strata {

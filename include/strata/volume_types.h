@@ -4,11 +4,10 @@
 #ifndef STRATA_VOLUME_TYPES_H_
 #define STRATA_VOLUME_TYPES_H_
 
-#include "strata/export.h"
-
 #include <cstdint>
 #include <string>
 
+#include "strata/export.h"
 #include "strata/status.h"
 
 namespace strata {

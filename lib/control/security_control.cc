@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "control/control.h"
 #include "control/handlers.h"
@@ -409,19 +410,23 @@ std::optional<std::vector<std::string>> RuleField(const json& r, const std::stri
 
 Result<json> DescribeSecurityGroupRules(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(auto ids, control::StringListArg(args, "security-group-rule-ids"));
+  const std::set<std::string> wanted(ids.begin(), ids.end());  // (up to 1,000 per request)
   json items = json::array();
   for (const SecurityGroupInfo& g : compute->ListSecurityGroups()) {
     for (auto [list, egress] : {std::pair{&g.ingress, false}, std::pair{&g.egress, true}}) {
       for (const SecurityGroupRule& r : *list) {
-        if (ids.empty() || std::find(ids.begin(), ids.end(), r.rule_id) != ids.end()) {
+        if (wanted.empty() || wanted.count(r.rule_id) != 0) {
           items.push_back(RuleJson(g.group_id, egress, r));
         }
       }
     }
   }
+  std::set<std::string> found;
+  for (const json& r : items) {
+    found.insert(r["SecurityGroupRuleId"].get<std::string>());
+  }
   for (const std::string& id : ids) {  // EC2 names the first missing one
-    if (std::none_of(items.begin(), items.end(),
-                     [&id](const json& r) { return r["SecurityGroupRuleId"] == id; })) {
+    if (found.count(id) == 0) {
       return Status::NotFound("InvalidSecurityGroupRuleId.NotFound: The security group rule ID '" +
                               id + "' does not exist");
     }
