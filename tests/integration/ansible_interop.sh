@@ -72,13 +72,12 @@ instance=$(cli describe-instances --filters Name=tag:Name,Values=ansible-vm | fi
 [[ $instance == i-* ]] || fail "the instance up.yml launched"
 [[ $(cli describe-volumes --volume-ids "$data" --query 'Volumes[0].[Size,VolumeType,Iops,Attachments[0].InstanceId]' \
   --output text) == "4"$'\t'"io1"$'\t'"200"$'\t'"$instance" ]] || fail "the data volume: $(cli describe-volumes --volume-ids "$data")"
-# The instance's root disk is a clone of the image's snapshot of ansible-root: the data is there.
-qemu-img dd -f raw -O raw bs=64k count=16 if="$(uri "$instance/xvda")" of="$work/root-disk.bin" \
-  >/dev/null || fail "read $instance/xvda"
-cmp "$work/root.bin" "$work/root-disk.bin" || fail "the instance's root disk lacks the data"
-[[ $(nbdinfo --size "$(uri "$data")") == $((4 << 30)) ]] || fail "nbdinfo: the data volume is not 4 GiB"
 # The first MiB of export $1, into file $2.
 first_mib() { qemu-img dd -f raw -O raw bs=64k count=16 if="$(uri "$1")" of="$2" >/dev/null; }
+# The instance's root disk is a clone of the image's snapshot of ansible-root: the data is there.
+first_mib "$instance/xvda" "$work/root-disk.bin" || fail "read $instance/xvda"
+cmp "$work/root.bin" "$work/root-disk.bin" || fail "the instance's root disk lacks the data"
+[[ $(nbdinfo --size "$(uri "$data")") == $((4 << 30)) ]] || fail "nbdinfo: the data volume is not 4 GiB"
 first_mib "$data" "$work/data-now.bin"
 cmp "$work/data.bin" "$work/data-now.bin" || fail "the attached data volume lost its data"
 head -c 1M /dev/urandom >"$work/more.bin"
