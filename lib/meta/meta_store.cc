@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -122,11 +123,14 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
 }
 
 MetaStore::~MetaStore() {
-  if (read_cursor_ != nullptr) {
-    mdb_cursor_close(read_cursor_);
-  }
-  if (read_txn_ != nullptr) {
-    mdb_txn_abort(read_txn_);
+  for (ReadSlot& slot : read_slots_) {
+    MutexLock lock(&slot.mu);
+    if (slot.cursor != nullptr) {
+      mdb_cursor_close(slot.cursor);
+    }
+    if (slot.txn != nullptr) {
+      mdb_txn_abort(slot.txn);
+    }
   }
   if (env_ != nullptr) {
     mdb_env_close(env_);
@@ -164,15 +168,28 @@ Status MetaStore::OpenTables(bool create) {
                {kSnapshotsTable, snapshots_dbi_},
                {kLineagesTable, lineages_dbi_}};
   }
-  MutexLock read_lock(&read_mu_);
-  rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_txn_);
-  if (rc == 0) {
-    rc = mdb_cursor_open(read_txn_, map_dbi_, &read_cursor_);
+  return OpenReadSlots();
+}
+
+Status MetaStore::OpenReadSlots() {
+  for (ReadSlot& slot : read_slots_) {
+    MutexLock lock(&slot.mu);
+    int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &slot.txn);
+    if (rc == 0) {
+      rc = mdb_cursor_open(slot.txn, map_dbi_, &slot.cursor);
+    }
+    if (rc != 0) {
+      return LmdbStatus("open read transaction", rc);
+    }
+    mdb_txn_reset(slot.txn);
   }
-  if (rc == 0) {
-    mdb_txn_reset(read_txn_);
-  }
-  return LmdbStatus("open read transaction", rc);
+  return Status::OK();
+}
+
+MetaStore::ReadSlot& MetaStore::SlotForThisThread() {
+  static std::atomic<size_t> next_thread{0};
+  thread_local const size_t index = next_thread.fetch_add(1, std::memory_order_relaxed);
+  return read_slots_[index % kReadSlots];
 }
 
 Result<PoolHeader> MetaStore::ReadHeader() {
@@ -316,10 +333,11 @@ Result<std::vector<std::pair<std::string, std::string>>> MetaStore::ReadRecords(
 
 Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t chunk,
                                                       uint64_t max_birth) {
-  MutexLock lock(&read_mu_);
-  int rc = mdb_txn_renew(read_txn_);
+  ReadSlot& slot = SlotForThisThread();
+  MutexLock lock(&slot.mu);
+  int rc = mdb_txn_renew(slot.txn);
   if (rc == 0) {
-    rc = mdb_cursor_renew(read_txn_, read_cursor_);
+    rc = mdb_cursor_renew(slot.txn, slot.cursor);
   }
   if (rc != 0) {
     return LmdbStatus("renew read transaction", rc);
@@ -329,11 +347,11 @@ Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t
   MDB_val k = Val(key_bytes, kKeyBytes);
   MDB_val v;
   // The newest version <= max_birth is the key at or just before (lineage, chunk, max_birth).
-  rc = mdb_cursor_get(read_cursor_, &k, &v, MDB_SET_RANGE);
+  rc = mdb_cursor_get(slot.cursor, &k, &v, MDB_SET_RANGE);
   if (rc == 0 && std::memcmp(k.mv_data, key_bytes, kKeyBytes) != 0) {
-    rc = mdb_cursor_get(read_cursor_, &k, &v, MDB_PREV);
+    rc = mdb_cursor_get(slot.cursor, &k, &v, MDB_PREV);
   } else if (rc == MDB_NOTFOUND) {
-    rc = mdb_cursor_get(read_cursor_, &k, &v, MDB_LAST);
+    rc = mdb_cursor_get(slot.cursor, &k, &v, MDB_LAST);
   }
   std::optional<Version> out;
   if (rc == 0) {
@@ -341,13 +359,13 @@ Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t
     if (found.lineage == lineage && found.chunk == chunk && found.birth <= max_birth) {
       Result<MapValue> value = DecodeValue(v);
       if (!value.ok()) {
-        mdb_txn_reset(read_txn_);
+        mdb_txn_reset(slot.txn);
         return value.status();
       }
       out = Version{found.birth, *value};
     }
   }
-  mdb_txn_reset(read_txn_);
+  mdb_txn_reset(slot.txn);
   if (rc != 0 && rc != MDB_NOTFOUND) {
     return LmdbStatus("map lookup", rc);
   }
@@ -563,7 +581,11 @@ Status MetaStore::Grow() {
     return Status::NoSpace("metadata map is full at its maximum of " +
                            std::to_string(max_map_bytes_ >> 10) + " KiB");
   }
-  MutexLock lock(&read_mu_);  // no read transaction may be active
+  // No pooled read transaction may be active: hold every slot (always in index order).
+  std::vector<std::unique_ptr<MutexLock>> slots;
+  for (ReadSlot& slot : read_slots_) {
+    slots.push_back(std::make_unique<MutexLock>(&slot.mu));
+  }
   uint64_t next = std::min(map_bytes_ * 2, max_map_bytes_);
   int rc = mdb_env_set_mapsize(env_, next);
   if (rc != 0) {

@@ -106,7 +106,7 @@ class MetaStore {
   }
 
   // Newest version of (lineage, chunk) with birth <= max_birth, from committed state.
-  // Thread-safe (one pooled read transaction behind a mutex; no I/O wait under it).
+  // Thread-safe (pooled read transactions, kReadSlots of them; no I/O wait under their mutexes).
   Result<std::optional<Version>> FindVersion(uint64_t lineage, uint64_t chunk, uint64_t max_birth);
   // For each chunk in [first_chunk, end_chunk) of `lineage` that has a version born at or before
   // max_birth, in chunk order, calls fn(chunk, newest such version); stops when fn returns
@@ -158,9 +158,18 @@ class MetaStore {
   Result<MDB_dbi> RecordDbi(const std::string& table);
   uint64_t map_bytes_ = 0;
   uint64_t max_map_bytes_ = 0;
-  Mutex read_mu_;  // guards the pooled read transaction; held while the map is resized
-  MDB_txn* read_txn_ GUARDED_BY(read_mu_) = nullptr;
-  MDB_cursor* read_cursor_ GUARDED_BY(read_mu_) = nullptr;
+  // Pooled read transactions for FindVersion, one per slot: a thread uses the slot its first
+  // lookup was given, so lookups on different threads (the data path of different volumes) do
+  // not wait for each other. Grow holds every slot (no read transaction may be active).
+  static constexpr size_t kReadSlots = 8;
+  struct alignas(64) ReadSlot {  // a cache line each: threads on different slots share none
+    Mutex mu;
+    MDB_txn* txn GUARDED_BY(mu) = nullptr;
+    MDB_cursor* cursor GUARDED_BY(mu) = nullptr;
+  };
+  ReadSlot& SlotForThisThread();
+  Status OpenReadSlots();
+  ReadSlot read_slots_[kReadSlots];
 };
 
 Status LmdbStatus(const char* what, int rc);

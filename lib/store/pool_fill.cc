@@ -150,7 +150,7 @@ Status PoolImpl::FillLocked(uint64_t lineage, uint64_t chunk) {
 std::optional<std::pair<uint64_t, uint64_t>> PoolImpl::PickFillLocked(bool background) {
   auto take = [this](const std::pair<uint64_t, uint64_t>& key) {
     mu_.AssertHeld();
-    return TryLockChunkLocked(key.first, key.second, /*exclusive=*/true);
+    return map_->TryLock(key.first, key.second, /*exclusive=*/true);
   };
   if (urgent_partials_ > 0) {
     for (const auto& [key, urgent] : partials_) {
@@ -260,7 +260,7 @@ void PoolImpl::OnFillIo(IoOp* op) {
     } else {
       failed = Status::FromErrno("filling a partial chunk", job->error);
     }
-    pool->UnlockChunkLocked(job->plan.key.lineage, job->plan.key.chunk, /*exclusive=*/true);
+    pool->map_->Unlock(job->plan.key.lineage, job->plan.key.chunk, /*exclusive=*/true);
     pool->fills_in_flight_--;
     job->busy = false;
   }
@@ -286,8 +286,8 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
   int wait_ms = -1;
   if (options_.background_fill) {
     const uint64_t now = env_->MonotonicNs();
-    if (mutations_seen_ != fill_mark_) {
-      fill_mark_ = mutations_seen_;
+    if (const uint64_t seen = mutations_seen_.load(std::memory_order_relaxed); seen != fill_mark_) {
+      fill_mark_ = seen;
       fill_mark_ns_ = now;
     }
     if (now - fill_mark_ns_ >= kFillIdleNs) {
@@ -310,7 +310,7 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
     const auto [lineage, chunk] = *pick;
     Result<std::optional<FillPlan>> plan = PlanFillLocked(lineage, chunk);
     if (!plan.ok() || !*plan) {
-      UnlockChunkLocked(lineage, chunk, /*exclusive=*/true);
+      map_->Unlock(lineage, chunk, /*exclusive=*/true);
       if (!plan.ok()) {
         LatchLocked(plan.status());  // a metadata read failed: as a failed commit
         drain_cv_.SignalAll();

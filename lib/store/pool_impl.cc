@@ -100,6 +100,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
     return meta.status().WithContext("pool " + dir);
   }
   pool->meta_ = std::move(*meta);
+  pool->map_ = std::make_unique<ChunkMap>(pool->meta_.get());
   auto header = pool->meta_->ReadHeader();
   if (!header.ok()) {
     return header.status().WithContext("pool " + dir);
@@ -267,30 +268,32 @@ Result<std::optional<Version>> PoolImpl::NewestLocked(uint64_t lineage, uint64_t
 
 Result<std::optional<Version>> PoolImpl::NewestOwnLocked(uint64_t lineage, uint64_t chunk,
                                                          uint64_t max_birth) {
-  uint64_t upper = max_birth;
-  while (upper > 0) {
-    const OverlayEntry* pending = nullptr;
-    uint64_t pending_birth = 0;
-    auto it = overlay_.upper_bound(MapKey{lineage, chunk, upper});
-    if (it != overlay_.begin()) {
-      --it;
-      if (it->first.lineage == lineage && it->first.chunk == chunk) {
-        pending = &it->second;
-        pending_birth = it->first.birth;
-      }
+  return map_->NewestOwn(lineage, chunk, max_birth);
+}
+
+Result<std::optional<Version>> PoolImpl::NewestInChain(const LineageChain& chain, uint64_t chunk,
+                                                       uint64_t max_birth, size_t from) {
+  STRATA_CHECK(!chain.empty() && chain[0].second == UINT64_MAX);
+  for (size_t i = from; i < chain.size(); i++) {
+    const uint64_t cap = i == 0 ? max_birth : chain[i].second;
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, map_->NewestOwn(chain[i].first, chunk, cap));
+    if (v) {
+      STRATA_CHECK(v->birth <= cap);
+      v->inherited = i > 0;
+      return v;
     }
-    STRATA_ASSIGN_OR_RETURN(std::optional<Version> committed,
-                            meta_->FindVersion(lineage, chunk, upper));
-    if (pending != nullptr && (!committed || pending_birth >= committed->birth)) {
-      if (!pending->erased) {
-        return std::optional<Version>(Version{pending_birth, pending->value});
-      }
-      upper = pending_birth - 1;  // the committed version with this key is deleted: look older
-      continue;
-    }
-    return committed;
   }
   return std::optional<Version>();
+}
+
+LineageChain PoolImpl::ChainLocked(uint64_t lineage) {
+  LineageChain chain{{lineage, UINT64_MAX}};
+  for (auto it = lineages_.find(lineage); it != lineages_.end() && it->second.parent != 0;
+       it = lineages_.find(it->second.parent)) {
+    STRATA_CHECK(chain.size() < 4096);  // clones of clones: bounded, and never a cycle
+    chain.emplace_back(it->second.parent, it->second.parent_epoch);
+  }
+  return chain;
 }
 
 Status PoolImpl::MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t end,
@@ -309,17 +312,15 @@ Status PoolImpl::MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t e
         return true;
       }));
   // Chunks the overlay touches are resolved exactly (it may add, replace or erase versions).
-  for (auto it = overlay_.lower_bound(MapKey{lineage, first, 0});
-       it != overlay_.end() && it->first.lineage == lineage && it->first.chunk < stop; ++it) {
-    if (it->first.birth > max_birth) {
+  for (const auto& [key, entry] : map_->PendingInRange(lineage, first, stop)) {
+    if (key.birth > max_birth) {
       continue;
     }
-    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v,
-                            NewestLocked(lineage, it->first.chunk, max_birth));
+    STRATA_ASSIGN_OR_RETURN(std::optional<Version> v, NewestLocked(lineage, key.chunk, max_birth));
     if (v) {
-      found[it->first.chunk] = *v;
+      found[key.chunk] = *v;
     } else {
-      found.erase(it->first.chunk);
+      found.erase(key.chunk);
     }
   }
   // A clone shows its source's chunks wherever it has no version of its own.
@@ -354,26 +355,23 @@ std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked(bool prefer_dirty)
     return std::nullopt;
   }
   if (grant) {
-    ClearZeroUnitsLocked(grant->phys, UINT32_MAX);  // a new life for the chunk
+    ClearZeroUnits(grant->phys, UINT32_MAX);  // a new life for the chunk
   }
   return grant;
 }
 
 void PoolImpl::PutVersionLocked(const MapKey& key, const MapValue& value) {
-  OverlayEntry& e = overlay_[key];
-  e.value = value;
-  e.erased = false;
-  e.gen = ++gen_;
-  if (overlay_.size() == kOverlayCommitEntries) {
+  STRATA_CHECK(key.birth > 0 && key.lineage > 0);
+  STRATA_CHECK(value.tombstone() || value.phys < alloc_->frontier());  // a chunk handed out
+  STRATA_CHECK(!value.partial() || (value.present != 0 && value.present != all_units()));
+  if (map_->Put(key, value) == kOverlayCommitEntries) {
     WakeCommitter();  // a large overlay is committed without waiting for the timer
   }
 }
 
 void PoolImpl::EraseVersionLocked(const MapKey& key) {
-  OverlayEntry& e = overlay_[key];
-  e.value = MapValue{};
-  e.erased = true;
-  e.gen = ++gen_;
+  STRATA_CHECK(key.birth > 0 && key.lineage > 0);
+  map_->Erase(key);
 }
 
 // ---------------------------------------------------------------- commit pipeline
@@ -386,7 +384,7 @@ void PoolImpl::RequestCommit(EventLoop* loop, std::function<void(const Status&)>
 
 bool PoolImpl::HasPendingWork() {
   MutexLock lock(&mu_);
-  return !overlay_.empty() || alloc_->pending_chunks() > 0;
+  return map_->size() > 0 || alloc_->pending_chunks() > 0;
 }
 
 // The committer's commit: a timer or a wake commits only when there is something to commit.
@@ -416,6 +414,7 @@ void PoolImpl::LatchLocked(const Status& status) {
         Status::Code::kIOError,
         "pool latched after a failed data I/O, sync or commit; reopen it: " + status.ToString(),
         status.sys_errno() != 0 ? status.sys_errno() : EIO);
+    latched_flag_.store(true, std::memory_order_release);
     std::fprintf(stderr, "strata: %s\n", latched_.ToString().c_str());
   }
 }
@@ -428,12 +427,10 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
     if (!latched_.ok()) {
       return latched_;
     }
-    batch.map_changes.reserve(batch.map_changes.size() + overlay_.size());
-    for (const auto& [key, e] : overlay_) {
-      batch.map_changes.push_back(CommitBatch::MapChange{key, e.value, e.erased});
-      written.emplace_back(key, e.gen);
-    }
+    // Frees first, then the overlay, all under mu_ (which every overlay writer holds): a chunk
+    // freed here had its unmapping put in the overlay before, so this commit carries both.
     freed = alloc_->TakePending(&trimmed);
+    map_->CollectPending(&batch.map_changes, &written);
     punched = alloc_->TakePunched();
     header_.frontier_chunks = alloc_->frontier();
     batch.header = header_;
@@ -454,12 +451,7 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
   }
   {
     MutexLock lock(&mu_);
-    for (const auto& [key, gen] : written) {
-      auto it = overlay_.find(key);
-      if (it != overlay_.end() && it->second.gen == gen) {
-        overlay_.erase(it);
-      }
-    }
+    map_->DropCommitted(written);
     alloc_->AddClean(punched);  // their punch is covered by this commit's data sync
     // Keep a reserve of freed chunks unpunched for partial versions to overwrite
     // (docs/design.md §2.3); the rest go back to the host file system.
@@ -728,9 +720,8 @@ Status PoolImpl::CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* p
   std::map<MapKey, OverlayEntry> overlay;
   {
     MutexLock lock(&mu_);
-    for (auto it = overlay_.lower_bound(MapKey{lineage, 0, 0});
-         it != overlay_.end() && it->first.lineage == lineage; ++it) {
-      overlay.insert(*it);
+    for (auto& [key, entry] : map_->PendingInRange(lineage, 0, UINT64_MAX)) {
+      overlay.emplace(key, entry);
     }
   }
   for (const auto& [key, e] : overlay) {
@@ -897,8 +888,9 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_i
   if (auto open = rec->open.lock()) {
     return WithSourceLocked(rec->info.lineage, open);
   }
-  auto volume = std::make_shared<VolumeImpl>(
-      this, rec->info, FloorLocked(rec->info.lineage, rec->info.head_epoch), rec->governor);
+  auto volume = std::make_shared<VolumeImpl>(this, rec->info, ChainLocked(rec->info.lineage),
+                                             FloorLocked(rec->info.lineage, rec->info.head_epoch),
+                                             rec->governor);
   rec->open = volume;
   return WithSourceLocked(rec->info.lineage, volume);
 }
@@ -940,7 +932,7 @@ PoolInfo PoolImpl::Info() {
   for (const auto& [lineage, st] : lineages_) {
     info.reclaim_pending += st.reclaim.size();
   }
-  info.pending_map_changes = overlay_.size();
+  info.pending_map_changes = map_->size();
   info.partial_chunks = partials_.size();
   info.io_engine = engine_name_;
   info.latched_error = latched_.ok() ? "" : latched_.ToString();
@@ -965,7 +957,7 @@ Result<CheckReport> PoolImpl::Check() {
       continue;  // a delete slipped in before the commit mutex: wait for its reclaim too
     }
     return PoolCheck({volumes_, snapshots_, lineages_, meta_.get(), *alloc_, chunk_size_,
-                      all_units(), overlay_.empty()})
+                      all_units(), map_->size() == 0})
         .Run();
   }
 }

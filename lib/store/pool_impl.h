@@ -21,11 +21,12 @@
 
 #include "meta/meta_store.h"
 #include "store/allocator.h"
-#include "store/chunk_locks.h"
+#include "store/chunk_map.h"
 #include "store/data_files.h"
 #include "store/group_commit.h"
 #include "store/qos.h"
 #include "store/records.h"
+#include "store/zero_hints.h"
 #include "util/mutex.h"
 
 namespace strata {
@@ -35,11 +36,10 @@ class VolumeImpl;
 constexpr size_t kOverlayCommitEntries = 65536;  // overlay size that triggers a commit
 constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O (O_DIRECT-safe)
 
-struct OverlayEntry {
-  MapValue value;
-  bool erased = false;  // the committed version with this key is deleted
-  uint64_t gen = 0;     // bumped on every change; a commit drops only what it wrote
-};
+// A lineage and the lineages it reads through to, each with the newest birth it sees there:
+// (lineage, UINT64_MAX), then a clone's (source lineage, clone point), and so on. Fixed when a
+// lineage is made, so a volume handle keeps its own copy and resolves chunks without the pool.
+using LineageChain = std::vector<std::pair<uint64_t, uint64_t>>;
 
 // A volume's durable record (JSON in the `volumes` table).
 struct VolumeRecord {
@@ -115,12 +115,21 @@ class PoolImpl final : public Pool {
   // when its own lineage has none, the source's version at the clone point (inherited = true).
   Result<std::optional<Version>> NewestLocked(uint64_t lineage, uint64_t chunk, uint64_t max_birth)
       REQUIRES(mu_);
+  // The same along a chain made by ChainLocked, without the pool mutex: the data path's lookup
+  // (the caller holds the chunk's lock, so no request changes the chunk meanwhile).
+  // `from`: the first chain entry to look in (1: the caller has looked in its own lineage).
+  Result<std::optional<Version>> NewestInChain(const LineageChain& chain, uint64_t chunk,
+                                               uint64_t max_birth, size_t from = 0);
+  LineageChain ChainLocked(uint64_t lineage) REQUIRES(mu_);
+  ChunkMap& chunk_map() { return *map_; }
   // The same within `lineage` alone.
   Result<std::optional<Version>> NewestOwnLocked(uint64_t lineage, uint64_t chunk,
                                                  uint64_t max_birth) REQUIRES(mu_);
   // Wakes CreateSnapshots/DeleteSnapshot waiting for a volume's writes in flight to drain.
   void NotifyDrainedLocked() REQUIRES(mu_) { drain_cv_.SignalAll(); }
-  void NoteMutationLocked() REQUIRES(mu_) { mutations_seen_++; }
+  void NoteMutation() { mutations_seen_.fetch_add(1, std::memory_order_relaxed); }
+  // Whether the pool latched an error (then latched_locked() says which). Lock-free.
+  bool latched() const { return latched_flag_.load(std::memory_order_acquire); }
   // Newest version (birth <= max_birth) of every chunk in [first, end) that has one, in chunk
   // order, overlay over LMDB; at most `max_chunks` of them (the scan then stops early and
   // *end_out says where). Cost O(versions in the range).
@@ -148,12 +157,6 @@ class PoolImpl final : public Pool {
   void DropPartialLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
   // A request needs (lineage, chunk) whole before it can go on: fill it next.
   void UrgeFillLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
-  bool TryLockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_) {
-    return chunk_locks_.TryLock(lineage, chunk, exclusive);
-  }
-  void UnlockChunkLocked(uint64_t lineage, uint64_t chunk, bool exclusive) REQUIRES(mu_) {
-    chunk_locks_.Unlock(lineage, chunk, exclusive);
-  }
   // `prefer_dirty`: a freed chunk still allocated in the data file, if any (partial versions).
   std::optional<ChunkAllocator::Grant> AllocateLocked(bool prefer_dirty = false) REQUIRES(mu_);
   void ReturnUnmappedLocked(uint64_t phys) REQUIRES(mu_) { alloc_->ReturnUnmapped(phys); }
@@ -166,14 +169,27 @@ class PoolImpl final : public Pool {
   // (a restart forgets it, and its chunks then show as plain data), bounded, dropped for units
   // that any later write touches or when the chunk is allocated anew. Every write to a chunk's
   // bytes passes PlanWriteLocked (which clears) or AllocateLocked (which drops), so a hint is
-  // never stale. REQUIRES: mu_.
-  void AddZeroUnitsLocked(uint64_t phys, uint32_t units) REQUIRES(mu_) {
+  // never stale. Thread-safe (a mutex of their own, taken last).
+  // (zero_hints_any_: whether any hint exists, so that a pool with none, the usual case, takes
+  // no lock here; set before a hint is added, so a reader never misses one.)
+  void AddZeroUnits(uint64_t phys, uint32_t units) EXCLUDES(zero_mu_) {
+    MutexLock lock(&zero_mu_);
+    zero_hints_any_.store(true);
     zero_hints_.Add(phys, units);
   }
-  void ClearZeroUnitsLocked(uint64_t phys, uint32_t units) REQUIRES(mu_) {
-    zero_hints_.Clear(phys, units);
+  void ClearZeroUnits(uint64_t phys, uint32_t units) EXCLUDES(zero_mu_) {
+    if (zero_hints_any_.load()) {
+      MutexLock lock(&zero_mu_);
+      zero_hints_.Clear(phys, units);
+    }
   }
-  uint32_t ZeroUnitsLocked(uint64_t phys) const REQUIRES(mu_) { return zero_hints_.Get(phys); }
+  uint32_t ZeroUnits(uint64_t phys) EXCLUDES(zero_mu_) {
+    if (!zero_hints_any_.load()) {
+      return 0;
+    }
+    MutexLock lock(&zero_mu_);
+    return zero_hints_.Get(phys);
+  }
   void PutVersionLocked(const MapKey& key, const MapValue& value) REQUIRES(mu_);
   void EraseVersionLocked(const MapKey& key) REQUIRES(mu_);
   const Status& latched_locked() const REQUIRES(mu_) { return latched_; }
@@ -347,8 +363,9 @@ class PoolImpl final : public Pool {
   Mutex mu_;  // guards what is marked GUARDED_BY(mu_)
   PoolHeader header_ GUARDED_BY(mu_);
   std::unique_ptr<ChunkAllocator> alloc_ PT_GUARDED_BY(mu_);
-  std::map<MapKey, OverlayEntry> overlay_ GUARDED_BY(mu_);
-  uint64_t gen_ GUARDED_BY(mu_) = 0;
+  // The overlay and the chunk locks (made at open, before any thread). Its overlay is changed only
+  // under mu_ (ChunkMap's contract); it is read and locked without it.
+  std::unique_ptr<ChunkMap> map_;
   std::map<std::string, VolumeRecord> volumes_ GUARDED_BY(mu_);
   std::map<std::string, SnapshotRecord> snapshots_ GUARDED_BY(mu_);
   std::map<uint64_t, LineageState> lineages_ GUARDED_BY(mu_);
@@ -372,8 +389,8 @@ class PoolImpl final : public Pool {
   static constexpr size_t kFillDepth = 32;
   static constexpr size_t kFillDepthBusy = 4;
   static constexpr uint64_t kFillIdleNs = 2'000'000;  // no mutation for this long: idle
-  uint64_t mutations_seen_ GUARDED_BY(mu_) =
-      0;                       // mutation pieces started: the filler backs off while it grows
+  // Mutation pieces started: the filler backs off while it grows.
+  std::atomic<uint64_t> mutations_seen_{0};
   uint64_t fill_mark_ = 0;     // mutations_seen_ when the filler last looked (filler only)
   uint64_t fill_mark_ns_ = 0;  // when it changed (filler only)
   size_t fills_in_flight_ GUARDED_BY(mu_) = 0;
@@ -391,9 +408,11 @@ class PoolImpl final : public Pool {
   // filler thread runs it, any thread may Wake() its engine.
   std::unique_ptr<EventLoop> filler_loop_;
   std::thread filler_;
-  ChunkLocks chunk_locks_ GUARDED_BY(mu_);
-  ZeroHints zero_hints_ GUARDED_BY(mu_);
+  Mutex zero_mu_ ACQUIRED_AFTER(mu_);
+  ZeroHints zero_hints_ GUARDED_BY(zero_mu_);
+  std::atomic<bool> zero_hints_any_{false};  // never cleared: a hint once made may still exist
   Status latched_ GUARDED_BY(mu_);
+  std::atomic<bool> latched_flag_{false};  // !latched_.ok(), for the lock-free data path
 
   Mutex commit_mu_ ACQUIRED_BEFORE(mu_);  // one commit at a time (commit thread or control op)
   Mutex fill_mu_ ACQUIRED_BEFORE(mu_);    // one FillSnapshot at a time

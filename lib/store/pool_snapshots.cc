@@ -318,7 +318,7 @@ Result<std::shared_ptr<Volume>> PoolImpl::OpenSnapshot(const std::string& snapsh
   if (auto open = rec->open.lock()) {
     return WithSourceLocked(rec->info.lineage, open);
   }
-  auto handle = std::make_shared<VolumeImpl>(this, rec->info);
+  auto handle = std::make_shared<VolumeImpl>(this, rec->info, ChainLocked(rec->info.lineage));
   rec->open = handle;
   return WithSourceLocked(rec->info.lineage, handle);
 }
@@ -577,10 +577,7 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
   STRATA_RETURN_IF_ERROR(CommitLocked(std::move(batch)));
   {
     MutexLock lock(&mu_);
-    auto o = overlay_.lower_bound(MapKey{lineage, 0, 0});
-    while (o != overlay_.end() && o->first.lineage == lineage) {
-      o = overlay_.erase(o);
-    }
+    map_->DropLineage(lineage);
     const std::string volume_id = lineages_.at(lineage).volume_id;
     if (!volume_id.empty()) {
       volumes_.erase(volume_id);
@@ -995,14 +992,12 @@ Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
   {
     MutexLock lock(&mu_);
     for (const ChangeRange& r : ranges) {
-      for (auto it = overlay_.lower_bound(MapKey{r.lineage, first_chunk, 0});
-           it != overlay_.end() && it->first.lineage == r.lineage && it->first.chunk < end_chunk;
-           ++it) {
-        if (it->first.birth > r.from && it->first.birth <= r.to) {
-          if (it->second.erased) {
-            born.erase(it->first);
+      for (const auto& [key, entry] : map_->PendingInRange(r.lineage, first_chunk, end_chunk)) {
+        if (key.birth > r.from && key.birth <= r.to) {
+          if (entry.erased) {
+            born.erase(key);
           } else {
-            born.insert(it->first);
+            born.insert(key);
           }
         }
       }

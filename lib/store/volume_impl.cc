@@ -72,25 +72,44 @@ void FreeState(internal::RequestState* s) {
   }
 }
 
+// The known-zero units of each mapped chunk (ZeroHints); empty when no chunk has any.
+std::vector<uint32_t> ZeroUnitsOf(PoolImpl* pool,
+                                  const std::vector<std::pair<uint64_t, Version>>& mapped) {
+  std::vector<uint32_t> zero_units;
+  for (size_t i = 0; i < mapped.size(); i++) {
+    const MapValue& v = mapped[i].second.value;
+    const uint32_t units = v.tombstone() || v.partial() ? 0 : pool->ZeroUnits(v.phys);
+    if (units != 0 && zero_units.empty()) {
+      zero_units.resize(mapped.size());
+    }
+    if (units != 0) {
+      zero_units[i] = units;
+    }
+  }
+  return zero_units;
+}
+
 }  // namespace
 
-VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch,
-                       std::shared_ptr<VolumeGovernor> governor)
+VolumeImpl::VolumeImpl(PoolImpl* pool, const VolumeInfo& info, LineageChain chain,
+                       uint64_t floor_epoch, std::shared_ptr<VolumeGovernor> governor)
     : pool_(pool),
       id_(info.volume_id),
       lineage_(info.lineage),
       read_only_(false),
+      chain_(std::move(chain)),
       head_epoch_(info.head_epoch),
       floor_epoch_(floor_epoch),
       size_bytes_(info.size_bytes),
       chunk_size_(pool->chunk_size()),
       governor_(std::move(governor)) {}
 
-VolumeImpl::VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot)
+VolumeImpl::VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot, LineageChain chain)
     : pool_(pool),
       id_(snapshot.snapshot_id),
       lineage_(snapshot.lineage),
       read_only_(true),
+      chain_(std::move(chain)),
       head_epoch_(snapshot.epoch),
       size_bytes_(snapshot.volume_size_bytes),
       chunk_size_(pool->chunk_size()) {}
@@ -169,23 +188,13 @@ Result<std::vector<Extent>> VolumeImpl::BlockStatus(uint64_t offset_bytes, uint6
   const uint64_t first_chunk = offset_bytes / chunk_size_;
   const uint64_t end_chunk = (end + chunk_size_ - 1) / chunk_size_;
   std::vector<std::pair<uint64_t, Version>> mapped;
-  std::vector<uint32_t> zero_units;  // per mapped chunk; empty when no chunk has any
   uint64_t stop_chunk;
   {
     MutexLock lock(&pool_->mu());
     STRATA_RETURN_IF_ERROR(pool_->MappedChunksLocked(lineage_, first_chunk, end_chunk, head,
                                                      kMaxBlockStatusChunks, &mapped, &stop_chunk));
-    for (size_t i = 0; i < mapped.size(); i++) {
-      const MapValue& v = mapped[i].second.value;
-      const uint32_t units = v.tombstone() || v.partial() ? 0 : pool_->ZeroUnitsLocked(v.phys);
-      if (units != 0 && zero_units.empty()) {
-        zero_units.resize(mapped.size());
-      }
-      if (units != 0) {
-        zero_units[i] = units;
-      }
-    }
   }
+  const std::vector<uint32_t> zero_units = ZeroUnitsOf(pool_, mapped);
   // Walk the mapped chunks in order; the gaps between them are holes. Units a write-zeroes wrote
   // are data that reads as zeros.
   std::vector<Extent> out;
@@ -427,54 +436,98 @@ VolumeImpl::Next VolumeImpl::StartPiece(Piece* piece) {
       }
     });
   }
-  return next;
+  return next == Next::kQueued ? Next::kIo : next;  // either way the piece is under way
 }
 
-// REQUIRES: pool mutex.
+void VolumeImpl::RetryPiece(void* arg) {
+  auto* piece = static_cast<Piece*>(arg);
+  VolumeImpl* volume = piece->request->volume;
+  if (volume->StartPiece(piece) == Next::kDone) {
+    volume->PieceFinished(piece, piece->request->error);
+  }
+}
+
+bool VolumeImpl::LockAndFind(Piece* p, bool exclusive, Result<std::optional<Version>>* found) {
+  const ChunkMap::Waiter waiter{p->request->loop, &VolumeImpl::RetryPiece, p};
+  if (!pool_->chunk_map().LockAndFindOwn(lineage_, p->chunk, exclusive, p->epoch, waiter, found)) {
+    return false;
+  }
+  if (found->ok() && !found->value() && chain_.size() > 1) {
+    *found = pool_->NewestInChain(chain_, p->chunk, p->epoch, /*from=*/1);
+  }
+  return true;
+}
+
+bool VolumeImpl::EnterMutation() {
+  mutations_in_flight_.fetch_add(1);
+  if (barrier_.load()) {
+    LeaveMutation();  // a snapshot is draining this volume: wait outside
+    return false;
+  }
+  return true;
+}
+
+void VolumeImpl::LeaveMutation() {
+  const uint32_t before = mutations_in_flight_.fetch_sub(1);
+  STRATA_CHECK(before > 0);
+  if (before == 1 && barrier_.load()) {
+    MutexLock lock(&pool_->mu());
+    pool_->NotifyDrainedLocked();
+  }
+}
+
+void VolumeImpl::LeaveMutationLocked() {
+  const uint32_t before = mutations_in_flight_.fetch_sub(1);
+  STRATA_CHECK(before > 0);
+  if (before == 1 && barrier_.load()) {
+    pool_->NotifyDrainedLocked();
+  }
+}
+
 void VolumeImpl::Unlock(Piece* piece) {
-  pool_->UnlockChunkLocked(lineage_, piece->chunk, piece->exclusive);
+  pool_->chunk_map().Unlock(lineage_, piece->chunk, piece->exclusive);
   if (piece->exclusive) {
-    STRATA_CHECK(mutations_in_flight_ > 0);
-    if (--mutations_in_flight_ == 0 && barrier_) {
-      pool_->NotifyDrainedLocked();
-    }
+    LeaveMutation();
+  }
+}
+
+void VolumeImpl::UnlockLocked(Piece* piece) {
+  pool_->chunk_map().Unlock(lineage_, piece->chunk, piece->exclusive);
+  if (piece->exclusive) {
+    LeaveMutationLocked();
   }
 }
 
 // ---- reads
 
 VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
-  std::optional<Version> v;
-  {
-    MutexLock lock(&pool_->mu());
-    if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/false)) {
-      return Next::kDeferred;
-    }
-    p->epoch = head_epoch_.load(std::memory_order_relaxed);
-    auto found = pool_->NewestLocked(lineage_, p->chunk, p->epoch);
-    if (!found.ok() || !*found || (*found)->value.tombstone()) {
-      Unlock(p);
-      if (!found.ok()) {
-        p->request->error = found.status();
-      } else {
-        std::memset(p->data, 0, p->length);  // hole or trimmed: zeros, no I/O
-        p->request->request->hole_bytes += p->length;
-      }
-      return Next::kDone;
-    }
-    v = *found;
-    if (v->value.partial()) {
-      auto resolved = ResolvePartialLocked(p, *v);
-      if (!resolved.ok() || !*resolved) {
-        p->exclusive = false;
-        Unlock(p);
-        p->request->error = resolved.ok() ? p->request->error : resolved.status();
-        return resolved.ok() ? Next::kDeferred : Next::kDone;
-      }
-      v = *resolved;
-    }
-  }
   p->exclusive = false;
+  p->epoch = head_epoch_.load(std::memory_order_relaxed);
+  Result<std::optional<Version>> found = std::optional<Version>();
+  if (!LockAndFind(p, /*exclusive=*/false, &found)) {
+    return Next::kQueued;
+  }
+  if (!found.ok() || !*found || (*found)->value.tombstone()) {
+    Unlock(p);
+    if (!found.ok()) {
+      p->request->error = found.status();
+    } else {
+      std::memset(p->data, 0, p->length);  // hole or trimmed: zeros, no I/O
+      p->request->request->hole_bytes += p->length;
+    }
+    return Next::kDone;
+  }
+  std::optional<Version> v = *found;
+  if (v->value.partial()) {  // rare: the filler's state is the pool's
+    MutexLock lock(&pool_->mu());
+    auto resolved = ResolvePartialLocked(p, *v);
+    if (!resolved.ok() || !*resolved) {
+      UnlockLocked(p);
+      p->request->error = resolved.ok() ? p->request->error : resolved.status();
+      return resolved.ok() ? Next::kDeferred : Next::kDone;
+    }
+    v = *resolved;
+  }
   p->target_phys = v->value.phys;
   if (PieceIsAligned(*p)) {
     Issue(p, Piece::Step::kRead, IoOp::Kind::kRead, p->target_phys, p->offset_in_chunk, p->length,
@@ -519,9 +572,10 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   const uint32_t unit = pool_->unit_bytes();
   const bool unit_aligned = p->offset_in_chunk % unit == 0 && p->length % unit == 0;
   const uint32_t mask = UnitMask(p->offset_in_chunk, p->length, unit);
-  if (data_here && !current->inherited && current->birth > floor_epoch_) {
-    p->target_phys = current->value.phys;  // owned by the head alone: overwrite in place
-    pool_->ClearZeroUnitsLocked(p->target_phys, mask);  // these units change
+  const uint64_t floor = floor_epoch_.load(std::memory_order_acquire);
+  if (data_here && !current->inherited && current->birth > floor) {
+    p->target_phys = current->value.phys;         // owned by the head alone: overwrite in place
+    pool_->ClearZeroUnits(p->target_phys, mask);  // these units change
     if (current->value.partial()) {
       if (unit_aligned) {
         p->units = mask;  // whole units: present once written
@@ -533,8 +587,8 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   }
   // Partial versions belong to the head alone: what is shared is whole.
   STRATA_CHECK(!data_here || !current->value.partial());
-  if (current && current->value.tombstone() && !current->inherited &&
-      current->birth > floor_epoch_ && current->birth != p->epoch) {
+  if (current && current->value.tombstone() && !current->inherited && current->birth > floor &&
+      current->birth != p->epoch) {
     p->replaces_birth = current->birth;  // seen by no snapshot: it must not outlive this write
   }
   const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
@@ -560,32 +614,46 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   return Status::OK();
 }
 
-// The prologue of every mutation: refuse on a latched pool, take the chunk exclusively.
-// REQUIRES: pool mutex. Returns kIo when the caller may go on.
-VolumeImpl::Next VolumeImpl::LockForMutationLocked(Piece* p) {
-  if (!pool_->latched_locked().ok()) {
+VolumeImpl::Next VolumeImpl::LockForMutation(Piece* p, Result<std::optional<Version>>* found) {
+  if (pool_->latched()) {
+    MutexLock lock(&pool_->mu());
     p->request->error = pool_->latched_locked();
     return Next::kDone;
   }
-  if (barrier_) {
+  if (!EnterMutation()) {
     return Next::kDeferred;  // a snapshot is draining this volume's writes
   }
-  if (!pool_->TryLockChunkLocked(lineage_, p->chunk, /*exclusive=*/true)) {
-    return Next::kDeferred;
+  // The head cannot move now: a snapshot drains this mutation first.
+  p->epoch = head_epoch_.load(std::memory_order_relaxed);
+  if (!LockAndFind(p, /*exclusive=*/true, found)) {
+    LeaveMutation();  // counted in again when the retry runs
+    return Next::kQueued;
   }
   p->exclusive = true;
-  p->epoch = head_epoch_.load(std::memory_order_relaxed);
-  mutations_in_flight_++;
-  pool_->NoteMutationLocked();
+  pool_->NoteMutation();
   return Next::kIo;
 }
 
+bool VolumeImpl::InPlaceNoPlan(const Piece*, const std::optional<Version>& current) const {
+  return current && !current->value.tombstone() && !current->value.partial() &&
+         !current->inherited && current->birth > floor_epoch_.load(std::memory_order_acquire);
+}
+
 VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
-  MutexLock lock(&pool_->mu());
-  if (Next next = LockForMutationLocked(p); next != Next::kIo) {
+  Result<std::optional<Version>> current = std::optional<Version>();
+  if (Next next = LockForMutation(p, &current); next != Next::kIo) {
     return next;
   }
-  auto current = pool_->NewestLocked(lineage_, p->chunk, p->epoch);
+  if (current.ok() && InPlaceNoPlan(p, *current)) {
+    // The common case on a written volume: the chunk is the head's, whole. Nothing to allocate
+    // or publish; the chunk lock keeps the version in place until the write is done.
+    p->target_phys = (*current)->value.phys;
+    pool_->ClearZeroUnits(p->target_phys,
+                          UnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
+    IssueWrite(p);
+    return Next::kIo;
+  }
+  MutexLock lock(&pool_->mu());
   bool wait_fill = false;
   Status s = current.ok() ? PlanWriteLocked(p, *current, &wait_fill) : current.status();
   if (MayWaitForCommitLocked(p, s)) {
@@ -594,7 +662,7 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
     return WaitForCommit(p);
   }
   if (!s.ok()) {
-    Unlock(p);
+    UnlockLocked(p);
     p->request->error = s;
     return Next::kDone;
   }
@@ -659,15 +727,15 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
       (p->length == chunk_size_ || chunk_start + p->length >= p->request->volume_size);
   const bool may_deallocate =
       r.kind == IoRequest::Kind::kTrim || (r.flags & IoRequest::kNoHole) == 0;
-  MutexLock lock(&pool_->mu());
-  if (Next next = LockForMutationLocked(p); next != Next::kIo) {
+  Result<std::optional<Version>> current = std::optional<Version>();
+  if (Next next = LockForMutation(p, &current); next != Next::kIo) {
     return next;
   }
   const uint64_t head = p->epoch;
-  auto current = pool_->NewestLocked(lineage_, p->chunk, head);
+  MutexLock lock(&pool_->mu());
   Status s = current.status();
   if (current.ok() && (!*current || (*current)->value.tombstone())) {
-    Unlock(p);  // already reads as zeros
+    UnlockLocked(p);  // already reads as zeros
     return Next::kDone;
   }
   if (current.ok() && whole && may_deallocate) {
@@ -691,7 +759,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
     } else {
       pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
     }
-    Unlock(p);
+    UnlockLocked(p);
     p->request->error = s.ok() ? p->request->error : s;
     return Next::kDone;
   }
@@ -706,7 +774,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
     return WaitForCommit(p);
   }
   if (!s.ok()) {
-    Unlock(p);
+    UnlockLocked(p);
     p->request->error = s;
     return Next::kDone;
   }
@@ -715,8 +783,8 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   }
   // BLOCK_STATUS may call the units this piece zeroes entirely ZERO from now on (requests in
   // flight together have no order; once the write is done, hint and bytes agree).
-  pool_->AddZeroUnitsLocked(p->target_phys,
-                            CoveredUnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
+  pool_->AddZeroUnits(p->target_phys,
+                      CoveredUnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
   lock.Unlock();
   IssueWrite(p);
   return Next::kIo;
@@ -734,7 +802,7 @@ bool VolumeImpl::MayWaitForCommitLocked(const Piece* p, const Status& s) const {
 // The piece gives its chunk back before it waits. REQUIRES: pool mutex; the piece holds its chunk
 // exclusively.
 void VolumeImpl::ReleaseForCommitLocked(Piece* p) {
-  Unlock(p);
+  UnlockLocked(p);
   p->exclusive = false;
   p->units = 0;
   p->replaces_birth = 0;
@@ -756,7 +824,7 @@ VolumeImpl::Next VolumeImpl::WaitForCommit(Piece* p) {
 // The piece waits (retrying on the next loop turn) for the filler, urged to take its chunk next.
 // REQUIRES: pool mutex; the piece holds its chunk exclusively.
 VolumeImpl::Next VolumeImpl::WaitForFillLocked(Piece* p) {
-  Unlock(p);
+  UnlockLocked(p);
   p->exclusive = false;
   p->units = 0;
   pool_->UrgeFillLocked(lineage_, p->chunk);
@@ -832,6 +900,11 @@ void VolumeImpl::Continue(Piece* p) {
                 p->length);
   }
   ReleaseBounce(p);
+  if (!p->allocated && (p->units == 0 || !s.ok())) {
+    Unlock(p);  // a read, or a write in place: nothing to publish
+    PieceFinished(p, s);
+    return;
+  }
   {
     MutexLock lock(&pool_->mu());
     if (p->allocated) {
@@ -853,7 +926,7 @@ void VolumeImpl::Continue(Piece* p) {
     } else if (p->units != 0 && s.ok()) {
       s = MarkUnitsPresentLocked(p);
     }
-    Unlock(p);
+    UnlockLocked(p);
   }
   PieceFinished(p, s);
 }

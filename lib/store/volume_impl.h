@@ -1,6 +1,8 @@
 // VolumeImpl: the data path. A request is cut into pieces, one per logical chunk; each piece
-// locks its chunk stripe, resolves its mapping under the pool mutex, issues its I/O through the
-// submitting loop's engine, and publishes new mappings to the overlay. docs/design.md §4.
+// locks its chunk (ChunkMap: queued when busy), resolves its mapping through the chunk map without
+// the pool mutex, issues its I/O through the submitting loop's engine, and publishes new mappings
+// to the overlay. Only a piece that allocates, or touches a partial version, takes the pool mutex.
+// docs/design.md §4.
 #ifndef STRATA_STORE_VOLUME_IMPL_H_
 #define STRATA_STORE_VOLUME_IMPL_H_
 
@@ -77,10 +79,11 @@ class VolumeImpl final : public Volume {
   // A volume; `floor_epoch`: see set_floor_locked. `governor` admits and counts its reads and
   // writes while it is active (limits enforced or metrics collected); a modify-volume reaches
   // open handles through it.
-  VolumeImpl(PoolImpl* pool, const VolumeInfo& info, uint64_t floor_epoch,
+  // `chain`: PoolImpl::ChainLocked(info.lineage).
+  VolumeImpl(PoolImpl* pool, const VolumeInfo& info, LineageChain chain, uint64_t floor_epoch,
              std::shared_ptr<VolumeGovernor> governor);
   // A snapshot: reads at its epoch; every mutation fails with ReadOnly.
-  VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot);
+  VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot, LineageChain chain);
   ~VolumeImpl() override = default;
 
   bool read_only() const override { return read_only_; }
@@ -91,16 +94,24 @@ class VolumeImpl final : public Volume {
   // Stops the process unless this thread holds the pool mutex; tells the analysis it does (the
   // pool calling these holds its own mutex, which the analysis cannot tie to pool_->mu()).
   void AssertPoolHeld() const ASSERT_CAPABILITY(pool_->mu()) { pool_->mu().AssertHeld(); }
-  // While set, new mutations wait (their pieces retry on the next loop turn).
-  void set_barrier_locked(bool on) REQUIRES(pool_->mu()) { barrier_ = on; }
-  uint32_t mutations_in_flight_locked() const REQUIRES(pool_->mu()) { return mutations_in_flight_; }
+  // While set, new mutations wait (their pieces retry on the next loop turn). The drain protocol
+  // (EnterMutation): a mutation counts itself in, then looks at the barrier; the drainer sets the
+  // barrier, then waits for the count to reach zero (both sequentially consistent: one of the two
+  // sees the other). The last one out signals under the pool mutex, so the wait cannot miss it.
+  void set_barrier_locked(bool on) REQUIRES(pool_->mu()) { barrier_.store(on); }
+  uint32_t mutations_in_flight_locked() const REQUIRES(pool_->mu()) {
+    return mutations_in_flight_.load();
+  }
   // Takes effect for pieces that start afterwards (CreateSnapshots drains the others first).
   void set_head_epoch_locked(uint64_t epoch) REQUIRES(pool_->mu()) {
     head_epoch_.store(epoch, std::memory_order_release);
   }
   // The largest live snapshot epoch below the head (0: none). A version born after it belongs to
   // the head alone and is overwritten in place; older ones are copied on write.
-  void set_floor_locked(uint64_t epoch) REQUIRES(pool_->mu()) { floor_epoch_ = epoch; }
+  // Changed only while the volume is drained, so a mutation reads one value throughout.
+  void set_floor_locked(uint64_t epoch) REQUIRES(pool_->mu()) {
+    floor_epoch_.store(epoch, std::memory_order_release);
+  }
 
   const std::string& id() const override { return id_; }
   uint64_t size_bytes() const override { return size_bytes_.load(std::memory_order_acquire); }
@@ -118,7 +129,8 @@ class VolumeImpl final : public Volume {
  private:
   using Piece = internal::Piece;
   using RequestState = internal::RequestState;
-  enum class Next { kDone, kIo, kDeferred };
+  // kQueued: waiting for its chunk; the holder's unlock posts the retry to the piece's loop.
+  enum class Next { kDone, kIo, kDeferred, kQueued };
 
   Status RunSync(IoRequest* request);
   // Counts a read or write and returns when its volume's limits let it start.
@@ -132,7 +144,20 @@ class VolumeImpl final : public Volume {
   void PieceFinished(Piece* piece, const Status& status);
   Next StartPiece(Piece* piece);
   Next StartRead(Piece* piece);
-  Next LockForMutationLocked(Piece* piece) REQUIRES(pool_->mu());
+  // The prologue of every mutation, without the pool mutex: refuses on a latched pool, counts the
+  // piece in (EnterMutation) and takes its chunk exclusively. kIo: go on.
+  // *found: the chunk's version at the piece's epoch (looked up with the lock taken).
+  Next LockForMutation(Piece* piece, Result<std::optional<Version>>* found);
+  bool EnterMutation();
+  void LeaveMutation();
+  void LeaveMutationLocked() REQUIRES(pool_->mu());
+  // Takes the piece's chunk and finds its version at p->epoch (its own lineage in the same visit
+  // to the chunk map's shard, then a clone's sources), or queues the piece's retry. False: queued.
+  bool LockAndFind(Piece* piece, bool exclusive, Result<std::optional<Version>>* found);
+  static void RetryPiece(void* piece);  // a queued piece's retry, posted by the unlock
+  // Whether a write may go in place with no pool state at all: the chunk's version is whole and
+  // the head's alone.
+  bool InPlaceNoPlan(const Piece* piece, const std::optional<Version>& current) const;
   Next StartWrite(Piece* piece);
   Next StartZero(Piece* piece);
   // Sets *wait_fill when the piece needs a partial version made whole first.
@@ -154,16 +179,19 @@ class VolumeImpl final : public Volume {
   static void OnIo(IoOp* op);
   void Continue(Piece* piece);
   void ReleaseBounce(Piece* piece);
-  void Unlock(Piece* piece) REQUIRES(pool_->mu());
+  // Releases the piece's chunk (and its count as a mutation).
+  void Unlock(Piece* piece);
+  void UnlockLocked(Piece* piece) REQUIRES(pool_->mu());
 
   PoolImpl* pool_;
   const std::string id_;
   const uint64_t lineage_;
   const bool read_only_;
+  const LineageChain chain_;  // where lookups go: this lineage, then a clone's sources
   std::atomic<uint64_t> head_epoch_;
-  uint64_t floor_epoch_ GUARDED_BY(pool_->mu()) = 0;
-  bool barrier_ GUARDED_BY(pool_->mu()) = false;
-  uint32_t mutations_in_flight_ GUARDED_BY(pool_->mu()) = 0;  // exclusive chunk locks held
+  std::atomic<uint64_t> floor_epoch_{0};
+  std::atomic<bool> barrier_{false};
+  std::atomic<uint32_t> mutations_in_flight_{0};  // pieces counted in by EnterMutation
   std::atomic<uint64_t> size_bytes_;
   const uint32_t chunk_size_;
   const std::shared_ptr<VolumeGovernor> governor_;  // null for snapshots

@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "store/chunk_locks.h"
+#include "store/zero_hints.h"
 
 namespace strata {
 namespace {
@@ -189,43 +189,7 @@ TEST(AllocatorTest, CapacityRefusesAndFreesMakeRoomAgain) {
   EXPECT_EQ(d->phys, a->phys) << "a clean chunk is reused before the file grows";
 }
 
-// The pool's other chunk-level parts: never-blocking chunk locks and the bounded zero hints.
-TEST(ChunkLocksTest, SharedAndExclusiveExcludeEachOther) {
-  ChunkLocks locks;
-  EXPECT_TRUE(locks.TryLock(1, 7, false));
-  EXPECT_TRUE(locks.TryLock(1, 7, false));
-  EXPECT_FALSE(locks.TryLock(1, 7, true)) << "readers hold it";
-  locks.Unlock(1, 7, false);
-  locks.Unlock(1, 7, false);
-  EXPECT_TRUE(locks.TryLock(1, 7, true));
-  EXPECT_FALSE(locks.TryLock(1, 7, false)) << "a writer holds it";
-  EXPECT_FALSE(locks.TryLock(1, 7, true));
-  locks.Unlock(1, 7, true);
-  // Many distinct chunks at once: a conflict is only ever a shared stripe, and every lock comes
-  // back (each stripe ends free: an exclusive lock of every chunk succeeds again).
-  std::vector<std::pair<uint64_t, uint64_t>> held;
-  for (uint64_t chunk = 0; chunk < 2 * kLockStripes; chunk++) {
-    if (locks.TryLock(2, chunk, true)) {
-      held.emplace_back(2, chunk);
-    }
-  }
-  EXPECT_GT(held.size(), kLockStripes / 2);
-  EXPECT_LE(held.size(), kLockStripes);
-  for (auto [lineage, chunk] : held) {
-    locks.Unlock(lineage, chunk, true);
-  }
-  for (auto [lineage, chunk] : held) {
-    EXPECT_TRUE(locks.TryLock(lineage, chunk, true));
-    locks.Unlock(lineage, chunk, true);
-  }
-}
-
-TEST(ChunkLocksTest, UnlockingWhatIsNotHeldStopsTheProcess) {
-  ChunkLocks locks;
-  EXPECT_DEATH(locks.Unlock(1, 1, true), "");
-  EXPECT_DEATH(locks.Unlock(1, 1, false), "");
-}
-
+// The bounded zero hints.
 TEST(ZeroHintsTest, AddClearAndBound) {
   ZeroHints hints;
   hints.Add(5, 0b0110);
