@@ -65,18 +65,18 @@ Status WriteFully(int fd, const void* buf, size_t len) {
 
 class Negotiation {
  public:
-  Negotiation(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-              Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls,
-              const ExportPeer* peer)
+  Negotiation(int fd, Pool* pool, ExportResolver* exports, const ServerLimits& limits,
+              bool shutting_down, Negotiated* out, std::atomic<uint64_t>* activity_ns,
+              const TlsCredentials* tls, const ExportResolver::Peer* peer)
       : fd_(fd),
-        compute_(compute),
-        pool_(compute->pool()),
+        exports_(exports),
+        pool_(pool),
         limits_(limits),
         shutting_down_(shutting_down),
         out_(out),
         activity_ns_(activity_ns),
         tls_(tls),
-        peer_(peer != nullptr ? *peer : ExportPeer{}) {}
+        peer_(peer != nullptr ? *peer : ExportResolver::Peer{}) {}
 
   Status Run() {
     uint8_t greeting[18];
@@ -205,8 +205,8 @@ class Negotiation {
 
   // The export, if it exists and this peer is admitted to it (a refusal is logged).
   Result<std::shared_ptr<Volume>> Open(const std::string& name) {
-    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, compute_->OpenExport(name));
-    Status admitted = compute_->AdmitExport(volume->id(), peer_);
+    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, exports_->Open(name));
+    Status admitted = exports_->Admit(volume->id(), peer_);
     if (!admitted.ok()) {
       ServerLog().Log(LogKey::kRefused, "refused %s to %s: %s",
                       peer_.address.empty() ? "a unix-socket client" : peer_.address.c_str(),
@@ -258,8 +258,8 @@ class Negotiation {
     if (!data_.empty()) {
       return Reply(kOptList, kRepErrInvalid, "LIST takes no data");
     }
-    for (const Compute::ExportEntry& e : compute_->ListExports()) {
-      if (!compute_->AdmitExport(e.name, peer_).ok()) {
+    for (const ExportResolver::Entry& e : exports_->List()) {
+      if (!exports_->Admit(e.name, peer_).ok()) {
         continue;  // what this peer may not open is not listed to it
       }
       std::string payload(4, '\0');
@@ -449,14 +449,14 @@ class Negotiation {
   }
 
   int fd_;
-  Compute* compute_;
+  ExportResolver* exports_;
   Pool* pool_;
   const ServerLimits& limits_;
   bool shutting_down_;
   Negotiated* out_;
   std::atomic<uint64_t>* activity_ns_;
   const TlsCredentials* tls_;
-  ExportPeer peer_;  // key_name is set once TLS is up
+  ExportResolver::Peer peer_;  // key_name is set once TLS is up
   bool told_tls_required_ = false;
   bool no_zeroes_ = false;
   std::vector<uint8_t> data_;
@@ -464,10 +464,10 @@ class Negotiation {
 
 }  // namespace
 
-Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-                 Negotiated* out, std::atomic<uint64_t>* activity_ns, const TlsCredentials* tls,
-                 const ExportPeer* peer) {
-  return Negotiation(fd, compute, limits, shutting_down, out, activity_ns, tls, peer).Run();
+Status Negotiate(int fd, Pool* pool, ExportResolver* exports, const ServerLimits& limits,
+                 bool shutting_down, Negotiated* out, std::atomic<uint64_t>* activity_ns,
+                 const TlsCredentials* tls, const ExportResolver::Peer* peer) {
+  return Negotiation(fd, pool, exports, limits, shutting_down, out, activity_ns, tls, peer).Run();
 }
 
 }  // namespace strata::nbd

@@ -8,9 +8,9 @@
 #include <memory>
 #include <string>
 
-#include "strata/compute.h"
 #include "strata/pool.h"
 
+#include "exports.h"
 #include "tls.h"
 
 namespace strata::nbd {
@@ -53,18 +53,19 @@ struct Negotiated {
 
 // Negotiates on `fd`. Returns OK with the export to serve, or an error (the caller closes):
 // the client aborted, broke the protocol, or asked for an export that does not exist.
-// Export names are Compute::OpenExport's: a volume id or unique Name ("" when the pool has one
-// volume), a snapshot or image id, or INSTANCE-ID/DEVICE.
+// Export names are `exports`'s (PoolExports: a volume id or unique Name, "" when the pool has
+// one volume, or a snapshot id; strata-nbd's EC2 resolver adds image ids and INSTANCE-ID/DEVICE).
+// `pool` is the pool the exports are volumes of (BLOCK_STATUS's snapshot contexts ask it).
 // `activity_ns` (may be null) is set to CLOCK_MONOTONIC nanoseconds whenever the client sends
 // bytes: when too many are in progress the server drops one idle this long (none: it waits).
 // `tls` (null: TLS off) offers STARTTLS; with its mode kRequire nothing but STARTTLS and ABORT
 // is answered before TLS is up (ERR_TLS_REQD), so no export name, size or list leaks.
-// `peer` (may be null: admitted as this host) is who connects: an export the pool's security
-// groups do not admit it to (Compute::AdmitExport) is refused with ERR_POLICY and a log line,
-// and left out of LIST.
-Status Negotiate(int fd, Compute* compute, const ServerLimits& limits, bool shutting_down,
-                 Negotiated* out, std::atomic<uint64_t>* activity_ns = nullptr,
-                 const TlsCredentials* tls = nullptr, const ExportPeer* peer = nullptr);
+// `peer` (may be null: admitted as this host) is who connects: an export `exports` does not
+// admit it to (ExportResolver::Admit) is refused with ERR_POLICY and a log line, and left out
+// of LIST.
+Status Negotiate(int fd, Pool* pool, ExportResolver* exports, const ServerLimits& limits,
+                 bool shutting_down, Negotiated* out, std::atomic<uint64_t>* activity_ns = nullptr,
+                 const TlsCredentials* tls = nullptr, const ExportResolver::Peer* peer = nullptr);
 
 }  // namespace strata::nbd
 

@@ -16,6 +16,7 @@
 #include "strata/pool.h"
 
 #include "api_server.h"
+#include "compute_exports.h"
 #include "control/control_socket.h"
 #include "metrics_exporter.h"
 #include "server.h"
@@ -234,9 +235,12 @@ int main(int argc, char** argv) {
   }
   strata::Status status;
   {
-    strata::nbd::Server server(compute->get(), limits, tls_credentials.get());
+    strata::nbd::ComputeExports exports(compute->get());
+    strata::nbd::Server server(pool->get(), &exports, limits, tls_credentials.get());
     // The control socket first: once the NBD socket exists, both accept connections.
-    status = server.ListenControl(strata::ControlSocketPath(pool_dir));
+    strata::Compute* c = compute->get();
+    status = server.ListenControl(strata::ControlSocketPath(pool_dir),
+                                  [c](int fd) { strata::ServeControlConnection(fd, c); });
     if (status.ok() && !socket_path.empty()) {
       status = server.ListenUnix(socket_path, static_cast<mode_t>(mode), gid);
     }
@@ -254,7 +258,7 @@ int main(int argc, char** argv) {
     // volumes logged 142k lines at every start).
     constexpr size_t kExportsLogged = 16;
     size_t writable = 0;
-    for (const auto& e : (*compute)->ListExports()) {
+    for (const auto& e : exports.List()) {
       if (e.name.starts_with("snap-") || e.name.starts_with("ami-")) {
         continue;  // listed by NBD LIST; the log names the writable ones
       }

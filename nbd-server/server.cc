@@ -21,9 +21,9 @@
 
 #include "strata/event_loop.h"
 
-#include "control/control_socket.h"
 #include "transmission.h"
 #include "util/cancel.h"
+#include "util/check.h"
 #include "util/clock.h"
 #include "util/text.h"
 
@@ -87,8 +87,10 @@ Status Server::Listen(int fd, Kind kind) {
   return Status::OK();
 }
 
-Status Server::ListenControl(const std::string& path) {
+Status Server::ListenControl(const std::string& path, std::function<void(int fd)> serve) {
+  STRATA_CHECK(serve != nullptr);
   STRATA_ASSIGN_OR_RETURN(int fd, UnixListener(path, 0600));
+  serve_control_ = std::move(serve);
   control_path_ = path;
   return Listen(fd, Kind::kControl);
 }
@@ -373,7 +375,7 @@ void Server::ServeControl(Conn* conn) {
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
   });
   try {
-    ServeControlConnection(conn->fd, compute_);
+    serve_control_(conn->fd);
   } catch (const std::exception& e) {  // a bug, not a reason to end the server
     ServerLog().Log(LogKey::kConnection, "control request failed: %s", e.what());
   }
@@ -395,7 +397,7 @@ void Server::ServeConnection(Conn* conn, bool tcp) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
   try {
     Negotiated negotiated;
-    ExportPeer peer;
+    ExportResolver::Peer peer;
     if (tcp) {
       peer.address = conn->peer;
       sockaddr_storage local{};
@@ -405,8 +407,8 @@ void Server::ServeConnection(Conn* conn, bool tcp) {
           ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
     }
-    Status s = Negotiate(fd, compute_, limits_, shutting_down_, &negotiated, &conn->activity_ns,
-                         tls_, &peer);
+    Status s = Negotiate(fd, pool_, exports_, limits_, shutting_down_, &negotiated,
+                         &conn->activity_ns, tls_, &peer);
     if (s.ok()) {
       ServeNegotiated(conn, std::move(negotiated));
     } else if (s.code() != Status::Code::kShutdown) {

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -37,9 +38,10 @@ bool IsLoopback(const sockaddr* addr);
 
 class Server {
  public:
-  // `tls` (may be null: TLS off) outlives the server.
-  Server(Compute* compute, const ServerLimits& limits, const TlsCredentials* tls = nullptr)
-      : compute_(compute), pool_(compute->pool()), limits_(limits), tls_(tls) {}
+  // `pool`, `exports` and `tls` (may be null: TLS off) outlive the server.
+  Server(Pool* pool, ExportResolver* exports, const ServerLimits& limits,
+         const TlsCredentials* tls = nullptr)
+      : exports_(exports), pool_(pool), limits_(limits), tls_(tls) {}
   ~Server();
   // `mode` (0600: the owner only) and `gid` (-1: the process's) decide who may connect: whoever
   // can reads and writes every volume that needs no key pair.
@@ -51,8 +53,9 @@ class Server {
   // A listening socket handed over by systemd (LISTEN_FDS): unix or TCP, by its address; a TCP
   // one follows ListenTcp's rule. Errors: InvalidArgument (not a listening stream socket).
   Status ListenInherited(int fd, bool allow_insecure = false);
-  // POOL/control.sock (mode 0600): the CLI's requests while this server holds the pool.
-  Status ListenControl(const std::string& path);
+  // POOL/control.sock (mode 0600): the CLI's requests while this server holds the pool. `serve`
+  // answers one connection (its fd, blocking; the server closes it after), on its own thread.
+  Status ListenControl(const std::string& path, std::function<void(int fd)> serve);
   // Accepts until SIGTERM or SIGINT, then stops accepting, lets every connection finish the
   // requests it has received, commits, and returns. REQUIRES: SIGTERM/SIGINT blocked in every
   // thread (main does that before anything starts).
@@ -86,7 +89,8 @@ class Server {
   void ServeControl(Conn* conn);
   void Reap(bool all);
 
-  Compute* compute_;
+  ExportResolver* exports_;
+  std::function<void(int fd)> serve_control_;
   Pool* pool_;
   ServerLimits limits_;
   const TlsCredentials* tls_;

@@ -8,7 +8,10 @@
 #   engine           lib/{io,meta,store,stream,remote}: public API, util, engine parts
 #   EC2 layer        lib/{compute,control}: public API, util, its own parts; never engine internals;
 #                    compute/compute_impl.h only inside lib/compute
-#   nbd-server       public API, util, the EC2 layer (control/), its own headers
+#   nbd-server       the NBD library (budget, exports, handshake, server, tls, transmission):
+#                    the engine's public API (not strata/compute.h), util, its own headers;
+#                    the strata-nbd program's files add the EC2 layer (control/, compute.h)
+#   examples         the public API (and serve_nbd.cc the NBD library's headers)
 #   tools            public API, util, the EC2 layer (control/), its own headers
 #
 # usage: layering_test.sh SOURCE_DIR
@@ -38,8 +41,20 @@ for part in compute control; do
     fi
   done
 done
+nbd_library='^nbd-server/(budget|exports|handshake|protocol|server|tls|transmission)\.(h|cc)$'
 for f in nbd-server/*.h nbd-server/*.cc; do
-  check "$f" '^(strata/|util/|control/|[a-z_]+\.h$)' "the NBD server is on the public API"
+  if [[ $f =~ $nbd_library ]]; then
+    check "$f" '^(strata/|util/|[a-z_]+\.h$)' "the NBD library is on the engine alone"
+    grep -q '^#include "strata/compute.h"' "$f" &&
+      violation "$f" strata/compute.h "the NBD library knows no EC2 layer (ExportResolver)"
+    [[ $f == *.h ]] && grep -q '^#include "compute_exports.h"' "$f" &&
+      violation "$f" compute_exports.h "the NBD library knows no EC2 layer (ExportResolver)"
+  else
+    check "$f" '^(strata/|util/|control/|[a-z_]+\.h$)' "the NBD server is on the public API"
+  fi
+done
+for f in examples/*.cc; do
+  check "$f" '^(strata/|exports\.h$|server\.h$)' "an example uses what an embedder has"
 done
 for f in tools/*.h tools/*.cc; do
   check "$f" '^(strata/|util/|control/|[a-z_]+\.h$)' "the CLI is on the public API"

@@ -22,6 +22,7 @@
 #include "strata/event_loop.h"
 #include "strata/pool.h"
 
+#include "compute_exports.h"
 #include "fuzz_pool.h"
 #include "handshake.h"
 #include "io/sim_env.h"
@@ -38,6 +39,7 @@ struct Fixture {
   std::unique_ptr<strata::Pool> pool;
   std::unique_ptr<strata::EventLoop> loop;
   std::unique_ptr<strata::Compute> compute;
+  std::unique_ptr<strata::nbd::ComputeExports> exports;  // the EC2 layer's names and admission
   std::unique_ptr<strata::nbd::TlsCredentials> tls;
   gnutls_psk_client_credentials_t client_psk = nullptr;
 
@@ -45,6 +47,7 @@ struct Fixture {
     pool = strata::fuzz::MakePool(&env, "fuzz", /*with_volume=*/true);
     loop = std::move(*strata::EventLoop::Create(&env, 64));
     compute = std::move(*strata::Compute::Open(pool.get(), strata::ComputeOptions{}));
+    exports = std::make_unique<strata::nbd::ComputeExports>(compute.get());
     const std::string path = "/tmp/strata-nbd-tls-fuzz-" + std::to_string(getpid()) + ".psk";
     std::ofstream(path) << "fuzz:" << kKeyHex << "\n";
     strata::nbd::TlsOptions options;
@@ -141,8 +144,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static strata::nbd::ByteBudget retained(1 << 20);
   strata::nbd::Negotiated negotiated;
   std::atomic<bool> shutting_down{false};
-  if (strata::nbd::Negotiate(fds[0], fx->compute.get(), limits, false, &negotiated, nullptr,
-                             fx->tls.get())
+  if (strata::nbd::Negotiate(fds[0], fx->pool.get(), fx->exports.get(), limits, false, &negotiated,
+                             nullptr, fx->tls.get())
           .ok()) {
     strata::nbd::Connection connection(fds[0], std::move(negotiated), fx->loop.get(), limits,
                                        strata::nbd::Budgets{&in_flight, &retained}, &shutting_down);
