@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -22,85 +23,117 @@
 #include "server.h"
 #include "util/text.h"
 
-int main(int argc, char** argv) {
-  // Access-key secrets, PSKs and TLS keys live in this process: no core dump carries them, and
-  // no other process of the same user may ptrace it (docs/security.md).
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  CLI::App app{"strata-nbd: serve every volume of a Strata pool over NBD"};
+namespace {
+
+// What the command line asked for, checked (CheckConfig, ResolveTls) before anything opens.
+struct Config {
   std::string pool_dir;
-  if (const char* env = std::getenv("STRATA_POOL"); env != nullptr) {
-    pool_dir = env;
-  }
   std::string socket_path, listen;
   strata::nbd::ServerLimits limits;
-  app.add_option("--pool", pool_dir, "pool directory (default $STRATA_POOL)");
-  app.add_option("--socket", socket_path, "serve on this unix socket");
-  app.add_option("--listen", listen,
-                 "serve on HOST:PORT (default 127.0.0.1:10809 unless --socket is given)");
-  app.add_flag("--read-only", limits.read_only, "refuse every write (EPERM)");
   bool no_volume_limits = false;
-  std::string metrics_listen;
-  app.add_flag("--no-volume-limits", no_volume_limits,
+  std::string metrics_listen, api_listen;
+  std::string tls_mode;
+  strata::nbd::TlsOptions tls;
+  bool allow_insecure_tcp = false;
+  std::string socket_mode = "0600", socket_group;
+  // Derived by CheckConfig:
+  unsigned long mode = 0600;
+  gid_t gid = static_cast<gid_t>(-1);
+  int inherited = 0;  // sockets handed over by systemd
+};
+
+void AddOptions(CLI::App& app, Config* c) {
+  app.add_option("--pool", c->pool_dir, "pool directory (default $STRATA_POOL)");
+  app.add_option("--socket", c->socket_path, "serve on this unix socket");
+  app.add_option("--listen", c->listen,
+                 "serve on HOST:PORT (default 127.0.0.1:10809 unless --socket is given)");
+  app.add_flag("--read-only", c->limits.read_only, "refuse every write (EPERM)");
+  app.add_flag("--no-volume-limits", c->no_volume_limits,
                "serve every volume at full speed, ignoring its EBS performance model");
-  app.add_option("--metrics-listen", metrics_listen,
+  app.add_option("--metrics-listen", c->metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)");
-  std::string api_listen;
-  app.add_option("--api-listen", api_listen,
+  app.add_option("--api-listen", c->api_listen,
                  "serve the EC2 Query API at http://HOST:PORT/ (SigV4 with the pool's access "
                  "keys; off by default)");
-  app.add_option("--max-connections", limits.max_connections, "(256)")->check(CLI::Range(1, 65536));
-  app.add_option("--max-payload", limits.max_payload_bytes, "bytes per request (32 MiB)")
+  app.add_option("--max-connections", c->limits.max_connections, "(256)")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--max-payload", c->limits.max_payload_bytes, "bytes per request (32 MiB)")
       ->check(CLI::Range(4096, 256 << 20));
-  app.add_option("--handshake-timeout-ms", limits.handshake_timeout_ms, "(10000)")
+  app.add_option("--handshake-timeout-ms", c->limits.handshake_timeout_ms, "(10000)")
       ->check(CLI::Range(100, 3600000));
-  app.add_option("--max-requests", limits.max_requests_in_flight, "in flight per connection (64)")
+  app.add_option("--max-requests", c->limits.max_requests_in_flight,
+                 "in flight per connection (64)")
       ->check(CLI::Range(1, 1024));
   app.add_option(
-         "--max-handshakes", limits.max_handshakes,
+         "--max-handshakes", c->limits.max_handshakes,
          "handshakes in progress at once; beyond, an idle one is dropped or accepting waits (64)")
       ->check(CLI::Range(1, 65536));
-  app.add_option("--max-handshakes-per-peer", limits.max_handshakes_per_peer,
+  app.add_option("--max-handshakes-per-peer", c->limits.max_handshakes_per_peer,
                  "handshakes in progress from one TCP address (16)")
       ->check(CLI::Range(1, 65536));
-  app.add_option("--max-connection-buffer-bytes", limits.max_connection_buffer_bytes,
+  app.add_option("--max-connection-buffer-bytes", c->limits.max_connection_buffer_bytes,
                  "request buffers one connection may hold; beyond, its socket is not read (64 MiB)")
       ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40));
-  app.add_option("--max-buffer-bytes", limits.max_buffer_bytes,
+  app.add_option("--max-buffer-bytes", c->limits.max_buffer_bytes,
                  "request buffers all connections may hold (1 GiB)")
       ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 44));
-  app.add_option("--io-timeout-ms", limits.io_timeout_ms,
+  app.add_option("--io-timeout-ms", c->limits.io_timeout_ms,
                  "a client leaving a reply unread or a WRITE payload unfinished this long is "
                  "disconnected (30000)")
       ->check(CLI::Range(100, 86400000));
-  // TLS, with nbdkit's flags (nbd-server/tls.h).
-  std::string tls_mode;
-  strata::nbd::TlsOptions tls;
-  app.add_option("--tls", tls_mode,
+  // TLS, with nbdkit's flags (nbd-server/c->tls.h).
+  app.add_option("--tls", c->tls_mode,
                  "off|on|require: STARTTLS (default: require when credentials are given, else "
                  "off)")
       ->check(CLI::IsMember({"off", "on", "require"}));
-  app.add_option("--tls-certificates", tls.certificates_dir,
+  app.add_option("--tls-certificates", c->tls.certificates_dir,
                  "DIR with ca-cert.pem, server-cert.pem, server-key.pem (as qemu and nbdkit)");
-  app.add_flag("--tls-verify-peer", tls.verify_peer,
+  app.add_flag("--tls-verify-peer", c->tls.verify_peer,
                "clients must present a certificate signed by DIR/ca-cert.pem");
-  app.add_option("--tls-psk", tls.psk_file, "psktool's IDENTITY:HEXKEY file");
-  bool allow_insecure_tcp = false;
-  app.add_flag("--allow-insecure-tcp", allow_insecure_tcp,
+  app.add_option("--tls-psk", c->tls.psk_file, "psktool's IDENTITY:HEXKEY file");
+  app.add_flag("--allow-insecure-tcp", c->allow_insecure_tcp,
                "--listen on a non-loopback address without TLS required");
-  std::string socket_mode = "0600", socket_group;
-  app.add_option("--socket-mode", socket_mode,
+  app.add_option("--socket-mode", c->socket_mode,
                  "permissions of the --socket file, octal (0600: the owner only; whoever can "
                  "connect can read and write the volumes)");
-  app.add_option("--socket-group", socket_group, "group owning the --socket file (name or gid)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+  app.add_option("--socket-group", c->socket_group, "group owning the --socket file (name or gid)");
+}
+
+// 0, or the exit code (2: a usage error, printed).
+int CheckSocketOptions(Config* c) {
+  char* mode_end = nullptr;
+  c->mode = std::strtoul(c->socket_mode.c_str(), &mode_end, 8);
+  if (c->socket_mode.empty() || *mode_end != '\0' || c->mode > 0777 || (c->mode & 0600) != 0600) {
+    std::fprintf(stderr,
+                 "strata-nbd: error: --socket-mode wants octal permissions that include 0600, "
+                 "not '%s'\n",
+                 strata::EscapeText(c->socket_mode).c_str());
+    return 2;
   }
-  if (pool_dir.empty()) {
+  if (!c->socket_group.empty()) {
+    const group* g = getgrnam(c->socket_group.c_str());
+    char* gid_end = nullptr;
+    const unsigned long number = std::strtoul(c->socket_group.c_str(), &gid_end, 10);
+    if (g != nullptr) {
+      c->gid = g->gr_gid;
+    } else if (*gid_end == '\0') {
+      c->gid = static_cast<gid_t>(number);
+    } else {
+      std::fprintf(stderr, "strata-nbd: error: --socket-group: no group '%s'\n",
+                   strata::EscapeText(c->socket_group).c_str());
+      return 2;
+    }
+  }
+  return 0;
+}
+
+// 0, or the exit code (2: a usage error, printed).
+int CheckConfig(Config* c) {
+  if (c->pool_dir.empty()) {
     std::fprintf(stderr, "strata-nbd: error: --pool is required (or set STRATA_POOL)\n");
     return 2;
   }
+  const strata::nbd::ServerLimits& limits = c->limits;
   if (limits.max_connection_buffer_bytes < uint64_t{limits.max_payload_bytes} + (2 << 20) ||
       limits.max_buffer_bytes < limits.max_connection_buffer_bytes) {
     std::fprintf(stderr,
@@ -110,57 +143,166 @@ int main(int argc, char** argv) {
   }
   // Sockets handed over by systemd (or systemd-socket-activate, as qemu-nbd and nbdkit take
   // them): served as they are; no default listener then.
-  const int inherited = sd_listen_fds(/*unset_environment=*/1);
-  if (socket_path.empty() && listen.empty() && inherited <= 0) {
-    listen = "127.0.0.1:10809";
+  c->inherited = sd_listen_fds(/*unset_environment=*/1);
+  if (c->socket_path.empty() && c->listen.empty() && c->inherited <= 0) {
+    c->listen = "127.0.0.1:10809";
   }
-  char* mode_end = nullptr;
-  const unsigned long mode = std::strtoul(socket_mode.c_str(), &mode_end, 8);
-  if (socket_mode.empty() || *mode_end != '\0' || mode > 0777 || (mode & 0600) != 0600) {
-    std::fprintf(stderr,
-                 "strata-nbd: error: --socket-mode wants octal permissions that include 0600, "
-                 "not '%s'\n",
-                 strata::EscapeText(socket_mode).c_str());
-    return 2;
-  }
-  gid_t gid = static_cast<gid_t>(-1);
-  if (!socket_group.empty()) {
-    const group* g = getgrnam(socket_group.c_str());
-    char* gid_end = nullptr;
-    const unsigned long number = std::strtoul(socket_group.c_str(), &gid_end, 10);
-    if (g != nullptr) {
-      gid = g->gr_gid;
-    } else if (*gid_end == '\0') {
-      gid = static_cast<gid_t>(number);
-    } else {
-      std::fprintf(stderr, "strata-nbd: error: --socket-group: no group '%s'\n",
-                   strata::EscapeText(socket_group).c_str());
-      return 2;
-    }
-  }
-  const bool credentials = !tls.certificates_dir.empty() || !tls.psk_file.empty();
-  tls.mode = tls_mode == "on"                  ? strata::nbd::TlsMode::kOn
-             : tls_mode == "require"           ? strata::nbd::TlsMode::kRequire
-             : tls_mode.empty() && credentials ? strata::nbd::TlsMode::kRequire
-                                               : strata::nbd::TlsMode::kOff;
-  std::unique_ptr<strata::nbd::TlsCredentials> tls_credentials;
-  strata::nbd::TlsKeyPairs key_pairs;
-  if (tls.mode != strata::nbd::TlsMode::kOff) {
-    auto checked = strata::nbd::TlsCredentials::Load(tls);  // (before the pool: a usage error)
-    if (!checked.ok()) {
-      std::fprintf(stderr, "strata-nbd: error: %s\n", checked.status().ToString().c_str());
-      return 2;
-    }
-    std::fprintf(stderr, "strata-nbd: TLS %s (%s%s%s)\n",
-                 tls.mode == strata::nbd::TlsMode::kOn ? "on" : "required",
-                 tls.certificates_dir.empty() ? "" : "X.509",
-                 !tls.certificates_dir.empty() && !tls.psk_file.empty() ? " and " : "",
-                 tls.psk_file.empty() ? "" : "PSK");
-  } else if (credentials || tls.verify_peer) {
-    std::fprintf(stderr, "strata-nbd: error: --tls=off with TLS credentials given\n");
-    return 2;
-  }
+  return CheckSocketOptions(c);
+}
 
+// Sets c->tls.mode and checks the credential files (before the pool: a usage error). 0, or the
+// exit code.
+int ResolveTls(Config* c) {
+  strata::nbd::TlsOptions& tls = c->tls;
+  const bool credentials = !tls.certificates_dir.empty() || !tls.psk_file.empty();
+  tls.mode = c->tls_mode == "on"                  ? strata::nbd::TlsMode::kOn
+             : c->tls_mode == "require"           ? strata::nbd::TlsMode::kRequire
+             : c->tls_mode.empty() && credentials ? strata::nbd::TlsMode::kRequire
+                                                  : strata::nbd::TlsMode::kOff;
+  if (tls.mode == strata::nbd::TlsMode::kOff) {
+    if (credentials || tls.verify_peer) {
+      std::fprintf(stderr, "strata-nbd: error: --tls=off with TLS credentials given\n");
+      return 2;
+    }
+    return 0;
+  }
+  auto checked = strata::nbd::TlsCredentials::Load(tls);
+  if (!checked.ok()) {
+    std::fprintf(stderr, "strata-nbd: error: %s\n", checked.status().ToString().c_str());
+    return 2;
+  }
+  std::fprintf(stderr, "strata-nbd: TLS %s (%s%s%s)\n",
+               tls.mode == strata::nbd::TlsMode::kOn ? "on" : "required",
+               tls.certificates_dir.empty() ? "" : "X.509",
+               !tls.certificates_dir.empty() && !tls.psk_file.empty() ? " and " : "",
+               tls.psk_file.empty() ? "" : "PSK");
+  return 0;
+}
+
+// The server's TLS credentials with the pool's key pairs as identities too (docs/security.md
+// "Key pairs"); null when TLS is off. `key_pairs` outlives the credentials.
+strata::Result<std::unique_ptr<strata::nbd::TlsCredentials>> LoadTls(
+    const Config& c, strata::Compute* compute, strata::nbd::TlsKeyPairs* key_pairs) {
+  if (c.tls.mode == strata::nbd::TlsMode::kOff) {
+    return std::unique_ptr<strata::nbd::TlsCredentials>();
+  }
+  key_pairs->psk = [compute](const std::string& name) { return compute->KeyPairPsk(name); };
+  key_pairs->certificate = [compute](const std::string& fp) {
+    return compute->KeyPairOfCertificate(fp);
+  };
+  STRATA_ASSIGN_OR_RETURN(key_pairs->ca_pem, compute->KeyPairCaCertificate());
+  return strata::nbd::TlsCredentials::Load(c.tls, key_pairs);
+}
+
+void LogExports(const Config& c, const std::vector<strata::nbd::ExportResolver::Entry>& exports) {
+  // The first few writable exports, with their URIs; the rest are counted (a pool of 76k
+  // volumes logged 142k lines at every start).
+  constexpr size_t kExportsLogged = 16;
+  size_t writable = 0;
+  for (const auto& e : exports) {
+    if (e.name.starts_with("snap-") || e.name.starts_with("ami-")) {
+      continue;  // listed by NBD LIST; the log names the writable ones
+    }
+    if (++writable > kExportsLogged) {
+      continue;
+    }
+    const char* scheme = c.tls.mode == strata::nbd::TlsMode::kRequire ? "nbds" : "nbd";
+    std::string uri = !c.socket_path.empty()
+                          ? std::string(scheme) + "+unix:///" + e.name + "?socket=" + c.socket_path
+                      : !c.listen.empty() ? std::string(scheme) + "://" + c.listen + "/" + e.name
+                                          : "(on the c.inherited sockets)";
+    std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", strata::EscapeText(e.name).c_str(),
+                 strata::EscapeText(e.description).c_str(), strata::EscapeText(uri).c_str());
+  }
+  if (writable > kExportsLogged) {
+    std::fprintf(stderr,
+                 "strata-nbd: and %zu more writable exports (NBD LIST and strata "
+                 "describe-volumes name them)\n",
+                 writable - kExportsLogged);
+  }
+}
+
+// Listens where asked, serves until SIGTERM/SIGINT. The process's exit code.
+int Serve(const Config& c, strata::Pool* pool, strata::Compute* compute,
+          const strata::nbd::TlsCredentials* tls_credentials, int signal_fd) {
+  strata::nbd::ComputeExports exports(compute);
+  strata::nbd::Server server(pool, &exports, c.limits, tls_credentials);
+  // The control socket first: once the NBD socket exists, both accept connections.
+  strata::Status status =
+      server.ListenControl(strata::ControlSocketPath(c.pool_dir),
+                           [compute](int fd) { strata::ServeControlConnection(fd, compute); });
+  if (status.ok() && !c.socket_path.empty()) {
+    status = server.ListenUnix(c.socket_path, static_cast<mode_t>(c.mode), c.gid);
+  }
+  if (status.ok() && !c.listen.empty()) {
+    status = server.ListenTcp(c.listen, c.allow_insecure_tcp);
+  }
+  for (int i = 0; status.ok() && i < c.inherited; i++) {
+    status = server.ListenInherited(SD_LISTEN_FDS_START + i, c.allow_insecure_tcp);
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  LogExports(c, exports.List());
+  sd_notify(0, "READY=1");  // (no-op unless started by systemd with Type=notify)
+  status = server.Run(signal_fd);
+  sd_notify(0, "STOPPING=1");
+  return status.ok() ? 0 : 1;
+}
+
+// Side services on their own ports: Prometheus metrics and the EC2 API (each off unless asked).
+struct SideServices {
+  std::unique_ptr<strata::nbd::MetricsExporter> metrics;
+  std::unique_ptr<strata::nbd::ApiServer> api;
+};
+strata::Result<SideServices> StartSideServices(const Config& c, strata::Pool* pool,
+                                               strata::Compute* compute) {
+  SideServices out;
+  if (!c.metrics_listen.empty()) {
+    STRATA_ASSIGN_OR_RETURN(out.metrics,
+                            strata::nbd::MetricsExporter::Start(pool, c.metrics_listen));
+    std::fprintf(stderr, "strata-nbd: metrics at http://%s/metrics\n", c.metrics_listen.c_str());
+  }
+  if (!c.api_listen.empty()) {
+    STRATA_ASSIGN_OR_RETURN(
+        out.api, strata::nbd::ApiServer::Start(compute, c.api_listen, c.tls.certificates_dir,
+                                               c.allow_insecure_tcp));
+    std::fprintf(stderr, "strata-nbd: EC2 API at %s://%s (port %d)\n",
+                 c.tls.certificates_dir.empty() ? "http" : "https", c.api_listen.c_str(),
+                 out.api->port());
+  }
+  return out;
+}
+
+int Fail(const strata::Status& s) {
+  std::fprintf(stderr, "strata-nbd: error: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Access-key secrets, PSKs and TLS keys live in this process: no core dump carries them, and
+  // no other process of the same user may ptrace it (docs/security.md).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  CLI::App app{"strata-nbd: serve every volume of a Strata pool over NBD"};
+  Config c;
+  if (const char* env = std::getenv("STRATA_POOL"); env != nullptr) {
+    c.pool_dir = env;
+  }
+  AddOptions(app, &c);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (int code = CheckConfig(&c); code != 0) {
+    return code;
+  }
+  if (int code = ResolveTls(&c); code != 0) {
+    return code;
+  }
   // Signals are taken by the accept loop's signalfd; every thread inherits the mask.
   sigset_t mask;
   sigemptyset(&mask);
@@ -168,19 +310,17 @@ int main(int argc, char** argv) {
   sigaddset(&mask, SIGINT);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  int signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+  const int signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
 
   strata::PoolOptions options;
-  options.enforce_volume_limits = !no_volume_limits;  // the EBS emulation: on unless asked
-  auto pool = strata::Pool::Open(pool_dir, options);
+  options.enforce_volume_limits = !c.no_volume_limits;  // the EBS emulation: on unless asked
+  auto pool = strata::Pool::Open(c.pool_dir, options);
   if (!pool.ok()) {
-    std::fprintf(stderr, "strata-nbd: error: %s\n", pool.status().ToString().c_str());
-    return 1;
+    return Fail(pool.status());
   }
   auto compute = strata::Compute::Open(pool->get(), strata::ComputeOptions{});
   if (!compute.ok()) {
-    std::fprintf(stderr, "strata-nbd: error: %s\n", compute.status().ToString().c_str());
-    return 1;
+    return Fail(compute.status());
   }
   // Restores from remotes resume here: on-demand fetches for the exports, the rest in the
   // background. Destroyed before the pool (declared after it).
@@ -190,103 +330,22 @@ int main(int argc, char** argv) {
   };
   auto hydrations = strata::Hydrations::Start(pool->get(), hydration);
   if (!hydrations.ok()) {
-    std::fprintf(stderr, "strata-nbd: error: %s\n", hydrations.status().ToString().c_str());
-    return 1;
+    return Fail(hydrations.status());
   }
-  if (tls.mode != strata::nbd::TlsMode::kOff) {
-    // The pool's key pairs are TLS identities too (docs/security.md "Key pairs").
-    strata::Compute* c = compute->get();
-    key_pairs.psk = [c](const std::string& name) { return c->KeyPairPsk(name); };
-    key_pairs.certificate = [c](const std::string& fp) { return c->KeyPairOfCertificate(fp); };
-    auto ca = c->KeyPairCaCertificate();
-    if (ca.ok()) {
-      key_pairs.ca_pem = *ca;
-    }
-    auto loaded = ca.ok()
-                      ? strata::nbd::TlsCredentials::Load(tls, &key_pairs)
-                      : strata::Result<std::unique_ptr<strata::nbd::TlsCredentials>>(ca.status());
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "strata-nbd: error: %s\n", loaded.status().ToString().c_str());
-      return 1;
-    }
-    tls_credentials = std::move(*loaded);
+  strata::nbd::TlsKeyPairs key_pairs;
+  auto tls_credentials = LoadTls(c, compute->get(), &key_pairs);
+  if (!tls_credentials.ok()) {
+    return Fail(tls_credentials.status());
   }
-  std::unique_ptr<strata::nbd::MetricsExporter> metrics;
-  if (!metrics_listen.empty()) {
-    auto started = strata::nbd::MetricsExporter::Start(pool->get(), metrics_listen);
-    if (!started.ok()) {
-      std::fprintf(stderr, "strata-nbd: error: %s\n", started.status().ToString().c_str());
-      return 1;
-    }
-    metrics = std::move(*started);
-    std::fprintf(stderr, "strata-nbd: metrics at http://%s/metrics\n", metrics_listen.c_str());
+  auto side = StartSideServices(c, pool->get(), compute->get());
+  if (!side.ok()) {
+    return Fail(side.status());
   }
-  std::unique_ptr<strata::nbd::ApiServer> api;
-  if (!api_listen.empty()) {
-    auto started = strata::nbd::ApiServer::Start(compute->get(), api_listen, tls.certificates_dir,
-                                                 allow_insecure_tcp);
-    if (!started.ok()) {
-      std::fprintf(stderr, "strata-nbd: error: %s\n", started.status().ToString().c_str());
-      return 1;
-    }
-    api = std::move(*started);
-    std::fprintf(stderr, "strata-nbd: EC2 API at %s://%s (port %d)\n",
-                 tls.certificates_dir.empty() ? "http" : "https", api_listen.c_str(), api->port());
-  }
-  strata::Status status;
-  {
-    strata::nbd::ComputeExports exports(compute->get());
-    strata::nbd::Server server(pool->get(), &exports, limits, tls_credentials.get());
-    // The control socket first: once the NBD socket exists, both accept connections.
-    strata::Compute* c = compute->get();
-    status = server.ListenControl(strata::ControlSocketPath(pool_dir),
-                                  [c](int fd) { strata::ServeControlConnection(fd, c); });
-    if (status.ok() && !socket_path.empty()) {
-      status = server.ListenUnix(socket_path, static_cast<mode_t>(mode), gid);
-    }
-    if (status.ok() && !listen.empty()) {
-      status = server.ListenTcp(listen, allow_insecure_tcp);
-    }
-    for (int i = 0; status.ok() && i < inherited; i++) {
-      status = server.ListenInherited(SD_LISTEN_FDS_START + i, allow_insecure_tcp);
-    }
-    if (!status.ok()) {
-      std::fprintf(stderr, "strata-nbd: error: %s\n", status.ToString().c_str());
-      return 1;
-    }
-    // The first few writable exports, with their URIs; the rest are counted (a pool of 76k
-    // volumes logged 142k lines at every start).
-    constexpr size_t kExportsLogged = 16;
-    size_t writable = 0;
-    for (const auto& e : exports.List()) {
-      if (e.name.starts_with("snap-") || e.name.starts_with("ami-")) {
-        continue;  // listed by NBD LIST; the log names the writable ones
-      }
-      if (++writable > kExportsLogged) {
-        continue;
-      }
-      const char* scheme = tls.mode == strata::nbd::TlsMode::kRequire ? "nbds" : "nbd";
-      std::string uri = !socket_path.empty()
-                            ? std::string(scheme) + "+unix:///" + e.name + "?socket=" + socket_path
-                        : !listen.empty() ? std::string(scheme) + "://" + listen + "/" + e.name
-                                          : "(on the inherited sockets)";
-      std::fprintf(stderr, "strata-nbd: export %s (%s): %s\n", strata::EscapeText(e.name).c_str(),
-                   strata::EscapeText(e.description).c_str(), strata::EscapeText(uri).c_str());
-    }
-    if (writable > kExportsLogged) {
-      std::fprintf(stderr,
-                   "strata-nbd: and %zu more writable exports (NBD LIST and strata "
-                   "describe-volumes name them)\n",
-                   writable - kExportsLogged);
-    }
-    sd_notify(0, "READY=1");  // (no-op unless started by systemd with Type=notify)
-    status = server.Run(signal_fd);
-    sd_notify(0, "STOPPING=1");
-  }
-  api.reset();  // (requests in progress finish first: they use the pool)
-  metrics.reset();
+  const int code = Serve(c, pool->get(), compute->get(), tls_credentials->get(), signal_fd);
+  side->api.reset();  // (requests in progress finish first: they use the pool)
+  side->metrics.reset();
   hydrations->reset();  // its fetches write into the pool: it goes first
   compute->reset();
   pool->reset();
-  return status.ok() ? 0 : 1;
+  return code;
 }

@@ -14,10 +14,6 @@
 
 namespace strata {
 
-namespace internal {
-struct RequestState;  // defined in lib/store/volume_impl.h
-}
-
 // One asynchronous request to a Volume (see Volume::Submit).
 struct IoRequest {
   enum class Kind : uint8_t { kRead, kWrite, kWriteZeroes, kTrim, kFlush };
@@ -35,8 +31,7 @@ struct IoRequest {
   // Output of kRead: bytes of the request that were holes (unallocated or trimmed) and were
   // filled with zeros without touching the disk. Equal to length_bytes: the range is all hole.
   uint64_t hole_bytes = 0;
-
-  internal::RequestState* state = nullptr;  // implementation; set by Submit, freed before callback
+  // (The implementation's per-request state lives in the implementation: nothing here names it.)
 };
 
 // One extent of BlockStatus: [offset, offset + length) is either allocated (data) or a hole

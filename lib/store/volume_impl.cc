@@ -293,7 +293,6 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
   state->active = 0;
   state->busy_mask = 0;
   state->counted = false;
-  request->state = state;
   const bool data =
       request->kind == IoRequest::Kind::kRead || request->kind == IoRequest::Kind::kWrite;
   if (data && governor_ != nullptr && governor_->active()) {  // off: two relaxed loads
@@ -363,7 +362,6 @@ void VolumeImpl::Pump(RequestState* state) {
     governor_->counters.Finished(request->kind == IoRequest::Kind::kWrite, request->length_bytes,
                                  state->counted_ops, state->submit_ns, pool_->env()->MonotonicNs());
   }
-  request->state = nullptr;
   FreeState(state);
   if (status.ok() && (request->flags & IoRequest::kFua) != 0) {
     pool_->RequestCommit(loop, [request](const Status& st) { request->callback(request, st); });

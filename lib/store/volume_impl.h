@@ -27,6 +27,8 @@ constexpr uint32_t kMaxPiecesInFlight = 16;  // per request
 constexpr uint8_t kMaxCommitWaits = 3;       // a write on a full pool waits for pending frees
 constexpr uint32_t kMaxUnitsPerChunk = 32;   // sub-chunk units (partial versions, zero hints)
 
+struct RequestState;
+
 struct Piece {
   enum class Step : uint8_t { kIdle, kRead, kRmwRead, kCowRead, kWrite };
   RequestState* request = nullptr;
