@@ -506,94 +506,93 @@ void Connection::Dispatch(Slot* s) {
   }
   const uint32_t fua = (s->flags & kCmdFlagFua) != 0 ? IoRequest::kFua : 0;
   switch (s->type) {
-    case kCmdRead: {
-      s->extents.clear();
-      // A read inside one chunk learns from the read itself whether it was a hole (no extra
-      // map scan on the 4 KiB hot path); a longer one asks the map first, to announce holes.
-      const uint64_t chunk = n_.volume->chunk_size_bytes();
-      const bool one_chunk = s->offset / chunk == (s->offset + s->length - 1) / chunk;
-      if (n_.structured_replies && (s->flags & kCmdFlagDf) == 0 && s->length > 0 && !one_chunk) {
-        auto extents = n_.volume->BlockStatus(s->offset, s->length);
-        if (extents.ok()) {
-          s->extents = std::move(*extents);
-        }
-        if (s->extents.size() == 1 && s->extents[0].hole &&
-            s->extents[0].length_bytes == s->length) {
-          ReplyRead(s);  // all hole: nothing to read
-          return;
-        }
-      }
-      if (!EnsureCapacity(s, s->length)) {
-        ReplyError(s, kEIO, "out of memory");
-        return;
-      }
-      SubmitVolume(s, IoRequest::Kind::kRead, 0);
-      return;
-    }
+    case kCmdRead:
+      return DispatchRead(s);
     case kCmdWrite:
-      SubmitVolume(s, IoRequest::Kind::kWrite, fua);
-      return;
+      return SubmitVolume(s, IoRequest::Kind::kWrite, fua);
     case kCmdFlush:
-      SubmitVolume(s, IoRequest::Kind::kFlush, 0);
-      return;
+      return SubmitVolume(s, IoRequest::Kind::kFlush, 0);
     case kCmdTrim:
-      SubmitVolume(s, IoRequest::Kind::kTrim, fua);
-      return;
-    case kCmdWriteZeroes: {
-      uint32_t flags = fua | ((s->flags & kCmdFlagNoHole) != 0 ? IoRequest::kNoHole : 0);
-      if ((s->flags & kCmdFlagFastZero) != 0) {
-        uint32_t chunk = n_.volume->chunk_size_bytes();
-        bool whole_chunks =
-            s->offset % chunk == 0 &&
-            (s->length % chunk == 0 || s->offset + s->length == n_.volume->size_bytes());
-        if ((s->flags & kCmdFlagNoHole) != 0 || !whole_chunks) {
-          ReplyError(s, kENOTSUP, "zeroing this range is not faster than writing it");
-          return;
-        }
-      }
-      SubmitVolume(s, IoRequest::Kind::kWriteZeroes, flags);
-      return;
-    }
+      return SubmitVolume(s, IoRequest::Kind::kTrim, fua);
+    case kCmdWriteZeroes:
+      return DispatchWriteZeroes(s, fua);
     case kCmdCache:
-      ReplyOk(s);
-      return;  // data is local: nothing to prefetch
-    case kCmdBlockStatus: {
-      Status st;
-      s->extents.clear();
-      s->dirty.clear();
-      if (n_.allocation_context) {
-        auto extents = n_.volume->BlockStatus(s->offset, s->length);
-        st = extents.status();
-        if (extents.ok()) {
-          s->extents = std::move(*extents);
-        }
-      }
-      if (st.ok() && !n_.dirty_since_snapshot.empty()) {
-        // At most as far as the allocation answer reached (both describe the same prefix).
-        uint64_t length = s->extents.empty() ? s->length : 0;
-        for (const Extent& e : s->extents) {
-          length += e.length_bytes;
-        }
-        const uint64_t chunk = n_.volume->chunk_size_bytes();
-        length = std::min<uint64_t>(length, chunk * kMaxBlockStatusChunks - s->offset % chunk);
-        auto dirty =
-            n_.pool->ChangedExtents(*n_.volume, n_.dirty_since_snapshot, s->offset, length);
-        st = dirty.status();
-        if (dirty.ok()) {
-          s->dirty = std::move(*dirty);
-        }
-      }
-      if (!st.ok()) {
-        ReplyError(s, NbdError(st, s->type), st.message());
-        return;
-      }
-      ReplyBlockStatus(s);
+      return ReplyOk(s);  // data is local: nothing to prefetch
+    case kCmdBlockStatus:
+      return DispatchBlockStatus(s);
+    default:
+      return ReplyError(s, kEINVAL, "unknown command");
+  }
+}
+
+void Connection::DispatchRead(Slot* s) {
+  s->extents.clear();
+  // A read inside one chunk learns from the read itself whether it was a hole (no extra map scan
+  // on the 4 KiB hot path); a longer one asks the map first, to announce holes.
+  const uint64_t chunk = n_.volume->chunk_size_bytes();
+  const bool one_chunk = s->offset / chunk == (s->offset + s->length - 1) / chunk;
+  if (n_.structured_replies && (s->flags & kCmdFlagDf) == 0 && s->length > 0 && !one_chunk) {
+    auto extents = n_.volume->BlockStatus(s->offset, s->length);
+    if (extents.ok()) {
+      s->extents = std::move(*extents);
+    }
+    if (s->extents.size() == 1 && s->extents[0].hole && s->extents[0].length_bytes == s->length) {
+      ReplyRead(s);  // all hole: nothing to read
       return;
     }
-    default:
-      ReplyError(s, kEINVAL, "unknown command");
-      return;
   }
+  if (!EnsureCapacity(s, s->length)) {
+    ReplyError(s, kEIO, "out of memory");
+    return;
+  }
+  SubmitVolume(s, IoRequest::Kind::kRead, 0);
+}
+
+void Connection::DispatchWriteZeroes(Slot* s, uint32_t fua) {
+  uint32_t flags = fua | ((s->flags & kCmdFlagNoHole) != 0 ? IoRequest::kNoHole : 0);
+  if ((s->flags & kCmdFlagFastZero) != 0) {
+    uint32_t chunk = n_.volume->chunk_size_bytes();
+    bool whole_chunks =
+        s->offset % chunk == 0 &&
+        (s->length % chunk == 0 || s->offset + s->length == n_.volume->size_bytes());
+    if ((s->flags & kCmdFlagNoHole) != 0 || !whole_chunks) {
+      ReplyError(s, kENOTSUP, "zeroing this range is not faster than writing it");
+      return;
+    }
+  }
+  SubmitVolume(s, IoRequest::Kind::kWriteZeroes, flags);
+}
+
+void Connection::DispatchBlockStatus(Slot* s) {
+  Status st;
+  s->extents.clear();
+  s->dirty.clear();
+  if (n_.allocation_context) {
+    auto extents = n_.volume->BlockStatus(s->offset, s->length);
+    st = extents.status();
+    if (extents.ok()) {
+      s->extents = std::move(*extents);
+    }
+  }
+  if (st.ok() && !n_.dirty_since_snapshot.empty()) {
+    // At most as far as the allocation answer reached (both describe the same prefix).
+    uint64_t length = s->extents.empty() ? s->length : 0;
+    for (const Extent& e : s->extents) {
+      length += e.length_bytes;
+    }
+    const uint64_t chunk = n_.volume->chunk_size_bytes();
+    length = std::min<uint64_t>(length, chunk * kMaxBlockStatusChunks - s->offset % chunk);
+    auto dirty = n_.pool->ChangedExtents(*n_.volume, n_.dirty_since_snapshot, s->offset, length);
+    st = dirty.status();
+    if (dirty.ok()) {
+      s->dirty = std::move(*dirty);
+    }
+  }
+  if (!st.ok()) {
+    ReplyError(s, NbdError(st, s->type), st.message());
+    return;
+  }
+  ReplyBlockStatus(s);
 }
 
 void Connection::SubmitVolume(Slot* s, IoRequest::Kind kind, uint32_t flags) {

@@ -104,6 +104,9 @@ class Connection {
   // outlive it).
   void After(uint64_t delay_ns, std::function<void()> fn);
   void Dispatch(Slot* s);
+  void DispatchRead(Slot* s);
+  void DispatchWriteZeroes(Slot* s, uint32_t fua);
+  void DispatchBlockStatus(Slot* s);
   uint32_t Validate(const Slot& s) const;
   void SubmitVolume(Slot* s, IoRequest::Kind kind, uint32_t flags);
   static void OnVolumeDone(IoRequest* request, const Status& status);

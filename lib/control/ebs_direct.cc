@@ -318,16 +318,8 @@ EbsReply EbsDirect::Start(const EbsRequest& r) {
   const std::string token = body.value("ClientToken", "");
   json fingerprint = body;  // what a retry must repeat: everything but the token
   fingerprint.erase("ClientToken");
-  if (!token.empty()) {  // idempotent: the same upload again
-    MutexLock lock(&mu_);
-    for (const auto& [id, upload] : uploads_) {
-      if (upload->client_token == token) {
-        return upload->fingerprint == fingerprint.dump()
-                   ? Json(201, upload->reply)
-                   : Error(409, "ConflictException",
-                           "the ClientToken was used with other parameters");
-      }
-    }
+  if (std::optional<EbsReply> again = Repeated(token, fingerprint.dump())) {
+    return *again;
   }
   auto upload = std::make_shared<Upload>();
   upload->client_token = token;
@@ -346,27 +338,56 @@ EbsReply EbsDirect::Start(const EbsRequest& r) {
                    "at most 16 snapshots may be uploading at once");
     }
   }
+  if (Status s =
+          OpenUploadVolume(upload.get(), gib, body.value("ParentSnapshotId", ""), timeout_min);
+      !s.ok()) {
+    return Failure(s);
+  }
+  MutexLock lock(&mu_);
+  uploads_[upload->snapshot_id] = upload;
+  return Json(201, upload->reply);
+}
+
+// Idempotency: the reply of an upload started with `token`, or a conflict when its parameters
+// differ; nothing when no upload has the token.
+std::optional<EbsReply> EbsDirect::Repeated(const std::string& token,
+                                            const std::string& fingerprint) {
+  if (token.empty()) {
+    return std::nullopt;
+  }
+  MutexLock lock(&mu_);
+  for (const auto& [id, upload] : uploads_) {
+    if (upload->client_token == token) {
+      return upload->fingerprint == fingerprint
+                 ? Json(201, upload->reply)
+                 : Error(409, "ConflictException",
+                         "the ClientToken was used with other parameters");
+    }
+  }
+  return std::nullopt;
+}
+
+// The upload's hidden volume (a clone of `parent` when given), its snapshot id and its reply.
+Status EbsDirect::OpenUploadVolume(Upload* upload, uint64_t gib, const std::string& parent,
+                                   uint64_t timeout_min) {
   VolumeSpec spec;
   spec.size_bytes = gib << 30;
   spec.importing = true;  // hidden; deleted at the next open unless completed
   spec.volume_type = "unlimited";
-  spec.snapshot_id = body.value("ParentSnapshotId", "");
+  spec.snapshot_id = parent;
   Pool* pool = compute_->pool();
-  Result<VolumeInfo> volume = pool->CreateVolume(spec);
-  if (!volume.ok()) {
-    return Failure(volume.status());
-  }
-  auto handle = pool->OpenVolume(volume->volume_id);
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo volume, pool->CreateVolume(spec));
+  auto handle = pool->OpenVolume(volume.volume_id);
   if (!handle.ok()) {
-    (void)pool->DeleteVolume(volume->volume_id);
-    return Failure(handle.status());
+    (void)pool->DeleteVolume(volume.volume_id);
+    return handle.status();
   }
   do {
     upload->snapshot_id = NewResourceId("snap");
   } while (pool->DescribeSnapshot(upload->snapshot_id).ok());
-  upload->volume_id = volume->volume_id;
+  upload->volume_id = volume.volume_id;
   upload->volume_bytes = spec.size_bytes;
-  upload->start_ms = volume->create_time_ms;
+  upload->start_ms = volume.create_time_ms;
   upload->deadline_s = time(nullptr) + static_cast<int64_t>(timeout_min) * 60;
   upload->reply = {{"SnapshotId", upload->snapshot_id},
                    {"OwnerId", kOwnerId},
@@ -379,13 +400,9 @@ EbsReply EbsDirect::Start(const EbsRequest& r) {
   if (!spec.snapshot_id.empty()) {
     upload->reply["ParentSnapshotId"] = spec.snapshot_id;
   }
-  {
-    MutexLock upload_lock(&upload->mu);
-    upload->volume = std::move(*handle);
-  }
-  MutexLock lock(&mu_);
-  uploads_[upload->snapshot_id] = upload;
-  return Json(201, upload->reply);
+  MutexLock upload_lock(&upload->mu);
+  upload->volume = std::move(*handle);
+  return Status::OK();
 }
 
 EbsReply EbsDirect::Put(const std::string& snapshot_id, uint64_t index, const EbsRequest& r) {

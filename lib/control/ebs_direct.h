@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -52,6 +53,10 @@ class EbsDirect {
   EbsReply ListBlocks(const std::string& snapshot_id, const EbsRequest& request, bool changed);
   EbsReply GetBlock(const std::string& snapshot_id, uint64_t index, const EbsRequest& request);
   EbsReply Start(const EbsRequest& request);
+  std::optional<EbsReply> Repeated(const std::string& token, const std::string& fingerprint)
+      EXCLUDES(mu_);
+  Status OpenUploadVolume(Upload* upload, uint64_t gib, const std::string& parent,
+                          uint64_t timeout_min);
   EbsReply Put(const std::string& snapshot_id, uint64_t index, const EbsRequest& request);
   EbsReply Complete(const std::string& snapshot_id, const EbsRequest& request);
   EbsReply Finish(Upload* upload, const EbsRequest& request);

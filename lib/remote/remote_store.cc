@@ -27,6 +27,7 @@
 #include "remote/remote_format.h"
 #include "remote/remote_internal.h"
 #include "remote/s3_client.h"
+#include "util/check.h"
 #include "util/coding.h"
 #include "util/json_text.h"
 #include "util/parallel.h"
@@ -283,6 +284,19 @@ class RemoteImpl final : public Remote {
   Status MarkRestores(std::set<Hash>* nodes, std::set<Hash>* packs,
                       std::vector<std::string>* settled);
   Status CollectLocked(int64_t lease_until_ms, GcStats* stats);
+  // GC's parts: what the manifests reach (restores are marked by MarkRestores), what goes (with
+  // its sizes), and the deletes themselves, each made only while the lease still holds.
+  struct Sweep {
+    std::vector<std::string> indexes;  // index keys whose packs go
+    std::vector<Hash> packs;           // packs that go (indexed and orphaned)
+    std::vector<std::string> keys;     // nodes, then packs
+  };
+  Status MarkManifests(std::set<Hash>* keep_nodes, std::set<Hash>* keep_packs);
+  Status PlanSweep(const std::set<Hash>& keep_nodes, const std::set<Hash>& keep_packs,
+                   std::set<Hash> orphans, Sweep* sweep, GcStats* stats);
+  void AddPackSizes(Sweep* sweep, GcStats* stats);
+  Status DeleteUnderLease(int64_t lease_until_ms, const Sweep& sweep,
+                          std::vector<std::string> settled);
 
   json marker_;                     // the marker's fixed fields while a push runs
   std::set<Hash> carried_orphans_;  // from the marker of a killed run of this push
@@ -1197,6 +1211,7 @@ Status RemoteImpl::MarkRestores(std::set<Hash>* nodes, std::set<Hash>* packs,
 // (a push never picks a pack again once its index is gone). Only metadata is listed: snapshots/,
 // index/, nodes/, pending/ and orphans/, never packs/.
 Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
+  STRATA_CHECK(lease_until_ms > 0);  // the caller took the lease
   std::set<Hash> orphans;
   std::vector<std::string> settled;
   STRATA_ASSIGN_OR_RETURN(bool push_alive, ReadPushLeftovers(&orphans, &settled));
@@ -1206,6 +1221,18 @@ Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
   }
   std::set<Hash> keep_nodes, keep_packs;
   STRATA_RETURN_IF_ERROR(MarkRestores(&keep_nodes, &keep_packs, &settled));
+  STRATA_RETURN_IF_ERROR(MarkManifests(&keep_nodes, &keep_packs));
+  Sweep sweep;
+  STRATA_RETURN_IF_ERROR(PlanSweep(keep_nodes, keep_packs, std::move(orphans), &sweep, stats));
+  // What the sweep turns on, always checked: nothing a live manifest or restore reaches goes.
+  for (const Hash& h : sweep.packs) {
+    STRATA_CHECK(keep_packs.count(h) == 0);
+  }
+  AddPackSizes(&sweep, stats);
+  return DeleteUnderLease(lease_until_ms, sweep, std::move(settled));
+}
+
+Status RemoteImpl::MarkManifests(std::set<Hash>* keep_nodes, std::set<Hash>* keep_packs) {
   STRATA_ASSIGN_OR_RETURN(auto manifests, ListAll(remote::kManifestPrefix));
   for (const auto& [key, size] : manifests) {
     auto m = GetManifest(key.substr(std::strlen(remote::kManifestPrefix)));
@@ -1213,10 +1240,15 @@ Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
       continue;  // (no push runs, and deletes hold the lease: cannot happen, but harmless)
     }
     STRATA_RETURN_IF_ERROR(m.status());
-    STRATA_RETURN_IF_ERROR(Mark(*m, &keep_nodes, &keep_packs));
+    STRATA_RETURN_IF_ERROR(Mark(*m, keep_nodes, keep_packs));
   }
-  std::vector<std::string> indexes, doomed;  // keys
-  std::vector<Hash> doomed_packs;
+  return Status::OK();
+}
+
+// Indexes whose packs nothing keeps, orphaned packs (a dead push's, never indexed) that nothing
+// keeps either, and unreached nodes. Only metadata is listed: index/ and nodes/.
+Status RemoteImpl::PlanSweep(const std::set<Hash>& keep_nodes, const std::set<Hash>& keep_packs,
+                             std::set<Hash> orphans, Sweep* sweep, GcStats* stats) {
   STRATA_ASSIGN_OR_RETURN(auto index_keys, ListAll(remote::kIndexPrefix));
   for (const auto& [key, size] : index_keys) {
     Hash h;
@@ -1225,27 +1257,34 @@ Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
     }
     orphans.erase(h);  // indexed: judged by the mark below, not as an orphan
     if (!keep_packs.count(h)) {
-      indexes.push_back(key);
-      doomed_packs.push_back(h);
+      sweep->indexes.push_back(key);
+      sweep->packs.push_back(h);
     }
   }
+  std::erase_if(orphans, [&](const Hash& h) { return keep_packs.count(h) != 0; });
   stats->orphans_deleted = orphans.size();
-  doomed_packs.insert(doomed_packs.end(), orphans.begin(), orphans.end());
+  stats->packs_deleted = sweep->packs.size();
+  sweep->packs.insert(sweep->packs.end(), orphans.begin(), orphans.end());
   STRATA_ASSIGN_OR_RETURN(auto node_keys, ListAll(remote::kNodePrefix));
   for (const auto& [key, size] : node_keys) {
     Hash h;
     const size_t slash = key.rfind('/');
     if (remote::ParseHex(key.substr(slash + 1), &h) && !keep_nodes.count(h)) {
-      doomed.push_back(key);
+      sweep->keys.push_back(key);
       stats->nodes_deleted++;
       stats->bytes_freed += size;
     }
   }
-  std::vector<S3Request> heads(doomed_packs.size());
+  return Status::OK();
+}
+
+// Packs are never listed (there may be millions): a HEAD each tells its size.
+void RemoteImpl::AddPackSizes(Sweep* sweep, GcStats* stats) {
+  std::vector<S3Request> heads(sweep->packs.size());
   std::vector<S3Request*> batch;
   for (size_t i = 0; i < heads.size(); i++) {
     heads[i].method = S3Request::Method::kHead;
-    heads[i].key = remote::PackKey(doomed_packs[i]);
+    heads[i].key = remote::PackKey(sweep->packs[i]);
     batch.push_back(&heads[i]);
   }
   store_->Run(batch);
@@ -1254,17 +1293,30 @@ Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
     if (r.status.ok() && it != r.response_headers.end()) {
       stats->bytes_freed += std::strtoull(it->second.c_str(), nullptr, 10);
     }
-    doomed.push_back(r.key);
+    sweep->keys.push_back(r.key);
   }
-  stats->packs_deleted = doomed_packs.size() - stats->orphans_deleted;
-  if (NowMs() >= lease_until_ms) {
-    return Status::Busy(Name() + ": garbage collection outlived its lease; nothing was deleted");
-  }
-  if (!doomed_packs.empty()) {
+}
+
+// Every delete is made while the lease holds: checked before each batch (a GC that outlives it
+// stops; a journal names the packs it had doomed, for the next GC).
+Status RemoteImpl::DeleteUnderLease(int64_t lease_until_ms, const Sweep& sweep,
+                                    std::vector<std::string> settled) {
+  bool deleted = false;
+  auto lease_holds = [&] {
+    return NowMs() < lease_until_ms ? Status::OK()
+                                    : Status::Busy(Name() +
+                                                   ": garbage collection outlived its "
+                                                   "lease; " +
+                                                   (deleted ? "it stopped (the next "
+                                                              "collection finishes)"
+                                                            : "nothing was deleted"));
+  };
+  STRATA_RETURN_IF_ERROR(lease_holds());
+  if (!sweep.packs.empty()) {
     // A journal first: a GC killed after it dropped an index but before the pack leaves the pack
     // named here, for the next GC (an index-less pack is invisible to the index/ listing).
     json journal = {{"packs", json::array()}};
-    for (const Hash& h : doomed_packs) {
+    for (const Hash& h : sweep.packs) {
       journal["packs"].push_back(remote::HexOf(h));
     }
     const std::string bytes = DumpJson(journal);
@@ -1272,9 +1324,13 @@ Status RemoteImpl::CollectLocked(int64_t lease_until_ms, GcStats* stats) {
     STRATA_RETURN_IF_ERROR(store_->Put(key, bytes.data(), bytes.size()));
     settled.push_back(key);
   }
-  STRATA_RETURN_IF_ERROR(store_->DeleteMany(indexes));
-  STRATA_RETURN_IF_ERROR(store_->DeleteMany(doomed));
-  return store_->DeleteMany(settled);
+  const std::vector<std::string>* batches[] = {&sweep.indexes, &sweep.keys, &settled};
+  for (const std::vector<std::string>* keys : batches) {
+    STRATA_RETURN_IF_ERROR(lease_holds());
+    deleted = true;
+    STRATA_RETURN_IF_ERROR(store_->DeleteMany(*keys));
+  }
+  return Status::OK();
 }
 
 // ---------------------------------------------------------------- pull and records

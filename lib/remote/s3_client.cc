@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "util/cancel.h"
+#include "util/check.h"
 
 namespace strata::remote {
 
@@ -331,12 +332,19 @@ Status S3Client::Abandoned(const S3Request& r, const char* why, int sys_errno) c
   return sys_errno == 0 ? Status::Shutdown(text) : Status::IOError(text, sys_errno);
 }
 
-void S3Client::Run(const std::vector<S3Request*>& requests) {
-  CURLM* multi = static_cast<CURLM*>(multi_);
-  std::deque<S3Request*> ready(requests.begin(), requests.end());
+// One Run's requests: those ready to start, those waiting out a retry's backoff, those on the
+// wire.
+struct S3Client::RunQueue {
+  std::deque<S3Request*> ready;
   std::vector<std::pair<int64_t, S3Request*>> waiting;  // retry due time (ms), request
   std::map<CURL*, std::unique_ptr<Transfer>> active;
-  std::mt19937 jitter(std::random_device{}());
+  std::mt19937 jitter{std::random_device{}()};
+  bool empty() const { return ready.empty() && waiting.empty() && active.empty(); }
+};
+
+void S3Client::Run(const std::vector<S3Request*>& requests) {
+  RunQueue q;
+  q.ready.assign(requests.begin(), requests.end());
   const int64_t deadline = options_.operation_timeout_ms > 0
                                ? NowMs() + options_.operation_timeout_ms
                                : std::numeric_limits<int64_t>::max();
@@ -344,77 +352,86 @@ void S3Client::Run(const std::vector<S3Request*>& requests) {
     r->attempts = 0;
     r->status = Status::OK();
   }
-  while (!ready.empty() || !waiting.empty() || !active.empty()) {
+  while (!q.empty()) {
     const bool cancelled = CancelScope::Cancelled();
     if (cancelled || NowMs() >= deadline) {
-      // Everything not yet done fails now; what is on the wire is cut.
-      const char* why = cancelled ? "cancelled (the caller left or the server is stopping)"
-                                  : "gave up: the operation's deadline passed";
-      const int err = cancelled ? 0 : ETIMEDOUT;
-      for (auto& [easy, t] : active) {
-        Retire(t.get());
-        t->request->status = Abandoned(*t->request, why, err);
-      }
-      for (auto& [due, r] : waiting) {
-        r->status = Abandoned(*r, why, err);
-      }
-      for (S3Request* r : ready) {
-        r->status = Abandoned(*r, why, err);
-      }
+      AbandonAll(&q, cancelled);
       return;
     }
     const int64_t now = NowMs();
-    for (auto it = waiting.begin(); it != waiting.end();) {
+    for (auto it = q.waiting.begin(); it != q.waiting.end();) {
       if (it->first <= now) {
-        ready.push_back(it->second);
-        it = waiting.erase(it);
+        q.ready.push_back(it->second);
+        it = q.waiting.erase(it);
       } else {
         ++it;
       }
     }
-    while (!ready.empty() && active.size() < options_.max_in_flight) {
-      std::unique_ptr<Transfer> t = StartTransfer(ready.front());
+    while (!q.ready.empty() && q.active.size() < options_.max_in_flight) {
+      std::unique_ptr<Transfer> t = StartTransfer(q.ready.front());
       CURL* easy = t->easy;
-      active.emplace(easy, std::move(t));
-      ready.pop_front();
+      q.active.emplace(easy, std::move(t));
+      q.ready.pop_front();
     }
     int running = 0;
-    curl_multi_perform(multi, &running);
-    int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
-      if (msg->msg != CURLMSG_DONE) {
-        continue;
-      }
-      auto it = active.find(msg->easy_handle);
-      std::unique_ptr<Transfer> t = std::move(it->second);
-      active.erase(it);
-      S3Request* r = t->request;
-      long http = 0;
-      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &http);
-      r->http_status = static_cast<int>(http);
-      const int code = msg->data.result;
-      Retire(t.get());
-      if (t->too_large) {
-        r->status = Status::InvalidArgument(location_.Describe() + ": " + MethodName(r->method) +
-                                            " " + r->key + ": reply larger than the " +
-                                            std::to_string(t->max_response) + " bytes asked for");
-        continue;
-      }
-      r->status = Finish(r, code, t->error);
-      const bool retry = code != CURLE_OK || Retryable(r->http_status);
-      if (retry && r->attempts < options_.max_attempts) {
-        uint32_t delay =
-            std::min<uint32_t>(kMaxBackoffMs, options_.backoff_ms << (r->attempts - 1));
-        delay = delay / 2 + jitter() % (delay / 2 + 1);
-        waiting.emplace_back(NowMs() + delay, r);
-      }
-    }
+    curl_multi_perform(static_cast<CURLM*>(multi_), &running);
+    CollectDone(&q);
     int64_t wait_ms = 100;  // (also how soon a cancellation or the deadline is seen)
-    for (const auto& [due, r] : waiting) {
+    for (const auto& [due, r] : q.waiting) {
       wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, due - NowMs()));
     }
-    if (!active.empty() || !waiting.empty()) {
-      curl_multi_poll(multi, nullptr, 0, static_cast<int>(wait_ms), nullptr);
+    if (!q.active.empty() || !q.waiting.empty()) {
+      curl_multi_poll(static_cast<CURLM*>(multi_), nullptr, 0, static_cast<int>(wait_ms), nullptr);
+    }
+  }
+}
+
+// Everything not yet done fails now; what is on the wire is cut.
+void S3Client::AbandonAll(RunQueue* q, bool cancelled) {
+  const char* why = cancelled ? "cancelled (the caller left or the server is stopping)"
+                              : "gave up: the operation's deadline passed";
+  const int err = cancelled ? 0 : ETIMEDOUT;
+  for (auto& [easy, t] : q->active) {
+    Retire(t.get());
+    t->request->status = Abandoned(*t->request, why, err);
+  }
+  for (auto& [due, r] : q->waiting) {
+    r->status = Abandoned(*r, why, err);
+  }
+  for (S3Request* r : q->ready) {
+    r->status = Abandoned(*r, why, err);
+  }
+}
+
+// Finishes the transfers curl reports done; a retryable failure waits out its backoff.
+void S3Client::CollectDone(RunQueue* q) {
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(static_cast<CURLM*>(multi_), &left)) {
+    if (msg->msg != CURLMSG_DONE) {
+      continue;
+    }
+    auto it = q->active.find(msg->easy_handle);
+    STRATA_CHECK(it != q->active.end());  // every handle on the multi is one of ours
+    std::unique_ptr<Transfer> t = std::move(it->second);
+    q->active.erase(it);
+    S3Request* r = t->request;
+    long http = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &http);
+    r->http_status = static_cast<int>(http);
+    const int code = msg->data.result;
+    Retire(t.get());
+    if (t->too_large) {
+      r->status = Status::InvalidArgument(location_.Describe() + ": " + MethodName(r->method) +
+                                          " " + r->key + ": reply larger than the " +
+                                          std::to_string(t->max_response) + " bytes asked for");
+      continue;
+    }
+    r->status = Finish(r, code, t->error);
+    const bool retry = code != CURLE_OK || Retryable(r->http_status);
+    if (retry && r->attempts < options_.max_attempts) {
+      uint32_t delay = std::min<uint32_t>(kMaxBackoffMs, options_.backoff_ms << (r->attempts - 1));
+      delay = delay / 2 + q->jitter() % (delay / 2 + 1);
+      q->waiting.emplace_back(NowMs() + delay, r);
     }
   }
 }

@@ -88,6 +88,9 @@ class S3Client final : public ObjectStore {
   // Ends `transfer` (done, or given up): its handle goes back to the idle list.
   void Retire(Transfer* transfer);
   Status Abandoned(const S3Request& request, const char* why, int sys_errno) const;
+  struct RunQueue;
+  void AbandonAll(RunQueue* queue, bool cancelled);
+  void CollectDone(RunQueue* queue);
 
   S3Location location_;
   sigv4::AwsCredentials credentials_;

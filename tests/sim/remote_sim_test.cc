@@ -43,7 +43,7 @@ using Bytes = std::vector<std::byte>;
 // nothing.
 struct Tally {
   uint64_t deaths = 0, pushes = 0, reruns = 0, meanwhile = 0, deletes = 0, collections = 0,
-           restores = 0, failed_restores = 0;
+           restores = 0, failed_restores = 0, slow_collections = 0, outlived_leases = 0;
 } tally;
 
 // Block content `p` (1..kPatterns); odd ones compress, even ones do not.
@@ -270,9 +270,17 @@ class RemoteSimulation {
   void Collect(bool faults) {
     test::SimObjectStore* store = nullptr;
     auto remote = Process(&store, faults);
+    if (faults && rng_() % 3 == 0) {  // a slow GC: reads take long enough to outlive its lease
+      store->slow_percent = 30;
+      store->slow_ms = tuning_.lease_ms / 4;
+      tally.slow_collections++;
+    }
     auto gc = remote->CollectGarbage();
     tally.deaths += store->dead();
     tally.collections += gc.ok();
+    tally.outlived_leases += gc.status().message().find("outlived its lease") != std::string::npos;
+    ASSERT_EQ(bucket_.lease_violations, 0u)
+        << Where() << "a GC deleted metadata or packs after its lease expired";
     ASSERT_TRUE(gc.ok() || faults || gc.status().code() == Status::Code::kBusy)
         << Where() << "GC failed: " << gc.status().ToString();
   }
@@ -415,11 +423,13 @@ TEST(RemoteCrashSimulation, PushDeleteCollectRestoreSurviveDeadProcesses) {
   std::printf(
       "[ figures ] %d seeds: %llu processes died mid-operation; %llu pushes, %llu reruns, %llu "
       "operations by the other host mid-push, %llu deletes, %llu GCs, %llu restores checked "
-      "byte for byte, %llu failed cleanly\n",
+      "byte for byte, %llu failed cleanly; %llu slow GCs, %llu of them outlived their lease and "
+      "stopped\n",
       seeds, (unsigned long long)tally.deaths, (unsigned long long)tally.pushes,
       (unsigned long long)tally.reruns, (unsigned long long)tally.meanwhile,
       (unsigned long long)tally.deletes, (unsigned long long)tally.collections,
-      (unsigned long long)tally.restores, (unsigned long long)tally.failed_restores);
+      (unsigned long long)tally.restores, (unsigned long long)tally.failed_restores,
+      (unsigned long long)tally.slow_collections, (unsigned long long)tally.outlived_leases);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -34,6 +35,10 @@ struct SimBucket {
   bool down = false;  // every request fails as if the server were unreachable
   uint64_t gets = 0;  // GETs answered, and their bytes
   uint64_t get_bytes = 0;
+  // The GC lease's rule, checked on every DELETE: what a GC or a snapshot delete removes
+  // (snapshots/, index/, nodes/, packs/) goes only while leases/gc exists and has not expired.
+  uint64_t lease_violations = 0;
+  uint64_t slow_requests = 0;  // reads that moved the clock on (SimObjectStore::slow_ms)
 };
 
 class SimObjectStore final : public remote::ObjectStore {
@@ -45,6 +50,10 @@ class SimObjectStore final : public remote::ObjectStore {
   uint32_t flaky_percent = 0;  // each request fails with EIO (a mutation: taking effect or not)
   // Runs before each mutation of this process: another host acts "meanwhile".
   std::function<void()> before_mutation;
+  // Slow reads: this share of GETs, HEADs and listings moves the bucket's clock on by slow_ms
+  // (mutations never do), so that an operation can outlive a lease it took.
+  uint32_t slow_percent = 0;
+  int64_t slow_ms = 0;
 
   bool dead() const { return dead_; }
   std::string Describe() const override { return "s3://sim"; }
@@ -64,6 +73,7 @@ class SimObjectStore final : public remote::ObjectStore {
     if (dead_ || bucket_->down || Flaky()) {
       return Status::IOError("sim: ListObjectsV2 " + sub_prefix + ": connection refused", EIO);
     }
+    Slow();
     ListPage page;
     const uint32_t limit = std::min<uint32_t>(max_keys, 3);  // small pages: paging is exercised
     auto it = token.empty() ? bucket_->objects.lower_bound(sub_prefix)
@@ -95,6 +105,29 @@ class SimObjectStore final : public remote::ObjectStore {
 
  private:
   bool Coin() { return rng_() % 2 == 0; }
+  void Slow() {
+    if (slow_percent > 0 && rng_() % 100 < slow_percent) {
+      bucket_->now_ms += slow_ms;
+      bucket_->slow_requests++;
+    }
+  }
+  bool LeaseHeld() const {
+    auto it = bucket_->objects.find("leases/gc");
+    if (it == bucket_->objects.end()) {
+      return false;
+    }
+    const size_t at = it->second.find("\"until_ms\":");
+    return at != std::string::npos &&
+           std::strtoll(it->second.c_str() + at + 11, nullptr, 10) > bucket_->now_ms;
+  }
+  static bool LeaseGuarded(const std::string& key) {
+    for (const char* prefix : {"snapshots/", "index/", "nodes/", "packs/"}) {
+      if (key.rfind(prefix, 0) == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
   bool Flaky() { return flaky_percent > 0 && rng_() % 100 < flaky_percent; }
 
   static void Fail(remote::S3Request* r, int http, Status status) {
@@ -130,6 +163,9 @@ class SimObjectStore final : public remote::ObjectStore {
     } else if (!dead_ && Flaky()) {
       return Fail(r, 503, Status::IOError("sim: " + r->key + ": 503 SlowDown", EIO));
     }
+    if (!mutation) {
+      Slow();
+    }
     if (dead_) {
       return Fail(r, 0, Status::IOError("sim: " + r->key + ": the process is dead", EIO));
     }
@@ -157,6 +193,9 @@ class SimObjectStore final : public remote::ObjectStore {
         bucket_->objects[r->key].assign(static_cast<const char*>(r->body), r->body_bytes);
         return;
       case remote::S3Request::Method::kDelete:
+        if (LeaseGuarded(r->key) && !LeaseHeld()) {
+          bucket_->lease_violations++;
+        }
         bucket_->objects.erase(r->key);
         r->http_status = 204;
         return;
