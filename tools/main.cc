@@ -319,6 +319,32 @@ Result<json> RequestArgs(const VerbCommand& cmd) {
   return args;
 }
 
+// The one verb the command line named: checked only (--dry-run), made here (pool-create), or sent
+// as a control request. The process's exit code.
+int RunVerb(const VerbCommand& cmd, const std::string& pool_dir, const OutputSpec& output,
+            bool dry_run) {
+  auto args = RequestArgs(cmd);
+  if (!args.ok()) {
+    std::fprintf(stderr, "strata: error: %s\n",
+                 strata::EscapeText(args.status().message(), 4096).c_str());
+    return kExitUsage;
+  }
+  const std::string command = cmd.verb->command;
+  if (dry_run) {
+    strata::Status s = strata::control::CheckVerbArgs(command, *args);
+    return FailWith(s.ok()
+                        ? "DryRunOperation: Request would have succeeded, but DryRun flag is set."
+                        : strata::control::Ec2ErrorText(s));
+  }
+  if (command == "pool-create") {
+    return CreatePool(pool_dir, args->value("chunk-size", "64KiB"), args->value("capacity", ""));
+  }
+  // A stream written to stdout: the reply goes to stderr.
+  const bool reply_to_stderr =
+      command == "export-snapshot" && args->value("output-file", "") == "-";
+  return RunRequest(pool_dir, json{{"command", command}, {"args", *args}}, output, reply_to_stderr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -379,30 +405,9 @@ int main(int argc, char** argv) {
     return kExitFailed;
   }
   for (const VerbCommand& cmd : commands) {
-    if (!cmd.app->parsed()) {
-      continue;
+    if (cmd.app->parsed()) {
+      return RunVerb(cmd, pool_dir, output, dry_run);
     }
-    auto args = RequestArgs(cmd);
-    if (!args.ok()) {
-      std::fprintf(stderr, "strata: error: %s\n",
-                   strata::EscapeText(args.status().message(), 4096).c_str());
-      return kExitUsage;
-    }
-    const std::string command = cmd.verb->command;
-    if (dry_run) {
-      strata::Status s = strata::control::CheckVerbArgs(command, *args);
-      return FailWith(s.ok()
-                          ? "DryRunOperation: Request would have succeeded, but DryRun flag is set."
-                          : strata::control::Ec2ErrorText(s));
-    }
-    if (command == "pool-create") {
-      return CreatePool(pool_dir, args->value("chunk-size", "64KiB"), args->value("capacity", ""));
-    }
-    // A stream written to stdout: the reply goes to stderr.
-    const bool reply_to_stderr =
-        command == "export-snapshot" && args->value("output-file", "") == "-";
-    return RunRequest(pool_dir, json{{"command", command}, {"args", *args}}, output,
-                      reply_to_stderr);
   }
   return kExitUsage;  // (CLI11 requires a subcommand: not reached)
 }
