@@ -29,8 +29,9 @@ class STRATA_EXPORT EventLoop {
   void Post(std::function<void()> fn);
   // Loop thread only: `fn` runs on the next turn. Used to retry work that found a chunk busy.
   void Defer(std::function<void()> fn);
-  // Loop thread only: `fn` runs on the first turn at least `delay_ns` from now (the loop wakes
-  // for it, at millisecond resolution). Used to delay requests over a volume's limits.
+  // Loop thread only: `fn` runs on the first turn at least `delay_ns` from now on the Env's clock
+  // (Env::MonotonicNs: a simulator's clock moves timers too; the loop wakes for it, at
+  // millisecond resolution). Used to delay requests over a volume's limits.
   void RunAfter(uint64_t delay_ns, std::function<void()> fn);
   // Runs one turn: waits up to `timeout_ms` (shorter when work is deferred or a timer is due)
   // for completions or posts, then runs them and the due timers. Loop thread only.
@@ -43,7 +44,8 @@ class STRATA_EXPORT EventLoop {
   void GiveBuffer(void* buf, size_t size_bytes);
 
  private:
-  explicit EventLoop(std::unique_ptr<IoEngine> engine);
+  EventLoop(Env* env, std::unique_ptr<IoEngine> engine);
+  Env* env_;  // the clock of the timers
   std::unique_ptr<IoEngine> engine_;
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;  // GUARDED_BY(posted_mu_)

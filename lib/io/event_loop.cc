@@ -21,10 +21,11 @@ Result<std::unique_ptr<EventLoop>> EventLoop::Create(Env* env, uint32_t queue_de
     env = Env::Default();
   }
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> engine, env->NewEngine(queue_depth));
-  return std::unique_ptr<EventLoop>(new EventLoop(std::move(engine)));
+  return std::unique_ptr<EventLoop>(new EventLoop(env, std::move(engine)));
 }
 
-EventLoop::EventLoop(std::unique_ptr<IoEngine> engine) : engine_(std::move(engine)) {}
+EventLoop::EventLoop(Env* env, std::unique_ptr<IoEngine> engine)
+    : env_(env), engine_(std::move(engine)) {}
 
 EventLoop::~EventLoop() {
   STRATA_CHECK(engine_->in_flight() == 0);
@@ -45,16 +46,8 @@ void EventLoop::Post(std::function<void()> fn) {
 
 void EventLoop::Defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
 
-namespace {
-uint64_t MonotonicNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-}  // namespace
-
 void EventLoop::RunAfter(uint64_t delay_ns, std::function<void()> fn) {
-  timers_.push_back(Timer{MonotonicNs() + delay_ns, timer_seq_++, std::move(fn)});
+  timers_.push_back(Timer{env_->MonotonicNs() + delay_ns, timer_seq_++, std::move(fn)});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
 }
 
@@ -71,7 +64,7 @@ void EventLoop::RunOnce(int timeout_ms) {
     }
   }
   if (!timers_.empty()) {  // wake for the earliest timer, rounding up to whole milliseconds
-    const uint64_t now = MonotonicNs();
+    const uint64_t now = env_->MonotonicNs();
     const uint64_t due = timers_.front().due_ns;
     const int wait_ms = due <= now ? 0 : static_cast<int>((due - now + 999'999) / 1'000'000);
     timeout_ms = timeout_ms < 0 ? wait_ms : std::min(timeout_ms, wait_ms);
@@ -90,7 +83,7 @@ void EventLoop::RunOnce(int timeout_ms) {
     fn();
   }
   running_.clear();
-  const uint64_t now = timers_.empty() ? 0 : MonotonicNs();
+  const uint64_t now = timers_.empty() ? 0 : env_->MonotonicNs();
   while (!timers_.empty() && timers_.front().due_ns <= now) {
     std::pop_heap(timers_.begin(), timers_.end(), std::greater<>());
     std::function<void()> fn = std::move(timers_.back().fn);

@@ -431,6 +431,7 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
     // freed here had its unmapping put in the overlay before, so this commit carries both.
     freed = alloc_->TakePending(&trimmed);
     map_->CollectPending(&batch.map_changes, &written);
+    STRATA_CHECK(written.size() == map_->size());  // all of it, under mu_: a consistent cut
     punched = alloc_->TakePunched();
     header_.frontier_chunks = alloc_->frontier();
     batch.header = header_;

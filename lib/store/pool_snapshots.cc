@@ -116,7 +116,9 @@ bool PoolImpl::EpochLiveLocked(uint64_t lineage, uint64_t epoch) {
 uint64_t PoolImpl::FloorLocked(uint64_t lineage, uint64_t head) {
   const LineageState& st = lineages_.at(lineage);
   auto it = st.pins.lower_bound(head);
-  return it == st.pins.begin() ? 0 : std::prev(it)->first;
+  const uint64_t floor = it == st.pins.begin() ? 0 : std::prev(it)->first;
+  STRATA_CHECK(floor < head || head == 0);  // a pin is a frozen epoch: always below the head
+  return floor;
 }
 
 void PoolImpl::DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volumes) {
@@ -262,7 +264,10 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
     si.lineage = rec->info.lineage;
     si.epoch = rec->info.head_epoch;
     rec->info.head_epoch++;  // O(1): the head moves on, the old epoch is frozen
-    lineages_.at(si.lineage).pins[si.epoch]++;
+    STRATA_CHECK(si.epoch > 0 && rec->info.head_epoch > si.epoch);
+    uint32_t& pins = lineages_.at(si.lineage).pins[si.epoch];
+    STRATA_CHECK(pins < UINT32_MAX);
+    pins++;
     snapshots_[si.snapshot_id].info = si;
     batch.records.push_back({kVolumesTable, si.volume_id, VolumeCodec().Encode(rec->info)});
     batch.records.push_back({kSnapshotsTable, si.snapshot_id, SnapshotCodec().Encode(si)});
@@ -270,6 +275,7 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
   }
   for (const auto& handle : open) {
     handle->AssertPoolHeld();
+    STRATA_CHECK(handle->mutations_in_flight_locked() == 0);  // drained: no write sees two heads
     handle->set_head_epoch_locked(handle->head_epoch() + 1);
     handle->set_floor_locked(handle->head_epoch() - 1);
     handle->set_barrier_locked(false);
@@ -610,6 +616,7 @@ PoolImpl::Neighbours PoolImpl::LiveNeighboursLocked(uint64_t lineage, uint64_t e
   } else if (v != volumes_.end() && v->second.info.head_epoch > epoch) {
     n.next = v->second.info.head_epoch;
   }
+  STRATA_CHECK(n.prev < epoch && (!n.next || *n.next > epoch));
   return n;
 }
 
@@ -626,6 +633,9 @@ Result<std::optional<Version>> PoolImpl::DyingVersionLocked(uint64_t lineage, ui
   if (!v || v->birth <= n.prev || (!n.next && v->birth != change.birth)) {
     return std::optional<Version>();  // alive at prev, or already reclaimed
   }
+  // A dying version was born after the live epoch below and is seen by no live epoch: born at or
+  // before the dead one (with a next live epoch, which sees the change that replaced it).
+  STRATA_CHECK(v->birth > n.prev && v->birth <= epoch);
   return v;
 }
 
@@ -639,6 +649,7 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
   Neighbours n;
   {
     MutexLock lock(&mu_);
+    STRATA_CHECK(!EpochLiveLocked(lineage, epoch));  // only a dead epoch is reclaimed
     n = LiveNeighboursLocked(lineage, epoch);
   }
   if (!n.any_live) {

@@ -905,6 +905,7 @@ void VolumeImpl::Continue(Piece* p) {
   }
   {
     MutexLock lock(&pool_->mu());
+    STRATA_CHECK(p->exclusive && p->epoch == head_epoch_.load());  // published at its own head
     if (p->allocated) {
       if (s.ok()) {
         // Data first, then the mapping (docs/durability.md): the write has completed.

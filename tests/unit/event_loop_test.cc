@@ -17,6 +17,7 @@
 
 #include "strata/env.h"
 
+#include "io/sim_env.h"
 #include "io/uring_engine.h"
 #include "testutil/test_util.h"
 #include "util/clock.h"
@@ -146,6 +147,23 @@ TEST(EventLoopTest, DeferredWorkAndTimersRunInOrder) {
   (*loop)->RunUntil([&] { return order.size() == 4; });
   EXPECT_EQ(order, (std::vector<int>{1, 2, 22, 3}));
   EXPECT_GE(MonotonicNowNs() - start, 30'000'000u) << "a timer ran early";
+}
+
+// Timers run on the Env's clock: a simulator that moves its clock on fires them at once (the
+// QoS delay a volume's limiter computes on that clock is waited out on the same clock).
+TEST(EventLoopTest, TimersFollowTheEnvClock) {
+  SimEnv env(3);
+  auto loop = EventLoop::Create(&env, 8);
+  ASSERT_TRUE(loop.ok());
+  bool ran = false;
+  (*loop)->RunAfter(3600ull * 1'000'000'000, [&] { ran = true; });  // an hour
+  (*loop)->RunOnce(0);
+  EXPECT_FALSE(ran);
+  const uint64_t start = MonotonicNowNs();
+  env.AdvanceClock(3600ull * 1'000'000'000);
+  (*loop)->RunOnce(0);
+  EXPECT_TRUE(ran) << "the hour passed on the Env's clock";
+  EXPECT_LT(MonotonicNowNs() - start, 1'000'000'000u) << "without waiting it out";
 }
 
 }  // namespace
