@@ -1,11 +1,12 @@
 #include "store/group_commit.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace strata {
 
-GroupCommitter::GroupCommitter(uint32_t interval_ms, CommitFn commit)
-    : interval_ms_(interval_ms), commit_(std::move(commit)) {}
+GroupCommitter::GroupCommitter(Env* env, uint32_t interval_ms, CommitFn commit)
+    : env_(env), interval_ms_(interval_ms), commit_(std::move(commit)) {}
 
 GroupCommitter::~GroupCommitter() { Stop(); }
 
@@ -43,16 +44,21 @@ void GroupCommitter::Wake() {
 
 void GroupCommitter::Main() {
   MutexLock lock(&mu_);
-  const auto interval = std::chrono::milliseconds(interval_ms_);
+  const uint64_t interval_ns = uint64_t{interval_ms_} * 1'000'000;
   for (;;) {
-    // Until a flush or a wake asks, or (with an interval) the interval passed.
-    const auto deadline = std::chrono::steady_clock::now() + interval;
+    // Until a flush or a wake asks, or (with an interval) the interval passed on the Env's clock.
+    const uint64_t deadline = env_->MonotonicNs() + interval_ns;
     while (!stop_ && !commit_soon_ && waiters_.empty()) {
       if (interval_ms_ == 0) {
         cv_.Wait();
-      } else if (!cv_.WaitUntil(deadline)) {
+        continue;
+      }
+      const uint64_t now = env_->MonotonicNs();
+      if (now >= deadline) {
         break;
       }
+      const int64_t left_ms = static_cast<int64_t>((deadline - now + 999'999) / 1'000'000);
+      cv_.WaitFor(std::chrono::milliseconds(std::min(left_ms, kClockSliceMs)));
     }
     if (stop_ && waiters_.empty()) {
       return;

@@ -13,6 +13,7 @@
 #include <functional>
 #include <thread>
 
+#include "strata/env.h"
 #include "strata/event_loop.h"
 #include "strata/status.h"
 
@@ -26,7 +27,10 @@ class GroupCommitter {
   // nothing to commit). Called on the commit thread only.
   using CommitFn = std::function<Status(bool asked)>;
 
-  GroupCommitter(uint32_t interval_ms, CommitFn commit);
+  // The interval is timed on `env`'s clock (Env::MonotonicNs; a simulator's AdvanceClock is
+  // seen within kClockSliceMs). `env` outlives the committer.
+  GroupCommitter(Env* env, uint32_t interval_ms, CommitFn commit);
+  static constexpr int64_t kClockSliceMs = 100;
   ~GroupCommitter();  // Stop()
   GroupCommitter(const GroupCommitter&) = delete;
   GroupCommitter& operator=(const GroupCommitter&) = delete;
@@ -46,6 +50,7 @@ class GroupCommitter {
   };
   void Main() EXCLUDES(mu_);
 
+  Env* const env_;
   const uint32_t interval_ms_;
   const CommitFn commit_;
   Mutex mu_;

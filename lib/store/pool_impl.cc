@@ -129,7 +129,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   // Ops beyond the ring's size wait in the engine's backlog; most fills are 2-3 ops.
   STRATA_ASSIGN_OR_RETURN(pool->filler_loop_, EventLoop::Create(pool->env_, 4 * kFillDepth));
   pool->committer_ = std::make_unique<GroupCommitter>(
-      options.commit_interval_ms,
+      pool->env_, options.commit_interval_ms,
       [p = pool.get()](bool asked) { return p->CommitForCommitter(asked); });
   pool->committer_->Start();
   pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });

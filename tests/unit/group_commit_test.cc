@@ -3,11 +3,13 @@
 #include "store/group_commit.h"
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "io/sim_env.h"
 #include "util/clock.h"
 
 namespace strata {
@@ -16,7 +18,7 @@ namespace {
 TEST(GroupCommitTest, QueuedFlushesShareOneCommitAndItsStatus) {
   std::atomic<int> commits{0};
   std::atomic<bool> hold{true}, entered{false};
-  GroupCommitter committer(0, [&](bool asked) {
+  GroupCommitter committer(Env::Default(), 0, [&](bool asked) {
     EXPECT_TRUE(asked) << "no timer: only flushes ask";
     entered = true;
     while (hold.load()) {  // the first commit waits until every flush below is queued
@@ -52,7 +54,7 @@ TEST(GroupCommitTest, QueuedFlushesShareOneCommitAndItsStatus) {
 
 TEST(GroupCommitTest, TimerCommitsUnaskedAndLoopsGetTheirAnswers) {
   std::atomic<int> unasked{0};
-  GroupCommitter committer(5, [&](bool asked) {
+  GroupCommitter committer(Env::Default(), 5, [&](bool asked) {
     unasked += asked ? 0 : 1;
     return Status::OK();
   });
@@ -79,13 +81,34 @@ TEST(GroupCommitTest, TimerCommitsUnaskedAndLoopsGetTheirAnswers) {
 TEST(GroupCommitTest, StopAnswersWhatIsQueued) {
   std::atomic<int> answered{0};
   {
-    GroupCommitter committer(0, [](bool) { return Status::OK(); });
+    GroupCommitter committer(Env::Default(), 0, [](bool) { return Status::OK(); });
     committer.Start();
     for (int i = 0; i < 100; i++) {
       committer.Request(nullptr, [&](const Status&) { answered++; });
     }
   }  // destroyed: Stop
   EXPECT_EQ(answered.load(), 100);
+}
+
+// The interval is timed on the Env's clock: a simulator moving its clock on gets the timed
+// commit within a clock slice, not after the interval of real time.
+TEST(GroupCommitTest, TheIntervalFollowsTheEnvClock) {
+  SimEnv env(5);
+  std::atomic<int> unasked{0};
+  GroupCommitter committer(&env, 3'600'000, [&](bool asked) {  // an hour
+    unasked += asked ? 0 : 1;
+    return Status::OK();
+  });
+  committer.Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * GroupCommitter::kClockSliceMs));
+  EXPECT_EQ(unasked.load(), 0) << "an hour has not passed";
+  const uint64_t start = MonotonicNowNs();
+  env.AdvanceClock(3600ull * 1'000'000'000);
+  while (unasked.load() == 0 && MonotonicNowNs() - start < 5'000'000'000ull) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(unasked.load(), 1) << "the hour passed on the Env's clock: one timed commit";
+  committer.Stop();
 }
 
 }  // namespace
