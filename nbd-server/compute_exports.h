@@ -20,13 +20,7 @@ class ComputeExports final : public ExportResolver {
   Status Admit(const std::string& name, const Peer& peer) override {
     return compute_->AdmitExport(name, ExportPeer{peer.address, peer.local_port, peer.key_name});
   }
-  std::vector<Entry> List() override {
-    std::vector<Entry> out;
-    for (Compute::ExportEntry& e : compute_->ListExports()) {
-      out.push_back({std::move(e.name), std::move(e.description)});
-    }
-    return out;
-  }
+  std::vector<Entry> List() override { return compute_->ListExports(); }
 
  private:
   Compute* compute_;

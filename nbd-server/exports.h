@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/exports.h"
 #include "strata/pool.h"
 #include "strata/status.h"
 #include "strata/volume.h"
@@ -25,10 +26,7 @@ class ExportResolver {
     uint16_t local_port = 0;  // the TCP port it connected to
     std::string key_name;     // the key pair it proved over TLS ("" if none)
   };
-  struct Entry {
-    std::string name;
-    std::string description;
-  };
+  using Entry = ExportEntry;
   virtual ~ExportResolver() = default;
   // The volume an export name names. Errors: NotFound (no such export), others as the pool's.
   virtual Result<std::shared_ptr<Volume>> Open(const std::string& name) = 0;
@@ -39,15 +37,16 @@ class ExportResolver {
   virtual std::vector<Entry> List() = 0;
 };
 
-// A pool's volumes (by id, or by a Name only one volume has; "" names the only volume of a pool
-// that has one) and snapshots (by id, read-only). Admits everyone: whoever can connect (the unix
-// socket's mode, a TLS-required TCP listener) may use every export.
+// A pool's volumes and snapshots by the engine's export names (strata/exports.h). Admits everyone:
+// whoever can connect (the unix socket's mode, a TLS-required TCP listener) may use every export.
 class PoolExports final : public ExportResolver {
  public:
   explicit PoolExports(Pool* pool) : pool_(pool) {}  // `pool` outlives this
-  Result<std::shared_ptr<Volume>> Open(const std::string& name) override;
+  Result<std::shared_ptr<Volume>> Open(const std::string& name) override {
+    return OpenPoolExport(pool_, name);
+  }
   Status Admit(const std::string&, const Peer&) override { return Status::OK(); }
-  std::vector<Entry> List() override;
+  std::vector<Entry> List() override { return ListPoolExports(pool_); }
 
  private:
   Pool* pool_;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "strata/export.h"
+#include "strata/exports.h"
 #include "strata/pool.h"
 #include "strata/status.h"
 #include "strata/volume.h"
@@ -400,10 +401,8 @@ class STRATA_EXPORT Compute {
   // Opens what an NBD export name names: a volume id or unique Name, a snapshot or image id
   // (read-only), or INSTANCE-ID/DEVICE (e.g. i-0abc…/xvda) of a running instance.
   virtual Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) = 0;
-  struct ExportEntry {
-    std::string name;
-    std::string description;
-  };
+  // Every name OpenExport opens: ListPoolExports (strata/exports.h) without the Names OpenExport
+  // routes elsewhere, then images and running instances' devices.
   virtual std::vector<ExportEntry> ListExports() = 0;
 
   // ---- Consistency ----

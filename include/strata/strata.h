@@ -5,6 +5,7 @@
 
 #include "strata/env.h"
 #include "strata/event_loop.h"
+#include "strata/exports.h"
 #include "strata/pool.h"
 #include "strata/status.h"
 #include "strata/stream.h"

@@ -506,9 +506,6 @@ Tags ComputeImpl::TagsOfLocked(const std::string& id) const {
 // ---------------------------------------------------------------- exports
 
 Result<std::shared_ptr<Volume>> ComputeImpl::OpenExport(const std::string& name) {
-  if (name.starts_with("snap-")) {
-    return pool_->OpenSnapshot(name);
-  }
   if (name.find('/') != std::string::npos) {
     MutexLock lock(&mu_);
     return OpenInstanceDeviceLocked(name);
@@ -526,16 +523,7 @@ Result<std::shared_ptr<Volume>> ComputeImpl::OpenExport(const std::string& name)
     }
     return Status::Corruption("image " + name + " has no root mapping");
   }
-  if (name.empty()) {
-    std::vector<VolumeInfo> all = pool_->ListVolumes();
-    if (all.size() != 1) {
-      return Status::NotFound("no default export: the pool has " + std::to_string(all.size()) +
-                              " volumes; name one");
-    }
-    return pool_->OpenVolume(all[0].volume_id);
-  }
-  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool_->DescribeVolume(name));
-  return pool_->OpenVolume(info.volume_id);
+  return OpenPoolExport(pool_, name);  // volumes and snapshots: the engine's names
 }
 
 Result<std::shared_ptr<Volume>> ComputeImpl::OpenInstanceDeviceLocked(const std::string& name) {
@@ -565,26 +553,12 @@ Result<std::shared_ptr<Volume>> ComputeImpl::OpenInstanceDeviceLocked(const std:
   return Status::NotFound("instance " + instance_id + " has no device " + device);
 }
 
-std::vector<Compute::ExportEntry> ComputeImpl::ListExports() {
-  std::vector<ExportEntry> out;
-  const std::vector<VolumeInfo> volumes = pool_->ListVolumes();
-  std::map<std::string, int> name_count;
-  for (const VolumeInfo& v : volumes) {
-    out.push_back({v.volume_id, v.name.empty() ? "volume" : "volume " + v.name});
-    name_count[v.name]++;
-  }
-  // A unique Name opens the volume too (OpenExport): listed, so clients that connect by name
-  // find it.
-  for (const VolumeInfo& v : volumes) {
-    const bool shadowed = v.name.starts_with("snap-") || v.name.starts_with("ami-") ||
-                          v.name.find('/') != std::string::npos;  // OpenExport routes these
-    if (!v.name.empty() && name_count[v.name] == 1 && !shadowed) {
-      out.push_back({v.name, "volume " + v.volume_id + " by its Name"});
-    }
-  }
-  for (const SnapshotInfo& s : pool_->ListSnapshots()) {
-    out.push_back({s.snapshot_id, "snapshot of " + s.volume_id + " (read-only)"});
-  }
+std::vector<ExportEntry> ComputeImpl::ListExports() {
+  std::vector<ExportEntry> out = ListPoolExports(pool_);
+  // A volume Name shaped like an image id or a device path opens those instead (OpenExport).
+  std::erase_if(out, [](const ExportEntry& e) {
+    return e.name.starts_with("ami-") || e.name.find('/') != std::string::npos;
+  });
   MutexLock lock(&mu_);
   for (const auto& [id, image] : images_) {
     out.push_back({id, "image " + image.name + " (root device, read-only)"});
