@@ -632,7 +632,7 @@ VolumeImpl::Next VolumeImpl::LockForMutation(Piece* p, Result<std::optional<Vers
   return Next::kIo;
 }
 
-bool VolumeImpl::InPlaceNoPlan(const Piece*, const std::optional<Version>& current) const {
+bool VolumeImpl::InPlaceNoPlan(const std::optional<Version>& current) const {
   return current && !current->value.tombstone() && !current->value.partial() &&
          !current->inherited && current->birth > floor_epoch_.load(std::memory_order_acquire);
 }
@@ -642,7 +642,7 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
   if (Next next = LockForMutation(p, &current); next != Next::kIo) {
     return next;
   }
-  if (current.ok() && InPlaceNoPlan(p, *current)) {
+  if (current.ok() && InPlaceNoPlan(*current)) {
     // The common case on a written volume: the chunk is the head's, whole. Nothing to allocate
     // or publish; the chunk lock keeps the version in place until the write is done.
     p->target_phys = (*current)->value.phys;

@@ -159,7 +159,7 @@ class VolumeImpl final : public Volume {
   static void RetryPiece(void* piece);  // a queued piece's retry, posted by the unlock
   // Whether a write may go in place with no pool state at all: the chunk's version is whole and
   // the head's alone.
-  bool InPlaceNoPlan(const Piece* piece, const std::optional<Version>& current) const;
+  bool InPlaceNoPlan(const std::optional<Version>& current) const;
   Next StartWrite(Piece* piece);
   Next StartZero(Piece* piece);
   // Sets *wait_fill when the piece needs a partial version made whole first.
