@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 size_mib=${1:-4096}
 dir=${2:-/var/tmp}
 if [[ -z "${S3_ENDPOINT:-}" ]]; then
-  eval "$(tools/rgw.sh start)"
+  rgw_env=$(tools/rgw.sh start)
+  eval "$rgw_env"
 fi
 export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 strata=build/tools/strata

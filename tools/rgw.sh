@@ -156,9 +156,28 @@ CONF
   ceph-mon -c "$state/ceph.conf" --mkfs -i a --monmap "$state/monmap" --keyring "$state/mon.keyring"
 fi
 
+mon_answers() {  # mon_answers SECONDS: the monitor answers `ceph -s` within about SECONDS
+  local end=$((SECONDS + $1))
+  while ((SECONDS < end)); do
+    timeout 15 ceph -c "$state/ceph.conf" --connect-timeout 5 -s >/dev/null 2>&1 && return 0
+    sleep 0.3
+  done
+  return 1
+}
 running mon || daemon mon ceph-mon -c "$state/ceph.conf" -i a -f
-for _ in $(seq 100); do ceph_cli -s >/dev/null 2>&1 && break; sleep 0.3; done
-ceph_cli -s >/dev/null
+if ! mon_answers 40; then
+  # A monitor left running by an earlier start that no longer answers (once on CI, after a full
+  # test run, it refused every command with EPERM): restart the daemons on the same data.
+  say "the monitor does not answer; restarting the daemons"
+  tail -5 "$state/log/mon.a.log" >&2 || true
+  stop_all
+  daemon mon ceph-mon -c "$state/ceph.conf" -i a -f
+  mon_answers 60 || {
+    tail -20 "$state/log/mon.a.log" >&2 || true
+    echo "the Ceph monitor did not come up (logs in $state/log)" >&2
+    exit 1
+  }
+fi
 running mgr || daemon mgr ceph-mgr -c "$state/ceph.conf" -i x -f
 
 if [[ $fresh == 1 ]]; then

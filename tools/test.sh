@@ -31,7 +31,8 @@ fi
 # it), started here unless S3_ENDPOINT names another. It keeps running afterwards (tools/rgw.sh
 # stop ends it).
 if [[ -z "${S3_ENDPOINT:-}" ]]; then
-  eval "$(tools/rgw.sh start)"
+  rgw_env=$(tools/rgw.sh start)  # (a failed start stops here, not at an unset S3_ENDPOINT)
+  eval "$rgw_env"
   export S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_REGION
   echo "test.sh: object-store tests use Ceph RGW at $S3_ENDPOINT"
 fi

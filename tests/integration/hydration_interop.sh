@@ -101,7 +101,8 @@ if [[ "$S3_ENDPOINT" == "http://127.0.0.1:7480" && -f /tmp/strata-rgw/rgw.pid ]]
   ((t1 - t0 < 30000)) || fail "EIO took $((t1 - t0)) ms"
   qemu-io -f raw -c "read -P 0x77 200M 1M" "$(uri "$v")" >/dev/null ||
     fail "blocks already here were not served with RGW down"
-  eval "$("$rgw" start)"
+  rgw_env=$("$rgw" start) || fail "tools/rgw.sh start did not bring RGW back"
+  eval "$rgw_env"
   pass "RGW down: EIO after $((t1 - t0)) ms for a missing block, hydrated blocks served"
 else
   echo "skip: RGW stop/start (S3_ENDPOINT is not this host's tools/rgw.sh)"
