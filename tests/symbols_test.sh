@@ -11,7 +11,7 @@
 set -euo pipefail
 build=$1 src=$2
 command -v nm >/dev/null || { echo "SKIP: nm not installed"; exit 77; }
-for lib in libstrata.so libstrata_ec2.so; do
+for lib in libstrata.so libstrata_remote.so libstrata_ec2.so; do
   [[ -f $build/lib/$lib ]] || { echo "SKIP: $build/lib/$lib not built"; exit 77; }
 done
 python3 - "$build/lib" "$src/include/strata" <<'PY'
@@ -53,14 +53,16 @@ def owner(symbol):
 
 
 status = 0
-for lib in ("libstrata.so", "libstrata_ec2.so"):
+for lib in ("libstrata.so", "libstrata_remote.so", "libstrata_ec2.so"):
     out = subprocess.run(["nm", "-D", "-C", "--defined-only", f"{libdir}/{lib}"],
                          capture_output=True, text=True, check=True).stdout
     names = set()
     for line in out.splitlines():
         parts = line.split(" ", 2)
         if len(parts) == 3 and parts[1] in "TWVRDBiu":
-            m = re.match(r"strata::([A-Za-z_][A-Za-z0-9_]*)", owner(parts[2]))
+            # (past nested namespaces: strata::remote::S3Client is judged as S3Client)
+            m = re.match(r"strata::(?:[a-z][a-z0-9_]*::)*([A-Za-z_][A-Za-z0-9_]*)",
+                         owner(parts[2]))
             if m:
                 names.add(m.group(1))
     for name in sorted(names - public):

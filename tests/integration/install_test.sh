@@ -20,8 +20,9 @@ require_tools pkg-config g++
 prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" || fail "cmake --install"
 for f in include/strata/strata.h include/strata/compute.h lib/libstrata.a lib/libstrata.so \
-  lib/libstrata_ec2.a lib/libstrata_ec2.so lib/cmake/strata/strataConfig.cmake \
-  lib/pkgconfig/strata.pc lib/pkgconfig/strata-ec2.pc bin/strata bin/strata-nbd; do
+  lib/libstrata_remote.a lib/libstrata_remote.so lib/libstrata_ec2.a lib/libstrata_ec2.so \
+  lib/cmake/strata/strataConfig.cmake lib/pkgconfig/strata.pc lib/pkgconfig/strata-remote.pc \
+  lib/pkgconfig/strata-ec2.pc bin/strata bin/strata-nbd; do
   [[ -e "$prefix/$f" ]] || fail "the install has no $f"
 done
 # The service and the man pages install with the binaries, the unit naming the installed binary.
@@ -56,9 +57,19 @@ pass "systemd units (verified, ExecStart in the prefix) and man pages installed;
 readlink "$prefix/lib/libstrata.so" | grep -q "^libstrata.so.[0-9]" || fail "libstrata.so has no soname link"
 readlink "$prefix/lib/libstrata_ec2.so" | grep -q "^libstrata_ec2.so.[0-9]" ||
   fail "libstrata_ec2.so has no soname link"
-# The layering rule, checked on what is installed: the engine needs nothing of the EC2 layer.
+readlink "$prefix/lib/libstrata_remote.so" | grep -q "^libstrata_remote.so.[0-9]" ||
+  fail "libstrata_remote.so has no soname link"
+# The layering rule, checked on what is installed: the engine needs nothing of the layers above
+# it, nor their libraries (S3's HTTP, TLS and XML).
 undefined=$(nm -D --undefined-only "$prefix/lib/libstrata.so")
-! grep -q "Compute" <<<"$undefined" || fail "libstrata.so needs EC2-layer symbols"
+! grep -q "Compute\|Remote" <<<"$undefined" || fail "libstrata.so needs symbols of a higher layer"
+needed=$(readelf -d "$prefix/lib/libstrata.so")
+! grep -q "libcurl\|libcrypto\|libssl\|pugixml\|gnutls" <<<"$needed" ||
+  fail "libstrata.so links an object-store or EC2 library: $(grep NEEDED <<<"$needed")"
+needed=$(readelf -d "$prefix/lib/libstrata_remote.so")
+grep -q "libstrata.so" <<<"$needed" || fail "libstrata_remote.so is not on libstrata.so"
+! grep -q "libstrata_ec2\|gnutls" <<<"$needed" || fail "libstrata_remote.so links the EC2 layer"
+pass "three layers as installed: libstrata (no curl, OpenSSL, pugixml), libstrata_remote, libstrata_ec2"
 mkdir "$work/example"
 cp "$src/examples/embed.cc" "$src/examples/launch.cc" "$src/examples/CMakeLists.txt" \
   "$work/example/"  # (no source tree)
