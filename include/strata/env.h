@@ -99,6 +99,13 @@ class STRATA_EXPORT Env {
     virtual ~FileLock() = default;
   };
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path);
+  // A small file whole (caches and state files beside the pool, not volume data). Errors:
+  // NotFound; InvalidArgument when it is larger than `max_bytes` (nothing is read then); IOError.
+  virtual Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes);
+  // Replaces the small file `path` whole, mode 0600: PATH.tmp written and synced, renamed over
+  // PATH, the directory synced. A crash leaves the old content or the new, never a mix. Errors:
+  // IOError (the directory must exist).
+  virtual Status ReplaceFile(const std::string& path, const std::string& bytes);
   // Whether reads and writes of `file` bypass the page cache (O_DIRECT took).
   virtual bool DirectIo(FileId file);
   // The wall clock in milliseconds since the Unix epoch (times shown to people).

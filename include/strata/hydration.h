@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/env.h"
 #include "strata/export.h"
 #include "strata/pool.h"
 #include "strata/remote.h"
@@ -37,6 +38,9 @@ struct HydrationOptions {
   uint32_t batch_blocks = 32;         // requests in flight per worker (two, and one for readers)
   // Log lines (damaged blocks, the remote unreachable or back); null: stderr.
   std::function<void(const std::string&)> log;
+  // Clocks (rate limits, back-off, heartbeats) and the pool's restore records file; null:
+  // Env::Default(). Not owned; must outlive the Hydrations.
+  Env* env = nullptr;
 };
 
 struct HydrationStatus {

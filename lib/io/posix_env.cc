@@ -9,11 +9,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <string>
 
 #include "strata/env.h"
 
 #include "io/inline_engine.h"
 #include "io/uring_engine.h"
+#include "util/atomic_file.h"
 
 namespace strata {
 namespace {
@@ -215,6 +217,46 @@ Result<std::unique_ptr<Env::FileLock>> Env::LockFile(const std::string& path) {
     return s;
   }
   return std::unique_ptr<FileLock>(new PosixFileLock(fd));
+}
+
+Result<std::string> Env::ReadSmallFile(const std::string& path, size_t max_bytes) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno == ENOENT ? Status::NotFound(path + " does not exist")
+                           : Errno(("open " + path).c_str(), errno);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    Status s = Errno(("stat " + path).c_str(), errno);
+    close(fd);
+    return s;
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    close(fd);
+    return Status::InvalidArgument(path + " is larger than " + std::to_string(max_bytes) +
+                                   " bytes");
+  }
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {  // (shrunk meanwhile: what was there)
+      bytes.resize(done);
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
+  return bytes;
+}
+
+Status Env::ReplaceFile(const std::string& path, const std::string& bytes) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  return WriteFileAtomically(dir, path, bytes);
 }
 
 bool Env::DirectIo(FileId) { return false; }

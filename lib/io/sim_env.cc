@@ -145,6 +145,11 @@ uint64_t SimEnv::MonotonicNs() {
   return Env::MonotonicNs() + clock_skew_ns_.load(std::memory_order_relaxed);
 }
 
+int64_t SimEnv::WallClockMs() {
+  return Env::WallClockMs() +
+         static_cast<int64_t>(clock_skew_ns_.load(std::memory_order_relaxed) / 1'000'000);
+}
+
 void SimEnv::AdvanceClock(uint64_t ns) { clock_skew_ns_.fetch_add(ns); }
 
 void SimEnv::SetLockFailure(bool fail) {

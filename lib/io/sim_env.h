@@ -47,9 +47,10 @@ class SimEnv final : public Env {
   // SetLockFailure is on every lock fails with EIO.
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   void SetLockFailure(bool fail);
-  // The host's monotonic clock plus whatever AdvanceClock added: a test moves time forward
-  // (QoS credits refill, the filler sees the pool idle) without sleeping.
+  // The host's clocks plus whatever AdvanceClock added: a test moves time forward (QoS credits
+  // refill, the filler sees the pool idle, a remote's leases and markers expire) without sleeping.
   uint64_t MonotonicNs() override;
+  int64_t WallClockMs() override;
   void AdvanceClock(uint64_t ns);
 
   // The disk loses power after `ops` more mutating operations (-1: never).

@@ -17,20 +17,16 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "remote/remote_internal.h"
-#include "util/atomic_file.h"
 #include "util/cancel.h"
-#include "util/clock.h"
 #include "util/ids.h"
 #include "util/json_text.h"
 #include "util/mutex.h"
@@ -43,12 +39,13 @@ using nlohmann::json;
 
 constexpr uint64_t kBlock = 512 << 10;  // the remote's block
 constexpr int64_t kMaxBackoffMs = 30'000;
+// The restore records file (a few hundred bytes per restore, each with its manifest of up to
+// 1 MiB): larger is not ours.
+constexpr size_t kMaxRecordsBytes = 256 << 20;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+Env* EnvOf(const HydrationOptions& options) { return options.env ? options.env : Env::Default(); }
+// Monotonic milliseconds on the Env's clock (rates, back-off, heartbeats).
+int64_t NowMs(Env* env) { return static_cast<int64_t>(env->MonotonicNs() / 1'000'000); }
 
 // Opens the remote's store for a restore (tests put a simulated bucket here).
 // `attempts` per request; `timeout_ms` bounds one Run, retries included (0: no bound but the
@@ -70,12 +67,12 @@ struct Record {
 constexpr int64_t kMarkerHeartbeatMs = 5 * 60 * 1000;  // GC takes 1 h of silence for death
 
 // Writes (refreshes) the restore marker: the tree and a fresh heartbeat.
-Status PutMarker(remote::ObjectStore* store, const Record& r) {
+Status PutMarker(Env* env, remote::ObjectStore* store, const Record& r) {
   json j = json::parse(r.tree, nullptr, false);
   if (!j.is_object()) {
     return Status::Corruption("restore record of " + r.snapshot_id + ": bad tree");
   }
-  j["heartbeat_ms"] = WallClockMs();
+  j["heartbeat_ms"] = env->WallClockMs();
   const std::string bytes = DumpJson(j);
   return store->Put(r.marker, bytes.data(), bytes.size());
 }
@@ -88,6 +85,7 @@ class Hydrator final : public BlockSource {
       : pool_(pool),
         record_(std::move(record)),
         options_(options),
+        env_(EnvOf(options)),
         factory_(std::move(factory)),
         on_complete_(std::move(on_complete)),
         blocks_((record_.volume_bytes + kBlock - 1) / kBlock),
@@ -162,6 +160,7 @@ class Hydrator final : public BlockSource {
   Pool* pool_;
   const Record record_;
   const HydrationOptions options_;
+  Env* const env_;  // (options_.env or the default)
   StoreFactory factory_;
   std::function<void(const std::string&)> on_complete_;
   // One per worker and kind of work, its own: readers wait on urgent batches, so those fail
@@ -194,8 +193,8 @@ class Hydrator final : public BlockSource {
   int64_t paused_until_ms_ GUARDED_BY(mu_) = 0;  // the background pass waits after a failure
   int64_t backoff_ms_ GUARDED_BY(mu_) = 0;
   double tokens_ GUARDED_BY(mu_) = 0;  // bytes the background pass may fetch now (rate limit)
-  int64_t tokens_ms_ GUARDED_BY(mu_) = NowMs();
-  int64_t started_ms_ GUARDED_BY(mu_) = NowMs();
+  int64_t tokens_ms_ GUARDED_BY(mu_) = NowMs(env_);
+  int64_t started_ms_ GUARDED_BY(mu_) = NowMs(env_);
   uint64_t fetched_at_start_ GUARDED_BY(mu_) = 0;
   bool complete_ GUARDED_BY(mu_) = false;
   std::atomic<bool> complete_fast_{false};  // complete_, read without mu_
@@ -337,7 +336,7 @@ bool Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
       }
     }
   }
-  if (!batch->empty() || !background || !BackgroundAllowedLocked(NowMs())) {
+  if (!batch->empty() || !background || !BackgroundAllowedLocked(NowMs(env_))) {
     return !batch->empty();
   }
   // At a rate, a batch is what the tokens pay for (at least one block): no bursts.
@@ -391,7 +390,7 @@ void Hydrator::Main(int worker) {
 }
 
 void Hydrator::Heartbeat(bool last) {
-  if (record_.marker.empty() || (!last && NowMs() - marker_ms_ < kMarkerHeartbeatMs)) {
+  if (record_.marker.empty() || (!last && NowMs(env_) - marker_ms_ < kMarkerHeartbeatMs)) {
     return;
   }
   if (!marker_store_) {
@@ -403,9 +402,10 @@ void Hydrator::Heartbeat(bool last) {
     }
     marker_store_ = std::move(*store);
   }
-  Status s = last ? marker_store_->Delete(record_.marker) : PutMarker(marker_store_.get(), record_);
+  Status s =
+      last ? marker_store_->Delete(record_.marker) : PutMarker(env_, marker_store_.get(), record_);
   if (s.ok()) {
-    marker_ms_ = NowMs();
+    marker_ms_ = NowMs(env_);
   }
 }
 
@@ -535,7 +535,7 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
     tokens_ -= static_cast<double>(bytes);
     if (!first_error.ok()) {
       backoff_ms_ = std::clamp<int64_t>(backoff_ms_ * 2, 500, kMaxBackoffMs);
-      paused_until_ms_ = NowMs() + backoff_ms_;
+      paused_until_ms_ = NowMs(env_) + backoff_ms_;
       damaged_ = first_error.code() == Status::Code::kCorruption;
       if (last_error_ != first_error.ToString()) {
         last_error_ = first_error.ToString();
@@ -576,7 +576,7 @@ HydrationStatus Hydrator::Describe() {
   st.complete = complete_;
   st.last_error = last_error_;
   st.damaged = damaged_;
-  const double secs = static_cast<double>(NowMs() - started_ms_) / 1000.0;
+  const double secs = static_cast<double>(NowMs(env_) - started_ms_) / 1000.0;
   const double per_s = secs > 0.5 ? static_cast<double>(fetched_ - fetched_at_start_) / secs : 0;
   if (complete_) {
     st.eta_seconds = 0;
@@ -639,13 +639,12 @@ class HydrationsImpl final : public Hydrations {
 
 Result<std::vector<Record>> HydrationsImpl::ReadRecords() {
   std::vector<Record> out;
-  std::ifstream in(Path());
-  if (!in) {
+  Result<std::string> text = EnvOf(options_)->ReadSmallFile(Path(), kMaxRecordsBytes);
+  if (text.status().code() == Status::Code::kNotFound) {
     return out;
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  json j = json::parse(text.str(), nullptr, false);
+  STRATA_RETURN_IF_ERROR(text.status());
+  json j = json::parse(*text, nullptr, false);
   if (!j.is_object() || !j.contains("hydrations") || !j["hydrations"].is_array()) {
     return Status::Corruption(Path() + " is not a list of restores");
   }
@@ -679,8 +678,7 @@ Status HydrationsImpl::WriteRecords(const std::vector<Record>& records) {
                     {"marker", r.marker},
                     {"tree", r.tree}});
   }
-  return WriteFileAtomically(pool_->Info().path, Path(),
-                             DumpJson(json{{"hydrations", list}}, 2) + "\n");
+  return EnvOf(options_)->ReplaceFile(Path(), DumpJson(json{{"hydrations", list}}, 2) + "\n");
 }
 
 Status HydrationsImpl::Run(const Record& record) {
@@ -731,7 +729,8 @@ Result<SnapshotInfo> HydrationsImpl::Begin(const RemoteSpec& spec, const std::st
                 reader->TreeJson()};
   // The marker before anything else, then the manifest once more: a GC that deleted the
   // snapshot before it saw the marker has deleted the manifest first (docs/remote-format.md).
-  STRATA_RETURN_IF_ERROR(PutMarker(marker_store.get(), record).WithContext("remote " + spec.name));
+  STRATA_RETURN_IF_ERROR(
+      PutMarker(EnvOf(options_), marker_store.get(), record).WithContext("remote " + spec.name));
   if (auto again = marker_store->Head(remote::ManifestKey(snapshot_id)); !again.ok()) {
     (void)marker_store->Delete(record.marker);
     return again.status().code() == Status::Code::kNotFound
@@ -858,8 +857,8 @@ Status HydrationsImpl::Wait(const std::string& snapshot_id, int64_t give_up_ms,
     if (st->last_error.empty()) {
       failing_since = 0;
     } else if (failing_since == 0) {
-      failing_since = NowMs();
-    } else if (NowMs() - failing_since > give_up_ms) {
+      failing_since = NowMs(EnvOf(options_));
+    } else if (NowMs(EnvOf(options_)) - failing_since > give_up_ms) {
       return Status::IOError("restore of " + snapshot_id + ": " + st->last_error, EIO);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -4,15 +4,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "strata/env.h"
 #include "strata/remote.h"
 
 #include "remote/s3_client.h"
-#include "util/atomic_file.h"
 #include "util/json_text.h"
 #include "util/text.h"
 
@@ -48,13 +46,13 @@ Status ValidateSpec(const RemoteSpec& spec) {
 
 Result<std::vector<RemoteSpec>> Load(const std::string& pool_dir) {
   std::vector<RemoteSpec> out;
-  std::ifstream in(ConfigPath(pool_dir));
-  if (!in) {
+  // (a few hundred bytes per remote; 1 MiB is far beyond any list a person keeps)
+  Result<std::string> text = Env::Default()->ReadSmallFile(ConfigPath(pool_dir), 1 << 20);
+  if (text.status().code() == Status::Code::kNotFound) {
     return out;  // none yet
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  json j = json::parse(text.str(), nullptr, false);
+  STRATA_RETURN_IF_ERROR(text.status());
+  json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("remotes") || !j["remotes"].is_array()) {
     return Status::Corruption(ConfigPath(pool_dir) + " is not a remote list");
   }
@@ -80,7 +78,7 @@ Status Save(const std::string& pool_dir, const std::vector<RemoteSpec>& remotes)
         {{"name", r.name}, {"url", r.url}, {"endpoint_url", r.endpoint_url}, {"region", r.region}});
   }
   const std::string text = DumpJson(json{{"remotes", list}}, 2) + "\n";
-  return WriteFileAtomically(pool_dir, ConfigPath(pool_dir), text);
+  return Env::Default()->ReplaceFile(ConfigPath(pool_dir), text);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "strata/env.h"
 #include "strata/hydration.h"
 #include "strata/remote.h"
 
@@ -27,9 +28,9 @@ struct RemoteTuning {
   // A push marker whose heartbeat is older than this belongs to a push that died.
   int64_t pending_stale_ms = 3600 * 1000;
   int64_t lease_ms = 10 * 60 * 1000;  // how long a GC may hold the lease
-  // Wall-clock milliseconds since the epoch (markers and leases are compared across hosts).
-  // Null: the system clock.
-  std::function<int64_t()> now_ms;
+  // Its WallClockMs times markers and leases (compared across hosts); the simulator moves it.
+  // Null: Env::Default().
+  Env* env = nullptr;
 };
 
 std::unique_ptr<Remote> OpenRemoteOn(const RemoteSpec& spec, std::unique_ptr<ObjectStore> store,

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <limits>
 #include <mutex>
 #include <pugixml.hpp>
@@ -34,11 +33,8 @@ void GlobalInit() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+// Monotonic milliseconds on the client's Env (deadlines and retry delays).
+int64_t NowMs(Env* env) { return static_cast<int64_t>(env->MonotonicNs() / 1'000'000); }
 
 const char* MethodName(S3Request::Method m) {
   switch (m) {
@@ -310,7 +306,7 @@ std::unique_ptr<S3Client::Transfer> S3Client::StartTransfer(S3Request* r) {
     case S3Request::Method::kGet:
       break;
   }
-  Sign(*r, t.get(), time(nullptr));
+  Sign(*r, t.get(), static_cast<time_t>(Clock()->WallClockMs() / 1000));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
   curl_multi_add_handle(static_cast<CURLM*>(multi_), e);
   return t;
@@ -346,7 +342,7 @@ void S3Client::Run(const std::vector<S3Request*>& requests) {
   RunQueue q;
   q.ready.assign(requests.begin(), requests.end());
   const int64_t deadline = options_.operation_timeout_ms > 0
-                               ? NowMs() + options_.operation_timeout_ms
+                               ? NowMs(Clock()) + options_.operation_timeout_ms
                                : std::numeric_limits<int64_t>::max();
   for (S3Request* r : requests) {
     r->attempts = 0;
@@ -354,11 +350,11 @@ void S3Client::Run(const std::vector<S3Request*>& requests) {
   }
   while (!q.empty()) {
     const bool cancelled = CancelScope::Cancelled();
-    if (cancelled || NowMs() >= deadline) {
+    if (cancelled || NowMs(Clock()) >= deadline) {
       AbandonAll(&q, cancelled);
       return;
     }
-    const int64_t now = NowMs();
+    const int64_t now = NowMs(Clock());
     for (auto it = q.waiting.begin(); it != q.waiting.end();) {
       if (it->first <= now) {
         q.ready.push_back(it->second);
@@ -378,7 +374,7 @@ void S3Client::Run(const std::vector<S3Request*>& requests) {
     CollectDone(&q);
     int64_t wait_ms = 100;  // (also how soon a cancellation or the deadline is seen)
     for (const auto& [due, r] : q.waiting) {
-      wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, due - NowMs()));
+      wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, due - NowMs(Clock())));
     }
     if (!q.active.empty() || !q.waiting.empty()) {
       curl_multi_poll(static_cast<CURLM*>(multi_), nullptr, 0, static_cast<int>(wait_ms), nullptr);
@@ -431,7 +427,7 @@ void S3Client::CollectDone(RunQueue* q) {
     if (retry && r->attempts < options_.max_attempts) {
       uint32_t delay = std::min<uint32_t>(kMaxBackoffMs, options_.backoff_ms << (r->attempts - 1));
       delay = delay / 2 + q->jitter() % (delay / 2 + 1);
-      q->waiting.emplace_back(NowMs() + delay, r);
+      q->waiting.emplace_back(NowMs(Clock()) + delay, r);
     }
   }
 }
@@ -561,7 +557,9 @@ Result<AwsCredentials> ResolveCredentials() {
   }
   const char* profile_env = std::getenv("AWS_PROFILE");
   const std::string profile = profile_env != nullptr && profile_env[0] ? profile_env : "default";
-  std::ifstream in(path);
+  // (a credentials file of a few profiles is a few KiB; a larger one is not read)
+  Result<std::string> text = Env::Default()->ReadSmallFile(path, 1 << 20);
+  std::istringstream in(text.ok() ? *text : std::string());
   std::string line, section;
   auto trim = [](std::string s) {
     size_t a = s.find_first_not_of(" \t\r"), b = s.find_last_not_of(" \t\r");

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "strata/env.h"
 #include "strata/status.h"
 
 #include "remote/object_store.h"
@@ -50,6 +51,8 @@ struct S3Options {
   uint32_t operation_timeout_ms = 0;
   size_t max_response_bytes = 64u << 20;      // a request's own max_response_bytes may lower it
   size_t max_list_response_bytes = 8u << 20;  // 1,000 keys of 1 KiB and their XML fit
+  // The clock deadlines and retry delays are measured on; null: Env::Default(). Not owned.
+  Env* env = nullptr;
 };
 
 class S3Client final : public ObjectStore {
@@ -91,6 +94,7 @@ class S3Client final : public ObjectStore {
   struct RunQueue;
   void AbandonAll(RunQueue* queue, bool cancelled);
   void CollectDone(RunQueue* queue);
+  Env* Clock() const { return options_.env ? options_.env : Env::Default(); }
 
   S3Location location_;
   sigv4::AwsCredentials credentials_;

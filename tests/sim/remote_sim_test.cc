@@ -74,7 +74,7 @@ class RemoteSimulation {
     tuning_.fetch_batch = 3;
     tuning_.pending_stale_ms = 3'600'000;
     tuning_.lease_ms = 600'000;
-    tuning_.now_ms = [this] { return bucket_.now_ms; };
+    tuning_.env = &bucket_.clock;
     for (int h = 0; h < 2; h++) {
       PoolOptions options;
       options.commit_interval_ms = 0;
@@ -143,7 +143,8 @@ class RemoteSimulation {
     } else if (dice < 95) {
       RestoreOne(h, /*faults=*/true);
     } else {
-      bucket_.now_ms += tuning_.pending_stale_ms + 1;  // dead pushes' markers and leases age out
+      bucket_.clock.AdvanceClock(static_cast<uint64_t>(tuning_.pending_stale_ms + 1) *
+                                 1'000'000);  // dead pushes' markers and leases age out
     }
   }
 
@@ -233,7 +234,7 @@ class RemoteSimulation {
     auto remote = Process(&store, false);
     auto pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, nullptr);
     if (pushed.status().code() == Status::Code::kBusy) {
-      bucket_.now_ms += tuning_.lease_ms + 1;
+      bucket_.clock.AdvanceClock(static_cast<uint64_t>(tuning_.lease_ms + 1) * 1'000'000);
       pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, nullptr);
     }
     ASSERT_TRUE(pushed.ok()) << Where()
@@ -378,7 +379,9 @@ class RemoteSimulation {
   void DrainAndCheckEmpty() {
     test::SimObjectStore* store = nullptr;
     auto remote = Process(&store, false);
-    bucket_.now_ms += std::max(tuning_.pending_stale_ms, tuning_.lease_ms) + 1;
+    bucket_.clock.AdvanceClock(
+        static_cast<uint64_t>(std::max(tuning_.pending_stale_ms, tuning_.lease_ms) + 1) *
+        1'000'000);
     for (const std::string& id : std::set<std::string>(sure_)) {
       auto gc = remote->DeleteSnapshot(id);
       ASSERT_TRUE(gc.ok()) << Where() << "final delete of " << id << ": " << gc.status().ToString();

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "io/sim_env.h"
 #include "remote/object_store.h"
 
 namespace strata::test {
@@ -31,7 +32,9 @@ struct SimBucket {
   std::recursive_mutex mu;
   std::map<std::string, std::string> objects;
   uint64_t mutations = 0;  // PUTs and DELETEs applied or attempted, by every host
-  int64_t now_ms = 1'700'000'000'000;
+  // The bucket's clock (leases expire by it); the remote under test is given it as its Env
+  // (RemoteTuning::env), and the test moves it with AdvanceClock.
+  SimEnv clock{0};
   bool down = false;  // every request fails as if the server were unreachable
   uint64_t gets = 0;  // GETs answered, and their bytes
   uint64_t get_bytes = 0;
@@ -107,7 +110,7 @@ class SimObjectStore final : public remote::ObjectStore {
   bool Coin() { return rng_() % 2 == 0; }
   void Slow() {
     if (slow_percent > 0 && rng_() % 100 < slow_percent) {
-      bucket_->now_ms += slow_ms;
+      bucket_->clock.AdvanceClock(static_cast<uint64_t>(slow_ms) * 1'000'000);
       bucket_->slow_requests++;
     }
   }
@@ -118,7 +121,7 @@ class SimObjectStore final : public remote::ObjectStore {
     }
     const size_t at = it->second.find("\"until_ms\":");
     return at != std::string::npos &&
-           std::strtoll(it->second.c_str() + at + 11, nullptr, 10) > bucket_->now_ms;
+           std::strtoll(it->second.c_str() + at + 11, nullptr, 10) > bucket_->clock.WallClockMs();
   }
   static bool LeaseGuarded(const std::string& key) {
     for (const char* prefix : {"snapshots/", "index/", "nodes/", "packs/"}) {

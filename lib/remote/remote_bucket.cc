@@ -1,0 +1,206 @@
+// The bucket as every part of the remote tier reads it, and the helpers they share.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "strata/event_loop.h"
+#include "strata/remote.h"
+
+#include "remote/remote_format.h"
+#include "remote/remote_parts.h"
+#include "remote/s3_client.h"
+#include "util/check.h"
+#include "util/coding.h"
+#include "util/json_text.h"
+#include "util/parallel.h"
+#include "util/submit_all.h"
+
+namespace strata::remote {
+
+using nlohmann::json;
+
+std::string HashKey(const Hash& h) { return std::string(h.begin(), h.end()); }
+
+unsigned Cores() { return std::clamp(std::thread::hardware_concurrency(), 1u, 16u); }
+
+// Levels above the leaves that a tree over `blocks` blocks needs (0: one leaf is enough).
+uint32_t DepthFor(uint64_t blocks) {
+  uint32_t depth = 0;
+  for (uint64_t span = kFanout; span < blocks; span *= kFanout) {
+    depth++;
+  }
+  return depth;
+}
+
+// Fields of JSON read from the remote, which anyone with access to the bucket may have written:
+// a field of the wrong type reads as absent, never as an exception.
+std::string StringField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+uint64_t UintField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+int64_t IntField(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
+// The manifest: one JSON line, a newline, and the SHA-256 of that line in hex.
+std::string EncodeManifest(const json& j) {
+  const std::string line = DumpJson(j);
+  return line + "\n" + HexOf(Sha256(line.data(), line.size())) + "\n";
+}
+
+Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
+  const size_t nl = bytes.find('\n');
+  Hash want;
+  if (nl == std::string::npos || bytes.size() != nl + 66 ||
+      !ParseHex(bytes.substr(nl + 1, 64), &want) || Sha256(bytes.data(), nl) != want) {
+    return Status::Corruption("remote object " + what + ": damaged manifest (checksum)");
+  }
+  json j = json::parse(bytes.substr(0, nl), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || UintField(j, "format") != 1 ||
+      !j.value("snapshot_id", json()).is_string() ||
+      !j.value("volume_size", json()).is_number_unsigned() ||
+      !j.value("block_size", json()).is_number_unsigned() ||
+      !j.value("depth", json()).is_number_unsigned() || !j.value("root", json()).is_string()) {
+    return Status::Corruption("remote object " + what +
+                              ": manifest fields missing or of the wrong type");
+  }
+  // Sizes the format allows, and a depth that matches them: tree walks trust both.
+  const uint64_t size = j["volume_size"].get<uint64_t>();
+  const uint64_t block = j["block_size"].get<uint64_t>();
+  if (block != kRemoteBlockBytes || size == 0 || size > kMaxVolumeBytes ||
+      j["depth"].get<uint64_t>() != DepthFor((size + block - 1) / block)) {
+    return Status::Corruption("remote object " + what + ": manifest sizes or depth are impossible");
+  }
+  return j;
+}
+
+RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
+  RemoteSnapshotInfo i;
+  i.snapshot_id = StringField(m, "snapshot_id");
+  i.volume_id = StringField(m, "volume_id");
+  i.description = StringField(m, "description");
+  i.state = state;
+  i.start_time_ms = IntField(m, "start_time_ms");
+  i.volume_size_bytes = UintField(m, "volume_size");
+  i.block_size_bytes = static_cast<uint32_t>(UintField(m, "block_size"));
+  i.data_blocks = UintField(m, "data_blocks");
+  i.parent_snapshot_id = StringField(m, "parent_snapshot_id");
+  auto tags = m.find("tags");
+  if (tags != m.end() && tags->is_object()) {
+    for (auto it = tags->begin(); it != tags->end() && i.tags.size() < kMaxTags; ++it) {
+      if (it.value().is_string()) {
+        i.tags.emplace(it.key(), it.value().get<std::string>());
+      }
+    }
+  }
+  return i;
+}
+
+// A block as stored in its pack, checked (length, zstd, XXH3, SHA-256) into `raw`. Nothing
+// that fails a check is ever returned as data.
+Status DecodeBlock(const std::string& stored, const BlockRef& ref, const std::string& what,
+                   std::vector<std::byte>* raw) {
+  STRATA_RETURN_IF_ERROR(CheckRef(ref, what));  // (decoders check; this is the last line)
+  raw->resize(ref.raw);
+  if (stored.size() != ref.stored) {
+    return Status::Corruption(what + ": short read (damaged or truncated pack)");
+  }
+  if (ref.flags & kFlagZstd) {
+    size_t n = ZSTD_decompress(raw->data(), raw->size(), stored.data(), stored.size());
+    if (ZSTD_isError(n) || n != ref.raw) {
+      return Status::Corruption(what + ": does not decompress (damaged pack)");
+    }
+  } else if (stored.size() == ref.raw) {
+    std::memcpy(raw->data(), stored.data(), ref.raw);
+  } else {
+    return Status::Corruption(what + ": stored and raw lengths disagree (damaged index)");
+  }
+  if (XXH3_64bits(raw->data(), raw->size()) != ref.xxh3 ||
+      Sha256(raw->data(), raw->size()) != ref.sha256) {
+    return Status::Corruption(what + ": checksum mismatch (damaged pack)");
+  }
+  return Status::OK();
+}
+
+uint64_t SpanOf(uint32_t level) {
+  uint64_t span = kFanout;
+  for (uint32_t i = 0; i < level; i++) {
+    span *= kFanout;
+  }
+  return span;  // blocks under one node of `level`
+}
+
+Bucket::Bucket(RemoteSpec spec, std::unique_ptr<ObjectStore> store, RemoteTuning tuning)
+    : spec_(std::move(spec)),
+      store_(std::move(store)),
+      tuning_(std::move(tuning)),
+      env_(tuning_.env ? tuning_.env : Env::Default()) {}
+
+Status Bucket::PutIfAbsent(const std::string& key, const std::string& bytes) {
+  Status s = store_->Put(key, bytes.data(), bytes.size(), /*if_absent=*/true);
+  return s.code() == Status::Code::kAlreadyExists ? Status::OK() : s;  // content-addressed
+}
+
+Result<json> Bucket::GetManifest(const std::string& snapshot_id) {
+  auto bytes = store_->Get(ManifestKey(snapshot_id), kMaxManifestBytes);
+  if (bytes.status().code() == Status::Code::kNotFound) {
+    return Status::NotFound(Name() + " holds no snapshot " + snapshot_id);
+  }
+  STRATA_RETURN_IF_ERROR(bytes.status());
+  return DecodeManifest(*bytes, ManifestKey(snapshot_id));
+}
+
+Result<Node> Bucket::GetNode(const Hash& hash) {
+  const std::string key = NodeKey(hash);
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key, kMaxNodeBytes));
+  if (Sha256(bytes.data(), bytes.size()) != hash) {
+    return Status::Corruption(Name() + ": object " + key + " does not match its name (damaged)");
+  }
+  return DecodeNode(bytes, key);
+}
+
+Result<std::vector<std::pair<std::string, uint64_t>>> Bucket::ListAll(const std::string& prefix) {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  STRATA_RETURN_IF_ERROR(store_->ForEachPage(prefix, [&out](const auto& page) {
+    out.insert(out.end(), page.objects.begin(), page.objects.end());
+    return Status::OK();
+  }));
+  return out;
+}
+
+Status Bucket::WalkNodes(uint32_t level, const Hash& hash, uint64_t first,
+                         const std::function<Status(uint64_t, const BlockRef&)>& on_block,
+                         const std::function<void(const Hash&)>& on_node) {
+  STRATA_ASSIGN_OR_RETURN(Node n, GetNode(hash));
+  if (n.level != level) {
+    return Status::Corruption(Name() + ": tree node " + HexOf(hash) + " at the wrong level");
+  }
+  if (on_node) {
+    on_node(hash);
+  }
+  for (const auto& [slot, ref] : n.blocks) {
+    if (on_block) {
+      STRATA_RETURN_IF_ERROR(on_block(first + slot, ref));
+    }
+  }
+  for (const auto& [slot, child] : n.children) {
+    STRATA_RETURN_IF_ERROR(
+        WalkNodes(level - 1, child, first + slot * SpanOf(level - 1), on_block, on_node));
+  }
+  return Status::OK();
+}
+
+}  // namespace strata::remote

@@ -1,0 +1,244 @@
+// The parts of the remote tier (docs/remote-format.md), each owning its state:
+//
+//   Bucket     the bucket as every part reads it: its name, the object store, the sizes and the
+//              clock (Env), manifests and tree nodes checked on the way in. Owns the store.
+//   GcLease    one garbage collection at a time over a bucket (gc-lease), for lease_ms at most.
+//   Push       one snapshot on its way into the bucket: the known blocks, the pack being
+//              filled, the sealed packs, the push's marker. One per PushSnapshot call.
+//   Collector  one garbage collection under a GcLease: mark what manifests and restores reach,
+//              plan the sweep, delete while the lease holds.
+//   Restore    one eager restore of a snapshot into a new volume (and pulls).
+//
+// RemoteImpl (remote_store.cc) is only the facade that makes a part per call. Lazy restores are
+// hydration.cc, reading through SnapshotReader (remote_restore.cc).
+#ifndef STRATA_REMOTE_REMOTE_PARTS_H_
+#define STRATA_REMOTE_REMOTE_PARTS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "strata/env.h"
+#include "strata/pool.h"
+#include "strata/remote.h"
+
+#include "remote/object_store.h"
+#include "remote/remote_format.h"
+#include "remote/remote_internal.h"
+
+namespace strata::remote {
+
+constexpr uint32_t kRemoteBlockBytes = 512 << 10;  // EBS's block size
+constexpr size_t kMaxTags = 50;                    // per snapshot, as EC2
+// The largest manifest, marker, lease or record read from a remote (ours are a few KiB: 50
+// tags and a description at most).
+constexpr size_t kMaxManifestBytes = 1 << 20;
+
+unsigned Cores();                    // threads for hashing, compression and checks (1..16)
+uint32_t DepthFor(uint64_t blocks);  // the tree's depth over `blocks` blocks
+uint64_t SpanOf(uint32_t level);     // blocks under one node of `level`
+std::string HashKey(const Hash& h);  // a hash as a map key
+std::string StringField(const nlohmann::json& j, const char* key);  // "" when absent
+uint64_t UintField(const nlohmann::json& j, const char* key);       // 0 when absent
+int64_t IntField(const nlohmann::json& j, const char* key);         // 0 when absent
+// A manifest (or record) as stored: one JSON line, then its SHA-256 in hex.
+std::string EncodeManifest(const nlohmann::json& j);
+// Checks the digest and the sizes a restore would trust. Corruption names `what`.
+Result<nlohmann::json> DecodeManifest(const std::string& bytes, const std::string& what);
+RemoteSnapshotInfo InfoOf(const nlohmann::json& manifest, const std::string& state);
+// A block as stored in its pack, checked (length, zstd, XXH3, SHA-256) into `raw`. Nothing
+// that fails a check is ever returned as data.
+Status DecodeBlock(const std::string& stored, const BlockRef& ref, const std::string& what,
+                   std::vector<std::byte>* raw);
+
+class Bucket {
+ public:
+  Bucket(RemoteSpec spec, std::unique_ptr<ObjectStore> store, RemoteTuning tuning);
+  Bucket(const Bucket&) = delete;
+  Bucket& operator=(const Bucket&) = delete;
+
+  const RemoteSpec& spec() const { return spec_; }
+  ObjectStore* store() const { return store_.get(); }
+  const RemoteTuning& tuning() const { return tuning_; }
+  // Wall-clock milliseconds (markers and leases are compared across hosts), from the Env.
+  int64_t NowMs() const { return env_->WallClockMs(); }
+  Env* env() const { return env_; }
+  std::string Name() const { return "remote " + spec_.name + " (" + store_->Describe() + ")"; }
+
+  // NotFound names the snapshot; Corruption a damaged manifest.
+  Result<nlohmann::json> GetManifest(const std::string& snapshot_id);
+  // The node, checked against its name and decoded.
+  Result<Node> GetNode(const Hash& hash);
+  // Stores unless the key exists (AlreadyExists is success: content-addressed).
+  Status PutIfAbsent(const std::string& key, const std::string& bytes);
+  // Every key under `prefix`, with its size, page by page.
+  Result<std::vector<std::pair<std::string, uint64_t>>> ListAll(const std::string& prefix);
+  // Depth-first over the tree below `node` (of `level`, its first block `first`).
+  Status WalkNodes(uint32_t level, const Hash& node, uint64_t first,
+                   const std::function<Status(uint64_t, const BlockRef&)>& on_block,
+                   const std::function<void(const Hash&)>& on_node);
+
+ private:
+  const RemoteSpec spec_;
+  const std::unique_ptr<ObjectStore> store_;
+  const RemoteTuning tuning_;
+  Env* const env_;
+};
+
+// A push announces itself (pending/ID) before it looks at the GC lease; a GC takes the lease
+// before it looks for pushes. Whichever comes second sees the other (S3 is strongly consistent).
+// Busy while a GC holds an unexpired lease.
+Status CheckNoGc(Bucket* bucket);
+
+class GcLease {
+ public:
+  // Busy while another GC holds an unexpired lease (an expired one is taken over).
+  static Result<GcLease> Take(Bucket* bucket);
+  int64_t until_ms() const { return until_ms_; }
+  bool Holds() const { return bucket_->NowMs() < until_ms_; }
+  Status Release();
+
+ private:
+  GcLease(Bucket* bucket, int64_t until_ms) : bucket_(bucket), until_ms_(until_ms) {}
+  Bucket* bucket_;
+  int64_t until_ms_;
+};
+
+// A block read from the snapshot, on its way into a pack.
+struct PendingBlock {
+  uint64_t index = 0;
+  std::vector<std::byte> raw;
+  std::string stored;
+  bool zero = false;
+  Hash sha{};
+  uint64_t xxh3 = 0;
+  uint32_t flags = 0;
+};
+
+class Push {
+ public:
+  // What a push changes in the block map: block index -> its new place, or nullopt (a hole).
+  using Changes = std::map<uint64_t, std::optional<BlockRef>>;
+
+  Push(Bucket* bucket, Pool* pool) : bucket_(bucket), pool_(pool) {}
+  // Remote::PushSnapshot.
+  Result<PushStats> Run(const std::string& snapshot_id,
+                        const std::map<std::string, std::string>& tags,
+                        const RemoteProgress& progress);
+
+ private:
+  Status Pushing(const SnapshotInfo& snap, const RemoteProgress& progress, PushStats* stats);
+  Status ReadCarriedOrphans(const std::string& snapshot_id);
+  std::string CachePath() const;
+  Status LoadKnownBlocks(const std::string& cache_path);
+  // The newest older snapshot of the same volume that the remote holds, if any.
+  Result<std::optional<nlohmann::json>> FindParent(const SnapshotInfo& snap);
+  Status ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
+                   std::vector<PendingBlock>* batch);
+  void Prepare(std::vector<PendingBlock>* batch);
+  Status AddToPack(PendingBlock* block, PushStats* stats);
+  Status SealPack();
+  Status UploadPacks(PushStats* stats);
+  // Applies changes (block index -> new ref, or nullopt for a hole) below a node; returns its new
+  // hash, or nullopt when the node is left empty.
+  Result<std::optional<Hash>> Update(uint32_t level, std::optional<Hash> node, uint64_t first,
+                                     Changes::const_iterator begin, Changes::const_iterator end,
+                                     PushStats* stats);
+  // The parent's root, grown to `depth` when the volume grew.
+  Result<std::optional<Hash>> ParentRoot(const nlohmann::json& parent, uint32_t depth);
+  // Reads, hashes and stores the listed blocks of the snapshot; records their new refs.
+  Status StoreBlocks(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
+                     Changes* changes, PushStats* stats, const RemoteProgress& progress);
+  // Blocks whose content may differ from the parent's (all blocks with data without a parent).
+  Result<std::vector<uint64_t>> BlocksToRead(const SnapshotInfo& snap,
+                                             const std::optional<nlohmann::json>& parent);
+  // The push's marker (pending/ID): who pushes, its heartbeat, and the packs it is uploading
+  // (in_flight) or that an earlier, killed run of it may have left without an index (orphans).
+  Status WriteMarker(const std::vector<Hash>& in_flight);
+  Status HeartbeatIfDue();
+  // Ends a push: packs that may be left without an index go to orphans/ for GC, then the marker.
+  Status SettleMarker(const std::string& snapshot_id);
+
+  struct SealedPack {
+    Hash id;
+    std::string bytes;
+    std::vector<BlockRef> refs;
+  };
+  Bucket* const bucket_;
+  Pool* const pool_;
+  std::map<std::string, BlockRef> known_;  // sha256 -> where the remote holds it
+  // The pack being filled, and sealed packs waiting for upload.
+  std::string pack_;
+  std::vector<BlockRef> pack_refs_;
+  std::vector<SealedPack> sealed_;
+  // Blocks of this push waiting in a pack not yet sealed: sha256 -> block indexes.
+  std::map<std::string, std::vector<uint64_t>> pending_index_;
+  int64_t data_delta_ = 0;  // data blocks the push added (removed) against its parent
+  std::map<std::string, std::string> index_cache_;  // index key -> its bytes (LoadKnownBlocks)
+  nlohmann::json marker_;                           // the marker's fixed fields
+  std::set<Hash> carried_orphans_;                  // from the marker of a killed run of this push
+  std::vector<Hash> in_flight_;                     // packs being uploaded now
+  int64_t last_heartbeat_ms_ = 0;
+  std::map<std::string, std::string> tags_;  // of the snapshot being pushed
+};
+
+class Collector {
+ public:
+  // REQUIRES: `lease` is held (taken by the caller, released by it).
+  Collector(Bucket* bucket, const GcLease* lease) : bucket_(bucket), lease_(lease) {}
+  // Mark and sweep (Remote::CollectGarbage), every delete made while the lease holds.
+  Status Run(GcStats* stats);
+
+ private:
+  // What goes: indexes, then nodes and packs (with its sizes).
+  struct Sweep {
+    std::vector<std::string> indexes;  // index keys whose packs go
+    std::vector<Hash> packs;           // packs that go (indexed and orphaned)
+    std::vector<std::string> keys;     // nodes, then packs
+  };
+  // Reads the markers and orphan lists: true when a live push is under way. Else `orphans` gets
+  // the packs dead pushes may have left and `settled` the keys to delete once they are swept.
+  Result<bool> ReadPushLeftovers(std::set<Hash>* orphans, std::vector<std::string>* settled);
+  Status Mark(const nlohmann::json& manifest, std::set<Hash>* nodes, std::set<Hash>* packs);
+  Status MarkRestores(std::set<Hash>* nodes, std::set<Hash>* packs,
+                      std::vector<std::string>* settled);
+  Status MarkManifests(std::set<Hash>* keep_nodes, std::set<Hash>* keep_packs);
+  Status PlanSweep(const std::set<Hash>& keep_nodes, const std::set<Hash>& keep_packs,
+                   std::set<Hash> orphans, Sweep* sweep, GcStats* stats);
+  void AddPackSizes(Sweep* sweep, GcStats* stats);
+  Status DeleteUnderLease(const Sweep& sweep, std::vector<std::string> settled);
+
+  Bucket* const bucket_;
+  const GcLease* const lease_;
+};
+
+class Restore {
+ public:
+  Restore(Bucket* bucket, Pool* pool) : bucket_(bucket), pool_(pool) {}
+  // Remote::RestoreVolume and Remote::PullSnapshot.
+  Result<RestoreStats> Volume(const std::string& snapshot_id, const VolumeSpec& spec,
+                              const RemoteProgress& progress);
+  Result<SnapshotInfo> Pull(const std::string& snapshot_id, const RemoteProgress& progress);
+
+ private:
+  Status FetchAll(const nlohmann::json& manifest, strata::Volume* volume,
+                  const RemoteProgress& progress, RestoreStats* stats);
+  Status FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t block_size,
+                     std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats);
+
+  Bucket* const bucket_;
+  Pool* const pool_;
+};
+
+}  // namespace strata::remote
+
+#endif  // STRATA_REMOTE_REMOTE_PARTS_H_

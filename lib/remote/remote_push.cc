@@ -1,0 +1,599 @@
+// Push: blocks (512 KiB, or the chunk size when larger) are read from the snapshot in batches,
+// hashed (SHA-256) and, unless the remote holds the content already, zstd-compressed into packs
+// of ~16 MiB. A pack is uploaded, then its index: a pack counts once its index exists. The
+// snapshot's block map is a tree of content-addressed nodes (1,024 entries each); an
+// incremental push rewrites only the nodes on the paths of changed blocks. The manifest goes
+// last, with If-None-Match: it is what lists the snapshot.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "strata/event_loop.h"
+#include "strata/remote.h"
+
+#include "remote/remote_format.h"
+#include "remote/remote_parts.h"
+#include "remote/s3_client.h"
+#include "util/check.h"
+#include "util/coding.h"
+#include "util/json_text.h"
+#include "util/parallel.h"
+#include "util/submit_all.h"
+
+namespace strata::remote {
+
+using nlohmann::json;
+
+// The pack indexes this pool has read before, kept in POOL/remote-cache/ (one file per remote
+// address): a push then fetches only the indexes added since (the listing of index/ stays, one
+// request per 1,000 packs), and forgets those the listing no longer has (freed by a GC). A cache
+// that fails its checksum is ignored and rebuilt: it is only ever a copy.
+namespace {
+constexpr char kCacheMagic[8] = {'S', 'T', 'R', 'T', 'R', 'I', 'D', 'C'};
+constexpr size_t kMaxCacheBytes = 1ull << 30;
+
+std::map<std::string, std::string> LoadIndexCache(Env* env, const std::string& path) {
+  std::map<std::string, std::string> out;
+  Result<std::string> read = env->ReadSmallFile(path, kMaxCacheBytes);
+  if (!read.ok()) {
+    return out;  // none yet, too large or unreadable: rebuilt from the listing
+  }
+  const std::string& bytes = *read;
+  if (bytes.size() < 16 || std::memcmp(bytes.data(), kCacheMagic, 8) != 0 ||
+      GetLittleEndian64(bytes.data() + bytes.size() - 8) !=
+          XXH3_64bits(bytes.data(), bytes.size() - 8)) {
+    return out;
+  }
+  for (size_t at = 8; at + 8 < bytes.size();) {
+    if (at + 8 > bytes.size() - 8) {
+      return {};
+    }
+    const uint32_t key_len = GetLittleEndian32(bytes.data() + at);
+    const uint32_t len = GetLittleEndian32(bytes.data() + at + 4);
+    at += 8;
+    if (key_len > bytes.size() - 8 - at || len > bytes.size() - 8 - at - key_len) {
+      return {};
+    }
+    out.emplace(bytes.substr(at, key_len), bytes.substr(at + key_len, len));
+    at += key_len + len;
+  }
+  return out;
+}
+
+void SaveIndexCache(Env* env, const std::string& path,
+                    const std::map<std::string, std::string>& cache) {
+  std::string bytes(kCacheMagic, 8);
+  for (const auto& [key, index] : cache) {
+    char lens[8];
+    PutLittleEndian32(lens, static_cast<uint32_t>(key.size()));
+    PutLittleEndian32(lens + 4, static_cast<uint32_t>(index.size()));
+    bytes.append(lens, 8);
+    bytes += key;
+    bytes += index;
+  }
+  char sum[8];
+  PutLittleEndian64(sum, XXH3_64bits(bytes.data(), bytes.size()));
+  bytes.append(sum, 8);
+  const size_t slash = path.rfind('/');
+  Status saved = env->CreateOwnerOnlyDir(path.substr(0, slash));
+  if (saved.ok()) {
+    saved = env->ReplaceFile(path, bytes);
+  }
+  (void)saved;  // a cache that cannot be written is only slower next time
+}
+}  // namespace
+
+Status Push::LoadKnownBlocks(const std::string& cache_path) {
+  known_.clear();
+  std::map<std::string, std::string> cached = LoadIndexCache(bucket_->env(), cache_path), now;
+  Status listed = bucket_->store()->ForEachPage(remote::kIndexPrefix, [&](const auto& page) {
+    std::vector<S3Request> gets;
+    gets.reserve(page.objects.size());
+    for (const auto& [key, size] : page.objects) {
+      if (auto it = cached.find(key); it != cached.end()) {
+        now.emplace(key, std::move(it->second));
+      } else {
+        gets.emplace_back().key = key;
+      }
+    }
+    std::vector<S3Request*> batch;
+    for (S3Request& r : gets) {
+      batch.push_back(&r);
+    }
+    bucket_->store()->Run(batch);
+    for (S3Request& r : gets) {
+      if (r.status.code() == Status::Code::kNotFound) {
+        continue;  // deleted by a GC since the listing
+      }
+      STRATA_RETURN_IF_ERROR(r.status);
+      now.emplace(r.key, std::move(r.response));
+    }
+    return Status::OK();
+  });
+  STRATA_RETURN_IF_ERROR(listed);
+  for (const auto& [key, index] : now) {
+    STRATA_ASSIGN_OR_RETURN(std::vector<BlockRef> refs, remote::DecodeIndex(index, key));
+    for (const BlockRef& ref : refs) {
+      known_.emplace(HashKey(ref.sha256), ref);
+    }
+  }
+  index_cache_ = std::move(now);
+  return Status::OK();
+}
+
+Result<std::optional<json>> Push::FindParent(const SnapshotInfo& snap) {
+  std::vector<SnapshotInfo> older;
+  for (const SnapshotInfo& s : pool_->ListSnapshots()) {
+    if (s.volume_id == snap.volume_id && s.snapshot_id != snap.snapshot_id &&
+        s.start_time_ms <= snap.start_time_ms && s.epoch < snap.epoch) {
+      older.push_back(s);
+    }
+  }
+  std::sort(older.begin(), older.end(),
+            [](const SnapshotInfo& a, const SnapshotInfo& b) { return a.epoch > b.epoch; });
+  for (const SnapshotInfo& s : older) {
+    auto m = bucket_->GetManifest(s.snapshot_id);
+    if (m.ok()) {
+      return std::optional<json>(*m);
+    }
+    if (m.status().code() != Status::Code::kNotFound) {
+      return m.status();
+    }
+  }
+  return std::optional<json>();
+}
+
+// Reads each block of the batch (all at once on the loop: the disk sees a deep queue).
+Status Push::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
+                       std::vector<PendingBlock>* batch) {
+  std::vector<IoRequest> reads(batch->size());
+  for (size_t i = 0; i < batch->size(); i++) {
+    PendingBlock& b = (*batch)[i];
+    const uint64_t offset = b.index * kRemoteBlockBytes;
+    b.raw.resize(static_cast<size_t>(std::min<uint64_t>(kRemoteBlockBytes, size - offset)));
+    reads[i].kind = IoRequest::Kind::kRead;
+    reads[i].offset_bytes = offset;
+    reads[i].length_bytes = b.raw.size();
+    reads[i].data = b.raw.data();
+  }
+  return SubmitAll(volume, loop, &reads);
+}
+
+// Zero check, identity, checksum and compression, one block per thread.
+void Push::Prepare(std::vector<PendingBlock>* batch) {
+  ParallelFor(batch->size(), Cores(), [batch](size_t i) {
+    PendingBlock& b = (*batch)[i];
+    b.zero = std::all_of(b.raw.begin(), b.raw.end(), [](std::byte x) { return x == std::byte{0}; });
+    if (b.zero) {
+      return;
+    }
+    b.sha = remote::Sha256(b.raw.data(), b.raw.size());
+    b.xxh3 = XXH3_64bits(b.raw.data(), b.raw.size());
+    b.stored.resize(ZSTD_compressBound(b.raw.size()));
+    const size_t n = ZSTD_compress(b.stored.data(), b.stored.size(), b.raw.data(), b.raw.size(), 1);
+    if (ZSTD_isError(n) || n >= b.raw.size()) {  // incompressible: stored as it is
+      b.stored.assign(reinterpret_cast<const char*>(b.raw.data()), b.raw.size());
+      b.flags = 0;
+    } else {
+      b.stored.resize(n);
+      b.flags = remote::kFlagZstd;
+    }
+  });
+}
+
+Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
+  BlockRef ref;
+  ref.sha256 = b->sha;
+  ref.offset = pack_.size();
+  ref.stored = static_cast<uint32_t>(b->stored.size());
+  ref.raw = static_cast<uint32_t>(b->raw.size());
+  ref.flags = b->flags;
+  ref.xxh3 = b->xxh3;
+  pack_ += b->stored;
+  pack_refs_.push_back(ref);
+  stats->blocks_uploaded++;
+  if (pack_.size() >= bucket_->tuning().pack_target_bytes) {
+    STRATA_RETURN_IF_ERROR(SealPack());
+  }
+  if (sealed_.size() >= bucket_->tuning().packs_per_upload) {
+    return UploadPacks(stats);
+  }
+  return Status::OK();
+}
+
+Status Push::SealPack() {
+  if (pack_refs_.empty()) {
+    return Status::OK();
+  }
+  SealedPack p;
+  p.id = remote::Sha256(pack_.data(), pack_.size());
+  p.bytes = std::move(pack_);
+  p.refs = std::move(pack_refs_);
+  for (BlockRef& r : p.refs) {
+    r.pack = p.id;
+    known_.emplace(HashKey(r.sha256), r);  // later blocks of this push with this content reuse it
+  }
+  pack_.clear();
+  pack_refs_.clear();
+  sealed_.push_back(std::move(p));
+  return Status::OK();
+}
+
+// The sealed packs at once, then their indexes: a pack counts only once its index exists.
+Status Push::UploadPacks(PushStats* stats) {
+  if (sealed_.empty()) {
+    return Status::OK();
+  }
+  std::vector<Hash> ids;
+  for (const SealedPack& p : sealed_) {
+    ids.push_back(p.id);
+  }
+  STRATA_RETURN_IF_ERROR(WriteMarker(ids));  // a kill from here on leaves them named for GC
+  std::vector<S3Request> puts(sealed_.size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < sealed_.size(); i++) {
+    puts[i].method = S3Request::Method::kPut;
+    puts[i].key = remote::PackKey(sealed_[i].id);
+    puts[i].body = sealed_[i].bytes.data();
+    puts[i].body_bytes = sealed_[i].bytes.size();
+    puts[i].headers = {{"If-None-Match", "*"}};
+    batch.push_back(&puts[i]);
+  }
+  bucket_->store()->Run(batch);
+  std::vector<std::string> indexes(sealed_.size());
+  for (size_t i = 0; i < sealed_.size(); i++) {
+    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
+      return puts[i].status;
+    }
+    stats->bytes_uploaded += sealed_[i].bytes.size();
+    indexes[i] = remote::EncodeIndex(sealed_[i].refs);
+    puts[i].key = remote::IndexKey(sealed_[i].id);
+    puts[i].body = indexes[i].data();
+    puts[i].body_bytes = indexes[i].size();
+  }
+  bucket_->store()->Run(batch);
+  for (size_t i = 0; i < sealed_.size(); i++) {
+    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
+      return puts[i].status;
+    }
+    stats->bytes_uploaded += indexes[i].size();
+    stats->packs++;
+    index_cache_[remote::IndexKey(sealed_[i].id)] = std::move(indexes[i]);
+  }
+  sealed_.clear();
+  return Status::OK();
+}
+
+using Changes = Push::Changes;
+
+namespace {
+
+Changes::const_iterator changes_end_of(Changes::const_iterator it, Changes::const_iterator end,
+                                       uint64_t limit) {
+  while (it != end && it->first < limit) {
+    ++it;
+  }
+  return it;
+}
+
+}  // namespace
+
+Result<std::optional<Hash>> Push::Update(uint32_t level, std::optional<Hash> node, uint64_t first,
+                                         Changes::const_iterator begin, Changes::const_iterator end,
+                                         PushStats* stats) {
+  Node n;
+  n.level = level;
+  if (node) {
+    STRATA_ASSIGN_OR_RETURN(n, bucket_->GetNode(*node));
+    if (n.level != level) {
+      return Status::Corruption(bucket_->Name() + ": tree node " + remote::HexOf(*node) +
+                                " at the wrong level");
+    }
+  }
+  if (level == 0) {
+    std::map<uint32_t, BlockRef> slots(n.blocks.begin(), n.blocks.end());
+    data_delta_ -= static_cast<int64_t>(slots.size());
+    for (auto it = begin; it != end; ++it) {
+      const auto slot = static_cast<uint32_t>(it->first - first);
+      if (it->second) {
+        slots[slot] = *it->second;
+      } else {
+        slots.erase(slot);
+      }
+    }
+    n.blocks.assign(slots.begin(), slots.end());
+    data_delta_ += static_cast<int64_t>(slots.size());
+  } else {
+    std::map<uint32_t, Hash> children(n.children.begin(), n.children.end());
+    const uint64_t span = SpanOf(level - 1);
+    for (auto it = begin; it != end;) {
+      const auto slot = static_cast<uint32_t>((it->first - first) / span);
+      const uint64_t child_first = first + slot * span;
+      auto stop = changes_end_of(it, end, child_first + span);
+      auto child = children.count(slot) ? std::optional<Hash>(children[slot]) : std::nullopt;
+      STRATA_ASSIGN_OR_RETURN(std::optional<Hash> updated,
+                              Update(level - 1, child, child_first, it, stop, stats));
+      if (updated) {
+        children[slot] = *updated;
+      } else {
+        children.erase(slot);
+      }
+      it = stop;
+    }
+    n.children.assign(children.begin(), children.end());
+  }
+  if (n.blocks.empty() && n.children.empty()) {
+    return std::optional<Hash>();
+  }
+  const std::string bytes = remote::EncodeNode(n);
+  const Hash hash = remote::Sha256(bytes.data(), bytes.size());
+  if (!node || hash != *node) {
+    STRATA_RETURN_IF_ERROR(bucket_->PutIfAbsent(remote::NodeKey(hash), bytes));
+    stats->bytes_uploaded += bytes.size();
+  }
+  return std::optional<Hash>(hash);
+}
+
+// Blocks whose content may differ from the parent's (all blocks with data without a parent).
+Result<std::vector<uint64_t>> Push::BlocksToRead(const SnapshotInfo& snap,
+                                                 const std::optional<json>& parent) {
+  std::vector<uint64_t> out;
+  uint64_t start = 0;
+  for (;;) {
+    Result<BlockList> page =
+        parent ? pool_->ListChangedBlocks((*parent)["snapshot_id"].get<std::string>(),
+                                          snap.snapshot_id, kRemoteBlockBytes, start,
+                                          kMaxBlockListResults)
+               : pool_->ListSnapshotBlocks(snap.snapshot_id, kRemoteBlockBytes, start,
+                                           kMaxBlockListResults);
+    STRATA_RETURN_IF_ERROR(page.status());
+    out.insert(out.end(), page->blocks.begin(), page->blocks.end());
+    if (!page->next_block) {
+      return out;
+    }
+    start = *page->next_block;
+  }
+}
+
+Status Push::StoreBlocks(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
+                         Changes* changes, PushStats* stats, const RemoteProgress& progress) {
+  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool_->OpenSnapshot(snap.snapshot_id));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
+                          pool_->CreateEventLoop(2 * bucket_->tuning().batch_blocks));
+  for (size_t first = 0; first < blocks.size(); first += bucket_->tuning().batch_blocks) {
+    std::vector<PendingBlock> batch(
+        std::min(bucket_->tuning().batch_blocks, blocks.size() - first));
+    for (size_t i = 0; i < batch.size(); i++) {
+      batch[i].index = blocks[first + i];
+    }
+    STRATA_RETURN_IF_ERROR(HeartbeatIfDue());
+    STRATA_RETURN_IF_ERROR(ReadBatch(volume.get(), loop.get(), volume->size_bytes(), &batch));
+    Prepare(&batch);
+    for (PendingBlock& b : batch) {
+      stats->blocks_read++;
+      if (b.zero) {
+        stats->zero_blocks++;
+        (*changes)[b.index] = std::nullopt;
+        continue;
+      }
+      auto known = known_.find(HashKey(b.sha));
+      if (known != known_.end() && known->second.raw == b.raw.size()) {
+        stats->blocks_deduplicated++;
+        (*changes)[b.index] = known->second;
+        continue;
+      }
+      (*changes)[b.index] = std::nullopt;  // its ref is set once its pack is sealed
+      auto& waiting = pending_index_[HashKey(b.sha)];
+      waiting.push_back(b.index);
+      if (waiting.size() > 1) {
+        stats->blocks_deduplicated++;  // the same content earlier in this push
+        continue;
+      }
+      STRATA_RETURN_IF_ERROR(AddToPack(&b, stats));
+    }
+    if (progress) {
+      progress(std::min(blocks.size(), first + batch.size()) * kRemoteBlockBytes,
+               blocks.size() * kRemoteBlockBytes);
+    }
+  }
+  STRATA_RETURN_IF_ERROR(SealPack());
+  STRATA_RETURN_IF_ERROR(UploadPacks(stats));
+  for (const auto& [sha, indexes] : pending_index_) {  // now every new block has its pack
+    const BlockRef& ref = known_.at(sha);
+    for (uint64_t index : indexes) {
+      (*changes)[index] = ref;
+    }
+  }
+  pending_index_.clear();
+  return Status::OK();
+}
+
+Result<PushStats> Push::Run(const std::string& snapshot_id,
+                            const std::map<std::string, std::string>& tags,
+                            const RemoteProgress& progress) {
+  PushStats stats;
+  if (tags.size() > kMaxTags) {
+    return Status::InvalidArgument("a snapshot has at most 50 tags");
+  }
+  tags_ = tags;
+  STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(snapshot_id));
+  if (pool_->Info().chunk_size_bytes > kRemoteBlockBytes) {
+    return Status::NotSupported("pools with chunks over 512 KiB cannot push to a remote yet");
+  }
+  auto existing = bucket_->GetManifest(snapshot_id);
+  if (existing.ok()) {
+    stats.snapshot = InfoOf(*existing, "completed");
+    stats.already_there = true;
+    return stats;
+  }
+  if (existing.status().code() != Status::Code::kNotFound) {
+    return existing.status();
+  }
+  STRATA_RETURN_IF_ERROR(ReadCarriedOrphans(snapshot_id));
+  marker_ = json{{"snapshot_id", snapshot_id},          {"volume_id", snap.volume_id},
+                 {"description", snap.description},     {"volume_size", snap.volume_size_bytes},
+                 {"start_time_ms", snap.start_time_ms}, {"pushed_since_ms", bucket_->NowMs()}};
+  STRATA_RETURN_IF_ERROR(WriteMarker({}));
+  Status s = Pushing(snap, progress, &stats);
+  Status settled = SettleMarker(snapshot_id);
+  STRATA_RETURN_IF_ERROR(s);
+  STRATA_RETURN_IF_ERROR(settled);
+  STRATA_CHECK(in_flight_.empty() && carried_orphans_.empty() && sealed_.empty());
+  return stats;
+}
+
+// The packs a killed run of this push was uploading, or carried: named again in this run's
+// marker until it settles, so that GC can judge them.
+Status Push::ReadCarriedOrphans(const std::string& snapshot_id) {
+  carried_orphans_.clear();
+  in_flight_.clear();
+  auto earlier = bucket_->store()->Get(remote::PendingKey(snapshot_id));
+  if (earlier.status().code() == Status::Code::kNotFound) {
+    return Status::OK();
+  }
+  STRATA_RETURN_IF_ERROR(earlier.status());
+  json j = json::parse(*earlier, nullptr, false);
+  for (const char* field : {"in_flight", "orphans"}) {
+    auto it = j.is_object() ? j.find(field) : j.end();
+    for (size_t i = 0; it != j.end() && it->is_array() && i < it->size(); i++) {
+      Hash h;
+      if ((*it)[i].is_string() && remote::ParseHex((*it)[i].get<std::string>(), &h)) {
+        carried_orphans_.insert(h);
+      }
+    }
+  }
+  return Status::OK();
+}
+
+std::string Push::CachePath() const {
+  const std::string address = bucket_->spec().endpoint_url + " " + bucket_->spec().url;
+  return pool_->Info().path + "/remote-cache/" +
+         remote::HexOf(remote::Sha256(address.data(), address.size())).substr(0, 32) + ".idx";
+}
+
+Status Push::WriteMarker(const std::vector<Hash>& in_flight) {
+  in_flight_ = in_flight;
+  json m = marker_;
+  m["heartbeat_ms"] = bucket_->NowMs();
+  m["in_flight"] = json::array();
+  for (const Hash& h : in_flight_) {
+    m["in_flight"].push_back(remote::HexOf(h));
+  }
+  m["orphans"] = json::array();
+  for (const Hash& h : carried_orphans_) {
+    m["orphans"].push_back(remote::HexOf(h));
+  }
+  const std::string bytes = DumpJson(m);
+  STRATA_RETURN_IF_ERROR(bucket_->store()->Put(
+      remote::PendingKey(StringField(marker_, "snapshot_id")), bytes.data(), bytes.size()));
+  last_heartbeat_ms_ = bucket_->NowMs();
+  return Status::OK();
+}
+
+// A push that reads for long without uploading (every block already in the remote) still shows
+// that it is alive: GC treats a marker silent for pending_stale_ms as a dead push's.
+Status Push::HeartbeatIfDue() {
+  if (bucket_->NowMs() - last_heartbeat_ms_ < bucket_->tuning().pending_stale_ms / 8) {
+    return Status::OK();
+  }
+  return WriteMarker(in_flight_);
+}
+
+Status Push::SettleMarker(const std::string& snapshot_id) {
+  std::set<Hash> left = carried_orphans_;
+  left.insert(in_flight_.begin(), in_flight_.end());
+  for (auto it = left.begin(); it != left.end();) {
+    // A pack whose index this push wrote (or saw) is an ordinary pack: the sweep judges it.
+    it = index_cache_.count(remote::IndexKey(*it)) ? left.erase(it) : std::next(it);
+  }
+  if (!left.empty()) {
+    json j = {{"packs", json::array()}};
+    for (const Hash& h : left) {
+      j["packs"].push_back(remote::HexOf(h));
+    }
+    const std::string bytes = DumpJson(j);
+    const std::string key =
+        std::string(remote::kOrphansPrefix) + snapshot_id + "-" + std::to_string(bucket_->NowMs());
+    STRATA_RETURN_IF_ERROR(bucket_->store()->Put(key, bytes.data(), bytes.size()));
+  }
+  carried_orphans_.clear();
+  in_flight_.clear();
+  return bucket_->store()->Delete(remote::PendingKey(snapshot_id));
+}
+
+Result<std::optional<Hash>> Push::ParentRoot(const json& parent, uint32_t depth) {
+  std::optional<Hash> root;
+  Hash h;
+  const std::string hex = StringField(parent, "root");
+  if (!hex.empty() && remote::ParseHex(hex, &h)) {
+    root = h;
+  }
+  for (auto level = static_cast<uint32_t>(UintField(parent, "depth")); level < depth && root;
+       level++) {  // the volume grew: a taller tree
+    Node up;
+    up.level = level + 1;
+    up.children.emplace_back(0, *root);
+    const std::string bytes = remote::EncodeNode(up);
+    root = remote::Sha256(bytes.data(), bytes.size());
+    STRATA_RETURN_IF_ERROR(bucket_->PutIfAbsent(remote::NodeKey(*root), bytes));
+  }
+  return root;
+}
+
+Status Push::Pushing(const SnapshotInfo& snap, const RemoteProgress& progress, PushStats* stats) {
+  STRATA_RETURN_IF_ERROR(CheckNoGc(bucket_));
+  const std::string cache_path = CachePath();
+  STRATA_RETURN_IF_ERROR(LoadKnownBlocks(cache_path));
+  STRATA_ASSIGN_OR_RETURN(std::optional<json> parent, FindParent(snap));
+  data_delta_ = 0;
+  STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> blocks, BlocksToRead(snap, parent));
+  Changes changes;
+  STRATA_RETURN_IF_ERROR(StoreBlocks(snap, blocks, &changes, stats, progress));
+  const uint64_t block_count = (snap.volume_size_bytes + kRemoteBlockBytes - 1) / kRemoteBlockBytes;
+  const uint32_t depth = DepthFor(block_count);
+  std::optional<Hash> root;
+  uint64_t data_blocks = 0;
+  if (parent) {
+    STRATA_ASSIGN_OR_RETURN(root, ParentRoot(*parent, depth));
+    data_blocks = UintField(*parent, "data_blocks");
+  }
+  STRATA_ASSIGN_OR_RETURN(root, Update(depth, root, 0, changes.cbegin(), changes.cend(), stats));
+  // Every block of the snapshot that has data is in the tree: the count cannot go negative.
+  STRATA_CHECK(static_cast<int64_t>(data_blocks) + data_delta_ >= 0);
+  data_blocks = static_cast<uint64_t>(static_cast<int64_t>(data_blocks) + data_delta_);
+  json manifest = {{"format", 1},
+                   {"snapshot_id", snap.snapshot_id},
+                   {"volume_id", snap.volume_id},
+                   {"description", snap.description},
+                   {"start_time_ms", snap.start_time_ms},
+                   {"volume_size", snap.volume_size_bytes},
+                   {"block_size", kRemoteBlockBytes},
+                   {"depth", depth},
+                   {"root", root ? remote::HexOf(*root) : std::string()},
+                   {"data_blocks", data_blocks},
+                   {"parent_snapshot_id", parent ? StringField(*parent, "snapshot_id") : ""},
+                   {"tags", tags_}};
+  const std::string bytes = EncodeManifest(manifest);
+  // The manifest goes last: every pack it reaches is indexed, every node stored.
+  STRATA_CHECK(sealed_.empty() && pack_refs_.empty() && pending_index_.empty());
+  Status s = bucket_->store()->Put(remote::ManifestKey(snap.snapshot_id), bytes.data(),
+                                   bytes.size(), true);
+  if (s.code() == Status::Code::kAlreadyExists) {
+    s = Status::OK();  // another host pushed the same snapshot meanwhile
+  }
+  STRATA_RETURN_IF_ERROR(s);
+  stats->bytes_uploaded += bytes.size();
+  stats->snapshot = InfoOf(manifest, "completed");
+  SaveIndexCache(bucket_->env(), cache_path, index_cache_);
+  return Status::OK();
+}
+
+}  // namespace strata::remote

@@ -1,0 +1,296 @@
+// Eager restores and pulls, and the reader lazy restores (hydration.cc) fetch through.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "strata/event_loop.h"
+#include "strata/remote.h"
+
+#include "remote/remote_format.h"
+#include "remote/remote_parts.h"
+#include "remote/s3_client.h"
+#include "util/check.h"
+#include "util/coding.h"
+#include "util/json_text.h"
+#include "util/parallel.h"
+#include "util/submit_all.h"
+
+namespace strata::remote {
+
+using nlohmann::json;
+
+Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t block_size,
+                            std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats) {
+  std::vector<S3Request> gets(refs->size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < refs->size(); i++) {
+    const BlockRef& ref = (*refs)[i].second;
+    gets[i].key = remote::PackKey(ref.pack);
+    gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
+                                     std::to_string(ref.offset + ref.stored - 1)}};
+    gets[i].max_response_bytes = ref.stored;
+    batch.push_back(&gets[i]);
+  }
+  bucket_->store()->Run(batch);
+  std::vector<std::vector<std::byte>> raw(refs->size());
+  std::vector<Status> checked(refs->size());
+  for (const S3Request& r : gets) {
+    STRATA_RETURN_IF_ERROR(r.status);
+  }
+  ParallelFor(refs->size(), Cores(), [&](size_t i) {
+    const auto& [index, ref] = (*refs)[i];
+    checked[i] = DecodeBlock(
+        gets[i].response, ref,
+        bucket_->Name() + ": block " + std::to_string(index) + " in " + gets[i].key, &raw[i]);
+  });
+  for (size_t i = 0; i < refs->size(); i++) {
+    STRATA_RETURN_IF_ERROR(checked[i]);  // nothing of a damaged batch is written
+  }
+  std::vector<IoRequest> writes(refs->size());
+  for (size_t i = 0; i < refs->size(); i++) {
+    writes[i].kind = IoRequest::Kind::kWrite;
+    writes[i].offset_bytes = (*refs)[i].first * block_size;
+    writes[i].length_bytes = raw[i].size();
+    writes[i].data = raw[i].data();
+  }
+  STRATA_RETURN_IF_ERROR(SubmitAll(volume, loop, &writes));
+  for (const auto& [index, ref] : *refs) {
+    stats->blocks++;
+    stats->bytes_downloaded += ref.stored;
+  }
+  refs->clear();
+  return Status::OK();
+}
+
+Result<RestoreStats> Restore::Volume(const std::string& snapshot_id, const VolumeSpec& spec,
+                                     const RemoteProgress& progress) {
+  STRATA_ASSIGN_OR_RETURN(json m, bucket_->GetManifest(snapshot_id));
+  const uint64_t size = m["volume_size"].get<uint64_t>();  // (DecodeManifest checked the sizes)
+  VolumeSpec create = spec;
+  create.size_bytes = std::max(spec.size_bytes, size);
+  create.snapshot_id.clear();
+  create.importing = true;  // hidden, and gone after a crash, until every block is in
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool_->CreateVolume(create));
+  RestoreStats stats;
+  Status s = [&]() -> Status {
+    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<strata::Volume> volume,
+                            pool_->OpenVolume(info.volume_id));
+    STRATA_RETURN_IF_ERROR(FetchAll(m, volume.get(), progress, &stats));
+    STRATA_RETURN_IF_ERROR(volume->Flush());
+    if (!spec.importing) {  // (a pull seals the volume into a snapshot instead)
+      STRATA_ASSIGN_OR_RETURN(info, pool_->PublishImport(info.volume_id));
+    }
+    return Status::OK();
+  }();
+  if (!s.ok()) {
+    Status cleanup = pool_->DeleteVolume(info.volume_id);  // nothing half-restored stays
+    (void)cleanup;
+    return s;
+  }
+  stats.volume = info;  // (an importing volume is hidden from DescribeVolume)
+  return stats;
+}
+
+// Every block the manifest's tree names, in batches of fetch_batch, into `volume`.
+Status Restore::FetchAll(const json& m, strata::Volume* volume, const RemoteProgress& progress,
+                         RestoreStats* stats) {
+  const uint64_t size = UintField(m, "volume_size");
+  const auto block_size = static_cast<uint32_t>(UintField(m, "block_size"));
+  const std::string snapshot_id = StringField(m, "snapshot_id");
+  if (block_size == 0 || block_size > (64u << 20) || size == 0) {
+    return Status::Corruption(bucket_->Name() + ": manifest of " + snapshot_id +
+                              " has impossible sizes");
+  }
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
+                          pool_->CreateEventLoop(2 * bucket_->tuning().fetch_batch));
+  const uint64_t total = UintField(m, "data_blocks");
+  std::vector<std::pair<uint64_t, BlockRef>> refs;
+  Hash root;
+  if (!StringField(m, "root").empty()) {
+    if (!remote::ParseHex(StringField(m, "root"), &root)) {
+      return Status::Corruption(bucket_->Name() + ": manifest of " + snapshot_id + ": bad root");
+    }
+    auto on_block = [&](uint64_t index, const BlockRef& ref) -> Status {
+      if (index * uint64_t{block_size} >= size || ref.raw > block_size) {
+        return Status::Corruption(bucket_->Name() + ": block " + std::to_string(index) +
+                                  " lies outside the volume");
+      }
+      refs.emplace_back(index, ref);
+      if (refs.size() < bucket_->tuning().fetch_batch) {
+        return Status::OK();
+      }
+      Status fetched = FetchBlocks(volume, loop.get(), block_size, &refs, stats);
+      if (progress) {
+        progress(stats->blocks * block_size, total * block_size);
+      }
+      return fetched;
+    };
+    const auto depth = static_cast<uint32_t>(UintField(m, "depth"));
+    STRATA_RETURN_IF_ERROR(bucket_->WalkNodes(depth, root, 0, on_block, nullptr));
+  }
+  return FetchBlocks(volume, loop.get(), block_size, &refs, stats);
+}
+
+Result<SnapshotInfo> Restore::Pull(const std::string& snapshot_id, const RemoteProgress& progress) {
+  for (const SnapshotInfo& s : pool_->ListSnapshots()) {
+    if (s.snapshot_id == snapshot_id || s.source_snapshot_id == snapshot_id) {
+      return s;  // pulled (or pushed from here) before
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(json m, bucket_->GetManifest(snapshot_id));
+  VolumeSpec spec;
+  spec.importing = true;           // hidden until sealed; deleted at open if a crash interrupts
+  spec.volume_type = "unlimited";  // internal: any size, never throttled
+  STRATA_ASSIGN_OR_RETURN(RestoreStats restored, Volume(snapshot_id, spec, progress));
+  auto sealed =
+      pool_->SealImport(restored.volume.volume_id, StringField(m, "description"), snapshot_id,
+                        /*keep_source_id=*/true);  // snapshot ids are global
+  if (!sealed.ok()) {
+    Status cleanup = pool_->DeleteVolume(restored.volume.volume_id);
+    (void)cleanup;
+  }
+  return sealed;
+}
+
+// ---------------------------------------------------------------- reading for lazy restores
+
+namespace {
+
+class SnapshotReaderImpl final : public SnapshotReader {
+ public:
+  SnapshotReaderImpl(std::string name, std::unique_ptr<remote::ObjectStore> store, json manifest,
+                     std::string bytes)
+      : name_(std::move(name)),
+        store_(std::move(store)),
+        manifest_(std::move(manifest)),
+        bytes_(std::move(bytes)) {}
+
+  const std::string& manifest_bytes() const override { return bytes_; }
+  std::string TreeJson() const override {
+    return DumpJson(json{{"root", StringField(manifest_, "root")},
+                         {"depth", UintField(manifest_, "depth")},
+                         {"snapshot_id", StringField(manifest_, "snapshot_id")}});
+  }
+
+  uint64_t volume_bytes() const override { return UintField(manifest_, "volume_size"); }
+  uint64_t data_blocks() const override { return UintField(manifest_, "data_blocks"); }
+  std::string description() const override { return StringField(manifest_, "description"); }
+
+  Result<std::vector<std::pair<uint64_t, BlockRef>>> Leaf(uint64_t leaf) override {
+    std::vector<std::pair<uint64_t, BlockRef>> out;
+    Hash hash;
+    const std::string root = StringField(manifest_, "root");
+    if (root.empty()) {
+      return out;
+    }
+    if (!remote::ParseHex(root, &hash)) {
+      return Status::Corruption(name_ + ": manifest has a bad root");
+    }
+    const auto depth = static_cast<uint32_t>(UintField(manifest_, "depth"));
+    for (uint32_t level = depth;; level--) {
+      STRATA_ASSIGN_OR_RETURN(const Node* n, NodeOf(hash, level));
+      if (level == 0) {
+        for (const auto& [slot, ref] : n->blocks) {
+          out.emplace_back(leaf * remote::kFanout + slot, ref);
+        }
+        return out;
+      }
+      // SpanOf counts blocks: the leaf's first block picks the child at every level.
+      const auto slot =
+          static_cast<uint32_t>((leaf * remote::kFanout / SpanOf(level - 1)) % remote::kFanout);
+      auto child = std::find_if(n->children.begin(), n->children.end(),
+                                [slot](const auto& c) { return c.first == slot; });
+      if (child == n->children.end()) {
+        return out;  // an empty subtree: all zeros
+      }
+      hash = child->second;
+    }
+  }
+
+  void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+             std::vector<std::vector<std::byte>>* raw, std::vector<Status>* status) override {
+    std::vector<S3Request> gets(refs.size());
+    std::vector<S3Request*> batch;
+    for (size_t i = 0; i < refs.size(); i++) {
+      const BlockRef& ref = refs[i].second;
+      gets[i].key = remote::PackKey(ref.pack);
+      gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
+                                       std::to_string(ref.offset + ref.stored - 1)}};
+      gets[i].max_response_bytes = ref.stored;
+      batch.push_back(&gets[i]);
+    }
+    store_->Run(batch);
+    raw->assign(refs.size(), {});
+    status->assign(refs.size(), Status::OK());
+    ParallelFor(refs.size(), Cores(), [&](size_t i) {
+      const std::string what =
+          name_ + ": block " + std::to_string(refs[i].first) + " in " + gets[i].key;
+      (*status)[i] = gets[i].status.ok()
+                         ? DecodeBlock(gets[i].response, refs[i].second, what, &(*raw)[i])
+                         : gets[i].status.WithContext(what);
+    });
+  }
+
+ private:
+  // Tree nodes by id, checked; inner nodes and recent leaves stay cached (bounded).
+  Result<const Node*> NodeOf(const Hash& hash, uint32_t level) {
+    if (auto it = nodes_.find(hash); it != nodes_.end()) {
+      return &it->second;
+    }
+    const std::string key = remote::NodeKey(hash);
+    STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key, remote::kMaxNodeBytes));
+    if (remote::Sha256(bytes.data(), bytes.size()) != hash) {
+      return Status::Corruption(name_ + ": object " + key + " does not match its name (damaged)");
+    }
+    STRATA_ASSIGN_OR_RETURN(Node n, remote::DecodeNode(bytes, key));
+    if (n.level != level) {
+      return Status::Corruption(name_ + ": tree node " + key + " at the wrong level");
+    }
+    if (nodes_.size() >= kMaxCachedNodes) {
+      nodes_.clear();  // simple and bounded: a walk in volume order refills what it needs
+    }
+    return &nodes_.emplace(hash, std::move(n)).first->second;
+  }
+
+  static constexpr size_t kMaxCachedNodes = 256;  // leaves are up to ~96 KiB: ~24 MiB
+  std::string name_;
+  std::unique_ptr<remote::ObjectStore> store_;
+  json manifest_;
+  std::string bytes_;
+  std::map<Hash, Node> nodes_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenOn(
+    const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id) {
+  const std::string what = "remote " + name + " (" + store->Describe() + ")";
+  auto bytes = store->Get(ManifestKey(snapshot_id), kMaxManifestBytes);
+  if (bytes.status().code() == Status::Code::kNotFound) {
+    return Status::NotFound(what + " holds no snapshot " + snapshot_id);
+  }
+  STRATA_RETURN_IF_ERROR(bytes.status().WithContext(what));
+  return OpenWithManifest(name, std::move(store), snapshot_id, *bytes);
+}
+
+Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenWithManifest(
+    const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id,
+    const std::string& manifest_bytes) {
+  const std::string what = "remote " + name + " (" + store->Describe() + ")";
+  STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(manifest_bytes, ManifestKey(snapshot_id)));
+  if (StringField(m, "snapshot_id") != snapshot_id) {
+    return Status::Corruption(what + ": the manifest of " + snapshot_id + " names another one");
+  }
+  return std::unique_ptr<SnapshotReader>(
+      new SnapshotReaderImpl(what, std::move(store), std::move(m), manifest_bytes));
+}
+
+}  // namespace strata::remote
