@@ -108,6 +108,11 @@ class STRATA_EXPORT Env {
   virtual Status ReplaceFile(const std::string& path, const std::string& bytes);
   // Whether reads and writes of `file` bypass the page cache (O_DIRECT took).
   virtual bool DirectIo(FileId file);
+  // Whether a pool runs its background work (the reclaimer, background fills) on threads of its
+  // own. False: that work runs only when stepped (the crash simulator drives each from its seed
+  // through the pool's internal StepBackground, so that a seed replays the same trace); work a
+  // request waits for (a fill it needs) still runs while it waits.
+  virtual bool BackgroundThreads();
   // The wall clock in milliseconds since the Unix epoch (times shown to people).
   virtual int64_t WallClockMs();
   // A monotonic clock in nanoseconds for rates, timeouts and idle detection (QoS credits, the

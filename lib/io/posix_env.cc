@@ -261,6 +261,8 @@ Status Env::ReplaceFile(const std::string& path, const std::string& bytes) {
 
 bool Env::DirectIo(FileId) { return false; }
 
+bool Env::BackgroundThreads() { return true; }
+
 int64_t Env::WallClockMs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

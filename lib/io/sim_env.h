@@ -52,6 +52,10 @@ class SimEnv final : public Env {
   uint64_t MonotonicNs() override;
   int64_t WallClockMs() override;
   void AdvanceClock(uint64_t ns);
+  // Stepped: pools on this Env start no background threads (BackgroundThreads() is false); the
+  // simulator runs their work with PoolImpl::StepBackground. Set before a pool opens.
+  void SetSteppedBackground(bool stepped) { stepped_background_ = stepped; }
+  bool BackgroundThreads() override { return !stepped_background_; }
 
   // The disk loses power after `ops` more mutating operations (-1: never).
   void SetPowerFailAfter(int64_t ops);
@@ -88,6 +92,7 @@ class SimEnv final : public Env {
   std::set<std::string> locked_ GUARDED_BY(mu_);  // paths LockFile holds
   bool fail_locks_ GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> clock_skew_ns_{0};
+  bool stepped_background_ = false;
 };
 
 }  // namespace strata

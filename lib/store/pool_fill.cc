@@ -13,6 +13,7 @@ namespace strata {
 void PoolImpl::AddPartialLocked(uint64_t lineage, uint64_t chunk) {
   if (partials_.emplace(std::make_pair(lineage, chunk), false).second &&
       options_.background_fill) {  // else only urged or drained ones are filled: no queue
+    // (stepped: queued for StepBackground, never taken by the filler thread)
     fill_order_.emplace_back(lineage, chunk);
     // The filler is woken for the first partial version, then polls while writes arrive
     // (kFillIdleNs): waking it on every first write would cost a futex wake per write.
@@ -47,7 +48,7 @@ void PoolImpl::UrgeFillLocked(uint64_t lineage, uint64_t chunk) {
 }
 
 bool PoolImpl::FillWantedLocked() const {
-  return !partials_.empty() && (options_.background_fill || FillNeededLocked());
+  return !partials_.empty() && (BackgroundFillLocked() || FillNeededLocked());
 }
 
 bool PoolImpl::LineageHasPartialsLocked(uint64_t lineage) const {
@@ -205,6 +206,7 @@ bool PoolImpl::FillNeededLocked() const {
 
 struct PoolImpl::FillJob {
   PoolImpl* pool = nullptr;
+  IoEngine* engine = nullptr;  // of the loop the fill runs on (the filler's, or a step's)
   FillPlan plan;
   void* buf = nullptr;  // one chunk, aligned; kept across fills
   // The read of the predecessor, then one write per run of absent units (at most 16 of 32).
@@ -245,7 +247,7 @@ void PoolImpl::OnFillIo(IoOp* op) {
     });
     job->writes_pending = n;
     for (uint32_t i = 0; i < n; i++) {
-      pool->filler_loop_->engine()->Submit(&job->ops[1 + i]);
+      job->engine->Submit(&job->ops[1 + i]);
     }
     return;
   }
@@ -275,7 +277,8 @@ void PoolImpl::OnFillIo(IoOp* op) {
 // kFillIdleNs none start, unless kFillEagerAbove partial chunks are outstanding (the cap comes
 // next: first writes would copy whole chunks again), and then only kFillDepthBusy at a time.
 // Urgent fills and drains never wait.
-int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved) {
+int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved,
+                               bool idle) {
   *starved = false;
   if (stop_fill_ || !latched_.ok() || partials_.empty()) {
     return -1;
@@ -284,13 +287,13 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
   size_t limit = needed ? kFillDepth : 0;
   bool background = false;
   int wait_ms = -1;
-  if (options_.background_fill) {
+  if (idle ? options_.background_fill : BackgroundFillLocked()) {
     const uint64_t now = env_->MonotonicNs();
     if (const uint64_t seen = mutations_seen_.load(std::memory_order_relaxed); seen != fill_mark_) {
       fill_mark_ = seen;
       fill_mark_ns_ = now;
     }
-    if (now - fill_mark_ns_ >= kFillIdleNs) {
+    if (idle || now - fill_mark_ns_ >= kFillIdleNs) {
       background = true;
       limit = kFillDepth;
     } else {
@@ -321,6 +324,7 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
     auto job = std::find_if(jobs.begin(), jobs.end(), [](const FillJob& j) { return !j.busy; });
     STRATA_CHECK(job != jobs.end());
     job->busy = true;
+    job->engine = loop->engine();
     job->plan = **plan;
     job->error = 0;
     job->writes_pending = 0;
@@ -338,15 +342,22 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
   return wait_ms;
 }
 
+std::vector<PoolImpl::FillJob> PoolImpl::MakeFillJobs(
+    std::vector<std::unique_ptr<void, void (*)(void*)>>* buffers) {
+  std::vector<FillJob> jobs(kFillDepth);
+  for (FillJob& job : jobs) {
+    buffers->emplace_back(std::aligned_alloc(kIoAlign, chunk_size_), &std::free);
+    STRATA_CHECK(buffers->back() != nullptr);
+    job.pool = this;
+    job.buf = buffers->back().get();
+  }
+  return jobs;
+}
+
 void PoolImpl::FillerMain() {
   EventLoop* loop = filler_loop_.get();
-  std::vector<FillJob> jobs(kFillDepth);
-  std::vector<std::unique_ptr<void, decltype(&std::free)>> buffers;
-  for (FillJob& job : jobs) {
-    buffers.emplace_back(std::aligned_alloc(kIoAlign, chunk_size_), &std::free);
-    job.pool = this;
-    job.buf = buffers.back().get();
-  }
+  std::vector<std::unique_ptr<void, void (*)(void*)>> buffers;
+  std::vector<FillJob> jobs = MakeFillJobs(&buffers);
   MutexLock lock(&mu_);
   for (;;) {
     if (stop_fill_ && fills_in_flight_ == 0) {
@@ -372,6 +383,51 @@ void PoolImpl::FillerMain() {
     loop->RunOnce(starved || wait_ms >= 0 ? 1 : -1);  // completions, or a WakeFillerLocked()
     lock.Lock();
   }
+}
+
+Result<std::string> PoolImpl::StepBackground(Background which) {
+  STRATA_CHECK(stepped_background_ && !reclaimer_.joinable());
+  switch (which) {
+    case Background::kReclaim: {
+      MutexLock lock(&mu_);
+      if (reclaim_busy_ || !ReclaimOnceLocked(&lock)) {  // (busy: a WaitForReclaim reclaims)
+        return std::string();
+      }
+      STRATA_RETURN_IF_ERROR(reclaim_error_);
+      return std::string("reclaimed an epoch");
+    }
+    case Background::kFill:
+      return StepFill();
+    case Background::kCommit: {
+      MutexLock commit(&commit_mu_);
+      if (!HasPendingWork()) {
+        return std::string();
+      }
+      STRATA_RETURN_IF_ERROR(CommitLocked({}));
+      return std::string("committed");
+    }
+  }
+  return Status::InvalidArgument("no such background part");
+}
+
+// The fills the policy allows now (background ones as if the pool were idle), run to the end.
+Result<std::string> PoolImpl::StepFill() {
+  std::vector<std::unique_ptr<void, void (*)(void*)>> buffers;
+  std::vector<FillJob> jobs = MakeFillJobs(&buffers);
+  // Its own loop: the filler thread (there for fills something waits for) runs filler_loop_.
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> own, EventLoop::Create(env_, 4 * kFillDepth));
+  EventLoop* loop = own.get();
+  MutexLock lock(&mu_);
+  bool starved = false;
+  StartFillsLocked(loop, jobs, &starved, /*idle=*/true);
+  const size_t started = fills_in_flight_;  // (the thread's fills too: this waits for them)
+  while (fills_in_flight_ > 0) {
+    lock.Unlock();
+    loop->RunOnce(1);
+    lock.Lock();
+  }
+  STRATA_RETURN_IF_ERROR(latched_);
+  return started == 0 ? std::string() : "filled " + std::to_string(started) + " chunks";
 }
 
 }  // namespace strata

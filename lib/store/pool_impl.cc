@@ -132,7 +132,10 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
       pool->env_, options.commit_interval_ms,
       [p = pool.get()](bool asked) { return p->CommitForCommitter(asked); });
   pool->committer_->Start();
-  pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
+  pool->stepped_background_ = !pool->env_->BackgroundThreads();
+  if (!pool->stepped_background_) {  // (else the simulator steps it: StepBackground)
+    pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
+  }
   pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
   // An import a crash interrupted: nothing of it may stay.
   std::vector<std::string> unfinished;

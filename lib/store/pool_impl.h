@@ -93,6 +93,15 @@ class PoolImpl final : public Pool {
                                       uint32_t block_size_bytes, uint64_t start_block,
                                       size_t max_results) EXCLUDES(mu_) override;
   Status WaitForReclaim() EXCLUDES(mu_) override;
+
+  // ---- Stepped background (Env::BackgroundThreads() false: the crash simulator) ----
+  enum class Background { kReclaim, kFill, kCommit };
+  // One turn of that background part, now, on the calling thread: the reclaimer reclaims one
+  // dead epoch; the filler starts the fills its policy allows (background ones as if the pool
+  // were idle) and runs them to completion; the committer commits what is pending, as its
+  // timer would. Returns what it did ("" if nothing) or its error.
+  // REQUIRES: the pool's Env runs no background threads.
+  Result<std::string> StepBackground(Background which) EXCLUDES(mu_, commit_mu_);
   Result<std::vector<ChangeExtent>> ChangedExtents(const Volume& volume,
                                                    const std::string& since_snapshot_id,
                                                    uint64_t offset_bytes, uint64_t length_bytes)
@@ -313,6 +322,9 @@ class PoolImpl final : public Pool {
                             const std::function<void(const MapKey&, const MapValue&)>& fn)
       EXCLUDES(mu_);
   void ReclaimerMain();
+  // Reclaims one dead epoch if any waits (and the pool is not latched): what one turn of the
+  // reclaimer does. False when there was nothing to do. REQUIRES: mu_ (released during the I/O).
+  bool ReclaimOnceLocked(MutexLock* lock) REQUIRES(mu_);
   // One fill: read the predecessor's chunk, write the units the partial version lacks.
   struct FillPlan {
     MapKey key;       // the partial version
@@ -320,6 +332,9 @@ class PoolImpl final : public Pool {
     uint64_t source;  // the predecessor's physical chunk
   };
   struct FillJob;  // a fill in flight on the filler's ring (pool_fill.cc)
+  // kFillDepth jobs, each with a chunk-sized aligned buffer owned by `buffers`.
+  std::vector<FillJob> MakeFillJobs(std::vector<std::unique_ptr<void, void (*)(void*)>>* buffers);
+  Result<std::string> StepFill() EXCLUDES(mu_);
   void FillerMain();
   // What filling (lineage, chunk) takes; nullopt (and the entry dropped) when it is whole
   // already. REQUIRES: mu_ and the chunk's exclusive lock.
@@ -336,11 +351,17 @@ class PoolImpl final : public Pool {
   // Starts as many fills as the policy allows now on the filler's loop; returns how long to
   // wait before the policy may allow more (-1: until woken), and sets *starved when every
   // wanted chunk was held (by a request or a fill in flight). REQUIRES: mu_.
-  int StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved) REQUIRES(mu_);
+  // `idle`: treat the pool as idle (a stepped filler).
+  int StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool* starved,
+                       bool idle = false) REQUIRES(mu_);
   static void OnFillIo(IoOp* op);
   void WakeFillerLocked() REQUIRES(mu_);  // something changed that the filler waits for
   bool LineageHasPartialsLocked(uint64_t lineage) const REQUIRES(mu_);
   bool FillWantedLocked() const REQUIRES(mu_);  // the filler has something to do now
+  // Whether the filler thread fills what nobody waits for (background_fill, and not stepped).
+  bool BackgroundFillLocked() const REQUIRES(mu_) {
+    return options_.background_fill && !stepped_background_;
+  }
   bool FillNeededLocked() const REQUIRES(mu_);  // something waits for a fill (urged, or a drain)
   std::optional<std::pair<uint64_t, uint64_t>> PickFillLocked(bool background) REQUIRES(mu_);
   Status FillAllAtOpen()
@@ -394,6 +415,10 @@ class PoolImpl final : public Pool {
   uint64_t fill_mark_ = 0;     // mutations_seen_ when the filler last looked (filler only)
   uint64_t fill_mark_ns_ = 0;  // when it changed (filler only)
   size_t fills_in_flight_ GUARDED_BY(mu_) = 0;
+  // The Env runs no background threads: no reclaimer thread, and background fills only when the
+  // simulator steps them (StepBackground). The filler thread still takes fills something waits
+  // for (a read of a partial chunk, a snapshot's drain): the request that waits sees them done.
+  bool stepped_background_ = false;
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_ GUARDED_BY(mu_);
   size_t urgent_partials_ GUARDED_BY(mu_) =

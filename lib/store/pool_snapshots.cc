@@ -722,32 +722,42 @@ void PoolImpl::ReclaimerMain() {
     if (stop_reclaim_) {
       return;
     }
-    if (!latched_.ok() || !ReclaimPendingLocked()) {
-      reclaim_error_ = latched_;
-      reclaim_cv_.SignalAll();
-      continue;
-    }
-    auto it = std::find_if(lineages_.begin(), lineages_.end(),
-                           [](const auto& l) { return !l.second.reclaim.empty(); });
-    const uint64_t lineage = it->first;
-    const uint64_t epoch = it->second.reclaim.front();
-    reclaim_busy_ = true;
-    lock.Unlock();
-    Status s = ReclaimEpoch(lineage, epoch);
-    lock.Lock();
-    reclaim_busy_ = false;
-    reclaim_error_ = s;
-    if (!s.ok() && s.code() != Status::Code::kShutdown) {
-      std::fprintf(stderr, "strata: reclaiming space failed (will retry): %s\n",
-                   s.ToString().c_str());
-    }
-    reclaim_cv_.SignalAll();
+    ReclaimOnceLocked(&lock);
   }
+}
+
+bool PoolImpl::ReclaimOnceLocked(MutexLock* lock) {
+  if (!latched_.ok() || !ReclaimPendingLocked()) {
+    reclaim_error_ = latched_;
+    reclaim_cv_.SignalAll();
+    return false;
+  }
+  STRATA_CHECK(!reclaim_busy_);  // one reclaimer: its thread, or the simulator's steps
+  auto it = std::find_if(lineages_.begin(), lineages_.end(),
+                         [](const auto& l) { return !l.second.reclaim.empty(); });
+  const uint64_t lineage = it->first;
+  const uint64_t epoch = it->second.reclaim.front();
+  reclaim_busy_ = true;
+  lock->Unlock();
+  Status s = ReclaimEpoch(lineage, epoch);
+  lock->Lock();
+  reclaim_busy_ = false;
+  reclaim_error_ = s;
+  if (!s.ok() && s.code() != Status::Code::kShutdown) {
+    std::fprintf(stderr, "strata: reclaiming space failed (will retry): %s\n",
+                 s.ToString().c_str());
+  }
+  reclaim_cv_.SignalAll();
+  return true;
 }
 
 Status PoolImpl::WaitForReclaim() {
   MutexLock lock(&mu_);
   while ((ReclaimPendingLocked() || reclaim_busy_) && reclaim_error_.ok() && latched_.ok()) {
+    if (!reclaimer_.joinable() && !reclaim_busy_) {  // stepped: the waiter reclaims
+      ReclaimOnceLocked(&lock);
+      continue;
+    }
     reclaim_cv_.Wait();
   }
   return latched_.ok() ? reclaim_error_ : latched_;
