@@ -18,7 +18,9 @@
 # 4 KiB randread on 2 connections (multi-conn) and over TCP loopback (strata and qemu-nbd); 4 KiB
 # randread at QD1, whose ratio is the latency a server adds to each request.
 # "us/IO": CPU time of the server's whole process tree per completed I/O.
-# STRATA_BENCH_TARGETS picks targets (default: all five). STRATA_BENCH_PIN=SERVER_CPUS:FIO_CPUS
+# STRATA_BENCH_TARGETS picks targets (default: all five). The target strata-base is the same
+# server from another build (STRATA_BENCH_BASELINE=DIR, e.g. a worktree of an older commit built
+# with -DCMAKE_BUILD_TYPE=Release): "strata ×strata-base" is a change's before/after ratio. STRATA_BENCH_PIN=SERVER_CPUS:FIO_CPUS
 # (e.g. 1:0) runs every server on SERVER_CPUS and every fio, the raw file's too, on FIO_CPUS;
 # unset, the scheduler places them (on 2 vCPUs it puts client and server on one). Needs fio,
 # qemu-utils, nbdkit, nbd-server, python3.
@@ -75,12 +77,16 @@ start_target() {  # name
         --ioengine=io_uring --iodepth=8 >/dev/null
       return
       ;;
-    strata)
-      build/tools/strata --pool "$work/pool" pool create >/dev/null
-      build/tools/strata --pool "$work/pool" create-volume --size 2GiB --name vol >/dev/null
+    strata | strata-base)
+      local bin=build
+      if [[ $t == strata-base ]]; then
+        bin=${STRATA_BENCH_BASELINE:?strata-base: set STRATA_BENCH_BASELINE to another build dir}
+      fi
+      "$bin/tools/strata" --pool "$work/$t.pool" pool create >/dev/null
+      "$bin/tools/strata" --pool "$work/$t.pool" create-volume --size 2GiB --name vol >/dev/null
       port=$(free_port)
-      setsid "${server_pin[@]}" build/nbd-server/strata-nbd --pool "$work/pool" --socket "$sock" \
-        --listen "127.0.0.1:$port" --no-volume-limits 2>/dev/null &
+      setsid "${server_pin[@]}" "$bin/nbd-server/strata-nbd" --pool "$work/$t.pool" \
+        --socket "$sock" --listen "127.0.0.1:$port" --no-volume-limits 2>/dev/null &
       tcp_uri[$t]="nbd://127.0.0.1:$port/vol"
       ;;
     qemu-nbd)

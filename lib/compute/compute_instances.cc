@@ -371,6 +371,7 @@ Result<std::vector<StateChange>> ComputeImpl::StopInstances(const std::vector<st
   }
   std::vector<StateChange> out;
   for (InstanceRecord* rec : recs) {
+    STRATA_CHECK(rec->info.state == "stopped" || Up(rec->info));  // (validated above)
     InstanceRecord next = *rec;
     next.info.state = "stopped";
     next.info.state_reason = "Client.UserInitiatedShutdown: User initiated shutdown";
@@ -394,6 +395,7 @@ Result<std::vector<StateChange>> ComputeImpl::StartInstances(const std::vector<s
   }
   std::vector<StateChange> out;
   for (InstanceRecord* rec : recs) {
+    STRATA_CHECK(rec->info.state == "stopped" || Up(rec->info));  // (validated above)
     InstanceRecord next = *rec;
     next.info.state = "running";
     next.info.state_reason.clear();
@@ -447,6 +449,7 @@ Result<std::vector<StateChange>> ComputeImpl::TerminateInstances(
 }
 
 Status ComputeImpl::TerminateOneLocked(InstanceRecord* rec, const std::string& reason) {
+  STRATA_CHECK(rec->info.state != "terminated");  // terminated is final: entered once
   InstanceRecord next = *rec;
   next.info.state = "terminated";
   next.info.state_reason = reason;

@@ -1,6 +1,11 @@
 #include "control/verbs.h"
 
 #include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "util/check.h"
 
 namespace strata::control {
 
@@ -558,6 +563,34 @@ std::vector<Verb> RemoteVerbs() {
 
 }  // namespace
 
+namespace {
+
+// The table's own rules, checked once when it is built (the CLI parser, the request checker and
+// the EC2 model all trust them): verbs and commands unique, arguments unique per verb with their
+// keys non-empty, and every one_of key an argument of its verb.
+void CheckVerbTable(const std::vector<Verb>& verbs) {
+  std::set<std::string> paths, commands;
+  for (const Verb& v : verbs) {
+    STRATA_CHECK(v.path != nullptr && v.command != nullptr && v.help != nullptr);
+    STRATA_CHECK(paths.insert(v.path).second && commands.insert(v.command).second);
+    std::set<std::string> keys, flags;
+    std::set<std::pair<std::string, bool>> switches;  // (key, value) of kFlag arguments
+    for (const VerbArg& a : v.args) {
+      STRATA_CHECK(a.key != nullptr && a.key[0] != '\0' && a.flag != nullptr);
+      STRATA_CHECK(flags.insert(a.flag).second);
+      // A key has one argument, but for a --X / --no-X pair of flags sending opposite values.
+      const bool pair = a.kind == VerbArg::Kind::kFlag && switches.count({a.key, !a.flag_value});
+      STRATA_CHECK(keys.insert(a.key).second || pair);
+      STRATA_CHECK(a.kind != VerbArg::Kind::kFlag || switches.insert({a.key, a.flag_value}).second);
+    }
+    for (const char* key : v.one_of) {
+      STRATA_CHECK(keys.count(key) == 1);
+    }
+  }
+}
+
+}  // namespace
+
 const std::vector<Verb>& Verbs() {
   static const std::vector<Verb> verbs = [] {
     std::vector<Verb> all;
@@ -567,6 +600,7 @@ const std::vector<Verb>& Verbs() {
         all.push_back(std::move(v));
       }
     }
+    CheckVerbTable(all);
     return all;
   }();
   return verbs;

@@ -33,6 +33,9 @@ void EncodeChangeKey(const MapKey& k, char* out) {
   PutBigEndian64(out + 16, k.chunk);
 }
 void EncodeValue(const MapValue& v, char* out) {
+  // Never write what DecodeValue refuses: known flags, and present units exactly on partials.
+  STRATA_CHECK((v.flags & ~(MapValue::kTombstone | MapValue::kPartial)) == 0);
+  STRATA_CHECK(!(v.tombstone() && v.partial()) && v.partial() == (v.present != 0));
   PutLittleEndian64(out, v.phys);
   PutLittleEndian32(out + 8, v.flags);
   PutLittleEndian32(out + 12, v.present);
@@ -356,6 +359,8 @@ Result<std::optional<Version>> MetaStore::FindVersion(uint64_t lineage, uint64_t
   std::optional<Version> out;
   if (rc == 0) {
     MapKey found = DecodeKey(k);
+    // The seek lands at or before the probe: never on a newer key of this chunk.
+    STRATA_CHECK(found.lineage != lineage || found.chunk != chunk || found.birth <= max_birth);
     if (found.lineage == lineage && found.chunk == chunk && found.birth <= max_birth) {
       Result<MapValue> value = DecodeValue(v);
       if (!value.ok()) {
@@ -388,6 +393,7 @@ Status MetaStore::ScanLineageRange(uint64_t lineage, uint64_t first_chunk, uint6
   MDB_val k = Val(start, kKeyBytes), v;
   Status status;
   bool more = true;
+  std::optional<MapKey> last;  // keys come in strictly increasing (chunk, birth) order
   for (int op = MDB_SET_RANGE; rc == 0 && more && status.ok(); op = MDB_NEXT) {
     rc = mdb_cursor_get(cursor, &k, &v, static_cast<MDB_cursor_op>(op));
     if (rc != 0) {
@@ -397,6 +403,10 @@ Status MetaStore::ScanLineageRange(uint64_t lineage, uint64_t first_chunk, uint6
     if (key.lineage != lineage || key.chunk >= end_chunk) {
       break;
     }
+    STRATA_CHECK(key.chunk >= first_chunk);
+    STRATA_CHECK(!last || last->chunk < key.chunk ||
+                 (last->chunk == key.chunk && last->birth < key.birth));
+    last = key;
     Result<MapValue> value = DecodeValue(v);
     status = value.status();
     more = value.ok() && fn(key, *value);
@@ -499,7 +509,11 @@ Status MetaStore::ScanChanges(uint64_t lineage, uint64_t first_birth, uint64_t f
     }
     const char* p = static_cast<const char*>(k.mv_data);
     MapKey key{GetBigEndian64(p), GetBigEndian64(p + 16), GetBigEndian64(p + 8)};
-    if (key.lineage != lineage || key.birth > last_birth || !fn(key)) {
+    if (key.lineage != lineage || key.birth > last_birth) {
+      break;
+    }
+    STRATA_CHECK(key.birth >= first_birth);  // (the seek started there)
+    if (!fn(key)) {
       break;
     }
   }
@@ -512,6 +526,7 @@ Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
   int rc = 0;
   char key[kKeyBytes], change_key[kKeyBytes], value[kValueBytes];
   for (const auto& change : batch.map_changes) {
+    STRATA_CHECK(change.key.lineage > 0);  // lineage 0 is never allocated
     EncodeKey(change.key, key);
     EncodeChangeKey(change.key, change_key);
     MDB_val k = Val(key, kKeyBytes), ck = Val(change_key, kKeyBytes);
@@ -552,6 +567,10 @@ Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
   }
   if (batch.header.has_value()) {
     const PoolHeader& h = *batch.header;
+    // A header the pool would refuse at its next open is never written.
+    STRATA_CHECK(h.format_version > 0 && h.chunk_size_bytes > 0 &&
+                 (h.chunk_size_bytes & (h.chunk_size_bytes - 1)) == 0);
+    STRATA_CHECK(h.next_lineage > 0 && !h.pool_uuid.empty());
     char u32[2][4], u64[3][8];
     PutLittleEndian32(u32[0], h.format_version);
     PutLittleEndian32(u32[1], h.chunk_size_bytes);
@@ -587,6 +606,7 @@ Status MetaStore::Grow() {
     slots.push_back(std::make_unique<MutexLock>(&slot.mu));
   }
   uint64_t next = std::min(map_bytes_ * 2, max_map_bytes_);
+  STRATA_CHECK(next > map_bytes_);  // (full at the maximum returned above)
   int rc = mdb_env_set_mapsize(env_, next);
   if (rc != 0) {
     return LmdbStatus("grow metadata map", rc);

@@ -19,6 +19,7 @@
 #include "strata/event_loop.h"
 #include "strata/stream.h"
 
+#include "util/check.h"
 #include "util/coding.h"
 #include "util/parallel.h"
 #include "util/submit_all.h"
@@ -459,6 +460,16 @@ class Exporter {
 
   Status WriteRecord(RecordHeader h, const std::byte* raw, size_t raw_bytes, const void* payload,
                      size_t payload_bytes) {
+    // What the importer's CheckRecord demands, asserted where it is made: consecutive sequence
+    // numbers, chunks in strictly increasing order inside the volume, payloads that fit.
+    STRATA_CHECK(h.sequence == sequence_ && h.sequence == stats_.records);
+    STRATA_CHECK(h.chunk_count > 0 && h.first_chunk >= next_chunk_);
+    STRATA_CHECK(h.first_chunk + h.chunk_count <= (size_ + chunk_ - 1) / chunk_);
+    STRATA_CHECK(h.type == kZeroRun ? payload_bytes == 0 && raw_bytes == 0
+                                    : h.chunk_count == 1 && raw_bytes > 0 && raw_bytes <= chunk_);
+    STRATA_CHECK(payload_bytes == h.payload_bytes &&
+                 (h.type != kRawData || payload_bytes == raw_bytes));
+    next_chunk_ = h.first_chunk + h.chunk_count;
     char buf[kRecordHeaderBytes];
     EncodeRecordHeader(h, buf);
     h.checksum = RecordChecksum(buf, raw, raw_bytes);
@@ -474,6 +485,8 @@ class Exporter {
 
   // The end record: the record count, the chunk totals and the checksum of the whole stream.
   Status WriteTrailer() {
+    STRATA_CHECK(zero_count_ == 0);  // the last zero run is written before the trailer
+    STRATA_CHECK(stats_.data_chunks + stats_.zero_chunks <= (size_ + chunk_ - 1) / chunk_);
     RecordHeader h{kEnd, 0, sequence_, stats_.data_chunks, stats_.zero_chunks, 0};
     char buf[kRecordHeaderBytes];
     EncodeRecordHeader(h, buf);
@@ -495,6 +508,7 @@ class Exporter {
   std::optional<uint64_t> token_ = 0;  // the next page's start; nullopt after the last
   Pending batches_[2];
   uint64_t sequence_ = 0;
+  uint64_t next_chunk_ = 0;  // the first chunk no record has covered yet
   uint64_t zero_first_ = 0, zero_count_ = 0;
   StreamStats stats_;
 };
@@ -575,6 +589,7 @@ class Importer {
       STRATA_RETURN_IF_ERROR(
           in_.ReadExactly(item.payload.data(), item.payload.size(), "a record payload"));
       sequence_++;
+      STRATA_CHECK(item.header.first_chunk + item.header.chunk_count > next_chunk_);
       next_chunk_ = item.header.first_chunk + item.header.chunk_count;
       batch_.push_back(std::move(item));
       if (batch_.size() == kBatchChunks) {
@@ -649,6 +664,7 @@ class Importer {
       const ImportItem& it = batch_[i];
       STRATA_RETURN_IF_ERROR(it.status);  // nothing of a damaged batch is written
       const uint64_t offset = it.header.first_chunk * header_.chunk_size;
+      STRATA_CHECK(offset < header_.volume_size);  // CheckRecord bounded every record
       IoRequest& r = writes[i];
       r.offset_bytes = offset;
       if (it.header.type == kZeroRun) {
@@ -657,6 +673,7 @@ class Importer {
             std::min(it.header.chunk_count * header_.chunk_size, header_.volume_size - offset);
       } else {
         r.kind = IoRequest::Kind::kWrite;
+        STRATA_CHECK(it.raw.size() == RawBytes(it.header.first_chunk));
         r.length_bytes = it.raw.size();
         r.data = const_cast<std::byte*>(it.raw.data());
       }

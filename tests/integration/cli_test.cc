@@ -204,6 +204,7 @@ TEST_F(CliTest, ArgumentsThatAreNotUtf8GetAClearError) {
 
 TEST_F(CliTest, PoolHeldByAnotherProcessIsBusy) {
   pid_t holder = fork();
+  ASSERT_GE(holder, 0) << "fork";  // (kill(-1) below would signal every process)
   if (holder == 0) {  // another process holding the pool lock, as a running server would
     int fd = open((dir_.Sub("pool") + "/LOCK").c_str(), O_RDWR);
     flock(fd, LOCK_EX);

@@ -33,6 +33,10 @@ int RunAndKill(const std::string& pool, const std::string& volume, uint64_t seed
   int out[2];
   EXPECT_EQ(pipe(out), 0);
   pid_t pid = fork();
+  if (pid < 0) {  // (kill(-1) below would signal every process)
+    ADD_FAILURE() << "fork failed";
+    return -1;
+  }
   if (pid == 0) {
     dup2(out[1], STDOUT_FILENO);
     close(out[0]);

@@ -46,6 +46,9 @@ class NbdHardening : public ::testing::Test {
     ASSERT_EQ(access(sock_.c_str(), F_OK), 0) << "server did not start";
   }
   void TearDown() override {
+    if (pid_ <= 0) {
+      return;  // SetUp failed before the fork: kill(-1) would signal every process we may
+    }
     kill(pid_, SIGTERM);
     int status = 0;
     waitpid(pid_, &status, 0);
