@@ -18,7 +18,9 @@
 # 4 KiB randread on 2 connections (multi-conn) and over TCP loopback (strata and qemu-nbd); 4 KiB
 # randread at QD1, whose ratio is the latency a server adds to each request.
 # "us/IO": CPU time of the server's whole process tree per completed I/O.
-# STRATA_BENCH_TARGETS picks targets (default: all five). The target strata-base is the same
+# STRATA_BENCH_CASES picks cases by name (randread randwrite randrw seqread seqwrite
+# randread-2conn randread-tcp randread-qd1; default: all). STRATA_BENCH_TARGETS picks targets
+# (default: all five). The target strata-base is the same
 # server from another build (STRATA_BENCH_BASELINE=DIR, e.g. a worktree of an older commit built
 # with -DCMAKE_BUILD_TYPE=Release): "strata ×strata-base" is a change's before/after ratio. STRATA_BENCH_PIN=SERVER_CPUS:FIO_CPUS
 # (e.g. 1:0) runs every server on SERVER_CPUS and every fio, the raw file's too, on FIO_CPUS;
@@ -171,6 +173,7 @@ cases=("randread randread 4k 32 1 unix" "randwrite randwrite 4k 32 1 unix"
 for r in $(seq "$rounds"); do
   for spec in "${cases[@]}"; do
     set -- $spec
+    if [[ -n "${STRATA_BENCH_CASES:-}" && " $STRATA_BENCH_CASES " != *" $1 "* ]]; then continue; fi
     echo "== round $r: $1" >&2
     for t in $targets; do
       if [[ $6 == tcp && $t != raw && -z "${tcp_uri[$t]:-}" ]]; then continue; fi

@@ -522,6 +522,34 @@ Status MetaStore::ScanChanges(uint64_t lineage, uint64_t first_birth, uint64_t f
   return (rc == 0 || rc == MDB_NOTFOUND) ? Status::OK() : LmdbStatus("scan changes", rc);
 }
 
+Status MetaStore::ApplyHeader(MDB_txn* txn, const PoolHeader& h) {
+  // A header the pool would refuse at its next open is never written.
+  STRATA_CHECK(h.format_version > 0 && h.chunk_size_bytes > 0 &&
+               (h.chunk_size_bytes & (h.chunk_size_bytes - 1)) == 0);
+  STRATA_CHECK(h.next_lineage > 0 && !h.pool_uuid.empty());
+  char u32[2][4], u64[3][8];
+  PutLittleEndian32(u32[0], h.format_version);
+  PutLittleEndian32(u32[1], h.chunk_size_bytes);
+  PutLittleEndian64(u64[0], h.capacity_bytes);
+  PutLittleEndian64(u64[1], h.frontier_chunks);
+  PutLittleEndian64(u64[2], h.next_lineage);
+  std::pair<const char*, MDB_val> fields[] = {{"magic", Val(kMagic, std::strlen(kMagic))},
+                                              {"format_version", Val(u32[0], 4)},
+                                              {"chunk_size", Val(u32[1], 4)},
+                                              {"capacity", Val(u64[0], 8)},
+                                              {"frontier", Val(u64[1], 8)},
+                                              {"next_lineage", Val(u64[2], 8)},
+                                              {"uuid", Val(h.pool_uuid)}};
+  for (auto& [name, v] : fields) {
+    MDB_val k = Val(name, std::strlen(name));
+    const int rc = mdb_put(txn, pool_dbi_, &k, &v, 0);
+    if (rc != 0) {
+      return LmdbStatus("commit header", rc);
+    }
+  }
+  return Status::OK();
+}
+
 Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
   int rc = 0;
   char key[kKeyBytes], change_key[kKeyBytes], value[kValueBytes];
@@ -566,31 +594,7 @@ Status MetaStore::ApplyBatch(MDB_txn* txn, const CommitBatch& batch) {
     }
   }
   if (batch.header.has_value()) {
-    const PoolHeader& h = *batch.header;
-    // A header the pool would refuse at its next open is never written.
-    STRATA_CHECK(h.format_version > 0 && h.chunk_size_bytes > 0 &&
-                 (h.chunk_size_bytes & (h.chunk_size_bytes - 1)) == 0);
-    STRATA_CHECK(h.next_lineage > 0 && !h.pool_uuid.empty());
-    char u32[2][4], u64[3][8];
-    PutLittleEndian32(u32[0], h.format_version);
-    PutLittleEndian32(u32[1], h.chunk_size_bytes);
-    PutLittleEndian64(u64[0], h.capacity_bytes);
-    PutLittleEndian64(u64[1], h.frontier_chunks);
-    PutLittleEndian64(u64[2], h.next_lineage);
-    std::pair<const char*, MDB_val> fields[] = {{"magic", Val(kMagic, std::strlen(kMagic))},
-                                                {"format_version", Val(u32[0], 4)},
-                                                {"chunk_size", Val(u32[1], 4)},
-                                                {"capacity", Val(u64[0], 8)},
-                                                {"frontier", Val(u64[1], 8)},
-                                                {"next_lineage", Val(u64[2], 8)},
-                                                {"uuid", Val(h.pool_uuid)}};
-    for (auto& [name, v] : fields) {
-      MDB_val k = Val(name, std::strlen(name));
-      rc = mdb_put(txn, pool_dbi_, &k, &v, 0);
-      if (rc != 0) {
-        return LmdbStatus("commit header", rc);
-      }
-    }
+    STRATA_RETURN_IF_ERROR(ApplyHeader(txn, *batch.header));
   }
   return Status::OK();
 }

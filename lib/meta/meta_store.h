@@ -139,6 +139,7 @@ class MetaStore {
   MetaStore() = default;
   Status OpenTables(bool create);
   Status ApplyBatch(MDB_txn* txn, const CommitBatch& batch);
+  Status ApplyHeader(MDB_txn* txn, const PoolHeader& h);
   Status Grow();
   Status ScanTable(MDB_dbi dbi, const std::function<Status(const MDB_val&, const MDB_val&)>& fn);
   Status EraseLineageInTxn(MDB_txn* txn, uint64_t lineage);
