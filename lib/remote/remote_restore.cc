@@ -73,7 +73,12 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
 Result<RestoreStats> Restore::Volume(const std::string& snapshot_id, const VolumeSpec& spec,
                                      const RemoteProgress& progress) {
   STRATA_ASSIGN_OR_RETURN(json m, bucket_->GetManifest(snapshot_id));
-  const uint64_t size = m["volume_size"].get<uint64_t>();  // (DecodeManifest checked the sizes)
+  const uint64_t size = UintField(m, "volume_size");
+  const uint64_t block_size = UintField(m, "block_size");
+  if (block_size == 0 || block_size > (64u << 20) || size == 0) {  // before anything is created
+    return Status::Corruption(bucket_->Name() + ": manifest of " + snapshot_id +
+                              " has impossible sizes");
+  }
   VolumeSpec create = spec;
   create.size_bytes = std::max(spec.size_bytes, size);
   create.snapshot_id.clear();
@@ -105,10 +110,7 @@ Status Restore::FetchAll(const json& m, strata::Volume* volume, const RemoteProg
   const uint64_t size = UintField(m, "volume_size");
   const auto block_size = static_cast<uint32_t>(UintField(m, "block_size"));
   const std::string snapshot_id = StringField(m, "snapshot_id");
-  if (block_size == 0 || block_size > (64u << 20) || size == 0) {
-    return Status::Corruption(bucket_->Name() + ": manifest of " + snapshot_id +
-                              " has impossible sizes");
-  }
+  STRATA_CHECK(block_size > 0 && block_size <= (64u << 20) && size > 0);  // (Volume checked)
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
                           pool_->CreateEventLoop(2 * bucket_->tuning().fetch_batch));
   const uint64_t total = UintField(m, "data_blocks");
