@@ -390,7 +390,7 @@ Result<std::string> PoolImpl::StepBackground(Background which) {
   switch (which) {
     case Background::kReclaim: {
       MutexLock lock(&mu_);
-      if (reclaim_busy_ || !ReclaimOnceLocked(&lock)) {  // (busy: a WaitForReclaim reclaims)
+      if (reclaim_busy_ || !ReclaimOnceLocked()) {  // (busy: a WaitForReclaim reclaims)
         return std::string();
       }
       STRATA_RETURN_IF_ERROR(reclaim_error_);

@@ -324,7 +324,7 @@ class PoolImpl final : public Pool {
   void ReclaimerMain();
   // Reclaims one dead epoch if any waits (and the pool is not latched): what one turn of the
   // reclaimer does. False when there was nothing to do. REQUIRES: mu_ (released during the I/O).
-  bool ReclaimOnceLocked(MutexLock* lock) REQUIRES(mu_);
+  bool ReclaimOnceLocked() REQUIRES(mu_);
   // One fill: read the predecessor's chunk, write the units the partial version lacks.
   struct FillPlan {
     MapKey key;       // the partial version

@@ -722,11 +722,11 @@ void PoolImpl::ReclaimerMain() {
     if (stop_reclaim_) {
       return;
     }
-    ReclaimOnceLocked(&lock);
+    ReclaimOnceLocked();
   }
 }
 
-bool PoolImpl::ReclaimOnceLocked(MutexLock* lock) {
+bool PoolImpl::ReclaimOnceLocked() {
   if (!latched_.ok() || !ReclaimPendingLocked()) {
     reclaim_error_ = latched_;
     reclaim_cv_.SignalAll();
@@ -738,9 +738,9 @@ bool PoolImpl::ReclaimOnceLocked(MutexLock* lock) {
   const uint64_t lineage = it->first;
   const uint64_t epoch = it->second.reclaim.front();
   reclaim_busy_ = true;
-  lock->Unlock();
+  mu_.Unlock();
   Status s = ReclaimEpoch(lineage, epoch);
-  lock->Lock();
+  mu_.Lock();
   reclaim_busy_ = false;
   reclaim_error_ = s;
   if (!s.ok() && s.code() != Status::Code::kShutdown) {
@@ -755,7 +755,7 @@ Status PoolImpl::WaitForReclaim() {
   MutexLock lock(&mu_);
   while ((ReclaimPendingLocked() || reclaim_busy_) && reclaim_error_.ok() && latched_.ok()) {
     if (!reclaimer_.joinable() && !reclaim_busy_) {  // stepped: the waiter reclaims
-      ReclaimOnceLocked(&lock);
+      ReclaimOnceLocked();
       continue;
     }
     reclaim_cv_.Wait();
