@@ -420,8 +420,12 @@ Result<std::string> PoolImpl::StepFill() {
   MutexLock lock(&mu_);
   bool starved = false;
   StartFillsLocked(loop, jobs, &starved, /*idle=*/true);
-  const size_t started = fills_in_flight_;  // (the thread's fills too: this waits for them)
-  while (fills_in_flight_ > 0) {
+  // Its own fills only (the filler thread's, if any, complete on its loop).
+  auto own_in_flight = [&jobs]() REQUIRES(mu_) {
+    return std::count_if(jobs.begin(), jobs.end(), [](const FillJob& j) { return j.busy; });
+  };
+  const auto started = own_in_flight();
+  while (own_in_flight() > 0) {
     lock.Unlock();
     loop->RunOnce(1);
     lock.Lock();
