@@ -125,12 +125,13 @@ Status PoolImpl::FillLocked(uint64_t lineage, uint64_t chunk) {
   if (!plan) {
     return Status::OK();
   }
-  const FileId target_file = FileOf(plan->value.phys);
-  const uint64_t target_offset = OffsetOf(plan->value.phys);
+  const FileId target_file = space_->FileOf(plan->value.phys);
+  const uint64_t target_offset = space_->OffsetOf(plan->value.phys);
   mu_.Unlock();
   std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
                                                   &std::free);
-  Status s = env_->ReadSync(FileOf(plan->source), buf.get(), chunk_size_, OffsetOf(plan->source));
+  Status s = env_->ReadSync(space_->FileOf(plan->source), buf.get(), chunk_size_,
+                            space_->OffsetOf(plan->source));
   // Only the absent units are written: the present ones hold newer data.
   ForEachAbsentRun(plan->value.present, [&](uint32_t first, uint32_t count) {
     const uint64_t at = uint64_t{first} * unit_bytes_;
@@ -231,8 +232,8 @@ void PoolImpl::OnFillIo(IoOp* op) {
     job->error = op->result;
   }
   if (op == &job->ops[0] && job->error == 0) {  // the predecessor is read: write what is absent
-    const FileId file = pool->FileOf(job->plan.value.phys);
-    const uint64_t offset = pool->OffsetOf(job->plan.value.phys);
+    const FileId file = pool->space_->FileOf(job->plan.value.phys);
+    const uint64_t offset = pool->space_->OffsetOf(job->plan.value.phys);
     uint32_t n = 0;
     pool->ForEachAbsentRun(job->plan.value.present, [&](uint32_t first, uint32_t count) {
       IoOp& w = job->ops[1 + n++];
@@ -330,10 +331,10 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
     job->writes_pending = 0;
     job->ops[0] = IoOp{};
     job->ops[0].kind = IoOp::Kind::kRead;
-    job->ops[0].file = FileOf(job->plan.source);
+    job->ops[0].file = space_->FileOf(job->plan.source);
     job->ops[0].buf = job->buf;
     job->ops[0].length_bytes = chunk_size_;
-    job->ops[0].offset_bytes = OffsetOf(job->plan.source);
+    job->ops[0].offset_bytes = space_->OffsetOf(job->plan.source);
     job->ops[0].done = &PoolImpl::OnFillIo;
     job->ops[0].ctx = &*job;
     fills_in_flight_++;

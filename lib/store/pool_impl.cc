@@ -109,7 +109,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
     return Status::Corruption("pool " + dir + ": invalid chunk size in header");
   }
   pool->chunk_size_ = header->chunk_size_bytes;
-  pool->data_ = std::make_unique<DataFiles>(pool->env_, dir, pool->chunk_size_, options.direct_io);
+  pool->space_ = std::make_unique<Space>(pool->env_, dir, pool->chunk_size_, options.direct_io);
   pool->unit_bytes_ = std::max<uint32_t>(kIoAlign, pool->chunk_size_ / kMaxUnitsPerChunk);
   STRATA_CHECK(pool->units_per_chunk() >= 1 && pool->units_per_chunk() <= kMaxUnitsPerChunk);
   {
@@ -182,7 +182,7 @@ PoolImpl::~PoolImpl() {
     }
   }
   idle_loops_.clear();
-  data_.reset();      // closes the data files
+  space_.reset();     // closes the data files
   dir_lock_.reset();  // last: another process may take the pool once this returns
 }
 
@@ -231,23 +231,7 @@ Status PoolImpl::Recover() {
     return Status::OK();
   });
   STRATA_RETURN_IF_ERROR(s);
-  STRATA_RETURN_IF_ERROR(data_->OpenThrough(frontier));
-  std::vector<uint64_t> free_chunks;
-  for (uint64_t p = 0; p < frontier; p++) {
-    if (!used[p]) {
-      free_chunks.push_back(p);
-    }
-  }
-  uint64_t capacity_chunks = header_.capacity_bytes / chunk_size_;
-  alloc_ = std::make_unique<ChunkAllocator>(frontier, capacity_chunks, std::vector<uint64_t>{});
-  mu_.Unlock();             // PunchFreed takes it (as on the commit path)
-  PunchFreed(free_chunks);  // contiguous runs; a failed punch leaves its chunks dirty
-  mu_.Lock();
-  for (FileId f : data_->Files()) {
-    STRATA_RETURN_IF_ERROR(env_->Sync(f));
-  }
-  alloc_->AddClean(alloc_->TakePunched());  // the sync above made the punches durable
-  return Status::OK();
+  return space_->Open(frontier, header_.capacity_bytes / chunk_size_, used);
 }
 
 // ---------------------------------------------------------------- data-path services
@@ -351,21 +335,9 @@ Status PoolImpl::MappedChunksLocked(uint64_t lineage, uint64_t first, uint64_t e
   return Status::OK();
 }
 
-std::optional<ChunkAllocator::Grant> PoolImpl::AllocateLocked(bool prefer_dirty) {
-  std::optional<ChunkAllocator::Grant> grant = alloc_->Allocate(prefer_dirty);
-  if (grant && !data_->Ensure(grant->phys).ok()) {
-    alloc_->ReturnUnmapped(grant->phys);
-    return std::nullopt;
-  }
-  if (grant) {
-    ClearZeroUnits(grant->phys, UINT32_MAX);  // a new life for the chunk
-  }
-  return grant;
-}
-
 void PoolImpl::PutVersionLocked(const MapKey& key, const MapValue& value) {
   STRATA_CHECK(key.birth > 0 && key.lineage > 0);
-  STRATA_CHECK(value.tombstone() || value.phys < alloc_->frontier());  // a chunk handed out
+  STRATA_CHECK(value.tombstone() || space_->HandedOut(value.phys));
   STRATA_CHECK(!value.partial() || (value.present != 0 && value.present != all_units()));
   if (map_->Put(key, value) == kOverlayCommitEntries) {
     WakeCommitter();  // a large overlay is committed without waiting for the timer
@@ -387,7 +359,7 @@ void PoolImpl::RequestCommit(EventLoop* loop, std::function<void(const Status&)>
 
 bool PoolImpl::HasPendingWork() {
   MutexLock lock(&mu_);
-  return map_->size() > 0 || alloc_->pending_chunks() > 0;
+  return map_->size() > 0 || space_->FreesPending();
 }
 
 // The committer's commit: a timer or a wake commits only when there is something to commit.
@@ -397,13 +369,6 @@ Status PoolImpl::CommitForCommitter(bool asked) {
   }
   MutexLock commit(&commit_mu_);
   return CommitLocked({});
-}
-
-Status PoolImpl::SyncDataFiles() {
-  for (FileId f : data_->Files()) {
-    STRATA_RETURN_IF_ERROR(env_->Sync(f));
-  }
-  return Status::OK();
 }
 
 void PoolImpl::Latch(const Status& status) {
@@ -424,7 +389,7 @@ void PoolImpl::LatchLocked(const Status& status) {
 
 Status PoolImpl::CommitLocked(CommitBatch batch) {
   std::vector<std::pair<MapKey, uint64_t>> written;
-  std::vector<uint64_t> freed, trimmed, punched;
+  Space::CommitCut cut;
   {
     MutexLock lock(&mu_);
     if (!latched_.ok()) {
@@ -432,22 +397,21 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
     }
     // Frees first, then the overlay, all under mu_ (which every overlay writer holds): a chunk
     // freed here had its unmapping put in the overlay before, so this commit carries both.
-    freed = alloc_->TakePending(&trimmed);
+    cut = space_->TakeForCommit();
     map_->CollectPending(&batch.map_changes, &written);
     STRATA_CHECK(written.size() == map_->size());  // all of it, under mu_: a consistent cut
-    punched = alloc_->TakePunched();
-    header_.frontier_chunks = alloc_->frontier();
+    STRATA_CHECK(cut.frontier >= header_.frontier_chunks);  // the frontier only grows
+    header_.frontier_chunks = cut.frontier;
     batch.header = header_;
   }
   Status s = CommitOnce(batch);
-  if (s.code() == Status::Code::kNoSpace && s.sys_errno() != 0 && PunchTrimmedEarly(trimmed)) {
+  if (s.code() == Status::Code::kNoSpace && s.sys_errno() != 0 &&
+      space_->PunchTrimmedEarly(cut.trimmed)) {
     s = CommitOnce(batch);  // the host file system had no room for the commit: try once more
   }
   if (!s.ok()) {
     if (s.code() == Status::Code::kNoSpace) {  // no room for metadata: nothing changed
-      MutexLock lock(&mu_);
-      alloc_->RestorePending(freed, trimmed);
-      alloc_->AddPunched(punched);
+      space_->Uncommitted(cut);
       return s;
     }
     Latch(s);
@@ -456,56 +420,18 @@ Status PoolImpl::CommitLocked(CommitBatch batch) {
   {
     MutexLock lock(&mu_);
     map_->DropCommitted(written);
-    alloc_->AddClean(punched);  // their punch is covered by this commit's data sync
-    // Keep a reserve of freed chunks unpunched for partial versions to overwrite
-    // (docs/design.md §2.3); the rest go back to the host file system.
-    size_t keep = 0;
-    if (units_per_chunk() > 1 && alloc_->dirty_chunks() < kWarmReserveChunks) {
-      keep = std::min(freed.size(), kWarmReserveChunks - alloc_->dirty_chunks());
-    }
-    alloc_->AddDirty(std::vector<uint64_t>(freed.end() - static_cast<long>(keep), freed.end()));
-    freed.resize(freed.size() - keep);
   }
-  PunchFreed(freed);
+  // Keep a reserve of freed chunks unpunched for partial versions to overwrite
+  // (docs/design.md §2.3); the rest go back to the host file system.
+  space_->PunchFreed(
+      space_->Committed(std::move(cut), units_per_chunk() > 1 ? kWarmReserveChunks : 0));
   return Status::OK();
 }
 
 // Data before metadata: a mapping may only become durable after the data it points to.
 Status PoolImpl::CommitOnce(const CommitBatch& batch) {
-  STRATA_RETURN_IF_ERROR(SyncDataFiles());
+  STRATA_RETURN_IF_ERROR(space_->Sync());
   return meta_->Commit(batch);
-}
-
-bool PoolImpl::PunchTrimmedEarly(const std::vector<uint64_t>& trimmed) {
-  bool punched = false;
-  for (uint64_t p : trimmed) {
-    punched = env_->PunchHole(FileOf(p), OffsetOf(p), chunk_size_).ok() || punched;
-  }
-  return punched;
-}
-
-// Punches each run of contiguous chunks once; they become clean after the next data sync.
-void PoolImpl::PunchFreed(const std::vector<uint64_t>& chunks) {
-  if (chunks.empty()) {
-    return;
-  }
-  std::vector<uint64_t> sorted(chunks);
-  std::sort(sorted.begin(), sorted.end());
-  std::vector<uint64_t> ok, failed;
-  for (size_t i = 0; i < sorted.size();) {
-    size_t j = i + 1;
-    while (j < sorted.size() && sorted[j] == sorted[j - 1] + 1 &&
-           data_->SameFile(sorted[j], sorted[i])) {
-      j++;
-    }
-    Status s = env_->PunchHole(FileOf(sorted[i]), OffsetOf(sorted[i]), (j - i) * chunk_size_);
-    (s.ok() ? ok : failed)
-        .insert((s.ok() ? ok : failed).end(), sorted.begin() + i, sorted.begin() + j);
-    i = j;
-  }
-  MutexLock lock(&mu_);
-  alloc_->AddPunched(ok);
-  alloc_->AddDirty(failed);
 }
 
 Status PoolImpl::Flush() {
@@ -924,13 +850,14 @@ PoolInfo PoolImpl::Info() {
   PoolInfo info;
   info.path = dir_;
   info.chunk_size_bytes = chunk_size_;
-  info.direct_io = data_->direct_io();
+  info.direct_io = space_->direct_io();
   info.meta_bytes = meta_->used_bytes();
   MutexLock lock(&mu_);
   info.capacity_bytes = header_.capacity_bytes;
-  info.used_bytes = alloc_->used_chunks() * chunk_size_;
-  info.free_chunks = alloc_->free_chunks();
-  info.frontier_chunks = alloc_->frontier();
+  const Space::Usage usage = space_->usage();
+  info.used_bytes = usage.used_chunks * chunk_size_;
+  info.free_chunks = usage.free_chunks;
+  info.frontier_chunks = usage.frontier;
   info.volume_count = volumes_.size();
   info.snapshot_count = snapshots_.size();
   for (const auto& [lineage, st] : lineages_) {
@@ -941,7 +868,7 @@ PoolInfo PoolImpl::Info() {
   info.io_engine = engine_name_;
   info.latched_error = latched_.ok() ? "" : latched_.ToString();
   lock.Unlock();  // fstat is a system call: never under the pool mutex
-  for (FileId f : data_->Files()) {
+  for (FileId f : space_->Files()) {
     auto bytes = env_->AllocatedBytes(f);
     info.data_file_bytes += bytes.ok() ? *bytes : 0;
   }
@@ -960,8 +887,9 @@ Result<CheckReport> PoolImpl::Check() {
     if (ReclaimPendingLocked() || reclaim_busy_) {
       continue;  // a delete slipped in before the commit mutex: wait for its reclaim too
     }
-    return PoolCheck({volumes_, snapshots_, lineages_, meta_.get(), *alloc_, chunk_size_,
-                      all_units(), map_->size() == 0})
+    const ChunkAllocator alloc = space_->AllocatorCopy();
+    return PoolCheck({volumes_, snapshots_, lineages_, meta_.get(), alloc, chunk_size_, all_units(),
+                      map_->size() == 0})
         .Run();
   }
 }

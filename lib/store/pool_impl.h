@@ -20,13 +20,11 @@
 #include "strata/pool.h"
 
 #include "meta/meta_store.h"
-#include "store/allocator.h"
 #include "store/chunk_map.h"
-#include "store/data_files.h"
 #include "store/group_commit.h"
 #include "store/qos.h"
 #include "store/records.h"
-#include "store/zero_hints.h"
+#include "store/space.h"
 #include "util/mutex.h"
 
 namespace strata {
@@ -166,45 +164,12 @@ class PoolImpl final : public Pool {
   void DropPartialLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
   // A request needs (lineage, chunk) whole before it can go on: fill it next.
   void UrgeFillLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
-  // `prefer_dirty`: a freed chunk still allocated in the data file, if any (partial versions).
-  std::optional<ChunkAllocator::Grant> AllocateLocked(bool prefer_dirty = false) REQUIRES(mu_);
-  void ReturnUnmappedLocked(uint64_t phys) REQUIRES(mu_) { alloc_->ReturnUnmapped(phys); }
-  // Frees a chunk unmapped by a trim or write-zeroes (reusable after the next commit).
-  void FreeTrimmedLocked(uint64_t phys) REQUIRES(mu_) { alloc_->FreeAfterCommit(phys, true); }
-  // Chunks freed in memory whose unmapping awaits a commit (reusable after it).
-  bool FreesPendingLocked() const REQUIRES(mu_) { return alloc_->pending_chunks() > 0; }
-  // ---- Known-zero units (BLOCK_STATUS's STATE_ZERO inside a chunk). ----
-  // Units of a physical chunk that a write-zeroes wrote as zeros. A hint only: kept in memory
-  // (a restart forgets it, and its chunks then show as plain data), bounded, dropped for units
-  // that any later write touches or when the chunk is allocated anew. Every write to a chunk's
-  // bytes passes PlanWriteLocked (which clears) or AllocateLocked (which drops), so a hint is
-  // never stale. Thread-safe (a mutex of their own, taken last).
-  // (zero_hints_any_: whether any hint exists, so that a pool with none, the usual case, takes
-  // no lock here; set before a hint is added, so a reader never misses one.)
-  void AddZeroUnits(uint64_t phys, uint32_t units) EXCLUDES(zero_mu_) {
-    MutexLock lock(&zero_mu_);
-    zero_hints_any_.store(true);
-    zero_hints_.Add(phys, units);
-  }
-  void ClearZeroUnits(uint64_t phys, uint32_t units) EXCLUDES(zero_mu_) {
-    if (zero_hints_any_.load()) {
-      MutexLock lock(&zero_mu_);
-      zero_hints_.Clear(phys, units);
-    }
-  }
-  uint32_t ZeroUnits(uint64_t phys) EXCLUDES(zero_mu_) {
-    if (!zero_hints_any_.load()) {
-      return 0;
-    }
-    MutexLock lock(&zero_mu_);
-    return zero_hints_.Get(phys);
-  }
+  // Where chunk data lives: the data files, the allocator and the known-zero hints, one part
+  // with its own leaf locks (store/space.h). Made at open, before any thread.
+  Space& space() { return *space_; }
   void PutVersionLocked(const MapKey& key, const MapValue& value) REQUIRES(mu_);
   void EraseVersionLocked(const MapKey& key) REQUIRES(mu_);
   const Status& latched_locked() const REQUIRES(mu_) { return latched_; }
-  // Where a physical chunk lives. Thread-safe.
-  FileId FileOf(uint64_t phys) const { return data_->FileOf(phys); }
-  uint64_t OffsetOf(uint64_t phys) const { return data_->OffsetOf(phys); }
   // Queues a group commit; `done` runs on `loop`'s thread (or the commit thread if loop is null).
   void RequestCommit(EventLoop* loop, std::function<void(const Status&)> done);
   // A loop for a synchronous call, and back.
@@ -234,11 +199,6 @@ class PoolImpl final : public Pool {
   Status CommitLocked(CommitBatch extra) REQUIRES(commit_mu_) EXCLUDES(mu_);
   Status CommitOnce(const CommitBatch& batch);
   void WakeCommitter();
-  // When the host file system is full: punches trimmed chunks whose free is not yet committed, so
-  // that the commit which frees them has room to be written.
-  bool PunchTrimmedEarly(const std::vector<uint64_t>& trimmed);
-  Status SyncDataFiles() EXCLUDES(mu_);
-  void PunchFreed(const std::vector<uint64_t>& chunks) EXCLUDES(mu_);
   void Latch(const Status& status) EXCLUDES(mu_);
   void LatchLocked(const Status& status) REQUIRES(mu_);  // REQUIRES: mu_
   Status CommitForCommitter(bool asked) EXCLUDES(commit_mu_, mu_);
@@ -379,11 +339,10 @@ class PoolImpl final : public Pool {
   uint32_t chunk_size_ = 0;
   std::string engine_name_;
   std::unique_ptr<MetaStore> meta_;
-  std::unique_ptr<DataFiles> data_;  // made at open, before any thread
+  std::unique_ptr<Space> space_;  // made at open, before any thread
 
   Mutex mu_;  // guards what is marked GUARDED_BY(mu_)
   PoolHeader header_ GUARDED_BY(mu_);
-  std::unique_ptr<ChunkAllocator> alloc_ PT_GUARDED_BY(mu_);
   // The overlay and the chunk locks (made at open, before any thread). Its overlay is changed only
   // under mu_ (ChunkMap's contract); it is read and locked without it.
   std::unique_ptr<ChunkMap> map_;
@@ -433,9 +392,6 @@ class PoolImpl final : public Pool {
   // filler thread runs it, any thread may Wake() its engine.
   std::unique_ptr<EventLoop> filler_loop_;
   std::thread filler_;
-  Mutex zero_mu_ ACQUIRED_AFTER(mu_);
-  ZeroHints zero_hints_ GUARDED_BY(zero_mu_);
-  std::atomic<bool> zero_hints_any_{false};  // never cleared: a hint once made may still exist
   Status latched_ GUARDED_BY(mu_);
   std::atomic<bool> latched_flag_{false};  // !latched_.ok(), for the lock-free data path
 

@@ -440,7 +440,7 @@ Status PoolImpl::FillSnapshot(const std::string& snapshot_id, uint64_t offset_by
     if (s.ok()) {
       PutVersionLocked(MapKey{lineage, chunk, epoch}, MapValue{phys, 0, 0});
     } else {
-      ReturnUnmappedLocked(phys);
+      space_->ReturnUnmapped(phys);
     }
   }
   return s;
@@ -457,12 +457,12 @@ Status PoolImpl::PlanFillLocked(uint64_t lineage, uint64_t epoch, uint64_t offse
       continue;  // filled before: a fill is idempotent
     }
     std::optional<ChunkAllocator::Grant> grant;
-    if (s.ok() && !(grant = AllocateLocked())) {
+    if (s.ok() && !(grant = space_->Allocate())) {
       s = Status::NoSpace("pool is full: a restored block has no room");
     }
     if (!s.ok()) {
       for (const auto& [c, phys] : *planned) {
-        ReturnUnmappedLocked(phys);
+        space_->ReturnUnmapped(phys);
       }
       planned->clear();
       return s;
@@ -486,7 +486,7 @@ Status PoolImpl::WriteFill(uint64_t offset_bytes, std::span<const std::byte> dat
     while (i + n < planned.size() && n < kMaxRunChunks &&
            planned[i + n].first == planned[i].first + n &&
            planned[i + n].second == planned[i].second + n &&
-           FileOf(planned[i + n].second) == FileOf(planned[i].second)) {
+           space_->FileOf(planned[i + n].second) == space_->FileOf(planned[i].second)) {
       n++;
     }
     for (size_t k = 0; k < n; k++) {
@@ -496,7 +496,8 @@ Status PoolImpl::WriteFill(uint64_t offset_bytes, std::span<const std::byte> dat
       std::memset(bytes + k * chunk_size_ + len, 0, chunk_size_ - len);
     }
     const uint64_t phys = planned[i].second;
-    STRATA_RETURN_IF_ERROR(env_->WriteSync(FileOf(phys), bytes, n * chunk_size_, OffsetOf(phys)));
+    STRATA_RETURN_IF_ERROR(
+        env_->WriteSync(space_->FileOf(phys), bytes, n * chunk_size_, space_->OffsetOf(phys)));
     i += n;
   }
   return Status::OK();
@@ -594,7 +595,8 @@ Status PoolImpl::EraseLineage(uint64_t lineage) {
       RefreshFloorLocked(parent);  // the clone point may have been the source's floor
     }
   }
-  PunchFreed(phys);  // durably unmapped: punched now, clean after the next data sync
+  space_->PunchFreed(
+      std::move(phys));  // durably unmapped: punched now, clean after the next data sync
   WakeReclaimer();
   return Status::OK();
 }
@@ -682,7 +684,7 @@ Status PoolImpl::ReclaimEpoch(uint64_t lineage, uint64_t epoch) {
         if (v) {
           EraseVersionLocked(MapKey{lineage, change.chunk, v->birth});
           if (!v->value.tombstone()) {
-            alloc_->FreeAfterCommit(v->value.phys, /*reads_as_zero_anyway=*/false);
+            space_->FreeAfterCommit(v->value.phys, /*by_trim=*/false);
           }
         }
       }

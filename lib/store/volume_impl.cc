@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "store/pool_impl.h"
@@ -78,7 +79,7 @@ std::vector<uint32_t> ZeroUnitsOf(PoolImpl* pool,
   std::vector<uint32_t> zero_units;
   for (size_t i = 0; i < mapped.size(); i++) {
     const MapValue& v = mapped[i].second.value;
-    const uint32_t units = v.tombstone() || v.partial() ? 0 : pool->ZeroUnits(v.phys);
+    const uint32_t units = v.tombstone() || v.partial() ? 0 : pool->space().ZeroUnits(v.phys);
     if (units != 0 && zero_units.empty()) {
       zero_units.resize(mapped.size());
     }
@@ -564,16 +565,27 @@ Result<std::optional<Version>> VolumeImpl::ResolvePartialLocked(Piece* p, const 
 // ---- writes
 
 // Decides where the piece's bytes go (docs/design.md §2 write table). REQUIRES: pool mutex.
+std::optional<ChunkAllocator::Grant> VolumeImpl::AllocateBeforePlan(
+    const Piece* p, const std::optional<Version>& current) {
+  const bool data_here = current && !current->value.tombstone();
+  if (data_here && !current->inherited &&
+      current->birth > floor_epoch_.load(std::memory_order_acquire)) {
+    return std::nullopt;  // the head's own chunk: written in place
+  }
+  const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
+  return pool_->space().Allocate(/*prefer_dirty=*/full || data_here);
+}
+
 Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& current,
-                                   bool* wait_fill) {
+                                   std::optional<ChunkAllocator::Grant>* early, bool* wait_fill) {
   const bool data_here = current && !current->value.tombstone();
   const uint32_t unit = pool_->unit_bytes();
   const bool unit_aligned = p->offset_in_chunk % unit == 0 && p->length % unit == 0;
   const uint32_t mask = UnitMask(p->offset_in_chunk, p->length, unit);
   const uint64_t floor = floor_epoch_.load(std::memory_order_acquire);
   if (data_here && !current->inherited && current->birth > floor) {
-    p->target_phys = current->value.phys;         // owned by the head alone: overwrite in place
-    pool_->ClearZeroUnits(p->target_phys, mask);  // these units change
+    p->target_phys = current->value.phys;  // owned by the head alone: overwrite in place
+    pool_->space().ClearZeroUnits(p->target_phys, mask);  // these units change
     if (current->value.partial()) {
       if (unit_aligned) {
         p->units = mask;  // whole units: present once written
@@ -594,8 +606,10 @@ Status VolumeImpl::PlanWriteLocked(Piece* p, const std::optional<Version>& curre
   // A partial version writes a few units of its chunk, a copy-on-write or a full write all of it:
   // a chunk whose blocks the host file system already holds takes its fast overwrite path (no
   // block allocation, no exclusive inode lock).
-  std::optional<ChunkAllocator::Grant> grant =
-      pool_->AllocateLocked(/*prefer_dirty=*/full || data_here);
+  std::optional<ChunkAllocator::Grant> grant = std::exchange(*early, std::nullopt);
+  if (!grant) {  // none allocated before the plan (or the pool was full then): try now
+    grant = pool_->space().Allocate(/*prefer_dirty=*/full || data_here);
+  }
   if (!grant) {
     return Status::NoSpace("pool is full: no free chunk for a write to " + id_);
   }
@@ -646,14 +660,21 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
     // The common case on a written volume: the chunk is the head's, whole. Nothing to allocate
     // or publish; the chunk lock keeps the version in place until the write is done.
     p->target_phys = (*current)->value.phys;
-    pool_->ClearZeroUnits(p->target_phys,
-                          UnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
+    pool_->space().ClearZeroUnits(p->target_phys,
+                                  UnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
     IssueWrite(p);
     return Next::kIo;
   }
+  std::optional<ChunkAllocator::Grant> early;
+  if (current.ok()) {
+    early = AllocateBeforePlan(p, *current);  // no allocation under the pool mutex
+  }
   MutexLock lock(&pool_->mu());
   bool wait_fill = false;
-  Status s = current.ok() ? PlanWriteLocked(p, *current, &wait_fill) : current.status();
+  Status s = current.ok() ? PlanWriteLocked(p, *current, &early, &wait_fill) : current.status();
+  if (early) {
+    pool_->space().ReturnUnmapped(early->phys);  // the plan wrote in place after all
+  }
   if (MayWaitForCommitLocked(p, s)) {
     ReleaseForCommitLocked(p);
     lock.Unlock();
@@ -752,7 +773,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
         if (*older) {
           pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
         }
-        pool_->FreeTrimmedLocked(v.value.phys);
+        pool_->space().FreeAfterCommit(v.value.phys, /*by_trim=*/true);
       }
     } else {
       pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
@@ -764,7 +785,8 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   bool wait_fill = false;
   if (current.ok()) {
     p->data = const_cast<std::byte*>(ZeroSource()) + p->offset_in_chunk;
-    s = PlanWriteLocked(p, *current, &wait_fill);
+    std::optional<ChunkAllocator::Grant> none;  // rare (a partial zeroing): allocated under mu_
+    s = PlanWriteLocked(p, *current, &none, &wait_fill);
   }
   if (MayWaitForCommitLocked(p, s)) {
     ReleaseForCommitLocked(p);
@@ -781,8 +803,8 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   }
   // BLOCK_STATUS may call the units this piece zeroes entirely ZERO from now on (requests in
   // flight together have no order; once the write is done, hint and bytes agree).
-  pool_->AddZeroUnits(p->target_phys,
-                      CoveredUnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
+  pool_->space().AddZeroUnits(p->target_phys,
+                              CoveredUnitMask(p->offset_in_chunk, p->length, pool_->unit_bytes()));
   lock.Unlock();
   IssueWrite(p);
   return Next::kIo;
@@ -794,7 +816,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
 // Bounded: a piece waits for at most kMaxCommitWaits commits.
 bool VolumeImpl::MayWaitForCommitLocked(const Piece* p, const Status& s) const {
   return s.code() == Status::Code::kNoSpace && p->commit_waits < internal::kMaxCommitWaits &&
-         pool_->FreesPendingLocked();
+         pool_->space().FreesPending();
 }
 
 // The piece gives its chunk back before it waits. REQUIRES: pool mutex; the piece holds its chunk
@@ -858,10 +880,10 @@ void VolumeImpl::Issue(Piece* p, Piece::Step step, IoOp::Kind kind, uint64_t phy
   p->step = step;
   p->op = IoOp{};
   p->op.kind = kind;
-  p->op.file = pool_->FileOf(phys);
+  p->op.file = pool_->space().FileOf(phys);
   p->op.buf = buf;
   p->op.length_bytes = length;
-  p->op.offset_bytes = pool_->OffsetOf(phys) + offset;
+  p->op.offset_bytes = pool_->space().OffsetOf(phys) + offset;
   p->op.done = &VolumeImpl::OnIo;
   p->op.ctx = p;
   p->request->loop->engine()->Submit(&p->op);
@@ -920,7 +942,7 @@ void VolumeImpl::Continue(Piece* p) {
           pool_->EraseVersionLocked(MapKey{lineage_, p->chunk, p->replaces_birth});
         }
       } else {
-        pool_->ReturnUnmappedLocked(p->target_phys);
+        pool_->space().ReturnUnmapped(p->target_phys);
       }
     } else if (p->units != 0 && s.ok()) {
       s = MarkUnitsPresentLocked(p);

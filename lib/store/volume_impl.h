@@ -162,8 +162,18 @@ class VolumeImpl final : public Volume {
   bool InPlaceNoPlan(const std::optional<Version>& current) const;
   Next StartWrite(Piece* piece);
   Next StartZero(Piece* piece);
-  // Sets *wait_fill when the piece needs a partial version made whole first.
-  Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current, bool* wait_fill)
+  // A chunk for a write that needs a new one (copy-on-write, first write), allocated before the
+  // pool mutex is taken; nullopt when the write goes in place (or the pool is full: the plan
+  // then says so). Without the pool mutex: the floor only falls while this mutation is in
+  // flight (a snapshot drains it before the floor rises), so the plan may still find that the
+  // write goes in place (then the chunk is returned), and never needs a chunk this missed.
+  std::optional<ChunkAllocator::Grant> AllocateBeforePlan(const Piece* piece,
+                                                          const std::optional<Version>& current);
+  // Sets *wait_fill when the piece needs a partial version made whole first. `early`: a chunk
+  // from AllocateBeforePlan, taken when the plan needs one (else left for the caller to return);
+  // without one the plan allocates itself.
+  Status PlanWriteLocked(Piece* piece, const std::optional<Version>& current,
+                         std::optional<ChunkAllocator::Grant>* early, bool* wait_fill)
       REQUIRES(pool_->mu());
   // Where a read of a partial version goes: itself, its predecessor, or nowhere yet (mixed
   // units: the filler is urged and the piece retries). REQUIRES: pool mutex.
