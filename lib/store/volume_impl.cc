@@ -457,13 +457,35 @@ bool VolumeImpl::LockAndFind(Piece* p, bool exclusive, Result<std::optional<Vers
   return true;
 }
 
-bool VolumeImpl::EnterMutation() {
+bool VolumeImpl::EnterMutation(Piece* p) {
   mutations_in_flight_.fetch_add(1);
-  if (barrier_.load()) {
-    LeaveMutation();  // a snapshot is draining this volume: wait outside
-    return false;
+  if (!barrier_.load()) {
+    return true;
   }
-  return true;
+  LeaveMutation();  // a snapshot is draining this volume: wait outside, queued
+  const ChunkMap::Waiter waiter{p->request->loop, &VolumeImpl::RetryPiece, p};
+  MutexLock lock(&barrier_mu_);
+  if (barrier_.load()) {
+    barrier_waiters_.push_back(waiter);
+  } else {
+    waiter.loop->Post([waiter] { waiter.fn(waiter.arg); });  // lifted meanwhile: retry now
+  }
+  return false;
+}
+
+void VolumeImpl::set_barrier_locked(bool on) {
+  barrier_.store(on);
+  if (on) {
+    return;
+  }
+  std::vector<ChunkMap::Waiter> waiters;
+  {
+    MutexLock lock(&barrier_mu_);
+    waiters.swap(barrier_waiters_);
+  }
+  for (const ChunkMap::Waiter& w : waiters) {
+    w.loop->Post([w] { w.fn(w.arg); });
+  }
 }
 
 void VolumeImpl::LeaveMutation() {
@@ -632,8 +654,8 @@ VolumeImpl::Next VolumeImpl::LockForMutation(Piece* p, Result<std::optional<Vers
     p->request->error = pool_->latched_locked();
     return Next::kDone;
   }
-  if (!EnterMutation()) {
-    return Next::kDeferred;  // a snapshot is draining this volume's writes
+  if (!EnterMutation(p)) {
+    return Next::kQueued;  // a snapshot is draining this volume's writes
   }
   // The head cannot move now: a snapshot drains this mutation first.
   p->epoch = head_epoch_.load(std::memory_order_relaxed);

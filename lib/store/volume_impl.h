@@ -96,11 +96,12 @@ class VolumeImpl final : public Volume {
   // Stops the process unless this thread holds the pool mutex; tells the analysis it does (the
   // pool calling these holds its own mutex, which the analysis cannot tie to pool_->mu()).
   void AssertPoolHeld() const ASSERT_CAPABILITY(pool_->mu()) { pool_->mu().AssertHeld(); }
-  // While set, new mutations wait (their pieces retry on the next loop turn). The drain protocol
+  // While set, new mutations wait: their pieces are queued and retried when it is lifted (no
+  // polling; a snapshot holds it for one I/O latency). The drain protocol
   // (EnterMutation): a mutation counts itself in, then looks at the barrier; the drainer sets the
   // barrier, then waits for the count to reach zero (both sequentially consistent: one of the two
   // sees the other). The last one out signals under the pool mutex, so the wait cannot miss it.
-  void set_barrier_locked(bool on) REQUIRES(pool_->mu()) { barrier_.store(on); }
+  void set_barrier_locked(bool on) REQUIRES(pool_->mu());
   uint32_t mutations_in_flight_locked() const REQUIRES(pool_->mu()) {
     return mutations_in_flight_.load();
   }
@@ -150,7 +151,8 @@ class VolumeImpl final : public Volume {
   // piece in (EnterMutation) and takes its chunk exclusively. kIo: go on.
   // *found: the chunk's version at the piece's epoch (looked up with the lock taken).
   Next LockForMutation(Piece* piece, Result<std::optional<Version>>* found);
-  bool EnterMutation();
+  // False: a snapshot's barrier is up, and the piece is queued for a retry when it comes down.
+  bool EnterMutation(Piece* piece);
   void LeaveMutation();
   void LeaveMutationLocked() REQUIRES(pool_->mu());
   // Takes the piece's chunk and finds its version at p->epoch (its own lineage in the same visit
@@ -203,6 +205,11 @@ class VolumeImpl final : public Volume {
   std::atomic<uint64_t> head_epoch_;
   std::atomic<uint64_t> floor_epoch_{0};
   std::atomic<bool> barrier_{false};
+  // Pieces held back by the barrier (at most the pieces in flight). A leaf mutex: lifting the
+  // barrier clears it first, then takes this, so a piece that saw it up is queued here before
+  // the lift looks, or sees it down and retries at once.
+  Mutex barrier_mu_;
+  std::vector<ChunkMap::Waiter> barrier_waiters_ GUARDED_BY(barrier_mu_);
   std::atomic<uint32_t> mutations_in_flight_{0};  // pieces counted in by EnterMutation
   std::atomic<uint64_t> size_bytes_;
   const uint32_t chunk_size_;
