@@ -33,6 +33,11 @@ void PoolImpl::DropPartialLocked(uint64_t lineage, uint64_t chunk) {
     urgent_partials_--;
   }
   partials_.erase(it);
+  auto [first, last] = fill_waiters_.equal_range({lineage, chunk});
+  for (auto w = first; w != last; ++w) {
+    PostWaiter(w->second);
+  }
+  fill_waiters_.erase(first, last);
   if (drain_waiters_.count(lineage) != 0) {
     drain_cv_.SignalAll();  // a drain waits for this lineage's partial versions
   }
@@ -45,6 +50,15 @@ void PoolImpl::UrgeFillLocked(uint64_t lineage, uint64_t chunk) {
     urgent_partials_++;
     WakeFillerLocked();
   }
+}
+
+void PoolImpl::WaitForFillLocked(uint64_t lineage, uint64_t chunk, const ChunkMap::Waiter& waiter) {
+  if (partials_.count({lineage, chunk}) == 0 || !latched_.ok()) {
+    PostWaiter(waiter);  // nothing to wait for (or nobody will fill it): retry now
+    return;
+  }
+  fill_waiters_.emplace(std::make_pair(lineage, chunk), waiter);
+  UrgeFillLocked(lineage, chunk);
 }
 
 bool PoolImpl::FillWantedLocked() const {

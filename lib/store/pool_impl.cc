@@ -383,6 +383,10 @@ void PoolImpl::LatchLocked(const Status& status) {
         "pool latched after a failed data I/O, sync or commit; reopen it: " + status.ToString(),
         status.sys_errno() != 0 ? status.sys_errno() : EIO);
     latched_flag_.store(true, std::memory_order_release);
+    for (const auto& [key, waiter] : fill_waiters_) {
+      PostWaiter(waiter);  // no fill comes now: their retries see the latch
+    }
+    fill_waiters_.clear();
     std::fprintf(stderr, "strata: %s\n", latched_.ToString().c_str());
   }
 }

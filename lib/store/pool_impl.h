@@ -164,6 +164,10 @@ class PoolImpl final : public Pool {
   void DropPartialLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
   // A request needs (lineage, chunk) whole before it can go on: fill it next.
   void UrgeFillLocked(uint64_t lineage, uint64_t chunk) REQUIRES(mu_);
+  // The same, and `waiter` is posted when the chunk stops being partial (filled, made whole by
+  // writes, trimmed) or the pool latches; at once if it is not partial now.
+  void WaitForFillLocked(uint64_t lineage, uint64_t chunk, const ChunkMap::Waiter& waiter)
+      REQUIRES(mu_);
   // Where chunk data lives: the data files, the allocator and the known-zero hints, one part
   // with its own leaf locks (store/space.h). Made at open, before any thread.
   Space& space() { return *space_; }
@@ -380,6 +384,12 @@ class PoolImpl final : public Pool {
   bool stepped_background_ = false;
   uint32_t unit_bytes_ = 0;
   std::map<std::pair<uint64_t, uint64_t>, bool> partials_ GUARDED_BY(mu_);
+  // Pieces waiting for a partial chunk to be filled (at most the pieces in flight), woken by
+  // DropPartialLocked or a latch.
+  std::multimap<std::pair<uint64_t, uint64_t>, ChunkMap::Waiter> fill_waiters_ GUARDED_BY(mu_);
+  static void PostWaiter(const ChunkMap::Waiter& w) {
+    w.loop->Post([w] { w.fn(w.arg); });
+  }
   size_t urgent_partials_ GUARDED_BY(mu_) =
       0;  // entries of partials_ marked urgent: FillNeededLocked is O(1)
   std::deque<std::pair<uint64_t, uint64_t>> fill_order_

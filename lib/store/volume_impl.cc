@@ -428,13 +428,6 @@ VolumeImpl::Next VolumeImpl::StartPiece(Piece* piece) {
       next = StartZero(piece);
       break;
   }
-  if (next == Next::kDeferred) {
-    piece->request->loop->Defer([this, piece] {
-      if (StartPiece(piece) == Next::kDone) {
-        PieceFinished(piece, piece->request->error);
-      }
-    });
-  }
   return next == Next::kQueued ? Next::kIo : next;  // either way the piece is under way
 }
 
@@ -545,7 +538,7 @@ VolumeImpl::Next VolumeImpl::StartRead(Piece* p) {
     if (!resolved.ok() || !*resolved) {
       UnlockLocked(p);
       p->request->error = resolved.ok() ? p->request->error : resolved.status();
-      return resolved.ok() ? Next::kDeferred : Next::kDone;
+      return resolved.ok() ? Next::kQueued : Next::kDone;  // queued: retried once filled
     }
     v = *resolved;
   }
@@ -575,7 +568,7 @@ Result<std::optional<Version>> VolumeImpl::ResolvePartialLocked(Piece* p, const 
     if (!pool_->latched_locked().ok()) {
       return pool_->latched_locked();  // the filler stopped with the pool
     }
-    pool_->UrgeFillLocked(lineage_, p->chunk);
+    pool_->WaitForFillLocked(lineage_, p->chunk, {p->request->loop, &VolumeImpl::RetryPiece, p});
     return std::optional<Version>();
   }
   STRATA_ASSIGN_OR_RETURN(std::optional<Version> pred,
@@ -863,14 +856,14 @@ VolumeImpl::Next VolumeImpl::WaitForCommit(Piece* p) {
   return Next::kIo;
 }
 
-// The piece waits (retrying on the next loop turn) for the filler, urged to take its chunk next.
-// REQUIRES: pool mutex; the piece holds its chunk exclusively.
+// The piece is queued for the filler, urged to take its chunk next, and retried once the chunk
+// is whole. REQUIRES: pool mutex; the piece holds its chunk exclusively.
 VolumeImpl::Next VolumeImpl::WaitForFillLocked(Piece* p) {
   UnlockLocked(p);
   p->exclusive = false;
   p->units = 0;
-  pool_->UrgeFillLocked(lineage_, p->chunk);
-  return Next::kDeferred;
+  pool_->WaitForFillLocked(lineage_, p->chunk, {p->request->loop, &VolumeImpl::RetryPiece, p});
+  return Next::kQueued;
 }
 
 Status VolumeImpl::MarkUnitsPresentLocked(Piece* p) {

@@ -132,8 +132,10 @@ class VolumeImpl final : public Volume {
  private:
   using Piece = internal::Piece;
   using RequestState = internal::RequestState;
-  // kQueued: waiting for its chunk; the holder's unlock posts the retry to the piece's loop.
-  enum class Next { kDone, kIo, kDeferred, kQueued };
+  // kQueued: waiting for its chunk (the holder's unlock posts the retry to the piece's loop), for
+  // a snapshot's barrier to lift, or for a partial chunk's fill: whoever ends the wait posts it.
+  // Nothing polls.
+  enum class Next { kDone, kIo, kQueued };
 
   Status RunSync(IoRequest* request);
   // Counts a read or write and returns when its volume's limits let it start.
