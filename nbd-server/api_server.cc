@@ -19,6 +19,7 @@
 #include "control/ec2_query.h"
 #include "control/handlers.h"
 #include "control/identity_api.h"
+#include "control/kms_api.h"
 #include "server.h"
 #include "util/check.h"
 #include "util/ids.h"
@@ -182,6 +183,35 @@ HttpReply ServeEbs(ApiServer::Context* ctx, const sigv4::ReceivedRequest& receiv
   return {reply.http_status, reply.content_type, reply.body, reply.headers};
 }
 
+// The KMS (TrentService, JSON 1.1): SigV4 for service "kms", KMS's JSON errors.
+HttpReply ServeKms(ApiServer::Context* ctx, const sigv4::ReceivedRequest& received,
+                   const std::string& target) {
+  constexpr char kType[] = "application/x-amz-json-1.1";
+  Status auth = Verify(ctx->compute, received, "kms");
+  if (!auth.ok()) {
+    const std::string& m = auth.message();
+    const bool unknown = m.find("does not exist") != std::string::npos;
+    return {400,
+            kType,
+            DumpJson(nlohmann::json{
+                {"__type", unknown ? "UnrecognizedClientException" : "InvalidSignatureException"},
+                {"message", m}}),
+            {}};
+  }
+  control::KmsReply reply = control::ExecuteKmsJson(ctx->compute->kms(), target, received.body);
+  return {reply.http_status, kType, reply.body, {}};
+}
+
+// The X-Amz-Target header of a JSON-protocol request ("" if none).
+std::string TargetOf(const sigv4::ReceivedRequest& received) {
+  for (const auto& [name, value] : received.headers) {
+    if (strcasecmp(name.c_str(), "x-amz-target") == 0) {
+      return value;
+    }
+  }
+  return "";
+}
+
 HttpReply ServeEc2(ApiServer::Context* ctx, const sigv4::ReceivedRequest& received) {
   const char* service = SignedService(received);
   std::string caller;
@@ -211,6 +241,11 @@ HttpReply Dispatch(ApiServer::Context* ctx, MHD_Connection* connection, const ch
     const std::string path = url;
     const std::string m = method;
     const sigv4::ReceivedRequest received = Received(connection, method, req);
+    if (path == "/" && m == "POST") {
+      if (const std::string target = TargetOf(received); target.starts_with("TrentService.")) {
+        return ServeKms(ctx, received, target);
+      }
+    }
     if (path == "/" && (m == "GET" || m == "POST")) {
       return ServeEc2(ctx, received);
     }

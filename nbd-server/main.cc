@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ struct Config {
   strata::nbd::ServerLimits limits;
   bool no_volume_limits = false;
   std::string metrics_listen, api_listen;
+  std::string kms_root_key_file;
   std::string tls_mode;
   strata::nbd::TlsOptions tls;
   bool allow_insecure_tcp = false;
@@ -55,6 +57,10 @@ void AddOptions(CLI::App& app, Config* c) {
   app.add_option("--api-listen", c->api_listen,
                  "serve the EC2 Query API at http://HOST:PORT/ (SigV4 with the pool's access "
                  "keys; off by default)");
+  app.add_option("--kms-root-key", c->kms_root_key_file,
+                 "serve the pool's KMS, its keys wrapped under this root key (a 0600 file of 32 "
+                 "bytes or 64 hex digits, outside the pool; default: the strata-kms-root-key "
+                 "systemd credential, if given; else no KMS)");
   app.add_option("--max-connections", c->limits.max_connections, "(256)")
       ->check(CLI::Range(1, 65536));
   app.add_option("--max-payload", c->limits.max_payload_bytes, "bytes per request (32 MiB)")
@@ -282,6 +288,22 @@ int Fail(const strata::Status& s) {
 
 }  // namespace
 
+// The EC2 layer, with the pool's KMS when a root key is given (--kms-root-key, or the systemd
+// credential). A root key asked for and not usable stops the server: it never runs without.
+strata::Result<std::unique_ptr<strata::Compute>> OpenCompute(const Config& c, strata::Pool* pool) {
+  strata::ComputeOptions options;
+  auto root_key = strata::LoadKmsRootKey(c.kms_root_key_file, c.pool_dir);
+  if (root_key.ok()) {
+    options.kms_root_key = std::move(*root_key);
+  } else if (!c.kms_root_key_file.empty() ||
+             root_key.status().code() != strata::Status::Code::kNotFound) {
+    return root_key.status();
+  }
+  auto compute = strata::Compute::Open(pool, options);
+  explicit_bzero(options.kms_root_key.data(), options.kms_root_key.size());
+  return compute;
+}
+
 int main(int argc, char** argv) {
   // Access-key secrets, PSKs and TLS keys live in this process: no core dump carries them, and
   // no other process of the same user may ptrace it (docs/security.md).
@@ -318,7 +340,7 @@ int main(int argc, char** argv) {
   if (!pool.ok()) {
     return Fail(pool.status());
   }
-  auto compute = strata::Compute::Open(pool->get(), strata::ComputeOptions{});
+  auto compute = OpenCompute(c, pool->get());
   if (!compute.ok()) {
     return Fail(compute.status());
   }

@@ -37,9 +37,9 @@ done
 for f in lib/remote/*.h lib/remote/*.cc; do
   check "$f" '^(strata|util|remote)/' "the remote tier uses the engine's public API only"
 done
-for part in compute control; do
+for part in compute control kms; do
   for f in lib/$part/*.h lib/$part/*.cc; do
-    check "$f" '^(strata|util|compute|control)/' "the EC2 layer uses the engine's public API only"
+    check "$f" '^(strata|util|compute|control|kms)/' "the EC2 layer uses the engine's public API only"
     if [[ $part == control ]] && grep -q '^#include "compute/compute_impl.h"' "$f"; then
       violation "$f" compute/compute_impl.h "compute's private header stays in lib/compute"
     fi

@@ -16,7 +16,7 @@ seconds=${1:-30}
 shift || true
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(nbd_fuzz nbd_tls_fuzz stream_fuzz control_fuzz shorthand_fuzz ec2_query_fuzz remote_fuzz)
+  targets=(nbd_fuzz nbd_tls_fuzz stream_fuzz control_fuzz shorthand_fuzz ec2_query_fuzz remote_fuzz kms_fuzz)
 fi
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DSTRATA_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

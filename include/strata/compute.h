@@ -18,6 +18,7 @@
 
 #include "strata/export.h"
 #include "strata/exports.h"
+#include "strata/kms.h"
 #include "strata/pool.h"
 #include "strata/status.h"
 #include "strata/volume.h"
@@ -231,6 +232,9 @@ struct ComputeOptions {
   // whose data would live only in instance store is then refused, since it would vanish when
   // the process exits.
   bool hosts_instance_store = true;
+  // The KMS root key (LoadKmsRootKey, include/strata/kms.h): with it the pool's KMS is opened
+  // and served (Compute::kms); "" = no KMS in this process (its calls are refused, saying why).
+  std::string kms_root_key;
 };
 
 class STRATA_EXPORT Compute {
@@ -241,6 +245,8 @@ class STRATA_EXPORT Compute {
   static Result<std::unique_ptr<Compute>> Open(Pool* pool, const ComputeOptions& options);
   virtual ~Compute() = default;
   virtual Pool* pool() = 0;
+  // The pool's KMS, or nullptr when no root key was given (ComputeOptions::kms_root_key).
+  virtual Kms* kms() = 0;
 
   // ---- Images ----
   // Errors: InvalidArgument (bad mapping, no root mapping, duplicate name), NotFound (snapshot).

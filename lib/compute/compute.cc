@@ -82,7 +82,16 @@ Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions&
                             kModificationsTable, kAttributesTable}) {
     STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(table));
   }
-  auto compute = std::make_unique<ComputeImpl>(pool, options);
+  ComputeOptions kept = options;
+  kept.kms_root_key.clear();  // the root key lives on only inside the KMS's derived keys
+  auto compute = std::make_unique<ComputeImpl>(pool, kept);
+  if (!options.kms_root_key.empty()) {
+    auto kms = Kms::Open(pool, options.kms_root_key);
+    if (!kms.ok()) {
+      return kms.status().WithContext("KMS");
+    }
+    compute->set_kms(std::move(*kms));
+  }
   STRATA_RETURN_IF_ERROR(compute->Load());
   return std::unique_ptr<Compute>(std::move(compute));
 }

@@ -47,6 +47,8 @@ class ComputeImpl final : public Compute {
   Status Load();
 
   Pool* pool() override { return pool_; }
+  Kms* kms() override { return kms_.get(); }
+  void set_kms(std::unique_ptr<Kms> kms) { kms_ = std::move(kms); }
 
   Result<ImageInfo> RegisterImage(const ImageSpec& spec) override;
   Result<ImageInfo> DescribeImage(const std::string& image_id) override;
@@ -197,6 +199,7 @@ class ComputeImpl final : public Compute {
   Pool* const pool_;
   const ComputeOptions options_;
   const std::string scratch_dir_;
+  std::unique_ptr<Kms> kms_;  // set by Open, before any other thread; thread-safe itself
   Mutex mu_;  // one control operation at a time; guards everything below
   std::map<std::string, ImageInfo> images_ GUARDED_BY(mu_);
   std::map<std::string, InstanceRecord> instances_ GUARDED_BY(mu_);

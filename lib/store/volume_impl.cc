@@ -753,6 +753,29 @@ void VolumeImpl::IssueWrite(Piece* p) {
 
 // ---- write-zeroes and trim
 
+// A whole chunk zeroed or trimmed, deallocation allowed: its version goes. REQUIRES: pool mutex;
+// the piece holds the chunk exclusively at its head.
+Status VolumeImpl::DeallocateLocked(Piece* p, const Version& v) {
+  const MapKey key{lineage_, p->chunk, p->epoch};
+  if (v.inherited || v.birth <= floor_epoch_) {
+    pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});  // shared: hide it
+    return Status::OK();
+  }
+  // The version is the head's alone. If anything older shows through (a snapshot's version or a
+  // clone source's), hide it with a tombstone; else forget the chunk.
+  STRATA_ASSIGN_OR_RETURN(std::optional<Version> older,
+                          pool_->NewestLocked(lineage_, p->chunk, v.birth - 1));
+  pool_->EraseVersionLocked(MapKey{lineage_, p->chunk, v.birth});
+  if (v.value.partial()) {
+    pool_->DropPartialLocked(lineage_, p->chunk);
+  }
+  if (older) {
+    pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
+  }
+  pool_->space().FreeAfterCommit(v.value.phys, /*by_trim=*/true);
+  return Status::OK();
+}
+
 VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   const IoRequest& r = *p->request->request;
   const uint64_t chunk_start = p->chunk * chunk_size_;
@@ -765,7 +788,6 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
   if (Next next = LockForMutation(p, &current); next != Next::kIo) {
     return next;
   }
-  const uint64_t head = p->epoch;
   MutexLock lock(&pool_->mu());
   Status s = current.status();
   if (current.ok() && (!*current || (*current)->value.tombstone())) {
@@ -773,26 +795,7 @@ VolumeImpl::Next VolumeImpl::StartZero(Piece* p) {
     return Next::kDone;
   }
   if (current.ok() && whole && may_deallocate) {
-    const Version& v = **current;
-    MapKey key{lineage_, p->chunk, head};
-    if (!v.inherited && v.birth > floor_epoch_) {
-      // The version is the head's alone. If anything older shows through (a snapshot's version
-      // or a clone source's), hide it with a tombstone; else forget the chunk.
-      auto older = pool_->NewestLocked(lineage_, p->chunk, v.birth - 1);
-      s = older.status();
-      if (s.ok()) {
-        pool_->EraseVersionLocked(MapKey{lineage_, p->chunk, v.birth});
-        if (v.value.partial()) {
-          pool_->DropPartialLocked(lineage_, p->chunk);
-        }
-        if (*older) {
-          pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
-        }
-        pool_->space().FreeAfterCommit(v.value.phys, /*by_trim=*/true);
-      }
-    } else {
-      pool_->PutVersionLocked(key, MapValue{0, MapValue::kTombstone});
-    }
+    s = DeallocateLocked(p, **current);
     UnlockLocked(p);
     p->request->error = s.ok() ? p->request->error : s;
     return Next::kDone;

@@ -166,6 +166,7 @@ class VolumeImpl final : public Volume {
   bool InPlaceNoPlan(const std::optional<Version>& current) const;
   Next StartWrite(Piece* piece);
   Next StartZero(Piece* piece);
+  Status DeallocateLocked(Piece* piece, const Version& current) REQUIRES(pool_->mu());
   // A chunk for a write that needs a new one (copy-on-write, first write), allocated before the
   // pool mutex is taken; nullopt when the write goes in place (or the pool is full: the plan
   // then says so). Without the pool mutex: the floor only falls while this mutation is in
