@@ -27,6 +27,7 @@
 #include "control/control_socket.h"
 #include "control/ec2_errors.h"
 #include "control/handlers.h"
+#include "control/kms_api.h"
 #include "control/verbs.h"
 #include "output.h"
 #include "query.h"
@@ -62,11 +63,30 @@ int FailWith(const std::string& message) {
 
 int Fail(const Status& s) { return FailWith(s.ToString()); }
 
-// This process exits after one request: it cannot hold instance-store data for anyone.
-strata::ComputeOptions LocalComputeOptions() {
+// --kms-root-key (default $STRATA_KMS_ROOT_KEY): the KMS's root key when this process opens
+// the pool itself (a running strata-nbd uses its own). Set once by main.
+std::string kms_root_key_path;
+
+// This process exits after one request: it cannot hold instance-store data for anyone. With a
+// root key (or the systemd credential) the pool's KMS is opened too.
+Result<strata::ComputeOptions> LocalComputeOptions(const std::string& dir) {
   strata::ComputeOptions options;
   options.hosts_instance_store = false;
+  auto root_key = strata::LoadKmsRootKey(kms_root_key_path, dir);
+  if (root_key.ok()) {
+    options.kms_root_key = std::move(*root_key);
+  } else if (!kms_root_key_path.empty() || root_key.status().code() != Status::Code::kNotFound) {
+    return root_key.status();
+  }
   return options;
+}
+
+Result<std::unique_ptr<strata::Compute>> OpenLocalCompute(strata::Pool* pool,
+                                                          const std::string& dir) {
+  STRATA_ASSIGN_OR_RETURN(strata::ComputeOptions options, LocalComputeOptions(dir));
+  auto compute = strata::Compute::Open(pool, options);
+  strata::control::WipeBytes(&options.kms_root_key);
+  return compute;
 }
 
 int CreatePool(const std::string& dir, const std::string& chunk_text,
@@ -95,7 +115,7 @@ int CreatePool(const std::string& dir, const std::string& chunk_text,
   if (!pool.ok()) {
     return Fail(pool.status());
   }
-  auto compute = strata::Compute::Open(pool->get(), LocalComputeOptions());
+  auto compute = OpenLocalCompute(pool->get(), dir);
   if (!compute.ok()) {
     return Fail(compute.status());
   }
@@ -177,7 +197,7 @@ int RunRequest(const std::string& dir, const json& request, const OutputSpec& ou
   if (!pool.ok()) {
     return Fail(pool.status());
   }
-  auto compute = strata::Compute::Open(pool->get(), LocalComputeOptions());
+  auto compute = OpenLocalCompute(pool->get(), dir);
   if (!compute.ok()) {
     return Fail(compute.status());
   }
@@ -232,7 +252,8 @@ CLI::App* AddVerbCommand(CLI::App* app, const strata::control::Verb& verb,
   if (it == groups->end()) {
     static const std::map<std::string, std::string> kGroupHelp = {
         {"pool", "create, inspect and check a pool"},
-        {"remote", "S3 remotes that snapshots are copied to"}};
+        {"remote", "S3 remotes that snapshots are copied to"},
+        {"kms", "the pool's KMS: keys for encryption at rest (docs/kms.md)"}};
     auto help = kGroupHelp.find(group);
     CLI::App* sub = app->add_subcommand(group, help == kGroupHelp.end() ? "" : help->second);
     sub->require_subcommand(1);
@@ -292,6 +313,12 @@ Result<json> RequestArgs(const VerbCommand& cmd) {
       case Kind::kFileText: {
         STRATA_ASSIGN_OR_RETURN(std::string text, ReadArgFile(v.text));
         args[key] = text;
+        break;
+      }
+      case Kind::kFileBase64: {
+        STRATA_ASSIGN_OR_RETURN(std::string bytes, ReadArgFile(v.text));
+        args[key] = strata::control::KmsBase64Encode(bytes);
+        strata::control::WipeBytes(&bytes);
         break;
       }
       case Kind::kList:
@@ -360,6 +387,12 @@ int main(int argc, char** argv) {
       "--pool", pool_dir,
       "pool directory (default $STRATA_POOL, else " + std::string("~/.local/share/strata/pool)"));
   // (No "table": the AWS CLI's table layout is not reproduced, so it is not offered.)
+  if (const char* env = std::getenv("STRATA_KMS_ROOT_KEY"); env != nullptr) {
+    kms_root_key_path = env;
+  }
+  app.add_option("--kms-root-key", kms_root_key_path,
+                 "the KMS's root key file, when no strata-nbd holds the pool (default "
+                 "$STRATA_KMS_ROOT_KEY, else the strata-kms-root-key systemd credential)");
   app.add_option("--output", output.format, "json, or text (the AWS CLI's text rules)")
       ->check(CLI::IsMember({"json", "text"}));
   app.add_option("--query", output.query,

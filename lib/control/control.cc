@@ -452,6 +452,7 @@ Result<json> ExecuteControl(Compute* compute, const json& request) {
     control::AddSecurityHandlers(&table);
     control::AddNetworkHandlers(&table);
     control::AddAttributeHandlers(&table);
+    control::AddKmsHandlers(&table);
     control::AddRemoteHandlers(&table);
     return table;
   }();

@@ -53,6 +53,7 @@ void AddComputeHandlers(HandlerTable* table);
 void AddSecurityHandlers(HandlerTable* table);
 void AddNetworkHandlers(HandlerTable* table);
 void AddAttributeHandlers(HandlerTable* table);
+void AddKmsHandlers(HandlerTable* table);
 void AddRemoteHandlers(HandlerTable* table);  // last: it wraps three verbs of the others
 
 // --owners / --owner-ids (EC2's Owners, OwnerIds): false when the list names owners but neither

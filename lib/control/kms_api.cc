@@ -1,5 +1,7 @@
 #include "control/kms_api.h"
 
+#include <openssl/crypto.h>
+
 #include <functional>
 #include <map>
 
@@ -366,6 +368,13 @@ KmsReply Error(int status, const std::string& type, const std::string& message) 
 
 }  // namespace
 
+std::string KmsBase64Encode(std::string_view bytes) { return kms::Base64Encode(bytes); }
+
+void WipeBytes(std::string* bytes) {
+  OPENSSL_cleanse(bytes->data(), bytes->size());
+  bytes->clear();
+}
+
 KmsReply ExecuteKmsJson(Kms* kms, std::string_view target, std::string_view body) {
   if (!target.starts_with(kPrefix)) {
     return Error(400, "UnknownOperationException", "not a KMS operation");
@@ -378,8 +387,9 @@ KmsReply ExecuteKmsJson(Kms* kms, std::string_view target, std::string_view body
   }
   if (kms == nullptr) {
     return Error(500, "KMSInternalException",
-                 "this server runs no KMS: start strata-nbd with --kms-root-key FILE, or give "
-                 "it the strata-kms-root-key systemd credential");
+                 "no KMS here: it needs its root key, from strata-nbd --kms-root-key FILE (or "
+                 "strata --kms-root-key FILE when no server holds the pool), or the "
+                 "strata-kms-root-key systemd credential");
   }
   json in = json::parse(body.empty() ? std::string_view("{}") : body, nullptr,
                         /*allow_exceptions=*/false);

@@ -17,6 +17,11 @@ struct KmsReply {
   std::string body;  // application/x-amz-json-1.1
 };
 
+// Base64 as the KMS's JSON carries blobs (the CLI sends fileb:// arguments so).
+std::string KmsBase64Encode(std::string_view bytes);
+// Zeroes a string that held a secret (OPENSSL_cleanse), then empties it.
+void WipeBytes(std::string* bytes);
+
 // Runs one request. `target`: the X-Amz-Target header; `kms` null when this server has no KMS
 // (every call then answers why). Never throws.
 KmsReply ExecuteKmsJson(Kms* kms, std::string_view target, std::string_view body);

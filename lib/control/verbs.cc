@@ -561,6 +561,81 @@ std::vector<Verb> RemoteVerbs() {
   };
 }
 
+// The KMS (docs/kms.md): `aws kms`'s verbs and flags; each argument's key is the field of the
+// KMS request it fills (kms_control.cc sends the request through the KMS's JSON API), so the
+// replies are the AWS CLI's.
+std::vector<Verb> KmsVerbs() {
+  const VerbArg key = Required({"--key-id", "KeyId", K::kText, "key id, key ARN, alias/NAME"});
+  const VerbArg context = {"--encryption-context", "EncryptionContext", K::kText,
+                           "k=v,k2=v2 (or a JSON object): authenticated, never stored"};
+  const VerbArg alias = Required({"--alias-name", "AliasName", K::kText, "alias/NAME"});
+  const VerbArg target = Required({"--target-key-id", "TargetKeyId", K::kText, "key id or ARN"});
+  const std::vector<VerbArg> data_key = {
+      key,
+      context,
+      {"--key-spec", "KeySpec", K::kText, "AES_256 or AES_128"},
+      {"--number-of-bytes", "NumberOfBytes", K::kText, "1..1024"}};
+  return {
+      {"kms create-key",
+       "kms-create-key",
+       "a symmetric key (AES-256-GCM)",
+       {{"--description", "Description", K::kText, "free text"},
+        {"--tags", "Tags", K::kList, "TagKey=k,TagValue=v ..."}}},
+      {"kms describe-key", "kms-describe-key", "a key's metadata", {key}},
+      {"kms list-keys",
+       "kms-list-keys",
+       "every key",
+       {{"--limit", "Limit", K::kText, "1..1000"}, {"--marker", "Marker", K::kText, "NextMarker"}}},
+      {"kms enable-key", "kms-enable-key", "let a key be used again", {key}},
+      {"kms disable-key", "kms-disable-key", "refuse every use of a key", {key}},
+      {"kms schedule-key-deletion",
+       "kms-schedule-key-deletion",
+       "destroy a key after 7..30 days: what it encrypted is then lost for good",
+       {key,
+        {"--pending-window-in-days", "PendingWindowInDays", K::kText, "7..30 (30)"},
+        {"--confirm", "confirm", K::kFlag,
+         "yes: everything encrypted under the key becomes unrecoverable when the window ends"}}},
+      {"kms cancel-key-deletion", "kms-cancel-key-deletion", "keep a key (left disabled)", {key}},
+      {"kms enable-key-rotation",
+       "kms-enable-key-rotation",
+       "rotate automatically (older material still decrypts)",
+       {key, {"--rotation-period-in-days", "RotationPeriodInDays", K::kText, "90..2560 (365)"}}},
+      {"kms disable-key-rotation", "kms-disable-key-rotation", "stop rotating", {key}},
+      {"kms get-key-rotation-status", "kms-get-key-rotation-status", "rotation and period", {key}},
+      {"kms rotate-key-on-demand", "kms-rotate-key-on-demand", "new key material now", {key}},
+      {"kms create-alias", "kms-create-alias", "name a key", {alias, target}},
+      {"kms update-alias", "kms-update-alias", "point an alias at another key", {alias, target}},
+      {"kms delete-alias", "kms-delete-alias", "forget an alias", {alias}},
+      {"kms list-aliases",
+       "kms-list-aliases",
+       "every alias, or a key's",
+       {{"--key-id", "KeyId", K::kText, "only this key's"},
+        {"--limit", "Limit", K::kText, "1..1000"},
+        {"--marker", "Marker", K::kText, "NextMarker"}}},
+      {"kms encrypt",
+       "kms-encrypt",
+       "encrypt up to 4 KiB",
+       {key, Required({"--plaintext", "Plaintext", K::kFileBase64, "fileb://FILE"}), context}},
+      {"kms decrypt",
+       "kms-decrypt",
+       "decrypt a CiphertextBlob (Plaintext comes back base64)",
+       {Required({"--ciphertext-blob", "CiphertextBlob", K::kFileBase64, "fileb://FILE"}),
+        context,
+        {"--key-id", "KeyId", K::kText, "refuse a blob of another key"}}},
+      {"kms re-encrypt",
+       "kms-re-encrypt",
+       "decrypt and encrypt under another key, inside the KMS",
+       {Required({"--ciphertext-blob", "CiphertextBlob", K::kFileBase64, "fileb://FILE"}),
+        Required({"--destination-key-id", "DestinationKeyId", K::kText, "key"}),
+        {"--source-encryption-context", "SourceEncryptionContext", K::kText, "k=v,..."},
+        {"--destination-encryption-context", "DestinationEncryptionContext", K::kText, "k=v,..."},
+        {"--source-key-id", "SourceKeyId", K::kText, "refuse a blob of another key"}}},
+      {"kms generate-data-key", "kms-generate-data-key", "a data key, and its blob", data_key},
+      {"kms generate-data-key-without-plaintext", "kms-generate-data-key-without-plaintext",
+       "a data key's blob only", data_key},
+  };
+}
+
 }  // namespace
 
 namespace {
@@ -594,8 +669,8 @@ void CheckVerbTable(const std::vector<Verb>& verbs) {
 const std::vector<Verb>& Verbs() {
   static const std::vector<Verb> verbs = [] {
     std::vector<Verb> all;
-    for (auto part :
-         {VolumeVerbs, SnapshotVerbs, ComputeVerbs, SecurityVerbs, AttributeVerbs, RemoteVerbs}) {
+    for (auto part : {VolumeVerbs, SnapshotVerbs, ComputeVerbs, SecurityVerbs, AttributeVerbs,
+                      RemoteVerbs, KmsVerbs}) {
       for (Verb& v : part()) {
         all.push_back(std::move(v));
       }

@@ -132,12 +132,41 @@ kms cancel-key-deletion --key-id "$key" >/dev/null
 kms enable-key --key-id "$key"
 pass "disable/enable, schedule-key-deletion (7-30 days) and cancel, with KMS's exceptions"
 
+# ---- the strata CLI: the same verbs, through the running server, the same replies
+python3 - "$(kms describe-key --key-id alias/team-a)" "$(cli kms describe-key --key-id alias/team-a)" <<'PY' ||
+import json, sys
+aws, ours = (json.loads(a)["KeyMetadata"] for a in sys.argv[1:3])
+aws["CreationDate"] = aws["CreationDate"][:23]  # 2026-...T18:28:50.685000+00:00 vs ...685Z
+ours["CreationDate"] = ours["CreationDate"][:23]
+if aws != ours:
+    print("aws:  ", json.dumps(aws, sort_keys=True)); print("ours: ", json.dumps(ours, sort_keys=True))
+    sys.exit(1)
+PY
+  fail "strata kms describe-key differs from aws kms describe-key"
+cli kms encrypt --key-id alias/team-a --plaintext "fileb://$work/plain" --encryption-context a=b \
+  --query CiphertextBlob --output text | base64 -d >"$work/cli.blob"
+kms decrypt --ciphertext-blob "fileb://$work/cli.blob" --encryption-context a=b --query Plaintext \
+  --output text | base64 -d | cmp - "$work/plain" || fail "a blob from strata kms encrypt"
+refused "unrecoverable" kms schedule-key-deletion --key-id "$key2"
+[[ $(kms describe-key --key-id "$key2" --query KeyMetadata.KeyState --output text) == Enabled ]] ||
+  fail "schedule-key-deletion without --confirm changed the key"
+cli kms schedule-key-deletion --key-id "$key2" --pending-window-in-days 7 --confirm >/dev/null
+refused "NotFoundException" kms describe-key --key-id alias/none
+pass "strata kms: replies equal aws kms's, blobs interchangeable, deletion needs --confirm"
+
 # ---- durable, and nothing in the clear; a wrong root key is refused
 stop_server
 start --api-listen "127.0.0.1:$port" --kms-root-key "$work/root.key"
 kms decrypt --ciphertext-blob "fileb://$work/blob" --encryption-context purpose=test --query Plaintext \
   --output text | base64 -d | cmp - "$work/plain" || fail "decrypt after a restart"
 stop_server
+# The CLI on the pool itself (no server): the root key from --kms-root-key or the environment
+refused "no KMS here" kms list-keys
+[[ $(STRATA_KMS_ROOT_KEY=$work/root.key cli kms decrypt --ciphertext-blob "fileb://$work/blob" \
+  --encryption-context purpose=test --query Plaintext --output text | base64 -d) == "$(cat "$work/plain")" ]] ||
+  fail "strata kms decrypt with \$STRATA_KMS_ROOT_KEY, no server"
+[[ $("$strata" --pool "$pool" --kms-root-key "$work/root.key" kms list-aliases --query 'Aliases[0].AliasName' --output text) == alias/team-a ]] ||
+  fail "strata --kms-root-key kms list-aliases, no server"
 python3 - "$pool" "$(echo "$dk" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Plaintext"])')" <<'PY' || fail "a data key's plaintext is in the pool"
 import base64, os, sys
 needle = base64.b64decode(sys.argv[2])
