@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "strata/event_loop.h"
 
@@ -22,9 +24,23 @@ constexpr uint32_t kMaxOpBytes = 64u << 20;  // one IoOp moves at most this much
 struct ScratchRequest {
   IoRequest* request = nullptr;
   EventLoop* loop = nullptr;
+  kms::XtsCipher* decrypt = nullptr;  // a read: decrypt the data in place once it is in
   std::vector<IoOp> ops;
   size_t pending = 0;
   int first_error = 0;
+  // A write's ciphertext (4 KiB-aligned, for O_DIRECT); kept, with its capacity, for reuse.
+  std::byte* bounce = nullptr;
+  size_t bounce_bytes = 0;
+  ~ScratchRequest() { std::free(bounce); }
+  std::byte* Bounce(size_t n) {
+    if (n > bounce_bytes) {
+      std::free(bounce);
+      bounce_bytes = (n + 4095) / 4096 * 4096;
+      bounce = static_cast<std::byte*>(std::aligned_alloc(4096, bounce_bytes));
+      STRATA_CHECK(bounce != nullptr);
+    }
+    return bounce;
+  }
 };
 
 // Finished requests are kept per thread (their op vectors keep their capacity): the data path
@@ -41,8 +57,9 @@ ScratchRequest* TakeRequest() {
 }
 
 void GiveRequest(ScratchRequest* sr) {
-  if (free_requests.size() < 256) {
+  if (free_requests.size() < 256 && sr->bounce_bytes <= (8u << 20)) {
     sr->first_error = 0;
+    sr->decrypt = nullptr;
     free_requests.emplace_back(sr);
   } else {
     delete sr;
@@ -60,6 +77,10 @@ void OnScratchIo(IoOp* op) {
   IoRequest* request = sr->request;
   Status s = sr->first_error == 0 ? Status::OK()
                                   : Status::FromErrno("instance store I/O", sr->first_error);
+  if (s.ok() && sr->decrypt != nullptr) {
+    s = sr->decrypt->Decrypt(request->offset_bytes / sr->decrypt->unit_bytes(), request->data,
+                             request->data, request->length_bytes);
+  }
   GiveRequest(sr);
   request->callback(request, s);
 }
@@ -92,10 +113,16 @@ Result<std::shared_ptr<ScratchVolume>> ScratchVolume::Create(const std::string& 
     close(fd);
     return Status::FromErrno("size instance store file", err);
   }
+  auto cipher = kms::XtsCipher::CreateRandom(kUnit);  // never stored: dies with the volume
+  if (!cipher.ok()) {
+    close(fd);
+    return cipher.status();
+  }
   // The same (unlinked) file again, for direct writes; -1 where O_DIRECT is refused (tmpfs).
   const std::string self = "/proc/self/fd/" + std::to_string(fd);
   int direct_fd = open(self.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
-  return std::shared_ptr<ScratchVolume>(new ScratchVolume(fd, direct_fd, id, size_bytes));
+  return std::shared_ptr<ScratchVolume>(
+      new ScratchVolume(fd, direct_fd, id, size_bytes, std::move(*cipher)));
 }
 
 ScratchVolume::~ScratchVolume() {
@@ -120,9 +147,9 @@ int ScratchVolume::FdFor(uint64_t offset_bytes, uint64_t length_bytes, const voi
   return aligned && direct_fd_ >= 0 ? direct_fd_ : fd_;
 }
 
-Status ScratchVolume::Read(uint64_t offset_bytes, std::span<std::byte> out) {
-  STRATA_RETURN_IF_ERROR(CheckRange(offset_bytes, out.size()));
-  const int fd = FdFor(offset_bytes, out.size(), out.data());
+namespace {
+
+Status RawRead(int fd, uint64_t offset_bytes, std::span<std::byte> out) {
   size_t done = 0;
   while (done < out.size()) {
     ssize_t n =
@@ -139,9 +166,7 @@ Status ScratchVolume::Read(uint64_t offset_bytes, std::span<std::byte> out) {
   return Status::OK();
 }
 
-Status ScratchVolume::Write(uint64_t offset_bytes, std::span<const std::byte> data, bool) {
-  STRATA_RETURN_IF_ERROR(CheckRange(offset_bytes, data.size()));
-  const int fd = FdFor(offset_bytes, data.size(), data.data());
+Status RawWrite(int fd, uint64_t offset_bytes, std::span<const std::byte> data) {
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n =
@@ -155,6 +180,61 @@ Status ScratchVolume::Write(uint64_t offset_bytes, std::span<const std::byte> da
     done += static_cast<size_t>(n);
   }
   return Status::OK();
+}
+
+using AlignedBuffer = std::unique_ptr<std::byte, decltype(&std::free)>;
+
+AlignedBuffer Aligned(size_t n) {
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096));
+  STRATA_CHECK(p != nullptr);
+  return AlignedBuffer(p, &std::free);
+}
+
+}  // namespace
+
+Status ScratchVolume::ReadUnits(uint64_t offset_bytes, std::span<std::byte> out) {
+  STRATA_RETURN_IF_ERROR(RawRead(FdFor(offset_bytes, out.size(), out.data()), offset_bytes, out));
+  return cipher_->Decrypt(offset_bytes / kUnit, out.data(), out.data(), out.size());
+}
+
+Status ScratchVolume::WriteUnits(uint64_t offset_bytes, std::span<const std::byte> data) {
+  AlignedBuffer buf = Aligned(data.size());
+  STRATA_RETURN_IF_ERROR(
+      cipher_->Encrypt(offset_bytes / kUnit, data.data(), buf.get(), data.size()));
+  return RawWrite(FdFor(offset_bytes, data.size(), buf.get()), offset_bytes,
+                  std::span<const std::byte>(buf.get(), data.size()));
+}
+
+Status ScratchVolume::Read(uint64_t offset_bytes, std::span<std::byte> out) {
+  STRATA_RETURN_IF_ERROR(CheckRange(offset_bytes, out.size()));
+  if (UnitAligned(offset_bytes, out.size())) {
+    return ReadUnits(offset_bytes, out);
+  }
+  const uint64_t first = offset_bytes / kUnit * kUnit;
+  const uint64_t end = (offset_bytes + out.size() + kUnit - 1) / kUnit * kUnit;
+  AlignedBuffer buf = Aligned(end - first);
+  STRATA_RETURN_IF_ERROR(ReadUnits(first, std::span<std::byte>(buf.get(), end - first)));
+  std::memcpy(out.data(), buf.get() + (offset_bytes - first), out.size());
+  return Status::OK();
+}
+
+Status ScratchVolume::ReadModifyWrite(uint64_t offset_bytes, std::span<const std::byte> data) {
+  const uint64_t first = offset_bytes / kUnit * kUnit;
+  const uint64_t end = (offset_bytes + data.size() + kUnit - 1) / kUnit * kUnit;
+  AlignedBuffer buf = Aligned(end - first);
+  MutexLock lock(&rmw_mu_);
+  STRATA_RETURN_IF_ERROR(ReadUnits(first, std::span<std::byte>(buf.get(), end - first)));
+  std::memcpy(buf.get() + (offset_bytes - first), data.data(), data.size());
+  return WriteUnits(first, std::span<const std::byte>(buf.get(), end - first));
+}
+
+Status ScratchVolume::Write(uint64_t offset_bytes, std::span<const std::byte> data, bool) {
+  STRATA_RETURN_IF_ERROR(CheckRange(offset_bytes, data.size()));
+  if (data.empty()) {
+    return Status::OK();
+  }
+  return UnitAligned(offset_bytes, data.size()) ? WriteUnits(offset_bytes, data)
+                                                : ReadModifyWrite(offset_bytes, data);
 }
 
 Status ScratchVolume::Punch(uint64_t offset_bytes, uint64_t length_bytes) {
@@ -246,11 +326,31 @@ void ScratchVolume::Submit(EventLoop* loop, IoRequest* request) {
     finish_later(Status::InvalidArgument("read/write without a buffer"));
     return;
   }
+  const bool read = request->kind == IoRequest::Kind::kRead;
+  if (!UnitAligned(request->offset_bytes, request->length_bytes)) {  // rare: partial units
+    std::span<std::byte> bytes(request->data, request->length_bytes);
+    finish_later(read ? Read(request->offset_bytes, bytes)
+                      : Write(request->offset_bytes, bytes, false));
+    return;
+  }
   STRATA_CHECK(std::strcmp(loop->engine()->name(), "sim") != 0);  // fds, not simulated files
-  const int fd = FdFor(request->offset_bytes, request->length_bytes, request->data);
   ScratchRequest* sr = TakeRequest();
   sr->request = request;
   sr->loop = loop;
+  std::byte* buf = request->data;
+  if (read) {
+    sr->decrypt = cipher_.get();
+  } else {
+    buf = sr->Bounce(request->length_bytes);
+    Status s =
+        cipher_->Encrypt(request->offset_bytes / kUnit, request->data, buf, request->length_bytes);
+    if (!s.ok()) {
+      GiveRequest(sr);
+      finish_later(s);
+      return;
+    }
+  }
+  const int fd = FdFor(request->offset_bytes, request->length_bytes, buf);
   const uint64_t n_ops = (request->length_bytes + kMaxOpBytes - 1) / kMaxOpBytes;
   sr->ops.resize(n_ops);
   sr->pending = n_ops;
@@ -258,9 +358,9 @@ void ScratchVolume::Submit(EventLoop* loop, IoRequest* request) {
     IoOp& op = sr->ops[i];
     op = IoOp{};  // a recycled op keeps the engine's progress of its last use
     const uint64_t at = i * kMaxOpBytes;
-    op.kind = request->kind == IoRequest::Kind::kRead ? IoOp::Kind::kRead : IoOp::Kind::kWrite;
+    op.kind = read ? IoOp::Kind::kRead : IoOp::Kind::kWrite;
     op.file = fd;
-    op.buf = request->data + at;
+    op.buf = buf + at;
     op.length_bytes =
         static_cast<uint32_t>(std::min<uint64_t>(kMaxOpBytes, request->length_bytes - at));
     op.offset_bytes = request->offset_bytes + at;

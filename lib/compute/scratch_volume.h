@@ -2,6 +2,12 @@
 // pool's scratch directory, so it vanishes when the volume is destroyed (instance stop or
 // terminate) or the process exits, and never touches LMDB. Flush pushes data to the host disk
 // (as a flush reaches an NVMe device), but nothing survives a stop or a restart.
+//
+// Always encrypted, as EC2's NVMe instance store is: AES-256-XTS (kms/xts.h) on 512-byte units,
+// under a random key made with the volume and held only in this object's memory. Destroying the
+// volume destroys the key: a crypto-erase, O(1) whatever the size, so the file's blocks (freed
+// to the host file system, or left on a crashed host) hold only ciphertext nobody can read.
+// Punched ranges are holes and read as zeros.
 #ifndef STRATA_COMPUTE_SCRATCH_VOLUME_H_
 #define STRATA_COMPUTE_SCRATCH_VOLUME_H_
 
@@ -9,6 +15,9 @@
 #include <string>
 
 #include "strata/volume.h"
+
+#include "kms/xts.h"
+#include "util/mutex.h"
 
 namespace strata {
 
@@ -40,8 +49,23 @@ class ScratchVolume final : public Volume {
   void Submit(EventLoop* loop, IoRequest* request) override;
 
  private:
-  ScratchVolume(int fd, int direct_fd, std::string id, uint64_t size_bytes)
-      : fd_(fd), direct_fd_(direct_fd), id_(std::move(id)), size_bytes_(size_bytes) {}
+  ScratchVolume(int fd, int direct_fd, std::string id, uint64_t size_bytes,
+                std::unique_ptr<kms::XtsCipher> cipher)
+      : fd_(fd),
+        direct_fd_(direct_fd),
+        id_(std::move(id)),
+        size_bytes_(size_bytes),
+        cipher_(std::move(cipher)) {}
+  // Whole units: pread/pwrite plus the cipher. Partial units: read, patch and write back the
+  // units around them, one such write at a time (rmw_mu_), so that two writes into different
+  // bytes of one unit do not undo each other.
+  Status ReadUnits(uint64_t offset_bytes, std::span<std::byte> out);
+  Status WriteUnits(uint64_t offset_bytes, std::span<const std::byte> data);
+  Status ReadModifyWrite(uint64_t offset_bytes, std::span<const std::byte> data) EXCLUDES(rmw_mu_);
+  bool UnitAligned(uint64_t offset_bytes, uint64_t length_bytes) const {
+    return offset_bytes % kUnit == 0 && length_bytes % kUnit == 0;
+  }
+  static constexpr uint32_t kUnit = 512;
   Status CheckRange(uint64_t offset_bytes, uint64_t length_bytes) const;
   Status Punch(uint64_t offset_bytes, uint64_t length_bytes);
   // direct_fd_ for 4 KiB-aligned offset, length and buffer; fd_ otherwise.
@@ -51,6 +75,8 @@ class ScratchVolume final : public Volume {
   const int direct_fd_;  // O_DIRECT on the same file, or -1: 4 KiB-aligned writes
   const std::string id_;
   const uint64_t size_bytes_;
+  const std::unique_ptr<kms::XtsCipher> cipher_;  // the only copy of the key
+  Mutex rmw_mu_;
 };
 
 }  // namespace strata

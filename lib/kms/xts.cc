@@ -1,0 +1,111 @@
+#include "kms/xts.h"
+
+#include <openssl/evp.h>
+
+#include <cstring>
+
+#include "util/check.h"
+
+namespace strata::kms {
+
+// One direction's context, keyed once; each unit only sets its tweak.
+struct XtsCipher::Ctx {
+  EVP_CIPHER_CTX* ctx = nullptr;
+  bool encrypt = false;
+  ~Ctx() { EVP_CIPHER_CTX_free(ctx); }
+};
+
+XtsCipher::XtsCipher(Secret key, uint32_t unit_bytes)
+    : key_(std::move(key)), unit_bytes_(unit_bytes) {}
+
+XtsCipher::~XtsCipher() {
+  MutexLock lock(&mu_);
+  for (Ctx* c : free_) {
+    delete c;  // EVP_CIPHER_CTX_free wipes the key schedule
+  }
+}
+
+Result<std::unique_ptr<XtsCipher>> XtsCipher::Create(const Secret& key, uint32_t unit_bytes) {
+  if (key.size() != kKeyBytes || (unit_bytes != 512 && unit_bytes != 4096)) {
+    return Status::InvalidArgument("an XTS key is 64 bytes, a unit 512 or 4096 bytes");
+  }
+  if (CRYPTO_memcmp(key.bytes().data(), key.bytes().data() + 32, 32) == 0) {
+    return Status::InvalidArgument("an XTS key's two halves must differ (IEEE 1619)");
+  }
+  return std::unique_ptr<XtsCipher>(new XtsCipher(key, unit_bytes));
+}
+
+Result<std::unique_ptr<XtsCipher>> XtsCipher::CreateRandom(uint32_t unit_bytes) {
+  STRATA_ASSIGN_OR_RETURN(Secret key, RandomBytes(kKeyBytes));
+  return Create(key, unit_bytes);
+}
+
+Result<XtsCipher::Ctx*> XtsCipher::Take(bool encrypt) {
+  {
+    MutexLock lock(&mu_);
+    for (size_t i = 0; i < free_.size(); i++) {
+      if (free_[i]->encrypt == encrypt) {
+        Ctx* c = free_[i];
+        free_.erase(free_.begin() + static_cast<long>(i));
+        return c;
+      }
+    }
+  }
+  auto c = std::make_unique<Ctx>();
+  c->encrypt = encrypt;
+  c->ctx = EVP_CIPHER_CTX_new();
+  const auto* key = reinterpret_cast<const unsigned char*>(key_.bytes().data());
+  if (c->ctx == nullptr ||
+      EVP_CipherInit_ex(c->ctx, EVP_aes_256_xts(), nullptr, key, nullptr, encrypt ? 1 : 0) != 1) {
+    return Status::IOError("OpenSSL: AES-256-XTS init failed", 0);
+  }
+  return c.release();
+}
+
+void XtsCipher::Give(Ctx* ctx) {
+  MutexLock lock(&mu_);
+  if (free_.size() < kMaxIdle) {
+    free_.push_back(ctx);
+  } else {
+    delete ctx;
+  }
+}
+
+Status XtsCipher::Run(bool encrypt, uint64_t first_unit, const std::byte* in, std::byte* out,
+                      size_t length) {
+  STRATA_CHECK(length % unit_bytes_ == 0);
+  STRATA_ASSIGN_OR_RETURN(Ctx * c, Take(encrypt));
+  Status s;
+  static const std::byte kZeros[4096] = {};
+  for (size_t at = 0; at < length && s.ok(); at += unit_bytes_) {
+    if (!encrypt && std::memcmp(in + at, kZeros, unit_bytes_) == 0) {
+      std::memset(out + at, 0, unit_bytes_);  // a hole: zeros on the media are zeros
+      continue;
+    }
+    unsigned char tweak[16] = {};
+    const uint64_t unit = first_unit + at / unit_bytes_;
+    for (int i = 0; i < 8; i++) {
+      tweak[i] = static_cast<unsigned char>(unit >> (8 * i));
+    }
+    int n = 0;
+    if (EVP_CipherInit_ex(c->ctx, nullptr, nullptr, nullptr, tweak, -1) != 1 ||
+        EVP_CipherUpdate(c->ctx, reinterpret_cast<unsigned char*>(out + at), &n,
+                         reinterpret_cast<const unsigned char*>(in + at),
+                         static_cast<int>(unit_bytes_)) != 1 ||
+        n != static_cast<int>(unit_bytes_)) {
+      s = Status::IOError("OpenSSL: AES-256-XTS failed", 0);
+    }
+  }
+  Give(c);
+  return s;
+}
+
+Status XtsCipher::Encrypt(uint64_t first_unit, const std::byte* in, std::byte* out, size_t length) {
+  return Run(true, first_unit, in, out, length);
+}
+
+Status XtsCipher::Decrypt(uint64_t first_unit, const std::byte* in, std::byte* out, size_t length) {
+  return Run(false, first_unit, in, out, length);
+}
+
+}  // namespace strata::kms
