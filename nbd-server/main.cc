@@ -34,6 +34,7 @@ struct Config {
   bool no_volume_limits = false;
   std::string metrics_listen, api_listen;
   std::string kms_root_key_file;
+  strata::ExternalKmsRoot kms_external;  // --kms-root-key-from-kms
   std::string tls_mode;
   strata::nbd::TlsOptions tls;
   bool allow_insecure_tcp = false;
@@ -61,6 +62,13 @@ void AddOptions(CLI::App& app, Config* c) {
                  "serve the pool's KMS, its keys wrapped under this root key (a 0600 file of 32 "
                  "bytes or 64 hex digits, outside the pool; default: the strata-kms-root-key "
                  "systemd credential, if given; else no KMS)");
+  app.add_option("--kms-root-key-from-kms", c->kms_external.key_id,
+                 "keep the KMS's root key wrapped by this key of another KMS (AWS KMS or a "
+                 "second Strata) at --kms-endpoint-url, with AWS_ACCESS_KEY_ID/"
+                 "AWS_SECRET_ACCESS_KEY; the pool holds only its ciphertext")
+      ->excludes("--kms-root-key");
+  app.add_option("--kms-endpoint-url", c->kms_external.endpoint_url,
+                 "the external KMS: http(s)://HOST[:PORT] (with --kms-root-key-from-kms)");
   app.add_option("--max-connections", c->limits.max_connections, "(256)")
       ->check(CLI::Range(1, 65536));
   app.add_option("--max-payload", c->limits.max_payload_bytes, "bytes per request (32 MiB)")
@@ -292,6 +300,16 @@ int Fail(const strata::Status& s) {
 // credential). A root key asked for and not usable stops the server: it never runs without.
 strata::Result<std::unique_ptr<strata::Compute>> OpenCompute(const Config& c, strata::Pool* pool) {
   strata::ComputeOptions options;
+  if (!c.kms_external.key_id.empty()) {
+    if (c.kms_external.endpoint_url.empty()) {
+      return strata::Status::InvalidArgument("--kms-root-key-from-kms needs --kms-endpoint-url");
+    }
+    STRATA_ASSIGN_OR_RETURN(options.kms_root_key,
+                            strata::KmsRootKeyFromExternal(pool, c.kms_external));
+    auto compute = strata::Compute::Open(pool, options);
+    explicit_bzero(options.kms_root_key.data(), options.kms_root_key.size());
+    return compute;
+  }
   auto root_key = strata::LoadKmsRootKey(c.kms_root_key_file, c.pool_dir);
   if (root_key.ok()) {
     options.kms_root_key = std::move(*root_key);

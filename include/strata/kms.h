@@ -84,6 +84,22 @@ STRATA_EXPORT Result<std::string> LoadKmsRootKey(const std::string& path,
 // Writes a new random root key to `path` (0600, refusing to overwrite). Errors: AlreadyExists.
 STRATA_EXPORT Status CreateKmsRootKey(const std::string& path, const std::string& pool_dir);
 
+// A pool's root key kept by another KMS (AWS KMS, or a second Strata's --api-listen), reached
+// over its AWS API with SigV4 credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+// (/ AWS_SESSION_TOKEN).
+struct ExternalKmsRoot {
+  std::string endpoint_url;  // http(s)://HOST[:PORT]
+  std::string key_id;        // the external key that wraps this pool's root key
+  std::string region = "us-east-1";
+};
+// The pool's root key from an external KMS. The first call has the external KMS make one
+// (GenerateDataKey, 32 bytes) and records only its ciphertext in the pool; every later call
+// has it decrypted again. The pool never holds the root key, only a ciphertext that is useless
+// without the external KMS and its key: disable or delete that key and the pool's KMS cannot
+// open. Errors: NotFound (no credentials), the external KMS's own (e.g. "DisabledException:
+// ..."), IOError (unreachable, bounded in time).
+STRATA_EXPORT Result<std::string> KmsRootKeyFromExternal(Pool* pool, const ExternalKmsRoot& ext);
+
 class STRATA_EXPORT Kms {
  public:
   // Opens the pool's KMS with `root_key` (32 bytes; see LoadKmsRootKey). The first open records

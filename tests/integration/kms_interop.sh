@@ -182,3 +182,50 @@ if "$server" --pool "$pool" --socket "$work/sock" --kms-root-key "$work/wrong.ke
 fi
 grep -q "wrong KMS root key" "$work/err" || fail "wrong root key: $(cat "$work/err")"
 pass "keys survive a restart; no data key in the pool's files; a wrong root key is refused at start"
+
+# ---- a root key kept by another KMS: this server's, for a second pool and a second server
+start --api-listen "127.0.0.1:$port" --kms-root-key "$work/root.key"
+root_key=$(kms create-key --description "wraps pool b's root key" --query KeyMetadata.KeyId --output text)
+pool_b=$work/pool-b
+"$strata" --pool "$pool_b" pool create --capacity 1GiB >/dev/null
+keys_b=$("$strata" --pool "$pool_b" create-access-key)
+b_env=(AWS_ACCESS_KEY_ID="$(echo "$keys_b" | field AccessKeyId)"
+  AWS_SECRET_ACCESS_KEY="$(echo "$keys_b" | field SecretAccessKey)")
+port_b=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pid_b=
+trap '[[ -n "$pid_b" ]] && kill -9 "$pid_b" 2>/dev/null; cleanup' EXIT
+start_b() {  # (the server's own calls to the external KMS use this shell's keys: pool a's)
+  rm -f "$work/sock-b" "$pool_b/control.sock"
+  "$server" --pool "$pool_b" --socket "$work/sock-b" --api-listen "127.0.0.1:$port_b" \
+    --kms-root-key-from-kms "$root_key" --kms-endpoint-url "$endpoint" 2>"$work/log-b" &
+  pid_b=$!
+  for _ in $(seq 400); do
+    [[ -S "$work/sock-b" ]] && return 0
+    kill -0 "$pid_b" 2>/dev/null || { pid_b=; return 1; }
+    sleep 0.05
+  done
+  return 1
+}
+stop_b() { kill -TERM "$pid_b"; wait "$pid_b" || true; pid_b=; }
+kms_b() { env "${b_env[@]}" "$aws_cli" --endpoint-url "http://127.0.0.1:$port_b" kms "$@"; }
+start_b || fail "server b with an external root key: $(cat "$work/log-b")"
+key_b=$(kms_b create-key --query KeyMetadata.KeyId --output text)
+kms_b encrypt --key-id "$key_b" --plaintext "fileb://$work/plain" --query CiphertextBlob --output text |
+  base64 -d >"$work/blob-b"
+stop_b
+start_b || fail "server b restarting: $(cat "$work/log-b")"
+kms_b decrypt --ciphertext-blob "fileb://$work/blob-b" --query Plaintext --output text | base64 -d |
+  cmp - "$work/plain" || fail "pool b's keys after a restart with the external root key"
+stop_b
+kms disable-key --key-id "$root_key"
+start_b && fail "server b started with its external root key disabled"
+grep -q "DisabledException" "$work/log-b" || fail "external key disabled: $(cat "$work/log-b")"
+kms enable-key --key-id "$root_key"
+start_b || fail "server b after the external key was enabled again: $(cat "$work/log-b")"
+stop_b
+if "$server" --pool "$pool_b" --socket "$work/sock-b" --kms-root-key-from-kms "$root_key" \
+  --kms-endpoint-url "http://127.0.0.1:1" 2>"$work/log-b"; then
+  fail "server b started with its external KMS unreachable"
+fi
+grep -q "KMS http://127.0.0.1:1" "$work/log-b" || fail "unreachable external KMS: $(cat "$work/log-b")"
+pass "a root key kept by another KMS: made once, unwrapped at each start; disabled there, refused here"
