@@ -69,6 +69,9 @@ void AddOptions(CLI::App& app, Config* c) {
       ->excludes("--kms-root-key");
   app.add_option("--kms-endpoint-url", c->kms_external.endpoint_url,
                  "the external KMS: http(s)://HOST[:PORT] (with --kms-root-key-from-kms)");
+  app.add_option("--kms-timeout-ms", c->kms_external.call_timeout_ms,
+                 "each call to the external KMS, at most (30000)")
+      ->check(CLI::Range(1, 300000));
   app.add_option("--max-connections", c->limits.max_connections, "(256)")
       ->check(CLI::Range(1, 65536));
   app.add_option("--max-payload", c->limits.max_payload_bytes, "bytes per request (32 MiB)")

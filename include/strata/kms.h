@@ -91,6 +91,7 @@ struct ExternalKmsRoot {
   std::string endpoint_url;  // http(s)://HOST[:PORT]
   std::string key_id;        // the external key that wraps this pool's root key
   std::string region = "us-east-1";
+  uint32_t call_timeout_ms = 30000;  // each call, bounded (1..300000)
 };
 // The pool's root key from an external KMS. The first call has the external KMS make one
 // (GenerateDataKey, 32 bytes) and records only its ciphertext in the pool; every later call

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <ctime>
 #include <memory>
 
@@ -72,8 +73,9 @@ Result<nlohmann::json> CallKms(const KmsEndpoint& endpoint, const std::string& o
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.c_str());
   curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 30000L);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(std::min<uint32_t>(5000, endpoint.call_timeout_ms)));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(endpoint.call_timeout_ms));
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -83,6 +85,9 @@ Result<nlohmann::json> CallKms(const KmsEndpoint& endpoint, const std::string& o
   curl_slist_free_all(headers);
   long status = 0;
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  if (code == CURLE_WRITE_ERROR) {
+    return Status::IOError("KMS " + endpoint.url + ": its reply passed 64 KiB", EIO);
+  }
   if (code != CURLE_OK) {
     return Status::IOError("KMS " + endpoint.url + ": " + curl_easy_strerror(code), EIO);
   }

@@ -45,7 +45,10 @@ Result<std::string> RootFrom(const json& reply) {
 
 Result<std::string> KmsRootKeyFromExternal(Pool* pool, const ExternalKmsRoot& ext) {
   STRATA_ASSIGN_OR_RETURN(sigv4::AwsCredentials credentials, EnvironmentCredentials());
-  const kms::KmsEndpoint endpoint{ext.endpoint_url, ext.region, credentials};
+  if (ext.call_timeout_ms == 0 || ext.call_timeout_ms > 300000) {
+    return Status::InvalidArgument("an external KMS call's timeout is 1..300000 ms");
+  }
+  const kms::KmsEndpoint endpoint{ext.endpoint_url, ext.region, credentials, ext.call_timeout_ms};
   STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(kms::kTable));
   STRATA_ASSIGN_OR_RETURN(auto records, pool->ReadRecords(kms::kTable));
   for (const auto& [key, value] : records) {

@@ -229,3 +229,26 @@ if "$server" --pool "$pool_b" --socket "$work/sock-b" --kms-root-key-from-kms "$
 fi
 grep -q "KMS http://127.0.0.1:1" "$work/log-b" || fail "unreachable external KMS: $(cat "$work/log-b")"
 pass "a root key kept by another KMS: made once, unwrapped at each start; disabled there, refused here"
+
+# ---- a hostile external KMS: every start fails, promptly, saying why; nothing is used
+for mode in stall endless garbage shortkey redirect; do
+  rm -f "$work/hostile.port"
+  python3 "$(dirname "$0")/hostile_kms.py" "$mode" "$work/hostile.port" &
+  hostile=$!
+  for _ in $(seq 100); do [[ -s "$work/hostile.port" ]] && break; sleep 0.05; done
+  pool_c=$work/pool-c-$mode
+  "$strata" --pool "$pool_c" pool create --capacity 1GiB >/dev/null
+  began=$(date +%s)
+  if timeout 60 "$server" --pool "$pool_c" --socket "$work/sock-c" --kms-timeout-ms 2000 \
+    --kms-root-key-from-kms k --kms-endpoint-url "http://127.0.0.1:$(cat "$work/hostile.port")" \
+    2>"$work/log-c"; then
+    kill "$hostile"
+    fail "a server started on a $mode KMS"
+  fi
+  kill "$hostile" 2>/dev/null || true
+  took=$(($(date +%s) - began))
+  ((took <= 10)) || fail "$mode KMS: the start took ${took}s to fail"
+  grep -q "KMS\|root key" "$work/log-c" || fail "$mode KMS: $(cat "$work/log-c")"
+  echo "  $mode: $(tail -1 "$work/log-c")"
+done
+pass "a stalling, endless, garbage, short-key or redirecting KMS: the start fails within 10 s, saying why"
