@@ -200,7 +200,7 @@ class ComputeImpl final : public Compute {
   const ComputeOptions options_;
   const std::string scratch_dir_;
   std::unique_ptr<Kms> kms_;  // set by Open, before any other thread; thread-safe itself
-  Mutex mu_;  // one control operation at a time; guards everything below
+  Mutex mu_;                  // one control operation at a time; guards everything below
   std::map<std::string, ImageInfo> images_ GUARDED_BY(mu_);
   std::map<std::string, InstanceRecord> instances_ GUARDED_BY(mu_);
   std::map<std::string, Tags> tags_ GUARDED_BY(mu_);

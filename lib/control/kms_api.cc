@@ -144,52 +144,47 @@ json Metadata(const KmsKeyInfo& k) {
 
 using Handler = std::function<json(Kms*, const json&)>;
 
-json ListKeysReply(Kms* kms, const json& in) {
-  std::vector<KmsKeyInfo> keys = kms->ListKeys();
-  json out = {{"Keys", json::array()}, {"Truncated", false}};
+// KMS's paging: the entries (in marker order) after `Marker`, at most `Limit` of them; each
+// entry's marker is its `marker_field`.
+json Page(const json& in, std::vector<json> entries, const char* list, const char* marker_field) {
   const uint32_t limit = Num(in, "Limit", 100);
   if (limit < 1 || limit > kMaxListLimit) {
     Fail("ValidationException", "Limit must be 1 to 1000");
   }
   const std::string marker = Str(in, "Marker", false);
-  for (const KmsKeyInfo& k : keys) {
-    if (!marker.empty() && k.key_id <= marker) {
+  json out = {{list, json::array()}, {"Truncated", false}};
+  for (json& e : entries) {
+    if (!marker.empty() && e[marker_field].get<std::string>() <= marker) {
       continue;
     }
-    if (out["Keys"].size() == limit) {
+    if (out[list].size() == limit) {
       out["Truncated"] = true;
-      out["NextMarker"] = out["Keys"].back()["KeyId"];
+      out["NextMarker"] = out[list].back()[marker_field];
       break;
     }
-    out["Keys"].push_back({{"KeyId", k.key_id}, {"KeyArn", k.arn}});
+    out[list].push_back(std::move(e));
   }
   return out;
 }
 
+json ListKeysReply(Kms* kms, const json& in) {
+  std::vector<json> keys;
+  for (const KmsKeyInfo& k : kms->ListKeys()) {
+    keys.push_back({{"KeyId", k.key_id}, {"KeyArn", k.arn}});
+  }
+  return Page(in, std::move(keys), "Keys", "KeyId");
+}
+
 json ListAliasesReply(Kms* kms, const json& in) {
-  std::vector<KmsAliasInfo> aliases = Take(kms->ListAliases(Str(in, "KeyId", false)));
-  json out = {{"Aliases", json::array()}, {"Truncated", false}};
-  const uint32_t limit = Num(in, "Limit", 100);
-  if (limit < 1 || limit > kMaxListLimit) {
-    Fail("ValidationException", "Limit must be 1 to 1000");
+  std::vector<json> aliases;
+  for (const KmsAliasInfo& a : Take(kms->ListAliases(Str(in, "KeyId", false)))) {
+    aliases.push_back({{"AliasName", a.name},
+                       {"AliasArn", a.arn},
+                       {"TargetKeyId", a.target_key_id},
+                       {"CreationDate", Seconds(a.creation_ms)},
+                       {"LastUpdatedDate", Seconds(a.updated_ms)}});
   }
-  const std::string marker = Str(in, "Marker", false);
-  for (const KmsAliasInfo& a : aliases) {
-    if (!marker.empty() && a.name <= marker) {
-      continue;
-    }
-    if (out["Aliases"].size() == limit) {
-      out["Truncated"] = true;
-      out["NextMarker"] = out["Aliases"].back()["AliasName"];
-      break;
-    }
-    out["Aliases"].push_back({{"AliasName", a.name},
-                              {"AliasArn", a.arn},
-                              {"TargetKeyId", a.target_key_id},
-                              {"CreationDate", Seconds(a.creation_ms)},
-                              {"LastUpdatedDate", Seconds(a.updated_ms)}});
-  }
-  return out;
+  return Page(in, std::move(aliases), "Aliases", "AliasName");
 }
 
 json RotationStatus(const KmsKeyInfo& k) {

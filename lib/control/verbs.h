@@ -15,12 +15,12 @@ namespace strata::control {
 
 struct VerbArg {
   enum class Kind {
-    kText,      // one string
-    kPath,      // one file name, made absolute by the CLI ("-": stdin or stdout)
-    kFileText,  // a file name (or file:// / fileb:// URL) whose contents the CLI sends
+    kText,        // one string
+    kPath,        // one file name, made absolute by the CLI ("-": stdin or stdout)
+    kFileText,    // a file name (or file:// / fileb:// URL) whose contents the CLI sends
     kFileBase64,  // the same, any bytes, sent base64-encoded (the AWS CLI's blob arguments)
-    kList,      // one or more strings
-    kFlag,      // no value: sends `flag_value`
+    kList,        // one or more strings
+    kFlag,        // no value: sends `flag_value`
   };
   const char* flag;  // "--size"; without dashes: a positional argument
   const char* key;   // the request's args key

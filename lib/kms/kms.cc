@@ -433,6 +433,12 @@ Result<KmsKeyInfo> KmsImpl::CreateKey(const std::string& description,
     return KmsError(Status::Code::kInvalidArgument, "ValidationException",
                     "a description is at most 8192 bytes, and a key has at most 50 tags");
   }
+  for (const auto& [key, value] : tags) {
+    if (key.empty() || key.size() > 128 || value.size() > 256) {
+      return KmsError(Status::Code::kInvalidArgument, "TagException",
+                      "a tag key is 1 to 128 bytes, a value at most 256");
+    }
+  }
   MutexLock lock(&mu_);
   STRATA_RETURN_IF_ERROR(HousekeepLocked());
   if (keys_.size() >= kMaxKeys) {

@@ -5,9 +5,11 @@
 #include "strata/kms.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "strata/pool.h"
 
+#include "control/kms_api.h"
 #include "kms/kms_crypto.h"
 #include "kms/kms_impl.h"
 #include "testutil/test_util.h"
@@ -191,6 +193,32 @@ TEST_F(KmsTest, AliasesFollowTheirRulesAndUpdate) {
   EXPECT_TRUE(kms_->ListAliases(a->key_id)->empty());
   ASSERT_TRUE(kms_->DeleteAlias("alias/team").ok());
   EXPECT_TRUE(Says(kms_->DeleteAlias("alias/team"), "NotFoundException"));
+}
+
+TEST_F(KmsTest, TheJsonApiPagesAndBoundsItsInputs) {
+  for (int i = 0; i < 3; i++) {
+    ASSERT_TRUE(kms_->CreateKey("k", {}).ok());
+  }
+  auto call = [&](const std::string& op, const std::string& body) {
+    control::KmsReply r = control::ExecuteKmsJson(kms_.get(), "TrentService." + op, body);
+    return std::make_pair(r.http_status, nlohmann::json::parse(r.body));
+  };
+  using nlohmann::json;
+  auto [status, page1] = call("ListKeys", json{{"Limit", 2}}.dump());
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(page1["Keys"].size(), 2u);
+  EXPECT_TRUE(page1["Truncated"].get<bool>());
+  auto page2 = call("ListKeys", json{{"Limit", 2}, {"Marker", page1["NextMarker"]}}.dump()).second;
+  EXPECT_EQ(page2["Keys"].size(), 1u);
+  EXPECT_FALSE(page2["Truncated"].get<bool>());
+  EXPECT_EQ(call("ListKeys", json{{"Limit", 0}}.dump()).second["__type"], "ValidationException");
+  const json long_tag = {{"Tags", {{{"TagKey", "k"}, {"TagValue", std::string(300, 'v')}}}}};
+  EXPECT_EQ(call("CreateKey", long_tag.dump()).second["__type"], "TagException");
+  EXPECT_EQ(call("Encrypt", R"({"KeyId": 7, "Plaintext": "aGk="})").second["__type"],
+            "SerializationException");
+  EXPECT_EQ(call("Encrypt", "[1,2]").second["__type"], "SerializationException");
+  EXPECT_EQ(call("Nope", "{}").second["__type"], "UnknownOperationException");
+  EXPECT_EQ(control::ExecuteKmsJson(nullptr, "TrentService.ListKeys", "{}").http_status, 500);
 }
 
 TEST(KmsCryptoTest, SealOpensOnlyWithItsKeyAndAad) {
