@@ -74,12 +74,15 @@ Result<std::string> KmsRootKeyFromExternal(Pool* pool, const ExternalKmsRoot& ex
                                                     {"NumberOfBytes", 32},
                                                     {"EncryptionContext", kContext}}));
   STRATA_ASSIGN_OR_RETURN(std::string root, RootFrom(reply));
-  if (!reply.contains("CiphertextBlob") || !reply["CiphertextBlob"].is_string()) {
+  if (!reply.contains("CiphertextBlob") || !reply["CiphertextBlob"].is_string() ||
+      (reply.contains("KeyId") && !reply["KeyId"].is_string())) {
     kms::Secret wipe(std::move(root));
-    return Status::Corruption("the external KMS answered without a CiphertextBlob");
+    return Status::Corruption(
+        "the external KMS answered without a CiphertextBlob, or with a "
+        "KeyId that is not a string");
   }
   const json record = {{"endpoint", ext.endpoint_url},
-                       {"key_id", reply.value("KeyId", ext.key_id)},
+                       {"key_id", reply.contains("KeyId") ? reply["KeyId"] : json(ext.key_id)},
                        {"blob", reply["CiphertextBlob"]}};
   Status s = pool->CommitRecords({{kms::kTable, kRecord, DumpJson(record)}});
   if (!s.ok()) {

@@ -7,6 +7,7 @@ crashing or using what it sent.
   endless   answers 200 with an endless body
   garbage   answers 200 with bytes that are not JSON
   shortkey  answers 200 with a Plaintext of 5 bytes (and a CiphertextBlob)
+  numkeyid  answers 200 with a good 32-byte Plaintext, but a KeyId that is a number
   redirect  answers 307 to another address
 
 Usage: hostile_kms.py MODE PORT_FILE  (binds 127.0.0.1 on a free port, writes it to PORT_FILE).
@@ -47,6 +48,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
         else:
             body = (b"\x00\xffnot json" if MODE == "garbage" else
+                    b'{"Plaintext":"' + b"A" * 43 + b'=","CiphertextBlob":"AAAA","KeyId":7}'
+                    if MODE == "numkeyid" else
                     b'{"Plaintext":"AAAAAAA=","CiphertextBlob":"AAAA","KeyId":"k"}')
             self.send_response(200)
             self.send_header("Content-Type", "application/x-amz-json-1.1")

@@ -231,7 +231,7 @@ grep -q "KMS http://127.0.0.1:1" "$work/log-b" || fail "unreachable external KMS
 pass "a root key kept by another KMS: made once, unwrapped at each start; disabled there, refused here"
 
 # ---- a hostile external KMS: every start fails, promptly, saying why; nothing is used
-for mode in stall endless garbage shortkey redirect; do
+for mode in stall endless garbage shortkey numkeyid redirect; do
   rm -f "$work/hostile.port"
   python3 "$(dirname "$0")/hostile_kms.py" "$mode" "$work/hostile.port" &
   hostile=$!
@@ -251,4 +251,4 @@ for mode in stall endless garbage shortkey redirect; do
   grep -q "KMS\|root key" "$work/log-c" || fail "$mode KMS: $(cat "$work/log-c")"
   echo "  $mode: $(tail -1 "$work/log-c")"
 done
-pass "a stalling, endless, garbage, short-key or redirecting KMS: the start fails within 10 s, saying why"
+pass "a stalling, endless, garbage, short-key, odd-typed or redirecting KMS: the start fails within 10 s, saying why"
