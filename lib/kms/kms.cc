@@ -266,7 +266,8 @@ Status KmsImpl::Load() {
     } else if (key.starts_with("alias/")) {
       json j = json::parse(value, nullptr, false);
       if (!j.is_object() || !j.contains("target") || !j["target"].is_string() ||
-          !j.contains("created_ms") || !j["created_ms"].is_number_integer()) {
+          !j.contains("created_ms") || !j["created_ms"].is_number_integer() ||
+          (j.contains("updated_ms") && !j["updated_ms"].is_number_integer())) {
         return Status::Corruption("KMS alias record " + key + " is malformed");
       }
       KmsAliasInfo a;

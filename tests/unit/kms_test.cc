@@ -135,6 +135,14 @@ TEST_F(KmsTest, AnAlteredKeyRecordIsRefusedNotUsed) {
   OpenPool();
   KmsOptions options;
   EXPECT_EQ(Kms::Open(pool_.get(), root_, options).status().code(), Status::Code::kCorruption);
+  ASSERT_TRUE(pool_
+                  ->CommitRecords({{kms::kTable, "key/" + key->key_id, std::nullopt},
+                                   {kms::kTable, "alias/x",
+                                    R"({"target":"t","created_ms":1,"updated_ms":"soon"})"}})
+                  .ok());
+  OpenPool();
+  EXPECT_EQ(Kms::Open(pool_.get(), root_, options).status().code(), Status::Code::kCorruption)
+      << "an alias record of the wrong shape is refused, never thrown";
 }
 
 TEST_F(KmsTest, HostileBlobsAndContextsAreRefusedCleanly) {
