@@ -13,7 +13,10 @@
 #   raw          fio io_uring O_DIRECT on a raw file: the hardware limit (no NBD);
 #   strata       strata-nbd --no-volume-limits (the EBS limits are on by default);
 #   qemu-nbd     --cache=none --aio=io_uring (durable writes, as strata's);
-#   nbdkit-file, nbd-server: page-cache servers, not durable-write peers (listed for reference).
+#   nbdkit-file, nbd-server: page-cache servers, not durable-write peers (listed for reference);
+#   strata-enc   strata-nbd serving an encrypted volume (AES-256-XTS, docs/security.md);
+#   qemu-luks    qemu-nbd serving a LUKS image (aes-256-xts-plain64, --cache=none io_uring): the
+#                encrypting peer (dm-crypt needs device-mapper). Not in the default targets.
 # Cases: 4 KiB randread / randwrite / 70-30 at QD32; 1 MiB sequential read and write at QD8;
 # 4 KiB randread on 2 connections (multi-conn) and over TCP loopback (strata and qemu-nbd); 4 KiB
 # randread at QD1, whose ratio is the latency a server adds to each request.
@@ -79,16 +82,22 @@ start_target() {  # name
         --ioengine=io_uring --iodepth=8 >/dev/null
       return
       ;;
-    strata | strata-base)
-      local bin=build
+    strata | strata-base | strata-enc)
+      local bin=build enc=()
       if [[ $t == strata-base ]]; then
         bin=${STRATA_BENCH_BASELINE:?strata-base: set STRATA_BENCH_BASELINE to another build dir}
       fi
+      if [[ $t == strata-enc ]]; then  # an encrypted volume (AES-256-XTS), its key from the KMS
+        head -c 32 /dev/urandom >"$work/root.key"
+        chmod 600 "$work/root.key"
+        enc=(--kms-root-key "$work/root.key")
+      fi
       "$bin/tools/strata" --pool "$work/$t.pool" pool create >/dev/null
-      "$bin/tools/strata" --pool "$work/$t.pool" create-volume --size 2GiB --name vol >/dev/null
+      "$bin/tools/strata" --pool "$work/$t.pool" "${enc[@]}" create-volume --size 2GiB --name vol \
+        ${enc:+--encrypted} >/dev/null
       port=$(free_port)
       setsid "${server_pin[@]}" "$bin/nbd-server/strata-nbd" --pool "$work/$t.pool" \
-        --socket "$sock" --listen "127.0.0.1:$port" --no-volume-limits 2>/dev/null &
+        --socket "$sock" --listen "127.0.0.1:$port" --no-volume-limits "${enc[@]}" 2>/dev/null &
       tcp_uri[$t]="nbd://127.0.0.1:$port/vol"
       ;;
     qemu-nbd)
@@ -100,6 +109,14 @@ start_target() {  # name
       # only for the TCP case so that the two never write at once.)
       tcp_uri[$t]="nbd://127.0.0.1:$port/vol"
       echo "$port" >"$work/qemu.port"
+      ;;
+    qemu-luks)  # qemu's own LUKS (aes-256-xts-plain64, AES-NI): the encrypted peer here
+      # (dm-crypt through qemu-nbd needs device-mapper, which this kernel may lack)
+      qemu-img create -f luks --object secret,id=s0,data=strata-bench -o key-secret=s0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=10 \
+        "$work/qemu.luks" $size >/dev/null
+      setsid "${server_pin[@]}" qemu-nbd --object secret,id=s0,data=strata-bench --image-opts \
+        "driver=luks,key-secret=s0,file.driver=file,file.filename=$work/qemu.luks,file.aio=io_uring,cache.direct=on" \
+        -e 4 -t -x vol -k "$sock" &
       ;;
     nbdkit-file)
       truncate -s $size "$work/nbdkit.raw"

@@ -205,7 +205,14 @@ class Negotiation {
 
   // The export, if it exists and this peer is admitted to it (a refusal is logged).
   Result<std::shared_ptr<Volume>> Open(const std::string& name) {
-    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, exports_->Open(name));
+    auto opened = exports_->Open(name);
+    if (!opened.ok() && opened.status().code() != Status::Code::kNotFound) {
+      // An export that exists and will not open (an encrypted volume whose KMS key is disabled,
+      // or no KMS here): the operator needs the reason, not only the client.
+      ServerLog().Log(LogKey::kRefused, "could not open %s: %s", EscapeText(name, 128).c_str(),
+                      EscapeText(opened.status().message()).c_str());
+    }
+    STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, std::move(opened));
     Status admitted = exports_->Admit(volume->id(), peer_);
     if (!admitted.ok()) {
       ServerLog().Log(LogKey::kRefused, "refused %s to %s: %s",

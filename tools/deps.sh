@@ -24,7 +24,7 @@ test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
   gnutls-bin systemd man-db qemu-system-x86 linux-image-amd64 busybox-static nbd-client cpio
   ceph-mon ceph-osd ceph-mgr radosgw s3cmd restic
-  qemu-utils nbdkit libnbd-bin fuse3 fio nbd-server e2fsprogs xxhash zstd curl util-linux
+  qemu-utils nbdkit libnbd-bin python3-libnbd fuse3 fio nbd-server e2fsprogs xxhash zstd curl util-linux
   awscli python3-boto3 jp ansible
 )
 # What the libraries are, for a system without Debian's package names.

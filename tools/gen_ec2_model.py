@@ -34,7 +34,9 @@ OPERATIONS = [
     "DescribeInstanceCreditSpecifications", "DescribeVpcAttribute", "DescribeNetworkInterfaces",
     "DescribeRouteTables", "DetachVolume", "ModifyInstanceCreditSpecification",
     "GetInstanceUefiData", "ModifySecurityGroupRules", "EnableImageDeprecation",
-    "DisableImageDeprecation",
+    "DisableImageDeprecation", "EnableEbsEncryptionByDefault", "DisableEbsEncryptionByDefault",
+    "GetEbsEncryptionByDefault", "GetEbsDefaultKmsKeyId", "ModifyEbsDefaultKmsKeyId",
+    "ResetEbsDefaultKmsKeyId",
 ]
 
 

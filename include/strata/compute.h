@@ -227,6 +227,14 @@ constexpr uint32_t kMaxRunCount = 1000;
 STRATA_EXPORT Status ValidateTags(const Tags& tags);
 constexpr size_t kMaxTagsPerResource = 50;  // as EC2
 
+// What a volume's or snapshot's key envelope (VolumeInfo::encryption) says, as EC2 shows it.
+struct EncryptionInfo {
+  bool encrypted = false;
+  std::string kms_key_arn;  // KmsKeyId
+  std::string data_key_id;  // DataEncryptionKeyId: the lineage's data key
+};
+STRATA_EXPORT EncryptionInfo DescribeEncryption(const std::string& envelope);
+
 struct ComputeOptions {
   // False when the process is short-lived (the CLI running on an idle pool): launching anything
   // whose data would live only in instance store is then refused, since it would vanish when
@@ -302,6 +310,31 @@ class STRATA_EXPORT Compute {
   // The instance a volume is attached to and its device, if any.
   virtual std::optional<std::pair<std::string, InstanceDevice>> AttachmentOf(
       const std::string& volume_id) = 0;
+
+  // ---- Encryption at rest (docs/security.md "Encryption at rest") ----
+  // Creates a volume as EC2's CreateVolume does. Encrypted when `encrypted` is true, or when it
+  // is nullopt and encryption by default is on: a new 64-byte data key from the KMS
+  // (GenerateDataKeyWithoutPlaintext, context aws:ebs:id = the volume's id) under `kms_key_id`
+  // (key id, key ARN, alias or alias ARN; "" = the default key), kept wrapped in the volume's
+  // record. A clone of an encrypted snapshot shares its lineage's data key and is encrypted
+  // whatever was asked; one under another key, or an encrypted one of a plaintext snapshot, is a
+  // full copy through both keys (as EBS re-encrypts), not an instant clone.
+  // Errors: InvalidArgument (KmsKeyId without Encrypted; a key that does not exist),
+  // NotSupported (no KMS in this process), Busy (the key is disabled), the pool's.
+  virtual Result<VolumeInfo> CreateVolume(const VolumeSpec& spec, std::optional<bool> encrypted,
+                                          const std::string& kms_key_id) = 0;
+  // Opens a volume or snapshot for I/O; an encrypted one through its data key, which the KMS
+  // unwraps now (a disabled or deleted key fails here: "Client.InvalidKMSKey.InvalidState";
+  // handles already open keep working). The plaintext key lives only in the handle.
+  virtual Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) = 0;
+  virtual Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) = 0;
+  // EC2's account settings: encryption by default and the default KMS key (an ARN; the AWS
+  // managed alias/aws/ebs key, made on first use, unless one was set). Durable.
+  virtual bool EncryptionByDefault() = 0;
+  virtual Status SetEncryptionByDefault(bool on) = 0;
+  virtual Result<std::string> DefaultKmsKey() = 0;
+  // `ref` "" resets to alias/aws/ebs. Returns the new default's ARN. Errors: the KMS's.
+  virtual Result<std::string> SetDefaultKmsKey(const std::string& ref) = 0;
 
   // ---- Snapshots, as EC2 sees them ----
   // Pool::CreateSnapshots, refusing instance-store volumes and accepting INSTANCE/DEVICE names.

@@ -21,11 +21,15 @@ struct ExportEntry {
 };
 
 // A volume by id or by a Name only one volume has; "" for the only volume of a pool that has
-// exactly one; a snapshot by id (read-only). Errors: NotFound (saying why), or the pool's.
+// exactly one; a snapshot by id (read-only). Errors: NotFound (saying why), or the pool's;
+// NotSupported for an encrypted one (only the EC2 layer, which holds the KMS, opens those:
+// Compute::OpenExport).
 STRATA_EXPORT Result<std::shared_ptr<Volume>> OpenPoolExport(Pool* pool, const std::string& name);
+// The id of the volume or snapshot OpenPoolExport would open for `name`.
+STRATA_EXPORT Result<std::string> ResolvePoolExport(Pool* pool, const std::string& name);
 
 // Every name OpenPoolExport opens: each volume's id, its Name when unique (and not shaped like a
-// snapshot id), each snapshot's id.
+// snapshot id), each snapshot's id; an encrypted one's description says so.
 STRATA_EXPORT std::vector<ExportEntry> ListPoolExports(Pool* pool);
 
 }  // namespace strata

@@ -125,6 +125,11 @@ class STRATA_EXPORT Kms {
   virtual Result<KmsKeyInfo> DisableKeyRotation(const std::string& ref) = 0;
   virtual Result<KmsKeyInfo> RotateKeyOnDemand(const std::string& ref) = 0;
 
+  // The AWS managed key of a service ("alias/aws/ebs": EBS's default key), made with its alias
+  // in one commit on first use, as AWS makes it. It cannot be deleted. Errors: InvalidArgument
+  // (another alias), and the pool's.
+  virtual Result<KmsKeyInfo> AwsManagedKey(const std::string& alias) = 0;
+
   // ---- Aliases: "alias/" + 1..250 of [A-Za-z0-9/_-]; "alias/aws/" is AWS's. ----
   virtual Result<KmsAliasInfo> CreateAlias(const std::string& name, const std::string& key_ref) = 0;
   virtual Result<KmsAliasInfo> UpdateAlias(const std::string& name, const std::string& key_ref) = 0;

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/cipher.h"
 #include "strata/env.h"
 #include "strata/export.h"
 #include "strata/status.h"
@@ -70,6 +71,25 @@ struct VolumeSpec {
   bool importing = false;
   uint32_t iops = 0;
   uint32_t throughput_mibps = 0;
+  // Optional: the id to give the volume ("vol-" + 17 hex digits, not taken), for a layer that
+  // must name it before it exists (an encrypted volume's key is bound to its id). Empty: a new one.
+  std::string volume_id = {};
+  // Non-empty: the volume's data is ciphertext, and this is the layer's envelope of its key (text
+  // of at most kMaxEncryptionBytes, opaque to the engine, kept in the volume's record and inherited
+  // by its snapshots and their clones). A clone keeps its snapshot's: leave it empty, or equal.
+  std::string encryption = {};
+};
+
+constexpr size_t kMaxEncryptionBytes = 4096;
+
+// How a volume or snapshot is opened (Pool::OpenVolume, Pool::OpenSnapshot).
+struct OpenOptions {
+  // An encrypted volume's (VolumeInfo::encryption non-empty) reads are decrypted and writes
+  // encrypted with this. REQUIRED for one, unless `ciphertext`; refused for a plaintext one.
+  std::shared_ptr<BlockCipher> cipher;
+  // An encrypted volume as it is stored: reads return ciphertext (holes as zeros), writes store
+  // what they are given. For copies that never need the key (streams, the remote tier).
+  bool ciphertext = false;
 };
 
 // A change of a volume's size, type, IOPS or throughput (EC2 ModifyVolume), applied live.
@@ -106,6 +126,7 @@ struct VolumeInfo {
   std::string snapshot_id;        // the snapshot a clone was created from; empty otherwise
   uint32_t iops = 0;              // provisioned: gp3, io1, io2 (0 for the other types)
   uint32_t throughput_mibps = 0;  // provisioned: gp3 (0 for the other types)
+  std::string encryption;         // VolumeSpec::encryption; empty: plaintext
 };
 
 // A snapshot: a frozen, crash-consistent point in time of a volume (docs/design.md §2).
@@ -120,6 +141,7 @@ struct SnapshotInfo {
   std::string source_snapshot_id;
   uint64_t lineage = 0;  // internal: the map namespace and epoch it freezes
   uint64_t epoch = 0;
+  std::string encryption;  // its volume's (VolumeSpec::encryption); empty: plaintext
 };
 
 // Space a snapshot holds (as of the last commit).
@@ -234,8 +256,14 @@ class STRATA_EXPORT Pool {
                                           const VolumeModification& modification) = 0;
   // Errors: NotFound.
   virtual Result<VolumeMetrics> DescribeVolumeMetrics(const std::string& volume_id) = 0;
-  // Opens a volume for I/O. The handle is shared: any number may be open at once.
-  virtual Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) = 0;
+  // Opens a volume for I/O. Any number of handles may be open at once; they share one state.
+  // Errors: NotFound; NotSupported (an encrypted volume without a cipher, or a plaintext one with
+  // one: see OpenOptions).
+  virtual Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id,
+                                                     const OpenOptions& options) = 0;
+  Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) {
+    return OpenVolume(volume_id, OpenOptions{});
+  }
 
   // ---- Snapshots (docs/design.md §2). ----
 
@@ -259,8 +287,13 @@ class STRATA_EXPORT Pool {
   // reclaim_pending), in small steps that never hold the pool mutex long.
   // Errors: NotFound, Busy (open, e.g. exported over NBD).
   virtual Status DeleteSnapshot(const std::string& snapshot_id) = 0;
-  // Opens a snapshot read-only (writes fail with ReadOnly). Errors: NotFound.
-  virtual Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) = 0;
+  // Opens a snapshot read-only (writes fail with ReadOnly). Errors: NotFound; NotSupported as
+  // for OpenVolume.
+  virtual Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id,
+                                                       const OpenOptions& options) = 0;
+  Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) {
+    return OpenSnapshot(snapshot_id, OpenOptions{});
+  }
   // Blocks of `block_size_bytes` (the chunk size or a multiple of it) holding data in the snapshot,
   // from start_block, at most max_results (<= kMaxBlockListResults). Cost: O(chunks mapped).
   virtual Result<BlockList> ListSnapshotBlocks(const std::string& snapshot_id,

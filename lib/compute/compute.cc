@@ -79,7 +79,7 @@ Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions&
     return Status::InvalidArgument("Compute needs an open pool");
   }
   for (const char* table : {kImagesTable, kInstancesTable, kTagsTable, kSecurityTable,
-                            kModificationsTable, kAttributesTable}) {
+                            kModificationsTable, kAttributesTable, kSettingsTable}) {
     STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(table));
   }
   ComputeOptions kept = options;
@@ -112,6 +112,7 @@ Status ComputeImpl::Load() {
     images_[id] = std::move(image);
   }
   STRATA_RETURN_IF_ERROR(LoadSecurityLocked());
+  STRATA_RETURN_IF_ERROR(LoadSettingsLocked());
   STRATA_ASSIGN_OR_RETURN(auto tag_records, pool_->ReadRecords(kTagsTable));
   for (const auto& [id, text] : tag_records) {
     STRATA_ASSIGN_OR_RETURN(tags_[id], DecodeTags(id, text));
@@ -527,12 +528,14 @@ Result<std::shared_ptr<Volume>> ComputeImpl::OpenExport(const std::string& name)
     }
     for (const BlockDeviceMapping& m : it->second.mappings) {
       if (m.device_name == it->second.root_device_name) {
-        return pool_->OpenSnapshot(m.snapshot_id);  // the root device's content, read-only
+        return OpenSnapshot(m.snapshot_id);  // the root device's content, read-only
       }
     }
     return Status::Corruption("image " + name + " has no root mapping");
   }
-  return OpenPoolExport(pool_, name);  // volumes and snapshots: the engine's names
+  // Volumes and snapshots: the engine's names, opened here with their keys.
+  STRATA_ASSIGN_OR_RETURN(std::string id, ResolvePoolExport(pool_, name));
+  return id.starts_with("snap-") ? OpenSnapshot(id) : OpenVolume(id);
 }
 
 Result<std::shared_ptr<Volume>> ComputeImpl::OpenInstanceDeviceLocked(const std::string& name) {
@@ -549,7 +552,7 @@ Result<std::shared_ptr<Volume>> ComputeImpl::OpenInstanceDeviceLocked(const std:
       continue;
     }
     if (!d.instance_store()) {
-      return pool_->OpenVolume(d.volume_id);
+      return OpenVolume(d.volume_id);
     }
     const std::string key = instance_id + "/" + device;
     auto it = scratch_.find(key);
@@ -591,26 +594,32 @@ Result<std::shared_ptr<ScratchVolume>> ComputeImpl::SeedScratch(const std::strin
                                                                 uint64_t size_bytes,
                                                                 const std::string& snapshot_id) {
   STRATA_ASSIGN_OR_RETURN(auto scratch, ScratchVolume::Create(scratch_dir_, id, size_bytes));
-  STRATA_ASSIGN_OR_RETURN(auto snap, pool_->OpenSnapshot(snapshot_id));
+  STRATA_ASSIGN_OR_RETURN(auto snap, OpenSnapshot(snapshot_id));  // an encrypted one: its key
+  STRATA_RETURN_IF_ERROR(CopyVolumeData(snap.get(), scratch.get()));
+  return scratch;
+}
+
+Status CopyVolumeData(Volume* from, Volume* to) {
   constexpr uint64_t kCopyBytes = 4u << 20;
   std::vector<std::byte> buf(kCopyBytes);
   uint64_t pos = 0;
-  const uint64_t end = snap->size_bytes();
-  while (pos < end) {  // only the snapshot's data extents are copied; holes stay holes
-    STRATA_ASSIGN_OR_RETURN(auto extents, snap->BlockStatus(pos, end - pos));
+  const uint64_t end = from->size_bytes();
+  STRATA_CHECK(to->size_bytes() >= end);
+  while (pos < end) {  // only the data extents are copied; holes stay holes
+    STRATA_ASSIGN_OR_RETURN(auto extents, from->BlockStatus(pos, end - pos));
     STRATA_CHECK(!extents.empty());
     for (const Extent& e : extents) {
       for (uint64_t at = e.offset_bytes; !e.hole && at < e.offset_bytes + e.length_bytes;
            at += kCopyBytes) {
         const uint64_t n = std::min(kCopyBytes, e.offset_bytes + e.length_bytes - at);
         std::span<std::byte> piece(buf.data(), n);
-        STRATA_RETURN_IF_ERROR(snap->Read(at, piece));
-        STRATA_RETURN_IF_ERROR(scratch->Write(at, piece, false));
+        STRATA_RETURN_IF_ERROR(from->Read(at, piece));
+        STRATA_RETURN_IF_ERROR(to->Write(at, piece, false));
       }
       pos = e.offset_bytes + e.length_bytes;
     }
   }
-  return scratch;
+  return to->Flush();
 }
 
 std::vector<std::string> ComputeImpl::CheckReferences() {

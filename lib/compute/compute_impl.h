@@ -33,6 +33,7 @@ constexpr const char* kTagsTable = "tags";
 constexpr const char* kSecurityTable = "security";            // security groups and key pairs
 constexpr const char* kModificationsTable = "modifications";  // each volume's last one
 constexpr const char* kAttributesTable = "attributes";        // ResourceAttributes, by id
+constexpr const char* kSettingsTable = "settings";            // account settings (encryption)
 
 // What deleting a volume or snapshot held by `holder` (an image or instance id) says.
 inline std::string HoldReason(const std::string& holder) {
@@ -87,6 +88,15 @@ class ComputeImpl final : public Compute {
   Result<ResourceAttributes> AttributesOf(const std::string& id) override;
   Status SetAttributes(const std::string& id, const ResourceAttributes& attributes) override;
   Status SetImageDescription(const std::string& image_id, const std::string& description) override;
+
+  Result<VolumeInfo> CreateVolume(const VolumeSpec& spec, std::optional<bool> encrypted,
+                                  const std::string& kms_key_id) override EXCLUDES(mu_);
+  Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) override;
+  Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) override;
+  bool EncryptionByDefault() override EXCLUDES(mu_);
+  Status SetEncryptionByDefault(bool on) override EXCLUDES(mu_);
+  Result<std::string> DefaultKmsKey() override EXCLUDES(mu_);
+  Result<std::string> SetDefaultKmsKey(const std::string& ref) override EXCLUDES(mu_);
 
   Result<std::shared_ptr<Volume>> OpenExport(const std::string& name) override;
   std::vector<ExportEntry> ListExports() override;
@@ -147,6 +157,21 @@ class ComputeImpl final : public Compute {
   // InvalidArgument past the per-instance bound, NotFound for a group that does not exist.
   Status CheckGroupsLocked(const std::vector<std::string>& group_ids) REQUIRES(mu_);
 
+  // ---- encryption (compute_encryption.cc) ----
+  Status LoadSettingsLocked() REQUIRES(mu_);
+  Status SaveSettingsLocked(bool by_default, const std::string& default_key) REQUIRES(mu_);
+  // The KMS key `ref` names ("" = the default key), which must be enabled.
+  Result<KmsKeyInfo> UsableKmsKey(const std::string& ref) EXCLUDES(mu_);
+  // A new data key for volume `volume_id` under `key`, as the envelope its record keeps.
+  Result<std::string> NewEnvelope(const std::string& volume_id, const KmsKeyInfo& key);
+  // The cipher of an envelope: its data key, unwrapped by the KMS. `id` names the volume or
+  // snapshot in errors. Never takes mu_ (exports open under it).
+  Result<std::shared_ptr<BlockCipher>> CipherFor(const std::string& id,
+                                                 const std::string& envelope);
+  // A new encrypted volume filled from `snapshot_id` through both keys: a clone under another
+  // key, or an encrypted one of a plaintext snapshot (EBS re-encrypts the same way).
+  Result<VolumeInfo> CopyToNewKey(VolumeSpec spec, const KmsKeyInfo& key) EXCLUDES(mu_);
+
   // ---- volume modifications (compute_volumes.cc) ----
   Status LoadModificationsLocked(std::vector<RecordChange>* stale) REQUIRES(mu_);
 
@@ -166,6 +191,7 @@ class ComputeImpl final : public Compute {
     int64_t now_ms = 0;
   };
   Result<LaunchPlan> PlanLaunchLocked(const RunSpec& spec) REQUIRES(mu_);
+  Status CheckLaunchEncryptionLocked(const LaunchPlan& plan) REQUIRES(mu_);
   Result<InstanceRecord> PlanInstanceLocked(const RunSpec& spec, const LaunchPlan& plan,
                                             std::vector<VolumeSpec>* volumes) REQUIRES(mu_);
   Status CommitLaunchLocked(const RunSpec& spec, const std::vector<VolumeSpec>& specs,
@@ -214,7 +240,12 @@ class ComputeImpl final : public Compute {
   // Instance-store volumes of running instances, by "i-…/device": created at launch (a seeded
   // root) or on first open, dropped (wiped) at stop and terminate.
   std::map<std::string, std::shared_ptr<ScratchVolume>> scratch_ GUARDED_BY(mu_);
+  bool encryption_by_default_ GUARDED_BY(mu_) = false;
+  std::string default_kms_key_ GUARDED_BY(mu_);  // a key ARN; "": alias/aws/ebs
 };
+
+// Copies every data extent of `from` into `to` (holes stay holes). REQUIRES: `to` no smaller.
+Status CopyVolumeData(Volume* from, Volume* to);
 
 // "/dev/xvda" -> "xvda": the device part of an INSTANCE-ID/DEVICE export name.
 std::string DeviceShortName(const std::string& device_name);

@@ -174,7 +174,46 @@ Result<ComputeImpl::LaunchPlan> ComputeImpl::PlanLaunchLocked(const RunSpec& spe
         "an instance-store root lives in the strata-nbd process: start strata-nbd on this pool "
         "and launch through it");
   }
+  STRATA_RETURN_IF_ERROR(CheckLaunchEncryptionLocked(plan));
   return plan;
+}
+
+// The EBS volumes a launch would clone: an encrypted snapshot's key must be usable now (EC2
+// fails such a launch with this reason), and with encryption by default on none may be
+// plaintext (re-encrypting an image at launch is not supported yet: it is refused, never
+// launched unencrypted).
+Status ComputeImpl::CheckLaunchEncryptionLocked(const LaunchPlan& plan) {
+  for (const BlockDeviceMapping& m : plan.mappings) {
+    if (!m.virtual_name.empty()) {
+      continue;  // instance store: always encrypted, under a key of its own
+    }
+    std::string envelope;
+    if (!m.snapshot_id.empty()) {
+      STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
+      envelope = snap.encryption;
+    }
+    if (envelope.empty() && encryption_by_default_) {
+      return Status::NotSupported(
+          "UnsupportedOperation: encryption by default is on, and " + m.device_name + " of " +
+          plan.image->image_id +
+          " would be a plaintext volume; encrypting at launch is not supported yet (make an "
+          "encrypted volume of the snapshot with create-volume --encrypted, snapshot it and "
+          "register that)");
+    }
+    if (envelope.empty()) {
+      continue;
+    }
+    const EncryptionInfo e = DescribeEncryption(envelope);
+    auto key = kms_ == nullptr ? Result<KmsKeyInfo>(Status::NotSupported("this process has no KMS"))
+                               : kms_->DescribeKey(e.kms_key_arn);
+    if (!key.ok() || key->state != "Enabled") {
+      return Status::Busy(
+          "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an "
+          "incorrect state: " +
+          (key.ok() ? e.kms_key_arn + " is " + key->state : key.status().message()));
+    }
+  }
+  return Status::OK();
 }
 
 Result<InstanceRecord> ComputeImpl::PlanInstanceLocked(const RunSpec& spec, const LaunchPlan& plan,

@@ -113,7 +113,7 @@ Result<std::shared_ptr<ScratchVolume>> ScratchVolume::Create(const std::string& 
     close(fd);
     return Status::FromErrno("size instance store file", err);
   }
-  auto cipher = kms::XtsCipher::CreateRandom(kUnit);  // never stored: dies with the volume
+  auto cipher = kms::XtsCipher::CreateRandom();  // never stored: dies with the volume
   if (!cipher.ok()) {
     close(fd);
     return cipher.status();

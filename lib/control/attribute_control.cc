@@ -186,6 +186,19 @@ Result<json> ResetSnapshotAttribute(Compute* compute, const json& args) {
   return json::object();
 }
 
+// EC2's account settings for encryption at rest (docs/security.md "Encryption at rest").
+Result<json> SetEncryptionByDefault(Compute* compute, bool on) {
+  STRATA_RETURN_IF_ERROR(compute->SetEncryptionByDefault(on));
+  return json{{"EbsEncryptionByDefault", on}};
+}
+
+Result<json> DefaultKmsKeyReply(const Result<std::string>& arn) {
+  if (!arn.ok()) {
+    return arn.status();
+  }
+  return json{{"KmsKeyId", *arn}};
+}
+
 Result<json> DescribeVolumeAttribute(Compute* compute, const json& args) {
   STRATA_ASSIGN_OR_RETURN(std::string id, control::StringArg(args, "volume-id"));
   STRATA_ASSIGN_OR_RETURN(ResourceAttributes a, compute->AttributesOf(id));
@@ -278,6 +291,27 @@ void AddAttributeHandlers(HandlerTable* table) {
   table->emplace("modify-snapshot-attribute", ModifySnapshotAttribute);
   table->emplace("reset-snapshot-attribute", ResetSnapshotAttribute);
   table->emplace("describe-volume-attribute", DescribeVolumeAttribute);
+  table->emplace("enable-ebs-encryption-by-default", [](Compute* compute, const json&) {
+    return SetEncryptionByDefault(compute, true);
+  });
+  table->emplace("disable-ebs-encryption-by-default", [](Compute* compute, const json&) {
+    return SetEncryptionByDefault(compute, false);
+  });
+  table->emplace("get-ebs-encryption-by-default", [](Compute* compute, const json&) {
+    return Result<json>(
+        json{{"EbsEncryptionByDefault", compute->EncryptionByDefault()}, {"SseType", "sse-ebs"}});
+  });
+  table->emplace("get-ebs-default-kms-key-id", [](Compute* compute, const json&) {
+    return DefaultKmsKeyReply(compute->DefaultKmsKey());
+  });
+  table->emplace("modify-ebs-default-kms-key-id", [](Compute* compute, const json& args) {
+    auto ref = control::StringArg(args, "kms-key-id");
+    return ref.ok() ? DefaultKmsKeyReply(compute->SetDefaultKmsKey(*ref))
+                    : Result<json>(ref.status());
+  });
+  table->emplace("reset-ebs-default-kms-key-id", [](Compute* compute, const json&) {
+    return DefaultKmsKeyReply(compute->SetDefaultKmsKey(""));
+  });
   table->emplace("modify-volume-attribute", ModifyVolumeAttribute);
 }
 

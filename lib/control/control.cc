@@ -84,7 +84,6 @@ Result<uint64_t> SizeArg(const json& args, const char* name) {
 Result<std::optional<uint32_t>> OptionalU32Arg(const json& args, const char* name);
 
 Result<json> CreateVolume(Compute* compute, const json& args) {
-  Pool* pool = compute->pool();
   const std::string zone = control::OptionalStringArg(args, "availability-zone");
   if (!zone.empty() && zone != control::kZone) {
     return Status::InvalidArgument("InvalidParameterValue: the availability zone '" + zone +
@@ -115,7 +114,16 @@ Result<json> CreateVolume(Compute* compute, const json& args) {
     spec.name = name->second;
     tags.erase(name);
   }
-  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->CreateVolume(spec));
+  std::optional<bool> encrypted;  // absent: encryption by default decides
+  if (args.contains("encrypted")) {
+    const json& e = args["encrypted"];
+    if (!e.is_boolean() && e != "true" && e != "false") {
+      return Status::InvalidArgument("InvalidParameterValue: Encrypted must be true or false");
+    }
+    encrypted = e == true || e == "true";
+  }
+  const std::string kms_key_id = control::OptionalStringArg(args, "kms-key-id");
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo info, compute->CreateVolume(spec, encrypted, kms_key_id));
   if (!tags.empty()) {
     STRATA_RETURN_IF_ERROR(compute->CreateTags({info.volume_id}, tags));
   }
@@ -401,7 +409,7 @@ json VolumeJson(Compute* compute, const VolumeInfo& info) {
               {"SnapshotId", info.snapshot_id},
               {"CreateTime", IsoTime(info.create_time_ms)},
               {"AvailabilityZone", control::kZone},
-              {"Encrypted", false},
+              {"Encrypted", !info.encryption.empty()},
               {"FastRestored", false},
               {"MultiAttachEnabled", false},
               {"Attachments", attachments},
@@ -415,6 +423,9 @@ json VolumeJson(Compute* compute, const VolumeInfo& info) {
   }
   if (info.throughput_mibps != 0) {
     out["Throughput"] = info.throughput_mibps;
+  }
+  if (!info.encryption.empty()) {
+    out["KmsKeyId"] = DescribeEncryption(info.encryption).kms_key_arn;
   }
   return out;
 }

@@ -249,7 +249,7 @@ EbsReply EbsDirect::GetBlock(const std::string& snapshot_id, uint64_t index, con
     return Invalid("the block token is not valid for block " + std::to_string(index) + " of " +
                    snapshot_id + " (or has expired)");
   }
-  auto snap = compute_->pool()->OpenSnapshot(snapshot_id);
+  auto snap = compute_->OpenSnapshot(snapshot_id);  // an encrypted one: plaintext, as EBS gives
   if (!snap.ok()) {
     return Failure(snap.status());
   }

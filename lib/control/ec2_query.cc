@@ -187,9 +187,11 @@ Status AdaptRuleParameters(json* input) {
   return Status::OK();
 }
 
-// Encryption at rest is not here yet: Encrypted=false (which Ansible's ec2_vol and Terraform
-// always send) is what every volume is, and is accepted; Encrypted=true or a KmsKeyId gets
-// EC2's own errors, so a tool that asked for encryption never gets a plaintext volume silently.
+// A block device mapping's encryption (RunInstances, RegisterImage): Encrypted=false (which
+// Ansible's ec2_vol and Terraform always send) is accepted, and a volume cloned from an
+// encrypted snapshot is encrypted under its key whatever the mapping says. Encrypted=true or a
+// KmsKeyId in a mapping (encrypting or re-keying at launch) is refused with EC2's codes, never
+// answered with a plaintext volume.
 Status AdaptEncryption(json* object) {
   const json encrypted = object->value("Encrypted", json());
   const bool on = encrypted == true || encrypted == "true";
@@ -200,8 +202,9 @@ Status AdaptEncryption(json* object) {
   }
   if (on) {
     return Status::NotSupported(
-        "UnsupportedOperation: encrypted volumes (Encrypted=true, KmsKeyId) come with a later "
-        "release of Strata; this one stores volumes unencrypted");
+        "UnsupportedOperation: Encrypted and KmsKeyId in a block device mapping are not "
+        "supported yet; an image of encrypted snapshots launches encrypted volumes, and "
+        "create-volume --encrypted makes one");
   }
   object->erase("Encrypted");
   return Status::OK();
@@ -311,7 +314,6 @@ Status AdaptLaunchDefaults(json* in) {
 
 const std::map<std::string, std::function<Status(json*)>>& Adapters() {
   static const auto* kAdapters = new std::map<std::string, std::function<Status(json*)>>{
-      {"CreateVolume", AdaptEncryption},
       {"RunInstances",
        [](json* in) {  // MinCount/MaxCount (both required by EC2) -> --count MIN:MAX
          STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));

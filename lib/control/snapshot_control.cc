@@ -244,7 +244,7 @@ Result<json> GetSnapshotBlock(Compute* compute, const json& args) {
     return Status::InvalidArgument("--block-size must be a multiple of the chunk size (" +
                                    std::to_string(chunk) + ") up to 64 MiB");
   }
-  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> snap, pool->OpenSnapshot(id));
+  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> snap, compute->OpenSnapshot(id));  // plaintext
   const uint64_t size = snap->size_bytes();
   if (index >= (size + page.block_size - 1) / page.block_size) {
     return Status::OutOfRange("block " + std::to_string(index) + " is past the end of " + id);
@@ -274,9 +274,14 @@ json SnapshotJson(const SnapshotInfo& info, const SnapshotSpace* space, const Ta
               {"Progress", "100%"},
               {"Description", info.description},
               {"OwnerId", control::kOwnerId},
-              {"Encrypted", false},
+              {"Encrypted", !info.encryption.empty()},
               {"StorageTier", "standard"},
               {"Tags", control::TagsJson(tags)}};
+  if (!info.encryption.empty()) {
+    const EncryptionInfo e = DescribeEncryption(info.encryption);
+    out["KmsKeyId"] = e.kms_key_arn;
+    out["DataEncryptionKeyId"] = e.data_key_id;
+  }
   if (!info.source_snapshot_id.empty()) {
     out["SourceSnapshotId"] = info.source_snapshot_id;
   }

@@ -148,21 +148,6 @@ bool ValidKeyId(const std::string& id) {  // 8-4-4-4-12 lowercase hex
   return true;
 }
 
-Result<std::string> NewKeyId() {
-  STRATA_ASSIGN_OR_RETURN(Secret r, RandomBytes(16));
-  std::string hex;
-  static const char* digits = "0123456789abcdef";
-  for (size_t i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) {
-      hex += '-';
-    }
-    const auto b = static_cast<unsigned char>(r.bytes()[i]);
-    hex += digits[b >> 4];
-    hex += digits[b & 15];
-  }
-  return hex;
-}
-
 bool ValidAliasName(const std::string& name) {
   if (!name.starts_with("alias/") || name.size() <= 6 || name.size() > 256) {
     return false;
@@ -447,7 +432,7 @@ Result<KmsKeyInfo> KmsImpl::CreateKey(const std::string& description,
                     "this pool holds " + std::to_string(kMaxKeys) + " keys already");
   }
   KeyRecord rec;
-  STRATA_ASSIGN_OR_RETURN(rec.info.key_id, NewKeyId());
+  STRATA_ASSIGN_OR_RETURN(rec.info.key_id, NewUuid());
   rec.info.arn = KeyArn(rec.info.key_id);
   rec.info.description = description;
   rec.info.state = "Enabled";
@@ -588,6 +573,43 @@ Result<KmsKeyInfo> KmsImpl::RotateKeyOnDemand(const std::string& ref) {
     r->info.material_versions++;
     return Status::OK();
   });
+}
+
+Result<KmsKeyInfo> KmsImpl::AwsManagedKey(const std::string& alias) {
+  if (alias != "alias/aws/ebs") {
+    return KmsError(Status::Code::kInvalidArgument, "NotFoundException",
+                    "this KMS manages only alias/aws/ebs for AWS");
+  }
+  MutexLock lock(&mu_);
+  STRATA_RETURN_IF_ERROR(HousekeepLocked());
+  if (auto it = aliases_.find(alias); it != aliases_.end()) {
+    STRATA_ASSIGN_OR_RETURN(KeyRecord * rec, ResolveLocked(it->second.target_key_id));
+    return rec->info;
+  }
+  KeyRecord rec;
+  STRATA_ASSIGN_OR_RETURN(rec.info.key_id, NewUuid());
+  rec.info.arn = KeyArn(rec.info.key_id);
+  rec.info.description = "Default key that protects my EBS volumes when no other key is defined";
+  rec.info.state = "Enabled";
+  rec.info.key_manager = "AWS";
+  rec.info.creation_ms = Now();
+  STRATA_ASSIGN_OR_RETURN(Secret material, RandomBytes(kAeadKeyBytes));
+  STRATA_ASSIGN_OR_RETURN(std::string sealed, SealMaterial(rec.info.key_id, 1, material));
+  rec.sealed_material.push_back(std::move(sealed));
+  KmsAliasInfo a;
+  a.name = alias;
+  a.arn = "arn:aws:kms:us-east-1:000000000000:" + alias;
+  a.target_key_id = rec.info.key_id;
+  a.creation_ms = a.updated_ms = rec.info.creation_ms;
+  json j = {
+      {"target", a.target_key_id}, {"created_ms", a.creation_ms}, {"updated_ms", a.updated_ms}};
+  // Key and alias in one commit: a crash leaves both or neither.
+  STRATA_RETURN_IF_ERROR(pool_->CommitRecords(
+      {{kTable, "key/" + rec.info.key_id, EncodeKey(rec)}, {kTable, alias, DumpJson(j)}}));
+  KmsKeyInfo info = rec.info;
+  keys_[info.key_id] = std::move(rec);
+  aliases_[alias] = a;
+  return info;
 }
 
 Result<KmsAliasInfo> KmsImpl::PutAlias(const std::string& name, const std::string& key_ref,

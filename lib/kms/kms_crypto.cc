@@ -170,4 +170,19 @@ bool ConstantTimeEqual(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+Result<std::string> NewUuid() {
+  STRATA_ASSIGN_OR_RETURN(Secret r, RandomBytes(16));
+  std::string hex;
+  static const char* digits = "0123456789abcdef";
+  for (size_t i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) {
+      hex += '-';
+    }
+    const auto b = static_cast<unsigned char>(r.bytes()[i]);
+    hex += digits[b >> 4];
+    hex += digits[b & 15];
+  }
+  return hex;
+}
+
 }  // namespace strata::kms

@@ -48,6 +48,8 @@ Result<std::string> Seal(const Secret& key, std::string_view aad, std::string_vi
 // Opens what Seal made. Errors: Corruption when anything (key, aad, bytes) is not what was
 // sealed: GCM tells a wrong key or a tampered byte apart from nothing, and says so for both.
 Result<Secret> Open(const Secret& key, std::string_view aad, std::string_view sealed);
+// 16 random bytes in a UUID's 8-4-4-4-12 hex form: KMS key ids, EBS data key ids.
+Result<std::string> NewUuid();
 // Standard base64 with padding. Decode refuses anything else (InvalidArgument).
 std::string Base64Encode(std::string_view bytes);
 Result<std::string> Base64Decode(std::string_view text);

@@ -65,6 +65,7 @@ class KmsImpl final : public Kms {
                                   const KmsContext& to_context) override;
   Result<KmsDataKey> GenerateDataKey(const std::string& ref, uint32_t bytes,
                                      const KmsContext& context, bool with_plaintext) override;
+  Result<KmsKeyInfo> AwsManagedKey(const std::string& alias) override EXCLUDES(mu_);
 
  private:
   int64_t Now() const { return options_.now_ms(); }

@@ -15,8 +15,7 @@ struct XtsCipher::Ctx {
   ~Ctx() { EVP_CIPHER_CTX_free(ctx); }
 };
 
-XtsCipher::XtsCipher(Secret key, uint32_t unit_bytes)
-    : key_(std::move(key)), unit_bytes_(unit_bytes) {}
+XtsCipher::XtsCipher(Secret key) : key_(std::move(key)) {}
 
 XtsCipher::~XtsCipher() {
   MutexLock lock(&mu_);
@@ -25,19 +24,19 @@ XtsCipher::~XtsCipher() {
   }
 }
 
-Result<std::unique_ptr<XtsCipher>> XtsCipher::Create(const Secret& key, uint32_t unit_bytes) {
-  if (key.size() != kKeyBytes || (unit_bytes != 512 && unit_bytes != 4096)) {
-    return Status::InvalidArgument("an XTS key is 64 bytes, a unit 512 or 4096 bytes");
+Result<std::unique_ptr<XtsCipher>> XtsCipher::Create(const Secret& key) {
+  if (key.size() != kKeyBytes) {
+    return Status::InvalidArgument("an XTS key is 64 bytes");
   }
   if (CRYPTO_memcmp(key.bytes().data(), key.bytes().data() + 32, 32) == 0) {
     return Status::InvalidArgument("an XTS key's two halves must differ (IEEE 1619)");
   }
-  return std::unique_ptr<XtsCipher>(new XtsCipher(key, unit_bytes));
+  return std::unique_ptr<XtsCipher>(new XtsCipher(key));
 }
 
-Result<std::unique_ptr<XtsCipher>> XtsCipher::CreateRandom(uint32_t unit_bytes) {
+Result<std::unique_ptr<XtsCipher>> XtsCipher::CreateRandom() {
   STRATA_ASSIGN_OR_RETURN(Secret key, RandomBytes(kKeyBytes));
-  return Create(key, unit_bytes);
+  return Create(key);
 }
 
 Result<XtsCipher::Ctx*> XtsCipher::Take(bool encrypt) {
@@ -71,19 +70,31 @@ void XtsCipher::Give(Ctx* ctx) {
   }
 }
 
+uint32_t XtsCipher::ZeroSectors(const std::byte* unit) {
+  static const std::byte kZeros[kSectorBytes] = {};
+  uint32_t mask = 0;
+  for (uint32_t i = 0; i < kSectorsPerUnit;
+       i++) {  // ciphertext: the first byte nearly always ends it
+    if (std::memcmp(unit + i * kSectorBytes, kZeros, kSectorBytes) == 0) {
+      mask |= 1u << i;
+    }
+  }
+  return mask;
+}
+
 Status XtsCipher::Run(bool encrypt, uint64_t first_unit, const std::byte* in, std::byte* out,
                       size_t length) {
-  STRATA_CHECK(length % unit_bytes_ == 0);
+  STRATA_CHECK(length % kUnitBytes == 0);
   STRATA_ASSIGN_OR_RETURN(Ctx * c, Take(encrypt));
   Status s;
-  static const std::byte kZeros[4096] = {};
-  for (size_t at = 0; at < length && s.ok(); at += unit_bytes_) {
-    if (!encrypt && std::memcmp(in + at, kZeros, unit_bytes_) == 0) {
-      std::memset(out + at, 0, unit_bytes_);  // a hole: zeros on the media are zeros
+  for (size_t at = 0; at < length && s.ok(); at += kUnitBytes) {
+    const uint32_t zero_sectors = encrypt ? 0 : ZeroSectors(in + at);
+    if (zero_sectors == kAllSectors) {
+      std::memset(out + at, 0, kUnitBytes);  // a hole: zeros on the media are zeros
       continue;
     }
     unsigned char tweak[16] = {};
-    const uint64_t unit = first_unit + at / unit_bytes_;
+    const uint64_t unit = first_unit + at / kUnitBytes;
     for (int i = 0; i < 8; i++) {
       tweak[i] = static_cast<unsigned char>(unit >> (8 * i));
     }
@@ -91,9 +102,14 @@ Status XtsCipher::Run(bool encrypt, uint64_t first_unit, const std::byte* in, st
     if (EVP_CipherInit_ex(c->ctx, nullptr, nullptr, nullptr, tweak, -1) != 1 ||
         EVP_CipherUpdate(c->ctx, reinterpret_cast<unsigned char*>(out + at), &n,
                          reinterpret_cast<const unsigned char*>(in + at),
-                         static_cast<int>(unit_bytes_)) != 1 ||
-        n != static_cast<int>(unit_bytes_)) {
+                         static_cast<int>(kUnitBytes)) != 1 ||
+        n != static_cast<int>(kUnitBytes)) {
       s = Status::IOError("OpenSSL: AES-256-XTS failed", 0);
+    }
+    for (uint32_t i = 0; zero_sectors != 0 && i < kSectorsPerUnit; i++) {
+      if ((zero_sectors >> i) & 1) {  // a write torn over a hole: this sector is still hole
+        std::memset(out + at + i * kSectorBytes, 0, kSectorBytes);
+      }
     }
   }
   Give(c);

@@ -425,6 +425,12 @@ Result<PushStats> Push::Run(const std::string& snapshot_id,
   }
   tags_ = tags;
   STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(snapshot_id));
+  if (!snap.encryption.empty()) {  // never its plaintext, and not yet its ciphertext
+    return Status::NotSupported(
+        "UnsupportedOperation: " + snapshot_id +
+        " is encrypted, and copying encrypted snapshots to a remote is not supported yet "
+        "(export-snapshot carries its ciphertext)");
+  }
   if (pool_->Info().chunk_size_bytes > kRemoteBlockBytes) {
     return Status::NotSupported("pools with chunks over 512 KiB cannot push to a remote yet");
   }

@@ -4,9 +4,10 @@
 
 namespace strata {
 
-Result<std::shared_ptr<Volume>> OpenPoolExport(Pool* pool, const std::string& name) {
+Result<std::string> ResolvePoolExport(Pool* pool, const std::string& name) {
   if (name.starts_with("snap-")) {
-    return pool->OpenSnapshot(name);
+    STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool->DescribeSnapshot(name));
+    return snap.snapshot_id;
   }
   if (name.empty()) {
     std::vector<VolumeInfo> all = pool->ListVolumes();
@@ -14,10 +15,15 @@ Result<std::shared_ptr<Volume>> OpenPoolExport(Pool* pool, const std::string& na
       return Status::NotFound("no default export: the pool has " + std::to_string(all.size()) +
                               " volumes; name one");
     }
-    return pool->OpenVolume(all[0].volume_id);
+    return all[0].volume_id;
   }
   STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool->DescribeVolume(name));
-  return pool->OpenVolume(info.volume_id);
+  return info.volume_id;
+}
+
+Result<std::shared_ptr<Volume>> OpenPoolExport(Pool* pool, const std::string& name) {
+  STRATA_ASSIGN_OR_RETURN(std::string id, ResolvePoolExport(pool, name));
+  return id.starts_with("snap-") ? pool->OpenSnapshot(id) : pool->OpenVolume(id);
 }
 
 std::vector<ExportEntry> ListPoolExports(Pool* pool) {
@@ -25,7 +31,8 @@ std::vector<ExportEntry> ListPoolExports(Pool* pool) {
   const std::vector<VolumeInfo> volumes = pool->ListVolumes();
   std::map<std::string, int> name_count;
   for (const VolumeInfo& v : volumes) {
-    out.push_back({v.volume_id, v.name.empty() ? "volume" : "volume " + v.name});
+    out.push_back({v.volume_id, (v.name.empty() ? "volume" : "volume " + v.name) +
+                                    (v.encryption.empty() ? "" : ", encrypted")});
     name_count[v.name]++;
   }
   for (const VolumeInfo& v : volumes) {  // a unique Name opens its volume too
@@ -34,7 +41,8 @@ std::vector<ExportEntry> ListPoolExports(Pool* pool) {
     }
   }
   for (const SnapshotInfo& s : pool->ListSnapshots()) {
-    out.push_back({s.snapshot_id, "snapshot of " + s.volume_id + " (read-only)"});
+    out.push_back({s.snapshot_id, "snapshot of " + s.volume_id + " (read-only" +
+                                      (s.encryption.empty() ? ")" : ", encrypted)")});
   }
   return out;
 }

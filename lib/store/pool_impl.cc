@@ -488,6 +488,13 @@ Status PoolImpl::ValidateSpec(const VolumeSpec& spec) const {
   if (spec.snapshot_id.empty() || spec.size_bytes != 0) {
     STRATA_RETURN_IF_ERROR(ValidateSize(spec.size_bytes));
   }
+  if (!spec.volume_id.empty() &&
+      (spec.volume_id.size() != 21 || spec.volume_id.compare(0, 4, "vol-") != 0 ||
+       spec.volume_id.find_first_not_of("0123456789abcdef", 4) != std::string::npos)) {
+    return Status::InvalidArgument("volume id " + spec.volume_id +
+                                   " is not vol- and 17 hex digits");
+  }
+  STRATA_RETURN_IF_ERROR(ValidateText("encryption envelope", spec.encryption, kMaxEncryptionBytes));
   return ValidateText("volume name", spec.name, kMaxVolumeNameBytes);
 }
 
@@ -518,11 +525,27 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
           return s;
         }
       }
-      do {
-        info.volume_id = NewId("vol");
-      } while (volumes_.count(info.volume_id) != 0 ||
+      auto taken = [&](const std::string& id) {
+        return volumes_.count(id) != 0 ||
                std::any_of(infos.begin(), infos.begin() + i,
-                           [&](const VolumeInfo& o) { return o.volume_id == info.volume_id; }));
+                           [&](const VolumeInfo& o) { return o.volume_id == id; });
+      };
+      if (!specs[i].volume_id.empty() && taken(specs[i].volume_id)) {
+        header_.next_lineage = next_lineage;  // nothing was committed
+        return Status::AlreadyExists("volume " + specs[i].volume_id + " exists");
+      }
+      info.volume_id = specs[i].volume_id;
+      while (info.volume_id.empty() || taken(info.volume_id)) {
+        info.volume_id = NewId("vol");
+      }
+      if (!specs[i].encryption.empty() && info.encryption != specs[i].encryption) {
+        if (!info.snapshot_id.empty()) {  // a clone shares its snapshot's ciphertext and key
+          header_.next_lineage = next_lineage;
+          return Status::InvalidArgument("a clone of " + info.snapshot_id +
+                                         " keeps its encryption: re-encrypting is a copy");
+        }
+        info.encryption = specs[i].encryption;
+      }
       info.name = specs[i].name;
       info.volume_type = specs[i].volume_type.empty() ? "gp3" : specs[i].volume_type;
       auto perf = ValidatePerf({info.volume_type, specs[i].iops, specs[i].throughput_mibps},
@@ -813,20 +836,42 @@ Result<VolumeMetrics> PoolImpl::DescribeVolumeMetrics(const std::string& volume_
                           g->provisioned_iops.load(std::memory_order_relaxed));
 }
 
-Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_id) {
+Result<std::shared_ptr<Volume>> PoolImpl::HandleFor(const std::string& id,
+                                                    const std::string& encryption,
+                                                    std::shared_ptr<VolumeImpl> impl,
+                                                    const OpenOptions& options) {
+  if (encryption.empty() && options.cipher != nullptr) {
+    return Status::NotSupported(id + " is not encrypted: it is opened without a cipher");
+  }
+  if (!encryption.empty() && options.cipher == nullptr && !options.ciphertext) {
+    return Status::NotSupported(id +
+                                " is encrypted: it opens only with its key (through the EC2 "
+                                "layer, which holds the KMS), or as ciphertext");
+  }
+  if (options.cipher == nullptr) {
+    return std::shared_ptr<Volume>(std::move(impl));
+  }
+  return std::shared_ptr<Volume>(
+      std::make_shared<EncryptedHandle>(std::move(impl), options.cipher));
+}
+
+Result<std::shared_ptr<Volume>> PoolImpl::OpenVolume(const std::string& volume_id,
+                                                     const OpenOptions& options) {
   MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(volume_id));
   if (rec->deleting) {
     return Status::NotFound("volume " + volume_id + " is being deleted");
   }
-  if (auto open = rec->open.lock()) {
-    return WithSourceLocked(rec->info.lineage, open);
+  std::shared_ptr<VolumeImpl> volume = rec->open.lock();
+  if (volume == nullptr) {
+    volume = std::make_shared<VolumeImpl>(this, rec->info, ChainLocked(rec->info.lineage),
+                                          FloorLocked(rec->info.lineage, rec->info.head_epoch),
+                                          rec->governor);
   }
-  auto volume = std::make_shared<VolumeImpl>(this, rec->info, ChainLocked(rec->info.lineage),
-                                             FloorLocked(rec->info.lineage, rec->info.head_epoch),
-                                             rec->governor);
+  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> handle,
+                          HandleFor(volume_id, rec->info.encryption, volume, options));
   rec->open = volume;
-  return WithSourceLocked(rec->info.lineage, volume);
+  return WithSourceLocked(rec->info.lineage, std::move(handle));
 }
 
 Result<std::unique_ptr<EventLoop>> PoolImpl::AcquireLoop() {

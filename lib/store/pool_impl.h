@@ -67,7 +67,10 @@ class PoolImpl final : public Pool {
                                   const VolumeModification& modification)
       EXCLUDES(commit_mu_, mu_) override;
   Result<VolumeMetrics> DescribeVolumeMetrics(const std::string& volume_id) EXCLUDES(mu_) override;
-  Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) EXCLUDES(mu_) override;
+  using Pool::OpenSnapshot;
+  using Pool::OpenVolume;
+  Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id,
+                                             const OpenOptions& options) EXCLUDES(mu_) override;
   Status Flush() override;
   Result<std::unique_ptr<EventLoop>> CreateEventLoop(uint32_t queue_depth) override {
     return EventLoop::Create(env_, queue_depth);
@@ -81,8 +84,8 @@ class PoolImpl final : public Pool {
   std::vector<SnapshotInfo> ListSnapshots() EXCLUDES(mu_) override;
   Result<SnapshotSpace> SnapshotSpaceUsage(const std::string& snapshot_id) EXCLUDES(mu_) override;
   Status DeleteSnapshot(const std::string& snapshot_id) EXCLUDES(commit_mu_, mu_) override;
-  Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id)
-      EXCLUDES(mu_) override;
+  Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id,
+                                               const OpenOptions& options) EXCLUDES(mu_) override;
   Result<BlockList> ListSnapshotBlocks(const std::string& snapshot_id, uint32_t block_size_bytes,
                                        uint64_t start_block, size_t max_results)
       EXCLUDES(mu_) override;
@@ -217,6 +220,12 @@ class PoolImpl final : public Pool {
   // OK, or Busy naming who holds `id` (`what`: "snapshot" or "volume"). REQUIRES: mu_.
   Status HoldStatusLocked(const std::string& id, const char* what) const REQUIRES(mu_);
   std::string NewId(const char* prefix);
+  // An open's handle: the shared VolumeImpl, or an EncryptedHandle on it (OpenOptions).
+  // Errors: NotSupported (a cipher missing, or given for a plaintext volume).
+  static Result<std::shared_ptr<Volume>> HandleFor(const std::string& id,
+                                                   const std::string& encryption,
+                                                   std::shared_ptr<VolumeImpl> impl,
+                                                   const OpenOptions& options);
 
   // ---- snapshots and lineages (pool_snapshots.cc) ----
   Status LoadLineagesAndSnapshots() REQUIRES(mu_);

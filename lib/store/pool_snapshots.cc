@@ -263,6 +263,7 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
     si.source_snapshot_id = source_snapshot_id;
     si.lineage = rec->info.lineage;
     si.epoch = rec->info.head_epoch;
+    si.encryption = rec->info.encryption;
     rec->info.head_epoch++;  // O(1): the head moves on, the old epoch is frozen
     STRATA_CHECK(si.epoch > 0 && rec->info.head_epoch > si.epoch);
     uint32_t& pins = lineages_.at(si.lineage).pins[si.epoch];
@@ -318,15 +319,18 @@ std::vector<SnapshotInfo> PoolImpl::ListSnapshots() {
   return out;
 }
 
-Result<std::shared_ptr<Volume>> PoolImpl::OpenSnapshot(const std::string& snapshot_id) {
+Result<std::shared_ptr<Volume>> PoolImpl::OpenSnapshot(const std::string& snapshot_id,
+                                                       const OpenOptions& options) {
   MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
-  if (auto open = rec->open.lock()) {
-    return WithSourceLocked(rec->info.lineage, open);
+  std::shared_ptr<VolumeImpl> snap = rec->open.lock();
+  if (snap == nullptr) {
+    snap = std::make_shared<VolumeImpl>(this, rec->info, ChainLocked(rec->info.lineage));
   }
-  auto handle = std::make_shared<VolumeImpl>(this, rec->info, ChainLocked(rec->info.lineage));
-  rec->open = handle;
-  return WithSourceLocked(rec->info.lineage, handle);
+  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> handle,
+                          HandleFor(snapshot_id, rec->info.encryption, snap, options));
+  rec->open = snap;
+  return WithSourceLocked(rec->info.lineage, std::move(handle));
 }
 
 // For CreateVolume from a snapshot: the clone's size and source. REQUIRES: mu_, commit_mu_.
@@ -340,6 +344,7 @@ Status PoolImpl::CloneSourceLocked(const std::string& snapshot_id, VolumeInfo* i
                                    std::to_string(rec->info.volume_size_bytes) + " bytes");
   }
   info->snapshot_id = snapshot_id;
+  info->encryption = rec->info.encryption;
   state->parent = rec->info.lineage;
   state->parent_epoch = rec->info.epoch;
   return Status::OK();

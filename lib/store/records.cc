@@ -11,7 +11,7 @@ const RecordCodec<VolumeInfo>& VolumeCodec() {
        Required("state", &V::state), Required("create_time_ms", &V::create_time_ms),
        Required("lineage", &V::lineage), Required("head_epoch", &V::head_epoch),
        Optional("snapshot_id", &V::snapshot_id), Optional("iops", &V::iops),
-       Optional("throughput_mibps", &V::throughput_mibps)},
+       Optional("throughput_mibps", &V::throughput_mibps), Optional("encryption", &V::encryption)},
       [](const V& v) { return v.volume_id; },
       [](const V& v) {
         return v.lineage == 0 || v.head_epoch == 0 || v.size_bytes == 0
@@ -30,7 +30,7 @@ const RecordCodec<SnapshotInfo>& SnapshotCodec() {
        Required("description", &S::description), Required("state", &S::state),
        Required("start_time_ms", &S::start_time_ms),
        Required("source_snapshot_id", &S::source_snapshot_id), Required("lineage", &S::lineage),
-       Required("epoch", &S::epoch)},
+       Required("epoch", &S::epoch), Optional("encryption", &S::encryption)},
       [](const S& s) { return s.snapshot_id; },
       [](const S& s) {
         return s.lineage == 0 || s.epoch == 0 || s.volume_size_bytes == 0

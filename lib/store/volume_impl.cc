@@ -117,7 +117,7 @@ VolumeImpl::VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot, LineageChai
 
 // ---------------------------------------------------------------- synchronous API
 
-Status VolumeImpl::RunSync(IoRequest* request) {
+Status VolumeImpl::RunSync(BlockCipher* cipher, IoRequest* request) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, pool_->AcquireLoop());
   struct Outcome {
     bool done = false;
@@ -129,53 +129,37 @@ Status VolumeImpl::RunSync(IoRequest* request) {
     o->status = s;
     o->done = true;
   };
-  Submit(loop.get(), request);
+  SubmitThrough(cipher, loop.get(), request);
   loop->RunUntil([&outcome] { return outcome.done; });
   pool_->ReleaseLoop(std::move(loop));
   return outcome.status;
 }
 
 Status VolumeImpl::Read(uint64_t offset_bytes, std::span<std::byte> out) {
-  IoRequest r;
-  r.kind = IoRequest::Kind::kRead;
-  r.offset_bytes = offset_bytes;
-  r.length_bytes = out.size();
-  r.data = out.data();
-  return RunSync(&r);
+  IoRequest r = internal::ReadRequest(offset_bytes, out);
+  return RunSync(nullptr, &r);
 }
 
 Status VolumeImpl::Write(uint64_t offset_bytes, std::span<const std::byte> data, bool fua) {
-  IoRequest r;
-  r.kind = IoRequest::Kind::kWrite;
-  r.flags = fua ? IoRequest::kFua : 0;
-  r.offset_bytes = offset_bytes;
-  r.length_bytes = data.size();
-  r.data = const_cast<std::byte*>(data.data());  // only read from for writes
-  return RunSync(&r);
+  IoRequest r = internal::WriteRequest(offset_bytes, data, fua);
+  return RunSync(nullptr, &r);
 }
 
 Status VolumeImpl::WriteZeroes(uint64_t offset_bytes, uint64_t length_bytes, bool no_hole,
                                bool fua) {
-  IoRequest r;
-  r.kind = IoRequest::Kind::kWriteZeroes;
-  r.flags = (no_hole ? IoRequest::kNoHole : 0) | (fua ? IoRequest::kFua : 0);
-  r.offset_bytes = offset_bytes;
-  r.length_bytes = length_bytes;
-  return RunSync(&r);
+  IoRequest r = internal::ZeroRequest(offset_bytes, length_bytes, no_hole, fua);
+  return RunSync(nullptr, &r);
 }
 
 Status VolumeImpl::Trim(uint64_t offset_bytes, uint64_t length_bytes) {
-  IoRequest r;
-  r.kind = IoRequest::Kind::kTrim;
-  r.offset_bytes = offset_bytes;
-  r.length_bytes = length_bytes;
-  return RunSync(&r);
+  IoRequest r = internal::TrimRequest(offset_bytes, length_bytes);
+  return RunSync(nullptr, &r);
 }
 
 Status VolumeImpl::Flush() {
   IoRequest r;
   r.kind = IoRequest::Kind::kFlush;
-  return RunSync(&r);
+  return RunSync(nullptr, &r);
 }
 
 Result<std::vector<Extent>> VolumeImpl::BlockStatus(uint64_t offset_bytes, uint64_t length_bytes) {
@@ -267,7 +251,7 @@ void VolumeImpl::Complete(EventLoop* loop, IoRequest* request, const Status& sta
   loop->Defer([request, status] { request->callback(request, status); });
 }
 
-void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
+void VolumeImpl::SubmitThrough(BlockCipher* cipher, EventLoop* loop, IoRequest* request) {
   STRATA_CHECK(request->callback != nullptr);
   Status s = Validate(*request);
   if (!s.ok()) {
@@ -285,6 +269,7 @@ void VolumeImpl::Submit(EventLoop* loop, IoRequest* request) {
   request->hole_bytes = 0;
   RequestState* state = NewState();
   state->volume = this;
+  state->cipher = cipher;
   state->loop = loop;
   state->request = request;
   state->lineage = lineage_;
@@ -712,9 +697,23 @@ void VolumeImpl::IssueWrite(Piece* p) {
   EventLoop* loop = p->request->loop;
   const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
   const bool in_place = !p->allocated;
+  BlockCipher* cipher = p->request->cipher;
+  const bool zeroing = p->request->request->kind != IoRequest::Kind::kWrite;
   if ((in_place || full || p->partial_new || (p->clean && !p->has_source)) && PieceIsAligned(*p)) {
+    void* buf = p->data;
+    if (cipher != nullptr && !zeroing) {  // zeros stay zeros on the media: holes
+      p->bounce_bytes = p->length;
+      p->bounce = loop->TakeBuffer(p->bounce_bytes);
+      Status s = cipher->Encrypt(UnitAt(p, p->offset_in_chunk), p->data,
+                                 static_cast<std::byte*>(p->bounce), p->length);
+      if (!s.ok()) {
+        FailWrite(p, s);
+        return;
+      }
+      buf = p->bounce;
+    }
     Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->offset_in_chunk, p->length,
-          p->data);
+          buf);
     return;
   }
   if (in_place || p->partial_new || (p->clean && !p->has_source)) {
@@ -733,6 +732,13 @@ void VolumeImpl::IssueWrite(Piece* p) {
     std::memset(p->bounce, 0, p->bounce_bytes);
     std::memcpy(static_cast<std::byte*>(p->bounce) + (p->offset_in_chunk - p->cover_offset),
                 p->data, p->length);
+    if (Status s = cipher == nullptr ? Status::OK()
+                                     : Seal(p, static_cast<std::byte*>(p->bounce), p->cover_offset,
+                                            p->cover_length);
+        !s.ok()) {
+      FailWrite(p, s);
+      return;
+    }
     Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->cover_offset,
           p->cover_length, p->bounce);
     return;
@@ -748,6 +754,15 @@ void VolumeImpl::IssueWrite(Piece* p) {
   }
   std::memset(p->bounce, 0, p->bounce_bytes);
   std::memcpy(static_cast<std::byte*>(p->bounce) + p->offset_in_chunk, p->data, p->length);
+  if (cipher != nullptr) {  // the rest of the chunk stays zeros: holes
+    uint32_t at = 0;
+    uint32_t length = 0;
+    DataCover(p, &at, &length);
+    if (Status s = Seal(p, static_cast<std::byte*>(p->bounce) + at, at, length); !s.ok()) {
+      FailWrite(p, s);
+      return;
+    }
+  }
   Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, 0, chunk_size_, p->bounce);
 }
 
@@ -919,6 +934,67 @@ void VolumeImpl::ReleaseBounce(Piece* p) {
   }
 }
 
+uint64_t VolumeImpl::UnitAt(const Piece* p, uint32_t offset_in_chunk) const {
+  static_assert(kIoAlign == BlockCipher::kUnitBytes, "every data-file I/O is whole cipher units");
+  return (p->chunk * chunk_size_ + offset_in_chunk) / BlockCipher::kUnitBytes;
+}
+
+void VolumeImpl::DataCover(const Piece* p, uint32_t* at, uint32_t* length) {
+  *at = p->offset_in_chunk / kIoAlign * kIoAlign;
+  *length = (p->offset_in_chunk + p->length + kIoAlign - 1) / kIoAlign * kIoAlign - *at;
+}
+
+Status VolumeImpl::Seal(Piece* p, std::byte* buf, uint32_t at, uint32_t length) {
+  STRATA_CHECK(IsAligned(at) && IsAligned(length));
+  BlockCipher* cipher = p->request->cipher;
+  const bool zeroing = p->request->request->kind != IoRequest::Kind::kWrite;
+  const uint32_t end = at + length;
+  uint32_t run = at;  // start of the units still to encrypt
+  for (uint32_t u = at; u < end; u += kIoAlign) {
+    const bool whole_zero =
+        zeroing && u >= p->offset_in_chunk && u + kIoAlign <= p->offset_in_chunk + p->length;
+    if (whole_zero) {
+      if (u > run) {
+        STRATA_RETURN_IF_ERROR(
+            cipher->Encrypt(UnitAt(p, run), buf + (run - at), buf + (run - at), u - run));
+      }
+      run = u + kIoAlign;
+    }
+  }
+  if (end > run) {
+    STRATA_RETURN_IF_ERROR(
+        cipher->Encrypt(UnitAt(p, run), buf + (run - at), buf + (run - at), end - run));
+  }
+  return Status::OK();
+}
+
+Status VolumeImpl::MergeInto(Piece* p) {
+  BlockCipher* cipher = p->request->cipher;
+  auto* bounce = static_cast<std::byte*>(p->bounce);
+  uint32_t at = p->cover_offset;  // without a cipher: no more than the piece's own bytes
+  uint32_t length = p->cover_length;
+  if (cipher != nullptr) {
+    DataCover(p, &at, &length);  // the units the piece touches: the rest stays as it is stored
+    STRATA_CHECK(at >= p->cover_offset && at + length <= p->cover_offset + p->cover_length);
+    std::byte* units = bounce + (at - p->cover_offset);
+    STRATA_RETURN_IF_ERROR(cipher->Decrypt(UnitAt(p, at), units, units, length));
+  }
+  std::memcpy(bounce + (p->offset_in_chunk - p->cover_offset), p->data, p->length);
+  return cipher == nullptr ? Status::OK() : Seal(p, bounce + (at - p->cover_offset), at, length);
+}
+
+void VolumeImpl::FailWrite(Piece* p, const Status& s) {
+  // As if the write had been issued and failed: Continue then releases what the piece holds.
+  STRATA_CHECK(p->step == Piece::Step::kIdle || p->step == Piece::Step::kRmwRead ||
+               p->step == Piece::Step::kCowRead);
+  (void)s;  // OpenSSL's failure has no errno: the write reports EIO
+  p->step = Piece::Step::kWrite;
+  p->op = IoOp{};
+  p->op.kind = IoOp::Kind::kWrite;
+  p->op.result = -EIO;
+  p->request->loop->Defer([p] { p->request->volume->Continue(p); });
+}
+
 // Runs when a piece's I/O completes: the next step, or publication and release.
 void VolumeImpl::Continue(Piece* p) {
   Status s;
@@ -927,15 +1003,22 @@ void VolumeImpl::Continue(Piece* p) {
         "data " + std::string(p->op.kind == IoOp::Kind::kRead ? "read" : "write") + " of " + id_,
         p->op.result);
   } else if (p->step == Piece::Step::kRmwRead || p->step == Piece::Step::kCowRead) {
-    std::memcpy(static_cast<std::byte*>(p->bounce) + (p->offset_in_chunk - p->cover_offset),
-                p->data, p->length);
-    Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->cover_offset,
-          p->cover_length, p->bounce);
-    return;
+    s = MergeInto(p);
+    if (s.ok()) {
+      Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->cover_offset,
+            p->cover_length, p->bounce);
+      return;
+    }
   } else if (p->step == Piece::Step::kRead && p->bounce != nullptr) {
+    if (BlockCipher* cipher = p->request->cipher; cipher != nullptr) {
+      s = cipher->Decrypt(UnitAt(p, p->cover_offset), static_cast<std::byte*>(p->bounce),
+                          static_cast<std::byte*>(p->bounce), p->cover_length);
+    }
     std::memcpy(p->data,
                 static_cast<std::byte*>(p->bounce) + (p->offset_in_chunk - p->cover_offset),
                 p->length);
+  } else if (p->step == Piece::Step::kRead && p->request->cipher != nullptr) {
+    s = p->request->cipher->Decrypt(UnitAt(p, p->offset_in_chunk), p->data, p->data, p->length);
   }
   ReleaseBounce(p);
   if (!p->allocated && (p->units == 0 || !s.ok())) {

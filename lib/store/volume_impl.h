@@ -7,8 +7,13 @@
 #define STRATA_STORE_VOLUME_IMPL_H_
 
 #include <atomic>
+#include <memory>
+#include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "strata/cipher.h"
 #include "strata/pool.h"
 #include "strata/volume.h"
 
@@ -22,6 +27,40 @@ class PoolImpl;
 class VolumeImpl;
 
 namespace internal {
+
+// The synchronous calls' requests (VolumeImpl and EncryptedHandle build the same ones).
+inline IoRequest ReadRequest(uint64_t offset_bytes, std::span<std::byte> out) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kRead;
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = out.size();
+  r.data = out.data();
+  return r;
+}
+inline IoRequest WriteRequest(uint64_t offset_bytes, std::span<const std::byte> data, bool fua) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kWrite;
+  r.flags = fua ? IoRequest::kFua : 0;
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = data.size();
+  r.data = const_cast<std::byte*>(data.data());  // only read from for writes
+  return r;
+}
+inline IoRequest ZeroRequest(uint64_t offset_bytes, uint64_t length_bytes, bool no_hole, bool fua) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kWriteZeroes;
+  r.flags = (no_hole ? IoRequest::kNoHole : 0) | (fua ? IoRequest::kFua : 0);
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = length_bytes;
+  return r;
+}
+inline IoRequest TrimRequest(uint64_t offset_bytes, uint64_t length_bytes) {
+  IoRequest r;
+  r.kind = IoRequest::Kind::kTrim;
+  r.offset_bytes = offset_bytes;
+  r.length_bytes = length_bytes;
+  return r;
+}
 
 constexpr uint32_t kMaxPiecesInFlight = 16;  // per request
 constexpr uint8_t kMaxCommitWaits = 3;       // a write on a full pool waits for pending frees
@@ -57,6 +96,7 @@ struct Piece {
 
 struct RequestState {
   VolumeImpl* volume = nullptr;
+  BlockCipher* cipher = nullptr;  // an encrypted volume's handle: user data goes through it
   EventLoop* loop = nullptr;
   IoRequest* request = nullptr;
   uint64_t lineage = 0;
@@ -121,13 +161,23 @@ class VolumeImpl final : public Volume {
   uint32_t chunk_size_bytes() const override { return chunk_size_; }
   void SetSize(uint64_t size_bytes) { size_bytes_.store(size_bytes, std::memory_order_release); }
 
+  // As stored (an encrypted volume's ciphertext: OpenOptions::ciphertext).
   Status Read(uint64_t offset_bytes, std::span<std::byte> out) override;
   Status Write(uint64_t offset_bytes, std::span<const std::byte> data, bool fua) override;
   Status WriteZeroes(uint64_t offset_bytes, uint64_t length_bytes, bool no_hole, bool fua) override;
   Status Trim(uint64_t offset_bytes, uint64_t length_bytes) override;
   Status Flush() override;
   Result<std::vector<Extent>> BlockStatus(uint64_t offset_bytes, uint64_t length_bytes) override;
-  void Submit(EventLoop* loop, IoRequest* request) override;
+  void Submit(EventLoop* loop, IoRequest* request) override {
+    SubmitThrough(nullptr, loop, request);
+  }
+
+  // Any request, its user data decrypted after reads and encrypted before writes with `cipher`
+  // (null: as stored). Units a write covers only in part are decrypted, patched and encrypted
+  // under the chunk's exclusive lock, so that concurrent writes to other bytes of a unit are kept.
+  // Units a write-zeroes covers whole stay zeros on the media: holes (BlockCipher::Decrypt).
+  void SubmitThrough(BlockCipher* cipher, EventLoop* loop, IoRequest* request);
+  Status RunSync(BlockCipher* cipher, IoRequest* request);
 
  private:
   using Piece = internal::Piece;
@@ -137,7 +187,6 @@ class VolumeImpl final : public Volume {
   // Nothing polls.
   enum class Next { kDone, kIo, kQueued };
 
-  Status RunSync(IoRequest* request);
   // Counts a read or write and returns when its volume's limits let it start.
   uint64_t Govern(RequestState* state, uint64_t now_ns);
   Status Validate(const IoRequest& request) const;
@@ -196,6 +245,17 @@ class VolumeImpl final : public Volume {
   static void OnIo(IoOp* op);
   void Continue(Piece* piece);
   void ReleaseBounce(Piece* piece);
+  // An encrypted volume's data: the logical unit at `offset_in_chunk` of the piece's chunk.
+  uint64_t UnitAt(const Piece* piece, uint32_t offset_in_chunk) const;
+  // Encrypts [at, at + length) of the piece's chunk in place in `buf` (which holds that range),
+  // except units a write-zeroes covers whole (left zeros: holes). REQUIRES: a cipher; aligned.
+  Status Seal(Piece* piece, std::byte* buf, uint32_t at, uint32_t length);
+  // The aligned cover of the piece's own bytes: [*at, *at + *length) of its chunk.
+  static void DataCover(const Piece* piece, uint32_t* at, uint32_t* length);
+  // A write that cannot be issued (the cipher failed): completes the piece as a failed write.
+  void FailWrite(Piece* piece, const Status& status);
+  // A read-modify-write or copy-on-write's old data is in: merges the piece's bytes into it.
+  Status MergeInto(Piece* piece);
   // Releases the piece's chunk (and its count as a mutation).
   void Unlock(Piece* piece);
   void UnlockLocked(Piece* piece) REQUIRES(pool_->mu());
@@ -217,6 +277,48 @@ class VolumeImpl final : public Volume {
   std::atomic<uint64_t> size_bytes_;
   const uint32_t chunk_size_;
   const std::shared_ptr<VolumeGovernor> governor_;  // null for snapshots
+};
+
+// An encrypted volume or snapshot opened with its cipher (Pool::OpenVolume with
+// OpenOptions::cipher): the shared VolumeImpl, every request going through the cipher. Handles
+// opened as ciphertext share the same VolumeImpl and see what is stored.
+class EncryptedHandle final : public Volume {
+ public:
+  EncryptedHandle(std::shared_ptr<VolumeImpl> inner, std::shared_ptr<BlockCipher> cipher)
+      : inner_(std::move(inner)), cipher_(std::move(cipher)) {}
+
+  const std::string& id() const override { return inner_->id(); }
+  uint64_t size_bytes() const override { return inner_->size_bytes(); }
+  uint32_t chunk_size_bytes() const override { return inner_->chunk_size_bytes(); }
+  bool read_only() const override { return inner_->read_only(); }
+  Status Read(uint64_t offset_bytes, std::span<std::byte> out) override {
+    IoRequest r = internal::ReadRequest(offset_bytes, out);
+    return inner_->RunSync(cipher_.get(), &r);
+  }
+  Status Write(uint64_t offset_bytes, std::span<const std::byte> data, bool fua) override {
+    IoRequest r = internal::WriteRequest(offset_bytes, data, fua);
+    return inner_->RunSync(cipher_.get(), &r);
+  }
+  Status WriteZeroes(uint64_t offset_bytes, uint64_t length_bytes, bool no_hole,
+                     bool fua) override {
+    IoRequest r = internal::ZeroRequest(offset_bytes, length_bytes, no_hole, fua);
+    return inner_->RunSync(cipher_.get(), &r);
+  }
+  Status Trim(uint64_t offset_bytes, uint64_t length_bytes) override {
+    IoRequest r = internal::TrimRequest(offset_bytes, length_bytes);
+    return inner_->RunSync(cipher_.get(), &r);
+  }
+  Status Flush() override { return inner_->Flush(); }
+  Result<std::vector<Extent>> BlockStatus(uint64_t offset_bytes, uint64_t length_bytes) override {
+    return inner_->BlockStatus(offset_bytes, length_bytes);
+  }
+  void Submit(EventLoop* loop, IoRequest* request) override {
+    inner_->SubmitThrough(cipher_.get(), loop, request);
+  }
+
+ private:
+  const std::shared_ptr<VolumeImpl> inner_;
+  const std::shared_ptr<BlockCipher> cipher_;
 };
 
 }  // namespace strata

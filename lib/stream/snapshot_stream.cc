@@ -32,6 +32,7 @@ namespace {
 constexpr char kMagic[8] = {'S', 'T', 'R', 'T', 'S', 'N', 'A', 'P'};
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kFlagIncremental = 1;
+constexpr uint32_t kFlagEncrypted = 2;  // ciphertext, and the key's envelope in the header
 constexpr size_t kRecordHeaderBytes = 40;
 constexpr size_t kMaxStringBytes = 1024;
 constexpr size_t kBatchChunks = 128;
@@ -173,6 +174,7 @@ struct StreamHeader {
   uint32_t chunk_size = 0;
   uint64_t volume_size = 0;
   std::string snapshot_id, base_snapshot_id, volume_id, description;
+  std::string encryption;  // the snapshot's envelope (kFlagEncrypted): its data is ciphertext
 };
 
 void PutString(std::string* out, const std::string& s) {
@@ -192,6 +194,10 @@ std::string EncodeHeader(const StreamHeader& h) {
   out.append(fixed, sizeof(fixed));
   for (const std::string* s : {&h.snapshot_id, &h.base_snapshot_id, &h.volume_id, &h.description}) {
     PutString(&out, s->substr(0, kMaxStringBytes));
+  }
+  if ((h.flags & kFlagEncrypted) != 0) {
+    STRATA_CHECK(h.encryption.size() <= kMaxEncryptionBytes);
+    PutString(&out, h.encryption);
   }
   char sum[8];
   PutLittleEndian64(sum, XXH3_64bits(out.data(), out.size()));
@@ -216,11 +222,16 @@ Result<StreamHeader> ReadHeader(HashingSource* in) {
   h.flags = GetLittleEndian32(fixed + 12);
   h.chunk_size = GetLittleEndian32(fixed + 16);
   h.volume_size = GetLittleEndian64(fixed + 24);
-  for (std::string* s : {&h.snapshot_id, &h.base_snapshot_id, &h.volume_id, &h.description}) {
+  std::vector<std::string*> strings = {&h.snapshot_id, &h.base_snapshot_id, &h.volume_id,
+                                       &h.description};
+  if ((h.flags & kFlagEncrypted) != 0) {
+    strings.push_back(&h.encryption);
+  }
+  for (std::string* s : strings) {
     unsigned char len[2];
     STRATA_RETURN_IF_ERROR(in->ReadExactly(len, 2, "the header"));
     size_t n = len[0] | (static_cast<size_t>(len[1]) << 8);
-    if (n > kMaxStringBytes) {
+    if (n > (s == &h.encryption ? kMaxEncryptionBytes : kMaxStringBytes)) {
       return Status::Corruption("stream header string of " + std::to_string(n) + " bytes");
     }
     s->resize(n);
@@ -233,20 +244,26 @@ Result<StreamHeader> ReadHeader(HashingSource* in) {
   if (GetLittleEndian64(sum) != XXH3_64bits(raw.data(), raw.size())) {
     return Status::Corruption("stream header checksum mismatch");
   }
-  if ((h.flags & ~kFlagIncremental) != 0 || h.chunk_size < 4096 || h.chunk_size > kMaxChunkBytes ||
-      (h.chunk_size & (h.chunk_size - 1)) != 0 || h.volume_size == 0 || h.volume_size % 512 != 0 ||
-      h.volume_size > kMaxVolumeBytes ||
+  if ((h.flags & ~(kFlagIncremental | kFlagEncrypted)) != 0 ||
+      ((h.flags & kFlagEncrypted) != 0) == h.encryption.empty() || h.chunk_size < 4096 ||
+      h.chunk_size > kMaxChunkBytes || (h.chunk_size & (h.chunk_size - 1)) != 0 ||
+      h.volume_size == 0 || h.volume_size % 512 != 0 || h.volume_size > kMaxVolumeBytes ||
       ((h.flags & kFlagIncremental) != 0) == h.base_snapshot_id.empty()) {
     return Status::Corruption("stream header fields are inconsistent");
   }
   // The strings become records and JSON replies: refuse what is not printable UTF-8.
-  const std::pair<const char*, const std::string*> strings[] = {
+  const std::pair<const char*, const std::string*> fields[] = {
       {"snapshot id", &h.snapshot_id},
       {"base snapshot id", &h.base_snapshot_id},
       {"volume id", &h.volume_id},
-      {"description", &h.description}};
-  for (const auto& [field, value] : strings) {
-    Status valid = ValidateText(field, *value, std::string_view(field) == "description" ? 255 : 64);
+      {"description", &h.description},
+      {"encryption envelope", &h.encryption}};
+  for (const auto& [field, value] : fields) {
+    const std::string_view name(field);
+    Status valid = ValidateText(field, *value,
+                                name == "description"           ? 255
+                                : name == "encryption envelope" ? kMaxEncryptionBytes
+                                                                : 64);
     if (!valid.ok()) {
       return Status::Corruption("stream header: " + valid.message());
     }
@@ -270,7 +287,9 @@ class Exporter {
 
   Result<StreamStats> Run() {
     STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(o_.snapshot_id));
-    STRATA_ASSIGN_OR_RETURN(volume_, pool_->OpenSnapshot(o_.snapshot_id));
+    OpenOptions as_stored;  // an encrypted snapshot leaves as ciphertext, with its envelope
+    as_stored.ciphertext = true;
+    STRATA_ASSIGN_OR_RETURN(volume_, pool_->OpenSnapshot(o_.snapshot_id, as_stored));
     STRATA_ASSIGN_OR_RETURN(loop_, pool_->CreateEventLoop(2 * kBatchChunks));
     chunk_ = volume_->chunk_size_bytes();
     size_ = volume_->size_bytes();
@@ -282,6 +301,8 @@ class Exporter {
     h.base_snapshot_id = o_.base_snapshot_id;
     h.volume_id = snap.volume_id;
     h.description = snap.description;
+    h.encryption = snap.encryption;
+    h.flags |= snap.encryption.empty() ? 0 : kFlagEncrypted;
     if (!o_.base_snapshot_id.empty()) {
       // Validates the pair (same volume, older base) before a byte is written.
       STRATA_RETURN_IF_ERROR(
@@ -534,6 +555,7 @@ class Importer {
     VolumeSpec spec;
     spec.size_bytes = header_.volume_size;
     spec.snapshot_id = base;
+    spec.encryption = header_.encryption;  // a clone of a base must have the base's
     spec.importing = true;
     spec.volume_type = "unlimited";  // internal and hidden: any size, never throttled
     STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool_->CreateVolume(spec));
@@ -571,7 +593,9 @@ class Importer {
   }
 
   Status Apply(const std::string& volume_id) {
-    STRATA_ASSIGN_OR_RETURN(volume_, pool_->OpenVolume(volume_id));
+    OpenOptions as_stored;  // ciphertext goes in as it came
+    as_stored.ciphertext = true;
+    STRATA_ASSIGN_OR_RETURN(volume_, pool_->OpenVolume(volume_id, as_stored));
     STRATA_ASSIGN_OR_RETURN(loop_, pool_->CreateEventLoop(2 * kBatchChunks));
     const uint64_t chunks = (header_.volume_size + header_.chunk_size - 1) / header_.chunk_size;
     for (;;) {

@@ -68,7 +68,8 @@ ec2_refused InvalidParameterValue create-volume --size 1 --availability-zone us-
 ec2_refused InvalidVolume.NotFound describe-volumes --volume-ids vol-00000000000000000
 ec2_refused DryRunOperation create-volume --size 1 --availability-zone us-east-1a --dry-run
 # Encrypted=false, as Ansible's ec2_vol and Terraform always send it, is accepted; encryption
-# asked for is refused with EC2's codes (never a plaintext volume in its place)
+# asked of a server without a KMS (this one has no --kms-root-key) is refused with EC2's codes,
+# never answered with a plaintext volume (encryption_interop.sh has the KMS)
 plain=$(ec2 create-volume --size 1 --availability-zone us-east-1a --no-encrypted --query VolumeId --output text)
 [[ $plain == vol-* ]] || fail "create-volume --no-encrypted: $plain"
 ec2 delete-volume --volume-id "$plain"

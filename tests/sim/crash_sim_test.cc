@@ -9,6 +9,10 @@
 // docs/durability.md: flushed (or FUA) data survives; unflushed data reads as old or new; nothing
 // else ever appears.
 //
+// Half the seeds make their new volumes encrypted (an XtsCipher under a key of the seed's, the
+// envelope in the volume's record): the same model then holds for the plaintext read through the
+// cipher, torn writes and streams of ciphertext included.
+//
 // STRATA_SIM_SEEDS=N runs N seeds (default 850, each with 12 crash cycles: 10,200 crash points);
 // STRATA_SIM_SEED=S runs the one seed S (printed on every failure).
 #include <algorithm>
@@ -27,6 +31,7 @@
 #include "strata/stream.h"
 
 #include "io/sim_env.h"
+#include "kms/xts.h"
 #include "store/pool_impl.h"
 #include "testutil/string_stream.h"
 #include "testutil/test_util.h"
@@ -197,6 +202,13 @@ class Simulation {
     // Off, partial chunks stay until something needs them whole; on, background fills run when
     // stepped (the filler thread takes only fills a request waits for, while it waits).
     options_.background_fill = rng_() % 2 == 0;
+    if (rng_() % 2 == 0) {
+      std::vector<std::byte> key = test::RandomBytes(kms::XtsCipher::kKeyBytes, seed);
+      auto cipher = kms::XtsCipher::Create(
+          kms::Secret(std::string(reinterpret_cast<const char*>(key.data()), key.size())));
+      STRATA_CHECK(cipher.ok());
+      cipher_ = std::move(*cipher);
+    }
     if (rng_() % 4 == 0 && power_cuts_) {  // (replays: see SameSeedSameTraceTwice)
       options_.capacity_bytes = uint64_t{options_.chunk_size_bytes} * (8 + rng_() % 64);
     }
@@ -233,7 +245,7 @@ class Simulation {
     volumes_.clear();
     AttachSources();  // before any volume is opened: they read through to the sources
     for (const VolumeInfo& info : pool_->ListVolumes()) {
-      auto vol = pool_->OpenVolume(info.volume_id);
+      auto vol = pool_->OpenVolume(info.volume_id, Keyed(info.encryption));
       ASSERT_TRUE(vol.ok());
       volumes_[info.volume_id] = *vol;
     }
@@ -329,7 +341,9 @@ class Simulation {
       from = snap_order_[rng_() % snap_order_.size()];
       size = 0;
     }
-    auto info = pool_->CreateVolume(VolumeSpec{size, "", "gp3", from});
+    VolumeSpec spec{size, "", "gp3", from};
+    spec.encryption = cipher_ != nullptr && from.empty() ? "sim" : "";  // clones: the snapshot's
+    auto info = pool_->CreateVolume(spec);
     SIM_TRACE("create %lu from '%s' -> %s %s\n", size, from.c_str(),
               info.ok() ? info->volume_id.c_str() : "", info.status().ToString().c_str());
     if (!info.ok()) {
@@ -341,7 +355,7 @@ class Simulation {
       model_[info->volume_id] = snapshots_[from].content;  // durable: it was committed
     }
     order_.push_back(info->volume_id);
-    volumes_[info->volume_id] = *pool_->OpenVolume(info->volume_id);
+    volumes_[info->volume_id] = *pool_->OpenVolume(info->volume_id, Keyed(info->encryption));
     return true;
   }
 
@@ -519,7 +533,9 @@ class Simulation {
   }
 
   bool VerifySnapshot(const std::string& id, ModelSnapshot* m) {
-    auto handle = pool_->OpenSnapshot(id);
+    auto info = pool_->DescribeSnapshot(id);
+    auto handle = info.ok() ? pool_->OpenSnapshot(id, Keyed(info->encryption))
+                            : Result<std::shared_ptr<Volume>>(info.status());
     if (!handle.ok()) {
       ADD_FAILURE() << "seed " << seed_ << ": snapshot " << id << ": "
                     << handle.status().ToString();
@@ -687,8 +703,18 @@ class Simulation {
     }
   }
 
+  // How a volume or snapshot with this envelope opens: through the seed's cipher when encrypted.
+  OpenOptions Keyed(const std::string& encryption) const {
+    OpenOptions o;
+    if (!encryption.empty()) {
+      o.cipher = cipher_;
+    }
+    return o;
+  }
+
   uint64_t seed_;
   bool power_cuts_;
+  std::shared_ptr<BlockCipher> cipher_;  // null: this seed's volumes are plaintext
   std::mt19937_64 rng_;
   SimEnv env_;
   test::TempDir dir_;

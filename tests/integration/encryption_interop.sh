@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Encrypted EBS volumes (docs/security.md "Encryption at rest") driven by the real AWS CLI over
+# strata-nbd --api-listen, and read and written by real NBD clients:
+#   aws kms create-key + alias -> aws ec2 create-volume --encrypted --kms-key-id alias/... ->
+#   qemu-img/nbdcopy over NBD, nbdfuse + mkfs.ext4 + e2fsck; no plaintext in the pool's files;
+#   snapshots encrypted (KmsKeyId, DataEncryptionKeyId); a clone under the same key (instant)
+#   and under another key (a re-encrypting copy) read the same bytes; encryption by default and
+#   the default key (alias/aws/ebs); a disabled key fails the next open with EC2's reason while
+#   an open connection keeps working, and works again once enabled; a server without the root
+#   key refuses encrypted exports, saying why, and serves the rest; an exported stream carries
+#   ciphertext and imports back encrypted.
+#
+# usage: encryption_interop.sh BUILD_DIR   (exit 77 = skipped)
+set -euo pipefail
+build=$1
+source "$(dirname "$0")/common.sh"
+aws_cli=/usr/bin/aws
+[[ -x $aws_cli ]] || { echo "SKIP: awscli not installed"; exit 77; }
+require_tools python3 qemu-img nbdcopy nbdinfo
+/usr/bin/python3 -c "import nbd" 2>/dev/null || { echo "SKIP: python3-libnbd not installed"; exit 77; }
+cli pool create --capacity 2GiB >/dev/null
+keys=$(cli create-access-key)
+export AWS_ACCESS_KEY_ID=$(echo "$keys" | field AccessKeyId)
+export AWS_SECRET_ACCESS_KEY=$(echo "$keys" | field SecretAccessKey)
+export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
+unset AWS_SESSION_TOKEN AWS_PROFILE
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+endpoint=http://127.0.0.1:$port
+kms() { "$aws_cli" --endpoint-url "$endpoint" kms "$@"; }
+ec2() { "$aws_cli" --endpoint-url "$endpoint" ec2 "$@"; }
+ec2_refused() {  # CODE ARGS...: the call fails with EC2 error CODE
+  local code=$1 out
+  shift
+  if out=$(ec2 "$@" 2>&1); then fail "aws ec2 $* succeeded; expected $code"; fi
+  [[ "$out" == *"($code)"* ]] || fail "aws ec2 $* failed without ($code): $out"
+}
+# Whether any file of the pool holds a piece of the pattern written below.
+pool_leaks() { grep -rlaF "PLAINTEXT-PATT" "$pool" >/dev/null 2>&1; }
+
+head -c 32 /dev/urandom >"$work/root.key"
+chmod 600 "$work/root.key"
+start --api-listen "127.0.0.1:$port" --kms-root-key "$work/root.key"
+key=$(kms create-key --description "team a volumes" --query KeyMetadata.KeyId --output text)
+kms create-alias --alias-name alias/team-a --target-key-id "$key"
+other=$(kms create-key --description "team b volumes" --query KeyMetadata.KeyId --output text)
+arn=arn:aws:kms:us-east-1:000000000000:key/$key
+
+# ---- an encrypted volume, written and read over NBD
+vol=$(ec2 create-volume --size 1 --availability-zone us-east-1a --encrypted \
+  --kms-key-id alias/team-a --query VolumeId --output text)
+[[ $(ec2 describe-volumes --volume-ids "$vol" --query 'Volumes[0].[Encrypted,KmsKeyId]' \
+  --output text) == "True"$'\t'"$arn" ]] || fail "describe-volumes: Encrypted, KmsKeyId"
+[[ $(ec2 describe-volumes --filters Name=encrypted,Values=true --query 'length(Volumes)' \
+  --output text) == 1 ]] || fail "the encrypted filter"
+ec2_refused InvalidParameterDependency create-volume --size 1 --availability-zone us-east-1a \
+  --kms-key-id alias/team-a
+ec2_refused InvalidParameterValue create-volume --size 1 --availability-zone us-east-1a \
+  --encrypted --kms-key-id alias/nope
+python3 -c "import sys; sys.stdout.buffer.write(b'PLAINTEXT-PATTERN-' * 233017)" >"$work/data"
+qemu-img convert -n -f raw -O raw "$work/data" "$(uri "$vol")" || fail "qemu-img write"
+nbdcopy "$(uri "$vol")" "$work/back" || fail "nbdcopy read"
+cmp -n "$(stat -c %s "$work/data")" "$work/data" "$work/back" || fail "read back differs"
+nbdinfo --list "nbd+unix:///?socket=$work/sock" | grep "description: volume, encrypted" >/dev/null ||
+  fail "the export list does not say encrypted"
+pass "create-volume --encrypted --kms-key-id alias/...: qemu-img writes, nbdcopy reads it back"
+
+if [[ -e /dev/fuse ]] && command -v nbdfuse >/dev/null && command -v mkfs.ext4 >/dev/null; then
+  fsvol=$(ec2 create-volume --size 1 --availability-zone us-east-1a --encrypted \
+    --query VolumeId --output text)
+  mkdir -p "$work/mnt"
+  nbdfuse "$work/mnt" "$(uri "$fsvol")" &
+  fuse_pid=$!
+  for _ in $(seq 100); do [[ -e "$work/mnt/nbd" ]] && break; sleep 0.05; done
+  mkfs.ext4 -q -F "$work/mnt/nbd" || fail "mkfs.ext4 through nbdfuse"
+  e2fsck -fn "$work/mnt/nbd" >/dev/null || fail "e2fsck through nbdfuse"
+  fusermount3 -u "$work/mnt"
+  wait "$fuse_pid" || true
+  pass "nbdfuse + mkfs.ext4 + e2fsck on an encrypted volume (the default key)"
+else
+  echo "skip: nbdfuse (no /dev/fuse or tools)"
+fi
+[[ $(kms list-aliases --query "Aliases[?AliasName=='alias/aws/ebs'] | length(@)" --output text) == \
+  1 ]] || fail "alias/aws/ebs was not made"
+
+# ---- snapshots and clones
+snap=$(ec2 create-snapshot --volume-id "$vol" --query SnapshotId --output text)
+[[ $(ec2 describe-snapshots --snapshot-ids "$snap" --query \
+  'Snapshots[0].[Encrypted,KmsKeyId,length(DataEncryptionKeyId)]' --output text) == \
+  "True"$'\t'"$arn"$'\t'"36" ]] || fail "describe-snapshots: Encrypted, KmsKeyId, DataEncryptionKeyId"
+same=$(ec2 create-volume --snapshot-id "$snap" --availability-zone us-east-1a \
+  --query VolumeId --output text)
+moved=$(ec2 create-volume --snapshot-id "$snap" --availability-zone us-east-1a --encrypted \
+  --kms-key-id "$other" --query VolumeId --output text)
+[[ $(ec2 describe-volumes --volume-ids "$same" --query 'Volumes[0].[Encrypted,KmsKeyId]' \
+  --output text) == "True"$'\t'"$arn" ]] || fail "a clone keeps its snapshot's key"
+[[ $(ec2 describe-volumes --volume-ids "$moved" --query 'Volumes[0].KmsKeyId' --output text) == \
+  "arn:aws:kms:us-east-1:000000000000:key/$other" ]] || fail "a copy under another key"
+ec2_refused InvalidParameterCombination create-volume --snapshot-id "$snap" \
+  --availability-zone us-east-1a --no-encrypted
+for v in "$same" "$moved"; do
+  nbdcopy "$(uri "$v")" "$work/clone" || fail "nbdcopy of $v"
+  cmp -n "$(stat -c %s "$work/data")" "$work/data" "$work/clone" || fail "$v differs"
+done
+pass "snapshot encrypted; a clone (same key) and a copy under another key read the same bytes"
+
+# ---- encryption by default
+[[ $(ec2 get-ebs-encryption-by-default --query EbsEncryptionByDefault --output text) == False ]] ||
+  fail "encryption by default starts off"
+ec2 enable-ebs-encryption-by-default >/dev/null
+ec2 modify-ebs-default-kms-key-id --kms-key-id alias/team-a >/dev/null
+[[ $(ec2 get-ebs-default-kms-key-id --query KmsKeyId --output text) == "$arn" ]] ||
+  fail "get-ebs-default-kms-key-id"
+dflt=$(ec2 create-volume --size 1 --availability-zone us-east-1a --query VolumeId --output text)
+[[ $(ec2 describe-volumes --volume-ids "$dflt" --query 'Volumes[0].[Encrypted,KmsKeyId]' \
+  --output text) == "True"$'\t'"$arn" ]] || fail "encryption by default"
+ec2 reset-ebs-default-kms-key-id >/dev/null
+ec2 disable-ebs-encryption-by-default >/dev/null
+[[ $(ec2 create-volume --size 1 --availability-zone us-east-1a --query Encrypted --output text) == \
+  False ]] || fail "disabled encryption by default"
+pass "enable/disable/get-ebs-encryption-by-default, modify/get/reset-ebs-default-kms-key-id"
+
+# ---- a disabled key: the next open fails; an open connection keeps working
+cat >"$work/hold.py" <<EOF
+import os, time
+import nbd
+h = nbd.NBD()
+h.connect_uri("$(uri "$vol")")
+first = h.pread(4096, 0)
+open("$work/held", "w").close()
+while not os.path.exists("$work/go"):
+    time.sleep(0.05)
+assert h.pread(4096, 0) == first
+h.pwrite(first, 8192)
+assert h.pread(4096, 8192) == first
+print("held-ok")
+EOF
+# (Debian's python3, whose libnbd module python3-libnbd installs, not another on the PATH)
+/usr/bin/python3 "$work/hold.py" >"$work/hold.out" 2>&1 &
+hold=$!
+for _ in $(seq 200); do [[ -e $work/held ]] && break; sleep 0.05; done
+kms disable-key --key-id "$key"
+if out=$(nbdinfo "$(uri "$vol")" 2>&1); then fail "an export with a disabled key opened"; fi
+grep -q "InvalidKMSKey.InvalidState" "$work/log" || fail "no EC2 reason in the log: $out"
+touch "$work/go"
+wait "$hold" || fail "the open connection failed: $(cat "$work/hold.out")"
+grep -q held-ok "$work/hold.out" || fail "open connection: $(cat "$work/hold.out")"
+kms enable-key --key-id "$key"
+nbdinfo "$(uri "$vol")" >/dev/null || fail "re-enabled key: the export does not open"
+pass "a disabled key fails the next attach (InvalidKMSKey.InvalidState); open ones keep working"
+
+# ---- nothing in the clear; a stream stays ciphertext and imports back encrypted
+cli export-snapshot --snapshot-id "$snap" --outfile "$work/snap.stream" >/dev/null ||
+  fail "export-snapshot"
+if grep -qaF "PLAINTEXT-PATT" "$work/snap.stream"; then fail "the stream holds plaintext"; fi
+imported=$(cli import-snapshot --input "$work/snap.stream" | field SnapshotId)
+[[ $(ec2 describe-snapshots --snapshot-ids "$imported" --query 'Snapshots[0].KmsKeyId' \
+  --output text) == "$arn" ]] || fail "the imported snapshot lost its key"
+nbdcopy "$(uri "$imported")" "$work/imp" || fail "nbdcopy of the imported snapshot"
+cmp -n "$(stat -c %s "$work/data")" "$work/data" "$work/imp" || fail "imported snapshot differs"
+stop_server
+if pool_leaks; then fail "plaintext in the pool's files"; fi
+pass "no plaintext in the pool's files or a stream; the stream imports back encrypted"
+
+# ---- without the root key: encrypted exports refused, saying why; the rest served
+plain=$(cli create-volume --size 1 --no-encrypted | field VolumeId)
+start
+if nbdinfo "$(uri "$vol")" >/dev/null 2>&1; then fail "served without the KMS"; fi
+grep -q "no KMS" "$work/log" || fail "no reason given: $(cat "$work/log")"
+nbdinfo "$(uri "$plain")" >/dev/null || fail "a plaintext volume was not served"
+stop_server
+pass "a server without the root key refuses encrypted exports, saying why"
