@@ -74,12 +74,15 @@ Result<uint64_t> NumberField(const json& obj, const char* key) {
 }
 
 // Encryption asked for in an Ebs block (the CLI's path; the API's adapters refuse it first with
-// EC2's codes): refused, never a plaintext volume in its place.
+// EC2's codes): refused, never a plaintext volume in its place. A volume cloned from an encrypted
+// snapshot is encrypted under its key without asking.
 Status RefuseEncryption(const json& ebs, const std::string& device) {
   const json encrypted = ebs.value("Encrypted", json());
   if (encrypted == true || encrypted == "true" || ebs.contains("KmsKeyId")) {
-    return Status::NotSupported("UnsupportedOperation: " + device +
-                                ": encrypted volumes come with a later release of Strata");
+    return Status::NotSupported(
+        "UnsupportedOperation: " + device +
+        ": Encrypted and KmsKeyId in a block device mapping are not supported yet; an image of "
+        "encrypted snapshots launches encrypted volumes, and create-volume --encrypted makes one");
   }
   return Status::OK();
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Infrastructure code written for AWS, unchanged: Debian's `ansible` (the amazon.aws collection)
 # against strata-nbd --api-listen. up.yml makes a key pair, a security group with rules, two
-# volumes (encrypted: false; one grown to io1 with IOPS), a snapshot, an image registered from
+# volumes (encrypted: false; one grown to io1 with IOPS), an encrypted one under a KMS key
+# (encrypted: true, kms_key_id: alias/...), a snapshot, an image registered from
 # it, two instances launched from the image (one with the key pair), and attaches a volume; it
 # reads tags, zones and the caller, and every *_info module. It runs twice: the first run changes, the second reports
 # changed=0. Between runs the disks are read and written over NBD (qemu-img, nbdinfo).
@@ -28,8 +29,12 @@ export ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 ANSIBLE_LOCALHOST_WARNING=fal
 export ANSIBLE_INVENTORY_UNPARSED_WARNING=false ANSIBLE_NOCOLOR=true HOME=$work
 export ANSIBLE_LOCAL_TEMP=$work/ansible-tmp ANSIBLE_REMOTE_TEMP=$work/ansible-tmp
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-start --api-listen "127.0.0.1:$port" --no-volume-limits
+head -c 32 /dev/urandom >"$work/root.key"
+chmod 600 "$work/root.key"
+start --api-listen "127.0.0.1:$port" --no-volume-limits --kms-root-key "$work/root.key"
 export STRATA_ENDPOINT=http://127.0.0.1:$port
+kms_key=$(cli kms create-key --description "ansible volumes" | field KeyId)
+cli kms create-alias --alias-name alias/ansible-volumes --target-key-id "$kms_key" >/dev/null
 
 # Runs a playbook; prints its recap's changed count. Fails on any failed or unreachable task.
 playbook() {
@@ -60,6 +65,14 @@ head -c 1M /dev/urandom >"$work/data.bin"
 qemu-img convert -n -f raw -O raw "$work/root.bin" "$(uri "$root")" || fail "write $root over NBD"
 qemu-img convert -n -f raw -O raw "$work/data.bin" "$(uri "$data")" || fail "write $data over NBD"
 pass "ec2_vol made two volumes (encrypted: false); 1 MiB written into each over NBD"
+secret=$(volume_named ansible-secret)
+[[ $(cli describe-volumes --volume-ids "$secret" --query 'Volumes[0].[Encrypted,KmsKeyId]' \
+  --output text) == "True"$'\t'"arn:aws:kms:us-east-1:000000000000:key/$kms_key" ]] ||
+  fail "ec2_vol encrypted: true, kms_key_id: $(cli describe-volumes --volume-ids "$secret")"
+qemu-img convert -n -f raw -O raw "$work/data.bin" "$(uri "$secret")" || fail "write $secret"
+qemu-img dd -f raw -O raw bs=64k count=16 if="$(uri "$secret")" of="$work/secret.bin" >/dev/null
+cmp "$work/data.bin" "$work/secret.bin" || fail "the encrypted volume read back differs"
+pass "ec2_vol encrypted: true, kms_key_id: alias/...: encrypted under that key, read and written over NBD"
 
 # ---- converge: the first run changes, the second changes nothing
 changed1=$(playbook up.yml)
