@@ -38,6 +38,12 @@ struct BlockDeviceMapping {
   uint32_t iops = 0;              // gp3, io1, io2 (docs/volume-types.md); 0: the type's default
   uint32_t throughput_mibps = 0;  // gp3
   std::optional<bool> delete_on_termination;  // default: true for the root device, else false
+  // Asked of a launch or a registration (EC2's Ebs.Encrypted / Ebs.KmsKeyId; not stored): a
+  // volume cloned from an encrypted snapshot is encrypted under its key, so true and that key
+  // are accepted; false for an encrypted snapshot, and encrypting or re-keying at launch, are
+  // refused (docs/ec2-api.md "Encryption at rest").
+  std::optional<bool> encrypted;
+  std::string kms_key_id;
 };
 
 struct ImageSpec {
@@ -190,6 +196,8 @@ struct LaunchMapping {
   std::optional<uint32_t> iops;
   std::optional<uint32_t> throughput_mibps;
   std::optional<bool> delete_on_termination;
+  std::optional<bool> encrypted;  // as BlockDeviceMapping::encrypted
+  std::string kms_key_id;
 };
 
 struct RunSpec {

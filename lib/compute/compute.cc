@@ -216,6 +216,11 @@ Status ComputeImpl::ValidateImageLocked(const ImageSpec& spec) {
   if (spec.root_device_type != "ebs" && spec.root_device_type != "instance-store") {
     return Status::InvalidArgument("root device type must be ebs or instance-store");
   }
+  for (const BlockDeviceMapping& m : spec.mappings) {
+    if (m.virtual_name.empty()) {
+      STRATA_RETURN_IF_ERROR(CheckMappingEncryptionLocked(m).status());
+    }
+  }
   return ValidateMappingsLocked(spec.mappings, spec.root_device_name);
 }
 

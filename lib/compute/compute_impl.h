@@ -192,6 +192,9 @@ class ComputeImpl final : public Compute {
   };
   Result<LaunchPlan> PlanLaunchLocked(const RunSpec& spec) REQUIRES(mu_);
   Status CheckLaunchEncryptionLocked(const LaunchPlan& plan) REQUIRES(mu_);
+  // What a mapping's Encrypted/KmsKeyId ask, against its snapshot: the snapshot's envelope, or an
+  // error when the mapping asks what a clone of it cannot be.
+  Result<std::string> CheckMappingEncryptionLocked(const BlockDeviceMapping& m) REQUIRES(mu_);
   Result<InstanceRecord> PlanInstanceLocked(const RunSpec& spec, const LaunchPlan& plan,
                                             std::vector<VolumeSpec>* volumes) REQUIRES(mu_);
   Status CommitLaunchLocked(const RunSpec& spec, const std::vector<VolumeSpec>& specs,

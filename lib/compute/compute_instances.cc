@@ -61,6 +61,8 @@ Status OverrideEbs(const LaunchMapping& l, BlockDeviceMapping* m) {
   if (l.delete_on_termination) {
     m->delete_on_termination = l.delete_on_termination;
   }
+  m->encrypted = l.encrypted;
+  m->kms_key_id = l.kms_key_id;
   return Status::OK();
 }
 
@@ -104,6 +106,8 @@ BlockDeviceMapping NewMapping(const LaunchMapping& l) {
   m.iops = l.iops.value_or(0);
   m.throughput_mibps = l.throughput_mibps.value_or(0);
   m.delete_on_termination = l.delete_on_termination;
+  m.encrypted = l.encrypted;
+  m.kms_key_id = l.kms_key_id;
   return m;
 }
 
@@ -178,20 +182,16 @@ Result<ComputeImpl::LaunchPlan> ComputeImpl::PlanLaunchLocked(const RunSpec& spe
   return plan;
 }
 
-// The EBS volumes a launch would clone: an encrypted snapshot's key must be usable now (EC2
-// fails such a launch with this reason), and with encryption by default on none may be
-// plaintext (re-encrypting an image at launch is not supported yet: it is refused, never
-// launched unencrypted).
+// The EBS volumes a launch would clone: what the mappings ask must be what the snapshots are,
+// an encrypted snapshot's key must be usable now (EC2 fails such a launch with this reason), and
+// with encryption by default on none may be plaintext (re-encrypting an image at launch is not
+// supported yet: it is refused, never launched unencrypted).
 Status ComputeImpl::CheckLaunchEncryptionLocked(const LaunchPlan& plan) {
   for (const BlockDeviceMapping& m : plan.mappings) {
     if (!m.virtual_name.empty()) {
       continue;  // instance store: always encrypted, under a key of its own
     }
-    std::string envelope;
-    if (!m.snapshot_id.empty()) {
-      STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
-      envelope = snap.encryption;
-    }
+    STRATA_ASSIGN_OR_RETURN(std::string envelope, CheckMappingEncryptionLocked(m));
     if (envelope.empty() && encryption_by_default_) {
       return Status::NotSupported(
           "UnsupportedOperation: encryption by default is on, and " + m.device_name + " of " +
@@ -214,6 +214,38 @@ Status ComputeImpl::CheckLaunchEncryptionLocked(const LaunchPlan& plan) {
     }
   }
   return Status::OK();
+}
+
+Result<std::string> ComputeImpl::CheckMappingEncryptionLocked(const BlockDeviceMapping& m) {
+  std::string envelope;
+  if (!m.snapshot_id.empty()) {
+    STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
+    envelope = snap.encryption;
+  }
+  if (!m.kms_key_id.empty() && m.encrypted != true) {
+    return Status::InvalidArgument(
+        "InvalidParameterDependency: The parameter KmsKeyId requires the parameter Encrypted to "
+        "be set.");
+  }
+  const EncryptionInfo e = DescribeEncryption(envelope);
+  if (m.encrypted == false && e.encrypted) {
+    return Status::InvalidArgument("InvalidParameterCombination: " + m.device_name + " maps " +
+                                   m.snapshot_id + ", which is encrypted: its volume is too");
+  }
+  bool same_key = m.kms_key_id.empty();
+  if (!same_key && kms_ != nullptr) {
+    auto key = kms_->DescribeKey(m.kms_key_id);
+    same_key = key.ok() && key->arn == e.kms_key_arn;
+  }
+  if (m.encrypted == true && (!e.encrypted || !same_key)) {
+    return Status::NotSupported(
+        "UnsupportedOperation: " + m.device_name + ": encrypting " +
+        (m.snapshot_id.empty() ? std::string("a new volume") : m.snapshot_id) +
+        (e.encrypted ? " under another key" : "") +
+        " at launch or registration is not supported yet; an image of encrypted snapshots "
+        "launches encrypted volumes, and create-volume --encrypted makes one");
+  }
+  return envelope;
 }
 
 Result<InstanceRecord> ComputeImpl::PlanInstanceLocked(const RunSpec& spec, const LaunchPlan& plan,

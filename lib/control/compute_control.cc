@@ -73,17 +73,17 @@ Result<uint64_t> NumberField(const json& obj, const char* key) {
   return v;
 }
 
-// Encryption asked for in an Ebs block (the CLI's path; the API's adapters refuse it first with
-// EC2's codes): refused, never a plaintext volume in its place. A volume cloned from an encrypted
-// snapshot is encrypted under its key without asking.
-Status RefuseEncryption(const json& ebs, const std::string& device) {
-  const json encrypted = ebs.value("Encrypted", json());
-  if (encrypted == true || encrypted == "true" || ebs.contains("KmsKeyId")) {
-    return Status::NotSupported(
-        "UnsupportedOperation: " + device +
-        ": Encrypted and KmsKeyId in a block device mapping are not supported yet; an image of "
-        "encrypted snapshots launches encrypted volumes, and create-volume --encrypted makes one");
+// An Ebs block's Encrypted and KmsKeyId (what the launch or registration asks; the EC2 layer
+// checks it against the snapshot: compute.h BlockDeviceMapping::encrypted).
+Status EncryptionFields(const json& ebs, std::optional<bool>* encrypted, std::string* kms_key_id) {
+  if (ebs.contains("Encrypted")) {
+    const json& e = ebs["Encrypted"];
+    if (!e.is_boolean() && e != "true" && e != "false") {
+      return Status::InvalidArgument("InvalidParameterValue: Encrypted must be true or false");
+    }
+    *encrypted = e == true || e == "true";
   }
+  STRATA_ASSIGN_OR_RETURN(*kms_key_id, Field(ebs, "KmsKeyId"));
   return Status::OK();
 }
 
@@ -101,7 +101,7 @@ Result<BlockDeviceMapping> MappingArg(const json& j) {
                                      " must be {Key=Value,...}, "
                                      "without VirtualName");
     }
-    STRATA_RETURN_IF_ERROR(RefuseEncryption(ebs, m.device_name));
+    STRATA_RETURN_IF_ERROR(EncryptionFields(ebs, &m.encrypted, &m.kms_key_id));
     STRATA_ASSIGN_OR_RETURN(m.snapshot_id, Field(ebs, "SnapshotId"));
     STRATA_ASSIGN_OR_RETURN(m.volume_size_gib, NumberField(ebs, "VolumeSize"));
     STRATA_ASSIGN_OR_RETURN(std::string type, Field(ebs, "VolumeType"));
@@ -141,7 +141,7 @@ Result<LaunchMapping> LaunchMappingArg(const json& j) {
     return Status::InvalidArgument("Ebs of " + l.device_name +
                                    " must be {Key=Value,...}, without VirtualName or NoDevice");
   }
-  STRATA_RETURN_IF_ERROR(RefuseEncryption(ebs, l.device_name));
+  STRATA_RETURN_IF_ERROR(EncryptionFields(ebs, &l.encrypted, &l.kms_key_id));
   if (ebs.contains("SnapshotId")) {
     STRATA_ASSIGN_OR_RETURN(l.snapshot_id, Field(ebs, "SnapshotId"));
   }

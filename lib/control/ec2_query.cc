@@ -187,44 +187,6 @@ Status AdaptRuleParameters(json* input) {
   return Status::OK();
 }
 
-// A block device mapping's encryption (RunInstances, RegisterImage): Encrypted=false (which
-// Ansible's ec2_vol and Terraform always send) is accepted, and a volume cloned from an
-// encrypted snapshot is encrypted under its key whatever the mapping says. Encrypted=true or a
-// KmsKeyId in a mapping (encrypting or re-keying at launch) is refused with EC2's codes, never
-// answered with a plaintext volume.
-Status AdaptEncryption(json* object) {
-  const json encrypted = object->value("Encrypted", json());
-  const bool on = encrypted == true || encrypted == "true";
-  if (object->contains("KmsKeyId") && !on) {
-    return Status::InvalidArgument(
-        "InvalidParameterDependency: The parameter KmsKeyId requires the parameter Encrypted "
-        "to be set.");
-  }
-  if (on) {
-    return Status::NotSupported(
-        "UnsupportedOperation: Encrypted and KmsKeyId in a block device mapping are not "
-        "supported yet; an image of encrypted snapshots launches encrypted volumes, and "
-        "create-volume --encrypted makes one");
-  }
-  object->erase("Encrypted");
-  return Status::OK();
-}
-
-// The same for each EBS block device mapping (RunInstances, RegisterImage).
-Status AdaptMappingEncryption(json* input) {
-  for (const char* list : {"BlockDeviceMappings", "BlockDeviceMapping"}) {
-    if (!input->contains(list) || !(*input)[list].is_array()) {
-      continue;
-    }
-    for (json& mapping : (*input)[list]) {
-      if (mapping.is_object() && mapping.contains("Ebs") && mapping["Ebs"].is_object()) {
-        STRATA_RETURN_IF_ERROR(AdaptEncryption(&mapping["Ebs"]));
-      }
-    }
-  }
-  return Status::OK();
-}
-
 Status CheckSubnet(const json& subnet) {
   if (subnet.is_string() && subnet != kDefaultSubnetId) {
     return Status::NotFound("InvalidSubnetID.NotFound: The subnet ID '" +
@@ -316,7 +278,6 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
   static const auto* kAdapters = new std::map<std::string, std::function<Status(json*)>>{
       {"RunInstances",
        [](json* in) {  // MinCount/MaxCount (both required by EC2) -> --count MIN:MAX
-         STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));
          STRATA_RETURN_IF_ERROR(AdaptNetwork(in));
          STRATA_RETURN_IF_ERROR(AdaptLaunchDefaults(in));
          if (in->contains("CreditSpecification")) {  // {CpuCredits} -> --cpu-credits
@@ -345,7 +306,6 @@ const std::map<std::string, std::function<Status(json*)>>& Adapters() {
        }},
       {"RegisterImage",
        [](json* in) {  // the only architecture and virtualization there are here
-         STRATA_RETURN_IF_ERROR(AdaptMappingEncryption(in));
          // (what every image here is, as DescribeImages and the instances report it; Terraform's
          // aws_ami always sends EnaSupport and SriovNetSupport)
          for (const auto& [key, only] : {std::pair<const char*, json>{"Architecture", "x86_64"},

@@ -120,6 +120,29 @@ ec2 disable-ebs-encryption-by-default >/dev/null
   False ]] || fail "disabled encryption by default"
 pass "enable/disable/get-ebs-encryption-by-default, modify/get/reset-ebs-default-kms-key-id"
 
+# ---- an image of the encrypted snapshot launches encrypted volumes
+ami=$(ec2 register-image --name enc-image --root-device-name /dev/xvda --block-device-mappings \
+  "DeviceName=/dev/xvda,Ebs={SnapshotId=$snap,Encrypted=true}" --query ImageId --output text)
+iid=$(ec2 run-instances --image-id "$ami" --instance-type t3.micro --count 1 --block-device-mappings \
+  "DeviceName=/dev/xvda,Ebs={Encrypted=true,KmsKeyId=alias/team-a}" \
+  --query 'Instances[0].InstanceId' --output text)
+root=$(ec2 describe-instances --instance-ids "$iid" \
+  --query 'Reservations[0].Instances[0].BlockDeviceMappings[0].Ebs.VolumeId' --output text)
+[[ $(ec2 describe-volumes --volume-ids "$root" --query 'Volumes[0].[Encrypted,KmsKeyId]' \
+  --output text) == "True"$'\t'"$arn" ]] || fail "the instance's root volume is not encrypted"
+nbdcopy "$(uri "$iid/xvda")" "$work/inst" || fail "nbdcopy of $iid/xvda"
+cmp -n "$(stat -c %s "$work/data")" "$work/data" "$work/inst" || fail "the instance's disk differs"
+plainvol=$(ec2 create-volume --size 1 --availability-zone us-east-1a --no-encrypted \
+  --query VolumeId --output text)
+plainsnap=$(ec2 create-snapshot --volume-id "$plainvol" --query SnapshotId --output text)
+ec2_refused UnsupportedOperation register-image --name plain-enc --root-device-name /dev/xvda \
+  --block-device-mappings "DeviceName=/dev/xvda,Ebs={SnapshotId=$plainsnap,Encrypted=true}"
+ec2_refused InvalidParameterCombination run-instances --image-id "$ami" --instance-type t3.micro \
+  --count 1 --block-device-mappings "DeviceName=/dev/xvda,Ebs={Encrypted=false}"
+ec2_refused UnsupportedOperation run-instances --image-id "$ami" --instance-type t3.micro \
+  --count 1 --block-device-mappings "DeviceName=/dev/xvda,Ebs={Encrypted=true,KmsKeyId=$other}"
+pass "an image of an encrypted snapshot (mapping Encrypted=true) launches an encrypted root volume"
+
 # ---- a disabled key: the next open fails; an open connection keeps working
 cat >"$work/hold.py" <<EOF
 import os, time
@@ -141,13 +164,15 @@ hold=$!
 for _ in $(seq 200); do [[ -e $work/held ]] && break; sleep 0.05; done
 kms disable-key --key-id "$key"
 if out=$(nbdinfo "$(uri "$vol")" 2>&1); then fail "an export with a disabled key opened"; fi
+ec2_refused Client.InvalidKMSKey.InvalidState run-instances --image-id "$ami" \
+  --instance-type t3.micro --count 1
 grep -q "InvalidKMSKey.InvalidState" "$work/log" || fail "no EC2 reason in the log: $out"
 touch "$work/go"
 wait "$hold" || fail "the open connection failed: $(cat "$work/hold.out")"
 grep -q held-ok "$work/hold.out" || fail "open connection: $(cat "$work/hold.out")"
 kms enable-key --key-id "$key"
 nbdinfo "$(uri "$vol")" >/dev/null || fail "re-enabled key: the export does not open"
-pass "a disabled key fails the next attach (InvalidKMSKey.InvalidState); open ones keep working"
+pass "a disabled key fails the next attach and launch (InvalidKMSKey.InvalidState); open ones keep working"
 
 # ---- nothing in the clear; a stream stays ciphertext and imports back encrypted
 cli export-snapshot --snapshot-id "$snap" --outfile "$work/snap.stream" >/dev/null ||
