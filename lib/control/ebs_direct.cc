@@ -309,11 +309,21 @@ EbsReply EbsDirect::Start(const EbsRequest& r) {
   }
   const uint64_t gib = body["VolumeSize"].get<uint64_t>();
   const uint64_t timeout_min = body.value("Timeout", 60u);
-  if (gib == 0 || gib > (kMaxVolumeBytes >> 30) || timeout_min < 10 || timeout_min > 4320 ||
-      body.value("Encrypted", false)) {
-    return Invalid(
-        "VolumeSize must be 1 to 65536 GiB, Timeout 10 to 4320 minutes; encryption "
-        "is not supported");
+  if (gib == 0 || gib > (kMaxVolumeBytes >> 30) || timeout_min < 10 || timeout_min > 4320) {
+    return Invalid("VolumeSize must be 1 to 65536 GiB, Timeout 10 to 4320 minutes");
+  }
+  UploadEncryption encryption;  // Encrypted / KmsKeyArn, as EBS takes them
+  if (body.contains("Encrypted")) {
+    if (!body["Encrypted"].is_boolean()) {
+      return Invalid("Encrypted must be true or false");
+    }
+    encryption.encrypted = body["Encrypted"].get<bool>();
+  }
+  if (body.contains("KmsKeyArn")) {
+    if (!body["KmsKeyArn"].is_string() || body["KmsKeyArn"].get<std::string>().size() > 2048) {
+      return Invalid("KmsKeyArn must be a key ARN");
+    }
+    encryption.kms_key_arn = body["KmsKeyArn"].get<std::string>();
   }
   const std::string token = body.value("ClientToken", "");
   json fingerprint = body;  // what a retry must repeat: everything but the token
@@ -338,8 +348,8 @@ EbsReply EbsDirect::Start(const EbsRequest& r) {
                    "at most 16 snapshots may be uploading at once");
     }
   }
-  if (Status s =
-          OpenUploadVolume(upload.get(), gib, body.value("ParentSnapshotId", ""), timeout_min);
+  if (Status s = OpenUploadVolume(upload.get(), gib, body.value("ParentSnapshotId", ""),
+                                  timeout_min, encryption);
       !s.ok()) {
     return Failure(s);
   }
@@ -369,15 +379,18 @@ std::optional<EbsReply> EbsDirect::Repeated(const std::string& token,
 
 // The upload's hidden volume (a clone of `parent` when given), its snapshot id and its reply.
 Status EbsDirect::OpenUploadVolume(Upload* upload, uint64_t gib, const std::string& parent,
-                                   uint64_t timeout_min) {
+                                   uint64_t timeout_min, const UploadEncryption& encryption) {
   VolumeSpec spec;
   spec.size_bytes = gib << 30;
   spec.importing = true;  // hidden; deleted at the next open unless completed
   spec.volume_type = "unlimited";
   spec.snapshot_id = parent;
   Pool* pool = compute_->pool();
-  STRATA_ASSIGN_OR_RETURN(VolumeInfo volume, pool->CreateVolume(spec));
-  auto handle = pool->OpenVolume(volume.volume_id);
+  // Encrypted as EBS decides: asked, by default, or because the parent is (the EC2 layer's
+  // rules); the blocks put are plaintext and are encrypted as they are written.
+  STRATA_ASSIGN_OR_RETURN(VolumeInfo volume, compute_->CreateVolume(spec, encryption.encrypted,
+                                                                    encryption.kms_key_arn));
+  auto handle = compute_->OpenVolume(volume.volume_id);
   if (!handle.ok()) {
     (void)pool->DeleteVolume(volume.volume_id);
     return handle.status();
@@ -399,6 +412,9 @@ Status EbsDirect::OpenUploadVolume(Upload* upload, uint64_t gib, const std::stri
                    {"Tags", TagsJson(upload->tags)}};
   if (!spec.snapshot_id.empty()) {
     upload->reply["ParentSnapshotId"] = spec.snapshot_id;
+  }
+  if (!volume.encryption.empty()) {
+    upload->reply["KmsKeyArn"] = DescribeEncryption(volume.encryption).kms_key_arn;
   }
   MutexLock upload_lock(&upload->mu);
   upload->volume = std::move(*handle);

@@ -55,8 +55,12 @@ class EbsDirect {
   EbsReply Start(const EbsRequest& request);
   std::optional<EbsReply> Repeated(const std::string& token, const std::string& fingerprint)
       EXCLUDES(mu_);
+  struct UploadEncryption {
+    std::optional<bool> encrypted;  // absent: encryption by default (or the parent's) decides
+    std::string kms_key_arn;
+  };
   Status OpenUploadVolume(Upload* upload, uint64_t gib, const std::string& parent,
-                          uint64_t timeout_min);
+                          uint64_t timeout_min, const UploadEncryption& encryption);
   EbsReply Put(const std::string& snapshot_id, uint64_t index, const EbsRequest& request);
   EbsReply Complete(const std::string& snapshot_id, const EbsRequest& request);
   EbsReply Finish(Upload* upload, const EbsRequest& request);

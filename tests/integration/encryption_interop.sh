@@ -143,6 +143,31 @@ ec2_refused UnsupportedOperation run-instances --image-id "$ami" --instance-type
   --count 1 --block-device-mappings "DeviceName=/dev/xvda,Ebs={Encrypted=true,KmsKeyId=$other}"
 pass "an image of an encrypted snapshot (mapping Encrypted=true) launches an encrypted root volume"
 
+# ---- EBS direct: an encrypted upload (StartSnapshot Encrypted, KmsKeyArn), read back in plaintext
+/usr/bin/python3 -c "import boto3" 2>/dev/null || { echo "SKIP: python3-boto3 not installed"; exit 77; }
+direct=$(/usr/bin/python3 - "$endpoint" "$arn" <<'EOF'
+import base64, hashlib, sys, boto3
+ebs = boto3.client("ebs", endpoint_url=sys.argv[1], region_name="us-east-1")
+B = 524288
+block = (b"PLAINTEXT-PATTERN-" * (B // 18 + 1))[:B]
+s = ebs.start_snapshot(VolumeSize=1, Encrypted=True, KmsKeyArn=sys.argv[2])
+assert s["KmsKeyArn"] == sys.argv[2], s
+ck = base64.b64encode(hashlib.sha256(block).digest()).decode()
+ebs.put_snapshot_block(SnapshotId=s["SnapshotId"], BlockIndex=3, BlockData=block, DataLength=B,
+                       Checksum=ck, ChecksumAlgorithm="SHA256")
+done = ebs.complete_snapshot(SnapshotId=s["SnapshotId"], ChangedBlocksCount=1)
+assert done["Status"] == "completed", done
+listed = ebs.list_snapshot_blocks(SnapshotId=s["SnapshotId"])
+token = [b["BlockToken"] for b in listed["Blocks"] if b["BlockIndex"] == 3][0]
+got = ebs.get_snapshot_block(SnapshotId=s["SnapshotId"], BlockIndex=3, BlockToken=token)
+assert got["BlockData"].read() == block, "the block read back differs"
+print(s["SnapshotId"])
+EOF
+) || fail "EBS direct encrypted upload: $direct"
+[[ $(ec2 describe-snapshots --snapshot-ids "$direct" --query 'Snapshots[0].[Encrypted,KmsKeyId]' \
+  --output text) == "True"$'\t'"$arn" ]] || fail "the uploaded snapshot is not encrypted"
+pass "EBS direct StartSnapshot Encrypted/KmsKeyArn: stored encrypted, GetSnapshotBlock plaintext"
+
 # ---- a disabled key: the next open fails; an open connection keeps working
 cat >"$work/hold.py" <<EOF
 import os, time
