@@ -39,6 +39,7 @@ EbsReply Failure(const Status& s) {
       return Error(404, "ResourceNotFoundException", s.message());
     case Status::Code::kInvalidArgument:
     case Status::Code::kOutOfRange:
+    case Status::Code::kNotSupported:  // e.g. Encrypted on a server without a KMS: says why
       return Invalid(s.message());
     case Status::Code::kBusy:
     case Status::Code::kAlreadyExists:
