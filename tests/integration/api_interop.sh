@@ -11,32 +11,14 @@
 set -euo pipefail
 build=$1
 source "$(dirname "$0")/common.sh"
-aws_cli=/usr/bin/aws  # Debian's AWS CLI v2 (a pip-installed v1 may shadow it on PATH)
 py=/usr/bin/python3   # with Debian's boto3 and botocore (python3-boto3)
-[[ -x $aws_cli ]] || { echo "SKIP: awscli not installed"; exit 77; }
 require_tools nbdinfo python3 curl
 cli pool create --capacity 8GiB >/dev/null
-keys=$(cli create-access-key)
-export AWS_ACCESS_KEY_ID=$(echo "$keys" | field AccessKeyId)
-export AWS_SECRET_ACCESS_KEY=$(echo "$keys" | field SecretAccessKey)
-export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
-unset AWS_SESSION_TOKEN AWS_PROFILE
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+aws_endpoint_setup
 [[ $AWS_ACCESS_KEY_ID == AKIA* && ${#AWS_SECRET_ACCESS_KEY} == 40 ]] || fail "create-access-key: $keys"
 cli list-access-keys | grep "$AWS_ACCESS_KEY_ID" >/dev/null || fail "list-access-keys"
 cli list-access-keys | grep SecretAccessKey >/dev/null && fail "list-access-keys shows a secret"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start --api-listen "127.0.0.1:$port" --no-volume-limits
-endpoint=http://127.0.0.1:$port
-ec2() { "$aws_cli" --endpoint-url "$endpoint" ec2 "$@"; }
-# Fails unless the AWS CLI call fails with EC2 error `code`.
-ec2_refused() {
-  local code=$1
-  shift
-  local out
-  if out=$(ec2 "$@" 2>&1); then fail "aws ec2 $* succeeded; expected $code"; fi
-  [[ "$out" == *"($code)"* ]] || fail "aws ec2 $* failed without ($code): $out"
-}
 
 # ---- volumes: create, wait, describe equal to the strata CLI's JSON, write over NBD
 vol=$(ec2 create-volume --size 1 --availability-zone us-east-1a --volume-type gp3 \

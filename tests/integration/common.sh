@@ -48,6 +48,34 @@ stop_server() {
   wait "$pid" || true
   pid=
 }
+# The AWS CLI (Debian's v2: a pip-installed v1 may shadow it on PATH) against this pool's
+# --api-listen: a new access key of the pool in the environment and nothing of the user's own AWS
+# set-up, a free loopback port in $port and its URL in $endpoint, and `ec2`/`kms` wrappers with
+# `ec2_refused`/`kms_refused CODE ARGS...` (the call fails with that EC2 or KMS error code).
+# REQUIRES: the pool exists. Exits 77 (skipped) without the AWS CLI.
+aws_endpoint_setup() {
+  aws_cli=/usr/bin/aws
+  [[ -x $aws_cli ]] || { echo "SKIP: awscli not installed"; exit 77; }
+  keys=$(cli create-access-key)
+  export AWS_ACCESS_KEY_ID=$(echo "$keys" | field AccessKeyId)
+  export AWS_SECRET_ACCESS_KEY=$(echo "$keys" | field SecretAccessKey)
+  export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
+  unset AWS_SESSION_TOKEN AWS_PROFILE
+  export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  endpoint=http://127.0.0.1:$port
+}
+ec2() { "$aws_cli" --endpoint-url "$endpoint" ec2 "$@"; }
+kms() { "$aws_cli" --endpoint-url "$endpoint" kms "$@"; }
+aws_refused() {  # SERVICE CODE ARGS...
+  local service=$1 code=$2 out
+  shift 2
+  if out=$("$service" "$@" 2>&1); then fail "aws $service $* succeeded; expected $code"; fi
+  [[ "$out" == *"($code)"* ]] || fail "aws $service $* failed without ($code): $out"
+}
+ec2_refused() { aws_refused ec2 "$@"; }
+kms_refused() { aws_refused kms "$@"; }
+
 # (Checks pipe into grep without -q: grep then reads all its input, so under pipefail the writer
 # never dies of SIGPIPE after an early match.)
 

@@ -14,27 +14,10 @@
 set -euo pipefail
 build=$1
 source "$(dirname "$0")/common.sh"
-aws_cli=/usr/bin/aws
-[[ -x $aws_cli ]] || { echo "SKIP: awscli not installed"; exit 77; }
 require_tools python3 qemu-img nbdcopy nbdinfo
 /usr/bin/python3 -c "import nbd" 2>/dev/null || { echo "SKIP: python3-libnbd not installed"; exit 77; }
 cli pool create --capacity 2GiB >/dev/null
-keys=$(cli create-access-key)
-export AWS_ACCESS_KEY_ID=$(echo "$keys" | field AccessKeyId)
-export AWS_SECRET_ACCESS_KEY=$(echo "$keys" | field SecretAccessKey)
-export AWS_DEFAULT_REGION=us-east-1 AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
-unset AWS_SESSION_TOKEN AWS_PROFILE
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-endpoint=http://127.0.0.1:$port
-kms() { "$aws_cli" --endpoint-url "$endpoint" kms "$@"; }
-ec2() { "$aws_cli" --endpoint-url "$endpoint" ec2 "$@"; }
-ec2_refused() {  # CODE ARGS...: the call fails with EC2 error CODE
-  local code=$1 out
-  shift
-  if out=$(ec2 "$@" 2>&1); then fail "aws ec2 $* succeeded; expected $code"; fi
-  [[ "$out" == *"($code)"* ]] || fail "aws ec2 $* failed without ($code): $out"
-}
+aws_endpoint_setup
 # Whether any file of the pool holds a piece of the pattern written below.
 pool_leaks() { grep -rlaF "PLAINTEXT-PATT" "$pool" >/dev/null 2>&1; }
 
