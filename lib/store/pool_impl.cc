@@ -526,6 +526,7 @@ Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<Volume
         }
       }
       auto taken = [&](const std::string& id) {
+        mu_.AssertHeld();  // (the lambda runs here, under the lock; the analysis cannot see it)
         return volumes_.count(id) != 0 ||
                std::any_of(infos.begin(), infos.begin() + i,
                            [&](const VolumeInfo& o) { return o.volume_id == id; });
