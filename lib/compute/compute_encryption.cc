@@ -244,19 +244,15 @@ Result<VolumeInfo> ComputeImpl::CreateVolume(const VolumeSpec& spec, std::option
         "InvalidParameterDependency: The parameter KmsKeyId requires the parameter Encrypted to "
         "be set.");
   }
-  if (encrypted == false && spec.encryption.empty() && !spec.snapshot_id.empty()) {
-    STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(spec.snapshot_id));
-    if (!snap.encryption.empty()) {
-      return Status::InvalidArgument(
-          "InvalidParameterCombination: a volume from encrypted "
-          "snapshot " +
-          snap.snapshot_id + " is encrypted");
-    }
-  }
   const bool want = encrypted.value_or(EncryptionByDefault());
   if (!spec.snapshot_id.empty()) {
     STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(spec.snapshot_id));
     const EncryptionInfo have = DescribeEncryption(snap.encryption);
+    if (encrypted == false && have.encrypted) {
+      return Status::InvalidArgument(
+          "InvalidParameterCombination: a volume from encrypted snapshot " + snap.snapshot_id +
+          " is encrypted");
+    }
     if (!want && !have.encrypted) {
       return pool_->CreateVolume(spec);
     }

@@ -698,10 +698,9 @@ void VolumeImpl::IssueWrite(Piece* p) {
   const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
   const bool in_place = !p->allocated;
   BlockCipher* cipher = p->request->cipher;
-  const bool zeroing = p->request->request->kind != IoRequest::Kind::kWrite;
   if ((in_place || full || p->partial_new || (p->clean && !p->has_source)) && PieceIsAligned(*p)) {
     void* buf = p->data;
-    if (cipher != nullptr && !zeroing) {  // zeros stay zeros on the media: holes
+    if (cipher != nullptr && !Zeroing(p)) {  // zeros stay zeros on the media: holes
       p->bounce_bytes = p->length;
       p->bounce = loop->TakeBuffer(p->bounce_bytes);
       Status s = cipher->Encrypt(UnitAt(p, p->offset_in_chunk), p->data,
@@ -934,6 +933,10 @@ void VolumeImpl::ReleaseBounce(Piece* p) {
   }
 }
 
+bool VolumeImpl::Zeroing(const Piece* p) {
+  return p->request->request->kind != IoRequest::Kind::kWrite;  // write-zeroes or trim
+}
+
 uint64_t VolumeImpl::UnitAt(const Piece* p, uint32_t offset_in_chunk) const {
   static_assert(kIoAlign == BlockCipher::kUnitBytes, "every data-file I/O is whole cipher units");
   return (p->chunk * chunk_size_ + offset_in_chunk) / BlockCipher::kUnitBytes;
@@ -947,7 +950,7 @@ void VolumeImpl::DataCover(const Piece* p, uint32_t* at, uint32_t* length) {
 Status VolumeImpl::Seal(Piece* p, std::byte* buf, uint32_t at, uint32_t length) {
   STRATA_CHECK(IsAligned(at) && IsAligned(length));
   BlockCipher* cipher = p->request->cipher;
-  const bool zeroing = p->request->request->kind != IoRequest::Kind::kWrite;
+  const bool zeroing = Zeroing(p);
   const uint32_t end = at + length;
   uint32_t run = at;  // start of the units still to encrypt
   for (uint32_t u = at; u < end; u += kIoAlign) {

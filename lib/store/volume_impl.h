@@ -245,6 +245,9 @@ class VolumeImpl final : public Volume {
   static void OnIo(IoOp* op);
   void Continue(Piece* piece);
   void ReleaseBounce(Piece* piece);
+  // A write-zeroes or trim piece: its bytes come from ZeroSource, and whole units of it are left
+  // zeros on the media (holes) rather than encrypted.
+  static bool Zeroing(const Piece* piece);
   // An encrypted volume's data: the logical unit at `offset_in_chunk` of the piece's chunk.
   uint64_t UnitAt(const Piece* piece, uint32_t offset_in_chunk) const;
   // Encrypts [at, at + length) of the piece's chunk in place in `buf` (which holds that range),

@@ -168,6 +168,10 @@ TEST(XtsCipherTest, LogicalTweaksRoundTripsHolesAndKeyRules) {
   EXPECT_TRUE(test::AllZero(out)) << "a hole reads as zeros";
   kms::Secret same(std::string(32, 'k') + std::string(32, 'k'));
   EXPECT_FALSE(kms::XtsCipher::Create(same).ok()) << "IEEE 1619: halves must differ";
+  // (The unit is no longer a parameter to refuse: it is the seam's, fixed at compile time.)
+  static_assert(kms::XtsCipher::unit_bytes() == BlockCipher::kUnitBytes &&
+                BlockCipher::kUnitBytes == 4096);
+  EXPECT_FALSE(kms::XtsCipher::Create(kms::Secret(std::string(65, 'k'))).ok());
   EXPECT_FALSE(kms::XtsCipher::Create(kms::Secret(std::string(32, 'k'))).ok());
 }
 
