@@ -35,6 +35,7 @@ struct Config {
   std::string metrics_listen, api_listen;
   std::string kms_root_key_file;
   strata::ExternalKmsRoot kms_external;  // --kms-root-key-from-kms
+  strata::KmsPeer kms_peer;              // --kms-peer-url
   std::string tls_mode;
   strata::nbd::TlsOptions tls;
   bool allow_insecure_tcp = false;
@@ -69,6 +70,14 @@ void AddOptions(CLI::App& app, Config* c) {
       ->excludes("--kms-root-key");
   app.add_option("--kms-endpoint-url", c->kms_external.endpoint_url,
                  "the external KMS: http(s)://HOST[:PORT] (with --kms-root-key-from-kms)");
+  app.add_option("--kms-peer-url", c->kms_peer.endpoint_url,
+                 "another KMS (AWS KMS, or a second strata-nbd's --api-listen) whose keys may "
+                 "decrypt the data keys of encrypted remote snapshots restored here: "
+                 "http(s)://HOST[:PORT]");
+  app.add_option("--kms-peer-profile", c->kms_peer.profile,
+                 "the credentials for --kms-peer-url: this profile of the shared credentials "
+                 "file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials); default: "
+                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY");
   app.add_option("--kms-timeout-ms", c->kms_external.call_timeout_ms,
                  "each call to the external KMS, at most (30000)")
       ->check(CLI::Range(1, 300000));
@@ -303,6 +312,8 @@ int Fail(const strata::Status& s) {
 // credential). A root key asked for and not usable stops the server: it never runs without.
 strata::Result<std::unique_ptr<strata::Compute>> OpenCompute(const Config& c, strata::Pool* pool) {
   strata::ComputeOptions options;
+  options.kms_peer = c.kms_peer;
+  options.kms_peer.call_timeout_ms = c.kms_external.call_timeout_ms;
   if (!c.kms_external.key_id.empty()) {
     if (c.kms_external.endpoint_url.empty()) {
       return strata::Status::InvalidArgument("--kms-root-key-from-kms needs --kms-endpoint-url");

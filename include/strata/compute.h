@@ -20,6 +20,7 @@
 #include "strata/exports.h"
 #include "strata/kms.h"
 #include "strata/pool.h"
+#include "strata/remote.h"
 #include "strata/status.h"
 #include "strata/volume.h"
 
@@ -251,6 +252,9 @@ struct ComputeOptions {
   // The KMS root key (LoadKmsRootKey, include/strata/kms.h): with it the pool's KMS is opened
   // and served (Compute::kms); "" = no KMS in this process (its calls are refused, saying why).
   std::string kms_root_key;
+  // Another KMS (KmsPeer): a remote snapshot encrypted under one of its keys restores here, its
+  // data key re-wrapped under this pool's default EBS key.
+  KmsPeer kms_peer;
 };
 
 class STRATA_EXPORT Compute {
@@ -336,6 +340,18 @@ class STRATA_EXPORT Compute {
   // handles already open keep working). The plaintext key lives only in the handle.
   virtual Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id) = 0;
   virtual Result<std::shared_ptr<Volume>> OpenSnapshot(const std::string& snapshot_id) = 0;
+  // What copying an encrypted snapshot to a remote takes (RemoteEncryption, strata/remote.h):
+  // the key its block names are made with, derived from its lineage's data key, which the KMS
+  // unwraps now. Empty for a plaintext snapshot. Errors: as OpenSnapshot.
+  virtual Result<RemoteEncryption> RemoteEncryptionToPush(const std::string& snapshot_id) = 0;
+  // What restoring a remote snapshot with `envelope` (RemoteSnapshotInfo::encryption) takes:
+  // that key, and the envelope its volume gets here: the same one when this pool's KMS holds the
+  // KMS key, else the data key decrypted by the peer KMS (ComputeOptions::kms_peer) and wrapped
+  // again under this pool's default EBS key. Errors: NotSupported (neither KMS holds the key:
+  // the message names it), Busy (the key is disabled), the peer's.
+  virtual Result<RemoteEncryption> RemoteEncryptionToRestore(const std::string& snapshot_id,
+                                                             const std::string& envelope) = 0;
+
   // EC2's account settings: encryption by default and the default KMS key (an ARN; the AWS
   // managed alias/aws/ebs key, made on first use, unless one was set). Durable.
   virtual bool EncryptionByDefault() = 0;

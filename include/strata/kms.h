@@ -101,6 +101,24 @@ struct ExternalKmsRoot {
 // ..."), IOError (unreachable, bounded in time).
 STRATA_EXPORT Result<std::string> KmsRootKeyFromExternal(Pool* pool, const ExternalKmsRoot& ext);
 
+// Another KMS whose keys this process may use to decrypt (AWS KMS, or a second Strata's
+// --api-listen), as an AWS account uses a key that another account shares with it: a remote
+// snapshot whose data key is wrapped under one of its keys restores here. Credentials as
+// ExternalKmsRoot's, or `profile` of the shared credentials file (the AWS CLI's --profile).
+struct KmsPeer {
+  std::string endpoint_url;  // http(s)://HOST[:PORT]; "" = none
+  std::string profile;       // "" = as ExternalKmsRoot
+  std::string region = "us-east-1";
+  uint32_t call_timeout_ms = 30000;  // each call, bounded (1..300000)
+};
+// Decrypt on the peer: `blob` under `key_ref` (a key ARN) with `context`; the plaintext (the
+// caller wipes it). Errors: NotFound (no credentials), the peer's own
+// ("NotFoundException: ...", "DisabledException: ..."), IOError (unreachable, bounded in time),
+// Corruption (a reply without a Plaintext).
+STRATA_EXPORT Result<std::string> DecryptWithPeer(const KmsPeer& peer, const std::string& blob,
+                                                  const KmsContext& context,
+                                                  const std::string& key_ref);
+
 class STRATA_EXPORT Kms {
  public:
   // Opens the pool's KMS with `root_key` (32 bytes; see LoadKmsRootKey). The first open records

@@ -47,6 +47,7 @@ struct RemoteSnapshotInfo {
   uint64_t data_blocks = 0;                 // blocks holding data (zero blocks are not stored)
   std::string parent_snapshot_id;           // the snapshot its manifest was built on ("" = none)
   std::map<std::string, std::string> tags;  // as pushed (EC2 tags of the local snapshot)
+  std::string encryption;  // the envelope of an encrypted snapshot (VolumeInfo::encryption)
 };
 
 struct PushStats {
@@ -76,6 +77,19 @@ struct GcStats {
 
 using RemoteProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
 
+// What an encrypted snapshot's remote copy takes from the layer that holds its KMS key
+// (docs/remote-format.md "Encrypted snapshots"). Its blocks go as the pool stores them
+// (ciphertext), named by HMAC-SHA256 under `block_id_key`, and its manifest carries its envelope.
+// A plaintext snapshot takes an empty one.
+struct RemoteEncryption {
+  // 32 bytes, derived by the caller from the lineage's data key; "" for a plaintext snapshot.
+  // Without it an encrypted snapshot is refused (NotSupported, saying what is needed).
+  std::string block_id_key;
+  // Restore and pull: the new volume's envelope, when the caller re-wrapped the lineage's data
+  // key for this pool's KMS; "" keeps the manifest's.
+  std::string envelope;
+};
+
 class STRATA_EXPORT Remote {
  public:
   // Resolves credentials (environment, then the shared credentials file) and checks that the
@@ -91,14 +105,18 @@ class STRATA_EXPORT Remote {
   // `tags` (at most 50, EC2's limit) go into the manifest and come back in its listing.
   virtual Result<PushStats> PushSnapshot(Pool* pool, const std::string& snapshot_id,
                                          const std::map<std::string, std::string>& tags,
+                                         const RemoteEncryption& encryption,
                                          const RemoteProgress& progress) = 0;
   virtual Result<std::vector<RemoteSnapshotInfo>> ListSnapshots() = 0;
   virtual Result<RemoteSnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) = 0;
   // A new volume in `pool` with the snapshot's content (every block fetched and checked before
   // it returns; the volume stays hidden until then, and a crash leaves nothing visible). `spec`
-  // gives the volume's name, type and size (0: the snapshot's).
+  // gives the volume's name, type and size (0: the snapshot's). An encrypted snapshot restores
+  // its ciphertext into a volume with its envelope (or `encryption.envelope`), every block's
+  // name checked under the key.
   virtual Result<RestoreStats> RestoreVolume(Pool* pool, const std::string& snapshot_id,
                                              const VolumeSpec& spec,
+                                             const RemoteEncryption& encryption,
                                              const RemoteProgress& progress) = 0;
   // Deletes the snapshot, then collects garbage (below).
   virtual Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) = 0;
@@ -110,6 +128,7 @@ class STRATA_EXPORT Remote {
   // importing volume, then sealed; SourceSnapshotId is the remote id too). One pulled before
   // (local id or source id equal) is returned as it is.
   virtual Result<SnapshotInfo> PullSnapshot(Pool* pool, const std::string& snapshot_id,
+                                            const RemoteEncryption& encryption,
                                             const RemoteProgress& progress) = 0;
 
   // Small JSON documents kept beside the snapshots under records/KIND/ID (the EC2 layer keeps its

@@ -194,25 +194,103 @@ Result<std::string> ComputeImpl::NewEnvelope(const std::string& volume_id, const
   return EncodeEnvelope(e);
 }
 
-Result<std::shared_ptr<BlockCipher>> ComputeImpl::CipherFor(const std::string& id,
-                                                            const std::string& envelope) {
+Result<kms::Secret> ComputeImpl::UnwrapDataKey(const std::string& id, const std::string& envelope,
+                                               bool* here) {
   STRATA_ASSIGN_OR_RETURN(Envelope e, DecodeEnvelope(id, envelope));
-  if (kms_ == nullptr) {
-    return Status::NotSupported(id + " is encrypted under KMS key " + e.kms_key_arn +
-                                ", and this process has no KMS to unwrap its data key (start it "
-                                "with the pool's --kms-root-key)");
+  *here = kms_ != nullptr && kms_->DescribeKey(e.kms_key_arn).ok();
+  const KmsContext context = {{kContextKey, e.context_id}};
+  Result<std::string> plain = Status::NotFound("");
+  if (*here) {
+    auto local = kms_->Decrypt(e.wrapped, context, e.kms_key_arn);
+    plain = local.ok() ? Result<std::string>(std::move(local->plaintext)) : local.status();
+  } else if (!options_.kms_peer.endpoint_url.empty()) {
+    plain = DecryptWithPeer(options_.kms_peer, e.wrapped, context, e.kms_key_arn);
+  } else {
+    return Status::NotSupported(
+        id + " is encrypted under KMS key " + e.kms_key_arn + ", which " +
+        (kms_ == nullptr ? std::string("this process has no KMS to use (start it with the pool's "
+                                       "--kms-root-key)")
+                         : std::string("this pool's KMS does not hold")) +
+        "; it needs that key, here or in a peer KMS (strata-nbd --kms-peer-url)");
   }
-  auto plain = kms_->Decrypt(e.wrapped, {{kContextKey, e.context_id}}, e.kms_key_arn);
   if (!plain.ok()) {
     return Status::Busy(
         "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an "
         "incorrect state: " +
         id + " cannot be opened (" + plain.status().message() + ")");
   }
-  kms::Secret key(std::move(plain->plaintext));
-  plain->plaintext.clear();
+  kms::Secret key(std::move(*plain));
+  if (key.size() != kms::XtsCipher::kKeyBytes) {
+    return Status::Corruption("the data key of " + id + " is not " +
+                              std::to_string(kms::XtsCipher::kKeyBytes) + " bytes");
+  }
+  return key;
+}
+
+Result<std::shared_ptr<BlockCipher>> ComputeImpl::CipherFor(const std::string& id,
+                                                            const std::string& envelope) {
+  bool here = false;
+  STRATA_ASSIGN_OR_RETURN(kms::Secret key, UnwrapDataKey(id, envelope, &here));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<kms::XtsCipher> cipher, kms::XtsCipher::Create(key));
   return std::shared_ptr<BlockCipher>(std::move(cipher));
+}
+
+// ---------------------------------------------------------------- remotes
+
+namespace {
+
+// The key an encrypted lineage's block names in a remote are made with (HMAC-SHA256): derived
+// from the data key by HKDF, so the names say nothing without it, and bound to the data key's
+// id and the format's purpose so that it serves no other use.
+Result<std::string> BlockIdKey(const kms::Secret& data_key, const std::string& data_key_id) {
+  STRATA_ASSIGN_OR_RETURN(kms::Secret k,
+                          kms::Hkdf(data_key, "strata-remote-block-ids-v1", data_key_id, 32));
+  return k.bytes();
+}
+
+}  // namespace
+
+Result<RemoteEncryption> ComputeImpl::RemoteEncryptionToPush(const std::string& snapshot_id) {
+  STRATA_ASSIGN_OR_RETURN(SnapshotInfo info, pool_->DescribeSnapshot(snapshot_id));
+  RemoteEncryption out;
+  if (info.encryption.empty()) {
+    return out;
+  }
+  bool here = false;
+  STRATA_ASSIGN_OR_RETURN(kms::Secret key, UnwrapDataKey(snapshot_id, info.encryption, &here));
+  STRATA_ASSIGN_OR_RETURN(Envelope e, DecodeEnvelope(snapshot_id, info.encryption));
+  STRATA_ASSIGN_OR_RETURN(out.block_id_key, BlockIdKey(key, e.data_key_id));
+  return out;
+}
+
+Result<RemoteEncryption> ComputeImpl::RemoteEncryptionToRestore(const std::string& snapshot_id,
+                                                                const std::string& envelope) {
+  RemoteEncryption out;
+  if (envelope.empty()) {
+    return out;
+  }
+  bool here = false;
+  STRATA_ASSIGN_OR_RETURN(kms::Secret key, UnwrapDataKey(snapshot_id, envelope, &here));
+  STRATA_ASSIGN_OR_RETURN(Envelope e, DecodeEnvelope(snapshot_id, envelope));
+  STRATA_ASSIGN_OR_RETURN(out.block_id_key, BlockIdKey(key, e.data_key_id));
+  if (here) {
+    return out;  // the manifest's envelope serves as it is
+  }
+  if (kms_ == nullptr) {
+    return Status::NotSupported("restoring encrypted " + snapshot_id +
+                                " needs this pool's KMS (--kms-root-key) to keep its data key");
+  }
+  // The same data key (the ciphertext lands unchanged), wrapped for this pool's KMS.
+  STRATA_ASSIGN_OR_RETURN(std::string default_ref, DefaultKmsKey());
+  STRATA_ASSIGN_OR_RETURN(KmsKeyInfo local, UsableKmsKey(default_ref));
+  auto wrapped = kms_->Encrypt(local.arn, key.bytes(), {{kContextKey, e.context_id}});
+  if (!wrapped.ok()) {
+    return KeyError(wrapped.status(), local.arn);
+  }
+  e.kms_key_arn = local.arn;
+  e.wrapped = std::move(wrapped->blob);
+  out.envelope = EncodeEnvelope(e);
+  return out;
 }
 
 // ---------------------------------------------------------------- volumes

@@ -18,6 +18,7 @@
 
 #include "compute/compute_records.h"
 #include "compute/scratch_volume.h"
+#include "kms/kms_crypto.h"
 #include "util/clock.h"
 #include "util/ids.h"
 #include "util/mutex.h"
@@ -166,6 +167,12 @@ class ComputeImpl final : public Compute {
   Result<std::string> NewEnvelope(const std::string& volume_id, const KmsKeyInfo& key);
   // The cipher of an envelope: its data key, unwrapped by the KMS. `id` names the volume or
   // snapshot in errors. Never takes mu_ (exports open under it).
+  // The lineage's data key of `envelope`, unwrapped by this pool's KMS, or by the peer KMS when
+  // this one does not hold the KMS key. `*here` says which.
+  Result<kms::Secret> UnwrapDataKey(const std::string& id, const std::string& envelope, bool* here);
+  Result<RemoteEncryption> RemoteEncryptionToPush(const std::string& snapshot_id) override;
+  Result<RemoteEncryption> RemoteEncryptionToRestore(const std::string& snapshot_id,
+                                                     const std::string& envelope) override;
   Result<std::shared_ptr<BlockCipher>> CipherFor(const std::string& id,
                                                  const std::string& envelope);
   // A new encrypted volume filled from `snapshot_id` through both keys: a clone under another

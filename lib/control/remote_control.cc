@@ -23,21 +23,44 @@ Result<std::unique_ptr<Remote>> OpenNamed(Compute* compute, const std::string& n
 }
 
 json RemoteSnapshotJson(const RemoteSnapshotInfo& i, const std::string& remote) {
-  return json{{"SnapshotId", i.snapshot_id},
-              {"VolumeId", i.volume_id},
-              {"VolumeSize", control::GiBCeil(i.volume_size_bytes)},
-              {"VolumeSizeBytes", i.volume_size_bytes},
-              {"StartTime", IsoTime(i.start_time_ms)},
-              {"State", i.state},
-              {"Progress", i.state == "completed" ? "100%" : "0%"},
-              {"Description", i.description},
-              {"OwnerId", "remote:" + remote},
-              {"Encrypted", false},
-              {"StorageTier", "standard"},
-              {"DataBlocks", i.data_blocks},
-              {"BlockSize", i.block_size_bytes},
-              {"ParentSnapshotId", i.parent_snapshot_id},
-              {"Tags", control::TagsJson(i.tags)}};
+  json out{{"SnapshotId", i.snapshot_id},
+           {"VolumeId", i.volume_id},
+           {"VolumeSize", control::GiBCeil(i.volume_size_bytes)},
+           {"VolumeSizeBytes", i.volume_size_bytes},
+           {"StartTime", IsoTime(i.start_time_ms)},
+           {"State", i.state},
+           {"Progress", i.state == "completed" ? "100%" : "0%"},
+           {"Description", i.description},
+           {"OwnerId", "remote:" + remote},
+           {"StorageTier", "standard"},
+           {"DataBlocks", i.data_blocks},
+           {"BlockSize", i.block_size_bytes},
+           {"ParentSnapshotId", i.parent_snapshot_id},
+           {"Tags", control::TagsJson(i.tags)}};
+  const EncryptionInfo enc = DescribeEncryption(i.encryption);
+  out["Encrypted"] = enc.encrypted;
+  if (enc.encrypted) {
+    out["KmsKeyId"] = enc.kms_key_arn;
+    out["DataEncryptionKeyId"] = enc.data_key_id;
+  }
+  return out;
+}
+
+// An encrypted remote snapshot arrives whole, as a local snapshot of the same id (a lazy restore
+// names blocks by plaintext hashes only), its data key wrapped for this pool's KMS; a plaintext
+// one: nullopt, for the caller's own way.
+Result<std::optional<SnapshotInfo>> PullIfEncrypted(Compute* compute, Remote* remote,
+                                                    const std::string& id,
+                                                    const RemoteProgress& progress) {
+  STRATA_ASSIGN_OR_RETURN(RemoteSnapshotInfo info, remote->DescribeSnapshot(id));
+  if (info.encryption.empty()) {
+    return std::optional<SnapshotInfo>();
+  }
+  STRATA_ASSIGN_OR_RETURN(RemoteEncryption enc,
+                          compute->RemoteEncryptionToRestore(id, info.encryption));
+  STRATA_ASSIGN_OR_RETURN(SnapshotInfo pulled,
+                          remote->PullSnapshot(compute->pool(), id, enc, progress));
+  return std::optional<SnapshotInfo>(std::move(pulled));
 }
 
 Result<json> AddRemoteCommand(Compute* compute, const json& args) {
@@ -77,8 +100,9 @@ Result<json> CopySnapshotWith(Compute* compute, const json& args, const RemotePr
   STRATA_ASSIGN_OR_RETURN(std::string name, control::StringArg(args, "destination-remote"));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, OpenNamed(compute, name));
   const auto start = std::chrono::steady_clock::now();
-  STRATA_ASSIGN_OR_RETURN(PushStats s,
-                          remote->PushSnapshot(compute->pool(), id, compute->TagsOf(id), progress));
+  STRATA_ASSIGN_OR_RETURN(RemoteEncryption enc, compute->RemoteEncryptionToPush(id));
+  STRATA_ASSIGN_OR_RETURN(
+      PushStats s, remote->PushSnapshot(compute->pool(), id, compute->TagsOf(id), enc, progress));
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return json{{"SnapshotId", s.snapshot.snapshot_id},
@@ -218,7 +242,12 @@ Result<json> CreateVolumeLazily(Compute* compute, Hydrations* h, const json& arg
                           FindRemote(PoolDir(compute), control::OptionalStringArg(args, "remote")));
   STRATA_ASSIGN_OR_RETURN(double rate, RateArg(args));
   const bool fresh = !compute->pool()->DescribeSnapshot(id).ok();
-  STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, h->Begin(spec, id, rate));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Remote> remote, Remote::Open(spec));
+  STRATA_ASSIGN_OR_RETURN(std::optional<SnapshotInfo> whole,
+                          fresh ? PullIfEncrypted(compute, remote.get(), id, progress)
+                                : Result<std::optional<SnapshotInfo>>(std::nullopt));
+  STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap,
+                          whole ? Result<SnapshotInfo>(*whole) : h->Begin(spec, id, rate));
   json local = args;
   local.erase("remote");
   local.erase("initialization-rate");
@@ -262,8 +291,11 @@ Result<json> CreateVolumeFromRemoteWith(Compute* compute, const json& args,
   if (std::string type = control::OptionalStringArg(args, "volume-type"); !type.empty()) {
     spec.volume_type = type;
   }
+  STRATA_ASSIGN_OR_RETURN(RemoteSnapshotInfo info, remote->DescribeSnapshot(id));
+  STRATA_ASSIGN_OR_RETURN(RemoteEncryption enc,
+                          compute->RemoteEncryptionToRestore(id, info.encryption));
   STRATA_ASSIGN_OR_RETURN(RestoreStats r,
-                          remote->RestoreVolume(compute->pool(), id, spec, progress));
+                          remote->RestoreVolume(compute->pool(), id, spec, enc, progress));
   json out = VolumeJson(compute, r.volume);
   out["SnapshotId"] = id;
   out["BlocksRestored"] = r.blocks;
@@ -280,9 +312,10 @@ Result<json> CopyImage(Compute* compute, const json& args) {
   json snapshots = json::array();
   for (const BlockDeviceMapping& m : image.mappings) {
     if (!m.snapshot_id.empty()) {
+      STRATA_ASSIGN_OR_RETURN(RemoteEncryption enc, compute->RemoteEncryptionToPush(m.snapshot_id));
       STRATA_ASSIGN_OR_RETURN(PushStats pushed,
                               remote->PushSnapshot(compute->pool(), m.snapshot_id,
-                                                   compute->TagsOf(m.snapshot_id), nullptr));
+                                                   compute->TagsOf(m.snapshot_id), enc, nullptr));
       snapshots.push_back({{"SnapshotId", m.snapshot_id},
                            {"BytesUploaded", pushed.bytes_uploaded},
                            {"AlreadyInRemote", pushed.already_there}});
@@ -331,9 +364,13 @@ Result<BlockDeviceMapping> PullMapping(Compute* compute, Remote* remote,
     if (const std::string snap = ebs.value("SnapshotId", ""); !snap.empty()) {
       Hydrations* h = Hydrations::Of(compute->pool());
       // Lazily where a restore service runs: every instance clones the one arriving snapshot.
+      // An encrypted one arrives whole.
+      STRATA_ASSIGN_OR_RETURN(std::optional<SnapshotInfo> whole,
+                              PullIfEncrypted(compute, remote, snap, nullptr));
       STRATA_ASSIGN_OR_RETURN(SnapshotInfo pulled,
-                              h ? h->Begin(remote_spec, snap, rate_mibps)
-                                : remote->PullSnapshot(compute->pool(), snap, nullptr));
+                              whole ? Result<SnapshotInfo>(*whole)
+                              : h   ? h->Begin(remote_spec, snap, rate_mibps)
+                                    : remote->PullSnapshot(compute->pool(), snap, {}, nullptr));
       out.snapshot_id = pulled.snapshot_id;
       snapshot_bytes = pulled.volume_size_bytes;
     }

@@ -41,13 +41,36 @@ Result<std::string> RootFrom(const json& reply) {
   return root;
 }
 
+Status CheckTimeout(uint32_t ms) {
+  if (ms == 0 || ms > 300000) {
+    return Status::InvalidArgument("an external KMS call's timeout is 1..300000 ms");
+  }
+  return Status::OK();
+}
+
 }  // namespace
+
+Result<std::string> DecryptWithPeer(const KmsPeer& peer, const std::string& blob,
+                                    const KmsContext& context, const std::string& key_ref) {
+  STRATA_ASSIGN_OR_RETURN(
+      sigv4::AwsCredentials credentials,
+      peer.profile.empty() ? EnvironmentCredentials() : sigv4::ResolveCredentials(peer.profile));
+  STRATA_RETURN_IF_ERROR(CheckTimeout(peer.call_timeout_ms));
+  const kms::KmsEndpoint endpoint{peer.endpoint_url, peer.region, credentials,
+                                  peer.call_timeout_ms};
+  json request = {{"CiphertextBlob", kms::Base64Encode(blob)},
+                  {"EncryptionContext", json(context)},
+                  {"KeyId", key_ref}};  // the peer refuses a blob of another key
+  STRATA_ASSIGN_OR_RETURN(json reply, kms::CallKms(endpoint, "Decrypt", request));
+  if (!reply.contains("Plaintext") || !reply["Plaintext"].is_string()) {
+    return Status::Corruption("the peer KMS answered without a Plaintext");
+  }
+  return kms::Base64Decode(reply["Plaintext"].get<std::string>());
+}
 
 Result<std::string> KmsRootKeyFromExternal(Pool* pool, const ExternalKmsRoot& ext) {
   STRATA_ASSIGN_OR_RETURN(sigv4::AwsCredentials credentials, EnvironmentCredentials());
-  if (ext.call_timeout_ms == 0 || ext.call_timeout_ms > 300000) {
-    return Status::InvalidArgument("an external KMS call's timeout is 1..300000 ms");
-  }
+  STRATA_RETURN_IF_ERROR(CheckTimeout(ext.call_timeout_ms));
   const kms::KmsEndpoint endpoint{ext.endpoint_url, ext.region, credentials, ext.call_timeout_ms};
   STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(kms::kTable));
   STRATA_ASSIGN_OR_RETURN(auto records, pool->ReadRecords(kms::kTable));

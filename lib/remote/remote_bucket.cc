@@ -84,6 +84,17 @@ Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
       j["depth"].get<uint64_t>() != DepthFor((size + block - 1) / block)) {
     return Status::Corruption("remote object " + what + ": manifest sizes or depth are impossible");
   }
+  // An encrypted snapshot: its envelope (bounded as the engine bounds it) and keyed block ids,
+  // both or neither: a manifest that says plaintext ids over ciphertext is refused.
+  const json enc = j.value("encryption", json(""));
+  const json ids = j.value("block_ids", json("sha256"));
+  if (!enc.is_string() || enc.get_ref<const std::string&>().size() > kMaxEncryptionBytes ||
+      !ids.is_string() ||
+      ids.get<std::string>() !=
+          (enc.get_ref<const std::string&>().empty() ? "sha256" : kKeyedBlockIds)) {
+    return Status::Corruption("remote object " + what +
+                              ": manifest encryption fields are inconsistent");
+  }
   return j;
 }
 
@@ -98,6 +109,7 @@ RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
   i.block_size_bytes = static_cast<uint32_t>(UintField(m, "block_size"));
   i.data_blocks = UintField(m, "data_blocks");
   i.parent_snapshot_id = StringField(m, "parent_snapshot_id");
+  i.encryption = StringField(m, "encryption");
   auto tags = m.find("tags");
   if (tags != m.end() && tags->is_object()) {
     for (auto it = tags->begin(); it != tags->end() && i.tags.size() < kMaxTags; ++it) {
@@ -111,8 +123,8 @@ RemoteSnapshotInfo InfoOf(const json& m, const std::string& state) {
 
 // A block as stored in its pack, checked (length, zstd, XXH3, SHA-256) into `raw`. Nothing
 // that fails a check is ever returned as data.
-Status DecodeBlock(const std::string& stored, const BlockRef& ref, const std::string& what,
-                   std::vector<std::byte>* raw) {
+Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNamer& namer,
+                   const std::string& what, std::vector<std::byte>* raw) {
   STRATA_RETURN_IF_ERROR(CheckRef(ref, what));  // (decoders check; this is the last line)
   raw->resize(ref.raw);
   if (stored.size() != ref.stored) {
@@ -129,10 +141,30 @@ Status DecodeBlock(const std::string& stored, const BlockRef& ref, const std::st
     return Status::Corruption(what + ": stored and raw lengths disagree (damaged index)");
   }
   if (XXH3_64bits(raw->data(), raw->size()) != ref.xxh3 ||
-      Sha256(raw->data(), raw->size()) != ref.sha256) {
+      namer.Of(raw->data(), raw->size()) != ref.sha256) {
     return Status::Corruption(what + ": checksum mismatch (damaged pack)");
   }
   return Status::OK();
+}
+
+Result<std::unique_ptr<BlockNamer>> NamerFor(const std::string& what, const std::string& encryption,
+                                             const std::string& block_id_key) {
+  if (encryption.empty()) {
+    if (!block_id_key.empty()) {
+      return Status::InvalidArgument(what + " is not encrypted: it takes no block-id key");
+    }
+    return std::make_unique<BlockNamer>();
+  }
+  if (block_id_key.empty()) {
+    return Status::NotSupported(what +
+                                " is encrypted: its remote copy is ciphertext named under a key "
+                                "derived from its data key, so it needs the KMS key that wraps "
+                                "that data key (through the EC2 layer)");
+  }
+  if (block_id_key.size() != BlockNamer::kKeyBytes) {
+    return Status::InvalidArgument("a block-id key is 32 bytes");
+  }
+  return std::make_unique<BlockNamer>(block_id_key);
 }
 
 uint64_t SpanOf(uint32_t level) {

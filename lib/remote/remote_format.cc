@@ -1,5 +1,8 @@
 #include "remote/remote_format.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include <cstring>
@@ -7,6 +10,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "util/check.h"
 #include "util/coding.h"
 
 namespace strata::remote {
@@ -130,6 +134,24 @@ bool ParseHex(const std::string& hex, Hash* hash) {
 Hash Sha256(const void* data, size_t length) {
   Hash h;
   SHA256(static_cast<const unsigned char*>(data), length, h.data());
+  return h;
+}
+
+BlockNamer::BlockNamer(const std::string& key) : key_(key) {
+  STRATA_CHECK(key_.size() == kKeyBytes);
+}
+
+BlockNamer::~BlockNamer() { OPENSSL_cleanse(key_.data(), key_.size()); }
+
+Hash BlockNamer::Of(const void* data, size_t length) const {
+  if (key_.empty()) {
+    return Sha256(data, length);
+  }
+  Hash h;
+  unsigned int n = 0;
+  const unsigned char* out = HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
+                                  static_cast<const unsigned char*>(data), length, h.data(), &n);
+  STRATA_CHECK(out != nullptr && n == h.size());  // SHA-256 in OpenSSL cannot fail here
   return h;
 }
 

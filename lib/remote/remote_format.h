@@ -30,6 +30,27 @@ std::string HexOf(const Hash& hash);
 bool ParseHex(const std::string& hex, Hash* hash);
 Hash Sha256(const void* data, size_t length);
 
+// A block's identity (docs/remote-format.md "Blocks"). A plaintext snapshot's block is named by
+// the SHA-256 of its bytes. An encrypted snapshot's block (its ciphertext) is named by
+// HMAC-SHA256 under the lineage's block-id key: names that say nothing to whoever lacks the key,
+// and that never match across keys, so dedup stays within a lineage.
+class BlockNamer {
+ public:
+  static constexpr size_t kKeyBytes = 32;
+  BlockNamer() = default;  // SHA-256
+  // HMAC-SHA256 under `key` (kKeyBytes; checked by the caller, asserted here).
+  explicit BlockNamer(const std::string& key);
+  ~BlockNamer();
+  BlockNamer(const BlockNamer&) = delete;
+  BlockNamer& operator=(const BlockNamer&) = delete;
+
+  bool keyed() const { return !key_.empty(); }
+  Hash Of(const void* data, size_t length) const;
+
+ private:
+  std::string key_;  // wiped on destruction
+};
+
 // Where a block's bytes are: a range of a pack, and how to check them.
 struct BlockRef {
   Hash sha256{};        // of the uncompressed block: its identity

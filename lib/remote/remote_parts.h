@@ -55,10 +55,18 @@ std::string EncodeManifest(const nlohmann::json& j);
 // Checks the digest and the sizes a restore would trust. Corruption names `what`.
 Result<nlohmann::json> DecodeManifest(const std::string& bytes, const std::string& what);
 RemoteSnapshotInfo InfoOf(const nlohmann::json& manifest, const std::string& state);
-// A block as stored in its pack, checked (length, zstd, XXH3, SHA-256) into `raw`. Nothing
-// that fails a check is ever returned as data.
-Status DecodeBlock(const std::string& stored, const BlockRef& ref, const std::string& what,
-                   std::vector<std::byte>* raw);
+// The manifest's "block_ids" of an encrypted snapshot (a plaintext one's are "sha256").
+constexpr char kKeyedBlockIds[] = "hmac-sha256";
+// A block as stored in its pack, checked (length, zstd, XXH3, its name under `namer`) into
+// `raw`. Nothing that fails a check is ever returned as data.
+Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNamer& namer,
+                   const std::string& what, std::vector<std::byte>* raw);
+// The namer for a snapshot whose manifest says `encryption` (its envelope, "" = plaintext),
+// given the caller's block-id key. Errors: NotSupported (an encrypted snapshot without the key:
+// what is needed is named), InvalidArgument (a key for a plaintext snapshot, or a key of the
+// wrong size).
+Result<std::unique_ptr<BlockNamer>> NamerFor(const std::string& what, const std::string& encryption,
+                                             const std::string& block_id_key);
 
 class Bucket {
  public:
@@ -133,7 +141,7 @@ class Push {
   // Remote::PushSnapshot.
   Result<PushStats> Run(const std::string& snapshot_id,
                         const std::map<std::string, std::string>& tags,
-                        const RemoteProgress& progress);
+                        const RemoteEncryption& encryption, const RemoteProgress& progress);
 
  private:
   Status Pushing(const SnapshotInfo& snap, const RemoteProgress& progress, PushStats* stats);
@@ -175,7 +183,9 @@ class Push {
   };
   Bucket* const bucket_;
   Pool* const pool_;
-  std::map<std::string, BlockRef> known_;  // sha256 -> where the remote holds it
+  std::unique_ptr<BlockNamer> namer_;      // set by Run: how this snapshot's blocks are named
+  std::string encryption_;                 // the snapshot's envelope ("" = plaintext)
+  std::map<std::string, BlockRef> known_;  // block name -> where the remote holds it
   // The pack being filled, and sealed packs waiting for upload.
   std::string pack_;
   std::vector<BlockRef> pack_refs_;
@@ -226,8 +236,9 @@ class Restore {
   Restore(Bucket* bucket, Pool* pool) : bucket_(bucket), pool_(pool) {}
   // Remote::RestoreVolume and Remote::PullSnapshot.
   Result<RestoreStats> Volume(const std::string& snapshot_id, const VolumeSpec& spec,
-                              const RemoteProgress& progress);
-  Result<SnapshotInfo> Pull(const std::string& snapshot_id, const RemoteProgress& progress);
+                              const RemoteEncryption& encryption, const RemoteProgress& progress);
+  Result<SnapshotInfo> Pull(const std::string& snapshot_id, const RemoteEncryption& encryption,
+                            const RemoteProgress& progress);
 
  private:
   Status FetchAll(const nlohmann::json& manifest, strata::Volume* volume,
@@ -237,6 +248,7 @@ class Restore {
 
   Bucket* const bucket_;
   Pool* const pool_;
+  std::unique_ptr<BlockNamer> namer_;  // set by Volume: how the manifest's blocks are named
 };
 
 }  // namespace strata::remote

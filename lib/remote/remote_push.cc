@@ -141,6 +141,9 @@ Result<std::optional<json>> Push::FindParent(const SnapshotInfo& snap) {
             [](const SnapshotInfo& a, const SnapshotInfo& b) { return a.epoch > b.epoch; });
   for (const SnapshotInfo& s : older) {
     auto m = bucket_->GetManifest(s.snapshot_id);
+    if (m.ok() && StringField(*m, "encryption") != encryption_) {
+      continue;  // another lineage's blocks: named and encrypted under another key
+    }
     if (m.ok()) {
       return std::optional<json>(*m);
     }
@@ -169,13 +172,14 @@ Status Push::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
 
 // Zero check, identity, checksum and compression, one block per thread.
 void Push::Prepare(std::vector<PendingBlock>* batch) {
-  ParallelFor(batch->size(), Cores(), [batch](size_t i) {
+  const BlockNamer* namer = namer_.get();
+  ParallelFor(batch->size(), Cores(), [batch, namer](size_t i) {
     PendingBlock& b = (*batch)[i];
     b.zero = std::all_of(b.raw.begin(), b.raw.end(), [](std::byte x) { return x == std::byte{0}; });
     if (b.zero) {
       return;
     }
-    b.sha = remote::Sha256(b.raw.data(), b.raw.size());
+    b.sha = namer->Of(b.raw.data(), b.raw.size());
     b.xxh3 = XXH3_64bits(b.raw.data(), b.raw.size());
     b.stored.resize(ZSTD_compressBound(b.raw.size()));
     const size_t n = ZSTD_compress(b.stored.data(), b.stored.size(), b.raw.data(), b.raw.size(), 1);
@@ -365,7 +369,10 @@ Result<std::vector<uint64_t>> Push::BlocksToRead(const SnapshotInfo& snap,
 
 Status Push::StoreBlocks(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
                          Changes* changes, PushStats* stats, const RemoteProgress& progress) {
-  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume, pool_->OpenSnapshot(snap.snapshot_id));
+  OpenOptions as_stored;  // an encrypted snapshot goes as its ciphertext, never its plaintext
+  as_stored.ciphertext = !snap.encryption.empty();
+  STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume,
+                          pool_->OpenSnapshot(snap.snapshot_id, as_stored));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
                           pool_->CreateEventLoop(2 * bucket_->tuning().batch_blocks));
   for (size_t first = 0; first < blocks.size(); first += bucket_->tuning().batch_blocks) {
@@ -418,19 +425,16 @@ Status Push::StoreBlocks(const SnapshotInfo& snap, const std::vector<uint64_t>& 
 
 Result<PushStats> Push::Run(const std::string& snapshot_id,
                             const std::map<std::string, std::string>& tags,
-                            const RemoteProgress& progress) {
+                            const RemoteEncryption& encryption, const RemoteProgress& progress) {
   PushStats stats;
   if (tags.size() > kMaxTags) {
     return Status::InvalidArgument("a snapshot has at most 50 tags");
   }
   tags_ = tags;
   STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(snapshot_id));
-  if (!snap.encryption.empty()) {  // never its plaintext, and not yet its ciphertext
-    return Status::NotSupported(
-        "UnsupportedOperation: " + snapshot_id +
-        " is encrypted, and copying encrypted snapshots to a remote is not supported yet "
-        "(export-snapshot carries its ciphertext)");
-  }
+  STRATA_ASSIGN_OR_RETURN(
+      namer_, NamerFor("snapshot " + snapshot_id, snap.encryption, encryption.block_id_key));
+  encryption_ = snap.encryption;
   if (pool_->Info().chunk_size_bytes > kRemoteBlockBytes) {
     return Status::NotSupported("pools with chunks over 512 KiB cannot push to a remote yet");
   }
@@ -587,6 +591,10 @@ Status Push::Pushing(const SnapshotInfo& snap, const RemoteProgress& progress, P
                    {"data_blocks", data_blocks},
                    {"parent_snapshot_id", parent ? StringField(*parent, "snapshot_id") : ""},
                    {"tags", tags_}};
+  if (!encryption_.empty()) {
+    manifest["encryption"] = encryption_;
+    manifest["block_ids"] = kKeyedBlockIds;
+  }
   const std::string bytes = EncodeManifest(manifest);
   // The manifest goes last: every pack it reaches is indexed, every node stored.
   STRATA_CHECK(sealed_.empty() && pack_refs_.empty() && pending_index_.empty());

@@ -48,7 +48,7 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
   ParallelFor(refs->size(), Cores(), [&](size_t i) {
     const auto& [index, ref] = (*refs)[i];
     checked[i] = DecodeBlock(
-        gets[i].response, ref,
+        gets[i].response, ref, *namer_,
         bucket_->Name() + ": block " + std::to_string(index) + " in " + gets[i].key, &raw[i]);
   });
   for (size_t i = 0; i < refs->size(); i++) {
@@ -71,8 +71,12 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
 }
 
 Result<RestoreStats> Restore::Volume(const std::string& snapshot_id, const VolumeSpec& spec,
+                                     const RemoteEncryption& encryption,
                                      const RemoteProgress& progress) {
   STRATA_ASSIGN_OR_RETURN(json m, bucket_->GetManifest(snapshot_id));
+  const std::string manifest_envelope = StringField(m, "encryption");
+  STRATA_ASSIGN_OR_RETURN(namer_, NamerFor(bucket_->Name() + ": snapshot " + snapshot_id,
+                                           manifest_envelope, encryption.block_id_key));
   const uint64_t size = UintField(m, "volume_size");
   const uint64_t block_size = UintField(m, "block_size");
   if (block_size == 0 || block_size > (64u << 20) || size == 0) {  // before anything is created
@@ -83,11 +87,16 @@ Result<RestoreStats> Restore::Volume(const std::string& snapshot_id, const Volum
   create.size_bytes = std::max(spec.size_bytes, size);
   create.snapshot_id.clear();
   create.importing = true;  // hidden, and gone after a crash, until every block is in
+  // The ciphertext lands as it left: the new volume holds the lineage's data key (wrapped for
+  // this pool's KMS when the caller re-wrapped it) and is written as stored.
+  create.encryption = encryption.envelope.empty() ? manifest_envelope : encryption.envelope;
+  OpenOptions as_stored;
+  as_stored.ciphertext = !create.encryption.empty();
   STRATA_ASSIGN_OR_RETURN(VolumeInfo info, pool_->CreateVolume(create));
   RestoreStats stats;
   Status s = [&]() -> Status {
     STRATA_ASSIGN_OR_RETURN(std::shared_ptr<strata::Volume> volume,
-                            pool_->OpenVolume(info.volume_id));
+                            pool_->OpenVolume(info.volume_id, as_stored));
     STRATA_RETURN_IF_ERROR(FetchAll(m, volume.get(), progress, &stats));
     STRATA_RETURN_IF_ERROR(volume->Flush());
     if (!spec.importing) {  // (a pull seals the volume into a snapshot instead)
@@ -141,7 +150,9 @@ Status Restore::FetchAll(const json& m, strata::Volume* volume, const RemoteProg
   return FetchBlocks(volume, loop.get(), block_size, &refs, stats);
 }
 
-Result<SnapshotInfo> Restore::Pull(const std::string& snapshot_id, const RemoteProgress& progress) {
+Result<SnapshotInfo> Restore::Pull(const std::string& snapshot_id,
+                                   const RemoteEncryption& encryption,
+                                   const RemoteProgress& progress) {
   for (const SnapshotInfo& s : pool_->ListSnapshots()) {
     if (s.snapshot_id == snapshot_id || s.source_snapshot_id == snapshot_id) {
       return s;  // pulled (or pushed from here) before
@@ -151,7 +162,7 @@ Result<SnapshotInfo> Restore::Pull(const std::string& snapshot_id, const RemoteP
   VolumeSpec spec;
   spec.importing = true;           // hidden until sealed; deleted at open if a crash interrupts
   spec.volume_type = "unlimited";  // internal: any size, never throttled
-  STRATA_ASSIGN_OR_RETURN(RestoreStats restored, Volume(snapshot_id, spec, progress));
+  STRATA_ASSIGN_OR_RETURN(RestoreStats restored, Volume(snapshot_id, spec, encryption, progress));
   auto sealed =
       pool_->SealImport(restored.volume.volume_id, StringField(m, "description"), snapshot_id,
                         /*keep_source_id=*/true);  // snapshot ids are global
@@ -235,9 +246,9 @@ class SnapshotReaderImpl final : public SnapshotReader {
     ParallelFor(refs.size(), Cores(), [&](size_t i) {
       const std::string what =
           name_ + ": block " + std::to_string(refs[i].first) + " in " + gets[i].key;
-      (*status)[i] = gets[i].status.ok()
-                         ? DecodeBlock(gets[i].response, refs[i].second, what, &(*raw)[i])
-                         : gets[i].status.WithContext(what);
+      (*status)[i] = gets[i].status.ok() ? DecodeBlock(gets[i].response, refs[i].second,
+                                                       plaintext_names_, what, &(*raw)[i])
+                                         : gets[i].status.WithContext(what);
     });
   }
 
@@ -264,6 +275,8 @@ class SnapshotReaderImpl final : public SnapshotReader {
 
   static constexpr size_t kMaxCachedNodes = 256;  // leaves are up to ~96 KiB: ~24 MiB
   std::string name_;
+  const BlockNamer
+      plaintext_names_;  // a lazy restore is of a plaintext snapshot (OpenWithManifest)
   std::unique_ptr<remote::ObjectStore> store_;
   json manifest_;
   std::string bytes_;
@@ -290,6 +303,11 @@ Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenWithManifest
   STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(manifest_bytes, ManifestKey(snapshot_id)));
   if (StringField(m, "snapshot_id") != snapshot_id) {
     return Status::Corruption(what + ": the manifest of " + snapshot_id + " names another one");
+  }
+  if (!StringField(m, "encryption").empty()) {  // its names need a key this reader never has
+    return Status::NotSupported(what + ": snapshot " + snapshot_id +
+                                " is encrypted, and encrypted snapshots restore eagerly, not "
+                                "lazily (the EC2 layer does so by itself)");
   }
   return std::unique_ptr<SnapshotReader>(
       new SnapshotReaderImpl(what, std::move(store), std::move(m), manifest_bytes));

@@ -36,21 +36,23 @@ class RemoteImpl final : public Remote {
 
   Result<PushStats> PushSnapshot(Pool* pool, const std::string& snapshot_id,
                                  const std::map<std::string, std::string>& tags,
+                                 const RemoteEncryption& encryption,
                                  const RemoteProgress& progress) override {
-    return remote::Push(&bucket_, pool).Run(snapshot_id, tags, progress);
+    return remote::Push(&bucket_, pool).Run(snapshot_id, tags, encryption, progress);
   }
   Result<std::vector<RemoteSnapshotInfo>> ListSnapshots() override;
   Result<RemoteSnapshotInfo> DescribeSnapshot(const std::string& snapshot_id) override;
   Result<RestoreStats> RestoreVolume(Pool* pool, const std::string& snapshot_id,
-                                     const VolumeSpec& spec,
+                                     const VolumeSpec& spec, const RemoteEncryption& encryption,
                                      const RemoteProgress& progress) override {
-    return remote::Restore(&bucket_, pool).Volume(snapshot_id, spec, progress);
+    return remote::Restore(&bucket_, pool).Volume(snapshot_id, spec, encryption, progress);
   }
   Result<GcStats> DeleteSnapshot(const std::string& snapshot_id) override;
   Result<GcStats> CollectGarbage() override;
   Result<SnapshotInfo> PullSnapshot(Pool* pool, const std::string& snapshot_id,
+                                    const RemoteEncryption& encryption,
                                     const RemoteProgress& progress) override {
-    return remote::Restore(&bucket_, pool).Pull(snapshot_id, progress);
+    return remote::Restore(&bucket_, pool).Pull(snapshot_id, encryption, progress);
   }
   Status PutRecord(const std::string& kind, const std::string& id,
                    const std::string& json_text) override;

@@ -104,10 +104,8 @@ class S3Client final : public ObjectStore {
   std::vector<void*> idle_easy_;  // CURL handles kept for reuse (their connections stay open)
 };
 
-// Credentials as the AWS CLI resolves them: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-// (/ AWS_SESSION_TOKEN), else the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or
-// ~/.aws/credentials) under AWS_PROFILE (default "default"). NotFound when neither has them.
-Result<AwsCredentials> ResolveCredentials();
+// Credentials as the AWS CLI resolves them (sigv4::ResolveCredentials).
+inline Result<AwsCredentials> ResolveCredentials() { return sigv4::ResolveCredentials(""); }
 
 // "s3://bucket[/prefix]" into bucket and prefix ("prefix/"). InvalidArgument otherwise.
 Status ParseS3Url(const std::string& url, S3Location* location);

@@ -7,7 +7,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <ctime>
+#include <sstream>
+
+#include "strata/env.h"
 
 namespace strata::sigv4 {
 
@@ -276,6 +280,67 @@ Status VerifySigV4(const ReceivedRequest& request, const std::string& region,
     *access_key_id = key_id;
   }
   return Status::OK();
+}
+
+Result<AwsCredentials> ResolveCredentials(const std::string& named_profile) {
+  AwsCredentials c;
+  const char* id = std::getenv("AWS_ACCESS_KEY_ID");
+  const char* secret = std::getenv("AWS_SECRET_ACCESS_KEY");
+  if (named_profile.empty() && id != nullptr && secret != nullptr && id[0] != '\0' &&
+      secret[0] != '\0') {
+    c.access_key_id = id;
+    c.secret_access_key = secret;
+    if (const char* token = std::getenv("AWS_SESSION_TOKEN"); token != nullptr) {
+      c.session_token = token;
+    }
+    return c;
+  }
+  std::string path;
+  if (const char* file = std::getenv("AWS_SHARED_CREDENTIALS_FILE"); file != nullptr && file[0]) {
+    path = file;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
+    path = std::string(home) + "/.aws/credentials";
+  }
+  const char* profile_env = std::getenv("AWS_PROFILE");
+  const std::string profile = !named_profile.empty()                     ? named_profile
+                              : profile_env != nullptr && profile_env[0] ? profile_env
+                                                                         : "default";
+  // (a credentials file of a few profiles is a few KiB; a larger one is not read)
+  Result<std::string> text = Env::Default()->ReadSmallFile(path, 1 << 20);
+  std::istringstream in(text.ok() ? *text : std::string());
+  std::string line, section;
+  auto trim = [](std::string s) {
+    size_t a = s.find_first_not_of(" \t\r"), b = s.find_last_not_of(" \t\r");
+    return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+  };
+  for (int lines = 0; lines < 100000 && std::getline(in, line); lines++) {
+    line = trim(line);
+    if (line.empty() || line[0] == '#' || line[0] == ';') {
+      continue;
+    }
+    if (line.front() == '[' && line.back() == ']') {
+      section = trim(line.substr(1, line.size() - 2));
+      continue;
+    }
+    size_t eq = line.find('=');
+    if (section != profile || eq == std::string::npos) {
+      continue;
+    }
+    const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+    if (key == "aws_access_key_id") {
+      c.access_key_id = value;
+    } else if (key == "aws_secret_access_key") {
+      c.secret_access_key = value;
+    } else if (key == "aws_session_token") {
+      c.session_token = value;
+    }
+  }
+  if (c.access_key_id.empty() || c.secret_access_key.empty()) {
+    return Status::NotFound(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or profile '" +
+        profile + "' in " + (path.empty() ? "~/.aws/credentials" : path));
+  }
+  return c;
 }
 
 }  // namespace strata::sigv4

@@ -24,6 +24,12 @@ struct AwsCredentials {
   std::string session_token;  // temporary credentials only; sent as x-amz-security-token
 };
 
+// Credentials as the AWS CLI resolves them: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+// (/ AWS_SESSION_TOKEN), else the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or
+// ~/.aws/credentials) under AWS_PROFILE (default "default"). A `named_profile` ("" = none) is
+// read from the file alone, as the AWS CLI's --profile. NotFound when neither has them.
+Result<AwsCredentials> ResolveCredentials(const std::string& named_profile);
+
 // What is signed: every header in `headers` is signed (names in any case; values are trimmed and
 // inner runs of spaces folded), the query as name/value pairs before encoding, and the payload's
 // SHA-256 in hex (or "UNSIGNED-PAYLOAD").

@@ -61,7 +61,7 @@ struct Fixture {
     snapshot_id = snap->front().snapshot_id;
     auto remote = strata::remote::OpenRemoteOn(
         spec, std::make_unique<strata::test::SimObjectStore>(&bucket, 1));
-    if (!remote->PushSnapshot(pool.get(), snapshot_id, {}, nullptr).ok()) {
+    if (!remote->PushSnapshot(pool.get(), snapshot_id, {}, {}, nullptr).ok()) {
       std::abort();
     }
     pristine = bucket.objects;
@@ -169,7 +169,7 @@ void RestoreEagerly(Fixture* fx) {
       fx->spec, std::make_unique<strata::test::SimObjectStore>(&fx->bucket, 3));
   const size_t volumes = fx->pool->ListVolumes().size();
   auto restored = remote->RestoreVolume(fx->pool.get(), fx->snapshot_id,
-                                        strata::VolumeSpec{0, "", "unlimited", ""}, nullptr);
+                                        strata::VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
   if (restored.ok() && !fx->pool->DeleteVolume(restored->volume.volume_id).ok()) {
     std::abort();
   }

@@ -49,7 +49,7 @@ class HydrationTest : public ::testing::Test {
     ASSERT_TRUE(snap.ok());
     snapshot_id_ = snap->front().snapshot_id;
     auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1));
-    ASSERT_TRUE(remote->PushSnapshot(a->get(), snapshot_id_, {}, nullptr).ok());
+    ASSERT_TRUE(remote->PushSnapshot(a->get(), snapshot_id_, {}, {}, nullptr).ok());
     OpenB(/*background=*/true);
   }
   void TearDown() override { CloseB(); }
@@ -146,7 +146,7 @@ TEST_F(HydrationTest, BlocksBeyondTheFirstLeafAndLevelAreTheirOwn) {
     ASSERT_TRUE(snap.ok());
     big = snap->front().snapshot_id;
     auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1));
-    ASSERT_TRUE(remote->PushSnapshot(a->get(), big, {}, nullptr).ok());
+    ASSERT_TRUE(remote->PushSnapshot(a->get(), big, {}, {}, nullptr).ok());
   }
   ASSERT_TRUE(hydrations_->Begin(spec_, big, 0).ok());  // on demand only
   auto clone = pool_->CreateVolume(VolumeSpec{0, "", "unlimited", big});
@@ -163,7 +163,7 @@ TEST_F(HydrationTest, BlocksBeyondTheFirstLeafAndLevelAreTheirOwn) {
   // The eager restore walks the same tree.
   auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 3));
   auto restored =
-      remote->RestoreVolume(pool_.get(), big, VolumeSpec{0, "", "unlimited", ""}, nullptr);
+      remote->RestoreVolume(pool_.get(), big, VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
   ASSERT_TRUE(restored.ok()) << restored.status().ToString();
   auto eager = *pool_->OpenVolume(restored->volume.volume_id);
   for (size_t i = 0; i < blocks.size(); i++) {
@@ -312,8 +312,8 @@ TEST_F(HydrationTest, ASelfConsistentSnapshotClaimingHugeBlocksIsRefusedNotAlloc
   // Eager: Corruption, and nothing half-restored is left.
   auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 5));
   const size_t volumes = pool_->ListVolumes().size();
-  auto restored =
-      remote->RestoreVolume(pool_.get(), snapshot_id_, VolumeSpec{0, "", "unlimited", ""}, nullptr);
+  auto restored = remote->RestoreVolume(pool_.get(), snapshot_id_,
+                                        VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
   EXPECT_EQ(restored.status().code(), Status::Code::kCorruption) << restored.status().ToString();
   EXPECT_NE(restored.status().ToString().find("out of bounds"), std::string::npos);
   EXPECT_EQ(pool_->ListVolumes().size(), volumes);

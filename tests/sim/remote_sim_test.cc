@@ -211,7 +211,7 @@ class RemoteSimulation {
         }
       };
     }
-    auto pushed = remote->PushSnapshot(host.pool.get(), id, {}, nullptr);
+    auto pushed = remote->PushSnapshot(host.pool.get(), id, {}, {}, nullptr);
     tally.deaths += store->dead();
     if (pushed.ok()) {
       tally.pushes++;
@@ -232,10 +232,10 @@ class RemoteSimulation {
   void Recover(int h, const std::string& id) {
     test::SimObjectStore* store = nullptr;
     auto remote = Process(&store, false);
-    auto pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, nullptr);
+    auto pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, {}, nullptr);
     if (pushed.status().code() == Status::Code::kBusy) {
       bucket_.clock.AdvanceClock(static_cast<uint64_t>(tuning_.lease_ms + 1) * 1'000'000);
-      pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, nullptr);
+      pushed = remote->PushSnapshot(hosts_[h].pool.get(), id, {}, {}, nullptr);
     }
     ASSERT_TRUE(pushed.ok()) << Where()
                              << "the rerun of a push failed: " << pushed.status().ToString();
@@ -302,7 +302,7 @@ class RemoteSimulation {
     }
     VolumeSpec spec;
     spec.volume_type = "unlimited";
-    auto restored = remote->RestoreVolume(pool, id, spec, nullptr);
+    auto restored = remote->RestoreVolume(pool, id, spec, {}, nullptr);
     tally.deaths += store->dead();
     if (!restored.ok()) {
       tally.failed_restores++;
@@ -324,7 +324,7 @@ class RemoteSimulation {
   // drops it again; a failed pull leaves no snapshot.
   void PullOne(int h, const std::string& id, Remote* remote, test::SimObjectStore* store) {
     Pool* pool = hosts_[h].pool.get();
-    auto pulled = remote->PullSnapshot(pool, id, nullptr);
+    auto pulled = remote->PullSnapshot(pool, id, {}, nullptr);
     tally.deaths += store->dead();
     if (!pulled.ok()) {
       tally.failed_restores++;
