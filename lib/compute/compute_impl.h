@@ -165,14 +165,14 @@ class ComputeImpl final : public Compute {
   Result<KmsKeyInfo> UsableKmsKey(const std::string& ref) EXCLUDES(mu_);
   // A new data key for volume `volume_id` under `key`, as the envelope its record keeps.
   Result<std::string> NewEnvelope(const std::string& volume_id, const KmsKeyInfo& key);
-  // The cipher of an envelope: its data key, unwrapped by the KMS. `id` names the volume or
-  // snapshot in errors. Never takes mu_ (exports open under it).
   // The lineage's data key of `envelope`, unwrapped by this pool's KMS, or by the peer KMS when
-  // this one does not hold the KMS key. `*here` says which.
+  // this one does not hold the KMS key. `*here` says which. Never takes mu_.
   Result<kms::Secret> UnwrapDataKey(const std::string& id, const std::string& envelope, bool* here);
   Result<RemoteEncryption> RemoteEncryptionToPush(const std::string& snapshot_id) override;
   Result<RemoteEncryption> RemoteEncryptionToRestore(const std::string& snapshot_id,
                                                      const std::string& envelope) override;
+  // The cipher of an envelope: its data key, unwrapped by the KMS. `id` names the volume or
+  // snapshot in errors. Never takes mu_ (exports open under it).
   Result<std::shared_ptr<BlockCipher>> CipherFor(const std::string& id,
                                                  const std::string& envelope);
   // A new encrypted volume filled from `snapshot_id` through both keys: a clone under another
