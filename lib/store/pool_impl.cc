@@ -135,6 +135,7 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
   pool->stepped_background_ = !pool->env_->BackgroundThreads();
   if (!pool->stepped_background_) {  // (else the simulator steps it: StepBackground)
     pool->reclaimer_ = std::thread([p = pool.get()] { p->ReclaimerMain(); });
+    pool->cipher_worker_ = std::make_unique<CipherWorker>();
   }
   pool->filler_ = std::thread([p = pool.get()] { p->FillerMain(); });
   // An import a crash interrupted: nothing of it may stay.
@@ -154,7 +155,8 @@ Result<std::unique_ptr<PoolImpl>> PoolImpl::OpenImpl(const std::string& dir,
 }
 
 PoolImpl::~PoolImpl() {
-  {  // partial versions left are filled after the next open
+  cipher_worker_.reset();  // (idle: no volume is open, so no write is in flight)
+  {                        // partial versions left are filled after the next open
     MutexLock lock(&mu_);
     stop_fill_ = true;
     WakeFillerLocked();

@@ -21,6 +21,7 @@
 
 #include "meta/meta_store.h"
 #include "store/chunk_map.h"
+#include "store/cipher_worker.h"
 #include "store/group_commit.h"
 #include "store/qos.h"
 #include "store/records.h"
@@ -58,6 +59,7 @@ class PoolImpl final : public Pool {
   static Result<std::unique_ptr<PoolImpl>> OpenImpl(const std::string& dir,
                                                     const PoolOptions& options);
   ~PoolImpl() override;
+  CipherWorker* cipher_worker() const { return cipher_worker_.get(); }
 
   Result<VolumeInfo> CreateVolume(const VolumeSpec& spec) override;
   Result<VolumeInfo> DescribeVolume(const std::string& id_or_name) EXCLUDES(mu_) override;
@@ -411,6 +413,9 @@ class PoolImpl final : public Pool {
   // filler thread runs it, any thread may Wake() its engine.
   std::unique_ptr<EventLoop> filler_loop_;
   std::thread filler_;
+  // Encrypts large writes of encrypted volumes off the loops' threads; made at open unless the
+  // Env steps the background (the simulator), then null and writes encrypt inline.
+  std::unique_ptr<CipherWorker> cipher_worker_;
   Status latched_ GUARDED_BY(mu_);
   std::atomic<bool> latched_flag_{false};  // !latched_.ok(), for the lock-free data path
 

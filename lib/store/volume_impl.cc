@@ -693,6 +693,28 @@ VolumeImpl::Next VolumeImpl::StartWrite(Piece* p) {
   return Next::kIo;
 }
 
+// An aligned piece's encryption on the pool's cipher worker (store/cipher_worker.h), then its
+// write issued back on the piece's loop. False when there is no worker or its queue is full:
+// the caller encrypts inline. The piece is the loop's again only once posted back.
+bool VolumeImpl::SealElsewhere(Piece* p) {
+  CipherWorker* worker = pool_->cipher_worker();
+  if (worker == nullptr) {
+    return false;
+  }
+  return worker->TrySubmit([this, p] {
+    Status s = p->request->cipher->Encrypt(UnitAt(p, p->offset_in_chunk), p->data,
+                                           static_cast<std::byte*>(p->bounce), p->length);
+    p->request->loop->Post([this, p, s] {
+      if (!s.ok()) {
+        FailWrite(p, s);
+        return;
+      }
+      Issue(p, Piece::Step::kWrite, IoOp::Kind::kWrite, p->target_phys, p->offset_in_chunk,
+            p->length, p->bounce);
+    });
+  });
+}
+
 void VolumeImpl::IssueWrite(Piece* p) {
   EventLoop* loop = p->request->loop;
   const bool full = p->offset_in_chunk == 0 && p->length == chunk_size_;
@@ -703,6 +725,9 @@ void VolumeImpl::IssueWrite(Piece* p) {
     if (cipher != nullptr && !Zeroing(p)) {  // zeros stay zeros on the media: holes
       p->bounce_bytes = p->length;
       p->bounce = loop->TakeBuffer(p->bounce_bytes);
+      if (p->length >= kSealElsewhereBytes && SealElsewhere(p)) {
+        return;  // the worker encrypts; the write is issued on this loop after
+      }
       Status s = cipher->Encrypt(UnitAt(p, p->offset_in_chunk), p->data,
                                  static_cast<std::byte*>(p->bounce), p->length);
       if (!s.ok()) {

@@ -257,6 +257,9 @@ class VolumeImpl final : public Volume {
   static void DataCover(const Piece* piece, uint32_t* at, uint32_t* length);
   // A write that cannot be issued (the cipher failed): completes the piece as a failed write.
   void FailWrite(Piece* piece, const Status& status);
+  // Aligned writes of at least this many bytes are encrypted on the pool's cipher worker.
+  static constexpr uint32_t kSealElsewhereBytes = 32 << 10;
+  bool SealElsewhere(Piece* piece);
   // A read-modify-write or copy-on-write's old data is in: merges the piece's bytes into it.
   Status MergeInto(Piece* piece);
   // Releases the piece's chunk (and its count as a mutation).
