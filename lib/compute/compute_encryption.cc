@@ -213,18 +213,18 @@ Result<kms::Secret> ComputeImpl::UnwrapDataKey(const std::string& id, const std:
                          : std::string("this pool's KMS does not hold")) +
         "; it needs that key, here or in a peer KMS (strata-nbd --kms-peer-url)");
   }
+  if (plain.ok() && plain->size() != kms::XtsCipher::kKeyBytes) {  // (a peer's reply)
+    kms::Secret wipe(std::move(*plain));
+    plain = Status::Corruption("the KMS returned a data key that is not " +
+                               std::to_string(kms::XtsCipher::kKeyBytes) + " bytes");
+  }
   if (!plain.ok()) {
     return Status::Busy(
         "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an "
         "incorrect state: " +
         id + " cannot be opened (" + plain.status().message() + ")");
   }
-  kms::Secret key(std::move(*plain));
-  if (key.size() != kms::XtsCipher::kKeyBytes) {
-    return Status::Corruption("the data key of " + id + " is not " +
-                              std::to_string(kms::XtsCipher::kKeyBytes) + " bytes");
-  }
-  return key;
+  return kms::Secret(std::move(*plain));
 }
 
 Result<std::shared_ptr<BlockCipher>> ComputeImpl::CipherFor(const std::string& id,

@@ -241,6 +241,29 @@ if [[ -n "${S3_ENDPOINT:-}" ]] && command -v s3cmd >/dev/null; then
     fail "a refused restore left a volume"
   stop_b
   pass "restore on a second pool without the KMS key: refused, naming the key it needs"
+  # A hostile peer KMS (one that stalls, one whose data key is 5 bytes, one that never ends its
+  # reply): each restore fails in bounded time, leaves no volume, and B keeps serving.
+  for mode in stall shortkey endless; do
+    rm -f "$work/hostile.port"
+    python3 "$(dirname "$0")/hostile_kms.py" "$mode" "$work/hostile.port" &
+    hostile=$!
+    for _ in $(seq 100); do [[ -s "$work/hostile.port" ]] && break; sleep 0.05; done
+    start_b --kms-peer-url "http://127.0.0.1:$(cat "$work/hostile.port")" --kms-timeout-ms 2000
+    began=$(date +%s)
+    if out=$(pool=$B timeout 60 "$strata" --pool "$B" create-volume --snapshot-id "$snap" \
+      --remote shared 2>&1); then
+      fail "restored through a $mode peer KMS: $out"
+    fi
+    (($(date +%s) - began < 30)) || fail "a $mode peer KMS held the restore $(($(date +%s) - began)) s"
+    [[ "$out" == *"InvalidKMSKey"* ]] || fail "a $mode peer KMS: no clear error: $out"
+    [[ $(pool=$B cli describe-volumes | grep -c '"VolumeId"') == 0 ]] ||
+      fail "a $mode peer KMS left a volume"
+    pool=$B cli describe-volumes >/dev/null || fail "server B stopped answering after a $mode peer"
+    kill "$hostile" 2>/dev/null || true
+    wait "$hostile" 2>/dev/null || true
+    stop_b
+  done
+  pass "a hostile peer KMS (stall, 5-byte key, endless reply): refused in bounded time, B serves on"
   # With the key: the first server's KMS as B's peer; the data key is re-wrapped under B's
   # default key (alias/aws/ebs) and the ciphertext lands unchanged.
   start_b --kms-peer-url "$endpoint" --kms-peer-profile peer
