@@ -39,10 +39,10 @@ struct BlockDeviceMapping {
   uint32_t iops = 0;              // gp3, io1, io2 (docs/volume-types.md); 0: the type's default
   uint32_t throughput_mibps = 0;  // gp3
   std::optional<bool> delete_on_termination;  // default: true for the root device, else false
-  // Asked of a launch or a registration (EC2's Ebs.Encrypted / Ebs.KmsKeyId; not stored): a
-  // volume cloned from an encrypted snapshot is encrypted under its key, so true and that key
-  // are accepted; false for an encrypted snapshot, and encrypting or re-keying at launch, are
-  // refused (docs/ec2-api.md "Encryption at rest").
+  // Asked of a launch or a registration (EC2's Ebs.Encrypted / Ebs.KmsKeyId; not stored). At
+  // launch: a volume under its snapshot's key is a clone; under another key, or encrypted from a
+  // plaintext snapshot, a clone of a staged re-encrypting copy; false for an encrypted snapshot
+  // is refused. A registration refuses what would encrypt or re-key (docs/ec2-api.md).
   std::optional<bool> encrypted;
   std::string kms_key_id;
 };

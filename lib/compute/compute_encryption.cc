@@ -156,15 +156,23 @@ Result<std::string> ComputeImpl::SetDefaultKmsKey(const std::string& ref) {
 // ---------------------------------------------------------------- keys
 
 Result<KmsKeyInfo> ComputeImpl::UsableKmsKey(const std::string& ref) {
-  if (kms_ == nullptr) {
-    return Status::NotSupported(
-        "UnsupportedOperation: encrypted volumes need the pool's KMS, and this process has none "
-        "(start strata-nbd with --kms-root-key, or give the CLI --kms-root-key)");
-  }
   std::string wanted = ref;
   if (wanted.empty()) {
     MutexLock lock(&mu_);
     wanted = default_kms_key_;
+  }
+  return UsableKeyNamed(wanted);
+}
+
+Result<KmsKeyInfo> ComputeImpl::LaunchKeyLocked(const std::string& ref) {
+  return UsableKeyNamed(ref.empty() ? default_kms_key_ : ref);
+}
+
+Result<KmsKeyInfo> ComputeImpl::UsableKeyNamed(const std::string& wanted) {
+  if (kms_ == nullptr) {
+    return Status::NotSupported(
+        "UnsupportedOperation: encrypted volumes need the pool's KMS, and this process has none "
+        "(start strata-nbd with --kms-root-key, or give the CLI --kms-root-key)");
   }
   auto key = wanted.empty() || wanted == kManagedAlias ||
                      wanted == std::string("arn:aws:kms:us-east-1:000000000000:") + kManagedAlias

@@ -163,6 +163,9 @@ class ComputeImpl final : public Compute {
   Status SaveSettingsLocked(bool by_default, const std::string& default_key) REQUIRES(mu_);
   // The KMS key `ref` names ("" = the default key), which must be enabled.
   Result<KmsKeyInfo> UsableKmsKey(const std::string& ref) EXCLUDES(mu_);
+  // `wanted` ("" or alias/aws/ebs: the AWS managed key, made on first use) if it exists and is
+  // enabled. Never takes mu_.
+  Result<KmsKeyInfo> UsableKeyNamed(const std::string& wanted);
   // A new data key for volume `volume_id` under `key`, as the envelope its record keeps.
   Result<std::string> NewEnvelope(const std::string& volume_id, const KmsKeyInfo& key);
   // The lineage's data key of `envelope`, unwrapped by this pool's KMS, or by the peer KMS when
@@ -190,15 +193,37 @@ class ComputeImpl final : public Compute {
   // RunInstances in parts: what a launch of `spec` checks and resolves once; one instance's
   // record and devices (its EBS volumes appended to `volumes`, in device order); the one commit
   // of every volume, record and tag, and the holds after it.
+  // A snapshot a launch needs under another key than its own (or encrypted when it is not):
+  // copied once through both keys into a staged snapshot, which the launch then clones.
+  struct Rekey {
+    std::string snapshot_id;
+    std::string key_arn;
+    bool operator<(const Rekey& o) const {
+      return snapshot_id != o.snapshot_id ? snapshot_id < o.snapshot_id : key_arn < o.key_arn;
+    }
+  };
+  using Staged = std::map<Rekey, std::string>;  // -> the staged snapshot's id
   struct LaunchPlan {
     const ImageInfo* image = nullptr;
     const InstanceType* type = nullptr;
     std::vector<BlockDeviceMapping> mappings;  // the image's with the launch's changes
+    // Per mapping: the KMS key (ARN) a new empty volume is encrypted under ("" = plaintext).
+    std::vector<std::string> new_volume_keys;
+    std::set<Rekey> rekeys;  // snapshots to stage before the launch can be committed
     bool store_root = false;
     int64_t now_ms = 0;
   };
-  Result<LaunchPlan> PlanLaunchLocked(const RunSpec& spec) REQUIRES(mu_);
-  Status CheckLaunchEncryptionLocked(const LaunchPlan& plan) REQUIRES(mu_);
+  Result<LaunchPlan> PlanLaunchLocked(const RunSpec& spec, const Staged& staged) REQUIRES(mu_);
+  // Resolves each EBS mapping's encryption: a clone of its snapshot as it is, a staged re-keyed
+  // copy (mappings to snapshots in `staged` are pointed at their copy), or a new encrypted empty
+  // volume. Refuses what EC2 refuses, and a key that is not usable now.
+  Status PlanLaunchEncryptionLocked(const Staged& staged, LaunchPlan* plan) REQUIRES(mu_);
+  // The staged snapshots of `rekeys`, made off the mutex (each a full copy); on failure none.
+  Status StageRekeyed(const std::set<Rekey>& rekeys, Staged* staged) EXCLUDES(mu_);
+  Result<std::vector<InstanceInfo>> LaunchLocked(const RunSpec& spec, LaunchPlan plan)
+      REQUIRES(mu_);
+  // The key a launch encrypts under: `ref`, else the default key. Errors as UsableKmsKey.
+  Result<KmsKeyInfo> LaunchKeyLocked(const std::string& ref) REQUIRES(mu_);
   // What a mapping's Encrypted/KmsKeyId ask, against its snapshot: the snapshot's envelope, or an
   // error when the mapping asks what a clone of it cannot be.
   Result<std::string> CheckMappingEncryptionLocked(const BlockDeviceMapping& m) REQUIRES(mu_);

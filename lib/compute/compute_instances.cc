@@ -140,7 +140,8 @@ Result<std::vector<BlockDeviceMapping>> LaunchMappings(const ImageInfo& image,
 
 }  // namespace
 
-Result<ComputeImpl::LaunchPlan> ComputeImpl::PlanLaunchLocked(const RunSpec& spec) {
+Result<ComputeImpl::LaunchPlan> ComputeImpl::PlanLaunchLocked(const RunSpec& spec,
+                                                              const Staged& staged) {
   if (spec.count == 0 || spec.count > kMaxRunCount) {
     return Status::InvalidArgument("--count must be 1 to " + std::to_string(kMaxRunCount));
   }
@@ -178,39 +179,58 @@ Result<ComputeImpl::LaunchPlan> ComputeImpl::PlanLaunchLocked(const RunSpec& spe
         "an instance-store root lives in the strata-nbd process: start strata-nbd on this pool "
         "and launch through it");
   }
-  STRATA_RETURN_IF_ERROR(CheckLaunchEncryptionLocked(plan));
+  STRATA_RETURN_IF_ERROR(PlanLaunchEncryptionLocked(staged, &plan));
   return plan;
 }
 
-// The EBS volumes a launch would clone: what the mappings ask must be what the snapshots are,
-// an encrypted snapshot's key must be usable now (EC2 fails such a launch with this reason), and
-// with encryption by default on none may be plaintext (re-encrypting an image at launch is not
-// supported yet: it is refused, never launched unencrypted).
-Status ComputeImpl::CheckLaunchEncryptionLocked(const LaunchPlan& plan) {
-  for (const BlockDeviceMapping& m : plan.mappings) {
+// Each EBS volume a launch makes, as EC2 encrypts it: the mapping's Encrypted/KmsKeyId, else
+// its snapshot's key, else (encryption by default) the default key. A clone keeps its snapshot's
+// key; another key, or encrypting a plaintext snapshot, needs a staged re-keyed copy; an empty
+// volume gets a new data key. Every key must be usable now (EC2 fails such a launch with
+// Client.InvalidKMSKey.InvalidState).
+Status ComputeImpl::PlanLaunchEncryptionLocked(const Staged& staged, LaunchPlan* plan) {
+  plan->new_volume_keys.assign(plan->mappings.size(), "");
+  for (size_t i = 0; i < plan->mappings.size(); i++) {
+    BlockDeviceMapping& m = plan->mappings[i];
     if (!m.virtual_name.empty()) {
       continue;  // instance store: always encrypted, under a key of its own
     }
-    STRATA_ASSIGN_OR_RETURN(std::string envelope, CheckMappingEncryptionLocked(m));
-    if (envelope.empty() && encryption_by_default_) {
-      return Status::NotSupported(
-          "UnsupportedOperation: encryption by default is on, and " + m.device_name + " of " +
-          plan.image->image_id +
-          " would be a plaintext volume; encrypting at launch is not supported yet (make an "
-          "encrypted volume of the snapshot with create-volume --encrypted, snapshot it and "
-          "register that)");
+    if (!m.kms_key_id.empty() && m.encrypted != true) {
+      return Status::InvalidArgument(
+          "InvalidParameterDependency: The parameter KmsKeyId requires the parameter Encrypted "
+          "to be set.");
     }
-    if (envelope.empty()) {
-      continue;
+    EncryptionInfo have;
+    if (!m.snapshot_id.empty()) {
+      STRATA_ASSIGN_OR_RETURN(SnapshotInfo snap, pool_->DescribeSnapshot(m.snapshot_id));
+      have = DescribeEncryption(snap.encryption);
     }
-    const EncryptionInfo e = DescribeEncryption(envelope);
-    auto key = kms_ == nullptr ? Result<KmsKeyInfo>(Status::NotSupported("this process has no KMS"))
-                               : kms_->DescribeKey(e.kms_key_arn);
-    if (!key.ok() || key->state != "Enabled") {
-      return Status::Busy(
-          "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an "
-          "incorrect state: " +
-          (key.ok() ? e.kms_key_arn + " is " + key->state : key.status().message()));
+    if (m.encrypted == false && have.encrypted) {
+      return Status::InvalidArgument("InvalidParameterCombination: " + m.device_name + " maps " +
+                                     m.snapshot_id + ", which is encrypted: its volume is too");
+    }
+    if (!have.encrypted && !m.encrypted.value_or(false) && !encryption_by_default_) {
+      continue;  // plaintext, as its snapshot
+    }
+    auto key = LaunchKeyLocked(!m.kms_key_id.empty() ? m.kms_key_id : have.kms_key_arn);
+    if (!key.ok()) {
+      const bool own = m.kms_key_id.empty() && have.encrypted;  // the snapshot's key is gone
+      return own || key.status().code() == Status::Code::kBusy
+                 ? Status::Busy(
+                       "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an "
+                       "incorrect state: " +
+                       key.status().message())
+                 : key.status();
+    }
+    if (m.snapshot_id.empty()) {
+      plan->new_volume_keys[i] = key->arn;
+    } else if (!have.encrypted || key->arn != have.kms_key_arn) {
+      auto it = staged.find(Rekey{m.snapshot_id, key->arn});
+      if (it == staged.end()) {
+        plan->rekeys.insert(Rekey{m.snapshot_id, key->arn});
+      } else {
+        m.snapshot_id = it->second;  // the copy under the key: cloned as it is
+      }
     }
   }
   return Status::OK();
@@ -266,7 +286,8 @@ Result<InstanceRecord> ComputeImpl::PlanInstanceLocked(const RunSpec& spec, cons
   info.key_name = spec.key_name;
   info.user_data = spec.user_data;
   info.cpu_credits = spec.cpu_credits;
-  for (const BlockDeviceMapping& m : plan.mappings) {
+  for (size_t i = 0; i < plan.mappings.size(); i++) {
+    const BlockDeviceMapping& m = plan.mappings[i];
     const bool root = m.device_name == plan.image->root_device_name;
     InstanceDevice d;
     d.device_name = m.device_name;
@@ -291,6 +312,12 @@ Result<InstanceRecord> ComputeImpl::PlanInstanceLocked(const RunSpec& spec, cons
       v.volume_type = m.volume_type;
       v.iops = m.iops;
       v.throughput_mibps = m.throughput_mibps;
+      if (!plan.new_volume_keys[i].empty()) {  // a new empty volume, encrypted: its own data key
+        v.volume_id = NewResourceId("vol");
+        KmsKeyInfo key;
+        key.arn = plan.new_volume_keys[i];
+        STRATA_ASSIGN_OR_RETURN(v.encryption, NewEnvelope(v.volume_id, key));
+      }
       volumes->push_back(std::move(v));
     }
     info.devices.push_back(std::move(d));
@@ -298,9 +325,66 @@ Result<InstanceRecord> ComputeImpl::PlanInstanceLocked(const RunSpec& spec, cons
   return rec;
 }
 
+// A launch whose volumes need another key than their snapshots' stages a re-keyed copy of each
+// such snapshot first (a full copy through both keys, as EC2 re-encrypts at launch), off the
+// mutex, then plans again and clones the copies; the staged snapshots go after the commit (the
+// clones keep their data). A crash meanwhile leaves a staged snapshot, described as such.
 Result<std::vector<InstanceInfo>> ComputeImpl::RunInstances(const RunSpec& spec) {
   MutexLock lock(&mu_);
-  STRATA_ASSIGN_OR_RETURN(LaunchPlan plan, PlanLaunchLocked(spec));
+  STRATA_ASSIGN_OR_RETURN(LaunchPlan plan, PlanLaunchLocked(spec, {}));
+  if (plan.rekeys.empty()) {
+    return LaunchLocked(spec, std::move(plan));
+  }
+  const std::set<Rekey> rekeys = plan.rekeys;
+  lock.Unlock();
+  Staged staged;
+  Status s = StageRekeyed(rekeys, &staged);
+  lock.Lock();
+  Result<std::vector<InstanceInfo>> out = Status::Busy("the launch's snapshots changed meanwhile");
+  if (!s.ok()) {
+    out = s;
+  } else if (auto replanned = PlanLaunchLocked(spec, staged); !replanned.ok()) {
+    out = replanned.status();
+  } else if (replanned->rekeys.empty()) {
+    out = LaunchLocked(spec, std::move(*replanned));
+  }
+  lock.Unlock();
+  for (const auto& [rekey, id] : staged) {
+    (void)pool_->DeleteSnapshot(id);  // (its clones keep their data; a failed delete leaks one)
+  }
+  lock.Lock();
+  return out;
+}
+
+Status ComputeImpl::StageRekeyed(const std::set<Rekey>& rekeys, Staged* staged) {
+  for (const Rekey& r : rekeys) {
+    auto key = UsableKeyNamed(r.key_arn);
+    VolumeSpec spec;
+    spec.snapshot_id = r.snapshot_id;
+    spec.volume_type = "unlimited";  // internal: never throttled
+    spec.importing = true;           // hidden until sealed, gone after a crash
+    auto copy = key.ok() ? CopyToNewKey(spec, *key) : Result<VolumeInfo>(key.status());
+    auto sealed = copy.ok() ? pool_->SealImport(
+                                  copy->volume_id,
+                                  "staged for a launch: " + r.snapshot_id + " under " + r.key_arn,
+                                  r.snapshot_id, /*keep_source_id=*/false)
+                            : Result<SnapshotInfo>(copy.status());
+    if (!sealed.ok()) {
+      if (copy.ok()) {
+        (void)pool_->DeleteVolume(copy->volume_id);
+      }
+      for (const auto& [done, id] : *staged) {
+        (void)pool_->DeleteSnapshot(id);
+      }
+      staged->clear();
+      return sealed.status();
+    }
+    (*staged)[r] = sealed->snapshot_id;
+  }
+  return Status::OK();
+}
+
+Result<std::vector<InstanceInfo>> ComputeImpl::LaunchLocked(const RunSpec& spec, LaunchPlan plan) {
   plan.now_ms = WallClockMs();
   const std::string reservation_id = NewResourceId("r");
   std::vector<InstanceRecord> recs;

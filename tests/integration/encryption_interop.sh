@@ -117,14 +117,60 @@ nbdcopy "$(uri "$iid/xvda")" "$work/inst" || fail "nbdcopy of $iid/xvda"
 cmp -n "$(stat -c %s "$work/data")" "$work/data" "$work/inst" || fail "the instance's disk differs"
 plainvol=$(ec2 create-volume --size 1 --availability-zone us-east-1a --no-encrypted \
   --query VolumeId --output text)
+# (another pattern: the pool's files are searched for the encrypted volumes' pattern)
+python3 -c "import sys; sys.stdout.buffer.write(b'PUBLIC-IMAGE-DATA-' * 233017)" >"$work/pdata"
+qemu-img convert -n -f raw -O raw "$work/pdata" "$(uri "$plainvol")" || fail "qemu-img write"
 plainsnap=$(ec2 create-snapshot --volume-id "$plainvol" --query SnapshotId --output text)
 ec2_refused UnsupportedOperation register-image --name plain-enc --root-device-name /dev/xvda \
   --block-device-mappings "DeviceName=/dev/xvda,Ebs={SnapshotId=$plainsnap,Encrypted=true}"
 ec2_refused InvalidParameterCombination run-instances --image-id "$ami" --instance-type t3.micro \
   --count 1 --block-device-mappings "DeviceName=/dev/xvda,Ebs={Encrypted=false}"
-ec2_refused UnsupportedOperation run-instances --image-id "$ami" --instance-type t3.micro \
-  --count 1 --block-device-mappings "DeviceName=/dev/xvda,Ebs={Encrypted=true,KmsKeyId=$other}"
 pass "an image of an encrypted snapshot (mapping Encrypted=true) launches an encrypted root volume"
+
+# ---- encrypting and re-keying at launch (a staged copy through both keys, then clones)
+snapshots() { ec2 describe-snapshots --query 'length(Snapshots)' --output text; }
+other_arn=arn:aws:kms:us-east-1:000000000000:key/$other
+before=$(snapshots)
+# the image of the encrypted snapshot, launched twice under another key
+rekeyed=$(ec2 run-instances --image-id "$ami" --instance-type t3.micro --count 2 \
+  --block-device-mappings "DeviceName=/dev/xvda,Ebs={Encrypted=true,KmsKeyId=$other}" \
+  --query 'Instances[*].InstanceId' --output text | tr '\t' ' ')
+# a plaintext image launched with Encrypted=true (the default key), and with encryption by default
+plainami=$(ec2 register-image --name plain-image --root-device-name /dev/xvda \
+  --block-device-mappings "DeviceName=/dev/xvda,Ebs={SnapshotId=$plainsnap}" \
+  --query ImageId --output text)
+asked=$(ec2 run-instances --image-id "$plainami" --instance-type t3.micro --count 1 \
+  --block-device-mappings "DeviceName=/dev/xvda,Ebs={Encrypted=true}" \
+  "DeviceName=/dev/sdf,Ebs={VolumeSize=1,Encrypted=true,KmsKeyId=$other}" \
+  --query 'Instances[0].InstanceId' --output text)
+empty=$(ec2 describe-volumes --filters "Name=attachment.instance-id,Values=$asked" \
+  "Name=attachment.device,Values=/dev/sdf" --query 'Volumes[0].[Encrypted,KmsKeyId]' --output text)
+[[ $empty == "True"$'\t'"$other_arn" ]] || fail "a new empty volume at launch: $empty"
+ec2 enable-ebs-encryption-by-default >/dev/null
+bydefault=$(ec2 run-instances --image-id "$plainami" --instance-type t3.micro --count 1 \
+  --query 'Instances[0].InstanceId' --output text)
+ec2 disable-ebs-encryption-by-default >/dev/null
+plain_iid=$(ec2 run-instances --image-id "$plainami" --instance-type t3.micro --count 1 \
+  --query 'Instances[0].InstanceId' --output text)
+for i in $rekeyed $asked $bydefault $plain_iid; do
+  vol_i=$(ec2 describe-instances --instance-ids "$i" \
+    --query 'Reservations[0].Instances[0].BlockDeviceMappings[0].Ebs.VolumeId' --output text)
+  got=$(ec2 describe-volumes --volume-ids "$vol_i" --query 'Volumes[0].[Encrypted,KmsKeyId]' \
+    --output text)
+  case $i in
+    "$plain_iid") [[ $got == False* ]] || fail "$i: a plaintext launch came out $got" ;;
+    "$asked" | "$bydefault") [[ $got == True* ]] || fail "$i: not encrypted at launch: $got" ;;
+    *) [[ $got == "True"$'\t'"$other_arn" ]] || fail "$i: not re-keyed at launch: $got" ;;
+  esac
+  want=$work/data
+  [[ " $rekeyed " == *" $i "* ]] || want=$work/pdata
+  nbdcopy "$(uri "$i/xvda")" "$work/launched" || fail "nbdcopy of $i/xvda"
+  cmp -n "$(stat -c %s "$want")" "$want" "$work/launched" || fail "$i's disk differs from the image's"
+done
+[[ $(snapshots) == "$before" ]] || fail "a staged snapshot was left behind"
+if pool_leaks; then fail "plaintext in the pool's files after launches"; fi
+ec2 terminate-instances --instance-ids $rekeyed $asked $bydefault $plain_iid >/dev/null
+pass "run-instances re-keys (KmsKeyId) and encrypts (Encrypted=true, by default) at launch"
 
 # ---- EBS direct: an encrypted upload (StartSnapshot Encrypted, KmsKeyArn), read back in plaintext
 /usr/bin/python3 -c "import boto3" 2>/dev/null || { echo "SKIP: python3-boto3 not installed"; exit 77; }
