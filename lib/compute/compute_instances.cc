@@ -192,8 +192,9 @@ Status ComputeImpl::PlanLaunchEncryptionLocked(const Staged& staged, LaunchPlan*
   plan->new_volume_keys.assign(plan->mappings.size(), "");
   for (size_t i = 0; i < plan->mappings.size(); i++) {
     BlockDeviceMapping& m = plan->mappings[i];
-    if (!m.virtual_name.empty()) {
-      continue;  // instance store: always encrypted, under a key of its own
+    if (!m.virtual_name.empty() ||
+        (plan->store_root && m.device_name == plan->image->root_device_name)) {
+      continue;  // instance store (an instance-store root too): encrypted under a key of its own
     }
     if (!m.kms_key_id.empty() && m.encrypted != true) {
       return Status::InvalidArgument(
