@@ -79,7 +79,7 @@ void AddOptions(CLI::App& app, Config* c) {
                  "file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials); default: "
                  "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY");
   app.add_option("--kms-timeout-ms", c->kms_external.call_timeout_ms,
-                 "each call to the external KMS, at most (30000)")
+                 "each call to the external or peer KMS, at most (30000)")
       ->check(CLI::Range(1, 300000));
   app.add_option("--max-connections", c->limits.max_connections, "(256)")
       ->check(CLI::Range(1, 65536));

@@ -227,10 +227,7 @@ Result<kms::Secret> ComputeImpl::UnwrapDataKey(const std::string& id, const std:
                                std::to_string(kms::XtsCipher::kKeyBytes) + " bytes");
   }
   if (!plain.ok()) {
-    return Status::Busy(
-        "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an "
-        "incorrect state: " +
-        id + " cannot be opened (" + plain.status().message() + ")");
+    return InvalidKmsKeyState(id + " cannot be opened (" + plain.status().message() + ")");
   }
   return kms::Secret(std::move(*plain));
 }

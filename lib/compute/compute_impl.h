@@ -25,6 +25,13 @@
 
 namespace strata {
 
+// EC2's error for a KMS key it cannot use at an attach or a launch (an instance's StateReason):
+// Busy, with `why` after EC2's text.
+inline Status InvalidKmsKeyState(const std::string& why) {
+  return Status::Busy(
+      "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state: " + why);
+}
+
 // An instance's durable record: its info plus the EBS volumes a termination still has to delete
 // (a crash between the terminate commit and the deletes finishes them at the next open).
 // The EC2 layer's record tables in the pool (docs/on-disk-format.md).

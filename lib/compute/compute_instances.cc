@@ -217,10 +217,7 @@ Status ComputeImpl::PlanLaunchEncryptionLocked(const Staged& staged, LaunchPlan*
     if (!key.ok()) {
       const bool own = m.kms_key_id.empty() && have.encrypted;  // the snapshot's key is gone
       return own || key.status().code() == Status::Code::kBusy
-                 ? Status::Busy(
-                       "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an "
-                       "incorrect state: " +
-                       key.status().message())
+                 ? InvalidKmsKeyState(key.status().message())
                  : key.status();
     }
     if (m.snapshot_id.empty()) {

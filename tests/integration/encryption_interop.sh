@@ -296,7 +296,7 @@ if [[ -n "${S3_ENDPOINT:-}" ]] && command -v s3cmd >/dev/null; then
     for _ in $(seq 100); do [[ -s "$work/hostile.port" ]] && break; sleep 0.05; done
     start_b --kms-peer-url "http://127.0.0.1:$(cat "$work/hostile.port")" --kms-timeout-ms 2000
     began=$(date +%s)
-    if out=$(pool=$B timeout 60 "$strata" --pool "$B" create-volume --snapshot-id "$snap" \
+    if out=$(timeout 60 "$strata" --pool "$B" create-volume --snapshot-id "$snap" \
       --remote shared 2>&1); then
       fail "restored through a $mode peer KMS: $out"
     fi
