@@ -376,6 +376,9 @@ int main(int argc, char** argv) {
   if (!compute.ok()) {
     return Fail(compute.status());
   }
+  if (std::string why = (*pool)->Info().read_only; !why.empty()) {
+    std::fprintf(stderr, "strata-nbd: the pool is open read-only: %s\n", why.c_str());
+  }
   // Restores from remotes resume here: on-demand fetches for the exports, the rest in the
   // background. Destroyed before the pool (declared after it).
   strata::HydrationOptions hydration;

@@ -81,6 +81,10 @@ struct KmsOptions {
 // Errors: NotFound (no path and no credential), InvalidArgument (size, contents, mode, place).
 STRATA_EXPORT Result<std::string> LoadKmsRootKey(const std::string& path,
                                                  const std::string& pool_dir);
+// Whether the pool's KMS has been opened once (its root key's check value is recorded): such a
+// pool holds keys sealed under a root key, and a process without that key must not change it
+// (Compute opens it read-only). Errors: the pool's.
+STRATA_EXPORT Result<bool> PoolHasKms(Pool* pool);
 // Writes a new random root key to `path` (0600, refusing to overwrite). Errors: AlreadyExists.
 STRATA_EXPORT Status CreateKmsRootKey(const std::string& path, const std::string& pool_dir);
 

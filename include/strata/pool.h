@@ -185,6 +185,7 @@ struct PoolInfo {
   std::string io_engine;             // "io_uring" or "sync" (or "sim")
   bool direct_io = false;
   std::string latched_error;  // empty unless a fatal I/O error latched the pool
+  std::string read_only;      // empty unless Pool::SetReadOnly: why the pool refuses changes
 };
 
 struct CheckReport {
@@ -354,6 +355,13 @@ class STRATA_EXPORT Pool {
 
   // Commits every pending change durably. Errors: IOError (latched), NoSpace (metadata).
   virtual Status Flush() = 0;
+  // From now on, for the life of this open, every change fails with ReadOnly(`why`) before it
+  // changes anything: volumes open read-only (their NBD exports say so) and every control
+  // operation that would commit metadata is refused. Work the pool began before (crash recovery,
+  // reclaiming deleted data, hydrating a lazily restored snapshot) goes on: it changes nothing
+  // anyone can see. For a layer that finds the pool unsafe to change: the EC2 layer of a pool
+  // whose KMS root key was not given (docs/kms.md). `why` must be non-empty.
+  virtual void SetReadOnly(const std::string& why) = 0;
   virtual PoolInfo Info() = 0;
   // Verifies every metadata invariant and the space accounting against the map.
   virtual Result<CheckReport> Check() = 0;

@@ -74,6 +74,14 @@ Status ValidateTags(const Tags& tags) {
 
 // ---------------------------------------------------------------- open
 
+// A pool whose KMS holds keys opens read-only without its root key (docs/kms.md): a change could
+// need a key this process cannot unwrap (encryption by default, a re-keyed launch), and the
+// issue's contract is that such a copy of a pool changes nothing.
+constexpr const char* kNoRootKeyReason =
+    "its KMS holds keys and this process was not given the KMS root key (--kms-root-key FILE, "
+    "the systemd credential strata-kms-root-key, or --kms-root-key-from-kms); encrypted volumes "
+    "are refused and the others are served read-only";
+
 Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions& options) {
   if (pool == nullptr) {
     return Status::InvalidArgument("Compute needs an open pool");
@@ -93,6 +101,12 @@ Result<std::unique_ptr<Compute>> Compute::Open(Pool* pool, const ComputeOptions&
     compute->set_kms(std::move(*kms));
   }
   STRATA_RETURN_IF_ERROR(compute->Load());
+  if (options.kms_root_key.empty()) {
+    STRATA_ASSIGN_OR_RETURN(bool has_kms, PoolHasKms(pool));
+    if (has_kms) {  // after Load: its crash repairs change nothing a user made
+      pool->SetReadOnly(kNoRootKeyReason);
+    }
+  }
   return std::unique_ptr<Compute>(std::move(compute));
 }
 

@@ -354,7 +354,8 @@ Result<json> PoolInfoCommand(Compute* compute, const json&) {
                 {"PartialChunks", i.partial_chunks},
                 {"IoEngine", i.io_engine},
                 {"DirectIo", i.direct_io},
-                {"LatchedError", i.latched_error}}}};
+                {"LatchedError", i.latched_error},
+                {"ReadOnly", i.read_only}}}};
 }
 
 Result<json> PoolCheckCommand(Compute* compute, const json&) {

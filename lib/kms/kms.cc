@@ -267,6 +267,17 @@ Status KmsImpl::Load() {
   return Status::OK();
 }
 
+Result<bool> PoolHasKmsRoot(Pool* pool) {
+  STRATA_RETURN_IF_ERROR(pool->OpenRecordTable(kTable));
+  STRATA_ASSIGN_OR_RETURN(auto records, pool->ReadRecords(kTable));
+  for (const auto& [key, value] : records) {
+    if (key == "root") {
+      return true;
+    }
+  }
+  return false;
+}
+
 Result<std::unique_ptr<Kms>> OpenKms(Pool* pool, const std::string& root_key,
                                      const KmsOptions& options_in) {
   if (root_key.size() != kRootKeyBytes) {
@@ -695,6 +706,8 @@ Result<std::vector<KmsAliasInfo>> KmsImpl::ListAliases(const std::string& key_re
 }
 
 }  // namespace kms
+
+Result<bool> PoolHasKms(Pool* pool) { return kms::PoolHasKmsRoot(pool); }
 
 Result<std::unique_ptr<Kms>> Kms::Open(Pool* pool, const std::string& root_key,
                                        const KmsOptions& options) {

@@ -507,6 +507,7 @@ Result<VolumeInfo> PoolImpl::CreateVolume(const VolumeSpec& spec) {
 
 Result<std::vector<VolumeInfo>> PoolImpl::CreateVolumes(const std::vector<VolumeSpec>& specs,
                                                         const RecordsFor& records_for) {
+  STRATA_RETURN_IF_ERROR(Writable());
   for (const VolumeSpec& spec : specs) {
     STRATA_RETURN_IF_ERROR(ValidateSpec(spec));
   }
@@ -610,6 +611,7 @@ Result<std::vector<std::pair<std::string, std::string>>> PoolImpl::ReadRecords(
 }
 
 Status PoolImpl::CommitRecords(std::vector<RecordChange> changes) {
+  STRATA_RETURN_IF_ERROR(Writable());
   STRATA_RETURN_IF_ERROR(CheckLayerTables(changes));
   MutexLock commit(&commit_mu_);
   CommitBatch batch;
@@ -701,6 +703,7 @@ Status PoolImpl::CollectLineageChunks(uint64_t lineage, std::vector<uint64_t>* p
 // (no room for metadata on a full file system) changes nothing. Without snapshots or clones the
 // lineage goes at once; otherwise the head epoch is queued for the reclaimer.
 Status PoolImpl::DeleteVolume(const std::string& volume_id) {
+  STRATA_RETURN_IF_ERROR(Writable());
   MutexLock commit(&commit_mu_);
   uint64_t lineage;
   bool erase;
@@ -770,6 +773,7 @@ void PoolImpl::ConfigureGovernorLocked(VolumeRecord* rec) {
 
 Result<VolumeInfo> PoolImpl::ModifyVolume(const std::string& volume_id,
                                           const VolumeModification& m) {
+  STRATA_RETURN_IF_ERROR(Writable());
   MutexLock commit(&commit_mu_);
   VolumeInfo info;
   {
@@ -896,6 +900,23 @@ void PoolImpl::ReleaseLoop(std::unique_ptr<EventLoop> loop) {
   }
 }
 
+// ---------------------------------------------------------------- read-only
+
+void PoolImpl::SetReadOnly(const std::string& why) {
+  STRATA_CHECK(!why.empty());
+  MutexLock lock(&mu_);
+  read_only_why_ = why;
+  read_only_flag_.store(true, std::memory_order_release);
+}
+
+Status PoolImpl::Writable() {
+  if (!read_only()) {
+    return Status::OK();
+  }
+  MutexLock lock(&mu_);
+  return Status::ReadOnly("the pool is open read-only: " + read_only_why_);
+}
+
 // ---------------------------------------------------------------- info and check
 
 PoolInfo PoolImpl::Info() {
@@ -919,6 +940,7 @@ PoolInfo PoolImpl::Info() {
   info.partial_chunks = partials_.size();
   info.io_engine = engine_name_;
   info.latched_error = latched_.ok() ? "" : latched_.ToString();
+  info.read_only = read_only_why_;
   lock.Unlock();  // fstat is a system call: never under the pool mutex
   for (FileId f : space_->Files()) {
     auto bytes = env_->AllocatedBytes(f);

@@ -74,6 +74,12 @@ class PoolImpl final : public Pool {
   Result<std::shared_ptr<Volume>> OpenVolume(const std::string& volume_id,
                                              const OpenOptions& options) EXCLUDES(mu_) override;
   Status Flush() override;
+  void SetReadOnly(const std::string& why) EXCLUDES(mu_) override;
+  // For the data path: set once by SetReadOnly, never cleared.
+  bool read_only() const { return read_only_flag_.load(std::memory_order_acquire); }
+  // OK, or ReadOnly saying why (SetReadOnly): checked first by every control operation that
+  // changes metadata.
+  Status Writable() EXCLUDES(mu_);
   Result<std::unique_ptr<EventLoop>> CreateEventLoop(uint32_t queue_depth) override {
     return EventLoop::Create(env_, queue_depth);
   }
@@ -417,7 +423,9 @@ class PoolImpl final : public Pool {
   // Env steps the background (the simulator), then null and writes encrypt inline.
   std::unique_ptr<CipherWorker> cipher_worker_;
   Status latched_ GUARDED_BY(mu_);
-  std::atomic<bool> latched_flag_{false};  // !latched_.ok(), for the lock-free data path
+  std::atomic<bool> latched_flag_{false};      // !latched_.ok(), for the lock-free data path
+  std::string read_only_why_ GUARDED_BY(mu_);  // SetReadOnly's reason; empty: writable
+  std::atomic<bool> read_only_flag_{false};    // !read_only_why_.empty(), for the data path
 
   Mutex commit_mu_ ACQUIRED_BEFORE(mu_);  // one commit at a time (commit thread or control op)
   Mutex fill_mu_ ACQUIRED_BEFORE(mu_);    // one FillSnapshot at a time

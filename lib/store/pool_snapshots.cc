@@ -188,6 +188,7 @@ Result<SnapshotInfo> PoolImpl::SealImport(const std::string& volume_id,
 }
 
 Result<VolumeInfo> PoolImpl::PublishImport(const std::string& volume_id) {
+  STRATA_RETURN_IF_ERROR(Writable());
   MutexLock commit(&commit_mu_);
   VolumeInfo info;
   {
@@ -215,6 +216,7 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
                                                           const std::string& description,
                                                           const std::string& source_snapshot_id,
                                                           const std::string& wanted_id) {
+  STRATA_RETURN_IF_ERROR(Writable());
   if (volumes.empty()) {
     return Status::InvalidArgument("no volume to snapshot");
   }
@@ -511,6 +513,7 @@ Status PoolImpl::WriteFill(uint64_t offset_bytes, std::span<const std::byte> dat
 // ---------------------------------------------------------------- delete
 
 Status PoolImpl::DeleteSnapshot(const std::string& snapshot_id) {
+  STRATA_RETURN_IF_ERROR(Writable());
   MutexLock commit(&commit_mu_);
   MutexLock lock(&mu_);
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(snapshot_id));
@@ -1004,7 +1007,7 @@ Result<std::vector<ChangeExtent>> PoolImpl::ChangedExtents(const Volume& volume,
     MutexLock lock(&mu_);
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord * rec, FindSnapshotLocked(since_snapshot_id));
     STRATA_ASSIGN_OR_RETURN(
-        ranges, ChangeRangesLocked(rec->info, v->lineage(), v->head_epoch(), !v->read_only()));
+        ranges, ChangeRangesLocked(rec->info, v->lineage(), v->head_epoch(), !v->is_snapshot()));
   }
   std::set<MapKey> born;  // versions born in a range, committed
   for (const ChangeRange& r : ranges) {

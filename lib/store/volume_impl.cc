@@ -243,8 +243,13 @@ Status VolumeImpl::Validate(const IoRequest& r) const {
   if (read_only_ && r.kind != IoRequest::Kind::kRead) {
     return Status::ReadOnly(id_ + " is a snapshot: read-only");
   }
+  if (pool_->read_only() && r.kind != IoRequest::Kind::kRead && r.kind != IoRequest::Kind::kFlush) {
+    return pool_->Writable();  // (a flush has nothing to make durable: it succeeds)
+  }
   return Status::OK();
 }
+
+bool VolumeImpl::read_only() const { return read_only_ || pool_->read_only(); }
 
 void VolumeImpl::Complete(EventLoop* loop, IoRequest* request, const Status& status) {
   // Never call back from inside Submit: the caller's stack may not expect re-entry.

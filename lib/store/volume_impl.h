@@ -128,7 +128,9 @@ class VolumeImpl final : public Volume {
   VolumeImpl(PoolImpl* pool, const SnapshotInfo& snapshot, LineageChain chain);
   ~VolumeImpl() override = default;
 
-  bool read_only() const override { return read_only_; }
+  // A snapshot, or any volume of a pool set read-only (Pool::SetReadOnly).
+  bool read_only() const override;
+  bool is_snapshot() const { return read_only_; }
   uint64_t lineage() const { return lineage_; }
   uint64_t head_epoch() const { return head_epoch_.load(std::memory_order_acquire); }
 

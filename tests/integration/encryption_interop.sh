@@ -6,8 +6,9 @@
 #   snapshots encrypted (KmsKeyId, DataEncryptionKeyId); a clone under the same key (instant)
 #   and under another key (a re-encrypting copy) read the same bytes; encryption by default and
 #   the default key (alias/aws/ebs); a disabled key fails the next open with EC2's reason while
-#   an open connection keeps working, and works again once enabled; a server without the root
-#   key refuses encrypted exports, saying why, and serves the rest; an exported stream carries
+#   an open connection keeps working, and works again once enabled; a pool opened without the
+#   root key is read-only, refuses encrypted exports, saying why, and serves the rest read-only;
+#   an exported stream carries
 #   ciphertext and imports back encrypted.
 #
 # usage: encryption_interop.sh BUILD_DIR   (exit 77 = skipped)
@@ -329,11 +330,32 @@ else
   echo "skip: the remote part (S3_ENDPOINT not set: tools/rgw.sh start)"
 fi
 
-# ---- without the root key: encrypted exports refused, saying why; the rest served
-plain=$(cli create-volume --size 1 --no-encrypted | field VolumeId)
+# ---- without the root key the pool opens read-only: encrypted exports refused, saying why; the
+# rest served read-only; no change is made, by the CLI or through the server
+plain=$(STRATA_KMS_ROOT_KEY=$work/root.key cli create-volume --size 1 --no-encrypted |
+  field VolumeId)
+refused "the pool is open read-only" create-volume --size 1 --no-encrypted
 start
+grep -q "the pool is open read-only: its KMS holds keys" "$work/log" ||
+  fail "the server does not say it is read-only: $(cat "$work/log")"
 if nbdinfo "$(uri "$vol")" >/dev/null 2>&1; then fail "served without the KMS"; fi
 grep -q "no KMS" "$work/log" || fail "no reason given: $(cat "$work/log")"
-nbdinfo "$(uri "$plain")" >/dev/null || fail "a plaintext volume was not served"
+/usr/bin/python3 - "$(uri "$plain")" <<'EOF' || fail "a plaintext export was writable, or not served"
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+assert h.is_read_only(), "the export does not say read-only"
+h.pread(4096, 0)
+try:
+    h.pwrite(b"x" * 4096, 0)
+except nbd.Error:
+    sys.exit(0)
+sys.exit("a write was accepted")
+EOF
+refused "the pool is open read-only" create-volume --size 1 --no-encrypted
+refused "the pool is open read-only" delete-volume --volume-id "$plain"
 stop_server
-pass "a server without the root key refuses encrypted exports, saying why"
+start --kms-root-key "$work/root.key"
+nbdinfo "$(uri "$vol")" >/dev/null || fail "the encrypted volume with the key again"
+stop_server
+pass "without the root key: read-only, encrypted exports refused, saying why; writable with it"

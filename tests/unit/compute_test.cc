@@ -750,6 +750,56 @@ TEST_F(ComputeTest, SecurityGroupRulesHaveIdsDescriptionsAndDirections) {
 // Key pairs: x509 ones are certificates of the pool's CA, found by fingerprint; PSK ones keep
 // their key for the server; both survive a reopen; an instance launched with one admits only a
 // peer that proved it.
+// A pool whose KMS holds keys opens read-only without its root key (issue 32): encrypted volumes
+// are refused, plaintext ones read but never written, no change is made; with the key it is
+// writable again.
+TEST_F(ComputeTest, WithoutItsRootKeyAKmsPoolOpensReadOnly) {
+  const std::string root(32, '\x5a');
+  auto open_with = [&](const std::string& key) {
+    compute_.reset();
+    pool_.reset();
+    PoolOptions o;
+    o.commit_interval_ms = 0;
+    pool_ = std::move(*Pool::Open(dir_.path(), o));
+    ComputeOptions co;
+    co.kms_root_key = key;
+    auto compute = Compute::Open(pool_.get(), co);
+    ASSERT_TRUE(compute.ok()) << compute.status().ToString();
+    compute_ = std::move(*compute);
+  };
+  EXPECT_TRUE(pool_->Info().read_only.empty());  // no KMS yet: nothing to need a key for
+  open_with(root);
+  auto secret = compute_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""}, true, "");
+  ASSERT_TRUE(secret.ok()) << secret.status().ToString();
+  auto plain = compute_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""}, false, "");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  const auto pattern = test::RandomBytes(4096, 9);
+  ASSERT_TRUE((*compute_->OpenVolume(plain->volume_id))->Write(0, pattern, true).ok());
+
+  open_with("");
+  EXPECT_NE(pool_->Info().read_only.find("--kms-root-key"), std::string::npos);
+  auto refused = compute_->OpenVolume(secret->volume_id);
+  EXPECT_FALSE(refused.ok());
+  auto v = compute_->OpenVolume(plain->volume_id);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE((*v)->read_only());
+  std::vector<std::byte> got(4096);
+  ASSERT_TRUE((*v)->Read(0, got).ok());
+  EXPECT_EQ(got, pattern);
+  EXPECT_EQ((*v)->Write(0, pattern, false).code(), Status::Code::kReadOnly);
+  v->reset();
+  auto made = compute_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""}, false, "");
+  EXPECT_EQ(made.status().code(), Status::Code::kReadOnly) << made.status().ToString();
+  EXPECT_EQ(pool_->DeleteVolume(plain->volume_id).code(), Status::Code::kReadOnly);
+  EXPECT_EQ(pool_->ListVolumes().size(), 2u);
+
+  open_with(root);
+  EXPECT_TRUE(pool_->Info().read_only.empty());
+  auto w = compute_->OpenVolume(secret->volume_id);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_TRUE((*w)->Write(0, pattern, true).ok());
+}
+
 TEST_F(ComputeTest, KeyPairsAreIdentitiesThatSurviveAReopen) {
   auto x509 = compute_->CreateKeyPair("alice", "x509");
   ASSERT_TRUE(x509.ok()) << x509.status().ToString();

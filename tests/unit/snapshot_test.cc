@@ -648,6 +648,55 @@ TEST(SubChunkFaultTest, FailedFillLatchesThePoolAndLosesNothing) {
   EXPECT_TRUE(report->problems.empty()) << report->problems.front();
 }
 
+// Pool::SetReadOnly (a KMS pool opened without its root key): every change is refused, saying
+// why, before it changes anything; reads go on; the next open is writable and finds all as it was.
+TEST_F(SnapshotTest, AReadOnlyPoolRefusesEveryChangeAndKeepsEverything) {
+  std::string id;
+  auto vol = NewVolume(8 * kChunk, &id);
+  auto a = test::RandomBytes(8 * kChunk, 5);
+  ASSERT_TRUE(vol->Write(0, a, true).ok());
+  auto snap = pool_->CreateSnapshot(id, "before");
+  ASSERT_TRUE(snap.ok());
+  ASSERT_TRUE(pool_->OpenRecordTable("layer").ok());
+  pool_->SetReadOnly("no root key (test)");
+  auto refused = [](const Status& s) {
+    return s.code() == Status::Code::kReadOnly &&
+           s.message().find("read-only: no root key (test)") != std::string::npos;
+  };
+  EXPECT_TRUE(vol->read_only());
+  EXPECT_TRUE(refused(vol->Write(0, test::RandomBytes(kChunk, 6), false)));
+  EXPECT_TRUE(refused(vol->Trim(0, kChunk)));
+  EXPECT_TRUE(refused(vol->WriteZeroes(0, kChunk, false, false)));
+  EXPECT_TRUE(vol->Flush().ok());  // nothing to make durable
+  EXPECT_EQ(ReadAll(vol.get()), a);
+  EXPECT_TRUE(refused(pool_->CreateVolume(VolumeSpec{kChunk, "", "gp3", ""}).status()));
+  EXPECT_TRUE(refused(pool_->CreateSnapshot(id, "after").status()));
+  EXPECT_TRUE(refused(pool_->DeleteSnapshot(snap->snapshot_id)));
+  vol.reset();
+  EXPECT_TRUE(refused(pool_->DeleteVolume(id)));
+  VolumeModification grow;
+  grow.size_bytes = 16 * kChunk;
+  EXPECT_TRUE(refused(pool_->ModifyVolume(id, grow).status()));
+  EXPECT_TRUE(refused(pool_->CommitRecords({{"layer", "k", std::string("v")}})));
+  EXPECT_EQ(pool_->Info().read_only, "no root key (test)");
+  auto reopened = pool_->OpenVolume(id);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE((*reopened)->read_only());
+  reopened->reset();
+  pool_.reset();
+  Open();  // a new open is writable and lost nothing
+  EXPECT_TRUE(pool_->Info().read_only.empty());
+  EXPECT_EQ(pool_->ListVolumes().size(), 1u);
+  EXPECT_EQ(pool_->ListSnapshots().size(), 1u);
+  vol = *pool_->OpenVolume(id);
+  EXPECT_FALSE(vol->read_only());
+  EXPECT_EQ(ReadAll(vol.get()), a);
+  EXPECT_EQ(vol->size_bytes(), 8 * kChunk);
+  ASSERT_TRUE(vol->Write(0, test::RandomBytes(kChunk, 7), false).ok());
+  vol.reset();
+  ExpectClean();
+}
+
 TEST_F(SnapshotTest, RandomOperationsMatchTheModel) {
   constexpr uint64_t kSize = 32 * kChunk;
   const char* seed_env = std::getenv("STRATA_SNAP_SEED");
