@@ -53,7 +53,8 @@ class SimEnv final : public Env {
   int64_t WallClockMs() override;
   void AdvanceClock(uint64_t ns);
   // Stepped: pools on this Env start no background threads (BackgroundThreads() is false); the
-  // simulator runs their work with PoolImpl::StepBackground. Set before a pool opens.
+  // simulator runs their work with PoolImpl::StepBackground. Set before a pool opens. A remote
+  // whose Env this is (RemoteTuning::env) uploads on its caller's thread.
   void SetSteppedBackground(bool stepped) { stepped_background_ = stepped; }
   bool BackgroundThreads() override { return !stepped_background_; }
 

@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -144,7 +145,13 @@ class Hydrator final : public BlockSource {
   // `timeout_ms`: the whole batch fails past it, retries included (0: only the attempts bound
   // it), for a reader opened into `reader` on first use.
   void FetchBatch(const std::vector<uint64_t>& batch,
-                  std::unique_ptr<remote::SnapshotReader>* reader, uint32_t timeout_ms);
+                  std::unique_ptr<remote::SnapshotReader>* reader, uint32_t timeout_ms, int worker);
+  // Slices of the worker's buffer, one per ref, laid out in order: consecutive full blocks are
+  // one contiguous run, filled with one write. A ref whose sizes are not the format's is
+  // Corruption in `status`, and gets no slice.
+  std::vector<std::span<std::byte>> SliceBuffer(
+      int worker, const std::vector<std::pair<uint64_t, remote::BlockRef>>& refs,
+      std::vector<Status>* status);
   void SettleLocked(uint64_t block, const Status& s, Calls* calls) REQUIRES(mu_);
   // Keeps the restore marker fresh (GC keeps the tree meanwhile); `last` deletes it.
   void Heartbeat(bool last);
@@ -167,6 +174,10 @@ class Hydrator final : public BlockSource {
   // within fetch_timeout_ms; a background batch is bounded by its attempts only.
   std::unique_ptr<remote::SnapshotReader> readers_[kWorkers];
   std::unique_ptr<remote::SnapshotReader> urgent_readers_[kWorkers];
+  // Each worker's fetch buffer, kept between batches (no page faults or zeroing per block):
+  // at most batch_blocks (and read-ahead) blocks of 512 KiB.
+  std::unique_ptr<std::byte[]> buffers_[kWorkers];
+  size_t buffer_bytes_[kWorkers] = {};
   std::unique_ptr<remote::ObjectStore> marker_store_;  // the worker's only
   int64_t marker_ms_ = 0;                              // last heartbeat written (steady)
 
@@ -374,7 +385,7 @@ void Hydrator::Main(int worker) {
       Heartbeat(/*last=*/false);
     }
     FetchBatch(batch, urgent ? &urgent_readers_[worker] : &readers_[worker],
-               urgent ? options_.fetch_timeout_ms : 0);
+               urgent ? options_.fetch_timeout_ms : 0, worker);
     lock.Lock();
     in_flight_ -= batch.size();
     cv_.SignalAll();  // (the other worker may be waiting for this batch to see completion)
@@ -453,9 +464,39 @@ void Hydrator::SettleLocked(uint64_t block, const Status& s, Calls* calls) {
   waiting_.erase(it);
 }
 
+std::vector<std::span<std::byte>> Hydrator::SliceBuffer(
+    int worker, const std::vector<std::pair<uint64_t, remote::BlockRef>>& refs,
+    std::vector<Status>* status) {
+  status->assign(refs.size(), Status::OK());
+  size_t total = 0;
+  for (size_t i = 0; i < refs.size(); i++) {
+    const remote::BlockRef& ref = refs[i].second;
+    const std::string what = "remote " + record_.remote + ": block " +
+                             std::to_string(refs[i].first) + " of " + record_.snapshot_id;
+    (*status)[i] = remote::CheckRef(ref, what);
+    if ((*status)[i].ok() && ref.raw > kBlock) {
+      (*status)[i] = Status::Corruption(what + ": larger than the snapshot's block size");
+    }
+    total += (*status)[i].ok() ? ref.raw : 0;
+  }
+  if (buffer_bytes_[worker] < total) {
+    buffers_[worker].reset(new std::byte[total]);  // (uninitialised: every byte is decoded into)
+    buffer_bytes_[worker] = total;
+  }
+  std::vector<std::span<std::byte>> out(refs.size());
+  size_t at = 0;
+  for (size_t i = 0; i < refs.size(); i++) {
+    if ((*status)[i].ok()) {
+      out[i] = std::span<std::byte>(buffers_[worker].get() + at, refs[i].second.raw);
+      at += refs[i].second.raw;
+    }
+  }
+  return out;
+}
+
 void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
-                          std::unique_ptr<remote::SnapshotReader>* reader_slot,
-                          uint32_t timeout_ms) {
+                          std::unique_ptr<remote::SnapshotReader>* reader_slot, uint32_t timeout_ms,
+                          int worker) {
   std::map<uint64_t, Status> result;  // block -> how it went
   Status opened = Status::OK();
   std::unique_ptr<remote::SnapshotReader>& reader_ = *reader_slot;
@@ -490,24 +531,43 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
       }
     }
   }
-  std::vector<std::vector<std::byte>> raw;
   std::vector<Status> fetched;
+  std::vector<std::span<std::byte>> raw;  // each fetched block's bytes, in the worker's buffer
   if (opened.ok()) {
-    reader_->Fetch(refs, &raw, &fetched);
+    std::vector<Status> sized;
+    std::vector<std::span<std::byte>> out = SliceBuffer(worker, refs, &sized);
+    std::vector<std::pair<uint64_t, remote::BlockRef>> good;
+    std::vector<std::span<std::byte>> good_out;
+    for (size_t i = 0; i < refs.size(); i++) {
+      if (sized[i].ok()) {
+        good.push_back(refs[i]);
+        good_out.push_back(out[i]);
+      }
+    }
+    std::vector<Status> got;
+    reader_->Fetch(good, good_out, &got);
+    fetched = std::move(sized);
+    for (size_t i = 0, g = 0; i < refs.size(); i++) {
+      if (fetched[i].ok()) {
+        fetched[i] = got[g++];
+      }
+    }
+    raw = std::move(out);
   }
   uint64_t bytes = 0, filled = 0;
   // Runs of consecutive fetched blocks go into the snapshot in one fill (one write per run of
-  // consecutive chunks, one publication).
+  // consecutive chunks, one publication); they lie side by side in the worker's buffer.
   for (size_t i = 0; i < refs.size();) {
     size_t end = i;
-    std::vector<std::byte> run;
+    size_t run_bytes = 0;
     while (end < refs.size() && fetched[end].ok() &&
            (end == i || refs[end].first == refs[end - 1].first + 1) &&
            (end == i || raw[end - 1].size() == kBlock)) {
-      run.insert(run.end(), raw[end].begin(), raw[end].end());
+      run_bytes += raw[end].size();
       end++;
     }
-    Status s = end > i ? pool_->FillSnapshot(record_.snapshot_id, refs[i].first * kBlock, run)
+    Status s = end > i ? pool_->FillSnapshot(record_.snapshot_id, refs[i].first * kBlock,
+                                             std::span<const std::byte>(raw[i].data(), run_bytes))
                        : fetched[i];
     end = std::max(end, i + 1);
     for (size_t j = i; j < end; j++) {

@@ -34,6 +34,12 @@ struct S3Request {
   // is asked for (a range's length, a node's largest size): a server that sends more fails the
   // request, and holds no more of our memory than that.
   size_t max_response_bytes = 0;
+  // The body's SHA-256 in lower-case hex when the caller has it already (a pack is named by it):
+  // signing then does not hash the body again. Empty: the store hashes it.
+  std::string payload_sha256_hex = {};
+  // The response is exactly max_response_bytes long when it succeeds (a range of a known
+  // object): the store sizes its buffer once, not by growing it.
+  bool exact_response = false;
 
   // Filled in by the store.
   Status status;  // OK for 2xx; see ObjectStore::Run for the mapping of failures

@@ -127,21 +127,28 @@ Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNa
                    const std::string& what, std::vector<std::byte>* raw) {
   STRATA_RETURN_IF_ERROR(CheckRef(ref, what));  // (decoders check; this is the last line)
   raw->resize(ref.raw);
+  return DecodeBlockInto(stored, ref, namer, what, *raw);
+}
+
+Status DecodeBlockInto(const std::string& stored, const BlockRef& ref, const BlockNamer& namer,
+                       const std::string& what, std::span<std::byte> out) {
+  STRATA_RETURN_IF_ERROR(CheckRef(ref, what));
+  STRATA_CHECK(out.size() == ref.raw);  // the caller sized it from the same ref
   if (stored.size() != ref.stored) {
     return Status::Corruption(what + ": short read (damaged or truncated pack)");
   }
   if (ref.flags & kFlagZstd) {
-    size_t n = ZSTD_decompress(raw->data(), raw->size(), stored.data(), stored.size());
+    size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
     if (ZSTD_isError(n) || n != ref.raw) {
       return Status::Corruption(what + ": does not decompress (damaged pack)");
     }
   } else if (stored.size() == ref.raw) {
-    std::memcpy(raw->data(), stored.data(), ref.raw);
+    std::memcpy(out.data(), stored.data(), ref.raw);
   } else {
     return Status::Corruption(what + ": stored and raw lengths disagree (damaged index)");
   }
-  if (XXH3_64bits(raw->data(), raw->size()) != ref.xxh3 ||
-      namer.Of(raw->data(), raw->size()) != ref.sha256) {
+  if (XXH3_64bits(out.data(), out.size()) != ref.xxh3 ||
+      namer.Of(out.data(), out.size()) != ref.sha256) {
     return Status::Corruption(what + ": checksum mismatch (damaged pack)");
   }
   return Status::OK();

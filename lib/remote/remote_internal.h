@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,7 +23,7 @@ namespace strata::remote {
 
 struct RemoteTuning {
   size_t pack_target_bytes = 16 << 20;  // a pack is sealed once it holds this much
-  size_t packs_per_upload = 4;          // sealed packs uploaded together
+  size_t packs_per_upload = 2;          // sealed packs uploaded together (one group in flight)
   size_t batch_blocks = 64;             // blocks read, hashed and compressed together
   size_t fetch_batch = 32;              // range GETs in flight on restore
   // A push marker whose heartbeat is older than this belongs to a push that died.
@@ -66,10 +67,11 @@ class SnapshotReader {
   // The stored blocks of leaf `leaf` (blocks [leaf * 1,024, ...)): block index -> where it is.
   // A block not listed is all zeros.
   virtual Result<std::vector<std::pair<uint64_t, BlockRef>>> Leaf(uint64_t leaf) = 0;
-  // Range GETs of the blocks at once; each one decompressed and checked into raw[i], or its
-  // error (naming the block and the pack) in status[i].
+  // Range GETs of the blocks at once; each one decompressed and checked into out[i], or its
+  // error (naming the block and the pack) in status[i]. REQUIRES: out[i] is refs[i].second.raw
+  // bytes, a size the caller checked (CheckRef, and its block size) before it allocated.
   virtual void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-                     std::vector<std::vector<std::byte>>* raw, std::vector<Status>* status) = 0;
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) = 0;
 };
 
 // Hydrations::Start over stores made by `factory` (tests: a simulated bucket).

@@ -21,7 +21,10 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -61,6 +64,10 @@ constexpr char kKeyedBlockIds[] = "hmac-sha256";
 // `raw`. Nothing that fails a check is ever returned as data.
 Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNamer& namer,
                    const std::string& what, std::vector<std::byte>* raw);
+// The same into `out`, which is ref.raw bytes (REQUIRES; a ref that fails its checks is
+// Corruption before `out` is looked at): what fills a run buffer without a copy per block.
+Status DecodeBlockInto(const std::string& stored, const BlockRef& ref, const BlockNamer& namer,
+                       const std::string& what, std::span<std::byte> out);
 // The namer for a snapshot whose manifest says `encryption` (its envelope, "" = plaintext),
 // given the caller's block-id key. Errors: NotSupported (an encrypted snapshot without the key:
 // what is needed is named), InvalidArgument (a key for a plaintext snapshot, or a key of the
@@ -122,10 +129,19 @@ class GcLease {
 };
 
 // A block read from the snapshot, on its way into a pack.
+// One block of a push batch. A batch's blocks are reused for the next batch: their buffers are
+// sized once (no page faults, no zeroing per block).
 struct PendingBlock {
   uint64_t index = 0;
   std::vector<std::byte> raw;
-  std::string stored;
+  std::unique_ptr<char[]> compressed;  // zstd's output, compressed_capacity bytes
+  size_t compressed_capacity = 0;
+  size_t compressed_bytes = 0;  // with kFlagZstd in flags; otherwise the block goes as raw
+  // What goes into the pack: the compressed bytes, or the raw ones when zstd saved nothing.
+  std::string_view stored() const {
+    return flags != 0 ? std::string_view(compressed.get(), compressed_bytes)
+                      : std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size());
+  }
   bool zero = false;
   Hash sha{};
   uint64_t xxh3 = 0;
@@ -138,6 +154,7 @@ class Push {
   using Changes = std::map<uint64_t, std::optional<BlockRef>>;
 
   Push(Bucket* bucket, Pool* pool) : bucket_(bucket), pool_(pool) {}
+  ~Push();
   // Remote::PushSnapshot.
   Result<PushStats> Run(const std::string& snapshot_id,
                         const std::map<std::string, std::string>& tags,
@@ -155,7 +172,14 @@ class Push {
   void Prepare(std::vector<PendingBlock>* batch);
   Status AddToPack(PendingBlock* block, PushStats* stats);
   Status SealPack();
+  // Hands the sealed packs to the uploader thread (after the group before them is done and the
+  // marker names them), so that reading and hashing go on while they travel.
   Status UploadPacks(PushStats* stats);
+  // Waits for the group in flight, if any, and takes in its results: its status, and, in order
+  // up to a failure, each pack's index (index_cache_) and bytes.
+  Status JoinUpload(PushStats* stats);
+  Status StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
+                               Changes* changes, PushStats* stats, const RemoteProgress& progress);
   // Applies changes (block index -> new ref, or nullopt for a hole) below a node; returns its new
   // hash, or nullopt when the node is left empty.
   Result<std::optional<Hash>> Update(uint32_t level, std::optional<Hash> node, uint64_t first,
@@ -164,6 +188,7 @@ class Push {
   // The parent's root, grown to `depth` when the volume grew.
   Result<std::optional<Hash>> ParentRoot(const nlohmann::json& parent, uint32_t depth);
   // Reads, hashes and stores the listed blocks of the snapshot; records their new refs.
+  // Joins the last upload before it returns, whatever happened.
   Status StoreBlocks(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
                      Changes* changes, PushStats* stats, const RemoteProgress& progress);
   // Blocks whose content may differ from the parent's (all blocks with data without a parent).
@@ -172,7 +197,7 @@ class Push {
   // The push's marker (pending/ID): who pushes, its heartbeat, and the packs it is uploading
   // (in_flight) or that an earlier, killed run of it may have left without an index (orphans).
   Status WriteMarker(const std::vector<Hash>& in_flight);
-  Status HeartbeatIfDue();
+  Status HeartbeatIfDue(PushStats* stats);
   // Ends a push: packs that may be left without an index go to orphans/ for GC, then the marker.
   Status SettleMarker(const std::string& snapshot_id);
 
@@ -181,6 +206,15 @@ class Push {
     std::string bytes;
     std::vector<BlockRef> refs;
   };
+  // Packs on their way, owned by the uploader thread until JoinUpload: each pack, then each
+  // index (a pack counts once its index exists); `done` packs have both.
+  struct UploadGroup {
+    std::vector<SealedPack> packs;
+    std::vector<std::string> indexes;
+    size_t done = 0;
+    Status status;
+  };
+  static void Upload(ObjectStore* store, UploadGroup* group);
   Bucket* const bucket_;
   Pool* const pool_;
   std::unique_ptr<BlockNamer> namer_;      // set by Run: how this snapshot's blocks are named
@@ -190,6 +224,10 @@ class Push {
   std::string pack_;
   std::vector<BlockRef> pack_refs_;
   std::vector<SealedPack> sealed_;
+  // At most one group uploads while the next fills: memory stays at two groups and a batch.
+  std::unique_ptr<UploadGroup> uploading_;
+  std::vector<std::string> spare_packs_;  // buffers of uploaded packs, refilled (no page faults)
+  std::thread uploader_;
   // Blocks of this push waiting in a pack not yet sealed: sha256 -> block indexes.
   std::map<std::string, std::vector<uint64_t>> pending_index_;
   int64_t data_delta_ = 0;  // data blocks the push added (removed) against its parent

@@ -181,15 +181,15 @@ void Push::Prepare(std::vector<PendingBlock>* batch) {
     }
     b.sha = namer->Of(b.raw.data(), b.raw.size());
     b.xxh3 = XXH3_64bits(b.raw.data(), b.raw.size());
-    b.stored.resize(ZSTD_compressBound(b.raw.size()));
-    const size_t n = ZSTD_compress(b.stored.data(), b.stored.size(), b.raw.data(), b.raw.size(), 1);
-    if (ZSTD_isError(n) || n >= b.raw.size()) {  // incompressible: stored as it is
-      b.stored.assign(reinterpret_cast<const char*>(b.raw.data()), b.raw.size());
-      b.flags = 0;
-    } else {
-      b.stored.resize(n);
-      b.flags = remote::kFlagZstd;
+    const size_t bound = ZSTD_compressBound(b.raw.size());
+    if (b.compressed_capacity < bound) {
+      b.compressed.reset(new char[bound]);  // (uninitialised: zstd writes what it uses)
+      b.compressed_capacity = bound;
     }
+    const size_t n = ZSTD_compress(b.compressed.get(), bound, b.raw.data(), b.raw.size(), 1);
+    const bool smaller = !ZSTD_isError(n) && n < b.raw.size();
+    b.compressed_bytes = smaller ? n : 0;
+    b.flags = smaller ? remote::kFlagZstd : 0;  // incompressible: stored as it is
   });
 }
 
@@ -197,11 +197,15 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
   BlockRef ref;
   ref.sha256 = b->sha;
   ref.offset = pack_.size();
-  ref.stored = static_cast<uint32_t>(b->stored.size());
+  const std::string_view stored = b->stored();
+  ref.stored = static_cast<uint32_t>(stored.size());
   ref.raw = static_cast<uint32_t>(b->raw.size());
   ref.flags = b->flags;
   ref.xxh3 = b->xxh3;
-  pack_ += b->stored;
+  if (pack_.empty()) {
+    pack_.reserve(bucket_->tuning().pack_target_bytes + kRemoteBlockBytes);  // one allocation
+  }
+  pack_ += stored;
   pack_refs_.push_back(ref);
   stats->blocks_uploaded++;
   if (pack_.size() >= bucket_->tuning().pack_target_bytes) {
@@ -226,53 +230,102 @@ Status Push::SealPack() {
     known_.emplace(HashKey(r.sha256), r);  // later blocks of this push with this content reuse it
   }
   pack_.clear();
+  if (!spare_packs_.empty()) {
+    pack_ = std::move(spare_packs_.back());
+    spare_packs_.pop_back();
+  }
   pack_refs_.clear();
   sealed_.push_back(std::move(p));
   return Status::OK();
 }
 
-// The sealed packs at once, then their indexes: a pack counts only once its index exists.
+Push::~Push() {
+  if (uploader_.joinable()) {
+    uploader_.join();  // (an error path that did not join: the group's results are dropped)
+  }
+}
+
+// The group's packs at once, then their indexes: a pack counts only once its index exists. Runs
+// on the uploader thread and touches nothing but the group and the store (which no other thread
+// uses meanwhile: JoinUpload comes before any other request).
+void Push::Upload(ObjectStore* store, UploadGroup* group) {
+  std::vector<SealedPack>& packs = group->packs;
+  std::vector<S3Request> puts(packs.size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < packs.size(); i++) {
+    puts[i].method = S3Request::Method::kPut;
+    puts[i].key = remote::PackKey(packs[i].id);
+    puts[i].body = packs[i].bytes.data();
+    puts[i].body_bytes = packs[i].bytes.size();
+    puts[i].payload_sha256_hex = remote::HexOf(packs[i].id);  // a pack is named by its SHA-256
+    puts[i].headers = {{"If-None-Match", "*"}};
+    batch.push_back(&puts[i]);
+  }
+  store->Run(batch);
+  group->indexes.resize(packs.size());
+  for (size_t i = 0; i < packs.size(); i++) {
+    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
+      group->status = puts[i].status;
+      return;
+    }
+    group->indexes[i] = remote::EncodeIndex(packs[i].refs);
+    puts[i] = S3Request();
+    puts[i].method = S3Request::Method::kPut;
+    puts[i].key = remote::IndexKey(packs[i].id);
+    puts[i].body = group->indexes[i].data();
+    puts[i].body_bytes = group->indexes[i].size();
+    puts[i].headers = {{"If-None-Match", "*"}};
+  }
+  store->Run(batch);
+  for (size_t i = 0; i < packs.size(); i++) {
+    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
+      group->status = puts[i].status;
+      return;
+    }
+    group->done = i + 1;
+  }
+}
+
+Status Push::JoinUpload(PushStats* stats) {
+  if (!uploader_.joinable()) {
+    return Status::OK();
+  }
+  uploader_.join();
+  std::unique_ptr<UploadGroup> group = std::move(uploading_);
+  STRATA_CHECK(group != nullptr && group->done <= group->packs.size());
+  for (size_t i = 0; i < group->done; i++) {
+    stats->bytes_uploaded += group->packs[i].bytes.size() + group->indexes[i].size();
+    stats->packs++;
+    index_cache_[remote::IndexKey(group->packs[i].id)] = std::move(group->indexes[i]);
+  }
+  for (SealedPack& p : group->packs) {
+    if (spare_packs_.size() < bucket_->tuning().packs_per_upload) {
+      p.bytes.clear();  // (keeps its capacity)
+      spare_packs_.push_back(std::move(p.bytes));
+    }
+  }
+  return group->status;
+}
+
 Status Push::UploadPacks(PushStats* stats) {
   if (sealed_.empty()) {
     return Status::OK();
   }
+  STRATA_RETURN_IF_ERROR(JoinUpload(stats));
   std::vector<Hash> ids;
   for (const SealedPack& p : sealed_) {
     ids.push_back(p.id);
   }
   STRATA_RETURN_IF_ERROR(WriteMarker(ids));  // a kill from here on leaves them named for GC
-  std::vector<S3Request> puts(sealed_.size());
-  std::vector<S3Request*> batch;
-  for (size_t i = 0; i < sealed_.size(); i++) {
-    puts[i].method = S3Request::Method::kPut;
-    puts[i].key = remote::PackKey(sealed_[i].id);
-    puts[i].body = sealed_[i].bytes.data();
-    puts[i].body_bytes = sealed_[i].bytes.size();
-    puts[i].headers = {{"If-None-Match", "*"}};
-    batch.push_back(&puts[i]);
-  }
-  bucket_->store()->Run(batch);
-  std::vector<std::string> indexes(sealed_.size());
-  for (size_t i = 0; i < sealed_.size(); i++) {
-    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
-      return puts[i].status;
-    }
-    stats->bytes_uploaded += sealed_[i].bytes.size();
-    indexes[i] = remote::EncodeIndex(sealed_[i].refs);
-    puts[i].key = remote::IndexKey(sealed_[i].id);
-    puts[i].body = indexes[i].data();
-    puts[i].body_bytes = indexes[i].size();
-  }
-  bucket_->store()->Run(batch);
-  for (size_t i = 0; i < sealed_.size(); i++) {
-    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
-      return puts[i].status;
-    }
-    stats->bytes_uploaded += indexes[i].size();
-    stats->packs++;
-    index_cache_[remote::IndexKey(sealed_[i].id)] = std::move(indexes[i]);
-  }
+  uploading_ = std::make_unique<UploadGroup>();
+  uploading_->packs = std::move(sealed_);
   sealed_.clear();
+  if (!bucket_->env()->BackgroundThreads()) {  // the simulator: one thread, repeatable seeds
+    Upload(bucket_->store(), uploading_.get());
+    uploader_ = std::thread([] {});  // (joined by JoinUpload like any other)
+    return Status::OK();
+  }
+  uploader_ = std::thread(&Push::Upload, bucket_->store(), uploading_.get());
   return Status::OK();
 }
 
@@ -369,19 +422,27 @@ Result<std::vector<uint64_t>> Push::BlocksToRead(const SnapshotInfo& snap,
 
 Status Push::StoreBlocks(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
                          Changes* changes, PushStats* stats, const RemoteProgress& progress) {
+  Status s = StoreBlocksOverlapped(snap, blocks, changes, stats, progress);
+  Status joined = JoinUpload(stats);
+  return s.ok() ? joined : s;
+}
+
+Status Push::StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
+                                   Changes* changes, PushStats* stats,
+                                   const RemoteProgress& progress) {
   OpenOptions as_stored;  // an encrypted snapshot goes as its ciphertext, never its plaintext
   as_stored.ciphertext = !snap.encryption.empty();
   STRATA_ASSIGN_OR_RETURN(std::shared_ptr<Volume> volume,
                           pool_->OpenSnapshot(snap.snapshot_id, as_stored));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
                           pool_->CreateEventLoop(2 * bucket_->tuning().batch_blocks));
+  std::vector<PendingBlock> batch;
   for (size_t first = 0; first < blocks.size(); first += bucket_->tuning().batch_blocks) {
-    std::vector<PendingBlock> batch(
-        std::min(bucket_->tuning().batch_blocks, blocks.size() - first));
+    batch.resize(std::min(bucket_->tuning().batch_blocks, blocks.size() - first));
     for (size_t i = 0; i < batch.size(); i++) {
       batch[i].index = blocks[first + i];
     }
-    STRATA_RETURN_IF_ERROR(HeartbeatIfDue());
+    STRATA_RETURN_IF_ERROR(HeartbeatIfDue(stats));
     STRATA_RETURN_IF_ERROR(ReadBatch(volume.get(), loop.get(), volume->size_bytes(), &batch));
     Prepare(&batch);
     for (PendingBlock& b : batch) {
@@ -510,10 +571,13 @@ Status Push::WriteMarker(const std::vector<Hash>& in_flight) {
 
 // A push that reads for long without uploading (every block already in the remote) still shows
 // that it is alive: GC treats a marker silent for pending_stale_ms as a dead push's.
-Status Push::HeartbeatIfDue() {
+Status Push::HeartbeatIfDue(PushStats* stats) {
   if (bucket_->NowMs() - last_heartbeat_ms_ < bucket_->tuning().pending_stale_ms / 8) {
     return Status::OK();
   }
+  // The store serves one thread at a time: the upload in flight ends first (a heartbeat is due
+  // every pending_stale_ms / 8, minutes apart).
+  STRATA_RETURN_IF_ERROR(JoinUpload(stats));
   return WriteMarker(in_flight_);
 }
 

@@ -37,6 +37,7 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
     gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
                                      std::to_string(ref.offset + ref.stored - 1)}};
     gets[i].max_response_bytes = ref.stored;
+    gets[i].exact_response = true;
     batch.push_back(&gets[i]);
   }
   bucket_->store()->Run(batch);
@@ -229,7 +230,8 @@ class SnapshotReaderImpl final : public SnapshotReader {
   }
 
   void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-             std::vector<std::vector<std::byte>>* raw, std::vector<Status>* status) override {
+             const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) override {
+    STRATA_CHECK(out.size() == refs.size());
     std::vector<S3Request> gets(refs.size());
     std::vector<S3Request*> batch;
     for (size_t i = 0; i < refs.size(); i++) {
@@ -238,16 +240,16 @@ class SnapshotReaderImpl final : public SnapshotReader {
       gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
                                        std::to_string(ref.offset + ref.stored - 1)}};
       gets[i].max_response_bytes = ref.stored;
+      gets[i].exact_response = true;
       batch.push_back(&gets[i]);
     }
     store_->Run(batch);
-    raw->assign(refs.size(), {});
     status->assign(refs.size(), Status::OK());
     ParallelFor(refs.size(), Cores(), [&](size_t i) {
       const std::string what =
           name_ + ": block " + std::to_string(refs[i].first) + " in " + gets[i].key;
-      (*status)[i] = gets[i].status.ok() ? DecodeBlock(gets[i].response, refs[i].second,
-                                                       plaintext_names_, what, &(*raw)[i])
+      (*status)[i] = gets[i].status.ok() ? DecodeBlockInto(gets[i].response, refs[i].second,
+                                                           plaintext_names_, what, out[i])
                                          : gets[i].status.WithContext(what);
     });
   }

@@ -181,7 +181,9 @@ void S3Client::Sign(const S3Request& r, Transfer* t, time_t now) const {
   s.method = MethodName(r.method);
   s.path = PathOf(r);
   s.query = r.query;
-  s.payload_sha256_hex = r.body_bytes > 0 ? sigv4::Sha256Hex(r.body, r.body_bytes) : kEmptySha256;
+  s.payload_sha256_hex = r.body_bytes == 0               ? std::string(kEmptySha256)
+                         : !r.payload_sha256_hex.empty() ? r.payload_sha256_hex
+                                                         : sigv4::Sha256Hex(r.body, r.body_bytes);
   const std::string date = sigv4::AmzDate(now);
   s.headers = {
       {"host", host_}, {"x-amz-date", date}, {"x-amz-content-sha256", s.payload_sha256_hex}};
@@ -257,6 +259,9 @@ std::unique_ptr<S3Client::Transfer> S3Client::StartTransfer(S3Request* r) {
                         : options_.max_response_bytes;
   r->attempts++;
   r->response.clear();
+  if (r->exact_response) {
+    r->response.reserve(t->max_response);  // (bounded as the response itself is)
+  }
   r->response_headers.clear();
   r->http_status = 0;
   CURL* e;

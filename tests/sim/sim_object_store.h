@@ -23,6 +23,7 @@
 
 #include "io/sim_env.h"
 #include "remote/object_store.h"
+#include "util/sigv4.h"
 
 namespace strata::test {
 
@@ -35,6 +36,10 @@ struct SimBucket {
   // The bucket's clock (leases expire by it); the remote under test is given it as its Env
   // (RemoteTuning::env), and the test moves it with AdvanceClock.
   SimEnv clock{0};
+  // Stepped: a remote on this clock runs no thread of its own (a push uploads on the caller's
+  // thread), so a host acting "meanwhile" inside a request, holding `mu`, cannot deadlock
+  // against one, and a seed replays the same requests in the same order.
+  SimBucket() { clock.SetSteppedBackground(true); }
   bool down = false;  // every request fails as if the server were unreachable
   uint64_t gets = 0;  // GETs answered, and their bytes
   uint64_t get_bytes = 0;
@@ -192,6 +197,12 @@ class SimObjectStore final : public remote::ObjectStore {
       case remote::S3Request::Method::kPut:
         if (Header(*r, "If-None-Match") == "*" && it != bucket_->objects.end()) {
           return Fail(r, 412, Status::AlreadyExists("sim: " + r->key + ": 412"));
+        }
+        if (!r->payload_sha256_hex.empty() &&
+            r->payload_sha256_hex != sigv4::Sha256Hex(r->body, r->body_bytes)) {
+          return Fail(
+              r, 400,
+              Status::InvalidArgument("sim: " + r->key + ": 400 XAmzContentSHA256Mismatch"));
         }
         bucket_->objects[r->key].assign(static_cast<const char*>(r->body), r->body_bytes);
         return;
