@@ -130,7 +130,7 @@ Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNa
   return DecodeBlockInto(stored, ref, namer, what, *raw);
 }
 
-Status DecodeBlockInto(const std::string& stored, const BlockRef& ref, const BlockNamer& namer,
+Status DecodeBlockInto(std::string_view stored, const BlockRef& ref, const BlockNamer& namer,
                        const std::string& what, std::span<std::byte> out) {
   STRATA_RETURN_IF_ERROR(CheckRef(ref, what));
   STRATA_CHECK(out.size() == ref.raw);  // the caller sized it from the same ref

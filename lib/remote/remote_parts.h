@@ -66,7 +66,7 @@ Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNa
                    const std::string& what, std::vector<std::byte>* raw);
 // The same into `out`, which is ref.raw bytes (REQUIRES; a ref that fails its checks is
 // Corruption before `out` is looked at): what fills a run buffer without a copy per block.
-Status DecodeBlockInto(const std::string& stored, const BlockRef& ref, const BlockNamer& namer,
+Status DecodeBlockInto(std::string_view stored, const BlockRef& ref, const BlockNamer& namer,
                        const std::string& what, std::span<std::byte> out);
 // The namer for a snapshot whose manifest says `encryption` (its envelope, "" = plaintext),
 // given the caller's block-id key. Errors: NotSupported (an encrypted snapshot without the key:
@@ -286,8 +286,17 @@ class Restore {
 
   Bucket* const bucket_;
   Pool* const pool_;
-  std::unique_ptr<BlockNamer> namer_;  // set by Volume: how the manifest's blocks are named
+  std::unique_ptr<BlockNamer> namer_;    // set by Volume: how the manifest's blocks are named
+  std::unique_ptr<std::byte[]> buffer_;  // a batch's blocks, decoded side by side; reused
+  size_t buffer_bytes_ = 0;
 };
+
+// Range GETs of the blocks at once, adjacent blocks of one pack in one GET (up to 16 MiB); each
+// block decompressed and checked into out[i], or its error (naming the block and the pack) in
+// status[i]. REQUIRES: out[i] is refs[i].second.raw bytes, and each ref passed CheckRef.
+void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                     const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status);
 
 }  // namespace strata::remote
 

@@ -5,6 +5,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -27,33 +29,111 @@ namespace strata::remote {
 
 using nlohmann::json;
 
+namespace {
+
+constexpr uint64_t kMaxGetBytes = 16 << 20;
+
+// One range GET: the pack's bytes [first, end), holding the blocks `members` (indexes into the
+// refs) side by side in offset order.
+struct RangeGet {
+  uint64_t first = 0, end = 0;
+  std::vector<size_t> members;
+};
+
+// Blocks adjacent in one pack share a GET, up to kMaxGetBytes.
+std::vector<RangeGet> PlanRangeGets(const std::vector<std::pair<uint64_t, BlockRef>>& refs) {
+  std::vector<size_t> order(refs.size());
+  for (size_t i = 0; i < order.size(); i++) {
+    order[i] = i;
+  }
+  std::sort(order.begin(), order.end(), [&refs](size_t a, size_t b) {
+    const BlockRef &x = refs[a].second, &y = refs[b].second;
+    return std::tie(x.pack, x.offset) < std::tie(y.pack, y.offset);
+  });
+  std::vector<RangeGet> plan;
+  for (size_t i : order) {
+    const BlockRef& ref = refs[i].second;
+    if (!plan.empty()) {
+      RangeGet& last = plan.back();
+      if (refs[last.members.back()].second.pack == ref.pack && ref.offset == last.end &&
+          ref.offset + ref.stored - last.first <= kMaxGetBytes) {
+        last.end = ref.offset + ref.stored;
+        last.members.push_back(i);
+        continue;
+      }
+    }
+    plan.push_back(RangeGet{ref.offset, ref.offset + ref.stored, {i}});
+  }
+  return plan;
+}
+
+}  // namespace
+
+// A background batch of 32 blocks that a push wrote in volume order is a GET or two, not 32:
+// RGW spends most of its CPU per request.
+void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                     const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
+  STRATA_CHECK(out.size() == refs.size());
+  const std::vector<RangeGet> plan = PlanRangeGets(refs);
+  std::vector<S3Request> gets(plan.size());
+  std::vector<S3Request*> batch;
+  for (size_t g = 0; g < plan.size(); g++) {
+    gets[g].key = remote::PackKey(refs[plan[g].members.front()].second.pack);
+    gets[g].headers = {{"Range", "bytes=" + std::to_string(plan[g].first) + "-" +
+                                     std::to_string(plan[g].end - 1)}};
+    gets[g].max_response_bytes = plan[g].end - plan[g].first;
+    gets[g].exact_response = true;
+    batch.push_back(&gets[g]);
+  }
+  store->Run(batch);
+  status->assign(refs.size(), Status::OK());
+  std::vector<std::pair<size_t, size_t>> work;  // (get, member)
+  for (size_t g = 0; g < plan.size(); g++) {
+    for (size_t m = 0; m < plan[g].members.size(); m++) {
+      work.emplace_back(g, m);
+    }
+  }
+  ParallelFor(work.size(), Cores(), [&](size_t w) {
+    const auto [g, m] = work[w];
+    const size_t i = plan[g].members[m];
+    const BlockRef& ref = refs[i].second;
+    const std::string what =
+        name + ": block " + std::to_string(refs[i].first) + " in " + gets[g].key;
+    if (!gets[g].status.ok()) {
+      (*status)[i] = gets[g].status.WithContext(what);
+      return;
+    }
+    const std::string& got = gets[g].response;
+    const uint64_t at = ref.offset - plan[g].first;
+    // A short response makes the blocks past its end short reads (Corruption), never data.
+    const std::string_view stored =
+        at >= got.size()
+            ? std::string_view()
+            : std::string_view(got).substr(at, std::min<uint64_t>(ref.stored, got.size() - at));
+    (*status)[i] = DecodeBlockInto(stored, ref, namer, what, out[i]);
+  });
+}
+
 Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t block_size,
                             std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats) {
-  std::vector<S3Request> gets(refs->size());
-  std::vector<S3Request*> batch;
-  for (size_t i = 0; i < refs->size(); i++) {
-    const BlockRef& ref = (*refs)[i].second;
-    gets[i].key = remote::PackKey(ref.pack);
-    gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
-                                     std::to_string(ref.offset + ref.stored - 1)}};
-    gets[i].max_response_bytes = ref.stored;
-    gets[i].exact_response = true;
-    batch.push_back(&gets[i]);
+  size_t total = 0;
+  for (const auto& [index, ref] : *refs) {
+    STRATA_RETURN_IF_ERROR(CheckRef(ref, bucket_->Name() + ": block " + std::to_string(index)));
+    total += ref.raw;  // (at most fetch_batch blocks of kMaxBlockBytes)
   }
-  bucket_->store()->Run(batch);
-  std::vector<std::vector<std::byte>> raw(refs->size());
-  std::vector<Status> checked(refs->size());
-  for (const S3Request& r : gets) {
-    STRATA_RETURN_IF_ERROR(r.status);
+  if (buffer_bytes_ < total) {
+    buffer_.reset(new std::byte[total]);  // (uninitialised: every byte is decoded into)
+    buffer_bytes_ = total;
   }
-  ParallelFor(refs->size(), Cores(), [&](size_t i) {
-    const auto& [index, ref] = (*refs)[i];
-    checked[i] = DecodeBlock(
-        gets[i].response, ref, *namer_,
-        bucket_->Name() + ": block " + std::to_string(index) + " in " + gets[i].key, &raw[i]);
-  });
-  for (size_t i = 0; i < refs->size(); i++) {
-    STRATA_RETURN_IF_ERROR(checked[i]);  // nothing of a damaged batch is written
+  std::vector<std::span<std::byte>> raw(refs->size());
+  for (size_t i = 0, at = 0; i < refs->size(); at += raw[i].size(), i++) {
+    raw[i] = std::span<std::byte>(buffer_.get() + at, (*refs)[i].second.raw);
+  }
+  std::vector<Status> checked;
+  FetchBlocksInto(bucket_->store(), bucket_->Name(), *namer_, *refs, raw, &checked);
+  for (const Status& s : checked) {
+    STRATA_RETURN_IF_ERROR(s);  // nothing of a damaged batch is written
   }
   std::vector<IoRequest> writes(refs->size());
   for (size_t i = 0; i < refs->size(); i++) {
@@ -231,27 +311,7 @@ class SnapshotReaderImpl final : public SnapshotReader {
 
   void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
              const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) override {
-    STRATA_CHECK(out.size() == refs.size());
-    std::vector<S3Request> gets(refs.size());
-    std::vector<S3Request*> batch;
-    for (size_t i = 0; i < refs.size(); i++) {
-      const BlockRef& ref = refs[i].second;
-      gets[i].key = remote::PackKey(ref.pack);
-      gets[i].headers = {{"Range", "bytes=" + std::to_string(ref.offset) + "-" +
-                                       std::to_string(ref.offset + ref.stored - 1)}};
-      gets[i].max_response_bytes = ref.stored;
-      gets[i].exact_response = true;
-      batch.push_back(&gets[i]);
-    }
-    store_->Run(batch);
-    status->assign(refs.size(), Status::OK());
-    ParallelFor(refs.size(), Cores(), [&](size_t i) {
-      const std::string what =
-          name_ + ": block " + std::to_string(refs[i].first) + " in " + gets[i].key;
-      (*status)[i] = gets[i].status.ok() ? DecodeBlockInto(gets[i].response, refs[i].second,
-                                                           plaintext_names_, what, out[i])
-                                         : gets[i].status.WithContext(what);
-    });
+    FetchBlocksInto(store_.get(), name_, plaintext_names_, refs, out, status);
   }
 
  private:
@@ -275,7 +335,8 @@ class SnapshotReaderImpl final : public SnapshotReader {
     return &nodes_.emplace(hash, std::move(n)).first->second;
   }
 
-  static constexpr size_t kMaxCachedNodes = 256;  // leaves are up to ~96 KiB: ~24 MiB
+  static constexpr size_t kMaxCachedNodes = 256;
+  static constexpr uint64_t kMaxGetBytes = 16 << 20;  // leaves are up to ~96 KiB: ~24 MiB
   std::string name_;
   const BlockNamer
       plaintext_names_;  // a lazy restore is of a plaintext snapshot (OpenWithManifest)
