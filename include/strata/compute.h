@@ -39,10 +39,12 @@ struct BlockDeviceMapping {
   uint32_t iops = 0;              // gp3, io1, io2 (docs/volume-types.md); 0: the type's default
   uint32_t throughput_mibps = 0;  // gp3
   std::optional<bool> delete_on_termination;  // default: true for the root device, else false
-  // Asked of a launch or a registration (EC2's Ebs.Encrypted / Ebs.KmsKeyId; not stored). At
-  // launch: a volume under its snapshot's key is a clone; under another key, or encrypted from a
-  // plaintext snapshot, a clone of a staged re-encrypting copy; false for an encrypted snapshot
-  // is refused. A registration refuses what would encrypt or re-key (docs/ec2-api.md).
+  // EC2's Ebs.Encrypted / Ebs.KmsKeyId, of a launch or a registration. At launch: a volume under
+  // its snapshot's key is a clone; under another key, or encrypted from a plaintext snapshot, a
+  // clone of a staged re-encrypting copy; false for an encrypted snapshot is refused; a new empty
+  // volume gets a data key of its own. A registration keeps them for a new empty volume (each
+  // launch encrypts it), and refuses what would encrypt or re-key a snapshot (docs/ec2-api.md).
+  // A launch's own values replace the image's.
   std::optional<bool> encrypted;
   std::string kms_key_id;
 };

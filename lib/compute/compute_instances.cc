@@ -61,8 +61,10 @@ Status OverrideEbs(const LaunchMapping& l, BlockDeviceMapping* m) {
   if (l.delete_on_termination) {
     m->delete_on_termination = l.delete_on_termination;
   }
-  m->encrypted = l.encrypted;
-  m->kms_key_id = l.kms_key_id;
+  if (l.encrypted.has_value() || !l.kms_key_id.empty()) {  // else the image's, if it has one
+    m->encrypted = l.encrypted;
+    m->kms_key_id = l.kms_key_id;
+  }
   return Status::OK();
 }
 
@@ -246,6 +248,12 @@ Result<std::string> ComputeImpl::CheckMappingEncryptionLocked(const BlockDeviceM
         "be set.");
   }
   const EncryptionInfo e = DescribeEncryption(envelope);
+  if (m.snapshot_id.empty() && m.encrypted == true) {
+    // A new empty volume, as EC2's RegisterImage takes it: each launch gives it a data key of
+    // its own under the key, which must be usable now as at every launch.
+    STRATA_RETURN_IF_ERROR(LaunchKeyLocked(m.kms_key_id).status());
+    return envelope;
+  }
   if (m.encrypted == false && e.encrypted) {
     return Status::InvalidArgument("InvalidParameterCombination: " + m.device_name + " maps " +
                                    m.snapshot_id + ", which is encrypted: its volume is too");

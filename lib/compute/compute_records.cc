@@ -15,7 +15,9 @@ const RecordCodec<BlockDeviceMapping>& MappingCodec() {
        Required("snapshot_id", &M::snapshot_id), Required("volume_size_gib", &M::volume_size_gib),
        Required("volume_type", &M::volume_type), Optional("iops", &M::iops),
        Optional("throughput_mibps", &M::throughput_mibps),
-       Optional("delete_on_termination", &M::delete_on_termination)});
+       Optional("delete_on_termination", &M::delete_on_termination),
+       // (an image's new empty volume encrypted at launch; absent before images kept them)
+       Optional("encrypted", &M::encrypted), Optional("kms_key_id", &M::kms_key_id)});
   return kCodec;
 }
 

@@ -173,6 +173,20 @@ if pool_leaks; then fail "plaintext in the pool's files after launches"; fi
 ec2 terminate-instances --instance-ids $rekeyed $asked $bydefault $plain_iid >/dev/null
 pass "run-instances re-keys (KmsKeyId) and encrypts (Encrypted=true, by default) at launch"
 
+# ---- register-image with a new empty volume mapped Encrypted (EC2 takes that): each launch
+# encrypts it under the key
+dataami=$(ec2 register-image --name enc-data-image --root-device-name /dev/xvda \
+  --block-device-mappings "DeviceName=/dev/xvda,Ebs={SnapshotId=$plainsnap}" \
+  "DeviceName=/dev/sdg,Ebs={VolumeSize=1,Encrypted=true,KmsKeyId=alias/team-a}" \
+  --query ImageId --output text)
+di=$(ec2 run-instances --image-id "$dataami" --instance-type t3.micro --count 1 \
+  --query 'Instances[0].InstanceId' --output text)
+got=$(ec2 describe-volumes --filters "Name=attachment.instance-id,Values=$di" \
+  "Name=attachment.device,Values=/dev/sdg" --query 'Volumes[0].[Encrypted,KmsKeyId]' --output text)
+[[ $got == "True"$'\t'"$arn" ]] || fail "an image's empty volume mapped Encrypted: $got"
+ec2 terminate-instances --instance-ids "$di" >/dev/null
+pass "register-image: a new empty volume mapped Encrypted/KmsKeyId is encrypted at each launch"
+
 # ---- EBS direct: an encrypted upload (StartSnapshot Encrypted, KmsKeyArn), read back in plaintext
 /usr/bin/python3 -c "import boto3" 2>/dev/null || { echo "SKIP: python3-boto3 not installed"; exit 77; }
 direct=$(/usr/bin/python3 - "$endpoint" "$arn" <<'EOF'

@@ -800,6 +800,59 @@ TEST_F(ComputeTest, WithoutItsRootKeyAKmsPoolOpensReadOnly) {
   EXPECT_TRUE((*w)->Write(0, pattern, true).ok());
 }
 
+// EC2's RegisterImage takes Encrypted/KmsKeyId for a new empty volume: the image keeps them
+// (across a reopen), and every launch encrypts that volume under the key with a data key of its
+// own; encrypting a plaintext snapshot at registration is still refused.
+TEST_F(ComputeTest, AnImagesEmptyVolumeIsEncryptedAtEachLaunch) {
+  const std::string root(32, '\x33');
+  auto open_with_key = [&] {
+    compute_.reset();
+    pool_.reset();
+    PoolOptions o;
+    o.commit_interval_ms = 0;
+    pool_ = std::move(*Pool::Open(dir_.path(), o));
+    ComputeOptions co;
+    co.kms_root_key = root;
+    auto compute = Compute::Open(pool_.get(), co);
+    ASSERT_TRUE(compute.ok()) << compute.status().ToString();
+    compute_ = std::move(*compute);
+  };
+  open_with_key();
+  auto key = compute_->kms()->CreateKey("data disks", {});
+  ASSERT_TRUE(key.ok());
+  ImageSpec spec = Spec("enc-data", SnapshotWith(test::RandomBytes(4096, 3)));
+  spec.mappings[1].encrypted = true;
+  spec.mappings[1].kms_key_id = key->key_id;
+  auto image = compute_->RegisterImage(spec);
+  ASSERT_TRUE(image.ok()) << image.status().ToString();
+  ImageSpec refused = Spec("enc-root", spec.mappings[0].snapshot_id);
+  refused.mappings[0].encrypted = true;  // a plaintext snapshot: re-encrypting it is a launch's
+  EXPECT_EQ(compute_->RegisterImage(refused).status().code(), Status::Code::kNotSupported);
+  open_with_key();  // the image kept its mapping's encryption
+  std::vector<std::string> data_keys;
+  for (int launch = 0; launch < 2; launch++) {
+    auto launched = compute_->RunInstances(LaunchSpec(image->image_id));
+    ASSERT_TRUE(launched.ok()) << launched.status().ToString();
+    for (const InstanceDevice& d : launched->front().devices) {
+      if (d.volume_id.empty()) {
+        continue;  // instance store
+      }
+      auto vol = pool_->DescribeVolume(d.volume_id);
+      ASSERT_TRUE(vol.ok());
+      const EncryptionInfo e = DescribeEncryption(vol->encryption);
+      if (d.device_name == "/dev/sdf") {
+        EXPECT_TRUE(e.encrypted);
+        EXPECT_EQ(e.kms_key_arn, key->arn);
+        data_keys.push_back(e.data_key_id);
+      } else {
+        EXPECT_FALSE(e.encrypted) << d.device_name;  // the root, as its plaintext snapshot
+      }
+    }
+  }
+  ASSERT_EQ(data_keys.size(), 2u);
+  EXPECT_NE(data_keys[0], data_keys[1]);  // each launch's empty volume has its own data key
+}
+
 TEST_F(ComputeTest, KeyPairsAreIdentitiesThatSurviveAReopen) {
   auto x509 = compute_->CreateKeyPair("alice", "x509");
   ASSERT_TRUE(x509.ok()) << x509.status().ToString();
