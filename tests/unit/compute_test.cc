@@ -55,6 +55,21 @@ class ComputeTest : public ::testing::Test {
     pool_.reset();
     Open(hosts_instance_store);
   }
+  // Reopens with the pool's KMS under `root_key` ("": none given).
+  void ReopenWithKmsRoot(const std::string& root_key) {
+    compute_.reset();
+    pool_.reset();
+    PoolOptions o;
+    o.commit_interval_ms = 0;
+    auto pool = Pool::Open(dir_.path(), o);
+    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+    pool_ = std::move(*pool);
+    ComputeOptions co;
+    co.kms_root_key = root_key;
+    auto compute = Compute::Open(pool_.get(), co);
+    ASSERT_TRUE(compute.ok()) << compute.status().ToString();
+    compute_ = std::move(*compute);
+  }
 
   // A volume holding `pattern` at offset 0, snapshotted: the snapshot id.
   std::string SnapshotWith(const std::vector<std::byte>& pattern) {
@@ -755,20 +770,8 @@ TEST_F(ComputeTest, SecurityGroupRulesHaveIdsDescriptionsAndDirections) {
 // writable again.
 TEST_F(ComputeTest, WithoutItsRootKeyAKmsPoolOpensReadOnly) {
   const std::string root(32, '\x5a');
-  auto open_with = [&](const std::string& key) {
-    compute_.reset();
-    pool_.reset();
-    PoolOptions o;
-    o.commit_interval_ms = 0;
-    pool_ = std::move(*Pool::Open(dir_.path(), o));
-    ComputeOptions co;
-    co.kms_root_key = key;
-    auto compute = Compute::Open(pool_.get(), co);
-    ASSERT_TRUE(compute.ok()) << compute.status().ToString();
-    compute_ = std::move(*compute);
-  };
   EXPECT_TRUE(pool_->Info().read_only.empty());  // no KMS yet: nothing to need a key for
-  open_with(root);
+  ReopenWithKmsRoot(root);
   auto secret = compute_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""}, true, "");
   ASSERT_TRUE(secret.ok()) << secret.status().ToString();
   auto plain = compute_->CreateVolume(VolumeSpec{kVolumeBytes, "", "gp3", ""}, false, "");
@@ -776,7 +779,7 @@ TEST_F(ComputeTest, WithoutItsRootKeyAKmsPoolOpensReadOnly) {
   const auto pattern = test::RandomBytes(4096, 9);
   ASSERT_TRUE((*compute_->OpenVolume(plain->volume_id))->Write(0, pattern, true).ok());
 
-  open_with("");
+  ReopenWithKmsRoot("");
   EXPECT_NE(pool_->Info().read_only.find("--kms-root-key"), std::string::npos);
   auto refused = compute_->OpenVolume(secret->volume_id);
   EXPECT_FALSE(refused.ok());
@@ -793,7 +796,7 @@ TEST_F(ComputeTest, WithoutItsRootKeyAKmsPoolOpensReadOnly) {
   EXPECT_EQ(pool_->DeleteVolume(plain->volume_id).code(), Status::Code::kReadOnly);
   EXPECT_EQ(pool_->ListVolumes().size(), 2u);
 
-  open_with(root);
+  ReopenWithKmsRoot(root);
   EXPECT_TRUE(pool_->Info().read_only.empty());
   auto w = compute_->OpenVolume(secret->volume_id);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
@@ -805,19 +808,7 @@ TEST_F(ComputeTest, WithoutItsRootKeyAKmsPoolOpensReadOnly) {
 // own; encrypting a plaintext snapshot at registration is still refused.
 TEST_F(ComputeTest, AnImagesEmptyVolumeIsEncryptedAtEachLaunch) {
   const std::string root(32, '\x33');
-  auto open_with_key = [&] {
-    compute_.reset();
-    pool_.reset();
-    PoolOptions o;
-    o.commit_interval_ms = 0;
-    pool_ = std::move(*Pool::Open(dir_.path(), o));
-    ComputeOptions co;
-    co.kms_root_key = root;
-    auto compute = Compute::Open(pool_.get(), co);
-    ASSERT_TRUE(compute.ok()) << compute.status().ToString();
-    compute_ = std::move(*compute);
-  };
-  open_with_key();
+  ReopenWithKmsRoot(root);
   auto key = compute_->kms()->CreateKey("data disks", {});
   ASSERT_TRUE(key.ok());
   ImageSpec spec = Spec("enc-data", SnapshotWith(test::RandomBytes(4096, 3)));
@@ -828,7 +819,7 @@ TEST_F(ComputeTest, AnImagesEmptyVolumeIsEncryptedAtEachLaunch) {
   ImageSpec refused = Spec("enc-root", spec.mappings[0].snapshot_id);
   refused.mappings[0].encrypted = true;  // a plaintext snapshot: re-encrypting it is a launch's
   EXPECT_EQ(compute_->RegisterImage(refused).status().code(), Status::Code::kNotSupported);
-  open_with_key();  // the image kept its mapping's encryption
+  ReopenWithKmsRoot(root);  // the image kept its mapping's encryption
   std::vector<std::string> data_keys;
   for (int launch = 0; launch < 2; launch++) {
     auto launched = compute_->RunInstances(LaunchSpec(image->image_id));
