@@ -335,8 +335,7 @@ class SnapshotReaderImpl final : public SnapshotReader {
     return &nodes_.emplace(hash, std::move(n)).first->second;
   }
 
-  static constexpr size_t kMaxCachedNodes = 256;
-  static constexpr uint64_t kMaxGetBytes = 16 << 20;  // leaves are up to ~96 KiB: ~24 MiB
+  static constexpr size_t kMaxCachedNodes = 256;  // leaves are up to ~96 KiB: ~24 MiB
   std::string name_;
   const BlockNamer
       plaintext_names_;  // a lazy restore is of a plaintext snapshot (OpenWithManifest)
