@@ -38,7 +38,7 @@ class ComputeTest : public ::testing::Test {
     ASSERT_TRUE(Pool::Create(dir_.path(), o).ok());
     Open();
   }
-  void Open(bool hosts_instance_store = true) {
+  void Open(bool hosts_instance_store = true, const std::string& kms_root_key = "") {
     PoolOptions o;
     o.commit_interval_ms = 0;
     auto pool = Pool::Open(dir_.path(), o);
@@ -46,6 +46,7 @@ class ComputeTest : public ::testing::Test {
     pool_ = std::move(*pool);
     ComputeOptions co;
     co.hosts_instance_store = hosts_instance_store;
+    co.kms_root_key = kms_root_key;
     auto compute = Compute::Open(pool_.get(), co);
     ASSERT_TRUE(compute.ok()) << compute.status().ToString();
     compute_ = std::move(*compute);
@@ -59,16 +60,7 @@ class ComputeTest : public ::testing::Test {
   void ReopenWithKmsRoot(const std::string& root_key) {
     compute_.reset();
     pool_.reset();
-    PoolOptions o;
-    o.commit_interval_ms = 0;
-    auto pool = Pool::Open(dir_.path(), o);
-    ASSERT_TRUE(pool.ok()) << pool.status().ToString();
-    pool_ = std::move(*pool);
-    ComputeOptions co;
-    co.kms_root_key = root_key;
-    auto compute = Compute::Open(pool_.get(), co);
-    ASSERT_TRUE(compute.ok()) << compute.status().ToString();
-    compute_ = std::move(*compute);
+    Open(/*hosts_instance_store=*/true, root_key);
   }
 
   // A volume holding `pattern` at offset 0, snapshotted: the snapshot id.
