@@ -225,6 +225,7 @@ class Push {
   std::vector<BlockRef> pack_refs_;
   std::vector<SealedPack> sealed_;
   // At most one group uploads while the next fills: memory stays at two groups and a batch.
+  // The group in flight (null: none), and its thread (none when uploaded inline).
   std::unique_ptr<UploadGroup> uploading_;
   std::vector<std::string> spare_packs_;  // buffers of uploaded packs, refilled (no page faults)
   std::thread uploader_;

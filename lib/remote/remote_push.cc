@@ -287,12 +287,14 @@ void Push::Upload(ObjectStore* store, UploadGroup* group) {
 }
 
 Status Push::JoinUpload(PushStats* stats) {
-  if (!uploader_.joinable()) {
+  if (uploading_ == nullptr) {
     return Status::OK();
   }
-  uploader_.join();
+  if (uploader_.joinable()) {
+    uploader_.join();  // (an upload done inline has no thread)
+  }
   std::unique_ptr<UploadGroup> group = std::move(uploading_);
-  STRATA_CHECK(group != nullptr && group->done <= group->packs.size());
+  STRATA_CHECK(group->done <= group->packs.size());
   for (size_t i = 0; i < group->done; i++) {
     stats->bytes_uploaded += group->packs[i].bytes.size() + group->indexes[i].size();
     stats->packs++;
@@ -320,9 +322,8 @@ Status Push::UploadPacks(PushStats* stats) {
   uploading_ = std::make_unique<UploadGroup>();
   uploading_->packs = std::move(sealed_);
   sealed_.clear();
-  if (!bucket_->env()->BackgroundThreads()) {  // the simulator: one thread, repeatable seeds
-    Upload(bucket_->store(), uploading_.get());
-    uploader_ = std::thread([] {});  // (joined by JoinUpload like any other)
+  if (!bucket_->env()->BackgroundThreads()) {    // the simulator: one thread, repeatable seeds
+    Upload(bucket_->store(), uploading_.get());  // (JoinUpload takes its results)
     return Status::OK();
   }
   uploader_ = std::thread(&Push::Upload, bucket_->store(), uploading_.get());
