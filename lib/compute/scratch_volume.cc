@@ -12,6 +12,7 @@
 
 #include "strata/event_loop.h"
 
+#include "util/aligned_buffer.h"
 #include "util/check.h"
 
 namespace strata {
@@ -182,14 +183,6 @@ Status RawWrite(int fd, uint64_t offset_bytes, std::span<const std::byte> data) 
   return Status::OK();
 }
 
-using AlignedBuffer = std::unique_ptr<std::byte, decltype(&std::free)>;
-
-AlignedBuffer Aligned(size_t n) {
-  auto* p = static_cast<std::byte*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096));
-  STRATA_CHECK(p != nullptr);
-  return AlignedBuffer(p, &std::free);
-}
-
 }  // namespace
 
 Status ScratchVolume::ReadUnits(uint64_t offset_bytes, std::span<std::byte> out) {
@@ -198,7 +191,7 @@ Status ScratchVolume::ReadUnits(uint64_t offset_bytes, std::span<std::byte> out)
 }
 
 Status ScratchVolume::WriteUnits(uint64_t offset_bytes, std::span<const std::byte> data) {
-  AlignedBuffer buf = Aligned(data.size());
+  AlignedBuffer buf = AllocateAligned(data.size());
   STRATA_RETURN_IF_ERROR(
       cipher_->Encrypt(offset_bytes / kUnit, data.data(), buf.get(), data.size()));
   return RawWrite(FdFor(offset_bytes, data.size(), buf.get()), offset_bytes,
@@ -212,7 +205,7 @@ Status ScratchVolume::Read(uint64_t offset_bytes, std::span<std::byte> out) {
   }
   const uint64_t first = offset_bytes / kUnit * kUnit;
   const uint64_t end = (offset_bytes + out.size() + kUnit - 1) / kUnit * kUnit;
-  AlignedBuffer buf = Aligned(end - first);
+  AlignedBuffer buf = AllocateAligned(end - first);
   STRATA_RETURN_IF_ERROR(ReadUnits(first, std::span<std::byte>(buf.get(), end - first)));
   std::memcpy(out.data(), buf.get() + (offset_bytes - first), out.size());
   return Status::OK();
@@ -221,7 +214,7 @@ Status ScratchVolume::Read(uint64_t offset_bytes, std::span<std::byte> out) {
 Status ScratchVolume::ReadModifyWrite(uint64_t offset_bytes, std::span<const std::byte> data) {
   const uint64_t first = offset_bytes / kUnit * kUnit;
   const uint64_t end = (offset_bytes + data.size() + kUnit - 1) / kUnit * kUnit;
-  AlignedBuffer buf = Aligned(end - first);
+  AlignedBuffer buf = AllocateAligned(end - first);
   MutexLock lock(&rmw_mu_);
   STRATA_RETURN_IF_ERROR(ReadUnits(first, std::span<std::byte>(buf.get(), end - first)));
   std::memcpy(buf.get() + (offset_bytes - first), data.data(), data.size());

@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "remote/remote_internal.h"
+#include "util/aligned_buffer.h"
 #include "util/cancel.h"
 #include "util/ids.h"
 #include "util/json_text.h"
@@ -176,7 +177,7 @@ class Hydrator final : public BlockSource {
   std::unique_ptr<remote::SnapshotReader> urgent_readers_[kWorkers];
   // Each worker's fetch buffer, kept between batches (no page faults or zeroing per block):
   // at most batch_blocks (and read-ahead) blocks of 512 KiB.
-  std::unique_ptr<std::byte[]> buffers_[kWorkers];
+  AlignedBuffer buffers_[kWorkers];  // (aligned: the volume writes from them in place)
   size_t buffer_bytes_[kWorkers] = {};
   std::unique_ptr<remote::ObjectStore> marker_store_;  // the worker's only
   int64_t marker_ms_ = 0;                              // last heartbeat written (steady)
@@ -480,7 +481,7 @@ std::vector<std::span<std::byte>> Hydrator::SliceBuffer(
     total += (*status)[i].ok() ? ref.raw : 0;
   }
   if (buffer_bytes_[worker] < total) {
-    buffers_[worker].reset(new std::byte[total]);  // (uninitialised: every byte is decoded into)
+    buffers_[worker] = AllocateAligned(total);  // (uninitialised: every byte is decoded into)
     buffer_bytes_[worker] = total;
   }
   std::vector<std::span<std::byte>> out(refs.size());

@@ -37,6 +37,7 @@
 #include "remote/object_store.h"
 #include "remote/remote_format.h"
 #include "remote/remote_internal.h"
+#include "util/aligned_buffer.h"
 
 namespace strata::remote {
 
@@ -133,14 +134,18 @@ class GcLease {
 // sized once (no page faults, no zeroing per block).
 struct PendingBlock {
   uint64_t index = 0;
-  std::vector<std::byte> raw;
+  // The block as read: raw_bytes of a buffer of raw_capacity, kept for the next batch. Aligned,
+  // so that the volume reads into it in place.
+  AlignedBuffer raw;
+  size_t raw_bytes = 0;
+  size_t raw_capacity = 0;
   std::unique_ptr<char[]> compressed;  // zstd's output, compressed_capacity bytes
   size_t compressed_capacity = 0;
   size_t compressed_bytes = 0;  // with kFlagZstd in flags; otherwise the block goes as raw
   // What goes into the pack: the compressed bytes, or the raw ones when zstd saved nothing.
   std::string_view stored() const {
     return flags != 0 ? std::string_view(compressed.get(), compressed_bytes)
-                      : std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size());
+                      : std::string_view(reinterpret_cast<const char*>(raw.get()), raw_bytes);
   }
   bool zero = false;
   Hash sha{};
@@ -287,8 +292,8 @@ class Restore {
 
   Bucket* const bucket_;
   Pool* const pool_;
-  std::unique_ptr<BlockNamer> namer_;    // set by Volume: how the manifest's blocks are named
-  std::unique_ptr<std::byte[]> buffer_;  // a batch's blocks, decoded side by side; reused
+  std::unique_ptr<BlockNamer> namer_;  // set by Volume: how the manifest's blocks are named
+  AlignedBuffer buffer_;  // a batch's blocks, decoded side by side (written in place); reused
   size_t buffer_bytes_ = 0;
 };
 

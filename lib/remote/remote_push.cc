@@ -161,11 +161,15 @@ Status Push::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
   for (size_t i = 0; i < batch->size(); i++) {
     PendingBlock& b = (*batch)[i];
     const uint64_t offset = b.index * kRemoteBlockBytes;
-    b.raw.resize(static_cast<size_t>(std::min<uint64_t>(kRemoteBlockBytes, size - offset)));
+    b.raw_bytes = static_cast<size_t>(std::min<uint64_t>(kRemoteBlockBytes, size - offset));
+    if (b.raw_capacity < b.raw_bytes) {
+      b.raw = AllocateAligned(kRemoteBlockBytes);
+      b.raw_capacity = kRemoteBlockBytes;
+    }
     reads[i].kind = IoRequest::Kind::kRead;
     reads[i].offset_bytes = offset;
-    reads[i].length_bytes = b.raw.size();
-    reads[i].data = b.raw.data();
+    reads[i].length_bytes = b.raw_bytes;
+    reads[i].data = b.raw.get();
   }
   return SubmitAll(volume, loop, &reads);
 }
@@ -173,21 +177,28 @@ Status Push::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
 // Zero check, identity, checksum and compression, one block per thread.
 void Push::Prepare(std::vector<PendingBlock>* batch) {
   const BlockNamer* namer = namer_.get();
-  ParallelFor(batch->size(), Cores(), [batch, namer](size_t i) {
+  const bool compress = encryption_.empty();  // ciphertext never compresses: zstd is wasted CPU
+  ParallelFor(batch->size(), Cores(), [batch, namer, compress](size_t i) {
     PendingBlock& b = (*batch)[i];
-    b.zero = std::all_of(b.raw.begin(), b.raw.end(), [](std::byte x) { return x == std::byte{0}; });
+    const std::byte* raw = b.raw.get();
+    b.zero = std::all_of(raw, raw + b.raw_bytes, [](std::byte x) { return x == std::byte{0}; });
     if (b.zero) {
       return;
     }
-    b.sha = namer->Of(b.raw.data(), b.raw.size());
-    b.xxh3 = XXH3_64bits(b.raw.data(), b.raw.size());
-    const size_t bound = ZSTD_compressBound(b.raw.size());
+    b.sha = namer->Of(raw, b.raw_bytes);
+    b.xxh3 = XXH3_64bits(raw, b.raw_bytes);
+    b.compressed_bytes = 0;
+    b.flags = 0;
+    if (!compress) {
+      return;
+    }
+    const size_t bound = ZSTD_compressBound(b.raw_bytes);
     if (b.compressed_capacity < bound) {
       b.compressed.reset(new char[bound]);  // (uninitialised: zstd writes what it uses)
       b.compressed_capacity = bound;
     }
-    const size_t n = ZSTD_compress(b.compressed.get(), bound, b.raw.data(), b.raw.size(), 1);
-    const bool smaller = !ZSTD_isError(n) && n < b.raw.size();
+    const size_t n = ZSTD_compress(b.compressed.get(), bound, raw, b.raw_bytes, 1);
+    const bool smaller = !ZSTD_isError(n) && n < b.raw_bytes;
     b.compressed_bytes = smaller ? n : 0;
     b.flags = smaller ? remote::kFlagZstd : 0;  // incompressible: stored as it is
   });
@@ -199,7 +210,7 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
   ref.offset = pack_.size();
   const std::string_view stored = b->stored();
   ref.stored = static_cast<uint32_t>(stored.size());
-  ref.raw = static_cast<uint32_t>(b->raw.size());
+  ref.raw = static_cast<uint32_t>(b->raw_bytes);
   ref.flags = b->flags;
   ref.xxh3 = b->xxh3;
   if (pack_.empty()) {
@@ -454,7 +465,7 @@ Status Push::StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<u
         continue;
       }
       auto known = known_.find(HashKey(b.sha));
-      if (known != known_.end() && known->second.raw == b.raw.size()) {
+      if (known != known_.end() && known->second.raw == b.raw_bytes) {
         stats->blocks_deduplicated++;
         (*changes)[b.index] = known->second;
         continue;

@@ -123,7 +123,7 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
     total += ref.raw;  // (at most fetch_batch blocks of kMaxBlockBytes)
   }
   if (buffer_bytes_ < total) {
-    buffer_.reset(new std::byte[total]);  // (uninitialised: every byte is decoded into)
+    buffer_ = AllocateAligned(total);  // (uninitialised: every byte is decoded into)
     buffer_bytes_ = total;
   }
   std::vector<std::span<std::byte>> raw(refs->size());
