@@ -6,7 +6,9 @@
 #   bench/remote.sh [SIZES_MIB] [DIR] [ROUNDS]   (default "2048 8192", /var/tmp, 3 rounds; about
 #                                                 2.5 min per GiB of all sizes; needs restic,
 #                                                 s3cmd, fio, qemu-io, nbdcopy; S3_* from
-#                                                 tools/rgw.sh start, else it starts RGW)
+#                                                 tools/rgw.sh start, else it starts RGW;
+#                                                 DIR needs about 4.5 times the largest size
+#                                                 free, the bucket 3.5 times)
 #
 # Each size: a volume of 50 % random, 25 % zeros and 25 % repeats of the random part (dedup finds
 # them; restic's chunker does too), and the same bytes as a raw file; a snapshot, 1 % of its
@@ -23,6 +25,7 @@
 #   lazy        create-volume --remote --initialization-rate 0: its time, the first cold 4 KiB
 #               read (qemu-io's timing), 4 KiB random reads at QD32 for 5 s (fio, nbd engine)
 #   peak RSS of the pushing and the restoring process.
+# A round's objects are deleted when it ends (and freed at once on tools/rgw.sh's RGW).
 # STRATA_BENCH_RECORD=1 replaces the results block in bench/README.md with this run's table,
 # the commit and the RGW recipe. Every run warns when that block is older than lib/remote.
 set -euo pipefail
@@ -160,6 +163,17 @@ push_round() {
   timed restic-inc restic backup --quiet "$work/img2.raw" >/dev/null
 }
 
+# A round writes about 2.5 times the volume's size into the bucket (two pushes, restic's
+# repository, the s3cmd put): deleted before the next, and freed at once when the RGW is
+# tools/rgw.sh's (its OSD holds 40 GiB; RGW itself frees deleted objects after minutes).
+free_round() {
+  local r=$size-$round p
+  for p in "strata-$r" "strata-enc-$r" "restic-$r" "put-$r"; do
+    s3 del --recursive --force "s3://$bucket/$p" >/dev/null 2>&1
+  done
+  tools/rgw.sh gc 2>/dev/null || true
+}
+
 restore_round() {
   local r=$size-$round
   local lazy_pool=$work/lazy-$r full_pool=$work/full-$r p
@@ -172,15 +186,14 @@ restore_round() {
     create-volume --snapshot-id "$s2" --remote bench --volume-type unlimited --wait)
   local get=(timed s3get s3 get --force "s3://$bucket/raw-$size/img.raw" "$work/get.raw")
   sync
-  if ((round % 2)); then
-    "${full[@]}" >/dev/null
-    "${get[@]}" >/dev/null 2>&1
+  if ((round % 2)); then  # (each copy deleted at once: at 8 GiB two would not fit beside the rest)
+    "${full[@]}" >/dev/null && rm -rf "$full_pool"
+    "${get[@]}" >/dev/null 2>&1 && rm -f "$work/get.raw"
   else
-    "${get[@]}" >/dev/null 2>&1
-    "${full[@]}" >/dev/null
+    "${get[@]}" >/dev/null 2>&1 && rm -f "$work/get.raw"
+    "${full[@]}" >/dev/null && rm -rf "$full_pool"
   fi
   note restore-rss-kib "$(rss_kib "$work/restore.time")"
-  rm -rf "$work/get.raw" "$full_pool"
   local t0 t1 lazy
   t0=$(now)
   lazy=$("$strata" --pool "$lazy_pool" create-volume --snapshot-id "$s2" --remote bench \
@@ -206,9 +219,11 @@ for size in $sizes; do
     echo "== $size MiB, round $round" >&2
     push_round
     restore_round
+    free_round
   done
   rm -f "$work/img1.raw" "$work/img2.raw"
   rm -rf "$work/pool-$size"
+  s3 del "s3://$bucket/raw-$size/img.raw" >/dev/null 2>&1
 done
 
 table=$(python3 - "$results" "$rounds" <<'PY'

@@ -8,6 +8,7 @@
 #   tools/rgw.sh stop  [STATE_DIR]   stop what it started (recorded PIDs only)
 #   tools/rgw.sh stop-gateway        stop only radosgw (start brings it back in ~2 s)
 #   tools/rgw.sh purge [STATE_DIR]   stop and delete STATE_DIR
+#   tools/rgw.sh gc    [STATE_DIR]   free deleted objects' space now, not after RGW's GC delay
 #   tools/rgw.sh s3cfg FILE          an s3cmd configuration for it (or for $S3_ENDPOINT) in FILE
 #
 # STATE_DIR defaults to $STRATA_RGW_STATE, else /tmp/strata-rgw. The S3 port is $RGW_PORT
@@ -82,8 +83,13 @@ stop-gateway)  # the S3 endpoint only (tests of a remote that goes away); start 
   rm -f "$state/rgw.pid"
   exit 0
   ;;
+gc)  # (benchmarks that write tens of GiB per round into the 40 GiB OSD, between rounds)
+  running rgw || { echo "no RGW of tools/rgw.sh is running in $state" >&2; exit 1; }
+  timeout 600 radosgw-admin -c "$state/ceph.conf" -n client.admin gc process --include-all >&2
+  exit 0
+  ;;
 start) ;;
-*) echo "usage: $0 install|start|stop|stop-gateway|purge [STATE_DIR] | s3cfg FILE" >&2; exit 2 ;;
+*) echo "usage: $0 install|start|stop|stop-gateway|purge|gc [STATE_DIR] | s3cfg FILE" >&2; exit 2 ;;
 esac
 
 command -v radosgw >/dev/null || { echo "radosgw is not installed: run '$0 install'" >&2; exit 1; }
