@@ -4,7 +4,7 @@
 # alternating order, and the table gives the median of the per-round ratios.
 #
 #   bench/remote.sh [SIZES_MIB] [DIR] [ROUNDS]   (default "2048 8192", /var/tmp, 3 rounds; about
-#                                                 2.5 min per GiB of all sizes; needs restic,
+#                                                 20 min for the defaults; needs restic,
 #                                                 s3cmd, fio, qemu-io, nbdcopy; S3_* from
 #                                                 tools/rgw.sh start, else it starts RGW;
 #                                                 DIR needs about 4.5 times the largest size
