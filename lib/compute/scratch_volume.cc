@@ -30,17 +30,14 @@ struct ScratchRequest {
   size_t pending = 0;
   int first_error = 0;
   // A write's ciphertext (4 KiB-aligned, for O_DIRECT); kept, with its capacity, for reuse.
-  std::byte* bounce = nullptr;
+  AlignedBuffer bounce;
   size_t bounce_bytes = 0;
-  ~ScratchRequest() { std::free(bounce); }
   std::byte* Bounce(size_t n) {
     if (n > bounce_bytes) {
-      std::free(bounce);
-      bounce_bytes = (n + 4095) / 4096 * 4096;
-      bounce = static_cast<std::byte*>(std::aligned_alloc(4096, bounce_bytes));
-      STRATA_CHECK(bounce != nullptr);
+      bounce = AllocateAligned(n);
+      bounce_bytes = n;
     }
-    return bounce;
+    return bounce.get();
   }
 };
 

@@ -134,11 +134,10 @@ class GcLease {
 // sized once (no page faults, no zeroing per block).
 struct PendingBlock {
   uint64_t index = 0;
-  // The block as read: raw_bytes of a buffer of raw_capacity, kept for the next batch. Aligned,
+  // The block as read: raw_bytes of a kRemoteBlockBytes buffer kept for the next batch. Aligned,
   // so that the volume reads into it in place.
   AlignedBuffer raw;
   size_t raw_bytes = 0;
-  size_t raw_capacity = 0;
   std::unique_ptr<char[]> compressed;  // zstd's output, compressed_capacity bytes
   size_t compressed_capacity = 0;
   size_t compressed_bytes = 0;  // with kFlagZstd in flags; otherwise the block goes as raw

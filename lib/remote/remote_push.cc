@@ -162,9 +162,8 @@ Status Push::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
     PendingBlock& b = (*batch)[i];
     const uint64_t offset = b.index * kRemoteBlockBytes;
     b.raw_bytes = static_cast<size_t>(std::min<uint64_t>(kRemoteBlockBytes, size - offset));
-    if (b.raw_capacity < b.raw_bytes) {
+    if (b.raw == nullptr) {
       b.raw = AllocateAligned(kRemoteBlockBytes);
-      b.raw_capacity = kRemoteBlockBytes;
     }
     reads[i].kind = IoRequest::Kind::kRead;
     reads[i].offset_bytes = offset;

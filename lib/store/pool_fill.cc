@@ -142,16 +142,14 @@ Status PoolImpl::FillLocked(uint64_t lineage, uint64_t chunk) {
   const FileId target_file = space_->FileOf(plan->value.phys);
   const uint64_t target_offset = space_->OffsetOf(plan->value.phys);
   mu_.Unlock();
-  std::unique_ptr<void, decltype(&std::free)> buf(std::aligned_alloc(kIoAlign, chunk_size_),
-                                                  &std::free);
+  AlignedBuffer buf = AllocateAligned(chunk_size_);
   Status s = env_->ReadSync(space_->FileOf(plan->source), buf.get(), chunk_size_,
                             space_->OffsetOf(plan->source));
   // Only the absent units are written: the present ones hold newer data.
   ForEachAbsentRun(plan->value.present, [&](uint32_t first, uint32_t count) {
     const uint64_t at = uint64_t{first} * unit_bytes_;
     if (s.ok()) {
-      s = env_->WriteSync(target_file, static_cast<std::byte*>(buf.get()) + at, count * unit_bytes_,
-                          target_offset + at);
+      s = env_->WriteSync(target_file, buf.get() + at, count * unit_bytes_, target_offset + at);
     }
   });
   mu_.Lock();
@@ -357,12 +355,10 @@ int PoolImpl::StartFillsLocked(EventLoop* loop, std::vector<FillJob>& jobs, bool
   return wait_ms;
 }
 
-std::vector<PoolImpl::FillJob> PoolImpl::MakeFillJobs(
-    std::vector<std::unique_ptr<void, void (*)(void*)>>* buffers) {
+std::vector<PoolImpl::FillJob> PoolImpl::MakeFillJobs(std::vector<AlignedBuffer>* buffers) {
   std::vector<FillJob> jobs(kFillDepth);
   for (FillJob& job : jobs) {
-    buffers->emplace_back(std::aligned_alloc(kIoAlign, chunk_size_), &std::free);
-    STRATA_CHECK(buffers->back() != nullptr);
+    buffers->push_back(AllocateAligned(chunk_size_));
     job.pool = this;
     job.buf = buffers->back().get();
   }
@@ -371,7 +367,7 @@ std::vector<PoolImpl::FillJob> PoolImpl::MakeFillJobs(
 
 void PoolImpl::FillerMain() {
   EventLoop* loop = filler_loop_.get();
-  std::vector<std::unique_ptr<void, void (*)(void*)>> buffers;
+  std::vector<AlignedBuffer> buffers;
   std::vector<FillJob> jobs = MakeFillJobs(&buffers);
   MutexLock lock(&mu_);
   for (;;) {
@@ -427,7 +423,7 @@ Result<std::string> PoolImpl::StepBackground(Background which) {
 
 // The fills the policy allows now (background ones as if the pool were idle), run to the end.
 Result<std::string> PoolImpl::StepFill() {
-  std::vector<std::unique_ptr<void, void (*)(void*)>> buffers;
+  std::vector<AlignedBuffer> buffers;
   std::vector<FillJob> jobs = MakeFillJobs(&buffers);
   // Its own loop: the filler thread (there for fills something waits for) runs filler_loop_.
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> own, EventLoop::Create(env_, 4 * kFillDepth));

@@ -26,6 +26,7 @@
 #include "store/qos.h"
 #include "store/records.h"
 #include "store/space.h"
+#include "util/aligned_buffer.h"
 #include "util/mutex.h"
 
 namespace strata {
@@ -34,6 +35,7 @@ class VolumeImpl;
 
 constexpr size_t kOverlayCommitEntries = 65536;  // overlay size that triggers a commit
 constexpr uint32_t kIoAlign = 4096;              // unit of every data-file I/O (O_DIRECT-safe)
+static_assert(kIoAlign == kBufferAlign, "AllocateAligned's buffers are the data files' I/O unit");
 
 // A lineage and the lineages it reads through to, each with the newest birth it sees there:
 // (lineage, UINT64_MAX), then a clone's (source lineage, clone point), and so on. Fixed when a
@@ -314,7 +316,7 @@ class PoolImpl final : public Pool {
   };
   struct FillJob;  // a fill in flight on the filler's ring (pool_fill.cc)
   // kFillDepth jobs, each with a chunk-sized aligned buffer owned by `buffers`.
-  std::vector<FillJob> MakeFillJobs(std::vector<std::unique_ptr<void, void (*)(void*)>>* buffers);
+  std::vector<FillJob> MakeFillJobs(std::vector<AlignedBuffer>* buffers);
   Result<std::string> StepFill() EXCLUDES(mu_);
   void FillerMain();
   // What filling (lineage, chunk) takes; nullopt (and the entry dropped) when it is whole

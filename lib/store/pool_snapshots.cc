@@ -483,9 +483,8 @@ Status PoolImpl::PlanFillLocked(uint64_t lineage, uint64_t epoch, uint64_t offse
 Status PoolImpl::WriteFill(uint64_t offset_bytes, std::span<const std::byte> data,
                            const std::vector<std::pair<uint64_t, uint64_t>>& planned) {
   constexpr size_t kMaxRunChunks = 64;  // one write covers at most this many chunks
-  std::unique_ptr<void, decltype(&std::free)> buf(
-      std::aligned_alloc(kIoAlign, kMaxRunChunks * chunk_size_), &std::free);
-  auto* bytes = static_cast<std::byte*>(buf.get());
+  AlignedBuffer buf = AllocateAligned(kMaxRunChunks * chunk_size_);
+  std::byte* bytes = buf.get();
   for (size_t i = 0; i < planned.size();) {
     // A run: consecutive chunks on consecutive physical chunks of one file (the allocator hands
     // them out in order), written at once.
