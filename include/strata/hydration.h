@@ -46,12 +46,14 @@ struct HydrationOptions {
 struct HydrationStatus {
   std::string snapshot_id;
   std::string remote;
-  double rate_mibps = -1;       // the background rate; < 0: unlimited, 0: on demand only
-  uint64_t data_blocks = 0;     // blocks of the snapshot that hold data (512 KiB each)
-  uint64_t fetched_blocks = 0;  // of those, here
-  uint64_t bytes_fetched = 0;   // by this process (compressed, as transferred)
-  double progress = 0;          // fetched / data blocks, 0..1
-  int64_t eta_seconds = -1;     // at the recent rate; -1 unknown
+  double rate_mibps = -1;    // the background rate; < 0: unlimited, 0: on demand only
+  uint64_t data_blocks = 0;  // blocks of the snapshot that hold data (512 KiB each)
+  // Of those, here: their data here, in blocks (a block partly here, from reads that needed only
+  // some of its 64 KiB pieces, counts in part; rounded up).
+  uint64_t fetched_blocks = 0;
+  uint64_t bytes_fetched = 0;  // by this process (compressed, as transferred)
+  double progress = 0;         // fetched / data blocks, 0..1
+  int64_t eta_seconds = -1;    // at the recent rate; -1 unknown
   bool complete = false;
   std::string last_error;  // the last failure, "" after a success
   bool damaged = false;    // the last failure was a damaged object (retrying will not help)

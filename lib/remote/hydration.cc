@@ -13,7 +13,9 @@
 #include "strata/hydration.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -79,6 +81,12 @@ Status PutMarker(Env* env, remote::ObjectStore* store, const Record& r) {
   return store->Put(r.marker, bytes.data(), bytes.size());
 }
 
+// The unit a lazy restore tracks and fills: a remote piece (64 KiB), or the pool's chunk when
+// that is larger (a fill is whole chunks), at most the remote's block.
+uint32_t UnitFor(uint32_t chunk_bytes) {
+  return static_cast<uint32_t>(std::clamp<uint64_t>(chunk_bytes, remote::kPieceBytes, kBlock));
+}
+
 class Hydrator final : public BlockSource {
  public:
   using Log = std::function<void(const std::string&)>;
@@ -90,10 +98,16 @@ class Hydrator final : public BlockSource {
         env_(EnvOf(options)),
         factory_(std::move(factory)),
         on_complete_(std::move(on_complete)),
+        unit_(UnitFor(pool->Info().chunk_size_bytes)),
+        units_per_block_(static_cast<uint32_t>(kBlock / unit_)),
         blocks_((record_.volume_bytes + kBlock - 1) / kBlock),
-        state_(blocks_, kMissing),
-        present_words_((blocks_ + 63) / 64),
-        present_(new std::atomic<uint64_t>[present_words_]()) {}
+        units_((record_.volume_bytes + unit_ - 1) / unit_),
+        claimed_(blocks_, 0),
+        present_words_((units_ + 63) / 64),
+        present_(new std::atomic<uint64_t>[present_words_]()) {
+    // A block's units are bits of one byte, and of one word of present_.
+    STRATA_CHECK(units_per_block_ >= 1 && units_per_block_ <= 8 && 64 % units_per_block_ == 0);
+  }
   ~Hydrator() override { Stop(); }
 
   // What arrived before (the snapshot's own blocks). REQUIRES: not attached yet.
@@ -117,11 +131,15 @@ class Hydrator final : public BlockSource {
   const Record& record() const { return record_; }
 
  private:
-  enum : uint8_t { kMissing = 0, kInFlight = 1, kPresent = 2 };
   struct Demand {
     size_t outstanding = 0;
     Status status;
     std::function<void(const Status&)> done;
+  };
+  // Units of one block to fetch: bit i is the block's unit i.
+  struct Want {
+    uint64_t block = 0;
+    uint8_t units = 0;
   };
   using Calls = std::vector<std::pair<std::function<void(const Status&)>, Status>>;
 
@@ -129,7 +147,8 @@ class Hydrator final : public BlockSource {
     if (complete_ || record_.data_blocks == 0) {
       return 1.0;  // (an all-zero snapshot has nothing to fetch: its holes read right)
     }
-    return std::min(1.0, static_cast<double>(fetched_) / static_cast<double>(record_.data_blocks));
+    return std::min(1.0, static_cast<double>(fetched_) /
+                             static_cast<double>(record_.data_blocks * units_per_block_));
   }
   // Two workers: while one waits for the network, the other writes what it fetched. A third
   // fetches only what readers wait for: a read that misses waits for one range GET, not for a
@@ -137,23 +156,59 @@ class Hydrator final : public BlockSource {
   static constexpr int kWorkers = 3;
   static constexpr int kDemandWorker = 2;
   void Main(int worker);
+
+  // The units of block b: that exist, that are here, that nobody has or fetches.
+  uint8_t FullMask(uint64_t b) const {
+    const uint64_t n = std::min<uint64_t>(units_per_block_, units_ - b * units_per_block_);
+    return static_cast<uint8_t>((1u << n) - 1);
+  }
+  uint8_t PresentMask(uint64_t b) const {
+    const uint64_t u = b * units_per_block_;
+    const uint64_t word = present_[u / 64].load(std::memory_order_acquire);
+    return static_cast<uint8_t>((word >> (u % 64)) & ((1u << units_per_block_) - 1));
+  }
+  uint8_t MissingLocked(uint64_t b) const REQUIRES(mu_) {
+    return static_cast<uint8_t>(FullMask(b) & ~PresentMask(b) & ~claimed_[b]);
+  }
+  void ClaimLocked(std::vector<Want>* batch, uint64_t b, uint8_t units) REQUIRES(mu_) {
+    claimed_[b] |= units;
+    batch->push_back(Want{b, units});
+  }
+  // Set (release) after the units' fill is published, so a reader that sees the bits (acquire)
+  // finds the fill.
+  void MarkPresentLocked(uint64_t b, uint8_t units) REQUIRES(mu_) {
+    const uint64_t u = b * units_per_block_;
+    present_[u / 64].fetch_or(uint64_t{units} << (u % 64), std::memory_order_release);
+  }
+  // A reader is sequential when its miss begins where an earlier miss (with its read-ahead)
+  // ended: a random reader whose neighbour happens to be here pays no read-ahead.
+  bool SequentialLocked(uint64_t unit) const REQUIRES(mu_) {
+    return std::find(recent_ends_.begin(), recent_ends_.end(), unit) != recent_ends_.end();
+  }
   // The next blocks to fetch: asked for first (with read-ahead), then (if `background`) the
   // background pass.
   // Returns true when the batch is readers' (urgent) work: a batch is one kind or the other.
-  bool PickLocked(bool background, std::vector<uint64_t>* batch) REQUIRES(mu_);
+  bool PickLocked(bool background, std::vector<Want>* batch) REQUIRES(mu_);
+  void PickUrgentLocked(Want want, size_t limit, std::vector<Want>* batch) REQUIRES(mu_);
   bool BackgroundAllowedLocked(int64_t now) REQUIRES(mu_);
   // Fetches, checks and fills the batch; then settles each block. No lock held.
   // `timeout_ms`: the whole batch fails past it, retries included (0: only the attempts bound
   // it), for a reader opened into `reader` on first use.
-  void FetchBatch(const std::vector<uint64_t>& batch,
-                  std::unique_ptr<remote::SnapshotReader>* reader, uint32_t timeout_ms, int worker);
-  // Slices of the worker's buffer, one per ref, laid out in order: consecutive full blocks are
-  // one contiguous run, filled with one write. A ref whose sizes are not the format's is
-  // Corruption in `status`, and gets no slice.
-  std::vector<std::span<std::byte>> SliceBuffer(
-      int worker, const std::vector<std::pair<uint64_t, remote::BlockRef>>& refs,
-      std::vector<Status>* status);
-  void SettleLocked(uint64_t block, const Status& s, Calls* calls) REQUIRES(mu_);
+  void FetchBatch(std::vector<Want> batch, std::unique_ptr<remote::SnapshotReader>* reader,
+                  uint32_t timeout_ms, int worker);
+  struct Fetched;
+  // The batch's refs (from the leaves), each want grown to what its fetch will bring.
+  void Plan(remote::SnapshotReader* reader, std::vector<Want>* batch, Fetched* f);
+  // Whole blocks, then pieces, into the worker's buffer; then filled into the snapshot.
+  void FetchAndFill(remote::SnapshotReader* reader, int worker, const std::vector<Want>& batch,
+                    Fetched* f);
+  // Fills `units` of block b from `bytes`, which begin at the block's unit `from`: one fill
+  // per run of consecutive units.
+  Status FillUnits(uint64_t b, uint8_t units, uint32_t from, std::span<const std::byte> bytes);
+  // `sizes` laid out one after another in the worker's buffer (grown when short).
+  std::vector<std::span<std::byte>> SliceBuffer(int worker, const std::vector<size_t>& sizes);
+  void SettleLocked(const Want& want, const Status& s, Calls* calls) REQUIRES(mu_);
+  void NoteOutcomeLocked(const Status& first_error) REQUIRES(mu_);
   // Keeps the restore marker fresh (GC keeps the tree meanwhile); `last` deletes it.
   void Heartbeat(bool last);
   bool CheckCompleteLocked() REQUIRES(mu_);
@@ -175,6 +230,8 @@ class Hydrator final : public BlockSource {
   // within fetch_timeout_ms; a background batch is bounded by its attempts only.
   std::unique_ptr<remote::SnapshotReader> readers_[kWorkers];
   std::unique_ptr<remote::SnapshotReader> urgent_readers_[kWorkers];
+  // The piece tables every reader found: a pack's index is fetched once, not per reader.
+  const std::shared_ptr<remote::PieceIndexCache> pieces_ = remote::NewPieceIndexCache();
   // Each worker's fetch buffer, kept between batches (no page faults or zeroing per block):
   // at most batch_blocks (and read-ahead) blocks of 512 KiB.
   AlignedBuffer buffers_[kWorkers];  // (aligned: the volume writes from them in place)
@@ -182,25 +239,31 @@ class Hydrator final : public BlockSource {
   std::unique_ptr<remote::ObjectStore> marker_store_;  // the worker's only
   int64_t marker_ms_ = 0;                              // last heartbeat written (steady)
 
-  const uint64_t blocks_;  // the snapshot's, in remote blocks (state_ has as many)
+  const uint32_t unit_;             // bytes a unit: what is tracked, fetched alone and filled
+  const uint32_t units_per_block_;  // 1 .. 8
+  const uint64_t blocks_;           // the snapshot's, in remote blocks
+  const uint64_t units_;            // the snapshot's, in units
   Mutex mu_;
-  CondVar cv_{&mu_};                            // something to fetch, or stop
-  std::vector<uint8_t> state_ GUARDED_BY(mu_);  // per block
-  // kPresent of state_, readable without mu_: every request of a restoring volume asks Present,
-  // and a block once present stays so. Set (release) after the block's fill is published, so a
-  // reader that sees the bit (acquire) finds the fill.
+  CondVar cv_{&mu_};                              // something to fetch, or stop
+  std::vector<uint8_t> claimed_ GUARDED_BY(mu_);  // per block: its units being fetched
+  // Units present, readable without mu_: every request of a restoring volume asks Present, and
+  // a unit once present stays so.
   const size_t present_words_;
   std::unique_ptr<std::atomic<uint64_t>[]> present_;
-  void MarkPresentLocked(uint64_t block) REQUIRES(mu_) {
-    state_[block] = kPresent;
-    present_[block / 64].fetch_or(uint64_t{1} << (block % 64), std::memory_order_release);
-  }
-  std::deque<uint64_t> urgent_ GUARDED_BY(mu_);
-  std::unordered_map<uint64_t, std::vector<std::shared_ptr<Demand>>> waiting_ GUARDED_BY(mu_);
+  std::deque<Want> urgent_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, std::vector<std::shared_ptr<Demand>>> waiting_
+      GUARDED_BY(mu_);  // by unit
+  // Units just past recent misses (and their read-ahead); none at first.
+  std::array<uint64_t, 64> recent_ends_ GUARDED_BY(mu_) = [] {
+    std::array<uint64_t, 64> none;
+    none.fill(UINT64_MAX);
+    return none;
+  }();
+  size_t recent_next_ GUARDED_BY(mu_) = 0;
   uint64_t cursor_ GUARDED_BY(mu_) =
       0;  // the background pass: every block below is present or in flight
   size_t in_flight_ GUARDED_BY(mu_) = 0;
-  uint64_t fetched_ GUARDED_BY(mu_) = 0;  // data blocks here
+  uint64_t fetched_ GUARDED_BY(mu_) = 0;  // data units here
   uint64_t bytes_ GUARDED_BY(mu_) = 0;
   int64_t paused_until_ms_ GUARDED_BY(mu_) = 0;  // the background pass waits after a failure
   int64_t backoff_ms_ GUARDED_BY(mu_) = 0;
@@ -219,12 +282,14 @@ class Hydrator final : public BlockSource {
 
 Status Hydrator::Init() {
   for (uint64_t start = 0;;) {
-    STRATA_ASSIGN_OR_RETURN(BlockList list, pool_->ListSnapshotBlocks(record_.snapshot_id, kBlock,
+    STRATA_ASSIGN_OR_RETURN(BlockList list, pool_->ListSnapshotBlocks(record_.snapshot_id, unit_,
                                                                       start, kMaxBlockListResults));
     MutexLock lock(&mu_);  // (not attached yet: nobody else looks)
-    for (uint64_t b : list.blocks) {
-      if (b < state_.size() && state_[b] != kPresent) {
-        MarkPresentLocked(b);
+    for (uint64_t u : list.blocks) {
+      const uint64_t b = u / units_per_block_;
+      const auto bit = static_cast<uint8_t>(1u << (u % units_per_block_));
+      if (u < units_ && (PresentMask(b) & bit) == 0) {
+        MarkPresentLocked(b, bit);
         fetched_++;
       }
     }
@@ -247,7 +312,7 @@ void Hydrator::Stop() {
     }
     stop_ = true;
     stopping_.store(true);  // fetches on the wire end at their next turn (util/cancel.h)
-    for (auto& [block, demands] : waiting_) {
+    for (auto& [unit, demands] : waiting_) {
       for (auto& d : demands) {
         if (d->done) {
           calls.emplace_back(std::move(d->done),
@@ -274,9 +339,9 @@ bool Hydrator::Present(uint64_t offset_bytes, uint64_t length_bytes) {
     return true;  // every request of a restored volume asks: no lock once complete
   }
   const uint64_t end =
-      std::min<uint64_t>(blocks_, (offset_bytes + length_bytes + kBlock - 1) / kBlock);
-  for (uint64_t b = offset_bytes / kBlock; b < end; b++) {
-    if ((present_[b / 64].load(std::memory_order_acquire) & (uint64_t{1} << (b % 64))) == 0) {
+      std::min<uint64_t>(units_, (offset_bytes + length_bytes + unit_ - 1) / unit_);
+  for (uint64_t u = offset_bytes / unit_; u < end; u++) {
+    if ((present_[u / 64].load(std::memory_order_acquire) & (uint64_t{1} << (u % 64))) == 0) {
       return false;  // (a stale answer only sends the request through Ensure, which knows)
     }
   }
@@ -292,17 +357,28 @@ void Hydrator::Ensure(uint64_t offset_bytes, uint64_t length_bytes,
       demand->status = Status::IOError("the restore of " + record_.snapshot_id + " stopped", EIO);
     } else if (!complete_) {
       const uint64_t end =
-          std::min<uint64_t>(blocks_, (offset_bytes + length_bytes + kBlock - 1) / kBlock);
-      for (uint64_t b = offset_bytes / kBlock; b < end; b++) {
-        if (state_[b] == kPresent) {
+          std::min<uint64_t>(units_, (offset_bytes + length_bytes + unit_ - 1) / unit_);
+      Want want;  // the missing units of one block, queued together
+      for (uint64_t u = offset_bytes / unit_; u < end; u++) {
+        const uint64_t b = u / units_per_block_;
+        const auto bit = static_cast<uint8_t>(1u << (u % units_per_block_));
+        if (PresentMask(b) & bit) {
           continue;
         }
-        auto& list = waiting_[b];
-        if (list.empty() && state_[b] == kMissing) {
-          urgent_.push_back(b);
+        if (want.units != 0 && want.block != b) {
+          urgent_.push_back(want);
+          want = Want{};
+        }
+        auto& list = waiting_[u];
+        if (list.empty() && (claimed_[b] & bit) == 0) {
+          want.block = b;
+          want.units |= bit;
         }
         list.push_back(demand);
         demand->outstanding++;
+      }
+      if (want.units != 0) {
+        urgent_.push_back(want);
       }
     }
     if (demand->outstanding > 0) {
@@ -327,26 +403,41 @@ bool Hydrator::BackgroundAllowedLocked(int64_t now) {
   return tokens_ > 0;
 }
 
-bool Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
+void Hydrator::PickUrgentLocked(Want want, size_t limit, std::vector<Want>* batch) {
+  want.units &= MissingLocked(want.block);
+  if (want.units == 0) {
+    return;  // here, or claimed since it was asked for
+  }
+  const auto first = static_cast<uint32_t>(std::countr_zero(want.units));
+  const uint64_t first_unit = want.block * units_per_block_ + first;
+  // Read-ahead only for a sequential reader: a random one would pay 9 blocks for each unit.
+  if (!SequentialLocked(first_unit)) {
+    ClaimLocked(batch, want.block, want.units);
+    const auto last = static_cast<uint32_t>(7 - std::countl_zero(want.units));
+    recent_ends_[recent_next_++ % recent_ends_.size()] = want.block * units_per_block_ + last + 1;
+    return;
+  }
+  ClaimLocked(batch, want.block,
+              static_cast<uint8_t>(MissingLocked(want.block) & ~((1u << first) - 1)));
+  uint64_t b = want.block + 1;
+  for (; b < std::min<uint64_t>(blocks_, want.block + 1 + options_.readahead_blocks) &&
+         batch->size() < limit;
+       b++) {
+    const uint8_t missing = MissingLocked(b);
+    if (missing != FullMask(b)) {
+      break;  // read-ahead stops at what is here
+    }
+    ClaimLocked(batch, b, missing);
+  }
+  recent_ends_[recent_next_++ % recent_ends_.size()] = b * units_per_block_;
+}
+
+bool Hydrator::PickLocked(bool background, std::vector<Want>* batch) {
   const size_t limit = std::max<uint32_t>(1, options_.batch_blocks);
   while (!urgent_.empty() && batch->size() < limit) {
-    const uint64_t b = urgent_.front();
+    const Want want = urgent_.front();
     urgent_.pop_front();
-    // Read-ahead only for a sequential reader (the block before is here or coming): a random
-    // reader would pay 9 blocks for each one it asked for.
-    const bool sequential = b > 0 && state_[b - 1] != kMissing;
-    const uint64_t ahead = sequential ? options_.readahead_blocks : 0;
-    for (uint64_t r = b;
-         r < std::min<uint64_t>(state_.size(), b + 1 + ahead) && batch->size() < limit; r++) {
-      if (state_[r] == kMissing) {
-        state_[r] = kInFlight;
-        batch->push_back(r);
-      } else if (r == b) {
-        continue;
-      } else {
-        break;  // read-ahead stops at what is here
-      }
-    }
+    PickUrgentLocked(want, limit, batch);
   }
   if (!batch->empty() || !background || !BackgroundAllowedLocked(NowMs(env_))) {
     return !batch->empty();
@@ -356,10 +447,9 @@ bool Hydrator::PickLocked(bool background, std::vector<uint64_t>* batch) {
       record_.rate_mibps > 0
           ? std::clamp<size_t>(static_cast<size_t>(tokens_ / static_cast<double>(kBlock)), 1, limit)
           : limit;
-  for (; cursor_ < state_.size() && batch->size() < background_limit; cursor_++) {
-    if (state_[cursor_] == kMissing) {
-      state_[cursor_] = kInFlight;
-      batch->push_back(cursor_);
+  for (; cursor_ < blocks_ && batch->size() < background_limit; cursor_++) {
+    if (const uint8_t missing = MissingLocked(cursor_); missing != 0) {
+      ClaimLocked(batch, cursor_, missing);
     }
   }
   return false;
@@ -370,7 +460,7 @@ void Hydrator::Main(int worker) {
   MutexLock lock(&mu_);
   bool completed_here = false;  // the worker that saw it complete reports it, once
   while (!stop_ && !complete_) {
-    std::vector<uint64_t> batch;
+    std::vector<Want> batch;
     const bool urgent = PickLocked(worker != kDemandWorker, &batch);
     if (batch.empty()) {
       if (CheckCompleteLocked()) {
@@ -381,14 +471,15 @@ void Hydrator::Main(int worker) {
       continue;
     }
     in_flight_ += batch.size();
+    const size_t wants = batch.size();
     lock.Unlock();
     if (worker == 0) {
       Heartbeat(/*last=*/false);
     }
-    FetchBatch(batch, urgent ? &urgent_readers_[worker] : &readers_[worker],
+    FetchBatch(std::move(batch), urgent ? &urgent_readers_[worker] : &readers_[worker],
                urgent ? options_.fetch_timeout_ms : 0, worker);
     lock.Lock();
-    in_flight_ -= batch.size();
+    in_flight_ -= wants;
     cv_.SignalAll();  // (the other worker may be waiting for this batch to see completion)
   }
   const bool done = completed_here;
@@ -424,194 +515,297 @@ void Hydrator::Heartbeat(bool last) {
 bool Hydrator::CheckCompleteLocked() {
   // Complete once the background pass has looked at every block (zero ones included) and
   // nothing is missing: on-demand-only restores complete only when everything was touched.
-  while (cursor_ < state_.size() && state_[cursor_] == kPresent) {
+  while (cursor_ < blocks_ && PresentMask(cursor_) == FullMask(cursor_)) {
     cursor_++;  // (on demand only, readers may have touched everything)
   }
-  if (cursor_ < state_.size() || in_flight_ > 0 || !urgent_.empty()) {
+  if (cursor_ < blocks_ || in_flight_ > 0 || !urgent_.empty()) {
     return false;
   }
-  auto missing =
-      std::find_if(state_.begin(), state_.end(), [](uint8_t s) { return s != kPresent; });
-  if (missing != state_.end()) {
-    cursor_ = static_cast<uint64_t>(missing - state_.begin());  // a failed fetch: once more
-    return false;
+  for (uint64_t b = 0; b < blocks_; b++) {
+    if (PresentMask(b) != FullMask(b)) {
+      cursor_ = b;  // a failed fetch: once more
+      return false;
+    }
   }
   complete_ = true;
   complete_fast_.store(true, std::memory_order_release);
   return true;
 }
 
-void Hydrator::SettleLocked(uint64_t block, const Status& s, Calls* calls) {
+void Hydrator::SettleLocked(const Want& want, const Status& s, Calls* calls) {
+  STRATA_CHECK((claimed_[want.block] & want.units) == want.units);  // ours to settle
+  claimed_[want.block] &= static_cast<uint8_t>(~want.units);
   if (s.ok()) {
-    MarkPresentLocked(block);
+    MarkPresentLocked(want.block, want.units);
   } else {
-    state_[block] = kMissing;
+    cursor_ = std::min(cursor_, want.block);
   }
-  if (!s.ok()) {
-    cursor_ = std::min(cursor_, block);
-  }
-  auto it = waiting_.find(block);
-  if (it == waiting_.end()) {
-    return;
-  }
-  for (auto& d : it->second) {
-    if (!s.ok() && d->status.ok()) {
-      d->status = s;
+  for (uint32_t i = 0; i < units_per_block_; i++) {
+    if ((want.units & (1u << i)) == 0) {
+      continue;
     }
-    if (--d->outstanding == 0 && d->done) {
-      calls->emplace_back(std::move(d->done), d->status);
+    auto it = waiting_.find(want.block * units_per_block_ + i);
+    if (it == waiting_.end()) {
+      continue;
     }
+    for (auto& d : it->second) {
+      if (!s.ok() && d->status.ok()) {
+        d->status = s;
+      }
+      if (--d->outstanding == 0 && d->done) {
+        calls->emplace_back(std::move(d->done), d->status);
+      }
+    }
+    waiting_.erase(it);
   }
-  waiting_.erase(it);
 }
 
-std::vector<std::span<std::byte>> Hydrator::SliceBuffer(
-    int worker, const std::vector<std::pair<uint64_t, remote::BlockRef>>& refs,
-    std::vector<Status>* status) {
-  status->assign(refs.size(), Status::OK());
+std::vector<std::span<std::byte>> Hydrator::SliceBuffer(int worker,
+                                                        const std::vector<size_t>& sizes) {
   size_t total = 0;
-  for (size_t i = 0; i < refs.size(); i++) {
-    const remote::BlockRef& ref = refs[i].second;
-    const std::string what = "remote " + record_.remote + ": block " +
-                             std::to_string(refs[i].first) + " of " + record_.snapshot_id;
-    (*status)[i] = remote::CheckRef(ref, what);
-    if ((*status)[i].ok() && ref.raw > kBlock) {
-      (*status)[i] = Status::Corruption(what + ": larger than the snapshot's block size");
-    }
-    total += (*status)[i].ok() ? ref.raw : 0;
+  for (size_t n : sizes) {
+    total += n;  // (each at most a checked block's raw length)
   }
   if (buffer_bytes_[worker] < total) {
     buffers_[worker] = AllocateAligned(total);  // (uninitialised: every byte is decoded into)
     buffer_bytes_[worker] = total;
   }
-  std::vector<std::span<std::byte>> out(refs.size());
-  size_t at = 0;
-  for (size_t i = 0; i < refs.size(); i++) {
-    if ((*status)[i].ok()) {
-      out[i] = std::span<std::byte>(buffers_[worker].get() + at, refs[i].second.raw);
-      at += refs[i].second.raw;
-    }
+  std::vector<std::span<std::byte>> out(sizes.size());
+  for (size_t i = 0, at = 0; i < sizes.size(); at += sizes[i], i++) {
+    out[i] = std::span<std::byte>(buffers_[worker].get() + at, sizes[i]);
   }
   return out;
 }
 
-void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
-                          std::unique_ptr<remote::SnapshotReader>* reader_slot, uint32_t timeout_ms,
-                          int worker) {
-  std::map<uint64_t, Status> result;  // block -> how it went
-  Status opened = Status::OK();
-  std::unique_ptr<remote::SnapshotReader>& reader_ = *reader_slot;
-  if (!reader_) {
-    auto spec = FindRemote(pool_->Info().path, record_.remote);
-    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts, timeout_ms)
-                           : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
-    auto reader =
-        store.ok() ? remote::SnapshotReader::OpenWithManifest(record_.remote, std::move(*store),
-                                                              record_.snapshot_id, record_.manifest)
-                   : Result<std::unique_ptr<remote::SnapshotReader>>(store.status());
-    opened = reader.status();
-    if (reader.ok()) {
-      reader_ = std::move(*reader);
-    }
-  }
-  std::vector<std::pair<uint64_t, remote::BlockRef>> refs;
-  for (size_t i = 0; i < batch.size() && opened.ok();) {
-    const uint64_t leaf = batch[i] / remote::kFanout;
-    auto blocks = reader_->Leaf(leaf);
-    for (; i < batch.size() && batch[i] / remote::kFanout == leaf; i++) {
+// A batch on its way: for each want, its ref (if the block holds data), how it is fetched, and
+// how it went.
+struct Hydrator::Fetched {
+  enum Kind : uint8_t { kZero, kWhole, kPieces };
+  std::vector<Kind> kind;
+  std::vector<remote::BlockRef> ref;
+  std::vector<uint32_t> from;  // the first unit its bytes begin at
+  std::vector<Status> status;
+  uint64_t bytes = 0;   // stored bytes fetched
+  uint64_t filled = 0;  // data units filled
+};
+
+void Hydrator::Plan(remote::SnapshotReader* reader, std::vector<Want>* batch, Fetched* f) {
+  const size_t n = batch->size();
+  f->kind.assign(n, Fetched::kZero);
+  f->ref.assign(n, remote::BlockRef());
+  f->from.assign(n, 0);
+  f->status.assign(n, Status::OK());
+  std::vector<uint8_t> grow(n, 0);  // units each want could take as well
+  for (size_t i = 0; i < n;) {
+    const uint64_t leaf = (*batch)[i].block / remote::kFanout;
+    auto blocks = reader->Leaf(leaf);
+    for (; i < n && (*batch)[i].block / remote::kFanout == leaf; i++) {
+      const Want& w = (*batch)[i];
+      const std::string what = "remote " + record_.remote + ": block " + std::to_string(w.block) +
+                               " of " + record_.snapshot_id;
       if (!blocks.ok()) {
-        result[batch[i]] = blocks.status();
+        f->status[i] = blocks.status();
         continue;
       }
       auto ref = std::find_if(blocks->begin(), blocks->end(),
-                              [&](const auto& r) { return r.first == batch[i]; });
+                              [&](const auto& r) { return r.first == w.block; });
       if (ref == blocks->end()) {
-        result[batch[i]] = Status::OK();  // all zeros: the snapshot's hole reads as such
-      } else {
-        refs.push_back(*ref);
+        grow[i] = 0xFF;  // all zeros: every unit of it reads as the snapshot's hole
+        continue;
       }
+      f->ref[i] = ref->second;
+      f->status[i] = remote::CheckRef(ref->second, what);
+      const uint64_t expected = std::min(kBlock, record_.volume_bytes - w.block * kBlock);
+      if (f->status[i].ok() && ref->second.raw != expected) {
+        f->status[i] =
+            Status::Corruption(what + ": its length (" + std::to_string(ref->second.raw) +
+                               ") is not the snapshot's block size there");
+      }
+      if (!f->status[i].ok()) {
+        continue;
+      }
+      const bool whole = !remote::IsPieced(ref->second) || w.units == FullMask(w.block);
+      f->kind[i] = whole ? Fetched::kWhole : Fetched::kPieces;
+      // A whole block brings every unit; a range of pieces brings those between its ends.
+      const auto lo = static_cast<uint32_t>(std::countr_zero(w.units));
+      const auto hi = static_cast<uint32_t>(7 - std::countl_zero(w.units));
+      grow[i] = whole ? 0xFF : static_cast<uint8_t>(((2u << hi) - 1) & ~((1u << lo) - 1));
+      f->from[i] = whole ? 0 : lo;
     }
   }
-  std::vector<Status> fetched;
-  std::vector<std::span<std::byte>> raw;  // each fetched block's bytes, in the worker's buffer
-  if (opened.ok()) {
-    std::vector<Status> sized;
-    std::vector<std::span<std::byte>> out = SliceBuffer(worker, refs, &sized);
-    std::vector<std::pair<uint64_t, remote::BlockRef>> good;
-    std::vector<std::span<std::byte>> good_out;
-    for (size_t i = 0; i < refs.size(); i++) {
-      if (sized[i].ok()) {
-        good.push_back(refs[i]);
-        good_out.push_back(out[i]);
-      }
-    }
-    std::vector<Status> got;
-    reader_->Fetch(good, good_out, &got);
-    fetched = std::move(sized);
-    for (size_t i = 0, g = 0; i < refs.size(); i++) {
-      if (fetched[i].ok()) {
-        fetched[i] = got[g++];
-      }
-    }
-    raw = std::move(out);
+  MutexLock lock(&mu_);  // claims what the fetches bring anyway
+  for (size_t i = 0; i < n; i++) {
+    Want& w = (*batch)[i];
+    const auto more = static_cast<uint8_t>(MissingLocked(w.block) & grow[i]);
+    claimed_[w.block] |= more;
+    w.units |= more;
   }
-  uint64_t bytes = 0, filled = 0;
-  // Runs of consecutive fetched blocks go into the snapshot in one fill (one write per run of
+}
+void Hydrator::FetchAndFill(remote::SnapshotReader* reader, int worker,
+                            const std::vector<Want>& batch, Fetched* f) {
+  const size_t n = batch.size();
+  const uint32_t pieces_per_unit = unit_ / remote::kPieceBytes;
+  std::vector<size_t> sizes(n, 0);
+  std::vector<std::pair<uint32_t, uint32_t>> span(n);  // pieces [first, end) of a kPieces
+  for (size_t i = 0; i < n; i++) {
+    if (!f->status[i].ok() || f->kind[i] == Fetched::kZero) {
+      continue;
+    }
+    const remote::BlockRef& ref = f->ref[i];
+    if (f->kind[i] == Fetched::kWhole) {
+      sizes[i] = ref.raw;
+      continue;
+    }
+    const auto hi = static_cast<uint32_t>(7 - std::countl_zero(batch[i].units));
+    span[i] = {f->from[i] * pieces_per_unit,
+               std::min((hi + 1) * pieces_per_unit, remote::PieceCount(ref))};
+    sizes[i] = std::min<size_t>(ref.raw, size_t{span[i].second} * remote::kPieceBytes) -
+               size_t{span[i].first} * remote::kPieceBytes;
+  }
+  const std::vector<std::span<std::byte>> bytes = SliceBuffer(worker, sizes);
+  std::vector<std::pair<uint64_t, remote::BlockRef>> wholes;
+  std::vector<std::span<std::byte>> whole_out;
+  std::vector<size_t> whole_of, pieces_of;
+  std::vector<remote::PieceFetch> pieces;
+  for (size_t i = 0; i < n; i++) {
+    if (!f->status[i].ok() || f->kind[i] == Fetched::kZero) {
+      continue;
+    }
+    if (f->kind[i] == Fetched::kWhole) {
+      wholes.emplace_back(batch[i].block, f->ref[i]);
+      whole_out.push_back(bytes[i]);
+      whole_of.push_back(i);
+    } else {
+      pieces.push_back(remote::PieceFetch{batch[i].block, f->ref[i], span[i].first, span[i].second,
+                                          bytes[i], Status::OK(), 0});
+      pieces_of.push_back(i);
+    }
+  }
+  std::vector<Status> got;
+  reader->Fetch(wholes, whole_out, &got);
+  reader->FetchPieces(&pieces);
+  for (size_t w = 0; w < wholes.size(); w++) {
+    f->status[whole_of[w]] = got[w];
+    f->bytes += got[w].ok() ? wholes[w].second.stored : 0;
+  }
+  for (size_t p = 0; p < pieces.size(); p++) {
+    f->status[pieces_of[p]] = pieces[p].status;
+    f->bytes += pieces[p].status.ok() ? pieces[p].stored_bytes : 0;
+  }
+  // Runs of consecutive whole blocks go into the snapshot in one fill (one write per run of
   // consecutive chunks, one publication); they lie side by side in the worker's buffer.
-  for (size_t i = 0; i < refs.size();) {
-    size_t end = i;
-    size_t run_bytes = 0;
-    while (end < refs.size() && fetched[end].ok() &&
-           (end == i || refs[end].first == refs[end - 1].first + 1) &&
-           (end == i || raw[end - 1].size() == kBlock)) {
-      run_bytes += raw[end].size();
+  const auto full_whole = [&](size_t i) {
+    return f->status[i].ok() && f->kind[i] == Fetched::kWhole &&
+           batch[i].units == FullMask(batch[i].block);
+  };
+  for (size_t i = 0; i < n;) {
+    if (!f->status[i].ok() || f->kind[i] == Fetched::kZero) {
+      i++;
+      continue;
+    }
+    size_t end = i + 1;
+    size_t run_bytes = bytes[i].size();
+    while (full_whole(i) && end < n && full_whole(end) &&
+           batch[end].block == batch[end - 1].block + 1 && bytes[end - 1].size() == kBlock) {
+      run_bytes += bytes[end].size();
       end++;
     }
-    Status s = end > i ? pool_->FillSnapshot(record_.snapshot_id, refs[i].first * kBlock,
-                                             std::span<const std::byte>(raw[i].data(), run_bytes))
-                       : fetched[i];
-    end = std::max(end, i + 1);
+    const Status s =
+        full_whole(i) ? pool_->FillSnapshot(record_.snapshot_id, batch[i].block * kBlock,
+                                            std::span<const std::byte>(bytes[i].data(), run_bytes))
+                      : FillUnits(batch[i].block, batch[i].units, f->from[i], bytes[i]);
     for (size_t j = i; j < end; j++) {
-      result[refs[j].first] = s;
-      bytes += s.ok() ? refs[j].second.stored : 0;
-      filled += s.ok();
+      f->status[j] = s;
+      f->filled += s.ok() ? std::popcount(batch[j].units) : 0;
     }
     i = end;
+  }
+}
+
+Status Hydrator::FillUnits(uint64_t b, uint8_t units, uint32_t from,
+                           std::span<const std::byte> bytes) {
+  for (uint32_t u = 0; u < units_per_block_;) {
+    if ((units & (1u << u)) == 0) {
+      u++;
+      continue;
+    }
+    uint32_t e = u;
+    while (e < units_per_block_ && (units & (1u << e)) != 0) {
+      e++;
+    }
+    STRATA_CHECK(u >= from);  // (Plan claims no unit before the bytes begin)
+    const size_t begin = size_t{u - from} * unit_;
+    if (begin >= bytes.size()) {
+      return Status::Corruption("remote " + record_.remote + ": block " + std::to_string(b) +
+                                " of " + record_.snapshot_id + " is shorter than the volume");
+    }
+    const size_t length = std::min<size_t>(size_t{e - u} * unit_, bytes.size() - begin);
+    STRATA_RETURN_IF_ERROR(pool_->FillSnapshot(record_.snapshot_id, b * kBlock + size_t{u} * unit_,
+                                               bytes.subspan(begin, length)));
+    u = e;
+  }
+  return Status::OK();
+}
+
+void Hydrator::NoteOutcomeLocked(const Status& first_error) {
+  if (!first_error.ok()) {
+    backoff_ms_ = std::clamp<int64_t>(backoff_ms_ * 2, 500, kMaxBackoffMs);
+    paused_until_ms_ = NowMs(env_) + backoff_ms_;
+    damaged_ = first_error.code() == Status::Code::kCorruption;
+    if (last_error_ != first_error.ToString()) {
+      last_error_ = first_error.ToString();
+      Say("restore of " + record_.snapshot_id + " from remote " + record_.remote + ": " +
+          last_error_ + " (retrying in the background)");
+    }
+    return;
+  }
+  if (!last_error_.empty()) {
+    Say("restore of " + record_.snapshot_id + " from remote " + record_.remote +
+        ": the remote answers again");
+  }
+  backoff_ms_ = 0;
+  last_error_.clear();
+  damaged_ = false;
+}
+
+void Hydrator::FetchBatch(std::vector<Want> batch,
+                          std::unique_ptr<remote::SnapshotReader>* reader_slot, uint32_t timeout_ms,
+                          int worker) {
+  Status opened = Status::OK();
+  std::unique_ptr<remote::SnapshotReader>& reader = *reader_slot;
+  if (!reader) {
+    auto spec = FindRemote(pool_->Info().path, record_.remote);
+    auto store = spec.ok() ? factory_(*spec, options_.fetch_attempts, timeout_ms)
+                           : Result<std::unique_ptr<remote::ObjectStore>>(spec.status());
+    auto opening = store.ok() ? remote::SnapshotReader::OpenWithManifest(
+                                    record_.remote, std::move(*store), record_.snapshot_id,
+                                    record_.manifest, pieces_)
+                              : Result<std::unique_ptr<remote::SnapshotReader>>(store.status());
+    opened = opening.status();
+    if (opening.ok()) {
+      reader = std::move(*opening);
+    }
+  }
+  Fetched f;
+  if (opened.ok()) {
+    Plan(reader.get(), &batch, &f);
+    FetchAndFill(reader.get(), worker, batch, &f);
   }
   Calls calls;
   {
     MutexLock lock(&mu_);
     Status first_error = opened;
-    for (uint64_t b : batch) {
-      Status s = opened.ok() ? result[b] : opened;
+    for (size_t i = 0; i < batch.size(); i++) {
+      const Status& s = opened.ok() ? f.status[i] : opened;
       if (!s.ok() && first_error.ok()) {
         first_error = s;
       }
-      const bool data =
-          std::any_of(refs.begin(), refs.end(), [b](const auto& r) { return r.first == b; });
-      fetched_ += s.ok() && data;
-      SettleLocked(b, s, &calls);
+      SettleLocked(batch[i], s, &calls);
     }
-    bytes_ += bytes;
-    tokens_ -= static_cast<double>(bytes);
-    if (!first_error.ok()) {
-      backoff_ms_ = std::clamp<int64_t>(backoff_ms_ * 2, 500, kMaxBackoffMs);
-      paused_until_ms_ = NowMs(env_) + backoff_ms_;
-      damaged_ = first_error.code() == Status::Code::kCorruption;
-      if (last_error_ != first_error.ToString()) {
-        last_error_ = first_error.ToString();
-        Say("restore of " + record_.snapshot_id + " from remote " + record_.remote + ": " +
-            last_error_ + " (retrying in the background)");
-      }
-    } else {
-      if (!last_error_.empty()) {
-        Say("restore of " + record_.snapshot_id + " from remote " + record_.remote +
-            ": the remote answers again");
-      }
-      backoff_ms_ = 0;
-      last_error_.clear();
-      damaged_ = false;
-    }
+    fetched_ += f.filled;
+    bytes_ += f.bytes;
+    tokens_ -= static_cast<double>(f.bytes);
+    NoteOutcomeLocked(first_error);
   }
   // The readers go on at once: what was filled is visible (a read is right whether or not the
   // fill is durable yet, and a write's flush commits the fill with it).
@@ -619,7 +813,7 @@ void Hydrator::FetchBatch(const std::vector<uint64_t>& batch,
     fn(s.ok() || s.code() == Status::Code::kNoSpace ? s : Status::IOError(s.message(), EIO));
   }
   // Then durable: after a crash, nothing that arrived before this point is fetched again.
-  if (Status flushed = filled > 0 ? pool_->Flush() : Status::OK(); !flushed.ok()) {
+  if (Status flushed = f.filled > 0 ? pool_->Flush() : Status::OK(); !flushed.ok()) {
     Say("restore of " + record_.snapshot_id + ": " + flushed.ToString());
   }
 }
@@ -631,19 +825,21 @@ HydrationStatus Hydrator::Describe() {
   st.remote = record_.remote;
   st.rate_mibps = record_.rate_mibps;
   st.data_blocks = record_.data_blocks;
-  st.fetched_blocks = std::min(fetched_, record_.data_blocks);
+  const uint64_t fetched_blocks = (fetched_ + units_per_block_ - 1) / units_per_block_;
+  st.fetched_blocks = std::min(fetched_blocks, record_.data_blocks);
   st.bytes_fetched = bytes_;
   st.progress = ProgressLocked();
   st.complete = complete_;
   st.last_error = last_error_;
   st.damaged = damaged_;
   const double secs = static_cast<double>(NowMs(env_) - started_ms_) / 1000.0;
-  const double per_s = secs > 0.5 ? static_cast<double>(fetched_ - fetched_at_start_) / secs : 0;
+  const double per_s =
+      secs > 0.5 ? static_cast<double>(fetched_ - fetched_at_start_) / units_per_block_ / secs : 0;
   if (complete_) {
     st.eta_seconds = 0;
   } else if (per_s > 0) {
-    st.eta_seconds = static_cast<int64_t>(
-        static_cast<double>(record_.data_blocks - std::min(fetched_, record_.data_blocks)) / per_s);
+    st.eta_seconds =
+        static_cast<int64_t>(static_cast<double>(record_.data_blocks - st.fetched_blocks) / per_s);
   }
   return st;
 }

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -69,7 +70,8 @@ Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
     return Status::Corruption("remote object " + what + ": damaged manifest (checksum)");
   }
   json j = json::parse(bytes.substr(0, nl), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || UintField(j, "format") != 1 ||
+  if (j.is_discarded() || !j.is_object() ||
+      (UintField(j, "format") != 1 && UintField(j, "format") != kManifestFormat) ||
       !j.value("snapshot_id", json()).is_string() ||
       !j.value("volume_size", json()).is_number_unsigned() ||
       !j.value("block_size", json()).is_number_unsigned() ||
@@ -130,6 +132,46 @@ Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNa
   return DecodeBlockInto(stored, ref, namer, what, *raw);
 }
 
+namespace {
+
+// One zstd frame of exactly out.size() bytes. A thread's context is reused: ZSTD_decompress
+// would make one per call, eight times per pieced block.
+bool DecompressFrame(std::string_view frame, std::span<std::byte> out) {
+  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(),
+                                                                       ZSTD_freeDCtx);
+  STRATA_CHECK(dctx != nullptr);  // (allocation failure)
+  const size_t n =
+      ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(), frame.data(), frame.size());
+  return !ZSTD_isError(n) && n == out.size();
+}
+
+// A pieced block: frame by frame (each one piece), each piece hashed; the list must name it.
+Status DecodePiecedInto(std::string_view stored, const BlockRef& ref, const BlockNamer& namer,
+                        const std::string& what, std::span<std::byte> out) {
+  PieceTable table;
+  const uint32_t count = PieceCount(ref);
+  size_t at = 0;
+  for (uint32_t p = 0; p < count; p++) {
+    const size_t frame = ZSTD_findFrameCompressedSize(stored.data() + at, stored.size() - at);
+    const std::span<std::byte> piece = out.subspan(size_t{p} * kPieceBytes, PieceRaw(ref, p));
+    if (ZSTD_isError(frame) || !DecompressFrame(stored.substr(at, frame), piece)) {
+      return Status::Corruption(what + ": does not decompress (damaged pack)");
+    }
+    table.sha256[p] = Sha256(piece.data(), piece.size());
+    at += frame;
+  }
+  if (at != stored.size()) {
+    return Status::Corruption(what + ": bytes past its last piece (damaged pack)");
+  }
+  if (XXH3_64bits(out.data(), out.size()) != ref.xxh3 ||
+      PiecedName(namer, table, count) != ref.sha256) {
+    return Status::Corruption(what + ": checksum mismatch (damaged pack)");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Status DecodeBlockInto(std::string_view stored, const BlockRef& ref, const BlockNamer& namer,
                        const std::string& what, std::span<std::byte> out) {
   STRATA_RETURN_IF_ERROR(CheckRef(ref, what));
@@ -137,9 +179,11 @@ Status DecodeBlockInto(std::string_view stored, const BlockRef& ref, const Block
   if (stored.size() != ref.stored) {
     return Status::Corruption(what + ": short read (damaged or truncated pack)");
   }
+  if (IsPieced(ref)) {
+    return DecodePiecedInto(stored, ref, namer, what, out);
+  }
   if (ref.flags & kFlagZstd) {
-    size_t n = ZSTD_decompress(out.data(), out.size(), stored.data(), stored.size());
-    if (ZSTD_isError(n) || n != ref.raw) {
+    if (!DecompressFrame(stored, out)) {
       return Status::Corruption(what + ": does not decompress (damaged pack)");
     }
   } else if (stored.size() == ref.raw) {
@@ -149,6 +193,17 @@ Status DecodeBlockInto(std::string_view stored, const BlockRef& ref, const Block
   }
   if (XXH3_64bits(out.data(), out.size()) != ref.xxh3 ||
       namer.Of(out.data(), out.size()) != ref.sha256) {
+    return Status::Corruption(what + ": checksum mismatch (damaged pack)");
+  }
+  return Status::OK();
+}
+
+Status DecodePieceInto(std::string_view stored, const Hash& sha256, const std::string& what,
+                       std::span<std::byte> out) {
+  if (!DecompressFrame(stored, out)) {
+    return Status::Corruption(what + ": does not decompress (damaged pack)");
+  }
+  if (Sha256(out.data(), out.size()) != sha256) {
     return Status::Corruption(what + ": checksum mismatch (damaged pack)");
   }
   return Status::OK();

@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <xxhash.h>
@@ -20,6 +21,8 @@ namespace {
 constexpr char kIndexMagic[8] = {'S', 'T', 'R', 'T', 'P', 'I', 'D', 'X'};
 constexpr char kNodeMagic[8] = {'S', 'T', 'R', 'T', 'N', 'O', 'D', 'E'};
 constexpr size_t kRefBytes = 32 + 32 + 8 + 4 + 4 + 4 + 8;
+constexpr size_t kPieceTableBytes = size_t{kMaxPieces} * (4 + 32);
+constexpr size_t kIndexEntryBytes = kRefBytes + kPieceTableBytes;  // version 2
 constexpr size_t kHeaderBytes = 8 + 4 + 4 + 4;  // magic, version, level (or 0), count
 
 void PutRef(std::string* out, const BlockRef& r) {
@@ -46,10 +49,10 @@ BlockRef GetRef(const char* p) {
   return r;
 }
 
-std::string Header(const char* magic, uint32_t level, uint32_t count) {
+std::string Header(const char* magic, uint32_t version, uint32_t level, uint32_t count) {
   std::string out(magic, 8);
   char buf[12];
-  PutLittleEndian32(buf, kFormatVersion);
+  PutLittleEndian32(buf, version);
   PutLittleEndian32(buf + 4, level);
   PutLittleEndian32(buf + 8, count);
   out.append(buf, 12);
@@ -62,9 +65,10 @@ void Seal(std::string* out) {
   out->append(sum, 8);
 }
 
-// Checks magic, version, size and trailer; sets level and count. Errors: Corruption.
-Status Open(const std::string& bytes, const char* magic, size_t entry_bytes,
-            const std::string& what, uint32_t* level, uint32_t* count) {
+// Checks magic, version (1 or 2), size and trailer; sets version, level and count. An entry is
+// entry_bytes(version) long. Errors: Corruption.
+Status Open(const std::string& bytes, const char* magic, size_t (*entry_bytes)(uint32_t, bool),
+            const std::string& what, uint32_t* version, uint32_t* level, uint32_t* count) {
   const auto bad = [&what](const std::string& why) {
     return Status::Corruption("remote object " + what + ": " + why);
   };
@@ -75,26 +79,95 @@ Status Open(const std::string& bytes, const char* magic, size_t entry_bytes,
   if (sum != XXH3_64bits(bytes.data(), bytes.size() - 8)) {
     return bad("checksum mismatch (damaged or truncated)");
   }
-  if (GetLittleEndian32(bytes.data() + 8) != kFormatVersion) {
-    return bad("format version " + std::to_string(GetLittleEndian32(bytes.data() + 8)) +
-               " is not supported");
+  *version = GetLittleEndian32(bytes.data() + 8);
+  if (*version != 1 && *version != kFormatVersion) {
+    return bad("format version " + std::to_string(*version) +
+               " is not supported (this Strata reads versions 1 and " +
+               std::to_string(kFormatVersion) + ")");
   }
   *level = GetLittleEndian32(bytes.data() + 12);
   *count = GetLittleEndian32(bytes.data() + 16);
-  if (bytes.size() != kHeaderBytes + size_t{*count} * entry_bytes + 8) {
+  if (bytes.size() != kHeaderBytes + size_t{*count} * entry_bytes(*version, *level == 0) + 8) {
     return bad("size does not match its entry count");
+  }
+  return Status::OK();
+}
+
+size_t IndexEntryBytes(uint32_t version, bool /*leaf*/) {
+  return version == 1 ? kRefBytes : kIndexEntryBytes;
+}
+size_t NodeEntryBytes(uint32_t /*version*/, bool leaf) { return 4 + (leaf ? kRefBytes : 32); }
+
+// The most a pieced block of `raw` bytes can store: each piece at zstd's bound.
+uint64_t PiecedBound(uint32_t raw) {
+  const uint32_t full = raw / kPieceBytes, rest = raw % kPieceBytes;
+  return uint64_t{full} * ZSTD_COMPRESSBOUND(kPieceBytes) + (rest ? ZSTD_COMPRESSBOUND(rest) : 0);
+}
+
+void PutPieces(std::string* out, const PieceTable& t) {
+  char buf[kPieceTableBytes];
+  for (uint32_t p = 0; p < kMaxPieces; p++) {
+    PutLittleEndian32(buf + 36 * p, t.stored[p]);
+    std::memcpy(buf + 36 * p + 4, t.sha256[p].data(), 32);
+  }
+  out->append(buf, kPieceTableBytes);
+}
+
+PieceTable GetPieces(const char* p) {
+  PieceTable t;
+  for (uint32_t i = 0; i < kMaxPieces; i++) {
+    t.stored[i] = GetLittleEndian32(p + 36 * i);
+    std::memcpy(t.sha256[i].data(), p + 36 * i + 4, 32);
+  }
+  return t;
+}
+
+// A piece table's lengths against its (checked) ref. Errors: Corruption naming `what`.
+Status CheckPieces(const IndexEntry& e, const std::string& what) {
+  const uint32_t count = PieceCount(e.ref);
+  uint64_t sum = 0;
+  for (uint32_t p = 0; p < kMaxPieces; p++) {
+    const uint32_t n = e.pieces.stored[p];
+    const bool ok = p < count ? n > 0 && n <= ZSTD_COMPRESSBOUND(PieceRaw(e.ref, p))
+                              : n == 0 && e.pieces.sha256[p] == Hash{};
+    if (!ok) {
+      return Status::Corruption("remote object " + what + ": a piece table out of bounds");
+    }
+    sum += n;
+  }
+  if (count > 0 && sum != e.ref.stored) {
+    return Status::Corruption("remote object " + what +
+                              ": a block's pieces do not add up to its stored length");
   }
   return Status::OK();
 }
 
 }  // namespace
 
+bool IsPieced(const BlockRef& ref) { return (ref.flags & kFlagPieces) != 0; }
+
+uint32_t PieceCount(const BlockRef& ref) {
+  return IsPieced(ref) ? (ref.raw + kPieceBytes - 1) / kPieceBytes : 0;
+}
+
+uint32_t PieceRaw(const BlockRef& ref, uint32_t piece) {
+  STRATA_CHECK(piece < PieceCount(ref));
+  return std::min(kPieceBytes, ref.raw - piece * kPieceBytes);
+}
+
+Hash PiecedName(const BlockNamer& namer, const PieceTable& table, uint32_t count) {
+  STRATA_CHECK(count <= kMaxPieces);
+  return namer.Of(table.sha256.data(), size_t{count} * sizeof(Hash));  // (Hash is 32 bytes)
+}
+
 Status CheckRef(const BlockRef& r, const std::string& what) {
   const bool zstd = r.flags == kFlagZstd;
-  const bool lengths_ok =
-      r.raw > 0 && r.raw <= kMaxBlockBytes &&
-      (zstd ? r.stored > 0 && r.stored <= ZSTD_COMPRESSBOUND(r.raw) : r.stored == r.raw);
-  if ((r.flags != 0 && !zstd) || !lengths_ok || r.offset > kMaxPackBytes - r.stored) {
+  const bool pieced = r.flags == (kFlagZstd | kFlagPieces);
+  const bool lengths_ok = r.raw > 0 && r.raw <= kMaxBlockBytes &&
+                          (pieced ? r.stored >= PieceCount(r) && r.stored <= PiecedBound(r.raw)
+                           : zstd ? r.stored > 0 && r.stored <= ZSTD_COMPRESSBOUND(r.raw)
+                                  : r.stored == r.raw);
+  if ((r.flags != 0 && !zstd && !pieced) || !lengths_ok || r.offset > kMaxPackBytes - r.stored) {
     return Status::Corruption("remote object " + what + ": a block ref out of bounds (raw " +
                               std::to_string(r.raw) + ", stored " + std::to_string(r.stored) +
                               ", flags " + std::to_string(r.flags) + ")");
@@ -155,30 +228,41 @@ Hash BlockNamer::Of(const void* data, size_t length) const {
   return h;
 }
 
-std::string EncodeIndex(const std::vector<BlockRef>& blocks) {
-  std::string out = Header(kIndexMagic, 0, static_cast<uint32_t>(blocks.size()));
-  for (const BlockRef& r : blocks) {
-    PutRef(&out, r);
+std::string EncodeIndex(const std::vector<IndexEntry>& blocks) {
+  std::string out = Header(kIndexMagic, kFormatVersion, 0, static_cast<uint32_t>(blocks.size()));
+  out.reserve(out.size() + blocks.size() * kIndexEntryBytes + 8);
+  for (const IndexEntry& e : blocks) {
+    PutRef(&out, e.ref);
+    PutPieces(&out, e.pieces);
   }
   Seal(&out);
   return out;
 }
 
-Result<std::vector<BlockRef>> DecodeIndex(const std::string& bytes, const std::string& what) {
-  uint32_t level, count;
-  STRATA_RETURN_IF_ERROR(Open(bytes, kIndexMagic, kRefBytes, what, &level, &count));
-  std::vector<BlockRef> out;
-  out.reserve(count);
+Result<std::vector<IndexEntry>> DecodeIndex(const std::string& bytes, const std::string& what) {
+  uint32_t version, level, count;
+  STRATA_RETURN_IF_ERROR(Open(bytes, kIndexMagic, IndexEntryBytes, what, &version, &level, &count));
+  const size_t entry_bytes = IndexEntryBytes(version, true);
+  std::vector<IndexEntry> out(count);  // (count is bounded by the size just checked)
   for (uint32_t i = 0; i < count; i++) {
-    out.push_back(GetRef(bytes.data() + kHeaderBytes + size_t{i} * kRefBytes));
-    STRATA_RETURN_IF_ERROR(CheckRef(out.back(), what));
+    const char* p = bytes.data() + kHeaderBytes + size_t{i} * entry_bytes;
+    IndexEntry& e = out[i];
+    e.ref = GetRef(p);
+    STRATA_RETURN_IF_ERROR(CheckRef(e.ref, what));
+    if (version == 1 && IsPieced(e.ref)) {
+      return Status::Corruption("remote object " + what + ": a pieced block in a version 1 index");
+    }
+    if (version > 1) {
+      e.pieces = GetPieces(p + kRefBytes);
+    }
+    STRATA_RETURN_IF_ERROR(CheckPieces(e, what));
   }
   return out;
 }
 
 std::string EncodeNode(const Node& node) {
   const bool leaf = node.level == 0;
-  std::string out = Header(kNodeMagic, node.level,
+  std::string out = Header(kNodeMagic, kFormatVersion, node.level,
                            static_cast<uint32_t>(leaf ? node.blocks.size() : node.children.size()));
   char slot[4];
   if (leaf) {
@@ -203,9 +287,8 @@ Result<Node> DecodeNode(const std::string& bytes, const std::string& what) {
     return Status::Corruption("remote object " + what + ": too short");
   }
   const bool leaf = GetLittleEndian32(bytes.data() + 12) == 0;
-  uint32_t level, count;
-  STRATA_RETURN_IF_ERROR(
-      Open(bytes, kNodeMagic, 4 + (leaf ? kRefBytes : 32), what, &level, &count));
+  uint32_t version, level, count;
+  STRATA_RETURN_IF_ERROR(Open(bytes, kNodeMagic, NodeEntryBytes, what, &version, &level, &count));
   Node node;
   node.level = level;
   int64_t last = -1;

@@ -14,15 +14,23 @@ namespace strata::remote {
 
 using Hash = std::array<uint8_t, 32>;  // SHA-256
 
-constexpr uint32_t kFormatVersion = 1;
+// Version 2 adds pieced blocks (kFlagPieces) and the pieces' table in the pack index; version
+// 1 objects (whole blocks only) are still read.
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint32_t kFanout = 1024;  // entries per tree node
 constexpr uint32_t kFlagZstd = 1;   // the stored block is one zstd frame (else stored as is)
+// With kFlagZstd: the block is stored as pieces of kPieceBytes (the last may be shorter), each
+// its own zstd frame, back to back; its name covers the list of its pieces' SHA-256s, which the
+// pack index holds, so that a reader can fetch and check one piece alone.
+constexpr uint32_t kFlagPieces = 2;
+constexpr uint32_t kPieceBytes = 64 << 10;
 // Bounds every decoded block ref is checked against before it sizes anything (anyone who can
 // write to the bucket writes refs): a block's raw length is at most the remote's block, its
 // stored length at most zstd's bound for that (or the raw length itself), and it lies within a
 // pack of at most kMaxPackBytes.
 constexpr uint32_t kMaxBlockBytes = 512 << 10;
 constexpr uint64_t kMaxPackBytes = uint64_t{1} << 32;
+constexpr uint32_t kMaxPieces = kMaxBlockBytes / kPieceBytes;
 // A tree node's largest encoding: header, kFanout leaf entries (slot + ref), trailer.
 constexpr size_t kMaxNodeBytes = 20 + size_t{kFanout} * (4 + 92) + 8;
 
@@ -65,9 +73,35 @@ struct BlockRef {
 // OK when `ref` keeps the bounds above; Corruption naming `what` otherwise.
 Status CheckRef(const BlockRef& ref, const std::string& what);
 
-std::string EncodeIndex(const std::vector<BlockRef>& blocks);
+bool IsPieced(const BlockRef& ref);
+// A pieced block's pieces (0 for a whole block), and the uncompressed bytes of piece `piece`.
+// REQUIRES (PieceRaw): CheckRef passed and piece < PieceCount(ref).
+uint32_t PieceCount(const BlockRef& ref);
+uint32_t PieceRaw(const BlockRef& ref, uint32_t piece);
+
+// A pieced block's pieces: their stored lengths (in order, back to back from the ref's offset)
+// and the SHA-256 of each uncompressed piece. Zeros past the block's pieces, and for a whole
+// block.
+struct PieceTable {
+  std::array<uint32_t, kMaxPieces> stored{};
+  std::array<Hash, kMaxPieces> sha256{};
+};
+// The name of a pieced block whose first `count` pieces hash to `table.sha256`: the namer over
+// their concatenation.
+Hash PiecedName(const BlockNamer& namer, const PieceTable& table, uint32_t count);
+
+// One block of a pack index: where it is, and (pieced) its pieces.
+struct IndexEntry {
+  BlockRef ref;
+  PieceTable pieces;
+};
+
+// Version 2 (every entry carries a piece table). Decoding takes versions 1 and 2 and checks
+// every ref (CheckRef) and every piece table's lengths (each piece within zstd's bound, all
+// summing to the stored length, zeros past the pieces); the names are the reader's to check.
+std::string EncodeIndex(const std::vector<IndexEntry>& blocks);
 // Errors: Corruption naming `what` (the object's key).
-Result<std::vector<BlockRef>> DecodeIndex(const std::string& bytes, const std::string& what);
+Result<std::vector<IndexEntry>> DecodeIndex(const std::string& bytes, const std::string& what);
 
 // A tree node: a leaf maps slot -> block; an inner node maps slot -> child node.
 struct Node {

@@ -26,6 +26,9 @@ struct RemoteTuning {
   size_t packs_per_upload = 2;          // sealed packs uploaded together (one group in flight)
   size_t batch_blocks = 64;             // blocks read, hashed and compressed together
   size_t fetch_batch = 32;              // range GETs in flight on restore
+  // Plaintext blocks go in pieces (kFlagPieces), so that a lazy reader fetches only the pieces a
+  // miss covers. False writes whole blocks, as format version 1 did (tests of old buckets).
+  bool pieced_blocks = true;
   // A push marker whose heartbeat is older than this belongs to a push that died.
   int64_t pending_stale_ms = 3600 * 1000;
   int64_t lease_ms = 10 * 60 * 1000;  // how long a GC may hold the lease
@@ -44,6 +47,21 @@ Result<std::unique_ptr<ObjectStore>> OpenObjectStore(const RemoteSpec& spec,
                                                      uint32_t max_attempts = 5,
                                                      uint32_t operation_timeout_ms = 0);
 
+// The piece tables of the packs a lazy restore has read, shared by its readers: a miss in a pack
+// seen before costs one range GET, not two. Thread-safe; bounded (a few tens of MiB).
+class PieceIndexCache;
+std::shared_ptr<PieceIndexCache> NewPieceIndexCache();
+
+// Some pieces of one pieced block (a lazy read's miss), fetched with one range GET.
+struct PieceFetch {
+  uint64_t block = 0;           // the volume's block (for messages)
+  BlockRef ref;                 // pieced, and passed CheckRef
+  uint32_t first = 0, end = 0;  // its pieces [first, end): first < end <= PieceCount(ref)
+  std::span<std::byte> out;     // their uncompressed bytes, from piece `first` on
+  Status status;                // how it went
+  uint64_t stored_bytes = 0;    // what its GET brought
+};
+
 // One remote snapshot, read a leaf and a block at a time, every object checked: what a lazy
 // restore (hydration.cc) needs. Not thread-safe: one caller at a time.
 class SnapshotReader {
@@ -54,9 +72,10 @@ class SnapshotReader {
                                                         const std::string& snapshot_id);
   // The same from a manifest read before (kept by the restore: the remote snapshot may be
   // deleted meanwhile; its restore marker keeps the tree and packs).
+  // `pieces`: shared with other readers of the snapshot (null: the reader's own).
   static Result<std::unique_ptr<SnapshotReader>> OpenWithManifest(
       const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id,
-      const std::string& manifest_bytes);
+      const std::string& manifest_bytes, std::shared_ptr<PieceIndexCache> pieces = nullptr);
   virtual const std::string& manifest_bytes() const = 0;
   // {"root", "depth"} of the snapshot's tree, for a restore marker.
   virtual std::string TreeJson() const = 0;
@@ -72,6 +91,12 @@ class SnapshotReader {
   // bytes, a size the caller checked (CheckRef, and its block size) before it allocated.
   virtual void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
                      const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) = 0;
+  // The pieces asked for, at once: each block's piece table (its pack's index, cached) checked
+  // against the block's name, then one range GET per block, each piece decompressed and checked
+  // against its SHA-256 into `out`. REQUIRES: each fetch as PieceFetch says, `out` sized to its
+  // pieces. A failure (naming the block and the object) is in its `status`; nothing unchecked
+  // is ever left in `out` as if it were data.
+  virtual void FetchPieces(std::vector<PieceFetch>* fetches) = 0;
 };
 
 // Hydrations::Start over stores made by `factory` (tests: a simulated bucket).

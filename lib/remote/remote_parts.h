@@ -46,6 +46,9 @@ constexpr size_t kMaxTags = 50;                    // per snapshot, as EC2
 // The largest manifest, marker, lease or record read from a remote (ours are a few KiB: 50
 // tags and a description at most).
 constexpr size_t kMaxManifestBytes = 1 << 20;
+// The manifest's "format": 2 since blocks may be pieced (a reader of format 1 would refuse their
+// trees' nodes). Manifests of format 1 are read too; records stay at 1.
+constexpr uint32_t kManifestFormat = 2;
 
 unsigned Cores();                    // threads for hashing, compression and checks (1..16)
 uint32_t DepthFor(uint64_t blocks);  // the tree's depth over `blocks` blocks
@@ -69,6 +72,11 @@ Status DecodeBlock(const std::string& stored, const BlockRef& ref, const BlockNa
 // Corruption before `out` is looked at): what fills a run buffer without a copy per block.
 Status DecodeBlockInto(std::string_view stored, const BlockRef& ref, const BlockNamer& namer,
                        const std::string& what, std::span<std::byte> out);
+// One piece of a pieced block: a zstd frame decompressed into `out` (the piece's raw bytes,
+// REQUIRES: at most kPieceBytes), and its SHA-256 checked against `sha256` (from a piece table
+// whose list the caller checked against the block's name).
+Status DecodePieceInto(std::string_view stored, const Hash& sha256, const std::string& what,
+                       std::span<std::byte> out);
 // The namer for a snapshot whose manifest says `encryption` (its envelope, "" = plaintext),
 // given the caller's block-id key. Errors: NotSupported (an encrypted snapshot without the key:
 // what is needed is named), InvalidArgument (a key for a plaintext snapshot, or a key of the
@@ -148,6 +156,7 @@ struct PendingBlock {
   }
   bool zero = false;
   Hash sha{};
+  PieceTable pieces;  // a pieced block's (zeros for a whole one)
   uint64_t xxh3 = 0;
   uint32_t flags = 0;
 };
@@ -208,7 +217,7 @@ class Push {
   struct SealedPack {
     Hash id;
     std::string bytes;
-    std::vector<BlockRef> refs;
+    std::vector<IndexEntry> entries;
   };
   // Packs on their way, owned by the uploader thread until JoinUpload: each pack, then each
   // index (a pack counts once its index exists); `done` packs have both.
@@ -223,17 +232,17 @@ class Push {
   Pool* const pool_;
   std::unique_ptr<BlockNamer> namer_;      // set by Run: how this snapshot's blocks are named
   std::string encryption_;                 // the snapshot's envelope ("" = plaintext)
-  std::map<std::string, BlockRef> known_;  // block name -> where the remote holds it
+  std::map<std::string, BlockRef> known_;  // block name and kind -> where the remote holds it
   // The pack being filled, and sealed packs waiting for upload.
   std::string pack_;
-  std::vector<BlockRef> pack_refs_;
+  std::vector<IndexEntry> pack_entries_;
   std::vector<SealedPack> sealed_;
   // At most one group uploads while the next fills: memory stays at two groups and a batch.
   // The group in flight (null: none), and its thread (none when uploaded inline).
   std::unique_ptr<UploadGroup> uploading_;
   std::vector<std::string> spare_packs_;  // buffers of uploaded packs, refilled (no page faults)
   std::thread uploader_;
-  // Blocks of this push waiting in a pack not yet sealed: sha256 -> block indexes.
+  // Blocks of this push waiting in a pack not yet sealed: known_'s key -> block indexes.
   std::map<std::string, std::vector<uint64_t>> pending_index_;
   int64_t data_delta_ = 0;  // data blocks the push added (removed) against its parent
   std::map<std::string, std::string> index_cache_;  // index key -> its bytes (LoadKnownBlocks)

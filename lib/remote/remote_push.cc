@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -68,6 +69,11 @@ std::map<std::string, std::string> LoadIndexCache(Env* env, const std::string& p
   return out;
 }
 
+// known_'s key: a block's name and its kind. A whole block's name is the SHA-256 of its bytes,
+// a pieced one's the SHA-256 of its pieces' hashes: a whole block of those 32 × n bytes has the
+// same name, and must never stand in for the pieced one.
+std::string KnownKey(const Hash& name, bool pieced) { return HashKey(name) + (pieced ? 'p' : 'w'); }
+
 void SaveIndexCache(Env* env, const std::string& path,
                     const std::map<std::string, std::string>& cache) {
   std::string bytes(kCacheMagic, 8);
@@ -120,9 +126,9 @@ Status Push::LoadKnownBlocks(const std::string& cache_path) {
   });
   STRATA_RETURN_IF_ERROR(listed);
   for (const auto& [key, index] : now) {
-    STRATA_ASSIGN_OR_RETURN(std::vector<BlockRef> refs, remote::DecodeIndex(index, key));
-    for (const BlockRef& ref : refs) {
-      known_.emplace(HashKey(ref.sha256), ref);
+    STRATA_ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, remote::DecodeIndex(index, key));
+    for (const IndexEntry& e : entries) {
+      known_.emplace(KnownKey(e.ref.sha256, IsPieced(e.ref)), e.ref);
     }
   }
   index_cache_ = std::move(now);
@@ -173,30 +179,76 @@ Status Push::ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
   return SubmitAll(volume, loop, &reads);
 }
 
-// Zero check, identity, checksum and compression, one block per thread.
+namespace {
+
+// zstd at level 1 with a thread's context, reused: ZSTD_compress would make one per call.
+size_t CompressFrame(const std::byte* src, size_t bytes, char* dst, size_t capacity) {
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(),
+                                                                       ZSTD_freeCCtx);
+  STRATA_CHECK(cctx != nullptr);  // (allocation failure)
+  return ZSTD_compressCCtx(cctx.get(), dst, capacity, src, bytes, 1);
+}
+
+// A plaintext block as pieces (kFlagPieces): each kPieceBytes its own zstd frame (even when
+// it does not shrink: the frames delimit the pieces) and its own SHA-256; the block is named by
+// the list. REQUIRES: b->compressed holds the pieces' bounds.
+void PreparePieced(PendingBlock* b, const BlockNamer& namer) {
+  const auto raw_bytes = static_cast<uint32_t>(b->raw_bytes);
+  BlockRef shape;
+  shape.raw = raw_bytes;
+  shape.flags = kFlagZstd | kFlagPieces;
+  b->pieces = PieceTable();
+  b->compressed_bytes = 0;
+  const uint32_t count = PieceCount(shape);
+  for (uint32_t p = 0; p < count; p++) {
+    const std::byte* piece = b->raw.get() + size_t{p} * kPieceBytes;
+    const uint32_t n = PieceRaw(shape, p);
+    const size_t put = CompressFrame(piece, n, b->compressed.get() + b->compressed_bytes,
+                                     b->compressed_capacity - b->compressed_bytes);
+    STRATA_CHECK(!ZSTD_isError(put));  // (the buffer holds every piece's bound)
+    b->pieces.stored[p] = static_cast<uint32_t>(put);
+    b->pieces.sha256[p] = Sha256(piece, n);
+    b->compressed_bytes += put;
+  }
+  b->sha = PiecedName(namer, b->pieces, count);
+  b->flags = shape.flags;
+}
+
+}  // namespace
+
+// Zero check, identity, checksum and compression, one block per thread. An encrypted snapshot's
+// blocks (ciphertext) go whole and as they are: zstd would not shrink them, and they are never
+// read in pieces (encrypted snapshots restore whole).
 void Push::Prepare(std::vector<PendingBlock>* batch) {
   const BlockNamer* namer = namer_.get();
-  const bool compress = encryption_.empty();  // ciphertext never compresses: zstd is wasted CPU
-  ParallelFor(batch->size(), Cores(), [batch, namer, compress](size_t i) {
+  const bool pieced = encryption_.empty() && bucket_->tuning().pieced_blocks;
+  const bool compress = encryption_.empty();
+  ParallelFor(batch->size(), Cores(), [batch, namer, pieced, compress](size_t i) {
     PendingBlock& b = (*batch)[i];
     const std::byte* raw = b.raw.get();
     b.zero = std::all_of(raw, raw + b.raw_bytes, [](std::byte x) { return x == std::byte{0}; });
     if (b.zero) {
       return;
     }
-    b.sha = namer->Of(raw, b.raw_bytes);
     b.xxh3 = XXH3_64bits(raw, b.raw_bytes);
     b.compressed_bytes = 0;
     b.flags = 0;
+    b.pieces = PieceTable();
     if (!compress) {
+      b.sha = namer->Of(raw, b.raw_bytes);
       return;
     }
-    const size_t bound = ZSTD_compressBound(b.raw_bytes);
+    const size_t bound = size_t{kMaxPieces} * ZSTD_COMPRESSBOUND(kPieceBytes);
     if (b.compressed_capacity < bound) {
       b.compressed.reset(new char[bound]);  // (uninitialised: zstd writes what it uses)
       b.compressed_capacity = bound;
     }
-    const size_t n = ZSTD_compress(b.compressed.get(), bound, raw, b.raw_bytes, 1);
+    if (pieced) {
+      PreparePieced(&b, *namer);
+      return;
+    }
+    b.sha = namer->Of(raw, b.raw_bytes);  // a whole block, as format version 1 wrote them
+    const size_t n = CompressFrame(raw, b.raw_bytes, b.compressed.get(), bound);
     const bool smaller = !ZSTD_isError(n) && n < b.raw_bytes;
     b.compressed_bytes = smaller ? n : 0;
     b.flags = smaller ? remote::kFlagZstd : 0;  // incompressible: stored as it is
@@ -216,7 +268,7 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
     pack_.reserve(bucket_->tuning().pack_target_bytes + kRemoteBlockBytes);  // one allocation
   }
   pack_ += stored;
-  pack_refs_.push_back(ref);
+  pack_entries_.push_back(IndexEntry{ref, b->pieces});
   stats->blocks_uploaded++;
   if (pack_.size() >= bucket_->tuning().pack_target_bytes) {
     STRATA_RETURN_IF_ERROR(SealPack());
@@ -228,23 +280,24 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
 }
 
 Status Push::SealPack() {
-  if (pack_refs_.empty()) {
+  if (pack_entries_.empty()) {
     return Status::OK();
   }
   SealedPack p;
   p.id = remote::Sha256(pack_.data(), pack_.size());
   p.bytes = std::move(pack_);
-  p.refs = std::move(pack_refs_);
-  for (BlockRef& r : p.refs) {
-    r.pack = p.id;
-    known_.emplace(HashKey(r.sha256), r);  // later blocks of this push with this content reuse it
+  p.entries = std::move(pack_entries_);
+  for (IndexEntry& e : p.entries) {
+    e.ref.pack = p.id;
+    // Later blocks of this push with this content reuse it.
+    known_.emplace(KnownKey(e.ref.sha256, IsPieced(e.ref)), e.ref);
   }
   pack_.clear();
   if (!spare_packs_.empty()) {
     pack_ = std::move(spare_packs_.back());
     spare_packs_.pop_back();
   }
-  pack_refs_.clear();
+  pack_entries_.clear();
   sealed_.push_back(std::move(p));
   return Status::OK();
 }
@@ -278,7 +331,7 @@ void Push::Upload(ObjectStore* store, UploadGroup* group) {
       group->status = puts[i].status;
       return;
     }
-    group->indexes[i] = remote::EncodeIndex(packs[i].refs);
+    group->indexes[i] = remote::EncodeIndex(packs[i].entries);
     puts[i] = S3Request();
     puts[i].method = S3Request::Method::kPut;
     puts[i].key = remote::IndexKey(packs[i].id);
@@ -463,14 +516,15 @@ Status Push::StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<u
         (*changes)[b.index] = std::nullopt;
         continue;
       }
-      auto known = known_.find(HashKey(b.sha));
+      const std::string key = KnownKey(b.sha, (b.flags & kFlagPieces) != 0);
+      auto known = known_.find(key);
       if (known != known_.end() && known->second.raw == b.raw_bytes) {
         stats->blocks_deduplicated++;
         (*changes)[b.index] = known->second;
         continue;
       }
       (*changes)[b.index] = std::nullopt;  // its ref is set once its pack is sealed
-      auto& waiting = pending_index_[HashKey(b.sha)];
+      auto& waiting = pending_index_[key];
       waiting.push_back(b.index);
       if (waiting.size() > 1) {
         stats->blocks_deduplicated++;  // the same content earlier in this push
@@ -485,8 +539,8 @@ Status Push::StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<u
   }
   STRATA_RETURN_IF_ERROR(SealPack());
   STRATA_RETURN_IF_ERROR(UploadPacks(stats));
-  for (const auto& [sha, indexes] : pending_index_) {  // now every new block has its pack
-    const BlockRef& ref = known_.at(sha);
+  for (const auto& [key, indexes] : pending_index_) {  // now every new block has its pack
+    const BlockRef& ref = known_.at(key);
     for (uint64_t index : indexes) {
       (*changes)[index] = ref;
     }
@@ -654,7 +708,7 @@ Status Push::Pushing(const SnapshotInfo& snap, const RemoteProgress& progress, P
   // Every block of the snapshot that has data is in the tree: the count cannot go negative.
   STRATA_CHECK(static_cast<int64_t>(data_blocks) + data_delta_ >= 0);
   data_blocks = static_cast<uint64_t>(static_cast<int64_t>(data_blocks) + data_delta_);
-  json manifest = {{"format", 1},
+  json manifest = {{"format", kManifestFormat},
                    {"snapshot_id", snap.snapshot_id},
                    {"volume_id", snap.volume_id},
                    {"description", snap.description},
@@ -672,7 +726,7 @@ Status Push::Pushing(const SnapshotInfo& snap, const RemoteProgress& progress, P
   }
   const std::string bytes = EncodeManifest(manifest);
   // The manifest goes last: every pack it reaches is indexed, every node stored.
-  STRATA_CHECK(sealed_.empty() && pack_refs_.empty() && pending_index_.empty());
+  STRATA_CHECK(sealed_.empty() && pack_entries_.empty() && pending_index_.empty());
   Status s = bucket_->store()->Put(remote::ManifestKey(snap.snapshot_id), bytes.data(),
                                    bytes.size(), true);
   if (s.code() == Status::Code::kAlreadyExists) {

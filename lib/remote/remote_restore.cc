@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -256,16 +258,164 @@ Result<SnapshotInfo> Restore::Pull(const std::string& snapshot_id,
 
 // ---------------------------------------------------------------- reading for lazy restores
 
+// Pack id -> its entries by offset. Evicted whole when full: a restore reads packs roughly in
+// volume order, and a refill costs one GET per pack.
+class PieceIndexCache {
+ public:
+  using Entries = std::map<uint64_t, IndexEntry>;
+  std::shared_ptr<const Entries> Find(const Hash& pack) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = packs_.find(pack);
+    return it == packs_.end() ? nullptr : it->second;
+  }
+  void Add(const Hash& pack, std::shared_ptr<const Entries> entries) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (entries_ + entries->size() > kMaxEntries) {
+      packs_.clear();
+      entries_ = 0;
+    }
+    entries_ += entries->size();
+    packs_[pack] = std::move(entries);
+  }
+
+ private:
+  // ~400 bytes each: at most ~25 MiB (a pack of incompressible data has ~32 entries).
+  static constexpr size_t kMaxEntries = 64 << 10;
+  std::mutex mu_;
+  std::map<Hash, std::shared_ptr<const Entries>> packs_;
+  size_t entries_ = 0;
+};
+
+std::shared_ptr<PieceIndexCache> NewPieceIndexCache() {
+  return std::make_shared<PieceIndexCache>();
+}
+
 namespace {
+
+// The index of each pack the fetches need that `cache` lacks, fetched at once, checked, and
+// added; a pack whose index fails has its fetches failed.
+void LoadPieceTables(ObjectStore* store, const std::string& name, PieceIndexCache* cache,
+                     std::vector<PieceFetch>* fetches) {
+  std::map<Hash, S3Request> gets;
+  for (const PieceFetch& f : *fetches) {
+    if (!cache->Find(f.ref.pack) && !gets.contains(f.ref.pack)) {
+      gets[f.ref.pack].key = IndexKey(f.ref.pack);
+    }
+  }
+  std::vector<S3Request*> batch;
+  for (auto& [pack, get] : gets) {
+    batch.push_back(&get);
+  }
+  store->Run(batch);
+  std::map<Hash, Status> failed;
+  for (auto& [pack, get] : gets) {
+    Result<std::vector<IndexEntry>> decoded =
+        get.status.ok() ? DecodeIndex(get.response, get.key)
+                        : Result<std::vector<IndexEntry>>(get.status.WithContext(get.key));
+    if (!decoded.ok()) {
+      failed[pack] =
+          Status::Corruption(name + ": the piece table of a block: " + decoded.status().ToString());
+      continue;
+    }
+    auto entries = std::make_shared<PieceIndexCache::Entries>();
+    for (IndexEntry& e : *decoded) {
+      entries->emplace(e.ref.offset, std::move(e));
+    }
+    cache->Add(pack, std::move(entries));
+  }
+  for (PieceFetch& f : *fetches) {
+    if (auto it = failed.find(f.ref.pack); it != failed.end()) {
+      f.status = it->second;
+    }
+  }
+}
+
+// The fetch's piece table, from its pack's index, checked against the block's name.
+Result<PieceTable> PieceTableOf(PieceIndexCache* cache, const BlockNamer& namer,
+                                const PieceFetch& f, const std::string& what) {
+  std::shared_ptr<const PieceIndexCache::Entries> entries = cache->Find(f.ref.pack);
+  auto it = entries ? entries->find(f.ref.offset) : PieceIndexCache::Entries::const_iterator();
+  if (!entries || it == entries->end()) {
+    return Status::Corruption(what + ": its pack's index does not list it (damaged index)");
+  }
+  const BlockRef& listed = it->second.ref;
+  if (listed.sha256 != f.ref.sha256 || listed.stored != f.ref.stored || listed.raw != f.ref.raw ||
+      listed.flags != f.ref.flags ||
+      PiecedName(namer, it->second.pieces, PieceCount(f.ref)) != f.ref.sha256) {
+    return Status::Corruption(what + ": its piece table does not match its name (damaged index)");
+  }
+  return it->second.pieces;
+}
+
+// Pieces are fetched only once their table is checked against the block's name, and each piece
+// only once its range lies within the block: a hostile index can fail a read, never feed it.
+void FetchPiecesInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                     PieceIndexCache* cache, std::vector<PieceFetch>* fetches) {
+  LoadPieceTables(store, name, cache, fetches);
+  std::vector<PieceTable> tables(fetches->size());
+  std::vector<S3Request> gets(fetches->size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < fetches->size(); i++) {
+    PieceFetch& f = (*fetches)[i];
+    STRATA_CHECK(IsPieced(f.ref) && f.first < f.end && f.end <= PieceCount(f.ref));
+    const std::string what =
+        name + ": block " + std::to_string(f.block) + " in " + PackKey(f.ref.pack);
+    if (!f.status.ok()) {
+      continue;
+    }
+    Result<PieceTable> table = PieceTableOf(cache, namer, f, what);
+    if (!table.ok()) {
+      f.status = table.status();
+      continue;
+    }
+    tables[i] = *table;
+    uint64_t begin = f.ref.offset, length = 0;
+    for (uint32_t p = 0; p < f.end; p++) {
+      (p < f.first ? begin : length) += tables[i].stored[p];
+    }
+    gets[i].key = PackKey(f.ref.pack);
+    gets[i].headers = {
+        {"Range", "bytes=" + std::to_string(begin) + "-" + std::to_string(begin + length - 1)}};
+    gets[i].max_response_bytes = length;
+    f.stored_bytes = length;
+    gets[i].exact_response = true;
+    batch.push_back(&gets[i]);
+  }
+  store->Run(batch);
+  ParallelFor(fetches->size(), Cores(), [&](size_t i) {
+    PieceFetch& f = (*fetches)[i];
+    if (!f.status.ok()) {
+      return;
+    }
+    const std::string what = name + ": block " + std::to_string(f.block) + " in " + gets[i].key;
+    if (!gets[i].status.ok()) {
+      f.status = gets[i].status.WithContext(what);
+      return;
+    }
+    std::string_view got = gets[i].response;
+    for (uint32_t p = f.first; p < f.end && f.status.ok(); p++) {
+      const uint32_t n = tables[i].stored[p];
+      if (got.size() < n) {
+        f.status = Status::Corruption(what + ": short read (damaged or truncated pack)");
+        break;
+      }
+      f.status =
+          DecodePieceInto(got.substr(0, n), tables[i].sha256[p], what,
+                          f.out.subspan(size_t{p - f.first} * kPieceBytes, PieceRaw(f.ref, p)));
+      got.remove_prefix(n);
+    }
+  });
+}
 
 class SnapshotReaderImpl final : public SnapshotReader {
  public:
   SnapshotReaderImpl(std::string name, std::unique_ptr<remote::ObjectStore> store, json manifest,
-                     std::string bytes)
+                     std::string bytes, std::shared_ptr<PieceIndexCache> pieces)
       : name_(std::move(name)),
         store_(std::move(store)),
         manifest_(std::move(manifest)),
-        bytes_(std::move(bytes)) {}
+        bytes_(std::move(bytes)),
+        pieces_(pieces ? std::move(pieces) : NewPieceIndexCache()) {}
 
   const std::string& manifest_bytes() const override { return bytes_; }
   std::string TreeJson() const override {
@@ -314,6 +464,10 @@ class SnapshotReaderImpl final : public SnapshotReader {
     FetchBlocksInto(store_.get(), name_, plaintext_names_, refs, out, status);
   }
 
+  void FetchPieces(std::vector<PieceFetch>* fetches) override {
+    FetchPiecesInto(store_.get(), name_, plaintext_names_, pieces_.get(), fetches);
+  }
+
  private:
   // Tree nodes by id, checked; inner nodes and recent leaves stay cached (bounded).
   Result<const Node*> NodeOf(const Hash& hash, uint32_t level) {
@@ -343,6 +497,7 @@ class SnapshotReaderImpl final : public SnapshotReader {
   json manifest_;
   std::string bytes_;
   std::map<Hash, Node> nodes_;
+  const std::shared_ptr<PieceIndexCache> pieces_;
 };
 
 }  // namespace
@@ -360,7 +515,7 @@ Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenOn(
 
 Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenWithManifest(
     const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id,
-    const std::string& manifest_bytes) {
+    const std::string& manifest_bytes, std::shared_ptr<PieceIndexCache> pieces) {
   const std::string what = "remote " + name + " (" + store->Describe() + ")";
   STRATA_ASSIGN_OR_RETURN(json m, DecodeManifest(manifest_bytes, ManifestKey(snapshot_id)));
   if (StringField(m, "snapshot_id") != snapshot_id) {
@@ -371,8 +526,8 @@ Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenWithManifest
                                 " is encrypted, and encrypted snapshots restore eagerly, not "
                                 "lazily (the EC2 layer does so by itself)");
   }
-  return std::unique_ptr<SnapshotReader>(
-      new SnapshotReaderImpl(what, std::move(store), std::move(m), manifest_bytes));
+  return std::unique_ptr<SnapshotReader>(new SnapshotReaderImpl(
+      what, std::move(store), std::move(m), manifest_bytes, std::move(pieces)));
 }
 
 }  // namespace strata::remote

@@ -105,8 +105,24 @@ std::string SealedNode(uint32_t level, const std::string& entries) {
   return out.append(sum, 8);
 }
 
+// A pack index (version 2: 92-byte refs and 288-byte piece tables) around `entries`, with its
+// trailer right: what the lazy reader's piece path trusts only once the names match.
+std::string SealedIndex(const std::string& entries) {
+  constexpr size_t kEntry = 92 + 8 * 36;
+  std::string out("STRTPIDX", 8);
+  char header[12];
+  strata::PutLittleEndian32(header, strata::remote::kFormatVersion);
+  strata::PutLittleEndian32(header + 4, 0);
+  strata::PutLittleEndian32(header + 8, static_cast<uint32_t>(entries.size() / kEntry));
+  out.append(header, 12);
+  out.append(entries, 0, entries.size() / kEntry * kEntry);
+  char sum[8];
+  strata::PutLittleEndian64(sum, XXH3_64bits(out.data(), out.size()));
+  return out.append(sum, 8);
+}
+
 void Mutate(Fixture* fx, uint8_t what, const std::string& input) {
-  switch (what % 5) {
+  switch (what % 6) {
     case 0: {  // a self-consistent leaf of hostile refs
       const std::string node = SealedNode(0, input);
       const Hash id = strata::remote::Sha256(node.data(), node.size());
@@ -129,6 +145,9 @@ void Mutate(Fixture* fx, uint8_t what, const std::string& input) {
       break;
     case 4:  // the pack index, as is
       fx->bucket.objects[fx->KeyWithPrefix("index/")] = input;
+      break;
+    case 5:  // a self-consistent pack index
+      fx->bucket.objects[fx->KeyWithPrefix("index/")] = SealedIndex(input);
       break;
   }
 }
@@ -171,6 +190,21 @@ void ReadLazily(Fixture* fx) {
     if (status.size() != fetch.size()) {
       std::abort();  // every block gets its status
     }
+    // As a lazy read's miss does: the first piece alone, and the rest of the block.
+    std::vector<strata::remote::PieceFetch> pieces;
+    for (size_t i = 0; i < fetch.size(); i++) {
+      const strata::remote::BlockRef& ref = fetch[i].second;
+      const uint32_t count = strata::remote::PieceCount(ref);
+      if (count == 0) {
+        continue;
+      }
+      pieces.push_back({fetch[i].first, ref, 0, 1, out[i].first(strata::remote::PieceRaw(ref, 0))});
+      if (count > 1) {
+        pieces.push_back(
+            {fetch[i].first, ref, 1, count, out[i].subspan(strata::remote::kPieceBytes)});
+      }
+    }
+    (*reader)->FetchPieces(&pieces);
   }
 }
 

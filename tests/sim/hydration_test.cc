@@ -213,6 +213,105 @@ TEST_F(HydrationTest, AdjacentBlocksOfAPackComeInOneGet) {
   EXPECT_TRUE(all == image_);
 }
 
+// A cold 4 KiB read fetches the 64 KiB piece it falls in (and its pack's index, once), not the
+// whole 512 KiB block: random reads of a large volume pay for what they read. Another piece of
+// the same pack then costs one GET, and the data is right.
+TEST_F(HydrationTest, AColdSmallReadFetchesOnlyItsPiece) {
+  CloseB();
+  OpenB(/*background=*/false);
+  ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, 0).ok());
+  auto v = *pool_->OpenVolume(Clone());
+  const uint64_t bytes_before = bucket_.get_bytes;
+  Bytes got(4096);
+  ASSERT_TRUE(v->Read(30 * kBlock + 3 * remote::kPieceBytes + 100, got).ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(),
+                         image_.begin() + 30 * kBlock + 3 * remote::kPieceBytes + 100));
+  // The piece (64 KiB of random data), the pack's index (~12 KiB) and the leaf (~4 KiB).
+  EXPECT_LT(bucket_.get_bytes - bytes_before, 100u << 10) << "more than the piece was fetched";
+  // (Another worker may take this read, with its own reader: then the leaf, ~4 KiB, again.)
+  const uint64_t again_before = bucket_.get_bytes;
+  ASSERT_TRUE(v->Read(31 * kBlock + 6 * remote::kPieceBytes, got).ok());
+  EXPECT_TRUE(
+      std::equal(got.begin(), got.end(), image_.begin() + 31 * kBlock + 6 * remote::kPieceBytes));
+  EXPECT_LT(bucket_.get_bytes - again_before, (64u + 8u) << 10)
+      << "the pack's index (~12 KiB) was fetched again";
+  // The rest of the block arrives when read, and every byte of it is right.
+  Bytes block(kBlock);
+  ASSERT_TRUE(v->Read(30 * kBlock, block).ok());
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), image_.begin() + 30 * kBlock));
+  auto st = hydrations_->StatusOf(snapshot_id_);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_GT(st->progress, 0.0);
+  EXPECT_LT(st->progress, 0.1);
+}
+
+// A pack index someone else rewrote, self-consistent (its trailer recomputed) but with a piece
+// hash that is not the block's: a read that needs that piece alone fails with EIO naming the
+// index, and never returns its bytes; the whole block, checked against its name piece by piece,
+// still restores.
+TEST_F(HydrationTest, AHostilePieceTableIsEioNeverWrongData) {
+  {
+    std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
+    for (auto& [key, bytes] : bucket_.objects) {
+      if (key.starts_with("index/")) {
+        auto entries = remote::DecodeIndex(bytes, key);
+        ASSERT_TRUE(entries.ok());
+        for (remote::IndexEntry& e : *entries) {
+          e.pieces.sha256[2][0] ^= 1;
+        }
+        bytes = remote::EncodeIndex(*entries);
+      }
+    }
+  }
+  CloseB();
+  OpenB(/*background=*/false);
+  ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, 0).ok());
+  auto v = *pool_->OpenVolume(Clone());
+  Bytes got(4096);
+  Status s = v->Read(12 * kBlock + 2 * remote::kPieceBytes, got);
+  EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
+  {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    EXPECT_NE(log_.find("does not match its name"), std::string::npos) << log_;
+  }
+  Bytes block(kBlock);
+  ASSERT_TRUE(v->Read(12 * kBlock, block).ok());
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), image_.begin() + 12 * kBlock));
+}
+
+// A bucket written before blocks were pieced (format version 1: whole blocks) restores lazily
+// as it did: a small read fetches its whole block, and the rest of the block is then here.
+TEST_F(HydrationTest, WholeBlocksOfOlderBucketsRestoreLazily) {
+  CloseB();
+  {
+    std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
+    bucket_.objects.clear();
+  }
+  {
+    auto a = Pool::Open(a_.path(), PoolOptions());
+    ASSERT_TRUE(a.ok());
+    remote::RemoteTuning whole;
+    whole.pieced_blocks = false;
+    auto remote =
+        remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1), whole);
+    ASSERT_TRUE(remote->PushSnapshot(a->get(), snapshot_id_, {}, {}, nullptr).ok());
+  }
+  OpenB(/*background=*/false);
+  ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, 0).ok());
+  auto v = *pool_->OpenVolume(Clone());
+  Bytes got(4096);
+  ASSERT_TRUE(v->Read(7 * kBlock + 100, got).ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), image_.begin() + 7 * kBlock + 100));
+  const uint64_t gets_before = Gets();
+  Bytes block(kBlock);
+  ASSERT_TRUE(v->Read(7 * kBlock, block).ok());
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), image_.begin() + 7 * kBlock));
+  EXPECT_EQ(Gets(), gets_before) << "the whole block had come with the first read";
+  Bytes all(kSize);
+  ASSERT_TRUE(v->Read(0, all).ok());
+  EXPECT_TRUE(all == image_);
+}
+
 TEST_F(HydrationTest, ARestartResumesAndFetchesNothingTwice) {
   CloseB();
   OpenB(/*background=*/false);

@@ -4,10 +4,13 @@
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
+#include <zstd.h>
 
 #include "strata/remote.h"
 
 #include "testutil/test_util.h"
+#include "util/coding.h"
 
 namespace strata::remote {
 namespace {
@@ -24,13 +27,59 @@ BlockRef Ref(uint8_t seed) {
   return r;
 }
 
+std::vector<IndexEntry> Entries(const std::vector<BlockRef>& refs) {
+  std::vector<IndexEntry> out;
+  for (const BlockRef& r : refs) {
+    out.push_back(IndexEntry{r, PieceTable()});
+  }
+  return out;
+}
+
+// A pieced block of `raw` bytes whose pieces store 100 bytes each.
+IndexEntry Pieced(uint8_t seed, uint32_t raw) {
+  IndexEntry e{Ref(seed), PieceTable()};
+  e.ref.raw = raw;
+  e.ref.flags = kFlagZstd | kFlagPieces;
+  e.ref.stored = 0;
+  for (uint32_t p = 0; p < PieceCount(e.ref); p++) {
+    e.pieces.stored[p] = 100;
+    e.pieces.sha256[p].fill(static_cast<uint8_t>(seed + p));
+    e.ref.stored += 100;
+  }
+  return e;
+}
+
+// The object as format version 1 wrote it: version 1 in the header, `entries` (92-byte refs or
+// node entries) as given, the XXH3 trailer.
+std::string VersionOne(const char* magic, uint32_t level, uint32_t count,
+                       const std::string& entries, uint32_t version = 1) {
+  std::string out(magic, 8);
+  char buf[12];
+  PutLittleEndian32(buf, version);
+  PutLittleEndian32(buf + 4, level);
+  PutLittleEndian32(buf + 8, count);
+  out.append(buf, 12);
+  out += entries;
+  char sum[8];
+  PutLittleEndian64(sum, XXH3_64bits(out.data(), out.size()));
+  return out.append(sum, 8);
+}
+
 TEST(RemoteFormatTest, IndexAndNodesRoundTrip) {
   std::vector<BlockRef> refs = {Ref(1), Ref(2), Ref(3)};
-  auto back = DecodeIndex(EncodeIndex(refs), "index/x");
+  std::vector<IndexEntry> entries = Entries(refs);
+  entries.push_back(Pieced(4, 524288));
+  entries.push_back(Pieced(5, 70000));  // a short last block: two pieces
+  auto back = DecodeIndex(EncodeIndex(entries), "index/x");
   ASSERT_TRUE(back.ok()) << back.status().ToString();
-  ASSERT_EQ(back->size(), 3u);
-  EXPECT_EQ((*back)[2].offset, 3000u);
-  EXPECT_EQ((*back)[1].sha256, refs[1].sha256);
+  ASSERT_EQ(back->size(), 5u);
+  EXPECT_EQ((*back)[2].ref.offset, 3000u);
+  EXPECT_EQ((*back)[1].ref.sha256, refs[1].sha256);
+  EXPECT_EQ(PieceCount((*back)[3].ref), 8u);
+  EXPECT_EQ((*back)[3].pieces.sha256[7], entries[3].pieces.sha256[7]);
+  EXPECT_EQ(PieceCount((*back)[4].ref), 2u);
+  EXPECT_EQ(PieceRaw((*back)[4].ref, 1), 70000u - kPieceBytes);
+  EXPECT_EQ((*back)[4].pieces.stored[1], 100u);
   Node leaf;
   leaf.blocks = {{0, Ref(4)}, {1023, Ref(5)}};
   auto node = DecodeNode(EncodeNode(leaf), "nodes/x");
@@ -51,7 +100,7 @@ TEST(RemoteFormatTest, IndexAndNodesRoundTrip) {
 }
 
 TEST(RemoteFormatTest, DamageIsRefusedNamingTheObject) {
-  const std::string good = EncodeIndex({Ref(1), Ref(2)});
+  const std::string good = EncodeIndex(Entries({Ref(1), Ref(2)}));
   for (size_t at : {size_t{0}, size_t{9}, size_t{40}, good.size() - 1}) {
     std::string bad = good;
     bad[at] = static_cast<char>(bad[at] ^ 0x10);
@@ -73,15 +122,20 @@ TEST(RemoteFormatTest, DamageIsRefusedNamingTheObject) {
 // Refs that are well formed (trailer, sizes, slots) but claim lengths no block can have: refused
 // at decoding, before a reader sizes a buffer by them.
 TEST(RemoteFormatTest, RefsOutOfBoundsAreRefusedAtDecoding) {
-  std::vector<BlockRef> hostile(6, Ref(7));
+  std::vector<BlockRef> hostile(9, Ref(7));
   hostile[0].raw = 0xFFFFFFFFu;         // 4 GiB uncompressed
   hostile[1].raw = kMaxBlockBytes + 1;  // one byte past a block
   hostile[2].stored = 0x7FFFFFFFu;      // a range GET of 2 GiB
   hostile[3].flags = 2;                 // an unknown encoding
   hostile[4].flags = 0;                 // stored as is, yet lengths differ
   hostile[5].offset = kMaxPackBytes;    // past any pack (and offset + stored overflows less)
+  hostile[6].flags = kFlagPieces;       // pieces that are not zstd frames
+  hostile[7].flags = kFlagZstd | kFlagPieces;
+  hostile[7].stored = 7;  // fewer bytes than its eight pieces need
+  hostile[8].flags = kFlagZstd | kFlagPieces;
+  hostile[8].stored = 8 * ZSTD_COMPRESSBOUND(kPieceBytes) + 1;  // more than they can
   for (size_t i = 0; i < hostile.size(); i++) {
-    auto index = DecodeIndex(EncodeIndex({Ref(1), hostile[i]}), "index/h");
+    auto index = DecodeIndex(EncodeIndex(Entries({Ref(1), hostile[i]})), "index/h");
     EXPECT_EQ(index.status().code(), Status::Code::kCorruption) << i;
     EXPECT_NE(index.status().ToString().find("index/h"), std::string::npos) << i;
     Node leaf;
@@ -94,6 +148,52 @@ TEST(RemoteFormatTest, RefsOutOfBoundsAreRefusedAtDecoding) {
   plain.stored = plain.raw = 4096;
   EXPECT_TRUE(CheckRef(plain, "x").ok());
   EXPECT_TRUE(CheckRef(Ref(9), "x").ok());
+}
+
+// A piece table is checked against its ref before a reader plans a range by it: every piece
+// within zstd's bound, all of them adding up to the stored length, nothing past the last.
+TEST(RemoteFormatTest, PieceTablesOutOfBoundsAreRefused) {
+  std::vector<IndexEntry> hostile(5, Pieced(3, 524288));
+  hostile[0].pieces.stored[2] += 1;  // no longer adds up to the stored length
+  hostile[1].pieces.stored[0] = 0;   // an empty piece
+  hostile[1].pieces.stored[1] += 100;
+  hostile[2] = Pieced(3, 70000);
+  hostile[2].pieces.sha256[2].fill(1);  // a hash past its two pieces
+  hostile[3].pieces.stored[0] = ZSTD_COMPRESSBOUND(kPieceBytes) + 1;
+  hostile[3].ref.stored += ZSTD_COMPRESSBOUND(kPieceBytes) + 1 - 100;
+  hostile[4] = IndexEntry{Ref(4), PieceTable()};
+  hostile[4].pieces.stored[0] = 5;  // a whole block with a piece table
+  for (size_t i = 0; i < hostile.size(); i++) {
+    auto index = DecodeIndex(EncodeIndex({Pieced(1, 524288), hostile[i]}), "index/p");
+    EXPECT_EQ(index.status().code(), Status::Code::kCorruption) << i;
+    EXPECT_NE(index.status().ToString().find("index/p"), std::string::npos) << i;
+  }
+}
+
+// Buckets written by format version 1 stay readable: its indexes (92-byte entries, no piece
+// tables) and nodes decode as whole blocks; a pieced block in a version 1 index is refused.
+TEST(RemoteFormatTest, VersionOneObjectsStillDecode) {
+  std::string refs;
+  for (uint8_t seed : {1, 2}) {
+    const std::string one = EncodeIndex(Entries({Ref(seed)}));
+    refs += one.substr(20, 92);  // (a ref is encoded alike in both versions)
+  }
+  auto index = DecodeIndex(VersionOne("STRTPIDX", 0, 2, refs), "index/v1");
+  ASSERT_TRUE(index.ok()) << index.status().ToString();
+  ASSERT_EQ(index->size(), 2u);
+  EXPECT_EQ((*index)[1].ref.sha256, Ref(2).sha256);
+  EXPECT_EQ(PieceCount((*index)[1].ref), 0u);
+  Node leaf;
+  leaf.blocks = {{3, Ref(1)}};
+  const std::string v2 = EncodeNode(leaf);
+  auto node = DecodeNode(VersionOne("STRTNODE", 0, 1, v2.substr(20, v2.size() - 28)), "nodes/v1");
+  ASSERT_TRUE(node.ok()) << node.status().ToString();
+  EXPECT_EQ(node->blocks[0].second.xxh3, Ref(1).xxh3);
+  const std::string pieced = EncodeIndex({Pieced(1, 524288)}).substr(20, 92);
+  EXPECT_EQ(DecodeIndex(VersionOne("STRTPIDX", 0, 1, pieced), "index/v1").status().code(),
+            Status::Code::kCorruption);
+  const std::string v3 = VersionOne("STRTPIDX", 0, 0, "", 3);
+  EXPECT_NE(DecodeIndex(v3, "i").status().ToString().find("version"), std::string::npos);
 }
 
 TEST(RemoteConfigTest, AddListRemoveWithClearErrors) {
