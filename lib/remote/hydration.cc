@@ -199,9 +199,11 @@ class Hydrator final : public BlockSource {
   struct Fetched;
   // The batch's refs (from the leaves), each want grown to what its fetch will bring.
   void Plan(remote::SnapshotReader* reader, std::vector<Want>* batch, Fetched* f);
-  // Whole blocks, then pieces, into the worker's buffer; then filled into the snapshot.
-  void FetchAndFill(remote::SnapshotReader* reader, int worker, const std::vector<Want>& batch,
-                    Fetched* f);
+  // Whole blocks, and ranges of pieces, at once into the worker's buffer, checked.
+  void FetchInto(remote::SnapshotReader* reader, int worker, const std::vector<Want>& batch,
+                 Fetched* f);
+  // What arrived into the snapshot: each want's units (runs of whole blocks in one fill).
+  void FillFetched(const std::vector<Want>& batch, Fetched* f);
   // Fills `units` of block b from `bytes`, which begin at the block's unit `from`: one fill
   // per run of consecutive units.
   Status FillUnits(uint64_t b, uint8_t units, uint32_t from, std::span<const std::byte> bytes);
@@ -585,8 +587,9 @@ struct Hydrator::Fetched {
   std::vector<remote::BlockRef> ref;
   std::vector<uint32_t> from;  // the first unit its bytes begin at
   std::vector<Status> status;
-  uint64_t bytes = 0;   // stored bytes fetched
-  uint64_t filled = 0;  // data units filled
+  std::vector<std::span<std::byte>> data;  // its bytes (from unit `from`), in the worker's buffer
+  uint64_t bytes = 0;                      // stored bytes fetched
+  uint64_t filled = 0;                     // data units filled
 };
 
 void Hydrator::Plan(remote::SnapshotReader* reader, std::vector<Want>* batch, Fetched* f) {
@@ -641,8 +644,8 @@ void Hydrator::Plan(remote::SnapshotReader* reader, std::vector<Want>* batch, Fe
     w.units |= more;
   }
 }
-void Hydrator::FetchAndFill(remote::SnapshotReader* reader, int worker,
-                            const std::vector<Want>& batch, Fetched* f) {
+void Hydrator::FetchInto(remote::SnapshotReader* reader, int worker, const std::vector<Want>& batch,
+                         Fetched* f) {
   const size_t n = batch.size();
   const uint32_t pieces_per_unit = unit_ / remote::kPieceBytes;
   std::vector<size_t> sizes(n, 0);
@@ -662,7 +665,8 @@ void Hydrator::FetchAndFill(remote::SnapshotReader* reader, int worker,
     sizes[i] = std::min<size_t>(ref.raw, size_t{span[i].second} * remote::kPieceBytes) -
                size_t{span[i].first} * remote::kPieceBytes;
   }
-  const std::vector<std::span<std::byte>> bytes = SliceBuffer(worker, sizes);
+  f->data = SliceBuffer(worker, sizes);
+  const std::vector<std::span<std::byte>>& bytes = f->data;
   std::vector<std::pair<uint64_t, remote::BlockRef>> wholes;
   std::vector<std::span<std::byte>> whole_out;
   std::vector<size_t> whole_of, pieces_of;
@@ -692,6 +696,11 @@ void Hydrator::FetchAndFill(remote::SnapshotReader* reader, int worker,
     f->status[pieces_of[p]] = pieces[p].status;
     f->bytes += pieces[p].status.ok() ? pieces[p].stored_bytes : 0;
   }
+}
+
+void Hydrator::FillFetched(const std::vector<Want>& batch, Fetched* f) {
+  const size_t n = batch.size();
+  const std::vector<std::span<std::byte>>& bytes = f->data;
   // Runs of consecutive whole blocks go into the snapshot in one fill (one write per run of
   // consecutive chunks, one publication); they lie side by side in the worker's buffer.
   const auto full_whole = [&](size_t i) {
@@ -789,7 +798,8 @@ void Hydrator::FetchBatch(std::vector<Want> batch,
   Fetched f;
   if (opened.ok()) {
     Plan(reader.get(), &batch, &f);
-    FetchAndFill(reader.get(), worker, batch, &f);
+    FetchInto(reader.get(), worker, batch, &f);
+    FillFetched(batch, &f);
   }
   Calls calls;
   {

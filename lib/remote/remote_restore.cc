@@ -309,12 +309,13 @@ void LoadPieceTables(ObjectStore* store, const std::string& name, PieceIndexCach
   store->Run(batch);
   std::map<Hash, Status> failed;
   for (auto& [pack, get] : gets) {
-    Result<std::vector<IndexEntry>> decoded =
-        get.status.ok() ? DecodeIndex(get.response, get.key)
-                        : Result<std::vector<IndexEntry>>(get.status.WithContext(get.key));
+    if (!get.status.ok()) {  // (unreachable, or gone: what the store said, not damage)
+      failed[pack] = get.status.WithContext(name + ": " + get.key);
+      continue;
+    }
+    Result<std::vector<IndexEntry>> decoded = DecodeIndex(get.response, get.key);
     if (!decoded.ok()) {
-      failed[pack] =
-          Status::Corruption(name + ": the piece table of a block: " + decoded.status().ToString());
+      failed[pack] = decoded.status().WithContext(name);
       continue;
     }
     auto entries = std::make_shared<PieceIndexCache::Entries>();

@@ -245,6 +245,30 @@ TEST_F(HydrationTest, AColdSmallReadFetchesOnlyItsPiece) {
   EXPECT_LT(st->progress, 0.1);
 }
 
+// Read-ahead is for readers that go on where they stopped: one whose next miss begins where its
+// last ended gets the rest of the block and 8 blocks more in the same batch; a random read next
+// to data that happens to be here gets only its piece.
+TEST_F(HydrationTest, ReadAheadFollowsSequentialReadersOnly) {
+  CloseB();
+  OpenB(/*background=*/false);
+  ASSERT_TRUE(hydrations_->Begin(spec_, snapshot_id_, 0).ok());
+  auto v = *pool_->OpenVolume(Clone());
+  Bytes block(kBlock), got(4096);
+  ASSERT_TRUE(v->Read(10 * kBlock, block).ok());  // block 10 is here now
+  uint64_t before = bucket_.get_bytes;
+  ASSERT_TRUE(v->Read(11 * kBlock + 3 * remote::kPieceBytes, got).ok());
+  EXPECT_LT(bucket_.get_bytes - before, 80u << 10) << "a random read paid for read-ahead";
+  // Sequential: 4 KiB at the start of block 21, then the next piece.
+  ASSERT_TRUE(v->Read(21 * kBlock, got).ok());
+  ASSERT_TRUE(v->Read(21 * kBlock + remote::kPieceBytes, got).ok());
+  EXPECT_TRUE(
+      std::equal(got.begin(), got.end(), image_.begin() + 21 * kBlock + remote::kPieceBytes));
+  before = Gets();
+  ASSERT_TRUE(v->Read(25 * kBlock, block).ok());  // within the read-ahead: here already
+  EXPECT_EQ(Gets(), before) << "a sequential reader got no read-ahead";
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), image_.begin() + 25 * kBlock));
+}
+
 // A pack index someone else rewrote, self-consistent (its trailer recomputed) but with a piece
 // hash that is not the block's: a read that needs that piece alone fails with EIO naming the
 // index, and never returns its bytes; the whole block, checked against its name piece by piece,

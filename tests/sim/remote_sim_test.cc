@@ -124,7 +124,11 @@ class RemoteSimulation {
     RemoteSpec spec;
     spec.name = "sim";
     spec.url = "s3://sim";
-    return remote::OpenRemoteOn(spec, std::move(store), tuning_);
+    // A quarter of the processes write whole blocks, as format version 1 did: trees mix both
+    // kinds, and a push must never take one kind's name for the other's.
+    remote::RemoteTuning tuning = tuning_;
+    tuning.pieced_blocks = rng_() % 4 != 0;
+    return remote::OpenRemoteOn(spec, std::move(store), tuning);
   }
 
   void Step() {
