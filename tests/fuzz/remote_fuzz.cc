@@ -198,10 +198,11 @@ void ReadLazily(Fixture* fx) {
       if (count == 0) {
         continue;
       }
-      pieces.push_back({fetch[i].first, ref, 0, 1, out[i].first(strata::remote::PieceRaw(ref, 0))});
+      pieces.push_back({fetch[i].first, ref, 0, 1, out[i].first(strata::remote::PieceRaw(ref, 0)),
+                        strata::Status::OK(), 0});
       if (count > 1) {
-        pieces.push_back(
-            {fetch[i].first, ref, 1, count, out[i].subspan(strata::remote::kPieceBytes)});
+        pieces.push_back({fetch[i].first, ref, 1, count,
+                          out[i].subspan(strata::remote::kPieceBytes), strata::Status::OK(), 0});
       }
     }
     (*reader)->FetchPieces(&pieces);
