@@ -414,9 +414,15 @@ void Hydrator::PickUrgentLocked(Want want, size_t limit, std::vector<Want>* batc
   const uint64_t first_unit = want.block * units_per_block_ + first;
   // Read-ahead only for a sequential reader: a random one would pay 9 blocks for each unit.
   if (!SequentialLocked(first_unit)) {
-    ClaimLocked(batch, want.block, want.units);
+    // A miss of more than one unit (a file system's 128 KiB read-ahead, a copy), or a second
+    // miss in a block, is a dense reader: it takes the rest of the block, one GET where a unit
+    // at a time would be several. A random reader's first miss in a block takes its unit alone.
+    const bool bulk =
+        std::popcount(want.units) > 1 || (PresentMask(want.block) | claimed_[want.block]) != 0;
+    ClaimLocked(batch, want.block, bulk ? MissingLocked(want.block) : want.units);
     const auto last = static_cast<uint32_t>(7 - std::countl_zero(want.units));
-    recent_ends_[recent_next_++ % recent_ends_.size()] = want.block * units_per_block_ + last + 1;
+    recent_ends_[recent_next_++ % recent_ends_.size()] =
+        bulk ? (want.block + 1) * units_per_block_ : want.block * units_per_block_ + last + 1;
     return;
   }
   ClaimLocked(batch, want.block,
@@ -686,8 +692,7 @@ void Hydrator::FetchInto(remote::SnapshotReader* reader, int worker, const std::
     }
   }
   std::vector<Status> got;
-  reader->Fetch(wholes, whole_out, &got);
-  reader->FetchPieces(&pieces);
+  reader->FetchTogether(wholes, whole_out, &got, &pieces);
   for (size_t w = 0; w < wholes.size(); w++) {
     f->status[whole_of[w]] = got[w];
     f->bytes += got[w].ok() ? wholes[w].second.stored : 0;

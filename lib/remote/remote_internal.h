@@ -86,17 +86,28 @@ class SnapshotReader {
   // The stored blocks of leaf `leaf` (blocks [leaf * 1,024, ...)): block index -> where it is.
   // A block not listed is all zeros.
   virtual Result<std::vector<std::pair<uint64_t, BlockRef>>> Leaf(uint64_t leaf) = 0;
-  // Range GETs of the blocks at once; each one decompressed and checked into out[i], or its
-  // error (naming the block and the pack) in status[i]. REQUIRES: out[i] is refs[i].second.raw
-  // bytes, a size the caller checked (CheckRef, and its block size) before it allocated.
-  virtual void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) = 0;
-  // The pieces asked for, at once: each block's piece table (its pack's index, cached) checked
-  // against the block's name, then one range GET per block, each piece decompressed and checked
-  // against its SHA-256 into `out`. REQUIRES: each fetch as PieceFetch says, `out` sized to its
-  // pieces. A failure (naming the block and the object) is in its `status`; nothing unchecked
-  // is ever left in `out` as if it were data.
-  virtual void FetchPieces(std::vector<PieceFetch>* fetches) = 0;
+  // Whole blocks and pieces of blocks at once, in one round of range GETs (after the piece
+  // tables still missing: each pack's index, cached).
+  // Whole blocks: each decompressed and checked into out[i], or its error (naming the block
+  // and the pack) in status[i]. REQUIRES: out[i] is refs[i].second.raw bytes, a size the
+  // caller checked (CheckRef, and its block size) before it allocated.
+  // Pieces: each block's piece table checked against the block's name, then each piece
+  // decompressed and checked against its SHA-256 into its `out`. REQUIRES: each fetch as
+  // PieceFetch says, `out` sized to its pieces. A failure (naming the block and the object) is
+  // in its `status`.
+  // Nothing that fails a check is ever left in an output as if it were data.
+  virtual void FetchTogether(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                             const std::vector<std::span<std::byte>>& out,
+                             std::vector<Status>* status, std::vector<PieceFetch>* pieces) = 0;
+  void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+             const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
+    std::vector<PieceFetch> none;
+    FetchTogether(refs, out, status, &none);
+  }
+  void FetchPieces(std::vector<PieceFetch>* fetches) {
+    std::vector<Status> none;
+    FetchTogether({}, {}, &none, fetches);
+  }
 };
 
 // Hydrations::Start over stores made by `factory` (tests: a simulated bucket).

@@ -69,6 +69,58 @@ std::vector<RangeGet> PlanRangeGets(const std::vector<std::pair<uint64_t, BlockR
   return plan;
 }
 
+// Whole blocks' range GETs: blocks adjacent in one pack share one.
+struct BlockGets {
+  std::vector<RangeGet> plan;
+  std::vector<S3Request> gets;  // one per plan entry
+};
+
+BlockGets PlanBlockGets(const std::vector<std::pair<uint64_t, BlockRef>>& refs) {
+  BlockGets b;
+  b.plan = PlanRangeGets(refs);
+  b.gets.resize(b.plan.size());
+  for (size_t g = 0; g < b.plan.size(); g++) {
+    b.gets[g].key = remote::PackKey(refs[b.plan[g].members.front()].second.pack);
+    b.gets[g].headers = {{"Range", "bytes=" + std::to_string(b.plan[g].first) + "-" +
+                                       std::to_string(b.plan[g].end - 1)}};
+    b.gets[g].max_response_bytes = b.plan[g].end - b.plan[g].first;
+    b.gets[g].exact_response = true;
+  }
+  return b;
+}
+
+// Each block of the GETs that ran, decompressed and checked into out[i] (status[i]).
+void DecodeBlockGets(const BlockGets& b, const std::string& name, const BlockNamer& namer,
+                     const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
+  status->assign(refs.size(), Status::OK());
+  std::vector<std::pair<size_t, size_t>> work;  // (get, member)
+  for (size_t g = 0; g < b.plan.size(); g++) {
+    for (size_t m = 0; m < b.plan[g].members.size(); m++) {
+      work.emplace_back(g, m);
+    }
+  }
+  ParallelFor(work.size(), Cores(), [&](size_t w) {
+    const auto [g, m] = work[w];
+    const size_t i = b.plan[g].members[m];
+    const BlockRef& ref = refs[i].second;
+    const std::string what =
+        name + ": block " + std::to_string(refs[i].first) + " in " + b.gets[g].key;
+    if (!b.gets[g].status.ok()) {
+      (*status)[i] = b.gets[g].status.WithContext(what);
+      return;
+    }
+    const std::string& got = b.gets[g].response;
+    const uint64_t at = ref.offset - b.plan[g].first;
+    // A short response makes the blocks past its end short reads (Corruption), never data.
+    const std::string_view stored =
+        at >= got.size()
+            ? std::string_view()
+            : std::string_view(got).substr(at, std::min<uint64_t>(ref.stored, got.size() - at));
+    (*status)[i] = DecodeBlockInto(stored, ref, namer, what, out[i]);
+  });
+}
+
 }  // namespace
 
 // A background batch of 32 blocks that a push wrote in volume order is a GET or two, not 32:
@@ -77,44 +129,13 @@ void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNam
                      const std::vector<std::pair<uint64_t, BlockRef>>& refs,
                      const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
   STRATA_CHECK(out.size() == refs.size());
-  const std::vector<RangeGet> plan = PlanRangeGets(refs);
-  std::vector<S3Request> gets(plan.size());
+  BlockGets b = PlanBlockGets(refs);
   std::vector<S3Request*> batch;
-  for (size_t g = 0; g < plan.size(); g++) {
-    gets[g].key = remote::PackKey(refs[plan[g].members.front()].second.pack);
-    gets[g].headers = {{"Range", "bytes=" + std::to_string(plan[g].first) + "-" +
-                                     std::to_string(plan[g].end - 1)}};
-    gets[g].max_response_bytes = plan[g].end - plan[g].first;
-    gets[g].exact_response = true;
-    batch.push_back(&gets[g]);
+  for (S3Request& get : b.gets) {
+    batch.push_back(&get);
   }
   store->Run(batch);
-  status->assign(refs.size(), Status::OK());
-  std::vector<std::pair<size_t, size_t>> work;  // (get, member)
-  for (size_t g = 0; g < plan.size(); g++) {
-    for (size_t m = 0; m < plan[g].members.size(); m++) {
-      work.emplace_back(g, m);
-    }
-  }
-  ParallelFor(work.size(), Cores(), [&](size_t w) {
-    const auto [g, m] = work[w];
-    const size_t i = plan[g].members[m];
-    const BlockRef& ref = refs[i].second;
-    const std::string what =
-        name + ": block " + std::to_string(refs[i].first) + " in " + gets[g].key;
-    if (!gets[g].status.ok()) {
-      (*status)[i] = gets[g].status.WithContext(what);
-      return;
-    }
-    const std::string& got = gets[g].response;
-    const uint64_t at = ref.offset - plan[g].first;
-    // A short response makes the blocks past its end short reads (Corruption), never data.
-    const std::string_view stored =
-        at >= got.size()
-            ? std::string_view()
-            : std::string_view(got).substr(at, std::min<uint64_t>(ref.stored, got.size() - at));
-    (*status)[i] = DecodeBlockInto(stored, ref, namer, what, out[i]);
-  });
+  DecodeBlockGets(b, name, namer, refs, out, status);
 }
 
 Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t block_size,
@@ -348,64 +369,99 @@ Result<PieceTable> PieceTableOf(PieceIndexCache* cache, const BlockNamer& namer,
   return it->second.pieces;
 }
 
+// The pieces' range GETs, one per fetch (none for a fetch already failed).
+struct PieceGets {
+  std::vector<PieceTable> tables;
+  std::vector<S3Request> gets;
+};
+
 // Pieces are fetched only once their table is checked against the block's name, and each piece
 // only once its range lies within the block: a hostile index can fail a read, never feed it.
-void FetchPiecesInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
-                     PieceIndexCache* cache, std::vector<PieceFetch>* fetches) {
+// Fetches the piece tables still missing (one round of GETs), then plans the pieces' GETs.
+PieceGets PlanPieceGets(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                        PieceIndexCache* cache, std::vector<PieceFetch>* fetches) {
   LoadPieceTables(store, name, cache, fetches);
-  std::vector<PieceTable> tables(fetches->size());
-  std::vector<S3Request> gets(fetches->size());
-  std::vector<S3Request*> batch;
+  PieceGets p;
+  p.tables.resize(fetches->size());
+  p.gets.resize(fetches->size());
   for (size_t i = 0; i < fetches->size(); i++) {
     PieceFetch& f = (*fetches)[i];
     STRATA_CHECK(IsPieced(f.ref) && f.first < f.end && f.end <= PieceCount(f.ref));
-    const std::string what =
-        name + ": block " + std::to_string(f.block) + " in " + PackKey(f.ref.pack);
     if (!f.status.ok()) {
       continue;
     }
-    Result<PieceTable> table = PieceTableOf(cache, namer, f, what);
+    Result<PieceTable> table =
+        PieceTableOf(cache, namer, f,
+                     name + ": block " + std::to_string(f.block) + " in " + PackKey(f.ref.pack));
     if (!table.ok()) {
       f.status = table.status();
       continue;
     }
-    tables[i] = *table;
+    p.tables[i] = *table;
     uint64_t begin = f.ref.offset, length = 0;
-    for (uint32_t p = 0; p < f.end; p++) {
-      (p < f.first ? begin : length) += tables[i].stored[p];
+    for (uint32_t n = 0; n < f.end; n++) {
+      (n < f.first ? begin : length) += p.tables[i].stored[n];
     }
-    gets[i].key = PackKey(f.ref.pack);
-    gets[i].headers = {
+    p.gets[i].key = PackKey(f.ref.pack);
+    p.gets[i].headers = {
         {"Range", "bytes=" + std::to_string(begin) + "-" + std::to_string(begin + length - 1)}};
-    gets[i].max_response_bytes = length;
+    p.gets[i].max_response_bytes = length;
+    p.gets[i].exact_response = true;
     f.stored_bytes = length;
-    gets[i].exact_response = true;
-    batch.push_back(&gets[i]);
   }
-  store->Run(batch);
+  return p;
+}
+
+// Each fetch's pieces from its GET, each decompressed and checked against its hash.
+void DecodePieceGets(const PieceGets& p, const std::string& name,
+                     std::vector<PieceFetch>* fetches) {
   ParallelFor(fetches->size(), Cores(), [&](size_t i) {
     PieceFetch& f = (*fetches)[i];
     if (!f.status.ok()) {
       return;
     }
-    const std::string what = name + ": block " + std::to_string(f.block) + " in " + gets[i].key;
-    if (!gets[i].status.ok()) {
-      f.status = gets[i].status.WithContext(what);
+    const std::string what = name + ": block " + std::to_string(f.block) + " in " + p.gets[i].key;
+    if (!p.gets[i].status.ok()) {
+      f.status = p.gets[i].status.WithContext(what);
       return;
     }
-    std::string_view got = gets[i].response;
-    for (uint32_t p = f.first; p < f.end && f.status.ok(); p++) {
-      const uint32_t n = tables[i].stored[p];
-      if (got.size() < n) {
+    std::string_view got = p.gets[i].response;
+    for (uint32_t n = f.first; n < f.end && f.status.ok(); n++) {
+      const uint32_t bytes = p.tables[i].stored[n];
+      if (got.size() < bytes) {
         f.status = Status::Corruption(what + ": short read (damaged or truncated pack)");
         break;
       }
       f.status =
-          DecodePieceInto(got.substr(0, n), tables[i].sha256[p], what,
-                          f.out.subspan(size_t{p - f.first} * kPieceBytes, PieceRaw(f.ref, p)));
-      got.remove_prefix(n);
+          DecodePieceInto(got.substr(0, bytes), p.tables[i].sha256[n], what,
+                          f.out.subspan(size_t{n - f.first} * kPieceBytes, PieceRaw(f.ref, n)));
+      got.remove_prefix(bytes);
     }
   });
+}
+
+// Whole blocks and pieces in one round of GETs: a reader waits for one round trip, not one per
+// kind (after the piece tables, when a pack's is not here yet).
+void FetchTogetherInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                       PieceIndexCache* cache,
+                       const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                       const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
+                       std::vector<PieceFetch>* pieces) {
+  STRATA_CHECK(out.size() == refs.size());
+  BlockGets blocks = PlanBlockGets(refs);
+  PieceGets piece_gets = PlanPieceGets(store, name, namer, cache, pieces);
+  std::vector<S3Request*> batch;
+  for (S3Request& get : blocks.gets) {
+    batch.push_back(&get);
+  }
+  for (size_t i = 0; i < pieces->size(); i++) {
+    if ((*pieces)[i].status.ok()) {
+      batch.push_back(&piece_gets.gets[i]);
+    }
+  }
+  store->Run(batch);
+  DecodeBlockGets(blocks, name, namer, refs, out, status);
+  DecodePieceGets(piece_gets, name, pieces);
 }
 
 class SnapshotReaderImpl final : public SnapshotReader {
@@ -460,13 +516,11 @@ class SnapshotReaderImpl final : public SnapshotReader {
     }
   }
 
-  void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-             const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) override {
-    FetchBlocksInto(store_.get(), name_, plaintext_names_, refs, out, status);
-  }
-
-  void FetchPieces(std::vector<PieceFetch>* fetches) override {
-    FetchPiecesInto(store_.get(), name_, plaintext_names_, pieces_.get(), fetches);
+  void FetchTogether(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
+                     std::vector<PieceFetch>* pieces) override {
+    FetchTogetherInto(store_.get(), name_, plaintext_names_, pieces_.get(), refs, out, status,
+                      pieces);
   }
 
  private:

@@ -247,7 +247,8 @@ TEST_F(HydrationTest, AColdSmallReadFetchesOnlyItsPiece) {
 
 // Read-ahead is for readers that go on where they stopped: one whose next miss begins where its
 // last ended gets the rest of the block and 8 blocks more in the same batch; a random read next
-// to data that happens to be here gets only its piece.
+// to data that happens to be here gets only its piece, and a second miss in its block the rest
+// of that block.
 TEST_F(HydrationTest, ReadAheadFollowsSequentialReadersOnly) {
   CloseB();
   OpenB(/*background=*/false);
@@ -258,6 +259,12 @@ TEST_F(HydrationTest, ReadAheadFollowsSequentialReadersOnly) {
   uint64_t before = bucket_.get_bytes;
   ASSERT_TRUE(v->Read(11 * kBlock + 3 * remote::kPieceBytes, got).ok());
   EXPECT_LT(bucket_.get_bytes - before, 80u << 10) << "a random read paid for read-ahead";
+  // A second miss in that block takes the rest of it: a dense reader's next reads there hit.
+  ASSERT_TRUE(v->Read(11 * kBlock + 6 * remote::kPieceBytes, got).ok());
+  before = Gets();
+  ASSERT_TRUE(v->Read(11 * kBlock, block).ok());
+  EXPECT_EQ(Gets(), before) << "a second miss in a block did not bring the rest of it";
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), image_.begin() + 11 * kBlock));
   // Sequential: 4 KiB at the start of block 21, then the next piece.
   ASSERT_TRUE(v->Read(21 * kBlock, got).ok());
   ASSERT_TRUE(v->Read(21 * kBlock + remote::kPieceBytes, got).ok());
