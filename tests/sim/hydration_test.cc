@@ -247,8 +247,8 @@ TEST_F(HydrationTest, AColdSmallReadFetchesOnlyItsPiece) {
 
 // Read-ahead is for readers that go on where they stopped: one whose next miss begins where its
 // last ended gets the rest of the block and 8 blocks more in the same batch; a random read next
-// to data that happens to be here gets only its piece, and a second miss in its block the rest
-// of that block.
+// to data that happens to be here gets only its piece; a bulk read (more than a piece) the rest
+// of its block.
 TEST_F(HydrationTest, ReadAheadFollowsSequentialReadersOnly) {
   CloseB();
   OpenB(/*background=*/false);
@@ -259,12 +259,13 @@ TEST_F(HydrationTest, ReadAheadFollowsSequentialReadersOnly) {
   uint64_t before = bucket_.get_bytes;
   ASSERT_TRUE(v->Read(11 * kBlock + 3 * remote::kPieceBytes, got).ok());
   EXPECT_LT(bucket_.get_bytes - before, 80u << 10) << "a random read paid for read-ahead";
-  // A second miss in that block takes the rest of it: a dense reader's next reads there hit.
-  ASSERT_TRUE(v->Read(11 * kBlock + 6 * remote::kPieceBytes, got).ok());
+  // A miss of more than one unit (a 128 KiB read) brings the rest of its block.
+  Bytes bulk(2 * remote::kPieceBytes);
+  ASSERT_TRUE(v->Read(14 * kBlock + remote::kPieceBytes, bulk).ok());
   before = Gets();
-  ASSERT_TRUE(v->Read(11 * kBlock, block).ok());
-  EXPECT_EQ(Gets(), before) << "a second miss in a block did not bring the rest of it";
-  EXPECT_TRUE(std::equal(block.begin(), block.end(), image_.begin() + 11 * kBlock));
+  ASSERT_TRUE(v->Read(14 * kBlock, block).ok());
+  EXPECT_EQ(Gets(), before) << "a bulk miss did not bring the rest of its block";
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), image_.begin() + 14 * kBlock));
   // Sequential: 4 KiB at the start of block 21, then the next piece.
   ASSERT_TRUE(v->Read(21 * kBlock, got).ok());
   ASSERT_TRUE(v->Read(21 * kBlock + remote::kPieceBytes, got).ok());
