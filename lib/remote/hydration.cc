@@ -416,8 +416,8 @@ void Hydrator::PickUrgentLocked(Want want, size_t limit, std::vector<Want>* batc
   if (!SequentialLocked(first_unit)) {
     // A miss of more than one unit (a file system's 128 KiB read-ahead, a copy) is a bulk
     // reader: it takes the rest of the block, one GET where a unit at a time would be several.
-    // (A second miss in a block taking the rest too cost random readers at 8 GiB 30 % of their
-    // rate, and a boot on demand nothing measurable: not done.)
+    // (A second miss in a block taking the rest too cost random readers at 8 GiB 847 against
+    // 932 IOPS, and gained a boot on demand nothing measurable: not done.)
     const bool bulk = std::popcount(want.units) > 1;
     ClaimLocked(batch, want.block, bulk ? MissingLocked(want.block) : want.units);
     const auto last = static_cast<uint32_t>(7 - std::countl_zero(want.units));
