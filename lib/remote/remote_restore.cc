@@ -283,7 +283,9 @@ Result<SnapshotInfo> Restore::Pull(const std::string& snapshot_id,
 // volume order, and a refill costs one GET per pack.
 class PieceIndexCache {
  public:
-  using Entries = std::map<uint64_t, IndexEntry>;
+  // Sorted by offset: the decoded index itself, never a second copy of it (an index can be
+  // 64 MiB, the most a GET may bring).
+  using Entries = std::vector<IndexEntry>;
   std::shared_ptr<const Entries> Find(const Hash& pack) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = packs_.find(pack);
@@ -335,14 +337,15 @@ void LoadPieceTables(ObjectStore* store, const std::string& name, PieceIndexCach
       continue;
     }
     Result<std::vector<IndexEntry>> decoded = DecodeIndex(get.response, get.key);
+    std::string().swap(get.response);  // (its bytes are decoded: not held twice)
     if (!decoded.ok()) {
       failed[pack] = decoded.status().WithContext(name);
       continue;
     }
-    auto entries = std::make_shared<PieceIndexCache::Entries>();
-    for (IndexEntry& e : *decoded) {
-      entries->emplace(e.ref.offset, std::move(e));
-    }
+    auto entries = std::make_shared<PieceIndexCache::Entries>(std::move(*decoded));
+    std::sort(entries->begin(), entries->end(), [](const IndexEntry& a, const IndexEntry& b) {
+      return a.ref.offset < b.ref.offset;  // (a push writes them so; a hostile index need not)
+    });
     cache->Add(pack, std::move(entries));
   }
   for (PieceFetch& f : *fetches) {
@@ -356,17 +359,22 @@ void LoadPieceTables(ObjectStore* store, const std::string& name, PieceIndexCach
 Result<PieceTable> PieceTableOf(PieceIndexCache* cache, const BlockNamer& namer,
                                 const PieceFetch& f, const std::string& what) {
   std::shared_ptr<const PieceIndexCache::Entries> entries = cache->Find(f.ref.pack);
-  auto it = entries ? entries->find(f.ref.offset) : PieceIndexCache::Entries::const_iterator();
-  if (!entries || it == entries->end()) {
+  if (!entries) {
     return Status::Corruption(what + ": its pack's index does not list it (damaged index)");
   }
-  const BlockRef& listed = it->second.ref;
+  auto it =
+      std::lower_bound(entries->begin(), entries->end(), f.ref.offset,
+                       [](const IndexEntry& e, uint64_t offset) { return e.ref.offset < offset; });
+  if (it == entries->end() || it->ref.offset != f.ref.offset) {
+    return Status::Corruption(what + ": its pack's index does not list it (damaged index)");
+  }
+  const BlockRef& listed = it->ref;
   if (listed.sha256 != f.ref.sha256 || listed.stored != f.ref.stored || listed.raw != f.ref.raw ||
       listed.flags != f.ref.flags ||
-      PiecedName(namer, it->second.pieces, PieceCount(f.ref)) != f.ref.sha256) {
+      PiecedName(namer, it->pieces, PieceCount(f.ref)) != f.ref.sha256) {
     return Status::Corruption(what + ": its piece table does not match its name (damaged index)");
   }
-  return it->second.pieces;
+  return it->pieces;
 }
 
 // The pieces' range GETs, one per fetch (none for a fetch already failed).
