@@ -89,11 +89,10 @@ struct Fixture {
   }
 };
 
-// A node of the remote format around `entries` (level and count from the input): header,
-// entries, XXH3 trailer. Its id is its SHA-256, so the manifest can point at it.
-std::string SealedNode(uint32_t level, const std::string& entries) {
-  const size_t entry = 4 + (level == 0 ? 92 : 32);
-  std::string out("STRTNODE", 8);
+// An object of the remote format around `entries` (as many whole entries of `entry` bytes as
+// the input holds): magic, version, level, count, the entries, the XXH3 trailer.
+std::string Sealed(const char* magic, uint32_t level, size_t entry, const std::string& entries) {
+  std::string out(magic, 8);
   char header[12];
   strata::PutLittleEndian32(header, strata::remote::kFormatVersion);
   strata::PutLittleEndian32(header + 4, level);
@@ -105,20 +104,15 @@ std::string SealedNode(uint32_t level, const std::string& entries) {
   return out.append(sum, 8);
 }
 
-// A pack index (version 2: 92-byte refs and 288-byte piece tables) around `entries`, with its
-// trailer right: what the lazy reader's piece path trusts only once the names match.
+// A node; its id is its SHA-256, so the manifest can point at it.
+std::string SealedNode(uint32_t level, const std::string& entries) {
+  return Sealed("STRTNODE", level, 4 + (level == 0 ? 92 : 32), entries);
+}
+
+// A pack index (version 2: 92-byte refs and 288-byte piece tables), with its trailer right:
+// what the lazy reader's piece path trusts only once the names match.
 std::string SealedIndex(const std::string& entries) {
-  constexpr size_t kEntry = 92 + 8 * 36;
-  std::string out("STRTPIDX", 8);
-  char header[12];
-  strata::PutLittleEndian32(header, strata::remote::kFormatVersion);
-  strata::PutLittleEndian32(header + 4, 0);
-  strata::PutLittleEndian32(header + 8, static_cast<uint32_t>(entries.size() / kEntry));
-  out.append(header, 12);
-  out.append(entries, 0, entries.size() / kEntry * kEntry);
-  char sum[8];
-  strata::PutLittleEndian64(sum, XXH3_64bits(out.data(), out.size()));
-  return out.append(sum, 8);
+  return Sealed("STRTPIDX", 0, 92 + 8 * 36, entries);
 }
 
 void Mutate(Fixture* fx, uint8_t what, const std::string& input) {
