@@ -257,13 +257,53 @@ Result<json> Bucket::GetManifest(const std::string& snapshot_id) {
   return DecodeManifest(*bytes, ManifestKey(snapshot_id));
 }
 
-Result<Node> Bucket::GetNode(const Hash& hash) {
-  const std::string key = NodeKey(hash);
-  STRATA_ASSIGN_OR_RETURN(std::string bytes, store_->Get(key, kMaxNodeBytes));
-  if (Sha256(bytes.data(), bytes.size()) != hash) {
-    return Status::Corruption(Name() + ": object " + key + " does not match its name (damaged)");
+Status Bucket::PutAllIfAbsent(const std::vector<std::pair<std::string, std::string>>& objects) {
+  std::vector<S3Request> puts(objects.size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < objects.size(); i++) {
+    puts[i].method = S3Request::Method::kPut;
+    puts[i].key = objects[i].first;
+    puts[i].body = objects[i].second.data();
+    puts[i].body_bytes = objects[i].second.size();
+    puts[i].headers = {{"If-None-Match", "*"}};
+    batch.push_back(&puts[i]);
   }
-  return DecodeNode(bytes, key);
+  store_->Run(batch);
+  for (const S3Request& put : puts) {
+    if (!put.status.ok() && put.status.code() != Status::Code::kAlreadyExists) {
+      return put.status;
+    }
+  }
+  return Status::OK();
+}
+
+Result<Node> Bucket::GetNode(const Hash& hash) {
+  STRATA_ASSIGN_OR_RETURN(std::vector<Node> nodes, GetNodes({hash}));
+  return std::move(nodes[0]);
+}
+
+Result<std::vector<Node>> Bucket::GetNodes(const std::vector<Hash>& hashes) {
+  STRATA_CHECK(hashes.size() <= kMaxNodesAtOnce);
+  std::vector<S3Request> gets(hashes.size());
+  std::vector<S3Request*> batch;
+  for (size_t i = 0; i < hashes.size(); i++) {
+    gets[i].key = NodeKey(hashes[i]);
+    gets[i].max_response_bytes = kMaxNodeBytes;
+    batch.push_back(&gets[i]);
+  }
+  store_->Run(batch);
+  std::vector<Node> nodes;
+  for (size_t i = 0; i < hashes.size(); i++) {
+    STRATA_RETURN_IF_ERROR(gets[i].status);
+    const std::string& bytes = gets[i].response;
+    if (Sha256(bytes.data(), bytes.size()) != hashes[i]) {
+      return Status::Corruption(Name() + ": object " + gets[i].key +
+                                " does not match its name (damaged)");
+    }
+    STRATA_ASSIGN_OR_RETURN(Node n, DecodeNode(bytes, gets[i].key));
+    nodes.push_back(std::move(n));
+  }
+  return nodes;
 }
 
 Result<std::vector<std::pair<std::string, uint64_t>>> Bucket::ListAll(const std::string& prefix) {

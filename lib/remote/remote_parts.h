@@ -102,8 +102,14 @@ class Bucket {
   Result<nlohmann::json> GetManifest(const std::string& snapshot_id);
   // The node, checked against its name and decoded.
   Result<Node> GetNode(const Hash& hash);
+  // The nodes, fetched together (one round of GETs), each checked and decoded, in order.
+  // REQUIRES: hashes.size() <= kMaxNodesAtOnce.
+  static constexpr size_t kMaxNodesAtOnce = 32;  // ~3 MiB of responses at kMaxNodeBytes each
+  Result<std::vector<Node>> GetNodes(const std::vector<Hash>& hashes);
   // Stores unless the key exists (AlreadyExists is success: content-addressed).
   Status PutIfAbsent(const std::string& key, const std::string& bytes);
+  // PutIfAbsent of each (key, bytes), together: one round of PUTs.
+  Status PutAllIfAbsent(const std::vector<std::pair<std::string, std::string>>& objects);
   // Every key under `prefix`, with its size, page by page.
   Result<std::vector<std::pair<std::string, uint64_t>>> ListAll(const std::string& prefix);
   // Depth-first over the tree below `node` (of `level`, its first block `first`).
@@ -185,12 +191,16 @@ class Push {
   void Prepare(std::vector<PendingBlock>* batch);
   Status AddToPack(PendingBlock* block, PushStats* stats);
   Status SealPack();
-  // Hands the sealed packs to the uploader thread (after the group before them is done and the
-  // marker names them), so that reading and hashing go on while they travel.
+  // Hands the sealed packs to the uploader thread, so that reading and hashing go on while they
+  // travel. First, once the group before is up, one round: the marker naming the new packs and
+  // the ones not indexed yet, and those packs' indexes.
   Status UploadPacks(PushStats* stats);
-  // Waits for the group in flight, if any, and takes in its results: its status, and, in order
-  // up to a failure, each pack's index (index_cache_) and bytes.
-  Status JoinUpload(PushStats* stats);
+  // Waits for the group in flight, if any, and takes in its results: its status, its packs that
+  // are up (now unindexed_) and their buffers.
+  Status JoinUpload();
+  // Writes the indexes of unindexed_ (a pack counts once its index exists), in one round with
+  // the marker when `next` names packs about to go (it then names those and unindexed_'s).
+  Status WriteIndexes(const std::vector<Hash>* next, PushStats* stats);
   Status StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
                                Changes* changes, PushStats* stats, const RemoteProgress& progress);
   // Applies changes (block index -> new ref, or nullopt for a hole) below a node; returns its new
@@ -198,6 +208,21 @@ class Push {
   Result<std::optional<Hash>> Update(uint32_t level, std::optional<Hash> node, uint64_t first,
                                      Changes::const_iterator begin, Changes::const_iterator end,
                                      PushStats* stats);
+  // A node's child that changes reach, and what it becomes.
+  struct ChildUpdate {
+    uint32_t slot = 0;
+    uint64_t first = 0;       // its first block
+    std::optional<Hash> old;  // absent: a new subtree
+    Changes::const_iterator begin, end;
+    std::optional<Hash> updated;  // set by UpdateChildren; absent: left empty
+  };
+  // Update of each child (of level `level`). Leaves go kMaxNodesAtOnce at a time, each window
+  // one round of GETs and one of PUTs: a round trip per leaf cost an 8 GiB incremental push
+  // ~100 ms.
+  Status UpdateChildren(uint32_t level, std::vector<ChildUpdate>* children, PushStats* stats);
+  // The node's new hash (nullopt: empty); its encoding joins `puts` unless it is `old`.
+  Result<std::optional<Hash>> SealNode(const Node& n, const std::optional<Hash>& old,
+                                       std::vector<std::pair<std::string, std::string>>* puts);
   // The parent's root, grown to `depth` when the volume grew.
   Result<std::optional<Hash>> ParentRoot(const nlohmann::json& parent, uint32_t depth);
   // Reads, hashes and stores the listed blocks of the snapshot; records their new refs.
@@ -209,8 +234,10 @@ class Push {
                                              const std::optional<nlohmann::json>& parent);
   // The push's marker (pending/ID): who pushes, its heartbeat, and the packs it is uploading
   // (in_flight) or that an earlier, killed run of it may have left without an index (orphans).
+  // MarkerBytes makes `in_flight` the push's in-flight set; WriteMarker also stores it.
+  std::string MarkerBytes(const std::vector<Hash>& in_flight);
   Status WriteMarker(const std::vector<Hash>& in_flight);
-  Status HeartbeatIfDue(PushStats* stats);
+  Status HeartbeatIfDue();
   // Ends a push: packs that may be left without an index go to orphans/ for GC, then the marker.
   Status SettleMarker(const std::string& snapshot_id);
 
@@ -219,12 +246,16 @@ class Push {
     std::string bytes;
     std::vector<IndexEntry> entries;
   };
-  // Packs on their way, owned by the uploader thread until JoinUpload: each pack, then each
-  // index (a pack counts once its index exists); `done` packs have both.
+  // A pack that is up and whose index is not written yet.
+  struct UnindexedPack {
+    Hash id;
+    size_t bytes = 0;
+    std::string index;  // its encoding
+  };
+  // Packs on their way, owned by the uploader thread until JoinUpload.
   struct UploadGroup {
     std::vector<SealedPack> packs;
-    std::vector<std::string> indexes;
-    size_t done = 0;
+    size_t done = 0;  // packs up, in order up to a failure
     Status status;
   };
   static void Upload(ObjectStore* store, UploadGroup* group);
@@ -233,7 +264,10 @@ class Push {
   std::unique_ptr<BlockNamer> namer_;      // set by Run: how this snapshot's blocks are named
   std::string encryption_;                 // the snapshot's envelope ("" = plaintext)
   std::map<std::string, BlockRef> known_;  // block name and kind -> where the remote holds it
-  // The pack being filled, and sealed packs waiting for upload.
+  // The pack being filled, and sealed packs waiting for upload. A pack is sealed once it holds
+  // pack_target_ bytes: RemoteTuning::pack_target_bytes, less for a push of few blocks.
+  static constexpr size_t kMinPackBytes = 4 << 20;
+  size_t pack_target_ = 0;
   std::string pack_;
   std::vector<IndexEntry> pack_entries_;
   std::vector<SealedPack> sealed_;
@@ -241,6 +275,7 @@ class Push {
   // The group in flight (null: none), and its thread (none when uploaded inline).
   std::unique_ptr<UploadGroup> uploading_;
   std::vector<std::string> spare_packs_;  // buffers of uploaded packs, refilled (no page faults)
+  std::vector<UnindexedPack> unindexed_;  // up; indexed with the next group's marker, or at the end
   std::thread uploader_;
   // Blocks of this push waiting in a pack not yet sealed: known_'s key -> block indexes.
   std::map<std::string, std::vector<uint64_t>> pending_index_;

@@ -265,15 +265,18 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
   ref.flags = b->flags;
   ref.xxh3 = b->xxh3;
   if (pack_.empty()) {
-    pack_.reserve(bucket_->tuning().pack_target_bytes + kRemoteBlockBytes);  // one allocation
+    pack_.reserve(pack_target_ + kRemoteBlockBytes);  // one allocation
   }
   pack_ += stored;
   pack_entries_.push_back(IndexEntry{ref, b->pieces});
   stats->blocks_uploaded++;
-  if (pack_.size() >= bucket_->tuning().pack_target_bytes) {
+  if (pack_.size() >= pack_target_) {
     STRATA_RETURN_IF_ERROR(SealPack());
   }
-  if (sealed_.size() >= bucket_->tuning().packs_per_upload) {
+  // A full group goes (after the one in flight); so does the push's first pack, which starts
+  // the uploads before a whole group is read.
+  if (sealed_.size() >= bucket_->tuning().packs_per_upload ||
+      (!sealed_.empty() && uploading_ == nullptr)) {
     return UploadPacks(stats);
   }
   return Status::OK();
@@ -308,9 +311,41 @@ Push::~Push() {
   }
 }
 
-// The group's packs at once, then their indexes: a pack counts only once its index exists. Runs
-// on the uploader thread and touches nothing but the group and the store (which no other thread
-// uses meanwhile: JoinUpload comes before any other request).
+namespace {
+
+// PUTs of `bodies` under `keys`, each created once (If-None-Match: *; AlreadyExists is fine, the
+// objects being content-addressed), and `extra` when given: all in one round.
+Status PutRound(ObjectStore* store, S3Request* extra, const std::vector<std::string>& keys,
+                const std::vector<const std::string*>& bodies) {
+  std::vector<S3Request> puts(keys.size());
+  std::vector<S3Request*> batch;
+  if (extra != nullptr) {
+    batch.push_back(extra);
+  }
+  for (size_t i = 0; i < keys.size(); i++) {
+    puts[i].method = S3Request::Method::kPut;
+    puts[i].key = keys[i];
+    puts[i].body = bodies[i]->data();
+    puts[i].body_bytes = bodies[i]->size();
+    puts[i].headers = {{"If-None-Match", "*"}};
+    batch.push_back(&puts[i]);
+  }
+  store->Run(batch);
+  if (extra != nullptr && !extra->status.ok()) {
+    return extra->status;
+  }
+  for (const S3Request& put : puts) {
+    if (!put.status.ok() && put.status.code() != Status::Code::kAlreadyExists) {
+      return put.status;
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+// The group's packs at once. Runs on the uploader thread and touches nothing but the group and
+// the store (which no other thread uses meanwhile: JoinUpload comes before any other request).
 void Push::Upload(ObjectStore* store, UploadGroup* group) {
   std::vector<SealedPack>& packs = group->packs;
   std::vector<S3Request> puts(packs.size());
@@ -325,31 +360,16 @@ void Push::Upload(ObjectStore* store, UploadGroup* group) {
     batch.push_back(&puts[i]);
   }
   store->Run(batch);
-  group->indexes.resize(packs.size());
-  for (size_t i = 0; i < packs.size(); i++) {
-    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
-      group->status = puts[i].status;
+  for (; group->done < packs.size(); group->done++) {
+    const Status& s = puts[group->done].status;
+    if (!s.ok() && s.code() != Status::Code::kAlreadyExists) {
+      group->status = s;
       return;
     }
-    group->indexes[i] = remote::EncodeIndex(packs[i].entries);
-    puts[i] = S3Request();
-    puts[i].method = S3Request::Method::kPut;
-    puts[i].key = remote::IndexKey(packs[i].id);
-    puts[i].body = group->indexes[i].data();
-    puts[i].body_bytes = group->indexes[i].size();
-    puts[i].headers = {{"If-None-Match", "*"}};
-  }
-  store->Run(batch);
-  for (size_t i = 0; i < packs.size(); i++) {
-    if (!puts[i].status.ok() && puts[i].status.code() != Status::Code::kAlreadyExists) {
-      group->status = puts[i].status;
-      return;
-    }
-    group->done = i + 1;
   }
 }
 
-Status Push::JoinUpload(PushStats* stats) {
+Status Push::JoinUpload() {
   if (uploading_ == nullptr) {
     return Status::OK();
   }
@@ -359,9 +379,8 @@ Status Push::JoinUpload(PushStats* stats) {
   std::unique_ptr<UploadGroup> group = std::move(uploading_);
   STRATA_CHECK(group->done <= group->packs.size());
   for (size_t i = 0; i < group->done; i++) {
-    stats->bytes_uploaded += group->packs[i].bytes.size() + group->indexes[i].size();
-    stats->packs++;
-    index_cache_[remote::IndexKey(group->packs[i].id)] = std::move(group->indexes[i]);
+    const SealedPack& p = group->packs[i];
+    unindexed_.push_back(UnindexedPack{p.id, p.bytes.size(), remote::EncodeIndex(p.entries)});
   }
   for (SealedPack& p : group->packs) {
     if (spare_packs_.size() < bucket_->tuning().packs_per_upload) {
@@ -372,16 +391,47 @@ Status Push::JoinUpload(PushStats* stats) {
   return group->status;
 }
 
+Status Push::WriteIndexes(const std::vector<Hash>* next, PushStats* stats) {
+  std::vector<std::string> keys;
+  std::vector<const std::string*> bodies;
+  for (const UnindexedPack& u : unindexed_) {
+    keys.push_back(remote::IndexKey(u.id));
+    bodies.push_back(&u.index);
+  }
+  S3Request marker;
+  std::string marker_bytes;
+  if (next != nullptr) {
+    std::vector<Hash> named = *next;
+    for (const UnindexedPack& u : unindexed_) {
+      named.push_back(u.id);
+    }
+    marker_bytes = MarkerBytes(named);
+    marker.method = S3Request::Method::kPut;
+    marker.key = remote::PendingKey(StringField(marker_, "snapshot_id"));
+    marker.body = marker_bytes.data();
+    marker.body_bytes = marker_bytes.size();
+  }
+  STRATA_RETURN_IF_ERROR(PutRound(bucket_->store(), next ? &marker : nullptr, keys, bodies));
+  for (UnindexedPack& u : unindexed_) {
+    stats->bytes_uploaded += u.bytes + u.index.size();
+    stats->packs++;
+    index_cache_[remote::IndexKey(u.id)] = std::move(u.index);
+  }
+  unindexed_.clear();
+  return Status::OK();
+}
+
 Status Push::UploadPacks(PushStats* stats) {
   if (sealed_.empty()) {
     return Status::OK();
   }
-  STRATA_RETURN_IF_ERROR(JoinUpload(stats));
+  STRATA_RETURN_IF_ERROR(JoinUpload());
   std::vector<Hash> ids;
   for (const SealedPack& p : sealed_) {
     ids.push_back(p.id);
   }
-  STRATA_RETURN_IF_ERROR(WriteMarker(ids));  // a kill from here on leaves them named for GC
+  // A kill from the marker's landing on leaves these packs named for GC.
+  STRATA_RETURN_IF_ERROR(WriteIndexes(&ids, stats));
   uploading_ = std::make_unique<UploadGroup>();
   uploading_->packs = std::move(sealed_);
   sealed_.clear();
@@ -405,7 +455,37 @@ Changes::const_iterator changes_end_of(Changes::const_iterator it, Changes::cons
   return it;
 }
 
+// Applies a leaf's changes; the data-block count moves by what the leaf gained or lost.
+void ApplyToLeaf(Node* leaf, uint64_t first, Changes::const_iterator begin,
+                 Changes::const_iterator end, int64_t* data_delta) {
+  std::map<uint32_t, BlockRef> slots(leaf->blocks.begin(), leaf->blocks.end());
+  *data_delta -= static_cast<int64_t>(slots.size());
+  for (auto it = begin; it != end; ++it) {
+    const auto slot = static_cast<uint32_t>(it->first - first);
+    if (it->second) {
+      slots[slot] = *it->second;
+    } else {
+      slots.erase(slot);
+    }
+  }
+  leaf->blocks.assign(slots.begin(), slots.end());
+  *data_delta += static_cast<int64_t>(slots.size());
+}
+
 }  // namespace
+
+Result<std::optional<Hash>> Push::SealNode(const Node& n, const std::optional<Hash>& old,
+                                           std::vector<std::pair<std::string, std::string>>* puts) {
+  if (n.blocks.empty() && n.children.empty()) {
+    return std::optional<Hash>();
+  }
+  std::string bytes = remote::EncodeNode(n);
+  const Hash hash = remote::Sha256(bytes.data(), bytes.size());
+  if (!old || hash != *old) {
+    puts->emplace_back(remote::NodeKey(hash), std::move(bytes));
+  }
+  return std::optional<Hash>(hash);
+}
 
 Result<std::optional<Hash>> Push::Update(uint32_t level, std::optional<Hash> node, uint64_t first,
                                          Changes::const_iterator begin, Changes::const_iterator end,
@@ -420,47 +500,76 @@ Result<std::optional<Hash>> Push::Update(uint32_t level, std::optional<Hash> nod
     }
   }
   if (level == 0) {
-    std::map<uint32_t, BlockRef> slots(n.blocks.begin(), n.blocks.end());
-    data_delta_ -= static_cast<int64_t>(slots.size());
-    for (auto it = begin; it != end; ++it) {
-      const auto slot = static_cast<uint32_t>(it->first - first);
-      if (it->second) {
-        slots[slot] = *it->second;
-      } else {
-        slots.erase(slot);
-      }
-    }
-    n.blocks.assign(slots.begin(), slots.end());
-    data_delta_ += static_cast<int64_t>(slots.size());
+    ApplyToLeaf(&n, first, begin, end, &data_delta_);
   } else {
     std::map<uint32_t, Hash> children(n.children.begin(), n.children.end());
     const uint64_t span = SpanOf(level - 1);
+    std::vector<ChildUpdate> reached;
     for (auto it = begin; it != end;) {
-      const auto slot = static_cast<uint32_t>((it->first - first) / span);
-      const uint64_t child_first = first + slot * span;
-      auto stop = changes_end_of(it, end, child_first + span);
-      auto child = children.count(slot) ? std::optional<Hash>(children[slot]) : std::nullopt;
-      STRATA_ASSIGN_OR_RETURN(std::optional<Hash> updated,
-                              Update(level - 1, child, child_first, it, stop, stats));
-      if (updated) {
-        children[slot] = *updated;
+      ChildUpdate c;
+      c.slot = static_cast<uint32_t>((it->first - first) / span);
+      c.first = first + c.slot * span;
+      c.begin = it;
+      c.end = it = changes_end_of(it, end, c.first + span);
+      auto old = children.find(c.slot);
+      c.old = old != children.end() ? std::optional<Hash>(old->second) : std::nullopt;
+      reached.push_back(c);
+    }
+    STRATA_RETURN_IF_ERROR(UpdateChildren(level - 1, &reached, stats));
+    for (const ChildUpdate& c : reached) {
+      if (c.updated) {
+        children[c.slot] = *c.updated;
       } else {
-        children.erase(slot);
+        children.erase(c.slot);
       }
-      it = stop;
     }
     n.children.assign(children.begin(), children.end());
   }
-  if (n.blocks.empty() && n.children.empty()) {
-    return std::optional<Hash>();
-  }
-  const std::string bytes = remote::EncodeNode(n);
-  const Hash hash = remote::Sha256(bytes.data(), bytes.size());
-  if (!node || hash != *node) {
-    STRATA_RETURN_IF_ERROR(bucket_->PutIfAbsent(remote::NodeKey(hash), bytes));
+  std::vector<std::pair<std::string, std::string>> puts;
+  STRATA_ASSIGN_OR_RETURN(std::optional<Hash> hash, SealNode(n, node, &puts));
+  STRATA_RETURN_IF_ERROR(bucket_->PutAllIfAbsent(puts));
+  for (const auto& [key, bytes] : puts) {
     stats->bytes_uploaded += bytes.size();
   }
-  return std::optional<Hash>(hash);
+  return hash;
+}
+
+Status Push::UpdateChildren(uint32_t level, std::vector<ChildUpdate>* children, PushStats* stats) {
+  if (level > 0) {  // inner nodes: one per 512 GiB of volume, one at a time
+    for (ChildUpdate& c : *children) {
+      STRATA_ASSIGN_OR_RETURN(c.updated, Update(level, c.old, c.first, c.begin, c.end, stats));
+    }
+    return Status::OK();
+  }
+  for (size_t at = 0; at < children->size(); at += Bucket::kMaxNodesAtOnce) {
+    const size_t count = std::min(Bucket::kMaxNodesAtOnce, children->size() - at);
+    std::vector<Hash> olds;
+    for (size_t i = at; i < at + count; i++) {
+      if ((*children)[i].old) {
+        olds.push_back(*(*children)[i].old);
+      }
+    }
+    STRATA_ASSIGN_OR_RETURN(std::vector<Node> fetched, bucket_->GetNodes(olds));
+    std::vector<std::pair<std::string, std::string>> puts;
+    for (size_t i = at, next = 0; i < at + count; i++) {
+      ChildUpdate& c = (*children)[i];
+      Node leaf;  // level 0
+      if (c.old) {
+        leaf = std::move(fetched[next++]);
+        if (leaf.level != 0) {
+          return Status::Corruption(bucket_->Name() + ": tree node " + remote::HexOf(*c.old) +
+                                    " at the wrong level");
+        }
+      }
+      ApplyToLeaf(&leaf, c.first, c.begin, c.end, &data_delta_);
+      STRATA_ASSIGN_OR_RETURN(c.updated, SealNode(leaf, c.old, &puts));
+    }
+    STRATA_RETURN_IF_ERROR(bucket_->PutAllIfAbsent(puts));
+    for (const auto& [key, bytes] : puts) {
+      stats->bytes_uploaded += bytes.size();
+    }
+  }
+  return Status::OK();
 }
 
 // Blocks whose content may differ from the parent's (all blocks with data without a parent).
@@ -487,8 +596,10 @@ Result<std::vector<uint64_t>> Push::BlocksToRead(const SnapshotInfo& snap,
 Status Push::StoreBlocks(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
                          Changes* changes, PushStats* stats, const RemoteProgress& progress) {
   Status s = StoreBlocksOverlapped(snap, blocks, changes, stats, progress);
-  Status joined = JoinUpload(stats);
-  return s.ok() ? joined : s;
+  Status joined = JoinUpload();
+  STRATA_RETURN_IF_ERROR(s);
+  STRATA_RETURN_IF_ERROR(joined);
+  return WriteIndexes(nullptr, stats);
 }
 
 Status Push::StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<uint64_t>& blocks,
@@ -500,13 +611,17 @@ Status Push::StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<u
                           pool_->OpenSnapshot(snap.snapshot_id, as_stored));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop,
                           pool_->CreateEventLoop(2 * bucket_->tuning().batch_blocks));
+  // A short push cuts smaller packs, so that its uploads start early and overlap its reading;
+  // a long one full ones, since RGW spends ~7 ms of CPU per request whatever its size.
+  pack_target_ = std::min(bucket_->tuning().pack_target_bytes,
+                          std::max<size_t>(kMinPackBytes, blocks.size() * kRemoteBlockBytes / 8));
   std::vector<PendingBlock> batch;
   for (size_t first = 0; first < blocks.size(); first += bucket_->tuning().batch_blocks) {
     batch.resize(std::min(bucket_->tuning().batch_blocks, blocks.size() - first));
     for (size_t i = 0; i < batch.size(); i++) {
       batch[i].index = blocks[first + i];
     }
-    STRATA_RETURN_IF_ERROR(HeartbeatIfDue(stats));
+    STRATA_RETURN_IF_ERROR(HeartbeatIfDue());
     STRATA_RETURN_IF_ERROR(ReadBatch(volume.get(), loop.get(), volume->size_bytes(), &batch));
     Prepare(&batch);
     for (PendingBlock& b : batch) {
@@ -582,7 +697,8 @@ Result<PushStats> Push::Run(const std::string& snapshot_id,
   Status settled = SettleMarker(snapshot_id);
   STRATA_RETURN_IF_ERROR(s);
   STRATA_RETURN_IF_ERROR(settled);
-  STRATA_CHECK(in_flight_.empty() && carried_orphans_.empty() && sealed_.empty());
+  STRATA_CHECK(in_flight_.empty() && carried_orphans_.empty() && sealed_.empty() &&
+               unindexed_.empty());
   return stats;
 }
 
@@ -616,6 +732,12 @@ std::string Push::CachePath() const {
 }
 
 Status Push::WriteMarker(const std::vector<Hash>& in_flight) {
+  const std::string bytes = MarkerBytes(in_flight);
+  return bucket_->store()->Put(remote::PendingKey(StringField(marker_, "snapshot_id")),
+                               bytes.data(), bytes.size());
+}
+
+std::string Push::MarkerBytes(const std::vector<Hash>& in_flight) {
   in_flight_ = in_flight;
   json m = marker_;
   m["heartbeat_ms"] = bucket_->NowMs();
@@ -627,22 +749,19 @@ Status Push::WriteMarker(const std::vector<Hash>& in_flight) {
   for (const Hash& h : carried_orphans_) {
     m["orphans"].push_back(remote::HexOf(h));
   }
-  const std::string bytes = DumpJson(m);
-  STRATA_RETURN_IF_ERROR(bucket_->store()->Put(
-      remote::PendingKey(StringField(marker_, "snapshot_id")), bytes.data(), bytes.size()));
   last_heartbeat_ms_ = bucket_->NowMs();
-  return Status::OK();
+  return DumpJson(m);
 }
 
 // A push that reads for long without uploading (every block already in the remote) still shows
 // that it is alive: GC treats a marker silent for pending_stale_ms as a dead push's.
-Status Push::HeartbeatIfDue(PushStats* stats) {
+Status Push::HeartbeatIfDue() {
   if (bucket_->NowMs() - last_heartbeat_ms_ < bucket_->tuning().pending_stale_ms / 8) {
     return Status::OK();
   }
   // The store serves one thread at a time: the upload in flight ends first (a heartbeat is due
   // every pending_stale_ms / 8, minutes apart).
-  STRATA_RETURN_IF_ERROR(JoinUpload(stats));
+  STRATA_RETURN_IF_ERROR(JoinUpload());
   return WriteMarker(in_flight_);
 }
 

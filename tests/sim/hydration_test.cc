@@ -125,6 +125,61 @@ TEST_F(HydrationTest, VolumesAreUsableAtOnceAndEveryBlockArrivesOnce) {
                !hydrations_->StatusOf(snapshot_id_)->complete);
 }
 
+// An incremental push over many leaves of the block tree (depth 1): more leaves change than go
+// in one round (Bucket::kMaxNodesAtOnce), one leaf is left empty and one is new. Every block
+// restores as the second snapshot holds it, and the tree's rounds are few (one GET and one
+// PUT round per 32 leaves; a round trip per leaf was ~80 rounds here).
+TEST_F(HydrationTest, AnIncrementalPushRewritesManyLeavesInFewRounds) {
+  constexpr uint64_t kLeafBlocks = 1024;
+  constexpr uint64_t kLeaves = 40;
+  const uint64_t size = (kLeaves + 1) * kLeafBlocks * kBlock;  // 20.5 GiB, sparse
+  auto a = Pool::Open(a_.path(), PoolOptions());
+  ASSERT_TRUE(a.ok());
+  auto vol = (*a)->CreateVolume(VolumeSpec{size, "", "unlimited", ""});
+  ASSERT_TRUE(vol.ok());
+  auto v = *(*a)->OpenVolume(vol->volume_id);
+  std::map<uint64_t, Bytes> want;  // block -> what the second snapshot holds there
+  auto write = [&](uint64_t block, uint64_t seed) {
+    want[block] = test::RandomBytes(kBlock, seed);
+    ASSERT_TRUE(v->Write(block * kBlock, want[block], true).ok());
+  };
+  write(7, 500);
+  for (uint64_t leaf = 0; leaf < kLeaves; leaf++) {
+    write(leaf * kLeafBlocks + 5, 600 + leaf);
+  }
+  auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1));
+  auto first = (*a)->CreateSnapshots({vol->volume_id}, "first");
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(remote->PushSnapshot(a->get(), first->front().snapshot_id, {}, {}, nullptr).ok());
+  for (uint64_t leaf = 0; leaf < 36; leaf++) {  // two rounds of leaves
+    write(leaf * kLeafBlocks + 5, 700 + leaf);
+  }
+  const uint64_t emptied = (kLeaves - 1) * kLeafBlocks + 5;
+  ASSERT_TRUE(v->Trim(emptied * kBlock, kBlock).ok());
+  want[emptied] = Bytes(kBlock);
+  write(kLeaves * kLeafBlocks + 1, 800);  // a leaf the first snapshot has not
+  auto second = (*a)->CreateSnapshots({vol->volume_id}, "second");
+  ASSERT_TRUE(second.ok());
+  const uint64_t runs_before = bucket_.runs;
+  auto pushed = remote->PushSnapshot(a->get(), second->front().snapshot_id, {}, {}, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+  EXPECT_EQ(pushed->blocks_uploaded, 37u);
+  EXPECT_LT(bucket_.runs - runs_before, 30u) << "the tree's nodes went one round trip each";
+  EXPECT_EQ(pushed->snapshot.data_blocks, want.size() - 1) << "the emptied block is a hole";
+
+  auto restored = remote->RestoreVolume(pool_.get(), second->front().snapshot_id,
+                                        VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ(restored->volume.size_bytes, size);
+  auto got_volume = *pool_->OpenVolume(restored->volume.volume_id);
+  for (const auto& [block, bytes] : want) {
+    Bytes got(kBlock);
+    ASSERT_TRUE(got_volume->Read(block * kBlock, got).ok());
+    EXPECT_TRUE(got == bytes) << "block " << block;
+  }
+  EXPECT_EQ(restored->blocks, want.size() - 1) << "the emptied block is a hole";
+}
+
 // A snapshot past one leaf of the block tree (1,024 blocks, 512 MiB) and past one level of it
 // (512 GiB, sparse): each block read lazily is its own, not another leaf's.
 TEST_F(HydrationTest, BlocksBeyondTheFirstLeafAndLevelAreTheirOwn) {

@@ -41,6 +41,7 @@ struct SimBucket {
   // against one, and a seed replays the same requests in the same order.
   SimBucket() { clock.SetSteppedBackground(true); }
   bool down = false;  // every request fails as if the server were unreachable
+  uint64_t runs = 0;  // rounds of requests (ObjectStore::Run calls), by every host
   uint64_t gets = 0;  // GETs answered, and their bytes
   uint64_t get_bytes = 0;
   // The GC lease's rule, checked on every DELETE: what a GC or a snapshot delete removes
@@ -68,6 +69,7 @@ class SimObjectStore final : public remote::ObjectStore {
 
   void Run(const std::vector<remote::S3Request*>& requests) override {
     std::lock_guard<std::recursive_mutex> lock(bucket_->mu);
+    bucket_->runs++;
     std::vector<remote::S3Request*> order = requests;
     std::shuffle(order.begin(), order.end(), rng_);
     for (remote::S3Request* r : order) {
