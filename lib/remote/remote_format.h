@@ -31,6 +31,11 @@ constexpr uint32_t kPieceBytes = 64 << 10;
 constexpr uint32_t kMaxBlockBytes = 512 << 10;
 constexpr uint64_t kMaxPackBytes = uint64_t{1} << 32;
 constexpr uint32_t kMaxPieces = kMaxBlockBytes / kPieceBytes;
+// Blocks a writer puts in one pack. Without a cap, a pack of blocks that compress to ~100 bytes
+// (one non-zero byte each) held 330 Ki of them in 32 MiB, an index of ~125 MiB: past the 64 MiB
+// a reader takes. With it an index stays under 1.6 MiB. (Readers check no such cap: older
+// writers' indexes may hold more, within the response bound.)
+constexpr size_t kMaxPackBlocks = 4096;
 // A tree node's largest encoding: header, kFanout leaf entries (slot + ref), trailer.
 constexpr size_t kMaxNodeBytes = 20 + size_t{kFanout} * (4 + 92) + 8;
 

@@ -25,7 +25,8 @@ struct RemoteTuning {
   // A pack is sealed once it holds this much (a push of few blocks cuts smaller ones). Large:
   // RGW spends ~7 ms of CPU per request, so 16 MiB packs made an 8 GiB push 8 % slower.
   size_t pack_target_bytes = 32 << 20;
-  size_t packs_per_upload = 2;  // sealed packs uploaded together (one group in flight)
+  size_t pack_max_blocks = kMaxPackBlocks;  // a pack is also sealed once it holds this many
+  size_t packs_per_upload = 2;              // sealed packs uploaded together (one group in flight)
   // Blocks read, hashed and compressed together: 32 keep a push's peak RSS (two groups of
   // packs and a batch of blocks with their compressed copies) at ~232 MiB, under 256.
   size_t batch_blocks = 32;

@@ -270,7 +270,7 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
   pack_ += stored;
   pack_entries_.push_back(IndexEntry{ref, b->pieces});
   stats->blocks_uploaded++;
-  if (pack_.size() >= pack_target_) {
+  if (pack_.size() >= pack_target_ || pack_entries_.size() >= bucket_->tuning().pack_max_blocks) {
     STRATA_RETURN_IF_ERROR(SealPack());
   }
   // A full group goes (after the one in flight); so does the push's first pack, which starts

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -266,6 +267,53 @@ TEST_F(HydrationTest, AdjacentBlocksOfAPackComeInOneGet) {
   Bytes all(kSize);
   ASSERT_TRUE((*pool_->OpenVolume(Clone()))->Read(0, all).ok());
   EXPECT_TRUE(all == image_);
+}
+
+// Blocks that compress to almost nothing (one non-zero byte each) still fill packs of a bounded
+// count (RemoteTuning::pack_max_blocks, kMaxPackBlocks by default): 32 MiB of them, uncapped,
+// had an index past what any reader takes. Every block restores.
+TEST_F(HydrationTest, APackHoldsABoundedNumberOfBlocks) {
+  constexpr uint64_t kBlocks = 24;
+  auto a = Pool::Open(a_.path(), PoolOptions());
+  ASSERT_TRUE(a.ok());
+  auto vol = (*a)->CreateVolume(VolumeSpec{kBlocks * kBlock, "", "unlimited", ""});
+  ASSERT_TRUE(vol.ok());
+  Bytes image(kBlocks * kBlock);
+  for (uint64_t i = 0; i < kBlocks; i++) {
+    image[i * kBlock + i * 4099] = std::byte{static_cast<uint8_t>(i + 1)};
+  }
+  ASSERT_TRUE((*(*a)->OpenVolume(vol->volume_id))->Write(0, image, true).ok());
+  auto snap = (*a)->CreateSnapshots({vol->volume_id}, "sparse bytes");
+  ASSERT_TRUE(snap.ok());
+  std::set<std::string> keys_before;
+  for (const auto& [key, bytes] : bucket_.objects) {
+    keys_before.insert(key);
+  }
+  remote::RemoteTuning tuning;
+  tuning.pack_max_blocks = 5;
+  auto remote =
+      remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1), tuning);
+  auto pushed = remote->PushSnapshot(a->get(), snap->front().snapshot_id, {}, {}, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+  EXPECT_EQ(pushed->blocks_uploaded, kBlocks);
+  uint64_t packs = 0, blocks = 0;
+  for (const auto& [key, bytes] : bucket_.objects) {
+    if (key.starts_with(remote::kIndexPrefix) && !keys_before.contains(key)) {
+      auto entries = remote::DecodeIndex(bytes, key);
+      ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+      EXPECT_LE(entries->size(), 5u) << key;
+      packs++;
+      blocks += entries->size();
+    }
+  }
+  EXPECT_EQ(packs, (kBlocks + 4) / 5);
+  EXPECT_EQ(blocks, kBlocks);
+  auto restored = remote->RestoreVolume(pool_.get(), snap->front().snapshot_id,
+                                        VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  Bytes got(kBlocks * kBlock);
+  ASSERT_TRUE((*pool_->OpenVolume(restored->volume.volume_id))->Read(0, got).ok());
+  EXPECT_TRUE(got == image);
 }
 
 // A cold 4 KiB read fetches the 64 KiB piece it falls in (and its pack's index, once), not the
