@@ -287,6 +287,11 @@ row("bytes uploaded by the full push, MiB", [f"{med(s, 'push-bytes') / 1048576:.
 PY
 )
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- lib include tools nbd-server bench || echo "+changes")
+# Every round's figures (SIZE ROUND KEY VALUE), kept beside the medians: one run's spread is what
+# says whether a ratio near its goal is above it (STRATA_BENCH_ROUNDS=FILE also copies them).
+echo "per round:" >&2
+sort -k3,3 -k1,1n -k2,2n "$results" | column -t >&2
+[[ -n "${STRATA_BENCH_ROUNDS:-}" ]] && cp "$results" "$STRATA_BENCH_ROUNDS"
 echo
 echo "commit $commit, $(date -u +%Y-%m-%d), RGW at $S3_ENDPOINT"
 echo "$table"
