@@ -128,6 +128,12 @@ class RemoteSimulation {
     // kinds, and a push must never take one kind's name for the other's.
     remote::RemoteTuning tuning = tuning_;
     tuning.pieced_blocks = rng_() % 4 != 0;
+    // Half of them cut packs of 128 KiB: a push of a few blocks then makes several packs and
+    // upload groups, and a death can fall between one group's marker and the indexes of the
+    // packs before it.
+    if (rng_() % 2 == 0) {
+      tuning.pack_target_bytes = 128 << 10;
+    }
     return remote::OpenRemoteOn(spec, std::move(store), tuning);
   }
 
