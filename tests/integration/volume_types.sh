@@ -22,6 +22,10 @@ refused "unknown volume type" create-volume --size 8 --volume-type gp9
 pass "EBS's validation errors; nothing created"
 
 slow=$(cli create-volume --size 8 --volume-type io1 --iops 100 --name slow | field VolumeId)
+# The yardstick for "at full speed": the same writes to a volume without limits, timed next to
+# each check. A fixed bound failed under ASan with the suite's integration tests beside it
+# (120 unlimited writes: 1,893 ms); 100 IOPS adds at least 1,190 ms to whatever the machine costs.
+cli create-volume --size 8 --volume-type unlimited --name fast >/dev/null
 cli describe-volumes --volume-ids slow | grep '"Iops": 100' >/dev/null || fail "Iops not shown"
 
 port=$((20000 + RANDOM % 20000))
@@ -30,9 +34,18 @@ start --metrics-listen "127.0.0.1:$port"
 # 120 random 4 KiB writes at 100 IOPS: at least ~1.15 s through NBD.
 cmds=()
 for i in $(seq 0 119); do cmds+=(-c "write -P 0x11 $((i * 131072)) 4k"); done
-t0=$(now_ms)
-qemu-io -f raw "${cmds[@]}" "$(uri slow)" >/dev/null || fail "qemu-io writes"
-took=$(($(now_ms) - t0))
+time_writes() {  # EXPORT: the 120 writes' milliseconds, qemu-io's start included
+  local t0
+  t0=$(now_ms)
+  qemu-io -f raw "${cmds[@]}" "$(uri "$1")" >/dev/null || fail "qemu-io writes to $1"
+  echo $(($(now_ms) - t0))
+}
+best_of_two() {  # EXPORT: its best of two runs and fast's, interleaved ("TOOK REF")
+  local a b c d
+  a=$(time_writes "$1") c=$(time_writes fast) b=$(time_writes "$1") d=$(time_writes fast)
+  echo $((a < b ? a : b)) $((c < d ? c : d))
+}
+took=$(time_writes slow)
 ((took > 1100)) || fail "120 writes at 100 IOPS took only $took ms"
 pass "io1 at 100 IOPS holds a real client back (120 writes: $took ms)"
 
@@ -55,20 +68,16 @@ cli modify-volume --volume-id "$slow" --volume-type gp3 --iops 4000 --throughput
   grep '"ModificationState": "modifying"' >/dev/null || fail "modify-volume"
 cli describe-volumes-modifications --volume-ids "$slow" | grep '"ModificationState": "completed"' >/dev/null ||
   fail "describe-volumes-modifications"
-t0=$(now_ms)
-qemu-io -f raw "${cmds[@]}" "$(uri slow)" >/dev/null || fail "qemu-io writes after modify"
-took=$(($(now_ms) - t0))
-((took < 800)) || fail "still slow after modify-volume: $took ms"
+read -r took ref < <(best_of_two slow)
+((took < ref + 600)) || fail "still slow after modify-volume: $took ms (unlimited: $ref ms)"
 refused "gp3 throughput may be at most 0.25 MiB/s per IOPS" \
   modify-volume --volume-id "$slow" --iops 3000 --throughput 1000
-pass "modify-volume lifts the limit live ($took ms)"
+pass "modify-volume lifts the limit live ($took ms; unlimited: $ref ms)"
 
 cli modify-volume --volume-id "$slow" --volume-type io1 --iops 100 >/dev/null
 stop_server
 start --metrics-listen "127.0.0.1:$port" --no-volume-limits
-t0=$(now_ms)
-qemu-io -f raw "${cmds[@]}" "$(uri slow)" >/dev/null || fail "qemu-io with --no-volume-limits"
-took=$(($(now_ms) - t0))
-((took < 800)) || fail "--no-volume-limits still limits: $took ms"
+read -r took ref < <(best_of_two slow)
+((took < ref + 600)) || fail "--no-volume-limits still limits: $took ms (unlimited: $ref ms)"
 stop_server
-pass "--no-volume-limits serves an io1 100-IOPS volume at full speed ($took ms)"
+pass "--no-volume-limits serves an io1 100-IOPS volume at full speed ($took ms; unlimited: $ref ms)"
