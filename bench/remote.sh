@@ -28,6 +28,7 @@
 # A round's objects are deleted when it ends (and freed at once on tools/rgw.sh's RGW).
 # STRATA_BENCH_RECORD=1 replaces the results block in bench/README.md with this run's table,
 # the commit and the RGW recipe. Every run warns when that block is older than lib/remote.
+# Every round's figures go to stderr after the run; STRATA_BENCH_ROUNDS=FILE also keeps them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=${1:-2048 8192}
@@ -287,8 +288,8 @@ row("bytes uploaded by the full push, MiB", [f"{med(s, 'push-bytes') / 1048576:.
 PY
 )
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- lib include tools nbd-server bench || echo "+changes")
-# Every round's figures (SIZE ROUND KEY VALUE), kept beside the medians: one run's spread is what
-# says whether a ratio near its goal is above it (STRATA_BENCH_ROUNDS=FILE also copies them).
+# Every round's figures (SIZE ROUND KEY VALUE), beside the medians: one run's spread is what
+# says whether a ratio near its goal is above it.
 echo "per round:" >&2
 sort -k3,3 -k1,1n -k2,2n "$results" | column -t >&2
 [[ -n "${STRATA_BENCH_ROUNDS:-}" ]] && cp "$results" "$STRATA_BENCH_ROUNDS"
