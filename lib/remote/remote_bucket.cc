@@ -257,9 +257,13 @@ Result<json> Bucket::GetManifest(const std::string& snapshot_id) {
   return DecodeManifest(*bytes, ManifestKey(snapshot_id));
 }
 
-Status Bucket::PutAllIfAbsent(const std::vector<std::pair<std::string, std::string>>& objects) {
+Status Bucket::PutAllIfAbsent(const std::vector<std::pair<std::string, std::string>>& objects,
+                              S3Request* also) {
   std::vector<S3Request> puts(objects.size());
   std::vector<S3Request*> batch;
+  if (also != nullptr) {
+    batch.push_back(also);
+  }
   for (size_t i = 0; i < objects.size(); i++) {
     puts[i].method = S3Request::Method::kPut;
     puts[i].key = objects[i].first;
@@ -269,6 +273,9 @@ Status Bucket::PutAllIfAbsent(const std::vector<std::pair<std::string, std::stri
     batch.push_back(&puts[i]);
   }
   store_->Run(batch);
+  if (also != nullptr && !also->status.ok()) {
+    return also->status;
+  }
   for (const S3Request& put : puts) {
     if (!put.status.ok() && put.status.code() != Status::Code::kAlreadyExists) {
       return put.status;

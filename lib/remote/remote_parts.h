@@ -108,8 +108,10 @@ class Bucket {
   Result<std::vector<Node>> GetNodes(const std::vector<Hash>& hashes);
   // Stores unless the key exists (AlreadyExists is success: content-addressed).
   Status PutIfAbsent(const std::string& key, const std::string& bytes);
-  // PutIfAbsent of each (key, bytes), together: one round of PUTs.
-  Status PutAllIfAbsent(const std::vector<std::pair<std::string, std::string>>& objects);
+  // PutIfAbsent of each (key, bytes), together: one round of PUTs, with `also` when given (a
+  // request of the caller's, whose failure fails the round).
+  Status PutAllIfAbsent(const std::vector<std::pair<std::string, std::string>>& objects,
+                        S3Request* also = nullptr);
   // Every key under `prefix`, with its size, page by page.
   Result<std::vector<std::pair<std::string, uint64_t>>> ListAll(const std::string& prefix);
   // Depth-first over the tree below `node` (of `level`, its first block `first`).
@@ -221,8 +223,9 @@ class Push {
   // ~100 ms.
   Status UpdateChildren(uint32_t level, std::vector<ChildUpdate>* children, PushStats* stats);
   // The node's new hash (nullopt: empty); its encoding joins `puts` unless it is `old`.
-  Result<std::optional<Hash>> SealNode(const Node& n, const std::optional<Hash>& old,
-                                       std::vector<std::pair<std::string, std::string>>* puts);
+  static Result<std::optional<Hash>> SealNode(
+      const Node& n, const std::optional<Hash>& old,
+      std::vector<std::pair<std::string, std::string>>* puts);
   // The parent's root, grown to `depth` when the volume grew.
   Result<std::optional<Hash>> ParentRoot(const nlohmann::json& parent, uint32_t depth);
   // Reads, hashes and stores the listed blocks of the snapshot; records their new refs.

@@ -311,39 +311,6 @@ Push::~Push() {
   }
 }
 
-namespace {
-
-// PUTs of `bodies` under `keys`, each created once (If-None-Match: *; AlreadyExists is fine, the
-// objects being content-addressed), and `extra` when given: all in one round.
-Status PutRound(ObjectStore* store, S3Request* extra, const std::vector<std::string>& keys,
-                const std::vector<const std::string*>& bodies) {
-  std::vector<S3Request> puts(keys.size());
-  std::vector<S3Request*> batch;
-  if (extra != nullptr) {
-    batch.push_back(extra);
-  }
-  for (size_t i = 0; i < keys.size(); i++) {
-    puts[i].method = S3Request::Method::kPut;
-    puts[i].key = keys[i];
-    puts[i].body = bodies[i]->data();
-    puts[i].body_bytes = bodies[i]->size();
-    puts[i].headers = {{"If-None-Match", "*"}};
-    batch.push_back(&puts[i]);
-  }
-  store->Run(batch);
-  if (extra != nullptr && !extra->status.ok()) {
-    return extra->status;
-  }
-  for (const S3Request& put : puts) {
-    if (!put.status.ok() && put.status.code() != Status::Code::kAlreadyExists) {
-      return put.status;
-    }
-  }
-  return Status::OK();
-}
-
-}  // namespace
-
 // The group's packs at once. Runs on the uploader thread and touches nothing but the group and
 // the store (which no other thread uses meanwhile: JoinUpload comes before any other request).
 void Push::Upload(ObjectStore* store, UploadGroup* group) {
@@ -392,11 +359,9 @@ Status Push::JoinUpload() {
 }
 
 Status Push::WriteIndexes(const std::vector<Hash>* next, PushStats* stats) {
-  std::vector<std::string> keys;
-  std::vector<const std::string*> bodies;
-  for (const UnindexedPack& u : unindexed_) {
-    keys.push_back(remote::IndexKey(u.id));
-    bodies.push_back(&u.index);
+  std::vector<std::pair<std::string, std::string>> indexes;
+  for (UnindexedPack& u : unindexed_) {
+    indexes.emplace_back(remote::IndexKey(u.id), std::move(u.index));
   }
   S3Request marker;
   std::string marker_bytes;
@@ -411,11 +376,11 @@ Status Push::WriteIndexes(const std::vector<Hash>* next, PushStats* stats) {
     marker.body = marker_bytes.data();
     marker.body_bytes = marker_bytes.size();
   }
-  STRATA_RETURN_IF_ERROR(PutRound(bucket_->store(), next ? &marker : nullptr, keys, bodies));
-  for (UnindexedPack& u : unindexed_) {
-    stats->bytes_uploaded += u.bytes + u.index.size();
+  STRATA_RETURN_IF_ERROR(bucket_->PutAllIfAbsent(indexes, next ? &marker : nullptr));
+  for (size_t i = 0; i < indexes.size(); i++) {
+    stats->bytes_uploaded += unindexed_[i].bytes + indexes[i].second.size();
     stats->packs++;
-    index_cache_[remote::IndexKey(u.id)] = std::move(u.index);
+    index_cache_[indexes[i].first] = std::move(indexes[i].second);
   }
   unindexed_.clear();
   return Status::OK();
