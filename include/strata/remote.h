@@ -56,6 +56,9 @@ struct PushStats {
   uint64_t blocks_read = 0;    // blocks read from the pool (changed since the parent, or all)
   uint64_t blocks_uploaded = 0;
   uint64_t blocks_deduplicated = 0;  // found in the remote already, by content
+  // Pieces (64 KiB) of changed blocks that were as in the parent's block there: referenced
+  // where the parent's block has them, not sent (the block spans packs).
+  uint64_t pieces_borrowed = 0;
   uint64_t zero_blocks = 0;
   uint64_t bytes_uploaded = 0;  // packs, indexes, tree nodes and the manifest
   uint64_t packs = 0;

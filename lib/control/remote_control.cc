@@ -113,6 +113,7 @@ Result<json> CopySnapshotWith(Compute* compute, const json& args, const RemotePr
               {"BlocksRead", s.blocks_read},
               {"BlocksUploaded", s.blocks_uploaded},
               {"BlocksDeduplicated", s.blocks_deduplicated},
+              {"PiecesBorrowed", s.pieces_borrowed},
               {"ZeroBlocks", s.zero_blocks},
               {"BytesUploaded", s.bytes_uploaded},
               {"Packs", s.packs},

@@ -70,8 +70,12 @@ Result<json> DecodeManifest(const std::string& bytes, const std::string& what) {
     return Status::Corruption("remote object " + what + ": damaged manifest (checksum)");
   }
   json j = json::parse(bytes.substr(0, nl), nullptr, false);
-  if (j.is_discarded() || !j.is_object() ||
-      (UintField(j, "format") != 1 && UintField(j, "format") != kManifestFormat) ||
+  if (j.is_object() && UintField(j, "format") > kManifestFormat) {
+    return Status::NotSupported(
+        "remote object " + what + ": manifest format " + std::to_string(UintField(j, "format")) +
+        " is newer than this Strata reads (1 to " + std::to_string(kManifestFormat) + ")");
+  }
+  if (j.is_discarded() || !j.is_object() || UintField(j, "format") == 0 ||
       !j.value("snapshot_id", json()).is_string() ||
       !j.value("volume_size", json()).is_number_unsigned() ||
       !j.value("block_size", json()).is_number_unsigned() ||

@@ -23,6 +23,8 @@ constexpr char kNodeMagic[8] = {'S', 'T', 'R', 'T', 'N', 'O', 'D', 'E'};
 constexpr size_t kRefBytes = 32 + 32 + 8 + 4 + 4 + 4 + 8;
 constexpr size_t kPieceTableBytes = size_t{kMaxPieces} * (4 + 32);
 constexpr size_t kIndexEntryBytes = kRefBytes + kPieceTableBytes;  // version 2
+constexpr size_t kPlacedPieceBytes = 4 + 32 + 32 + 8;              // + pack, offset
+constexpr size_t kPlacedEntryBytes = kRefBytes + size_t{kMaxPieces} * kPlacedPieceBytes;
 constexpr size_t kHeaderBytes = 8 + 4 + 4 + 4;  // magic, version, level (or 0), count
 
 void PutRef(std::string* out, const BlockRef& r) {
@@ -65,10 +67,11 @@ void Seal(std::string* out) {
   out->append(sum, 8);
 }
 
-// Checks magic, version (1 or 2), size and trailer; sets version, level and count. An entry is
-// entry_bytes(version) long. Errors: Corruption.
-Status Open(const std::string& bytes, const char* magic, size_t (*entry_bytes)(uint32_t, bool),
-            const std::string& what, uint32_t* version, uint32_t* level, uint32_t* count) {
+// Checks magic, version (1 to max_version), size and trailer; sets version, level and count. An
+// entry is entry_bytes(version) long. Errors: Corruption.
+Status Open(const std::string& bytes, const char* magic, uint32_t max_version,
+            size_t (*entry_bytes)(uint32_t, bool), const std::string& what, uint32_t* version,
+            uint32_t* level, uint32_t* count) {
   const auto bad = [&what](const std::string& why) {
     return Status::Corruption("remote object " + what + ": " + why);
   };
@@ -80,10 +83,10 @@ Status Open(const std::string& bytes, const char* magic, size_t (*entry_bytes)(u
     return bad("checksum mismatch (damaged or truncated)");
   }
   *version = GetLittleEndian32(bytes.data() + 8);
-  if (*version != 1 && *version != kFormatVersion) {
+  if (*version < 1 || *version > max_version) {
     return bad("format version " + std::to_string(*version) +
-               " is not supported (this Strata reads versions 1 and " +
-               std::to_string(kFormatVersion) + ")");
+               " is not supported (this Strata reads versions 1 to " + std::to_string(max_version) +
+               ")");
   }
   *level = GetLittleEndian32(bytes.data() + 12);
   *count = GetLittleEndian32(bytes.data() + 16);
@@ -94,7 +97,7 @@ Status Open(const std::string& bytes, const char* magic, size_t (*entry_bytes)(u
 }
 
 size_t IndexEntryBytes(uint32_t version, bool /*leaf*/) {
-  return version == 1 ? kRefBytes : kIndexEntryBytes;
+  return version == 1 ? kRefBytes : version == 2 ? kIndexEntryBytes : kPlacedEntryBytes;
 }
 size_t NodeEntryBytes(uint32_t /*version*/, bool leaf) { return 4 + (leaf ? kRefBytes : 32); }
 
@@ -113,31 +116,67 @@ void PutPieces(std::string* out, const PieceTable& t) {
   out->append(buf, kPieceTableBytes);
 }
 
-PieceTable GetPieces(const char* p) {
+void PutPlacedPieces(std::string* out, const PieceTable& t) {
+  char buf[kMaxPieces * kPlacedPieceBytes];
+  for (uint32_t p = 0; p < kMaxPieces; p++) {
+    char* at = buf + kPlacedPieceBytes * p;
+    PutLittleEndian32(at, t.stored[p]);
+    std::memcpy(at + 4, t.sha256[p].data(), 32);
+    std::memcpy(at + 36, t.pack[p].data(), 32);
+    PutLittleEndian64(at + 68, t.offset[p]);
+  }
+  out->append(buf, sizeof(buf));
+}
+
+PieceTable GetPieces(const char* p, uint32_t version) {
   PieceTable t;
+  const size_t each = version == 2 ? 36 : kPlacedPieceBytes;
   for (uint32_t i = 0; i < kMaxPieces; i++) {
-    t.stored[i] = GetLittleEndian32(p + 36 * i);
-    std::memcpy(t.sha256[i].data(), p + 36 * i + 4, 32);
+    const char* at = p + each * i;
+    t.stored[i] = GetLittleEndian32(at);
+    std::memcpy(t.sha256[i].data(), at + 4, 32);
+    if (version > 2) {
+      std::memcpy(t.pack[i].data(), at + 36, 32);
+      t.offset[i] = GetLittleEndian64(at + 68);
+    }
   }
   return t;
 }
 
-// A piece table's lengths against its (checked) ref. Errors: Corruption naming `what`.
+// A piece table against its (checked) ref: lengths, and places (the block's own pieces back to
+// back from its offset, borrowed ones only if it spans, all within a pack). Errors: Corruption
+// naming `what`.
 Status CheckPieces(const IndexEntry& e, const std::string& what) {
   const uint32_t count = PieceCount(e.ref);
-  uint64_t sum = 0;
+  const auto bad = [&what](const char* why) {
+    return Status::Corruption("remote object " + what + ": " + why);
+  };
+  uint64_t own = 0;
   for (uint32_t p = 0; p < kMaxPieces; p++) {
     const uint32_t n = e.pieces.stored[p];
-    const bool ok = p < count ? n > 0 && n <= ZSTD_COMPRESSBOUND(PieceRaw(e.ref, p))
-                              : n == 0 && e.pieces.sha256[p] == Hash{};
+    const uint64_t at = e.pieces.offset[p];
+    const bool ok =
+        p < count ? n > 0 && n <= ZSTD_COMPRESSBOUND(PieceRaw(e.ref, p)) && at <= kMaxPackBytes - n
+                  : n == 0 && e.pieces.sha256[p] == Hash{} && e.pieces.pack[p] == Hash{} && at == 0;
     if (!ok) {
-      return Status::Corruption("remote object " + what + ": a piece table out of bounds");
+      return bad("a piece table out of bounds");
     }
-    sum += n;
+    if (p >= count) {
+      continue;
+    }
+    if (e.pieces.pack[p] != e.ref.pack) {
+      if (!Spans(e.ref)) {
+        return bad("a piece of a block that does not span lies in another pack");
+      }
+      continue;
+    }
+    if (at != e.ref.offset + own) {
+      return bad("a block's own pieces are not back to back from its offset");
+    }
+    own += n;
   }
-  if (count > 0 && sum != e.ref.stored) {
-    return Status::Corruption("remote object " + what +
-                              ": a block's pieces do not add up to its stored length");
+  if (count > 0 && own != e.ref.stored) {
+    return bad("a block's pieces do not add up to its stored length");
   }
   return Status::OK();
 }
@@ -145,6 +184,16 @@ Status CheckPieces(const IndexEntry& e, const std::string& what) {
 }  // namespace
 
 bool IsPieced(const BlockRef& ref) { return (ref.flags & kFlagPieces) != 0; }
+bool Spans(const BlockRef& ref) { return (ref.flags & kFlagSpans) != 0; }
+
+void PlaceOwnPieces(const BlockRef& ref, PieceTable* table) {
+  uint64_t at = ref.offset;
+  for (uint32_t p = 0; p < PieceCount(ref); p++) {
+    table->pack[p] = ref.pack;
+    table->offset[p] = at;
+    at += table->stored[p];
+  }
+}
 
 uint32_t PieceCount(const BlockRef& ref) {
   return IsPieced(ref) ? (ref.raw + kPieceBytes - 1) / kPieceBytes : 0;
@@ -163,11 +212,14 @@ Hash PiecedName(const BlockNamer& namer, const PieceTable& table, uint32_t count
 Status CheckRef(const BlockRef& r, const std::string& what) {
   const bool zstd = r.flags == kFlagZstd;
   const bool pieced = r.flags == (kFlagZstd | kFlagPieces);
+  const bool spans = r.flags == (kFlagZstd | kFlagPieces | kFlagSpans);  // >= one piece its own
   const bool lengths_ok = r.raw > 0 && r.raw <= kMaxBlockBytes &&
-                          (pieced ? r.stored >= PieceCount(r) && r.stored <= PiecedBound(r.raw)
-                           : zstd ? r.stored > 0 && r.stored <= ZSTD_COMPRESSBOUND(r.raw)
-                                  : r.stored == r.raw);
-  if ((r.flags != 0 && !zstd && !pieced) || !lengths_ok || r.offset > kMaxPackBytes - r.stored) {
+                          (pieced  ? r.stored >= PieceCount(r) && r.stored <= PiecedBound(r.raw)
+                           : spans ? r.stored > 0 && r.stored <= PiecedBound(r.raw)
+                           : zstd  ? r.stored > 0 && r.stored <= ZSTD_COMPRESSBOUND(r.raw)
+                                   : r.stored == r.raw);
+  if ((r.flags != 0 && !zstd && !pieced && !spans) || !lengths_ok ||
+      r.offset > kMaxPackBytes - r.stored) {
     return Status::Corruption("remote object " + what + ": a block ref out of bounds (raw " +
                               std::to_string(r.raw) + ", stored " + std::to_string(r.stored) +
                               ", flags " + std::to_string(r.flags) + ")");
@@ -229,11 +281,20 @@ Hash BlockNamer::Of(const void* data, size_t length) const {
 }
 
 std::string EncodeIndex(const std::vector<IndexEntry>& blocks) {
-  std::string out = Header(kIndexMagic, kFormatVersion, 0, static_cast<uint32_t>(blocks.size()));
-  out.reserve(out.size() + blocks.size() * kIndexEntryBytes + 8);
+  // Version 2 where it says all: readers of version 2 take such a pack (and its entries are
+  // about half the size).
+  const bool placed =
+      std::any_of(blocks.begin(), blocks.end(), [](const IndexEntry& e) { return Spans(e.ref); });
+  const uint32_t version = placed ? kSpanningIndexVersion : kFormatVersion;
+  std::string out = Header(kIndexMagic, version, 0, static_cast<uint32_t>(blocks.size()));
+  out.reserve(out.size() + blocks.size() * IndexEntryBytes(version, true) + 8);
   for (const IndexEntry& e : blocks) {
     PutRef(&out, e.ref);
-    PutPieces(&out, e.pieces);
+    if (placed) {
+      PutPlacedPieces(&out, e.pieces);
+    } else {
+      PutPieces(&out, e.pieces);
+    }
   }
   Seal(&out);
   return out;
@@ -241,7 +302,8 @@ std::string EncodeIndex(const std::vector<IndexEntry>& blocks) {
 
 Result<std::vector<IndexEntry>> DecodeIndex(const std::string& bytes, const std::string& what) {
   uint32_t version, level, count;
-  STRATA_RETURN_IF_ERROR(Open(bytes, kIndexMagic, IndexEntryBytes, what, &version, &level, &count));
+  STRATA_RETURN_IF_ERROR(Open(bytes, kIndexMagic, kSpanningIndexVersion, IndexEntryBytes, what,
+                              &version, &level, &count));
   const size_t entry_bytes = IndexEntryBytes(version, true);
   std::vector<IndexEntry> out(count);  // (count is bounded by the size just checked)
   for (uint32_t i = 0; i < count; i++) {
@@ -249,11 +311,16 @@ Result<std::vector<IndexEntry>> DecodeIndex(const std::string& bytes, const std:
     IndexEntry& e = out[i];
     e.ref = GetRef(p);
     STRATA_RETURN_IF_ERROR(CheckRef(e.ref, what));
-    if (version == 1 && IsPieced(e.ref)) {
-      return Status::Corruption("remote object " + what + ": a pieced block in a version 1 index");
+    if ((version == 1 && IsPieced(e.ref)) || (version < kSpanningIndexVersion && Spans(e.ref))) {
+      return Status::Corruption("remote object " + what +
+                                ": a block of a later version in a version " +
+                                std::to_string(version) + " index");
     }
     if (version > 1) {
-      e.pieces = GetPieces(p + kRefBytes);
+      e.pieces = GetPieces(p + kRefBytes, version);
+    }
+    if (version < kSpanningIndexVersion) {
+      PlaceOwnPieces(e.ref, &e.pieces);
     }
     STRATA_RETURN_IF_ERROR(CheckPieces(e, what));
   }
@@ -288,7 +355,8 @@ Result<Node> DecodeNode(const std::string& bytes, const std::string& what) {
   }
   const bool leaf = GetLittleEndian32(bytes.data() + 12) == 0;
   uint32_t version, level, count;
-  STRATA_RETURN_IF_ERROR(Open(bytes, kNodeMagic, NodeEntryBytes, what, &version, &level, &count));
+  STRATA_RETURN_IF_ERROR(
+      Open(bytes, kNodeMagic, kFormatVersion, NodeEntryBytes, what, &version, &level, &count));
   Node node;
   node.level = level;
   int64_t last = -1;

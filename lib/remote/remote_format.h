@@ -15,8 +15,11 @@ namespace strata::remote {
 using Hash = std::array<uint8_t, 32>;  // SHA-256
 
 // Version 2 adds pieced blocks (kFlagPieces) and the pieces' table in the pack index; version
-// 1 objects (whole blocks only) are still read.
+// 1 objects (whole blocks only) are still read. Tree nodes stay at version 2. A pack index is
+// written at version 3 when one of its blocks spans packs (kFlagSpans): its piece tables then
+// carry each piece's place.
 constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kSpanningIndexVersion = 3;
 constexpr uint32_t kFanout = 1024;  // entries per tree node
 constexpr uint32_t kFlagZstd = 1;   // the stored block is one zstd frame (else stored as is)
 // With kFlagZstd: the block is stored as pieces of kPieceBytes (the last may be shorter), each
@@ -24,6 +27,12 @@ constexpr uint32_t kFlagZstd = 1;   // the stored block is one zstd frame (else 
 // pack index holds, so that a reader can fetch and check one piece alone.
 constexpr uint32_t kFlagPieces = 2;
 constexpr uint32_t kPieceBytes = 64 << 10;
+// With kFlagZstd | kFlagPieces: some of the block's pieces are borrowed, stored in other packs
+// (an incremental push sends a changed piece, not its whole block; the others stay where the
+// parent's block has them). The ref's range in its pack holds the block's own pieces; its pack's
+// index (version 3) says where each piece is. The name is a pieced block's: the same content
+// has the same name however it is stored.
+constexpr uint32_t kFlagSpans = 4;
 // Bounds every decoded block ref is checked against before it sizes anything (anyone who can
 // write to the bucket writes refs): a block's raw length is at most the remote's block, its
 // stored length at most zstd's bound for that (or the raw length itself), and it lies within a
@@ -78,19 +87,26 @@ struct BlockRef {
 // OK when `ref` keeps the bounds above; Corruption naming `what` otherwise.
 Status CheckRef(const BlockRef& ref, const std::string& what);
 
-bool IsPieced(const BlockRef& ref);
+bool IsPieced(const BlockRef& ref);  // kFlagPieces, spanning or not
+bool Spans(const BlockRef& ref);     // kFlagSpans: read through its pack's index only
 // A pieced block's pieces (0 for a whole block), and the uncompressed bytes of piece `piece`.
 // REQUIRES (PieceRaw): CheckRef passed and piece < PieceCount(ref).
 uint32_t PieceCount(const BlockRef& ref);
 uint32_t PieceRaw(const BlockRef& ref, uint32_t piece);
 
-// A pieced block's pieces: their stored lengths (in order, back to back from the ref's offset)
-// and the SHA-256 of each uncompressed piece. Zeros past the block's pieces, and for a whole
-// block.
+// A pieced block's pieces: their stored lengths, the SHA-256 of each uncompressed piece, and
+// where each is stored (a pack and an offset in it). A block's own pieces lie in the ref's pack,
+// in order, back to back from the ref's offset; a spanning block's borrowed pieces lie in other
+// packs. Zeros past the block's pieces, and for a whole block.
 struct PieceTable {
   std::array<uint32_t, kMaxPieces> stored{};
   std::array<Hash, kMaxPieces> sha256{};
+  std::array<Hash, kMaxPieces> pack{};
+  std::array<uint64_t, kMaxPieces> offset{};
 };
+// Sets each piece's place for a block whose pieces are all its own: back to back from `ref`'s
+// offset in its pack. REQUIRES: table.stored set.
+void PlaceOwnPieces(const BlockRef& ref, PieceTable* table);
 // The name of a pieced block whose first `count` pieces hash to `table.sha256`: the namer over
 // their concatenation.
 Hash PiecedName(const BlockNamer& namer, const PieceTable& table, uint32_t count);
@@ -101,9 +117,12 @@ struct IndexEntry {
   PieceTable pieces;
 };
 
-// Version 2 (every entry carries a piece table). Decoding takes versions 1 and 2 and checks
-// every ref (CheckRef) and every piece table's lengths (each piece within zstd's bound, all
-// summing to the stored length, zeros past the pieces); the names are the reader's to check.
+// Version 2 (every entry carries a piece table), or 3 when an entry spans (every piece table
+// carries its places). Decoding takes versions 1 to 3 and checks every ref (CheckRef) and every
+// piece table (each piece within zstd's bound and within a pack, the block's own pieces back to
+// back from the ref's offset and summing to its stored length, borrowed ones only in a spanning
+// block, zeros past the pieces); a version 1 or 2 table gets its places from its ref. The names
+// are the reader's to check.
 std::string EncodeIndex(const std::vector<IndexEntry>& blocks);
 // Errors: Corruption naming `what` (the object's key).
 Result<std::vector<IndexEntry>> DecodeIndex(const std::string& bytes, const std::string& what);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -67,6 +68,7 @@ Status Collector::Mark(const json& manifest, std::set<Hash>* nodes, std::set<Has
                               StringField(manifest, "snapshot_id") + ": bad root");
   }
   std::vector<std::pair<uint32_t, Hash>> stack = {{UintField(manifest, "depth"), root}};
+  std::map<Hash, std::set<uint64_t>> spanning;
   while (!stack.empty()) {
     auto [level, hash] = stack.back();
     stack.pop_back();
@@ -80,9 +82,48 @@ Status Collector::Mark(const json& manifest, std::set<Hash>* nodes, std::set<Has
     }
     for (const auto& [slot, ref] : n.blocks) {
       packs->insert(ref.pack);
+      if (remote::Spans(ref)) {
+        spanning[ref.pack].insert(ref.offset);
+      }
     }
     for (const auto& [slot, child] : n.children) {
       stack.emplace_back(level - 1, child);
+    }
+  }
+  return MarkBorrowed(spanning, packs);
+}
+
+// A pack holding spanning blocks is indexed (a tree reaches it): its index says where their
+// borrowed pieces are. Its blocks no tree reaches borrow nothing that is kept for them.
+Status Collector::MarkBorrowed(const std::map<Hash, std::set<uint64_t>>& spanning,
+                               std::set<Hash>* packs) {
+  for (const auto& [pack, offsets] : spanning) {
+    auto known = borrowed_.find(pack);
+    if (known == borrowed_.end()) {
+      const std::string key = remote::IndexKey(pack);
+      STRATA_ASSIGN_OR_RETURN(std::string bytes, bucket_->store()->Get(key));
+      STRATA_ASSIGN_OR_RETURN(std::vector<IndexEntry> entries, remote::DecodeIndex(bytes, key));
+      std::map<uint64_t, std::vector<Hash>> from;
+      for (const IndexEntry& e : entries) {
+        if (!remote::Spans(e.ref)) {
+          continue;
+        }
+        std::vector<Hash>& borrowed = from[e.ref.offset];
+        for (uint32_t p = 0; p < remote::PieceCount(e.ref); p++) {
+          if (e.pieces.pack[p] != pack) {
+            borrowed.push_back(e.pieces.pack[p]);
+          }
+        }
+      }
+      known = borrowed_.emplace(pack, std::move(from)).first;
+    }
+    for (uint64_t offset : offsets) {
+      auto it = known->second.find(offset);
+      if (it == known->second.end()) {
+        return Status::Corruption(bucket_->Name() + ": a spanning block of pack " +
+                                  remote::HexOf(pack) + " is not in its index (damaged index)");
+      }
+      packs->insert(it->second.begin(), it->second.end());
     }
   }
   return Status::OK();

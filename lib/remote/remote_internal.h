@@ -34,6 +34,12 @@ struct RemoteTuning {
   // Plaintext blocks go in pieces (kFlagPieces), so that a lazy reader fetches only the pieces a
   // miss covers. False writes whole blocks, as format version 1 did (tests of old buckets).
   bool pieced_blocks = true;
+  // A changed block sends only the pieces that differ from the parent's block there; the others
+  // are referenced where the parent has them (kFlagSpans). False sends every changed block whole.
+  bool borrow_pieces = true;
+  // ... when that spares at least this much upload: a piece that compresses to almost nothing is
+  // cheaper sent again than read from another pack (a range GET more for every reader).
+  uint64_t min_borrow_bytes = 16 << 10;
   // A push marker whose heartbeat is older than this belongs to a push that died.
   int64_t pending_stale_ms = 3600 * 1000;
   int64_t lease_ms = 10 * 60 * 1000;  // how long a GC may hold the lease

@@ -47,8 +47,9 @@ constexpr size_t kMaxTags = 50;                    // per snapshot, as EC2
 // tags and a description at most).
 constexpr size_t kMaxManifestBytes = 1 << 20;
 // The manifest's "format": 2 since blocks may be pieced (a reader of format 1 would refuse their
-// trees' nodes). Manifests of format 1 are read too; records stay at 1.
-constexpr uint32_t kManifestFormat = 2;
+// trees' nodes), 3 since they may span packs (kFlagSpans: a reader of format 2 would refuse
+// those refs as damaged). Manifests of formats 1 and 2 are read too; records stay at 1.
+constexpr uint32_t kManifestFormat = 3;
 
 unsigned Cores();                    // threads for hashing, compression and checks (1..16)
 uint32_t DepthFor(uint64_t blocks);  // the tree's depth over `blocks` blocks
@@ -164,7 +165,9 @@ struct PendingBlock {
   }
   bool zero = false;
   Hash sha{};
-  PieceTable pieces;  // a pieced block's (zeros for a whole one)
+  // A pieced block's (zeros for a whole one). Its own pieces have no pack until their pack is
+  // sealed; a spanning block's borrowed ones have the parent's places.
+  PieceTable pieces;
   uint64_t xxh3 = 0;
   uint32_t flags = 0;
 };
@@ -191,6 +194,19 @@ class Push {
   Status ReadBatch(Volume* volume, EventLoop* loop, uint64_t size,
                    std::vector<PendingBlock>* batch);
   void Prepare(std::vector<PendingBlock>* batch);
+  // The parent's leaves numbered `leaves` (sorted): leaf number -> node (absent: an empty
+  // subtree). Nodes are read a level at a time, kMaxNodesAtOnce per round, and kept in
+  // parent_nodes_ (bounded) for the next batch and the tree's update.
+  Result<std::map<uint64_t, const Node*>> ParentLeaves(const std::vector<uint64_t>& leaves);
+  // The parent's entry for a block (its pieces' hashes and places) when the parent stores it
+  // pieced, checked against its name; nullptr when not (or its index is not at hand).
+  const IndexEntry* ParentEntry(const BlockRef& ref);
+  // For each block of the batch the remote does not hold: when some of its pieces are as in the
+  // parent's block there, they are referenced where the parent has them, and only the others
+  // are stored (kFlagSpans).
+  Status BorrowFromParent(std::vector<PendingBlock>* batch, PushStats* stats);
+  // Tree nodes by id: from parent_nodes_ when there, else one round of GETs.
+  Result<std::vector<Node>> GetNodes(const std::vector<Hash>& hashes);
   Status AddToPack(PendingBlock* block, PushStats* stats);
   Status SealPack();
   // Hands the sealed packs to the uploader thread, so that reading and hashing go on while they
@@ -284,9 +300,17 @@ class Push {
   std::map<std::string, std::vector<uint64_t>> pending_index_;
   int64_t data_delta_ = 0;  // data blocks the push added (removed) against its parent
   std::map<std::string, std::string> index_cache_;  // index key -> its bytes (LoadKnownBlocks)
-  nlohmann::json marker_;                           // the marker's fixed fields
-  std::set<Hash> carried_orphans_;                  // from the marker of a killed run of this push
-  std::vector<Hash> in_flight_;                     // packs being uploaded now
+  // The parent's tree (no root: none, or nothing to borrow), the nodes of it read so far, and
+  // the indexes of its packs decoded so far (pack -> entries by offset). Both bounded: cleared
+  // when full.
+  std::optional<Hash> parent_root_;
+  uint32_t parent_depth_ = 0;
+  std::map<Hash, Node> parent_nodes_;
+  std::map<Hash, std::vector<IndexEntry>> parent_indexes_;
+  size_t parent_index_entries_ = 0;
+  nlohmann::json marker_;           // the marker's fixed fields
+  std::set<Hash> carried_orphans_;  // from the marker of a killed run of this push
+  std::vector<Hash> in_flight_;     // packs being uploaded now
   int64_t last_heartbeat_ms_ = 0;
   std::map<std::string, std::string> tags_;  // of the snapshot being pushed
 };
@@ -309,6 +333,9 @@ class Collector {
   // the packs dead pushes may have left and `settled` the keys to delete once they are swept.
   Result<bool> ReadPushLeftovers(std::set<Hash>* orphans, std::vector<std::string>* settled);
   Status Mark(const nlohmann::json& manifest, std::set<Hash>* nodes, std::set<Hash>* packs);
+  // The packs spanning blocks borrow pieces from: `spanning` maps a pack to the offsets of the
+  // spanning blocks reached there; its index names their pieces' packs.
+  Status MarkBorrowed(const std::map<Hash, std::set<uint64_t>>& spanning, std::set<Hash>* packs);
   Status MarkRestores(std::set<Hash>* nodes, std::set<Hash>* packs,
                       std::vector<std::string>* settled);
   Status MarkManifests(std::set<Hash>* keep_nodes, std::set<Hash>* keep_packs);
@@ -319,6 +346,9 @@ class Collector {
 
   Bucket* const bucket_;
   const GcLease* const lease_;
+  // Per pack holding spanning blocks, read once: each spanning block's offset -> the packs its
+  // borrowed pieces lie in.
+  std::map<Hash, std::map<uint64_t, std::vector<Hash>>> borrowed_;
 };
 
 class Restore {
@@ -341,12 +371,16 @@ class Restore {
   std::unique_ptr<BlockNamer> namer_;  // set by Volume: how the manifest's blocks are named
   AlignedBuffer buffer_;  // a batch's blocks, decoded side by side (written in place); reused
   size_t buffer_bytes_ = 0;
+  // The piece tables of the packs whose blocks span (read through their index).
+  const std::shared_ptr<PieceIndexCache> pieces_ = NewPieceIndexCache();
 };
 
 // Range GETs of the blocks at once, adjacent blocks of one pack in one GET (up to 16 MiB); each
 // block decompressed and checked into out[i], or its error (naming the block and the pack) in
-// status[i]. REQUIRES: out[i] is refs[i].second.raw bytes, and each ref passed CheckRef.
+// status[i]. A spanning block is fetched piece by piece, through its pack's index (`pieces`
+// caches them). REQUIRES: out[i] is refs[i].second.raw bytes, and each ref passed CheckRef.
 void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                     PieceIndexCache* pieces,
                      const std::vector<std::pair<uint64_t, BlockRef>>& refs,
                      const std::vector<std::span<std::byte>>& out, std::vector<Status>* status);
 

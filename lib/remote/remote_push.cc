@@ -5,6 +5,7 @@
 // incremental push rewrites only the nodes on the paths of changed blocks. The manifest goes
 // last, with If-None-Match: it is what lists the snapshot.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -255,6 +256,199 @@ void Push::Prepare(std::vector<PendingBlock>* batch) {
   });
 }
 
+namespace {
+// Bounds on what a push keeps of its parent: nodes (a leaf is up to ~96 KiB: ~12 MiB) and
+// decoded index entries (~700 bytes each: ~11 MiB).
+constexpr size_t kMaxParentNodes = 128;
+constexpr size_t kMaxParentIndexEntries = 16 << 10;
+
+// Leaves under one node of `level`: 1,024^level.
+uint64_t LeavesUnder(uint32_t level) { return level == 0 ? 1 : SpanOf(level - 1); }
+}  // namespace
+
+Result<std::vector<Node>> Push::GetNodes(const std::vector<Hash>& hashes) {
+  std::vector<Hash> missing;
+  for (const Hash& h : hashes) {
+    if (!parent_nodes_.contains(h)) {
+      missing.push_back(h);
+    }
+  }
+  std::vector<Node> fetched;
+  if (!missing.empty()) {
+    STRATA_ASSIGN_OR_RETURN(fetched, bucket_->GetNodes(missing));
+  }
+  std::vector<Node> out;
+  for (size_t i = 0, next = 0; i < hashes.size(); i++) {
+    auto it = parent_nodes_.find(hashes[i]);
+    out.push_back(it != parent_nodes_.end() ? it->second : std::move(fetched[next++]));
+  }
+  return out;
+}
+
+Result<std::map<uint64_t, const Node*>> Push::ParentLeaves(const std::vector<uint64_t>& leaves) {
+  std::map<uint64_t, const Node*> out;
+  if (!parent_root_) {
+    return out;
+  }
+  if (parent_nodes_.size() > kMaxParentNodes) {
+    parent_nodes_.clear();  // (before any pointer into it is handed out)
+  }
+  std::map<uint64_t, Hash> at = {{0, *parent_root_}};  // node number at `level` -> its id
+  for (uint32_t level = parent_depth_;; level--) {
+    std::vector<Hash> missing;
+    for (const auto& [number, id] : at) {
+      if (!parent_nodes_.contains(id)) {
+        missing.push_back(id);
+      }
+    }
+    for (size_t first = 0; first < missing.size(); first += Bucket::kMaxNodesAtOnce) {
+      const size_t count = std::min(Bucket::kMaxNodesAtOnce, missing.size() - first);
+      const std::vector<Hash> ids(missing.begin() + first, missing.begin() + first + count);
+      STRATA_ASSIGN_OR_RETURN(std::vector<Node> got, bucket_->GetNodes(ids));
+      for (size_t i = 0; i < count; i++) {
+        if (got[i].level != level) {
+          return Status::Corruption(bucket_->Name() + ": tree node " + remote::HexOf(ids[i]) +
+                                    " at the wrong level");
+        }
+        parent_nodes_.emplace(ids[i], std::move(got[i]));
+      }
+    }
+    if (level == 0) {
+      break;
+    }
+    std::map<uint64_t, Hash> below;
+    for (uint64_t leaf : leaves) {
+      auto node = at.find(leaf / LeavesUnder(level));
+      if (node == at.end()) {
+        continue;  // an empty subtree, or past the parent's volume
+      }
+      const auto slot = static_cast<uint32_t>((leaf / LeavesUnder(level - 1)) % kFanout);
+      const auto& children = parent_nodes_.at(node->second).children;
+      auto child = std::lower_bound(children.begin(), children.end(), slot,
+                                    [](const auto& c, uint32_t s) { return c.first < s; });
+      if (child != children.end() && child->first == slot) {
+        below.emplace(leaf / LeavesUnder(level - 1), child->second);
+      }
+    }
+    at = std::move(below);
+  }
+  for (const auto& [leaf, id] : at) {
+    out.emplace(leaf, &parent_nodes_.at(id));
+  }
+  return out;
+}
+
+const IndexEntry* Push::ParentEntry(const BlockRef& ref) {
+  if (!IsPieced(ref)) {
+    return nullptr;
+  }
+  auto decoded = parent_indexes_.find(ref.pack);
+  if (decoded == parent_indexes_.end()) {
+    auto bytes = index_cache_.find(remote::IndexKey(ref.pack));
+    if (bytes == index_cache_.end()) {
+      return nullptr;  // (not listed: cannot be, the parent's manifest reaches it)
+    }
+    Result<std::vector<IndexEntry>> entries = remote::DecodeIndex(bytes->second, bytes->first);
+    if (!entries.ok()) {
+      return nullptr;  // (LoadKnownBlocks decoded it: cannot be)
+    }
+    if (parent_index_entries_ + entries->size() > kMaxParentIndexEntries) {
+      parent_indexes_.clear();
+      parent_index_entries_ = 0;
+    }
+    parent_index_entries_ += entries->size();
+    std::sort(entries->begin(), entries->end(),
+              [](const IndexEntry& a, const IndexEntry& b) { return a.ref.offset < b.ref.offset; });
+    decoded = parent_indexes_.emplace(ref.pack, std::move(*entries)).first;
+  }
+  const std::vector<IndexEntry>& entries = decoded->second;
+  auto it =
+      std::lower_bound(entries.begin(), entries.end(), ref.offset,
+                       [](const IndexEntry& e, uint64_t offset) { return e.ref.offset < offset; });
+  // Borrowed pieces must be what the new block's name says: the table must name the parent's
+  // block, as a reader checks it.
+  if (it == entries.end() || it->ref.offset != ref.offset || it->ref.sha256 != ref.sha256 ||
+      it->ref.pack != ref.pack || it->ref.flags != ref.flags || it->ref.raw != ref.raw ||
+      PiecedName(*namer_, it->pieces, PieceCount(ref)) != ref.sha256) {
+    return nullptr;
+  }
+  return &*it;
+}
+
+namespace {
+
+// Makes `b` span: the pieces it shares with `parent` (same hash, same place) are referenced
+// there, and only its own stay in b->compressed, back to back. Returns the pieces borrowed (0:
+// `b` is left as it was, because sharing would spare less than `min_bytes`).
+uint32_t Borrow(PendingBlock* b, const IndexEntry& parent, uint64_t min_bytes) {
+  BlockRef shape;
+  shape.raw = static_cast<uint32_t>(b->raw_bytes);
+  shape.flags = b->flags;
+  const uint32_t count = PieceCount(shape);
+  uint32_t borrowed = 0;
+  uint64_t spared = 0;
+  std::array<bool, kMaxPieces> same{};
+  for (uint32_t p = 0; p < count; p++) {
+    same[p] = b->pieces.sha256[p] == parent.pieces.sha256[p] && parent.pieces.pack[p] != Hash{};
+    borrowed += same[p] ? 1 : 0;
+    spared += same[p] ? b->pieces.stored[p] : 0;
+  }
+  if (borrowed == 0 || borrowed == count || spared < min_bytes) {
+    return 0;  // (all of them: then the names were equal, and it was deduplicated)
+  }
+  char* data = b->compressed.get();
+  size_t own = 0, at = 0;
+  for (uint32_t p = 0; p < count; p++) {
+    const uint32_t n = b->pieces.stored[p];
+    if (same[p]) {
+      b->pieces.stored[p] = parent.pieces.stored[p];
+      b->pieces.pack[p] = parent.pieces.pack[p];
+      b->pieces.offset[p] = parent.pieces.offset[p];
+    } else {
+      std::memmove(data + own, data + at, n);
+      own += n;
+    }
+    at += n;
+  }
+  b->compressed_bytes = own;
+  b->flags |= kFlagSpans;
+  return borrowed;
+}
+
+}  // namespace
+
+Status Push::BorrowFromParent(std::vector<PendingBlock>* batch, PushStats* stats) {
+  std::vector<uint64_t> leaves;
+  for (const PendingBlock& b : *batch) {
+    if (!b.zero && (b.flags & kFlagPieces) && !known_.contains(KnownKey(b.sha, true))) {
+      leaves.push_back(b.index / kFanout);
+    }
+  }
+  if (!parent_root_ || leaves.empty()) {
+    return Status::OK();
+  }
+  std::sort(leaves.begin(), leaves.end());
+  leaves.erase(std::unique(leaves.begin(), leaves.end()), leaves.end());
+  STRATA_ASSIGN_OR_RETURN(auto found, ParentLeaves(leaves));
+  for (PendingBlock& b : *batch) {
+    auto leaf = b.zero || !(b.flags & kFlagPieces) ? found.end() : found.find(b.index / kFanout);
+    if (leaf == found.end() || known_.contains(KnownKey(b.sha, true))) {
+      continue;
+    }
+    const auto slot = static_cast<uint32_t>(b.index % kFanout);
+    const auto& blocks = leaf->second->blocks;
+    auto ref = std::lower_bound(blocks.begin(), blocks.end(), slot,
+                                [](const auto& e, uint32_t s) { return e.first < s; });
+    if (ref == blocks.end() || ref->first != slot || ref->second.raw != b.raw_bytes) {
+      continue;
+    }
+    if (const IndexEntry* parent = ParentEntry(ref->second)) {
+      stats->pieces_borrowed += Borrow(&b, *parent, bucket_->tuning().min_borrow_bytes);
+    }
+  }
+  return Status::OK();
+}
+
 Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
   BlockRef ref;
   ref.sha256 = b->sha;
@@ -264,6 +458,13 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
   ref.raw = static_cast<uint32_t>(b->raw_bytes);
   ref.flags = b->flags;
   ref.xxh3 = b->xxh3;
+  // Its own pieces' places (their pack is set when it is sealed; borrowed ones have theirs).
+  for (uint32_t p = 0, at = 0; p < PieceCount(ref); p++) {
+    if (b->pieces.pack[p] == Hash{}) {
+      b->pieces.offset[p] = ref.offset + at;
+      at += b->pieces.stored[p];
+    }
+  }
   if (pack_.empty()) {
     pack_.reserve(pack_target_ + kRemoteBlockBytes);  // one allocation
   }
@@ -292,6 +493,11 @@ Status Push::SealPack() {
   p.entries = std::move(pack_entries_);
   for (IndexEntry& e : p.entries) {
     e.ref.pack = p.id;
+    for (uint32_t q = 0; q < PieceCount(e.ref); q++) {
+      if (e.pieces.pack[q] == Hash{}) {
+        e.pieces.pack[q] = p.id;  // its own
+      }
+    }
     // Later blocks of this push with this content reuse it.
     known_.emplace(KnownKey(e.ref.sha256, IsPieced(e.ref)), e.ref);
   }
@@ -458,7 +664,8 @@ Result<std::optional<Hash>> Push::Update(uint32_t level, std::optional<Hash> nod
   Node n;
   n.level = level;
   if (node) {
-    STRATA_ASSIGN_OR_RETURN(n, bucket_->GetNode(*node));
+    STRATA_ASSIGN_OR_RETURN(std::vector<Node> got, GetNodes({*node}));
+    n = std::move(got[0]);
     if (n.level != level) {
       return Status::Corruption(bucket_->Name() + ": tree node " + remote::HexOf(*node) +
                                 " at the wrong level");
@@ -514,7 +721,7 @@ Status Push::UpdateChildren(uint32_t level, std::vector<ChildUpdate>* children, 
         olds.push_back(*(*children)[i].old);
       }
     }
-    STRATA_ASSIGN_OR_RETURN(std::vector<Node> fetched, bucket_->GetNodes(olds));
+    STRATA_ASSIGN_OR_RETURN(std::vector<Node> fetched, GetNodes(olds));
     std::vector<std::pair<std::string, std::string>> puts;
     for (size_t i = at, next = 0; i < at + count; i++) {
       ChildUpdate& c = (*children)[i];
@@ -589,6 +796,7 @@ Status Push::StoreBlocksOverlapped(const SnapshotInfo& snap, const std::vector<u
     STRATA_RETURN_IF_ERROR(HeartbeatIfDue());
     STRATA_RETURN_IF_ERROR(ReadBatch(volume.get(), loop.get(), volume->size_bytes(), &batch));
     Prepare(&batch);
+    STRATA_RETURN_IF_ERROR(BorrowFromParent(&batch, stats));
     for (PendingBlock& b : batch) {
       stats->blocks_read++;
       if (b.zero) {
@@ -778,6 +986,14 @@ Status Push::Pushing(const SnapshotInfo& snap, const RemoteProgress& progress, P
   STRATA_ASSIGN_OR_RETURN(std::optional<json> parent, FindParent(snap));
   data_delta_ = 0;
   STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> blocks, BlocksToRead(snap, parent));
+  parent_root_.reset();
+  Hash parent_root;
+  if (parent && encryption_.empty() && bucket_->tuning().pieced_blocks &&
+      bucket_->tuning().borrow_pieces &&
+      remote::ParseHex(StringField(*parent, "root"), &parent_root)) {
+    parent_root_ = parent_root;  // (an encrypted block is whole: nothing to borrow)
+    parent_depth_ = static_cast<uint32_t>(UintField(*parent, "depth"));
+  }
   Changes changes;
   STRATA_RETURN_IF_ERROR(StoreBlocks(snap, blocks, &changes, stats, progress));
   const uint64_t block_count = (snap.volume_size_bytes + kRemoteBlockBytes - 1) / kRemoteBlockBytes;

@@ -123,21 +123,6 @@ void DecodeBlockGets(const BlockGets& b, const std::string& name, const BlockNam
 
 }  // namespace
 
-// A background batch of 32 blocks that a push wrote in volume order is a GET or two, not 32:
-// RGW spends most of its CPU per request.
-void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
-                     const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
-  STRATA_CHECK(out.size() == refs.size());
-  BlockGets b = PlanBlockGets(refs);
-  std::vector<S3Request*> batch;
-  for (S3Request& get : b.gets) {
-    batch.push_back(&get);
-  }
-  store->Run(batch);
-  DecodeBlockGets(b, name, namer, refs, out, status);
-}
-
 Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t block_size,
                             std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats) {
   size_t total = 0;
@@ -154,7 +139,7 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
     raw[i] = std::span<std::byte>(buffer_.get() + at, (*refs)[i].second.raw);
   }
   std::vector<Status> checked;
-  FetchBlocksInto(bucket_->store(), bucket_->Name(), *namer_, *refs, raw, &checked);
+  FetchBlocksInto(bucket_->store(), bucket_->Name(), *namer_, pieces_.get(), *refs, raw, &checked);
   for (const Status& s : checked) {
     STRATA_RETURN_IF_ERROR(s);  // nothing of a damaged batch is written
   }
@@ -302,8 +287,9 @@ class PieceIndexCache {
   }
 
  private:
-  // ~400 bytes each: at most ~25 MiB (a pack of incompressible data has ~32 entries).
-  static constexpr size_t kMaxEntries = 64 << 10;
+  // ~700 bytes each (a piece table holds every piece's place): at most ~22 MiB (a pack of
+  // incompressible data has ~64 entries).
+  static constexpr size_t kMaxEntries = 32 << 10;
   std::mutex mu_;
   std::map<Hash, std::shared_ptr<const Entries>> packs_;
   size_t entries_ = 0;
@@ -369,32 +355,55 @@ Result<PieceTable> PieceTableOf(PieceIndexCache* cache, const BlockNamer& namer,
     return Status::Corruption(what + ": its pack's index does not list it (damaged index)");
   }
   const BlockRef& listed = it->ref;
-  if (listed.sha256 != f.ref.sha256 || listed.stored != f.ref.stored || listed.raw != f.ref.raw ||
-      listed.flags != f.ref.flags ||
+  if (listed.sha256 != f.ref.sha256 || listed.pack != f.ref.pack || listed.stored != f.ref.stored ||
+      listed.raw != f.ref.raw || listed.flags != f.ref.flags ||
       PiecedName(namer, it->pieces, PieceCount(f.ref)) != f.ref.sha256) {
     return Status::Corruption(what + ": its piece table does not match its name (damaged index)");
   }
   return it->pieces;
 }
 
-// The pieces' range GETs, one per fetch (none for a fetch already failed).
+// The pieces' range GETs: one per run of a fetch's pieces that lie back to back in one pack (a
+// block's own pieces are one run; a spanning block's borrowed ones lie where they are). None for
+// a fetch already failed.
+struct PieceRun {
+  size_t fetch = 0;
+  uint32_t first = 0, end = 0;  // its pieces [first, end)
+};
 struct PieceGets {
-  std::vector<PieceTable> tables;
-  std::vector<S3Request> gets;
+  std::vector<PieceTable> tables;             // per fetch
+  std::vector<std::pair<size_t, size_t>> of;  // per fetch: its runs [first, end)
+  std::vector<PieceRun> runs;                 // by fetch, pieces in order
+  std::vector<S3Request> gets;                // per run
 };
 
+// The runs of pieces [f.first, f.end) of `table`, appended to p->runs.
+void PlanRuns(size_t fetch, const PieceFetch& f, const PieceTable& table, PieceGets* p) {
+  for (uint32_t n = f.first; n < f.end; n++) {
+    PieceRun* last = n > f.first ? &p->runs.back() : nullptr;
+    if (last != nullptr && table.pack[n] == table.pack[n - 1] &&
+        table.offset[n] == table.offset[n - 1] + table.stored[n - 1]) {
+      last->end = n + 1;
+    } else {
+      p->runs.push_back(PieceRun{fetch, n, n + 1});
+    }
+  }
+}
+
 // Pieces are fetched only once their table is checked against the block's name, and each piece
-// only once its range lies within the block: a hostile index can fail a read, never feed it.
-// Fetches the piece tables still missing (one round of GETs), then plans the pieces' GETs.
+// only once its place lies within a pack (DecodeIndex): a hostile index can fail a read, never
+// feed it. Fetches the piece tables still missing (one round of GETs), then plans the pieces'
+// GETs.
 PieceGets PlanPieceGets(ObjectStore* store, const std::string& name, const BlockNamer& namer,
                         PieceIndexCache* cache, std::vector<PieceFetch>* fetches) {
   LoadPieceTables(store, name, cache, fetches);
   PieceGets p;
   p.tables.resize(fetches->size());
-  p.gets.resize(fetches->size());
+  p.of.resize(fetches->size());
   for (size_t i = 0; i < fetches->size(); i++) {
     PieceFetch& f = (*fetches)[i];
     STRATA_CHECK(IsPieced(f.ref) && f.first < f.end && f.end <= PieceCount(f.ref));
+    p.of[i] = {p.runs.size(), p.runs.size()};
     if (!f.status.ok()) {
       continue;
     }
@@ -406,44 +415,54 @@ PieceGets PlanPieceGets(ObjectStore* store, const std::string& name, const Block
       continue;
     }
     p.tables[i] = *table;
-    uint64_t begin = f.ref.offset, length = 0;
-    for (uint32_t n = 0; n < f.end; n++) {
-      (n < f.first ? begin : length) += p.tables[i].stored[n];
-    }
-    p.gets[i].key = PackKey(f.ref.pack);
-    p.gets[i].headers = {
+    PlanRuns(i, f, p.tables[i], &p);
+    p.of[i].second = p.runs.size();
+  }
+  p.gets.resize(p.runs.size());
+  for (size_t r = 0; r < p.runs.size(); r++) {
+    const PieceRun& run = p.runs[r];
+    const PieceTable& t = p.tables[run.fetch];
+    const uint64_t begin = t.offset[run.first];
+    const uint64_t length = t.offset[run.end - 1] + t.stored[run.end - 1] - begin;
+    p.gets[r].key = PackKey(t.pack[run.first]);
+    p.gets[r].headers = {
         {"Range", "bytes=" + std::to_string(begin) + "-" + std::to_string(begin + length - 1)}};
-    p.gets[i].max_response_bytes = length;
-    p.gets[i].exact_response = true;
-    f.stored_bytes = length;
+    p.gets[r].max_response_bytes = length;
+    p.gets[r].exact_response = true;
+    (*fetches)[run.fetch].stored_bytes += length;
   }
   return p;
 }
 
-// Each fetch's pieces from its GET, each decompressed and checked against its hash.
+// One run's pieces from its GET, each decompressed and checked against its hash.
+Status DecodeRun(const PieceGets& p, size_t r, const std::string& what, const PieceFetch& f) {
+  const PieceRun& run = p.runs[r];
+  if (!p.gets[r].status.ok()) {
+    return p.gets[r].status.WithContext(what + " in " + p.gets[r].key);
+  }
+  std::string_view got = p.gets[r].response;
+  for (uint32_t n = run.first; n < run.end; n++) {
+    const uint32_t bytes = p.tables[run.fetch].stored[n];
+    if (got.size() < bytes) {
+      return Status::Corruption(what + " in " + p.gets[r].key +
+                                ": short read (damaged or truncated pack)");
+    }
+    STRATA_RETURN_IF_ERROR(DecodePieceInto(
+        got.substr(0, bytes), p.tables[run.fetch].sha256[n], what + " in " + p.gets[r].key,
+        f.out.subspan(size_t{n - f.first} * kPieceBytes, PieceRaw(f.ref, n))));
+    got.remove_prefix(bytes);
+  }
+  return Status::OK();
+}
+
+// Each fetch's pieces from its GETs.
 void DecodePieceGets(const PieceGets& p, const std::string& name,
                      std::vector<PieceFetch>* fetches) {
   ParallelFor(fetches->size(), Cores(), [&](size_t i) {
     PieceFetch& f = (*fetches)[i];
-    if (!f.status.ok()) {
-      return;
-    }
-    const std::string what = name + ": block " + std::to_string(f.block) + " in " + p.gets[i].key;
-    if (!p.gets[i].status.ok()) {
-      f.status = p.gets[i].status.WithContext(what);
-      return;
-    }
-    std::string_view got = p.gets[i].response;
-    for (uint32_t n = f.first; n < f.end && f.status.ok(); n++) {
-      const uint32_t bytes = p.tables[i].stored[n];
-      if (got.size() < bytes) {
-        f.status = Status::Corruption(what + ": short read (damaged or truncated pack)");
-        break;
-      }
-      f.status =
-          DecodePieceInto(got.substr(0, bytes), p.tables[i].sha256[n], what,
-                          f.out.subspan(size_t{n - f.first} * kPieceBytes, PieceRaw(f.ref, n)));
-      got.remove_prefix(bytes);
+    const std::string what = name + ": block " + std::to_string(f.block);
+    for (size_t r = p.of[i].first; r < p.of[i].second && f.status.ok(); r++) {
+      f.status = DecodeRun(p, r, what, f);
     }
   });
 }
@@ -456,20 +475,44 @@ void FetchTogetherInto(ObjectStore* store, const std::string& name, const BlockN
                        const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
                        std::vector<PieceFetch>* pieces) {
   STRATA_CHECK(out.size() == refs.size());
-  BlockGets blocks = PlanBlockGets(refs);
+  // A spanning block is read as all its pieces, through its pack's index: its range in its pack
+  // holds only its own.
+  std::vector<std::pair<uint64_t, BlockRef>> whole;
+  std::vector<std::span<std::byte>> whole_out;
+  std::vector<size_t> whole_of, spanning_of;
+  const size_t asked = pieces->size();
+  for (size_t i = 0; i < refs.size(); i++) {
+    if (Spans(refs[i].second)) {
+      pieces->push_back(PieceFetch{refs[i].first, refs[i].second, 0, PieceCount(refs[i].second),
+                                   out[i], Status::OK(), 0});
+      spanning_of.push_back(i);
+    } else {
+      whole.push_back(refs[i]);
+      whole_out.push_back(out[i]);
+      whole_of.push_back(i);
+    }
+  }
+  BlockGets blocks = PlanBlockGets(whole);
   PieceGets piece_gets = PlanPieceGets(store, name, namer, cache, pieces);
   std::vector<S3Request*> batch;
   for (S3Request& get : blocks.gets) {
     batch.push_back(&get);
   }
-  for (size_t i = 0; i < pieces->size(); i++) {
-    if ((*pieces)[i].status.ok()) {
-      batch.push_back(&piece_gets.gets[i]);
-    }
+  for (S3Request& get : piece_gets.gets) {
+    batch.push_back(&get);
   }
   store->Run(batch);
-  DecodeBlockGets(blocks, name, namer, refs, out, status);
+  std::vector<Status> whole_status;
+  DecodeBlockGets(blocks, name, namer, whole, whole_out, &whole_status);
   DecodePieceGets(piece_gets, name, pieces);
+  status->assign(refs.size(), Status::OK());
+  for (size_t w = 0; w < whole.size(); w++) {
+    (*status)[whole_of[w]] = std::move(whole_status[w]);
+  }
+  for (size_t k = 0; k < spanning_of.size(); k++) {
+    (*status)[spanning_of[k]] = std::move((*pieces)[asked + k].status);
+  }
+  pieces->resize(asked);
 }
 
 class SnapshotReaderImpl final : public SnapshotReader {
@@ -564,6 +607,16 @@ class SnapshotReaderImpl final : public SnapshotReader {
 };
 
 }  // namespace
+
+// A background batch of 32 blocks that a push wrote in volume order is a GET or two, not 32:
+// RGW spends most of its CPU per request.
+void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                     PieceIndexCache* pieces,
+                     const std::vector<std::pair<uint64_t, BlockRef>>& refs,
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
+  std::vector<PieceFetch> none;
+  FetchTogetherInto(store, name, namer, pieces, refs, out, status, &none);
+}
 
 Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenOn(
     const std::string& name, std::unique_ptr<ObjectStore> store, const std::string& snapshot_id) {

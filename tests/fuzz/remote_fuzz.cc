@@ -1,10 +1,11 @@
-// libFuzzer target: hostile remote content. A small snapshot is pushed once into a simulated
-// bucket; each input then rewrites one of its objects (the manifest, the root node, the pack
-// index, a pack) and the eager restore and the lazy reader (the path strata-nbd serves reads
-// through) read the snapshot. A rewritten node or manifest is made self-consistent first (its
-// trailer, its id, the manifest's checksum and root all match), as a writer of the bucket would
-// make it, so the fuzzer reaches what lies behind the checksums. Every input must end in data or
-// an error: no crash, no sanitizer report, no allocation sized by a claim (libFuzzer's
+// libFuzzer target: hostile remote content. A small snapshot and an incremental child of it
+// (whose changed block spans packs: it borrows pieces from the parent's) are pushed once into a
+// simulated bucket; each input then rewrites one of the child's objects (the manifest, the root
+// node, a pack index, a pack) and the eager restore and the lazy reader (the path strata-nbd
+// serves reads through) read the child. A rewritten node or manifest is made self-consistent first
+// (its trailer, its id, the manifest's checksum and root all match), as a writer of the bucket
+// would make it, so the fuzzer reaches what lies behind the checksums. Every input must end in data
+// or an error: no crash, no sanitizer report, no allocation sized by a claim (libFuzzer's
 // -rss_limit_mb and -malloc_limit_mb catch one), no hang.
 //
 //   tools/fuzz.sh 60 remote_fuzz
@@ -37,7 +38,9 @@ struct Fixture {
   strata::test::SimBucket bucket;
   std::map<std::string, std::string> pristine;
   strata::RemoteSpec spec;
-  std::string snapshot_id;
+  std::string snapshot_id;       // the child
+  std::string parent_index_key;  // the parent's pack's index (version 2)
+  std::string child_index_key;   // the child's (version 3: it holds a spanning block)
 
   Fixture() {
     pool = strata::fuzz::MakePool(&env, "remote-fuzz", /*with_volume=*/false);
@@ -58,11 +61,29 @@ struct Fixture {
     if (!snap.ok()) {
       std::abort();
     }
-    snapshot_id = snap->front().snapshot_id;
+    strata::remote::RemoteTuning tuning;
+    tuning.min_borrow_bytes = 1;  // (the data compresses well: borrow whatever is the same)
     auto remote = strata::remote::OpenRemoteOn(
-        spec, std::make_unique<strata::test::SimObjectStore>(&bucket, 1));
-    if (!remote->PushSnapshot(pool.get(), snapshot_id, {}, {}, nullptr).ok()) {
+        spec, std::make_unique<strata::test::SimObjectStore>(&bucket, 1), tuning);
+    if (!remote->PushSnapshot(pool.get(), snap->front().snapshot_id, {}, {}, nullptr).ok()) {
       std::abort();
+    }
+    parent_index_key = KeyWithPrefix("index/");
+    std::vector<std::byte> change(4096, std::byte{0x5a});
+    auto child = (*handle)->Write(kBlock + 2 * (64 << 10), change, true).ok()
+                     ? pool->CreateSnapshots({vol->volume_id}, "child")
+                     : strata::Result<std::vector<strata::SnapshotInfo>>(handle.status());
+    auto pushed =
+        child.ok() ? remote->PushSnapshot(pool.get(), child->front().snapshot_id, {}, {}, nullptr)
+                   : strata::Result<strata::PushStats>(child.status());
+    if (!pushed.ok() || pushed->pieces_borrowed == 0) {
+      std::abort();
+    }
+    snapshot_id = child->front().snapshot_id;
+    for (const auto& [key, bytes] : bucket.objects) {
+      if (key.starts_with("index/") && key != parent_index_key) {
+        child_index_key = key;
+      }
     }
     pristine = bucket.objects;
   }
@@ -91,10 +112,11 @@ struct Fixture {
 
 // An object of the remote format around `entries` (as many whole entries of `entry` bytes as
 // the input holds): magic, version, level, count, the entries, the XXH3 trailer.
-std::string Sealed(const char* magic, uint32_t level, size_t entry, const std::string& entries) {
+std::string Sealed(const char* magic, uint32_t level, size_t entry, const std::string& entries,
+                   uint32_t version = strata::remote::kFormatVersion) {
   std::string out(magic, 8);
   char header[12];
-  strata::PutLittleEndian32(header, strata::remote::kFormatVersion);
+  strata::PutLittleEndian32(header, version);
   strata::PutLittleEndian32(header + 4, level);
   strata::PutLittleEndian32(header + 8, static_cast<uint32_t>(entries.size() / entry));
   out.append(header, 12);
@@ -114,9 +136,13 @@ std::string SealedNode(uint32_t level, const std::string& entries) {
 std::string SealedIndex(const std::string& entries) {
   return Sealed("STRTPIDX", 0, 92 + 8 * 36, entries);
 }
+// Version 3: piece tables of 8 x 76 bytes (length, hash, pack, offset), spanning refs allowed.
+std::string SealedPlacedIndex(const std::string& entries) {
+  return Sealed("STRTPIDX", 0, 92 + 8 * 76, entries, strata::remote::kSpanningIndexVersion);
+}
 
 void Mutate(Fixture* fx, uint8_t what, const std::string& input) {
-  switch (what % 6) {
+  switch (what % 8) {
     case 0: {  // a self-consistent leaf of hostile refs
       const std::string node = SealedNode(0, input);
       const Hash id = strata::remote::Sha256(node.data(), node.size());
@@ -137,12 +163,20 @@ void Mutate(Fixture* fx, uint8_t what, const std::string& input) {
     case 3:  // the pack's bytes
       fx->bucket.objects[fx->KeyWithPrefix("packs/")] = input;
       break;
-    case 4:  // the pack index, as is
-      fx->bucket.objects[fx->KeyWithPrefix("index/")] = input;
+    case 4:  // the child's pack index, as is
+      fx->bucket.objects[fx->child_index_key] = input;
       break;
-    case 5:  // a self-consistent pack index
-      fx->bucket.objects[fx->KeyWithPrefix("index/")] = SealedIndex(input);
+    case 5:  // a self-consistent index of the pack the child borrows from
+      fx->bucket.objects[fx->parent_index_key] = SealedIndex(input);
       break;
+    case 6:  // a self-consistent index of the child's pack, with places
+      fx->bucket.objects[fx->child_index_key] = SealedPlacedIndex(input);
+      break;
+    case 7: {  // the child's pack's bytes (the one holding its spanning block)
+      const std::string id = fx->child_index_key.substr(std::strlen("index/"));
+      fx->bucket.objects["packs/" + id.substr(0, 2) + "/" + id] = input;
+      break;
+    }
   }
 }
 

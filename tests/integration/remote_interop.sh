@@ -123,6 +123,20 @@ other_bytes=$(num BytesUploaded <<<"$out")
   fail "second volume sent $other_bytes bytes: $out"
 pass "dedup across volumes: the 90 %-shared volume sent $other_bytes bytes ($((other_bytes * 1000 / (64 * 1048576))) per mille of the volume; $base_bytes for the first)"
 
+# 4 KiB changed in a block of random bytes: the push sends its 64 KiB piece, and borrows the
+# block's seven other pieces where the parent's block has them (restored on pool B below).
+qemu-io -f raw -c 'write -P 0x3c 20488k 4k' "$(uri "$v4")" >/dev/null || fail "qemu-io"
+cp "$work/other.raw" "$work/other2.raw"
+head -c 4096 /dev/zero | tr '\0' '\074' |
+  dd of="$work/other2.raw" bs=4096 seek=$((20488 / 4)) conv=notrunc 2>/dev/null
+s4b=$(cli create-snapshot --volume-id "$v4" | field SnapshotId)
+out=$(cli copy-snapshot --source-snapshot-id "$s4b" --destination-remote shared)
+grep -q "\"ParentSnapshotId\": \"$s4\"" <<<"$out" || fail "no parent: $out"
+[[ $(num PiecesBorrowed <<<"$out") == 7 ]] || fail "the changed block did not borrow 7 pieces: $out"
+piece_bytes=$(num BytesUploaded <<<"$out")
+((piece_bytes < 64 * 1024 + 64 * 1024)) || fail "a 4 KiB change sent $piece_bytes bytes: $out"
+pass "a 4 KiB change sent $piece_bytes bytes (its 64 KiB piece; 7 pieces borrowed)"
+
 # kill -9 in the middle of a push, then a rerun: nothing partial is listed, packs are reused.
 head -c 256M /dev/urandom >"$work/big.raw"
 v5=$(cli create-volume --size 256MiB --volume-type unlimited | field VolumeId)
@@ -170,6 +184,12 @@ for s in "$sb" "$s3b"; do
   cmp <(head -c 40M "$work/check.raw") "$work/base.raw" || fail "$s restored wrong"
 done
 pass "two pools pushing overlapping data at once: both complete and restore identical"
+v=$(cli create-volume --snapshot-id "$s4b" --remote shared | field VolumeId)
+start --no-volume-limits
+nbdcopy "$(uri "$v")" "$work/check.raw"
+stop_server
+cmp <(head -c 40M "$work/check.raw") "$work/other2.raw" || fail "$s4b restored wrong"
+pass "pool B restored $s4b, whose changed block spans two packs, byte for byte"
 
 # Delete and GC: the bucket shrinks, and what remains still restores.
 before=$(bucket_bytes)
@@ -184,7 +204,7 @@ start --no-volume-limits
 nbdcopy "$(uri "$v")" "$work/check.raw"
 stop_server
 cmp <(head -c 40M "$work/check.raw") "$work/base.raw" || fail "$s3a after GC"
-cli describe-snapshots --remote shared | grep -q "\"$s4\"" && fail "$s4 still listed"
+cli describe-snapshots --remote shared | grep -q "\"SnapshotId\": \"$s4\"" && fail "$s4 still listed"
 pass "delete-snapshot --remote freed $((before - after)) bytes; the others still restore"
 
 # Pool B's lazy restores finish in its server's background pass; until then their markers keep

@@ -591,6 +591,110 @@ TEST_F(HydrationTest, ADeleteInTheRemoteDoesNotBreakARestoreUnderWay) {
   EXPECT_TRUE(bucket_.objects.empty()) << bucket_.objects.begin()->first;
 }
 
+// An incremental push of 4 KiB changes sends the changed 64 KiB pieces, not their 512 KiB
+// blocks: the other pieces are borrowed where the parent's blocks have them (spanning blocks).
+// Every reader follows them: lazy pieces, lazy whole blocks, the eager restore; and a GC after
+// the parent is deleted keeps the packs they borrow from, until the child goes too.
+TEST_F(HydrationTest, AnIncrementalPushSendsChangedPiecesAndReadersFollowThem) {
+  std::string child;
+  Bytes want = image_;
+  {
+    auto a = Pool::Open(a_.path(), PoolOptions());
+    ASSERT_TRUE(a.ok());
+    auto parent = (*a)->DescribeSnapshot(snapshot_id_);
+    ASSERT_TRUE(parent.ok());
+    auto v = *(*a)->OpenVolume(parent->volume_id);
+    for (uint64_t block : {2, 13, 33}) {  // a piece in the middle of each
+      const Bytes mine = test::RandomBytes(4096, 70 + block);
+      const uint64_t at = block * kBlock + 3 * (64 << 10) + 8192;
+      ASSERT_TRUE(v->Write(at, mine, true).ok());
+      std::copy(mine.begin(), mine.end(), want.begin() + static_cast<ptrdiff_t>(at));
+    }
+    auto snap = (*a)->CreateSnapshots({parent->volume_id}, "child");
+    ASSERT_TRUE(snap.ok());
+    child = snap->front().snapshot_id;
+    auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1));
+    auto pushed = remote->PushSnapshot(a->get(), child, {}, {}, nullptr);
+    ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+    EXPECT_EQ(pushed->blocks_uploaded, 3u);
+    EXPECT_EQ(pushed->pieces_borrowed, 3u * 7);
+    // Three pieces of random bytes, the index, one leaf and the manifest; whole blocks were 1.5
+    // MiB.
+    EXPECT_LT(pushed->bytes_uploaded, 3u * (64 << 10) + (32 << 10));
+  }
+  ASSERT_TRUE(hydrations_->Begin(spec_, child, 0).ok());  // on demand only
+  auto clone = pool_->CreateVolume(VolumeSpec{0, "", "unlimited", child});
+  ASSERT_TRUE(clone.ok());
+  auto v = *pool_->OpenVolume(clone->volume_id);
+  for (uint64_t at : {2 * kBlock + 100 * 1024, 13 * kBlock + 3 * (64 << 10) + 8192,
+                      33 * kBlock + 7 * (64 << 10)}) {  // borrowed, own, borrowed (last piece)
+    Bytes got(4096);
+    ASSERT_TRUE(v->Read(at, got).ok());
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + static_cast<ptrdiff_t>(at)))
+        << at;
+  }
+  Bytes all(kSize);
+  ASSERT_TRUE(v->Read(0, all).ok());  // whole blocks, the spanning ones piece by piece
+  EXPECT_TRUE(all == want);
+  auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 3));
+  auto restore_child = [&]() {
+    auto restored =
+        remote->RestoreVolume(pool_.get(), child, VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
+    ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+    Bytes eager(kSize);
+    ASSERT_TRUE((*pool_->OpenVolume(restored->volume.volume_id))->Read(0, eager).ok());
+    EXPECT_TRUE(eager == want);
+    ASSERT_TRUE(pool_->DeleteVolume(restored->volume.volume_id).ok());
+  };
+  restore_child();
+  EXPECT_TRUE(hydrations_->Wait(child, 5000, nullptr).ok());
+}
+
+// A GC after the parent is deleted keeps the packs a child's spanning blocks borrow from, even
+// when the child references no whole block there (every block of the parent changed); they go
+// with the child.
+TEST_F(HydrationTest, PacksBorrowedFromOutliveTheirSnapshot) {
+  auto a = Pool::Open(a_.path(), PoolOptions());
+  ASSERT_TRUE(a.ok());
+  auto vol = (*a)->CreateVolume(VolumeSpec{2 * kBlock, "", "unlimited", ""});
+  ASSERT_TRUE(vol.ok());
+  auto v = *(*a)->OpenVolume(vol->volume_id);
+  Bytes want = test::RandomBytes(2 * kBlock, 80);
+  ASSERT_TRUE(v->Write(0, want, true).ok());
+  auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1));
+  std::vector<std::string> snaps;
+  for (int round = 0; round < 2; round++) {
+    if (round == 1) {
+      for (uint64_t block : {0, 1}) {
+        const Bytes mine = test::RandomBytes(4096, 90 + block);
+        ASSERT_TRUE(v->Write(block * kBlock + 4096, mine, true).ok());
+        std::copy(mine.begin(), mine.end(), want.begin() + block * kBlock + 4096);
+      }
+    }
+    auto snap = (*a)->CreateSnapshots({vol->volume_id}, "round");
+    ASSERT_TRUE(snap.ok());
+    snaps.push_back(snap->front().snapshot_id);
+    auto pushed = remote->PushSnapshot(a->get(), snaps.back(), {}, {}, nullptr);
+    ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+    EXPECT_EQ(pushed->pieces_borrowed, round == 0 ? 0u : 2u * 7);
+  }
+  ASSERT_TRUE(remote->DeleteSnapshot(snapshot_id_).ok());  // the fixture's: other packs
+  auto gc = remote->DeleteSnapshot(snaps[0]);
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  EXPECT_EQ(gc->packs_deleted, 0u) << "a pack the child borrows from went with its snapshot";
+  auto restored =
+      remote->RestoreVolume(pool_.get(), snaps[1], VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  Bytes got(2 * kBlock);
+  ASSERT_TRUE((*pool_->OpenVolume(restored->volume.volume_id))->Read(0, got).ok());
+  EXPECT_TRUE(got == want);
+  gc = remote->DeleteSnapshot(snaps[1]);
+  ASSERT_TRUE(gc.ok()) << gc.status().ToString();
+  EXPECT_EQ(gc->packs_deleted, 2u);  // the child's, and the parent's it borrowed from
+  std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
+  EXPECT_TRUE(bucket_.objects.empty()) << bucket_.objects.begin()->first;
+}
+
 // A damaged POOL/hydrations.json (a field of the wrong type) is a clear error at start, never an
 // exception, and never silently dropped (the restores it lists would read as zeros).
 TEST_F(HydrationTest, ADamagedRecordFileIsAClearError) {

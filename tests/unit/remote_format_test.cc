@@ -192,8 +192,79 @@ TEST(RemoteFormatTest, VersionOneObjectsStillDecode) {
   const std::string pieced = EncodeIndex({Pieced(1, 524288)}).substr(20, 92);
   EXPECT_EQ(DecodeIndex(VersionOne("STRTPIDX", 0, 1, pieced), "index/v1").status().code(),
             Status::Code::kCorruption);
-  const std::string v3 = VersionOne("STRTPIDX", 0, 0, "", 3);
-  EXPECT_NE(DecodeIndex(v3, "i").status().ToString().find("version"), std::string::npos);
+  const std::string v4 = VersionOne("STRTPIDX", 0, 0, "", 4);
+  EXPECT_NE(DecodeIndex(v4, "i").status().ToString().find("version"), std::string::npos);
+  const std::string node_v3 = VersionOne("STRTNODE", 0, 0, "", 3);  // nodes stay at version 2
+  EXPECT_NE(DecodeNode(node_v3, "n").status().ToString().find("version"), std::string::npos);
+}
+
+// A block of 8 pieces whose pieces 0, 3 and 7 are its own (back to back from its offset in its
+// pack) and the others borrowed from two other packs.
+IndexEntry Spanning(uint8_t seed) {
+  IndexEntry e = Pieced(seed, 524288);
+  e.ref.flags |= kFlagSpans;
+  e.ref.stored = 0;
+  Hash other;
+  other.fill(0xee);
+  for (uint32_t p = 0; p < 8; p++) {
+    const bool own = p == 0 || p == 3 || p == 7;
+    e.pieces.pack[p] = own ? e.ref.pack : other;
+    e.pieces.offset[p] = own ? e.ref.offset + e.ref.stored : 5000u * p;
+    e.ref.stored += own ? 100 : 0;
+    other[0] = static_cast<uint8_t>(p % 2);
+  }
+  return e;
+}
+
+// A pack index with a spanning block goes at version 3 and keeps every piece's place; one
+// without stays at version 2 (its places follow from its refs).
+TEST(RemoteFormatTest, SpanningBlocksRoundTripInVersionThree) {
+  std::vector<IndexEntry> entries = {Pieced(1, 524288), Spanning(2), IndexEntry{Ref(3), {}}};
+  PlaceOwnPieces(entries[0].ref, &entries[0].pieces);
+  const std::string bytes = EncodeIndex(entries);
+  EXPECT_EQ(GetLittleEndian32(bytes.data() + 8), 3u);
+  auto back = DecodeIndex(bytes, "index/s");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->size(), 3u);
+  EXPECT_TRUE(Spans((*back)[1].ref));
+  EXPECT_EQ((*back)[1].pieces.pack[1], entries[1].pieces.pack[1]);
+  EXPECT_EQ((*back)[1].pieces.offset[2], 10000u);
+  EXPECT_EQ((*back)[1].pieces.offset[3], entries[1].ref.offset + 100);
+  EXPECT_EQ((*back)[0].pieces.offset[2], entries[0].ref.offset + 200);
+  const std::string plain = EncodeIndex({Pieced(1, 524288)});
+  EXPECT_EQ(GetLittleEndian32(plain.data() + 8), 2u);
+  auto placed = DecodeIndex(plain, "index/p");
+  ASSERT_TRUE(placed.ok());
+  EXPECT_EQ((*placed)[0].pieces.pack[5], Pieced(1, 524288).ref.pack);
+  EXPECT_EQ((*placed)[0].pieces.offset[5], Pieced(1, 524288).ref.offset + 500);
+  EXPECT_TRUE(CheckRef(entries[1].ref, "x").ok());
+}
+
+// Every way a piece's place can be wrong is refused before anything is fetched by it.
+TEST(RemoteFormatTest, SpanningPlacesOutOfBoundsAreRefused) {
+  std::vector<IndexEntry> hostile(6, Spanning(2));
+  hostile[0].pieces.offset[3] += 1;                  // its own pieces not back to back
+  hostile[1].pieces.offset[1] = kMaxPackBytes - 50;  // a borrowed piece past any pack
+  hostile[2].ref.flags = kFlagZstd | kFlagPieces;    // borrowing without saying so
+  hostile[3].pieces.pack[7] = Hash{};                // its own pieces short of its stored length
+  hostile[4].pieces.offset[7] = 0;                   // (and out of order)
+  hostile[5].pieces.pack[0].fill(0xee);              // every piece borrowed: stored is not 0
+  for (size_t i = 0; i < hostile.size(); i++) {
+    auto index = DecodeIndex(EncodeIndex({Spanning(1), hostile[i]}), "index/h");
+    EXPECT_EQ(index.status().code(), Status::Code::kCorruption) << i;
+  }
+  // A spanning ref in a version 2 index (or a leaf of a version 2 reader's tree) is not
+  // misread: the version 2 encoding has no places.
+  std::string v2 = EncodeIndex({Pieced(1, 524288)});
+  v2[20 + 80] = static_cast<char>(kFlagZstd | kFlagPieces | kFlagSpans);
+  v2.resize(v2.size() - 8);
+  char sum[8];
+  PutLittleEndian64(sum, XXH3_64bits(v2.data(), v2.size()));
+  v2.append(sum, 8);
+  EXPECT_EQ(DecodeIndex(v2, "index/v2").status().code(), Status::Code::kCorruption);
+  BlockRef no_own = Spanning(1).ref;
+  no_own.stored = 0;
+  EXPECT_FALSE(CheckRef(no_own, "x").ok());
 }
 
 TEST(RemoteConfigTest, AddListRemoveWithClearErrors) {
