@@ -116,64 +116,84 @@ void PutPieces(std::string* out, const PieceTable& t) {
   out->append(buf, kPieceTableBytes);
 }
 
-void PutPlacedPieces(std::string* out, const PieceTable& t) {
-  char buf[kMaxPieces * kPlacedPieceBytes];
-  for (uint32_t p = 0; p < kMaxPieces; p++) {
+void PutPlacedPieces(std::string* out, const BlockRef& ref, const PieceTable& t) {
+  char buf[kMaxPieces * kPlacedPieceBytes] = {};
+  for (uint32_t p = 0; p < PieceCount(ref); p++) {
     char* at = buf + kPlacedPieceBytes * p;
+    const PiecePlace place = PlaceOf(ref, t, p);
     PutLittleEndian32(at, t.stored[p]);
     std::memcpy(at + 4, t.sha256[p].data(), 32);
-    std::memcpy(at + 36, t.pack[p].data(), 32);
-    PutLittleEndian64(at + 68, t.offset[p]);
+    std::memcpy(at + 36, place.pack.data(), 32);
+    PutLittleEndian64(at + 68, place.offset);
   }
   out->append(buf, sizeof(buf));
 }
 
-PieceTable GetPieces(const char* p, uint32_t version) {
+// A piece table as encoded: lengths and hashes, and (version 3) each piece's place. A place in
+// the ref's pack must be where the block's own pieces lie (back to back from its offset); any
+// other is listed as borrowed, for CheckPieces to judge. Errors: Corruption naming `what`.
+Result<PieceTable> GetPieces(const char* p, uint32_t version, const BlockRef& ref,
+                             const std::string& what) {
   PieceTable t;
   const size_t each = version == 2 ? 36 : kPlacedPieceBytes;
+  uint64_t own = ref.offset;
   for (uint32_t i = 0; i < kMaxPieces; i++) {
     const char* at = p + each * i;
     t.stored[i] = GetLittleEndian32(at);
     std::memcpy(t.sha256[i].data(), at + 4, 32);
-    if (version > 2) {
-      std::memcpy(t.pack[i].data(), at + 36, 32);
-      t.offset[i] = GetLittleEndian64(at + 68);
+    if (version == 2) {
+      continue;
+    }
+    PiecePlace place;
+    std::memcpy(place.pack.data(), at + 36, 32);
+    place.offset = GetLittleEndian64(at + 68);
+    if (i >= PieceCount(ref)) {
+      if (place != PiecePlace{}) {
+        return Status::Corruption("remote object " + what + ": a piece table out of bounds");
+      }
+    } else if (place.pack != ref.pack) {
+      t.borrowed.emplace_back(i, place);
+    } else if (place.offset != own) {
+      return Status::Corruption("remote object " + what +
+                                ": a block's own pieces are not back to back from its offset");
+    } else {
+      own += t.stored[i];
     }
   }
   return t;
 }
 
-// A piece table against its (checked) ref: lengths, and places (the block's own pieces back to
-// back from its offset, borrowed ones only if it spans, all within a pack). Errors: Corruption
-// naming `what`.
+// A piece table against its (checked) ref: lengths, and borrowed pieces (only if it spans, in
+// other packs, within 4 GiB, rising). Errors: Corruption naming `what`.
 Status CheckPieces(const IndexEntry& e, const std::string& what) {
   const uint32_t count = PieceCount(e.ref);
   const auto bad = [&what](const char* why) {
     return Status::Corruption("remote object " + what + ": " + why);
   };
+  const std::vector<std::pair<uint32_t, PiecePlace>>& borrowed = e.pieces.borrowed;
+  if (!borrowed.empty() && !Spans(e.ref)) {
+    return bad("a piece of a block that does not span lies in another pack");
+  }
   uint64_t own = 0;
-  for (uint32_t p = 0; p < kMaxPieces; p++) {
+  for (uint32_t p = 0, b = 0; p < kMaxPieces; p++) {
     const uint32_t n = e.pieces.stored[p];
-    const uint64_t at = e.pieces.offset[p];
-    const bool ok =
-        p < count ? n > 0 && n <= ZSTD_COMPRESSBOUND(PieceRaw(e.ref, p)) && at <= kMaxPackBytes - n
-                  : n == 0 && e.pieces.sha256[p] == Hash{} && e.pieces.pack[p] == Hash{} && at == 0;
+    const bool ok = p < count ? n > 0 && n <= ZSTD_COMPRESSBOUND(PieceRaw(e.ref, p))
+                              : n == 0 && e.pieces.sha256[p] == Hash{};
     if (!ok) {
       return bad("a piece table out of bounds");
     }
-    if (p >= count) {
-      continue;
-    }
-    if (e.pieces.pack[p] != e.ref.pack) {
-      if (!Spans(e.ref)) {
-        return bad("a piece of a block that does not span lies in another pack");
+    if (b < borrowed.size() && borrowed[b].first == p) {
+      const PiecePlace& place = borrowed[b++].second;
+      if (place.pack == e.ref.pack || place.offset > kMaxPackBytes - n ||
+          (b < borrowed.size() && borrowed[b].first <= p)) {
+        return bad("a borrowed piece's place out of bounds");
       }
-      continue;
+    } else if (p < count) {
+      own += n;
     }
-    if (at != e.ref.offset + own) {
-      return bad("a block's own pieces are not back to back from its offset");
-    }
-    own += n;
+  }
+  if (!borrowed.empty() && borrowed.back().first >= count) {
+    return bad("a borrowed piece past the block's pieces");
   }
   if (count > 0 && own != e.ref.stored) {
     return bad("a block's pieces do not add up to its stored length");
@@ -186,13 +206,21 @@ Status CheckPieces(const IndexEntry& e, const std::string& what) {
 bool IsPieced(const BlockRef& ref) { return (ref.flags & kFlagPieces) != 0; }
 bool Spans(const BlockRef& ref) { return (ref.flags & kFlagSpans) != 0; }
 
-void PlaceOwnPieces(const BlockRef& ref, PieceTable* table) {
+PiecePlace PlaceOf(const BlockRef& ref, const PieceTable& table, uint32_t piece) {
+  STRATA_CHECK(piece < PieceCount(ref));
+  auto b = table.borrowed.begin();
   uint64_t at = ref.offset;
-  for (uint32_t p = 0; p < PieceCount(ref); p++) {
-    table->pack[p] = ref.pack;
-    table->offset[p] = at;
-    at += table->stored[p];
+  for (uint32_t p = 0; p < piece; p++) {
+    if (b != table.borrowed.end() && b->first == p) {
+      ++b;
+    } else {
+      at += table.stored[p];
+    }
   }
+  if (b != table.borrowed.end() && b->first == piece) {
+    return b->second;
+  }
+  return PiecePlace{ref.pack, at};
 }
 
 uint32_t PieceCount(const BlockRef& ref) {
@@ -291,7 +319,7 @@ std::string EncodeIndex(const std::vector<IndexEntry>& blocks) {
   for (const IndexEntry& e : blocks) {
     PutRef(&out, e.ref);
     if (placed) {
-      PutPlacedPieces(&out, e.pieces);
+      PutPlacedPieces(&out, e.ref, e.pieces);
     } else {
       PutPieces(&out, e.pieces);
     }
@@ -317,10 +345,7 @@ Result<std::vector<IndexEntry>> DecodeIndex(const std::string& bytes, const std:
                                 std::to_string(version) + " index");
     }
     if (version > 1) {
-      e.pieces = GetPieces(p + kRefBytes, version);
-    }
-    if (version < kSpanningIndexVersion) {
-      PlaceOwnPieces(e.ref, &e.pieces);
+      STRATA_ASSIGN_OR_RETURN(e.pieces, GetPieces(p + kRefBytes, version, e.ref, what));
     }
     STRATA_RETURN_IF_ERROR(CheckPieces(e, what));
   }

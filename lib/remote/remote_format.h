@@ -94,19 +94,27 @@ bool Spans(const BlockRef& ref);     // kFlagSpans: read through its pack's inde
 uint32_t PieceCount(const BlockRef& ref);
 uint32_t PieceRaw(const BlockRef& ref, uint32_t piece);
 
-// A pieced block's pieces: their stored lengths, the SHA-256 of each uncompressed piece, and
-// where each is stored (a pack and an offset in it). A block's own pieces lie in the ref's pack,
-// in order, back to back from the ref's offset; a spanning block's borrowed pieces lie in other
-// packs. Zeros past the block's pieces, and for a whole block.
+// Where a piece is stored: a pack, and its offset there.
+struct PiecePlace {
+  Hash pack{};
+  uint64_t offset = 0;
+  bool operator==(const PiecePlace&) const = default;
+};
+
+// A pieced block's pieces: their stored lengths and the SHA-256 of each uncompressed piece
+// (zeros past the block's pieces, and for a whole block), and a spanning block's borrowed ones.
+// A block's own pieces are not listed there: they lie in its ref's pack, in piece order, back
+// to back from its offset. (Listed apart so that a table without borrowed pieces costs what a
+// version 2 one did: a reader may hold an index's worth of them, up to its 64 MiB.)
 struct PieceTable {
   std::array<uint32_t, kMaxPieces> stored{};
   std::array<Hash, kMaxPieces> sha256{};
-  std::array<Hash, kMaxPieces> pack{};
-  std::array<uint64_t, kMaxPieces> offset{};
+  std::vector<std::pair<uint32_t, PiecePlace>> borrowed;  // by piece, rising
 };
-// Sets each piece's place for a block whose pieces are all its own: back to back from `ref`'s
-// offset in its pack. REQUIRES: table.stored set.
-void PlaceOwnPieces(const BlockRef& ref, PieceTable* table);
+// Where piece `piece` of block `ref` lies: listed when borrowed, else after the block's own
+// pieces before it. REQUIRES: piece < PieceCount(ref); the table passed DecodeIndex's checks
+// (or was made so by a push).
+PiecePlace PlaceOf(const BlockRef& ref, const PieceTable& table, uint32_t piece);
 // The name of a pieced block whose first `count` pieces hash to `table.sha256`: the namer over
 // their concatenation.
 Hash PiecedName(const BlockNamer& namer, const PieceTable& table, uint32_t count);

@@ -109,10 +109,8 @@ Status Collector::MarkBorrowed(const std::map<Hash, std::set<uint64_t>>& spannin
           continue;
         }
         std::vector<Hash>& borrowed = from[e.ref.offset];
-        for (uint32_t p = 0; p < remote::PieceCount(e.ref); p++) {
-          if (e.pieces.pack[p] != pack) {
-            borrowed.push_back(e.pieces.pack[p]);
-          }
+        for (const auto& [piece, place] : e.pieces.borrowed) {
+          borrowed.push_back(place.pack);
         }
       }
       known = borrowed_.emplace(pack, std::move(from)).first;

@@ -165,9 +165,7 @@ struct PendingBlock {
   }
   bool zero = false;
   Hash sha{};
-  // A pieced block's (zeros for a whole one). Its own pieces have no pack until their pack is
-  // sealed; a spanning block's borrowed ones have the parent's places.
-  PieceTable pieces;
+  PieceTable pieces;  // a pieced block's (zeros for a whole one); a spanning one's borrowed
   uint64_t xxh3 = 0;
   uint32_t flags = 0;
 };

@@ -258,7 +258,7 @@ void Push::Prepare(std::vector<PendingBlock>* batch) {
 
 namespace {
 // Bounds on what a push keeps of its parent: nodes (a leaf is up to ~96 KiB: ~12 MiB) and
-// decoded index entries (~700 bytes each: ~11 MiB).
+// decoded index entries (~400 bytes each: ~7 MiB).
 constexpr size_t kMaxParentNodes = 128;
 constexpr size_t kMaxParentIndexEntries = 16 << 10;
 
@@ -389,7 +389,7 @@ uint32_t Borrow(PendingBlock* b, const IndexEntry& parent, uint64_t min_bytes) {
   uint64_t spared = 0;
   std::array<bool, kMaxPieces> same{};
   for (uint32_t p = 0; p < count; p++) {
-    same[p] = b->pieces.sha256[p] == parent.pieces.sha256[p] && parent.pieces.pack[p] != Hash{};
+    same[p] = b->pieces.sha256[p] == parent.pieces.sha256[p];
     borrowed += same[p] ? 1 : 0;
     spared += same[p] ? b->pieces.stored[p] : 0;
   }
@@ -402,8 +402,7 @@ uint32_t Borrow(PendingBlock* b, const IndexEntry& parent, uint64_t min_bytes) {
     const uint32_t n = b->pieces.stored[p];
     if (same[p]) {
       b->pieces.stored[p] = parent.pieces.stored[p];
-      b->pieces.pack[p] = parent.pieces.pack[p];
-      b->pieces.offset[p] = parent.pieces.offset[p];
+      b->pieces.borrowed.emplace_back(p, PlaceOf(parent.ref, parent.pieces, p));
     } else {
       std::memmove(data + own, data + at, n);
       own += n;
@@ -458,13 +457,6 @@ Status Push::AddToPack(PendingBlock* b, PushStats* stats) {
   ref.raw = static_cast<uint32_t>(b->raw_bytes);
   ref.flags = b->flags;
   ref.xxh3 = b->xxh3;
-  // Its own pieces' places (their pack is set when it is sealed; borrowed ones have theirs).
-  for (uint32_t p = 0, at = 0; p < PieceCount(ref); p++) {
-    if (b->pieces.pack[p] == Hash{}) {
-      b->pieces.offset[p] = ref.offset + at;
-      at += b->pieces.stored[p];
-    }
-  }
   if (pack_.empty()) {
     pack_.reserve(pack_target_ + kRemoteBlockBytes);  // one allocation
   }
@@ -493,11 +485,6 @@ Status Push::SealPack() {
   p.entries = std::move(pack_entries_);
   for (IndexEntry& e : p.entries) {
     e.ref.pack = p.id;
-    for (uint32_t q = 0; q < PieceCount(e.ref); q++) {
-      if (e.pieces.pack[q] == Hash{}) {
-        e.pieces.pack[q] = p.id;  // its own
-      }
-    }
     // Later blocks of this push with this content reuse it.
     known_.emplace(KnownKey(e.ref.sha256, IsPieced(e.ref)), e.ref);
   }

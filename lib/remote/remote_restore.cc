@@ -287,9 +287,9 @@ class PieceIndexCache {
   }
 
  private:
-  // ~700 bytes each (a piece table holds every piece's place): at most ~22 MiB (a pack of
+  // ~400 bytes each (and a spanning block's borrowed places): at most ~25 MiB (a pack of
   // incompressible data has ~64 entries).
-  static constexpr size_t kMaxEntries = 32 << 10;
+  static constexpr size_t kMaxEntries = 64 << 10;
   std::mutex mu_;
   std::map<Hash, std::shared_ptr<const Entries>> packs_;
   size_t entries_ = 0;
@@ -369,6 +369,7 @@ Result<PieceTable> PieceTableOf(PieceIndexCache* cache, const BlockNamer& namer,
 struct PieceRun {
   size_t fetch = 0;
   uint32_t first = 0, end = 0;  // its pieces [first, end)
+  PiecePlace at;                // where its first piece lies
 };
 struct PieceGets {
   std::vector<PieceTable> tables;             // per fetch
@@ -377,16 +378,18 @@ struct PieceGets {
   std::vector<S3Request> gets;                // per run
 };
 
-// The runs of pieces [f.first, f.end) of `table`, appended to p->runs.
+// The runs of pieces [f.first, f.end) of `table`, appended to p->runs, with their places.
 void PlanRuns(size_t fetch, const PieceFetch& f, const PieceTable& table, PieceGets* p) {
+  PiecePlace last;
   for (uint32_t n = f.first; n < f.end; n++) {
-    PieceRun* last = n > f.first ? &p->runs.back() : nullptr;
-    if (last != nullptr && table.pack[n] == table.pack[n - 1] &&
-        table.offset[n] == table.offset[n - 1] + table.stored[n - 1]) {
-      last->end = n + 1;
+    const PiecePlace place = PlaceOf(f.ref, table, n);
+    if (n > f.first && place.pack == last.pack &&
+        place.offset == last.offset + table.stored[n - 1]) {
+      p->runs.back().end = n + 1;
     } else {
-      p->runs.push_back(PieceRun{fetch, n, n + 1});
+      p->runs.push_back(PieceRun{fetch, n, n + 1, place});
     }
+    last = place;
   }
 }
 
@@ -422,9 +425,12 @@ PieceGets PlanPieceGets(ObjectStore* store, const std::string& name, const Block
   for (size_t r = 0; r < p.runs.size(); r++) {
     const PieceRun& run = p.runs[r];
     const PieceTable& t = p.tables[run.fetch];
-    const uint64_t begin = t.offset[run.first];
-    const uint64_t length = t.offset[run.end - 1] + t.stored[run.end - 1] - begin;
-    p.gets[r].key = PackKey(t.pack[run.first]);
+    const uint64_t begin = run.at.offset;
+    uint64_t length = 0;
+    for (uint32_t n = run.first; n < run.end; n++) {
+      length += t.stored[n];
+    }
+    p.gets[r].key = PackKey(run.at.pack);
     p.gets[r].headers = {
         {"Range", "bytes=" + std::to_string(begin) + "-" + std::to_string(begin + length - 1)}};
     p.gets[r].max_response_bytes = length;

@@ -3,6 +3,8 @@
 
 #include <sys/stat.h>
 
+#include <cstring>
+
 #include <gtest/gtest.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -204,55 +206,87 @@ IndexEntry Spanning(uint8_t seed) {
   IndexEntry e = Pieced(seed, 524288);
   e.ref.flags |= kFlagSpans;
   e.ref.stored = 0;
-  Hash other;
-  other.fill(0xee);
   for (uint32_t p = 0; p < 8; p++) {
-    const bool own = p == 0 || p == 3 || p == 7;
-    e.pieces.pack[p] = own ? e.ref.pack : other;
-    e.pieces.offset[p] = own ? e.ref.offset + e.ref.stored : 5000u * p;
-    e.ref.stored += own ? 100 : 0;
-    other[0] = static_cast<uint8_t>(p % 2);
+    if (p == 0 || p == 3 || p == 7) {
+      e.ref.stored += 100;
+      continue;
+    }
+    PiecePlace place{Hash{}, 5000u * p};
+    place.pack.fill(0xee);
+    place.pack[0] = static_cast<uint8_t>(p % 2);
+    e.pieces.borrowed.emplace_back(p, place);
   }
   return e;
+}
+
+// Rewrites piece `piece` of entry `entry` of an encoded version 3 index (its place), and seals
+// it again: what a writer of the bucket can make.
+std::string WithPlace(std::string index, size_t entry, uint32_t piece, const Hash& pack,
+                      uint64_t offset) {
+  char* at = index.data() + 20 + entry * (92 + 8 * 76) + 92 + piece * 76;
+  std::memcpy(at + 36, pack.data(), 32);
+  PutLittleEndian64(at + 68, offset);
+  index.resize(index.size() - 8);
+  char sum[8];
+  PutLittleEndian64(sum, XXH3_64bits(index.data(), index.size()));
+  return index.append(sum, 8);
 }
 
 // A pack index with a spanning block goes at version 3 and keeps every piece's place; one
 // without stays at version 2 (its places follow from its refs).
 TEST(RemoteFormatTest, SpanningBlocksRoundTripInVersionThree) {
   std::vector<IndexEntry> entries = {Pieced(1, 524288), Spanning(2), IndexEntry{Ref(3), {}}};
-  PlaceOwnPieces(entries[0].ref, &entries[0].pieces);
   const std::string bytes = EncodeIndex(entries);
   EXPECT_EQ(GetLittleEndian32(bytes.data() + 8), 3u);
   auto back = DecodeIndex(bytes, "index/s");
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   ASSERT_EQ(back->size(), 3u);
-  EXPECT_TRUE(Spans((*back)[1].ref));
-  EXPECT_EQ((*back)[1].pieces.pack[1], entries[1].pieces.pack[1]);
-  EXPECT_EQ((*back)[1].pieces.offset[2], 10000u);
-  EXPECT_EQ((*back)[1].pieces.offset[3], entries[1].ref.offset + 100);
-  EXPECT_EQ((*back)[0].pieces.offset[2], entries[0].ref.offset + 200);
+  const IndexEntry& spanning = (*back)[1];
+  EXPECT_TRUE(Spans(spanning.ref));
+  EXPECT_EQ(spanning.pieces.borrowed, entries[1].pieces.borrowed);
+  EXPECT_EQ(PlaceOf(spanning.ref, spanning.pieces, 2).offset, 10000u);
+  EXPECT_EQ(PlaceOf(spanning.ref, spanning.pieces, 3),
+            (PiecePlace{spanning.ref.pack, spanning.ref.offset + 100}));
+  EXPECT_EQ(PlaceOf(spanning.ref, spanning.pieces, 7),
+            (PiecePlace{spanning.ref.pack, spanning.ref.offset + 200}));
+  EXPECT_TRUE((*back)[0].pieces.borrowed.empty());
+  EXPECT_EQ(PlaceOf((*back)[0].ref, (*back)[0].pieces, 2).offset, entries[0].ref.offset + 200);
   const std::string plain = EncodeIndex({Pieced(1, 524288)});
   EXPECT_EQ(GetLittleEndian32(plain.data() + 8), 2u);
   auto placed = DecodeIndex(plain, "index/p");
   ASSERT_TRUE(placed.ok());
-  EXPECT_EQ((*placed)[0].pieces.pack[5], Pieced(1, 524288).ref.pack);
-  EXPECT_EQ((*placed)[0].pieces.offset[5], Pieced(1, 524288).ref.offset + 500);
+  EXPECT_EQ(PlaceOf((*placed)[0].ref, (*placed)[0].pieces, 5),
+            (PiecePlace{Pieced(1, 524288).ref.pack, Pieced(1, 524288).ref.offset + 500}));
   EXPECT_TRUE(CheckRef(entries[1].ref, "x").ok());
 }
 
 // Every way a piece's place can be wrong is refused before anything is fetched by it.
 TEST(RemoteFormatTest, SpanningPlacesOutOfBoundsAreRefused) {
-  std::vector<IndexEntry> hostile(6, Spanning(2));
-  hostile[0].pieces.offset[3] += 1;                  // its own pieces not back to back
-  hostile[1].pieces.offset[1] = kMaxPackBytes - 50;  // a borrowed piece past any pack
-  hostile[2].ref.flags = kFlagZstd | kFlagPieces;    // borrowing without saying so
-  hostile[3].pieces.pack[7] = Hash{};                // its own pieces short of its stored length
-  hostile[4].pieces.offset[7] = 0;                   // (and out of order)
-  hostile[5].pieces.pack[0].fill(0xee);              // every piece borrowed: stored is not 0
+  const IndexEntry e = Spanning(2);
+  const std::string good = EncodeIndex({Spanning(1), e});
+  ASSERT_TRUE(DecodeIndex(good, "index/g").ok());
+  Hash other;
+  other.fill(0xee);
+  const std::vector<std::string> hostile = {
+      WithPlace(good, 1, 3, e.ref.pack, e.ref.offset + 101),  // its own not back to back
+      WithPlace(good, 1, 1, other, kMaxPackBytes - 50),       // a borrowed piece past any pack
+      WithPlace(good, 1, 7, other, 0),  // its own pieces short of its stored length
+      WithPlace(good, 1, 0, other, 0),  // every piece borrowed: stored is not 0
+      WithPlace(good, 1, 2, e.ref.pack, e.ref.offset + 100),  // out of order
+  };
   for (size_t i = 0; i < hostile.size(); i++) {
-    auto index = DecodeIndex(EncodeIndex({Spanning(1), hostile[i]}), "index/h");
-    EXPECT_EQ(index.status().code(), Status::Code::kCorruption) << i;
+    EXPECT_EQ(DecodeIndex(hostile[i], "index/h").status().code(), Status::Code::kCorruption) << i;
   }
+  IndexEntry unmarked = Spanning(2);
+  unmarked.ref.flags = kFlagZstd | kFlagPieces;  // borrowing without saying so
+  EXPECT_EQ(DecodeIndex(EncodeIndex({Spanning(1), unmarked}), "index/u").status().code(),
+            Status::Code::kCorruption);
+  // A place past a block's last piece.
+  IndexEntry short_block = Pieced(3, 70000);  // two pieces
+  short_block.ref.flags |= kFlagSpans;
+  std::string tail = EncodeIndex({Spanning(1), short_block});
+  EXPECT_EQ(DecodeIndex(WithPlace(tail, 1, 4, other, 10), "index/t").status().code(),
+            Status::Code::kCorruption);
   // A spanning ref in a version 2 index (or a leaf of a version 2 reader's tree) is not
   // misread: the version 2 encoding has no places.
   std::string v2 = EncodeIndex({Pieced(1, 524288)});
