@@ -633,6 +633,13 @@ TEST_F(HydrationTest, AnIncrementalPushSendsChangedPiecesAndReadersFollowThem) {
     EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + static_cast<ptrdiff_t>(at)))
         << at;
   }
+  // The rest of block 33 (pieces 0-6): its borrowed pieces on both sides of the changed one come
+  // with one GET (across the parent's old version of that piece), its own piece with another.
+  const uint64_t gets_before = Gets();
+  Bytes block(kBlock);
+  ASSERT_TRUE(v->Read(33 * kBlock, block).ok());
+  EXPECT_TRUE(std::equal(block.begin(), block.end(), want.begin() + 33 * kBlock));
+  EXPECT_EQ(Gets() - gets_before, 2u);
   Bytes all(kSize);
   ASSERT_TRUE(v->Read(0, all).ok());  // whole blocks, the spanning ones piece by piece
   EXPECT_TRUE(all == want);
