@@ -633,13 +633,27 @@ TEST_F(HydrationTest, AnIncrementalPushSendsChangedPiecesAndReadersFollowThem) {
     EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + static_cast<ptrdiff_t>(at)))
         << at;
   }
-  // The rest of block 33 (pieces 0-6): its borrowed pieces on both sides of the changed one come
-  // with one GET (across the parent's old version of that piece), its own piece with another.
-  const uint64_t gets_before = Gets();
-  Bytes block(kBlock);
-  ASSERT_TRUE(v->Read(33 * kBlock, block).ok());
-  EXPECT_TRUE(std::equal(block.begin(), block.end(), want.begin() + 33 * kBlock));
-  EXPECT_EQ(Gets() - gets_before, 2u);
+  // A reader of the whole of block 33: its pack's index, then its borrowed pieces on both sides
+  // of the changed one with one GET (across the parent's old version of that piece), and its
+  // own piece with another.
+  {
+    auto reader = remote::SnapshotReader::OpenOn(
+        "sim", std::make_unique<test::SimObjectStore>(&bucket_, 4), child);
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    auto leaf = (*reader)->Leaf(0);
+    ASSERT_TRUE(leaf.ok());
+    auto ref =
+        std::find_if(leaf->begin(), leaf->end(), [](const auto& r) { return r.first == 33; });
+    ASSERT_NE(ref, leaf->end());
+    EXPECT_TRUE(remote::Spans(ref->second));
+    Bytes block(kBlock);
+    std::vector<Status> status;
+    const uint64_t gets_before = Gets();
+    (*reader)->Fetch({*ref}, {std::span<std::byte>(block)}, &status);
+    ASSERT_TRUE(status.at(0).ok()) << status[0].ToString();
+    EXPECT_TRUE(std::equal(block.begin(), block.end(), want.begin() + 33 * kBlock));
+    EXPECT_EQ(Gets() - gets_before, 3u);
+  }
   Bytes all(kSize);
   ASSERT_TRUE(v->Read(0, all).ok());  // whole blocks, the spanning ones piece by piece
   EXPECT_TRUE(all == want);
