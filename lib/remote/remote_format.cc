@@ -308,6 +308,25 @@ Hash BlockNamer::Of(const void* data, size_t length) const {
   return h;
 }
 
+void SortByOffset(std::vector<IndexEntry>* entries) {
+  std::sort(entries->begin(), entries->end(),
+            [](const IndexEntry& a, const IndexEntry& b) { return a.ref.offset < b.ref.offset; });
+}
+
+const IndexEntry* ListedEntry(const std::vector<IndexEntry>& entries, const BlockRef& ref,
+                              const BlockNamer& namer) {
+  auto it =
+      std::lower_bound(entries.begin(), entries.end(), ref.offset,
+                       [](const IndexEntry& e, uint64_t offset) { return e.ref.offset < offset; });
+  if (it == entries.end() || it->ref.offset != ref.offset || it->ref.sha256 != ref.sha256 ||
+      it->ref.pack != ref.pack || it->ref.stored != ref.stored || it->ref.raw != ref.raw ||
+      it->ref.flags != ref.flags ||
+      (IsPieced(ref) && PiecedName(namer, it->pieces, PieceCount(ref)) != ref.sha256)) {
+    return nullptr;
+  }
+  return &*it;
+}
+
 std::string EncodeIndex(const std::vector<IndexEntry>& blocks) {
   // Version 2 where it says all: readers of version 2 take such a pack (and its entries are
   // about half the size).

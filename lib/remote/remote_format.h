@@ -125,6 +125,14 @@ struct IndexEntry {
   PieceTable pieces;
 };
 
+// Sorts an index's entries by offset (a push writes them so; a hostile index need not).
+void SortByOffset(std::vector<IndexEntry>* entries);
+// The entry of `entries` (sorted by offset) that lists block `ref`: at its place, with its name,
+// lengths and flags, and (pieced) a piece table whose hashes name it under `namer`. nullptr when
+// there is none: a piece is never fetched by a table that does not name its block.
+const IndexEntry* ListedEntry(const std::vector<IndexEntry>& entries, const BlockRef& ref,
+                              const BlockNamer& namer);
+
 // Version 2 (every entry carries a piece table), or 3 when an entry spans (every piece table
 // carries its places). Decoding takes versions 1 to 3 and checks every ref (CheckRef) and every
 // piece table (each piece within zstd's bound and within a pack, the block's own pieces back to

@@ -357,22 +357,12 @@ const IndexEntry* Push::ParentEntry(const BlockRef& ref) {
       parent_index_entries_ = 0;
     }
     parent_index_entries_ += entries->size();
-    std::sort(entries->begin(), entries->end(),
-              [](const IndexEntry& a, const IndexEntry& b) { return a.ref.offset < b.ref.offset; });
+    SortByOffset(&*entries);
     decoded = parent_indexes_.emplace(ref.pack, std::move(*entries)).first;
   }
-  const std::vector<IndexEntry>& entries = decoded->second;
-  auto it =
-      std::lower_bound(entries.begin(), entries.end(), ref.offset,
-                       [](const IndexEntry& e, uint64_t offset) { return e.ref.offset < offset; });
   // Borrowed pieces must be what the new block's name says: the table must name the parent's
   // block, as a reader checks it.
-  if (it == entries.end() || it->ref.offset != ref.offset || it->ref.sha256 != ref.sha256 ||
-      it->ref.pack != ref.pack || it->ref.flags != ref.flags || it->ref.raw != ref.raw ||
-      PiecedName(*namer_, it->pieces, PieceCount(ref)) != ref.sha256) {
-    return nullptr;
-  }
-  return &*it;
+  return ListedEntry(decoded->second, ref, *namer_);
 }
 
 namespace {

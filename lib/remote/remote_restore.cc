@@ -330,9 +330,7 @@ void LoadPieceTables(ObjectStore* store, const std::string& name, PieceIndexCach
       continue;
     }
     auto entries = std::make_shared<PieceIndexCache::Entries>(std::move(*decoded));
-    std::sort(entries->begin(), entries->end(), [](const IndexEntry& a, const IndexEntry& b) {
-      return a.ref.offset < b.ref.offset;  // (a push writes them so; a hostile index need not)
-    });
+    SortByOffset(entries.get());
     cache->Add(pack, std::move(entries));
   }
   for (PieceFetch& f : *fetches) {
@@ -346,22 +344,13 @@ void LoadPieceTables(ObjectStore* store, const std::string& name, PieceIndexCach
 Result<PieceTable> PieceTableOf(PieceIndexCache* cache, const BlockNamer& namer,
                                 const PieceFetch& f, const std::string& what) {
   std::shared_ptr<const PieceIndexCache::Entries> entries = cache->Find(f.ref.pack);
-  if (!entries) {
-    return Status::Corruption(what + ": its pack's index does not list it (damaged index)");
+  const IndexEntry* listed = entries ? ListedEntry(*entries, f.ref, namer) : nullptr;
+  if (listed == nullptr) {
+    return Status::Corruption(what +
+                              ": its pack's index does not list it, or its piece table does not "
+                              "match its name (damaged index)");
   }
-  auto it =
-      std::lower_bound(entries->begin(), entries->end(), f.ref.offset,
-                       [](const IndexEntry& e, uint64_t offset) { return e.ref.offset < offset; });
-  if (it == entries->end() || it->ref.offset != f.ref.offset) {
-    return Status::Corruption(what + ": its pack's index does not list it (damaged index)");
-  }
-  const BlockRef& listed = it->ref;
-  if (listed.sha256 != f.ref.sha256 || listed.pack != f.ref.pack || listed.stored != f.ref.stored ||
-      listed.raw != f.ref.raw || listed.flags != f.ref.flags ||
-      PiecedName(namer, it->pieces, PieceCount(f.ref)) != f.ref.sha256) {
-    return Status::Corruption(what + ": its piece table does not match its name (damaged index)");
-  }
-  return it->pieces;
+  return listed->pieces;
 }
 
 // The pieces' range GETs. A fetch's pieces that lie in one pack at most kMaxGapBytes apart share
