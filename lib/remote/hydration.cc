@@ -692,10 +692,11 @@ void Hydrator::FetchInto(remote::SnapshotReader* reader, int worker, const std::
     }
   }
   std::vector<Status> got;
-  reader->FetchTogether(wholes, whole_out, &got, &pieces);
+  std::vector<uint64_t> brought;
+  reader->FetchTogether(wholes, whole_out, &got, &brought, &pieces);
   for (size_t w = 0; w < wholes.size(); w++) {
     f->status[whole_of[w]] = got[w];
-    f->bytes += got[w].ok() ? wholes[w].second.stored : 0;
+    f->bytes += brought[w];
   }
   for (size_t p = 0; p < pieces.size(); p++) {
     f->status[pieces_of[p]] = pieces[p].status;

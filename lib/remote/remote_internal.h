@@ -106,18 +106,23 @@ class SnapshotReader {
   // decompressed and checked against its SHA-256 into its `out`. REQUIRES: each fetch as
   // PieceFetch says, `out` sized to its pieces. A failure (naming the block and the object) is
   // in its `status`.
+  // brought[i]: the bytes whole block i's GETs brought (its own stored bytes, and a spanning
+  // block's borrowed pieces too), 0 when it failed; a piece fetch's are its `stored_bytes`.
   // Nothing that fails a check is ever left in an output as if it were data.
   virtual void FetchTogether(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
                              const std::vector<std::span<std::byte>>& out,
-                             std::vector<Status>* status, std::vector<PieceFetch>* pieces) = 0;
+                             std::vector<Status>* status, std::vector<uint64_t>* brought,
+                             std::vector<PieceFetch>* pieces) = 0;
   void Fetch(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
              const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
+    std::vector<uint64_t> brought;
     std::vector<PieceFetch> none;
-    FetchTogether(refs, out, status, &none);
+    FetchTogether(refs, out, status, &brought, &none);
   }
   void FetchPieces(std::vector<PieceFetch>* fetches) {
     std::vector<Status> none;
-    FetchTogether({}, {}, &none, fetches);
+    std::vector<uint64_t> brought;
+    FetchTogether({}, {}, &none, &brought, fetches);
   }
 };
 

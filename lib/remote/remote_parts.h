@@ -376,11 +376,13 @@ class Restore {
 // Range GETs of the blocks at once, adjacent blocks of one pack in one GET (up to 16 MiB); each
 // block decompressed and checked into out[i], or its error (naming the block and the pack) in
 // status[i]. A spanning block is fetched piece by piece, through its pack's index (`pieces`
-// caches them). REQUIRES: out[i] is refs[i].second.raw bytes, and each ref passed CheckRef.
+// caches them). brought[i]: the bytes block i's GETs brought (with a spanning block's borrowed
+// pieces). REQUIRES: out[i] is refs[i].second.raw bytes, and each ref passed CheckRef.
 void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
                      PieceIndexCache* pieces,
                      const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status);
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
+                     std::vector<uint64_t>* brought);
 
 }  // namespace strata::remote
 

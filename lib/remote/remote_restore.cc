@@ -140,7 +140,9 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
     raw[i] = std::span<std::byte>(buffer_.get() + at, (*refs)[i].second.raw);
   }
   std::vector<Status> checked;
-  FetchBlocksInto(bucket_->store(), bucket_->Name(), *namer_, pieces_.get(), *refs, raw, &checked);
+  std::vector<uint64_t> brought;
+  FetchBlocksInto(bucket_->store(), bucket_->Name(), *namer_, pieces_.get(), *refs, raw, &checked,
+                  &brought);
   for (const Status& s : checked) {
     STRATA_RETURN_IF_ERROR(s);  // nothing of a damaged batch is written
   }
@@ -152,9 +154,9 @@ Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t bl
     writes[i].data = raw[i].data();
   }
   STRATA_RETURN_IF_ERROR(SubmitAll(volume, loop, &writes));
-  for (const auto& [index, ref] : *refs) {
-    stats->blocks++;
-    stats->bytes_downloaded += ref.stored;
+  stats->blocks += refs->size();
+  for (uint64_t bytes : brought) {
+    stats->bytes_downloaded += bytes;
   }
   refs->clear();
   return Status::OK();
@@ -467,7 +469,7 @@ void FetchTogetherInto(ObjectStore* store, const std::string& name, const BlockN
                        PieceIndexCache* cache,
                        const std::vector<std::pair<uint64_t, BlockRef>>& refs,
                        const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
-                       std::vector<PieceFetch>* pieces) {
+                       std::vector<uint64_t>* brought, std::vector<PieceFetch>* pieces) {
   STRATA_CHECK(out.size() == refs.size());
   // A spanning block is read as all its pieces, through its pack's index: its range in its pack
   // holds only its own.
@@ -500,11 +502,15 @@ void FetchTogetherInto(ObjectStore* store, const std::string& name, const BlockN
   DecodeBlockGets(blocks, name, namer, whole, whole_out, &whole_status);
   DecodePieceGets(piece_gets, name, pieces);
   status->assign(refs.size(), Status::OK());
+  brought->assign(refs.size(), 0);
   for (size_t w = 0; w < whole.size(); w++) {
+    (*brought)[whole_of[w]] = whole_status[w].ok() ? whole[w].second.stored : 0;
     (*status)[whole_of[w]] = std::move(whole_status[w]);
   }
   for (size_t k = 0; k < spanning_of.size(); k++) {
-    (*status)[spanning_of[k]] = std::move((*pieces)[asked + k].status);
+    PieceFetch& f = (*pieces)[asked + k];
+    (*brought)[spanning_of[k]] = f.status.ok() ? f.stored_bytes : 0;
+    (*status)[spanning_of[k]] = std::move(f.status);
   }
   pieces->resize(asked);
 }
@@ -563,9 +569,9 @@ class SnapshotReaderImpl final : public SnapshotReader {
 
   void FetchTogether(const std::vector<std::pair<uint64_t, BlockRef>>& refs,
                      const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
-                     std::vector<PieceFetch>* pieces) override {
+                     std::vector<uint64_t>* brought, std::vector<PieceFetch>* pieces) override {
     FetchTogetherInto(store_.get(), name_, plaintext_names_, pieces_.get(), refs, out, status,
-                      pieces);
+                      brought, pieces);
   }
 
  private:
@@ -607,9 +613,10 @@ class SnapshotReaderImpl final : public SnapshotReader {
 void FetchBlocksInto(ObjectStore* store, const std::string& name, const BlockNamer& namer,
                      PieceIndexCache* pieces,
                      const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
+                     std::vector<uint64_t>* brought) {
   std::vector<PieceFetch> none;
-  FetchTogetherInto(store, name, namer, pieces, refs, out, status, &none);
+  FetchTogetherInto(store, name, namer, pieces, refs, out, status, brought, &none);
 }
 
 Result<std::unique_ptr<remote::SnapshotReader>> SnapshotReader::OpenOn(

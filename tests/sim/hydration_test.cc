@@ -87,6 +87,10 @@ class HydrationTest : public ::testing::Test {
     std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
     return bucket_.gets;
   }
+  uint64_t BytesServed() {
+    std::lock_guard<std::recursive_mutex> lock(bucket_.mu);
+    return bucket_.get_bytes;
+  }
 
   test::TempDir a_, b_;
   RemoteSpec spec_;
@@ -595,33 +599,39 @@ TEST_F(HydrationTest, ADeleteInTheRemoteDoesNotBreakARestoreUnderWay) {
 // blocks: the other pieces are borrowed where the parent's blocks have them (spanning blocks).
 // Every reader follows them: lazy pieces, lazy whole blocks, the eager restore; and a GC after
 // the parent is deleted keeps the packs they borrow from, until the child goes too.
+// Pushes a child of the fixture's snapshot in which a piece in the middle of blocks 2, 13 and
+// 33 changed (spanning blocks: each borrows its other seven pieces); `want` is its image.
+void PushChangedChild(const std::string& dir, const RemoteSpec& spec, test::SimBucket* bucket,
+                      const std::string& parent_id, Bytes* want, std::string* child) {
+  auto a = Pool::Open(dir, PoolOptions());
+  ASSERT_TRUE(a.ok());
+  auto parent = (*a)->DescribeSnapshot(parent_id);
+  ASSERT_TRUE(parent.ok());
+  auto v = *(*a)->OpenVolume(parent->volume_id);
+  for (uint64_t block : {2, 13, 33}) {
+    const Bytes mine = test::RandomBytes(4096, 70 + block);
+    const uint64_t at = block * kBlock + 3 * (64 << 10) + 8192;
+    ASSERT_TRUE(v->Write(at, mine, true).ok());
+    std::copy(mine.begin(), mine.end(), want->begin() + static_cast<ptrdiff_t>(at));
+  }
+  auto snap = (*a)->CreateSnapshots({parent->volume_id}, "child");
+  ASSERT_TRUE(snap.ok());
+  *child = snap->front().snapshot_id;
+  auto remote = remote::OpenRemoteOn(spec, std::make_unique<test::SimObjectStore>(bucket, 1));
+  auto pushed = remote->PushSnapshot(a->get(), *child, {}, {}, nullptr);
+  ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
+  EXPECT_EQ(pushed->blocks_uploaded, 3u);
+  EXPECT_EQ(pushed->pieces_borrowed, 3u * 7);
+  // Three pieces of random bytes, the index, one leaf and the manifest; whole blocks were 1.5
+  // MiB.
+  EXPECT_LT(pushed->bytes_uploaded, 3u * (64 << 10) + (32 << 10));
+}
+
 TEST_F(HydrationTest, AnIncrementalPushSendsChangedPiecesAndReadersFollowThem) {
   std::string child;
   Bytes want = image_;
-  {
-    auto a = Pool::Open(a_.path(), PoolOptions());
-    ASSERT_TRUE(a.ok());
-    auto parent = (*a)->DescribeSnapshot(snapshot_id_);
-    ASSERT_TRUE(parent.ok());
-    auto v = *(*a)->OpenVolume(parent->volume_id);
-    for (uint64_t block : {2, 13, 33}) {  // a piece in the middle of each
-      const Bytes mine = test::RandomBytes(4096, 70 + block);
-      const uint64_t at = block * kBlock + 3 * (64 << 10) + 8192;
-      ASSERT_TRUE(v->Write(at, mine, true).ok());
-      std::copy(mine.begin(), mine.end(), want.begin() + static_cast<ptrdiff_t>(at));
-    }
-    auto snap = (*a)->CreateSnapshots({parent->volume_id}, "child");
-    ASSERT_TRUE(snap.ok());
-    child = snap->front().snapshot_id;
-    auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 1));
-    auto pushed = remote->PushSnapshot(a->get(), child, {}, {}, nullptr);
-    ASSERT_TRUE(pushed.ok()) << pushed.status().ToString();
-    EXPECT_EQ(pushed->blocks_uploaded, 3u);
-    EXPECT_EQ(pushed->pieces_borrowed, 3u * 7);
-    // Three pieces of random bytes, the index, one leaf and the manifest; whole blocks were 1.5
-    // MiB.
-    EXPECT_LT(pushed->bytes_uploaded, 3u * (64 << 10) + (32 << 10));
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      PushChangedChild(a_.path(), spec_, &bucket_, snapshot_id_, &want, &child));
   ASSERT_TRUE(hydrations_->Begin(spec_, child, 0).ok());  // on demand only
   auto clone = pool_->CreateVolume(VolumeSpec{0, "", "unlimited", child});
   ASSERT_TRUE(clone.ok());
@@ -669,6 +679,29 @@ TEST_F(HydrationTest, AnIncrementalPushSendsChangedPiecesAndReadersFollowThem) {
   };
   restore_child();
   EXPECT_TRUE(hydrations_->Wait(child, 5000, nullptr).ok());
+}
+
+// What a restore says it fetched is what its GETs brought: a spanning block's borrowed pieces
+// count, not only the bytes stored in its own pack (which a whole-block count would take).
+TEST_F(HydrationTest, BytesFetchedCountWhatASpanningBlockBrings) {
+  std::string child;
+  Bytes want = image_;
+  ASSERT_NO_FATAL_FAILURE(
+      PushChangedChild(a_.path(), spec_, &bucket_, snapshot_id_, &want, &child));
+  const uint64_t served_before = BytesServed();
+  ASSERT_TRUE(hydrations_->Begin(spec_, child, -1).ok());  // the background pass, unlimited
+  ASSERT_TRUE(hydrations_->Wait(child, 10000, nullptr).ok());
+  auto st = hydrations_->StatusOf(child);
+  ASSERT_TRUE(st.has_value());
+  // 36 blocks of random bytes hold data (3 are zeros, 1 repeats another) and arrive whole,
+  // stored at least at their size; the three spanning ones' borrowed pieces are 2.6 of them.
+  EXPECT_GE(st->bytes_fetched, 36 * kBlock);
+  EXPECT_LE(st->bytes_fetched, BytesServed() - served_before);  // with indexes, tree, manifest
+  auto remote = remote::OpenRemoteOn(spec_, std::make_unique<test::SimObjectStore>(&bucket_, 3));
+  auto restored =
+      remote->RestoreVolume(pool_.get(), child, VolumeSpec{0, "", "unlimited", ""}, {}, nullptr);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_GE(restored->bytes_downloaded, 36 * kBlock);
 }
 
 // A GC after the parent is deleted keeps the packs a child's spanning blocks borrow from, even
