@@ -32,98 +32,6 @@ namespace strata::remote {
 
 using nlohmann::json;
 
-namespace {
-
-constexpr uint64_t kMaxGetBytes = 16 << 20;
-
-// One range GET: the pack's bytes [first, end), holding the blocks `members` (indexes into the
-// refs) side by side in offset order.
-struct RangeGet {
-  uint64_t first = 0, end = 0;
-  std::vector<size_t> members;
-};
-
-// Blocks adjacent in one pack share a GET, up to kMaxGetBytes.
-std::vector<RangeGet> PlanRangeGets(const std::vector<std::pair<uint64_t, BlockRef>>& refs) {
-  std::vector<size_t> order(refs.size());
-  for (size_t i = 0; i < order.size(); i++) {
-    order[i] = i;
-  }
-  std::sort(order.begin(), order.end(), [&refs](size_t a, size_t b) {
-    const BlockRef &x = refs[a].second, &y = refs[b].second;
-    return std::tie(x.pack, x.offset) < std::tie(y.pack, y.offset);
-  });
-  std::vector<RangeGet> plan;
-  for (size_t i : order) {
-    const BlockRef& ref = refs[i].second;
-    if (!plan.empty()) {
-      RangeGet& last = plan.back();
-      if (refs[last.members.back()].second.pack == ref.pack && ref.offset == last.end &&
-          ref.offset + ref.stored - last.first <= kMaxGetBytes) {
-        last.end = ref.offset + ref.stored;
-        last.members.push_back(i);
-        continue;
-      }
-    }
-    plan.push_back(RangeGet{ref.offset, ref.offset + ref.stored, {i}});
-  }
-  return plan;
-}
-
-// Whole blocks' range GETs: blocks adjacent in one pack share one.
-struct BlockGets {
-  std::vector<RangeGet> plan;
-  std::vector<S3Request> gets;  // one per plan entry
-};
-
-BlockGets PlanBlockGets(const std::vector<std::pair<uint64_t, BlockRef>>& refs) {
-  BlockGets b;
-  b.plan = PlanRangeGets(refs);
-  b.gets.resize(b.plan.size());
-  for (size_t g = 0; g < b.plan.size(); g++) {
-    b.gets[g].key = remote::PackKey(refs[b.plan[g].members.front()].second.pack);
-    b.gets[g].headers = {{"Range", "bytes=" + std::to_string(b.plan[g].first) + "-" +
-                                       std::to_string(b.plan[g].end - 1)}};
-    b.gets[g].max_response_bytes = b.plan[g].end - b.plan[g].first;
-    b.gets[g].exact_response = true;
-  }
-  return b;
-}
-
-// Each block of the GETs that ran, decompressed and checked into out[i] (status[i]).
-void DecodeBlockGets(const BlockGets& b, const std::string& name, const BlockNamer& namer,
-                     const std::vector<std::pair<uint64_t, BlockRef>>& refs,
-                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status) {
-  status->assign(refs.size(), Status::OK());
-  std::vector<std::pair<size_t, size_t>> work;  // (get, member)
-  for (size_t g = 0; g < b.plan.size(); g++) {
-    for (size_t m = 0; m < b.plan[g].members.size(); m++) {
-      work.emplace_back(g, m);
-    }
-  }
-  ParallelFor(work.size(), Cores(), [&](size_t w) {
-    const auto [g, m] = work[w];
-    const size_t i = b.plan[g].members[m];
-    const BlockRef& ref = refs[i].second;
-    const std::string what =
-        name + ": block " + std::to_string(refs[i].first) + " in " + b.gets[g].key;
-    if (!b.gets[g].status.ok()) {
-      (*status)[i] = b.gets[g].status.WithContext(what);
-      return;
-    }
-    const std::string& got = b.gets[g].response;
-    const uint64_t at = ref.offset - b.plan[g].first;
-    // A short response makes the blocks past its end short reads (Corruption), never data.
-    const std::string_view stored =
-        at >= got.size()
-            ? std::string_view()
-            : std::string_view(got).substr(at, std::min<uint64_t>(ref.stored, got.size() - at));
-    (*status)[i] = DecodeBlockInto(stored, ref, namer, what, out[i]);
-  });
-}
-
-}  // namespace
-
 Status Restore::FetchBlocks(strata::Volume* volume, EventLoop* loop, uint32_t block_size,
                             std::vector<std::pair<uint64_t, BlockRef>>* refs, RestoreStats* stats) {
   size_t total = 0;
@@ -355,63 +263,94 @@ Result<PieceTable> PieceTableOf(PieceIndexCache* cache, const BlockNamer& namer,
   return listed->pieces;
 }
 
-// The pieces' range GETs. A fetch's pieces that lie in one pack at most kMaxGapBytes apart share
-// one (a block's own pieces are back to back; a spanning block's borrowed ones on either side of
-// a changed piece lie around that piece's old version, read for nothing: RGW spends more CPU on a
-// request than on 64 KiB). None for a fetch already failed.
+// The range GETs of a fetch: every stored range it wants (whole blocks, pieces), in (pack,
+// offset) order; ranges of one pack at most kMaxGapBytes apart, or overlapping (two blocks of the
+// same bytes), share one GET of up to kMaxGetBytes. So the whole blocks of a batch that a push
+// wrote side by side are one GET, and so are a spanning block's borrowed pieces with the parent's
+// whole blocks beside them (the parent's old version of a changed piece between them is read for
+// nothing: RGW spends more CPU on a request than on 64 KiB). None for a fetch already failed.
+constexpr uint64_t kMaxGetBytes = 16 << 20;
 constexpr uint64_t kMaxGapBytes = 128 << 10;
-struct PieceSlice {
-  size_t get = 0;   // which GET brings the piece
+struct Slice {
+  size_t get = 0;   // which GET brings the range
   uint64_t at = 0;  // where in its response
 };
-struct PieceGets {
-  std::vector<PieceTable> tables;                          // per fetch
-  std::vector<std::array<PieceSlice, kMaxPieces>> slices;  // per fetch, per piece
+struct FetchGets {
   std::vector<S3Request> gets;
+  std::vector<Slice> wholes;                          // per whole block
+  std::vector<uint64_t> whole_bytes;                  // what each whole block added to its GET
+  std::vector<PieceTable> tables;                     // per piece fetch
+  std::vector<std::array<Slice, kMaxPieces>> slices;  // per piece fetch, per piece
+};
+constexpr uint32_t kWholeBlock = ~uint32_t{0};
+struct WantedRange {
+  PiecePlace place;
+  uint64_t bytes = 0;
+  size_t of = 0;                 // the whole block, or the piece fetch
+  uint32_t piece = kWholeBlock;  // or the fetch's piece
 };
 
-// Plans the GETs of fetch `i`'s pieces, whose table is p->tables[i].
-void PlanFetchGets(size_t i, PieceFetch* f, PieceGets* p) {
-  const PieceTable& t = p->tables[i];
-  std::vector<std::pair<PiecePlace, uint32_t>> wanted;  // by place
-  for (uint32_t n = f->first; n < f->end; n++) {
-    wanted.emplace_back(PlaceOf(f->ref, t, n), n);
-  }
-  std::sort(wanted.begin(), wanted.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.first.pack, a.first.offset) < std::tie(b.first.pack, b.first.offset);
+// Merges the wanted ranges into GETs (as above); each range's Slice, and the bytes it added to its
+// GET (the gap before it included) counted to its block or fetch.
+void PlanRangeGets(std::vector<WantedRange> wanted, FetchGets* p,
+                   std::vector<PieceFetch>* fetches) {
+  std::sort(wanted.begin(), wanted.end(), [](const WantedRange& a, const WantedRange& b) {
+    return std::tie(a.place.pack, a.place.offset) < std::tie(b.place.pack, b.place.offset);
   });
-  for (size_t k = 0; k < wanted.size();) {
-    const PiecePlace& first = wanted[k].first;
-    uint64_t end = first.offset + t.stored[wanted[k].second];
-    size_t j = k + 1;
-    for (; j < wanted.size() && wanted[j].first.pack == first.pack &&
-           wanted[j].first.offset >= end && wanted[j].first.offset - end <= kMaxGapBytes;
-         j++) {
-      end = wanted[j].first.offset + t.stored[wanted[j].second];
+  uint64_t first = 0, end = 0;
+  for (size_t k = 0; k < wanted.size(); k++) {
+    const WantedRange& w = wanted[k];
+    const bool joins = k > 0 && w.place.pack == wanted[k - 1].place.pack &&
+                       w.place.offset <= end + kMaxGapBytes &&
+                       std::max(end, w.place.offset + w.bytes) - first <= kMaxGetBytes;
+    if (!joins) {
+      if (k > 0) {
+        p->gets.back().headers = {
+            {"Range", "bytes=" + std::to_string(first) + "-" + std::to_string(end - 1)}};
+        p->gets.back().max_response_bytes = end - first;
+      }
+      S3Request& get = p->gets.emplace_back();
+      get.key = PackKey(w.place.pack);
+      get.exact_response = true;
+      first = end = w.place.offset;
     }
-    S3Request& get = p->gets.emplace_back();
-    get.key = PackKey(first.pack);
-    get.headers = {
-        {"Range", "bytes=" + std::to_string(first.offset) + "-" + std::to_string(end - 1)}};
-    get.max_response_bytes = end - first.offset;
-    get.exact_response = true;
-    f->stored_bytes += end - first.offset;
-    for (; k < j; k++) {
-      p->slices[i][wanted[k].second] = {p->gets.size() - 1, wanted[k].first.offset - first.offset};
+    const uint64_t added = std::max(end, w.place.offset + w.bytes) - end;
+    end += added;
+    const Slice slice{p->gets.size() - 1, w.place.offset - first};
+    if (w.piece == kWholeBlock) {
+      p->wholes[w.of] = slice;
+      p->whole_bytes[w.of] = added;
+    } else {
+      p->slices[w.of][w.piece] = slice;
+      (*fetches)[w.of].stored_bytes += added;
     }
+  }
+  if (!wanted.empty()) {
+    p->gets.back().headers = {
+        {"Range", "bytes=" + std::to_string(first) + "-" + std::to_string(end - 1)}};
+    p->gets.back().max_response_bytes = end - first;
   }
 }
 
 // Pieces are fetched only once their table is checked against the block's name, and each piece
 // only once its place lies within a pack (DecodeIndex): a hostile index can fail a read, never
-// feed it. Fetches the piece tables still missing (one round of GETs), then plans the pieces'
-// GETs.
-PieceGets PlanPieceGets(ObjectStore* store, const std::string& name, const BlockNamer& namer,
-                        PieceIndexCache* cache, std::vector<PieceFetch>* fetches) {
+// feed it. Fetches the piece tables still missing (one round of GETs), then plans the GETs of
+// the whole blocks and of the pieces together.
+FetchGets PlanFetchGets(ObjectStore* store, const std::string& name, const BlockNamer& namer,
+                        PieceIndexCache* cache,
+                        const std::vector<std::pair<uint64_t, BlockRef>>& wholes,
+                        std::vector<PieceFetch>* fetches) {
   LoadPieceTables(store, name, cache, fetches);
-  PieceGets p;
+  FetchGets p;
+  p.wholes.resize(wholes.size());
+  p.whole_bytes.resize(wholes.size());
   p.tables.resize(fetches->size());
   p.slices.resize(fetches->size());
+  std::vector<WantedRange> wanted;
+  for (size_t w = 0; w < wholes.size(); w++) {
+    const BlockRef& ref = wholes[w].second;
+    wanted.push_back(WantedRange{PiecePlace{ref.pack, ref.offset}, ref.stored, w, kWholeBlock});
+  }
   for (size_t i = 0; i < fetches->size(); i++) {
     PieceFetch& f = (*fetches)[i];
     STRATA_CHECK(IsPieced(f.ref) && f.first < f.end && f.end <= PieceCount(f.ref));
@@ -426,35 +365,55 @@ PieceGets PlanPieceGets(ObjectStore* store, const std::string& name, const Block
       continue;
     }
     p.tables[i] = *table;
-    PlanFetchGets(i, &f, &p);
+    for (uint32_t n = f.first; n < f.end; n++) {
+      wanted.push_back(WantedRange{PlaceOf(f.ref, p.tables[i], n), p.tables[i].stored[n], i, n});
+    }
   }
+  PlanRangeGets(std::move(wanted), &p, fetches);
   return p;
 }
 
+// The stored bytes of a range from its GET; an error (the GET's, or Corruption for a short
+// response: a damaged or truncated pack) names `what`.
+Result<std::string_view> SliceOf(const FetchGets& p, const Slice& slice, uint64_t bytes,
+                                 const std::string& what) {
+  const S3Request& get = p.gets[slice.get];
+  if (!get.status.ok()) {
+    return get.status.WithContext(what + " in " + get.key);
+  }
+  if (get.response.size() < slice.at || get.response.size() - slice.at < bytes) {
+    return Status::Corruption(what + " in " + get.key + ": short read (damaged or truncated pack)");
+  }
+  return std::string_view(get.response).substr(slice.at, bytes);
+}
+
 // Fetch `i`'s pieces from their GETs, each decompressed and checked against its hash.
-Status DecodeFetch(const PieceGets& p, size_t i, const std::string& what, const PieceFetch& f) {
+Status DecodeFetch(const FetchGets& p, size_t i, const std::string& what, const PieceFetch& f) {
   for (uint32_t n = f.first; n < f.end; n++) {
-    const PieceSlice& slice = p.slices[i][n];
-    const S3Request& get = p.gets[slice.get];
-    if (!get.status.ok()) {
-      return get.status.WithContext(what + " in " + get.key);
-    }
-    const uint32_t bytes = p.tables[i].stored[n];
-    if (get.response.size() < slice.at || get.response.size() - slice.at < bytes) {
-      return Status::Corruption(what + " in " + get.key +
-                                ": short read (damaged or truncated pack)");
-    }
-    STRATA_RETURN_IF_ERROR(
-        DecodePieceInto(std::string_view(get.response).substr(slice.at, bytes),
-                        p.tables[i].sha256[n], what + " in " + get.key,
-                        f.out.subspan(size_t{n - f.first} * kPieceBytes, PieceRaw(f.ref, n))));
+    STRATA_ASSIGN_OR_RETURN(std::string_view stored,
+                            SliceOf(p, p.slices[i][n], p.tables[i].stored[n], what));
+    STRATA_RETURN_IF_ERROR(DecodePieceInto(
+        stored, p.tables[i].sha256[n], what + " in " + p.gets[p.slices[i][n].get].key,
+        f.out.subspan(size_t{n - f.first} * kPieceBytes, PieceRaw(f.ref, n))));
   }
   return Status::OK();
 }
 
-// Each fetch's pieces from its GETs.
-void DecodePieceGets(const PieceGets& p, const std::string& name,
+// Each whole block decompressed and checked into out[w] (status[w]); each fetch's pieces.
+void DecodeFetchGets(const FetchGets& p, const std::string& name, const BlockNamer& namer,
+                     const std::vector<std::pair<uint64_t, BlockRef>>& wholes,
+                     const std::vector<std::span<std::byte>>& out, std::vector<Status>* status,
                      std::vector<PieceFetch>* fetches) {
+  status->assign(wholes.size(), Status::OK());
+  ParallelFor(wholes.size(), Cores(), [&](size_t w) {
+    const BlockRef& ref = wholes[w].second;
+    const std::string what = name + ": block " + std::to_string(wholes[w].first);
+    Result<std::string_view> stored = SliceOf(p, p.wholes[w], ref.stored, what);
+    (*status)[w] = stored.ok()
+                       ? DecodeBlockInto(*stored, ref, namer,
+                                         what + " in " + p.gets[p.wholes[w].get].key, out[w])
+                       : stored.status();
+  });
   ParallelFor(fetches->size(), Cores(), [&](size_t i) {
     PieceFetch& f = (*fetches)[i];
     if (f.status.ok()) {
@@ -488,23 +447,18 @@ void FetchTogetherInto(ObjectStore* store, const std::string& name, const BlockN
       whole_of.push_back(i);
     }
   }
-  BlockGets blocks = PlanBlockGets(whole);
-  PieceGets piece_gets = PlanPieceGets(store, name, namer, cache, pieces);
+  FetchGets gets = PlanFetchGets(store, name, namer, cache, whole, pieces);
   std::vector<S3Request*> batch;
-  for (S3Request& get : blocks.gets) {
-    batch.push_back(&get);
-  }
-  for (S3Request& get : piece_gets.gets) {
+  for (S3Request& get : gets.gets) {
     batch.push_back(&get);
   }
   store->Run(batch);
   std::vector<Status> whole_status;
-  DecodeBlockGets(blocks, name, namer, whole, whole_out, &whole_status);
-  DecodePieceGets(piece_gets, name, pieces);
+  DecodeFetchGets(gets, name, namer, whole, whole_out, &whole_status, pieces);
   status->assign(refs.size(), Status::OK());
   brought->assign(refs.size(), 0);
   for (size_t w = 0; w < whole.size(); w++) {
-    (*brought)[whole_of[w]] = whole_status[w].ok() ? whole[w].second.stored : 0;
+    (*brought)[whole_of[w]] = whole_status[w].ok() ? gets.whole_bytes[w] : 0;
     (*status)[whole_of[w]] = std::move(whole_status[w]);
   }
   for (size_t k = 0; k < spanning_of.size(); k++) {

@@ -195,7 +195,8 @@ for args in "--allow-insecure-tcp" "--tls-certificates $pki/server"; do
   # shellcheck disable=SC2086
   "$server" --pool "$pool" --listen 0.0.0.0:0 --socket "$work/sock" $args 2>"$work/log" &
   pid=$!
-  for _ in $(seq 200); do [[ -S "$work/sock" ]] && break; sleep 0.05; done
+  # The unix socket is made first, the TCP listener (and its log line) after: wait for the line.
+  for _ in $(seq 200); do grep -q "listening on tcp 0.0.0.0" "$work/log" && break; sleep 0.05; done
   grep -q "listening on tcp 0.0.0.0" "$work/log" || fail "0.0.0.0 with $args did not listen"
   stop_server
 done

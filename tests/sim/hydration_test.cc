@@ -663,6 +663,26 @@ TEST_F(HydrationTest, AnIncrementalPushSendsChangedPiecesAndReadersFollowThem) {
     ASSERT_TRUE(status.at(0).ok()) << status[0].ToString();
     EXPECT_TRUE(std::equal(block.begin(), block.end(), want.begin() + 33 * kBlock));
     EXPECT_EQ(Gets() - gets_before, 3u);
+    // With the whole blocks beside it (32 and 34, in the parent's pack on either side of the
+    // parent's block 33): the parent's pack is one GET from block 32 to 34, the changed piece
+    // another (the index is read already); not two GETs for the whole blocks and two for 33.
+    auto next =
+        std::find_if(leaf->begin(), leaf->end(), [](const auto& r) { return r.first == 34; });
+    ASSERT_TRUE(ref != leaf->begin() && next != leaf->end());
+    ASSERT_EQ(std::prev(ref)->first, 32u);
+    ASSERT_EQ(std::prev(ref)->second.pack, next->second.pack);
+    Bytes three(3 * kBlock);
+    std::vector<std::span<std::byte>> outs;
+    for (size_t k = 0; k < 3; k++) {
+      outs.emplace_back(three.data() + k * kBlock, kBlock);
+    }
+    const uint64_t gets_three = Gets();
+    (*reader)->Fetch({*std::prev(ref), *ref, *next}, outs, &status);
+    for (const Status& s : status) {
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    EXPECT_TRUE(std::equal(three.begin(), three.end(), want.begin() + 32 * kBlock));
+    EXPECT_EQ(Gets() - gets_three, 2u);
   }
   Bytes all(kSize);
   ASSERT_TRUE(v->Read(0, all).ok());  // whole blocks, the spanning ones piece by piece
