@@ -473,6 +473,8 @@ TEST(RemoteCrashSimulation, PushDeleteCollectRestoreSurviveDeadProcesses) {
   }
   const int seeds = EnvInt("STRATA_REMOTE_SIM_SEEDS", 200);
   for (int seed = 1; seed <= seeds && !HasFatalFailure(); seed++) {
+    // An invariant that aborts the process names no seed: the last of these lines does.
+    std::fprintf(stderr, "seed %d\n", seed);
     RemoteSimulation(static_cast<uint64_t>(seed)).Run(steps);
   }
   std::printf(
