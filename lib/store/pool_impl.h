@@ -262,8 +262,11 @@ class PoolImpl final : public Pool {
   // Drops one reference to (lineage, epoch); queues the epoch for reclaim when it dies.
   void UnpinLocked(uint64_t lineage, uint64_t epoch, CommitBatch* batch) REQUIRES(mu_);
   void RefreshFloorLocked(uint64_t lineage) REQUIRES(mu_);
-  // Holds new mutations of `volumes` back and waits for those in flight. REQUIRES: mu_ (in lock).
-  void DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volumes) REQUIRES(mu_);
+  // Holds new mutations of `volumes` back and waits for those in flight; fills the partial
+  // versions of their lineages and of `closed` (lineages of volumes no handle holds open).
+  // REQUIRES: mu_ (in lock). mu_ is released while it waits.
+  void DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volumes,
+                   const std::vector<uint64_t>& closed) REQUIRES(mu_);
   Result<SnapshotRecord*> FindSnapshotLocked(const std::string& snapshot_id) REQUIRES(mu_);
   // The block source the data of `lineage` reads through to (its own or an ancestor's), and the
   // size of the snapshot it fills. REQUIRES: mu_.

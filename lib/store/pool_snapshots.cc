@@ -121,14 +121,20 @@ uint64_t PoolImpl::FloorLocked(uint64_t lineage, uint64_t head) {
   return floor;
 }
 
-void PoolImpl::DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volumes) {
+void PoolImpl::DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volumes,
+                           const std::vector<uint64_t>& closed) {
   // Partial versions are filled before the barrier, while writes go on (copying whole chunks
-  // meanwhile): the barrier then only waits for the writes in flight, one I/O latency.
+  // meanwhile): the barrier then only waits for the writes in flight, one I/O latency. A closed
+  // volume's partial versions outlive the handle that wrote them: filled too.
+  std::vector<uint64_t> lineages = closed;
   for (const auto& v : volumes) {
-    no_new_partials_[v->lineage()]++;
+    lineages.push_back(v->lineage());
   }
-  for (const auto& v : volumes) {
-    WaitNoPartialsLocked(v->lineage());
+  for (uint64_t lineage : lineages) {
+    no_new_partials_[lineage]++;
+  }
+  for (uint64_t lineage : lineages) {
+    WaitNoPartialsLocked(lineage);
   }
   for (const auto& v : volumes) {
     v->AssertPoolHeld();
@@ -142,12 +148,12 @@ void PoolImpl::DrainLocked(const std::vector<std::shared_ptr<VolumeImpl>>& volum
   }
   // No version of an epoch about to freeze (or whose predecessor may die) stays partial: the
   // writes just drained may have made a few more.
-  for (const auto& v : volumes) {
-    WaitNoPartialsLocked(v->lineage());
+  for (uint64_t lineage : lineages) {
+    WaitNoPartialsLocked(lineage);
   }
-  for (const auto& v : volumes) {  // the barrier holds new writes until the caller lifts it
-    if (--no_new_partials_[v->lineage()] == 0) {
-      no_new_partials_.erase(v->lineage());
+  for (uint64_t lineage : lineages) {  // the barrier holds new writes until the caller lifts it
+    if (--no_new_partials_[lineage] == 0) {
+      no_new_partials_.erase(lineage);
     }
   }
 }
@@ -229,6 +235,7 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
   }
   std::vector<VolumeRecord*> recs;
   std::vector<std::shared_ptr<VolumeImpl>> open;
+  std::vector<uint64_t> closed;
   for (const std::string& v : volumes) {
     STRATA_ASSIGN_OR_RETURN(VolumeRecord * rec, FindLocked(v));
     if (rec->deleting) {
@@ -240,10 +247,27 @@ Result<std::vector<SnapshotInfo>> PoolImpl::TakeSnapshots(const std::vector<std:
     recs.push_back(rec);
     if (auto handle = rec->open.lock()) {
       open.push_back(std::move(handle));
+    } else {
+      closed.push_back(rec->info.lineage);
     }
   }
   // One point in time for all: no mutation of any of them in flight, none starting.
-  DrainLocked(open);
+  DrainLocked(open, closed);
+  // A volume opened while the drain waited (mu_ is released then) is drained as well.
+  for (bool more = true; more;) {
+    std::vector<std::shared_ptr<VolumeImpl>> opened;
+    for (VolumeRecord* rec : recs) {
+      auto handle = rec->open.lock();
+      if (handle && std::find(open.begin(), open.end(), handle) == open.end()) {
+        opened.push_back(std::move(handle));
+      }
+    }
+    more = !opened.empty();
+    if (more) {
+      DrainLocked(opened, {});
+      open.insert(open.end(), opened.begin(), opened.end());
+    }
+  }
   CommitBatch batch;
   std::vector<SnapshotInfo> out;
   const int64_t now = env_->WallClockMs();
@@ -552,7 +576,7 @@ void PoolImpl::RefreshFloorLocked(uint64_t lineage) {
     return;
   }
   if (auto handle = v->second.open.lock()) {
-    DrainLocked({handle});
+    DrainLocked({handle}, {});
     handle->AssertPoolHeld();
     handle->set_floor_locked(FloorLocked(lineage, v->second.info.head_epoch));
     handle->set_barrier_locked(false);

@@ -603,6 +603,45 @@ TEST_F(SubChunkTest, BackgroundFillMakesEveryChunkWhole) {
   ExpectClean();
 }
 
+// A snapshot of a volume no handle holds open fills its partial chunks too: they outlive the
+// handle that wrote them (an NBD client gone, then create-snapshot), and a partial version the
+// snapshot kept would be shared, which the next write into that chunk must never find (the
+// remote simulator hit it now and then: the background fill had not run yet).
+TEST(SubChunkClosedTest, ASnapshotOfAClosedVolumeFillsItsPartialChunks) {
+  constexpr uint32_t kBig = 65536;
+  test::TempDir dir;
+  PoolOptions o;
+  o.chunk_size_bytes = kBig;
+  o.commit_interval_ms = 0;
+  o.background_fill = false;  // filled only when a drain asks
+  ASSERT_TRUE(Pool::Create(dir.path(), o).ok());
+  auto pool = std::move(*Pool::Open(dir.path(), o));
+  auto info = pool->CreateVolume(VolumeSpec{4 * kBig, "", "gp3", ""});
+  ASSERT_TRUE(info.ok());
+  std::vector<std::byte> expect = test::RandomBytes(4 * kBig, 31);
+  auto unit = test::RandomBytes(4096, 32);
+  {
+    auto vol = *pool->OpenVolume(info->volume_id);
+    ASSERT_TRUE(vol->Write(0, expect, false).ok());
+    ASSERT_TRUE(pool->CreateSnapshot(info->volume_id, "").ok());
+    ASSERT_TRUE(vol->Write(kBig + 3 * 4096, unit, false).ok());  // copy on write, in part
+    std::memcpy(expect.data() + kBig + 3 * 4096, unit.data(), unit.size());
+    ASSERT_EQ(pool->Info().partial_chunks, 1u);
+  }  // the handle goes; the partial chunk stays
+  auto snap = pool->CreateSnapshot(info->volume_id, "closed");
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(pool->Info().partial_chunks, 0u);
+  auto vol = *pool->OpenVolume(info->volume_id);
+  ASSERT_TRUE(vol->Write(kBig + 5 * 4096, unit, false).ok());  // into the snapshot's chunk
+  std::vector<std::byte> now = expect;
+  std::memcpy(now.data() + kBig + 5 * 4096, unit.data(), unit.size());
+  EXPECT_EQ(ReadAll(vol.get()), now);
+  EXPECT_EQ(ReadAll(pool->OpenSnapshot(snap->snapshot_id)->get()), expect);
+  auto report = pool->Check();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->problems.empty()) << report->problems.front();
+}
+
 // A fill whose I/O fails latches the pool, as a failed sync does: the snapshot that waits for
 // the fill fails instead of hanging, writes fail until the pool is reopened, and the reopened
 // pool reads every acknowledged write.
